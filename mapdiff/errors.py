@@ -1,0 +1,16 @@
+"""The error hierarchy: one root, so the CLI can turn any input problem into one line and exit 1."""
+
+
+class MapdiffError(Exception):
+    """Root of every error mapdiff raises on purpose."""
+
+
+class InputError(MapdiffError):
+    """An input file, column or option is not what the stage expects.
+
+    The message names the file, the column or option, what was expected and what was found.
+    """
+
+
+class ConfigError(MapdiffError, ValueError):
+    """A configuration value is out of its allowed range."""

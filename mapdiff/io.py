@@ -1,0 +1,142 @@
+"""Reading and writing stage files: Parquet/GeoParquet and GeoPackage, local or ``s3://``.
+
+Every reader names the file in its errors; every writer writes to a temporary name beside
+the target and renames it into place, so a failed run never leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+from mapdiff.errors import InputError
+
+
+def _is_remote(path: str | os.PathLike) -> bool:
+    return "://" in str(path)
+
+
+def _check_exists(path) -> None:
+    if _is_remote(path):
+        import fsspec
+
+        fs, fspath = fsspec.core.url_to_fs(str(path))
+        if not fs.exists(fspath):
+            msg = f"{path}: file not found"
+            raise InputError(msg)
+    elif not Path(path).exists():
+        msg = f"{path}: file not found"
+        raise InputError(msg)
+
+
+def read_table(path) -> pd.DataFrame:
+    """Read a Parquet or GeoParquet file into a (Geo)DataFrame.
+
+    A GeoParquet file comes back as a GeoDataFrame with its CRS; a geometry column without
+    a CRS is an error, since every coordinate in mapdiff must say what it is.
+    """
+    import pyarrow.parquet as pq
+
+    _check_exists(path)
+    try:
+        if _is_remote(path):
+            import fsspec
+
+            with fsspec.open(str(path), "rb") as f:
+                table = pq.read_table(f)
+        else:
+            table = pq.read_table(str(path))
+    except Exception as exc:  # pyarrow raises several types for "not a Parquet file"
+        msg = f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc})"
+        raise InputError(msg) from None
+    meta = table.schema.metadata or {}
+    if b"geo" in meta:
+        import geopandas as gpd
+
+        try:
+            gdf = gpd.read_parquet(str(path))
+        except Exception as exc:
+            msg = f"{path}: invalid GeoParquet geometry ({exc})"
+            raise InputError(msg) from None
+        if gdf.crs is None:
+            msg = f"{path}: geometry column {gdf.geometry.name!r} has no CRS; expected one (e.g. EPSG:4326)"
+            raise InputError(msg)
+        return gdf
+    return table.to_pandas()
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary local path; on success move it to ``path`` (local or remote).
+
+    On any error the temporary file is removed and ``path`` is left untouched.
+    """
+    path = str(path)
+    if _is_remote(path):
+        suffix = Path(path.split("?")[0]).suffix
+        fd, tmp = tempfile.mkstemp(suffix=suffix)
+        os.close(fd)
+        os.unlink(tmp)
+    else:
+        parent = Path(path).resolve().parent
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = str(parent / f".{Path(path).name}.{uuid.uuid4().hex[:8]}.tmp{Path(path).suffix}")
+    try:
+        yield tmp
+        if _is_remote(path):
+            import fsspec
+
+            fs, fspath = fsspec.core.url_to_fs(path)
+            fs.put_file(tmp, fspath)
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_table(df: pd.DataFrame, path) -> None:
+    """Write a frame as Parquet (GeoParquet if it is a GeoDataFrame), atomically."""
+    import geopandas as gpd
+
+    with atomic_path(path) as tmp:
+        if isinstance(df, gpd.GeoDataFrame):
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False, engine="pyarrow")
+
+
+def write_gpkg(layers: dict, path) -> None:
+    """Write several GeoDataFrames as the layers of one GeoPackage, atomically."""
+    import pyogrio
+
+    with atomic_path(path) as tmp:
+        for i, (name, gdf) in enumerate(layers.items()):
+            pyogrio.write_dataframe(gdf, tmp, layer=name, driver="GPKG", append=i > 0)
+
+
+def read_gpkg_layer(path, layer: str, *, columns=None):
+    """Read one layer of a GeoPackage, naming the file and the layer in every error."""
+    import pyogrio
+
+    _check_exists(path)
+    try:
+        layers = [name for name, _ in pyogrio.list_layers(str(path))]
+    except Exception as exc:
+        msg = f"{path}: not a GeoPackage (cannot open: {exc})"
+        raise InputError(msg) from None
+    if layer not in layers:
+        msg = f"{path}: no layer {layer!r}; found layers {layers}"
+        raise InputError(msg)
+    gdf = pyogrio.read_dataframe(str(path), layer=layer, columns=columns)
+    if "geometry" in gdf and gdf.crs is None:
+        msg = f"{path}: layer {layer!r} has no CRS; expected one (e.g. EPSG:4326)"
+        raise InputError(msg)
+    return gdf

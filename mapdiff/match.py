@@ -1,0 +1,273 @@
+"""HMM map matching of GPS traces to a road network (the ``match`` stage).
+
+Candidates come from a grid index; emission is Gaussian in the fix-to-road distance,
+transition is exponential in the gap between route and straight-line distance, the route
+distance comes from a bounded Dijkstra on the compiled CSR graph (no all-pairs table), and
+Viterbi picks the path. Fixes with no road within the search radius, or that no road path can
+reach, are ``unmatched`` and the trip goes on past them; when the chain cannot go on (a long
+time gap, or several fixes in a row unreachable) it breaks and the next matched fix is marked
+``break``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from mapdiff.errors import ConfigError, InputError
+from mapdiff.network import Network
+from mapdiff.schema import validate_traces
+
+STATES = np.array(["matched", "unmatched", "break"], dtype=object)
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """Matching parameters; every field carries its unit.
+
+    Attributes
+    ----------
+    search_radius_m : candidate roads are searched this far from each fix; farther fixes are
+        unmatched.
+    max_candidates : at most this many nearest edges per fix.
+    gps_sigma_m : standard deviation of the GPS error (a per-fix ``accuracy_m`` column, if
+        present, overrides it).
+    emission_cap_sigma : errors beyond this many sigmas all cost the same, so a single outlier
+        cannot force a detour.
+    beta_m : scale of the transition penalty on ``|route - straight|``.
+    route_factor, route_slack_m : a route between two fixes longer than
+        ``route_factor * straight + route_slack_m`` is not considered.
+    reverse_tolerance_m : a move backwards along one edge up to this far is GPS jitter, not a
+        loop around the block.
+    max_gap_s : a time gap longer than this breaks the chain.
+    max_outliers : this many consecutive unreachable fixes are skipped as outliers; one more
+        breaks the chain.
+    """
+
+    search_radius_m: float = 50.0
+    max_candidates: int = 8
+    gps_sigma_m: float = 10.0
+    emission_cap_sigma: float = 4.0
+    beta_m: float = 10.0
+    route_factor: float = 2.0
+    route_slack_m: float = 150.0
+    reverse_tolerance_m: float = 20.0
+    max_gap_s: float = 600.0
+    max_outliers: int = 3
+
+    def validate(self) -> "MatchConfig":
+        """Raise :class:`ConfigError` naming the first field out of range; return self."""
+        positive = ("search_radius_m", "gps_sigma_m", "emission_cap_sigma", "beta_m", "max_gap_s")
+        for name in positive:
+            value = getattr(self, name)
+            if not np.isfinite(value) or value <= 0:
+                msg = f"MatchConfig.{name} must be a positive number; got {value!r}"
+                raise ConfigError(msg)
+        for name in ("route_slack_m", "reverse_tolerance_m"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value < 0:
+                msg = f"MatchConfig.{name} must be >= 0; got {value!r}"
+                raise ConfigError(msg)
+        if not self.route_factor >= 1:
+            msg = f"MatchConfig.route_factor must be >= 1; got {self.route_factor!r}"
+            raise ConfigError(msg)
+        if not 1 <= self.max_candidates <= 64:
+            msg = f"MatchConfig.max_candidates must be in [1, 64]; got {self.max_candidates!r}"
+            raise ConfigError(msg)
+        if self.max_outliers < 0:
+            msg = f"MatchConfig.max_outliers must be >= 0; got {self.max_outliers!r}"
+            raise ConfigError(msg)
+        return self
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+MATCHED_COLUMNS = [
+    "trip_id", "t", "lon", "lat", "edge_id", "offset_m", "matched_lon", "matched_lat",
+    "distance_m", "state", "confidence",
+]
+PATH_COLUMNS = ["trip_id", "seq", "chain", "edge_id", "u", "v", "key", "t_enter", "t_exit"]
+
+
+def match(traces: pd.DataFrame, network: Network, config: MatchConfig | None = None, *,
+          source: str = "traces", batch_points: int = 200_000, progress=None):
+    """Match GPS traces to ``network``.
+
+    Parameters
+    ----------
+    traces : frame in the traces contract (``trip_id``, ``t``, ``lon``, ``lat``; optional
+        ``accuracy_m`` and any other columns, which pass through). ``t`` is UTC timestamps or
+        float seconds. Rows need not be sorted.
+    network : the compiled map (:func:`mapdiff.load_network`).
+    config : :class:`MatchConfig`; defaults when omitted.
+    source : name of the input for error messages.
+    batch_points : trips are matched in batches of about this many fixes.
+    progress : optional callable ``progress(n_points_done)`` called after each batch.
+
+    Returns
+    -------
+    matched : one row per input fix, sorted by trip and time (the columns of
+        ``MATCHED_COLUMNS`` then the passed-through ones).
+    paths : one row per traversed edge per trip in driving order (``PATH_COLUMNS``); ``chain``
+        counts breaks within the trip, and consecutive rows of one chain are connected.
+    """
+    config = (config or MatchConfig()).validate()
+    df = validate_traces(traces, source)
+    _check_overlap(df, network, source)
+    x, y = network.proj.to_metres(df["lon"].to_numpy(), df["lat"].to_numpy())
+    sigma = _sigma(df, config, source)
+    t_s = df["_t_s"].to_numpy()
+    trip_codes, trip_names = pd.factorize(df["trip_id"], sort=False)
+    starts = np.flatnonzero(np.r_[True, trip_codes[1:] != trip_codes[:-1]])
+    trip_ptr = np.r_[starts, len(df)].astype(np.int64)
+
+    n = len(df)
+    edge_idx = np.full(n, -1, dtype=np.int64)
+    offset = np.full(n, np.nan)
+    mx = np.full(n, np.nan)
+    my = np.full(n, np.nan)
+    dist = np.full(n, np.nan)
+    conf = np.full(n, np.nan)
+    state = np.full(n, 1, dtype=np.int8)
+    chain = np.full(n, -1, dtype=np.int64)
+    path_parts = []
+    # batches hold whole trips, so each batch is an independent kernel call
+    cuts = [0]
+    for b in range(1, len(trip_ptr) - 1):
+        if trip_ptr[b] - trip_ptr[cuts[-1]] >= batch_points:
+            cuts.append(b)
+    cuts.append(len(trip_ptr) - 1)
+    for c0, c1 in zip(cuts[:-1], cuts[1:]):
+        p0, p1 = trip_ptr[c0], trip_ptr[c1]
+        part = _match_batch(network, config, x[p0:p1], y[p0:p1], t_s[p0:p1], sigma[p0:p1],
+                            trip_ptr[c0:c1 + 1] - p0)
+        sl = slice(p0, p1)
+        edge_idx[sl], offset[sl], mx[sl], my[sl], dist[sl], conf[sl], state[sl], chain[sl] = part[:8]
+        p_trip, p_chain, p_edge, p_t0, p_t1 = part[8]
+        path_parts.append((p_trip + c0, p_chain, p_edge, p_t0, p_t1))
+        if progress is not None:
+            progress(int(p1 - p0))
+
+    matched = _matched_frame(df, network, edge_idx, offset, mx, my, dist, conf, state)
+    paths = _paths_frame(df, network, trip_names, path_parts)
+    return matched, paths
+
+
+def _match_batch(network: Network, config: MatchConfig, x, y, t_s, sigma, trip_ptr):
+    from mapdiff._kernels import hmm
+    from mapdiff._kernels.geometry import candidates
+
+    x0, y0, cell, nx, ny, cell_ptr, cell_seg = network.grid
+    cedge, cdist, coff, cx, cy = candidates(
+        x, y, config.search_radius_m, config.max_candidates, network.vx, network.vy, network.vcum,
+        network.seg_edge, x0, y0, cell, nx, ny, cell_ptr, cell_seg,
+    )
+    floor = -0.5 * config.emission_cap_sigma**2
+    sel, conf, chain, state = hmm.viterbi(
+        trip_ptr, x, y, t_s, sigma, cedge, cdist, coff, network.n_nodes, network.out_ptr, network.out_edge,
+        network.edge_u, network.edge_v, network.edge_len, config.beta_m, floor, config.route_factor,
+        config.route_slack_m, config.reverse_tolerance_m, config.max_gap_s, config.max_outliers,
+    )
+    rows = np.flatnonzero(sel >= 0)
+    n = len(x)
+    edge_idx = np.full(n, -1, dtype=np.int64)
+    offset, mx, my, dist = (np.full(n, np.nan) for _ in range(4))
+    edge_idx[rows] = cedge[rows, sel[rows]]
+    offset[rows] = coff[rows, sel[rows]]
+    mx[rows] = cx[rows, sel[rows]]
+    my[rows] = cy[rows, sel[rows]]
+    dist[rows] = cdist[rows, sel[rows]]
+    sel_edge = np.where(sel >= 0, edge_idx, -1)
+    path = hmm.paths(trip_ptr, t_s, sel_edge, np.nan_to_num(offset), chain, network.n_nodes, network.out_ptr,
+                     network.out_edge, network.edge_u, network.edge_v, network.edge_len,
+                     config.reverse_tolerance_m)
+    return edge_idx, offset, mx, my, dist, conf, state, chain, path
+
+
+def _sigma(df: pd.DataFrame, config: MatchConfig, source: str) -> np.ndarray:
+    sigma = np.full(len(df), config.gps_sigma_m)
+    if "accuracy_m" in df.columns:
+        acc = pd.to_numeric(df["accuracy_m"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        if (acc < 0).any():
+            msg = f"{source}: column 'accuracy_m' must be >= 0 metres; found {np.nanmin(acc)!r}"
+            raise InputError(msg)
+        ok = np.isfinite(acc) & (acc > 0)
+        # a reported accuracy below the model's sigma is usually optimistic: never trust it more
+        sigma[ok] = np.maximum(acc[ok], config.gps_sigma_m)
+    return sigma
+
+
+def _check_overlap(df: pd.DataFrame, network: Network, source: str) -> None:
+    """Fail early when no fix is near the map: the common lon/lat swap, or the wrong map."""
+    minx, miny, maxx, maxy = network.bounds_lonlat()
+    pad = 0.05
+    lon, lat = df["lon"].to_numpy(), df["lat"].to_numpy()
+    inside = (lon >= minx - pad) & (lon <= maxx + pad) & (lat >= miny - pad) & (lat <= maxy + pad)
+    if inside.any():
+        return
+    swapped = (lat >= minx - pad) & (lat <= maxx + pad) & (lon >= miny - pad) & (lon <= maxy + pad)
+    hint = "; columns 'lon' and 'lat' look swapped" if swapped.any() else ""
+    msg = (
+        f"{source}: no fix lies within the map's extent (lon {minx:.4f}..{maxx:.4f}, "
+        f"lat {miny:.4f}..{maxy:.4f}){hint}"
+    )
+    raise InputError(msg)
+
+
+def _matched_frame(df, network, edge_idx, offset, mx, my, dist, conf, state):
+    mlon, mlat = np.full(len(df), np.nan), np.full(len(df), np.nan)
+    ok = edge_idx >= 0
+    if ok.any():
+        mlon[ok], mlat[ok] = network.proj.to_lonlat(mx[ok], my[ok])
+    edge_ids = network.edges["edge_id"].to_numpy()
+    out = pd.DataFrame({
+        "trip_id": df["trip_id"].to_numpy(),
+        "t": df["t"].to_numpy(),
+        "lon": df["lon"].to_numpy(),
+        "lat": df["lat"].to_numpy(),
+        "edge_id": pd.array(np.where(ok, edge_ids[np.maximum(edge_idx, 0)], 0), dtype="Int64"),
+        "offset_m": offset,
+        "matched_lon": mlon,
+        "matched_lat": mlat,
+        "distance_m": dist,
+        "state": STATES[state],
+        "confidence": conf,
+    })
+    out.loc[~ok, "edge_id"] = pd.NA
+    extra = [c for c in df.columns if c not in out.columns and not c.startswith("_") and c != "geometry"]
+    for c in extra:
+        out[c] = df[c].to_numpy()
+    return out
+
+
+def _paths_frame(df, network, trip_names, parts):
+    if parts:
+        p_trip, p_chain, p_edge, p_t0, p_t1 = (np.concatenate(a) for a in zip(*parts))
+    else:
+        p_trip = p_chain = p_edge = np.zeros(0, dtype=np.int64)
+        p_t0 = p_t1 = np.zeros(0)
+    seq = pd.Series(p_trip).groupby(p_trip).cumcount().to_numpy()
+    e = network.edges
+    time_is_ts = pd.api.types.is_datetime64_any_dtype(df["t"])
+    out = pd.DataFrame({
+        "trip_id": np.asarray(trip_names, dtype=object)[p_trip] if len(p_trip) else np.array([], dtype=object),
+        "seq": seq.astype(np.int64),
+        "chain": p_chain.astype(np.int64),
+        "edge_id": e["edge_id"].to_numpy()[p_edge],
+        "u": e["u"].to_numpy()[p_edge],
+        "v": e["v"].to_numpy()[p_edge],
+        "key": e["key"].to_numpy()[p_edge],
+        "t_enter": _from_seconds(p_t0, df["t"]) if time_is_ts else p_t0,
+        "t_exit": _from_seconds(p_t1, df["t"]) if time_is_ts else p_t1,
+    })
+    return out
+
+
+def _from_seconds(seconds: np.ndarray, like: pd.Series):
+    ts = pd.to_datetime(np.round(seconds * 1e6).astype(np.int64), unit="us", utc=True)
+    if getattr(like.dt, "tz", None) is None:
+        ts = ts.tz_localize(None)
+    return ts

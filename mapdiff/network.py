@@ -1,0 +1,175 @@
+"""The road network model: a map GeoPackage compiled once into arrays for the kernels.
+
+Any GeoPackage with an ``edges`` layer in the osmnx layout (u, v, key, geometry; osmid,
+highway, oneway, length optional) is a valid map, whatever built it. Each row is one directed
+edge whose geometry runs from u to v, as osmnx writes it. ``edge_id`` is the layer's own
+column when present, otherwise the row number, so it is stable for a given file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from mapdiff.errors import InputError
+from mapdiff.projection import LocalProjection
+
+#: cells of the candidate grid (metres); capped so the grid stays a few MB on any extent
+GRID_CELL_M = 50.0
+MAX_GRID_CELLS = 4_000_000
+
+
+@dataclass(frozen=True, eq=False)
+class Network:
+    """A directed road graph in local metres, with a CSR adjacency and a segment grid.
+
+    Build it once per map with :func:`load_network` (or :meth:`from_edges`) and pass it to
+    every matching call.
+    """
+
+    edges: pd.DataFrame  # edge_id, u, v, key (+ osmid, highway, oneway when present), no geometry
+    proj: LocalProjection
+    edge_u: np.ndarray  # compact node index of each edge's start
+    edge_v: np.ndarray
+    edge_len: np.ndarray  # metres, measured on the projected geometry
+    n_nodes: int
+    out_ptr: np.ndarray  # CSR: edges leaving node i are out_edge[out_ptr[i]:out_ptr[i+1]]
+    out_edge: np.ndarray
+    vx: np.ndarray  # all edge vertices, edge after edge
+    vy: np.ndarray
+    vcum: np.ndarray  # distance from the edge's start to each vertex
+    vptr: np.ndarray  # vertices of edge e are vptr[e]:vptr[e+1]
+    seg_edge: np.ndarray  # the edge each vertex (as segment start) belongs to
+    grid: tuple = field(repr=False)  # (x0, y0, cell_m, nx, ny, cell_ptr, cell_seg)
+
+    @property
+    def n_edges(self) -> int:
+        return len(self.edge_u)
+
+    @classmethod
+    def from_edges(cls, edges, *, source: str = "edges") -> "Network":
+        """Compile a GeoDataFrame of directed edges (osmnx layout) into a network."""
+        import shapely
+
+        from mapdiff._kernels.geometry import build_grid
+
+        _check_edges(edges, source)
+        if "edge_id" in edges.columns:
+            edge_id = edges["edge_id"].to_numpy()
+            if not pd.api.types.is_integer_dtype(edge_id) or pd.Series(edge_id).duplicated().any():
+                msg = f"{source}: column 'edge_id' must hold unique integers"
+                raise InputError(msg)
+        else:
+            edge_id = np.arange(len(edges), dtype=np.int64)
+        wgs = edges.geometry.to_crs(4326)
+        minx, miny, maxx, maxy = wgs.total_bounds
+        proj = LocalProjection.around((minx + maxx) / 2, (miny + maxy) / 2)
+        geom = edges.geometry.to_crs(proj.crs)
+        coords, index = shapely.get_coordinates(geom.values, return_index=True)
+        n_edges = len(edges)
+        counts = np.bincount(index, minlength=n_edges)
+        if (counts < 2).any():
+            row = int(np.flatnonzero(counts < 2)[0])
+            msg = f"{source}: edge at row {row} has an empty or one-point geometry"
+            raise InputError(msg)
+        vptr = np.zeros(n_edges + 1, dtype=np.int64)
+        np.cumsum(counts, out=vptr[1:])
+        vx = np.ascontiguousarray(coords[:, 0])
+        vy = np.ascontiguousarray(coords[:, 1])
+        step = np.hypot(np.diff(vx), np.diff(vy))
+        seg_valid = index[:-1] == index[1:]
+        step[~seg_valid] = 0.0
+        cum = np.concatenate([[0.0], np.cumsum(step)])
+        vcum = cum - cum[vptr[:-1]].repeat(counts)
+        edge_len = vcum[vptr[1:] - 1].copy()
+
+        codes, _ = pd.factorize(pd.concat([edges["u"], edges["v"]], ignore_index=True))
+        edge_u = codes[:n_edges].astype(np.int64)
+        edge_v = codes[n_edges:].astype(np.int64)
+        n_nodes = int(codes.max()) + 1 if n_edges else 0
+        out_edge = np.argsort(edge_u, kind="stable").astype(np.int64)
+        out_ptr = np.zeros(n_nodes + 1, dtype=np.int64)
+        np.cumsum(np.bincount(edge_u, minlength=n_nodes), out=out_ptr[1:])
+
+        x0, y0 = vx.min() - 1.0, vy.min() - 1.0
+        cell = GRID_CELL_M
+        while ((vx.max() - x0) / cell + 1) * ((vy.max() - y0) / cell + 1) > MAX_GRID_CELLS:
+            cell *= 2
+        nx = int((vx.max() - x0) / cell) + 1
+        ny = int((vy.max() - y0) / cell) + 1
+        seg_valid_v = np.zeros(len(vx), dtype=np.bool_)
+        seg_valid_v[:-1] = seg_valid
+        cell_ptr, cell_seg = build_grid(vx, vy, seg_valid_v, x0, y0, cell, nx, ny)
+
+        keep = [c for c in ("u", "v", "key", "osmid", "highway", "oneway", "maxspeed") if c in edges.columns]
+        table = pd.DataFrame(edges[keep]).reset_index(drop=True)
+        if "key" not in table:
+            table["key"] = 0
+        table.insert(0, "edge_id", edge_id.astype(np.int64))
+        return cls(
+            edges=table,
+            proj=proj,
+            edge_u=edge_u,
+            edge_v=edge_v,
+            edge_len=edge_len,
+            n_nodes=n_nodes,
+            out_ptr=out_ptr,
+            out_edge=out_edge,
+            vx=vx,
+            vy=vy,
+            vcum=vcum,
+            vptr=vptr,
+            seg_edge=index.astype(np.int64),
+            grid=(float(x0), float(y0), float(cell), nx, ny, cell_ptr, cell_seg),
+        )
+
+    def bounds_lonlat(self) -> tuple[float, float, float, float]:
+        """(min lon, min lat, max lon, max lat) of the network."""
+        lon, lat = self.proj.to_lonlat(
+            np.array([self.vx.min(), self.vx.max()]), np.array([self.vy.min(), self.vy.max()])
+        )
+        return float(lon[0]), float(lat[0]), float(lon[1]), float(lat[1])
+
+
+def _check_edges(edges, source: str) -> None:
+    missing = [c for c in ("u", "v") if c not in edges.columns]
+    if missing:
+        msg = f"{source}: edges layer lacks column(s) {missing}; found {list(edges.columns)}"
+        raise InputError(msg)
+    if len(edges) == 0:
+        msg = f"{source}: edges layer is empty"
+        raise InputError(msg)
+    if getattr(edges, "crs", None) is None:
+        msg = f"{source}: edges layer has no CRS"
+        raise InputError(msg)
+    bad = edges.geometry.isna() | edges.geometry.is_empty
+    if bad.any():
+        msg = f"{source}: {int(bad.sum())} edges have no geometry (first at row {int(np.flatnonzero(bad)[0])})"
+        raise InputError(msg)
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: str, mtime: float, size: int) -> Network:
+    from mapdiff.io import read_gpkg_layer
+
+    edges = read_gpkg_layer(path, "edges")
+    return Network.from_edges(edges, source=f"{path} (layer 'edges')")
+
+
+def load_network(path) -> Network:
+    """Load and compile a map GeoPackage; compiled once per file version within a process."""
+    from mapdiff.io import read_gpkg_layer
+
+    path = str(path)
+    if "://" in path:
+        edges = read_gpkg_layer(path, "edges")
+        return Network.from_edges(edges, source=f"{path} (layer 'edges')")
+    if not os.path.exists(path):
+        msg = f"{path}: map file not found"
+        raise InputError(msg)
+    st = os.stat(path)
+    return _load_cached(os.path.abspath(path), st.st_mtime, st.st_size)
