@@ -1,0 +1,34 @@
+"""The ``mapdiff`` command: one subcommand per stage, imported lazily so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+SUBCOMMANDS = {
+    "network": ("mapdiff_cli.network", "network", "Build a map GeoPackage from an OpenStreetMap extract."),
+    "match": ("mapdiff_cli.match", "match", "Match GPS traces to the road network (HMM)."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in SUBCOMMANDS:
+            return None
+        module, attr, _ = SUBCOMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, SUBCOMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="mapdiff")
+def cli():
+    """mapdiff: find where the road map is wrong, from a fleet's GPS traces and dashcam detections."""

@@ -1,0 +1,54 @@
+"""``mapdiff match traces.parquet --map roads.gpkg -o matched.parquet --paths paths.parquet``"""
+
+from __future__ import annotations
+
+import click
+
+from mapdiff_cli.options import Progress, fail, info, output_option, quiet_option
+
+
+def _positive(ctx, param, value):
+    if value is not None and not value > 0:
+        raise click.BadParameter(f"must be > 0; got {value}", param_hint=f"--{param.name.replace('_', '-')}")
+    return value
+
+
+@click.command(short_help="Match GPS traces to the road network (HMM).")
+@click.argument("traces", metavar="TRACES")
+@click.option("--map", "map_path", required=True, metavar="GPKG", help="Map GeoPackage with an edges layer.")
+@output_option("Matched points: one row per input fix (Parquet).")
+@click.option("--paths", "paths_path", metavar="PATH", help="Also write the driven edges per trip (Parquet).")
+@click.option("--search-radius-m", type=float, callback=_positive, help="Candidate search radius [50].")
+@click.option("--gps-sigma-m", type=float, callback=_positive, help="GPS error sigma [10].")
+@click.option("--max-candidates", type=int, callback=_positive, help="Candidate edges per fix [8].")
+@click.option("--beta-m", type=float, callback=_positive, help="Transition scale [10].")
+@click.option("--max-gap-s", type=float, callback=_positive, help="A longer time gap breaks the chain [600].")
+@quiet_option
+def match(traces, map_path, output, paths_path, quiet, **overrides):
+    """Match GPS fixes (trip_id, t, lon, lat) to the edges of the map."""
+    from mapdiff.errors import MapdiffError
+    from mapdiff.io import read_table, write_table
+    from mapdiff.match import MatchConfig, match as run_match
+    from mapdiff.network import load_network
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        config = MatchConfig(**overrides).validate()
+    except MapdiffError as exc:
+        raise click.BadParameter(str(exc)) from None
+    try:
+        df = read_table(traces)
+        net = load_network(map_path)
+        progress = Progress(len(df), "matched fixes", quiet=quiet)
+        matched, paths = run_match(df, net, config, source=str(traces), progress=progress)
+        write_table(matched, output)
+        if paths_path:
+            write_table(paths, paths_path)
+    except MapdiffError as exc:
+        fail(exc)
+    counts = matched["state"].value_counts()
+    info(
+        f"{len(matched):,} fixes in {matched['trip_id'].nunique():,} trips: "
+        + ", ".join(f"{counts.get(s, 0):,} {s}" for s in ("matched", "unmatched", "break")),
+        quiet=quiet,
+    )
