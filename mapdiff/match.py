@@ -42,12 +42,18 @@ class MatchConfig:
     reverse_tolerance_m : a move backwards along one edge up to this far is GPS jitter, not a
         loop around the block.
     max_gap_s : a time gap longer than this breaks the chain.
-    max_outliers : this many consecutive unreachable fixes are skipped as outliers; one more
-        breaks the chain.
+    break_cost : log-likelihood price of ending the chain and restarting it at a later fix
+        (an unexplained jump); it competes with detours, skips and far-off matches.
+    max_outliers : up to this many consecutive fixes may be skipped as outliers (each costs
+        what a fix at the emission cap costs); when one more cannot be reached the chain breaks.
+    rescue_radius_m : a fix that no hypothesis can reach gets a second candidate search this
+        far (GPS far off a fast road) before it counts as an outlier; 0 disables it.
+    stop_radius_m : a fix this close to the last kept fix of its trip is a stop: it is matched
+        with that fix instead of voting on its own, so a long stop cannot outweigh a route.
     """
 
     search_radius_m: float = 50.0
-    max_candidates: int = 8
+    max_candidates: int = 16
     gps_sigma_m: float = 10.0
     emission_cap_sigma: float = 4.0
     beta_m: float = 10.0
@@ -55,17 +61,20 @@ class MatchConfig:
     route_slack_m: float = 150.0
     reverse_tolerance_m: float = 20.0
     max_gap_s: float = 600.0
-    max_outliers: int = 3
+    max_outliers: int = 5
+    break_cost: float = 40.0
+    rescue_radius_m: float = 200.0
+    stop_radius_m: float = 5.0
 
     def validate(self) -> "MatchConfig":
         """Raise :class:`ConfigError` naming the first field out of range; return self."""
-        positive = ("search_radius_m", "gps_sigma_m", "emission_cap_sigma", "beta_m", "max_gap_s")
+        positive = ("search_radius_m", "gps_sigma_m", "emission_cap_sigma", "beta_m", "max_gap_s", "break_cost")
         for name in positive:
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:
                 msg = f"MatchConfig.{name} must be a positive number; got {value!r}"
                 raise ConfigError(msg)
-        for name in ("route_slack_m", "reverse_tolerance_m"):
+        for name in ("route_slack_m", "reverse_tolerance_m", "stop_radius_m", "rescue_radius_m"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
                 msg = f"MatchConfig.{name} must be >= 0; got {value!r}"
@@ -166,23 +175,19 @@ def _match_batch(network: Network, config: MatchConfig, x, y, t_s, sigma, trip_p
         network.seg_edge, x0, y0, cell, nx, ny, cell_ptr, cell_seg,
     )
     floor = -0.5 * config.emission_cap_sigma**2
+    anchor = hmm.collapse_stops(trip_ptr, x, y, cedge, config.stop_radius_m)
+    cand = (cedge, cdist, coff, cx, cy)
+    geom = (network.vx, network.vy, network.vcum, network.seg_edge, x0, y0, cell, nx, ny, cell_ptr, cell_seg)
     sel, conf, chain, state = hmm.viterbi(
-        trip_ptr, x, y, t_s, sigma, cedge, cdist, coff, network.n_nodes, network.out_ptr, network.out_edge,
-        network.edge_u, network.edge_v, network.edge_len, config.beta_m, floor, config.route_factor,
-        config.route_slack_m, config.reverse_tolerance_m, config.max_gap_s, config.max_outliers,
+        trip_ptr, x, y, t_s, sigma, cand, anchor, geom, network.n_nodes, network.out_ptr, network.out_edge,
+        network.edge_u, network.edge_v, network.edge_len, config.beta_m, floor,
+        # skipping a fix costs what matching it at the emission cap would
+        floor, -config.break_cost, config.route_factor, config.route_slack_m, config.reverse_tolerance_m, config.max_gap_s,
+        config.max_outliers, config.rescue_radius_m,
     )
-    rows = np.flatnonzero(sel >= 0)
-    n = len(x)
-    edge_idx = np.full(n, -1, dtype=np.int64)
-    offset, mx, my, dist = (np.full(n, np.nan) for _ in range(4))
-    edge_idx[rows] = cedge[rows, sel[rows]]
-    offset[rows] = coff[rows, sel[rows]]
-    mx[rows] = cx[rows, sel[rows]]
-    my[rows] = cy[rows, sel[rows]]
-    dist[rows] = cdist[rows, sel[rows]]
-    sel_edge = np.where(sel >= 0, edge_idx, -1)
-    path = hmm.paths(trip_ptr, t_s, sel_edge, np.nan_to_num(offset), chain, network.n_nodes, network.out_ptr,
-                     network.out_edge, network.edge_u, network.edge_v, network.edge_len,
+    edge_idx, offset, mx, my, dist = hmm.resolve(sel, anchor, chain, conf, state, cedge, cdist, coff, cx, cy, x, y)
+    path = hmm.paths(trip_ptr, t_s, edge_idx, np.nan_to_num(offset), chain, anchor, network.n_nodes,
+                     network.out_ptr, network.out_edge, network.edge_u, network.edge_v, network.edge_len,
                      config.reverse_tolerance_m)
     return edge_idx, offset, mx, my, dist, conf, state, chain, path
 

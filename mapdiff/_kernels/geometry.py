@@ -63,6 +63,71 @@ def build_grid(vx, vy, seg_valid, x0, y0, cell_m, nx, ny):
 
 
 @jit
+def query_point(x, y, radius_m, vx, vy, vcum, seg_edge, x0, y0, cell_m, nx, ny, cell_ptr, cell_seg,
+                edge, dist, offset, cx, cy, exclude):
+    """Fill the rows ``edge``, ``dist``, ``offset``, ``cx``, ``cy`` (length k, nearest first) with
+    the nearest edges within ``radius_m`` of (x, y), skipping the edges listed in ``exclude``
+    (-1 entries are ignored). Returns how many slots were filled; the rest hold edge -1."""
+    k = edge.shape[0]
+    edge[:] = -1
+    dist[:] = np.inf
+    reach = radius_m + cell_m * 0.7072
+    r2 = radius_m * radius_m
+    ix0 = max(int(np.floor((x - reach - x0) / cell_m)), 0)
+    ix1 = min(int(np.floor((x + reach - x0) / cell_m)), nx - 1)
+    iy0 = max(int(np.floor((y - reach - y0) / cell_m)), 0)
+    iy1 = min(int(np.floor((y + reach - y0) / cell_m)), ny - 1)
+    m = 0  # how many slots are filled
+    for iy in range(iy0, iy1 + 1):
+        for ix in range(ix0, ix1 + 1):
+            c = iy * nx + ix
+            for j in range(cell_ptr[c], cell_ptr[c + 1]):
+                s = cell_seg[j]
+                d2, f = _seg_point_dist2(vx[s], vy[s], vx[s + 1], vy[s + 1], x, y)
+                if d2 > r2:
+                    continue
+                e = seg_edge[s]
+                skip = False
+                for q in range(exclude.shape[0]):
+                    if exclude[q] == e:
+                        skip = True
+                        break
+                if skip:
+                    continue
+                d = np.sqrt(d2)
+                # one slot per edge: keep its nearest part
+                slot = -1
+                for q in range(m):
+                    if edge[q] == e:
+                        slot = q
+                        break
+                if slot >= 0:
+                    if d >= dist[slot]:
+                        continue
+                elif m < k:
+                    slot = m
+                    m += 1
+                elif d < dist[m - 1]:
+                    slot = m - 1
+                else:
+                    continue
+                # move the entry up to keep the row sorted by distance
+                while slot > 0 and dist[slot - 1] > d:
+                    edge[slot] = edge[slot - 1]
+                    dist[slot] = dist[slot - 1]
+                    offset[slot] = offset[slot - 1]
+                    cx[slot] = cx[slot - 1]
+                    cy[slot] = cy[slot - 1]
+                    slot -= 1
+                edge[slot] = e
+                dist[slot] = d
+                offset[slot] = vcum[s] + f * (vcum[s + 1] - vcum[s])
+                cx[slot] = vx[s] + f * (vx[s + 1] - vx[s])
+                cy[slot] = vy[s] + f * (vy[s + 1] - vy[s])
+    return m
+
+
+@jit
 def candidates(px, py, radius_m, k, vx, vy, vcum, seg_edge, x0, y0, cell_m, nx, ny, cell_ptr, cell_seg):
     """The ``k`` nearest edges within ``radius_m`` of each point, nearest first.
 
@@ -75,54 +140,8 @@ def candidates(px, py, radius_m, k, vx, vy, vcum, seg_edge, x0, y0, cell_m, nx, 
     offset = np.zeros((n, k))
     cx = np.zeros((n, k))
     cy = np.zeros((n, k))
-    reach = radius_m + cell_m * 0.7072
-    r2 = radius_m * radius_m
+    none = np.empty(0, dtype=np.int64)
     for p in range(n):
-        x = px[p]
-        y = py[p]
-        ix0 = max(int(np.floor((x - reach - x0) / cell_m)), 0)
-        ix1 = min(int(np.floor((x + reach - x0) / cell_m)), nx - 1)
-        iy0 = max(int(np.floor((y - reach - y0) / cell_m)), 0)
-        iy1 = min(int(np.floor((y + reach - y0) / cell_m)), ny - 1)
-        m = 0  # how many slots are filled
-        for iy in range(iy0, iy1 + 1):
-            for ix in range(ix0, ix1 + 1):
-                c = iy * nx + ix
-                for j in range(cell_ptr[c], cell_ptr[c + 1]):
-                    s = cell_seg[j]
-                    d2, f = _seg_point_dist2(vx[s], vy[s], vx[s + 1], vy[s + 1], x, y)
-                    if d2 > r2:
-                        continue
-                    d = np.sqrt(d2)
-                    e = seg_edge[s]
-                    # one slot per edge: keep its nearest part
-                    slot = -1
-                    for q in range(m):
-                        if edge[p, q] == e:
-                            slot = q
-                            break
-                    if slot >= 0:
-                        if d >= dist[p, slot]:
-                            continue
-                    elif m < k:
-                        slot = m
-                        m += 1
-                    elif d < dist[p, m - 1]:
-                        slot = m - 1
-                    else:
-                        continue
-                    # move the entry up to keep the row sorted by distance
-                    while slot > 0 and dist[p, slot - 1] > d:
-                        edge[p, slot] = edge[p, slot - 1]
-                        dist[p, slot] = dist[p, slot - 1]
-                        offset[p, slot] = offset[p, slot - 1]
-                        cx[p, slot] = cx[p, slot - 1]
-                        cy[p, slot] = cy[p, slot - 1]
-                        slot -= 1
-                    seglen = vcum[s + 1] - vcum[s]
-                    edge[p, slot] = e
-                    dist[p, slot] = d
-                    offset[p, slot] = vcum[s] + f * seglen
-                    cx[p, slot] = vx[s] + f * (vx[s + 1] - vx[s])
-                    cy[p, slot] = vy[s] + f * (vy[s + 1] - vy[s])
+        query_point(px[p], py[p], radius_m, vx, vy, vcum, seg_edge, x0, y0, cell_m, nx, ny, cell_ptr, cell_seg,
+                    edge[p], dist[p], offset[p], cx[p], cy[p], none)
     return edge, dist, offset, cx, cy

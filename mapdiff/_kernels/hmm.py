@@ -7,6 +7,7 @@ Probabilities are tiny pure functions in log space; the kernel walks every trip 
 import numpy as np
 
 from mapdiff._kernels import jit
+from mapdiff._kernels.geometry import query_point
 from mapdiff._kernels.graph import dijkstra, new_workspace
 
 NEG = -1e300  # log(0) stand-in that survives additions
@@ -41,58 +42,6 @@ def same_edge_route(off_a, off_b, rev_tol_m):
 
 
 @jit
-def _route_matrix(a_pt, b_pt, cedge, coff, ka, kb, bound, stamp, out_ptr, out_edge, edge_u, edge_v,
-                  edge_len, rev_tol_m, ws, route):
-    """Fill ``route[a, b]`` with route distances between the candidates of two fixes
-    (np.inf where unreachable within ``bound``); returns the next free search stamp."""
-    dist = ws[0]
-    settled = ws[3]
-    target = ws[4]
-    for a in range(ka):
-        for b in range(kb):
-            route[a, b] = np.inf
-    for a in range(ka):
-        ea = cedge[a_pt, a]
-        src = edge_v[ea]
-        # one search per distinct source node serves every candidate edge ending there
-        done = False
-        for a2 in range(a):
-            if edge_v[cedge[a_pt, a2]] == src:
-                done = True
-                break
-        if done:
-            continue
-        stamp += 1
-        n_targets = 0
-        for b in range(kb):
-            w = edge_u[cedge[b_pt, b]]
-            if target[w] != stamp:
-                target[w] = stamp
-                n_targets += 1
-        tail_min = np.inf
-        for a2 in range(a, ka):
-            if edge_v[cedge[a_pt, a2]] == src:
-                tail_min = min(tail_min, edge_len[cedge[a_pt, a2]] - coff[a_pt, a2])
-        dijkstra(src, bound - tail_min, n_targets, stamp, out_ptr, out_edge, edge_v, edge_len, ws)
-        for a2 in range(a, ka):
-            e2 = cedge[a_pt, a2]
-            if edge_v[e2] != src:
-                continue
-            tail = edge_len[e2] - coff[a_pt, a2]
-            for b in range(kb):
-                eb = cedge[b_pt, b]
-                if eb == e2:
-                    r = same_edge_route(coff[a_pt, a2], coff[b_pt, b], rev_tol_m)
-                    if r >= 0.0:
-                        route[a2, b] = r
-                        continue
-                w = edge_u[eb]
-                if settled[w] == stamp:
-                    route[a2, b] = tail + dist[w] + coff[b_pt, b]
-    return stamp
-
-
-@jit
 def _ncand(cedge, p):
     k = 0
     while k < cedge.shape[1] and cedge[p, k] >= 0:
@@ -101,124 +50,349 @@ def _ncand(cedge, p):
 
 
 @jit
-def _finish_chain(last, ncand_last, delta, back, bprev, sel, conf, chain, state, chain_id, is_first_chain):
-    """Backtrack one chain ending at point ``last``; set ``sel``, ``conf``, ``chain``, ``state``."""
-    best = 0
-    for q in range(1, ncand_last):
-        if delta[last, q] > delta[last, best]:
-            best = q
-    p = last
-    q = best
-    first = last
-    while p >= 0:
-        sel[p] = q
-        chain[p] = chain_id
-        state[p] = STATE_MATCHED
-        # filtering confidence: the chosen state's share of the forward probability mass
-        total = 0.0
-        for r in range(delta.shape[1]):
-            if delta[p, r] > NEG / 2:
-                total += np.exp(delta[p, r] - delta[p, q])
-        conf[p] = 1.0 / total
-        first = p
-        nq = back[p, q]
-        p = bprev[p]
-        q = nq
-    if not is_first_chain:
-        state[first] = STATE_BREAK
+def _push(i, nxt, n_next, skips, cedge, cdist, coff, px, py, t, sigma, score, back_j, back_a, stamp,
+          out_ptr, out_edge, edge_u, edge_v, edge_len, beta_m, floor, log_skip, route_factor,
+          route_slack_m, rev_tol_m, ws):
+    """Push the scores of fix ``i`` forward to the fixes ``nxt[:n_next]`` (fix m of them skips
+    ``skips[m]`` fixes that had candidates). One bounded Dijkstra per distinct end node of
+    ``i``'s live candidates serves every target fix. Returns the next free search stamp."""
+    dist = ws[0]
+    settled = ws[3]
+    target = ws[4]
+    ka = _ncand(cedge, i)
+    bound = np.empty(n_next)
+    straight = np.empty(n_next)
+    bound_max = 0.0
+    for m in range(n_next):
+        j = nxt[m]
+        straight[m] = np.hypot(px[j] - px[i], py[j] - py[i])
+        bound[m] = route_factor * straight[m] + route_slack_m
+        bound_max = max(bound_max, bound[m])
+    for a in range(ka):
+        if score[i, a] <= NEG / 2:
+            continue
+        src = edge_v[cedge[i, a]]
+        # one search per distinct source node serves every candidate edge ending there
+        done = False
+        for a2 in range(a):
+            if score[i, a2] > NEG / 2 and edge_v[cedge[i, a2]] == src:
+                done = True
+                break
+        if done:
+            continue
+        stamp += 1
+        n_targets = 0
+        for m in range(n_next):
+            j = nxt[m]
+            for b in range(_ncand(cedge, j)):
+                w = edge_u[cedge[j, b]]
+                if target[w] != stamp:
+                    target[w] = stamp
+                    n_targets += 1
+        tail_min = np.inf
+        for a2 in range(a, ka):
+            if score[i, a2] > NEG / 2 and edge_v[cedge[i, a2]] == src:
+                tail_min = min(tail_min, edge_len[cedge[i, a2]] - coff[i, a2])
+        dijkstra(src, bound_max - tail_min, n_targets, stamp, out_ptr, out_edge, edge_v, edge_len, ws)
+        for a2 in range(a, ka):
+            e2 = cedge[i, a2]
+            if edge_v[e2] != src or score[i, a2] <= NEG / 2:
+                continue
+            tail = edge_len[e2] - coff[i, a2]
+            for m in range(n_next):
+                j = nxt[m]
+                base = score[i, a2] + skips[m] * log_skip
+                for b in range(_ncand(cedge, j)):
+                    eb = cedge[j, b]
+                    r = -1.0
+                    if eb == e2:
+                        r = same_edge_route(coff[i, a2], coff[j, b], rev_tol_m)
+                    if r < 0.0:
+                        w = edge_u[eb]
+                        if settled[w] != stamp:
+                            continue
+                        r = tail + dist[w] + coff[j, b]
+                    if r > bound[m]:
+                        continue
+                    s = base + log_transition(r, straight[m], beta_m) + log_emission(cdist[j, b], sigma[j], floor)
+                    if s > score[j, b]:
+                        score[j, b] = s
+                        back_j[j, b] = i
+                        back_a[j, b] = a2
+    return stamp
 
 
 @jit
-def viterbi(trip_ptr, px, py, t, sigma, cedge, cdist, coff, n_nodes, out_ptr, out_edge, edge_u, edge_v,
-            edge_len, beta_m, emission_floor, route_factor, route_slack_m, rev_tol_m, max_gap_s,
-            max_outliers):
-    """Match every trip; returns per point the chosen candidate slot (-1 unmatched), the
-    confidence, the chain number within its trip and the state code."""
+def _is_live(score, p):
+    for q in range(score.shape[1]):
+        if score[p, q] > NEG / 2:
+            return True
+    return False
+
+
+@jit
+def _backtrack(ends, n_ends, score, back_j, back_a, log_skip, sel, conf, chain, state):
+    """Backtrack a trip from the best of its last scored fixes ``ends[:n_ends]`` (oldest first;
+    an end pays the skip penalty for the scored fixes after it). A back link with
+    ``back_a <= -2`` is a break: the chain restarts there. Sets ``sel``, ``conf``, ``chain``
+    and ``state`` of the fixes on the path."""
+    best = NEG
+    p = -1
+    q = -1
+    for m in range(n_ends):
+        e = ends[m]
+        for r in range(score.shape[1]):
+            s = score[e, r] + (n_ends - 1 - m) * log_skip
+            if score[e, r] > NEG / 2 and s > best:
+                best = s
+                p = e
+                q = r
+    n_breaks = 0
+    path_end = p
+    while p >= 0:
+        sel[p] = q
+        state[p] = STATE_MATCHED
+        # filtering confidence: the chosen state's share of the forward probability mass
+        total = 0.0
+        for r in range(score.shape[1]):
+            if score[p, r] > NEG / 2:
+                total += np.exp(score[p, r] - score[p, q])
+        conf[p] = 1.0 / total
+        nq = back_a[p, q]
+        np_ = back_j[p, q]
+        if nq <= -2:
+            state[p] = STATE_BREAK
+            n_breaks += 1
+            nq = -nq - 2
+        p, q = np_, nq
+    # chain numbers count the breaks from the start of the trip
+    c = n_breaks
+    p = path_end
+    while p >= 0:
+        chain[p] = c
+        if back_a[p, sel[p]] <= -2:
+            c -= 1
+        p = back_j[p, sel[p]]
+
+
+@jit
+def collapse_stops(trip_ptr, px, py, cedge, stop_radius_m):
+    """For each fix, the earlier fix it is collapsed into (-1 if it stands for itself).
+
+    Fixes within ``stop_radius_m`` of the last kept fix of their trip add no information about
+    the route, only weight: a car parked for an hour would otherwise outvote the road it came
+    on. They are matched with their anchor.
+    """
+    anchor = np.full(px.shape[0], -1, dtype=np.int64)
+    r2 = stop_radius_m * stop_radius_m
+    for tr in range(trip_ptr.shape[0] - 1):
+        last = -1
+        for i in range(trip_ptr[tr], trip_ptr[tr + 1]):
+            if cedge[i, 0] < 0:
+                continue
+            if last >= 0 and (px[i] - px[last]) ** 2 + (py[i] - py[last]) ** 2 < r2:
+                anchor[i] = last
+            else:
+                last = i
+    return anchor
+
+
+RESCUE_K = 64
+
+
+@jit
+def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, anchor, px, py, t, sigma, score, back_j,
+            back_a, stamp, geom, graph, params):
+    """Give fix ``i``, which no live hypothesis reaches, a second look (a fast road with the GPS
+    far off): up to RESCUE_K edges within ``rescue_radius_m`` are scored from the chain's live
+    fixes on a small local copy of the problem, and the best k of them that are reachable
+    become ``i``'s candidates. Returns (whether ``i`` is now live, next stamp)."""
+    cedge, cdist, coff, cx, cy = cand
+    vx, vy, vcum, seg_edge, x0, y0, cell, nx, ny, cell_ptr, cell_seg = geom
+    out_ptr, out_edge, edge_u, edge_v, edge_len, ws = graph
+    beta_m, floor, log_skip, route_factor, route_slack_m, rev_tol_m = params
+    k = cedge.shape[1]
+    rows = n_recent + 1  # local row r < n_recent is recent[r]; the last row is fix i
+    l_edge = np.full((rows, RESCUE_K), -1, dtype=np.int64)
+    l_dist = np.full((rows, RESCUE_K), np.inf)
+    l_off = np.zeros((rows, RESCUE_K))
+    l_x = np.zeros((rows, RESCUE_K))
+    l_y = np.zeros((rows, RESCUE_K))
+    l_score = np.full((rows, RESCUE_K), NEG)
+    l_bj = np.full((rows, RESCUE_K), -1, dtype=np.int64)
+    l_ba = np.full((rows, RESCUE_K), -1, dtype=np.int64)
+    l_px = np.empty(rows)
+    l_py = np.empty(rows)
+    l_t = np.empty(rows)
+    l_sigma = np.empty(rows)
+    for r in range(rows):
+        g = recent[r] if r < n_recent else i
+        l_px[r], l_py[r], l_t[r], l_sigma[r] = px[g], py[g], t[g], sigma[g]
+        if r < n_recent:
+            l_edge[r, :k], l_dist[r, :k], l_off[r, :k] = cedge[g], cdist[g], coff[g]
+            l_score[r, :k] = score[g]
+    none = np.empty(0, dtype=np.int64)
+    found = query_point(px[i], py[i], rescue_radius_m, vx, vy, vcum, seg_edge, x0, y0, cell, nx, ny, cell_ptr,
+                        cell_seg, l_edge[n_recent], l_dist[n_recent], l_off[n_recent], l_x[n_recent],
+                        l_y[n_recent], none)
+    if found == 0:
+        return False, stamp
+    nxt = np.full(1, n_recent, dtype=np.int64)
+    skips = np.empty(1, dtype=np.int64)
+    for r in range(n_recent):
+        j = recent[r]
+        skipped = 0
+        for q in range(j + 1, i):
+            if cedge[q, 0] >= 0 and anchor[q] < 0:
+                skipped += 1
+        if skipped >= window or t[i] - t[j] > max_gap_s:
+            continue
+        skips[0] = skipped
+        stamp = _push(r, nxt, 1, skips, l_edge, l_dist, l_off, l_px, l_py, l_t, l_sigma, l_score, l_bj, l_ba,
+                      stamp, out_ptr, out_edge, edge_u, edge_v, edge_len, beta_m, floor, log_skip, route_factor,
+                      route_slack_m, rev_tol_m, ws)
+    order = np.argsort(-l_score[n_recent])
+    if l_score[n_recent, order[0]] <= NEG / 2:
+        return False, stamp
+    cedge[i, :] = -1
+    score[i, :] = NEG
+    for q in range(k):
+        o = order[q]
+        if l_score[n_recent, o] <= NEG / 2:
+            break
+        cedge[i, q], cdist[i, q], coff[i, q] = l_edge[n_recent, o], l_dist[n_recent, o], l_off[n_recent, o]
+        cx[i, q], cy[i, q] = l_x[n_recent, o], l_y[n_recent, o]
+        score[i, q] = l_score[n_recent, o]
+        back_j[i, q] = recent[l_bj[n_recent, o]]
+        back_a[i, q] = l_ba[n_recent, o]
+    return True, stamp
+
+
+@jit
+def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, out_ptr, out_edge, edge_u, edge_v,
+            edge_len, beta_m, emission_floor, log_skip, log_break, route_factor, route_slack_m, rev_tol_m,
+            max_gap_s, max_skip, rescue_radius_m):
+    """Match every trip; returns per fix the chosen candidate slot (-1 unmatched), the
+    confidence, the chain number within its trip and the state code.
+
+    A push-forward Viterbi: each scored fix sends its scores to the next ``max_skip + 1`` fixes
+    that have candidates, paying ``log_skip`` (a log-probability, < 0) per fix jumped, so an
+    outlier is skipped rather than explained by a detour. Every fix may also start a new chain
+    from the best hypothesis so far at the price ``log_break`` (free after a time gap longer
+    than ``max_gap_s``): a break competes with detours and skips instead of being a fallback.
+    A fix no hypothesis reaches first gets a wider candidate search (``rescue_radius_m``, 0 to
+    disable); ``cand`` (edge, dist, offset, x, y rows) is updated in place where that
+    succeeds. Fixes collapsed into an anchor take no part.
+    """
+    cedge, cdist, coff, cx, cy = cand
     n, k = cedge.shape
     sel = np.full(n, -1, dtype=np.int64)
     conf = np.full(n, np.nan)
     chain = np.full(n, -1, dtype=np.int64)
     state = np.full(n, STATE_UNMATCHED, dtype=np.int8)
-    delta = np.full((n, k), NEG)
-    back = np.full((n, k), -1, dtype=np.int64)
-    bprev = np.full(n, -1, dtype=np.int64)
+    score = np.full((n, k), NEG)
+    back_j = np.full((n, k), -1, dtype=np.int64)
+    back_a = np.full((n, k), -1, dtype=np.int64)
     ws = new_workspace(n_nodes, edge_u.shape[0])
-    route = np.empty((k, k))
+    graph = (out_ptr, out_edge, edge_u, edge_v, edge_len, ws)
+    params = (beta_m, emission_floor, log_skip, route_factor, route_slack_m, rev_tol_m)
+    window = max_skip + 1
+    nxt = np.empty(window, dtype=np.int64)
+    skips = np.empty(window, dtype=np.int64)
+    recent = np.empty(window, dtype=np.int64)  # the trip's last scored fixes, oldest first
     stamp = 0
     for tr in range(trip_ptr.shape[0] - 1):
         start, end = trip_ptr[tr], trip_ptr[tr + 1]
-        prev = -1
-        chain_id = 0
-        fails = 0
-        first_fail = -1
-        i = start
-        while i < end:
-            kb = _ncand(cedge, i)
-            if kb == 0:
-                i += 1
+        n_recent = 0
+        prev = -1  # the previous scored fix
+        g_best = NEG  # best score so far, less the skips since: where a break would restart from
+        g_j = -1
+        g_a = -1
+        for i in range(start, end):
+            if cedge[i, 0] < 0 or anchor[i] >= 0:
                 continue
-            if prev >= 0 and t[i] - t[prev] > max_gap_s:
-                _finish_chain(prev, _ncand(cedge, prev), delta, back, bprev, sel, conf, chain, state,
-                              chain_id, chain_id == 0)
-                chain_id += 1
-                prev = -1
-                fails = 0
+            kb = _ncand(cedge, i)
             if prev < 0:
                 for b in range(kb):
-                    delta[i, b] = log_emission(cdist[i, b], sigma[i], emission_floor)
-                bprev[i] = -1
-                prev = i
-                i += 1
-                continue
-            ka = _ncand(cedge, prev)
-            straight = np.hypot(px[i] - px[prev], py[i] - py[prev])
-            bound = route_factor * straight + route_slack_m
-            stamp = _route_matrix(prev, i, cedge, coff, ka, kb, bound, stamp, out_ptr, out_edge, edge_u,
-                                  edge_v, edge_len, rev_tol_m, ws, route)
-            best_all = NEG
-            for b in range(kb):
-                best = NEG
-                arg = -1
-                for a in range(ka):
-                    if route[a, b] == np.inf or delta[prev, a] <= NEG / 2:
-                        continue
-                    s = delta[prev, a] + log_transition(route[a, b], straight, beta_m)
-                    if s > best:
-                        best = s
-                        arg = a
-                if arg >= 0:
-                    best += log_emission(cdist[i, b], sigma[i], emission_floor)
-                delta[i, b] = best
-                back[i, b] = arg
-                best_all = max(best_all, best)
-            if best_all <= NEG / 2:
-                # nothing reaches this fix: an outlier, or the chain is really broken
-                fails += 1
-                if fails == 1:
-                    first_fail = i
+                    score[i, b] = log_emission(cdist[i, b], sigma[i], emission_floor)
+            else:
+                if not _is_live(score, i) and rescue_radius_m > 0:
+                    _, stamp = _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, anchor, px,
+                                       py, t, sigma, score, back_j, back_a, stamp, geom, graph, params)
+                    kb = _ncand(cedge, i)
+                restart = g_best + (0.0 if t[i] - t[prev] > max_gap_s else log_break)
                 for b in range(kb):
-                    delta[i, b] = NEG
-                if fails > max_outliers:
-                    _finish_chain(prev, ka, delta, back, bprev, sel, conf, chain, state, chain_id,
-                                  chain_id == 0)
-                    chain_id += 1
-                    prev = -1
-                    fails = 0
-                    i = first_fail
-                else:
-                    i += 1
-                continue
+                    s = restart + log_emission(cdist[i, b], sigma[i], emission_floor)
+                    if s > score[i, b]:
+                        score[i, b] = s
+                        back_j[i, b] = g_j
+                        back_a[i, b] = -2 - g_a
+            # the best place to restart from, for the fixes after this one
+            g_best += log_skip
             for b in range(kb):
-                if delta[i, b] > NEG / 2:
-                    delta[i, b] -= best_all  # keep scores near zero along long trips
-            fails = 0
-            bprev[i] = prev
+                if score[i, b] > g_best:
+                    g_best = score[i, b]
+                    g_j = i
+                    g_a = b
+            if n_recent == window:
+                for m in range(window - 1):
+                    recent[m] = recent[m + 1]
+                n_recent -= 1
+            recent[n_recent] = i
+            n_recent += 1
             prev = i
-            i += 1
-        if prev >= 0:
-            _finish_chain(prev, _ncand(cedge, prev), delta, back, bprev, sel, conf, chain, state,
-                          chain_id, chain_id == 0)
+            n_next = 0
+            j = i + 1
+            while j < end and n_next < window:
+                if cedge[j, 0] >= 0 and anchor[j] < 0:
+                    if t[j] - t[i] > max_gap_s:
+                        break
+                    nxt[n_next] = j
+                    skips[n_next] = n_next
+                    n_next += 1
+                j += 1
+            if n_next > 0:
+                stamp = _push(i, nxt, n_next, skips, cedge, cdist, coff, px, py, t, sigma, score, back_j, back_a,
+                              stamp, out_ptr, out_edge, edge_u, edge_v, edge_len, beta_m, emission_floor,
+                              log_skip, route_factor, route_slack_m, rev_tol_m, ws)
+        if n_recent > 0:
+            _backtrack(recent, n_recent, score, back_j, back_a, log_skip, sel, conf, chain, state)
     return sel, conf, chain, state
+
+
+@jit
+def resolve(sel, anchor, chain, conf, state, cedge, cdist, coff, cx, cy, px, py):
+    """Per fix: matched edge slot, offset, matched x/y and distance; collapsed fixes follow
+    their anchor (their own candidate on the anchor's edge if they have one)."""
+    n = sel.shape[0]
+    edge = np.full(n, -1, dtype=np.int64)
+    off = np.full(n, np.nan)
+    mx = np.full(n, np.nan)
+    my = np.full(n, np.nan)
+    dist = np.full(n, np.nan)
+    for i in range(n):
+        a = anchor[i]
+        if a < 0:
+            q = sel[i]
+            if q >= 0:
+                edge[i], off[i], mx[i], my[i], dist[i] = cedge[i, q], coff[i, q], cx[i, q], cy[i, q], cdist[i, q]
+            continue
+        if sel[a] < 0:
+            continue
+        chain[i], conf[i], state[i] = chain[a], conf[a], STATE_MATCHED
+        e = cedge[a, sel[a]]
+        edge[i] = e
+        q = -1
+        for r in range(cedge.shape[1]):
+            if cedge[i, r] == e:
+                q = r
+                break
+        if q >= 0:
+            off[i], mx[i], my[i], dist[i] = coff[i, q], cx[i, q], cy[i, q], cdist[i, q]
+        else:
+            off[i], mx[i], my[i] = coff[a, sel[a]], cx[a, sel[a]], cy[a, sel[a]]
+            dist[i] = np.hypot(px[i] - mx[i], py[i] - my[i])
+    return edge, off, mx, my, dist
 
 
 @jit
@@ -231,7 +405,7 @@ def _grow(arr, need):
 
 
 @jit
-def paths(trip_ptr, t, sel_edge, sel_off, chain, n_nodes, out_ptr, out_edge, edge_u, edge_v, edge_len,
+def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, out_ptr, out_edge, edge_u, edge_v, edge_len,
           rev_tol_m):
     """The driven edge sequence of every chain, with enter and exit times.
 
@@ -255,6 +429,10 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, n_nodes, out_ptr, out_edge, edg
         prev = -1
         for i in range(trip_ptr[tr], trip_ptr[tr + 1]):
             if chain[i] < 0:
+                continue
+            if anchor[i] >= 0:
+                # a collapsed fix stands where its anchor stood: it only extends the stay
+                o_t1[m - 1] = t[i]
                 continue
             e1 = sel_edge[i]
             if prev < 0 or chain[prev] != chain[i]:
