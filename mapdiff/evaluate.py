@@ -43,3 +43,20 @@ def route_score(true_edges, matched_edges, edge_length) -> RouteScore:
     recall = both / t_len if t_len > 0 else 1.0
     mismatch = (missed + added) / t_len if t_len > 0 else (0.0 if m_len == 0 else np.inf)
     return RouteScore(precision, recall, mismatch, t_len, m_len)
+
+
+def match_scores(paths, truth, edge_length) -> "pd.DataFrame":
+    """Per-trip :func:`route_score` of matched ``paths`` against ``truth`` (both with
+    ``trip_id`` and ``edge_id`` columns); ``edge_length`` maps edge_id to metres.
+
+    Returns one row per true trip: precision, recall, mismatch, accuracy, true and matched metres.
+    """
+    import pandas as pd
+
+    found = {trip: part["edge_id"].to_numpy() for trip, part in paths.groupby("trip_id")}
+    rows = []
+    for trip, part in truth.groupby("trip_id", sort=True):
+        s = route_score(part["edge_id"].to_numpy(), found.get(trip, []), edge_length)
+        rows.append({"trip_id": trip, "precision": s.precision, "recall": s.recall, "mismatch": s.mismatch,
+                     "accuracy": s.accuracy, "true_m": s.true_m, "matched_m": s.matched_m})
+    return pd.DataFrame(rows)

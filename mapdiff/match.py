@@ -42,6 +42,10 @@ class MatchConfig:
     reverse_tolerance_m : a move backwards along one edge up to this far is GPS jitter, not a
         loop around the block.
     max_gap_s : a time gap longer than this breaks the chain.
+    u_turn_cost : log-likelihood price of turning straight back onto the reverse of the edge
+        just driven (rare in traffic; cheap in an HMM on short connector edges).
+    min_end_m : a chain's first or last edge is left out of ``paths`` when less than this much
+        of it was driven (a fix near a node touches every edge there).
     break_cost : log-likelihood price of ending the chain and restarting it at a later fix
         (an unexplained jump); it competes with detours, skips and far-off matches.
     max_outliers : up to this many consecutive fixes may be skipped as outliers (each costs
@@ -63,6 +67,8 @@ class MatchConfig:
     max_gap_s: float = 600.0
     max_outliers: int = 5
     break_cost: float = 40.0
+    u_turn_cost: float = 10.0
+    min_end_m: float = 5.0
     rescue_radius_m: float = 200.0
     stop_radius_m: float = 5.0
 
@@ -74,7 +80,8 @@ class MatchConfig:
             if not np.isfinite(value) or value <= 0:
                 msg = f"MatchConfig.{name} must be a positive number; got {value!r}"
                 raise ConfigError(msg)
-        for name in ("route_slack_m", "reverse_tolerance_m", "stop_radius_m", "rescue_radius_m"):
+        for name in ("route_slack_m", "reverse_tolerance_m", "stop_radius_m", "rescue_radius_m", "u_turn_cost",
+                     "min_end_m"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
                 msg = f"MatchConfig.{name} must be >= 0; got {value!r}"
@@ -182,13 +189,13 @@ def _match_batch(network: Network, config: MatchConfig, x, y, t_s, sigma, trip_p
         trip_ptr, x, y, t_s, sigma, cand, anchor, geom, network.n_nodes, network.out_ptr, network.out_edge,
         network.edge_u, network.edge_v, network.edge_len, config.beta_m, floor,
         # skipping a fix costs what matching it at the emission cap would
-        floor, -config.break_cost, config.route_factor, config.route_slack_m, config.reverse_tolerance_m, config.max_gap_s,
+        floor, -config.break_cost, -config.u_turn_cost, config.route_factor, config.route_slack_m, config.reverse_tolerance_m, config.max_gap_s,
         config.max_outliers, config.rescue_radius_m,
     )
     edge_idx, offset, mx, my, dist = hmm.resolve(sel, anchor, chain, conf, state, cedge, cdist, coff, cx, cy, x, y)
     path = hmm.paths(trip_ptr, t_s, edge_idx, np.nan_to_num(offset), chain, anchor, network.n_nodes,
                      network.out_ptr, network.out_edge, network.edge_u, network.edge_v, network.edge_len,
-                     config.reverse_tolerance_m)
+                     config.reverse_tolerance_m, config.min_end_m)
     return edge_idx, offset, mx, my, dist, conf, state, chain, path
 
 

@@ -32,12 +32,15 @@ def log_transition(route_m, straight_m, beta_m):
 
 @jit
 def same_edge_route(off_a, off_b, rev_tol_m):
-    """Route length when staying on one edge; -1 if it would need a loop (too far backwards)."""
+    """Route length when staying on one edge; -1 if it would need a loop (too far backwards).
+
+    A step back of up to ``rev_tol_m`` is GPS jitter around a slow or stopped car: it counts as
+    standing still (0 m), so the transition still pays for the straight-line distance moved.
+    """
     if off_b >= off_a:
         return off_b - off_a
     if off_a - off_b <= rev_tol_m:
-        # GPS jitter while slow or stopped: treat the small step back as standing still
-        return off_a - off_b
+        return 0.0
     return -1.0
 
 
@@ -50,8 +53,29 @@ def _ncand(cedge, p):
 
 
 @jit
+def _starts_with_uturn(ea, eb, src, stamp, edge_u, edge_v, ws):
+    """Whether the route from edge ``ea`` (ending at ``src``) to edge ``eb`` turns straight back
+    onto the reverse of ``ea``: as the next edge, or as the first edge of the Dijkstra path."""
+    back = edge_u[ea]
+    if edge_u[eb] == src:
+        return edge_v[eb] == back
+    pred = ws[1]
+    settled = ws[3]
+    w = edge_u[eb]
+    if settled[w] != stamp:
+        return False
+    first = -1
+    for _ in range(256):  # routes between fixes are short; a longer one is not a U-turn worth pricing
+        if w == src:
+            break
+        first = pred[w]
+        w = edge_u[first]
+    return w == src and first >= 0 and edge_v[first] == back
+
+
+@jit
 def _push(i, nxt, n_next, skips, cedge, cdist, coff, px, py, t, sigma, score, back_j, back_a, stamp,
-          out_ptr, out_edge, edge_u, edge_v, edge_len, beta_m, floor, log_skip, route_factor,
+          out_ptr, out_edge, edge_u, edge_v, edge_len, beta_m, floor, log_skip, log_uturn, route_factor,
           route_slack_m, rev_tol_m, ws):
     """Push the scores of fix ``i`` forward to the fixes ``nxt[:n_next]`` (fix m of them skips
     ``skips[m]`` fixes that had candidates). One bounded Dijkstra per distinct end node of
@@ -107,7 +131,8 @@ def _push(i, nxt, n_next, skips, cedge, cdist, coff, px, py, t, sigma, score, ba
                     r = -1.0
                     if eb == e2:
                         r = same_edge_route(coff[i, a2], coff[j, b], rev_tol_m)
-                    if r < 0.0:
+                    via_graph = r < 0.0
+                    if via_graph:
                         w = edge_u[eb]
                         if settled[w] != stamp:
                             continue
@@ -115,6 +140,8 @@ def _push(i, nxt, n_next, skips, cedge, cdist, coff, px, py, t, sigma, score, ba
                     if r > bound[m]:
                         continue
                     s = base + log_transition(r, straight[m], beta_m) + log_emission(cdist[j, b], sigma[j], floor)
+                    if via_graph and _starts_with_uturn(e2, eb, src, stamp, edge_u, edge_v, ws):
+                        s += log_uturn
                     if s > score[j, b]:
                         score[j, b] = s
                         back_j[j, b] = i
@@ -210,7 +237,7 @@ def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ancho
     cedge, cdist, coff, cx, cy = cand
     vx, vy, vcum, seg_edge, x0, y0, cell, nx, ny, cell_ptr, cell_seg = geom
     out_ptr, out_edge, edge_u, edge_v, edge_len, ws = graph
-    beta_m, floor, log_skip, route_factor, route_slack_m, rev_tol_m = params
+    beta_m, floor, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m = params
     k = cedge.shape[1]
     rows = n_recent + 1  # local row r < n_recent is recent[r]; the last row is fix i
     l_edge = np.full((rows, RESCUE_K), -1, dtype=np.int64)
@@ -249,8 +276,8 @@ def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ancho
             continue
         skips[0] = skipped
         stamp = _push(r, nxt, 1, skips, l_edge, l_dist, l_off, l_px, l_py, l_t, l_sigma, l_score, l_bj, l_ba,
-                      stamp, out_ptr, out_edge, edge_u, edge_v, edge_len, beta_m, floor, log_skip, route_factor,
-                      route_slack_m, rev_tol_m, ws)
+                      stamp, out_ptr, out_edge, edge_u, edge_v, edge_len, beta_m, floor, log_skip, log_uturn,
+                      route_factor, route_slack_m, rev_tol_m, ws)
     order = np.argsort(-l_score[n_recent])
     if l_score[n_recent, order[0]] <= NEG / 2:
         return False, stamp
@@ -270,8 +297,8 @@ def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ancho
 
 @jit
 def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, out_ptr, out_edge, edge_u, edge_v,
-            edge_len, beta_m, emission_floor, log_skip, log_break, route_factor, route_slack_m, rev_tol_m,
-            max_gap_s, max_skip, rescue_radius_m):
+            edge_len, beta_m, emission_floor, log_skip, log_break, log_uturn, route_factor, route_slack_m,
+            rev_tol_m, max_gap_s, max_skip, rescue_radius_m):
     """Match every trip; returns per fix the chosen candidate slot (-1 unmatched), the
     confidence, the chain number within its trip and the state code.
 
@@ -295,7 +322,7 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, out_ptr, ou
     back_a = np.full((n, k), -1, dtype=np.int64)
     ws = new_workspace(n_nodes, edge_u.shape[0])
     graph = (out_ptr, out_edge, edge_u, edge_v, edge_len, ws)
-    params = (beta_m, emission_floor, log_skip, route_factor, route_slack_m, rev_tol_m)
+    params = (beta_m, emission_floor, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m)
     window = max_skip + 1
     nxt = np.empty(window, dtype=np.int64)
     skips = np.empty(window, dtype=np.int64)
@@ -354,7 +381,7 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, out_ptr, ou
             if n_next > 0:
                 stamp = _push(i, nxt, n_next, skips, cedge, cdist, coff, px, py, t, sigma, score, back_j, back_a,
                               stamp, out_ptr, out_edge, edge_u, edge_v, edge_len, beta_m, emission_floor,
-                              log_skip, route_factor, route_slack_m, rev_tol_m, ws)
+                              log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, ws)
         if n_recent > 0:
             _backtrack(recent, n_recent, score, back_j, back_a, log_skip, sel, conf, chain, state)
     return sel, conf, chain, state
@@ -405,13 +432,22 @@ def _grow(arr, need):
 
 
 @jit
+def _trim_chain_end(m, row0, o_edge, last_off, entered_by_route):
+    """Drop the chain's last path row if the vehicle only touched its edge (exit at ~0 m)."""
+    if entered_by_route and m - 1 > row0 and last_off < 0.0:
+        return m - 1
+    return m
+
+
+@jit
 def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, out_ptr, out_edge, edge_u, edge_v, edge_len,
-          rev_tol_m):
+          rev_tol_m, min_end_m):
     """The driven edge sequence of every chain, with enter and exit times.
 
     Between consecutive matched fixes the route is the shortest path (the one the HMM scored);
-    times along it are interpolated by distance. Returns flat arrays: trip index, chain, edge,
-    t_enter, t_exit.
+    times along it are interpolated by distance. A chain's first or last edge is left out when
+    less than ``min_end_m`` of it was driven (a fix near a node touches every edge there).
+    Returns flat arrays: trip index, chain, edge, t_enter, t_exit.
     """
     cap = 1024
     o_trip = np.empty(cap, dtype=np.int64)
@@ -427,6 +463,9 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, out_ptr, out_e
     seq = np.empty(64, dtype=np.int64)
     for tr in range(trip_ptr.shape[0] - 1):
         prev = -1
+        row0 = 0  # first path row of the current chain
+        start_left = 0.0  # metres of the chain's first edge ahead of its first fix
+        routed = False  # whether the last row was entered by a route (not a chain start)
         for i in range(trip_ptr[tr], trip_ptr[tr + 1]):
             if chain[i] < 0:
                 continue
@@ -436,6 +475,8 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, out_ptr, out_e
                 continue
             e1 = sel_edge[i]
             if prev < 0 or chain[prev] != chain[i]:
+                if prev >= 0:
+                    m = _trim_chain_end(m, row0, o_edge, sel_off[prev] - min_end_m, routed)
                 # a new chain starts on its first matched edge
                 o_trip = _grow(o_trip, m + 1)
                 o_chain = _grow(o_chain, m + 1)
@@ -443,6 +484,9 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, out_ptr, out_e
                 o_t0 = _grow(o_t0, m + 1)
                 o_t1 = _grow(o_t1, m + 1)
                 o_trip[m], o_chain[m], o_edge[m], o_t0[m], o_t1[m] = tr, chain[i], e1, t[i], t[i]
+                row0 = m
+                start_left = edge_len[e1] - sel_off[i]
+                routed = False
                 m += 1
                 prev = i
                 continue
@@ -466,6 +510,8 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, out_ptr, out_e
             rate = (t[i] - t[prev]) / total if total > 0 else 0.0
             s = edge_len[e0] - sel_off[prev]
             o_t1[m - 1] = t[prev] + s * rate
+            if m - 1 == row0 and not routed and start_left < min_end_m:
+                m -= 1  # the chain only touched its first edge at the end: it starts on the next
             need = m + nseq + 1
             o_trip = _grow(o_trip, need)
             o_chain = _grow(o_chain, need)
@@ -480,5 +526,8 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, out_ptr, out_e
                 o_t1[m] = t[prev] + s * rate
                 m += 1
             o_t1[m - 1] = t[i]
+            routed = True
             prev = i
+        if prev >= 0:
+            m = _trim_chain_end(m, row0, o_edge, sel_off[prev] - min_end_m, routed)
     return o_trip[:m], o_chain[:m], o_edge[:m], o_t0[:m], o_t1[:m]

@@ -1,0 +1,41 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # fixtures/ holds helper modules next to the data
+
+FIXTURES = ROOT / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def grid_gpkg(tmp_path_factory):
+    from fixtures.grid import write_grid
+
+    path = tmp_path_factory.mktemp("grid") / "grid.gpkg"
+    write_grid(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def grid_net(grid_gpkg):
+    from mapdiff.network import load_network
+
+    return load_network(grid_gpkg)
+
+
+@pytest.fixture(scope="session")
+def grid_edges():
+    from fixtures.grid import grid_edges
+
+    return grid_edges()
+
+
+@pytest.fixture(scope="session")
+def oakland_gpkg(tmp_path_factory):
+    from mapdiff.osm import build_map
+
+    path = tmp_path_factory.mktemp("oak") / "oakland.gpkg"
+    build_map(FIXTURES / "West-Oakland.osm.bz2", path)
+    return path

@@ -1,0 +1,68 @@
+"""Kernels against slow reference implementations (scipy's Dijkstra, shapely distances)."""
+
+import numpy as np
+import pytest
+import shapely
+
+from tests.conftest import FIXTURES
+
+
+@pytest.fixture(scope="module")
+def kub_net():
+    from fixtures.kubicka import read_track
+    from mapdiff.network import Network
+
+    edges, _, _ = read_track(FIXTURES / "kubicka" / "00000048")
+    return Network.from_edges(edges), edges
+
+
+def test_bounded_dijkstra_matches_scipy(kub_net):
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import dijkstra as sp_dijkstra
+
+    from mapdiff._kernels.graph import dijkstra, new_workspace
+
+    net, _ = kub_net
+    # parallel edges: scipy keeps the sum, so take the shortest per pair first
+    w = {}
+    for a, b, length in zip(net.edge_u, net.edge_v, net.edge_len):
+        w[(a, b)] = min(w.get((a, b), np.inf), length)
+    rows, cols = zip(*w.keys())
+    graph = csr_matrix((list(w.values()), (rows, cols)), shape=(net.n_nodes, net.n_nodes))
+    rng = np.random.default_rng(0)
+    ws = new_workspace(net.n_nodes, net.n_edges)
+    stamp = 0
+    for src in rng.choice(net.n_nodes, 20, replace=False):
+        ref = sp_dijkstra(graph, indices=src, limit=800.0)
+        stamp += 1
+        dijkstra(src, 800.0, 0, stamp, net.out_ptr, net.out_edge, net.edge_v, net.edge_len, ws)
+        dist, _, _, settled = ws[0], ws[1], ws[2], ws[3]
+        mine = np.where(settled == stamp, dist, np.inf)
+        assert np.allclose(mine, ref, equal_nan=False)
+
+
+def test_candidates_match_brute_force(kub_net):
+    from mapdiff._kernels.geometry import candidates
+
+    net, edges = kub_net
+    geoms = edges.geometry.to_crs(net.proj.crs).values
+    rng = np.random.default_rng(1)
+    pick = rng.choice(net.n_edges, 50)
+    px = np.array([shapely.get_x(shapely.line_interpolate_point(geoms[e], 0.5, normalized=True)) for e in pick])
+    py = np.array([shapely.get_y(shapely.line_interpolate_point(geoms[e], 0.5, normalized=True)) for e in pick])
+    px += rng.normal(0, 20, len(px))
+    py += rng.normal(0, 20, len(py))
+    x0, y0, cell, nx, ny, cp, cs = net.grid
+    edge, dist, offset, cx, cy = candidates(px, py, 60.0, 6, net.vx, net.vy, net.vcum, net.seg_edge, x0, y0, cell,
+                                            nx, ny, cp, cs)
+    for p in range(len(px)):
+        d = shapely.distance(geoms, shapely.Point(px[p], py[p]))
+        order = np.argsort(d, kind="stable")
+        ref = [(e, d[e]) for e in order[:6] if d[e] <= 60.0]
+        got = [(edge[p, q], dist[p, q]) for q in range(6) if edge[p, q] >= 0]
+        assert len(got) == len(ref)
+        assert np.allclose([g[1] for g in got], [r[1] for r in ref], atol=1e-6)
+        for q, (e, _) in enumerate(got):
+            # the offset locates the projected point on its edge
+            pt = shapely.line_interpolate_point(geoms[e], offset[p, q])
+            assert np.hypot(shapely.get_x(pt) - cx[p, q], shapely.get_y(pt) - cy[p, q]) < 1e-6

@@ -1,0 +1,160 @@
+"""Map matching on the hand-checkable grid (fixtures/grid.py): known paths, the edge-case catalogue."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fixtures.grid import drive, edge_of
+from mapdiff.match import MatchConfig, match
+
+
+def path_edges(paths, trip="trip"):
+    return paths.loc[paths["trip_id"] == trip, "edge_id"].tolist()
+
+
+def expected(edges, nodes):
+    return [edge_of(edges, a, b) for a, b in zip(nodes[:-1], nodes[1:])]
+
+
+def test_straight_drive_follows_the_row(grid_net, grid_edges):
+    route = [0, 10, 20, 30]  # along row 0, eastwards
+    matched, paths = match(drive(route, noise_m=3, seed=1), grid_net)
+    assert path_edges(paths) == expected(grid_edges, route)
+    assert (matched["state"] == "matched").all()
+    assert matched["distance_m"].max() < 15
+
+
+def test_turns_follow_the_known_path(grid_net, grid_edges):
+    route = [0, 1, 2, 12, 22, 21, 31]
+    _, paths = match(drive(route, noise_m=4, seed=2), grid_net)
+    assert path_edges(paths) == expected(grid_edges, route)
+
+
+def test_one_way_row_is_driven_eastbound(grid_net, grid_edges):
+    route = [1, 11, 21, 31]  # row 1 is one-way eastbound
+    _, paths = match(drive(route, noise_m=3, seed=3), grid_net)
+    assert path_edges(paths) == expected(grid_edges, route)
+
+
+def test_against_a_one_way_never_uses_it(grid_net, grid_edges):
+    # fixes along the one-way row, driven westwards: no edge of that row may be traversed
+    matched, paths = match(drive([31, 21, 11, 1], noise_m=2, seed=4), grid_net)
+    row1 = {edge_of(grid_edges, a, b) for a, b in [(1, 11), (11, 21), (21, 31)]}
+    assert not row1 & set(path_edges(paths))
+    assert len(matched) == len(drive([31, 21, 11, 1]))
+
+
+def test_u_turn_on_a_two_way_street(grid_net, grid_edges):
+    there = drive([0, 10, 20], speed_mps=10)
+    back = drive([20, 10, 0], speed_mps=10, t0=there["t"].iloc[-1] + 1)
+    _, paths = match(pd.concat([there, back], ignore_index=True), grid_net)
+    assert path_edges(paths) == expected(grid_edges, [0, 10, 20, 10, 0])
+
+
+def test_single_outlier_does_not_make_a_detour(grid_net, grid_edges):
+    route = [0, 10, 20, 30]
+    df = drive(route, noise_m=2, seed=5)
+    from fixtures.grid import CRS
+    from mapdiff.projection import LocalProjection
+
+    proj = LocalProjection(CRS)
+    x, y = proj.to_metres(df["lon"], df["lat"])
+    y[15] += 45.0  # multipath: 45 m north, halfway to row 1
+    df["lon"], df["lat"] = proj.to_lonlat(x, y)
+    matched, paths = match(df, grid_net)
+    assert path_edges(paths) == expected(grid_edges, route)
+
+
+def test_fixes_off_the_map_are_unmatched_and_the_trip_goes_on(grid_net, grid_edges):
+    df = drive([0, 10, 20, 30], noise_m=1, seed=6)
+    from fixtures.grid import CRS
+    from mapdiff.projection import LocalProjection
+
+    proj = LocalProjection(CRS)
+    x, y = proj.to_metres(df["lon"], df["lat"])
+    y[10:14] -= 400.0  # four fixes far south of the grid
+    df["lon"], df["lat"] = proj.to_lonlat(x, y)
+    matched, paths = match(df, grid_net)
+    assert (matched["state"].iloc[10:14] == "unmatched").all()
+    assert matched["edge_id"].iloc[10:14].isna().all()
+    assert (matched["state"].iloc[14:] != "unmatched").all()
+    assert path_edges(paths) == expected(grid_edges, [0, 10, 20, 30])
+
+
+def test_long_time_gap_breaks_the_chain(grid_net):
+    a = drive([0, 10], trip_id="trip")
+    b = drive([22, 32], trip_id="trip", t0=a["t"].iloc[-1] + 3600)
+    matched, paths = match(pd.concat([a, b], ignore_index=True), grid_net, MatchConfig(max_gap_s=600))
+    assert (matched["state"] == "break").sum() == 1
+    assert matched["state"].iloc[len(a)] == "break"
+    assert sorted(paths["chain"].unique()) == [0, 1]
+
+
+def test_a_stop_stays_on_its_edge(grid_net, grid_edges):
+    df = drive([0, 10, 20], noise_m=1, seed=7)
+    stop = df.iloc[[5] * 300].copy()
+    stop["t"] = df["t"].iloc[5] + np.arange(1, 301) * 1.0
+    rng = np.random.default_rng(8)
+    stop["lon"] += rng.normal(0, 3e-5, len(stop))  # a few metres of jitter while parked
+    stop["lat"] += rng.normal(0, 1.5e-5, len(stop))
+    rest = df.iloc[6:].copy()
+    rest["t"] += 300
+    trace = pd.concat([df.iloc[:6], stop, rest], ignore_index=True)
+    matched, paths = match(trace, grid_net)
+    assert path_edges(paths) == expected(grid_edges, [0, 10, 20])
+    assert (matched["state"] == "matched").all()
+
+
+def test_single_fix_trip(grid_net):
+    df = drive([0, 10]).iloc[[3]]
+    matched, paths = match(df, grid_net)
+    assert len(matched) == 1 and matched["state"].iloc[0] == "matched"
+    assert len(paths) == 1
+
+
+def test_duplicate_timestamps_and_unsorted_rows(grid_net, grid_edges):
+    df = drive([0, 10, 20], noise_m=1, seed=9)
+    dup = pd.concat([df, df.iloc[[4, 9, 9]]], ignore_index=True)
+    shuffled = dup.sample(frac=1.0, random_state=0)
+    matched, paths = match(shuffled, grid_net)
+    assert len(matched) == len(dup)
+    assert matched["t"].is_monotonic_increasing
+    assert path_edges(paths) == expected(grid_edges, [0, 10, 20])
+
+
+def test_timestamps_round_trip_and_path_times_are_ordered(grid_net):
+    df = drive([0, 10, 20, 21])
+    df["t"] = pd.Timestamp("2026-11-28T08:00:00Z") + pd.to_timedelta(df["t"], unit="s")
+    matched, paths = match(df, grid_net)
+    assert str(matched["t"].dtype).startswith("datetime64")
+    assert (paths["t_enter"] <= paths["t_exit"]).all()
+    assert (paths["t_exit"].iloc[:-1].to_numpy() <= paths["t_enter"].iloc[1:].to_numpy()).all()
+    assert paths["t_enter"].iloc[0] == matched["t"].iloc[0]
+
+
+def test_two_trips_are_matched_independently(grid_net, grid_edges):
+    a = drive([0, 10, 20], trip_id="a")
+    b = drive([33, 23, 13], trip_id="b")
+    matched, paths = match(pd.concat([b, a], ignore_index=True), grid_net)
+    assert path_edges(paths, "a") == expected(grid_edges, [0, 10, 20])
+    assert path_edges(paths, "b") == expected(grid_edges, [33, 23, 13])
+    assert list(paths.groupby("trip_id")["seq"].min()) == [0, 0]
+
+
+def test_accuracy_column_widens_sigma(grid_net, grid_edges):
+    df = drive([0, 10, 20, 30], noise_m=2, seed=10)
+    df["accuracy_m"] = 25.0
+    _, paths = match(df, grid_net)
+    assert path_edges(paths) == expected(grid_edges, [0, 10, 20, 30])
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("search_radius_m", 0), ("gps_sigma_m", -1), ("max_candidates", 0), ("route_factor", 0.5),
+     ("beta_m", float("nan")), ("max_outliers", -1)],
+)
+def test_config_validation_names_the_field(field, value):
+    from mapdiff.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=field):
+        MatchConfig(**{field: value}).validate()
