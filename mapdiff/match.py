@@ -42,6 +42,10 @@ class MatchConfig:
     reverse_tolerance_m : a move backwards along one edge up to this far is GPS jitter, not a
         loop around the block.
     max_gap_s : a time gap longer than this breaks the chain.
+    wrong_way_cost_m : driving a one-way edge against its direction is allowed (and reported
+        with ``against``) but its route length counts this many metres more per edge entered.
+    wrong_way_fix_cost : and each fix matched against the direction costs this much
+        log-likelihood, so a few noisy fixes never outvote the one-way sign.
     u_turn_cost : log-likelihood price of turning straight back onto the reverse of the edge
         just driven (rare in traffic; cheap in an HMM on short connector edges).
     min_end_m : a chain's first or last edge is left out of ``paths`` when less than this much
@@ -67,6 +71,8 @@ class MatchConfig:
     max_gap_s: float = 600.0
     max_outliers: int = 5
     break_cost: float = 40.0
+    wrong_way_cost_m: float = 100.0
+    wrong_way_fix_cost: float = 6.0
     u_turn_cost: float = 10.0
     min_end_m: float = 5.0
     rescue_radius_m: float = 200.0
@@ -81,7 +87,7 @@ class MatchConfig:
                 msg = f"MatchConfig.{name} must be a positive number; got {value!r}"
                 raise ConfigError(msg)
         for name in ("route_slack_m", "reverse_tolerance_m", "stop_radius_m", "rescue_radius_m", "u_turn_cost",
-                     "min_end_m"):
+                     "min_end_m", "wrong_way_cost_m", "wrong_way_fix_cost"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
                 msg = f"MatchConfig.{name} must be >= 0; got {value!r}"
@@ -103,9 +109,9 @@ class MatchConfig:
 
 MATCHED_COLUMNS = [
     "trip_id", "t", "lon", "lat", "edge_id", "offset_m", "matched_lon", "matched_lat",
-    "distance_m", "state", "confidence",
+    "distance_m", "state", "confidence", "against",
 ]
-PATH_COLUMNS = ["trip_id", "seq", "chain", "edge_id", "u", "v", "key", "t_enter", "t_exit"]
+PATH_COLUMNS = ["trip_id", "seq", "chain", "edge_id", "u", "v", "key", "against", "t_enter", "t_exit"]
 
 
 def match(traces: pd.DataFrame, network: Network, config: MatchConfig | None = None, *,
@@ -185,16 +191,18 @@ def _match_batch(network: Network, config: MatchConfig, x, y, t_s, sigma, trip_p
     anchor = hmm.collapse_stops(trip_ptr, x, y, cedge, config.stop_radius_m)
     cand = (cedge, cdist, coff, cx, cy)
     geom = (network.vx, network.vy, network.vcum, network.seg_edge, x0, y0, cell, nx, ny, cell_ptr, cell_seg)
+    graph = (network.out_ptr, network.out_edge, network.edge_u, network.edge_v, network.edge_len,
+             network.edge_weights(config.wrong_way_cost_m),
+             # log-prior per fix on an edge: wrong-way twins are possible but unlikely
+             np.where(network.edge_against, -config.wrong_way_fix_cost, 0.0))
     sel, conf, chain, state = hmm.viterbi(
-        trip_ptr, x, y, t_s, sigma, cand, anchor, geom, network.n_nodes, network.out_ptr, network.out_edge,
-        network.edge_u, network.edge_v, network.edge_len, config.beta_m, floor,
+        trip_ptr, x, y, t_s, sigma, cand, anchor, geom, network.n_nodes, graph, config.beta_m, floor,
         # skipping a fix costs what matching it at the emission cap would
-        floor, -config.break_cost, -config.u_turn_cost, config.route_factor, config.route_slack_m, config.reverse_tolerance_m, config.max_gap_s,
-        config.max_outliers, config.rescue_radius_m,
+        floor, -config.break_cost, -config.u_turn_cost, config.route_factor, config.route_slack_m,
+        config.reverse_tolerance_m, config.max_gap_s, config.max_outliers, config.rescue_radius_m,
     )
     edge_idx, offset, mx, my, dist = hmm.resolve(sel, anchor, chain, conf, state, cedge, cdist, coff, cx, cy, x, y)
-    path = hmm.paths(trip_ptr, t_s, edge_idx, np.nan_to_num(offset), chain, anchor, network.n_nodes,
-                     network.out_ptr, network.out_edge, network.edge_u, network.edge_v, network.edge_len,
+    path = hmm.paths(trip_ptr, t_s, edge_idx, np.nan_to_num(offset), chain, anchor, network.n_nodes, graph,
                      config.reverse_tolerance_m, config.min_end_m)
     return edge_idx, offset, mx, my, dist, conf, state, chain, path
 
@@ -235,18 +243,23 @@ def _matched_frame(df, network, edge_idx, offset, mx, my, dist, conf, state):
     if ok.any():
         mlon[ok], mlat[ok] = network.proj.to_lonlat(mx[ok], my[ok])
     edge_ids = network.edges["edge_id"].to_numpy()
+    base = network.edge_base[np.maximum(edge_idx, 0)]
+    against = ok & network.edge_against[np.maximum(edge_idx, 0)]
+    # offsets are along the map's edge, from u, whichever way it was driven
+    offset = np.where(against, network.edge_len[np.maximum(edge_idx, 0)] - offset, offset)
     out = pd.DataFrame({
         "trip_id": df["trip_id"].to_numpy(),
         "t": df["t"].to_numpy(),
         "lon": df["lon"].to_numpy(),
         "lat": df["lat"].to_numpy(),
-        "edge_id": pd.array(np.where(ok, edge_ids[np.maximum(edge_idx, 0)], 0), dtype="Int64"),
+        "edge_id": pd.array(np.where(ok, edge_ids[base], 0), dtype="Int64"),
         "offset_m": offset,
         "matched_lon": mlon,
         "matched_lat": mlat,
         "distance_m": dist,
         "state": STATES[state],
         "confidence": conf,
+        "against": against,
     })
     out.loc[~ok, "edge_id"] = pd.NA
     extra = [c for c in df.columns if c not in out.columns and not c.startswith("_") and c != "geometry"]
@@ -263,15 +276,17 @@ def _paths_frame(df, network, trip_names, parts):
         p_t0 = p_t1 = np.zeros(0)
     seq = pd.Series(p_trip).groupby(p_trip).cumcount().to_numpy()
     e = network.edges
+    base = network.edge_base[p_edge]
     time_is_ts = pd.api.types.is_datetime64_any_dtype(df["t"])
     out = pd.DataFrame({
         "trip_id": np.asarray(trip_names, dtype=object)[p_trip] if len(p_trip) else np.array([], dtype=object),
         "seq": seq.astype(np.int64),
         "chain": p_chain.astype(np.int64),
-        "edge_id": e["edge_id"].to_numpy()[p_edge],
-        "u": e["u"].to_numpy()[p_edge],
-        "v": e["v"].to_numpy()[p_edge],
-        "key": e["key"].to_numpy()[p_edge],
+        "edge_id": e["edge_id"].to_numpy()[base],
+        "u": e["u"].to_numpy()[base],
+        "v": e["v"].to_numpy()[base],
+        "key": e["key"].to_numpy()[base],
+        "against": network.edge_against[p_edge],
         "t_enter": _from_seconds(p_t0, df["t"]) if time_is_ts else p_t0,
         "t_exit": _from_seconds(p_t1, df["t"]) if time_is_ts else p_t1,
     })

@@ -33,9 +33,12 @@ class Network:
 
     edges: pd.DataFrame  # edge_id, u, v, key (+ osmid, highway, oneway when present), no geometry
     proj: LocalProjection
+    # kernel edges: the rows of ``edges`` first, then one wrong-way twin per one-way edge
     edge_u: np.ndarray  # compact node index of each edge's start
     edge_v: np.ndarray
     edge_len: np.ndarray  # metres, measured on the projected geometry
+    edge_base: np.ndarray  # the row of ``edges`` each kernel edge drives along
+    edge_against: np.ndarray  # True for a wrong-way twin (driving a one-way edge backwards)
     n_nodes: int
     out_ptr: np.ndarray  # CSR: edges leaving node i are out_edge[out_ptr[i]:out_ptr[i+1]]
     out_edge: np.ndarray
@@ -48,7 +51,12 @@ class Network:
 
     @property
     def n_edges(self) -> int:
-        return len(self.edge_u)
+        """Edges of the map (rows of ``edges``), without the wrong-way twins."""
+        return len(self.edges)
+
+    def edge_weights(self, wrong_way_cost_m: float) -> np.ndarray:
+        """Shortest-path weights: the length, plus ``wrong_way_cost_m`` on wrong-way twins."""
+        return self.edge_len + np.where(self.edge_against, wrong_way_cost_m, 0.0)
 
     @classmethod
     def from_edges(cls, edges, *, source: str = "edges") -> "Network":
@@ -76,20 +84,36 @@ class Network:
             row = int(np.flatnonzero(counts < 2)[0])
             msg = f"{source}: edge at row {row} has an empty or one-point geometry"
             raise InputError(msg)
-        vptr = np.zeros(n_edges + 1, dtype=np.int64)
+        codes, _ = pd.factorize(pd.concat([edges["u"], edges["v"]], ignore_index=True))
+        real_u = codes[:n_edges].astype(np.int64)
+        real_v = codes[n_edges:].astype(np.int64)
+        # a one-way edge (no edge back between its nodes) gets a wrong-way twin, so that a car
+        # driving it backwards is matched (at a price) and reported, not forced onto a detour
+        back = pd.MultiIndex.from_arrays([real_v, real_u])
+        has_twin = back.isin(pd.MultiIndex.from_arrays([real_u, real_v]))
+        twins = np.flatnonzero(~has_twin & (real_u != real_v))
+        base = np.r_[np.arange(n_edges), twins].astype(np.int64)
+        against = np.r_[np.zeros(n_edges, bool), np.ones(len(twins), bool)]
+        # vertices: every real edge in order, then each twin's vertices reversed
+        order = [np.arange(len(index))]
+        starts = np.r_[0, np.cumsum(counts)]
+        for e in twins:
+            order.append(np.arange(starts[e + 1] - 1, starts[e] - 1, -1))
+        order = np.concatenate(order)
+        vx = np.ascontiguousarray(coords[order, 0])
+        vy = np.ascontiguousarray(coords[order, 1])
+        counts = counts[base]
+        index = np.repeat(np.arange(len(base)), counts)
+        vptr = np.zeros(len(base) + 1, dtype=np.int64)
         np.cumsum(counts, out=vptr[1:])
-        vx = np.ascontiguousarray(coords[:, 0])
-        vy = np.ascontiguousarray(coords[:, 1])
         step = np.hypot(np.diff(vx), np.diff(vy))
         seg_valid = index[:-1] == index[1:]
         step[~seg_valid] = 0.0
         cum = np.concatenate([[0.0], np.cumsum(step)])
         vcum = cum - cum[vptr[:-1]].repeat(counts)
         edge_len = vcum[vptr[1:] - 1].copy()
-
-        codes, _ = pd.factorize(pd.concat([edges["u"], edges["v"]], ignore_index=True))
-        edge_u = codes[:n_edges].astype(np.int64)
-        edge_v = codes[n_edges:].astype(np.int64)
+        edge_u = np.where(against, real_v[base], real_u[base])
+        edge_v = np.where(against, real_u[base], real_v[base])
         n_nodes = int(codes.max()) + 1 if n_edges else 0
         out_edge = np.argsort(edge_u, kind="stable").astype(np.int64)
         out_ptr = np.zeros(n_nodes + 1, dtype=np.int64)
@@ -116,6 +140,8 @@ class Network:
             edge_u=edge_u,
             edge_v=edge_v,
             edge_len=edge_len,
+            edge_base=base,
+            edge_against=against,
             n_nodes=n_nodes,
             out_ptr=out_ptr,
             out_edge=out_edge,

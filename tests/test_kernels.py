@@ -25,17 +25,18 @@ def test_bounded_dijkstra_matches_scipy(kub_net):
     net, _ = kub_net
     # parallel edges: scipy keeps the sum, so take the shortest per pair first
     w = {}
-    for a, b, length in zip(net.edge_u, net.edge_v, net.edge_len):
+    real = slice(0, net.n_edges)  # the map's own edges; wrong-way twins cost infinity below
+    for a, b, length in zip(net.edge_u[real], net.edge_v[real], net.edge_len[real]):
         w[(a, b)] = min(w.get((a, b), np.inf), length)
     rows, cols = zip(*w.keys())
     graph = csr_matrix((list(w.values()), (rows, cols)), shape=(net.n_nodes, net.n_nodes))
     rng = np.random.default_rng(0)
-    ws = new_workspace(net.n_nodes, net.n_edges)
+    ws = new_workspace(net.n_nodes, len(net.edge_u))
     stamp = 0
     for src in rng.choice(net.n_nodes, 20, replace=False):
         ref = sp_dijkstra(graph, indices=src, limit=800.0)
         stamp += 1
-        dijkstra(src, 800.0, 0, stamp, net.out_ptr, net.out_edge, net.edge_v, net.edge_len, ws)
+        dijkstra(src, 800.0, 0, stamp, net.out_ptr, net.out_edge, net.edge_v, net.edge_weights(np.inf), ws)
         dist, _, _, settled = ws[0], ws[1], ws[2], ws[3]
         mine = np.where(settled == stamp, dist, np.inf)
         assert np.allclose(mine, ref, equal_nan=False)
@@ -55,6 +56,7 @@ def test_candidates_match_brute_force(kub_net):
     x0, y0, cell, nx, ny, cp, cs = net.grid
     edge, dist, offset, cx, cy = candidates(px, py, 60.0, 6, net.vx, net.vy, net.vcum, net.seg_edge, x0, y0, cell,
                                             nx, ny, cp, cs)
+    geoms = geoms[net.edge_base]  # kernel edges: the map's, then wrong-way twins on the same lines
     for p in range(len(px)):
         d = shapely.distance(geoms, shapely.Point(px[p], py[p]))
         order = np.argsort(d, kind="stable")
@@ -63,6 +65,7 @@ def test_candidates_match_brute_force(kub_net):
         assert len(got) == len(ref)
         assert np.allclose([g[1] for g in got], [r[1] for r in ref], atol=1e-6)
         for q, (e, _) in enumerate(got):
-            # the offset locates the projected point on its edge
-            pt = shapely.line_interpolate_point(geoms[e], offset[p, q])
+            # the offset locates the projected point on its edge, in the edge's direction
+            line = shapely.reverse(geoms[e]) if net.edge_against[e] else geoms[e]
+            pt = shapely.line_interpolate_point(line, offset[p, q])
             assert np.hypot(shapely.get_x(pt) - cx[p, q], shapely.get_y(pt) - cy[p, q]) < 1e-6

@@ -36,12 +36,22 @@ def test_one_way_row_is_driven_eastbound(grid_net, grid_edges):
     assert path_edges(paths) == expected(grid_edges, route)
 
 
-def test_against_a_one_way_never_uses_it(grid_net, grid_edges):
-    # fixes along the one-way row, driven westwards: no edge of that row may be traversed
-    matched, paths = match(drive([31, 21, 11, 1], noise_m=2, seed=4), grid_net)
-    row1 = {edge_of(grid_edges, a, b) for a, b in [(1, 11), (11, 21), (21, 31)]}
-    assert not row1 & set(path_edges(paths))
-    assert len(matched) == len(drive([31, 21, 11, 1]))
+def test_driving_a_one_way_backwards_is_matched_and_flagged(grid_net, grid_edges):
+    # fixes along the one-way row, driven westwards: matched to that row, flagged against
+    route = [31, 21, 11, 1]
+    matched, paths = match(drive(route, noise_m=2, seed=4), grid_net)
+    row1 = [edge_of(grid_edges, a, b) for a, b in [(21, 31), (11, 21), (1, 11)]]
+    assert path_edges(paths) == row1
+    assert paths["against"].all()
+    assert matched["against"].all() and (matched["state"] == "matched").all()
+    # offsets stay along the map's edge (from u), so they fall while driving backwards
+    first = matched[matched["edge_id"] == row1[0]]["offset_m"].to_numpy()
+    assert (np.diff(first) < 0).all()
+
+
+def test_driving_a_one_way_forwards_is_not_flagged(grid_net):
+    matched, paths = match(drive([1, 11, 21, 31], noise_m=2, seed=4), grid_net)
+    assert not paths["against"].any() and not matched["against"].any()
 
 
 def test_u_turn_on_a_two_way_street(grid_net, grid_edges):

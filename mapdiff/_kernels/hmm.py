@@ -74,12 +74,12 @@ def _starts_with_uturn(ea, eb, src, stamp, edge_u, edge_v, ws):
 
 
 @jit
-def _push(i, nxt, n_next, skips, cedge, cdist, coff, px, py, t, sigma, score, back_j, back_a, stamp,
-          out_ptr, out_edge, edge_u, edge_v, edge_len, beta_m, floor, log_skip, log_uturn, route_factor,
-          route_slack_m, rev_tol_m, ws):
+def _push(i, nxt, n_next, skips, cedge, cdist, coff, px, py, t, sigma, score, back_j, back_a, stamp, graph,
+          beta_m, floor, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, ws):
     """Push the scores of fix ``i`` forward to the fixes ``nxt[:n_next]`` (fix m of them skips
     ``skips[m]`` fixes that had candidates). One bounded Dijkstra per distinct end node of
     ``i``'s live candidates serves every target fix. Returns the next free search stamp."""
+    out_ptr, out_edge, edge_u, edge_v, edge_len, edge_w, edge_prior = graph
     dist = ws[0]
     settled = ws[3]
     target = ws[4]
@@ -117,7 +117,7 @@ def _push(i, nxt, n_next, skips, cedge, cdist, coff, px, py, t, sigma, score, ba
         for a2 in range(a, ka):
             if score[i, a2] > NEG / 2 and edge_v[cedge[i, a2]] == src:
                 tail_min = min(tail_min, edge_len[cedge[i, a2]] - coff[i, a2])
-        dijkstra(src, bound_max - tail_min, n_targets, stamp, out_ptr, out_edge, edge_v, edge_len, ws)
+        dijkstra(src, bound_max - tail_min, n_targets, stamp, out_ptr, out_edge, edge_v, edge_w, ws)
         for a2 in range(a, ka):
             e2 = cedge[i, a2]
             if edge_v[e2] != src or score[i, a2] <= NEG / 2:
@@ -140,6 +140,7 @@ def _push(i, nxt, n_next, skips, cedge, cdist, coff, px, py, t, sigma, score, ba
                     if r > bound[m]:
                         continue
                     s = base + log_transition(r, straight[m], beta_m) + log_emission(cdist[j, b], sigma[j], floor)
+                    s += edge_prior[eb]
                     if via_graph and _starts_with_uturn(e2, eb, src, stamp, edge_u, edge_v, ws):
                         s += log_uturn
                     if s > score[j, b]:
@@ -229,14 +230,14 @@ RESCUE_K = 64
 
 @jit
 def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, anchor, px, py, t, sigma, score, back_j,
-            back_a, stamp, geom, graph, params):
+            back_a, stamp, geom, graph, graph_ws, params):
     """Give fix ``i``, which no live hypothesis reaches, a second look (a fast road with the GPS
     far off): up to RESCUE_K edges within ``rescue_radius_m`` are scored from the chain's live
     fixes on a small local copy of the problem, and the best k of them that are reachable
     become ``i``'s candidates. Returns (whether ``i`` is now live, next stamp)."""
     cedge, cdist, coff, cx, cy = cand
     vx, vy, vcum, seg_edge, x0, y0, cell, nx, ny, cell_ptr, cell_seg = geom
-    out_ptr, out_edge, edge_u, edge_v, edge_len, ws = graph
+    ws = graph_ws
     beta_m, floor, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m = params
     k = cedge.shape[1]
     rows = n_recent + 1  # local row r < n_recent is recent[r]; the last row is fix i
@@ -276,8 +277,7 @@ def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ancho
             continue
         skips[0] = skipped
         stamp = _push(r, nxt, 1, skips, l_edge, l_dist, l_off, l_px, l_py, l_t, l_sigma, l_score, l_bj, l_ba,
-                      stamp, out_ptr, out_edge, edge_u, edge_v, edge_len, beta_m, floor, log_skip, log_uturn,
-                      route_factor, route_slack_m, rev_tol_m, ws)
+                      stamp, graph, beta_m, floor, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, ws)
     order = np.argsort(-l_score[n_recent])
     if l_score[n_recent, order[0]] <= NEG / 2:
         return False, stamp
@@ -296,9 +296,8 @@ def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ancho
 
 
 @jit
-def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, out_ptr, out_edge, edge_u, edge_v,
-            edge_len, beta_m, emission_floor, log_skip, log_break, log_uturn, route_factor, route_slack_m,
-            rev_tol_m, max_gap_s, max_skip, rescue_radius_m):
+def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, beta_m, emission_floor, log_skip,
+            log_break, log_uturn, route_factor, route_slack_m, rev_tol_m, max_gap_s, max_skip, rescue_radius_m):
     """Match every trip; returns per fix the chosen candidate slot (-1 unmatched), the
     confidence, the chain number within its trip and the state code.
 
@@ -320,8 +319,8 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, out_ptr, ou
     score = np.full((n, k), NEG)
     back_j = np.full((n, k), -1, dtype=np.int64)
     back_a = np.full((n, k), -1, dtype=np.int64)
-    ws = new_workspace(n_nodes, edge_u.shape[0])
-    graph = (out_ptr, out_edge, edge_u, edge_v, edge_len, ws)
+    edge_prior = graph[6]
+    ws = new_workspace(n_nodes, graph[2].shape[0])
     params = (beta_m, emission_floor, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m)
     window = max_skip + 1
     nxt = np.empty(window, dtype=np.int64)
@@ -341,15 +340,15 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, out_ptr, ou
             kb = _ncand(cedge, i)
             if prev < 0:
                 for b in range(kb):
-                    score[i, b] = log_emission(cdist[i, b], sigma[i], emission_floor)
+                    score[i, b] = log_emission(cdist[i, b], sigma[i], emission_floor) + edge_prior[cedge[i, b]]
             else:
                 if not _is_live(score, i) and rescue_radius_m > 0:
                     _, stamp = _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, anchor, px,
-                                       py, t, sigma, score, back_j, back_a, stamp, geom, graph, params)
+                                       py, t, sigma, score, back_j, back_a, stamp, geom, graph, ws, params)
                     kb = _ncand(cedge, i)
                 restart = g_best + (0.0 if t[i] - t[prev] > max_gap_s else log_break)
                 for b in range(kb):
-                    s = restart + log_emission(cdist[i, b], sigma[i], emission_floor)
+                    s = restart + log_emission(cdist[i, b], sigma[i], emission_floor) + edge_prior[cedge[i, b]]
                     if s > score[i, b]:
                         score[i, b] = s
                         back_j[i, b] = g_j
@@ -380,8 +379,8 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, out_ptr, ou
                 j += 1
             if n_next > 0:
                 stamp = _push(i, nxt, n_next, skips, cedge, cdist, coff, px, py, t, sigma, score, back_j, back_a,
-                              stamp, out_ptr, out_edge, edge_u, edge_v, edge_len, beta_m, emission_floor,
-                              log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, ws)
+                              stamp, graph, beta_m, emission_floor, log_skip, log_uturn, route_factor,
+                              route_slack_m, rev_tol_m, ws)
         if n_recent > 0:
             _backtrack(recent, n_recent, score, back_j, back_a, log_skip, sel, conf, chain, state)
     return sel, conf, chain, state
@@ -440,8 +439,7 @@ def _trim_chain_end(m, row0, o_edge, last_off, entered_by_route):
 
 
 @jit
-def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, out_ptr, out_edge, edge_u, edge_v, edge_len,
-          rev_tol_m, min_end_m):
+def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol_m, min_end_m):
     """The driven edge sequence of every chain, with enter and exit times.
 
     Between consecutive matched fixes the route is the shortest path (the one the HMM scored);
@@ -449,6 +447,7 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, out_ptr, out_e
     less than ``min_end_m`` of it was driven (a fix near a node touches every edge there).
     Returns flat arrays: trip index, chain, edge, t_enter, t_exit.
     """
+    out_ptr, out_edge, edge_u, edge_v, edge_len, edge_w, edge_prior = graph
     cap = 1024
     o_trip = np.empty(cap, dtype=np.int64)
     o_chain = np.empty(cap, dtype=np.int64)
@@ -498,15 +497,17 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, out_ptr, out_e
             stamp += 1
             src, dst = edge_v[e0], edge_u[e1]
             target[dst] = stamp
-            dijkstra(src, np.inf, 1, stamp, out_ptr, out_edge, edge_v, edge_len, ws)
+            dijkstra(src, np.inf, 1, stamp, out_ptr, out_edge, edge_v, edge_w, ws)
             nseq = 0
             w = dst
+            between = 0.0
             while w != src:
                 seq = _grow(seq, nseq + 1)
                 seq[nseq] = pred[w]
+                between += edge_len[pred[w]]
                 nseq += 1
                 w = edge_u[pred[w]]
-            total = (edge_len[e0] - sel_off[prev]) + ws[0][dst] + sel_off[i]
+            total = (edge_len[e0] - sel_off[prev]) + between + sel_off[i]
             rate = (t[i] - t[prev]) / total if total > 0 else 0.0
             s = edge_len[e0] - sel_off[prev]
             o_t1[m - 1] = t[prev] + s * rate
