@@ -72,7 +72,7 @@ class MatchConfig:
     max_outliers: int = 5
     break_cost: float = 40.0
     wrong_way_cost_m: float = 100.0
-    wrong_way_fix_cost: float = 6.0
+    wrong_way_fix_cost: float = 1.0
     u_turn_cost: float = 10.0
     min_end_m: float = 5.0
     rescue_radius_m: float = 200.0

@@ -32,16 +32,15 @@ def log_transition(route_m, straight_m, beta_m):
 
 @jit
 def same_edge_route(off_a, off_b, rev_tol_m):
-    """Route length when staying on one edge; -1 if it would need a loop (too far backwards).
+    """Signed route length when staying on one edge, or NaN if it would need a loop.
 
-    A step back of up to ``rev_tol_m`` is GPS jitter around a slow or stopped car: it counts as
-    standing still (0 m), so the transition still pays for the straight-line distance moved.
+    A step back of up to ``rev_tol_m`` is GPS jitter around a slow or stopped car and gives a
+    negative length: scored against the straight-line distance it costs the step back plus the
+    distance moved, so sustained backward motion (a one-way driven the wrong way) is not free.
     """
-    if off_b >= off_a:
-        return off_b - off_a
     if off_a - off_b <= rev_tol_m:
-        return 0.0
-    return -1.0
+        return off_b - off_a
+    return np.nan
 
 
 @jit
@@ -128,10 +127,10 @@ def _push(i, nxt, n_next, skips, cedge, cdist, coff, px, py, t, sigma, score, ba
                 base = score[i, a2] + skips[m] * log_skip
                 for b in range(_ncand(cedge, j)):
                     eb = cedge[j, b]
-                    r = -1.0
+                    r = np.nan
                     if eb == e2:
                         r = same_edge_route(coff[i, a2], coff[j, b], rev_tol_m)
-                    via_graph = r < 0.0
+                    via_graph = np.isnan(r)
                     if via_graph:
                         w = edge_u[eb]
                         if settled[w] != stamp:
@@ -490,7 +489,7 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
                 prev = i
                 continue
             e0 = sel_edge[prev]
-            if e0 == e1 and same_edge_route(sel_off[prev], sel_off[i], rev_tol_m) >= 0.0:
+            if e0 == e1 and not np.isnan(same_edge_route(sel_off[prev], sel_off[i], rev_tol_m)):
                 o_t1[m - 1] = t[i]
                 prev = i
                 continue
