@@ -1,0 +1,113 @@
+"""Map-matching accuracy on the Kubicka et al. (2015) real tracks, mapdiff against fastmm.
+
+For each track: the network becomes a roads.gpkg and the track a traces.parquet; ``mapdiff
+match`` runs through its command line; fastmm runs end to end (UBODT of 1 km built per track)
+in a child process. Scores per track: recall and precision by length and Newson & Krumm's route
+mismatch fraction (accuracy = 1 - mismatch). Prints a table and a summary.
+
+    python benchmarks/kubicka.py [--tracks DIR] [--limit N] [--no-fastmm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from fixtures.kubicka import read_track, write_track  # noqa: E402
+from mapdiff.evaluate import route_score  # noqa: E402
+from peers import run_child, run_command  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "kubicka2015" / "tracks.tar.xz"
+
+
+def tracks_dir(arg, tmp):
+    if arg:
+        return Path(arg)
+    with tarfile.open(DATA) as tar:
+        tar.extractall(tmp, filter="data")
+    return Path(tmp)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tracks", help="folder of unpacked tracks (default: unpack shared/data)")
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--no-fastmm", action="store_true")
+    args = ap.parse_args()
+    mapdiff = str(Path(sys.executable).parent / "mapdiff")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = tracks_dir(args.tracks, tmp)
+        names = sorted(p.name for p in root.iterdir() if p.is_dir())
+        names = names[: args.limit] if args.limit else names
+        # warm the Numba cache once so no track pays compilation
+        roads, traces_path, _ = write_track(root / names[0], Path(tmp) / "warm")
+        subprocess.run([mapdiff, "match", str(traces_path), "--map", str(roads), "-o",
+                        str(Path(tmp) / "warm" / "m.parquet"), "-q"], check=True)
+        for name in names:
+            work = Path(tmp) / "run" / name
+            roads, traces_path, route = write_track(root / name, work)
+            edges, traces, _ = read_track(root / name)
+            length = dict(zip(edges["edge_id"], _lengths(edges)))
+            status, wall, rss = run_command([
+                mapdiff, "match", str(traces_path), "--map", str(roads), "-o", str(work / "matched.parquet"),
+                "--paths", str(work / "paths.parquet"), "-q",
+            ])
+            if status != 0:
+                s_md = None
+            else:
+                paths = pd.read_parquet(work / "paths.parquet")
+                s_md = route_score(route, paths["edge_id"], length)
+            row = {"track": name, "fixes": len(traces), "arcs": len(edges),
+                   "md_acc": s_md.accuracy if s_md else np.nan, "md_P": s_md.precision if s_md else np.nan,
+                   "md_R": s_md.recall if s_md else np.nan, "md_s": wall, "md_MB": rss}
+            if not args.no_fastmm:
+                from mapdiff.projection import LocalProjection
+
+                proj = LocalProjection.around(float(traces["lon"].mean()), float(traces["lat"].mean()))
+                medges = edges.to_crs(proj.crs)
+                x, y = proj.to_metres(traces["lon"], traces["lat"])
+                mtr = pd.DataFrame({"trip_id": traces["trip_id"], "t": traces["t"], "x": x, "y": y})
+                res, timing, frss = run_child("fastmm", medges[["edge_id", "u", "v", "geometry"]], mtr)
+                s_f = route_score(route, res[name], length) if res else None
+                row.update({"fmm_acc": s_f.accuracy if s_f else np.nan, "fmm_P": s_f.precision if s_f else np.nan,
+                            "fmm_R": s_f.recall if s_f else np.nan, "fmm_s": timing.get("wall_s", np.nan),
+                            "fmm_build_s": timing.get("build_s", np.nan), "fmm_MB": frss})
+            rows.append(row)
+            print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                  flush=True)
+    df = pd.DataFrame(rows)
+    print()
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print()
+    for tool in ["md", "fmm"] if not args.no_fastmm else ["md"]:
+        label = {"md": "mapdiff", "fmm": "fastmm"}[tool]
+        fixes_per_s = df["fixes"].sum() / df[f"{tool}_s"].sum()
+        print(f"{label:8s} mean accuracy {df[f'{tool}_acc'].mean():.4f}  median {df[f'{tool}_acc'].median():.4f}  "
+              f"precision {df[f'{tool}_P'].mean():.4f}  recall {df[f'{tool}_R'].mean():.4f}  "
+              f"tracks >= 0.99: {(df[f'{tool}_acc'] >= 0.99).sum()}/{len(df)}  "
+              f"end to end {df[f'{tool}_s'].sum():.0f} s ({fixes_per_s:.0f} fixes/s)  peak {df[f'{tool}_MB'].max():.0f} MB")
+    if not args.no_fastmm:
+        print(f"fastmm UBODT build: max {df['fmm_build_s'].max():.1f} s per track")
+
+
+def _lengths(edges):
+    from mapdiff.projection import LocalProjection
+
+    c = edges.geometry.to_crs(4326).union_all().centroid
+    return edges.geometry.to_crs(LocalProjection.around(c.x, c.y).crs).length.to_numpy()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Peer map matchers behind one small interface, for the benchmarks (not part of mapdiff).
+
+Each peer takes a projected edge table (edge_id, u, v, geometry in metres) and traces in metres
+(trip_id, t seconds, x, y) and returns per trip the ordered list of matched edge_ids.
+Run a peer in a child process (``python benchmarks/peers.py PEER job.pkl out.pkl``) so its time
+and peak memory are its own.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import shapely
+
+
+def fastmm_match(edges, traces, *, radius_m=50.0, k=8, gps_error_m=10.0, reverse_tolerance_m=20.0,
+                 ubodt_bound_m=1000.0):
+    """fastmm (FMM): UBODT of ``ubodt_bound_m`` built here, so its cost is in the timing."""
+    import fastmm
+
+    net = fastmm.Network()
+    coords = shapely.get_coordinates(edges.geometry.values, return_index=True)
+    pts, idx = coords
+    starts = np.r_[0, np.flatnonzero(np.diff(idx)) + 1, len(idx)]
+    for row, (e, u, v) in enumerate(zip(edges["edge_id"], edges["u"], edges["v"])):
+        seg = pts[starts[row]:starts[row + 1]]
+        net.add_edge(int(e), source=int(u), target=int(v), geom=[tuple(p) for p in seg])
+    net.finalize()
+    with tempfile.TemporaryDirectory() as cache:
+        t0 = time.perf_counter()
+        matcher = fastmm.FastMapMatch(net, fastmm.SHORTEST, max_distance_between_candidates=ubodt_bound_m,
+                                      cache_dir=cache)
+        build_s = time.perf_counter() - t0
+        out = {}
+        t0 = time.perf_counter()
+        for trip, part in traces.groupby("trip_id", sort=False):
+            traj = fastmm.Trajectory.from_xyt_tuples(list(zip(part["x"], part["y"], part["t"])))
+            res = matcher.match(traj, max_candidates=k, candidate_search_radius=radius_m, gps_error=gps_error_m,
+                                reverse_tolerance=reverse_tolerance_m)
+            seq = []
+            for sub in res.subtrajectories:
+                if sub.error_code != fastmm.SUCCESS:
+                    continue
+                for segment in sub.segments:
+                    for edge in segment.edges:
+                        if not seq or seq[-1] != edge.edge_id:
+                            seq.append(edge.edge_id)
+            out[trip] = seq
+        match_s = time.perf_counter() - t0
+    return out, {"build_s": build_s, "match_s": match_s}
+
+
+def leuven_match(edges, traces, *, radius_m=50.0, gps_error_m=10.0):
+    """leuvenmapmatching's DistanceMatcher on an in-memory map."""
+    from leuvenmapmatching.map.inmem import InMemMap
+    from leuvenmapmatching.matcher.distance import DistanceMatcher
+
+    m = InMemMap("bench", use_latlon=False, use_rtree=True, index_edges=True)
+    nodes = {}
+    lookup = {}
+    for e, u, v, geom in zip(edges["edge_id"], edges["u"], edges["v"], edges.geometry.values):
+        c = shapely.get_coordinates(geom)
+        nodes[u], nodes[v] = tuple(c[0]), tuple(c[-1])
+        lookup[(u, v)] = e
+    for n, xy in nodes.items():
+        m.add_node(int(n), xy)
+    for u, v in lookup:
+        m.add_edge(int(u), int(v))
+    t0 = time.perf_counter()
+    out = {}
+    for trip, part in traces.groupby("trip_id", sort=False):
+        matcher = DistanceMatcher(m, max_dist=radius_m * 4, obs_noise=gps_error_m, obs_noise_ne=gps_error_m * 2,
+                                  non_emitting_states=True, max_lattice_width=8)
+        matcher.match(list(zip(part["x"], part["y"])))
+        seq = []
+        for a, b in zip(matcher.path_pred_onlynodes[:-1], matcher.path_pred_onlynodes[1:]):
+            if (a, b) in lookup:
+                seq.append(lookup[(a, b)])
+        out[trip] = seq
+    return out, {"build_s": 0.0, "match_s": time.perf_counter() - t0}
+
+
+PEERS = {"fastmm": fastmm_match, "leuvenmapmatching": leuven_match}
+
+
+def run_child(peer, edges, traces, **kwargs):
+    """Run a peer in a child process; return (result, timings, peak RSS in MB).
+
+    ``timings`` has the peer's own ``build_s`` and ``match_s`` and the child's ``wall_s``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        job, out = os.path.join(tmp, "job.pkl"), os.path.join(tmp, "out.pkl")
+        with open(job, "wb") as f:
+            pickle.dump((edges, traces, kwargs), f)
+        status, wall, rss = run_command([sys.executable, __file__, peer, job, out])
+        if status != 0 or not os.path.exists(out):
+            return None, {"error": f"exit status {status}", "wall_s": wall}, rss
+        with open(out, "rb") as f:
+            result, timing = pickle.load(f)
+        timing["wall_s"] = wall
+        return result, timing, rss
+
+
+# A forked child's ru_maxrss starts from its parent's size, so children are launched from this
+# tiny launcher (a few MB) rather than from the benchmark process (hundreds of MB of imports).
+_LAUNCHER = """
+import os, subprocess, sys
+p = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(p.pid, 0)
+open(sys.argv[1], "w").write(f"{status} {usage.ru_maxrss}")
+"""
+
+
+def run_command(cmd):
+    """Run a command; return (exit status, wall seconds, peak RSS in MB)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = os.path.join(tmp, "rss")
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, report, *cmd], check=False)
+        wall = time.perf_counter() - t0
+        status, rss_kb = (int(v) for v in open(report).read().split())
+    return status, wall, rss_kb / 1024
+
+
+if __name__ == "__main__":
+    name, job, out = sys.argv[1:4]
+    with open(job, "rb") as f:
+        edges, traces, kwargs = pickle.load(f)
+    result = PEERS[name](edges, traces, **kwargs)
+    with open(out, "wb") as f:
+        pickle.dump(result, f)
