@@ -56,6 +56,8 @@ class MatchConfig:
         what a fix at the emission cap costs); when one more cannot be reached the chain breaks.
     rescue_radius_m : a fix that no hypothesis can reach gets a second candidate search this
         far (GPS far off a fast road) before it counts as an outlier; 0 disables it.
+    beam : hypotheses more than this far (log-likelihood) behind the best of their fix are not
+        extended; a speed-for-optimality trade that rarely costs accuracy.
     stop_radius_m : a fix this close to the last kept fix of its trip is a stop: it is matched
         with that fix instead of voting on its own, so a long stop cannot outweigh a route.
     """
@@ -77,10 +79,12 @@ class MatchConfig:
     min_end_m: float = 5.0
     rescue_radius_m: float = 200.0
     stop_radius_m: float = 5.0
+    beam: float = 20.0
 
     def validate(self) -> "MatchConfig":
         """Raise :class:`ConfigError` naming the first field out of range; return self."""
-        positive = ("search_radius_m", "gps_sigma_m", "emission_cap_sigma", "beta_m", "max_gap_s", "break_cost")
+        positive = ("search_radius_m", "gps_sigma_m", "emission_cap_sigma", "beta_m", "max_gap_s", "break_cost",
+                    "beam")
         for name in positive:
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:
@@ -182,15 +186,11 @@ def _match_batch(network: Network, config: MatchConfig, x, y, t_s, sigma, trip_p
     from mapdiff._kernels import hmm
     from mapdiff._kernels.geometry import candidates
 
-    x0, y0, cell, nx, ny, cell_ptr, cell_seg = network.grid
-    cedge, cdist, coff, cx, cy = candidates(
-        x, y, config.search_radius_m, config.max_candidates, network.vx, network.vy, network.vcum,
-        network.seg_edge, x0, y0, cell, nx, ny, cell_ptr, cell_seg,
-    )
+    cedge, cdist, coff, cx, cy = candidates(x, y, config.search_radius_m, config.max_candidates, network.geom)
     floor = -0.5 * config.emission_cap_sigma**2
     anchor = hmm.collapse_stops(trip_ptr, x, y, cedge, config.stop_radius_m)
     cand = (cedge, cdist, coff, cx, cy)
-    geom = (network.vx, network.vy, network.vcum, network.seg_edge, x0, y0, cell, nx, ny, cell_ptr, cell_seg)
+    geom = network.geom
     graph = (network.out_ptr, network.out_edge, network.edge_u, network.edge_v, network.edge_len,
              network.edge_weights(config.wrong_way_cost_m),
              # log-prior per fix on an edge: wrong-way twins are possible but unlikely
@@ -199,7 +199,7 @@ def _match_batch(network: Network, config: MatchConfig, x, y, t_s, sigma, trip_p
         trip_ptr, x, y, t_s, sigma, cand, anchor, geom, network.n_nodes, graph, config.beta_m, floor,
         # skipping a fix costs what matching it at the emission cap would
         floor, -config.break_cost, -config.u_turn_cost, config.route_factor, config.route_slack_m,
-        config.reverse_tolerance_m, config.max_gap_s, config.max_outliers, config.rescue_radius_m,
+        config.reverse_tolerance_m, config.max_gap_s, config.max_outliers, config.rescue_radius_m, config.beam,
     )
     edge_idx, offset, mx, my, dist = hmm.resolve(sel, anchor, chain, conf, state, cedge, cdist, coff, cx, cy, x, y)
     path = hmm.paths(trip_ptr, t_s, edge_idx, np.nan_to_num(offset), chain, anchor, network.n_nodes, graph,
@@ -249,7 +249,7 @@ def _matched_frame(df, network, edge_idx, offset, mx, my, dist, conf, state):
     offset = np.where(against, network.edge_len[np.maximum(edge_idx, 0)] - offset, offset)
     out = pd.DataFrame({
         "trip_id": df["trip_id"].to_numpy(),
-        "t": df["t"].to_numpy(),
+        "t": df["t"].array,
         "lon": df["lon"].to_numpy(),
         "lat": df["lat"].to_numpy(),
         "edge_id": pd.array(np.where(ok, edge_ids[base], 0), dtype="Int64"),

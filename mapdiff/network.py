@@ -19,7 +19,7 @@ from mapdiff.errors import InputError
 from mapdiff.projection import LocalProjection
 
 #: cells of the candidate grid (metres); capped so the grid stays a few MB on any extent
-GRID_CELL_M = 50.0
+GRID_CELL_M = 25.0
 MAX_GRID_CELLS = 4_000_000
 
 
@@ -39,6 +39,7 @@ class Network:
     edge_len: np.ndarray  # metres, measured on the projected geometry
     edge_base: np.ndarray  # the row of ``edges`` each kernel edge drives along
     edge_against: np.ndarray  # True for a wrong-way twin (driving a one-way edge backwards)
+    twin_of: np.ndarray  # per kernel edge: its wrong-way twin, or -1
     n_nodes: int
     out_ptr: np.ndarray  # CSR: edges leaving node i are out_edge[out_ptr[i]:out_ptr[i+1]]
     out_edge: np.ndarray
@@ -47,7 +48,12 @@ class Network:
     vcum: np.ndarray  # distance from the edge's start to each vertex
     vptr: np.ndarray  # vertices of edge e are vptr[e]:vptr[e+1]
     seg_edge: np.ndarray  # the edge each vertex (as segment start) belongs to
-    grid: tuple = field(repr=False)  # (x0, y0, cell_m, nx, ny, cell_ptr, cell_seg)
+    grid: tuple = field(repr=False)  # (x0, y0, cell_m, nx, ny, cell_ptr, cell_seg, cell_xy)
+
+    @property
+    def geom(self) -> tuple:
+        """What the spatial kernels take: vertices, twins and the segment grid, in one tuple."""
+        return (self.vx, self.vy, self.vcum, self.seg_edge, self.twin_of, self.edge_len, *self.grid)
 
     @property
     def n_edges(self) -> int:
@@ -125,9 +131,13 @@ class Network:
             cell *= 2
         nx = int((vx.max() - x0) / cell) + 1
         ny = int((vy.max() - y0) / cell) + 1
+        # the grid holds the map's own segments; a query adds the twins (same line, other way)
         seg_valid_v = np.zeros(len(vx), dtype=np.bool_)
-        seg_valid_v[:-1] = seg_valid
+        seg_valid_v[:-1] = seg_valid & ~against[index[:-1]]
+        twin_of = np.full(len(base), -1, dtype=np.int64)
+        twin_of[twins] = np.arange(n_edges, len(base))
         cell_ptr, cell_seg = build_grid(vx, vy, seg_valid_v, x0, y0, cell, nx, ny)
+        cell_xy = np.stack([vx[cell_seg], vy[cell_seg], vx[cell_seg + 1], vy[cell_seg + 1]], axis=1)
 
         keep = [c for c in ("u", "v", "key", "osmid", "highway", "oneway", "maxspeed") if c in edges.columns]
         table = pd.DataFrame(edges[keep]).reset_index(drop=True)
@@ -142,6 +152,7 @@ class Network:
             edge_len=edge_len,
             edge_base=base,
             edge_against=against,
+            twin_of=twin_of,
             n_nodes=n_nodes,
             out_ptr=out_ptr,
             out_edge=out_edge,
@@ -150,7 +161,7 @@ class Network:
             vcum=vcum,
             vptr=vptr,
             seg_edge=index.astype(np.int64),
-            grid=(float(x0), float(y0), float(cell), nx, ny, cell_ptr, cell_seg),
+            grid=(float(x0), float(y0), float(cell), nx, ny, cell_ptr, cell_seg, cell_xy),
         )
 
     def bounds_lonlat(self) -> tuple[float, float, float, float]:

@@ -53,9 +53,7 @@ def test_candidates_match_brute_force(kub_net):
     py = np.array([shapely.get_y(shapely.line_interpolate_point(geoms[e], 0.5, normalized=True)) for e in pick])
     px += rng.normal(0, 20, len(px))
     py += rng.normal(0, 20, len(py))
-    x0, y0, cell, nx, ny, cp, cs = net.grid
-    edge, dist, offset, cx, cy = candidates(px, py, 60.0, 6, net.vx, net.vy, net.vcum, net.seg_edge, x0, y0, cell,
-                                            nx, ny, cp, cs)
+    edge, dist, offset, cx, cy = candidates(px, py, 60.0, 6, net.geom)
     geoms = geoms[net.edge_base]  # kernel edges: the map's, then wrong-way twins on the same lines
     for p in range(len(px)):
         d = shapely.distance(geoms, shapely.Point(px[p], py[p]))

@@ -63,73 +63,94 @@ def build_grid(vx, vy, seg_valid, x0, y0, cell_m, nx, ny):
 
 
 @jit
-def query_point(x, y, radius_m, vx, vy, vcum, seg_edge, x0, y0, cell_m, nx, ny, cell_ptr, cell_seg,
-                edge, dist, offset, cx, cy, exclude):
-    """Fill the rows ``edge``, ``dist``, ``offset``, ``cx``, ``cy`` (length k, nearest first) with
-    the nearest edges within ``radius_m`` of (x, y), skipping the edges listed in ``exclude``
-    (-1 entries are ignored). Returns how many slots were filled; the rest hold edge -1."""
-    k = edge.shape[0]
-    edge[:] = -1
-    dist[:] = np.inf
+def query_points(px, py, radius_m, geom, edges, dists, offsets, cxs, cys):
+    """Fill row p of ``edges``, ``dists``, ``offsets``, ``cxs``, ``cys`` (k columns, nearest first)
+    with the nearest edges within ``radius_m`` of point p; each edge that has a wrong-way twin
+    (``twin_of[e] >= 0``) is followed by it, on the same point with the offset counted from its
+    other end. Unfilled slots hold edge -1. Returns the number of slots filled per point.
+
+    ``geom`` is :attr:`mapdiff.network.Network.geom`: vertices, the grid over segments and,
+    per grid entry, the segment's end points copied in cell order (``cell_xy``) so the scan
+    reads memory in sequence. The work is one loop with no call per point: a call passing this
+    many arrays costs more than a short scan.
+    """
+    vx, vy, vcum, seg_edge, twin_of, edge_len, x0, y0, cell_m, nx, ny, cell_ptr, cell_seg, cell_xy = geom
+    k = edges.shape[1]
     reach = radius_m + cell_m * 0.7072
     r2 = radius_m * radius_m
-    ix0 = max(int(np.floor((x - reach - x0) / cell_m)), 0)
-    ix1 = min(int(np.floor((x + reach - x0) / cell_m)), nx - 1)
-    iy0 = max(int(np.floor((y - reach - y0) / cell_m)), 0)
-    iy1 = min(int(np.floor((y + reach - y0) / cell_m)), ny - 1)
-    m = 0  # how many slots are filled
-    for iy in range(iy0, iy1 + 1):
-        for ix in range(ix0, ix1 + 1):
-            c = iy * nx + ix
-            for j in range(cell_ptr[c], cell_ptr[c + 1]):
-                s = cell_seg[j]
-                d2, f = _seg_point_dist2(vx[s], vy[s], vx[s + 1], vy[s + 1], x, y)
-                if d2 > r2:
-                    continue
-                e = seg_edge[s]
-                skip = False
-                for q in range(exclude.shape[0]):
-                    if exclude[q] == e:
-                        skip = True
-                        break
-                if skip:
-                    continue
-                d = np.sqrt(d2)
-                # one slot per edge: keep its nearest part
-                slot = -1
-                for q in range(m):
-                    if edge[q] == e:
-                        slot = q
-                        break
-                if slot >= 0:
-                    if d >= dist[slot]:
+    found = np.zeros(px.shape[0], dtype=np.int64)
+    for p in range(px.shape[0]):
+        x = px[p]
+        y = py[p]
+        for q in range(k):
+            edges[p, q] = -1
+            dists[p, q] = np.inf
+        ix0 = max(int(np.floor((x - reach - x0) / cell_m)), 0)
+        ix1 = min(int(np.floor((x + reach - x0) / cell_m)), nx - 1)
+        iy0 = max(int(np.floor((y - reach - y0) / cell_m)), 0)
+        iy1 = min(int(np.floor((y + reach - y0) / cell_m)), ny - 1)
+        m = 0  # how many slots are filled
+        for iy in range(iy0, iy1 + 1):
+            for ix in range(ix0, ix1 + 1):
+                c = iy * nx + ix
+                for j in range(cell_ptr[c], cell_ptr[c + 1]):
+                    d2, f = _seg_point_dist2(cell_xy[j, 0], cell_xy[j, 1], cell_xy[j, 2], cell_xy[j, 3], x, y)
+                    if d2 > r2:
                         continue
-                elif m < k:
-                    slot = m
-                    m += 1
-                elif d < dist[m - 1]:
-                    slot = m - 1
-                else:
-                    continue
-                # move the entry up to keep the row sorted by distance
-                while slot > 0 and dist[slot - 1] > d:
-                    edge[slot] = edge[slot - 1]
-                    dist[slot] = dist[slot - 1]
-                    offset[slot] = offset[slot - 1]
-                    cx[slot] = cx[slot - 1]
-                    cy[slot] = cy[slot - 1]
-                    slot -= 1
-                edge[slot] = e
-                dist[slot] = d
-                offset[slot] = vcum[s] + f * (vcum[s + 1] - vcum[s])
-                cx[slot] = vx[s] + f * (vx[s + 1] - vx[s])
-                cy[slot] = vy[s] + f * (vy[s + 1] - vy[s])
-    return m
+                    s = cell_seg[j]
+                    e = seg_edge[s]
+                    d = np.sqrt(d2)
+                    # one slot per edge: keep its nearest part
+                    slot = -1
+                    for q in range(m):
+                        if edges[p, q] == e:
+                            slot = q
+                            break
+                    if slot >= 0:
+                        if d >= dists[p, slot]:
+                            continue
+                    elif m < k:
+                        slot = m
+                        m += 1
+                    elif d < dists[p, m - 1]:
+                        slot = m - 1
+                    else:
+                        continue
+                    # move the entry up to keep the row sorted by distance
+                    while slot > 0 and dists[p, slot - 1] > d:
+                        edges[p, slot] = edges[p, slot - 1]
+                        dists[p, slot] = dists[p, slot - 1]
+                        offsets[p, slot] = offsets[p, slot - 1]
+                        cxs[p, slot] = cxs[p, slot - 1]
+                        cys[p, slot] = cys[p, slot - 1]
+                        slot -= 1
+                    edges[p, slot] = e
+                    dists[p, slot] = d
+                    offsets[p, slot] = vcum[s] + f * (vcum[s + 1] - vcum[s])
+                    cxs[p, slot] = vx[s] + f * (vx[s + 1] - vx[s])
+                    cys[p, slot] = vy[s] + f * (vy[s + 1] - vy[s])
+        # interleave the twins, in place from the back (an entry only moves right)
+        total = 0
+        for q in range(m):
+            total += 2 if twin_of[edges[p, q]] >= 0 else 1
+        end = total
+        for q in range(m - 1, -1, -1):
+            e, d, o, qx, qy = edges[p, q], dists[p, q], offsets[p, q], cxs[p, q], cys[p, q]
+            tw = twin_of[e]
+            end -= 2 if tw >= 0 else 1
+            if end < k:
+                edges[p, end], dists[p, end], offsets[p, end], cxs[p, end], cys[p, end] = e, d, o, qx, qy
+            if tw >= 0 and end + 1 < k:
+                edges[p, end + 1], dists[p, end + 1], cxs[p, end + 1], cys[p, end + 1] = tw, d, qx, qy
+                offsets[p, end + 1] = edge_len[e] - o
+        found[p] = min(total, k)
+    return found
 
 
 @jit
-def candidates(px, py, radius_m, k, vx, vy, vcum, seg_edge, x0, y0, cell_m, nx, ny, cell_ptr, cell_seg):
-    """The ``k`` nearest edges within ``radius_m`` of each point, nearest first.
+def candidates(px, py, radius_m, k, geom):
+    """The ``k`` nearest edges within ``radius_m`` of each point, nearest first (see
+    :func:`query_points`).
 
     Returns ``edge`` (n, k) int64 (-1 where fewer than k), ``dist`` (n, k) metres,
     ``offset`` (n, k) metres along the edge, and ``cx``, ``cy`` (n, k) the projected points.
@@ -140,8 +161,5 @@ def candidates(px, py, radius_m, k, vx, vy, vcum, seg_edge, x0, y0, cell_m, nx, 
     offset = np.zeros((n, k))
     cx = np.zeros((n, k))
     cy = np.zeros((n, k))
-    none = np.empty(0, dtype=np.int64)
-    for p in range(n):
-        query_point(px[p], py[p], radius_m, vx, vy, vcum, seg_edge, x0, y0, cell_m, nx, ny, cell_ptr, cell_seg,
-                    edge[p], dist[p], offset[p], cx[p], cy[p], none)
+    query_points(px, py, radius_m, geom, edge, dist, offset, cx, cy)
     return edge, dist, offset, cx, cy

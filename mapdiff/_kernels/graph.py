@@ -12,7 +12,8 @@ from mapdiff._kernels import jit
 
 @jit
 def new_workspace(n_nodes, n_edges):
-    """Arrays for :func:`dijkstra`: dist, pred_edge, seen-stamp, settled-stamp, target-stamp, heap."""
+    """Arrays for :func:`dijkstra`: dist, pred_edge, seen-stamp, settled-stamp, target-stamp, heap,
+    the settled nodes in order, and the first edge of each node's path."""
     dist = np.empty(n_nodes)
     pred = np.empty(n_nodes, dtype=np.int64)
     seen = np.zeros(n_nodes, dtype=np.int64)
@@ -21,7 +22,9 @@ def new_workspace(n_nodes, n_edges):
     # lazy-deletion heap: at most one push per relaxed edge plus the source
     heap_key = np.empty(n_edges + 1)
     heap_node = np.empty(n_edges + 1, dtype=np.int64)
-    return dist, pred, seen, settled, target, heap_key, heap_node
+    order = np.empty(n_nodes, dtype=np.int64)
+    first = np.empty(n_nodes, dtype=np.int64)
+    return dist, pred, seen, settled, target, heap_key, heap_node, order, first
 
 
 @jit
@@ -73,14 +76,18 @@ def dijkstra(src, bound, n_targets, stamp, out_ptr, out_edge, edge_v, edge_len, 
 
     Targets are the nodes with ``target[node] == stamp`` (marked by the caller). Afterwards a
     node's shortest distance is ``dist[node]`` if ``settled[node] == stamp``, else unknown
-    (beyond the bound); ``pred[node]`` is the edge that reached it.
+    (beyond the bound); ``pred[node]`` is the edge that reached it and ``first[node]`` the first
+    edge of its path. Returns how many nodes were settled; they are ``order[:count]``, nearest
+    first.
     """
-    dist, pred, seen, settled, target, heap_key, heap_node = ws
+    dist, pred, seen, settled, target, heap_key, heap_node, order, first = ws
     dist[src] = 0.0
     pred[src] = -1
+    first[src] = -1
     seen[src] = stamp
     size = _heap_push(heap_key, heap_node, 0, 0.0, src)
     remaining = n_targets
+    count = 0
     while size > 0:
         d, node, size = _heap_pop(heap_key, heap_node, size)
         if settled[node] == stamp:
@@ -88,6 +95,8 @@ def dijkstra(src, bound, n_targets, stamp, out_ptr, out_edge, edge_v, edge_len, 
         if d > bound:
             break
         settled[node] = stamp
+        order[count] = node
+        count += 1
         if target[node] == stamp:
             remaining -= 1
             if remaining == 0:
@@ -102,4 +111,68 @@ def dijkstra(src, bound, n_targets, stamp, out_ptr, out_edge, edge_v, edge_len, 
                 seen[w] = stamp
                 dist[w] = nd
                 pred[w] = e
+                first[w] = e if node == src else first[node]
                 size = _heap_push(heap_key, heap_node, size, nd, w)
+    return count
+
+
+@jit
+def new_cache(n_nodes, n_entries=4096, pool=1 << 20):
+    """A cache of bounded searches by source node, for :func:`cached_search`."""
+    slot = np.full(n_nodes, -1, dtype=np.int64)  # source node -> entry
+    e_node = np.full(n_entries, -1, dtype=np.int64)
+    e_bound = np.zeros(n_entries)
+    e_start = np.zeros(n_entries, dtype=np.int64)
+    e_len = np.zeros(n_entries, dtype=np.int64)
+    p_node = np.empty(pool, dtype=np.int64)
+    p_dist = np.empty(pool)
+    p_first = np.empty(pool, dtype=np.int64)
+    fill = np.zeros(2, dtype=np.int64)  # entries used, pool used
+    return slot, e_node, e_bound, e_start, e_len, p_node, p_dist, p_first, fill
+
+
+@jit
+def cached_search(src, bound, stamp, out_ptr, out_edge, edge_v, edge_w, ws, cache):
+    """Like :func:`dijkstra` without targets (everything within ``bound``), but served from
+    ``cache`` when an earlier search from ``src`` reached at least as far. Consecutive GPS
+    fixes mostly share their candidate edges, so most searches are repeats. Afterwards
+    ``dist``, ``first`` and ``settled`` of ``ws`` hold the result under ``stamp``."""
+    dist, settled, first = ws[0], ws[3], ws[8]
+    slot, e_node, e_bound, e_start, e_len, p_node, p_dist, p_first, fill = cache
+    s = slot[src]
+    if s >= 0 and e_bound[s] >= bound:
+        for q in range(e_start[s], e_start[s] + e_len[s]):
+            node = p_node[q]
+            if p_dist[q] > bound:
+                break  # the entry is in distance order
+            dist[node] = p_dist[q]
+            first[node] = p_first[q]
+            settled[node] = stamp
+        return
+    # search further than asked: the next fixes on these edges ask for a little more each time
+    bound = bound * 1.5 + 50.0
+    count = dijkstra(src, bound, 0, stamp, out_ptr, out_edge, edge_v, edge_w, ws)
+    if fill[0] == e_node.shape[0] or fill[1] + count > p_node.shape[0]:
+        for q in range(fill[0]):  # full: start over
+            slot[e_node[q]] = -1
+        fill[0] = 0
+        fill[1] = 0
+    if count > p_node.shape[0]:
+        return
+    s = slot[src]
+    if s < 0:
+        s = fill[0]
+        fill[0] += 1
+        slot[src] = s
+        e_node[s] = src
+    order = ws[7]
+    start = fill[1]
+    for q in range(count):
+        node = order[q]
+        p_node[start + q] = node
+        p_dist[start + q] = dist[node]
+        p_first[start + q] = first[node]
+    e_bound[s] = bound
+    e_start[s] = start
+    e_len[s] = count
+    fill[1] += count

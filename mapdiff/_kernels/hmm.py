@@ -7,10 +7,11 @@ Probabilities are tiny pure functions in log space; the kernel walks every trip 
 import numpy as np
 
 from mapdiff._kernels import jit
-from mapdiff._kernels.geometry import query_point
-from mapdiff._kernels.graph import dijkstra, new_workspace
+from mapdiff._kernels.geometry import query_points
+from mapdiff._kernels.graph import cached_search, dijkstra, new_cache, new_workspace
 
 NEG = -1e300  # log(0) stand-in that survives additions
+SKIP_BEAM = 3.0  # only hypotheses this close (log-likelihood) to their fix's best jump over fixes
 
 STATE_MATCHED = 0
 STATE_UNMATCHED = 1
@@ -54,93 +55,124 @@ def _ncand(cedge, p):
 @jit
 def _starts_with_uturn(ea, eb, src, stamp, edge_u, edge_v, ws):
     """Whether the route from edge ``ea`` (ending at ``src``) to edge ``eb`` turns straight back
-    onto the reverse of ``ea``: as the next edge, or as the first edge of the Dijkstra path."""
+    onto the reverse of ``ea``: as the next edge, or as the first edge of the searched path."""
     back = edge_u[ea]
     if edge_u[eb] == src:
         return edge_v[eb] == back
-    pred = ws[1]
-    settled = ws[3]
     w = edge_u[eb]
-    if settled[w] != stamp:
-        return False
-    first = -1
-    for _ in range(256):  # routes between fixes are short; a longer one is not a U-turn worth pricing
-        if w == src:
-            break
-        first = pred[w]
-        w = edge_u[first]
-    return w == src and first >= 0 and edge_v[first] == back
+    first = ws[8][w]
+    return ws[3][w] == stamp and first >= 0 and edge_v[first] == back
 
 
 @jit
-def _push(i, nxt, n_next, skips, cedge, cdist, coff, px, py, t, sigma, score, back_j, back_a, stamp, graph,
-          beta_m, floor, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, ws):
+def _push(i, nxt, n_next, skips, cedge, emis, coff, px, py, score, back_j, back_a, stamp, graph, beta_m, log_skip,
+          log_uturn, route_factor, route_slack_m, rev_tol_m, beam, ws, cache, bufs):
     """Push the scores of fix ``i`` forward to the fixes ``nxt[:n_next]`` (fix m of them skips
-    ``skips[m]`` fixes that had candidates). One bounded Dijkstra per distinct end node of
-    ``i``'s live candidates serves every target fix. Returns the next free search stamp."""
+    ``skips[m]`` fixes that had candidates). ``emis`` holds each candidate's log emission
+    (with its edge's prior). Returns the next free search stamp.
+
+    Hypotheses go best first, grouped by the node their edge ends at: one bounded search per
+    node serves every candidate edge ending there and every target fix, and it is skipped when
+    no pair could still raise a target's score (a transition only lowers a score).
+    """
     out_ptr, out_edge, edge_u, edge_v, edge_len, edge_w, edge_prior = graph
     dist = ws[0]
     settled = ws[3]
-    target = ws[4]
     ka = _ncand(cedge, i)
-    bound = np.empty(n_next)
-    straight = np.empty(n_next)
+    # beam: hypotheses far behind the best of this fix are not extended, and only those close
+    # to the best jump over a fix (a skip matters only where the best chain meets an outlier)
+    order, bound, straight = bufs
+    n_live = 0
+    for a in range(ka):
+        if score[i, a] <= NEG / 2:
+            continue
+        q = n_live
+        while q > 0 and score[i, order[q - 1]] < score[i, a]:
+            order[q] = order[q - 1]
+            q -= 1
+        order[q] = a
+        n_live += 1
+    if n_live == 0:
+        return stamp
+    best = score[i, order[0]]
+    cut = best - beam
+    skip_cut = best - SKIP_BEAM
     bound_max = 0.0
     for m in range(n_next):
         j = nxt[m]
         straight[m] = np.hypot(px[j] - px[i], py[j] - py[i])
         bound[m] = route_factor * straight[m] + route_slack_m
         bound_max = max(bound_max, bound[m])
-    for a in range(ka):
-        if score[i, a] <= NEG / 2:
-            continue
+    for qa in range(n_live):
+        a = order[qa]
+        if score[i, a] <= cut:
+            break
         src = edge_v[cedge[i, a]]
-        # one search per distinct source node serves every candidate edge ending there
         done = False
-        for a2 in range(a):
-            if score[i, a2] > NEG / 2 and edge_v[cedge[i, a2]] == src:
+        for qa2 in range(qa):
+            if edge_v[cedge[i, order[qa2]]] == src:
                 done = True
                 break
         if done:
             continue
-        stamp += 1
-        n_targets = 0
-        for m in range(n_next):
-            j = nxt[m]
-            for b in range(_ncand(cedge, j)):
-                w = edge_u[cedge[j, b]]
-                if target[w] != stamp:
-                    target[w] = stamp
-                    n_targets += 1
+        # same-edge moves need no search; see whether any other pair of this group can still win
+        need = False
         tail_min = np.inf
-        for a2 in range(a, ka):
-            if score[i, a2] > NEG / 2 and edge_v[cedge[i, a2]] == src:
-                tail_min = min(tail_min, edge_len[cedge[i, a2]] - coff[i, a2])
-        dijkstra(src, bound_max - tail_min, n_targets, stamp, out_ptr, out_edge, edge_v, edge_w, ws)
-        for a2 in range(a, ka):
+        for qa2 in range(qa, n_live):
+            a2 = order[qa2]
             e2 = cedge[i, a2]
-            if edge_v[e2] != src or score[i, a2] <= NEG / 2:
+            if edge_v[e2] != src or score[i, a2] <= cut:
                 continue
             tail = edge_len[e2] - coff[i, a2]
             for m in range(n_next):
+                if m > 0 and score[i, a2] < skip_cut:
+                    break
                 j = nxt[m]
                 base = score[i, a2] + skips[m] * log_skip
                 for b in range(_ncand(cedge, j)):
+                    if base + emis[j, b] <= score[j, b]:
+                        continue  # a transition only lowers the score: this pair cannot win
                     eb = cedge[j, b]
-                    r = np.nan
                     if eb == e2:
                         r = same_edge_route(coff[i, a2], coff[j, b], rev_tol_m)
-                    via_graph = np.isnan(r)
-                    if via_graph:
-                        w = edge_u[eb]
-                        if settled[w] != stamp:
+                        if not np.isnan(r):
+                            s = base + log_transition(r, straight[m], beta_m) + emis[j, b]
+                            if s > score[j, b]:
+                                score[j, b] = s
+                                back_j[j, b] = i
+                                back_a[j, b] = a2
                             continue
-                        r = tail + dist[w] + coff[j, b]
+                    need = True
+                    tail_min = min(tail_min, tail)
+        if not need:
+            continue
+        stamp += 1
+        cached_search(src, bound_max - tail_min, stamp, out_ptr, out_edge, edge_v, edge_w, ws, cache)
+        for qa2 in range(qa, n_live):
+            a2 = order[qa2]
+            e2 = cedge[i, a2]
+            if edge_v[e2] != src or score[i, a2] <= cut:
+                continue
+            tail = edge_len[e2] - coff[i, a2]
+            for m in range(n_next):
+                if m > 0 and score[i, a2] < skip_cut:
+                    break
+                j = nxt[m]
+                base = score[i, a2] + skips[m] * log_skip
+                for b in range(_ncand(cedge, j)):
+                    if base + emis[j, b] <= score[j, b]:
+                        continue
+                    eb = cedge[j, b]
+                    if eb == e2 and not np.isnan(same_edge_route(coff[i, a2], coff[j, b], rev_tol_m)):
+                        continue  # done above
+                    w = edge_u[eb]
+                    if settled[w] != stamp:
+                        continue
+                    r = tail + dist[w] + coff[j, b]
                     if r > bound[m]:
                         continue
-                    s = base + log_transition(r, straight[m], beta_m) + log_emission(cdist[j, b], sigma[j], floor)
-                    s += edge_prior[eb]
-                    if via_graph and _starts_with_uturn(e2, eb, src, stamp, edge_u, edge_v, ws):
+                    s = base + log_transition(r, straight[m], beta_m) + emis[j, b]
+                    if _starts_with_uturn(e2, eb, src, stamp, edge_u, edge_v, ws):
                         s += log_uturn
                     if s > score[j, b]:
                         score[j, b] = s
@@ -228,16 +260,15 @@ RESCUE_K = 64
 
 
 @jit
-def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, anchor, px, py, t, sigma, score, back_j,
-            back_a, stamp, geom, graph, graph_ws, params):
+def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, emis, anchor, px, py, t, sigma, score,
+            back_j, back_a, stamp, geom, graph, graph_ws, cache, bufs, params):
     """Give fix ``i``, which no live hypothesis reaches, a second look (a fast road with the GPS
     far off): up to RESCUE_K edges within ``rescue_radius_m`` are scored from the chain's live
     fixes on a small local copy of the problem, and the best k of them that are reachable
     become ``i``'s candidates. Returns (whether ``i`` is now live, next stamp)."""
     cedge, cdist, coff, cx, cy = cand
-    vx, vy, vcum, seg_edge, x0, y0, cell, nx, ny, cell_ptr, cell_seg = geom
     ws = graph_ws
-    beta_m, floor, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m = params
+    beta_m, floor, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam = params
     k = cedge.shape[1]
     rows = n_recent + 1  # local row r < n_recent is recent[r]; the last row is fix i
     l_edge = np.full((rows, RESCUE_K), -1, dtype=np.int64)
@@ -251,19 +282,21 @@ def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ancho
     l_px = np.empty(rows)
     l_py = np.empty(rows)
     l_t = np.empty(rows)
-    l_sigma = np.empty(rows)
+    l_emis = np.full((rows, RESCUE_K), NEG)
     for r in range(rows):
         g = recent[r] if r < n_recent else i
-        l_px[r], l_py[r], l_t[r], l_sigma[r] = px[g], py[g], t[g], sigma[g]
+        l_px[r], l_py[r], l_t[r] = px[g], py[g], t[g]
         if r < n_recent:
             l_edge[r, :k], l_dist[r, :k], l_off[r, :k] = cedge[g], cdist[g], coff[g]
             l_score[r, :k] = score[g]
-    none = np.empty(0, dtype=np.int64)
-    found = query_point(px[i], py[i], rescue_radius_m, vx, vy, vcum, seg_edge, x0, y0, cell, nx, ny, cell_ptr,
-                        cell_seg, l_edge[n_recent], l_dist[n_recent], l_off[n_recent], l_x[n_recent],
-                        l_y[n_recent], none)
+    # the rescue row is the last local row; query_points fills row p of its outputs for point p
+    found = query_points(px[i:i + 1], py[i:i + 1], rescue_radius_m, geom, l_edge[n_recent:], l_dist[n_recent:],
+                         l_off[n_recent:], l_x[n_recent:], l_y[n_recent:])[0]
     if found == 0:
         return False, stamp
+    edge_prior = graph[6]
+    for q in range(found):
+        l_emis[n_recent, q] = log_emission(l_dist[n_recent, q], sigma[i], floor) + edge_prior[l_edge[n_recent, q]]
     nxt = np.full(1, n_recent, dtype=np.int64)
     skips = np.empty(1, dtype=np.int64)
     for r in range(n_recent):
@@ -275,8 +308,8 @@ def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ancho
         if skipped >= window or t[i] - t[j] > max_gap_s:
             continue
         skips[0] = skipped
-        stamp = _push(r, nxt, 1, skips, l_edge, l_dist, l_off, l_px, l_py, l_t, l_sigma, l_score, l_bj, l_ba,
-                      stamp, graph, beta_m, floor, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, ws)
+        stamp = _push(r, nxt, 1, skips, l_edge, l_emis, l_off, l_px, l_py, l_score, l_bj, l_ba, stamp, graph,
+                      beta_m, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam, ws, cache, bufs)
     order = np.argsort(-l_score[n_recent])
     if l_score[n_recent, order[0]] <= NEG / 2:
         return False, stamp
@@ -288,6 +321,7 @@ def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ancho
             break
         cedge[i, q], cdist[i, q], coff[i, q] = l_edge[n_recent, o], l_dist[n_recent, o], l_off[n_recent, o]
         cx[i, q], cy[i, q] = l_x[n_recent, o], l_y[n_recent, o]
+        emis[i, q] = l_emis[n_recent, o]
         score[i, q] = l_score[n_recent, o]
         back_j[i, q] = recent[l_bj[n_recent, o]]
         back_a[i, q] = l_ba[n_recent, o]
@@ -296,7 +330,8 @@ def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ancho
 
 @jit
 def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, beta_m, emission_floor, log_skip,
-            log_break, log_uturn, route_factor, route_slack_m, rev_tol_m, max_gap_s, max_skip, rescue_radius_m):
+            log_break, log_uturn, route_factor, route_slack_m, rev_tol_m, max_gap_s, max_skip, rescue_radius_m,
+            beam):
     """Match every trip; returns per fix the chosen candidate slot (-1 unmatched), the
     confidence, the chain number within its trip and the state code.
 
@@ -319,9 +354,16 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, beta
     back_j = np.full((n, k), -1, dtype=np.int64)
     back_a = np.full((n, k), -1, dtype=np.int64)
     edge_prior = graph[6]
+    emis = np.full((n, k), NEG)
+    for i in range(n):
+        for b in range(k):
+            if cedge[i, b] >= 0:
+                emis[i, b] = log_emission(cdist[i, b], sigma[i], emission_floor) + edge_prior[cedge[i, b]]
     ws = new_workspace(n_nodes, graph[2].shape[0])
-    params = (beta_m, emission_floor, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m)
+    cache = new_cache(n_nodes)
     window = max_skip + 1
+    bufs = (np.empty(max(k, RESCUE_K), dtype=np.int64), np.empty(window), np.empty(window))  # for _push
+    params = (beta_m, emission_floor, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam)
     nxt = np.empty(window, dtype=np.int64)
     skips = np.empty(window, dtype=np.int64)
     recent = np.empty(window, dtype=np.int64)  # the trip's last scored fixes, oldest first
@@ -339,15 +381,15 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, beta
             kb = _ncand(cedge, i)
             if prev < 0:
                 for b in range(kb):
-                    score[i, b] = log_emission(cdist[i, b], sigma[i], emission_floor) + edge_prior[cedge[i, b]]
+                    score[i, b] = emis[i, b]
             else:
                 if not _is_live(score, i) and rescue_radius_m > 0:
-                    _, stamp = _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, anchor, px,
-                                       py, t, sigma, score, back_j, back_a, stamp, geom, graph, ws, params)
+                    _, stamp = _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, emis, anchor, px,
+                                       py, t, sigma, score, back_j, back_a, stamp, geom, graph, ws, cache, bufs, params)
                     kb = _ncand(cedge, i)
                 restart = g_best + (0.0 if t[i] - t[prev] > max_gap_s else log_break)
                 for b in range(kb):
-                    s = restart + log_emission(cdist[i, b], sigma[i], emission_floor) + edge_prior[cedge[i, b]]
+                    s = restart + emis[i, b]
                     if s > score[i, b]:
                         score[i, b] = s
                         back_j[i, b] = g_j
@@ -377,9 +419,8 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, beta
                     n_next += 1
                 j += 1
             if n_next > 0:
-                stamp = _push(i, nxt, n_next, skips, cedge, cdist, coff, px, py, t, sigma, score, back_j, back_a,
-                              stamp, graph, beta_m, emission_floor, log_skip, log_uturn, route_factor,
-                              route_slack_m, rev_tol_m, ws)
+                stamp = _push(i, nxt, n_next, skips, cedge, emis, coff, px, py, score, back_j, back_a, stamp, graph,
+                              beta_m, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam, ws, cache, bufs)
         if n_recent > 0:
             _backtrack(recent, n_recent, score, back_j, back_a, log_skip, sel, conf, chain, state)
     return sel, conf, chain, state
