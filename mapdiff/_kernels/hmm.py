@@ -65,7 +65,7 @@ def _starts_with_uturn(ea, eb, src, stamp, edge_u, edge_v, ws):
 
 
 @jit
-def _push(i, nxt, n_next, skips, cedge, emis, coff, px, py, score, back_j, back_a, stamp, graph, beta_m, log_skip,
+def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j, back_a, stamp, graph, beta_m, log_skip,
           log_uturn, route_factor, route_slack_m, rev_tol_m, beam, ws, cache, bufs):
     """Push the scores of fix ``i`` forward to the fixes ``nxt[:n_next]`` (fix m of them skips
     ``skips[m]`` fixes that had candidates). ``emis`` holds each candidate's log emission
@@ -78,7 +78,7 @@ def _push(i, nxt, n_next, skips, cedge, emis, coff, px, py, score, back_j, back_
     out_ptr, out_edge, edge_u, edge_v, edge_len, edge_w, edge_prior = graph
     dist = ws[0]
     settled = ws[3]
-    ka = _ncand(cedge, i)
+    ka = ncand[i]
     # beam: hypotheses far behind the best of this fix are not extended, and only those close
     # to the best jump over a fix (a skip matters only where the best chain meets an outlier)
     order, bound, straight = bufs
@@ -115,39 +115,15 @@ def _push(i, nxt, n_next, skips, cedge, emis, coff, px, py, score, back_j, back_
                 break
         if done:
             continue
-        # same-edge moves need no search; see whether any other pair of this group can still win
-        need = False
         tail_min = np.inf
         for qa2 in range(qa, n_live):
             a2 = order[qa2]
             e2 = cedge[i, a2]
-            if edge_v[e2] != src or score[i, a2] <= cut:
-                continue
-            tail = edge_len[e2] - coff[i, a2]
-            for m in range(n_next):
-                if m > 0 and score[i, a2] < skip_cut:
-                    break
-                j = nxt[m]
-                base = score[i, a2] + skips[m] * log_skip
-                for b in range(_ncand(cedge, j)):
-                    if base + emis[j, b] <= score[j, b]:
-                        continue  # a transition only lowers the score: this pair cannot win
-                    eb = cedge[j, b]
-                    if eb == e2:
-                        r = same_edge_route(coff[i, a2], coff[j, b], rev_tol_m)
-                        if not np.isnan(r):
-                            s = base + log_transition(r, straight[m], beta_m) + emis[j, b]
-                            if s > score[j, b]:
-                                score[j, b] = s
-                                back_j[j, b] = i
-                                back_a[j, b] = a2
-                            continue
-                    need = True
-                    tail_min = min(tail_min, tail)
-        if not need:
-            continue
-        stamp += 1
-        cached_search(src, bound_max - tail_min, stamp, out_ptr, out_edge, edge_v, edge_w, ws, cache)
+            if edge_v[e2] == src and score[i, a2] > cut:
+                tail_min = min(tail_min, edge_len[e2] - coff[i, a2])
+        # one pass over the pairs; the search runs the first time a pair needs the graph
+        # (same-edge moves never do, and a pair that cannot raise its target is skipped)
+        searched = False
         for qa2 in range(qa, n_live):
             a2 = order[qa2]
             e2 = cedge[i, a2]
@@ -159,20 +135,28 @@ def _push(i, nxt, n_next, skips, cedge, emis, coff, px, py, score, back_j, back_
                     break
                 j = nxt[m]
                 base = score[i, a2] + skips[m] * log_skip
-                for b in range(_ncand(cedge, j)):
+                for b in range(ncand[j]):
                     if base + emis[j, b] <= score[j, b]:
-                        continue
+                        continue  # a transition only lowers the score: this pair cannot win
                     eb = cedge[j, b]
-                    if eb == e2 and not np.isnan(same_edge_route(coff[i, a2], coff[j, b], rev_tol_m)):
-                        continue  # done above
-                    w = edge_u[eb]
-                    if settled[w] != stamp:
-                        continue
-                    r = tail + dist[w] + coff[j, b]
-                    if r > bound[m]:
-                        continue
+                    r = np.nan
+                    if eb == e2:
+                        r = same_edge_route(coff[i, a2], coff[j, b], rev_tol_m)
+                    via_graph = np.isnan(r)
+                    if via_graph:
+                        if not searched:
+                            stamp += 1
+                            cached_search(src, bound_max - tail_min, stamp, out_ptr, out_edge, edge_v, edge_w, ws,
+                                          cache)
+                            searched = True
+                        w = edge_u[eb]
+                        if settled[w] != stamp:
+                            continue
+                        r = tail + dist[w] + coff[j, b]
+                        if r > bound[m]:
+                            continue
                     s = base + log_transition(r, straight[m], beta_m) + emis[j, b]
-                    if _starts_with_uturn(e2, eb, src, stamp, edge_u, edge_v, ws):
+                    if via_graph and _starts_with_uturn(e2, eb, src, stamp, edge_u, edge_v, ws):
                         s += log_uturn
                     if s > score[j, b]:
                         score[j, b] = s
@@ -260,7 +244,7 @@ RESCUE_K = 64
 
 
 @jit
-def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, emis, anchor, px, py, t, sigma, score,
+def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ncand, emis, anchor, px, py, t, sigma, score,
             back_j, back_a, stamp, geom, graph, graph_ws, cache, bufs, params):
     """Give fix ``i``, which no live hypothesis reaches, a second look (a fast road with the GPS
     far off): up to RESCUE_K edges within ``rescue_radius_m`` are scored from the chain's live
@@ -294,6 +278,10 @@ def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, emis,
                          l_off[n_recent:], l_x[n_recent:], l_y[n_recent:])[0]
     if found == 0:
         return False, stamp
+    l_ncand = np.empty(rows, dtype=np.int64)
+    for r in range(n_recent):
+        l_ncand[r] = ncand[recent[r]]
+    l_ncand[n_recent] = found
     edge_prior = graph[6]
     for q in range(found):
         l_emis[n_recent, q] = log_emission(l_dist[n_recent, q], sigma[i], floor) + edge_prior[l_edge[n_recent, q]]
@@ -308,7 +296,7 @@ def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, emis,
         if skipped >= window or t[i] - t[j] > max_gap_s:
             continue
         skips[0] = skipped
-        stamp = _push(r, nxt, 1, skips, l_edge, l_emis, l_off, l_px, l_py, l_score, l_bj, l_ba, stamp, graph,
+        stamp = _push(r, nxt, 1, skips, l_edge, l_ncand, l_emis, l_off, l_px, l_py, l_score, l_bj, l_ba, stamp, graph,
                       beta_m, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam, ws, cache, bufs)
     order = np.argsort(-l_score[n_recent])
     if l_score[n_recent, order[0]] <= NEG / 2:
@@ -322,6 +310,7 @@ def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, emis,
         cedge[i, q], cdist[i, q], coff[i, q] = l_edge[n_recent, o], l_dist[n_recent, o], l_off[n_recent, o]
         cx[i, q], cy[i, q] = l_x[n_recent, o], l_y[n_recent, o]
         emis[i, q] = l_emis[n_recent, o]
+        ncand[i] = q + 1
         score[i, q] = l_score[n_recent, o]
         back_j[i, q] = recent[l_bj[n_recent, o]]
         back_a[i, q] = l_ba[n_recent, o]
@@ -355,7 +344,9 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, beta
     back_a = np.full((n, k), -1, dtype=np.int64)
     edge_prior = graph[6]
     emis = np.full((n, k), NEG)
+    ncand = np.zeros(n, dtype=np.int64)
     for i in range(n):
+        ncand[i] = _ncand(cedge, i)
         for b in range(k):
             if cedge[i, b] >= 0:
                 emis[i, b] = log_emission(cdist[i, b], sigma[i], emission_floor) + edge_prior[cedge[i, b]]
@@ -378,15 +369,16 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, beta
         for i in range(start, end):
             if cedge[i, 0] < 0 or anchor[i] >= 0:
                 continue
-            kb = _ncand(cedge, i)
+            kb = ncand[i]
             if prev < 0:
                 for b in range(kb):
                     score[i, b] = emis[i, b]
             else:
                 if not _is_live(score, i) and rescue_radius_m > 0:
-                    _, stamp = _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, emis, anchor, px,
+                    _, stamp = _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ncand, emis,
+                                       anchor, px,
                                        py, t, sigma, score, back_j, back_a, stamp, geom, graph, ws, cache, bufs, params)
-                    kb = _ncand(cedge, i)
+                    kb = ncand[i]
                 restart = g_best + (0.0 if t[i] - t[prev] > max_gap_s else log_break)
                 for b in range(kb):
                     s = restart + emis[i, b]
@@ -419,7 +411,7 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, beta
                     n_next += 1
                 j += 1
             if n_next > 0:
-                stamp = _push(i, nxt, n_next, skips, cedge, emis, coff, px, py, score, back_j, back_a, stamp, graph,
+                stamp = _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j, back_a, stamp, graph,
                               beta_m, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam, ws, cache, bufs)
         if n_recent > 0:
             _backtrack(recent, n_recent, score, back_j, back_a, log_skip, sel, conf, chain, state)
