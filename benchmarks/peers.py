@@ -91,7 +91,7 @@ def mapdiff_match(edges, traces, **config):
 
     ``build_s`` is the network compile plus the first call (JIT compile or cache load) on one
     trip; ``match_s`` the best of three runs over all traces after that."""
-    from mapdiff.match import MatchConfig, match
+    from mapdiff.matching import MatchConfig, match
     from mapdiff.network import Network
 
     t0 = time.perf_counter()

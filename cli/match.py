@@ -28,7 +28,7 @@ def match(traces, map_path, output, paths_path, quiet, **overrides):
     """Match GPS fixes (trip_id, t, lon, lat) to the edges of the map."""
     from mapdiff.errors import MapdiffError
     from mapdiff.io import read_table, write_table
-    from mapdiff.match import MatchConfig, match as run_match
+    from mapdiff.matching import MatchConfig, match as run_match
     from mapdiff.network import load_network
 
     overrides = {k: v for k, v in overrides.items() if v is not None}

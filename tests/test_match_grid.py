@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from fixtures.grid import drive, edge_of
-from mapdiff.match import MatchConfig, match
+from mapdiff.matching import MatchConfig, match
 
 
 def path_edges(paths, trip="trip"):
@@ -168,3 +168,13 @@ def test_config_validation_names_the_field(field, value):
 
     with pytest.raises(ConfigError, match=field):
         MatchConfig(**{field: value}).validate()
+
+
+def test_public_api(grid_gpkg, grid_edges):
+    import mapdiff
+
+    net = mapdiff.load_network(grid_gpkg)
+    matched, paths = mapdiff.match(drive([0, 10, 20]), net, mapdiff.MatchConfig(search_radius_m=40))
+    assert path_edges(paths) == expected(grid_edges, [0, 10, 20])
+    with pytest.raises(mapdiff.MapdiffError):
+        mapdiff.match(drive([0, 10]).rename(columns={"lon": "x"}), net)

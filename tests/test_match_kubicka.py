@@ -10,7 +10,7 @@ TRACKS = ["00000005", "00000039", "00000046", "00000048", "00000052"]
 def test_real_track_accuracy():
     from fixtures.kubicka import read_track
     from mapdiff.evaluate import route_score
-    from mapdiff.match import match
+    from mapdiff.matching import match
     from mapdiff.network import Network
 
     scores = {}

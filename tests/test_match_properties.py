@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fixtures.grid import N, ONEWAY_ROW, drive
-from mapdiff.match import match
+from mapdiff.matching import match
 
 
 def _neighbours(node):
