@@ -76,7 +76,8 @@ def query_points(px, py, radius_m, geom, edges, dists, offsets, cxs, cys):
     """
     vx, vy, vcum, seg_edge, twin_of, edge_len, x0, y0, cell_m, nx, ny, cell_ptr, cell_seg, cell_xy = geom
     k = edges.shape[1]
-    reach = radius_m + cell_m * 0.7072
+    reach = radius_m + cell_m * 0.7072  # a cell holds the segments within half a diagonal of its centre
+    reach2 = reach * reach
     r2 = radius_m * radius_m
     found = np.zeros(px.shape[0], dtype=np.int64)
     for p in range(px.shape[0]):
@@ -91,7 +92,11 @@ def query_points(px, py, radius_m, geom, edges, dists, offsets, cxs, cys):
         iy1 = min(int(np.floor((y + reach - y0) / cell_m)), ny - 1)
         m = 0  # how many slots are filled
         for iy in range(iy0, iy1 + 1):
+            dy = y0 + (iy + 0.5) * cell_m - y
             for ix in range(ix0, ix1 + 1):
+                dx = x0 + (ix + 0.5) * cell_m - x
+                if dx * dx + dy * dy > reach2:
+                    continue  # a corner cell of the square: its segments are all too far
                 c = iy * nx + ix
                 for j in range(cell_ptr[c], cell_ptr[c + 1]):
                     d2, f = _seg_point_dist2(cell_xy[j, 0], cell_xy[j, 1], cell_xy[j, 2], cell_xy[j, 3], x, y)
