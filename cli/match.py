@@ -23,8 +23,9 @@ def _positive(ctx, param, value):
 @click.option("--max-candidates", type=int, callback=_positive, help="Candidate edges per fix [8].")
 @click.option("--beta-m", type=float, callback=_positive, help="Transition scale [10].")
 @click.option("--max-gap-s", type=float, callback=_positive, help="A longer time gap breaks the chain [600].")
+@click.option("--fast", is_flag=True, help="Lighter preset for dense clean 1 Hz data (see MatchConfig.fast).")
 @quiet_option
-def match(traces, map_path, output, paths_path, quiet, **overrides):
+def match(traces, map_path, output, paths_path, quiet, fast, **overrides):
     """Match GPS fixes (trip_id, t, lon, lat) to the edges of the map."""
     from mapdiff.errors import MapdiffError
     from mapdiff.io import read_table, write_table
@@ -33,7 +34,7 @@ def match(traces, map_path, output, paths_path, quiet, **overrides):
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
     try:
-        config = MatchConfig(**overrides).validate()
+        config = (MatchConfig.fast(**overrides) if fast else MatchConfig(**overrides)).validate()
     except MapdiffError as exc:
         raise click.BadParameter(str(exc)) from None
     try:

@@ -216,3 +216,10 @@ def test_network_rejects_a_corrupt_pbf(runner, tmp_path):
     assert result.exit_code == 1
     assert "broken.osm.pbf" in result.stderr
     assert not (tmp_path / "r.gpkg").exists()
+
+
+def test_match_fast_preset(runner, grid_gpkg, traces_file, tmp_path):
+    out = tmp_path / "m.parquet"
+    result = run(runner, "match", traces_file, "--map", grid_gpkg, "-o", out, "--fast", "--gps-sigma-m", "8", "-q")
+    assert result.exit_code == 0, result.output
+    assert (pd.read_parquet(out)["state"] == "matched").all()
