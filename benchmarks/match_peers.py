@@ -37,6 +37,7 @@ def main():
     ap.add_argument("--trips", type=int, default=200)
     ap.add_argument("--leuven-trips", type=int, default=20, help="leuvenmapmatching is slow: match a subset")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--only", nargs="*", help="run only these matchers (names as printed)")
     args = ap.parse_args()
     import geopandas as gpd
 
@@ -56,15 +57,26 @@ def main():
               f"{traces['trip_id'].nunique()} trips (1 Hz, 10 m/s, sigma 5 m, seed {args.seed})", flush=True)
 
         os.environ["NUMBA_CACHE_DIR"] = str(Path(tmp) / "numba-cache")  # so compile time is real
+        wtraces = pd.DataFrame({"trip_id": traces["trip_id"], "t": t_s, "lon": traces["lon"], "lat": traces["lat"]})
         runs = [("mapdiff", edges, traces, {}, None),
+                ("mapdiff --fast", edges, traces, {"fast": True}, None),
                 ("fastmm", medges, mtraces, {"radius_m": 50.0, "k": 8, "gps_error_m": 10.0,
                                              "reverse_tolerance_m": 20.0, "ubodt_bound_m": 1000.0}, None)]
         leuven_trips = sorted(traces["trip_id"].unique())[: args.leuven_trips]
         runs.append(("leuvenmapmatching", medges, mtraces[mtraces["trip_id"].isin(leuven_trips)],
                      {"radius_m": 50.0, "gps_error_m": 10.0}, leuven_trips))
+        try:
+            import valhalla  # noqa: F401
+
+            runs.append(("valhalla", medges, wtraces, {"pbf": str(ROOT / "fixtures" / "helsinki.osm.pbf"),
+                                                      "radius_m": 50.0, "gps_accuracy_m": 5.0,
+                                                      "proj_crs": proj.crs}, None))
+        except ImportError:
+            print("valhalla: pyvalhalla-weekly is not installed here, not measured (pip install pyvalhalla-weekly)")
         rows = []
+        runs = [r for r in runs if not args.only or r[0] in args.only]
         for name, e, tr, kw, subset in runs:
-            result, timing, rss = run_child(name, e, tr, **kw)
+            result, timing, rss = run_child(name.split()[0], e, tr, **kw)
             if result is None:
                 print(f"{name}: failed ({timing.get('error')})", flush=True)
                 continue
@@ -78,20 +90,19 @@ def main():
                 "mismatch": sc["mismatch"].mean(), "peak MB": rss,
             })
             print(f"{name}: done", flush=True)
-        try:
-            import valhalla  # noqa: F401
-
-            print("valhalla: installed but not wired into this benchmark yet")
-        except ImportError:
-            print("valhalla: pyvalhalla-weekly is not installed here, not measured")
     df = pd.DataFrame(rows)
     print()
     print(df.to_string(index=False, float_format=lambda v: f"{v:,.4f}" if v < 10 else f"{v:,.0f}"))
     md = df.set_index("matcher")
     if {"mapdiff", "fastmm"} <= set(md.index):
         print(f"\nmapdiff / fastmm points per second: {md.loc['mapdiff', 'points/s'] / md.loc['fastmm', 'points/s']:.2f}x")
+    if {"mapdiff --fast", "fastmm"} <= set(md.index):
+        print(f"mapdiff --fast / fastmm points per second: "
+              f"{md.loc['mapdiff --fast', 'points/s'] / md.loc['fastmm', 'points/s']:.2f}x")
     print("one-off s: mapdiff = network compile + JIT compile (empty Numba cache) + first trip; "
-          "fastmm = UBODT build (1 km bound); leuvenmapmatching = none")
+          "fastmm = UBODT build (1 km bound); valhalla = tile build; leuvenmapmatching = none")
+    print("valhalla's path is mapped onto the map's edges by geometry (benchmarks/peers.py), which can "
+          "cost it a little precision at junctions")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,101 @@ def leuven_match(edges, traces, *, radius_m=50.0, gps_error_m=10.0):
     return out, {"build_s": 0.0, "match_s": time.perf_counter() - t0}
 
 
+def _decode_polyline6(text):
+    """Decode a Google polyline with 6 decimals (Valhalla's shape) into (lat, lon) pairs."""
+    coords, index, lat, lon = [], 0, 0, 0
+    while index < len(text):
+        for which in (0, 1):
+            shift, result = 0, 0
+            while True:
+                b = ord(text[index]) - 63
+                index += 1
+                result |= (b & 0x1F) << shift
+                shift += 5
+                if b < 0x20:
+                    break
+            delta = ~(result >> 1) if result & 1 else result >> 1
+            if which == 0:
+                lat += delta
+            else:
+                lon += delta
+        coords.append((lat / 1e6, lon / 1e6))
+    return coords
+
+
+def _edges_along(path, edges, tree, tol_m=3.0):
+    """Our edges driven along a matched path line (metres): points at 25/50/75 % of the edge lie
+    within ``tol_m`` of the path, in the path's direction. Ordered by position along the path."""
+    hits = []
+    for row in tree.query(path.buffer(tol_m), predicate="intersects"):
+        geom = edges.geometry.values[row]
+        pts = shapely.line_interpolate_point(geom, [0.25, 0.5, 0.75], normalized=True)
+        if shapely.distance(pts, path).max() > tol_m:
+            continue
+        loc = shapely.line_locate_point(path, pts)
+        if geom.length > 2 * tol_m and not (loc[0] < loc[1] < loc[2]):
+            continue  # the path runs the other way: the edge's twin, not this edge
+        hits.append((loc[1], int(edges["edge_id"].values[row])))
+    return [e for _, e in sorted(hits)]
+
+
+def valhalla_match(edges, traces, *, pbf, radius_m=50.0, gps_accuracy_m=5.0, proj_crs=None):
+    """Valhalla's Meili via pyvalhalla (tiles built here from ``pbf``, counted as one-off).
+
+    Its path comes back as a shape on Valhalla's own graph; it is mapped onto our edges by
+    geometry (see :func:`_edges_along`)."""
+    import json
+    import shutil
+
+    import valhalla
+    from pyproj import Transformer
+
+    tmp = tempfile.mkdtemp()
+    try:
+        tiles = os.path.join(tmp, "tiles")
+        os.makedirs(tiles)
+        config = valhalla.get_config(tile_extract="", tile_dir=tiles)
+        config["mjolnir"]["tile_extract"] = ""
+        cfg_path = os.path.join(tmp, "config.json")
+        with open(cfg_path, "w") as f:
+            json.dump(config, f)
+        t0 = time.perf_counter()
+        binary = os.path.join(os.path.dirname(valhalla.__file__), "bin", "valhalla_build_tiles")
+        subprocess.run([binary, "-c", cfg_path, pbf], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        actor = valhalla.Actor(cfg_path)
+        build_s = time.perf_counter() - t0
+        requests = []
+        for trip, part in traces.groupby("trip_id", sort=False):
+            shape = [{"lat": la, "lon": lo, "time": float(t)} for lo, la, t in zip(part["lon"], part["lat"], part["t"])]
+            requests.append((trip, json.dumps({
+                "shape": shape, "costing": "auto", "shape_match": "map_snap",
+                "filters": {"attributes": ["shape"], "action": "include"},
+                "trace_options": {"search_radius": radius_m, "gps_accuracy": gps_accuracy_m},
+            })))
+        shapes = {}
+        t0 = time.perf_counter()
+        for trip, req in requests:
+            try:
+                shapes[trip] = json.loads(actor.trace_attributes(req))["shape"]
+            except RuntimeError:
+                shapes[trip] = ""
+        match_s = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    to_m = Transformer.from_crs(4326, proj_crs, always_xy=True)
+    tree = shapely.STRtree(edges.geometry.values)
+    out = {}
+    for trip, text in shapes.items():
+        latlon = np.array(_decode_polyline6(text)) if text else np.zeros((0, 2))
+        if len(latlon) < 2:
+            out[trip] = []
+            continue
+        x, y = to_m.transform(latlon[:, 1], latlon[:, 0])
+        out[trip] = _edges_along(shapely.LineString(np.column_stack([x, y])), edges, tree)
+    return out, {"build_s": build_s, "match_s": match_s}
+
+
 def mapdiff_match(edges, traces, **config):
     """mapdiff through its Python API; ``edges`` and ``traces`` in WGS84 (the traces contract).
 
@@ -94,21 +189,24 @@ def mapdiff_match(edges, traces, **config):
     from mapdiff.matching import MatchConfig, match
     from mapdiff.network import Network
 
+    fast = config.pop("fast", False)
+    cfg = MatchConfig.fast(**config) if fast else MatchConfig(**config)
     t0 = time.perf_counter()
     net = Network.from_edges(edges)
     first = traces[traces["trip_id"] == traces["trip_id"].iloc[0]]
-    match(first, net, MatchConfig(**config))
+    match(first, net, cfg)
     build_s = time.perf_counter() - t0
     best = np.inf
     for _ in range(3):
         t0 = time.perf_counter()
-        _, paths = match(traces, net, MatchConfig(**config))
+        _, paths = match(traces, net, cfg)
         best = min(best, time.perf_counter() - t0)
     out = {trip: part["edge_id"].tolist() for trip, part in paths.groupby("trip_id", sort=False)}
     return out, {"build_s": build_s, "match_s": best}
 
 
-PEERS = {"mapdiff": mapdiff_match, "fastmm": fastmm_match, "leuvenmapmatching": leuven_match}
+PEERS = {"mapdiff": mapdiff_match, "fastmm": fastmm_match, "leuvenmapmatching": leuven_match,
+         "valhalla": valhalla_match}
 
 
 def run_child(peer, edges, traces, **kwargs):
