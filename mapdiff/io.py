@@ -123,19 +123,35 @@ def write_gpkg(layers: dict, path) -> None:
 
 
 def read_gpkg_layer(path, layer: str, *, columns=None):
-    """Read one layer of a GeoPackage, naming the file and the layer in every error."""
+    """Read one layer of a GeoPackage, naming the file and the layer in every error.
+
+    A remote GeoPackage (``s3://``) is copied to a temporary file first: SQLite needs a local file.
+    """
+    _check_exists(path)
+    if _is_remote(path):
+        import fsspec
+
+        with tempfile.TemporaryDirectory() as tmp:
+            local = os.path.join(tmp, Path(str(path).split("?")[0]).name)
+            fs, fspath = fsspec.core.url_to_fs(str(path))
+            fs.get_file(fspath, local)
+            return _read_layer(local, layer, columns, shown=path)
+    return _read_layer(str(path), layer, columns, shown=path)
+
+
+def _read_layer(local, layer, columns, *, shown):
     import pyogrio
 
-    _check_exists(path)
+    path = shown  # the name the user gave, for messages
     try:
-        layers = [name for name, _ in pyogrio.list_layers(str(path))]
+        layers = [name for name, _ in pyogrio.list_layers(local)]
     except Exception as exc:
         msg = f"{path}: not a GeoPackage (cannot open: {exc})"
         raise InputError(msg) from None
     if layer not in layers:
         msg = f"{path}: no layer {layer!r}; found layers {layers}"
         raise InputError(msg)
-    gdf = pyogrio.read_dataframe(str(path), layer=layer, columns=columns)
+    gdf = pyogrio.read_dataframe(local, layer=layer, columns=columns)
     if "geometry" in gdf and gdf.crs is None:
         msg = f"{path}: layer {layer!r} has no CRS; expected one (e.g. EPSG:4326)"
         raise InputError(msg)
