@@ -97,12 +97,10 @@ def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j
     best = score[i, order[0]]
     cut = best - beam
     skip_cut = best - SKIP_BEAM
-    bound_max = 0.0
     for m in range(n_next):
         j = nxt[m]
         straight[m] = np.hypot(px[j] - px[i], py[j] - py[i])
         bound[m] = route_factor * straight[m] + route_slack_m
-        bound_max = max(bound_max, bound[m])
     for qa in range(n_live):
         a = order[qa]
         if score[i, a] <= cut:
@@ -123,7 +121,7 @@ def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j
                 tail_min = min(tail_min, edge_len[e2] - coff[i, a2])
         # one pass over the pairs; the search runs the first time a pair needs the graph
         # (same-edge moves never do, and a pair that cannot raise its target is skipped)
-        searched = False
+        searched = -1.0  # how far the current search from src reaches (-1: not searched yet)
         for qa2 in range(qa, n_live):
             a2 = order[qa2]
             e2 = cedge[i, a2]
@@ -144,11 +142,12 @@ def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j
                         r = same_edge_route(coff[i, a2], coff[j, b], rev_tol_m)
                     via_graph = np.isnan(r)
                     if via_graph:
-                        if not searched:
+                        # search only as far as this target fix needs: skip targets further
+                        # ahead need more, but most of their pairs are pruned above
+                        if bound[m] - tail_min > searched:
                             stamp += 1
-                            cached_search(src, bound_max - tail_min, stamp, out_ptr, out_edge, edge_v, edge_w, ws,
-                                          cache)
-                            searched = True
+                            searched = bound[m] - tail_min
+                            cached_search(src, searched, stamp, out_ptr, out_edge, edge_v, edge_w, ws, cache)
                         w = edge_u[eb]
                         if settled[w] != stamp:
                             continue
