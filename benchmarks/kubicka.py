@@ -5,7 +5,7 @@ match`` runs through its command line; fastmm runs end to end (UBODT of 1 km bui
 in a child process. Scores per track: recall and precision by length and Newson & Krumm's route
 mismatch fraction (accuracy = 1 - mismatch). Prints a table and a summary.
 
-    python benchmarks/kubicka.py [--tracks DIR] [--limit N] [--no-fastmm]
+    python benchmarks/kubicka.py [--tracks DIR] [--limit N] [--no-fastmm] [--fast]
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def main():
     ap.add_argument("--tracks", help="folder of unpacked tracks (default: unpack shared/data)")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--no-fastmm", action="store_true")
+    ap.add_argument("--fast", action="store_true", help="run mapdiff match with its --fast preset")
     args = ap.parse_args()
     mapdiff = str(Path(sys.executable).parent / "mapdiff")
     rows = []
@@ -62,7 +63,7 @@ def main():
             length = dict(zip(edges["edge_id"], _lengths(edges)))
             status, wall, rss = run_command([
                 mapdiff, "match", str(traces_path), "--map", str(roads), "-o", str(work / "matched.parquet"),
-                "--paths", str(work / "paths.parquet"), "-q",
+                "--paths", str(work / "paths.parquet"), "-q", *(["--fast"] if args.fast else []),
             ])
             if status != 0:
                 s_md = None
