@@ -53,9 +53,12 @@ def _ncand(cedge, p):
 
 
 @jit
-def _starts_with_uturn(ea, eb, src, stamp, edge_u, edge_v, ws):
+def _starts_with_uturn(ea, eb, src, stamp, out_ptr, edge_u, edge_v, ws):
     """Whether the route from edge ``ea`` (ending at ``src``) to edge ``eb`` turns straight back
-    onto the reverse of ``ea``: as the next edge, or as the first edge of the searched path."""
+    onto the reverse of ``ea`` (as the next edge, or as the first edge of the searched path) at a
+    node where it had another way to go: turning at a dead end is no choice, and not priced."""
+    if out_ptr[src + 1] - out_ptr[src] <= 1:
+        return False
     back = edge_u[ea]
     if edge_u[eb] == src:
         return edge_v[eb] == back
@@ -137,6 +140,16 @@ def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j
                     if base + emis[j, b] <= score[j, b]:
                         continue  # a transition only lowers the score: this pair cannot win
                     eb = cedge[j, b]
+                    if edge_u[eb] == src and edge_v[eb] == edge_u[e2]:
+                        # a U-turn where the car is, back along the same street: the route is the
+                        # distance between the two positions on it
+                        r = abs((edge_len[eb] - coff[j, b]) - coff[i, a2])
+                        if r <= bound[m]:
+                            s = base + log_transition(r, straight[m], beta_m) + emis[j, b] + log_uturn
+                            if s > score[j, b]:
+                                score[j, b] = s
+                                back_j[j, b] = i
+                                back_a[j, b] = a2
                     r = np.nan
                     if eb == e2:
                         r = same_edge_route(coff[i, a2], coff[j, b], rev_tol_m)
@@ -155,7 +168,7 @@ def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j
                         if r > bound[m]:
                             continue
                     s = base + log_transition(r, straight[m], beta_m) + emis[j, b]
-                    if via_graph and _starts_with_uturn(e2, eb, src, stamp, edge_u, edge_v, ws):
+                    if via_graph and _starts_with_uturn(e2, eb, src, stamp, out_ptr, edge_u, edge_v, ws):
                         s += log_uturn
                     if s > score[j, b]:
                         score[j, b] = s
