@@ -273,6 +273,7 @@ def _matched_frame(df, network, edge_idx, offset, mx, my, dist, conf, state):
         "against": against,
     })
     out.loc[~ok, "edge_id"] = pd.NA
+    out = out[MATCHED_COLUMNS]
     extra = [c for c in df.columns if c not in out.columns and not c.startswith("_") and c != "geometry"]
     for c in extra:
         out[c] = df[c].to_numpy()
@@ -301,7 +302,7 @@ def _paths_frame(df, network, trip_names, parts):
         "t_enter": _from_seconds(p_t0, df["t"]) if time_is_ts else p_t0,
         "t_exit": _from_seconds(p_t1, df["t"]) if time_is_ts else p_t1,
     })
-    return out
+    return out[PATH_COLUMNS]
 
 
 def _from_seconds(seconds: np.ndarray, like: pd.Series):
