@@ -7,6 +7,18 @@ import click
 from mapdiff_cli.options import Progress, fail, info, output_option, quiet_option
 
 
+def _shard(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        k, n = (int(v) for v in value.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"expected K/N such as 0/4; got {value!r}", param_hint="--shard") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise click.BadParameter(f"expected 0 <= K < N; got {value!r}", param_hint="--shard")
+    return k, n
+
+
 def _positive(ctx, param, value):
     if value is not None and not value > 0:
         raise click.BadParameter(f"must be > 0; got {value}", param_hint=f"--{param.name.replace('_', '-')}")
@@ -23,13 +35,17 @@ def _positive(ctx, param, value):
 @click.option("--max-candidates", type=int, callback=_positive, help="Candidate edges per fix [8].")
 @click.option("--beta-m", type=float, callback=_positive, help="Transition scale [10].")
 @click.option("--max-gap-s", type=float, callback=_positive, help="A longer time gap breaks the chain [600].")
+@click.option("--shard", callback=_shard, metavar="K/N",
+              help="Match only shard K of N (0-based; trips split by a stable hash of trip_id).")
 @click.option("--fast", is_flag=True, help="Lighter preset for dense clean 1 Hz data (see MatchConfig.fast).")
 @quiet_option
-def match(traces, map_path, output, paths_path, quiet, fast, **overrides):
+def match(traces, map_path, output, paths_path, quiet, fast, shard, **overrides):
     """Match GPS fixes (trip_id, t, lon, lat) to the edges of the map."""
     from mapdiff.errors import MapdiffError
     from mapdiff.io import read_table, write_table
-    from mapdiff.matching import MatchConfig, match as run_match
+    import pandas as pd
+
+    from mapdiff.matching import MATCHED_COLUMNS, PATH_COLUMNS, MatchConfig, match as run_match, shard_of
     from mapdiff.network import load_network
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -39,9 +55,15 @@ def match(traces, map_path, output, paths_path, quiet, fast, **overrides):
         raise click.BadParameter(str(exc)) from None
     try:
         df = read_table(traces)
+        if shard is not None and "trip_id" in df.columns:
+            df = df[shard_of(df["trip_id"], shard[1]) == shard[0]]
         net = load_network(map_path)
-        progress = Progress(len(df), "matched fixes", quiet=quiet)
-        matched, paths = run_match(df, net, config, source=str(traces), progress=progress)
+        if shard is not None and len(df) == 0:
+            # a shard may hold no trips: its outputs are empty, not an error
+            matched, paths = pd.DataFrame(columns=MATCHED_COLUMNS), pd.DataFrame(columns=PATH_COLUMNS)
+        else:
+            progress = Progress(len(df), "matched fixes", quiet=quiet)
+            matched, paths = run_match(df, net, config, source=str(traces), progress=progress)
         write_table(matched, output)
         if paths_path:
             write_table(paths, paths_path)

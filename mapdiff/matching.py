@@ -217,6 +217,18 @@ def _match_batch(network: Network, config: MatchConfig, x, y, t_s, sigma, trip_p
     return edge_idx, offset, mx, my, dist, conf, state, chain, path
 
 
+def shard_of(trip_ids, n_shards: int) -> np.ndarray:
+    """The shard (0..n_shards-1) of each trip: a stable hash of the trip id, the same on every
+    machine and run, so that N array jobs split the trips without coordinating. Trips are
+    matched independently, so the shards' outputs together are exactly the single-run output."""
+    import zlib
+
+    ids = pd.Series(trip_ids, dtype=str)
+    codes, names = pd.factorize(ids)
+    per_name = np.array([zlib.crc32(str(v).encode()) % n_shards for v in names], dtype=np.int64)
+    return per_name[codes] if len(codes) else np.zeros(0, dtype=np.int64)
+
+
 def _sigma(df: pd.DataFrame, config: MatchConfig, source: str) -> np.ndarray:
     sigma = np.full(len(df), config.gps_sigma_m)
     if "accuracy_m" in df.columns:
