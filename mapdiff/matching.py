@@ -156,7 +156,8 @@ def match(traces: pd.DataFrame, network: Network, config: MatchConfig | None = N
     x, y = network.proj.to_metres(df["lon"].to_numpy(), df["lat"].to_numpy())
     sigma = _sigma(df, config, source)
     t_s = df["_t_s"].to_numpy()
-    trip_codes, trip_names = pd.factorize(df["trip_id"], sort=False)
+    trip_codes, _ = pd.factorize(df["_trip"], sort=False)
+    trip_names = df["trip_id"].to_numpy()[np.flatnonzero(np.r_[True, trip_codes[1:] != trip_codes[:-1]])]
     starts = np.flatnonzero(np.r_[True, trip_codes[1:] != trip_codes[:-1]])
     trip_ptr = np.r_[starts, len(df)].astype(np.int64)
 
@@ -223,8 +224,7 @@ def shard_of(trip_ids, n_shards: int) -> np.ndarray:
     matched independently, so the shards' outputs together are exactly the single-run output."""
     import zlib
 
-    ids = pd.Series(trip_ids, dtype=str)
-    codes, names = pd.factorize(ids)
+    codes, names = pd.factorize(pd.Series(trip_ids).astype(str))
     per_name = np.array([zlib.crc32(str(v).encode()) % n_shards for v in names], dtype=np.int64)
     return per_name[codes] if len(codes) else np.zeros(0, dtype=np.int64)
 
@@ -303,7 +303,7 @@ def _paths_frame(df, network, trip_names, parts):
     base = network.edge_base[p_edge]
     time_is_ts = pd.api.types.is_datetime64_any_dtype(df["t"])
     out = pd.DataFrame({
-        "trip_id": np.asarray(trip_names, dtype=object)[p_trip] if len(p_trip) else np.array([], dtype=object),
+        "trip_id": trip_names[p_trip] if len(p_trip) else trip_names[:0],
         "seq": seq.astype(np.int64),
         "chain": p_chain.astype(np.int64),
         "edge_id": e["edge_id"].to_numpy()[base],

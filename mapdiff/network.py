@@ -74,6 +74,8 @@ class Network:
         _check_edges(edges, source)
         if "edge_id" in edges.columns:
             edge_id = edges["edge_id"].to_numpy()
+            if pd.api.types.is_float_dtype(edge_id) and np.isfinite(edge_id).all() and (edge_id % 1 == 0).all():
+                edge_id = edge_id.astype(np.int64)  # integral floats, as some tools write them
             if not pd.api.types.is_integer_dtype(edge_id) or pd.Series(edge_id).duplicated().any():
                 msg = f"{source}: column 'edge_id' must hold unique integers"
                 raise InputError(msg)

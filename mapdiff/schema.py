@@ -102,7 +102,8 @@ def validate_traces(df: pd.DataFrame, source: str = "traces") -> pd.DataFrame:
 
     ``lon``/``lat`` become validated float64 (taken from a point geometry if the file has one
     instead); the private columns ``_t_s`` (float seconds) and ``_row`` (input row number) are
-    added; other columns pass through unchanged. Rows with the
+    added, and ``_trip`` (the trip id as text, what trips group by); other columns pass through
+    unchanged. Rows with the
     same trip and time keep their input order.
     """
     if len(df.columns) == 0 or len(df) == 0:
@@ -118,8 +119,9 @@ def validate_traces(df: pd.DataFrame, source: str = "traces") -> pd.DataFrame:
     out = pd.DataFrame(df).copy()
     if hasattr(out, "geometry") and "geometry" in out.columns:
         out = pd.DataFrame(out.drop(columns="geometry"))
-    out["trip_id"] = trip.astype(str).to_numpy()
+    # trips group by their text; the column keeps the user's type (a string, or ints)
+    out["_trip"] = trip.astype(str).to_numpy()
     out["lon"], out["lat"] = lon, lat
     out["_t_s"], out["_row"] = t_s, np.arange(len(out))
-    out = out.sort_values(["trip_id", "_t_s", "_row"], kind="stable").reset_index(drop=True)
+    out = out.sort_values(["_trip", "_t_s", "_row"], kind="stable").reset_index(drop=True)
     return out

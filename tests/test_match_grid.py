@@ -178,3 +178,12 @@ def test_public_api(grid_gpkg, grid_edges):
     assert path_edges(paths) == expected(grid_edges, [0, 10, 20])
     with pytest.raises(mapdiff.MapdiffError):
         mapdiff.match(drive([0, 10]).rename(columns={"lon": "x"}), net)
+
+
+def test_integer_trip_ids_keep_their_type(grid_net):
+    a = drive([0, 10, 20], trip_id="x")
+    b = drive([33, 23, 13], trip_id="y")
+    df = pd.concat([a.assign(trip_id=7), b.assign(trip_id=12)], ignore_index=True)
+    matched, paths = match(df, grid_net)
+    assert matched["trip_id"].dtype == df["trip_id"].dtype
+    assert set(paths["trip_id"]) == {7, 12}
