@@ -11,7 +11,7 @@ from mapdiff._kernels.geometry import query_points
 from mapdiff._kernels.graph import cached_search, dijkstra, new_cache, new_workspace
 
 NEG = -1e300  # log(0) stand-in that survives additions
-SKIP_BEAM = 3.0  # only hypotheses this close (log-likelihood) to their fix's best jump over fixes
+SKIP_BEAM = 0.0  # only the best hypothesis of a fix (and its ties) jumps over the next fixes
 
 STATE_MATCHED = 0
 STATE_UNMATCHED = 1
