@@ -172,6 +172,9 @@ def read_osm(path, *, progress=None):
     nodes = nodes.reset_index()
     edges = edges.reset_index().sort_values(["u", "v", "key"], kind="stable").reset_index(drop=True)
     edges.insert(0, "edge_id", np.arange(len(edges), dtype=np.int64))
+    for col in ("osmid", "highway", "oneway", "maxspeed", "length"):
+        if col not in edges.columns:  # osmnx only adds a tag's column when some way has it
+            edges[col] = None
     for frame in (nodes, edges):
         for col in frame.columns:
             if col != "geometry" and frame[col].dtype == object:

@@ -70,7 +70,7 @@ def test_network_builds_the_map_layers(runner, tmp_path):
 
     assert {name for name, _ in pyogrio.list_layers(out)} == {"nodes", "edges", "features"}
     edges = gpd.read_file(out, layer="edges")
-    for col in ("edge_id", "u", "v", "key", "osmid", "highway", "oneway", "length"):
+    for col in ("edge_id", "u", "v", "key", "osmid", "highway", "oneway", "maxspeed", "length"):
         assert col in edges.columns
     assert edges["edge_id"].is_unique
 
