@@ -14,8 +14,7 @@ def output_option(help_text: str = "Output file (local path or s3:// URI)."):
 
 
 class Progress:
-    """Counts on stderr, redrawn in place; silent when quiet or when stderr is not a terminal
-    and the work is small."""
+    """Counts on stderr, redrawn in place after each batch; silent with ``-q``."""
 
     def __init__(self, total: int, label: str, *, quiet: bool):
         self.total = total
