@@ -85,8 +85,8 @@ class MatchConfig:
     def fast(cls, **overrides) -> "MatchConfig":
         """A lighter preset for dense, clean 1 Hz data (GPS sigma under about 8 m): a 40 m search
         radius, 8 candidates, 1 skip, a narrower beam, and fixes within 15 m of the last kept fix
-        merged. About 2.5x to 3x the speed of the defaults; it loses some accuracy on hard real
-        tracks (see benchmarks/README.md)."""
+        merged. About 2.7x the speed of the defaults; it loses some accuracy on hard real tracks
+        (see benchmarks/README.md)."""
         preset = {"search_radius_m": 40.0, "max_candidates": 8, "max_outliers": 1, "beam": 10.0,
                   "stop_radius_m": 15.0}
         return cls(**{**preset, **overrides})
