@@ -11,7 +11,7 @@ time gap, or several fixes in a row unreachable) it breaks and the next matched 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -116,9 +116,6 @@ class MatchConfig:
             msg = f"MatchConfig.max_outliers must be >= 0; got {self.max_outliers!r}"
             raise ConfigError(msg)
         return self
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 MATCHED_COLUMNS = [

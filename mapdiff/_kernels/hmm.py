@@ -475,7 +475,7 @@ def _grow(arr, need):
 
 
 @jit
-def _trim_chain_end(m, row0, o_edge, last_off, entered_by_route):
+def _trim_chain_end(m, row0, last_off, entered_by_route):
     """Drop the chain's last path row if the vehicle only touched its edge (exit at ~0 m)."""
     if entered_by_route and m - 1 > row0 and last_off < 0.0:
         return m - 1
@@ -519,7 +519,7 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
             e1 = sel_edge[i]
             if prev < 0 or chain[prev] != chain[i]:
                 if prev >= 0:
-                    m = _trim_chain_end(m, row0, o_edge, sel_off[prev] - min_end_m, routed)
+                    m = _trim_chain_end(m, row0, sel_off[prev] - min_end_m, routed)
                 # a new chain starts on its first matched edge
                 o_trip = _grow(o_trip, m + 1)
                 o_chain = _grow(o_chain, m + 1)
@@ -574,5 +574,5 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
             routed = True
             prev = i
         if prev >= 0:
-            m = _trim_chain_end(m, row0, o_edge, sel_off[prev] - min_end_m, routed)
+            m = _trim_chain_end(m, row0, sel_off[prev] - min_end_m, routed)
     return o_trip[:m], o_chain[:m], o_edge[:m], o_t0[:m], o_t1[:m]
