@@ -32,7 +32,7 @@ def _positive(ctx, param, value):
 @click.option("--paths", "paths_path", metavar="PATH", help="Also write the driven edges per trip (Parquet).")
 @click.option("--search-radius-m", type=float, callback=_positive, help="Candidate search radius [50].")
 @click.option("--gps-sigma-m", type=float, callback=_positive, help="GPS error sigma [10].")
-@click.option("--max-candidates", type=int, callback=_positive, help="Candidate edges per fix [8].")
+@click.option("--max-candidates", type=int, callback=_positive, help="Candidate edges per fix [16].")
 @click.option("--beta-m", type=float, callback=_positive, help="Transition scale [10].")
 @click.option("--max-gap-s", type=float, callback=_positive, help="A longer time gap breaks the chain [600].")
 @click.option("--shard", callback=_shard, metavar="K/N",
@@ -43,9 +43,7 @@ def match(traces, map_path, output, paths_path, quiet, fast, shard, **overrides)
     """Match GPS fixes (trip_id, t, lon, lat) to the edges of the map."""
     from mapdiff.errors import MapdiffError
     from mapdiff.io import read_table, write_table
-    import pandas as pd
-
-    from mapdiff.matching import MATCHED_COLUMNS, PATH_COLUMNS, MatchConfig, match as run_match, shard_of
+    from mapdiff.matching import MatchConfig, match as run_match, match_shard
     from mapdiff.network import load_network
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -55,15 +53,15 @@ def match(traces, map_path, output, paths_path, quiet, fast, shard, **overrides)
         raise click.BadParameter(str(exc)) from None
     try:
         df = read_table(traces)
-        if shard is not None and "trip_id" in df.columns:
-            df = df[shard_of(df["trip_id"], shard[1]) == shard[0]]
         net = load_network(map_path)
-        if shard is not None and len(df) == 0:
-            # a shard may hold no trips: its outputs are empty, not an error
-            matched, paths = pd.DataFrame(columns=MATCHED_COLUMNS), pd.DataFrame(columns=PATH_COLUMNS)
-        else:
+        if shard is None:
             progress = Progress(len(df), "matched fixes", quiet=quiet)
             matched, paths = run_match(df, net, config, source=str(traces), progress=progress)
+        else:
+            progress = Progress(None, f"matched fixes of shard {shard[0]}/{shard[1]}", quiet=quiet)
+            matched, paths = match_shard(df, net, config, shard=shard[0], n_shards=shard[1], source=str(traces),
+                                         progress=progress)
+        progress.finish()
         write_table(matched, output)
         if paths_path:
             write_table(paths, paths_path)

@@ -14,9 +14,10 @@ def output_option(help_text: str = "Output file (local path or s3:// URI)."):
 
 
 class Progress:
-    """Counts on stderr, redrawn in place after each batch; silent with ``-q``."""
+    """Counts on stderr, redrawn in place after each batch; silent with ``-q``. Call
+    :meth:`finish` at the end to close the line. ``total`` may be None (counts only)."""
 
-    def __init__(self, total: int, label: str, *, quiet: bool):
+    def __init__(self, total, label: str, *, quiet: bool):
         self.total = total
         self.done = 0
         self.label = label
@@ -24,11 +25,14 @@ class Progress:
 
     def __call__(self, n: int) -> None:
         self.done += n
-        if not self.quiet:
-            pct = 100.0 * self.done / self.total if self.total else 100.0
-            click.echo(f"\r{self.label}: {self.done:,}/{self.total:,} ({pct:.0f}%)", err=True, nl=False)
-            if self.done >= self.total:
-                click.echo("", err=True)
+        if self.quiet:
+            return
+        of = f"/{self.total:,} ({100.0 * self.done / self.total:.0f}%)" if self.total else ""
+        click.echo(f"\r{self.label}: {self.done:,}{of}", err=True, nl=False)
+
+    def finish(self) -> None:
+        if not self.quiet and self.done:
+            click.echo("", err=True)
 
 
 def info(message: str, *, quiet: bool) -> None:

@@ -226,6 +226,18 @@ def shard_of(trip_ids, n_shards: int) -> np.ndarray:
     return per_name[codes] if len(codes) else np.zeros(0, dtype=np.int64)
 
 
+def match_shard(traces: pd.DataFrame, network: Network, config: MatchConfig | None = None, *, shard: int,
+                n_shards: int, source: str = "traces", progress=None):
+    """:func:`match` on the trips of one shard (see :func:`shard_of`); an empty shard gives empty
+    outputs with the right columns, not an error (one of N array jobs may draw no trips)."""
+    if "trip_id" not in traces.columns:
+        return match(traces, network, config, source=source, progress=progress)  # match names the column
+    part = traces[shard_of(traces["trip_id"], n_shards) == shard]
+    if len(part) == 0 and len(traces) > 0:
+        return pd.DataFrame(columns=MATCHED_COLUMNS), pd.DataFrame(columns=PATH_COLUMNS)
+    return match(part, network, config, source=source, progress=progress)
+
+
 def _sigma(df: pd.DataFrame, config: MatchConfig, source: str) -> np.ndarray:
     sigma = np.full(len(df), config.gps_sigma_m)
     if "accuracy_m" in df.columns:
