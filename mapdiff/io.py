@@ -54,12 +54,11 @@ def read_table(path) -> pd.DataFrame:
     except Exception as exc:  # pyarrow raises several types for "not a Parquet file"
         msg = f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc})"
         raise InputError(msg) from None
-    meta = table.schema.metadata or {}
-    if b"geo" in meta:
-        import geopandas as gpd
+    if b"geo" in (table.schema.metadata or {}):
+        from geopandas.io.arrow import _arrow_to_geopandas
 
-        try:
-            gdf = gpd.read_parquet(str(path))
+        try:  # the table is read once: convert it (geopandas' own reader would read the file again)
+            gdf = _arrow_to_geopandas(table)
         except Exception as exc:
             msg = f"{path}: invalid GeoParquet geometry ({exc})"
             raise InputError(msg) from None

@@ -21,6 +21,7 @@ from mapdiff.network import Network
 from mapdiff.schema import validate_traces
 
 STATES = ["matched", "unmatched", "break"]  # indexed by the kernels' state codes
+STATE_UNMATCHED = STATES.index("unmatched")
 
 
 @dataclass(frozen=True)
@@ -154,9 +155,10 @@ def match(traces: pd.DataFrame, network: Network, config: MatchConfig | None = N
     sigma = _sigma(df, config, source)
     t_s = df["_t_s"].to_numpy()
     trip_codes, _ = pd.factorize(df["_trip"], sort=False)
-    trip_names = df["trip_id"].to_numpy()[np.flatnonzero(np.r_[True, trip_codes[1:] != trip_codes[:-1]])]
     starts = np.flatnonzero(np.r_[True, trip_codes[1:] != trip_codes[:-1]])
+    trip_names = df["trip_id"].to_numpy()[starts]
     trip_ptr = np.r_[starts, len(df)].astype(np.int64)
+    graph = _kernel_graph(network, config)
 
     n = len(df)
     edge_idx = np.full(n, -1, dtype=np.int64)
@@ -165,7 +167,7 @@ def match(traces: pd.DataFrame, network: Network, config: MatchConfig | None = N
     my = np.full(n, np.nan)
     dist = np.full(n, np.nan)
     conf = np.full(n, np.nan)
-    state = np.full(n, 1, dtype=np.int8)
+    state = np.full(n, STATE_UNMATCHED, dtype=np.int8)
     chain = np.full(n, -1, dtype=np.int64)
     path_parts = []
     # batches hold whole trips, so each batch is an independent kernel call
@@ -176,7 +178,7 @@ def match(traces: pd.DataFrame, network: Network, config: MatchConfig | None = N
     cuts.append(len(trip_ptr) - 1)
     for c0, c1 in zip(cuts[:-1], cuts[1:]):
         p0, p1 = trip_ptr[c0], trip_ptr[c1]
-        part = _match_batch(network, config, x[p0:p1], y[p0:p1], t_s[p0:p1], sigma[p0:p1],
+        part = _match_batch(network, graph, config, x[p0:p1], y[p0:p1], t_s[p0:p1], sigma[p0:p1],
                             trip_ptr[c0:c1 + 1] - p0)
         sl = slice(p0, p1)
         edge_idx[sl], offset[sl], mx[sl], my[sl], dist[sl], conf[sl], state[sl], chain[sl] = part[:8]
@@ -190,7 +192,15 @@ def match(traces: pd.DataFrame, network: Network, config: MatchConfig | None = N
     return matched, paths
 
 
-def _match_batch(network: Network, config: MatchConfig, x, y, t_s, sigma, trip_ptr):
+def _kernel_graph(network: Network, config: MatchConfig) -> tuple:
+    """The graph tuple the HMM kernels take, with this config's wrong-way prices, built once per call."""
+    return (network.out_ptr, network.out_edge, network.edge_u, network.edge_v, network.edge_len,
+            network.edge_weights(config.wrong_way_cost_m),
+            # log-prior per fix on an edge: wrong-way twins are possible but unlikely
+            np.where(network.edge_against, -config.wrong_way_fix_cost, 0.0))
+
+
+def _match_batch(network: Network, graph: tuple, config: MatchConfig, x, y, t_s, sigma, trip_ptr):
     from mapdiff._kernels import hmm
     from mapdiff._kernels.geometry import candidates
 
@@ -198,13 +208,8 @@ def _match_batch(network: Network, config: MatchConfig, x, y, t_s, sigma, trip_p
     floor = -0.5 * config.emission_cap_sigma**2
     anchor = hmm.collapse_stops(trip_ptr, x, y, cedge, config.stop_radius_m)
     cand = (cedge, cdist, coff, cx, cy)
-    geom = network.geom
-    graph = (network.out_ptr, network.out_edge, network.edge_u, network.edge_v, network.edge_len,
-             network.edge_weights(config.wrong_way_cost_m),
-             # log-prior per fix on an edge: wrong-way twins are possible but unlikely
-             np.where(network.edge_against, -config.wrong_way_fix_cost, 0.0))
     sel, conf, chain, state = hmm.viterbi(
-        trip_ptr, x, y, t_s, sigma, cand, anchor, geom, network.n_nodes, graph, config.beta_m, floor,
+        trip_ptr, x, y, t_s, sigma, cand, anchor, network.geom, network.n_nodes, graph, config.beta_m, floor,
         # skipping a fix costs what matching it at the emission cap would
         floor, -config.break_cost, -config.u_turn_cost, config.route_factor, config.route_slack_m,
         config.reverse_tolerance_m, config.max_gap_s, config.max_outliers, config.rescue_radius_m, config.beam,
