@@ -2,8 +2,43 @@
 
 ``jit`` is the one decorator every kernel uses: nopython, cached on disk so imports and
 second runs stay fast.
+
+Numba's cache checks only the source file of the cached function, not the kernels it calls in
+other files: an edit to ``graph.py`` can leave ``hmm.py``'s cached machine code calling the old
+layout (seen here as a segfault). So the cache goes to a directory named after a hash of all
+kernel sources: any kernel edit starts a fresh cache. It sits under ``$NUMBA_CACHE_DIR`` when
+that is set, else under the user's cache directory.
 """
 
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
 import numba
+
+
+def _cache_dir() -> str:
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for src in sorted(here.glob("*.py")):
+        digest.update(src.name.encode())
+        digest.update(src.read_bytes())
+    base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "mapdiff", "numba"
+    )
+    name = f"kernels-{digest.hexdigest()[:16]}"
+    for root in (base, os.path.join(tempfile.gettempdir(), "mapdiff-numba")):
+        path = os.path.join(root, name)
+        try:  # a read-only home (some batch containers) falls back to the temp dir
+            os.makedirs(path, exist_ok=True)
+            with tempfile.TemporaryFile(dir=path):
+                return path
+        except OSError:
+            continue
+    return path
+
+
+numba.config.CACHE_DIR = _cache_dir()
 
 jit = numba.njit(cache=True, nogil=True)
