@@ -9,6 +9,8 @@ import click
 SUBCOMMANDS = {
     "network": ("mapdiff_cli.network", "network", "Build a map GeoPackage from an OpenStreetMap extract."),
     "match": ("mapdiff_cli.match", "match", "Match GPS traces to the road network (HMM)."),
+    "simulate": ("mapdiff_cli.simulate", "simulate", "Simulate a fleet with ground truth on a map."),
+    "evaluate": ("mapdiff_cli.evaluate", "evaluate", "Score a stage's output against a simulation's truth."),
 }
 
 

@@ -21,7 +21,7 @@ def _is_remote(path: str | os.PathLike) -> bool:
     return "://" in str(path)
 
 
-def _check_exists(path) -> None:
+def check_exists(path) -> None:
     if _is_remote(path):
         import fsspec
 
@@ -42,7 +42,7 @@ def read_table(path) -> pd.DataFrame:
     """
     import pyarrow.parquet as pq
 
-    _check_exists(path)
+    check_exists(path)
     try:
         if _is_remote(path):
             import fsspec
@@ -116,6 +116,9 @@ def write_gpkg(layers: dict, path) -> None:
     """Write several GeoDataFrames as the layers of one GeoPackage, atomically."""
     import pyogrio
 
+    # GDAL stamps each layer with the current time; a fixed stamp keeps the same inputs giving
+    # the same bytes
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": "2000-01-01T00:00:00.000Z"})
     with atomic_path(path) as tmp:
         for i, (name, gdf) in enumerate(layers.items()):
             pyogrio.write_dataframe(gdf, tmp, layer=name, driver="GPKG", append=i > 0)
@@ -126,7 +129,7 @@ def read_gpkg_layer(path, layer: str, *, columns=None):
 
     A remote GeoPackage (``s3://``) is copied to a temporary file first: SQLite needs a local file.
     """
-    _check_exists(path)
+    check_exists(path)
     if _is_remote(path):
         import fsspec
 

@@ -1,0 +1,102 @@
+"""``mapdiff simulate --map roads.gpkg -o sim/ --vehicles N --days D --seed S``"""
+
+from __future__ import annotations
+
+import click
+
+from mapdiff_cli.options import fail, info, quiet_option
+
+# option name -> (SimConfig field, help); every one maps straight onto the config
+_RATES = {
+    "added-rate": "fraction of map features missing from the stale map (added in the world)",
+    "removed-rate": "invented stale-map objects the world lacks, as a fraction of the features",
+    "moved-rate": "fraction of features the stale map has 3-40 m off",
+    "value-changed-rate": "fraction of valued features whose value the stale map has wrong",
+    "missing-road-rate": "fraction of roads missing from the stale map",
+    "oneway-reversed-rate": "fraction of one-way roads the stale map has backwards",
+    "closed-road-rate": "fraction of roads closed in the world but still in the stale map",
+    "outlier-rate": "share of GPS fixes that are multipath outliers (20-100 m)",
+    "dropout-rate": "share of trips with one 10-60 s GPS dropout",
+    "offroad-rate": "share of trip ends off the mapped network",
+    "uturn-rate": "share of trips with a U-turn",
+    "loop-rate": "share of trips through a waypoint",
+    "miss-rate": "share of visible objects the detector misses per frame",
+    "false-positive-rate": "false detections per frame",
+    "confusion-rate": "share of detections with a wrong class or value",
+}
+_VALUES = {
+    "trips-per-day": (float, "mean trips per vehicle and day"),
+    "sample-interval-s": (float, "seconds between GPS fixes"),
+    "gps-sigma-m": (float, "white GPS noise per axis (metres)"),
+    "gps-bias-sigma-m": (float, "drifting per-trip GPS bias per axis (metres)"),
+    "gps-bias-tau-s": (float, "correlation time of the bias (seconds)"),
+    "frame-interval-s": (float, "seconds between camera frames"),
+    "max-range-m": (float, "farthest detection (metres)"),
+    "start-date": (str, "UTC date of day 0"),
+}
+_CAMERA = {
+    "hfov-deg": (float, "camera horizontal field of view (degrees, < 180)"),
+    "mount-yaw-deg": (float, "camera yaw from the vehicle heading (degrees clockwise)"),
+    "width-px": (int, "image width"),
+    "height-px": (int, "image height"),
+    "pixel-sigma-px": (float, "detector box-edge noise (pixels)"),
+}
+
+
+def _options(f):
+    for name, help_text in reversed(list(_RATES.items()) + [(k, v[1]) for k, v in _VALUES.items()]):
+        kind = _VALUES[name][0] if name in _VALUES else float
+        f = click.option(f"--{name}", type=kind, help=f"{help_text.capitalize()}.")(f)
+    for name, (kind, help_text) in reversed(list(_CAMERA.items())):
+        f = click.option(f"--{name}", type=kind, help=f"{help_text.capitalize()}.")(f)
+    return f
+
+
+@click.command(short_help="Simulate a fleet with ground truth on a map.")
+@click.option("--map", "map_path", required=True, metavar="GPKG", help="Map GeoPackage: the true world.")
+@click.option("-o", "--output", required=True, metavar="DIR", help="Output folder (local or s3://).")
+@click.option("--vehicles", type=int, default=20, show_default=True, help="Number of vehicles.")
+@click.option("--days", type=int, default=1, show_default=True, help="Number of days.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed: same seed, same bytes.")
+@_options
+@quiet_option
+def simulate(map_path, output, quiet, **options):
+    """Take the map's roads and features as the true world, derive a stale map with planted
+    differences, drive a fleet over the world, and write GPS traces, dashcam detections and the
+    truth folder (see mapdiff.simulate). Defaults of every rate: ``python -c "import mapdiff.simulate
+    as s; print(s.SimConfig())"``."""
+    from mapdiff.camera import Camera
+    from mapdiff.errors import ConfigError, MapdiffError
+    from mapdiff.io import read_gpkg_layer
+    from mapdiff.simulate import SimConfig, simulate as run
+
+    cam = {k.replace("-", "_"): options.pop(k.replace("-", "_")) for k in _CAMERA}
+    values = {k: v for k, v in options.items() if v is not None}
+    try:
+        config = SimConfig(**values).validate()
+        camera = Camera(**{k: v for k, v in cam.items() if v is not None}).validate()
+    except ConfigError as exc:
+        name = str(exc).split(" ", 1)[0]
+        raise click.BadParameter(str(exc), param_hint=f"--{name.replace('_', '-')}") from None
+    try:
+        import pyogrio
+
+        from mapdiff.io import check_exists
+
+        check_exists(map_path)
+        layers = {"edges": read_gpkg_layer(map_path, "edges")}
+        names = [n for n, _ in pyogrio.list_layers(str(map_path))] if "://" not in str(map_path) else []
+        for name in ("nodes", "features"):
+            if name in names or "://" in str(map_path):
+                try:
+                    layers[name] = read_gpkg_layer(map_path, name)
+                except MapdiffError:
+                    pass
+        if "features" not in layers:
+            info(f"{map_path}: no 'features' layer: simulating traces but no detections", quiet=False)
+        sim = run(layers, config, camera, progress=lambda m: info(m, quiet=quiet))
+        sim.write(output)
+    except MapdiffError as exc:
+        fail(exc)
+    info(f"wrote {output}: {len(sim.traces):,} fixes in {sim.meta['counts']['trips']:,} trips, "
+         f"{len(sim.detections):,} detections, {len(sim.changes):,} planted changes", quiet=quiet)

@@ -1,0 +1,747 @@
+"""A fleet simulator with ground truth (the ``simulate`` stage).
+
+The input map's roads and ``features`` are the true world. From it the simulator plants
+differences into a stale copy (what a user would hold), drives a fleet over the true roads,
+samples noisy GPS fixes, and renders the dashcam detections of the true objects. Everything is
+drawn from one seed, so the same map, config and seed give the same bytes.
+
+Output folder::
+
+    map.gpkg               the stale map (nodes, edges, features)
+    traces.parquet         GPS fixes in the traces contract (+ vehicle_id)
+    detections.parquet     pixel detections: detection_id, trip_id, t, class, value, score, box
+    camera.json            the camera model
+    truth/changes.parquet  the planted differences (GeoParquet), one row per change
+    truth/routes.parquet   per trip the true edges driven, with times and offsets
+    truth/fixes.parquet    per fix the true position, edge and whether it is an outlier
+    truth/objects.parquet  the true world's objects
+    truth/detections.parquet  per detection the object it came from (null: false positive)
+    truth/edges.parquet    every edge id of world or map, its length and where it exists
+    truth/meta.json        the config, seed and counts
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import pandas as pd
+
+from mapdiff.camera import Camera, class_shape
+from mapdiff.errors import ConfigError, InputError
+
+CHANGE_KINDS = ("object_added", "object_removed", "object_moved", "value_changed", "road_missing",
+                "oneway_reversed", "road_closed")
+
+#: free-flow speed by OSM highway class when an edge has no usable maxspeed (km/h)
+CLASS_SPEED_KMH = {
+    "motorway": 100, "motorway_link": 60, "trunk": 80, "trunk_link": 50, "primary": 50, "primary_link": 40,
+    "secondary": 50, "secondary_link": 40, "tertiary": 40, "tertiary_link": 30, "residential": 30,
+    "living_street": 15, "unclassified": 40,
+}
+DEFAULT_SPEED_KMH = 30
+SPEED_LIMITS_KMH = ("20", "30", "40", "50", "60", "70", "80", "100")
+EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Simulation options; rates are probabilities or fractions, every other field carries its unit.
+
+    The world changes: ``added_rate``, ``removed_rate``, ``moved_rate`` are fractions of the map's
+    features (removed ones are invented map objects the world lacks); ``value_changed_rate`` is a
+    fraction of the features with a value; ``missing_road_rate`` and ``closed_road_rate`` are
+    fractions of the roads, ``oneway_reversed_rate`` of the one-way roads.
+    The fleet: each vehicle makes Poisson(``trips_per_day``) trips a day between random nodes,
+    some through a waypoint (``loop_rate``) or with a U-turn (``uturn_rate``), stopping at
+    signals (``signal_stop_rate``); ``offroad_rate`` of trip ends lie off the mapped network.
+    GPS: white noise ``gps_sigma_m`` per axis, a drifting per-trip bias ``gps_bias_sigma_m`` per
+    axis (correlation time ``gps_bias_tau_s``), outliers of 20-100 m at ``outlier_rate``, and one
+    10-60 s dropout in ``dropout_rate`` of the trips.
+    Camera: a frame every ``frame_interval_s``; objects within ``max_range_m`` with a box at least
+    ``min_box_px`` high are detected unless missed (``miss_rate``); ``false_positive_rate`` per
+    frame; ``confusion_rate`` of detections get a wrong class or value.
+    """
+
+    vehicles: int = 20
+    days: int = 1
+    seed: int = 0
+    trips_per_day: float = 8.0
+    start_date: str = "2026-01-05"
+    min_trip_m: float = 300.0
+    loop_rate: float = 0.1
+    uturn_rate: float = 0.05
+    signal_stop_rate: float = 0.5
+    offroad_rate: float = 0.05
+    lane_offset_m: float = 1.5
+    sample_interval_s: float = 1.0
+    gps_sigma_m: float = 5.0
+    gps_bias_sigma_m: float = 2.0
+    gps_bias_tau_s: float = 60.0
+    outlier_rate: float = 0.01
+    dropout_rate: float = 0.1
+    frame_interval_s: float = 0.5
+    max_range_m: float = 50.0
+    min_box_px: float = 10.0
+    miss_rate: float = 0.1
+    false_positive_rate: float = 0.002
+    confusion_rate: float = 0.02
+    size_jitter: float = 0.1
+    added_rate: float = 0.02
+    removed_rate: float = 0.02
+    moved_rate: float = 0.02
+    value_changed_rate: float = 0.03
+    missing_road_rate: float = 0.04
+    oneway_reversed_rate: float = 0.15
+    closed_road_rate: float = 0.04
+
+    def validate(self) -> "SimConfig":
+        """Raise :class:`ConfigError` naming the first impossible option."""
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name in ("start_date",):
+                continue
+            name = f.name
+            if name.endswith("_rate") or name == "size_jitter":
+                if not 0.0 <= v <= 1.0:
+                    msg = f"{name} must be in [0, 1]; found {v}"
+                    raise ConfigError(msg)
+            elif name in ("vehicles", "days"):
+                if int(v) != v or v < 1:
+                    msg = f"{name} must be a whole number >= 1; found {v}"
+                    raise ConfigError(msg)
+            elif name == "seed":
+                if int(v) != v or v < 0:
+                    msg = f"seed must be a whole number >= 0; found {v}"
+                    raise ConfigError(msg)
+            elif name in ("trips_per_day", "lane_offset_m", "gps_sigma_m", "gps_bias_sigma_m", "min_trip_m"):
+                if not (np.isfinite(v) and v >= 0):
+                    msg = f"{name} must be >= 0; found {v}"
+                    raise ConfigError(msg)
+            elif not (np.isfinite(v) and v > 0):
+                msg = f"{name} must be > 0; found {v}"
+                raise ConfigError(msg)
+        try:
+            pd.Timestamp(self.start_date)
+        except ValueError:
+            msg = f"start_date must be a date such as 2026-01-05; found {self.start_date!r}"
+            raise ConfigError(msg) from None
+        return self
+
+
+@dataclass
+class Simulation:
+    """What :func:`simulate` makes: frames ready to write (see the module docstring)."""
+
+    map_layers: dict
+    traces: pd.DataFrame
+    detections: pd.DataFrame
+    camera: Camera
+    changes: pd.DataFrame
+    routes: pd.DataFrame
+    fixes: pd.DataFrame
+    objects: pd.DataFrame
+    detection_truth: pd.DataFrame
+    edges: pd.DataFrame
+    meta: dict
+
+    def write(self, out_dir) -> None:
+        """Write every file under ``out_dir`` (local or s3://), each atomically."""
+        from mapdiff.io import atomic_path, write_gpkg, write_table
+
+        out = str(out_dir).rstrip("/")
+        write_gpkg(self.map_layers, f"{out}/map.gpkg")
+        write_table(self.traces, f"{out}/traces.parquet")
+        write_table(self.detections, f"{out}/detections.parquet")
+        for name, frame in (("changes", self.changes), ("routes", self.routes), ("fixes", self.fixes),
+                            ("objects", self.objects), ("detections", self.detection_truth),
+                            ("edges", self.edges)):
+            write_table(frame, f"{out}/truth/{name}.parquet")
+        for name, text in (("camera.json", self.camera.to_json()),
+                           ("truth/meta.json", json.dumps(self.meta, indent=2, sort_keys=True) + "\n")):
+            with atomic_path(f"{out}/{name}") as tmp, open(tmp, "w") as f:
+                f.write(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# the world and the stale map
+
+
+def edge_speed_mps(edges: pd.DataFrame) -> np.ndarray:
+    """Free-flow speed of each edge: its maxspeed (the lowest number when several), else the
+    class default."""
+    def one(maxspeed, highway):
+        nums = re.findall(r"\d+(?:\.\d+)?", str(maxspeed)) if maxspeed is not None else []
+        if nums:
+            kmh = min(float(n) for n in nums)
+            if "mph" in str(maxspeed):
+                kmh *= 1.609344
+        else:
+            hw = str(highway).strip("[]'\" ").split("'")[0] if highway is not None else ""
+            kmh = CLASS_SPEED_KMH.get(hw, DEFAULT_SPEED_KMH)
+        return max(kmh, 10.0) / 3.6
+
+    maxspeed = edges["maxspeed"] if "maxspeed" in edges else pd.Series([None] * len(edges))
+    highway = edges["highway"] if "highway" in edges else pd.Series([None] * len(edges))
+    return np.array([one(m if isinstance(m, str) or pd.notna(m) else None, h)
+                     for m, h in zip(maxspeed, highway)], dtype=np.float64)
+
+
+def _roads(edges: pd.DataFrame) -> pd.Series:
+    """A road id per edge row: the rows that join the same two nodes with the same length (the
+    two directions of one street) share it."""
+    a = np.minimum(edges["u"].to_numpy(), edges["v"].to_numpy())
+    b = np.maximum(edges["u"].to_numpy(), edges["v"].to_numpy())
+    length = np.round(edges.geometry.length.to_numpy(), 0)
+    codes, _ = pd.factorize(pd.MultiIndex.from_arrays([a, b, length]))
+    return pd.Series(codes, index=edges.index)
+
+
+def _pick(rng, pool, rate) -> np.ndarray:
+    """``round(rate * len(pool))`` members of ``pool``, without replacement."""
+    pool = np.asarray(pool)
+    n = int(round(rate * len(pool)))
+    return rng.choice(pool, size=min(n, len(pool)), replace=False) if n else pool[:0]
+
+
+def plant_changes(edges, features, config: SimConfig, rng):
+    """Split the input map into the true world and a stale map that differs from it.
+
+    ``edges`` and ``features`` are in local metres. Returns (world_edges, map_edges,
+    world_objects, map_features, changes) with changes in local metres.
+    """
+    import geopandas as gpd
+    import shapely
+
+    crs = edges.crs
+    road = _roads(edges)
+    uv_loop = edges["u"].to_numpy() == edges["v"].to_numpy()
+    sizes = road.value_counts()
+    roads = np.sort(road[~uv_loop].unique())
+    oneway_roads = np.sort(sizes.index[sizes == 1].intersection(roads).to_numpy())
+    rows = []
+    flipped = _pick(rng, oneway_roads, config.oneway_reversed_rate)
+    rest = np.setdiff1d(roads, flipped)
+    missing = _pick(rng, rest, config.missing_road_rate)
+    rest = np.setdiff1d(rest, missing)
+    closed = _pick(rng, rest, config.closed_road_rate)
+    for kind, chosen in (("oneway_reversed", flipped), ("road_missing", missing), ("road_closed", closed)):
+        for r in np.sort(chosen):
+            part = edges[road.to_numpy() == r]
+            rows.append({"kind": kind, "class": "road", "edge_ids": part["edge_id"].astype(np.int64).tolist(),
+                         "geometry": part.geometry.iloc[0]})
+    world_edges = edges[~road.isin(closed)].copy()
+    map_edges = edges[~road.isin(missing)].copy()
+    flip = road.loc[map_edges.index].isin(flipped).to_numpy()
+    if flip.any():
+        u = map_edges["u"].to_numpy().copy()
+        map_edges.loc[flip, "u"] = map_edges.loc[flip, "v"].to_numpy()
+        map_edges.loc[flip, "v"] = u[flip]
+        map_edges.loc[flip, "geometry"] = shapely.reverse(map_edges.geometry[flip].values)
+
+    objects = features.copy()
+    objects["object_id"] = objects["feature_id"].astype(np.int64)
+    jitter = 1.0 + config.size_jitter * rng.uniform(-1.0, 1.0, len(objects))
+    shapes = np.array([class_shape(c) for c in objects["class"]]).reshape(-1, 3)
+    objects["z_m"] = shapes[:, 0]
+    objects["height_m"] = shapes[:, 1] * jitter
+    objects["width_m"] = shapes[:, 2] * jitter
+    map_feats = features.copy()
+    ids = features["feature_id"].to_numpy()
+    added = _pick(rng, ids, config.added_rate)
+    pool = np.setdiff1d(ids, added)
+    moved = _pick(rng, pool, config.moved_rate)
+    pool = np.setdiff1d(pool, moved)
+    has_value = features.set_index("feature_id")["value"].reindex(pool).notna().to_numpy()
+    changed = _pick(rng, pool[has_value], config.value_changed_rate)
+    by_id = map_feats.set_index("feature_id", drop=False)
+    values_of = {c: sorted(set(g.dropna())) for c, g in features.groupby("class")["value"]}
+    for fid in np.sort(added):
+        f = by_id.loc[fid]
+        rows.append({"kind": "object_added", "class": f["class"], "object_id": int(fid),
+                     "new_value": f["value"], "geometry": f.geometry})
+    for fid in np.sort(moved):
+        f = by_id.loc[fid]
+        dist = float(np.exp(rng.uniform(np.log(3.0), np.log(40.0))))
+        ang = rng.uniform(0, 2 * np.pi)
+        old = shapely.Point(f.geometry.x + dist * np.cos(ang), f.geometry.y + dist * np.sin(ang))
+        by_id.loc[fid, "geometry"] = old
+        rows.append({"kind": "object_moved", "class": f["class"], "feature_id": int(fid), "object_id": int(fid),
+                     "old_value": f["value"], "new_value": f["value"], "distance_m": dist, "geometry": f.geometry})
+    for fid in np.sort(changed):
+        f = by_id.loc[fid]
+        others = [v for v in (values_of.get(f["class"], []) if len(values_of.get(f["class"], [])) > 1
+                              else SPEED_LIMITS_KMH) if v != f["value"]]
+        old = others[rng.integers(len(others))]
+        by_id.loc[fid, "value"] = old
+        rows.append({"kind": "value_changed", "class": f["class"], "feature_id": int(fid), "object_id": int(fid),
+                     "old_value": old, "new_value": f["value"], "geometry": f.geometry})
+    map_feats = by_id[~by_id["feature_id"].isin(added)].reset_index(drop=True)
+    # invented map objects the world lacks: beside a random road, class and value as the map's
+    n_removed = int(round(config.removed_rate * len(features)))
+    if n_removed and len(world_edges):
+        pick = rng.integers(0, len(world_edges), n_removed)
+        frac = rng.uniform(0.1, 0.9, n_removed)
+        side = rng.choice([-1.0, 1.0], n_removed) * rng.uniform(3.0, 8.0, n_removed)
+        lines = world_edges.geometry.values[pick]
+        p = shapely.line_interpolate_point(lines, frac, normalized=True)
+        q = shapely.line_interpolate_point(lines, np.minimum(frac + 0.01, 1.0), normalized=True)
+        dx, dy = shapely.get_x(q) - shapely.get_x(p), shapely.get_y(q) - shapely.get_y(p)
+        norm = np.hypot(dx, dy)
+        norm[norm == 0] = 1.0
+        x = shapely.get_x(p) + side * dy / norm
+        y = shapely.get_y(p) - side * dx / norm
+        template = features.iloc[rng.integers(0, len(features), n_removed)] if len(features) else None
+        next_id = int(ids.max()) + 1 if len(ids) else 0
+        fakes = pd.DataFrame({
+            "feature_id": np.arange(next_id, next_id + n_removed, dtype=np.int64),
+            "osmid": pd.array([None] * n_removed, dtype="Int64"),
+            "class": template["class"].to_numpy(), "value": template["value"].to_numpy(),
+            "tags": "{}",
+        })
+        fakes = gpd.GeoDataFrame(fakes, geometry=gpd.points_from_xy(x, y), crs=crs)
+        for r in fakes.itertuples():
+            rows.append({"kind": "object_removed", "class": r[3], "feature_id": int(r.feature_id),
+                         "old_value": r.value, "geometry": r.geometry})
+        map_feats = pd.concat([map_feats, fakes], ignore_index=True)
+    map_feats = gpd.GeoDataFrame(map_feats, geometry="geometry", crs=crs)
+    changes = pd.DataFrame(rows, columns=["kind", "class", "feature_id", "object_id", "edge_ids", "old_value",
+                                          "new_value", "distance_m", "geometry"])
+    changes["kind"] = pd.Categorical(changes["kind"], categories=list(CHANGE_KINDS))
+    changes = changes.sort_values("kind", kind="stable").reset_index(drop=True)
+    changes.insert(0, "change_id", np.arange(len(changes), dtype=np.int64))
+    for col in ("feature_id", "object_id"):
+        changes[col] = changes[col].astype("Int64")
+    changes["edge_ids"] = changes["edge_ids"].map(lambda v: v if isinstance(v, list) else [])
+    changes["distance_m"] = changes["distance_m"].astype(float)
+    changes = gpd.GeoDataFrame(changes, geometry="geometry", crs=crs)
+    return world_edges, map_edges, objects, map_feats, changes
+
+
+# ---------------------------------------------------------------------------------------------
+# the fleet
+
+
+@dataclass
+class _Roads:
+    """The world's road graph for routing: real edges only (no wrong-way twins)."""
+
+    net: object
+    out_ptr: np.ndarray
+    out_edge: np.ndarray
+    speed: np.ndarray
+    reverse: np.ndarray  # per edge: the edge back along the same road, or -1
+    nodes: np.ndarray  # the nodes of the largest strongly connected part
+    node_x: np.ndarray
+    node_y: np.ndarray
+    lane_m: np.ndarray  # per edge: how far right of the centre line a car drives
+
+
+def _road_graph(world_edges, config: SimConfig) -> _Roads:
+    import networkx as nx
+
+    from mapdiff.network import Network
+
+    net = Network.from_edges(world_edges, source="world")
+    n = net.n_edges
+    eu, ev = net.edge_u[:n], net.edge_v[:n]
+    out_edge = np.argsort(eu, kind="stable").astype(np.int64)
+    out_ptr = np.zeros(net.n_nodes + 1, dtype=np.int64)
+    np.cumsum(np.bincount(eu, minlength=net.n_nodes), out=out_ptr[1:])
+    back = {}
+    for e in range(n):
+        back.setdefault((int(eu[e]), int(ev[e])), e)
+    reverse = np.array([back.get((int(ev[e]), int(eu[e])), -1) for e in range(n)], dtype=np.int64)
+    reverse[eu == ev] = -1
+    G = nx.DiGraph()
+    G.add_edges_from(zip(eu.tolist(), ev.tolist()))
+    biggest = max(nx.strongly_connected_components(G), key=len) if n else set()
+    node_x = np.zeros(net.n_nodes)
+    node_y = np.zeros(net.n_nodes)
+    node_x[eu] = net.vx[net.vptr[:n]]
+    node_y[eu] = net.vy[net.vptr[:n]]
+    node_x[ev] = net.vx[net.vptr[1:n + 1] - 1]
+    node_y[ev] = net.vy[net.vptr[1:n + 1] - 1]
+    lane = np.where(reverse >= 0, config.lane_offset_m, 0.0)
+    return _Roads(net, out_ptr, out_edge, edge_speed_mps(world_edges.reset_index(drop=True)), reverse,
+                  np.array(sorted(biggest), dtype=np.int64), node_x, node_y, lane)
+
+
+def _signal_nodes(roads: _Roads, objects) -> np.ndarray:
+    """Nodes with a traffic signal within 20 m: cars may stop there."""
+    sig = objects[objects["class"] == "traffic_signals"]
+    near = np.zeros(roads.net.n_nodes, dtype=bool)
+    if len(sig):
+        from scipy.spatial import cKDTree
+
+        tree = cKDTree(np.c_[sig.geometry.x, sig.geometry.y])
+        d, _ = tree.query(np.c_[roads.node_x, roads.node_y])
+        near = d < 20.0
+    return near
+
+
+def _draw_trips(roads: _Roads, config: SimConfig, rng):
+    """Per trip: vehicle, day, and its legs (node pairs), with an optional U-turn edge."""
+    two_way = np.flatnonzero((roads.reverse >= 0) & np.isin(roads.net.edge_u[: roads.net.n_edges], roads.nodes))
+    trips = []
+    for v in range(config.vehicles):
+        for d in range(config.days):
+            for k in range(rng.poisson(config.trips_per_day)):
+                o, dst = rng.choice(roads.nodes, 2, replace=len(roads.nodes) < 2)
+                r = rng.random()
+                if r < config.uturn_rate and len(two_way):
+                    e = int(rng.choice(two_way))
+                    mid = int(roads.net.edge_u[e])
+                    trips.append((v, d, k, [(o, mid), (mid, dst)], e, rng.uniform(0.3, 0.7)))
+                elif r < config.uturn_rate + config.loop_rate:
+                    w = rng.choice(roads.nodes)
+                    trips.append((v, d, k, [(o, w), (w, dst)], -1, 0.0))
+                else:
+                    trips.append((v, d, k, [(o, dst)], -1, 0.0))
+    return trips
+
+
+def _pieces(trips, legs_edges, legs_ptr, legs_ok, roads: _Roads, signal_node, config: SimConfig, rng):
+    """Drive each trip: pieces (edge or off-road line, offsets, durations) per trip."""
+    net = roads.net
+    elen = net.edge_len
+    kept, cols = [], {k: [] for k in ("edge", "s0", "s1", "dur", "ax", "ay", "bx", "by", "lane")}
+    ptr = [0]
+
+    def add(e, s0, s1, dur, ax=np.nan, ay=np.nan, bx=np.nan, by=np.nan):
+        for key, val in zip(cols, (e, s0, s1, dur, ax, ay, bx, by, roads.lane_m[e] if e >= 0 else 0.0)):
+            cols[key].append(val)
+
+    leg = 0
+    for ti, (v, d, k, legs, uturn_edge, frac) in enumerate(trips):
+        nl = len(legs)
+        ok = legs_ok[leg:leg + nl].all()
+        route = [legs_edges[legs_ptr[j]:legs_ptr[j + 1]] for j in range(leg, leg + nl)]
+        leg += nl
+        if not ok:
+            continue
+        if uturn_edge >= 0:
+            route.insert(1, None)  # the U-turn goes between the two legs
+        length = sum(elen[r].sum() for r in route if r is not None)
+        if length < config.min_trip_m:
+            continue
+        factor = float(np.clip(rng.normal(0.9, 0.1), 0.6, 1.15))
+        start = len(cols["edge"])
+        first_edge = next(int(r[0]) for r in route if r is not None and len(r))
+        if rng.random() < config.offroad_rate:
+            _offroad(add, net, first_edge, 0.0, rng, arrive=True)
+        for r in route:
+            if r is None:  # into the edge, turn on the spot, back the other way
+                e, back = uturn_edge, roads.reverse[uturn_edge]
+                s = frac * elen[e]
+                add(e, 0.0, s, s / (roads.speed[e] * factor * 0.5))
+                add(e, s, s, rng.uniform(2.0, 6.0))
+                add(back, elen[back] - s, elen[back], s / (roads.speed[back] * factor * 0.5))
+                continue
+            for e in r:
+                add(int(e), 0.0, elen[e], elen[e] / max(roads.speed[e] * factor, 2.0))
+                if signal_node[net.edge_v[e]] and rng.random() < config.signal_stop_rate:
+                    add(int(e), elen[e], elen[e], rng.uniform(5.0, 45.0))
+        last_edge = cols["edge"][-1]
+        if rng.random() < config.offroad_rate:
+            _offroad(add, net, last_edge, elen[last_edge], rng, arrive=False)
+        if len(cols["edge"]) > start:
+            kept.append(ti)
+            ptr.append(len(cols["edge"]))
+    arrays = {k: np.asarray(v, dtype=np.int64 if k == "edge" else np.float64) for k, v in cols.items()}
+    return kept, np.asarray(ptr, dtype=np.int64), arrays
+
+
+def _offroad(add, net, e, s, rng, *, arrive):
+    """A straight drive between the network and a point 40-150 m off it (a car park)."""
+    from mapdiff._kernels.simulate import _point_on_edge
+
+    x, y, hx, hy = _point_on_edge(e, s, net.vx, net.vy, net.vcum, net.vptr)
+    dist = rng.uniform(40.0, 150.0)
+    side = rng.choice([-1.0, 1.0])
+    px, py = x + side * dist * hy, y - side * dist * hx
+    dur = dist / 3.0
+    if arrive:
+        add(-1, np.nan, np.nan, dur, px, py, x, y)
+    else:
+        add(-1, np.nan, np.nan, dur, x, y, px, py)
+
+
+def _regular_times(start, end, step, phase):
+    """Times ``start + phase + k * step`` up to ``end`` per trip, flattened, with the trip pointer."""
+    count = np.maximum(np.floor((end - start - phase) / step).astype(np.int64) + 1, 0)
+    ptr = np.zeros(len(start) + 1, dtype=np.int64)
+    np.cumsum(count, out=ptr[1:])
+    trip = np.repeat(np.arange(len(start)), count)
+    k = np.arange(ptr[-1]) - ptr[trip]
+    return (start + phase)[trip] + k * step, ptr, trip
+
+
+def _object_grid(x, y, cell_m):
+    x0, y0 = (x.min() - 1.0, y.min() - 1.0) if len(x) else (0.0, 0.0)
+    nx = int((x.max() - x0) // cell_m) + 1 if len(x) else 1
+    ny = int((y.max() - y0) // cell_m) + 1 if len(y) else 1
+    cell = ((y - y0) // cell_m).astype(np.int64) * nx + ((x - x0) // cell_m).astype(np.int64)
+    order = np.argsort(cell, kind="stable").astype(np.int64)
+    ptr = np.zeros(nx * ny + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cell, minlength=nx * ny), out=ptr[1:])
+    return (float(x0), float(y0), float(cell_m), nx, ny, ptr, order)
+
+
+def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, *, progress=None) -> Simulation:
+    """Simulate a fleet on a map (``{"edges": ..., "features": ..., "nodes": ...}``, WGS84).
+
+    A map without ``features`` gives traces but no detections.
+    """
+    import geopandas as gpd
+
+    from mapdiff._kernels.simulate import detect, gps_noise, poses, route_legs
+    from mapdiff.network import Network
+
+    config = config.validate()
+    camera = (camera or Camera()).validate()
+    say = progress or (lambda msg: None)
+    rng = np.random.default_rng(config.seed)
+    edges = map_layers["edges"]
+    Network.from_edges(edges, source="map")  # checks the layer before any work
+    if "edge_id" not in edges:
+        edges = edges.assign(edge_id=np.arange(len(edges), dtype=np.int64))
+    features = map_layers.get("features")
+    if features is None:
+        features = gpd.GeoDataFrame({"feature_id": pd.Series([], dtype=np.int64), "class": [], "value": []},
+                                    geometry=gpd.GeoSeries([], crs=edges.crs))
+    from mapdiff.projection import LocalProjection
+
+    minx, miny, maxx, maxy = edges.geometry.to_crs(4326).total_bounds
+    proj = LocalProjection.around((minx + maxx) / 2, (miny + maxy) / 2)
+    edges_m = edges.to_crs(proj.crs).reset_index(drop=True)
+    feats_m = features.to_crs(proj.crs).reset_index(drop=True)
+    world_edges, map_edges, objects, map_feats, changes = plant_changes(edges_m, feats_m, config, rng)
+    say(f"planted {len(changes):,} changes: " + ", ".join(
+        f"{n} {k}" for k, n in changes["kind"].value_counts(sort=False).items() if n))
+
+    roads = _road_graph(world_edges.reset_index(drop=True), config)
+    net = roads.net
+    world_ids = world_edges["edge_id"].to_numpy()
+    signal_node = _signal_nodes(roads, objects)
+    trips = _draw_trips(roads, config, rng)
+    src = np.array([a for t in trips for a, _ in t[3]], dtype=np.int64)
+    dst = np.array([b for t in trips for _, b in t[3]], dtype=np.int64)
+    weight = net.edge_len[: net.n_edges] / roads.speed
+    legs_edges, legs_ptr, legs_ok = route_legs(src, dst, net.n_nodes, roads.out_ptr, roads.out_edge,
+                                               net.edge_u, net.edge_v, weight)
+    kept, pptr, pc = _pieces(trips, legs_edges, legs_ptr, legs_ok, roads, signal_node, config, rng)
+    trips = [trips[i] for i in kept]
+    n_trips = len(trips)
+    say(f"routed {n_trips:,} trips of {config.vehicles:,} vehicles over {config.days:,} days")
+
+    # times: trips of a vehicle-day follow each other with idle gaps, from a morning start
+    dur = np.add.reduceat(pc["dur"], pptr[:-1]) if n_trips else np.zeros(0)
+    day0 = (pd.Timestamp(config.start_date, tz="UTC") - EPOCH).total_seconds()
+    start = np.empty(n_trips)
+    prev_key, clock = None, 0.0
+    for i, (v, d, k, *_rest) in enumerate(trips):
+        if (v, d) != prev_key:
+            clock = day0 + d * 86400.0 + rng.uniform(5.0, 9.0) * 3600.0
+            prev_key = (v, d)
+        start[i] = np.round(clock, 3)
+        clock = start[i] + dur[i] + rng.uniform(120.0, 1800.0)
+    trip_of_piece = np.repeat(np.arange(n_trips), np.diff(pptr))
+    cum = np.cumsum(pc["dur"])
+    base = np.r_[0.0, cum][pptr[:-1]][trip_of_piece]
+    p_t1 = start[trip_of_piece] + cum - base
+    p_t0 = p_t1 - pc["dur"]
+    end = start + dur
+    # ids as categoricals: one string per trip, not per row (Parquet stores them as dictionaries)
+    trip_ids = pd.Categorical([f"v{v:05d}-d{d:03d}-t{k:03d}" for v, d, k, *_r in trips])
+    vehicle_ids = pd.Categorical([f"v{v:05d}" for v, *_r in trips])
+
+    def pose_at(t, tptr):
+        return poses(pptr, pc["edge"], pc["s0"], pc["s1"], p_t0, p_t1, pc["ax"], pc["ay"], pc["bx"], pc["by"],
+                     pc["lane"], tptr, t, net.vx, net.vy, net.vcum, net.vptr)
+
+    # GPS fixes
+    phase = np.round(rng.uniform(0.0, config.sample_interval_s, n_trips), 3)
+    t_fix, fptr, ftrip = _regular_times(start, end, config.sample_interval_s, phase)
+    x, y, heading, fedge, foff = pose_at(t_fix, fptr)
+    nx_, ny_, outlier = gps_noise(fptr, t_fix, x, y, config.seed, config.gps_sigma_m, config.gps_bias_sigma_m,
+                                  config.gps_bias_tau_s, config.outlier_rate, 20.0, 100.0)
+    keep = np.ones(len(t_fix), dtype=bool)
+    dropped = rng.random(n_trips) < config.dropout_rate
+    gap = rng.uniform(10.0, 60.0, n_trips)
+    gap_start = start + rng.uniform(0.2, 0.8, n_trips) * dur
+    inside = (t_fix >= gap_start[ftrip]) & (t_fix < gap_start[ftrip] + gap[ftrip]) & dropped[ftrip]
+    keep &= ~inside
+    lon, lat = proj.to_lonlat(nx_[keep], ny_[keep])
+    t_ts = pd.to_datetime(np.round(t_fix[keep] * 1000).astype(np.int64), unit="ms", utc=True)
+    traces = pd.DataFrame({"trip_id": trip_ids.take(ftrip[keep]), "vehicle_id": vehicle_ids.take(ftrip[keep]),
+                           "t": t_ts, "lon": lon, "lat": lat})
+    true_lon, true_lat = proj.to_lonlat(x[keep], y[keep])
+    kedge = fedge[keep]
+    fixes = pd.DataFrame({
+        "trip_id": traces["trip_id"], "t": t_ts, "lon": true_lon, "lat": true_lat,
+        "edge_id": pd.array(np.where(kedge >= 0, world_ids[np.maximum(kedge, 0)], 0), dtype="Int64"),
+        "offset_m": foff[keep], "heading_deg": heading[keep], "outlier": outlier[keep],
+    })
+    fixes.loc[kedge < 0, "edge_id"] = pd.NA
+    say(f"sampled {len(traces):,} GPS fixes")
+
+    # true routes: one row per edge piece (stops extend the piece before them)
+    on_edge = (pc["edge"] >= 0) & (pc["s1"] > pc["s0"])
+    moving = np.flatnonzero(on_edge)
+    seq_trip = trip_of_piece[moving]
+    # a piece's exit time runs on through the stops after it
+    t_exit = p_t1[moving].copy()
+    for j, i in enumerate(moving):
+        q = i + 1
+        while q < pptr[trip_of_piece[i] + 1] and not on_edge[q] and pc["edge"][q] >= 0:
+            t_exit[j] = p_t1[q]
+            q += 1
+    world_tab = world_edges.reset_index(drop=True)
+    e_m = pc["edge"][moving]
+    routes = pd.DataFrame({
+        "trip_id": trip_ids.take(seq_trip), "vehicle_id": vehicle_ids.take(seq_trip),
+        "seq": (np.arange(len(moving)) - np.searchsorted(seq_trip, seq_trip)).astype(np.int64),
+        "edge_id": world_ids[e_m].astype(np.int64),
+        "u": world_tab["u"].to_numpy()[e_m], "v": world_tab["v"].to_numpy()[e_m],
+        "key": world_tab["key"].to_numpy()[e_m] if "key" in world_tab else 0,
+        "t_enter": pd.to_datetime(np.round(p_t0[moving] * 1000).astype(np.int64), unit="ms", utc=True),
+        "t_exit": pd.to_datetime(np.round(t_exit * 1000).astype(np.int64), unit="ms", utc=True),
+        "from_m": pc["s0"][moving], "to_m": pc["s1"][moving], "length_m": net.edge_len[e_m],
+    })
+
+    # camera frames and detections
+    det_cols = ["detection_id", "trip_id", "t", "class", "value", "score", "x_min", "y_min", "x_max", "y_max"]
+    if len(objects):
+        t_frame, cptr, ctrip = _regular_times(start, end, config.frame_interval_s, np.zeros(n_trips))
+        cx, cy, cheading, _, _ = pose_at(t_frame, cptr)
+        ox, oy = objects.geometry.x.to_numpy(), objects.geometry.y.to_numpy()
+        grid = _object_grid(ox, oy, 50.0)
+        frame, obj, box, score = detect(cptr, cx, cy, cheading, ox, oy, objects["z_m"].to_numpy(),
+                                        objects["height_m"].to_numpy(), objects["width_m"].to_numpy(), grid,
+                                        camera.kernel_tuple, config.seed, config.max_range_m, config.min_box_px,
+                                        camera.pixel_sigma_px, config.miss_rate)
+        detections, detection_truth = _finish_detections(frame, obj, box, score, t_frame, ctrip, (cx, cy, cheading),
+                                                         trip_ids, objects, camera, config, rng, proj)
+        say(f"rendered {len(detections):,} detections from {len(t_frame):,} frames")
+    else:
+        say("the map has no features: traces only, no detections")
+        detections = pd.DataFrame({c: pd.Series(dtype=object) for c in det_cols})
+        detection_truth = pd.DataFrame({"detection_id": pd.Series(dtype=np.int64),
+                                        "object_id": pd.Series(dtype="Int64")})
+
+    # the truth tables, back in WGS84
+    obj_wgs = objects.to_crs(4326)
+    objects_out = pd.DataFrame({
+        "object_id": objects["object_id"].to_numpy(), "class": objects["class"].to_numpy(),
+        "value": objects["value"].to_numpy(), "lon": obj_wgs.geometry.x.to_numpy(),
+        "lat": obj_wgs.geometry.y.to_numpy(), "height_m": objects["height_m"].to_numpy(),
+        "width_m": objects["width_m"].to_numpy(),
+        "in_map": ~objects["object_id"].isin(changes.loc[changes["kind"] == "object_added", "object_id"]),
+    })
+    # how often each object was really seen (false positives and confusions aside)
+    real = detection_truth["object_id"].notna().to_numpy()
+    seen = pd.DataFrame({"object_id": detection_truth["object_id"].to_numpy()[real].astype(np.int64),
+                         "trip_id": detections["trip_id"].to_numpy()[real]})
+    objects_out["n_detections"] = objects_out["object_id"].map(seen["object_id"].value_counts()).fillna(0).astype(np.int64)
+    objects_out["n_trips_seen"] = objects_out["object_id"].map(
+        seen.drop_duplicates().groupby("object_id").size()).fillna(0).astype(np.int64)
+    edge_tab = pd.DataFrame({
+        "edge_id": edges_m["edge_id"].to_numpy().astype(np.int64),
+        "u": edges_m["u"].to_numpy(), "v": edges_m["v"].to_numpy(),
+        "length_m": edges_m.geometry.length.to_numpy(),
+        "in_world": np.isin(edges_m["edge_id"].to_numpy(), world_ids),
+        "in_map": np.isin(edges_m["edge_id"].to_numpy(), map_edges["edge_id"].to_numpy()),
+    })
+    stale = {"nodes": map_layers["nodes"]} if "nodes" in map_layers else {}
+    stale["edges"] = map_edges.to_crs(4326).reset_index(drop=True)
+    stale["features"] = gpd.GeoDataFrame(map_feats.drop(columns=[c for c in map_feats.columns
+                                                                  if c not in ("feature_id", "osmid", "class", "value",
+                                                                               "tags", "geometry")]),
+                                         geometry="geometry", crs=proj.crs).to_crs(4326)
+    meta = {"config": asdict(config), "camera": asdict(camera), "crs": proj.crs,
+            "counts": {"trips": n_trips, "fixes": len(traces), "detections": len(detections),
+                       "objects": len(objects), **{k: int(n) for k, n in changes["kind"].value_counts(sort=False).items()}}}
+    return Simulation(stale, traces, detections, camera, changes.to_crs(4326), routes, fixes, objects_out,
+                      detection_truth, edge_tab, meta)
+
+
+def _finish_detections(frame, obj, box, score, t_frame, ctrip, pose, trip_ids, objects, camera, config, rng, proj):
+    """Add false positives and class/value confusion; return (detections, their truth).
+
+    Classes and values are handled as codes into the objects' vocabularies (value code -1: none).
+    """
+    cls_cat = pd.Categorical(objects["class"])
+    val_cat = pd.Categorical(objects["value"])
+    classes, values = cls_cat.categories, val_cat.categories
+    n_cls = len(classes)
+    # the values each class takes, as value codes
+    pairs = pd.DataFrame({"c": cls_cat.codes, "v": val_cat.codes})
+    values_of = [np.unique(pairs.loc[(pairs["c"] == c) & (pairs["v"] >= 0), "v"].to_numpy()) for c in range(n_cls)]
+
+    def draw_values(c):
+        """A random value code of each class in ``c`` (-1 for a class without values)."""
+        out = np.full(len(c), -1, dtype=np.int64)
+        for k in range(n_cls):
+            at = np.flatnonzero(c == k)
+            if len(at) and len(values_of[k]):
+                out[at] = values_of[k][rng.integers(0, len(values_of[k]), len(at))]
+        return out
+
+    true_cls = cls_cat.codes[obj].astype(np.int64)
+    true_val = val_cat.codes[obj].astype(np.int64)
+    cls, val = true_cls.copy(), true_val.copy()
+    n = len(obj)
+    confuse = np.flatnonzero(rng.random(n) < config.confusion_rate)
+    wrong_class = confuse[rng.random(len(confuse)) < 0.5] if n_cls > 1 else confuse[:0]
+    cls[wrong_class] = (cls[wrong_class] + rng.integers(1, max(n_cls, 2), len(wrong_class))) % max(n_cls, 1)
+    val[confuse] = draw_values(cls[confuse])  # may redraw the same value: the detector can be right
+    # false positives: random boxes of random classes in random frames
+    n_fp = int(rng.poisson(config.false_positive_rate * len(t_frame))) if n_cls else 0
+    fp_frame = rng.integers(0, len(t_frame), n_fp)
+    fp_cls = rng.integers(0, max(n_cls, 1), n_fp)
+    fp_val = draw_values(fp_cls)
+    h = rng.uniform(config.min_box_px, 80.0, n_fp)
+    w = h * rng.uniform(0.4, 1.2, n_fp)
+    x0 = rng.uniform(0, camera.width_px - w)
+    y0 = rng.uniform(0, camera.height_px / 2, n_fp)
+    fp_box = np.c_[x0, y0, x0 + w, y0 + h]
+    frames = np.r_[frame, fp_frame]
+    all_box = np.r_[box, fp_box]
+    order = np.lexsort((all_box[:, 0], frames))
+    all_box = all_box[order]
+    lo = np.minimum(all_box[:, [0, 1]], all_box[:, [2, 3]])
+    hi = np.maximum(all_box[:, [0, 1]], all_box[:, [2, 3]])
+    frames = frames[order]
+    obj_all = np.r_[obj, np.full(n_fp, -1)][order]
+    t = pd.to_datetime(np.round(t_frame[frames] * 1000).astype(np.int64), unit="ms", utc=True)
+    det_id = np.arange(len(frames), dtype=np.int64)
+
+    def cat(codes, vocab):
+        return pd.Categorical.from_codes(codes, categories=vocab)
+
+    detections = pd.DataFrame({
+        "detection_id": det_id, "trip_id": trip_ids.take(ctrip[frames]), "t": t,
+        "class": cat(np.r_[cls, fp_cls][order], classes), "value": cat(np.r_[val, fp_val][order], values),
+        "score": np.r_[score, rng.uniform(0.2, 0.7, n_fp)][order],
+        "x_min": lo[:, 0], "y_min": lo[:, 1], "x_max": hi[:, 0], "y_max": hi[:, 1],
+    })
+    real = obj_all >= 0
+    cx, cy, cheading = pose
+    cam_lon, cam_lat = proj.to_lonlat(cx[frames], cy[frames])
+    ox, oy = objects.geometry.x.to_numpy(), objects.geometry.y.to_numpy()
+    j = np.maximum(obj_all, 0)
+    dx, dy = ox[j] - cx[frames], oy[j] - cy[frames]
+    object_id = pd.array(objects["object_id"].to_numpy()[j], dtype="Int64")
+    object_id[~real] = pd.NA
+    truth = pd.DataFrame({
+        "detection_id": det_id, "object_id": object_id,
+        "true_class": cat(np.where(real, np.r_[true_cls, fp_cls][order], -1), classes),
+        "true_value": cat(np.where(real, np.r_[true_val, fp_val][order], -1), values),
+        "range_m": np.where(real, np.hypot(dx, dy), np.nan),
+        "bearing_deg": np.where(real, np.degrees(np.arctan2(dx, dy)) % 360.0, np.nan),
+        "camera_lon": cam_lon, "camera_lat": cam_lat, "camera_heading_deg": cheading[frames],
+    })
+    return detections, truth
