@@ -1,0 +1,223 @@
+"""The fleet simulator: its noise has the asked-for distribution, planted changes are where the
+truth says, routes are connected, detections project back onto their objects, same seed same bytes."""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from mapdiff.camera import Camera
+from mapdiff.simulate import SimConfig
+
+QUIET_WORLD = dict(outlier_rate=0.0, dropout_rate=0.0, offroad_rate=0.0)
+
+
+@pytest.fixture(scope="session")
+def helsinki_gpkg(tmp_path_factory):
+    from mapdiff.osm import build_map
+
+    from .conftest import FIXTURES
+
+    path = tmp_path_factory.mktemp("hel") / "helsinki.gpkg"
+    build_map(FIXTURES / "helsinki.osm.pbf", path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sim_dir(helsinki_gpkg, tmp_path_factory):
+    from mapdiff_cli.main import cli
+
+    out = tmp_path_factory.mktemp("sim") / "sim"
+    res = CliRunner().invoke(cli, ["simulate", "--map", str(helsinki_gpkg), "-o", str(out), "--vehicles", "6",
+                                   "--seed", "3", "-q"])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def _read(sim_dir, name):
+    from mapdiff.io import read_table
+
+    return read_table(Path(sim_dir) / name)
+
+
+def test_gps_noise_has_the_asked_distribution():
+    from mapdiff._kernels.simulate import gps_noise
+
+    n_trips, n = 400, 300
+    ptr = np.arange(n_trips + 1, dtype=np.int64) * n
+    t = np.tile(np.arange(n, dtype=float), n_trips)
+    zero = np.zeros(n_trips * n)
+    sigma, bias, tau = 4.0, 3.0, 60.0
+    x, y, outlier = gps_noise(ptr, t, zero, zero, 11, sigma, bias, tau, 0.02, 20.0, 100.0)
+    clean = ~outlier
+    # outliers: a binomial share, and 20-100 m away
+    assert abs(outlier.mean() - 0.02) < 4 * np.sqrt(0.02 * 0.98 / len(t))
+    r = np.hypot(x[outlier], y[outlier])
+    assert r.min() > 20.0 - 5 * (sigma + bias) and np.median(r) > 40.0
+    # white noise: fix-to-fix steps have variance 2 sigma^2 (+ the bias drift 2 b^2 (1 - rho))
+    steps = np.diff(x.reshape(n_trips, n), axis=1)
+    ok = clean.reshape(n_trips, n)[:, 1:] & clean.reshape(n_trips, n)[:, :-1]
+    rho = np.exp(-1.0 / tau)
+    want = 2 * sigma**2 + 2 * bias**2 * (1 - rho)
+    assert steps[ok].var() == pytest.approx(want, rel=0.03)
+    # bias: a trip's mean error is its bias (the white part averages out), with sigma ``bias``
+    means = np.where(clean, x, np.nan).reshape(n_trips, n)
+    trip_mean = np.nanmean(means, axis=1)
+    # the mean of an OU process over T = 5 tau keeps most, not all, of its variance
+    T = n / tau
+    keep = 2 * (T - 1 + np.exp(-T)) / T**2
+    assert trip_mean.var() == pytest.approx(bias**2 * keep + sigma**2 / n, rel=0.25)
+    # and the bias is slowly varying: strongly correlated 10 s apart
+    smooth = means[:, :-10] - trip_mean[:, None]
+    later = means[:, 10:] - trip_mean[:, None]
+    both = np.isfinite(smooth) & np.isfinite(later)
+    assert np.corrcoef(smooth[both], later[both])[0, 1] > 0.15
+
+
+def test_traces_deviate_from_truth_by_the_configured_noise(helsinki_gpkg):
+    from mapdiff.io import read_gpkg_layer
+    from mapdiff.projection import LocalProjection
+    from mapdiff.simulate import simulate
+
+    layers = {"edges": read_gpkg_layer(helsinki_gpkg, "edges")}
+    sim = simulate(layers, SimConfig(vehicles=8, seed=5, gps_sigma_m=3.0, gps_bias_sigma_m=0.5, **QUIET_WORLD))
+    proj = LocalProjection.around(24.94, 60.17)
+    x, y = proj.to_metres(sim.traces["lon"], sim.traces["lat"])
+    tx, ty = proj.to_metres(sim.fixes["lon"], sim.fixes["lat"])
+    err = np.r_[x - tx, y - ty]
+    assert err.std() == pytest.approx(np.hypot(3.0, 0.5), rel=0.05)
+    assert abs(err.mean()) < 0.3
+    assert len(sim.detections) == 0  # no features layer: traces only
+
+
+def test_planted_changes_are_in_the_stale_map_and_not_in_the_world(sim_dir):
+    import geopandas as gpd
+
+    changes = _read(sim_dir, "truth/changes.parquet")
+    objects = _read(sim_dir, "truth/objects.parquet")
+    edges = _read(sim_dir, "truth/edges.parquet").set_index("edge_id")
+    routes = _read(sim_dir, "truth/routes.parquet")
+    feats = gpd.read_file(Path(sim_dir) / "map.gpkg", layer="features").set_index("feature_id")
+    map_edges = gpd.read_file(Path(sim_dir) / "map.gpkg", layer="edges").set_index("edge_id")
+    counts = changes["kind"].value_counts()
+    assert (counts >= 10).all() and len(counts) == 7, counts  # tens of each kind on Helsinki
+    world = objects.set_index("object_id")
+    for c in changes.itertuples():
+        if c.kind == "object_added":
+            assert c.object_id in world.index and c.object_id not in feats.index
+        elif c.kind == "object_removed":
+            assert c.feature_id in feats.index and c.feature_id not in world.index
+        elif c.kind == "object_moved":
+            f, o = feats.loc[c.feature_id], world.loc[c.object_id]
+            from mapdiff.projection import LocalProjection
+
+            p = LocalProjection.around(o["lon"], o["lat"])
+            fx, fy = p.to_metres([f.geometry.x], [f.geometry.y])
+            ox, oy = p.to_metres([o["lon"]], [o["lat"]])
+            assert np.hypot(fx - ox, fy - oy)[0] == pytest.approx(c.distance_m, rel=1e-3)
+            assert 3.0 <= c.distance_m <= 40.0
+        elif c.kind == "value_changed":
+            assert feats.loc[c.feature_id, "value"] == c.old_value != c.new_value == world.loc[c.object_id, "value"]
+        elif c.kind == "road_missing":
+            assert all(edges.loc[e, "in_world"] and e not in map_edges.index for e in c.edge_ids)
+        elif c.kind == "road_closed":
+            assert all(not edges.loc[e, "in_world"] and e in map_edges.index for e in c.edge_ids)
+            assert not routes["edge_id"].isin(c.edge_ids).any()
+        elif c.kind == "oneway_reversed":
+            (e,) = c.edge_ids
+            assert (map_edges.loc[e, "u"], map_edges.loc[e, "v"]) == (edges.loc[e, "v"], edges.loc[e, "u"])
+    # the unchanged features are where the world has them
+    same = world.index.intersection(feats.index).difference(changes["object_id"].dropna())
+    assert len(same) > 1000
+    assert np.allclose(feats.loc[same].geometry.x, world.loc[same, "lon"], atol=1e-9)
+
+
+def test_true_routes_are_connected_paths_of_the_world(sim_dir):
+    routes = _read(sim_dir, "truth/routes.parquet")
+    edges = _read(sim_dir, "truth/edges.parquet").set_index("edge_id")
+    assert edges.loc[routes["edge_id"], "in_world"].all()
+    assert len(routes["trip_id"].unique()) > 20
+    uturns = 0
+    for _, part in routes.groupby("trip_id", observed=True):
+        part = part.sort_values("seq")
+        assert (part["t_enter"].diff().dropna() >= pd.Timedelta(0)).all()
+        for a, b in zip(part.iloc[:-1].itertuples(), part.iloc[1:].itertuples()):
+            if a.v == b.u and a.to_m == pytest.approx(a.length_m):
+                continue
+            # a U-turn: part way into an edge, then back along its other direction
+            assert (b.u, b.v) == (a.v, a.u) and a.to_m < a.length_m and b.from_m > 0
+            assert a.to_m + b.from_m == pytest.approx(a.length_m, abs=1.0)
+            uturns += 1
+    assert uturns >= 1
+
+
+def test_detection_boxes_project_back_onto_their_objects(sim_dir):
+    import json
+
+    det = _read(sim_dir, "detections.parquet")
+    truth = _read(sim_dir, "truth/detections.parquet")
+    objects = _read(sim_dir, "truth/objects.parquet").set_index("object_id")
+    cam = Camera(**json.loads((Path(sim_dir) / "camera.json").read_text()))
+    both = det.merge(truth, on="detection_id")
+    real = both[both["object_id"].notna()]
+    assert len(real) > 1000 and 0 < (~both["object_id"].notna()).sum() < 0.05 * len(both)
+    u = 0.5 * (real["x_min"] + real["x_max"])
+    bearing = real["camera_heading_deg"] + cam.mount_yaw_deg + np.degrees(np.arctan((u - cam.width_px / 2) / cam.focal_px))
+    err = (bearing - real["bearing_deg"] + 180) % 360 - 180
+    assert np.median(np.abs(err)) < 0.3 and np.percentile(np.abs(err), 99) < 3.0
+    # range from the box height and the object's true size
+    h = objects.loc[real["object_id"].astype(int), "height_m"].to_numpy()
+    ranged = cam.focal_px * h / (real["y_max"] - real["y_min"])
+    forward = real["range_m"] * np.cos(np.radians(err + np.degrees(np.arctan((u - cam.width_px / 2) / cam.focal_px))))
+    rel = (ranged / forward - 1).abs()
+    assert rel.median() < 0.1
+    # each pass sees an object in several consecutive frames
+    per_pass = both[both["object_id"].notna()].groupby(["trip_id", "object_id"], observed=True).size()
+    assert per_pass.median() >= 4
+
+
+def _digest(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def test_same_seed_same_bytes(helsinki_gpkg, tmp_path):
+    from mapdiff_cli.main import cli
+
+    runs = []
+    for name, seed in (("a", 9), ("b", 9), ("c", 10)):
+        res = CliRunner().invoke(cli, ["simulate", "--map", str(helsinki_gpkg), "-o", str(tmp_path / name),
+                                       "--vehicles", "2", "--seed", str(seed), "-q"])
+        assert res.exit_code == 0, res.output
+        runs.append(_digest(tmp_path / name))
+    assert runs[0] == runs[1]
+    assert len(runs[0]) == 11
+    assert runs[0]["traces.parquet"] != runs[2]["traces.parquet"]
+
+
+@pytest.mark.parametrize(("args", "hint"), [
+    (["--vehicles", "0"], "--vehicles"),
+    (["--miss-rate", "-0.1"], "--miss-rate"),
+    (["--hfov-deg", "200"], "--hfov-deg"),
+    (["--gps-sigma-m", "-1"], "--gps-sigma-m"),
+])
+def test_impossible_options_name_the_option(helsinki_gpkg, tmp_path, args, hint):
+    from mapdiff_cli.main import cli
+
+    res = CliRunner().invoke(cli, ["simulate", "--map", str(helsinki_gpkg), "-o", str(tmp_path / "s"), *args])
+    assert res.exit_code == 2
+    assert hint in res.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_map_without_features_says_so(grid_gpkg, tmp_path):
+    from mapdiff_cli.main import cli
+
+    res = CliRunner().invoke(cli, ["simulate", "--map", str(grid_gpkg), "-o", str(tmp_path / "s"), "--vehicles", "2"])
+    assert res.exit_code == 0, res.output
+    assert "no 'features' layer" in res.output
+    assert len(_read(tmp_path / "s", "traces.parquet")) > 0
+    assert len(_read(tmp_path / "s", "detections.parquet")) == 0
