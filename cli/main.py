@@ -10,6 +10,8 @@ SUBCOMMANDS = {
     "network": ("mapdiff_cli.network", "network", "Build a map GeoPackage from an OpenStreetMap extract."),
     "match": ("mapdiff_cli.match", "match", "Match GPS traces to the road network (HMM)."),
     "simulate": ("mapdiff_cli.simulate", "simulate", "Simulate a fleet with ground truth on a map."),
+    "observe": ("mapdiff_cli.observe", "observe", "Turn pixel detections into bearing and range observations."),
+    "locate": ("mapdiff_cli.locate", "locate", "Estimate object positions from many observations."),
     "evaluate": ("mapdiff_cli.evaluate", "evaluate", "Score a stage's output against a simulation's truth."),
 }
 
@@ -34,3 +36,7 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="mapdiff")
 def cli():
     """mapdiff: find where the road map is wrong, from a fleet's GPS traces and dashcam detections."""
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,54 @@
+"""``mapdiff observe detections.parquet --matched matched.parquet --camera camera.json -o observations.parquet``"""
+
+from __future__ import annotations
+
+import click
+
+from mapdiff_cli.options import fail, info, output_option, quiet_option
+
+
+@click.command(short_help="Turn pixel detections into bearing and range observations.")
+@click.argument("detections", metavar="DETECTIONS")
+@click.option("--matched", required=True, metavar="PATH", help="Matched fixes of the same trips (mapdiff match -o).")
+@click.option("--camera", "camera_path", required=True, metavar="JSON",
+              help="Camera model: width_px, height_px, hfov_deg, mount_yaw_deg [, mount_height_m, pixel_sigma_px].")
+@click.option("--map", "map_path", metavar="GPKG",
+              help="The map the fixes were matched on: headings from the road (else from the motion).")
+@output_option("Observations (Parquet).")
+@click.option("--rejects", metavar="PATH", help="Also write the detections without a matched pose, with the reason.")
+@click.option("--max-gap-s", type=float, help="Matched fixes further apart give no pose [5].")
+@quiet_option
+def observe(detections, matched, camera_path, map_path, output, rejects, max_gap_s, quiet):
+    """From each detection's box, the vehicle's matched pose at that instant and the camera
+    model, compute the observer position, the absolute bearing to the object and a range from
+    the box height, each with its sigma. Detections without a matched pose are counted on
+    stderr by reason (and written with --rejects)."""
+    from mapdiff.camera import read_camera
+    from mapdiff.errors import ConfigError, MapdiffError
+    from mapdiff.io import read_table, write_table
+    from mapdiff.observe import ObserveConfig, observe as run
+
+    try:
+        config = ObserveConfig(**({"max_gap_s": max_gap_s} if max_gap_s is not None else {})).validate()
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--max-gap-s") from None
+    try:
+        camera = read_camera(camera_path)
+        det = read_table(detections)
+        network = None
+        if map_path:
+            from mapdiff.network import load_network
+
+            network = load_network(map_path)
+        obs, rejected = run(det, read_table(matched), camera, config, network=network, source=detections,
+                            matched_source=matched)
+        write_table(obs, output)
+        if rejects:
+            write_table(rejected, rejects)
+    except MapdiffError as exc:
+        fail(exc)
+    info(f"{len(obs):,} observations from {len(det):,} detections", quiet=quiet)
+    if len(rejected):
+        counts = rejected["reason"].value_counts()
+        info(f"{len(rejected):,} detections without a matched pose: "
+             + "; ".join(f"{n:,} {r}" for r, n in counts.items() if n), quiet=False)

@@ -1,0 +1,200 @@
+"""Pixel detections to observations (the ``observe`` stage).
+
+A detection's box, the vehicle's matched pose at that instant and the camera model give the
+observer position, the absolute bearing to the object (from the box's centre column) and a
+range (from the box height and the class's typical size). Sigmas come from the pixel noise,
+the pose uncertainty and the box size:
+
+- bearing: the box centre's pixel noise (``pixel_sigma_px / sqrt 2`` over the focal length),
+  the heading's (pose position error over the baseline it was taken on), and the observer's
+  position error across the ray at the estimated range;
+- range: the box height's relative error (two noisy edges) and the spread of real object sizes
+  (:data:`SIZE_SIGMA_REL`), times the range, and the observer's error along the ray.
+
+The pose error of a trip is the RMS of its fixes' distance to the matched road: the GPS error
+the matcher saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mapdiff.camera import Camera, class_shape
+from mapdiff.errors import ConfigError, InputError
+
+#: relative spread of real object sizes around the class's typical size
+SIZE_SIGMA_REL = 0.08
+#: how far a car's heading strays from its road's direction (lane changes, wide lanes)
+ROAD_HEADING_SIGMA_DEG = 1.0
+OBSERVATION_COLUMNS = ["trip_id", "t", "class", "value", "score", "lon", "lat", "bearing_deg", "bearing_sigma_deg",
+                       "range_m", "range_sigma_m"]
+DETECTION_COLUMNS = ["trip_id", "t", "class", "score", "x_min", "y_min", "x_max", "y_max"]
+REASONS = {1: "trip not in matched", 2: "time outside the trip's matched fixes",
+           3: "matched fixes around it too far apart", 4: "vehicle not moving enough for a heading"}
+
+
+@dataclass(frozen=True)
+class ObserveConfig:
+    """Observe parameters.
+
+    Attributes
+    ----------
+    max_gap_s : a detection between matched fixes further apart than this has no pose.
+    edge_tol_s : how far before the first or after the last matched fix a pose may be taken.
+    min_baseline_m : the heading comes from matched fixes at least this far apart.
+    max_heading_window_s : ... looked for within this many seconds of the detection.
+    min_pose_sigma_m : floor of the pose position error.
+    """
+
+    max_gap_s: float = 5.0
+    edge_tol_s: float = 0.5
+    min_baseline_m: float = 20.0
+    max_heading_window_s: float = 30.0
+    min_pose_sigma_m: float = 1.0
+
+    def validate(self) -> "ObserveConfig":
+        for name in ("max_gap_s", "min_baseline_m", "max_heading_window_s", "min_pose_sigma_m"):
+            if not getattr(self, name) > 0:
+                msg = f"{name} must be > 0; found {getattr(self, name)}"
+                raise ConfigError(msg)
+        if not self.edge_tol_s >= 0:
+            msg = f"edge_tol_s must be >= 0; found {self.edge_tol_s}"
+            raise ConfigError(msg)
+        return self
+
+
+def _check_detections(df, source):
+    from mapdiff.schema import _require, time_seconds
+
+    if len(df) == 0:
+        msg = f"{source}: no detections"
+        raise InputError(msg)
+    _require(df, DETECTION_COLUMNS, source)
+    box = df[["x_min", "y_min", "x_max", "y_max"]].to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(box).all(axis=1) | (box[:, 2] <= box[:, 0]) | (box[:, 3] <= box[:, 1])
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        msg = (f"{source}: {int(bad.sum())} boxes are NaN or empty (x_max <= x_min or y_max <= y_min), "
+               f"first at row {row}: {box[row].tolist()}")
+        raise InputError(msg)
+    return time_seconds(df["t"], source=source), box
+
+
+def _matched_poses(matched, source, proj, network):
+    """Matched fixes with a position, per trip in time order: (trip codes, ptr, t, x, y, kernel
+    edge (-1 without a network), offset along it, pose sigma)."""
+    from mapdiff.schema import _require, time_seconds
+
+    _require(matched, ["trip_id", "t", "matched_lon", "matched_lat", "distance_m"], source)
+    t = time_seconds(matched["t"], source=source)
+    ok = matched["matched_lon"].notna().to_numpy() & matched["matched_lat"].notna().to_numpy()
+    m = pd.DataFrame({"trip": matched["trip_id"].astype(str).to_numpy()[ok], "t": t[ok],
+                      "lon": matched["matched_lon"].to_numpy(float)[ok], "lat": matched["matched_lat"].to_numpy(float)[ok],
+                      "d": matched["distance_m"].to_numpy(float)[ok],
+                      "edge": _kernel_edges(matched, network, source)[ok],
+                      "off": matched["offset_m"].to_numpy(float)[ok] if "offset_m" in matched else np.nan,
+                      "against": matched["against"].to_numpy(bool)[ok] if "against" in matched else False})
+    m = m.sort_values(["trip", "t"], kind="stable").drop_duplicates(["trip", "t"]).reset_index(drop=True)
+    trips, codes = np.unique(m["trip"].to_numpy(), return_inverse=True)
+    ptr = np.zeros(len(trips) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(codes, minlength=len(trips)), out=ptr[1:])
+    x, y = proj.to_metres(m["lon"].to_numpy(), m["lat"].to_numpy())
+    rms = np.sqrt(pd.Series(m["d"].to_numpy() ** 2).groupby(codes).mean().to_numpy()) if len(m) else np.zeros(0)
+    edge = m["edge"].to_numpy()
+    off = m["off"].to_numpy()
+    if network is not None:
+        # driven against a one-way edge: the kernel's wrong-way twin, measured from its own start
+        twin = network.twin_of[np.maximum(edge, 0)]
+        back = m["against"].to_numpy() & (edge >= 0) & (twin >= 0)
+        off = np.where(back, network.edge_len[np.maximum(edge, 0)] - off, off)
+        edge = np.where(back, twin, edge)
+    edge = np.where(np.isfinite(off), edge, -1)
+    return trips, ptr, m["t"].to_numpy(), x, y, edge.astype(np.int64), off, rms
+
+
+def _kernel_edges(matched, network, source):
+    """Row of each fix's matched edge in the network (-1: none or no network)."""
+    if network is None or "edge_id" not in matched:
+        return np.full(len(matched), -1, dtype=np.int64)
+    ids = matched["edge_id"]
+    rows = pd.Index(network.edges["edge_id"].to_numpy()).get_indexer(ids.fillna(-1).astype(np.int64).to_numpy())
+    unknown = (rows < 0) & ids.notna().to_numpy()
+    if unknown.any():
+        shown = ", ".join(str(v) for v in pd.unique(ids[unknown])[:5])
+        msg = f"{source}: {int(unknown.sum()):,} fixes are matched to edge ids the map does not have (e.g. {shown})"
+        raise InputError(msg)
+    return rows.astype(np.int64)
+
+
+def observe(detections, matched, camera: Camera, config: ObserveConfig | None = None, *, network=None,
+            source="detections", matched_source="matched"):
+    """Observations (``OBSERVATION_COLUMNS`` plus ``detection_id`` when the input has one) for
+    the detections that have a matched pose, and a table of the others with the reason.
+
+    With the ``network`` the fixes were matched on, the heading is the matched road's direction;
+    without it, the direction of the motion between matched fixes.
+
+    Returns (observations, rejected); ``rejected`` holds the detections without a pose and a
+    ``reason`` column.
+    """
+    from mapdiff._kernels.observe import interpolate_poses
+    from mapdiff.projection import LocalProjection
+
+    config = (config or ObserveConfig()).validate()
+    t_det, box = _check_detections(detections, source)
+    lon_ok = matched["matched_lon"].dropna() if "matched_lon" in matched else pd.Series([], dtype=float)
+    if len(lon_ok) == 0:
+        msg = f"{matched_source}: no matched fixes with a position (matched_lon, matched_lat)"
+        raise InputError(msg)
+    proj = LocalProjection.around(float(lon_ok.median()), float(matched["matched_lat"].dropna().median()))
+    if network is not None:
+        proj = network.proj
+    trips, ptr, mt, mx, my, medge, moff, rms = _matched_poses(matched, matched_source, proj, network)
+    geom = (network.vx, network.vy, network.vcum, network.vptr) if network is not None else (
+        np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64))
+    q_trip = pd.Index(trips).get_indexer(detections["trip_id"].astype(str).to_numpy()).astype(np.int64)
+    x, y, heading, baseline, status = interpolate_poses(ptr, mt, mx, my, medge, moff, q_trip, t_det,
+                                                        config.max_gap_s, config.edge_tol_s, config.min_baseline_m,
+                                                        config.max_heading_window_s, geom)
+    ok = status == 0
+    pose_sigma = np.maximum(np.where(q_trip >= 0, rms[np.maximum(q_trip, 0)] if len(rms) else 0.0, 0.0),
+                            config.min_pose_sigma_m)[ok]
+    cls = detections["class"].astype(str).to_numpy()[ok]
+    b = box[ok]
+    focal = camera.focal_px
+    u = 0.5 * (b[:, 0] + b[:, 2]) - 0.5 * camera.width_px
+    h_px = b[:, 3] - b[:, 1]
+    off = np.arctan2(u, focal)  # angle of the ray off the optical axis
+    bearing = (heading[ok] + camera.mount_yaw_deg + np.degrees(off)) % 360.0
+    size = np.array([class_shape(c)[1] for c in pd.unique(cls)]) if len(cls) else np.zeros(0)
+    size_of = dict(zip(pd.unique(cls), size))
+    obj_h = np.array([size_of[c] for c in cls]) if len(cls) else np.zeros(0)
+    forward = focal * obj_h / h_px
+    rng = forward / np.cos(off)
+    # pixel noise: the centre column averages two noisy edges; the height is their difference
+    sig_px = camera.pixel_sigma_px
+    rel = np.sqrt((np.sqrt(2.0) * sig_px / h_px) ** 2 + SIZE_SIGMA_REL**2)
+    range_sigma = np.sqrt((rel * rng) ** 2 + pose_sigma**2)
+    # a heading from the road is as good as the car's alignment with it; one from the motion
+    # carries the position error of the two fixes it was taken from
+    heading_sigma = np.hypot(np.radians(ROAD_HEADING_SIGMA_DEG), np.arctan2(np.sqrt(2.0) * pose_sigma, baseline[ok]))
+    pix_sigma = (sig_px / np.sqrt(2.0)) * np.cos(off) ** 2 / focal
+    across = np.arctan2(pose_sigma, np.maximum(rng, 1.0))
+    bearing_sigma = np.degrees(np.sqrt(pix_sigma**2 + heading_sigma**2 + across**2))
+    lon, lat = proj.to_lonlat(x[ok], y[ok])
+    keep_cols = ["detection_id"] if "detection_id" in detections else []
+    det_ok = detections.loc[ok]
+    obs = pd.DataFrame({
+        **{c: det_ok[c].to_numpy() for c in keep_cols},
+        "trip_id": det_ok["trip_id"].to_numpy(), "t": det_ok["t"].to_numpy(), "class": det_ok["class"].to_numpy(),
+        "value": det_ok["value"].to_numpy() if "value" in det_ok else None,
+        "score": det_ok["score"].to_numpy(float), "lon": lon, "lat": lat,
+        "bearing_deg": bearing, "bearing_sigma_deg": bearing_sigma,
+        "range_m": rng, "range_sigma_m": range_sigma,
+    })
+    rejected = detections.loc[~ok].copy()
+    rejected["reason"] = pd.Categorical([REASONS[s] for s in status[~ok]], categories=list(REASONS.values()))
+    return obs, rejected
