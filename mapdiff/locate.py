@@ -1,16 +1,20 @@
 """Many observations to one estimated position per object (the ``locate`` stage).
 
 1. Association: observations with a range, the most precise first, join the nearest object of
-   their class whose position fits their bearing and range within ``gate_sigma`` sigmas (and
-   ``reach_m`` metres), or start a new one. Bearing-only observations only join objects (they
+   their class whose position fits their bearing and range within ``gate_sigma`` sigmas (with
+   ``floor_m`` added for the object's own uncertainty, and within ``reach_m`` metres), or start a new one. Bearing-only observations only join objects (they
    never start one), so rays from different objects cannot make ghost objects where they cross.
 2. Estimation: each object's position is the robust weighted least-squares fit of its
    observations' bearings (across the ray) and ranges (along it), Huber down-weighting beyond
    ``huber_k`` sigmas; the observations of one trip share that trip's pose error, so a trip
    weighs as one however many frames it saw.
-3. Refinement: every observation is re-assigned to the best object, objects are re-fit, and
+3. Refinement: objects of one class closer than ``merge_m`` merge (the one most trips saw
+   stays), every observation is re-assigned to the best object, objects are re-fit, and
    objects left without observations vanish (``rounds`` times).
-4. Values are voted: each trip votes its most frequent value, the object takes the most voted
+4. Class confusions: an object with fewer than ``confusion_ratio`` times the observations of
+   an object of another class within ``merge_m`` is the detector's class confusion, not an
+   object; its observations fit no object.
+5. Values are voted: each trip votes its most frequent value, the object takes the most voted
    value and reports the vote (``value_share``, ``value_votes``); where two values each win at
    least ``split_share`` of the trips (two signs on one post), the object splits in two.
 
@@ -39,13 +43,16 @@ class LocateConfig:
     reach_m: float = 15.0
     max_ray_m: float = 80.0
     gate_sigma: float = 3.0
+    floor_m: float = 1.5
+    merge_m: float = 2.0
+    confusion_ratio: float = 0.2
     huber_k: float = 2.0
     rounds: int = 3
     split_share: float = 0.3
     cell_m: float = 5.0
 
     def validate(self) -> "LocateConfig":
-        for name in ("reach_m", "max_ray_m", "gate_sigma", "huber_k", "cell_m"):
+        for name in ("reach_m", "max_ray_m", "gate_sigma", "huber_k", "cell_m", "floor_m", "merge_m"):
             if not getattr(self, name) > 0:
                 msg = f"{name} must be > 0; found {getattr(self, name)}"
                 raise ConfigError(msg)
@@ -132,15 +139,60 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     spread = np.where(np.isnan(r), np.inf, np.hypot(sr, r * sb))
     order = np.argsort(spread, kind="stable").astype(np.int64)
     labels, cx, cy, ccls = seed_centres(order, cls_codes, ox, oy, b, sb, r, sr, config.cell_m, config.reach_m,
-                                        config.max_ray_m, gate2)
+                                        config.max_ray_m, gate2, config.floor_m)
     for _ in range(config.rounds):
         x, y, *_rest, n_trips = solve(labels, len(cx), cx, cy, ox, oy, b, sb, r, sr, trip, config.huber_k, 3)
-        labels = reassign(cls_codes, ox, oy, b, sb, r, sr, x, y, ccls, n_trips > 0, config.cell_m, config.reach_m,
-                          config.max_ray_m, gate2)
+        alive = _merge_close(x, y, ccls, n_trips, config.merge_m)
+        labels = reassign(cls_codes, ox, oy, b, sb, r, sr, x, y, ccls, alive, config.cell_m, config.reach_m,
+                          config.max_ray_m, gate2, config.floor_m)
         cx, cy = x, y
     labels, ccls, cx, cy = _split_values(observations, labels, trip, ccls, cx, cy, config.split_share)
     x, y, sxx, sxy, syy, red, n_trips = solve(labels, len(cx), cx, cy, ox, oy, b, sb, r, sr, trip, config.huber_k, 3)
+    # a few detections of a well-seen object get another class from the detector: where a much
+    # smaller object of another class sits on it, its observations are those confusions
+    n_obs = np.bincount(labels[labels >= 0], minlength=len(x))
+    confused = _confusions(x, y, n_obs, n_trips, config.merge_m, config.confusion_ratio)
+    labels = np.where((labels >= 0) & confused[np.maximum(labels, 0)], -1, labels)
+    n_trips = np.where(confused, 0, n_trips)
     return _objects(observations, labels, trip, t, classes, ccls, x + x0, y + y0, sxx, syy, red, n_trips, proj)
+
+
+def _merge_close(x, y, ccls, n_trips, merge_m):
+    """Live objects after merging: of objects of one class closer than ``merge_m``, the one
+    seen by most trips stays (the others' observations re-assign to it)."""
+    from scipy.spatial import cKDTree
+
+    alive = n_trips > 0
+    live = np.flatnonzero(alive)
+    if len(live) < 2:
+        return alive
+    # classes apart: a large offset per class keeps them out of each other's reach
+    tree = cKDTree(np.c_[x[live], y[live] + ccls[live] * 1e7])
+    pairs = tree.query_pairs(merge_m, output_type="ndarray")
+    for a, c in pairs[np.argsort(-np.maximum(n_trips[live[pairs[:, 0]]], n_trips[live[pairs[:, 1]]]), kind="stable")]:
+        i, j = live[a], live[c]
+        if alive[i] and alive[j]:
+            alive[j if n_trips[i] >= n_trips[j] else i] = False
+    return alive
+
+
+def _confusions(x, y, n_obs, n_trips, merge_m, ratio):
+    """Objects within ``merge_m`` of an object (of any class) with more than 1/``ratio`` times
+    their observations."""
+    from scipy.spatial import cKDTree
+
+    out = np.zeros(len(x), dtype=bool)
+    live = np.flatnonzero(n_trips > 0)
+    if len(live) < 2:
+        return out
+    pairs = cKDTree(np.c_[x[live], y[live]]).query_pairs(merge_m, output_type="ndarray")
+    for a, c in pairs:
+        i, j = live[a], live[c]
+        if n_obs[i] < ratio * n_obs[j]:
+            out[i] = True
+        elif n_obs[j] < ratio * n_obs[i]:
+            out[j] = True
+    return out
 
 
 def _trip_votes(observations, labels, trip):
@@ -188,6 +240,9 @@ def _split_values(observations, labels, trip, ccls, cx, cy, split_share):
 def _objects(observations, labels, trip, t, classes, ccls, x, y, sxx, syy, red, n_trips, proj):
     has = labels >= 0
     live = np.flatnonzero(n_trips > 0)
+    if len(live) == 0:
+        empty = pd.DataFrame({c: pd.Series(dtype=object) for c in OBJECT_COLUMNS})
+        return empty, np.full(len(labels), -1, dtype=np.int64)
     n_obs = np.bincount(labels[has], minlength=len(x))
     grp = pd.DataFrame({"label": labels[has], "t": t[has],
                         "score": observations["score"].to_numpy(float)[has] if "score" in observations else 1.0})

@@ -156,7 +156,7 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     geom = (network.vx, network.vy, network.vcum, network.vptr) if network is not None else (
         np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64))
     q_trip = pd.Index(trips).get_indexer(detections["trip_id"].astype(str).to_numpy()).astype(np.int64)
-    x, y, heading, baseline, status = interpolate_poses(ptr, mt, mx, my, medge, moff, q_trip, t_det,
+    x, y, heading, baseline, turn, status = interpolate_poses(ptr, mt, mx, my, medge, moff, q_trip, t_det,
                                                         config.max_gap_s, config.edge_tol_s, config.min_baseline_m,
                                                         config.max_heading_window_s, geom)
     ok = status == 0
@@ -180,7 +180,9 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     range_sigma = np.sqrt((rel * rng) ** 2 + pose_sigma**2)
     # a heading from the road is as good as the car's alignment with it; one from the motion
     # carries the position error of the two fixes it was taken from
-    heading_sigma = np.hypot(np.radians(ROAD_HEADING_SIGMA_DEG), np.arctan2(np.sqrt(2.0) * pose_sigma, baseline[ok]))
+    # carries the position error of the two fixes it was taken from; at a corner, the turn
+    heading_sigma = np.sqrt(np.radians(ROAD_HEADING_SIGMA_DEG) ** 2 + np.arctan2(np.sqrt(2.0) * pose_sigma, baseline[ok]) ** 2
+                            + (np.radians(turn[ok]) / 4.0) ** 2)
     pix_sigma = (sig_px / np.sqrt(2.0)) * np.cos(off) ** 2 / focal
     across = np.arctan2(pose_sigma, np.maximum(rng, 1.0))
     bearing_sigma = np.degrees(np.sqrt(pix_sigma**2 + heading_sigma**2 + across**2))

@@ -39,8 +39,9 @@ def _index(cx, cy, alive, cell_m):
 
 
 @jit
-def _gate2(i, px, py, ox, oy, b, sb, r, sr):
-    """Squared normalised distance of point (px, py) from observation i (bearing and range)."""
+def _gate2(i, px, py, ox, oy, b, sb, r, sr, floor_m):
+    """Squared normalised distance of point (px, py) from observation i (bearing and range),
+    with ``floor_m`` added to both sigmas for the point's own uncertainty."""
     dx = px - ox[i]
     dy = py - oy[i]
     ux, uy = np.sin(b[i]), np.cos(b[i])
@@ -48,15 +49,15 @@ def _gate2(i, px, py, ox, oy, b, sb, r, sr):
     across = dx * uy - dy * ux
     if along <= 0.0:
         return np.inf
-    s_across = max(along, 1.0) * sb[i]
-    g = (across / s_across) ** 2
+    s_across2 = (max(along, 1.0) * sb[i]) ** 2 + floor_m**2
+    g = across**2 / s_across2
     if not np.isnan(r[i]):
-        g += ((along - r[i]) / sr[i]) ** 2
+        g += (along - r[i]) ** 2 / (sr[i] ** 2 + floor_m**2)
     return g
 
 
 @jit
-def _nearest_centre(i, cls, ox, oy, b, sb, r, sr, cx, cy, ccls, head, nxt, mask, cell_m, reach_m, ray_m, gate2):
+def _nearest_centre(i, cls, ox, oy, b, sb, r, sr, cx, cy, ccls, head, nxt, mask, cell_m, reach_m, ray_m, gate2, floor_m):
     """Best centre of observation i's class within ``gate2`` and ``reach_m`` of its end point
     (or, without a range, along its first ``ray_m`` metres), or -1."""
     ux, uy = np.sin(b[i]), np.cos(b[i])
@@ -81,7 +82,7 @@ def _nearest_centre(i, cls, ox, oy, b, sb, r, sr, cx, cy, ccls, head, nxt, mask,
                 while k != EMPTY:
                     if ccls[k] == cls[i]:
                         if np.hypot(cx[k] - px, cy[k] - py) <= reach_m or np.isnan(r[i]):
-                            g = _gate2(i, cx[k], cy[k], ox, oy, b, sb, r, sr)
+                            g = _gate2(i, cx[k], cy[k], ox, oy, b, sb, r, sr, floor_m)
                             if g < best_g:
                                 best_g = g
                                 best = k
@@ -90,7 +91,7 @@ def _nearest_centre(i, cls, ox, oy, b, sb, r, sr, cx, cy, ccls, head, nxt, mask,
 
 
 @jit
-def seed_centres(order, cls, ox, oy, b, sb, r, sr, cell_m, reach_m, ray_m, gate2):
+def seed_centres(order, cls, ox, oy, b, sb, r, sr, cell_m, reach_m, ray_m, gate2, floor_m):
     """Leader clustering: observations with a range, most precise first, join the best centre
     of their class in reach or start a new one (at their end point). Returns labels and
     centres (x, y, class)."""
@@ -111,7 +112,7 @@ def seed_centres(order, cls, ox, oy, b, sb, r, sr, cell_m, reach_m, ray_m, gate2
         if np.isnan(r[i]):
             continue
         k = _nearest_centre(i, cls, ox, oy, b, sb, r, sr, cx[:m], cy[:m], ccls[:m], head, nxt, mask, cell_m,
-                            reach_m, ray_m, gate2)
+                            reach_m, ray_m, gate2, floor_m)
         ex = ox[i] + r[i] * np.sin(b[i])
         ey = oy[i] + r[i] * np.cos(b[i])
         w = 1.0 / (sr[i] ** 2 + (r[i] * sb[i]) ** 2)
@@ -249,11 +250,11 @@ def solve(labels, n_centres, cx, cy, ox, oy, b, sb, r, sr, trip, huber_k, rounds
 
 
 @jit
-def reassign(cls, ox, oy, b, sb, r, sr, cx, cy, ccls, alive, cell_m, reach_m, ray_m, gate2):
+def reassign(cls, ox, oy, b, sb, r, sr, cx, cy, ccls, alive, cell_m, reach_m, ray_m, gate2, floor_m):
     """Each observation to the best live centre of its class within the gate, or -1."""
     head, nxt, mask = _index(cx, cy, alive, cell_m)
     labels = np.full(ox.shape[0], EMPTY, dtype=np.int64)
     for i in range(ox.shape[0]):
         labels[i] = _nearest_centre(i, cls, ox, oy, b, sb, r, sr, cx, cy, ccls, head, nxt, mask, cell_m, reach_m,
-                                    ray_m, gate2)
+                                    ray_m, gate2, floor_m)
     return labels
