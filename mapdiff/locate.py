@@ -152,7 +152,8 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     # smaller object of another class sits on it, its observations are those confusions
     n_obs = np.bincount(labels[labels >= 0], minlength=len(x))
     confused = _confusions(x, y, n_obs, n_trips, config.merge_m, config.confusion_ratio)
-    labels = np.where((labels >= 0) & confused[np.maximum(labels, 0)], -1, labels)
+    if len(x):
+        labels = np.where((labels >= 0) & confused[np.maximum(labels, 0)], -1, labels)
     n_trips = np.where(confused, 0, n_trips)
     return _objects(observations, labels, trip, t, classes, ccls, x + x0, y + y0, sxx, syy, red, n_trips, proj)
 
