@@ -67,7 +67,7 @@ def simulate(map_path, output, quiet, **options):
     as s; print(s.SimConfig())"``."""
     from mapdiff.camera import Camera
     from mapdiff.errors import ConfigError, MapdiffError
-    from mapdiff.io import read_gpkg_layer
+    from mapdiff.io import read_map_layers
     from mapdiff.simulate import SimConfig, simulate as run
 
     cam = {k.replace("-", "_"): options.pop(k.replace("-", "_")) for k in _CAMERA}
@@ -79,19 +79,7 @@ def simulate(map_path, output, quiet, **options):
         name = str(exc).split(" ", 1)[0]
         raise click.BadParameter(str(exc), param_hint=f"--{name.replace('_', '-')}") from None
     try:
-        import pyogrio
-
-        from mapdiff.io import check_exists
-
-        check_exists(map_path)
-        layers = {"edges": read_gpkg_layer(map_path, "edges")}
-        names = [n for n, _ in pyogrio.list_layers(str(map_path))] if "://" not in str(map_path) else []
-        for name in ("nodes", "features"):
-            if name in names or "://" in str(map_path):
-                try:
-                    layers[name] = read_gpkg_layer(map_path, name)
-                except MapdiffError:
-                    pass
+        layers = read_map_layers(map_path)
         if "features" not in layers:
             info(f"{map_path}: no 'features' layer: simulating traces but no detections", quiet=False)
         sim = run(layers, config, camera, progress=lambda m: info(m, quiet=quiet))

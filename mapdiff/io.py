@@ -158,3 +158,16 @@ def _read_layer(local, layer, columns, *, shown):
         msg = f"{path}: layer {layer!r} has no CRS; expected one (e.g. EPSG:4326)"
         raise InputError(msg)
     return gdf
+
+
+def read_map_layers(path, optional=("nodes", "features")) -> dict:
+    """The ``edges`` layer of a map GeoPackage and whichever of the ``optional`` layers it has."""
+    check_exists(path)
+    layers = {"edges": read_gpkg_layer(path, "edges")}
+    for name in optional:
+        try:
+            layers[name] = read_gpkg_layer(path, name)
+        except InputError as exc:
+            if f"no layer {name!r}" not in str(exc):
+                raise
+    return layers
