@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mapdiff.errors import InputError
+from mapdiff.schema import _require
 
 #: a fix this close to a node counts as on either edge of the node
 NODE_TOLERANCE_M = 2.0
@@ -131,13 +132,6 @@ def _known(values, known, what: str, source: str) -> None:
         shown = ", ".join(str(v) for v in unknown[:5])
         msg = (f"{source}: {len(unknown):,} {what} not in this simulation (e.g. {shown}); "
                f"the file and the truth folder do not belong to the same simulation")
-        raise InputError(msg)
-
-
-def _require(df, columns, source):
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        msg = f"{source}: missing column(s) {missing}; found {list(df.columns)}"
         raise InputError(msg)
 
 

@@ -456,9 +456,9 @@ def _pieces(trips, legs_edges, legs_ptr, legs_ok, roads: _Roads, signal_node, co
 
 def _offroad(add, net, e, s, rng, *, arrive):
     """A straight drive between the network and a point 40-150 m off it (a car park)."""
-    from mapdiff._kernels.simulate import _point_on_edge
+    from mapdiff._kernels.geometry import point_on_edge
 
-    x, y, hx, hy = _point_on_edge(e, s, net.vx, net.vy, net.vcum, net.vptr)
+    x, y, hx, hy = point_on_edge(e, s, net.vx, net.vy, net.vcum, net.vptr)
     dist = rng.uniform(40.0, 150.0)
     side = rng.choice([-1.0, 1.0])
     px, py = x + side * dist * hy, y - side * dist * hx

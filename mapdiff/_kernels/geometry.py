@@ -168,3 +168,21 @@ def candidates(px, py, radius_m, k, geom):
     cy = np.zeros((n, k))
     query_points(px, py, radius_m, geom, edge, dist, offset, cx, cy)
     return edge, dist, offset, cx, cy
+
+
+@jit
+def point_on_edge(e, s, vx, vy, vcum, vptr):
+    """(x, y, unit heading x, unit heading y) at ``s`` metres along edge ``e``'s polyline."""
+    a, b = vptr[e], vptr[e + 1]
+    k = a + np.searchsorted(vcum[a:b], s, side="right") - 1
+    if k < a:
+        k = a
+    if k > b - 2:
+        k = b - 2
+    dx = vx[k + 1] - vx[k]
+    dy = vy[k + 1] - vy[k]
+    seg = np.hypot(dx, dy)
+    if seg <= 0.0:
+        return vx[k], vy[k], 0.0, 1.0
+    f = min(max((s - vcum[k]) / seg, 0.0), 1.0)
+    return vx[k] + f * dx, vy[k] + f * dy, dx / seg, dy / seg

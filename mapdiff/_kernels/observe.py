@@ -3,7 +3,7 @@
 import numpy as np
 
 from mapdiff._kernels import jit
-from mapdiff._kernels.simulate import _point_on_edge
+from mapdiff._kernels.geometry import point_on_edge
 
 POSE_OK = 0
 POSE_NO_TRIP = 1  # the trip has no matched fix
@@ -75,7 +75,7 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
             den = cnt * stt - st * st
             off = (so * stt - st * sto) / den if cnt >= 3 and den > 1e-9 else m_off[i] + f * (m_off[j] - m_off[i])
             off = min(max(off, 0.0), vcum[vptr[e + 1] - 1])
-            px, py, hx, hy = _point_on_edge(e, off, vx, vy, vcum, vptr)
+            px, py, hx, hy = point_on_edge(e, off, vx, vy, vcum, vptr)
             x[q] = px
             y[q] = py
             heading[q] = np.degrees(np.arctan2(hx, hy)) % 360.0
@@ -84,8 +84,8 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
         if e >= 0 and m_edge[j] >= 0:
             # between two edges (a corner): the road's heading at each end, and the turn between
             vx, vy, vcum, vptr = geom
-            hx0, hy0 = _point_on_edge(e, m_off[i], vx, vy, vcum, vptr)[2:]
-            hx1, hy1 = _point_on_edge(m_edge[j], m_off[j], vx, vy, vcum, vptr)[2:]
+            hx0, hy0 = point_on_edge(e, m_off[i], vx, vy, vcum, vptr)[2:]
+            hx1, hy1 = point_on_edge(m_edge[j], m_off[j], vx, vy, vcum, vptr)[2:]
             turn[q] = np.degrees(np.arccos(min(max(hx0 * hx1 + hy0 * hy1, -1.0), 1.0)))
             if turn[q] < 120.0:
                 mx_, my_ = (1.0 - f) * hx0 + f * hx1, (1.0 - f) * hy0 + f * hy1

@@ -7,6 +7,7 @@ trip's index, so the output does not depend on batching and the same seed gives 
 import numpy as np
 
 from mapdiff._kernels import jit
+from mapdiff._kernels.geometry import point_on_edge
 from mapdiff._kernels.graph import dijkstra, new_workspace
 
 
@@ -48,24 +49,6 @@ def route_legs(src, dst, n_nodes, out_ptr, out_edge, edge_u, edge_v, edge_w):
 
 
 @jit
-def _point_on_edge(e, s, vx, vy, vcum, vptr):
-    """(x, y, unit heading x, unit heading y) at ``s`` metres along edge ``e``'s polyline."""
-    a, b = vptr[e], vptr[e + 1]
-    k = a + np.searchsorted(vcum[a:b], s, side="right") - 1
-    if k < a:
-        k = a
-    if k > b - 2:
-        k = b - 2
-    dx = vx[k + 1] - vx[k]
-    dy = vy[k + 1] - vy[k]
-    seg = np.hypot(dx, dy)
-    if seg <= 0.0:
-        return vx[k], vy[k], 0.0, 1.0
-    f = min(max((s - vcum[k]) / seg, 0.0), 1.0)
-    return vx[k] + f * dx, vy[k] + f * dy, dx / seg, dy / seg
-
-
-@jit
 def poses(trip_ptr, p_edge, p_s0, p_s1, p_t0, p_t1, p_ax, p_ay, p_bx, p_by, p_lane, time_ptr, t,
           vx, vy, vcum, vptr):
     """True vehicle pose at each time ``t`` (sorted within each trip; trip ``i``'s times are
@@ -101,7 +84,7 @@ def poses(trip_ptr, p_edge, p_s0, p_s1, p_t0, p_t1, p_ax, p_ay, p_bx, p_by, p_la
                 s = np.nan
             else:
                 s = p_s0[p] + f * (p_s1[p] - p_s0[p])
-                px, py, hx, hy = _point_on_edge(e, s, vx, vy, vcum, vptr)
+                px, py, hx, hy = point_on_edge(e, s, vx, vy, vcum, vptr)
                 px += p_lane[p] * hy
                 py -= p_lane[p] * hx
             x[q] = px
