@@ -1,26 +1,31 @@
 """Many observations to one estimated position per object (the ``locate`` stage).
 
-1. Association: observations with a range, the most precise first, join the nearest object of
-   their class whose position fits their bearing and range within ``gate_sigma`` sigmas (with
-   ``floor_m`` added for the object's own uncertainty, and within ``reach_m`` metres), or start a new one. Bearing-only observations only join objects (they
-   never start one), so rays from different objects cannot make ghost objects where they cross.
-2. Estimation: each object's position is the robust weighted least-squares fit of its
-   observations' bearings (across the ray) and ranges (along it), Huber down-weighting beyond
-   ``huber_k`` sigmas; the observations of one trip share that trip's pose error, so a trip
-   weighs as one however many frames it saw.
-3. Refinement: objects of one class closer than ``merge_m`` merge (the one most trips saw
-   stays), every observation is re-assigned to the best object, objects are re-fit, and
-   objects left without observations vanish (``rounds`` times).
-4. Class confusions: an object with fewer than ``confusion_ratio`` times the observations of
-   an object of another class within ``merge_m`` is the detector's class confusion, not an
-   object; its observations fit no object.
+1. Tracks: within a trip, observations of one class whose rays meet (and ranges agree) from
+   frame to frame chain into a track, one observation per frame, a track ending after
+   ``track_gap_s`` unseen. The frames of one pass share the vehicle's pose error, so they are
+   compared with the bearing's frame-to-frame sigma (at most ``track_bearing_sigma_deg``), not
+   the absolute one. A track's point is the robust least-squares fit of its rays and ranges;
+   rays that never meet (one bearing-only sighting) make no point, so rays from different
+   objects cannot make ghost objects where they cross.
+2. Pose: a track's point is off by its pass's pose error, along the direction of travel more
+   than across it (the matcher puts the car on the road). Its covariance is the fit's plus that
+   pose error, first ``pose_sigma_m`` both ways, then measured from the scatter of the tracks
+   around their objects.
+3. Objects: the tracks of one class, the most precise first, join the object whose position
+   fits them within ``gate_sigma`` sigmas (Mahalanobis, with ``floor_m`` added) and ``reach_m``
+   metres, or start a new one; each object is the robust (Huber beyond ``huber_k`` sigmas)
+   information-weighted mean of its tracks, each trip weighing as one. Objects of one class
+   whose positions agree within the gate merge; tracks re-join; ``rounds`` times.
+4. Class confusions: a track with fewer than ``confusion_ratio`` times the observations of a
+   track of another class at the same place in the same trip is the detector confusing the
+   class, and so is an object with that share of a nearby object's observations.
 5. Values are voted: each trip votes its most frequent value, the object takes the most voted
    value and reports the vote (``value_share``, ``value_votes``); where two values each win at
    least ``split_share`` of the trips (two signs on one post), the object splits in two.
 
 ``sigma_m`` is the per-axis standard deviation from the fit's covariance, scaled up by the
-residual scatter when that is larger than the observations' sigmas say. Objects seen by one
-trip only are kept and marked ``weak``.
+residual scatter when that is larger than the covariances say. Objects seen by one trip only
+are kept and marked ``weak``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ import pandas as pd
 
 from mapdiff.errors import ConfigError, InputError
 
+#: the least pose error the scatter of tracks may report
+MIN_POSE_SIGMA_M = 0.3
 OBJECT_COLUMNS = ["object_id", "class", "value", "value_share", "value_votes", "lon", "lat", "sigma_m",
                   "n_observations", "n_trips", "t_first", "t_last", "score", "weak"]
 
@@ -41,10 +48,13 @@ class LocateConfig:
     """Locate parameters (see the module docstring)."""
 
     reach_m: float = 15.0
-    max_ray_m: float = 80.0
     gate_sigma: float = 3.0
-    floor_m: float = 1.5
-    merge_m: float = 2.0
+    floor_m: float = 1.0
+    confusion_m: float = 2.0
+    track_gap_s: float = 3.0
+    track_bearing_sigma_deg: float = 1.0
+    track_turn_deg: float = 5.0
+    pose_sigma_m: float = 3.0
     confusion_ratio: float = 0.2
     huber_k: float = 2.0
     rounds: int = 3
@@ -52,7 +62,8 @@ class LocateConfig:
     cell_m: float = 5.0
 
     def validate(self) -> "LocateConfig":
-        for name in ("reach_m", "max_ray_m", "gate_sigma", "huber_k", "cell_m", "floor_m", "merge_m"):
+        for name in ("reach_m", "gate_sigma", "huber_k", "cell_m", "floor_m", "track_gap_s",
+                     "track_bearing_sigma_deg", "track_turn_deg", "pose_sigma_m", "confusion_m"):
             if not getattr(self, name) > 0:
                 msg = f"{name} must be > 0; found {getattr(self, name)}"
                 raise ConfigError(msg)
@@ -119,7 +130,7 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     Returns (objects, labels): ``objects`` in ``OBJECT_COLUMNS``; ``labels`` gives each
     observation's object_id (-1: it fitted no object).
     """
-    from mapdiff._kernels.locate import reassign, seed_centres, solve
+    from mapdiff._kernels.locate import build_tracks, trip_share
     from mapdiff.projection import LocalProjection
 
     config = (config or LocateConfig()).validate()
@@ -130,37 +141,173 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     x0, y0 = float(np.median(ox)), float(np.median(oy))
     ox, oy = ox - x0, oy - y0
     b = np.radians(bearing)
-    sb = np.radians(sb_deg)
     cls_codes, classes = pd.factorize(observations["class"].astype(str), sort=True)
     cls_codes = cls_codes.astype(np.int64)
-    trip, _ = pd.factorize(observations["trip_id"].astype(str))
-    trip = trip.astype(np.int64)
-    gate2 = config.gate_sigma**2
-    spread = np.where(np.isnan(r), np.inf, np.hypot(sr, r * sb))
-    order = np.argsort(spread, kind="stable").astype(np.int64)
-    labels, cx, cy, ccls = seed_centres(order, cls_codes, ox, oy, b, sb, r, sr, config.cell_m, config.reach_m,
-                                        config.max_ray_m, gate2, config.floor_m)
-    for _ in range(config.rounds):
-        x, y, *_rest, n_trips = solve(labels, len(cx), cx, cy, ox, oy, b, sb, r, sr, trip, config.huber_k, 3)
-        alive = _merge_close(x, y, ccls, n_trips, config.merge_m)
-        labels = reassign(cls_codes, ox, oy, b, sb, r, sr, x, y, ccls, alive, config.cell_m, config.reach_m,
-                          config.max_ray_m, gate2, config.floor_m)
-        cx, cy = x, y
-    labels, ccls, cx, cy = _split_values(observations, labels, trip, ccls, cx, cy, config.split_share)
-    x, y, sxx, sxy, syy, red, n_trips = solve(labels, len(cx), cx, cy, ox, oy, b, sb, r, sr, trip, config.huber_k, 3)
+    trip = pd.factorize(observations["trip_id"].astype(str))[0].astype(np.int64)
+    # within a pass the pose error is shared: frames differ by the bearing's own noise only
+    sb_track = np.minimum(np.radians(sb_deg), np.radians(config.track_bearing_sigma_deg))
+    order = np.lexsort((t, trip)).astype(np.int64)
+    track = build_tracks(order, trip, t, cls_codes, ox, oy, b, sb_track, r, sr, config.track_gap_s,
+                         config.gate_sigma**2, config.floor_m, config.track_turn_deg)
+    tracks = _track_points(track, trip, t, cls_codes, ox, oy, b, sb_track, r, sr, config)
+    if "value" in observations:
+        tracks["value"] = _track_values(observations["value"], track, len(tracks))
+    _drop_confused_tracks(tracks, config)
+    labels, centres = _objects_of_tracks(tracks, config)
+    if "value" in observations:
+        labels, centres = _split_values(tracks, labels, centres, config)
+    x, y, sxx, sxy, syy, red, n_trips = _fit(tracks, labels, centres, config)
+    obs_labels = np.where(track >= 0, labels[np.maximum(track, 0)], -1)
     # a few detections of a well-seen object get another class from the detector: where a much
     # smaller object of another class sits on it, its observations are those confusions
-    n_obs = np.bincount(labels[labels >= 0], minlength=len(x))
-    confused = _confusions(x, y, n_obs, n_trips, config.merge_m, config.confusion_ratio)
+    n_obs = np.bincount(obs_labels[obs_labels >= 0], minlength=len(x))
+    confused = _confusions(x, y, n_obs, n_trips, config.confusion_m, config.confusion_ratio)
     if len(x):
-        labels = np.where((labels >= 0) & confused[np.maximum(labels, 0)], -1, labels)
+        obs_labels = np.where((obs_labels >= 0) & confused[np.maximum(obs_labels, 0)], -1, obs_labels)
     n_trips = np.where(confused, 0, n_trips)
-    return _objects(observations, labels, trip, t, classes, ccls, x + x0, y + y0, sxx, syy, red, n_trips, proj)
+    return _objects(observations, obs_labels, trip, t, classes, centres["cls"], x + x0, y + y0, sxx, syy, red,
+                    n_trips, proj)
 
 
-def _merge_close(x, y, ccls, n_trips, merge_m):
-    """Live objects after merging: of objects of one class closer than ``merge_m``, the one
-    seen by most trips stays (the others' observations re-assign to it)."""
+def _track_points(track, trip, t, cls, ox, oy, b, sb, r, sr, config):
+    """One row per track: its point and covariance from its own rays and ranges (NaN when
+    they fix no point), direction of travel (ux, uy; NaN when the observer stood still), class,
+    trip, observation count and time span."""
+    from mapdiff._kernels.locate import solve
+
+    n = int(track.max()) + 1 if len(track) else 0
+    n_obs = np.bincount(track, minlength=n)
+    # start from the mean end point (20 m along a ray without a range)
+    dist = np.where(np.isnan(r), 20.0, r)
+    sx = np.bincount(track, weights=ox + dist * np.sin(b), minlength=n) / np.maximum(n_obs, 1)
+    sy = np.bincount(track, weights=oy + dist * np.cos(b), minlength=n) / np.maximum(n_obs, 1)
+    x, y, sxx, sxy, syy, red = solve(track, n, sx, sy, ox, oy, b, sb, r, sr, config.huber_k, 3)
+    scale = np.maximum(red, 1.0)
+    by = np.lexsort((t, track))
+    ptr = np.concatenate(([0], np.cumsum(n_obs)))
+    first, last = by[ptr[:-1]], by[ptr[1:] - 1]
+    dx, dy = ox[last] - ox[first], oy[last] - oy[first]
+    moved = np.hypot(dx, dy)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ux = np.where(moved > 2.0, dx / moved, np.nan)
+        uy = np.where(moved > 2.0, dy / moved, np.nan)
+    return pd.DataFrame({"x": x, "y": y, "xx": sxx * scale, "xy": sxy * scale, "yy": syy * scale,
+                         "ux": ux, "uy": uy, "cls": cls[first], "trip": trip[first], "n_obs": n_obs,
+                         "t0": t[first], "t1": t[last], "kept": np.isfinite(x) & np.isfinite(sxx)})
+
+
+def _track_values(value, track, n_tracks):
+    """Each track's most frequent value (None when it saw none)."""
+    v = pd.DataFrame({"track": track, "value": value.astype(object).where(value.notna(), None).to_numpy()})
+    v = v[v["value"].notna()]
+    v["value"] = v["value"].astype(str)
+    counts = v.groupby(["track", "value"], sort=True).size().rename("n").reset_index()
+    top = counts.sort_values(["track", "n", "value"], ascending=[True, False, True], kind="stable")
+    top = top.drop_duplicates("track")
+    out = pd.Series([None] * n_tracks, dtype=object)
+    out.iloc[top["track"].to_numpy()] = top["value"].to_numpy()
+    return out.to_numpy()
+
+
+def _drop_confused_tracks(tracks, config):
+    """Un-keep tracks that sit on a track of another class in the same trip, at the same time,
+    with more than 1/``confusion_ratio`` times their observations."""
+    from scipy.spatial import cKDTree
+
+    idx = np.flatnonzero(tracks["kept"].to_numpy())
+    if len(idx) < 2:
+        return
+    tr = tracks.iloc[idx]
+    x, y = tr["x"].to_numpy(), tr["y"].to_numpy()
+    # trips apart: a large offset per trip keeps them out of each other's reach
+    pairs = cKDTree(np.c_[x, y, tr["trip"].to_numpy() * 1e6]).query_pairs(
+        config.confusion_m + 3.0 * config.floor_m, output_type="ndarray")
+    if len(pairs) == 0:
+        return
+    i, j = pairs[:, 0], pairs[:, 1]
+    cls, n = tr["cls"].to_numpy(), tr["n_obs"].to_numpy()
+    t0, t1 = tr["t0"].to_numpy(), tr["t1"].to_numpy()
+    dx, dy = x[i] - x[j], y[i] - y[j]
+    f2 = config.floor_m**2
+    g = _mahal2(dx, dy, tr["xx"].to_numpy()[i] + tr["xx"].to_numpy()[j] + f2,
+                tr["xy"].to_numpy()[i] + tr["xy"].to_numpy()[j], tr["yy"].to_numpy()[i] + tr["yy"].to_numpy()[j] + f2)
+    meet = ((cls[i] != cls[j]) & (g <= config.gate_sigma**2)
+            & (t0[i] <= t1[j] + config.track_gap_s) & (t0[j] <= t1[i] + config.track_gap_s))
+    small = np.r_[i[meet & (n[i] < config.confusion_ratio * n[j])], j[meet & (n[j] < config.confusion_ratio * n[i])]]
+    kept = tracks["kept"].to_numpy().copy()
+    kept[idx[small]] = False
+    tracks["kept"] = kept
+
+
+def _mahal2(dx, dy, cxx, cxy, cyy):
+    return (cyy * dx * dx - 2.0 * cxy * dx * dy + cxx * dy * dy) / (cxx * cyy - cxy * cxy)
+
+
+def _with_pose(tracks, along_m, across_m):
+    """The tracks' covariances with the pose error added: ``along_m`` in the direction of travel,
+    ``across_m`` across it (the larger of the two both ways where the observer stood still)."""
+    ux, uy = tracks["ux"].to_numpy(), tracks["uy"].to_numpy()
+    still = np.isnan(ux)
+    big = max(along_m, across_m) ** 2
+    a2, c2 = along_m**2, across_m**2
+    pxx = np.where(still, big, a2 * ux * ux + c2 * uy * uy)
+    pxy = np.where(still, 0.0, (a2 - c2) * ux * uy)
+    pyy = np.where(still, big, a2 * uy * uy + c2 * ux * ux)
+    return tracks["xx"].to_numpy() + pxx, tracks["xy"].to_numpy() + pxy, tracks["yy"].to_numpy() + pyy
+
+
+def _objects_of_tracks(tracks, config):
+    """Cluster the kept tracks into objects (see the module docstring, step 3). Returns the
+    object of each track (-1: none) and the centres (x, y, cls) with the tracks' covariances
+    (pose error included) in ``tracks``."""
+    from mapdiff._kernels.locate import cluster
+
+    kept = np.flatnonzero(tracks["kept"].to_numpy())
+    tr = tracks.iloc[kept]
+    px, py = tr["x"].to_numpy(), tr["y"].to_numpy()
+    pcls = tr["cls"].to_numpy().astype(np.int64)
+    along_m = across_m = config.pose_sigma_m
+    given = {k: np.zeros(0) for k in ("x", "y", "xx", "xy", "yy")}
+    given["cls"] = np.zeros(0, dtype=np.int64)
+    gate2 = config.gate_sigma**2
+    for rnd in range(config.rounds + 1):
+        pxx, pxy, pyy = _with_pose(tr, along_m, across_m)
+        order = np.argsort(pxx + pyy, kind="stable").astype(np.int64)
+        lab, cx, cy, _, _, _, ccls = cluster(order, px, py, pxx, pxy, pyy, pcls, given["x"], given["y"], given["xx"],
+                                             given["xy"], given["yy"], given["cls"], config.cell_m, config.reach_m,
+                                             gate2, config.floor_m)
+        x, y, sxx, sxy, syy, _, n_trips = _fuse(lab, cx, cy, px, py, pxx, pxy, pyy, tr["trip"].to_numpy(), config)
+        if rnd == config.rounds:
+            break
+        alive = (n_trips > 0) & _merge(x, y, sxx, sxy, syy, ccls, n_trips, gate2, config.reach_m)
+        along_m, across_m = _pose_sigmas(tr, lab, x, y, n_trips, along_m, across_m)
+        given = {"x": x[alive], "y": y[alive], "xx": sxx[alive], "xy": sxy[alive], "yy": syy[alive],
+                 "cls": ccls[alive]}
+    tracks["pxx"], tracks["pxy"], tracks["pyy"] = _with_pose(tracks, along_m, across_m)
+    labels = np.full(len(tracks), -1, dtype=np.int64)
+    labels[kept] = lab
+    return labels, {"x": x, "y": y, "cls": ccls}
+
+
+def _fuse(labels, cx, cy, px, py, pxx, pxy, pyy, trip, config):
+    from mapdiff._kernels.locate import fuse, trip_share
+
+    share, n_trips = trip_share(labels, trip, len(cx))
+    return (*fuse(labels, len(cx), px, py, pxx, pxy, pyy, share, cx, cy, config.huber_k, 3), n_trips)
+
+
+def _fit(tracks, labels, centres, config):
+    """Final robust fit of each object from its tracks: x, y, covariance, reduced chi-square,
+    trips."""
+    tr = tracks[labels >= 0]
+    lab = labels[labels >= 0]
+    return _fuse(lab, centres["x"], centres["y"], tr["x"].to_numpy(), tr["y"].to_numpy(), tr["pxx"].to_numpy(),
+                 tr["pxy"].to_numpy(), tr["pyy"].to_numpy(), tr["trip"].to_numpy(), config)
+
+
+def _merge(x, y, sxx, sxy, syy, ccls, n_trips, gate2, reach_m):
+    """Objects left after merging those of one class whose positions agree within the gate
+    (their covariances summed): the one seen by more trips stays."""
     from scipy.spatial import cKDTree
 
     alive = n_trips > 0
@@ -168,32 +315,37 @@ def _merge_close(x, y, ccls, n_trips, merge_m):
     if len(live) < 2:
         return alive
     # classes apart: a large offset per class keeps them out of each other's reach
-    tree = cKDTree(np.c_[x[live], y[live] + ccls[live] * 1e7])
-    pairs = tree.query_pairs(merge_m, output_type="ndarray")
-    for a, c in pairs[np.argsort(-np.maximum(n_trips[live[pairs[:, 0]]], n_trips[live[pairs[:, 1]]]), kind="stable")]:
-        i, j = live[a], live[c]
-        if alive[i] and alive[j]:
-            alive[j if n_trips[i] >= n_trips[j] else i] = False
+    pairs = cKDTree(np.c_[x[live], y[live], ccls[live] * 1e6]).query_pairs(reach_m, output_type="ndarray")
+    if len(pairs) == 0:
+        return alive
+    i, j = live[pairs[:, 0]], live[pairs[:, 1]]
+    g = _mahal2(x[i] - x[j], y[i] - y[j], sxx[i] + sxx[j], sxy[i] + sxy[j], syy[i] + syy[j])
+    close = g <= gate2
+    i, j = i[close], j[close]
+    for a, c in zip(*(v[np.argsort(-np.maximum(n_trips[i], n_trips[j]), kind="stable")] for v in (i, j))):
+        if alive[a] and alive[c]:
+            alive[c if n_trips[a] >= n_trips[c] else a] = False
     return alive
 
 
-def _confusions(x, y, n_obs, n_trips, merge_m, ratio):
-    """Objects within ``merge_m`` of an object (of any class) with more than 1/``ratio`` times
-    their observations."""
-    from scipy.spatial import cKDTree
+def _pose_sigmas(tr, lab, x, y, n_trips, along_m, across_m):
+    """The pose error along and across the direction of travel, from the scatter of the tracks
+    (whose objects at least 5 trips saw) around their objects, less the tracks' own error;
+    the given values when too few tracks tell."""
+    ok = (lab >= 0) & ~np.isnan(tr["ux"].to_numpy())
+    ok[ok] = n_trips[lab[ok]] >= 5
+    if ok.sum() < 50:
+        return along_m, across_m
+    t = tr[ok]
+    ux, uy = t["ux"].to_numpy(), t["uy"].to_numpy()
+    dx, dy = t["x"].to_numpy() - x[lab[ok]], t["y"].to_numpy() - y[lab[ok]]
+    out = []
+    for vx, vy in ((ux, uy), (uy, -ux)):
+        spread = 1.4826 * np.median(np.abs(dx * vx + dy * vy))
+        own = np.median(t["xx"].to_numpy() * vx * vx + 2 * t["xy"].to_numpy() * vx * vy + t["yy"].to_numpy() * vy * vy)
+        out.append(float(np.sqrt(max(spread**2 - own, MIN_POSE_SIGMA_M**2))))
+    return out[0], out[1]
 
-    out = np.zeros(len(x), dtype=bool)
-    live = np.flatnonzero(n_trips > 0)
-    if len(live) < 2:
-        return out
-    pairs = cKDTree(np.c_[x[live], y[live]]).query_pairs(merge_m, output_type="ndarray")
-    for a, c in pairs:
-        i, j = live[a], live[c]
-        if n_obs[i] < ratio * n_obs[j]:
-            out[i] = True
-        elif n_obs[j] < ratio * n_obs[i]:
-            out[j] = True
-    return out
 
 
 def _trip_votes(observations, labels, trip):
@@ -212,30 +364,50 @@ def _trip_votes(observations, labels, trip):
     return per.groupby(["label", "value"], sort=True).size().rename("trips").reset_index()
 
 
-def _split_values(observations, labels, trip, ccls, cx, cy, split_share):
-    """Split objects whose trips clearly vote for two or more values into one object per
-    value (the observations with other values stay with the winner)."""
-    votes = _trip_votes(observations, labels, trip)
-    if votes.empty:
-        return labels, ccls, cx, cy
+def _split_values(tracks, labels, centres, config):
+    """Split objects whose trips clearly vote for two or more values into one object per value
+    (a trip votes the value of its largest track on the object; tracks with weaker values stay
+    with the winner)."""
+    value = tracks["value"].to_numpy()
+    has = (labels >= 0) & pd.notna(value)
+    v = pd.DataFrame({"label": labels[has], "trip": tracks["trip"].to_numpy()[has], "value": value[has],
+                      "n": tracks["n_obs"].to_numpy()[has]})
+    v = v.sort_values(["label", "trip", "n", "value"], ascending=[True, True, False, True], kind="stable")
+    votes = v.drop_duplicates(["label", "trip"]).groupby(["label", "value"]).size().rename("trips").reset_index()
     total = votes.groupby("label")["trips"].transform("sum")
-    strong = votes[(votes["trips"] / total >= split_share) & (votes["trips"] >= 2)]
+    strong = votes[(votes["trips"] / total >= config.split_share) & (votes["trips"] >= 2)]
     multi = strong[strong.duplicated("label", keep=False)].sort_values(["label", "trips"], ascending=[True, False])
     if multi.empty:
-        return labels, ccls, cx, cy
+        return labels, centres
     labels = labels.copy()
-    value = observations["value"].astype(str).to_numpy()
-    new_x, new_y, new_c = [cx], [cy], [ccls]
-    n = len(cx)
+    new = {k: [centres[k]] for k in ("x", "y", "cls")}
+    n = len(centres["x"])
     for k, part in multi.groupby("label", sort=True):
         for val in part["value"].to_numpy()[1:]:  # the most voted value keeps the object
-            members = (labels == k) & (value == val)
-            labels[members] = n
-            new_x.append([cx[k]])
-            new_y.append([cy[k]])
-            new_c.append([ccls[k]])
+            labels[(labels == k) & (value == val)] = n
+            for key in new:
+                new[key].append(centres[key][k:k + 1])
             n += 1
-    return labels, np.concatenate(new_c).astype(np.int64), np.concatenate(new_x), np.concatenate(new_y)
+    return labels, {k: np.concatenate(v) for k, v in new.items()}
+
+
+def _confusions(x, y, n_obs, n_trips, radius_m, ratio):
+    """Objects within ``radius_m`` of an object (of any class) with more than 1/``ratio`` times
+    their observations."""
+    from scipy.spatial import cKDTree
+
+    out = np.zeros(len(x), dtype=bool)
+    live = np.flatnonzero(n_trips > 0)
+    if len(live) < 2:
+        return out
+    pairs = cKDTree(np.c_[x[live], y[live]]).query_pairs(radius_m, output_type="ndarray")
+    for a, c in pairs:
+        i, j = live[a], live[c]
+        if n_obs[i] < ratio * n_obs[j]:
+            out[i] = True
+        elif n_obs[j] < ratio * n_obs[i]:
+            out[j] = True
+    return out
 
 
 def _objects(observations, labels, trip, t, classes, ccls, x, y, sxx, syy, red, n_trips, proj):

@@ -9,7 +9,9 @@ the pose uncertainty and the box size:
   the heading's (pose position error over the baseline it was taken on), and the observer's
   position error across the ray at the estimated range;
 - range: the box height's relative error (two noisy edges) and the spread of real object sizes
-  (:data:`SIZE_SIGMA_REL`), times the range, and the observer's error along the ray.
+  (:data:`SIZE_SIGMA_REL`), times the range, and the observer's error along the ray. The
+  range is corrected for the bias of dividing by a noisy height, and left out (null) where
+  the height's relative error exceeds :data:`MAX_RANGE_REL`.
 
 The pose error of a trip is the RMS of its fixes' distance to the matched road: the GPS error
 the matcher saw.
@@ -27,6 +29,8 @@ from mapdiff.errors import ConfigError, InputError
 
 #: relative spread of real object sizes around the class's typical size
 SIZE_SIGMA_REL = 0.08
+#: a box whose height is this uncertain (relative, from pixel noise) gives no range
+MAX_RANGE_REL = 0.25
 #: how far a car's heading strays from its road's direction (lane changes, wide lanes)
 ROAD_HEADING_SIGMA_DEG = 1.0
 OBSERVATION_COLUMNS = ["trip_id", "t", "class", "value", "score", "lon", "lat", "bearing_deg", "bearing_sigma_deg",
@@ -172,14 +176,17 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     size = np.array([class_shape(c)[1] for c in pd.unique(cls)]) if len(cls) else np.zeros(0)
     size_of = dict(zip(pd.unique(cls), size))
     obj_h = np.array([size_of[c] for c in cls]) if len(cls) else np.zeros(0)
-    forward = focal * obj_h / h_px
-    rng = forward / np.cos(off)
     # pixel noise: the centre column averages two noisy edges; the height is their difference
     sig_px = camera.pixel_sigma_px
-    rel = np.sqrt((np.sqrt(2.0) * sig_px / h_px) ** 2 + SIZE_SIGMA_REL**2)
+    rel_px = np.sqrt(2.0) * sig_px / h_px
+    # f H / h overestimates the distance by (1 + rel_px^2) on average (1/h is convex)
+    forward = focal * obj_h / h_px / (1.0 + rel_px**2)
+    rng = forward / np.cos(off)
+    rel = np.sqrt(rel_px**2 + SIZE_SIGMA_REL**2)
     range_sigma = np.sqrt((rel * rng) ** 2 + pose_sigma**2)
+    # a box a few pixels high gives no usable range (the error is no longer small and symmetric)
+    no_range = rel_px > MAX_RANGE_REL
     # a heading from the road is as good as the car's alignment with it; one from the motion
-    # carries the position error of the two fixes it was taken from
     # carries the position error of the two fixes it was taken from; at a corner, the turn
     heading_sigma = np.sqrt(np.radians(ROAD_HEADING_SIGMA_DEG) ** 2 + np.arctan2(np.sqrt(2.0) * pose_sigma, baseline[ok]) ** 2
                             + (np.radians(turn[ok]) / 4.0) ** 2)
@@ -195,7 +202,7 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
         "value": det_ok["value"].to_numpy() if "value" in det_ok else None,
         "score": det_ok["score"].to_numpy(float), "lon": lon, "lat": lat,
         "bearing_deg": bearing, "bearing_sigma_deg": bearing_sigma,
-        "range_m": rng, "range_sigma_m": range_sigma,
+        "range_m": np.where(no_range, np.nan, rng), "range_sigma_m": np.where(no_range, np.nan, range_sigma),
     })
     rejected = detections.loc[~ok].copy()
     rejected["reason"] = pd.Categorical([REASONS[s] for s in status[~ok]], categories=list(REASONS.values()))

@@ -1,9 +1,10 @@
-"""Association of observations into objects, and their weighted least-squares positions.
+"""Tracks within a trip, points per track, and their fusion into objects.
 
 An observation is an observer position ``(ox, oy)``, a bearing ``b`` (radians, clockwise from
 north) with sigma ``sb``, and a range ``r`` with sigma ``sr`` (NaN when unknown). Its end point
 ``o + r (sin b, cos b)`` is uncertain by ``sr`` along the ray and ``r sb`` across it.
-Objects are kept in a hashed grid of cells, so every step is linear in the observations.
+A point is a position with a 2x2 covariance ``(pxx, pxy, pyy)``. Centres live in a hashed grid of
+cells, so every step is linear in the observations.
 """
 
 import numpy as np
@@ -14,28 +15,13 @@ EMPTY = -1
 
 
 @jit
-def _cell_key(x, y, cell_m, mask):
-    ix = np.int64(np.floor(x / cell_m))
-    iy = np.int64(np.floor(y / cell_m))
-    return ((ix * 73856093) ^ (iy * 19349663)) & mask, ix, iy
+def _cell(x, y, cell_m):
+    return np.int64(np.floor(x / cell_m)), np.int64(np.floor(y / cell_m))
 
 
 @jit
-def _index(cx, cy, alive, cell_m):
-    """Hash the live centres into grid buckets: (head per bucket, next per centre, mask)."""
-    n = cx.shape[0]
-    size = 1
-    while size < 2 * n + 2:
-        size *= 2
-    head = np.full(size, EMPTY, dtype=np.int64)
-    nxt = np.full(max(n, 1), EMPTY, dtype=np.int64)
-    mask = size - 1
-    for k in range(n):
-        if alive[k]:
-            h = _cell_key(cx[k], cy[k], cell_m, mask)[0]
-            nxt[k] = head[h]
-            head[h] = k
-    return head, nxt, mask
+def _hash(ix, iy, mask):
+    return ((ix * 73856093) ^ (iy * 19349663)) & mask
 
 
 @jit
@@ -49,106 +35,135 @@ def _gate2(i, px, py, ox, oy, b, sb, r, sr, floor_m):
     across = dx * uy - dy * ux
     if along <= 0.0:
         return np.inf
-    s_across2 = (max(along, 1.0) * sb[i]) ** 2 + floor_m**2
-    g = across**2 / s_across2
+    g = across**2 / ((max(along, 1.0) * sb[i]) ** 2 + floor_m**2)
     if not np.isnan(r[i]):
         g += (along - r[i]) ** 2 / (sr[i] ** 2 + floor_m**2)
     return g
 
 
 @jit
-def _nearest_centre(i, cls, ox, oy, b, sb, r, sr, cx, cy, ccls, head, nxt, mask, cell_m, reach_m, ray_m, gate2, floor_m):
-    """Best centre of observation i's class within ``gate2`` and ``reach_m`` of its end point
-    (or, without a range, along its first ``ray_m`` metres), or -1."""
-    ux, uy = np.sin(b[i]), np.cos(b[i])
-    best, best_g = EMPTY, gate2
-    if not np.isnan(r[i]):
-        # look around the end point
-        px, py = ox[i] + r[i] * ux, oy[i] + r[i] * uy
-        steps, step_m = 1, 0.0
-    else:
-        # no range: walk the ray
-        px, py = ox[i], oy[i]
-        steps, step_m = int(ray_m / cell_m) + 1, cell_m
-    n_reach = int(np.ceil(min(reach_m, 3.0 * cell_m) / cell_m))
-    for s in range(steps):
-        qx, qy = px + s * step_m * ux, py + s * step_m * uy
-        ix = np.int64(np.floor(qx / cell_m))
-        iy = np.int64(np.floor(qy / cell_m))
-        for gx in range(ix - n_reach, ix + n_reach + 1):
-            for gy in range(iy - n_reach, iy + n_reach + 1):
-                h = ((gx * 73856093) ^ (gy * 19349663)) & mask
-                k = head[h]
-                while k != EMPTY:
-                    if ccls[k] == cls[i]:
-                        if np.hypot(cx[k] - px, cy[k] - py) <= reach_m or np.isnan(r[i]):
-                            g = _gate2(i, cx[k], cy[k], ox, oy, b, sb, r, sr, floor_m)
-                            if g < best_g:
-                                best_g = g
-                                best = k
-                    k = nxt[k]
-    return best
+def _solve2(a11, a12, a22, b1, b2):
+    """Solution of the 2x2 normal equations, or NaNs when they are ill-conditioned."""
+    det = a11 * a22 - a12 * a12
+    if not (det > 1e-9 * (a11 + a22) ** 2 and det > 0):
+        return np.nan, np.nan
+    return (a22 * b1 - a12 * b2) / det, (a11 * b2 - a12 * b1) / det
 
 
 @jit
-def seed_centres(order, cls, ox, oy, b, sb, r, sr, cell_m, reach_m, ray_m, gate2, floor_m):
-    """Leader clustering: observations with a range, most precise first, join the best centre
-    of their class in reach or start a new one (at their end point). Returns labels and
-    centres (x, y, class)."""
+def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_m, turn_deg):
+    """Chain each trip's observations of one object into a track.
+
+    ``order`` sorts the observations by trip then time; within a frame (one trip, one time) each
+    observation joins the track of its class whose current point fits it best (within ``gate2``;
+    a track takes one observation per frame and ends after ``gap_s`` seconds unseen) or starts a
+    new one. A track's point is the least-squares fit of its rays and ranges so far; a track
+    without one (bearing-only rays that do not yet meet) takes a ray within ``turn_deg`` of its
+    last. Returns the track of each observation.
+    """
     n = order.shape[0]
-    cap = 1024
-    cx = np.empty(cap)
-    cy = np.empty(cap)
-    cw = np.empty(cap)
-    ccls = np.empty(cap, dtype=np.int64)
-    labels = np.full(ox.shape[0], EMPTY, dtype=np.int64)
-    size = 1 << 16
-    head = np.full(size, EMPTY, dtype=np.int64)
-    nxt = np.full(cap, EMPTY, dtype=np.int64)
-    mask = size - 1
+    track = np.full(ox.shape[0], EMPTY, dtype=np.int64)
+    a11 = np.zeros(n)
+    a12 = np.zeros(n)
+    a22 = np.zeros(n)
+    b1 = np.zeros(n)
+    b2 = np.zeros(n)
+    tx = np.full(n, np.nan)
+    ty = np.full(n, np.nan)
+    last_t = np.zeros(n)
+    last_b = np.zeros(n)
+    t_cls = np.zeros(n, dtype=np.int64)
+    active = np.empty(n, dtype=np.int64)
+    n_active = 0
     m = 0
-    for q in range(n):
-        i = order[q]
-        if np.isnan(r[i]):
-            continue
-        k = _nearest_centre(i, cls, ox, oy, b, sb, r, sr, cx[:m], cy[:m], ccls[:m], head, nxt, mask, cell_m,
-                            reach_m, ray_m, gate2, floor_m)
-        ex = ox[i] + r[i] * np.sin(b[i])
-        ey = oy[i] + r[i] * np.cos(b[i])
-        w = 1.0 / (sr[i] ** 2 + (r[i] * sb[i]) ** 2)
-        if k != EMPTY:
-            # the centre moves to the weighted mean; its bucket may change, so re-file it
-            cx[k] = (cx[k] * cw[k] + ex * w) / (cw[k] + w)
-            cy[k] = (cy[k] * cw[k] + ey * w) / (cw[k] + w)
-            cw[k] += w
-            labels[i] = k
-            continue
-        if m == cap:
-            cap *= 2
-            cx = np.concatenate((cx, np.empty(cap - m)))
-            cy = np.concatenate((cy, np.empty(cap - m)))
-            cw = np.concatenate((cw, np.empty(cap - m)))
-            ccls = np.concatenate((ccls, np.empty(cap - m, dtype=np.int64)))
-            nxt = np.concatenate((nxt, np.full(cap - m, EMPTY, dtype=np.int64)))
-        if 2 * m + 2 > size:
-            alive = np.ones(m, dtype=np.bool_)
-            head, nxt_new, mask = _index(cx[:m], cy[:m], alive, cell_m)
-            size = head.shape[0]
-            nxt[:m] = nxt_new[:m]
-        cx[m], cy[m], cw[m], ccls[m] = ex, ey, w, cls[i]
-        h = _cell_key(ex, ey, cell_m, mask)[0]
-        nxt[m] = head[h]
-        head[h] = m
-        labels[i] = m
-        m += 1
-    # centres drifted while growing: the caller re-indexes them before any lookup
-    return labels, cx[:m].copy(), cy[:m].copy(), ccls[:m].copy()
+    turn = np.radians(turn_deg)
+    s = 0
+    while s < n:
+        # one frame: the observations of one trip at one time
+        e = s + 1
+        while e < n and trip[order[e]] == trip[order[s]] and t[order[e]] == t[order[s]]:
+            e += 1
+        now = t[order[s]]
+        if s > 0 and trip[order[s]] != trip[order[s - 1]]:
+            n_active = 0
+        keep = 0
+        for q in range(n_active):
+            if now - last_t[active[q]] <= gap_s:
+                active[keep] = active[q]
+                keep += 1
+        n_active = keep
+        # candidate pairs (observation, track) in the gate, best first
+        n_pair = 0
+        cap = (e - s) * max(n_active, 1)
+        pg = np.empty(cap)
+        pi = np.empty(cap, dtype=np.int64)
+        pk = np.empty(cap, dtype=np.int64)
+        for q in range(s, e):
+            i = order[q]
+            for a in range(n_active):
+                k = active[a]
+                if t_cls[k] != cls[i]:
+                    continue
+                if np.isnan(tx[k]):
+                    d = abs((b[i] - last_b[k] + np.pi) % (2 * np.pi) - np.pi)
+                    g = 0.0 if d <= turn and np.isnan(r[i]) else np.inf
+                else:
+                    g = _gate2(i, tx[k], ty[k], ox, oy, b, sb, r, sr, floor_m)
+                if g <= gate2:
+                    pg[n_pair] = g
+                    pi[n_pair] = i
+                    pk[n_pair] = k
+                    n_pair += 1
+        taken = np.zeros(n_pair, dtype=np.bool_)
+        by_g = np.argsort(pg[:n_pair])
+        for p in by_g:
+            i, k = pi[p], pk[p]
+            if track[i] != EMPTY or taken[p]:
+                continue
+            track[i] = k
+            for p2 in range(n_pair):
+                if pk[p2] == k:
+                    taken[p2] = True
+        for q in range(s, e):
+            i = order[q]
+            if track[i] == EMPTY:
+                track[i] = m
+                t_cls[m] = cls[i]
+                active[n_active] = m
+                n_active += 1
+                m += 1
+            k = track[i]
+            # add the observation's ray (and range) to the track's normal equations
+            ux, uy = np.sin(b[i]), np.cos(b[i])
+            nx, ny = uy, -ux
+            dist = r[i] if not np.isnan(r[i]) else (
+                np.hypot(tx[k] - ox[i], ty[k] - oy[i]) if not np.isnan(tx[k]) else 20.0)
+            w = 1.0 / ((max(dist, 1.0) * sb[i]) ** 2 + floor_m**2)
+            c = nx * ox[i] + ny * oy[i]
+            a11[k] += w * nx * nx
+            a12[k] += w * nx * ny
+            a22[k] += w * ny * ny
+            b1[k] += w * nx * c
+            b2[k] += w * ny * c
+            if not np.isnan(r[i]):
+                w = 1.0 / (sr[i] ** 2 + floor_m**2)
+                c = ux * ox[i] + uy * oy[i] + r[i]
+                a11[k] += w * ux * ux
+                a12[k] += w * ux * uy
+                a22[k] += w * uy * uy
+                b1[k] += w * ux * c
+                b2[k] += w * uy * c
+            tx[k], ty[k] = _solve2(a11[k], a12[k], a22[k], b1[k], b2[k])
+            last_t[k] = now
+            last_b[k] = b[i]
+        s = e
+    return track
 
 
 @jit
-def _trip_share(labels, trip, n_centres):
-    """Per observation: 1 / (observations of its trip in its object), so that each trip weighs
-    as one (a trip's observations share its pose error), and per object the number of trips."""
+def trip_share(labels, trip, n_groups):
+    """Per member: 1 / (members of its trip in its group), so that each trip weighs as one (a
+    trip's members share its pose error), and per group the number of trips."""
     n = labels.shape[0]
     key = np.empty(n, dtype=np.int64)
     big = np.int64(trip.max() + 1) if n else np.int64(1)
@@ -156,7 +171,7 @@ def _trip_share(labels, trip, n_centres):
         key[i] = labels[i] * big + trip[i] if labels[i] >= 0 else -1
     order = np.argsort(key, kind="mergesort")
     share = np.zeros(n)
-    n_trips = np.zeros(n_centres, dtype=np.int64)
+    n_trips = np.zeros(n_groups, dtype=np.int64)
     s = 0
     while s < n:
         e = s
@@ -171,27 +186,28 @@ def _trip_share(labels, trip, n_centres):
 
 
 @jit
-def solve(labels, n_centres, cx, cy, ox, oy, b, sb, r, sr, trip, huber_k, rounds):
-    """Robust weighted least squares of each object's position from its observations: bearing
-    (across the ray, sigma = distance x sb) and range (along it, sigma sr), each trip weighing
-    as one, Huber down-weighting of residuals beyond ``huber_k`` sigmas, ``rounds`` times.
+def solve(labels, n_centres, cx, cy, ox, oy, b, sb, r, sr, huber_k, rounds):
+    """Robust weighted least squares of each group's position from its observations: bearing
+    (across the ray, sigma = distance x sb) and range (along it, sigma sr), Huber down-weighting
+    of residuals beyond ``huber_k`` sigmas, ``rounds`` times, starting from (cx, cy).
 
-    Returns x, y, the covariance terms (sxx, sxy, syy), the reduced chi-square and trips per
-    object. Starts from (cx, cy)."""
+    Returns x, y (NaN where the rays do not fix a point), the covariance (sxx, sxy, syy) and the
+    reduced chi-square per group."""
     x = cx.copy()
     y = cy.copy()
-    share, n_trips = _trip_share(labels, trip, n_centres)
     a11 = np.zeros(n_centres)
     a12 = np.zeros(n_centres)
     a22 = np.zeros(n_centres)
+    b1 = np.zeros(n_centres)
+    b2 = np.zeros(n_centres)
     chi = np.zeros(n_centres)
     dof = np.zeros(n_centres)
     for _ in range(rounds):
         a11[:] = 0.0
         a12[:] = 0.0
         a22[:] = 0.0
-        b1 = np.zeros(n_centres)
-        b2 = np.zeros(n_centres)
+        b1[:] = 0.0
+        b2[:] = 0.0
         chi[:] = 0.0
         dof[:] = 0.0
         for i in range(labels.shape[0]):
@@ -205,7 +221,7 @@ def solve(labels, n_centres, cx, cy, ox, oy, b, sb, r, sr, trip, huber_k, rounds
             s_across = max(abs(along), 1.0) * sb[i]
             # across the ray: n . p = n . o
             res = (dx * nx + dy * ny) / s_across
-            w = share[i] / s_across**2
+            w = 1.0 / s_across**2
             if abs(res) > huber_k:
                 w *= huber_k / abs(res)
             a11[k] += w * nx * nx
@@ -214,11 +230,11 @@ def solve(labels, n_centres, cx, cy, ox, oy, b, sb, r, sr, trip, huber_k, rounds
             c = nx * ox[i] + ny * oy[i]
             b1[k] += w * nx * c
             b2[k] += w * ny * c
-            chi[k] += share[i] * min(res * res, huber_k * huber_k)
-            dof[k] += share[i]
+            chi[k] += min(res * res, huber_k * huber_k)
+            dof[k] += 1.0
             if not np.isnan(r[i]):
                 res = (along - r[i]) / sr[i]
-                w = share[i] / sr[i] ** 2
+                w = 1.0 / sr[i] ** 2
                 if abs(res) > huber_k:
                     w *= huber_k / abs(res)
                 a11[k] += w * ux * ux
@@ -227,34 +243,208 @@ def solve(labels, n_centres, cx, cy, ox, oy, b, sb, r, sr, trip, huber_k, rounds
                 c = ux * ox[i] + uy * oy[i] + r[i]
                 b1[k] += w * ux * c
                 b2[k] += w * uy * c
-                chi[k] += share[i] * min(res * res, huber_k * huber_k)
-                dof[k] += share[i]
+                chi[k] += min(res * res, huber_k * huber_k)
+                dof[k] += 1.0
         for k in range(n_centres):
-            det = a11[k] * a22[k] - a12[k] * a12[k]
-            if det > 1e-12 * (a11[k] + a22[k]) ** 2 and det > 0:
-                x[k] = (a22[k] * b1[k] - a12[k] * b2[k]) / det
-                y[k] = (a11[k] * b2[k] - a12[k] * b1[k]) / det
+            x[k], y[k] = _solve2(a11[k], a12[k], a22[k], b1[k], b2[k])
     sxx = np.full(n_centres, np.nan)
     sxy = np.full(n_centres, np.nan)
     syy = np.full(n_centres, np.nan)
     red = np.ones(n_centres)
     for k in range(n_centres):
         det = a11[k] * a22[k] - a12[k] * a12[k]
-        if det > 0:
+        if not np.isnan(x[k]):
             sxx[k] = a22[k] / det
             sxy[k] = -a12[k] / det
             syy[k] = a11[k] / det
         if dof[k] > 2.0:
             red[k] = chi[k] / (dof[k] - 2.0)
-    return x, y, sxx, sxy, syy, red, n_trips
+    return x, y, sxx, sxy, syy, red
 
 
 @jit
-def reassign(cls, ox, oy, b, sb, r, sr, cx, cy, ccls, alive, cell_m, reach_m, ray_m, gate2, floor_m):
-    """Each observation to the best live centre of its class within the gate, or -1."""
-    head, nxt, mask = _index(cx, cy, alive, cell_m)
+def _mahal2(dx, dy, cxx, cxy, cyy):
+    det = cxx * cyy - cxy * cxy
+    return (cyy * dx * dx - 2.0 * cxy * dx * dy + cxx * dy * dy) / det
+
+
+@jit
+def cluster(order, px, py, pxx, pxy, pyy, pcls, cx, cy, cxx, cxy, cyy, ccls, cell_m, reach_m, gate2, floor_m):
+    """Leader clustering of points with covariances.
+
+    The given centres stay where they are; each point, in ``order``, joins the centre of its
+    class within ``reach_m`` (more for a point whose gate reaches further) whose Mahalanobis distance (point covariance + centre covariance +
+    ``floor_m`` squared) is smallest and within ``gate2``, or starts a new centre, which then
+    moves to the information-weighted mean of the points that join it.
+    Returns the label of each point and the centres (x, y, covariance, class), given ones first.
+    """
+    n0 = cx.shape[0]
+    cap = max(2 * n0, 1024)
+    x = np.empty(cap)
+    y = np.empty(cap)
+    vxx = np.empty(cap)
+    vxy = np.empty(cap)
+    vyy = np.empty(cap)
+    c_cls = np.empty(cap, dtype=np.int64)
+    # information sums of new centres: i11, i12, i22, j1, j2 (-1 in i11: a given centre)
+    info = np.zeros((cap, 5))
+    x[:n0], y[:n0], c_cls[:n0] = cx, cy, ccls
+    vxx[:n0], vxy[:n0], vyy[:n0] = cxx, cxy, cyy
+    info[:n0, 0] = -1.0
+    size = 1
+    while size < 4 * (px.shape[0] + n0) + 2:
+        size *= 2
+    mask = size - 1
+    head = np.full(size, EMPTY, dtype=np.int64)
+    nxt = np.full(cap, EMPTY, dtype=np.int64)
+    for k in range(n0):
+        ix, iy = _cell(x[k], y[k], cell_m)
+        h = _hash(ix, iy, mask)
+        nxt[k] = head[h]
+        head[h] = k
+    m = n0
+    labels = np.full(px.shape[0], EMPTY, dtype=np.int64)
+    f2 = floor_m**2
+    for q in range(order.shape[0]):
+        i = order[q]
+        ix, iy = _cell(px[i], py[i], cell_m)
+        # a vague point (a far, narrow box) may reach as far as its gate: up to 4 x reach_m
+        half = 0.5 * (pxx[i] - pyy[i])
+        major2 = 0.5 * (pxx[i] + pyy[i]) + np.sqrt(half * half + pxy[i] * pxy[i]) + f2
+        reach = min(max(reach_m, np.sqrt(gate2 * major2)), 4.0 * reach_m)
+        # a new centre drifts a little from the cell it was filed in: look one cell further
+        n_reach = int(np.ceil(reach / cell_m)) + 1
+        best, best_g = EMPTY, gate2
+        for gx in range(ix - n_reach, ix + n_reach + 1):
+            for gy in range(iy - n_reach, iy + n_reach + 1):
+                k = head[_hash(gx, gy, mask)]
+                while k != EMPTY:
+                    if c_cls[k] == pcls[i]:
+                        dx, dy = px[i] - x[k], py[i] - y[k]
+                        if dx * dx + dy * dy <= reach * reach:
+                            g = _mahal2(dx, dy, pxx[i] + vxx[k] + f2, pxy[i] + vxy[k], pyy[i] + vyy[k] + f2)
+                            if g < best_g:
+                                best_g = g
+                                best = k
+                    k = nxt[k]
+        det = pxx[i] * pyy[i] - pxy[i] * pxy[i]
+        w11, w12, w22 = pyy[i] / det, -pxy[i] / det, pxx[i] / det
+        if best == EMPTY:
+            if m == cap:
+                cap *= 2
+                x = np.concatenate((x, np.empty(cap - m)))
+                y = np.concatenate((y, np.empty(cap - m)))
+                vxx = np.concatenate((vxx, np.empty(cap - m)))
+                vxy = np.concatenate((vxy, np.empty(cap - m)))
+                vyy = np.concatenate((vyy, np.empty(cap - m)))
+                c_cls = np.concatenate((c_cls, np.empty(cap - m, dtype=np.int64)))
+                info = np.concatenate((info, np.zeros((cap - m, 5))))
+                nxt = np.concatenate((nxt, np.full(cap - m, EMPTY, dtype=np.int64)))
+            best = m
+            c_cls[m] = pcls[i]
+            h = _hash(ix, iy, mask)
+            nxt[m] = head[h]
+            head[h] = m
+            m += 1
+        labels[i] = best
+        if info[best, 0] >= 0.0:
+            s = info[best]
+            s[0] += w11
+            s[1] += w12
+            s[2] += w22
+            s[3] += w11 * px[i] + w12 * py[i]
+            s[4] += w12 * px[i] + w22 * py[i]
+            d = s[0] * s[2] - s[1] * s[1]
+            vxx[best], vxy[best], vyy[best] = s[2] / d, -s[1] / d, s[0] / d
+            x[best] = vxx[best] * s[3] + vxy[best] * s[4]
+            y[best] = vxy[best] * s[3] + vyy[best] * s[4]
+    return labels, x[:m].copy(), y[:m].copy(), vxx[:m].copy(), vxy[:m].copy(), vyy[:m].copy(), c_cls[:m].copy()
+
+
+@jit
+def fuse(labels, n_centres, px, py, pxx, pxy, pyy, share, cx, cy, huber_k, rounds):
+    """Robust information-weighted mean of each centre's points, each weighted by ``share``
+    (a trip weighs as one), Huber down-weighting beyond ``huber_k`` sigmas, ``rounds`` times
+    from (cx, cy). Returns x, y, the covariance (sxx, sxy, syy) and the reduced chi-square."""
+    x = cx.copy()
+    y = cy.copy()
+    s = np.zeros((n_centres, 5))
+    chi = np.zeros(n_centres)
+    dof = np.zeros(n_centres)
+    for _ in range(rounds):
+        s[:] = 0.0
+        chi[:] = 0.0
+        dof[:] = 0.0
+        for i in range(labels.shape[0]):
+            k = labels[i]
+            if k < 0:
+                continue
+            det = pxx[i] * pyy[i] - pxy[i] * pxy[i]
+            w11, w12, w22 = pyy[i] / det, -pxy[i] / det, pxx[i] / det
+            dx, dy = px[i] - x[k], py[i] - y[k]
+            z = np.sqrt(_mahal2(dx, dy, pxx[i], pxy[i], pyy[i]))
+            w = share[i]
+            if z > huber_k:
+                w *= huber_k / z
+            s[k, 0] += w * w11
+            s[k, 1] += w * w12
+            s[k, 2] += w * w22
+            s[k, 3] += w * (w11 * px[i] + w12 * py[i])
+            s[k, 4] += w * (w12 * px[i] + w22 * py[i])
+            chi[k] += share[i] * min(z * z, huber_k * huber_k) / 2.0
+            dof[k] += share[i]
+        for k in range(n_centres):
+            if s[k, 0] > 0:
+                x[k], y[k] = _solve2(s[k, 0], s[k, 1], s[k, 2], s[k, 3], s[k, 4])
+    sxx = np.full(n_centres, np.nan)
+    sxy = np.full(n_centres, np.nan)
+    syy = np.full(n_centres, np.nan)
+    red = np.ones(n_centres)
+    for k in range(n_centres):
+        d = s[k, 0] * s[k, 2] - s[k, 1] * s[k, 1]
+        if d > 0:
+            sxx[k], sxy[k], syy[k] = s[k, 2] / d, -s[k, 1] / d, s[k, 0] / d
+        if dof[k] > 1.0:
+            red[k] = chi[k] / (dof[k] - 1.0)
+    return x, y, sxx, sxy, syy, red
+
+
+@jit
+def reassign(cls, ox, oy, b, sb, r, sr, cx, cy, ccls, cell_m, reach_m, gate2, floor_m):
+    """Each observation to the best centre of its class whose position fits its bearing (and
+    range) within the gate and lies within ``reach_m`` of its end point (or, without a range,
+    of its first 4 x ``reach_m`` metres), or -1."""
+    size = 1
+    while size < 2 * cx.shape[0] + 2:
+        size *= 2
+    mask = size - 1
+    head = np.full(size, EMPTY, dtype=np.int64)
+    nxt = np.full(max(cx.shape[0], 1), EMPTY, dtype=np.int64)
+    for k in range(cx.shape[0]):
+        ix, iy = _cell(cx[k], cy[k], cell_m)
+        h = _hash(ix, iy, mask)
+        nxt[k] = head[h]
+        head[h] = k
+    n_reach = int(np.ceil(reach_m / cell_m))
     labels = np.full(ox.shape[0], EMPTY, dtype=np.int64)
     for i in range(ox.shape[0]):
-        labels[i] = _nearest_centre(i, cls, ox, oy, b, sb, r, sr, cx, cy, ccls, head, nxt, mask, cell_m, reach_m,
-                                    ray_m, gate2, floor_m)
+        ux, uy = np.sin(b[i]), np.cos(b[i])
+        if not np.isnan(r[i]):
+            px, py, steps = ox[i] + r[i] * ux, oy[i] + r[i] * uy, 1
+        else:
+            px, py, steps = ox[i], oy[i], int(4.0 * reach_m / cell_m) + 1
+        best, best_g = EMPTY, gate2
+        for st in range(steps):
+            ix, iy = _cell(px + st * cell_m * ux, py + st * cell_m * uy, cell_m)
+            for gx in range(ix - n_reach, ix + n_reach + 1):
+                for gy in range(iy - n_reach, iy + n_reach + 1):
+                    k = head[_hash(gx, gy, mask)]
+                    while k != EMPTY:
+                        if ccls[k] == cls[i] and (np.isnan(r[i]) or np.hypot(cx[k] - px, cy[k] - py) <= reach_m):
+                            g = _gate2(i, cx[k], cy[k], ox, oy, b, sb, r, sr, floor_m)
+                            if g < best_g:
+                                best_g = g
+                                best = k
+                        k = nxt[k]
+        labels[i] = best
     return labels
