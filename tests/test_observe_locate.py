@@ -121,12 +121,17 @@ def test_observe_bearing_and_range_from_the_box():
     assert len(rejected) == 0
     o = obs.iloc[0]
     assert o["bearing_deg"] == pytest.approx(np.degrees(np.arctan2(5.0, 20.0)), abs=0.01)
-    assert o["range_m"] == pytest.approx(np.hypot(5.0, 20.0), rel=1e-6)
+    # f H / h, less the bias of dividing by a height with two noisy edges
+    h_px = cam.focal_px * 0.64 / 20.0
+    assert o["range_m"] == pytest.approx(np.hypot(5.0, 20.0) / (1 + 2 * (cam.pixel_sigma_px / h_px) ** 2), rel=1e-6)
     x, y = PROJ.to_metres([o["lon"]], [o["lat"]])
     assert y[0] - Y0 == pytest.approx(105.0, abs=0.01)
     # sigmas: not constants; a smaller (farther) box is less certain
     far = observe(pd.DataFrame([_detection(cam, 10.5, 5.0, 40.0)]), _matched(), cam)[0].iloc[0]
     assert far["range_sigma_m"] > o["range_sigma_m"] > 0 and o["bearing_sigma_deg"] > 0
+    # a box a few pixels high: a bearing, but no range
+    tiny = observe(pd.DataFrame([_detection(cam, 10.5, 5.0, 70.0)]), _matched(), cam)[0].iloc[0]
+    assert np.isnan(tiny["range_m"]) and np.isnan(tiny["range_sigma_m"]) and tiny["bearing_sigma_deg"] > 0
 
 
 def test_observe_counts_detections_without_a_pose():
