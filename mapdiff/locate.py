@@ -3,8 +3,8 @@
 1. Tracks: within a trip, observations of one class whose rays meet (and ranges agree) from
    frame to frame chain into a track, one observation per frame, a track ending after
    ``track_gap_s`` unseen. The frames of one pass share the vehicle's pose error, so they are
-   compared with the bearing's frame-to-frame sigma (at most ``track_bearing_sigma_deg``), not
-   the absolute one. A track's point is the robust least-squares fit of its rays and ranges;
+   compared with the frame-to-frame sigmas (bearing at most ``track_bearing_sigma_deg``, range at
+   most ``track_range_rel`` of itself), not the absolute ones. A track's point is the robust least-squares fit of its rays and ranges;
    rays that never meet (one bearing-only sighting) make no point, so rays from different
    objects cannot make ghost objects where they cross.
 2. Pose: a track's point is off by its pass's pose error, along the direction of travel more
@@ -54,6 +54,7 @@ class LocateConfig:
     track_gap_s: float = 3.0
     track_bearing_sigma_deg: float = 1.0
     track_turn_deg: float = 5.0
+    track_range_rel: float = 0.15
     pose_sigma_m: float = 3.0
     confusion_ratio: float = 0.2
     huber_k: float = 2.0
@@ -63,7 +64,7 @@ class LocateConfig:
 
     def validate(self) -> "LocateConfig":
         for name in ("reach_m", "gate_sigma", "huber_k", "cell_m", "floor_m", "track_gap_s",
-                     "track_bearing_sigma_deg", "track_turn_deg", "pose_sigma_m", "confusion_m"):
+                     "track_bearing_sigma_deg", "track_turn_deg", "pose_sigma_m", "confusion_m", "track_range_rel"):
             if not getattr(self, name) > 0:
                 msg = f"{name} must be > 0; found {getattr(self, name)}"
                 raise ConfigError(msg)
@@ -144,12 +145,13 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     cls_codes, classes = pd.factorize(observations["class"].astype(str), sort=True)
     cls_codes = cls_codes.astype(np.int64)
     trip = pd.factorize(observations["trip_id"].astype(str))[0].astype(np.int64)
-    # within a pass the pose error is shared: frames differ by the bearing's own noise only
+    # within a pass the pose error is shared: frames differ by the box's own noise only
     sb_track = np.minimum(np.radians(sb_deg), np.radians(config.track_bearing_sigma_deg))
+    sr_track = np.minimum(sr, config.track_range_rel * r)
     order = np.lexsort((t, trip)).astype(np.int64)
-    track = build_tracks(order, trip, t, cls_codes, ox, oy, b, sb_track, r, sr, config.track_gap_s,
+    track = build_tracks(order, trip, t, cls_codes, ox, oy, b, sb_track, r, sr_track, config.track_gap_s,
                          config.gate_sigma**2, config.floor_m, config.track_turn_deg)
-    tracks = _track_points(track, trip, t, cls_codes, ox, oy, b, sb_track, r, sr, config)
+    tracks = _track_points(track, trip, t, cls_codes, ox, oy, b, sb_track, r, sr_track, config)
     if "value" in observations:
         tracks["value"] = _track_values(observations["value"], track, len(tracks))
     _drop_confused_tracks(tracks, config)

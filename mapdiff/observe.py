@@ -51,6 +51,9 @@ class ObserveConfig:
     min_baseline_m : the heading comes from matched fixes at least this far apart.
     max_heading_window_s : ... looked for within this many seconds of the detection.
     min_pose_sigma_m : floor of the pose position error.
+    road_agree_deg : the matched road's heading is used where it agrees this well with the
+        direction of the motion (a car at a stop line gets matched onto roads it is not on).
+    still_mps : a car slower than this along the matched route stands, heading the way it came.
     """
 
     max_gap_s: float = 5.0
@@ -58,9 +61,11 @@ class ObserveConfig:
     min_baseline_m: float = 20.0
     max_heading_window_s: float = 30.0
     min_pose_sigma_m: float = 1.0
+    road_agree_deg: float = 45.0
+    still_mps: float = 2.0
 
     def validate(self) -> "ObserveConfig":
-        for name in ("max_gap_s", "min_baseline_m", "max_heading_window_s", "min_pose_sigma_m"):
+        for name in ("max_gap_s", "min_baseline_m", "max_heading_window_s", "min_pose_sigma_m", "road_agree_deg", "still_mps"):
             if not getattr(self, name) > 0:
                 msg = f"{name} must be > 0; found {getattr(self, name)}"
                 raise ConfigError(msg)
@@ -144,7 +149,7 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     Returns (observations, rejected); ``rejected`` holds the detections without a pose and a
     ``reason`` column.
     """
-    from mapdiff._kernels.observe import interpolate_poses
+    from mapdiff._kernels.observe import interpolate_poses, route_distance
     from mapdiff.projection import LocalProjection
 
     config = (config or ObserveConfig()).validate()
@@ -160,9 +165,11 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     geom = (network.vx, network.vy, network.vcum, network.vptr) if network is not None else (
         np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64))
     q_trip = pd.Index(trips).get_indexer(detections["trip_id"].astype(str).to_numpy()).astype(np.int64)
+    ms = route_distance(ptr, mx, my, medge, moff, geom[2], geom[3])
     x, y, heading, baseline, turn, status = interpolate_poses(ptr, mt, mx, my, medge, moff, q_trip, t_det,
                                                         config.max_gap_s, config.edge_tol_s, config.min_baseline_m,
-                                                        config.max_heading_window_s, geom)
+                                                        config.max_heading_window_s, config.road_agree_deg,
+                                                        config.still_mps, ms, geom)
     ok = status == 0
     pose_sigma = np.maximum(np.where(q_trip >= 0, rms[np.maximum(q_trip, 0)] if len(rms) else 0.0, 0.0),
                             config.min_pose_sigma_m)[ok]
