@@ -60,7 +60,7 @@ class LocateConfig:
     huber_k: float = 2.0
     rounds: int = 3
     split_share: float = 0.3
-    cell_m: float = 5.0
+    cell_m: float = 15.0
 
     def validate(self) -> "LocateConfig":
         for name in ("reach_m", "gate_sigma", "huber_k", "cell_m", "floor_m", "track_gap_s",
@@ -142,16 +142,15 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     x0, y0 = float(np.median(ox)), float(np.median(oy))
     ox, oy = ox - x0, oy - y0
     b = np.radians(bearing)
-    cls_codes, classes = pd.factorize(observations["class"].astype(str), sort=True)
-    cls_codes = cls_codes.astype(np.int64)
-    trip = pd.factorize(observations["trip_id"].astype(str))[0].astype(np.int64)
+    cls_codes, classes = _codes(observations["class"])
+    trip = _codes(observations["trip_id"])[0]
     # within a pass the pose error is shared: frames differ by the box's own noise only
     sb_track = np.minimum(np.radians(sb_deg), np.radians(config.track_bearing_sigma_deg))
     sr_track = np.minimum(sr, config.track_range_rel * r)
     order = np.lexsort((t, trip)).astype(np.int64)
-    track = build_tracks(order, trip, t, cls_codes, ox, oy, b, sb_track, r, sr_track, config.track_gap_s,
-                         config.gate_sigma**2, config.floor_m, config.track_turn_deg)
-    tracks = _track_points(track, trip, t, cls_codes, ox, oy, b, sb_track, r, sr_track, config)
+    track, first, last = build_tracks(order, trip, t, cls_codes, ox, oy, b, sb_track, r, sr_track, config.track_gap_s,
+                                      config.gate_sigma**2, config.floor_m, config.track_turn_deg)
+    tracks = _track_points(track, first, last, trip, t, cls_codes, ox, oy, b, sb_track, r, sr_track, config)
     if "value" in observations:
         tracks["value"] = _track_values(observations["value"], track, len(tracks))
     _drop_confused_tracks(tracks, config)
@@ -171,13 +170,21 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
                     n_trips, proj)
 
 
-def _track_points(track, trip, t, cls, ox, oy, b, sb, r, sr, config):
-    """One row per track: its point and covariance from its own rays and ranges (NaN when
-    they fix no point), direction of travel (ux, uy; NaN when the observer stood still), class,
+def _codes(col):
+    """Integer codes and names of a label column (a categorical's without a string copy)."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return col.cat.codes.to_numpy().astype(np.int64), np.asarray(col.cat.categories.astype(str), dtype=object)
+    codes, names = pd.factorize(col.astype(str), sort=True)
+    return codes.astype(np.int64), np.asarray(names, dtype=object)
+
+
+def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, r, sr, config):
+    """One row per track (``first`` and ``last`` observation given): its point and covariance
+    from its own rays and ranges (NaN when they fix no point), direction of travel (ux, uy; NaN when the observer stood still), class,
     trip, observation count and time span."""
     from mapdiff._kernels.locate import solve
 
-    n = int(track.max()) + 1 if len(track) else 0
+    n = len(first)
     n_obs = np.bincount(track, minlength=n)
     # start from the mean end point (20 m along a ray without a range)
     dist = np.where(np.isnan(r), 20.0, r)
@@ -185,9 +192,6 @@ def _track_points(track, trip, t, cls, ox, oy, b, sb, r, sr, config):
     sy = np.bincount(track, weights=oy + dist * np.cos(b), minlength=n) / np.maximum(n_obs, 1)
     x, y, sxx, sxy, syy, red = solve(track, n, sx, sy, ox, oy, b, sb, r, sr, config.huber_k, 3)
     scale = np.maximum(red, 1.0)
-    by = np.lexsort((t, track))
-    ptr = np.concatenate(([0], np.cumsum(n_obs)))
-    first, last = by[ptr[:-1]], by[ptr[1:] - 1]
     dx, dy = ox[last] - ox[first], oy[last] - oy[first]
     moved = np.hypot(dx, dy)
     with np.errstate(invalid="ignore", divide="ignore"):

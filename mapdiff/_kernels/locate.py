@@ -59,7 +59,7 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
     a track takes one observation per frame and ends after ``gap_s`` seconds unseen) or starts a
     new one. A track's point is the least-squares fit of its rays and ranges so far; a track
     without one (bearing-only rays that do not yet meet) takes a ray within ``turn_deg`` of its
-    last. Returns the track of each observation.
+    last. Returns the track of each observation and each track's first and last observation.
     """
     n = order.shape[0]
     track = np.full(ox.shape[0], EMPTY, dtype=np.int64)
@@ -73,7 +73,13 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
     last_t = np.zeros(n)
     last_b = np.zeros(n)
     t_cls = np.zeros(n, dtype=np.int64)
+    first = np.empty(n, dtype=np.int64)
+    last = np.empty(n, dtype=np.int64)
     active = np.empty(n, dtype=np.int64)
+    cap = 64
+    pg = np.empty(cap)
+    pi = np.empty(cap, dtype=np.int64)
+    pk = np.empty(cap, dtype=np.int64)
     n_active = 0
     m = 0
     turn = np.radians(turn_deg)
@@ -94,10 +100,11 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
         n_active = keep
         # candidate pairs (observation, track) in the gate, best first
         n_pair = 0
-        cap = (e - s) * max(n_active, 1)
-        pg = np.empty(cap)
-        pi = np.empty(cap, dtype=np.int64)
-        pk = np.empty(cap, dtype=np.int64)
+        if (e - s) * n_active > cap:
+            cap = 2 * (e - s) * n_active
+            pg = np.empty(cap)
+            pi = np.empty(cap, dtype=np.int64)
+            pk = np.empty(cap, dtype=np.int64)
         for q in range(s, e):
             i = order[q]
             for a in range(n_active):
@@ -115,7 +122,7 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
                     pk[n_pair] = k
                     n_pair += 1
         taken = np.zeros(n_pair, dtype=np.bool_)
-        by_g = np.argsort(pg[:n_pair])
+        by_g = np.argsort(pg[:n_pair]) if n_pair > 1 else np.arange(n_pair)
         for p in by_g:
             i, k = pi[p], pk[p]
             if track[i] != EMPTY or taken[p]:
@@ -129,6 +136,7 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
             if track[i] == EMPTY:
                 track[i] = m
                 t_cls[m] = cls[i]
+                first[m] = i
                 active[n_active] = m
                 n_active += 1
                 m += 1
@@ -156,8 +164,9 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
             tx[k], ty[k] = _solve2(a11[k], a12[k], a22[k], b1[k], b2[k])
             last_t[k] = now
             last_b[k] = b[i]
+            last[k] = i
         s = e
-    return track
+    return track, first[:m].copy(), last[:m].copy()
 
 
 @jit
@@ -269,6 +278,18 @@ def _mahal2(dx, dy, cxx, cxy, cyy):
 
 
 @jit
+def _unlink(head, nxt, h, k):
+    """Take centre k out of bucket h's list."""
+    if head[h] == k:
+        head[h] = nxt[k]
+        return
+    p = head[h]
+    while nxt[p] != k:
+        p = nxt[p]
+    nxt[p] = nxt[k]
+
+
+@jit
 def cluster(order, px, py, pxx, pxy, pyy, pcls, cx, cy, cxx, cxy, cyy, ccls, cell_m, reach_m, gate2, floor_m):
     """Leader clustering of points with covariances.
 
@@ -297,11 +318,13 @@ def cluster(order, px, py, pxx, pxy, pyy, pcls, cx, cy, cxx, cxy, cyy, ccls, cel
     mask = size - 1
     head = np.full(size, EMPTY, dtype=np.int64)
     nxt = np.full(cap, EMPTY, dtype=np.int64)
+    filed = np.empty(cap, dtype=np.int64)  # the bucket each centre is in
     for k in range(n0):
         ix, iy = _cell(x[k], y[k], cell_m)
         h = _hash(ix, iy, mask)
         nxt[k] = head[h]
         head[h] = k
+        filed[k] = h
     m = n0
     labels = np.full(px.shape[0], EMPTY, dtype=np.int64)
     f2 = floor_m**2
@@ -312,8 +335,7 @@ def cluster(order, px, py, pxx, pxy, pyy, pcls, cx, cy, cxx, cxy, cyy, ccls, cel
         half = 0.5 * (pxx[i] - pyy[i])
         major2 = 0.5 * (pxx[i] + pyy[i]) + np.sqrt(half * half + pxy[i] * pxy[i]) + f2
         reach = min(max(reach_m, np.sqrt(gate2 * major2)), 4.0 * reach_m)
-        # a new centre drifts a little from the cell it was filed in: look one cell further
-        n_reach = int(np.ceil(reach / cell_m)) + 1
+        n_reach = int(np.ceil(reach / cell_m))
         best, best_g = EMPTY, gate2
         for gx in range(ix - n_reach, ix + n_reach + 1):
             for gy in range(iy - n_reach, iy + n_reach + 1):
@@ -340,11 +362,13 @@ def cluster(order, px, py, pxx, pxy, pyy, pcls, cx, cy, cxx, cxy, cyy, ccls, cel
                 c_cls = np.concatenate((c_cls, np.empty(cap - m, dtype=np.int64)))
                 info = np.concatenate((info, np.zeros((cap - m, 5))))
                 nxt = np.concatenate((nxt, np.full(cap - m, EMPTY, dtype=np.int64)))
+                filed = np.concatenate((filed, np.empty(cap - m, dtype=np.int64)))
             best = m
             c_cls[m] = pcls[i]
             h = _hash(ix, iy, mask)
             nxt[m] = head[h]
             head[h] = m
+            filed[m] = h
             m += 1
         labels[i] = best
         if info[best, 0] >= 0.0:
@@ -358,6 +382,14 @@ def cluster(order, px, py, pxx, pxy, pyy, pcls, cx, cy, cxx, cxy, cyy, ccls, cel
             vxx[best], vxy[best], vyy[best] = s[2] / d, -s[1] / d, s[0] / d
             x[best] = vxx[best] * s[3] + vxy[best] * s[4]
             y[best] = vxy[best] * s[3] + vyy[best] * s[4]
+            gx, gy = _cell(x[best], y[best], cell_m)
+            h = _hash(gx, gy, mask)
+            if h != filed[best]:
+                # the centre moved to another cell: re-file it there
+                _unlink(head, nxt, filed[best], best)
+                nxt[best] = head[h]
+                head[h] = best
+                filed[best] = h
     return labels, x[:m].copy(), y[:m].copy(), vxx[:m].copy(), vxy[:m].copy(), vyy[:m].copy(), c_cls[:m].copy()
 
 
