@@ -39,6 +39,8 @@ from mapdiff.errors import ConfigError, InputError
 
 #: the least pose error the scatter of tracks may report
 MIN_POSE_SIGMA_M = 0.3
+#: a track tells its pass's pose error only against an object at least this many trips saw
+MIN_TRIPS_FOR_OFFSET = 3
 OBJECT_COLUMNS = ["object_id", "class", "value", "value_share", "value_votes", "lon", "lat", "sigma_m",
                   "n_observations", "n_trips", "t_first", "t_last", "score", "weak"]
 
@@ -56,6 +58,7 @@ class LocateConfig:
     track_turn_deg: float = 5.0
     track_range_rel: float = 0.15
     pose_sigma_m: float = 3.0
+    offset_window_s: float = 30.0
     confusion_ratio: float = 0.2
     huber_k: float = 2.0
     rounds: int = 3
@@ -64,7 +67,7 @@ class LocateConfig:
 
     def validate(self) -> "LocateConfig":
         for name in ("reach_m", "gate_sigma", "huber_k", "cell_m", "floor_m", "track_gap_s",
-                     "track_bearing_sigma_deg", "track_turn_deg", "pose_sigma_m", "confusion_m", "track_range_rel"):
+                     "track_bearing_sigma_deg", "track_turn_deg", "pose_sigma_m", "confusion_m", "track_range_rel", "offset_window_s"):
             if not getattr(self, name) > 0:
                 msg = f"{name} must be > 0; found {getattr(self, name)}"
                 raise ConfigError(msg)
@@ -147,15 +150,19 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     # within a pass the pose error is shared: frames differ by the box's own noise only
     sb_track = np.minimum(np.radians(sb_deg), np.radians(config.track_bearing_sigma_deg))
     sr_track = np.minimum(sr, config.track_range_rel * r)
-    order = np.lexsort((t, trip)).astype(np.int64)
+    # most inputs come sorted by trip and time already: skip the sort then
+    in_order = len(t) < 2 or bool(np.all((np.diff(trip) > 0) | ((np.diff(trip) == 0) & (np.diff(t) >= 0))))
+    order = np.arange(len(t), dtype=np.int64) if in_order else np.lexsort((t, trip)).astype(np.int64)
     track, first, last = build_tracks(order, trip, t, cls_codes, ox, oy, b, sb_track, r, sr_track, config.track_gap_s,
                                       config.gate_sigma**2, config.floor_m, config.track_turn_deg)
-    tracks = _track_points(track, first, last, trip, t, cls_codes, ox, oy, b, sb_track, r, sr_track, config)
-    if "value" in observations:
+    tracks = _track_points(track, first, last, trip, t, cls_codes, ox, oy, b, np.radians(sb_deg), sb_track, r,
+                           sr_track, config)
+    has_values = "value" in observations and bool(observations["value"].notna().any())
+    if has_values:
         tracks["value"] = _track_values(observations["value"], track, len(tracks))
     _drop_confused_tracks(tracks, config)
     labels, centres = _objects_of_tracks(tracks, config)
-    if "value" in observations:
+    if has_values:
         labels, centres = _split_values(tracks, labels, centres, config)
     x, y, sxx, sxy, syy, red, n_trips = _fit(tracks, labels, centres, config)
     obs_labels = np.where(track >= 0, labels[np.maximum(track, 0)], -1)
@@ -178,7 +185,7 @@ def _codes(col):
     return codes.astype(np.int64), np.asarray(names, dtype=object)
 
 
-def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, r, sr, config):
+def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, sb_track, r, sr, config):
     """One row per track (``first`` and ``last`` observation given): its point and covariance
     from its own rays and ranges (NaN when they fix no point), direction of travel (ux, uy; NaN when the observer stood still), class,
     trip, observation count and time span."""
@@ -186,18 +193,31 @@ def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, r, sr, config
 
     n = len(first)
     n_obs = np.bincount(track, minlength=n)
+    per = np.maximum(n_obs, 1)
     # start from the mean end point (20 m along a ray without a range)
     dist = np.where(np.isnan(r), 20.0, r)
-    sx = np.bincount(track, weights=ox + dist * np.sin(b), minlength=n) / np.maximum(n_obs, 1)
-    sy = np.bincount(track, weights=oy + dist * np.cos(b), minlength=n) / np.maximum(n_obs, 1)
-    x, y, sxx, sxy, syy, red = solve(track, n, sx, sy, ox, oy, b, sb, r, sr, config.huber_k, 3)
+    sx = np.bincount(track, weights=ox + dist * np.sin(b), minlength=n) / per
+    sy = np.bincount(track, weights=oy + dist * np.cos(b), minlength=n) / per
+    x, y, sxx, sxy, syy, red = solve(track, n, sx, sy, ox, oy, b, sb_track, r, sr, config.huber_k, 3)
     scale = np.maximum(red, 1.0)
+    # the bearing error the frames share (the heading's) turns the whole track about the
+    # observer: across the mean ray, times the distance
+    shared = np.bincount(track, weights=sb**2 - sb_track**2, minlength=n) / per
+    dist2 = np.bincount(track, weights=(x[track] - ox) ** 2 + (y[track] - oy) ** 2, minlength=n) / per
+    bx = np.bincount(track, weights=np.sin(b), minlength=n)
+    by = np.bincount(track, weights=np.cos(b), minlength=n)
+    norm = np.maximum(np.hypot(bx, by), 1e-12)
+    nx, ny = by / norm, -bx / norm
+    turn2 = shared * dist2
+    sxx = sxx * scale + turn2 * nx * nx
+    sxy = sxy * scale + turn2 * nx * ny
+    syy = syy * scale + turn2 * ny * ny
     dx, dy = ox[last] - ox[first], oy[last] - oy[first]
     moved = np.hypot(dx, dy)
     with np.errstate(invalid="ignore", divide="ignore"):
         ux = np.where(moved > 2.0, dx / moved, np.nan)
         uy = np.where(moved > 2.0, dy / moved, np.nan)
-    return pd.DataFrame({"x": x, "y": y, "xx": sxx * scale, "xy": sxy * scale, "yy": syy * scale,
+    return pd.DataFrame({"x": x, "y": y, "xx": sxx, "xy": sxy, "yy": syy,
                          "ux": ux, "uy": uy, "cls": cls[first], "trip": trip[first], "n_obs": n_obs,
                          "t0": t[first], "t1": t[last], "kept": np.isfinite(x) & np.isfinite(sxx)})
 
@@ -263,33 +283,51 @@ def _with_pose(tracks, along_m, across_m):
 
 
 def _objects_of_tracks(tracks, config):
-    """Cluster the kept tracks into objects (see the module docstring, step 3). Returns the
-    object of each track (-1: none) and the centres (x, y, cls) with the tracks' covariances
-    (pose error included) in ``tracks``."""
-    from mapdiff._kernels.locate import cluster
+    """Cluster the kept tracks into objects (see the module docstring, steps 2-3). Returns the
+    object of each track (-1: none) and the centres (x, y, cls); the tracks' corrected points
+    and covariances go into ``tracks`` (px, py, pxx, pxy, pyy)."""
+    from mapdiff._kernels.locate import cluster, trip_offsets
 
     kept = np.flatnonzero(tracks["kept"].to_numpy())
     tr = tracks.iloc[kept]
-    px, py = tr["x"].to_numpy(), tr["y"].to_numpy()
+    x0, y0 = tr["x"].to_numpy(), tr["y"].to_numpy()
+    own = tr["xx"].to_numpy(), tr["xy"].to_numpy(), tr["yy"].to_numpy()
     pcls = tr["cls"].to_numpy().astype(np.int64)
+    trip = tr["trip"].to_numpy()
+    t_mid = 0.5 * (tr["t0"].to_numpy() + tr["t1"].to_numpy())
+    by_time = np.lexsort((t_mid, trip)).astype(np.int64)
     along_m = across_m = config.pose_sigma_m
+    off_x = off_y = np.zeros(len(tr))
     given = {k: np.zeros(0) for k in ("x", "y", "xx", "xy", "yy")}
     given["cls"] = np.zeros(0, dtype=np.int64)
     gate2 = config.gate_sigma**2
-    for rnd in range(config.rounds + 1):
+    rounds = int(config.rounds)
+    for rnd in range(rounds + 1):
         pxx, pxy, pyy = _with_pose(tr, along_m, across_m)
+        px, py = x0 - off_x, y0 - off_y
         order = np.argsort(pxx + pyy, kind="stable").astype(np.int64)
         lab, cx, cy, _, _, _, ccls = cluster(order, px, py, pxx, pxy, pyy, pcls, given["x"], given["y"], given["xx"],
                                              given["xy"], given["yy"], given["cls"], config.cell_m, config.reach_m,
                                              gate2, config.floor_m)
-        x, y, sxx, sxy, syy, _, n_trips = _fuse(lab, cx, cy, px, py, pxx, pxy, pyy, tr["trip"].to_numpy(), config)
-        if rnd == config.rounds:
+        x, y, sxx, sxy, syy, _, n_trips = _fuse(lab, cx, cy, px, py, pxx, pxy, pyy, trip, config)
+        if rnd == rounds:
             break
         alive = (n_trips > 0) & _merge(x, y, sxx, sxy, syy, ccls, n_trips, gate2, config.reach_m)
-        along_m, across_m = _pose_sigmas(tr, lab, x, y, n_trips, along_m, across_m)
+        if rnd == 0:
+            prior_var = 0.5 * sum(v**2 for v in _pose_sigmas(tr, x0, y0, lab, x, y, n_trips, along_m, across_m))
+        # the pass's pose error, from how its other tracks sit against their objects; what is
+        # left of it is measured from the corrected points' scatter
+        known = n_trips[lab] >= MIN_TRIPS_FOR_OFFSET
+        w = np.where(known, 2.0 / (own[0] + own[2] + sxx[lab] + syy[lab] + config.floor_m**2), 0.0)
+        off_x, off_y, _ = trip_offsets(by_time, trip, t_mid, x0 - x[lab], y0 - y[lab], w, config.offset_window_s,
+                                       prior_var)
+        along_m, across_m = _pose_sigmas(tr, x0 - off_x, y0 - off_y, lab, x, y, n_trips, along_m, across_m)
         given = {"x": x[alive], "y": y[alive], "xx": sxx[alive], "xy": sxy[alive], "yy": syy[alive],
                  "cls": ccls[alive]}
-    tracks["pxx"], tracks["pxy"], tracks["pyy"] = _with_pose(tracks, along_m, across_m)
+    for col, v in zip(("px", "py", "pxx", "pxy", "pyy"), (px, py, pxx, pxy, pyy)):
+        full = np.full(len(tracks), np.nan)
+        full[kept] = v
+        tracks[col] = full
     labels = np.full(len(tracks), -1, dtype=np.int64)
     labels[kept] = lab
     return labels, {"x": x, "y": y, "cls": ccls}
@@ -307,7 +345,7 @@ def _fit(tracks, labels, centres, config):
     trips."""
     tr = tracks[labels >= 0]
     lab = labels[labels >= 0]
-    return _fuse(lab, centres["x"], centres["y"], tr["x"].to_numpy(), tr["y"].to_numpy(), tr["pxx"].to_numpy(),
+    return _fuse(lab, centres["x"], centres["y"], tr["px"].to_numpy(), tr["py"].to_numpy(), tr["pxx"].to_numpy(),
                  tr["pxy"].to_numpy(), tr["pyy"].to_numpy(), tr["trip"].to_numpy(), config)
 
 
@@ -334,17 +372,17 @@ def _merge(x, y, sxx, sxy, syy, ccls, n_trips, gate2, reach_m):
     return alive
 
 
-def _pose_sigmas(tr, lab, x, y, n_trips, along_m, across_m):
-    """The pose error along and across the direction of travel, from the scatter of the tracks
-    (whose objects at least 5 trips saw) around their objects, less the tracks' own error;
-    the given values when too few tracks tell."""
+def _pose_sigmas(tr, px, py, lab, x, y, n_trips, along_m, across_m):
+    """The pose error along and across the direction of travel, from the scatter of the tracks'
+    points (px, py) around their objects (those at least 5 trips saw), less the tracks' own
+    error; the given values when too few tracks tell."""
     ok = (lab >= 0) & ~np.isnan(tr["ux"].to_numpy())
     ok[ok] = n_trips[lab[ok]] >= 5
     if ok.sum() < 50:
         return along_m, across_m
     t = tr[ok]
     ux, uy = t["ux"].to_numpy(), t["uy"].to_numpy()
-    dx, dy = t["x"].to_numpy() - x[lab[ok]], t["y"].to_numpy() - y[lab[ok]]
+    dx, dy = px[ok] - x[lab[ok]], py[ok] - y[lab[ok]]
     out = []
     for vx, vy in ((ux, uy), (uy, -ux)):
         spread = 1.4826 * np.median(np.abs(dx * vx + dy * vy))
@@ -353,11 +391,10 @@ def _pose_sigmas(tr, lab, x, y, n_trips, along_m, across_m):
     return out[0], out[1]
 
 
-
 def _trip_votes(observations, labels, trip):
     """Per (object, value): how many trips voted for it (a trip votes its most frequent value)."""
     has = labels >= 0
-    if "value" not in observations:
+    if "value" not in observations or not observations["value"].notna().any():
         return pd.DataFrame(columns=["label", "value", "trips"])
     v = pd.DataFrame({"label": labels[has], "trip": trip[has],
                       "value": observations["value"].astype(object).where(observations["value"].notna(), None)

@@ -54,6 +54,8 @@ class ObserveConfig:
     road_agree_deg : the matched road's heading is used where it agrees this well with the
         direction of the motion (a car at a stop line gets matched onto roads it is not on).
     still_mps : a car slower than this along the matched route stands, heading the way it came.
+    lane_offset_m : how far right of a two-way road's centre line the camera drives (half a
+        lane in right-hand traffic; negative where traffic keeps left; 0 to switch it off).
     """
 
     max_gap_s: float = 5.0
@@ -63,9 +65,11 @@ class ObserveConfig:
     min_pose_sigma_m: float = 1.0
     road_agree_deg: float = 45.0
     still_mps: float = 2.0
+    lane_offset_m: float = 1.5
 
     def validate(self) -> "ObserveConfig":
-        for name in ("max_gap_s", "min_baseline_m", "max_heading_window_s", "min_pose_sigma_m", "road_agree_deg", "still_mps"):
+        for name in ("max_gap_s", "min_baseline_m", "max_heading_window_s", "min_pose_sigma_m", "road_agree_deg",
+                     "still_mps"):
             if not getattr(self, name) > 0:
                 msg = f"{name} must be > 0; found {getattr(self, name)}"
                 raise ConfigError(msg)
@@ -138,6 +142,17 @@ def _kernel_edges(matched, network, source):
     return rows.astype(np.int64)
 
 
+def _lane_offsets(network, lane_offset_m):
+    """Per kernel edge: how far right of its line a car drives (``lane_offset_m`` on a two-way
+    road, one whose reverse edge the map also has; 0 on a one-way road)."""
+    e = network.edges
+    fwd = pd.MultiIndex.from_arrays([e["u"].to_numpy(), e["v"].to_numpy()])
+    back = pd.MultiIndex.from_arrays([e["v"].to_numpy(), e["u"].to_numpy()])
+    lane = np.zeros(len(network.edge_len))
+    lane[:len(e)] = np.where(back.isin(fwd), lane_offset_m, 0.0)
+    return lane
+
+
 def observe(detections, matched, camera: Camera, config: ObserveConfig | None = None, *, network=None,
             source="detections", matched_source="matched"):
     """Observations (``OBSERVATION_COLUMNS`` plus ``detection_id`` when the input has one) for
@@ -166,10 +181,11 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
         np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64))
     q_trip = pd.Index(trips).get_indexer(detections["trip_id"].astype(str).to_numpy()).astype(np.int64)
     ms = route_distance(ptr, mx, my, medge, moff, geom[2], geom[3])
+    lane = _lane_offsets(network, config.lane_offset_m) if network is not None else np.zeros(1)
     x, y, heading, baseline, turn, status = interpolate_poses(ptr, mt, mx, my, medge, moff, q_trip, t_det,
                                                         config.max_gap_s, config.edge_tol_s, config.min_baseline_m,
                                                         config.max_heading_window_s, config.road_agree_deg,
-                                                        config.still_mps, ms, geom)
+                                                        config.still_mps, ms, lane, geom)
     ok = status == 0
     pose_sigma = np.maximum(np.where(q_trip >= 0, rms[np.maximum(q_trip, 0)] if len(rms) else 0.0, 0.0),
                             config.min_pose_sigma_m)[ok]
@@ -198,8 +214,7 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     heading_sigma = np.sqrt(np.radians(ROAD_HEADING_SIGMA_DEG) ** 2 + np.arctan2(np.sqrt(2.0) * pose_sigma, baseline[ok]) ** 2
                             + (np.radians(turn[ok]) / 4.0) ** 2)
     pix_sigma = (sig_px / np.sqrt(2.0)) * np.cos(off) ** 2 / focal
-    across = np.arctan2(pose_sigma, np.maximum(rng, 1.0))
-    bearing_sigma = np.degrees(np.sqrt(pix_sigma**2 + heading_sigma**2 + across**2))
+    bearing_sigma = np.degrees(np.sqrt(pix_sigma**2 + heading_sigma**2))
     lon, lat = proj.to_lonlat(x[ok], y[ok])
     keep_cols = ["detection_id"] if "detection_id" in detections else []
     det_ok = detections.loc[ok]

@@ -480,3 +480,47 @@ def reassign(cls, ox, oy, b, sb, r, sr, cx, cy, ccls, cell_m, reach_m, gate2, fl
                         k = nxt[k]
         labels[i] = best
     return labels
+
+
+@jit
+def trip_offsets(order, trip, t, dx, dy, w, window_s, prior_var):
+    """Each track's pose offset: the weighted mean of the residuals (dx, dy; weight w, 0 where
+    unknown) of the other tracks of its trip within ``window_s`` seconds, shrunk towards zero
+    by a prior of variance ``prior_var``. ``order`` sorts the tracks by trip then time.
+    Returns the offsets and their variance."""
+    n = order.shape[0]
+    ox = np.zeros(n)
+    oy = np.zeros(n)
+    var = np.full(n, prior_var)
+    s = 0
+    while s < n:
+        e = s + 1
+        while e < n and trip[order[e]] == trip[order[s]]:
+            e += 1
+        lo = s
+        hi = s
+        sw = 0.0
+        sx = 0.0
+        sy = 0.0
+        for q in range(s, e):
+            k = order[q]
+            # slide the window [t - window_s, t + window_s] over the trip's tracks
+            while hi < e and t[order[hi]] <= t[k] + window_s:
+                j = order[hi]
+                sw += w[j]
+                sx += w[j] * dx[j]
+                sy += w[j] * dy[j]
+                hi += 1
+            while t[order[lo]] < t[k] - window_s:
+                j = order[lo]
+                sw -= w[j]
+                sx -= w[j] * dx[j]
+                sy -= w[j] * dy[j]
+                lo += 1
+            # leave the track itself out: its offset must come from the others
+            den = sw - w[k] + 1.0 / prior_var
+            ox[k] = (sx - w[k] * dx[k]) / den
+            oy[k] = (sy - w[k] * dy[k]) / den
+            var[k] = 1.0 / den
+        s = e
+    return ox, oy, var

@@ -61,7 +61,7 @@ def _speed(a, b, i, t, m_t, m_s):
 
 @jit
 def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_s, edge_tol_s, min_baseline_m,
-                      max_window_s, agree_deg, still_mps, m_s, geom):
+                      max_window_s, agree_deg, still_mps, m_s, lane_m, geom):
     """Position and heading at each query time ``q_t`` of trip ``q_trip`` (an index into
     ``m_ptr``, -1 when unknown), linear between the matched fixes around it.
 
@@ -73,7 +73,8 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
     around the time that are at least ``min_baseline_m`` apart, within ``max_window_s``, so a
     stopped car keeps the heading it drove in with); elsewhere the motion's is used. A car
     slower than ``still_mps`` along its route distance ``m_s`` (see :func:`route_distance`)
-    stands: it takes the direction it came in from. Returns x, y, heading (degrees clockwise
+    stands: it takes the direction it came in from. On edge e the car drives ``lane_m[e]``
+    metres right of the line (its side of a two-way road). Returns x, y, heading (degrees clockwise
     from north), baseline (metres; inf for a heading from the road), the turn and a status code.
     """
     n = q_t.shape[0]
@@ -180,4 +181,10 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
             turn[q] = 0.0
         else:
             status[q] = POSE_STILL
+            continue
+        if e >= 0 and lane_m[e] != 0.0:
+            # the car keeps to its side of a two-way road's centre line
+            h = np.radians(heading[q])
+            x[q] += lane_m[e] * np.cos(h)
+            y[q] -= lane_m[e] * np.sin(h)
     return x, y, heading, baseline, turn, status
