@@ -54,6 +54,8 @@ class ObserveConfig:
     road_agree_deg : the matched road's heading is used where it agrees this well with the
         direction of the motion (a car at a stop line gets matched onto roads it is not on).
     still_mps : a car slower than this along the matched route stands, heading the way it came.
+    accel_m2s3 : how freely the car speeds up and slows down (spectral density of its
+        acceleration) in the smoother of the distance along the matched route.
     lane_offset_m : how far right of a two-way road's centre line the camera drives (half a
         lane in right-hand traffic; negative where traffic keeps left; 0 to switch it off).
     """
@@ -66,10 +68,11 @@ class ObserveConfig:
     road_agree_deg: float = 45.0
     still_mps: float = 2.0
     lane_offset_m: float = 1.5
+    accel_m2s3: float = 5.0
 
     def validate(self) -> "ObserveConfig":
         for name in ("max_gap_s", "min_baseline_m", "max_heading_window_s", "min_pose_sigma_m", "road_agree_deg",
-                     "still_mps"):
+                     "still_mps", "accel_m2s3"):
             if not getattr(self, name) > 0:
                 msg = f"{name} must be > 0; found {getattr(self, name)}"
                 raise ConfigError(msg)
@@ -164,7 +167,7 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     Returns (observations, rejected); ``rejected`` holds the detections without a pose and a
     ``reason`` column.
     """
-    from mapdiff._kernels.observe import interpolate_poses, route_distance
+    from mapdiff._kernels.observe import interpolate_poses, route_distance, smooth_route
     from mapdiff.projection import LocalProjection
 
     config = (config or ObserveConfig()).validate()
@@ -181,11 +184,12 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
         np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64))
     q_trip = pd.Index(trips).get_indexer(detections["trip_id"].astype(str).to_numpy()).astype(np.int64)
     ms = route_distance(ptr, mx, my, medge, moff, geom[2], geom[3])
+    ss, vs = smooth_route(ptr, mt, ms, np.maximum(rms, config.min_pose_sigma_m), config.accel_m2s3)
     lane = _lane_offsets(network, config.lane_offset_m) if network is not None else np.zeros(1)
     x, y, heading, baseline, turn, status = interpolate_poses(ptr, mt, mx, my, medge, moff, q_trip, t_det,
                                                         config.max_gap_s, config.edge_tol_s, config.min_baseline_m,
                                                         config.max_heading_window_s, config.road_agree_deg,
-                                                        config.still_mps, ms, lane, geom)
+                                                        config.still_mps, ms, ss, vs, lane, geom)
     ok = status == 0
     pose_sigma = np.maximum(np.where(q_trip >= 0, rms[np.maximum(q_trip, 0)] if len(rms) else 0.0, 0.0),
                             config.min_pose_sigma_m)[ok]

@@ -10,8 +10,8 @@ POSE_NO_TRIP = 1  # the trip has no matched fix
 POSE_OUTSIDE = 2  # the time lies before the first or after the last matched fix
 POSE_GAP = 3  # the matched fixes around the time are too far apart in time
 POSE_STILL = 4  # the vehicle never moved enough around the time to give a heading
-SMOOTH_FIXES = 3  # fixes either side fitted for the offset along an edge
-STILL_WINDOW_S = 3.0  # the speed at a time is fitted to the fixes this close to it
+SMOOTH_FIXES = 3  # fixes either side whose edges may hold a smoothed position
+EDGE_TOL_M = 1.0  # how far past its edge's ends a route position may still fall on it
 
 
 @jit
@@ -34,34 +34,85 @@ def route_distance(m_ptr, m_x, m_y, m_edge, m_off, vcum, vptr):
 
 
 @jit
-def _speed(a, b, i, t, m_t, m_s):
-    """Slope of a line fitted to the route distance of the fixes within STILL_WINDOW_S of t."""
-    lo = i
-    while lo > a and t - m_t[lo - 1] <= STILL_WINDOW_S:
-        lo -= 1
-    hi = i
-    while hi < b - 1 and m_t[hi + 1] - t <= STILL_WINDOW_S:
-        hi += 1
-    if hi - lo < 2:
-        return np.inf
-    mt = 0.0
-    ms = 0.0
-    for k in range(lo, hi + 1):
-        mt += m_t[k]
-        ms += m_s[k]
-    mt /= hi - lo + 1
-    ms /= hi - lo + 1
-    stt = 0.0
-    sts = 0.0
-    for k in range(lo, hi + 1):
-        stt += (m_t[k] - mt) ** 2
-        sts += (m_t[k] - mt) * (m_s[k] - ms)
-    return sts / stt if stt > 0 else np.inf
+def smooth_route(m_ptr, m_t, m_s, trip_sigma, accel):
+    """Route distance and speed at each fix, smoothed per trip: a constant-velocity Kalman
+    filter and Rauch-Tung-Striebel smoother over ``m_s`` (see :func:`route_distance`) with
+    measurement sigma ``trip_sigma[trip]`` and white-noise acceleration of spectral density
+    ``accel`` (m^2/s^3); a fix more than 4 sigmas off the prediction is left out, and after
+    three such fixes in a row the filter starts afresh there."""
+    n = m_s.shape[0]
+    ss = m_s.copy()
+    vs = np.zeros(n)
+    # filtered and predicted states (s, v) and covariances (p00, p01, p11)
+    fs = np.empty(n)
+    fv = np.empty(n)
+    f00 = np.empty(n)
+    f01 = np.empty(n)
+    f11 = np.empty(n)
+    ps = np.empty(n)
+    pv = np.empty(n)
+    p00 = np.empty(n)
+    p01 = np.empty(n)
+    p11 = np.empty(n)
+    start = np.zeros(n, dtype=np.bool_)
+    for k in range(m_ptr.shape[0] - 1):
+        a, b = m_ptr[k], m_ptr[k + 1]
+        if b - a < 2:
+            continue
+        r = trip_sigma[k] ** 2
+        rejected = 0
+        for i in range(a, b):
+            if i == a or rejected >= 3:
+                # a fresh start (also after three fixes in a row disagreed: the route jumped)
+                start[i] = True
+                rejected = 0
+                ps[i], pv[i], p00[i], p01[i], p11[i] = m_s[i], 0.0, r, 0.0, 100.0
+            else:
+                dt = max(m_t[i] - m_t[i - 1], 1e-3)
+                ps[i] = fs[i - 1] + dt * fv[i - 1]
+                pv[i] = fv[i - 1]
+                p00[i] = f00[i - 1] + 2 * dt * f01[i - 1] + dt * dt * f11[i - 1] + accel * dt**3 / 3
+                p01[i] = f01[i - 1] + dt * f11[i - 1] + accel * dt**2 / 2
+                p11[i] = f11[i - 1] + accel * dt
+            innov = m_s[i] - ps[i]
+            sv = p00[i] + r
+            if not start[i] and innov * innov > 16.0 * sv:
+                fs[i], fv[i], f00[i], f01[i], f11[i] = ps[i], pv[i], p00[i], p01[i], p11[i]
+                rejected += 1
+                continue
+            rejected = 0
+            k0, k1 = p00[i] / sv, p01[i] / sv
+            fs[i] = ps[i] + k0 * innov
+            fv[i] = pv[i] + k1 * innov
+            f00[i] = p00[i] - k0 * p00[i]
+            f01[i] = p01[i] - k0 * p01[i]
+            f11[i] = p11[i] - k1 * p01[i]
+        ss[b - 1], vs[b - 1] = fs[b - 1], fv[b - 1]
+        for i in range(b - 2, a - 1, -1):
+            if start[i + 1]:
+                ss[i], vs[i] = fs[i], fv[i]
+                continue
+            dt = max(m_t[i + 1] - m_t[i], 1e-3)
+            # C = F_f P_f F^T P_p^-1 (2x2), with F = [[1, dt], [0, 1]]
+            c00 = f00[i] + dt * f01[i]
+            c01 = f01[i]
+            c10 = f01[i] + dt * f11[i]
+            c11 = f11[i]
+            det = p00[i + 1] * p11[i + 1] - p01[i + 1] ** 2
+            i00, i01, i11 = p11[i + 1] / det, -p01[i + 1] / det, p00[i + 1] / det
+            g00 = c00 * i00 + c01 * i01
+            g01 = c00 * i01 + c01 * i11
+            g10 = c10 * i00 + c11 * i01
+            g11 = c10 * i01 + c11 * i11
+            ds, dv = ss[i + 1] - ps[i + 1], vs[i + 1] - pv[i + 1]
+            ss[i] = fs[i] + g00 * ds + g01 * dv
+            vs[i] = fv[i] + g10 * ds + g11 * dv
+    return ss, vs
 
 
 @jit
 def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_s, edge_tol_s, min_baseline_m,
-                      max_window_s, agree_deg, still_mps, m_s, lane_m, geom):
+                      max_window_s, agree_deg, still_mps, m_s, m_ss, m_vs, lane_m, geom):
     """Position and heading at each query time ``q_t`` of trip ``q_trip`` (an index into
     ``m_ptr``, -1 when unknown), linear between the matched fixes around it.
 
@@ -107,7 +158,7 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
         # the direction of the motion: between the nearest fixes around t at least
         # min_baseline_m apart (a stopped car points where it came from)
         lo, hi = i, j
-        still = abs(_speed(a, b, i, t, m_t, m_s)) < still_mps
+        still = abs(m_vs[i] + f * (m_vs[j] - m_vs[i])) < still_mps
         if still:
             # standing: the way it came in (the matcher may already have it on the next road)
             while lo > a and t - m_t[lo - 1] <= max_window_s and np.hypot(m_x[i] - m_x[lo], m_y[i] - m_y[lo]) < min_baseline_m:
@@ -136,39 +187,29 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
             motion = np.degrees(np.arctan2(m_x[hi] - m_x[lo], m_y[hi] - m_y[lo])) % 360.0
         e = m_edge[i]
         road = np.nan
-        if e >= 0 and m_edge[j] == e:
-            # on one edge: the offset is a line in time fitted to the fixes on this edge nearby
-            # (white GPS noise along the road averages out), the heading the road's there
+        if e >= 0:
+            # along the route: the smoothed route distance, on whichever nearby fix's edge holds it
             vx, vy, vcum, vptr = geom
-            st = 0.0
-            so = 0.0
-            stt = 0.0
-            sto = 0.0
-            cnt = 0
+            target = m_ss[i] + f * (m_ss[j] - m_ss[i])
+            best, best_dt, best_off = -1, np.inf, 0.0
             for k in range(max(a, i - SMOOTH_FIXES), min(b, j + SMOOTH_FIXES + 1)):
-                if m_edge[k] == e and abs(m_t[k] - t) <= max_window_s:
-                    dt = m_t[k] - t
-                    st += dt
-                    so += m_off[k]
-                    stt += dt * dt
-                    sto += dt * m_off[k]
-                    cnt += 1
-            den = cnt * stt - st * st
-            off = (so * stt - st * sto) / den if cnt >= 3 and den > 1e-9 else m_off[i] + f * (m_off[j] - m_off[i])
-            off = min(max(off, 0.0), vcum[vptr[e + 1] - 1])
-            px, py, hx, hy = point_on_edge(e, off, vx, vy, vcum, vptr)
-            x[q] = px
-            y[q] = py
-            road = np.degrees(np.arctan2(hx, hy)) % 360.0
-        elif e >= 0 and m_edge[j] >= 0:
-            # between two edges (a corner): the road's heading at each end, and the turn between
+                if m_edge[k] >= 0 and abs(m_t[k] - t) < best_dt:
+                    off = target - (m_s[k] - m_off[k])
+                    if -EDGE_TOL_M <= off <= vcum[vptr[m_edge[k] + 1] - 1] + EDGE_TOL_M:
+                        best, best_dt, best_off = m_edge[k], abs(m_t[k] - t), off
+            if best >= 0:
+                e = best
+                off = min(max(best_off, 0.0), vcum[vptr[e + 1] - 1])
+                px, py, hx, hy = point_on_edge(e, off, vx, vy, vcum, vptr)
+                x[q] = px
+                y[q] = py
+                road = np.degrees(np.arctan2(hx, hy)) % 360.0
+        if e >= 0 and m_edge[j] >= 0 and m_edge[j] != m_edge[i]:
+            # between two edges (a corner): the turn between them widens the heading's sigma
             vx, vy, vcum, vptr = geom
-            hx0, hy0 = point_on_edge(e, m_off[i], vx, vy, vcum, vptr)[2:]
+            hx0, hy0 = point_on_edge(m_edge[i], m_off[i], vx, vy, vcum, vptr)[2:]
             hx1, hy1 = point_on_edge(m_edge[j], m_off[j], vx, vy, vcum, vptr)[2:]
             turn[q] = np.degrees(np.arccos(min(max(hx0 * hx1 + hy0 * hy1, -1.0), 1.0)))
-            if turn[q] < 120.0:
-                mx_, my_ = (1.0 - f) * hx0 + f * hx1, (1.0 - f) * hy0 + f * hy1
-                road = np.degrees(np.arctan2(mx_, my_)) % 360.0
         # the road's heading is precise, but a car standing still gets matched to roads it is
         # not on (GPS noise at a stop line): trust the road only where the motion agrees
         if not np.isnan(road) and (np.isnan(motion) or abs((road - motion + 180.0) % 360.0 - 180.0) <= agree_deg) \
