@@ -57,6 +57,7 @@ class LocateConfig:
     track_bearing_sigma_deg: float = 1.0
     track_turn_deg: float = 5.0
     track_range_rel: float = 0.15
+    range_shared_rel: float = 0.08
     pose_sigma_m: float = 3.0
     offset_window_s: float = 30.0
     confusion_ratio: float = 0.2
@@ -67,7 +68,8 @@ class LocateConfig:
 
     def validate(self) -> "LocateConfig":
         for name in ("reach_m", "gate_sigma", "huber_k", "cell_m", "floor_m", "track_gap_s",
-                     "track_bearing_sigma_deg", "track_turn_deg", "pose_sigma_m", "confusion_m", "track_range_rel", "offset_window_s"):
+                     "track_bearing_sigma_deg", "track_turn_deg", "pose_sigma_m", "confusion_m", "track_range_rel", "offset_window_s",
+                     "range_shared_rel"):
             if not getattr(self, name) > 0:
                 msg = f"{name} must be > 0; found {getattr(self, name)}"
                 raise ConfigError(msg)
@@ -203,15 +205,20 @@ def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, sb_track, r, 
     # the bearing error the frames share (the heading's) turns the whole track about the
     # observer: across the mean ray, times the distance
     shared = np.bincount(track, weights=sb**2 - sb_track**2, minlength=n) / per
+    ranged = np.bincount(track, weights=np.isfinite(r), minlength=n)
     dist2 = np.bincount(track, weights=(x[track] - ox) ** 2 + (y[track] - oy) ** 2, minlength=n) / per
     bx = np.bincount(track, weights=np.sin(b), minlength=n)
     by = np.bincount(track, weights=np.cos(b), minlength=n)
     norm = np.maximum(np.hypot(bx, by), 1e-12)
     nx, ny = by / norm, -bx / norm
     turn2 = shared * dist2
-    sxx = sxx * scale + turn2 * nx * nx
-    sxy = sxy * scale + turn2 * nx * ny
-    syy = syy * scale + turn2 * ny * ny
+    # so does the error of the range scale (the object's real size against its class's): along
+    # the mean ray, whatever the number of frames
+    scale2 = np.where(ranged > 0, config.range_shared_rel**2 * dist2, 0.0)
+    ux, uy = -ny, nx
+    sxx = sxx * scale + turn2 * nx * nx + scale2 * ux * ux
+    sxy = sxy * scale + turn2 * nx * ny + scale2 * ux * uy
+    syy = syy * scale + turn2 * ny * ny + scale2 * uy * uy
     dx, dy = ox[last] - ox[first], oy[last] - oy[first]
     moved = np.hypot(dx, dy)
     with np.errstate(invalid="ignore", divide="ignore"):

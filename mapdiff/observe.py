@@ -29,6 +29,8 @@ from mapdiff.errors import ConfigError, InputError
 
 #: relative spread of real object sizes around the class's typical size
 SIZE_SIGMA_REL = 0.08
+#: the speed at a fix is fitted to the raw fixes this many seconds either side
+STILL_WINDOW_S = 5.0
 #: a box whose height is this uncertain (relative, from pixel noise) gives no range
 MAX_RANGE_REL = 0.25
 #: how far a car's heading strays from its road's direction (lane changes, wide lanes)
@@ -101,7 +103,8 @@ def _check_detections(df, source):
 
 def _matched_poses(matched, source, proj, network):
     """Matched fixes with a position, per trip in time order: (trip codes, ptr, t, x, y, kernel
-    edge (-1 without a network), offset along it, pose sigma)."""
+    edge (-1 without a network), offset along it, pose sigma, raw fix x and y (NaN where
+    missing or an outlier))."""
     from mapdiff.schema import _require, time_seconds
 
     _require(matched, ["trip_id", "t", "matched_lon", "matched_lat", "distance_m"], source)
@@ -112,7 +115,9 @@ def _matched_poses(matched, source, proj, network):
                       "d": matched["distance_m"].to_numpy(float)[ok],
                       "edge": _kernel_edges(matched, network, source)[ok],
                       "off": matched["offset_m"].to_numpy(float)[ok] if "offset_m" in matched else np.nan,
-                      "against": matched["against"].to_numpy(bool)[ok] if "against" in matched else False})
+                      "against": matched["against"].to_numpy(bool)[ok] if "against" in matched else False,
+                      "rlon": matched["lon"].to_numpy(float)[ok] if "lon" in matched else np.nan,
+                      "rlat": matched["lat"].to_numpy(float)[ok] if "lat" in matched else np.nan})
     m = m.sort_values(["trip", "t"], kind="stable").drop_duplicates(["trip", "t"]).reset_index(drop=True)
     trips, codes = np.unique(m["trip"].to_numpy(), return_inverse=True)
     ptr = np.zeros(len(trips) + 1, dtype=np.int64)
@@ -128,7 +133,12 @@ def _matched_poses(matched, source, proj, network):
         off = np.where(back, network.edge_len[np.maximum(edge, 0)] - off, off)
         edge = np.where(back, twin, edge)
     edge = np.where(np.isfinite(off), edge, -1)
-    return trips, ptr, m["t"].to_numpy(), x, y, edge.astype(np.int64), off, rms
+    # the raw fixes tell a standing car best (the matcher can hop between a junction's edges);
+    # outliers (far off the matched road) are left out
+    rx, ry = proj.to_metres(m["rlon"].to_numpy(), m["rlat"].to_numpy())
+    far = m["d"].to_numpy() > np.maximum(3.0 * rms[codes], 15.0) if len(m) else np.zeros(0, bool)
+    rx = np.where(far, np.nan, rx)
+    return trips, ptr, m["t"].to_numpy(), x, y, edge.astype(np.int64), off, rms, rx, ry
 
 
 def _kernel_edges(matched, network, source):
@@ -167,7 +177,7 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     Returns (observations, rejected); ``rejected`` holds the detections without a pose and a
     ``reason`` column.
     """
-    from mapdiff._kernels.observe import interpolate_poses, route_distance, smooth_route
+    from mapdiff._kernels.observe import interpolate_poses, raw_velocity, route_distance, smooth_route
     from mapdiff.projection import LocalProjection
 
     config = (config or ObserveConfig()).validate()
@@ -179,17 +189,19 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     proj = LocalProjection.around(float(lon_ok.median()), float(matched["matched_lat"].dropna().median()))
     if network is not None:
         proj = network.proj
-    trips, ptr, mt, mx, my, medge, moff, rms = _matched_poses(matched, matched_source, proj, network)
+    trips, ptr, mt, mx, my, medge, moff, rms, rx, ry = _matched_poses(matched, matched_source, proj, network)
     geom = (network.vx, network.vy, network.vcum, network.vptr) if network is not None else (
         np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64))
     q_trip = pd.Index(trips).get_indexer(detections["trip_id"].astype(str).to_numpy()).astype(np.int64)
     ms = route_distance(ptr, mx, my, medge, moff, geom[2], geom[3])
     ss, vs = smooth_route(ptr, mt, ms, np.maximum(rms, config.min_pose_sigma_m), config.accel_m2s3)
+    vel = raw_velocity(ptr, mt, rx, ry, STILL_WINDOW_S)
+    vs = np.where(np.isnan(vel[:, 0]), vs, np.hypot(vel[:, 0], vel[:, 1]))
     lane = _lane_offsets(network, config.lane_offset_m) if network is not None else np.zeros(1)
     x, y, heading, baseline, turn, status = interpolate_poses(ptr, mt, mx, my, medge, moff, q_trip, t_det,
                                                         config.max_gap_s, config.edge_tol_s, config.min_baseline_m,
                                                         config.max_heading_window_s, config.road_agree_deg,
-                                                        config.still_mps, ms, ss, vs, lane, geom)
+                                                        config.still_mps, ms, ss, vs, vel, lane, geom)
     ok = status == 0
     pose_sigma = np.maximum(np.where(q_trip >= 0, rms[np.maximum(q_trip, 0)] if len(rms) else 0.0, 0.0),
                             config.min_pose_sigma_m)[ok]

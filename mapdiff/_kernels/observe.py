@@ -34,6 +34,52 @@ def route_distance(m_ptr, m_x, m_y, m_edge, m_off, vcum, vptr):
 
 
 @jit
+def raw_velocity(m_ptr, m_t, rx, ry, window_s):
+    """Velocity (east, north) at each fix from a straight line fitted to the raw positions (rx,
+    ry; NaN: left out) of its trip's fixes within ``window_s`` seconds; NaN where fewer than 3
+    tell."""
+    n = rx.shape[0]
+    vel = np.full((n, 2), np.nan)
+    for k in range(m_ptr.shape[0] - 1):
+        a, b = m_ptr[k], m_ptr[k + 1]
+        lo = a
+        hi = a
+        for i in range(a, b):
+            while lo < b and m_t[lo] < m_t[i] - window_s:
+                lo += 1
+            while hi < b and m_t[hi] <= m_t[i] + window_s:
+                hi += 1
+            cnt = 0
+            st = 0.0
+            sx = 0.0
+            sy = 0.0
+            for q in range(lo, hi):
+                if not np.isnan(rx[q]):
+                    cnt += 1
+                    st += m_t[q]
+                    sx += rx[q]
+                    sy += ry[q]
+            if cnt < 3:
+                continue
+            st /= cnt
+            sx /= cnt
+            sy /= cnt
+            stt = 0.0
+            stx = 0.0
+            sty = 0.0
+            for q in range(lo, hi):
+                if not np.isnan(rx[q]):
+                    dt = m_t[q] - st
+                    stt += dt * dt
+                    stx += dt * (rx[q] - sx)
+                    sty += dt * (ry[q] - sy)
+            if stt > 0:
+                vel[i, 0] = stx / stt
+                vel[i, 1] = sty / stt
+    return vel
+
+
+@jit
 def smooth_route(m_ptr, m_t, m_s, trip_sigma, accel):
     """Route distance and speed at each fix, smoothed per trip: a constant-velocity Kalman
     filter and Rauch-Tung-Striebel smoother over ``m_s`` (see :func:`route_distance`) with
@@ -111,8 +157,44 @@ def smooth_route(m_ptr, m_t, m_s, trip_sigma, accel):
 
 
 @jit
+def _moving_along(k, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom):
+    """Whether fix k moves (faster than ``still_mps``) along its matched road (its raw motion
+    within ``agree_deg`` of the road's direction, where the raw motion is known)."""
+    if m_edge[k] < 0 or abs(m_vs[k]) < still_mps:
+        return False
+    if np.isnan(m_vel[k, 0]):
+        return True
+    vx, vy, vcum, vptr = geom
+    e = m_edge[k]
+    hx, hy = point_on_edge(e, min(max(m_off[k], 0.0), vcum[vptr[e + 1] - 1]), vx, vy, vcum, vptr)[2:]
+    cos = (hx * m_vel[k, 0] + hy * m_vel[k, 1]) / max(np.hypot(m_vel[k, 0], m_vel[k, 1]), 1e-9)
+    return cos >= np.cos(np.radians(agree_deg))
+
+
+@jit
+def _route_position(q, i, j, f, a, b, t, m_t, m_s, m_ss, m_edge, m_off, geom, x, y):
+    """Put query q at the smoothed route distance, on whichever edge of the fixes near fixes i
+    and j holds it (x[q], y[q] are left alone when none does). Returns the edge (-1: none) and
+    the road's direction there."""
+    vx, vy, vcum, vptr = geom
+    target = m_ss[i] + f * (m_ss[j] - m_ss[i])
+    best, best_dt, best_off = -1, np.inf, 0.0
+    for k in range(max(a, i - SMOOTH_FIXES), min(b, j + SMOOTH_FIXES + 1)):
+        if m_edge[k] >= 0 and abs(m_t[k] - t) < best_dt:
+            off = target - (m_s[k] - m_off[k])
+            if -EDGE_TOL_M <= off <= vcum[vptr[m_edge[k] + 1] - 1] + EDGE_TOL_M:
+                best, best_dt, best_off = m_edge[k], abs(m_t[k] - t), off
+    if best < 0:
+        return -1, 0.0, 0.0
+    px, py, hx, hy = point_on_edge(best, min(max(best_off, 0.0), vcum[vptr[best + 1] - 1]), vx, vy, vcum, vptr)
+    x[q] = px
+    y[q] = py
+    return best, hx, hy
+
+
+@jit
 def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_s, edge_tol_s, min_baseline_m,
-                      max_window_s, agree_deg, still_mps, m_s, m_ss, m_vs, lane_m, geom):
+                      max_window_s, agree_deg, still_mps, m_s, m_ss, m_vs, m_vel, lane_m, geom):
     """Position and heading at each query time ``q_t`` of trip ``q_trip`` (an index into
     ``m_ptr``, -1 when unknown), linear between the matched fixes around it.
 
@@ -159,6 +241,26 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
         # min_baseline_m apart (a stopped car points where it came from)
         lo, hi = i, j
         still = abs(m_vs[i] + f * (m_vs[j] - m_vs[i])) < still_mps
+        came = -1
+        if still and geom[0].shape[0] > 1:
+            # standing: the road of the last fix it moved along (a standing car does not turn)
+            came = i
+            while came >= a and not _moving_along(came, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom):
+                came -= 1
+            if came < a:
+                came = j
+                while came < b and not _moving_along(came, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom):
+                    came += 1
+            if came >= b:
+                came = -1
+        if came >= 0:
+            vx, vy, vcum, vptr = geom
+            e = m_edge[came]
+            hx, hy = point_on_edge(e, min(max(m_off[came], 0.0), vcum[vptr[e + 1] - 1]), vx, vy, vcum, vptr)[2:]
+            heading[q] = np.degrees(np.arctan2(hx, hy)) % 360.0
+            baseline[q] = np.inf
+            _route_position(q, i, j, f, a, b, t, m_t, m_s, m_ss, m_edge, m_off, geom, x, y)
+            continue
         if still:
             # standing: the way it came in (the matcher may already have it on the next road)
             while lo > a and t - m_t[lo - 1] <= max_window_s and np.hypot(m_x[i] - m_x[lo], m_y[i] - m_y[lo]) < min_baseline_m:
@@ -188,21 +290,9 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
         e = m_edge[i]
         road = np.nan
         if e >= 0:
-            # along the route: the smoothed route distance, on whichever nearby fix's edge holds it
-            vx, vy, vcum, vptr = geom
-            target = m_ss[i] + f * (m_ss[j] - m_ss[i])
-            best, best_dt, best_off = -1, np.inf, 0.0
-            for k in range(max(a, i - SMOOTH_FIXES), min(b, j + SMOOTH_FIXES + 1)):
-                if m_edge[k] >= 0 and abs(m_t[k] - t) < best_dt:
-                    off = target - (m_s[k] - m_off[k])
-                    if -EDGE_TOL_M <= off <= vcum[vptr[m_edge[k] + 1] - 1] + EDGE_TOL_M:
-                        best, best_dt, best_off = m_edge[k], abs(m_t[k] - t), off
+            best, hx, hy = _route_position(q, i, j, f, a, b, t, m_t, m_s, m_ss, m_edge, m_off, geom, x, y)
             if best >= 0:
                 e = best
-                off = min(max(best_off, 0.0), vcum[vptr[e + 1] - 1])
-                px, py, hx, hy = point_on_edge(e, off, vx, vy, vcum, vptr)
-                x[q] = px
-                y[q] = py
                 road = np.degrees(np.arctan2(hx, hy)) % 360.0
         if e >= 0 and m_edge[j] >= 0 and m_edge[j] != m_edge[i]:
             # between two edges (a corner): the turn between them widens the heading's sigma
