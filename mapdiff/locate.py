@@ -39,6 +39,11 @@ from mapdiff.errors import ConfigError, InputError
 
 #: the least pose error the scatter of tracks may report
 MIN_POSE_SIGMA_M = 0.3
+#: share of a small object's tracks that must fit a bigger one for it to be the bigger one's
+#: stray passes (and at most 1 - this share of its trips may see both together)
+MERGE_SHARE = 0.8
+#: the most observations a track may be asked to have (see ``_min_track``)
+MAX_MIN_TRACK = 4
 #: a track tells its pass's pose error only against an object at least this many trips saw
 MIN_TRIPS_FOR_OFFSET = 3
 OBJECT_COLUMNS = ["object_id", "class", "value", "value_share", "value_votes", "lon", "lat", "sigma_m",
@@ -57,6 +62,8 @@ class LocateConfig:
     track_bearing_sigma_deg: float = 1.0
     track_turn_deg: float = 5.0
     track_range_rel: float = 0.15
+    track_floor_m: float = 0.5
+    track_share: float = 0.25
     range_shared_rel: float = 0.08
     pose_sigma_m: float = 3.0
     offset_window_s: float = 30.0
@@ -68,7 +75,7 @@ class LocateConfig:
 
     def validate(self) -> "LocateConfig":
         for name in ("reach_m", "gate_sigma", "huber_k", "cell_m", "floor_m", "track_gap_s",
-                     "track_bearing_sigma_deg", "track_turn_deg", "pose_sigma_m", "confusion_m", "track_range_rel", "offset_window_s",
+                     "track_bearing_sigma_deg", "track_turn_deg", "pose_sigma_m", "confusion_m", "track_range_rel", "offset_window_s", "track_floor_m", "track_share",
                      "range_shared_rel"):
             if not getattr(self, name) > 0:
                 msg = f"{name} must be > 0; found {getattr(self, name)}"
@@ -156,7 +163,7 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     in_order = len(t) < 2 or bool(np.all((np.diff(trip) > 0) | ((np.diff(trip) == 0) & (np.diff(t) >= 0))))
     order = np.arange(len(t), dtype=np.int64) if in_order else np.lexsort((t, trip)).astype(np.int64)
     track, first, last = build_tracks(order, trip, t, cls_codes, ox, oy, b, sb_track, r, sr_track, config.track_gap_s,
-                                      config.gate_sigma**2, config.floor_m, config.track_turn_deg)
+                                      config.gate_sigma**2, config.track_floor_m, config.track_turn_deg)
     tracks = _track_points(track, first, last, trip, t, cls_codes, ox, oy, b, np.radians(sb_deg), sb_track, r,
                            sr_track, config)
     has_values = "value" in observations and bool(observations["value"].notna().any())
@@ -226,7 +233,16 @@ def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, sb_track, r, 
         uy = np.where(moved > 2.0, dy / moved, np.nan)
     return pd.DataFrame({"x": x, "y": y, "xx": sxx, "xy": sxy, "yy": syy,
                          "ux": ux, "uy": uy, "cls": cls[first], "trip": trip[first], "n_obs": n_obs,
-                         "t0": t[first], "t1": t[last], "kept": np.isfinite(x) & np.isfinite(sxx)})
+                         "t0": t[first], "t1": t[last], "kept": np.isfinite(x) & np.isfinite(sxx) & (n_obs >= _min_track(n_obs, config))})
+
+
+def _min_track(n_obs, config):
+    """The fewest observations a track needs to count: ``track_share`` of the length of the
+    track a typical observation is in (a video's pass gives long tracks, whose short pieces are
+    the fragments a jump in the heading leaves; a photo sequence gives short ones), between 1
+    and MAX_MIN_TRACK."""
+    typical = float((n_obs.astype(float) ** 2).sum() / max(n_obs.sum(), 1))
+    return int(np.clip(round(config.track_share * typical), 1, MAX_MIN_TRACK))
 
 
 def _track_values(value, track, n_tracks):
@@ -319,7 +335,9 @@ def _objects_of_tracks(tracks, config):
         x, y, sxx, sxy, syy, _, n_trips = _fuse(lab, cx, cy, px, py, pxx, pxy, pyy, trip, config)
         if rnd == rounds:
             break
-        alive = (n_trips > 0) & _merge(x, y, sxx, sxy, syy, ccls, n_trips, gate2, config.reach_m)
+        alive = (n_trips > 0) & _merge({"lab": lab, "px": px, "py": py, "pxx": pxx, "pxy": pxy, "pyy": pyy,
+                                        "trip": trip, "t0": tr["t0"].to_numpy(), "t1": tr["t1"].to_numpy()},
+                                       x, y, sxx, sxy, syy, ccls, n_trips, config)
         if rnd == 0:
             prior_var = 0.5 * sum(v**2 for v in _pose_sigmas(tr, x0, y0, lab, x, y, n_trips, along_m, across_m))
         # the pass's pose error, from how its other tracks sit against their objects; what is
@@ -356,9 +374,17 @@ def _fit(tracks, labels, centres, config):
                  tr["pxy"].to_numpy(), tr["pyy"].to_numpy(), tr["trip"].to_numpy(), config)
 
 
-def _merge(x, y, sxx, sxy, syy, ccls, n_trips, gate2, reach_m):
-    """Objects left after merging those of one class whose positions agree within the gate
-    (their covariances summed): the one seen by more trips stays."""
+def _merge(tracks, x, y, sxx, sxy, syy, ccls, n_trips, config):
+    """Objects left after merging, of two objects of one class within ``reach_m``, the one
+    seen by fewer trips into the other where
+
+    - their positions agree within the gate (their covariances summed), or
+    - it looks like the other's stray passes: most of its tracks (``MERGE_SHARE``) fit the other
+      within the gate, and few of its trips (at most 1 - ``MERGE_SHARE``) saw the other in the
+      same pass too (two real objects a few metres apart are seen together).
+
+    ``tracks`` holds the tracks' object (lab), point (px, py) and covariance (pxx, pxy, pyy),
+    trip and time span (t0, t1)."""
     from scipy.spatial import cKDTree
 
     alive = n_trips > 0
@@ -366,17 +392,42 @@ def _merge(x, y, sxx, sxy, syy, ccls, n_trips, gate2, reach_m):
     if len(live) < 2:
         return alive
     # classes apart: a large offset per class keeps them out of each other's reach
-    pairs = cKDTree(np.c_[x[live], y[live], ccls[live] * 1e6]).query_pairs(reach_m, output_type="ndarray")
+    pairs = cKDTree(np.c_[x[live], y[live], ccls[live] * 1e6]).query_pairs(config.reach_m, output_type="ndarray")
     if len(pairs) == 0:
         return alive
+    gate2 = config.gate_sigma**2
     i, j = live[pairs[:, 0]], live[pairs[:, 1]]
-    g = _mahal2(x[i] - x[j], y[i] - y[j], sxx[i] + sxx[j], sxy[i] + sxy[j], syy[i] + syy[j])
-    close = g <= gate2
-    i, j = i[close], j[close]
-    for a, c in zip(*(v[np.argsort(-np.maximum(n_trips[i], n_trips[j]), kind="stable")] for v in (i, j))):
-        if alive[a] and alive[c]:
-            alive[c if n_trips[a] >= n_trips[c] else a] = False
+    big = np.where(n_trips[i] >= n_trips[j], i, j)
+    small = np.where(n_trips[i] >= n_trips[j], j, i)
+    close = _mahal2(x[i] - x[j], y[i] - y[j], sxx[i] + sxx[j], sxy[i] + sxy[j], syy[i] + syy[j]) <= gate2
+    lab = tracks["lab"]
+    by_obj = np.argsort(lab, kind="stable")
+    ptr = np.searchsorted(lab[by_obj], np.arange(len(x) + 1))
+    f2 = config.floor_m**2
+    for k in np.argsort(-n_trips[big], kind="stable"):
+        a, c = big[k], small[k]
+        if not (alive[a] and alive[c]):
+            continue
+        if not close[k] and not _stray(tracks, by_obj[ptr[c]:ptr[c + 1]], by_obj[ptr[a]:ptr[a + 1]], x[a], y[a],
+                                       sxx[a] + f2, sxy[a], syy[a] + f2, gate2, config.track_gap_s):
+            continue
+        alive[c] = False
     return alive
+
+
+def _stray(tracks, mine, theirs, cx, cy, cxx, cxy, cyy, gate2, gap_s):
+    """Whether the tracks ``mine`` look like stray passes of the object at (cx, cy) (covariance
+    c..) whose tracks are ``theirs`` (see :func:`_merge`)."""
+    px, py = tracks["px"][mine], tracks["py"][mine]
+    g = _mahal2(px - cx, py - cy, tracks["pxx"][mine] + cxx, tracks["pxy"][mine] + cxy, tracks["pyy"][mine] + cyy)
+    if np.mean(g <= gate2) < MERGE_SHARE:
+        return False
+    # the same trip on both, at overlapping times: seen together
+    t_mine = pd.DataFrame({"trip": tracks["trip"][mine], "t0": tracks["t0"][mine], "t1": tracks["t1"][mine]})
+    t_theirs = pd.DataFrame({"trip": tracks["trip"][theirs], "u0": tracks["t0"][theirs], "u1": tracks["t1"][theirs]})
+    both = t_mine.merge(t_theirs, on="trip")
+    together = both[(both["t0"] <= both["u1"] + gap_s) & (both["u0"] <= both["t1"] + gap_s)]["trip"].nunique()
+    return together <= (1.0 - MERGE_SHARE) * t_mine["trip"].nunique()
 
 
 def _pose_sigmas(tr, px, py, lab, x, y, n_trips, along_m, across_m):

@@ -58,6 +58,8 @@ class ObserveConfig:
     still_mps : a car slower than this along the matched route stands, heading the way it came.
     accel_m2s3 : how freely the car speeds up and slows down (spectral density of its
         acceleration) in the smoother of the distance along the matched route.
+    heading_span_m : the road's direction is averaged this far either side of the position
+        along the route; how much it turns there widens the heading's sigma.
     lane_offset_m : how far right of a two-way road's centre line the camera drives (half a
         lane in right-hand traffic; negative where traffic keeps left; 0 to switch it off).
     """
@@ -71,10 +73,11 @@ class ObserveConfig:
     still_mps: float = 2.0
     lane_offset_m: float = 1.5
     accel_m2s3: float = 5.0
+    heading_span_m: float = 5.0
 
     def validate(self) -> "ObserveConfig":
         for name in ("max_gap_s", "min_baseline_m", "max_heading_window_s", "min_pose_sigma_m", "road_agree_deg",
-                     "still_mps", "accel_m2s3"):
+                     "still_mps", "accel_m2s3", "heading_span_m"):
             if not getattr(self, name) > 0:
                 msg = f"{name} must be > 0; found {getattr(self, name)}"
                 raise ConfigError(msg)
@@ -201,7 +204,8 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     x, y, heading, baseline, turn, status = interpolate_poses(ptr, mt, mx, my, medge, moff, q_trip, t_det,
                                                         config.max_gap_s, config.edge_tol_s, config.min_baseline_m,
                                                         config.max_heading_window_s, config.road_agree_deg,
-                                                        config.still_mps, ms, ss, vs, vel, lane, geom)
+                                                        config.still_mps, ms, ss, vs, vel, lane,
+                                                        config.heading_span_m, geom)
     ok = status == 0
     pose_sigma = np.maximum(np.where(q_trip >= 0, rms[np.maximum(q_trip, 0)] if len(rms) else 0.0, 0.0),
                             config.min_pose_sigma_m)[ok]

@@ -25,9 +25,9 @@ def _hash(ix, iy, mask):
 
 
 @jit
-def _gate2(i, px, py, ox, oy, b, sb, r, sr, floor_m):
-    """Squared normalised distance of point (px, py) from observation i (bearing and range),
-    with ``floor_m`` added to both sigmas for the point's own uncertainty."""
+def _gate2(i, px, py, cxx, cxy, cyy, ox, oy, b, sb, r, sr, floor_m):
+    """Squared normalised distance of point (px, py), of covariance (cxx, cxy, cyy), from
+    observation i (bearing and range), with ``floor_m`` added to both sigmas."""
     dx = px - ox[i]
     dy = py - oy[i]
     ux, uy = np.sin(b[i]), np.cos(b[i])
@@ -35,9 +35,12 @@ def _gate2(i, px, py, ox, oy, b, sb, r, sr, floor_m):
     across = dx * uy - dy * ux
     if along <= 0.0:
         return np.inf
-    g = across**2 / ((max(along, 1.0) * sb[i]) ** 2 + floor_m**2)
+    # the point's variance across the ray (normal (uy, -ux)) and along it
+    v_across = uy * uy * cxx - 2.0 * ux * uy * cxy + ux * ux * cyy
+    v_along = ux * ux * cxx + 2.0 * ux * uy * cxy + uy * uy * cyy
+    g = across**2 / ((max(along, 1.0) * sb[i]) ** 2 + v_across + floor_m**2)
     if not np.isnan(r[i]):
-        g += (along - r[i]) ** 2 / (sr[i] ** 2 + floor_m**2)
+        g += (along - r[i]) ** 2 / (sr[i] ** 2 + v_along + floor_m**2)
     return g
 
 
@@ -83,6 +86,7 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
     n_active = 0
     m = 0
     turn = np.radians(turn_deg)
+
     s = 0
     while s < n:
         # one frame: the observations of one trip at one time
@@ -115,7 +119,9 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
                     d = abs((b[i] - last_b[k] + np.pi) % (2 * np.pi) - np.pi)
                     g = 0.0 if d <= turn and np.isnan(r[i]) else np.inf
                 else:
-                    g = _gate2(i, tx[k], ty[k], ox, oy, b, sb, r, sr, floor_m)
+                    det = a11[k] * a22[k] - a12[k] * a12[k]
+                    g = _gate2(i, tx[k], ty[k], a22[k] / det, -a12[k] / det, a11[k] / det, ox, oy, b, sb, r, sr,
+                               floor_m)
                 if g <= gate2:
                     pg[n_pair] = g
                     pi[n_pair] = i
@@ -439,47 +445,6 @@ def fuse(labels, n_centres, px, py, pxx, pxy, pyy, share, cx, cy, huber_k, round
         if dof[k] > 1.0:
             red[k] = chi[k] / (dof[k] - 1.0)
     return x, y, sxx, sxy, syy, red
-
-
-@jit
-def reassign(cls, ox, oy, b, sb, r, sr, cx, cy, ccls, cell_m, reach_m, gate2, floor_m):
-    """Each observation to the best centre of its class whose position fits its bearing (and
-    range) within the gate and lies within ``reach_m`` of its end point (or, without a range,
-    of its first 4 x ``reach_m`` metres), or -1."""
-    size = 1
-    while size < 2 * cx.shape[0] + 2:
-        size *= 2
-    mask = size - 1
-    head = np.full(size, EMPTY, dtype=np.int64)
-    nxt = np.full(max(cx.shape[0], 1), EMPTY, dtype=np.int64)
-    for k in range(cx.shape[0]):
-        ix, iy = _cell(cx[k], cy[k], cell_m)
-        h = _hash(ix, iy, mask)
-        nxt[k] = head[h]
-        head[h] = k
-    n_reach = int(np.ceil(reach_m / cell_m))
-    labels = np.full(ox.shape[0], EMPTY, dtype=np.int64)
-    for i in range(ox.shape[0]):
-        ux, uy = np.sin(b[i]), np.cos(b[i])
-        if not np.isnan(r[i]):
-            px, py, steps = ox[i] + r[i] * ux, oy[i] + r[i] * uy, 1
-        else:
-            px, py, steps = ox[i], oy[i], int(4.0 * reach_m / cell_m) + 1
-        best, best_g = EMPTY, gate2
-        for st in range(steps):
-            ix, iy = _cell(px + st * cell_m * ux, py + st * cell_m * uy, cell_m)
-            for gx in range(ix - n_reach, ix + n_reach + 1):
-                for gy in range(iy - n_reach, iy + n_reach + 1):
-                    k = head[_hash(gx, gy, mask)]
-                    while k != EMPTY:
-                        if ccls[k] == cls[i] and (np.isnan(r[i]) or np.hypot(cx[k] - px, cy[k] - py) <= reach_m):
-                            g = _gate2(i, cx[k], cy[k], ox, oy, b, sb, r, sr, floor_m)
-                            if g < best_g:
-                                best_g = g
-                                best = k
-                        k = nxt[k]
-        labels[i] = best
-    return labels
 
 
 @jit

@@ -172,12 +172,10 @@ def _moving_along(k, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom):
 
 
 @jit
-def _route_position(q, i, j, f, a, b, t, m_t, m_s, m_ss, m_edge, m_off, geom, x, y):
-    """Put query q at the smoothed route distance, on whichever edge of the fixes near fixes i
-    and j holds it (x[q], y[q] are left alone when none does). Returns the edge (-1: none) and
-    the road's direction there."""
+def _route_point(target, i, j, a, b, t, m_t, m_s, m_edge, m_off, geom):
+    """The point at route distance ``target``, on whichever edge of the fixes near fixes i and
+    j holds it: (edge or -1 when none does, x, y, road direction hx, hy)."""
     vx, vy, vcum, vptr = geom
-    target = m_ss[i] + f * (m_ss[j] - m_ss[i])
     best, best_dt, best_off = -1, np.inf, 0.0
     for k in range(max(a, i - SMOOTH_FIXES), min(b, j + SMOOTH_FIXES + 1)):
         if m_edge[k] >= 0 and abs(m_t[k] - t) < best_dt:
@@ -185,16 +183,39 @@ def _route_position(q, i, j, f, a, b, t, m_t, m_s, m_ss, m_edge, m_off, geom, x,
             if -EDGE_TOL_M <= off <= vcum[vptr[m_edge[k] + 1] - 1] + EDGE_TOL_M:
                 best, best_dt, best_off = m_edge[k], abs(m_t[k] - t), off
     if best < 0:
-        return -1, 0.0, 0.0
+        return -1, 0.0, 0.0, 0.0, 0.0
     px, py, hx, hy = point_on_edge(best, min(max(best_off, 0.0), vcum[vptr[best + 1] - 1]), vx, vy, vcum, vptr)
+    return best, px, py, hx, hy
+
+
+@jit
+def _route_position(q, i, j, f, a, b, t, m_t, m_s, m_ss, m_edge, m_off, span_m, geom, x, y, turn):
+    """Put query q at the smoothed route distance (x[q], y[q] are left alone where no nearby
+    edge holds it). The road's direction is averaged over ``span_m`` either side, and how much
+    it turns there goes to ``turn[q]`` (degrees): near a corner the position's error along the
+    route makes the heading uncertain. Returns the edge (-1: none) and the direction."""
+    target = m_ss[i] + f * (m_ss[j] - m_ss[i])
+    best, px, py, hx, hy = _route_point(target, i, j, a, b, t, m_t, m_s, m_edge, m_off, geom)
+    if best < 0:
+        return -1, 0.0, 0.0
     x[q] = px
     y[q] = py
-    return best, hx, hy
+    sx, sy = hx, hy
+    e0, _, _, hx0, hy0 = _route_point(target - span_m, i, j, a, b, t, m_t, m_s, m_edge, m_off, geom)
+    e1, _, _, hx1, hy1 = _route_point(target + span_m, i, j, a, b, t, m_t, m_s, m_edge, m_off, geom)
+    if e0 >= 0 and e1 >= 0:
+        sx += hx0 + hx1
+        sy += hy0 + hy1
+        turn[q] = np.degrees(np.arccos(min(max(hx0 * hx1 + hy0 * hy1, -1.0), 1.0)))
+    norm = np.hypot(sx, sy)
+    if norm < 1e-9:  # a U-turn within the span: the direction at the point
+        return best, hx, hy
+    return best, sx / norm, sy / norm
 
 
 @jit
 def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_s, edge_tol_s, min_baseline_m,
-                      max_window_s, agree_deg, still_mps, m_s, m_ss, m_vs, m_vel, lane_m, geom):
+                      max_window_s, agree_deg, still_mps, m_s, m_ss, m_vs, m_vel, lane_m, span_m, geom):
     """Position and heading at each query time ``q_t`` of trip ``q_trip`` (an index into
     ``m_ptr``, -1 when unknown), linear between the matched fixes around it.
 
@@ -259,7 +280,8 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
             hx, hy = point_on_edge(e, min(max(m_off[came], 0.0), vcum[vptr[e + 1] - 1]), vx, vy, vcum, vptr)[2:]
             heading[q] = np.degrees(np.arctan2(hx, hy)) % 360.0
             baseline[q] = np.inf
-            _route_position(q, i, j, f, a, b, t, m_t, m_s, m_ss, m_edge, m_off, geom, x, y)
+            _route_position(q, i, j, f, a, b, t, m_t, m_s, m_ss, m_edge, m_off, span_m, geom, x, y, turn)
+            turn[q] = 0.0  # it stands: the heading is the road's it came in on, wherever it stands
             continue
         if still:
             # standing: the way it came in (the matcher may already have it on the next road)
@@ -290,16 +312,11 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
         e = m_edge[i]
         road = np.nan
         if e >= 0:
-            best, hx, hy = _route_position(q, i, j, f, a, b, t, m_t, m_s, m_ss, m_edge, m_off, geom, x, y)
+            best, hx, hy = _route_position(q, i, j, f, a, b, t, m_t, m_s, m_ss, m_edge, m_off, span_m, geom, x, y,
+                                           turn)
             if best >= 0:
                 e = best
                 road = np.degrees(np.arctan2(hx, hy)) % 360.0
-        if e >= 0 and m_edge[j] >= 0 and m_edge[j] != m_edge[i]:
-            # between two edges (a corner): the turn between them widens the heading's sigma
-            vx, vy, vcum, vptr = geom
-            hx0, hy0 = point_on_edge(m_edge[i], m_off[i], vx, vy, vcum, vptr)[2:]
-            hx1, hy1 = point_on_edge(m_edge[j], m_off[j], vx, vy, vcum, vptr)[2:]
-            turn[q] = np.degrees(np.arccos(min(max(hx0 * hx1 + hy0 * hy1, -1.0), 1.0)))
         # the road's heading is precise, but a car standing still gets matched to roads it is
         # not on (GPS noise at a stop line): trust the road only where the motion agrees
         if not np.isnan(road) and (np.isnan(motion) or abs((road - motion + 180.0) % 360.0 - 180.0) <= agree_deg) \
