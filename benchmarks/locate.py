@@ -15,6 +15,10 @@ and recall, precision and median error as ``mapdiff evaluate`` counts them (with
 same class; recall over objects seen in >= 5 trips, precision over estimates with >= 5 trips).
 
     python benchmarks/locate.py [--observations 1000000] [--objects 50000] [--pose-sigma-m 3]
+    python benchmarks/locate.py --sweep 1,2,3,5 --observations 400000 --objects 20000
+
+``--sweep`` prints instead how the median error falls with the trips that saw an object, for
+each pose sigma, next to sigma / sqrt(trips) (pairs within 3 sigma and same class).
 """
 
 from __future__ import annotations
@@ -83,9 +87,10 @@ def make_world(n_objects, n_observations, pose_sigma_m, seed=0):
             cols["x"].append(np.full(m, fx + sign * ea))
             cols["y"].append(np.full(m, fy + sign * ec))
             cols["b"].append(b_true + eh + rng.normal(0, np.radians(0.3), m))
-            cols["sb"].append(np.sqrt(np.radians(0.3) ** 2 + np.radians(0.5) ** 2 + (pose_sigma_m / r_true) ** 2))
+            # the sigmas of the sighting itself; the pose error is the locator's to know
+            cols["sb"].append(np.full(m, np.hypot(np.radians(0.3), np.radians(0.5))))
             cols["r"].append(r_true * (1 + rng.normal(0, 0.1, m)))
-            cols["sr"].append(np.hypot(0.1 * r_true, pose_sigma_m))
+            cols["sr"].append(0.1 * r_true)
             cols["obj"].append(seen)
             n += m
         trip += 1
@@ -160,6 +165,46 @@ def score(truth_objects, estimates):
             float(np.median(d[eligible[it]])) if len(it) else float("nan"), int(strong.sum()))
 
 
+def _peak_mb():
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited from the
+    parent that forked it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sweep(n_objects, n_observations, sigmas):
+    """Median position error of mapdiff's objects by the number of trips that saw them, for
+    each pose sigma, next to sigma / sqrt(trips) (what averaging independent passes gives)."""
+    from mapdiff.evaluate import match_points
+    from mapdiff.locate import locate
+    from mapdiff.projection import LocalProjection
+
+    proj = LocalProjection.around(24.94, 60.17)
+    buckets = [(2, 4), (5, 9), (10, 19), (20, 39), (40, 10_000)]
+    print(f"{'pose sigma m':>12} {'trips':>8} {'objects':>8} {'recall':>7} {'median m':>9} {'sigma/sqrt(n)':>14} "
+          f"{'ratio':>6}")
+    for sigma in sigmas:
+        obs, truth = make_world(n_objects, n_observations, sigma, seed=1)
+        est, _ = locate(obs)
+        tx, ty = proj.to_metres(truth["lon"].to_numpy(), truth["lat"].to_numpy())
+        ex, ey = proj.to_metres(est["lon"].to_numpy(float), est["lat"].to_numpy(float))
+        it, ie, d = match_points(tx, ty, truth["class"].to_numpy().astype(str), ex, ey,
+                                 est["class"].to_numpy().astype(str), 3.0 * max(sigma, 1.0))
+        err = np.full(len(truth), np.nan)
+        err[it] = d
+        n = truth["n_trips_seen"].to_numpy()
+        for lo, hi in buckets:
+            sel = (n >= lo) & (n <= hi)
+            if not sel.any():
+                continue
+            ref = sigma / np.sqrt(np.median(n[sel]))
+            med = float(np.nanmedian(err[sel]))
+            print(f"{sigma:12.1f} {f'{lo}-{hi}' if hi < 10_000 else f'{lo}+':>8} {int(sel.sum()):8,} "
+                  f"{np.isfinite(err[sel]).mean():7.3f} {med:9.2f} {ref:14.2f} {med / ref:6.2f}")
+
+
 def child(args):
     """One method in this process: print its wall time and scores as JSON."""
     truth = pd.read_parquet(args.truth)
@@ -168,7 +213,7 @@ def child(args):
     else:
         wall, est = run_dbscan(args.obs, float(args.method.split("=")[1]))
     recall, precision, median, n_est = score(truth, est)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_mb()
     print(json.dumps({"wall": wall, "peak_mb": peak, "recall": recall, "precision": precision,
                       "median_m": median, "estimates": n_est}))
 
@@ -180,12 +225,16 @@ def main(argv=None):
     ap.add_argument("--pose-sigma-m", type=float, default=3.0)
     ap.add_argument("--eps", default="2,3,5", help="DBSCAN eps values (metres) to try")
     ap.add_argument("--keep", metavar="PATH", help="also write the observations here")
+    ap.add_argument("--sweep", metavar="SIGMAS", help="instead: the error by trips for these pose sigmas (m), "
+                                                       "e.g. 1,2,3,5")
     ap.add_argument("--method", help=argparse.SUPPRESS)
     ap.add_argument("--obs", help=argparse.SUPPRESS)
     ap.add_argument("--truth", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.method:
         return child(args)
+    if args.sweep:
+        return sweep(args.objects, args.observations, [float(v) for v in args.sweep.split(",")])
     with tempfile.TemporaryDirectory() as tmp:
         obs, objects = make_world(args.objects, args.observations, args.pose_sigma_m)
         obs_path, truth_path = Path(tmp) / "obs.parquet", Path(tmp) / "truth.parquet"
