@@ -19,9 +19,12 @@
 4. Class confusions: a track with fewer than ``confusion_ratio`` times the observations of a
    track of another class at the same place in the same trip is the detector confusing the
    class, and so is an object with that share of a nearby object's observations.
-5. Values are voted: each trip votes its most frequent value, the object takes the most voted
-   value and reports the vote (``value_share``, ``value_votes``); where two values each win at
-   least ``split_share`` of the trips (two signs on one post), the object splits in two.
+5. Values: tracks and objects are kept per class and value (two signs of one class on one
+   post are told apart by their codes). An object of a value with less than ``split_share`` of
+   the trips of an object of its class but another value on the same spot is the detector
+   misreading the value: it folds into that object. Each trip votes its most frequent value,
+   the object takes the most voted value and reports the vote (``value_share``,
+   ``value_votes``), so a split vote shows.
 
 ``sigma_m`` is the per-axis standard deviation from the fit's covariance, scaled up by the
 residual scatter when that is larger than the covariances say. Objects seen by one trip only
@@ -64,6 +67,7 @@ class LocateConfig:
     track_range_rel: float = 0.15
     track_floor_m: float = 0.5
     track_share: float = 0.25
+    join_m: float = 1.0
     range_shared_rel: float = 0.08
     pose_sigma_m: float = 3.0
     offset_window_s: float = 30.0
@@ -76,6 +80,7 @@ class LocateConfig:
     def validate(self) -> "LocateConfig":
         for name in ("reach_m", "gate_sigma", "huber_k", "cell_m", "floor_m", "track_gap_s",
                      "track_bearing_sigma_deg", "track_turn_deg", "pose_sigma_m", "confusion_m", "track_range_rel", "offset_window_s", "track_floor_m", "track_share",
+                     "join_m",
                      "range_shared_rel"):
             if not getattr(self, name) > 0:
                 msg = f"{name} must be > 0; found {getattr(self, name)}"
@@ -154,7 +159,7 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     x0, y0 = float(np.median(ox)), float(np.median(oy))
     ox, oy = ox - x0, oy - y0
     b = np.radians(bearing)
-    cls_codes, classes = _codes(observations["class"])
+    cls_codes, classes = _identities(observations)
     trip = _codes(observations["trip_id"])[0]
     # within a pass the pose error is shared: frames differ by the box's own noise only
     sb_track = np.minimum(np.radians(sb_deg), np.radians(config.track_bearing_sigma_deg))
@@ -166,14 +171,21 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
                                       config.gate_sigma**2, config.track_floor_m, config.track_turn_deg)
     tracks = _track_points(track, first, last, trip, t, cls_codes, ox, oy, b, np.radians(sb_deg), sb_track, r,
                            sr_track, config)
-    has_values = "value" in observations and bool(observations["value"].notna().any())
-    if has_values:
-        tracks["value"] = _track_values(observations["value"], track, len(tracks))
+    # pieces of one pass's track (split by a jump in the heading, or swapped with a neighbour's)
+    # whose points agree join up again
+    track = _join_pieces(track, tracks, config)
+    first, last = _ends(track, t)
+    tracks = _track_points(track, first, last, trip, t, cls_codes, ox, oy, b, np.radians(sb_deg), sb_track, r,
+                           sr_track, config)
     _drop_confused_tracks(tracks, config)
     labels, centres = _objects_of_tracks(tracks, config)
-    if has_values:
-        labels, centres = _split_values(tracks, labels, centres, config)
     x, y, sxx, sxy, syy, red, n_trips = _fit(tracks, labels, centres, config)
+    # a value the detector read wrong on a few passes of a well-seen sign: the small object of
+    # its class and another value on it folds into it, and its votes are reported there
+    into = _folds(x, y, classes[centres["cls"]], n_trips, config.confusion_m, config.split_share)
+    if (into >= 0).any():
+        labels = np.where((labels >= 0) & (into[np.maximum(labels, 0)] >= 0), into[np.maximum(labels, 0)], labels)
+        x, y, sxx, sxy, syy, red, n_trips = _fit(tracks, labels, centres, config)
     obs_labels = np.where(track >= 0, labels[np.maximum(track, 0)], -1)
     # a few detections of a well-seen object get another class from the detector: where a much
     # smaller object of another class sits on it, its observations are those confusions
@@ -186,6 +198,17 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
                     n_trips, proj)
 
 
+def _identities(observations):
+    """Integer code of each observation's identity, the class with the value (two signs of one
+    class on one post are told apart by their codes), and the class of each code."""
+    cls, names = _codes(observations["class"])
+    if "value" not in observations or not observations["value"].notna().any():
+        return cls, names
+    value, _ = _codes(observations["value"].astype(object).where(observations["value"].notna(), ""))
+    ident, pairs = pd.factorize(pd.MultiIndex.from_arrays([cls, value]), sort=True)
+    return ident.astype(np.int64), names[pairs.get_level_values(0).to_numpy()]
+
+
 def _codes(col):
     """Integer codes and names of a label column (a categorical's without a string copy)."""
     if isinstance(col.dtype, pd.CategoricalDtype):
@@ -196,7 +219,8 @@ def _codes(col):
 
 def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, sb_track, r, sr, config):
     """One row per track (``first`` and ``last`` observation given): its point and covariance
-    from its own rays and ranges (NaN when they fix no point), direction of travel (ux, uy; NaN when the observer stood still), class,
+    (xx, xy, yy; and fxx, fxy, fyy of the fit alone) from its own rays and ranges (NaN when
+    they fix no point), direction of travel (ux, uy; NaN when the observer stood still), class,
     trip, observation count and time span."""
     from mapdiff._kernels.locate import solve
 
@@ -223,17 +247,56 @@ def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, sb_track, r, 
     # the mean ray, whatever the number of frames
     scale2 = np.where(ranged > 0, config.range_shared_rel**2 * dist2, 0.0)
     ux, uy = -ny, nx
-    sxx = sxx * scale + turn2 * nx * nx + scale2 * ux * ux
-    sxy = sxy * scale + turn2 * nx * ny + scale2 * ux * uy
-    syy = syy * scale + turn2 * ny * ny + scale2 * uy * uy
+    fxx, fxy, fyy = sxx * scale, sxy * scale, syy * scale
+    sxx = fxx + turn2 * nx * nx + scale2 * ux * ux
+    sxy = fxy + turn2 * nx * ny + scale2 * ux * uy
+    syy = fyy + turn2 * ny * ny + scale2 * uy * uy
     dx, dy = ox[last] - ox[first], oy[last] - oy[first]
     moved = np.hypot(dx, dy)
     with np.errstate(invalid="ignore", divide="ignore"):
         ux = np.where(moved > 2.0, dx / moved, np.nan)
         uy = np.where(moved > 2.0, dy / moved, np.nan)
-    return pd.DataFrame({"x": x, "y": y, "xx": sxx, "xy": sxy, "yy": syy,
+    return pd.DataFrame({"x": x, "y": y, "xx": sxx, "xy": sxy, "yy": syy, "fxx": fxx, "fxy": fxy, "fyy": fyy,
                          "ux": ux, "uy": uy, "cls": cls[first], "trip": trip[first], "n_obs": n_obs,
                          "t0": t[first], "t1": t[last], "kept": np.isfinite(x) & np.isfinite(sxx) & (n_obs >= _min_track(n_obs, config))})
+
+
+def _join_pieces(track, tracks, config):
+    """Track labels after joining the tracks of one trip and class that overlap in time or
+    follow within ``track_gap_s`` and whose points agree within the gate (their own
+    fits' covariances, which leave out the errors the pass shares, plus ``join_m``)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    ok = np.flatnonzero(np.isfinite(tracks["x"].to_numpy()) & np.isfinite(tracks["xx"].to_numpy()))
+    if len(ok) < 2:
+        return track
+    tr = tracks.iloc[ok]
+    x, y = tr["x"].to_numpy(), tr["y"].to_numpy()
+    # trips and classes apart: large offsets keep them out of each other's reach
+    key = tr["trip"].to_numpy() * 1e7 + tr["cls"].to_numpy() * 1e5
+    pairs = cKDTree(np.c_[x, y, key]).query_pairs(config.reach_m, output_type="ndarray")
+    if len(pairs) == 0:
+        return track
+    a, c = pairs[:, 0], pairs[:, 1]
+    t0, t1 = tr["t0"].to_numpy(), tr["t1"].to_numpy()
+    near = (t0[a] <= t1[c] + config.track_gap_s) & (t0[c] <= t1[a] + config.track_gap_s)
+    xx, xy, yy = tr["fxx"].to_numpy(), tr["fxy"].to_numpy(), tr["fyy"].to_numpy()
+    f2 = config.join_m**2
+    g = _mahal2(x[a] - x[c], y[a] - y[c], xx[a] + xx[c] + f2, xy[a] + xy[c], yy[a] + yy[c] + f2)
+    join = near & (g <= config.gate_sigma**2)
+    n = len(tracks)
+    graph = coo_matrix((np.ones(int(join.sum())), (ok[a[join]], ok[c[join]])), shape=(n, n))
+    return connected_components(graph, directed=False)[1][track].astype(np.int64)
+
+
+def _ends(track, t):
+    """Each track's first and last observation in time."""
+    by = np.lexsort((t, track))
+    n_obs = np.bincount(track)
+    ptr = np.concatenate(([0], np.cumsum(n_obs)))
+    return by[ptr[:-1]], by[ptr[1:] - 1]
 
 
 def _min_track(n_obs, config):
@@ -243,19 +306,6 @@ def _min_track(n_obs, config):
     and MAX_MIN_TRACK."""
     typical = float((n_obs.astype(float) ** 2).sum() / max(n_obs.sum(), 1))
     return int(np.clip(round(config.track_share * typical), 1, MAX_MIN_TRACK))
-
-
-def _track_values(value, track, n_tracks):
-    """Each track's most frequent value (None when it saw none)."""
-    v = pd.DataFrame({"track": track, "value": value.astype(object).where(value.notna(), None).to_numpy()})
-    v = v[v["value"].notna()]
-    v["value"] = v["value"].astype(str)
-    counts = v.groupby(["track", "value"], sort=True).size().rename("n").reset_index()
-    top = counts.sort_values(["track", "n", "value"], ascending=[True, False, True], kind="stable")
-    top = top.drop_duplicates("track")
-    out = pd.Series([None] * n_tracks, dtype=object)
-    out.iloc[top["track"].to_numpy()] = top["value"].to_numpy()
-    return out.to_numpy()
 
 
 def _drop_confused_tracks(tracks, config):
@@ -317,7 +367,8 @@ def _objects_of_tracks(tracks, config):
     own = tr["xx"].to_numpy(), tr["xy"].to_numpy(), tr["yy"].to_numpy()
     pcls = tr["cls"].to_numpy().astype(np.int64)
     trip = tr["trip"].to_numpy()
-    t_mid = 0.5 * (tr["t0"].to_numpy() + tr["t1"].to_numpy())
+    t0, t1 = tr["t0"].to_numpy(), tr["t1"].to_numpy()
+    t_mid = 0.5 * (t0 + t1)
     by_time = np.lexsort((t_mid, trip)).astype(np.int64)
     along_m = across_m = config.pose_sigma_m
     off_x = off_y = np.zeros(len(tr))
@@ -329,9 +380,9 @@ def _objects_of_tracks(tracks, config):
         pxx, pxy, pyy = _with_pose(tr, along_m, across_m)
         px, py = x0 - off_x, y0 - off_y
         order = np.argsort(pxx + pyy, kind="stable").astype(np.int64)
-        lab, cx, cy, _, _, _, ccls = cluster(order, px, py, pxx, pxy, pyy, pcls, given["x"], given["y"], given["xx"],
-                                             given["xy"], given["yy"], given["cls"], config.cell_m, config.reach_m,
-                                             gate2, config.floor_m)
+        lab, cx, cy, _, _, _, ccls = cluster(order, px, py, pxx, pxy, pyy, pcls, trip, t0, t1, given["x"], given["y"],
+                                             given["xx"], given["xy"], given["yy"], given["cls"], config.cell_m,
+                                             config.reach_m, gate2, config.floor_m)
         x, y, sxx, sxy, syy, _, n_trips = _fuse(lab, cx, cy, px, py, pxx, pxy, pyy, trip, config)
         if rnd == rounds:
             break
@@ -465,31 +516,34 @@ def _trip_votes(observations, labels, trip):
     return per.groupby(["label", "value"], sort=True).size().rename("trips").reset_index()
 
 
-def _split_values(tracks, labels, centres, config):
-    """Split objects whose trips clearly vote for two or more values into one object per value
-    (a trip votes the value of its largest track on the object; tracks with weaker values stay
-    with the winner)."""
-    value = tracks["value"].to_numpy()
-    has = (labels >= 0) & pd.notna(value)
-    v = pd.DataFrame({"label": labels[has], "trip": tracks["trip"].to_numpy()[has], "value": value[has],
-                      "n": tracks["n_obs"].to_numpy()[has]})
-    v = v.sort_values(["label", "trip", "n", "value"], ascending=[True, True, False, True], kind="stable")
-    votes = v.drop_duplicates(["label", "trip"]).groupby(["label", "value"]).size().rename("trips").reset_index()
-    total = votes.groupby("label")["trips"].transform("sum")
-    strong = votes[(votes["trips"] / total >= config.split_share) & (votes["trips"] >= 2)]
-    multi = strong[strong.duplicated("label", keep=False)].sort_values(["label", "trips"], ascending=[True, False])
-    if multi.empty:
-        return labels, centres
-    labels = labels.copy()
-    new = {k: [centres[k]] for k in ("x", "y", "cls")}
-    n = len(centres["x"])
-    for k, part in multi.groupby("label", sort=True):
-        for val in part["value"].to_numpy()[1:]:  # the most voted value keeps the object
-            labels[(labels == k) & (value == val)] = n
-            for key in new:
-                new[key].append(centres[key][k:k + 1])
-            n += 1
-    return labels, {k: np.concatenate(v) for k, v in new.items()}
+def _folds(x, y, cls, n_trips, radius_m, split_share):
+    """Per object, the object it folds into (-1: none): the nearest one within ``radius_m`` of
+    its class but another identity (value) seen by so many more trips that it has less than
+    ``split_share`` of their trips together."""
+    from scipy.spatial import cKDTree
+
+    into = np.full(len(x), -1, dtype=np.int64)
+    live = np.flatnonzero(n_trips > 0)
+    if len(live) < 2:
+        return into
+    pairs = cKDTree(np.c_[x[live], y[live]]).query_pairs(radius_m, output_type="ndarray")
+    i, j = live[pairs[:, 0]], live[pairs[:, 1]]
+    same = cls[i] == cls[j]
+    i, j = i[same], j[same]
+    small = np.where(n_trips[i] < n_trips[j], i, j)
+    big = np.where(n_trips[i] < n_trips[j], j, i)
+    fold = n_trips[small] < split_share * (n_trips[small] + n_trips[big])
+    small, big = small[fold], big[fold]
+    d = np.hypot(x[small] - x[big], y[small] - y[big])
+    for k in np.argsort(-d, kind="stable"):  # the nearest is written last
+        into[small[k]] = big[k]
+    # a chain (a into b into c) ends at its last object
+    while True:
+        nxt = np.where(into >= 0, into[np.maximum(into, 0)], -1)
+        step = np.where(nxt >= 0, nxt, into)
+        if np.array_equal(step, into):
+            return into
+        into = step
 
 
 def _confusions(x, y, n_obs, n_trips, radius_m, ratio):

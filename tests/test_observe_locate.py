@@ -187,3 +187,161 @@ def test_cli_observe_then_locate(tmp_path):
     res = CliRunner().invoke(cli, ["observe", str(tmp_path / "det.parquet"), "--matched", str(tmp_path / "matched.parquet"),
                                    "--camera", str(tmp_path / "nope.json"), "-o", str(tmp_path / "o2.parquet")])
     assert res.exit_code == 1 and "nope.json: file not found" in res.output
+
+
+# --- poses on a map (the grid of fixtures/grid.py: row 0 two-way, row 1 one-way eastbound) ---
+
+def _grid():
+    from fixtures.grid import grid_edges
+    from mapdiff.network import Network
+
+    edges = grid_edges()
+    return Network.from_edges(edges), edges
+
+
+def _grid_drive(edges, legs, *, trip="G", seed=0, raw_sigma_m=0.0):
+    """Matched fixes one a second along ``legs`` = [(u, v, offsets along u->v)], with raw fixes
+    ``raw_sigma_m`` around the matched points (seeded)."""
+    from fixtures.grid import CRS, node_xy
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u, v, offsets in legs:
+        eid = int(edges.loc[(edges["u"] == u) & (edges["v"] == v), "edge_id"].iloc[0])
+        (ax, ay), (bx, by) = node_xy(u), node_xy(v)
+        for off in offsets:
+            f = off / np.hypot(bx - ax, by - ay)
+            rows.append((eid, off, ax + f * (bx - ax), ay + f * (by - ay)))
+    e, off, x, y = (np.array(c) for c in zip(*rows))
+    import pyproj
+
+    to_ll = pyproj.Transformer.from_crs(CRS, "EPSG:4326", always_xy=True)
+    mlon, mlat = to_ll.transform(x, y)
+    rlon, rlat = to_ll.transform(x + rng.normal(0, raw_sigma_m, len(x)), y + rng.normal(0, raw_sigma_m, len(x)))
+    t = np.arange(len(x), dtype=float)
+    return pd.DataFrame({"trip_id": trip, "t": ts(t), "lon": rlon, "lat": rlat, "matched_lon": mlon,
+                         "matched_lat": mlat, "distance_m": 2.0, "edge_id": e.astype(np.int64), "offset_m": off})
+
+
+def _observer_xy(obs):
+    import pyproj
+
+    from fixtures.grid import CRS
+
+    return pyproj.Transformer.from_crs("EPSG:4326", CRS, always_xy=True).transform(obs["lon"].to_numpy(),
+                                                                                   obs["lat"].to_numpy())
+
+
+def test_lane_offset_on_two_way_roads_only():
+    from fixtures.grid import ORIGIN, SPACING_M
+
+    net, edges = _grid()
+    cam = Camera()
+    offsets = np.arange(0.0, 100.0, 10.0)
+    for row, expect in ((0, -1.5), (1, 0.0)):  # row 0 two-way: the car keeps right (south, driving east)
+        legs = [(row, 10 + row, offsets)]
+        m = _grid_drive(edges, legs, trip=f"row{row}")
+        det = pd.DataFrame([_detection(cam, 4.5, 3.0, 20.0, trip=f"row{row}")])
+        obs, _ = observe(det, m, cam, network=net)
+        x, y = _observer_xy(obs)
+        assert y[0] - (ORIGIN[1] + row * SPACING_M) == pytest.approx(expect, abs=0.05)
+        assert obs["bearing_deg"].iloc[0] == pytest.approx(90.0 + np.degrees(np.arctan2(3.0, 20.0)), abs=0.2)
+
+
+def test_a_standing_car_matched_onto_the_cross_street_keeps_its_heading():
+    # east along row 0 to node 10, stands there 20 s while the matcher puts it on the street
+    # north (10 -> 11) a few metres in, then drives north
+    net, edges = _grid()
+    cam = Camera()
+    rng = np.random.default_rng(5)
+    legs = [(0, 10, np.arange(0.0, 100.0, 10.0)), (10, 11, np.abs(rng.normal(0, 2.0, 20))),
+            (10, 11, np.arange(10.0, 100.0, 10.0))]
+    m = _grid_drive(edges, legs, raw_sigma_m=1.0, seed=5)
+    det = pd.DataFrame([_detection(cam, 19.0, 3.0, 20.0, trip="G")])
+    obs, rejected = observe(det, m, cam, network=net)
+    assert len(rejected) == 0
+    # the box is 8.5 degrees right of the axis: of east, not of north
+    assert obs["bearing_deg"].iloc[0] == pytest.approx(90.0 + np.degrees(np.arctan2(3.0, 20.0)), abs=1.0)
+
+
+def test_route_smoother_averages_noise_and_restarts_after_a_jump():
+    from mapdiff._kernels.observe import smooth_route
+
+    rng = np.random.default_rng(0)
+    t = np.arange(120.0)
+    true = 10.0 * t
+    true[60:] += 200.0  # the matched route jumps (a wrong turn the matcher took back)
+    s = true + rng.normal(0, 5.0, len(t))
+    ss, vs = smooth_route(np.array([0, len(t)]), t, s, np.array([5.0]), 5.0)
+    ok = (t < 55) | (t > 66)
+    assert np.std((ss - true)[ok]) < 0.6 * np.std((s - true)[ok])
+    assert np.median(vs[ok]) == pytest.approx(10.0, abs=1.0)
+    assert abs(ss[-1] - true[-1]) < 10.0  # it did not keep predicting the old level
+
+
+def test_raw_velocity_of_a_straight_drive_and_a_stop():
+    from mapdiff._kernels.observe import raw_velocity
+
+    t = np.arange(20.0)
+    x = np.where(t < 10, 8.0 * t, 80.0)
+    vel = raw_velocity(np.array([0, 20]), t, x, np.zeros(20), 3.0)
+    assert vel[4, 0] == pytest.approx(8.0) and vel[4, 1] == pytest.approx(0.0)
+    assert abs(vel[17, 0]) < 1e-9
+    assert np.isnan(raw_velocity(np.array([0, 2]), t[:2], x[:2], np.zeros(2), 3.0)[:, 0]).all()
+
+
+# --- locate: passes, their offsets, fragments ---
+
+def test_trip_offsets_leave_the_track_itself_out():
+    from mapdiff._kernels.locate import trip_offsets
+
+    # one trip, three tracks whose objects sit 1 m west of them; a fourth in another trip
+    trip = np.array([0, 0, 0, 1])
+    t = np.array([0.0, 10.0, 20.0, 0.0])
+    dx = np.array([1.0, 1.0, 1.0, 5.0])
+    w = np.ones(4)
+    ox, oy, var = trip_offsets(np.arange(4), trip, t, dx, np.zeros(4), w, 30.0, 4.0)
+    # from the two others: (1 + 1) / (2 + 1/4)
+    assert ox[:3] == pytest.approx(2.0 / 2.25) and (oy == 0).all()
+    assert var[0] == pytest.approx(1.0 / 2.25)
+    assert ox[3] == 0.0 and var[3] == pytest.approx(4.0)  # alone in its trip: the prior
+    # out of the window: tracks 0 and 2 see only track 1
+    ox, _, _ = trip_offsets(np.arange(4), trip, t, dx, np.zeros(4), w, 15.0, 4.0)
+    assert ox[0] == pytest.approx(1.0 / 1.25) and ox[1] == pytest.approx(2.0 / 2.25)
+
+
+def test_short_tracks_count_only_against_long_typical_passes():
+    from mapdiff.locate import _min_track
+
+    config = LocateConfig()
+    assert _min_track(np.array([20, 20, 1, 2]), config) == 4
+    assert _min_track(np.array([2, 2, 1, 2]), config) == 1
+    assert _min_track(np.array([8, 8, 8]), config) == 2
+
+
+def test_passes_with_pose_errors_give_two_close_objects_of_one_class():
+    # two signs 6 m apart along a street; 12 passes, each with its own pose error along the
+    # street (sigma 2.5 m), frames every 4 m: two objects, each within 1.5 m
+    rng = np.random.default_rng(7)
+    signs = [(0.0, 5.0), (6.0, 5.0)]
+    rows = []
+    for p in range(12):
+        shift = rng.normal(0, 2.5)
+        for k, qx in enumerate(np.arange(-60.0, -2.0, 4.0)):
+            for sx, sy in signs:
+                dx, dy = sx - qx, sy
+                if dx < 3.0:
+                    continue
+                lon, lat = (float(np.ravel(v)[0]) for v in PROJ.to_lonlat(X0 + qx + shift, Y0))
+                r = np.hypot(dx, dy)
+                rows.append({"trip_id": f"p{p}", "t": ts([100 * p + k])[0], "class": "stop", "value": None,
+                             "score": 0.9, "lon": lon, "lat": lat,
+                             "bearing_deg": (np.degrees(np.arctan2(dx, dy)) + rng.normal(0, 0.2)) % 360,
+                             "bearing_sigma_deg": 0.3, "range_m": r * (1 + rng.normal(0, 0.08)),
+                             "range_sigma_m": 0.08 * r})
+    objects, _ = locate(pd.DataFrame(rows))
+    strong = objects[objects["n_trips"] >= 5]
+    assert len(strong) == 2
+    p = positions(strong)
+    p = p[np.argsort(p[:, 0])]
+    assert np.hypot(*(p - np.array(signs)).T).max() < 1.5

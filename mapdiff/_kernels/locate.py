@@ -296,13 +296,26 @@ def _unlink(head, nxt, h, k):
 
 
 @jit
-def cluster(order, px, py, pxx, pxy, pyy, pcls, cx, cy, cxx, cxy, cyy, ccls, cell_m, reach_m, gate2, floor_m):
+def _seen_together(i, j, prev, ptrip, pt0, pt1):
+    """Whether point i's pass overlaps in time with one of the points chained from j."""
+    while j != EMPTY:
+        if ptrip[j] == ptrip[i] and pt0[i] <= pt1[j] and pt0[j] <= pt1[i]:
+            return True
+        j = prev[j]
+    return False
+
+
+@jit
+def cluster(order, px, py, pxx, pxy, pyy, pcls, ptrip, pt0, pt1, cx, cy, cxx, cxy, cyy, ccls, cell_m, reach_m, gate2,
+            floor_m):
     """Leader clustering of points with covariances.
 
     The given centres stay where they are; each point, in ``order``, joins the centre of its
     class within ``reach_m`` (more for a point whose gate reaches further) whose Mahalanobis distance (point covariance + centre covariance +
     ``floor_m`` squared) is smallest and within ``gate2``, or starts a new centre, which then
-    moves to the information-weighted mean of the points that join it.
+    moves to the information-weighted mean of the points that join it. A centre takes no point
+    of a trip (``ptrip``) whose time span (``pt0``-``pt1``) overlaps one it holds already: what
+    one pass sees at once are different objects.
     Returns the label of each point and the centres (x, y, covariance, class), given ones first.
     """
     n0 = cx.shape[0]
@@ -333,6 +346,8 @@ def cluster(order, px, py, pxx, pxy, pyy, pcls, cx, cy, cxx, cxy, cyy, ccls, cel
         filed[k] = h
     m = n0
     labels = np.full(px.shape[0], EMPTY, dtype=np.int64)
+    member = np.full(cap, EMPTY, dtype=np.int64)  # each centre's last point; earlier ones chained
+    prev = np.full(px.shape[0], EMPTY, dtype=np.int64)
     f2 = floor_m**2
     for q in range(order.shape[0]):
         i = order[q]
@@ -351,7 +366,7 @@ def cluster(order, px, py, pxx, pxy, pyy, pcls, cx, cy, cxx, cxy, cyy, ccls, cel
                         dx, dy = px[i] - x[k], py[i] - y[k]
                         if dx * dx + dy * dy <= reach * reach:
                             g = _mahal2(dx, dy, pxx[i] + vxx[k] + f2, pxy[i] + vxy[k], pyy[i] + vyy[k] + f2)
-                            if g < best_g:
+                            if g < best_g and not _seen_together(i, member[k], prev, ptrip, pt0, pt1):
                                 best_g = g
                                 best = k
                     k = nxt[k]
@@ -369,6 +384,7 @@ def cluster(order, px, py, pxx, pxy, pyy, pcls, cx, cy, cxx, cxy, cyy, ccls, cel
                 info = np.concatenate((info, np.zeros((cap - m, 5))))
                 nxt = np.concatenate((nxt, np.full(cap - m, EMPTY, dtype=np.int64)))
                 filed = np.concatenate((filed, np.empty(cap - m, dtype=np.int64)))
+                member = np.concatenate((member, np.full(cap - m, EMPTY, dtype=np.int64)))
             best = m
             c_cls[m] = pcls[i]
             h = _hash(ix, iy, mask)
@@ -377,6 +393,8 @@ def cluster(order, px, py, pxx, pxy, pyy, pcls, cx, cy, cxx, cxy, cyy, ccls, cel
             filed[m] = h
             m += 1
         labels[i] = best
+        prev[i] = member[best]
+        member[best] = i
         if info[best, 0] >= 0.0:
             s = info[best]
             s[0] += w11
