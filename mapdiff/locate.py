@@ -446,39 +446,50 @@ def _merge(tracks, x, y, sxx, sxy, syy, ccls, n_trips, config):
     pairs = cKDTree(np.c_[x[live], y[live], ccls[live] * 1e6]).query_pairs(config.reach_m, output_type="ndarray")
     if len(pairs) == 0:
         return alive
-    gate2 = config.gate_sigma**2
     i, j = live[pairs[:, 0]], live[pairs[:, 1]]
     big = np.where(n_trips[i] >= n_trips[j], i, j)
     small = np.where(n_trips[i] >= n_trips[j], j, i)
-    close = _mahal2(x[i] - x[j], y[i] - y[j], sxx[i] + sxx[j], sxy[i] + sxy[j], syy[i] + syy[j]) <= gate2
-    lab = tracks["lab"]
-    by_obj = np.argsort(lab, kind="stable")
-    ptr = np.searchsorted(lab[by_obj], np.arange(len(x) + 1))
+    merge = _mahal2(x[i] - x[j], y[i] - y[j], sxx[i] + sxx[j], sxy[i] + sxy[j], syy[i] + syy[j]) <= config.gate_sigma**2
     f2 = config.floor_m**2
+    rest = np.flatnonzero(~merge)
+    merge[rest] = _strays(tracks, small[rest], big[rest], x, y, sxx + f2, sxy, syy + f2, config)
+    small, big = small[merge], big[merge]
     for k in np.argsort(-n_trips[big], kind="stable"):
-        a, c = big[k], small[k]
-        if not (alive[a] and alive[c]):
-            continue
-        if not close[k] and not _stray(tracks, by_obj[ptr[c]:ptr[c + 1]], by_obj[ptr[a]:ptr[a + 1]], x[a], y[a],
-                                       sxx[a] + f2, sxy[a], syy[a] + f2, gate2, config.track_gap_s):
-            continue
-        alive[c] = False
+        if alive[big[k]] and alive[small[k]]:
+            alive[small[k]] = False
     return alive
 
 
-def _stray(tracks, mine, theirs, cx, cy, cxx, cxy, cyy, gate2, gap_s):
-    """Whether the tracks ``mine`` look like stray passes of the object at (cx, cy) (covariance
-    c..) whose tracks are ``theirs`` (see :func:`_merge`)."""
-    px, py = tracks["px"][mine], tracks["py"][mine]
-    g = _mahal2(px - cx, py - cy, tracks["pxx"][mine] + cxx, tracks["pxy"][mine] + cxy, tracks["pyy"][mine] + cyy)
-    if np.mean(g <= gate2) < MERGE_SHARE:
-        return False
+def _strays(tracks, small, big, x, y, cxx, cxy, cyy, config):
+    """Per pair, whether the tracks of object ``small`` look like stray passes of object ``big``
+    (covariance c..; see :func:`_merge`)."""
+    lab = tracks["lab"]
+    by_obj = np.argsort(lab, kind="stable")
+    ptr = np.searchsorted(lab[by_obj], np.arange(len(x) + 1))
+
+    def members(objs):
+        """(pair, track) for every track of each pair's object."""
+        count = ptr[objs + 1] - ptr[objs]
+        pair = np.repeat(np.arange(len(objs)), count)
+        start = np.repeat(ptr[objs] - np.cumsum(np.r_[0, count[:-1]]), count)
+        return pair, by_obj[np.arange(len(pair)) + start]
+
+    p_s, k_s = members(small)
+    b = big[p_s]
+    g = _mahal2(tracks["px"][k_s] - x[b], tracks["py"][k_s] - y[b], tracks["pxx"][k_s] + cxx[b],
+                tracks["pxy"][k_s] + cxy[b], tracks["pyy"][k_s] + cyy[b])
+    fits = np.bincount(p_s, weights=g <= config.gate_sigma**2, minlength=len(small))
+    fits /= np.maximum(np.bincount(p_s, minlength=len(small)), 1)
     # the same trip on both, at overlapping times: seen together
-    t_mine = pd.DataFrame({"trip": tracks["trip"][mine], "t0": tracks["t0"][mine], "t1": tracks["t1"][mine]})
-    t_theirs = pd.DataFrame({"trip": tracks["trip"][theirs], "u0": tracks["t0"][theirs], "u1": tracks["t1"][theirs]})
-    both = t_mine.merge(t_theirs, on="trip")
-    together = both[(both["t0"] <= both["u1"] + gap_s) & (both["u0"] <= both["t1"] + gap_s)]["trip"].nunique()
-    return together <= (1.0 - MERGE_SHARE) * t_mine["trip"].nunique()
+    p_b, k_b = members(big)
+    mine = pd.DataFrame({"pair": p_s, "trip": tracks["trip"][k_s], "t0": tracks["t0"][k_s], "t1": tracks["t1"][k_s]})
+    theirs = pd.DataFrame({"pair": p_b, "trip": tracks["trip"][k_b], "u0": tracks["t0"][k_b], "u1": tracks["t1"][k_b]})
+    both = mine.merge(theirs, on=["pair", "trip"])
+    gap = config.track_gap_s
+    both = both[(both["t0"] <= both["u1"] + gap) & (both["u0"] <= both["t1"] + gap)]
+    together = both.groupby("pair")["trip"].nunique().reindex(range(len(small)), fill_value=0).to_numpy()
+    trips = mine.groupby("pair")["trip"].nunique().reindex(range(len(small)), fill_value=0).to_numpy()
+    return (fits >= MERGE_SHARE) & (together <= (1.0 - MERGE_SHARE) * trips)
 
 
 def _pose_sigmas(tr, px, py, lab, x, y, n_trips, along_m, across_m):
