@@ -478,7 +478,7 @@ def _strays(tracks, small, big, x, y, cxx, cxy, cyy, config):
     b = big[p_s]
     g = _mahal2(tracks["px"][k_s] - x[b], tracks["py"][k_s] - y[b], tracks["pxx"][k_s] + cxx[b],
                 tracks["pxy"][k_s] + cxy[b], tracks["pyy"][k_s] + cyy[b])
-    fits = np.bincount(p_s, weights=g <= config.gate_sigma**2, minlength=len(small))
+    fits = np.bincount(p_s, weights=(g <= config.gate_sigma**2).astype(float), minlength=len(small)).astype(float)
     fits /= np.maximum(np.bincount(p_s, minlength=len(small)), 1)
     # the same trip on both, at overlapping times: seen together
     p_b, k_b = members(big)
