@@ -12,10 +12,12 @@ from mapdiff_cli.options import fail, info, output_option, quiet_option
 @output_option("Objects (Parquet): one row per estimated object.")
 @click.option("--reach-m", type=float, help="An observation joins an object at most this far from its end point [15].")
 @click.option("--gate-sigma", type=float, help="... and within this many sigmas of its bearing and range [3].")
+@click.option("--pose-sigma-m", type=float,
+              help="A pass's pose error before the data tell it (metres; then measured) [3].")
 @click.option("--labels", "labels_path", metavar="PATH",
               help="Also write the observations with the object_id each was assigned (-1: none).")
 @quiet_option
-def locate(observations, output, reach_m, gate_sigma, labels_path, quiet):
+def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path, quiet):
     """Associate observations (trip_id, t, class, value, lon, lat, bearing_deg, bearing_sigma_deg,
     range_m, range_sigma_m) that see the same object and estimate each object's position by
     robust weighted least squares; see mapdiff.locate."""
@@ -23,7 +25,8 @@ def locate(observations, output, reach_m, gate_sigma, labels_path, quiet):
     from mapdiff.io import read_table, write_table
     from mapdiff.locate import LocateConfig, locate as run
 
-    overrides = {k: v for k, v in (("reach_m", reach_m), ("gate_sigma", gate_sigma)) if v is not None}
+    overrides = {k: v for k, v in (("reach_m", reach_m), ("gate_sigma", gate_sigma), ("pose_sigma_m", pose_sigma_m))
+                 if v is not None}
     try:
         config = LocateConfig(**overrides).validate()
     except ConfigError as exc:

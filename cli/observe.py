@@ -17,8 +17,11 @@ from mapdiff_cli.options import fail, info, output_option, quiet_option
 @output_option("Observations (Parquet).")
 @click.option("--rejects", metavar="PATH", help="Also write the detections without a matched pose, with the reason.")
 @click.option("--max-gap-s", type=float, help="Matched fixes further apart give no pose [5].")
+@click.option("--lane-offset-m", type=float,
+              help="How far right of a two-way road's centre line the camera drives, with --map (metres; "
+                   "negative where traffic keeps left) [1.5].")
 @quiet_option
-def observe(detections, matched, camera_path, map_path, output, rejects, max_gap_s, quiet):
+def observe(detections, matched, camera_path, map_path, output, rejects, max_gap_s, lane_offset_m, quiet):
     """From each detection's box, the vehicle's matched pose at that instant and the camera
     model, compute the observer position, the absolute bearing to the object and a range from
     the box height, each with its sigma. Detections without a matched pose are counted on
@@ -28,10 +31,12 @@ def observe(detections, matched, camera_path, map_path, output, rejects, max_gap
     from mapdiff.io import read_table, write_table
     from mapdiff.observe import ObserveConfig, observe as run
 
+    overrides = {k: v for k, v in (("max_gap_s", max_gap_s), ("lane_offset_m", lane_offset_m)) if v is not None}
     try:
-        config = ObserveConfig(**({"max_gap_s": max_gap_s} if max_gap_s is not None else {})).validate()
+        config = ObserveConfig(**overrides).validate()
     except ConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="--max-gap-s") from None
+        name = str(exc).split(" ", 1)[0]
+        raise click.BadParameter(str(exc), param_hint=f"--{name.replace('_', '-')}") from None
     try:
         camera = read_camera(camera_path)
         det = read_table(detections)

@@ -43,8 +43,9 @@ from mapdiff.errors import ConfigError, InputError
 #: the least pose error the scatter of tracks may report
 MIN_POSE_SIGMA_M = 0.3
 #: share of a small object's tracks that must fit a bigger one for it to be the bigger one's
-#: stray passes (and at most 1 - this share of its trips may see both together)
-MERGE_SHARE = 0.8
+#: stray passes, and the most of its trips that may see both together
+MERGE_SHARE = 0.5
+TOGETHER_SHARE = 0.2
 #: the most observations a track may be asked to have (see ``_min_track``)
 MAX_MIN_TRACK = 4
 #: a track tells its pass's pose error only against an object at least this many trips saw
@@ -430,9 +431,9 @@ def _merge(tracks, x, y, sxx, sxy, syy, ccls, n_trips, config):
     seen by fewer trips into the other where
 
     - their positions agree within the gate (their covariances summed), or
-    - it looks like the other's stray passes: most of its tracks (``MERGE_SHARE``) fit the other
-      within the gate, and few of its trips (at most 1 - ``MERGE_SHARE``) saw the other in the
-      same pass too (two real objects a few metres apart are seen together).
+    - it looks like the other's stray passes: ``MERGE_SHARE`` of its tracks fit the other within
+      the gate, and at most ``TOGETHER_SHARE`` of its trips saw the other in the same pass too
+      (two real objects a few metres apart are seen together).
 
     ``tracks`` holds the tracks' object (lab), point (px, py) and covariance (pxx, pxy, pyy),
     trip and time span (t0, t1)."""
@@ -489,7 +490,7 @@ def _strays(tracks, small, big, x, y, cxx, cxy, cyy, config):
     both = both[(both["t0"] <= both["u1"] + gap) & (both["u0"] <= both["t1"] + gap)]
     together = both.groupby("pair")["trip"].nunique().reindex(range(len(small)), fill_value=0).to_numpy()
     trips = mine.groupby("pair")["trip"].nunique().reindex(range(len(small)), fill_value=0).to_numpy()
-    return (fits >= MERGE_SHARE) & (together <= (1.0 - MERGE_SHARE) * trips)
+    return (fits >= MERGE_SHARE) & (together <= TOGETHER_SHARE * trips)
 
 
 def _pose_sigmas(tr, px, py, lab, x, y, n_trips, along_m, across_m):
