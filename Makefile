@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 OUT    := demo-out
 
-.PHONY: demo test bench bench-kubicka bench-peers clean
+.PHONY: demo test bench bench-kubicka bench-peers bench-locate clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,13 +28,18 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
-bench: bench-kubicka bench-peers
+bench: bench-kubicka bench-peers bench-locate
 
 bench-kubicka: $(VENV)/.bench
 	$(BIN)/python benchmarks/kubicka.py
 
 bench-peers: $(VENV)/.bench
 	$(BIN)/python benchmarks/match_peers.py
+
+bench-locate: $(VENV)/.bench
+	$(BIN)/python benchmarks/locate.py
+	$(BIN)/python benchmarks/locate.py --sweep 1,2,3,5 --observations 400000 --objects 4000
+	$(BIN)/python benchmarks/locate_sim.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache
