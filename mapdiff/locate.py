@@ -388,7 +388,8 @@ def _objects_of_tracks(tracks, config):
         if rnd == rounds:
             break
         alive = (n_trips > 0) & _merge({"lab": lab, "px": px, "py": py, "pxx": pxx, "pxy": pxy, "pyy": pyy,
-                                        "trip": trip, "t0": tr["t0"].to_numpy(), "t1": tr["t1"].to_numpy()},
+                                        "trip": trip, "t0": tr["t0"].to_numpy(), "t1": tr["t1"].to_numpy(),
+                                        "oxx": own[0], "oxy": own[1], "oyy": own[2]},
                                        x, y, sxx, sxy, syy, ccls, n_trips, config)
         if rnd == 0:
             prior_var = 0.5 * sum(v**2 for v in _pose_sigmas(tr, x0, y0, lab, x, y, n_trips, along_m, across_m))
@@ -432,11 +433,12 @@ def _merge(tracks, x, y, sxx, sxy, syy, ccls, n_trips, config):
 
     - their positions agree within the gate (their covariances summed), or
     - it looks like the other's stray passes: ``MERGE_SHARE`` of its tracks fit the other within
-      the gate, and at most ``TOGETHER_SHARE`` of its trips saw the other in the same pass too
-      (two real objects a few metres apart are seen together).
+      the gate, and at most ``TOGETHER_SHARE`` of its trips saw the other in the same pass too,
+      apart (two real objects a few metres apart are seen together, each where it stands;
+      pieces of one pass's track of one object sit together).
 
     ``tracks`` holds the tracks' object (lab), point (px, py) and covariance (pxx, pxy, pyy),
-    trip and time span (t0, t1)."""
+    covariance without the pose error (oxx, oxy, oyy), trip and time span (t0, t1)."""
     from scipy.spatial import cKDTree
 
     alive = n_trips > 0
@@ -483,14 +485,25 @@ def _strays(tracks, small, big, x, y, cxx, cxy, cyy, config):
     fits /= np.maximum(np.bincount(p_s, minlength=len(small)), 1)
     # the same trip on both, at overlapping times: seen together
     p_b, k_b = members(big)
-    mine = pd.DataFrame({"pair": p_s, "trip": tracks["trip"][k_s], "t0": tracks["t0"][k_s], "t1": tracks["t1"][k_s]})
-    theirs = pd.DataFrame({"pair": p_b, "trip": tracks["trip"][k_b], "u0": tracks["t0"][k_b], "u1": tracks["t1"][k_b]})
+    mine = pd.DataFrame({"pair": p_s, "trip": tracks["trip"][k_s], "t0": tracks["t0"][k_s], "t1": tracks["t1"][k_s],
+                         "k": k_s})
+    theirs = pd.DataFrame({"pair": p_b, "trip": tracks["trip"][k_b], "u0": tracks["t0"][k_b], "u1": tracks["t1"][k_b],
+                           "kb": k_b})
     both = mine.merge(theirs, on=["pair", "trip"])
     gap = config.track_gap_s
     both = both[(both["t0"] <= both["u1"] + gap) & (both["u0"] <= both["t1"] + gap)]
-    together = both.groupby("pair")["trip"].nunique().reindex(range(len(small)), fill_value=0).to_numpy()
+    # where one pass has a track on each, do the two sit where the pass's own geometry says one
+    # object is (its pieces, split), or apart (two objects)?
+    k, kb = both["k"].to_numpy(), both["kb"].to_numpy()
+    f2 = config.join_m**2
+    same = _mahal2(tracks["px"][k] - tracks["px"][kb], tracks["py"][k] - tracks["py"][kb],
+                   tracks["oxx"][k] + tracks["oxx"][kb] + f2, tracks["oxy"][k] + tracks["oxy"][kb],
+                   tracks["oyy"][k] + tracks["oyy"][kb] + f2) <= config.gate_sigma**2
+    both = both.assign(apart=~same)
+    per_trip = both.groupby(["pair", "trip"])["apart"].all().reset_index()
+    apart = per_trip[per_trip["apart"]].groupby("pair").size().reindex(range(len(small)), fill_value=0).to_numpy()
     trips = mine.groupby("pair")["trip"].nunique().reindex(range(len(small)), fill_value=0).to_numpy()
-    return (fits >= MERGE_SHARE) & (together <= TOGETHER_SHARE * trips)
+    return (fits >= MERGE_SHARE) & (apart <= TOGETHER_SHARE * trips)
 
 
 def _pose_sigmas(tr, px, py, lab, x, y, n_trips, along_m, across_m):
