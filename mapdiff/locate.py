@@ -172,8 +172,8 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
                                       config.gate_sigma**2, config.track_floor_m, config.track_turn_deg)
     tracks = _track_points(track, first, last, trip, t, cls_codes, ox, oy, b, np.radians(sb_deg), sb_track, r,
                            sr_track, config)
-    # pieces of one pass's track (split by a jump in the heading, or swapped with a neighbour's)
-    # whose points agree join up again
+    # pieces of one pass's track (split by a jump in the heading) whose points agree join up
+    # again
     track = _join_pieces(track, tracks, config)
     first, last = _ends(track, t)
     tracks = _track_points(track, first, last, trip, t, cls_codes, ox, oy, b, np.radians(sb_deg), sb_track, r,
@@ -263,8 +263,8 @@ def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, sb_track, r, 
 
 
 def _join_pieces(track, tracks, config):
-    """Track labels after joining the tracks of one trip and class that overlap in time or
-    follow within ``track_gap_s`` and whose points agree within the gate (their own
+    """Track labels after joining the tracks of one trip and identity where one follows the
+    other within ``track_gap_s`` and their points agree within the gate (their own
     fits' covariances, which leave out the errors the pass shares, plus ``join_m``)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -282,7 +282,8 @@ def _join_pieces(track, tracks, config):
         return track
     a, c = pairs[:, 0], pairs[:, 1]
     t0, t1 = tr["t0"].to_numpy(), tr["t1"].to_numpy()
-    near = (t0[a] <= t1[c] + config.track_gap_s) & (t0[c] <= t1[a] + config.track_gap_s)
+    # one after the other (two tracks seen in the same frames are two objects)
+    near = ((t1[a] < t0[c]) & (t0[c] - t1[a] <= config.track_gap_s)) | ((t1[c] < t0[a]) & (t0[a] - t1[c] <= config.track_gap_s))
     xx, xy, yy = tr["fxx"].to_numpy(), tr["fxy"].to_numpy(), tr["fyy"].to_numpy()
     f2 = config.join_m**2
     g = _mahal2(x[a] - x[c], y[a] - y[c], xx[a] + xx[c] + f2, xy[a] + xy[c], yy[a] + yy[c] + f2)
