@@ -60,7 +60,7 @@ class LocateConfig:
 
     reach_m: float = 15.0
     gate_sigma: float = 3.0
-    floor_m: float = 1.0
+    floor_m: float = 2.5
     confusion_m: float = 2.0
     track_gap_s: float = 3.0
     track_bearing_sigma_deg: float = 1.0
