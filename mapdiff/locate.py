@@ -1,30 +1,40 @@
 """Many observations to one estimated position per object (the ``locate`` stage).
 
-1. Tracks: within a trip, observations of one class whose rays meet (and ranges agree) from
+An object's identity is its class and value (two signs of one class on one post are told apart
+by their codes).
+
+1. Tracks: within a trip, observations of one identity whose rays meet (and ranges agree) from
    frame to frame chain into a track, one observation per frame, a track ending after
    ``track_gap_s`` unseen. The frames of one pass share the vehicle's pose error, so they are
-   compared with the frame-to-frame sigmas (bearing at most ``track_bearing_sigma_deg``, range at
-   most ``track_range_rel`` of itself), not the absolute ones. A track's point is the robust least-squares fit of its rays and ranges;
-   rays that never meet (one bearing-only sighting) make no point, so rays from different
-   objects cannot make ghost objects where they cross.
-2. Pose: a track's point is off by its pass's pose error, along the direction of travel more
-   than across it (the matcher puts the car on the road). Its covariance is the fit's plus that
-   pose error, first ``pose_sigma_m`` both ways, then measured from the scatter of the tracks
-   around their objects.
-3. Objects: the tracks of one class, the most precise first, join the object whose position
-   fits them within ``gate_sigma`` sigmas (Mahalanobis, with ``floor_m`` added) and ``reach_m``
-   metres, or start a new one; each object is the robust (Huber beyond ``huber_k`` sigmas)
-   information-weighted mean of its tracks, each trip weighing as one. Objects of one class
-   whose positions agree within the gate merge; tracks re-join; ``rounds`` times.
-4. Class confusions: a track with fewer than ``confusion_ratio`` times the observations of a
-   track of another class at the same place in the same trip is the detector confusing the
-   class, and so is an object with that share of a nearby object's observations.
-5. Values: tracks and objects are kept per class and value (two signs of one class on one
-   post are told apart by their codes). An object of a value with less than ``split_share`` of
-   the trips of an object of its class but another value on the same spot is the detector
-   misreading the value: it folds into that object. Each trip votes its most frequent value,
-   the object takes the most voted value and reports the vote (``value_share``,
-   ``value_votes``), so a split vote shows.
+   compared with the frame-to-frame sigmas (bearing at most ``track_bearing_sigma_deg``, range
+   at most ``track_range_rel`` of itself, the track's point with ``track_floor_m``), not the
+   absolute ones. Pieces of one pass's track that follow one another and agree (their fits'
+   covariances plus ``join_m``) join up. A track's point is the robust least-squares fit of its
+   rays and ranges; rays that never meet (one bearing-only sighting) make no point, so rays of
+   different objects cannot make ghost objects where they cross. Tracks shorter than
+   ``track_share`` of the typical pass (at most 4 observations) are fragments and do not count.
+   A track with fewer than ``confusion_ratio`` times the observations of a track of another
+   identity at the same place in the same pass is the detector's confusion and is dropped.
+2. Errors: a track's covariance is the fit's plus what its frames share: the heading's error
+   (the bearing sigma beyond the frame-to-frame one) across the mean ray and the object's real
+   size against its class's (``range_shared_rel`` of the range) along it, times the distance;
+   plus the pass's pose error, along the direction of travel more than across it, first
+   ``pose_sigma_m``, then measured from the scatter of the tracks around their objects. Each
+   pass's pose offset is measured from how its other tracks (within ``offset_window_s``) sit
+   against their objects, and taken off.
+3. Objects: the tracks, the most precise first, join the object of their identity within
+   ``reach_m`` whose position fits them best within ``gate_sigma`` sigmas (Mahalanobis, with
+   ``floor_m`` added to both sigmas), or start a new one; an object never takes two tracks one
+   pass saw at the same time (those are two objects). Each object is the robust (Huber beyond
+   ``huber_k`` sigmas) information-weighted mean of its tracks, each trip weighing as one.
+   Objects merge where their positions agree within the gate, or where the smaller looks like
+   the bigger one's stray passes (see :func:`_merge`); tracks re-join; ``rounds`` times.
+4. Values: an object of a value with less than ``split_share`` of the trips of an object of its
+   class but another value on the same spot (within ``confusion_m``) is the detector misreading
+   the value: it folds into that object. Each trip votes its most frequent value, the object
+   takes the most voted value and reports the vote (``value_share``, ``value_votes``), so a split
+   vote shows. An object with fewer than ``confusion_ratio`` times the observations of an
+   object of another class within ``confusion_m`` is a class confusion and is dropped.
 
 ``sigma_m`` is the per-axis standard deviation from the fit's covariance, scaled up by the
 residual scatter when that is larger than the covariances say. Objects seen by one trip only

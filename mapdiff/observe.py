@@ -2,19 +2,25 @@
 
 A detection's box, the vehicle's matched pose at that instant and the camera model give the
 observer position, the absolute bearing to the object (from the box's centre column) and a
-range (from the box height and the class's typical size). Sigmas come from the pixel noise,
-the pose uncertainty and the box size:
+range (from the box height and the class's typical size).
 
-- bearing: the box centre's pixel noise (``pixel_sigma_px / sqrt 2`` over the focal length),
-  the heading's (pose position error over the baseline it was taken on), and the observer's
-  position error across the ray at the estimated range;
+The pose (see :func:`mapdiff._kernels.observe.interpolate_poses`): with the map, the distance
+along the matched route is smoothed per trip (a constant-velocity Kalman/RTS smoother) and put
+back on the road; the heading is the road's, averaged a few metres either side, where the
+motion agrees; a car standing still (the raw fixes' speed) heads along the last road it moved
+along; on a two-way road the camera sits ``lane_offset_m`` right of the centre line. Without
+the map, positions are linear between matched fixes and the heading is the motion's.
+
+Sigmas are those of the sighting; the observer's position error is shared by a whole pass and
+left to ``locate``, which models it per pass:
+
+- bearing: the box centre's pixel noise (``pixel_sigma_px / sqrt 2`` over the focal length) and
+  the heading's (the road's alignment, or the pose error over the baseline of a heading from
+  the motion, and the road's turn around the position);
 - range: the box height's relative error (two noisy edges) and the spread of real object sizes
-  (:data:`SIZE_SIGMA_REL`), times the range, and the observer's error along the ray. The
-  range is corrected for the bias of dividing by a noisy height, and left out (null) where
-  the height's relative error exceeds :data:`MAX_RANGE_REL`.
-
-The pose error of a trip is the RMS of its fixes' distance to the matched road: the GPS error
-the matcher saw.
+  (:data:`SIZE_SIGMA_REL`), times the range, and the pose error (the RMS of the trip's fixes'
+  distance to the matched road). The range is corrected for the bias of dividing by a noisy
+  height, and left out (null) where the height's relative error exceeds :data:`MAX_RANGE_REL`.
 """
 
 from __future__ import annotations
