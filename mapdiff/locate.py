@@ -1,7 +1,9 @@
 """Many observations to one estimated position per object (the ``locate`` stage).
 
 An object's identity is its class and value (two signs of one class on one post are told apart
-by their codes).
+by their codes). Observations whose bearing sigma is over ``vague_ratio`` times the data's
+median (a frame at a bend, a standing car's heading) would mislead the association and are
+left out (label -1).
 
 1. Tracks: within a trip, observations of one identity whose rays meet (and ranges agree) from
    frame to frame chain into a track, one observation per frame, a track ending after
@@ -80,6 +82,7 @@ class LocateConfig:
     track_share: float = 0.25
     join_m: float = 1.0
     range_shared_rel: float = 0.08
+    vague_ratio: float = 2.0
     pose_sigma_m: float = 3.0
     offset_window_s: float = 30.0
     confusion_ratio: float = 0.2
@@ -90,7 +93,7 @@ class LocateConfig:
 
     def validate(self) -> "LocateConfig":
         for name in ("reach_m", "gate_sigma", "huber_k", "cell_m", "floor_m", "track_gap_s",
-                     "track_bearing_sigma_deg", "track_turn_deg", "pose_sigma_m", "confusion_m", "track_range_rel", "offset_window_s", "track_floor_m", "track_share",
+                     "track_bearing_sigma_deg", "track_turn_deg", "pose_sigma_m", "confusion_m", "track_range_rel", "offset_window_s", "track_floor_m", "track_share", "vague_ratio",
                      "join_m",
                      "range_shared_rel"):
             if not getattr(self, name) > 0:
@@ -178,6 +181,10 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     # most inputs come sorted by trip and time already: skip the sort then
     in_order = len(t) < 2 or bool(np.all((np.diff(trip) > 0) | ((np.diff(trip) == 0) & (np.diff(t) >= 0))))
     order = np.arange(len(t), dtype=np.int64) if in_order else np.lexsort((t, trip)).astype(np.int64)
+    # a bearing far less certain than the data's usual (a frame at a bend, a standing car) would
+    # mislead the association: such observations are left out
+    vague = sb_deg > config.vague_ratio * np.median(sb_deg)
+    order = order[~vague[order]]
     track, first, last = build_tracks(order, trip, t, cls_codes, ox, oy, b, sb_track, r, sr_track, config.track_gap_s,
                                       config.gate_sigma**2, config.track_floor_m, config.track_turn_deg)
     tracks = _track_points(track, first, last, trip, t, cls_codes, ox, oy, b, np.radians(sb_deg), sb_track, r,
@@ -236,21 +243,26 @@ def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, sb_track, r, 
     from mapdiff._kernels.locate import solve
 
     n = len(first)
-    n_obs = np.bincount(track, minlength=n)
+    has = track >= 0  # -1: left out of every track
+
+    def total(w):
+        return np.bincount(track[has], weights=np.asarray(w, dtype=float)[has], minlength=n)
+
+    n_obs = np.bincount(track[has], minlength=n)
     per = np.maximum(n_obs, 1)
     # start from the mean end point (20 m along a ray without a range)
     dist = np.where(np.isnan(r), 20.0, r)
-    sx = np.bincount(track, weights=ox + dist * np.sin(b), minlength=n) / per
-    sy = np.bincount(track, weights=oy + dist * np.cos(b), minlength=n) / per
+    sx = total(ox + dist * np.sin(b)) / per
+    sy = total(oy + dist * np.cos(b)) / per
     x, y, sxx, sxy, syy, red = solve(track, n, sx, sy, ox, oy, b, sb_track, r, sr, config.huber_k, 3)
     scale = np.maximum(red, 1.0)
     # the bearing error the frames share (the heading's) turns the whole track about the
     # observer: across the mean ray, times the distance
-    shared = np.bincount(track, weights=sb**2 - sb_track**2, minlength=n) / per
-    ranged = np.bincount(track, weights=np.isfinite(r), minlength=n)
-    dist2 = np.bincount(track, weights=(x[track] - ox) ** 2 + (y[track] - oy) ** 2, minlength=n) / per
-    bx = np.bincount(track, weights=np.sin(b), minlength=n)
-    by = np.bincount(track, weights=np.cos(b), minlength=n)
+    shared = total(sb**2 - sb_track**2) / per
+    ranged = total(np.isfinite(r))
+    dist2 = total((x[track] - ox) ** 2 + (y[track] - oy) ** 2) / per
+    bx = total(np.sin(b))
+    by = total(np.cos(b))
     norm = np.maximum(np.hypot(bx, by), 1e-12)
     nx, ny = by / norm, -bx / norm
     turn2 = shared * dist2
@@ -300,14 +312,15 @@ def _join_pieces(track, tracks, config):
     join = near & (g <= config.gate_sigma**2)
     n = len(tracks)
     graph = coo_matrix((np.ones(int(join.sum())), (ok[a[join]], ok[c[join]])), shape=(n, n))
-    return connected_components(graph, directed=False)[1][track].astype(np.int64)
+    joined = connected_components(graph, directed=False)[1]
+    return np.where(track >= 0, joined[np.maximum(track, 0)], -1).astype(np.int64)
 
 
 def _ends(track, t):
-    """Each track's first and last observation in time."""
+    """Each track's first and last observation in time (observations of track -1 left out)."""
     by = np.lexsort((t, track))
-    n_obs = np.bincount(track)
-    ptr = np.concatenate(([0], np.cumsum(n_obs)))
+    by = by[track[by] >= 0]
+    ptr = np.concatenate(([0], np.cumsum(np.bincount(track[by]))))
     return by[ptr[:-1]], by[ptr[1:] - 1]
 
 

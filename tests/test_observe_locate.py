@@ -345,3 +345,11 @@ def test_passes_with_pose_errors_give_two_close_objects_of_one_class():
     p = positions(strong)
     p = p[np.argsort(p[:, 0])]
     assert np.hypot(*(p - np.array(signs)).T).max() < 1.5
+
+
+def test_a_bearing_far_vaguer_than_the_rest_is_left_out():
+    observers = [(-30.0 + 3 * k, -5.0 + (k % 3)) for k in range(20)]
+    obs = observations_of([(0.0, 3.0)], observers, trips=[k // 2 for k in range(20)])
+    obs.loc[5, "bearing_sigma_deg"] = 10 * obs["bearing_sigma_deg"].median()
+    objects, labels = locate(obs)
+    assert len(objects) == 1 and labels[5] == -1 and (np.delete(labels, 5) == 0).all()
