@@ -186,7 +186,7 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     Returns (observations, rejected); ``rejected`` holds the detections without a pose and a
     ``reason`` column.
     """
-    from mapdiff._kernels.observe import interpolate_poses, raw_velocity, route_distance, smooth_route
+    from mapdiff._kernels.observe import POSE_OK, interpolate_poses, raw_velocity, route_distance, smooth_route
     from mapdiff.projection import LocalProjection
 
     config = (config or ObserveConfig()).validate()
@@ -212,7 +212,7 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
                                                         config.max_heading_window_s, config.road_agree_deg,
                                                         config.still_mps, ms, ss, vs, vel, lane,
                                                         config.heading_span_m, geom)
-    ok = status == 0
+    ok = status == POSE_OK
     pose_sigma = np.maximum(np.where(q_trip >= 0, rms[np.maximum(q_trip, 0)] if len(rms) else 0.0, 0.0),
                             config.min_pose_sigma_m)[ok]
     cls = detections["class"].astype(str).to_numpy()[ok]
