@@ -190,7 +190,7 @@ def sweep(n_objects, n_observations, sigmas):
         est, _ = locate(obs)
         tx, ty = proj.to_metres(truth["lon"].to_numpy(), truth["lat"].to_numpy())
         ex, ey = proj.to_metres(est["lon"].to_numpy(float), est["lat"].to_numpy(float))
-        it, ie, d = match_points(tx, ty, truth["class"].to_numpy().astype(str), ex, ey,
+        it, _, d = match_points(tx, ty, truth["class"].to_numpy().astype(str), ex, ey,
                                  est["class"].to_numpy().astype(str), 3.0 * max(sigma, 1.0))
         err = np.full(len(truth), np.nan)
         err[it] = d

@@ -91,10 +91,10 @@ class LocateConfig:
     split_share: float = 0.3
     cell_m: float = 15.0
 
-    def validate(self) -> "LocateConfig":
+    def validate(self) -> LocateConfig:
         for name in ("reach_m", "gate_sigma", "huber_k", "cell_m", "floor_m", "track_gap_s",
-                     "track_bearing_sigma_deg", "track_turn_deg", "pose_sigma_m", "confusion_m", "track_range_rel", "offset_window_s", "track_floor_m", "track_share", "vague_ratio",
-                     "join_m",
+                     "track_bearing_sigma_deg", "track_turn_deg", "pose_sigma_m", "confusion_m", "track_range_rel",
+                     "offset_window_s", "track_floor_m", "track_share", "vague_ratio", "join_m",
                      "range_shared_rel"):
             if not getattr(self, name) > 0:
                 msg = f"{name} must be > 0; found {getattr(self, name)}"
@@ -162,7 +162,7 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     Returns (objects, labels): ``objects`` in ``OBJECT_COLUMNS``; ``labels`` gives each
     observation's object_id (-1: it fitted no object).
     """
-    from mapdiff._kernels.locate import build_tracks, trip_share
+    from mapdiff._kernels.locate import build_tracks
     from mapdiff.projection import LocalProjection
 
     config = (config or LocateConfig()).validate()
@@ -197,13 +197,13 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
                            sr_track, config)
     _drop_confused_tracks(tracks, config)
     labels, centres = _objects_of_tracks(tracks, config)
-    x, y, sxx, sxy, syy, red, n_trips = _fit(tracks, labels, centres, config)
+    x, y, sxx, _, syy, red, n_trips = _fit(tracks, labels, centres, config)
     # a value the detector read wrong on a few passes of a well-seen sign: the small object of
     # its class and another value on it folds into it, and its votes are reported there
     into = _folds(x, y, classes[centres["cls"]], n_trips, config.confusion_m, config.split_share)
     if (into >= 0).any():
         labels = np.where((labels >= 0) & (into[np.maximum(labels, 0)] >= 0), into[np.maximum(labels, 0)], labels)
-        x, y, sxx, sxy, syy, red, n_trips = _fit(tracks, labels, centres, config)
+        x, y, sxx, _, syy, red, n_trips = _fit(tracks, labels, centres, config)
     obs_labels = np.where(track >= 0, labels[np.maximum(track, 0)], -1)
     # a few detections of a well-seen object get another class from the detector: where a much
     # smaller object of another class sits on it, its observations are those confusions
@@ -281,7 +281,8 @@ def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, sb_track, r, 
         uy = np.where(moved > 2.0, dy / moved, np.nan)
     return pd.DataFrame({"x": x, "y": y, "xx": sxx, "xy": sxy, "yy": syy, "fxx": fxx, "fxy": fxy, "fyy": fyy,
                          "ux": ux, "uy": uy, "cls": cls[first], "trip": trip[first], "n_obs": n_obs,
-                         "t0": t[first], "t1": t[last], "kept": np.isfinite(x) & np.isfinite(sxx) & (n_obs >= _min_track(n_obs, config))})
+                         "t0": t[first], "t1": t[last],
+                         "kept": np.isfinite(x) & np.isfinite(sxx) & (n_obs >= _min_track(n_obs, config))})
 
 
 def _join_pieces(track, tracks, config):
@@ -305,7 +306,8 @@ def _join_pieces(track, tracks, config):
     a, c = pairs[:, 0], pairs[:, 1]
     t0, t1 = tr["t0"].to_numpy(), tr["t1"].to_numpy()
     # one after the other (two tracks seen in the same frames are two objects)
-    near = ((t1[a] < t0[c]) & (t0[c] - t1[a] <= config.track_gap_s)) | ((t1[c] < t0[a]) & (t0[a] - t1[c] <= config.track_gap_s))
+    gap = config.track_gap_s
+    near = ((t1[a] < t0[c]) & (t0[c] - t1[a] <= gap)) | ((t1[c] < t0[a]) & (t0[a] - t1[c] <= gap))
     xx, xy, yy = tr["fxx"].to_numpy(), tr["fxy"].to_numpy(), tr["fyy"].to_numpy()
     f2 = config.join_m**2
     g = _mahal2(x[a] - x[c], y[a] - y[c], xx[a] + xx[c] + f2, xy[a] + xy[c], yy[a] + yy[c] + f2)

@@ -81,7 +81,7 @@ class ObserveConfig:
     accel_m2s3: float = 5.0
     heading_span_m: float = 5.0
 
-    def validate(self) -> "ObserveConfig":
+    def validate(self) -> ObserveConfig:
         for name in ("max_gap_s", "min_baseline_m", "max_heading_window_s", "min_pose_sigma_m", "road_agree_deg",
                      "still_mps", "accel_m2s3", "heading_span_m"):
             if not getattr(self, name) > 0:
@@ -186,7 +186,13 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     Returns (observations, rejected); ``rejected`` holds the detections without a pose and a
     ``reason`` column.
     """
-    from mapdiff._kernels.observe import POSE_OK, interpolate_poses, raw_velocity, route_distance, smooth_route
+    from mapdiff._kernels.observe import (
+        POSE_OK,
+        interpolate_poses,
+        raw_velocity,
+        route_distance,
+        smooth_route,
+    )
     from mapdiff.projection import LocalProjection
 
     config = (config or ObserveConfig()).validate()

@@ -126,7 +126,7 @@ def test_observe_bearing_and_range_from_the_box():
     # f H / h, less the bias of dividing by a height with two noisy edges
     h_px = cam.focal_px * 0.64 / 20.0
     assert o["range_m"] == pytest.approx(np.hypot(5.0, 20.0) / (1 + 2 * (cam.pixel_sigma_px / h_px) ** 2), rel=1e-6)
-    x, y = PROJ.to_metres([o["lon"]], [o["lat"]])
+    _, y = PROJ.to_metres([o["lon"]], [o["lat"]])
     assert y[0] - Y0 == pytest.approx(105.0, abs=0.01)
     # sigmas: not constants; a smaller (farther) box is less certain
     far = observe(pd.DataFrame([_detection(cam, 10.5, 5.0, 40.0)]), _matched(), cam)[0].iloc[0]
@@ -243,7 +243,7 @@ def test_lane_offset_on_two_way_roads_only():
         m = _grid_drive(edges, legs, trip=f"row{row}")
         det = pd.DataFrame([_detection(cam, 4.5, 3.0, 20.0, trip=f"row{row}")])
         obs, _ = observe(det, m, cam, network=net)
-        x, y = _observer_xy(obs)
+        _, y = _observer_xy(obs)
         assert y[0] - (ORIGIN[1] + row * SPACING_M) == pytest.approx(expect, abs=0.05)
         assert obs["bearing_deg"].iloc[0] == pytest.approx(90.0 + np.degrees(np.arctan2(3.0, 20.0)), abs=0.2)
 

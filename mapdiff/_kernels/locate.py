@@ -311,8 +311,9 @@ def cluster(order, px, py, pxx, pxy, pyy, pcls, ptrip, pt0, pt1, cx, cy, cxx, cx
     """Leader clustering of points with covariances.
 
     The given centres stay where they are; each point, in ``order``, joins the centre of its
-    class within ``reach_m`` (more for a point whose gate reaches further) whose Mahalanobis distance (point covariance + centre covariance +
-    ``floor_m`` squared) is smallest and within ``gate2``, or starts a new centre, which then
+    class within ``reach_m`` (more for a point whose gate reaches further) whose Mahalanobis
+    distance (point covariance + centre covariance + ``floor_m`` squared) is smallest and within
+    ``gate2``, or starts a new centre, which then
     moves to the information-weighted mean of the points that join it. A centre takes no point
     of a trip (``ptrip``) whose time span (``pt0``-``pt1``) overlaps one it holds already: what
     one pass sees at once are different objects.
