@@ -22,8 +22,8 @@ left out (label -1).
    size against its class's (``range_shared_rel`` of the range) along it, times the distance;
    plus the pass's pose error, along the direction of travel more than across it, first
    ``pose_sigma_m``, then measured from the scatter of the tracks around their objects. Each
-   pass's pose offset is measured from how its other tracks (within ``offset_window_s``) sit
-   against their objects, and taken off.
+   pass's pose offset is measured from how its other tracks sit against their objects (within
+   the one of ``offset_windows_s`` that predicts the offsets best), and taken off.
 3. Objects: the tracks, the most precise first, join the object of their identity within
    ``reach_m`` whose position fits them best within ``gate_sigma`` sigmas (Mahalanobis, with
    ``floor_m`` added to both sigmas), or start a new one; an object never takes two tracks one
@@ -84,7 +84,7 @@ class LocateConfig:
     range_shared_rel: float = 0.08
     vague_ratio: float = 2.0
     pose_sigma_m: float = 3.0
-    offset_window_s: float = 30.0
+    offset_windows_s: tuple = (1.0, 2.0, 5.0, 15.0, 30.0, 60.0)
     confusion_ratio: float = 0.2
     huber_k: float = 2.0
     rounds: int = 3
@@ -94,11 +94,14 @@ class LocateConfig:
     def validate(self) -> LocateConfig:
         for name in ("reach_m", "gate_sigma", "huber_k", "cell_m", "floor_m", "track_gap_s",
                      "track_bearing_sigma_deg", "track_turn_deg", "pose_sigma_m", "confusion_m", "track_range_rel",
-                     "offset_window_s", "track_floor_m", "track_share", "vague_ratio", "join_m",
+                     "track_floor_m", "track_share", "vague_ratio", "join_m",
                      "range_shared_rel"):
             if not getattr(self, name) > 0:
                 msg = f"{name} must be > 0; found {getattr(self, name)}"
                 raise ConfigError(msg)
+        if not self.offset_windows_s or not all(v > 0 for v in self.offset_windows_s):
+            msg = f"offset_windows_s must be times > 0; found {self.offset_windows_s}"
+            raise ConfigError(msg)
         if int(self.rounds) != self.rounds or self.rounds < 1:
             msg = f"rounds must be a whole number >= 1; found {self.rounds}"
             raise ConfigError(msg)
@@ -423,8 +426,10 @@ def _objects_of_tracks(tracks, config):
         # left of it is measured from the corrected points' scatter
         known = n_trips[lab] >= MIN_TRIPS_FOR_OFFSET
         w = np.where(known, 2.0 / (own[0] + own[2] + sxx[lab] + syy[lab] + config.floor_m**2), 0.0)
-        off_x, off_y, _ = trip_offsets(by_time, trip, t_mid, x0 - x[lab], y0 - y[lab], w, config.offset_window_s,
-                                       prior_var)
+        dx, dy = x0 - x[lab], y0 - y[lab]
+        if rnd == 0:
+            window_s = _offset_window(by_time, trip, t_mid, dx, dy, w, prior_var, config.offset_windows_s)
+        off_x, off_y, _ = trip_offsets(by_time, trip, t_mid, dx, dy, w, window_s, prior_var)
         along_m, across_m = _pose_sigmas(tr, x0 - off_x, y0 - off_y, lab, x, y, n_trips, along_m, across_m)
         given = {"x": x[alive], "y": y[alive], "xx": sxx[alive], "xy": sxy[alive], "yy": syy[alive],
                  "cls": ccls[alive]}
@@ -435,6 +440,24 @@ def _objects_of_tracks(tracks, config):
     labels = np.full(len(tracks), -1, dtype=np.int64)
     labels[kept] = lab
     return labels, {"x": x, "y": y, "cls": ccls}
+
+
+def _offset_window(by_time, trip, t_mid, dx, dy, w, prior_var, windows_s):
+    """Of ``windows_s``, the time window over which a pass's other tracks best predict each
+    track's offset from its object (the smallest median squared residual, each track left out
+    of its own prediction): long for a steady pose error, short for one that wanders."""
+    from mapdiff._kernels.locate import trip_offsets
+
+    known = w > 0
+    if known.sum() < 50:
+        return max(windows_s)
+    best, best_err = windows_s[0], np.inf
+    for window_s in windows_s:
+        off_x, off_y, _ = trip_offsets(by_time, trip, t_mid, dx, dy, w, window_s, prior_var)
+        err = float(np.median(((dx - off_x) ** 2 + (dy - off_y) ** 2)[known]))
+        if err < best_err:
+            best, best_err = window_s, err
+    return best
 
 
 def _fuse(labels, cx, cy, px, py, pxx, pxy, pyy, trip, config):
