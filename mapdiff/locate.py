@@ -188,8 +188,12 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     # mislead the association: such observations are left out
     vague = sb_deg > config.vague_ratio * np.median(sb_deg)
     order = order[~vague[order]]
-    track, first, last = build_tracks(order, trip, t, cls_codes, ox, oy, b, sb_track, r, sr_track, config.track_gap_s,
-                                      config.gate_sigma**2, config.track_floor_m, config.track_turn_deg)
+    track, first, last, copy_of = build_tracks(order, trip, t, cls_codes, ox, oy, b, sb_track, r, sr_track,
+                                               config.track_gap_s, config.gate_sigma**2, config.track_floor_m,
+                                               config.track_turn_deg)
+    # a row given twice counts once: copies sit out the fits and take their original's object
+    copies = np.flatnonzero(copy_of >= 0)
+    track[copies] = -1
     tracks = _track_points(track, first, last, trip, t, cls_codes, ox, oy, b, np.radians(sb_deg), sb_track, r,
                            sr_track, config)
     # pieces of one pass's track (split by a jump in the heading) whose points agree join up
@@ -208,6 +212,7 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
         labels = np.where((labels >= 0) & (into[np.maximum(labels, 0)] >= 0), into[np.maximum(labels, 0)], labels)
         x, y, sxx, _, syy, red, n_trips = _fit(tracks, labels, centres, config)
     obs_labels = np.where(track >= 0, labels[np.maximum(track, 0)], -1)
+    obs_labels[copies] = obs_labels[copy_of[copies]]
     # a few detections of a well-seen object get another class from the detector: where a much
     # smaller object of another class sits on it, its observations are those confusions
     n_obs = np.bincount(obs_labels[obs_labels >= 0], minlength=len(x))

@@ -353,3 +353,12 @@ def test_a_bearing_far_vaguer_than_the_rest_is_left_out():
     obs.loc[5, "bearing_sigma_deg"] = 10 * obs["bearing_sigma_deg"].median()
     objects, labels = locate(obs)
     assert len(objects) == 1 and labels[5] == -1 and (np.delete(labels, 5) == 0).all()
+
+
+def test_a_row_given_twice_counts_once():
+    observers = [(-30.0 + 3 * k, -5.0 + (k % 3)) for k in range(20)]
+    obs = observations_of([(0.0, 3.0)], observers, trips=[k // 2 for k in range(20)])
+    once, _ = locate(obs)
+    twice, labels = locate(pd.concat([obs, obs.iloc[[3, 7]]], ignore_index=True))
+    assert len(twice) == 1 and (labels == 0).all()
+    assert np.hypot(*(positions(twice)[0] - positions(once)[0])) < 1e-9

@@ -62,10 +62,13 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
     a track takes one observation per frame and ends after ``gap_s`` seconds unseen) or starts a
     new one. A track's point is the least-squares fit of its rays and ranges so far; a track
     without one (bearing-only rays that do not yet meet) takes a ray within ``turn_deg`` of its
-    last. Returns the track of each observation and each track's first and last observation.
+    last. An observation the frame already has (same class, observer, bearing and range) follows
+    its first copy. Returns the track of each observation, each track's first and last
+    observation, and for each copy the observation it copies (-1: none).
     """
     n = order.shape[0]
     track = np.full(ox.shape[0], EMPTY, dtype=np.int64)
+    same = np.full(ox.shape[0], EMPTY, dtype=np.int64)
     a11 = np.zeros(n)
     a12 = np.zeros(n)
     a22 = np.zeros(n)
@@ -102,6 +105,15 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
                 active[keep] = active[q]
                 keep += 1
         n_active = keep
+        # an observation the frame already has (a row given twice) goes where its first copy goes
+        for q in range(s, e):
+            i = order[q]
+            for q2 in range(s, q):
+                j = order[q2]
+                if (same[j] == EMPTY and cls[j] == cls[i] and b[j] == b[i] and ox[j] == ox[i] and oy[j] == oy[i]
+                        and (r[j] == r[i] or (np.isnan(r[j]) and np.isnan(r[i])))):
+                    same[i] = j
+                    break
         # candidate pairs (observation, track) in the gate, best first
         n_pair = 0
         if (e - s) * n_active > cap:
@@ -111,6 +123,8 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
             pk = np.empty(cap, dtype=np.int64)
         for q in range(s, e):
             i = order[q]
+            if same[i] != EMPTY:
+                continue
             for a in range(n_active):
                 k = active[a]
                 if t_cls[k] != cls[i]:
@@ -139,6 +153,8 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
                     taken[p2] = True
         for q in range(s, e):
             i = order[q]
+            if same[i] != EMPTY:
+                continue
             if track[i] == EMPTY:
                 track[i] = m
                 t_cls[m] = cls[i]
@@ -171,8 +187,12 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
             last_t[k] = now
             last_b[k] = b[i]
             last[k] = i
+        for q in range(s, e):
+            i = order[q]
+            if same[i] != EMPTY:
+                track[i] = track[same[i]]
         s = e
-    return track, first[:m].copy(), last[:m].copy()
+    return track, first[:m].copy(), last[:m].copy(), same
 
 
 @jit
