@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from mapdiff_cli.options import fail, info, output_option, quiet_option
+from mapdiff_cli.options import build_config, fail, info, output_option, quiet_option
 
 
 @click.command(short_help="Estimate object positions from many observations.")
 @click.argument("observations", metavar="OBSERVATIONS")
 @output_option("Objects (Parquet): one row per estimated object.")
-@click.option("--reach-m", type=float, help="An observation joins an object at most this far from its end point [15].")
-@click.option("--gate-sigma", type=float, help="... and within this many sigmas of its bearing and range [3].")
+@click.option("--reach-m", type=float, help="A pass's track joins an object at most this far away (metres) [15].")
+@click.option("--gate-sigma", type=float, help="... and within this many sigmas of it (Mahalanobis) [3].")
 @click.option("--pose-sigma-m", type=float,
               help="A pass's pose error before the data tell it (metres; then measured) [3].")
 @click.option("--labels", "labels_path", metavar="PATH",
@@ -21,17 +21,11 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
     """Associate observations (trip_id, t, class, value, lon, lat, bearing_deg, bearing_sigma_deg,
     range_m, range_sigma_m) that see the same object and estimate each object's position by
     robust weighted least squares; see mapdiff.locate."""
-    from mapdiff.errors import ConfigError, MapdiffError
+    from mapdiff.errors import MapdiffError
     from mapdiff.io import read_table, write_table
     from mapdiff.locate import LocateConfig, locate as run
 
-    overrides = {k: v for k, v in (("reach_m", reach_m), ("gate_sigma", gate_sigma), ("pose_sigma_m", pose_sigma_m))
-                 if v is not None}
-    try:
-        config = LocateConfig(**overrides).validate()
-    except ConfigError as exc:
-        name = str(exc).split(" ", 1)[0]
-        raise click.BadParameter(str(exc), param_hint=f"--{name.replace('_', '-')}") from None
+    config = build_config(LocateConfig, reach_m=reach_m, gate_sigma=gate_sigma, pose_sigma_m=pose_sigma_m)
     try:
         obs = read_table(observations)
         objects, labels = run(obs, config, source=observations)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mapdiff_cli.options import fail, info, output_option, quiet_option
+from mapdiff_cli.options import build_config, fail, info, output_option, quiet_option
 
 
 @click.command(short_help="Turn pixel detections into bearing and range observations.")
@@ -27,16 +27,11 @@ def observe(detections, matched, camera_path, map_path, output, rejects, max_gap
     the box height, each with its sigma. Detections without a matched pose are counted on
     stderr by reason (and written with --rejects)."""
     from mapdiff.camera import read_camera
-    from mapdiff.errors import ConfigError, MapdiffError
+    from mapdiff.errors import MapdiffError
     from mapdiff.io import read_table, write_table
     from mapdiff.observe import ObserveConfig, observe as run
 
-    overrides = {k: v for k, v in (("max_gap_s", max_gap_s), ("lane_offset_m", lane_offset_m)) if v is not None}
-    try:
-        config = ObserveConfig(**overrides).validate()
-    except ConfigError as exc:
-        name = str(exc).split(" ", 1)[0]
-        raise click.BadParameter(str(exc), param_hint=f"--{name.replace('_', '-')}") from None
+    config = build_config(ObserveConfig, max_gap_s=max_gap_s, lane_offset_m=lane_offset_m)
     try:
         camera = read_camera(camera_path)
         det = read_table(detections)

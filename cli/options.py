@@ -35,6 +35,18 @@ class Progress:
             click.echo("", err=True)
 
 
+def build_config(config_cls, **options):
+    """``config_cls`` from the options given (None: its default), validated; a ConfigError
+    becomes a bad parameter named after the field it names (``reach_m`` -> ``--reach-m``)."""
+    from mapdiff.errors import ConfigError
+
+    try:
+        return config_cls(**{k: v for k, v in options.items() if v is not None}).validate()
+    except ConfigError as exc:
+        name = str(exc).split(" ", 1)[0]
+        raise click.BadParameter(str(exc), param_hint=f"--{name.replace('_', '-')}") from None
+
+
 def info(message: str, *, quiet: bool) -> None:
     """One line on stderr unless quiet."""
     if not quiet:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mapdiff_cli.options import fail, info, quiet_option
+from mapdiff_cli.options import build_config, fail, info, quiet_option
 
 # option name -> (SimConfig field, help); every one maps straight onto the config
 _RATES = {
@@ -66,18 +66,13 @@ def simulate(map_path, output, quiet, **options):
     truth folder (see mapdiff.simulate). Defaults of every rate: ``python -c "import mapdiff.simulate
     as s; print(s.SimConfig())"``."""
     from mapdiff.camera import Camera
-    from mapdiff.errors import ConfigError, MapdiffError
+    from mapdiff.errors import MapdiffError
     from mapdiff.io import read_map_layers
     from mapdiff.simulate import SimConfig, simulate as run
 
     cam = {k.replace("-", "_"): options.pop(k.replace("-", "_")) for k in _CAMERA}
-    values = {k: v for k, v in options.items() if v is not None}
-    try:
-        config = SimConfig(**values).validate()
-        camera = Camera(**{k: v for k, v in cam.items() if v is not None}).validate()
-    except ConfigError as exc:
-        name = str(exc).split(" ", 1)[0]
-        raise click.BadParameter(str(exc), param_hint=f"--{name.replace('_', '-')}") from None
+    config = build_config(SimConfig, **options)
+    camera = build_config(Camera, **cam)
     try:
         layers = read_map_layers(map_path)
         if "features" not in layers:
