@@ -14,3 +14,13 @@ class InputError(MapdiffError):
 
 class ConfigError(MapdiffError, ValueError):
     """A configuration value is out of its allowed range."""
+
+
+def check_fields(config, names, ok, want: str) -> None:
+    """Raise ConfigError naming the first of ``config``'s fields ``names`` whose value fails
+    ``ok`` (``want`` says what was expected)."""
+    for name in names:
+        value = getattr(config, name)
+        if not ok(value):
+            msg = f"{name} must be {want}; found {value!r}"
+            raise ConfigError(msg)

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mapdiff.errors import ConfigError, InputError
+from mapdiff.errors import ConfigError, InputError, check_fields
 
 #: the least pose error the scatter of tracks may report
 MIN_POSE_SIGMA_M = 0.3
@@ -92,13 +92,10 @@ class LocateConfig:
     cell_m: float = 15.0
 
     def validate(self) -> LocateConfig:
-        for name in ("reach_m", "gate_sigma", "huber_k", "cell_m", "floor_m", "track_gap_s",
-                     "track_bearing_sigma_deg", "track_turn_deg", "pose_sigma_m", "confusion_m", "track_range_rel",
-                     "track_floor_m", "track_share", "vague_ratio", "join_m",
-                     "range_shared_rel"):
-            if not getattr(self, name) > 0:
-                msg = f"{name} must be > 0; found {getattr(self, name)}"
-                raise ConfigError(msg)
+        check_fields(self, ("reach_m", "gate_sigma", "huber_k", "cell_m", "floor_m", "track_gap_s",
+                            "track_bearing_sigma_deg", "track_turn_deg", "pose_sigma_m", "confusion_m",
+                            "track_range_rel", "track_floor_m", "track_share", "vague_ratio", "join_m",
+                            "range_shared_rel"), lambda v: v > 0, "> 0")
         if not self.offset_windows_s or not all(v > 0 for v in self.offset_windows_s):
             msg = f"offset_windows_s must be times > 0; found {self.offset_windows_s}"
             raise ConfigError(msg)

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from mapdiff.camera import Camera, class_shape
-from mapdiff.errors import ConfigError, InputError
+from mapdiff.errors import InputError, check_fields
 
 #: relative spread of real object sizes around the class's typical size
 SIZE_SIGMA_REL = 0.08
@@ -82,14 +82,10 @@ class ObserveConfig:
     heading_span_m: float = 5.0
 
     def validate(self) -> ObserveConfig:
-        for name in ("max_gap_s", "min_baseline_m", "max_heading_window_s", "min_pose_sigma_m", "road_agree_deg",
-                     "still_mps", "accel_m2s3", "heading_span_m"):
-            if not getattr(self, name) > 0:
-                msg = f"{name} must be > 0; found {getattr(self, name)}"
-                raise ConfigError(msg)
-        if not self.edge_tol_s >= 0:
-            msg = f"edge_tol_s must be >= 0; found {self.edge_tol_s}"
-            raise ConfigError(msg)
+        check_fields(self, ("max_gap_s", "min_baseline_m", "max_heading_window_s", "min_pose_sigma_m",
+                            "road_agree_deg", "still_mps", "accel_m2s3", "heading_span_m"), lambda v: v > 0, "> 0")
+        check_fields(self, ("edge_tol_s",), lambda v: v >= 0, ">= 0")
+        check_fields(self, ("lane_offset_m",), np.isfinite, "a finite number of metres")
         return self
 
 
