@@ -10,6 +10,8 @@ SUBCOMMANDS = {
     "network": ("mapdiff_cli.network", "network", "Build a map GeoPackage from an OpenStreetMap extract."),
     "match": ("mapdiff_cli.match", "match", "Match GPS traces to the road network (HMM)."),
     "simulate": ("mapdiff_cli.simulate", "simulate", "Simulate a fleet with ground truth on a map."),
+    "coverage": ("mapdiff_cli.coverage", "coverage", "Count which roads were driven, which way, and by whom."),
+    "merge": ("mapdiff_cli.merge", "merge", "Merge the outputs of disjoint windows or shards of one stage."),
     "observe": ("mapdiff_cli.observe", "observe", "Turn pixel detections into bearing and range observations."),
     "locate": ("mapdiff_cli.locate", "locate", "Estimate object positions from many observations."),
     "evaluate": ("mapdiff_cli.evaluate", "evaluate", "Score a stage's output against a simulation's truth."),

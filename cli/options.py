@@ -9,6 +9,24 @@ import click
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 
 
+def _timestamp(ctx, param, value):
+    if value is None:
+        return None
+    import pandas as pd
+
+    try:
+        ts = pd.Timestamp(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a UTC time such as 2026-01-05T08:00; got {value!r}",
+                                 param_hint=f"--{param.name}") from None
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def timestamp_option(name: str, help_text: str):
+    """A UTC time option (ISO 8601; naive times are UTC)."""
+    return click.option(name, callback=_timestamp, metavar="TIME", help=help_text)
+
+
 def output_option(help_text: str = "Output file (local path or s3:// URI)."):
     return click.option("-o", "--output", "output", required=True, metavar="PATH", help=help_text)
 

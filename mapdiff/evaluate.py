@@ -182,10 +182,12 @@ def score_matching(truth: Truth, *, paths=None, matched=None, source="matched") 
 
 def score_coverage(truth: Truth, coverage, *, source="coverage") -> dict:
     """Passes per edge against the true routes: which driven edges the coverage found, and how
-    close its pass counts are. Rows of one edge_id (e.g. with and against a one-way) are summed."""
+    close its pass counts are. Passes either way count (``passes`` + ``against`` when the file
+    has both), and rows of one edge_id are summed."""
     _require(coverage, ["edge_id", "passes"], source)
     _known(coverage["edge_id"], truth.edges["edge_id"], "edge ids", source)
-    est = coverage.groupby("edge_id")["passes"].sum()
+    either = coverage["passes"] + (coverage["against"] if "against" in coverage else 0)
+    est = either.groupby(coverage["edge_id"]).sum()
     true = truth.routes.groupby("edge_id").size()
     ids = true.index.union(est.index)
     est = est.reindex(ids, fill_value=0).astype(float)

@@ -70,6 +70,28 @@ def read_table(path) -> pd.DataFrame:
 
 
 @contextlib.contextmanager
+def open_parquet(path):
+    """Yield a ``pyarrow.parquet.ParquetFile`` (local or remote) for reading in batches,
+    naming the file when it is not Parquet."""
+    import pyarrow.parquet as pq
+
+    check_exists(path)
+    with contextlib.ExitStack() as stack:
+        if _is_remote(path):
+            import fsspec
+
+            source = stack.enter_context(fsspec.open(str(path), "rb"))
+        else:
+            source = str(path)
+        try:
+            pf = pq.ParquetFile(source)
+        except Exception as exc:  # pyarrow raises several types for "not a Parquet file"
+            msg = f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc})"
+            raise InputError(msg) from None
+        yield pf
+
+
+@contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary local path; on success move it to ``path`` (local or remote).
 

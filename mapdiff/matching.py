@@ -145,8 +145,9 @@ def match(traces: pd.DataFrame, network: Network, config: MatchConfig | None = N
     -------
     matched : one row per input fix, sorted by trip and time (the columns of
         ``MATCHED_COLUMNS`` then the passed-through ones).
-    paths : one row per traversed edge per trip in driving order (``PATH_COLUMNS``); ``chain``
-        counts breaks within the trip, and consecutive rows of one chain are connected.
+    paths : one row per traversed edge per trip in driving order (``PATH_COLUMNS``, plus the
+        trip's ``vehicle_id`` when the traces carry one); ``chain`` counts breaks within the
+        trip, and consecutive rows of one chain are connected.
     """
     config = (config or MatchConfig()).validate()
     df = validate_traces(traces, source)
@@ -328,7 +329,12 @@ def _paths_frame(df, network, trip_names, parts):
         "t_enter": _from_seconds(p_t0, df["t"]) if time_is_ts else p_t0,
         "t_exit": _from_seconds(p_t1, df["t"]) if time_is_ts else p_t1,
     })
-    return out[PATH_COLUMNS]
+    out = out[PATH_COLUMNS]
+    if "vehicle_id" in df.columns:  # coverage counts distinct vehicles: carry the trip's vehicle
+        first_row = np.flatnonzero(np.r_[True, df["_trip"].to_numpy()[1:] != df["_trip"].to_numpy()[:-1]])
+        out.insert(1, "vehicle_id", df["vehicle_id"].to_numpy()[first_row][p_trip] if len(p_trip)
+                   else df["vehicle_id"].to_numpy()[:0])
+    return out
 
 
 def _from_seconds(seconds: np.ndarray, like: pd.Series):

@@ -1,0 +1,34 @@
+"""``mapdiff coverage paths.parquet [--since T] [--until T] -o coverage.parquet``"""
+
+from __future__ import annotations
+
+import click
+
+from mapdiff_cli.options import Progress, fail, info, output_option, quiet_option, timestamp_option
+
+
+@click.command(short_help="Count which roads were driven, which way, by how many trips and vehicles.")
+@click.argument("paths", metavar="PATHS")
+@timestamp_option("--since", "Count the trips that start at or after this UTC time (e.g. 2026-01-05T00:00).")
+@timestamp_option("--until", "... and before this UTC time.")
+@output_option("Coverage (Parquet): one row per driven directed edge.")
+@quiet_option
+def coverage(paths, since, until, output, quiet):
+    """Per directed edge of the matched paths (mapdiff match --paths): passes with and against its
+    direction, distinct trips each way, distinct vehicles, first and last time. A trip belongs to
+    the window it starts in, so coverages of disjoint windows merge exactly (mapdiff merge coverage)."""
+    from mapdiff.coverage import coverage_file
+    from mapdiff.errors import MapdiffError
+    from mapdiff.io import write_table
+
+    if since is not None and until is not None and not since < until:
+        raise click.BadParameter(f"must be after --since ({since}); got {until}", param_hint="--until")
+    try:
+        progress = Progress(None, "path rows", quiet=quiet)
+        cov = coverage_file(paths, since=since, until=until, progress=progress)
+        progress.finish()
+        write_table(cov, output)
+    except MapdiffError as exc:
+        fail(exc)
+    info(f"{len(cov):,} edges driven: {int(cov['passes'].sum()):,} passes, "
+         f"{int(cov['against'].sum()):,} against a one-way", quiet=quiet)
