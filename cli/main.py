@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "merge": ("mapdiff_cli.merge", "merge", "Merge the outputs of disjoint windows or shards of one stage."),
     "observe": ("mapdiff_cli.observe", "observe", "Turn pixel detections into bearing and range observations."),
     "locate": ("mapdiff_cli.locate", "locate", "Estimate object positions from many observations."),
+    "diff": ("mapdiff_cli.diff", "diff", "Judge the map against what the fleet saw: where it is wrong."),
     "evaluate": ("mapdiff_cli.evaluate", "evaluate", "Score a stage's output against a simulation's truth."),
 }
 

@@ -1,0 +1,52 @@
+"""``mapdiff diff --map roads.gpkg --objects objects.parquet --coverage coverage.parquet [--matched M] -o diffs.gpkg``"""
+
+from __future__ import annotations
+
+import click
+
+from mapdiff_cli.options import build_config, fail, info, output_option, quiet_option
+
+
+@click.command(short_help="Judge the map against what the fleet saw: the list of places where it is wrong.")
+@click.option("--map", "map_path", required=True, metavar="GPKG", help="The map (edges, features) to judge.")
+@click.option("--objects", "objects_path", metavar="PATH", help="Located objects (mapdiff locate -o).")
+@click.option("--coverage", "coverage_path", required=True, metavar="PATH", help="Coverage (mapdiff coverage -o).")
+@click.option("--matched", "matched_path", metavar="PATH",
+              help="Matched fixes (mapdiff match -o): enables road_missing.")
+@click.option("--paths", "paths_path", metavar="PATH", help="Accepted for symmetry with the design; not needed.")
+@output_option("Diffs (GeoPackage): layers 'diffs' and 'unverified'.")
+@click.option("--min-trips", type=int, help="Trips that make an object evidence of an addition [3].")
+@click.option("--max-move-m", type=float, help="Further than this, a move is an addition and a removal [50].")
+@click.option("--map-sigma-m", type=float, help="How precisely the map places a feature along its road [1].")
+@click.option("--junction-radius-m", type=float, help="Signals this close to a junction node belong to it [25].")
+@click.option("--range-m", type=float, help="How far the dashcam sees objects (metres) [50].")
+@click.option("--hfov-deg", type=float, help="The dashcam's horizontal field of view (degrees) [90].")
+@click.option("--min-visible-trips", type=int,
+              help="Trips that must have had a feature in view before its absence is a removal [3].")
+@click.option("--min-road-trips", type=int, help="Distinct trips that make a road diff [3].")
+@click.option("--min-confidence", type=float, help="Diffs below this confidence are not written [0.5].")
+@quiet_option
+def diff(map_path, objects_path, coverage_path, matched_path, paths_path, output, quiet, **options):
+    """Compare the map's features and roads with the located objects, the coverage and the
+    matched fixes; write every change with its kind, confidence and evidence (see mapdiff.diff)."""
+    from mapdiff.diff import DiffConfig, diff as run
+    from mapdiff.errors import MapdiffError
+    from mapdiff.io import read_map_layers, read_table, write_gpkg
+
+    config = build_config(DiffConfig, **options)
+    try:
+        layers = read_map_layers(map_path)
+        objects = read_table(objects_path) if objects_path else None
+        cov = read_table(coverage_path)
+        matched = read_table(matched_path) if matched_path else None
+        result = run(layers, objects, cov, config, matched=matched,
+                     sources={"map": map_path, "objects": objects_path or "objects", "coverage": coverage_path,
+                              "matched": matched_path or "matched"})
+        write_gpkg(result.layers(), output)
+    except MapdiffError as exc:
+        fail(exc)
+    for w in result.warnings:
+        click.echo(f"mapdiff: warning: {w}", err=True)
+    counts = result.diffs["kind"].value_counts()
+    info(f"{len(result.diffs):,} diffs (" + ", ".join(f"{n} {k}" for k, n in counts.items()) +
+         f"); {len(result.unverified):,} map features unverified (never in view)", quiet=quiet)

@@ -1,0 +1,761 @@
+"""The judgment: where the map is wrong (the ``diff`` stage).
+
+Objects against the map's ``features``
+--------------------------------------
+OpenStreetMap and the street place the same thing differently: signals on the junction node
+(or the approach way), crossings and signs on the way's centre line, while the physical poles
+stand at the kerb, a few metres off, several per junction or crossing. So both sides are first
+brought to OSM's convention (``_conventional``):
+
+- ``traffic_signals`` within ``junction_radius_m`` of a junction node (three or more roads)
+  belong to that junction: a junction's map signals and its observed signal poles are compared
+  as one thing, whatever their number;
+- every other point is put on its road's centre line (nearest edge within ``snap_m``; lateral
+  offsets are convention, not error), and observed objects of one class and value that land
+  within ``merge_m`` of each other there (the sign on each kerb of a crossing) are one.
+
+Map features and observed things of one class are then paired one to one by a minimum-cost
+assignment (distance, plus ``value_mismatch_m`` when the values differ) over the candidate pairs
+within ``max_move_m``, so two close signs never both take one object. A pair within the
+tolerance of its class (``3 * sqrt(sigma_m**2 + map_sigma_m**2)``, at least
+``min_tolerance_m``) is the same object: a different value is ``value_changed``; beyond it,
+``object_moved``. An observed thing seen in at least ``min_trips`` trips that nothing explains is
+``object_added``. A map feature that nothing observed explains is ``object_removed`` only where
+the fleet should have seen it: the directed edges from which it is in the camera's view and
+range carried at least ``min_visible_trips`` trips; otherwise it is ``unverified`` (its own
+layer, never a change).
+
+Roads against the edges
+-----------------------
+- ``oneway_reversed``: a one-way edge whose trips against it outweigh the trips with it, by a
+  likelihood ratio with the matcher's wrong-way noise rate measured on all one-way edges.
+- ``road_closed``: a road (both directions of a node pair) nobody drove while the roads at
+  both its ends carry traffic: the expected passes if it were open are the flow through its
+  busier-for-it end times the share roads of its class take of their end flow (measured on
+  the map); Poisson odds of zero passes give the confidence.
+- ``road_missing``: runs of fixes the matcher left unmatched or matched far off (beyond
+  ``4 sigma`` of the GPS error measured from the matched distances), away from the trip's ends
+  (car parks) and at driving speed, from ``min_road_trips`` distinct trips through the same
+  ``road_cell_m`` cells; each connected run of such cells is one inferred centre line, joined
+  to the mapped nodes near its ends.
+
+Every diff gets a ``confidence`` in [0, 1] from its evidence (see each ``_confidence_*``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mapdiff.errors import ConfigError, InputError, check_fields
+
+DIFF_KINDS = ("object_added", "object_removed", "object_moved", "value_changed", "road_missing",
+              "oneway_reversed", "road_closed")
+DIFF_COLUMNS = ["diff_id", "kind", "class", "feature_id", "edge_id", "edge_ids", "old_value", "object_id",
+                "new_value", "distance_m", "confidence", "n_trips", "n_observations", "visible_trips",
+                "value_share", "passes", "against", "expected_passes", "node_from", "node_to", "geometry"]
+#: classes OSM maps on the junction node (when a junction is near)
+JUNCTION_CLASSES = ("traffic_signals",)
+
+
+@dataclass(frozen=True)
+class DiffConfig:
+    """Thresholds of the judgment, each with its unit.
+
+    Attributes
+    ----------
+    min_trips : an observed object seen in fewer trips is no evidence of an addition (it can
+        still explain a map feature) [3].
+    max_move_m : a map feature and an object further apart than this are never the same
+        object: an addition and a removal, not a move [50].
+    map_sigma_m : how precisely the map places a feature along its road (metres) [1].
+    min_tolerance_m : the least distance that counts as a move [2].
+    value_mismatch_m : the assignment's price of pairing different values, in metres [20].
+    junction_radius_m : signals this close to a junction node belong to it [25].
+    snap_m : points this close to a road are put on its centre line [15].
+    merge_m : observed objects of one class and value this close on the centre line are one [4].
+    range_m, hfov_deg : what the dashcam sees: distance and horizontal field of view [50, 90].
+    min_visible_trips : a map feature seen by nothing is a removal only when the edges it is
+        visible from carried this many trips [3].
+    min_road_trips : distinct trips that make a road diff (missing road, reversed one-way) [3].
+    road_cell_m : the grid on which off-road runs of different trips meet [10].
+    min_confidence : diffs below this confidence are not reported [0.5].
+    """
+
+    min_trips: int = 3
+    max_move_m: float = 50.0
+    map_sigma_m: float = 1.0
+    min_tolerance_m: float = 2.0
+    value_mismatch_m: float = 20.0
+    junction_radius_m: float = 25.0
+    snap_m: float = 15.0
+    merge_m: float = 4.0
+    range_m: float = 50.0
+    hfov_deg: float = 90.0
+    min_visible_trips: int = 3
+    min_road_trips: int = 3
+    road_cell_m: float = 10.0
+    min_confidence: float = 0.5
+
+    def validate(self) -> "DiffConfig":
+        check_fields(self, ("min_trips", "min_visible_trips", "min_road_trips"),
+                     lambda v: float(v) == int(v) and v >= 1, "a whole number >= 1")
+        check_fields(self, ("max_move_m", "min_tolerance_m", "junction_radius_m", "snap_m", "merge_m", "range_m",
+                            "road_cell_m"), lambda v: np.isfinite(v) and v > 0, "a positive number of metres")
+        check_fields(self, ("map_sigma_m", "value_mismatch_m"), lambda v: np.isfinite(v) and v >= 0, ">= 0")
+        check_fields(self, ("hfov_deg",), lambda v: 0 < v <= 360, "in (0, 360]")
+        check_fields(self, ("min_confidence",), lambda v: 0 <= v <= 1, "in [0, 1]")
+        return self
+
+
+@dataclass
+class DiffResult:
+    """What :func:`diff` returns: the diffs and the unverified map features (GeoDataFrames in
+    WGS84), and warnings for the user."""
+
+    diffs: object
+    unverified: object
+    warnings: list
+
+    def layers(self) -> dict:
+        return {"diffs": self.diffs, "unverified": self.unverified}
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+
+
+def _object_frame(objects: pd.DataFrame, proj, source: str) -> pd.DataFrame:
+    from mapdiff.schema import _require, lonlat_columns
+
+    if len(objects) == 0:
+        return pd.DataFrame({"object_id": pd.Series(dtype=np.int64), "class": pd.Series(dtype=object),
+                             "value": pd.Series(dtype=object), "x": [], "y": [], "sigma_m": [],
+                             "n_trips": pd.Series(dtype=np.int64), "n_observations": pd.Series(dtype=np.int64),
+                             "value_share": []})
+    _require(objects, ["class"], source)
+    lon, lat = lonlat_columns(objects, source)
+    x, y = proj.to_metres(lon, lat)
+    n = len(objects)
+
+    def col(name, default):
+        return objects[name].to_numpy() if name in objects else np.full(n, default)
+
+    if objects["class"].isna().any():
+        msg = f"{source}: column 'class' has {int(objects['class'].isna().sum())} missing values"
+        raise InputError(msg)
+    sigma = pd.to_numeric(pd.Series(col("sigma_m", np.nan)), errors="coerce").to_numpy(float)
+    return pd.DataFrame({
+        "object_id": col("object_id", 0) if "object_id" in objects else np.arange(n),
+        "class": objects["class"].astype(str).to_numpy(),
+        "value": pd.Series(col("value", None), dtype=object).where(lambda s: s.notna(), None).to_numpy(),
+        "x": x, "y": y, "sigma_m": np.where(np.isfinite(sigma), sigma, np.inf),
+        "n_trips": pd.to_numeric(pd.Series(col("n_trips", 1))).fillna(1).astype(np.int64).to_numpy(),
+        "n_observations": pd.to_numeric(pd.Series(col("n_observations", 1))).fillna(1).astype(np.int64).to_numpy(),
+        "value_share": pd.to_numeric(pd.Series(col("value_share", 1.0))).fillna(1.0).to_numpy(float),
+    })
+
+
+def _feature_frame(features, proj) -> pd.DataFrame:
+    x, y = proj.to_metres(features.geometry.to_crs(4326).x.to_numpy(), features.geometry.to_crs(4326).y.to_numpy())
+    n = len(features)
+    return pd.DataFrame({
+        "feature_id": features["feature_id"].to_numpy().astype(np.int64) if "feature_id" in features
+        else np.arange(n, dtype=np.int64),
+        "class": features["class"].astype(str).to_numpy(),
+        "value": features["value"].astype(object).where(features["value"].notna(), None).to_numpy()
+        if "value" in features else np.full(n, None, dtype=object),
+        "x": x, "y": y,
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+# OSM's convention
+
+
+@dataclass
+class _Roads:
+    """The map's roads in metres, for snapping and junctions."""
+
+    net: object
+    junction_x: np.ndarray
+    junction_y: np.ndarray
+    junction_id: np.ndarray  # the OSM node id of each junction
+
+
+def _roads(net) -> _Roads:
+    n = net.n_edges
+    u, v = net.edge_u[:n], net.edge_v[:n]
+    pairs = np.unique(np.sort(np.c_[u, v], axis=1), axis=0) if n else np.zeros((0, 2), np.int64)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    degree = np.bincount(pairs.ravel(), minlength=net.n_nodes)
+    node_x = np.zeros(net.n_nodes)
+    node_y = np.zeros(net.n_nodes)
+    node_x[u] = net.vx[net.vptr[:n]]
+    node_y[u] = net.vy[net.vptr[:n]]
+    node_x[v] = net.vx[net.vptr[1:n + 1] - 1]
+    node_y[v] = net.vy[net.vptr[1:n + 1] - 1]
+    node_osm = np.zeros(net.n_nodes, dtype=object)
+    node_osm[u] = net.edges["u"].to_numpy()
+    node_osm[v] = net.edges["v"].to_numpy()
+    j = np.flatnonzero(degree >= 3)
+    return _Roads(net, node_x[j], node_y[j], node_osm[j])
+
+
+def _conventional(x, y, cls, roads: _Roads, config: DiffConfig):
+    """Where OSM's convention puts a thing standing at (x, y): a junction's node for junction
+    classes near one, else the nearest point of the centre line of a road within ``snap_m``,
+    else where it stands. Returns (x, y, junction index or -1)."""
+    from mapdiff._kernels.geometry import candidates
+
+    x, y = np.asarray(x, float).copy(), np.asarray(y, float).copy()
+    junction = np.full(len(x), -1, dtype=np.int64)
+    if len(x) == 0:
+        return x, y, junction
+    at_junction = np.isin(cls, JUNCTION_CLASSES)
+    if at_junction.any() and len(roads.junction_x):
+        from scipy.spatial import cKDTree
+
+        d, k = cKDTree(np.c_[roads.junction_x, roads.junction_y]).query(np.c_[x[at_junction], y[at_junction]])
+        near = d <= config.junction_radius_m
+        idx = np.flatnonzero(at_junction)[near]
+        junction[idx] = k[near]
+        x[idx], y[idx] = roads.junction_x[k[near]], roads.junction_y[k[near]]
+    rest = np.flatnonzero(junction < 0)
+    if len(rest):
+        edge, _dist, _off, cx, cy = candidates(x[rest], y[rest], config.snap_m, 1, roads.net.geom)
+        ok = edge[:, 0] >= 0
+        x[rest[ok]], y[rest[ok]] = cx[ok, 0], cy[ok, 0]
+    return x, y, junction
+
+
+def _observed_things(obj: pd.DataFrame, roads: _Roads, config: DiffConfig) -> pd.DataFrame:
+    """Objects in OSM's convention, merged into the things a map would hold: one per junction
+    and class for junction classes, one per cluster of a class and value within ``merge_m``
+    on the centre line otherwise. Evidence adds up (trips: the most of any member, since one
+    pass sees every pole of a junction)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from mapdiff._kernels.diff import near_pairs
+
+    cx, cy, junction = _conventional(obj["x"].to_numpy(), obj["y"].to_numpy(), obj["class"].to_numpy(), roads,
+                                     config)
+    key = pd.factorize(pd.MultiIndex.from_arrays([obj["class"].to_numpy(),
+                                                  obj["value"].astype(str).to_numpy()]))[0].astype(np.int64)
+    n = len(obj)
+    i, j, _ = near_pairs(cx, cy, key, cx, cy, key, config.merge_m)
+    same_junction = (junction[i] >= 0) & (junction[i] == junction[j])
+    loose = (junction[i] < 0) & (junction[j] < 0)
+    keep = same_junction | loose
+    # every pole of a junction joins it, whatever the value
+    jx = np.flatnonzero(junction >= 0)
+    by_junction = pd.Series(jx).groupby(pd.MultiIndex.from_arrays([junction[jx], obj["class"].to_numpy()[jx]]))
+    first = by_junction.transform("first").to_numpy() if len(jx) else np.zeros(0, np.int64)
+    rows = np.r_[i[keep], jx]
+    cols = np.r_[j[keep], first]
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    # the member seen in the most trips speaks for its group
+    rank = np.lexsort((obj["object_id"].to_numpy(), -obj["n_trips"].to_numpy(), label))
+    lead = rank[np.r_[True, label[rank][1:] != label[rank][:-1]]]
+    g = pd.DataFrame({"label": label, "x": cx, "y": cy, "n_obs": obj["n_observations"].to_numpy()})
+    sums = g.groupby("label").agg(x=("x", "mean"), y=("y", "mean"), n_obs=("n_obs", "sum"), members=("x", "size"))
+    things = obj.iloc[lead].reset_index(drop=True)
+    s = sums.loc[label[lead]].reset_index(drop=True)
+    things["x"], things["y"] = s["x"].to_numpy(), s["y"].to_numpy()
+    things["n_observations"] = s["n_obs"].to_numpy()
+    things["members"] = s["members"].to_numpy()
+    things["junction"] = junction[lead]
+    return things
+
+
+# ---------------------------------------------------------------------------------------------
+# pairing
+
+
+def _assign(cand_i, cand_j, cost):
+    """Minimum-cost one-to-one pairs among candidate pairs (i, j, cost): per connected
+    component of the candidate graph, most pairs first, then least cost."""
+    from scipy.optimize import linear_sum_assignment
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if len(cand_i) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    ui, ii = np.unique(cand_i, return_inverse=True)
+    uj, jj = np.unique(cand_j, return_inverse=True)
+    n_i = len(ui)
+    graph = coo_matrix((np.ones(len(ii)), (ii, n_i + jj)), shape=(n_i + len(uj), n_i + len(uj)))
+    _, label = connected_components(graph, directed=False)
+    comp = label[ii]
+    sizes = np.bincount(comp)
+    single = sizes[comp] == 1  # a component with one candidate pair: it is the answer
+    out_i, out_j = [cand_i[single]], [cand_j[single]]
+    multi = np.flatnonzero(~single)
+    if len(multi):
+        order = multi[np.argsort(comp[multi], kind="stable")]
+        cuts = np.flatnonzero(np.diff(comp[order])) + 1
+        big = 1e9  # a non-candidate: taken only when forced, dropped after
+        for part in np.split(order, cuts):
+            a, ia = np.unique(cand_i[part], return_inverse=True)
+            b, ib = np.unique(cand_j[part], return_inverse=True)
+            m = np.full((len(a), len(b)), big)
+            np.minimum.at(m, (ia, ib), cost[part])
+            r, c = linear_sum_assignment(m)
+            ok = m[r, c] < big
+            out_i.append(a[r[ok]])
+            out_j.append(b[c[ok]])
+    return np.concatenate(out_i), np.concatenate(out_j)
+
+
+def _pair(feat: pd.DataFrame, things: pd.DataFrame, config: DiffConfig):
+    """One-to-one pairs (feature row, thing row): junction things pair with their junction's
+    features; the rest by assignment within ``max_move_m``."""
+    from mapdiff._kernels.diff import near_pairs
+
+    cls_codes, _ = pd.factorize(pd.concat([feat["class"], things["class"]], ignore_index=True))
+    f_cls, t_cls = cls_codes[: len(feat)].astype(np.int64), cls_codes[len(feat):].astype(np.int64)
+    i, j, d = near_pairs(feat["x"].to_numpy(), feat["y"].to_numpy(), f_cls, things["x"].to_numpy(),
+                         things["y"].to_numpy(), t_cls, config.max_move_m)
+    fj, tj = feat["junction"].to_numpy(), things["junction"].to_numpy()
+    # a junction thing pairs only with features of its own junction, and those at no distance
+    junction_pair = (fj[i] >= 0) & (fj[i] == tj[j])
+    mixed = (fj[i] >= 0) != (tj[j] >= 0)
+    other_junction = (fj[i] >= 0) & (tj[j] >= 0) & (fj[i] != tj[j])
+    keep = ~(mixed | other_junction) | junction_pair
+    i, j, d = i[keep], j[keep], d[keep]
+    fv = feat["value"].to_numpy()[i]
+    tv = things["value"].to_numpy()[j]
+    differ = np.array([a is not None and b is not None and str(a) != str(b) for a, b in zip(fv, tv)], dtype=bool)
+    cost = d + np.where(differ, config.value_mismatch_m, 0.0)
+    fi, ti = _assign(i, j, cost)
+    # a junction's extra features (two signal nodes at one junction) are explained by its things
+    paired_f = np.zeros(len(feat), bool)
+    paired_f[fi] = True
+    extra = np.flatnonzero(~paired_f & (fj >= 0))
+    if len(extra):
+        lookup = pd.Series(np.arange(len(things)), index=pd.MultiIndex.from_arrays([tj, t_cls])).groupby(level=[0, 1]).first()
+        k = lookup.reindex(pd.MultiIndex.from_arrays([fj[extra], f_cls[extra]])).to_numpy()
+        ok = ~np.isnan(k.astype(float))
+        fi = np.r_[fi, extra[ok]]
+        ti = np.r_[ti, k[ok].astype(np.int64)]
+    return fi.astype(np.int64), ti.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# visibility
+
+
+def _visible_trips(feat: pd.DataFrame, net, coverage_n: pd.DataFrame, config: DiffConfig) -> np.ndarray:
+    """Per map feature, the trips that drove an edge from which it is in view: the most on
+    any one such edge and direction (a lower bound on the distinct trips; the edges of one
+    approach carry mostly the same trips)."""
+    from mapdiff._kernels.diff import visible_edges
+
+    p, e, direction = visible_edges(feat["x"].to_numpy(), feat["y"].to_numpy(), config.range_m,
+                                    np.radians(config.hfov_deg / 2.0), 5.0, net.geom)
+    ids = net.edges["edge_id"].to_numpy()[net.edge_base[e]]
+    cov = coverage_n.reindex(ids)
+    trips = np.where(direction == 0, cov["trips"].to_numpy(), cov["trips_against"].to_numpy())
+    trips = np.nan_to_num(trips.astype(float))
+    out = np.zeros(len(feat))
+    np.maximum.at(out, p, trips)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# confidences: each a probability from the evidence, with its assumption in the docstring
+
+
+def _confidence_seen(n_trips, sigma_m, detect_rate):
+    """That an observed thing is real: a thing seen in n trips whose detection rate per trip is
+    ``detect_rate`` would be missed by a false-positive process only if that process repeats
+    at one place; trips agreeing on a place beyond two are taken as independent evidence, each
+    halving the odds of chance (a ghost needs its rays to meet again), shrunk by an uncertain
+    position."""
+    n = np.asarray(n_trips, float)
+    chance = 0.5 ** np.maximum(n - 1.0, 0.0)
+    vague = np.clip(np.asarray(sigma_m, float) / 5.0, 0.0, 1.0)  # beyond 5 m sigma it says little
+    return np.clip((1.0 - chance) * (1.0 - 0.5 * vague) * np.clip(detect_rate * 2.0, 0.5, 1.0), 0.0, 1.0)
+
+
+def _confidence_removed(visible_trips, detect_rate):
+    """That a map feature nothing explains is gone: the probability that it would have been
+    seen at least once in ``visible_trips`` trips if it stood there (per-trip detection rate
+    measured on the features that were seen)."""
+    return 1.0 - (1.0 - detect_rate) ** np.asarray(visible_trips, float)
+
+
+# ---------------------------------------------------------------------------------------------
+# the object diffs
+
+
+def _object_diffs(features, objects, roads, coverage_n, config, warnings):
+    feat = features.copy()
+    fx, fy, fj = _conventional(feat["x"].to_numpy(), feat["y"].to_numpy(), feat["class"].to_numpy(), roads, config)
+    feat["x"], feat["y"], feat["junction"] = fx, fy, fj
+    things = _observed_things(objects, roads, config)
+    fi, ti = _pair(feat, things, config)
+    rows = []
+    # per-trip detection rate, measured on the paired features that the fleet could see
+    visible = _visible_trips(feat, roads.net, coverage_n, config)
+    seen = visible[fi] > 0
+    detect_rate = float(np.clip(things["n_trips"].to_numpy()[ti][seen].sum() / max(visible[fi][seen].sum(), 1.0),
+                                0.05, 0.99)) if seen.any() else 0.5
+    d = np.hypot(feat["x"].to_numpy()[fi] - things["x"].to_numpy()[ti], feat["y"].to_numpy()[fi] - things["y"].to_numpy()[ti])
+    sigma = things["sigma_m"].to_numpy()[ti]
+    tol = np.maximum(config.min_tolerance_m, 3.0 * np.sqrt(np.minimum(sigma, 1e6) ** 2 + config.map_sigma_m ** 2))
+    junction = feat["junction"].to_numpy()[fi] >= 0
+    moved = (d > tol) & ~junction
+    fval = feat["value"].to_numpy()[fi]
+    tval = things["value"].to_numpy()[ti]
+    changed = np.array([a is not None and b is not None and str(a) != str(b) for a, b in zip(fval, tval)], bool)
+    changed &= ~moved & (things["n_trips"].to_numpy()[ti] >= config.min_trips)
+    conf_seen = _confidence_seen(things["n_trips"].to_numpy(), things["sigma_m"].to_numpy(), detect_rate)
+    for k in np.flatnonzero(moved & (things["n_trips"].to_numpy()[ti] >= config.min_trips)):
+        f, t = feat.iloc[fi[k]], things.iloc[ti[k]]
+        rows.append(_row("object_moved", f, t, d[k], conf_seen[ti[k]] * float(np.clip((d[k] - tol[k]) / tol[k], 0, 1)) ** 0.25,
+                         visible[fi[k]], (t["x"], t["y"])))
+    for k in np.flatnonzero(changed):
+        f, t = feat.iloc[fi[k]], things.iloc[ti[k]]
+        rows.append(_row("value_changed", f, t, d[k], conf_seen[ti[k]] * t["value_share"], visible[fi[k]],
+                         (t["x"], t["y"])))
+    t_paired = np.zeros(len(things), bool)
+    t_paired[ti] = True
+    for k in np.flatnonzero(~t_paired & (things["n_trips"].to_numpy() >= config.min_trips)):
+        t = things.iloc[k]
+        rows.append(_row("object_added", None, t, np.nan, conf_seen[k], np.nan, (t["x"], t["y"])))
+    f_paired = np.zeros(len(feat), bool)
+    f_paired[fi] = True
+    lonely = np.flatnonzero(~f_paired)
+    removable = visible[lonely] >= config.min_visible_trips
+    conf_removed = _confidence_removed(visible[lonely], detect_rate)
+    for k, ok, c in zip(lonely, removable, conf_removed):
+        if ok:
+            f = features.iloc[k]
+            rows.append(_row("object_removed", f, None, np.nan, c, visible[k], (f["x"], f["y"])))
+    unverified = features.iloc[lonely[~removable]].assign(visible_trips=visible[lonely[~removable]])
+    return rows, unverified, detect_rate
+
+
+def _row(kind, f, t, distance, confidence, visible, xy, **extra):
+    return {
+        "kind": kind, "class": (f if f is not None else t)["class"],
+        "feature_id": int(f["feature_id"]) if f is not None else None,
+        "old_value": f["value"] if f is not None else None,
+        "object_id": int(t["object_id"]) if t is not None else None,
+        "new_value": t["value"] if t is not None else None,
+        "distance_m": float(distance), "confidence": float(confidence),
+        "n_trips": int(t["n_trips"]) if t is not None else None,
+        "n_observations": int(t["n_observations"]) if t is not None else None,
+        "visible_trips": float(visible), "value_share": float(t["value_share"]) if t is not None else np.nan,
+        "x": float(xy[0]), "y": float(xy[1]), **extra,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# the road diffs
+
+
+def _undirected(net):
+    """A road id per map edge: the edges joining the same two nodes (either way) share it."""
+    n = net.n_edges
+    a = np.minimum(net.edge_u[:n], net.edge_v[:n])
+    b = np.maximum(net.edge_u[:n], net.edge_v[:n])
+    codes, _ = pd.factorize(pd.MultiIndex.from_arrays([a, b]))
+    return codes
+
+
+def _road_diffs(net, coverage_n, config, warnings):
+    """``oneway_reversed`` and ``road_closed`` from the coverage."""
+    n = net.n_edges
+    ids = net.edges["edge_id"].to_numpy()
+    cov = coverage_n.reindex(ids).fillna(0)
+    with_t, against_t = cov["trips"].to_numpy(float), cov["trips_against"].to_numpy(float)
+    with_p, against_p = cov["passes"].to_numpy(float), cov["against"].to_numpy(float)
+    rows = []
+    # one-way edges: those with a wrong-way twin
+    oneway = net.twin_of[:n] >= 0
+    busy = oneway & (with_t + against_t >= config.min_road_trips)
+    # the matcher's wrong-way noise: the share of trips against on the one-ways mostly driven
+    # with their direction (most one-ways are mapped right); a floor keeps it from being 0
+    norm = busy & (against_t < with_t)
+    eps = float(np.clip(against_t[norm].sum() / max((with_t[norm] + against_t[norm]).sum(), 1.0), 0.005, 0.2))
+    prior = 0.05  # the share of one-ways a stale map has backwards: a few percent (OSM edits)
+    log_lr = (against_t - with_t) * np.log((1 - eps) / eps)
+    conf = 1.0 / (1.0 + (1 - prior) / prior * np.exp(-np.clip(log_lr, -50, 50)))
+    for e in np.flatnonzero(oneway & (against_t >= config.min_road_trips) & (against_t > with_t)):
+        rows.append(_road_row("oneway_reversed", net, [e], conf[e], with_p[e], against_p[e], np.nan,
+                              n_trips=int(against_t[e])))
+    # closed roads
+    road = _undirected(net)
+    passes_road = np.bincount(road, weights=with_p + against_p)
+    u, v = net.edge_u[:n], net.edge_v[:n]
+    node_flow = np.bincount(u, weights=with_p + against_p, minlength=net.n_nodes) + \
+        np.bincount(v, weights=with_p + against_p, minlength=net.n_nodes)
+    first = np.unique(road, return_index=True)[1]
+    ru, rv = u[first], v[first]
+    # flow through each end that is not the road's own; a dead end has none
+    end_flow = np.minimum(node_flow[ru] - passes_road, node_flow[rv] - passes_road)
+    highway = net.edges["highway"].astype(str).to_numpy()[first] if "highway" in net.edges else np.full(len(first), "")
+    expected = np.zeros(len(first))
+    for h in np.unique(highway):
+        m = highway == h
+        base = m & (end_flow > 0)
+        share = passes_road[base].sum() / max(end_flow[base].sum(), 1.0)
+        expected[m] = share * np.maximum(end_flow[m], 0)
+    p_zero = np.exp(-expected)
+    conf_closed = 1.0 - p_zero
+    for r in np.flatnonzero((passes_road == 0) & (expected > 0)):
+        edges = np.flatnonzero(road == r)
+        rows.append(_road_row("road_closed", net, list(edges), conf_closed[r], 0.0, 0.0, expected[r]))
+    return rows, eps
+
+
+def _road_row(kind, net, edges, confidence, passes, against, expected, **extra):
+    from shapely import LineString
+
+    e = edges[0]
+    xs = net.vx[net.vptr[e]:net.vptr[e + 1]]
+    ys = net.vy[net.vptr[e]:net.vptr[e + 1]]
+    ids = net.edges["edge_id"].to_numpy()[edges]
+    return {"kind": kind, "class": "road", "edge_id": int(ids[0]), "edge_ids": ",".join(str(int(i)) for i in ids),
+            "confidence": float(confidence), "passes": float(passes), "against": float(against),
+            "expected_passes": float(expected), "geometry_m": LineString(np.c_[xs, ys]),
+            "node_from": net.edges["u"].to_numpy()[e], "node_to": net.edges["v"].to_numpy()[e], **extra}
+
+
+def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig, source: str, warnings):
+    """``road_missing``: off-map runs of several trips along a common line (see the module
+    docstring)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from shapely import LineString
+
+    from mapdiff.schema import _require, time_seconds
+
+    _require(matched, ["trip_id", "t", "lon", "lat", "state", "distance_m"], source)
+    m = matched.sort_values(["trip_id", "t"], kind="stable")
+    x, y = net.proj.to_metres(m["lon"].to_numpy(float), m["lat"].to_numpy(float))
+    t = time_seconds(m["t"], source=source)
+    dist = m["distance_m"].to_numpy(float)
+    state = m["state"].astype(str).to_numpy()
+    ok = (state != "unmatched") & np.isfinite(dist)
+    # GPS sigma from the matched distances: the median of a 2-D Gaussian's radius is 1.177 sigma
+    sigma = float(np.median(dist[ok]) / 1.177) if ok.any() else 10.0
+    far = ~ok | (dist > 4.0 * sigma)
+    trip = pd.factorize(m["trip_id"].astype(str))[0]
+    new_trip = np.r_[True, trip[1:] != trip[:-1]]
+    # runs of far fixes, and whether they touch the trip's ends
+    run_start = far & (new_trip | ~np.r_[False, far[:-1]])
+    run = np.cumsum(run_start) * far  # 0: not in a run
+    end_trip = np.r_[trip[1:] != trip[:-1], True]
+    df = pd.DataFrame({"run": run, "trip": trip, "x": x, "y": y, "t": t, "first": new_trip, "last": end_trip})
+    df = df[far]
+    if df.empty:
+        return [], sigma
+    g = df.groupby("run")
+    stats = g.agg(n=("x", "size"), touches=("first", "any"), touches_end=("last", "any"), t0=("t", "min"),
+                  t1=("t", "max"))
+    step = np.hypot(df["x"].diff(), df["y"].diff()).where(df["run"].eq(df["run"].shift()), 0.0)
+    stats["metres"] = step.groupby(df["run"]).sum()
+    speed = stats["metres"] / np.maximum(stats["t1"] - stats["t0"], 1e-9)
+    # a run must look like driving a road: several fixes, not at a trip's end (car parks), at
+    # a speed no car park or standing car shows (2.5 m/s = 9 km/h)
+    good = (stats["n"] >= 3) & ~stats["touches"] & ~stats["touches_end"] & (speed > 2.5)
+    df = df[df["run"].isin(stats.index[good])]
+    if df.empty:
+        return [], sigma
+    cell = config.road_cell_m
+    cx = np.floor(df["x"].to_numpy() / cell).astype(np.int64)
+    cy = np.floor(df["y"].to_numpy() / cell).astype(np.int64)
+    cell_key = cx * 2**31 + cy
+    trips_per_cell = pd.DataFrame({"c": cell_key, "trip": df["trip"].to_numpy()}).drop_duplicates().groupby("c").size()
+    # a cell's trips include its 8 neighbours' (GPS scatter spreads one road over a few cells)
+    near = {}
+    cells = trips_per_cell.index.to_numpy()
+    by_cell = pd.DataFrame({"c": cell_key, "trip": df["trip"].to_numpy()}).drop_duplicates()
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            near[(dx, dy)] = by_cell.assign(c=by_cell["c"] + dx * 2**31 + dy)
+    spread = pd.concat(near.values()).drop_duplicates().groupby("c").size()
+    strong = spread.index[spread >= config.min_road_trips].to_numpy()
+    strong = np.intersect1d(strong, cells)
+    if len(strong) == 0:
+        return [], sigma
+    # connected runs of strong cells (8-neighbours)
+    index = pd.Series(np.arange(len(strong)), index=strong)
+    rows, cols = [], []
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            k = index.reindex(strong + dx * 2**31 + dy).to_numpy()
+            ok = ~np.isnan(k.astype(float))
+            rows.append(np.arange(len(strong))[ok])
+            cols.append(k[ok].astype(np.int64))
+    graph = coo_matrix((np.ones(sum(map(len, rows))), (np.concatenate(rows), np.concatenate(cols))),
+                       shape=(len(strong),) * 2)
+    _, label = connected_components(graph, directed=False)
+    pts = df.assign(c=cell_key)
+    pts = pts[pts["c"].isin(strong)]
+    pts["comp"] = label[index.reindex(pts["c"]).to_numpy().astype(np.int64)]
+    out = []
+    node_tree = None
+    if len(roads.net.edges):
+        from scipy.spatial import cKDTree
+
+        n = roads.net.n_edges
+        nx_, ny_ = roads.net.vx[roads.net.vptr[:n]], roads.net.vy[roads.net.vptr[:n]]
+        node_tree = (cKDTree(np.c_[nx_, ny_]), roads.net.edges["u"].to_numpy())
+    for comp, part in pts.groupby("comp"):
+        n_trips = part["trip"].nunique()
+        if n_trips < config.min_road_trips or len(part) < 3:
+            continue
+        xy = part[["x", "y"]].to_numpy()
+        centre = xy.mean(axis=0)
+        _, _, vt = np.linalg.svd(xy - centre, full_matrices=False)
+        along = (xy - centre) @ vt[0]
+        if along.max() - along.min() < 2 * cell:
+            continue  # a blob, not a line: a car park or a place GPS goes astray
+        # the centre line: the median across-track position in bins along the main axis
+        bins = np.arange(along.min(), along.max() + cell, cell)
+        which = np.digitize(along, bins)
+        line = [xy[which == b].mean(axis=0) if False else np.median(xy[which == b], axis=0)
+                for b in np.unique(which)]
+        if len(line) < 2:
+            continue
+        geom = LineString(line)
+        ends = [None, None]
+        if node_tree is not None:
+            d, k = node_tree[0].query(np.array([line[0], line[-1]]))
+            ends = [node_tree[1][k[i]] if d[i] <= 3 * cell else None for i in range(2)]
+        conf = 1.0 - 0.5 ** (n_trips - 1)
+        out.append({"kind": "road_missing", "class": "road", "confidence": float(conf), "n_trips": int(n_trips),
+                    "n_observations": int(len(part)), "geometry_m": geom, "node_from": ends[0], "node_to": ends[1],
+                    "distance_m": float(geom.length)})
+    return out, sigma
+
+
+# ---------------------------------------------------------------------------------------------
+# the stage
+
+
+def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame, config: DiffConfig | None = None,
+         *, matched: pd.DataFrame | None = None, sources: dict | None = None) -> DiffResult:
+    """Judge the map against what the fleet saw.
+
+    Parameters
+    ----------
+    map_layers : ``{"edges": ..., "features": ...}`` (WGS84 GeoDataFrames; ``features`` may be
+        absent: object diffs are then skipped with a warning).
+    objects : located objects (``class``, ``lon``, ``lat``; ``object_id``, ``value``, ``sigma_m``,
+        ``n_trips``, ``n_observations``, ``value_share`` when present); None or empty: every
+        seen feature is then ``object_removed``, every unseen one ``unverified``.
+    coverage : ``mapdiff coverage`` rows of the same map (``edge_id``, ``passes``, ``against``,
+        ``trips``, ``trips_against``).
+    config : :class:`DiffConfig`.
+    matched : matched fixes (``mapdiff match -o``): enables ``road_missing``.
+    sources : file names for messages (keys ``map``, ``objects``, ``coverage``, ``matched``).
+    """
+    import geopandas as gpd
+
+    from mapdiff.network import Network
+
+    config = (config or DiffConfig()).validate()
+    src = {"map": "map", "objects": "objects", "coverage": "coverage", "matched": "matched", **(sources or {})}
+    warnings = []
+    net = Network.from_edges(map_layers["edges"], source=f"{src['map']} (layer 'edges')")
+    roads = _roads(net)
+    coverage_n = _coverage_counts(coverage, net, src["coverage"])
+    rows, unverified = [], None
+    features = map_layers.get("features")
+    if features is None:
+        warnings.append(f"{src['map']}: no 'features' layer; object diffs skipped, road diffs made")
+    else:
+        feat = _feature_frame(features, net.proj)
+        obj = _object_frame(objects if objects is not None else pd.DataFrame(), net.proj, src["objects"])
+        _check_overlap(obj, net, src["objects"])
+        obj_rows, unverified_f, _rate = _object_diffs(feat, obj, roads, coverage_n, config, warnings)
+        rows += obj_rows
+        unverified = unverified_f
+    road_rows, _eps = _road_diffs(net, coverage_n, config, warnings)
+    rows += road_rows
+    if matched is not None:
+        missing_rows, _sigma = _missing_roads(matched, net, roads, config, src["matched"], warnings)
+        rows += missing_rows
+    return DiffResult(_diff_frame(rows, net, config), _unverified_frame(unverified, net), warnings)
+
+
+def _coverage_counts(coverage: pd.DataFrame, net, source: str) -> pd.DataFrame:
+    from mapdiff.schema import _require
+
+    _require(coverage, ["edge_id", "passes"], source)
+    cov = pd.DataFrame({"edge_id": coverage["edge_id"].to_numpy().astype(np.int64)})
+    for c in ("passes", "against", "trips", "trips_against"):
+        cov[c] = coverage[c].to_numpy(float) if c in coverage else (
+            coverage["passes"].to_numpy(float) if c == "trips" else 0.0)
+    unknown = ~cov["edge_id"].isin(net.edges["edge_id"])
+    if unknown.any():
+        shown = ", ".join(str(v) for v in cov["edge_id"][unknown].unique()[:5])
+        msg = (f"{source}: {int(unknown.sum()):,} edge ids are not in the map (e.g. {shown}); "
+               f"the coverage was made on another map")
+        raise InputError(msg)
+    return cov.groupby("edge_id").sum()
+
+
+def _check_overlap(obj, net, source):
+    if len(obj) == 0:
+        return
+    pad = 1000.0
+    inside = ((obj["x"] >= net.vx.min() - pad) & (obj["x"] <= net.vx.max() + pad)
+              & (obj["y"] >= net.vy.min() - pad) & (obj["y"] <= net.vy.max() + pad))
+    if not inside.any():
+        lon, lat = net.proj.to_lonlat(obj["x"].to_numpy()[:1], obj["y"].to_numpy()[:1])
+        minx, miny, maxx, maxy = net.bounds_lonlat()
+        msg = (f"{source}: no object lies within 1 km of the map (map lon {minx:.4f}..{maxx:.4f}, "
+               f"lat {miny:.4f}..{maxy:.4f}; first object at lon {lon[0]:.4f}, lat {lat[0]:.4f})")
+        raise InputError(msg)
+
+
+def _diff_frame(rows, net, config):
+    import geopandas as gpd
+    import shapely
+
+    frame = pd.DataFrame(rows)
+    for c in DIFF_COLUMNS + ["x", "y", "geometry_m"]:
+        if c not in frame:
+            frame[c] = None
+    if len(frame):
+        frame = frame[frame["confidence"].astype(float) >= config.min_confidence]
+    geom_m = [g if isinstance(g, shapely.Geometry) else shapely.Point(x, y)
+              for g, x, y in zip(frame["geometry_m"], frame["x"], frame["y"])]
+    kind_order = {k: i for i, k in enumerate(DIFF_KINDS)}
+    frame = frame.assign(_k=frame["kind"].map(kind_order), _x=[g.centroid.x for g in geom_m],
+                         _y=[g.centroid.y for g in geom_m], geometry=geom_m)
+    frame = frame.sort_values(["_k", "feature_id", "edge_id", "_x", "_y"], kind="stable", na_position="last")
+    frame["diff_id"] = np.arange(len(frame), dtype=np.int64)
+    frame["kind"] = frame["kind"].astype(str)
+    for c in ("feature_id", "object_id", "edge_id", "n_trips", "n_observations", "node_from", "node_to"):
+        frame[c] = pd.array(pd.to_numeric(frame[c], errors="coerce"), dtype="Int64")
+    for c in ("distance_m", "confidence", "visible_trips", "value_share", "passes", "against", "expected_passes"):
+        frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
+    for c in ("old_value", "new_value", "edge_ids", "class"):
+        frame[c] = frame[c].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+    gdf = gpd.GeoDataFrame(frame[DIFF_COLUMNS[:-1]].reset_index(drop=True),
+                           geometry=list(frame["geometry"]), crs=net.proj.crs)
+    return gdf.to_crs(4326)
+
+
+def _unverified_frame(unverified, net):
+    import geopandas as gpd
+
+    if unverified is None or len(unverified) == 0:
+        return gpd.GeoDataFrame({"feature_id": pd.Series(dtype=np.int64), "class": pd.Series(dtype=object),
+                                 "value": pd.Series(dtype=object), "visible_trips": pd.Series(dtype=float)},
+                                geometry=gpd.GeoSeries([], crs=4326))
+    g = gpd.GeoDataFrame(unverified[["feature_id", "class", "value", "visible_trips"]].reset_index(drop=True),
+                         geometry=gpd.points_from_xy(unverified["x"], unverified["y"]), crs=net.proj.crs)
+    g["value"] = g["value"].map(lambda v: None if v is None else str(v))
+    return g.to_crs(4326)
