@@ -11,8 +11,8 @@ brought to OSM's convention (``_conventional``):
   belong to that junction: a junction's map signals and its observed signal poles are compared
   as one thing, whatever their number;
 - every other point is put on its road's centre line (nearest edge within ``snap_m``; lateral
-  offsets are convention, not error), and observed objects of one class and value that land
-  within ``merge_m`` of each other there (the sign on each kerb of a crossing) are one.
+  offsets are convention, not error); an object of the class and value of one the map explains,
+  within ``split_m`` of it there (the sign on the other kerb, a split estimate), is explained too.
 
 Map features and observed things of one class are then paired one to one by a minimum-cost
 assignment (distance, plus ``value_mismatch_m`` when the values differ) over the candidate pairs
@@ -75,7 +75,8 @@ class DiffConfig:
     value_mismatch_m : the assignment's price of pairing different values, in metres [20].
     junction_radius_m : signals this close to a junction node belong to it [25].
     snap_m : points this close to a road are put on its centre line [15].
-    merge_m : observed objects of one class and value this close on the centre line are one [4].
+    split_m : an object of the class and value of one the map explains, this close to it on
+        the centre line, is explained too (the other kerb's sign, a split estimate) [15].
     range_m, hfov_deg : what the dashcam sees: distance and horizontal field of view [50, 90].
     min_visible_trips : a map feature seen by nothing is a removal only when the edges it is
         visible from carried this many trips [3].
@@ -91,7 +92,7 @@ class DiffConfig:
     value_mismatch_m: float = 20.0
     junction_radius_m: float = 25.0
     snap_m: float = 15.0
-    merge_m: float = 4.0
+    split_m: float = 15.0
     range_m: float = 50.0
     hfov_deg: float = 90.0
     min_visible_trips: int = 3
@@ -102,7 +103,7 @@ class DiffConfig:
     def validate(self) -> "DiffConfig":
         check_fields(self, ("min_trips", "min_visible_trips", "min_road_trips"),
                      lambda v: float(v) == int(v) and v >= 1, "a whole number >= 1")
-        check_fields(self, ("max_move_m", "min_tolerance_m", "junction_radius_m", "snap_m", "merge_m", "range_m",
+        check_fields(self, ("max_move_m", "min_tolerance_m", "junction_radius_m", "snap_m", "split_m", "range_m",
                             "road_cell_m"), lambda v: np.isfinite(v) and v > 0, "a positive number of metres")
         check_fields(self, ("map_sigma_m", "value_mismatch_m"), lambda v: np.isfinite(v) and v >= 0, ">= 0")
         check_fields(self, ("hfov_deg",), lambda v: 0 < v <= 360, "in (0, 360]")
@@ -232,40 +233,29 @@ def _conventional(x, y, cls, roads: _Roads, config: DiffConfig):
 
 
 def _observed_things(obj: pd.DataFrame, roads: _Roads, config: DiffConfig) -> pd.DataFrame:
-    """Objects in OSM's convention, merged into the things a map would hold: one per junction
-    and class for junction classes, one per cluster of a class and value within ``merge_m``
-    on the centre line otherwise. Evidence adds up (trips: the most of any member, since one
-    pass sees every pole of a junction)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    from mapdiff._kernels.diff import near_pairs
-
+    """Objects in OSM's convention: a junction's poles of one class become one thing at the
+    junction node (OSM maps the junction, not the poles; the thing's trips are the most of any
+    pole, since one pass sees them all); every other object is one thing on its road's centre
+    line. ``show_x``, ``show_y`` is where a diff about it is drawn: the junction node, or where
+    the object stands."""
     cx, cy, junction = _conventional(obj["x"].to_numpy(), obj["y"].to_numpy(), obj["class"].to_numpy(), roads,
                                      config)
-    key = pd.factorize(pd.MultiIndex.from_arrays([obj["class"].to_numpy(),
-                                                  obj["value"].astype(str).to_numpy()]))[0].astype(np.int64)
     n = len(obj)
-    i, j, _ = near_pairs(cx, cy, key, cx, cy, key, config.merge_m)
-    same_junction = (junction[i] >= 0) & (junction[i] == junction[j])
-    loose = (junction[i] < 0) & (junction[j] < 0)
-    keep = same_junction | loose
-    # every pole of a junction joins it, whatever the value
+    label = np.arange(n)
     jx = np.flatnonzero(junction >= 0)
-    by_junction = pd.Series(jx).groupby(pd.MultiIndex.from_arrays([junction[jx], obj["class"].to_numpy()[jx]]))
-    first = by_junction.transform("first").to_numpy() if len(jx) else np.zeros(0, np.int64)
-    rows = np.r_[i[keep], jx]
-    cols = np.r_[j[keep], first]
-    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
-    _, label = connected_components(graph, directed=False)
+    if len(jx):
+        key = pd.MultiIndex.from_arrays([junction[jx], obj["class"].to_numpy()[jx]])
+        label[jx] = n + pd.factorize(key)[0]
     # the member seen in the most trips speaks for its group
     rank = np.lexsort((obj["object_id"].to_numpy(), -obj["n_trips"].to_numpy(), label))
-    lead = rank[np.r_[True, label[rank][1:] != label[rank][:-1]]]
-    g = pd.DataFrame({"label": label, "x": cx, "y": cy, "n_obs": obj["n_observations"].to_numpy()})
-    sums = g.groupby("label").agg(x=("x", "mean"), y=("y", "mean"), n_obs=("n_obs", "sum"), members=("x", "size"))
+    lead = rank[np.r_[True, label[rank][1:] != label[rank][:-1]]] if n else rank
+    g = pd.DataFrame({"label": label, "n_obs": obj["n_observations"].to_numpy()})
+    sums = g.groupby("label").agg(n_obs=("n_obs", "sum"), members=("n_obs", "size"))
     things = obj.iloc[lead].reset_index(drop=True)
     s = sums.loc[label[lead]].reset_index(drop=True)
-    things["x"], things["y"] = s["x"].to_numpy(), s["y"].to_numpy()
+    things["show_x"] = np.where(junction[lead] >= 0, cx[lead], things["x"].to_numpy())
+    things["show_y"] = np.where(junction[lead] >= 0, cy[lead], things["y"].to_numpy())
+    things["x"], things["y"] = cx[lead], cy[lead]
     things["n_observations"] = s["n_obs"].to_numpy()
     things["members"] = s["members"].to_numpy()
     things["junction"] = junction[lead]
@@ -276,13 +266,17 @@ def _observed_things(obj: pd.DataFrame, roads: _Roads, config: DiffConfig) -> pd
 # pairing
 
 
-def _assign(cand_i, cand_j, cost):
-    """Minimum-cost one-to-one pairs among candidate pairs (i, j, cost): per connected
-    component of the candidate graph, most pairs first, then least cost."""
+def _assign(cand_i, cand_j, cost, unpaired_cost):
+    """Minimum-cost one-to-one pairs among candidate pairs (i, j, cost), where leaving a member
+    of either side unpaired costs ``unpaired_cost``: pairing is worth it only below twice that,
+    and a chain of shifted pairs never beats pairs that sit on each other. Solved per connected
+    component of the candidate graph (a component of one pair is its own answer)."""
     from scipy.optimize import linear_sum_assignment
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
+    keep = cost < 2.0 * unpaired_cost
+    cand_i, cand_j, cost = cand_i[keep], cand_j[keep], cost[keep]
     if len(cand_i) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     ui, ii = np.unique(cand_i, return_inverse=True)
@@ -292,20 +286,25 @@ def _assign(cand_i, cand_j, cost):
     _, label = connected_components(graph, directed=False)
     comp = label[ii]
     sizes = np.bincount(comp)
-    single = sizes[comp] == 1  # a component with one candidate pair: it is the answer
+    single = sizes[comp] == 1
     out_i, out_j = [cand_i[single]], [cand_j[single]]
     multi = np.flatnonzero(~single)
     if len(multi):
         order = multi[np.argsort(comp[multi], kind="stable")]
         cuts = np.flatnonzero(np.diff(comp[order])) + 1
-        big = 1e9  # a non-candidate: taken only when forced, dropped after
+        never = 1e12
         for part in np.split(order, cuts):
             a, ia = np.unique(cand_i[part], return_inverse=True)
             b, ib = np.unique(cand_j[part], return_inverse=True)
-            m = np.full((len(a), len(b)), big)
+            na, nb = len(a), len(b)
+            # [pairs | a unpaired] over [b unpaired | nothing]
+            m = np.full((na + nb, nb + na), never)
             np.minimum.at(m, (ia, ib), cost[part])
+            m[np.arange(na), nb + np.arange(na)] = unpaired_cost
+            m[na + np.arange(nb), np.arange(nb)] = unpaired_cost
+            m[na:, nb:] = 0.0
             r, c = linear_sum_assignment(m)
-            ok = m[r, c] < big
+            ok = (r < na) & (c < nb)
             out_i.append(a[r[ok]])
             out_j.append(b[c[ok]])
     return np.concatenate(out_i), np.concatenate(out_j)
@@ -326,12 +325,16 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, config: DiffConfig):
     mixed = (fj[i] >= 0) != (tj[j] >= 0)
     other_junction = (fj[i] >= 0) & (tj[j] >= 0) & (fj[i] != tj[j])
     keep = ~(mixed | other_junction) | junction_pair
-    i, j, d = i[keep], j[keep], d[keep]
+    i, j, d, junction_pair = i[keep], j[keep], d[keep], junction_pair[keep]
     fv = feat["value"].to_numpy()[i]
     tv = things["value"].to_numpy()[j]
     differ = np.array([a is not None and b is not None and str(a) != str(b) for a, b in zip(fv, tv)], dtype=bool)
+    # a sign that moved keeps its value: different values are one object only where it stands
+    near = d <= _tolerance(things["sigma_m"].to_numpy()[j], config)
+    keep = ~differ | near | junction_pair
+    i, j, d, differ = i[keep], j[keep], d[keep], differ[keep]
     cost = d + np.where(differ, config.value_mismatch_m, 0.0)
-    fi, ti = _assign(i, j, cost)
+    fi, ti = _assign(i, j, cost, config.max_move_m / 2.0)
     # a junction's extra features (two signal nodes at one junction) are explained by its things
     paired_f = np.zeros(len(feat), bool)
     paired_f[fi] = True
@@ -345,21 +348,55 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, config: DiffConfig):
     return fi.astype(np.int64), ti.astype(np.int64)
 
 
+def _split_estimates(things: pd.DataFrame, paired: np.ndarray, config: DiffConfig) -> np.ndarray:
+    """Unpaired things explained by a paired one: the same class and value within ``split_m``
+    of it on the centre line. The sign on each kerb of a crossing or a two-way street is one
+    map feature, and locate splits an object when some of its passes disagree (a stray pose, a
+    junction crossed); neither is an addition."""
+    from mapdiff._kernels.diff import near_pairs
+
+    key = pd.factorize(pd.MultiIndex.from_arrays([things["class"].to_numpy(),
+                                                  things["value"].astype(str).to_numpy()]))[0].astype(np.int64)
+    x, y = things["x"].to_numpy(), things["y"].to_numpy()
+    i, j, _ = near_pairs(x, y, key, x, y, key, config.split_m)
+    hit = ~paired[i] & paired[j]
+    out = np.zeros(len(things), bool)
+    out[i[hit]] = True
+    return out
+
+
+def _tolerance(sigma_m, config: DiffConfig) -> np.ndarray:
+    """How far apart a map feature and an object may be and still be the same, unmoved object:
+    three sigmas of the two positions together (the object's ``sigma_m`` and the map's
+    ``map_sigma_m``), at least ``min_tolerance_m``."""
+    sigma = np.minimum(np.asarray(sigma_m, float), 1e6)
+    return np.maximum(config.min_tolerance_m, 3.0 * np.sqrt(sigma**2 + config.map_sigma_m**2))
+
+
 # ---------------------------------------------------------------------------------------------
 # visibility
+
+
+def visible_from(x, y, net, *, range_m: float, hfov_deg: float):
+    """The directed map edges from which points (local metres of ``net``) are in a forward
+    camera's view: (point index, edge_id, against) arrays, ``against`` True for a one-way edge
+    driven backwards. Samples every 5 m along each edge (a car's camera sees a frame or two
+    per 5 m at city speeds)."""
+    from mapdiff._kernels.diff import visible_edges
+
+    p, e, direction = visible_edges(np.asarray(x, float), np.asarray(y, float), range_m,
+                                    np.radians(hfov_deg / 2.0), 5.0, net.geom)
+    return p, net.edges["edge_id"].to_numpy()[net.edge_base[e]], direction.astype(bool)
 
 
 def _visible_trips(feat: pd.DataFrame, net, coverage_n: pd.DataFrame, config: DiffConfig) -> np.ndarray:
     """Per map feature, the trips that drove an edge from which it is in view: the most on
     any one such edge and direction (a lower bound on the distinct trips; the edges of one
     approach carry mostly the same trips)."""
-    from mapdiff._kernels.diff import visible_edges
-
-    p, e, direction = visible_edges(feat["x"].to_numpy(), feat["y"].to_numpy(), config.range_m,
-                                    np.radians(config.hfov_deg / 2.0), 5.0, net.geom)
-    ids = net.edges["edge_id"].to_numpy()[net.edge_base[e]]
+    p, ids, direction = visible_from(feat["x"].to_numpy(), feat["y"].to_numpy(), net, range_m=config.range_m,
+                                     hfov_deg=config.hfov_deg)
     cov = coverage_n.reindex(ids)
-    trips = np.where(direction == 0, cov["trips"].to_numpy(), cov["trips_against"].to_numpy())
+    trips = np.where(~direction, cov["trips"].to_numpy(), cov["trips_against"].to_numpy())
     trips = np.nan_to_num(trips.astype(float))
     out = np.zeros(len(feat))
     np.maximum.at(out, p, trips)
@@ -407,7 +444,7 @@ def _object_diffs(features, objects, roads, coverage_n, config, warnings):
                                 0.05, 0.99)) if seen.any() else 0.5
     d = np.hypot(feat["x"].to_numpy()[fi] - things["x"].to_numpy()[ti], feat["y"].to_numpy()[fi] - things["y"].to_numpy()[ti])
     sigma = things["sigma_m"].to_numpy()[ti]
-    tol = np.maximum(config.min_tolerance_m, 3.0 * np.sqrt(np.minimum(sigma, 1e6) ** 2 + config.map_sigma_m ** 2))
+    tol = _tolerance(sigma, config)
     junction = feat["junction"].to_numpy()[fi] >= 0
     moved = (d > tol) & ~junction
     fval = feat["value"].to_numpy()[fi]
@@ -418,16 +455,17 @@ def _object_diffs(features, objects, roads, coverage_n, config, warnings):
     for k in np.flatnonzero(moved & (things["n_trips"].to_numpy()[ti] >= config.min_trips)):
         f, t = feat.iloc[fi[k]], things.iloc[ti[k]]
         rows.append(_row("object_moved", f, t, d[k], conf_seen[ti[k]] * float(np.clip((d[k] - tol[k]) / tol[k], 0, 1)) ** 0.25,
-                         visible[fi[k]], (t["x"], t["y"])))
+                         visible[fi[k]], (t["show_x"], t["show_y"])))
     for k in np.flatnonzero(changed):
         f, t = feat.iloc[fi[k]], things.iloc[ti[k]]
         rows.append(_row("value_changed", f, t, d[k], conf_seen[ti[k]] * t["value_share"], visible[fi[k]],
-                         (t["x"], t["y"])))
+                         (t["show_x"], t["show_y"])))
     t_paired = np.zeros(len(things), bool)
     t_paired[ti] = True
-    for k in np.flatnonzero(~t_paired & (things["n_trips"].to_numpy() >= config.min_trips)):
+    split = _split_estimates(things, t_paired, config)
+    for k in np.flatnonzero(~t_paired & ~split & (things["n_trips"].to_numpy() >= config.min_trips)):
         t = things.iloc[k]
-        rows.append(_row("object_added", None, t, np.nan, conf_seen[k], np.nan, (t["x"], t["y"])))
+        rows.append(_row("object_added", None, t, np.nan, conf_seen[k], np.nan, (t["show_x"], t["show_y"])))
     f_paired = np.zeros(len(feat), bool)
     f_paired[fi] = True
     lonely = np.flatnonzero(~f_paired)
@@ -544,8 +582,7 @@ def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig
     dist = m["distance_m"].to_numpy(float)
     state = m["state"].astype(str).to_numpy()
     ok = (state != "unmatched") & np.isfinite(dist)
-    # GPS sigma from the matched distances: the median of a 2-D Gaussian's radius is 1.177 sigma
-    sigma = float(np.median(dist[ok]) / 1.177) if ok.any() else 10.0
+    sigma = _gps_sigma(dist[ok])
     far = ~ok | (dist > 4.0 * sigma)
     trip = pd.factorize(m["trip_id"].astype(str))[0]
     new_trip = np.r_[True, trip[1:] != trip[:-1]]
@@ -669,6 +706,7 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
     net = Network.from_edges(map_layers["edges"], source=f"{src['map']} (layer 'edges')")
     roads = _roads(net)
     coverage_n = _coverage_counts(coverage, net, src["coverage"])
+    seen_n = coverage_n if matched is None else _confirmed_trips(matched, coverage_n, src["matched"])
     rows, unverified = [], None
     features = map_layers.get("features")
     if features is None:
@@ -677,7 +715,7 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
         feat = _feature_frame(features, net.proj)
         obj = _object_frame(objects if objects is not None else pd.DataFrame(), net.proj, src["objects"])
         _check_overlap(obj, net, src["objects"])
-        obj_rows, unverified_f, _rate = _object_diffs(feat, obj, roads, coverage_n, config, warnings)
+        obj_rows, unverified_f, _rate = _object_diffs(feat, obj, roads, seen_n, config, warnings)
         rows += obj_rows
         unverified = unverified_f
     road_rows, _eps = _road_diffs(net, coverage_n, config, warnings)
@@ -686,6 +724,33 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
         missing_rows, _sigma = _missing_roads(matched, net, roads, config, src["matched"], warnings)
         rows += missing_rows
     return DiffResult(_diff_frame(rows, net, config), _unverified_frame(unverified, net), warnings)
+
+
+def _gps_sigma(distance_m: np.ndarray) -> float:
+    """The GPS error sigma per axis, from matched fix-to-road distances: the median radius of a
+    2-D Gaussian is 1.177 sigma (robust to the far-off fixes a missing road leaves)."""
+    d = distance_m[np.isfinite(distance_m)]
+    return float(np.median(d) / 1.177) if len(d) else 10.0
+
+
+def _confirmed_trips(matched: pd.DataFrame, coverage_n: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Coverage trips that the fixes confirm: a trip counts on an edge (each way) only when one
+    of its fixes was matched there within two GPS sigmas. A pass the matcher routed through
+    (a detour around a road the map lacks, a guess across a gap) put no camera there."""
+    from mapdiff.schema import _require
+
+    _require(matched, ["trip_id", "edge_id", "distance_m"], source)
+    dist = pd.to_numeric(matched["distance_m"], errors="coerce").to_numpy(float)
+    close = np.isfinite(dist) & (dist <= 2.0 * _gps_sigma(dist)) & matched["edge_id"].notna().to_numpy()
+    against = matched["against"].to_numpy(bool) if "against" in matched else np.zeros(len(matched), bool)
+    m = pd.DataFrame({"edge_id": matched["edge_id"].to_numpy()[close].astype(np.int64),
+                      "against": against[close], "trip": matched["trip_id"].astype(str).to_numpy()[close]})
+    n = m.drop_duplicates().groupby(["edge_id", "against"]).size().unstack(fill_value=0)
+    out = coverage_n.copy()
+    for col, flag in (("trips", False), ("trips_against", True)):
+        got = n[flag].reindex(out.index, fill_value=0).to_numpy() if flag in n else np.zeros(len(out))
+        out[col] = np.minimum(out[col].to_numpy(), got)
+    return out
 
 
 def _coverage_counts(coverage: pd.DataFrame, net, source: str) -> pd.DataFrame:

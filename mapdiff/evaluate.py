@@ -287,13 +287,60 @@ def score_locate(truth: Truth, objects, *, threshold_m=3.0, min_trips=5, source=
     return out
 
 
-def score_diff(truth: Truth, diffs, *, object_m=10.0, road_m=20.0, source="diffs") -> dict:
+def observable_changes(truth: Truth, *, min_trips: int = 3) -> np.ndarray:
+    """Which planted changes the fleet could have seen, in at least ``min_trips`` trips of the
+    simulation's truth: an object change whose true object was in a camera's view (detected;
+    for a removed object, whose map place was in view from the edges the trips drove, by the
+    camera's range and field of view in meta.json); a missing or reversed road driven; a
+    closed road passed (a trip through one of its end nodes)."""
+    from mapdiff.diff import visible_from
+    from mapdiff.io import read_gpkg_layer
+    from mapdiff.network import Network
+
+    ch = truth.changes
+    routes = truth.routes
+    seen = truth.objects.set_index("object_id")["n_trips_seen"]
+    out = np.zeros(len(ch), dtype=bool)
+    kinds = ch["kind"].astype(str).to_numpy()
+    with_object = ch["object_id"].notna().to_numpy()
+    ids = ch["object_id"].to_numpy()
+    out[with_object] = seen.reindex(ids[with_object].astype(np.int64)).fillna(0).to_numpy() >= min_trips
+    trips_per_edge = routes.groupby("edge_id")["trip_id"].nunique()
+    removed = np.flatnonzero(kinds == "object_removed")
+    if len(removed):
+        meta = json.loads(open(f"{truth.folder}/meta.json").read()) if "://" not in truth.folder else {}
+        range_m = float(meta.get("config", {}).get("max_range_m", 50.0))
+        hfov = float(meta.get("camera", {}).get("hfov_deg", 90.0))
+        net = Network.from_edges(read_gpkg_layer(f"{truth.folder.rsplit('/', 1)[0]}/map.gpkg", "edges"),
+                                 source="map.gpkg")
+        pts = ch.geometry.iloc[removed].to_crs(4326)
+        x, y = net.proj.to_metres(pts.x.to_numpy(), pts.y.to_numpy())
+        p, edge_ids, _against = visible_from(x, y, net, range_m=range_m, hfov_deg=hfov)
+        pairs = pd.DataFrame({"p": p, "edge_id": edge_ids}).merge(routes[["edge_id", "trip_id"]], on="edge_id")
+        n = pairs.drop_duplicates(["p", "trip_id"]).groupby("p").size()
+        out[removed] = n.reindex(np.arange(len(removed)), fill_value=0).to_numpy() >= min_trips
+    edges = truth.edges.set_index("edge_id")
+    for k in np.flatnonzero(np.isin(kinds, ["road_missing", "oneway_reversed", "road_closed"])):
+        e_ids = [int(e) for e in ch["edge_ids"].iloc[k]]
+        if kinds[k] == "road_closed":
+            nodes = set(edges.loc[e_ids, "u"]) | set(edges.loc[e_ids, "v"])
+            near = edges.index[edges["u"].isin(nodes) | edges["v"].isin(nodes)]
+            n = routes.loc[routes["edge_id"].isin(near), "trip_id"].nunique()
+        else:
+            n = routes.loc[routes["edge_id"].isin(e_ids), "trip_id"].nunique()
+        out[k] = n >= min_trips
+    return out
+
+
+def score_diff(truth: Truth, diffs, *, object_m=10.0, road_m=20.0, min_trips=3, source="diffs") -> dict:
     """Precision and recall per diff kind against the planted changes.
 
     A reported diff finds a planted change of the same kind when they name the same map
     feature (``feature_id``), or share an edge id (``edge_id`` or ``edge_ids``), or, failing
     ids, lie within ``object_m`` (object kinds) or ``road_m`` (road kinds) of each other; pairs
-    are one to one, nearest first.
+    are one to one, nearest first. ``recall`` counts the changes the fleet could have seen in
+    ``min_trips`` trips (:func:`observable_changes`), ``recall_all`` every planted change;
+    ``precision`` counts every reported diff.
     """
     import shapely
 
@@ -320,10 +367,13 @@ def score_diff(truth: Truth, diffs, *, object_m=10.0, road_m=20.0, source="diffs
         for col in cols:
             if col in row and row[col] is not None:
                 v = row[col]
+                if isinstance(v, str):  # a GeoPackage keeps a list of ids as "1,2,3"
+                    v = [x for x in v.split(",") if x.strip()]
                 vals = v if isinstance(v, (list, tuple, np.ndarray)) else [v]
                 ids.update(int(x) for x in vals if pd.notna(x))
         return ids
 
+    observable = observable_changes(truth, min_trips=min_trips)
     out = {}
     for kind in changes["kind"].cat.categories if hasattr(changes["kind"], "cat") else sorted(changes["kind"].unique()):
         ci = np.flatnonzero((changes["kind"] == kind).to_numpy())
@@ -350,9 +400,13 @@ def score_diff(truth: Truth, diffs, *, object_m=10.0, road_m=20.0, source="diffs
                     dd.append(dist)
         keep = _greedy_pairs(np.asarray(dd, float), np.asarray(ia), np.asarray(ib))
         n_pairs = len(keep)
-        out[kind] = {"planted": len(ci), "reported": len(di),
+        found = np.zeros(len(changes), bool)
+        found[np.asarray(ia, np.int64)[keep]] = True
+        seen = observable[ci]
+        out[kind] = {"planted": len(ci), "observable": int(seen.sum()), "reported": len(di),
                      "precision": n_pairs / len(di) if len(di) else float("nan"),
-                     "recall": n_pairs / len(ci) if len(ci) else float("nan")}
+                     "recall": float(found[ci][seen].mean()) if seen.any() else float("nan"),
+                     "recall_all": n_pairs / len(ci) if len(ci) else float("nan")}
     return out
 
 
