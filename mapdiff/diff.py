@@ -39,7 +39,10 @@ Roads against the edges
   ``road_cell_m`` cells; each connected run of such cells is one inferred centre line, joined
   to the mapped nodes near its ends.
 
-Every diff gets a ``confidence`` in [0, 1] from its evidence (see each ``_confidence_*``).
+Every diff gets a ``confidence`` in [0, 1] from its evidence: additions and removals by a
+calibration on the data itself (:func:`_calibrated`), moves by the chance that the two
+positions' errors put them that far apart, new values by their share of the sightings, road
+diffs by the likelihoods named above.
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ DIFF_KINDS = ("object_added", "object_removed", "object_moved", "value_changed",
 DIFF_COLUMNS = ["diff_id", "kind", "class", "feature_id", "edge_id", "edge_ids", "old_value", "object_id",
                 "new_value", "distance_m", "confidence", "n_trips", "n_observations", "visible_trips",
                 "value_share", "passes", "against", "expected_passes", "node_from", "node_to", "geometry"]
+#: a fix this close to an edge's end (or within a third of a short edge) does not confirm it:
+#: at a junction every edge there is near
+END_M = 10.0
 #: classes OSM maps on the junction node (when a junction is near)
 JUNCTION_CLASSES = ("traffic_signals",)
 
@@ -253,8 +259,10 @@ def _observed_things(obj: pd.DataFrame, roads: _Roads, config: DiffConfig) -> pd
     sums = g.groupby("label").agg(n_obs=("n_obs", "sum"), members=("n_obs", "size"))
     things = obj.iloc[lead].reset_index(drop=True)
     s = sums.loc[label[lead]].reset_index(drop=True)
-    things["show_x"] = np.where(junction[lead] >= 0, cx[lead], things["x"].to_numpy())
-    things["show_y"] = np.where(junction[lead] >= 0, cy[lead], things["y"].to_numpy())
+    at_j = junction[lead] >= 0
+    things["raw_x"] = np.where(at_j, cx[lead], things["x"].to_numpy())
+    things["raw_y"] = np.where(at_j, cy[lead], things["y"].to_numpy())
+    things["show_x"], things["show_y"] = things["raw_x"], things["raw_y"]
     things["x"], things["y"] = cx[lead], cy[lead]
     things["n_observations"] = s["n_obs"].to_numpy()
     things["members"] = s["members"].to_numpy()
@@ -310,6 +318,23 @@ def _assign(cand_i, cand_j, cost, unpaired_cost):
     return np.concatenate(out_i), np.concatenate(out_j)
 
 
+def _near(a: pd.DataFrame, a_group, b: pd.DataFrame, b_group, radius_m: float):
+    """Pairs (i, j, distance) of a's and b's rows in the same group within ``radius_m``, by the
+    nearer of their two positions: on the centre line (``x``, ``y``: no lateral convention) or
+    where they stand (``raw_x``, ``raw_y``: a point between two roads may snap to either)."""
+    from mapdiff._kernels.diff import near_pairs
+
+    parts = [near_pairs(a[cx].to_numpy(), a[cy].to_numpy(), a_group, b[cx].to_numpy(), b[cy].to_numpy(), b_group,
+                        radius_m) for cx, cy in (("x", "y"), ("raw_x", "raw_y"))]
+    i, j, d = (np.concatenate(v) for v in zip(*parts))
+    if len(i) == 0:
+        return i, j, d
+    order = np.lexsort((d, j, i))
+    i, j, d = i[order], j[order], d[order]
+    first = np.r_[True, (i[1:] != i[:-1]) | (j[1:] != j[:-1])]
+    return i[first], j[first], d[first]
+
+
 def _pair(feat: pd.DataFrame, things: pd.DataFrame, config: DiffConfig):
     """One-to-one pairs (feature row, thing row): junction things pair with their junction's
     features; the rest by assignment within ``max_move_m``."""
@@ -317,8 +342,7 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, config: DiffConfig):
 
     cls_codes, _ = pd.factorize(pd.concat([feat["class"], things["class"]], ignore_index=True))
     f_cls, t_cls = cls_codes[: len(feat)].astype(np.int64), cls_codes[len(feat):].astype(np.int64)
-    i, j, d = near_pairs(feat["x"].to_numpy(), feat["y"].to_numpy(), f_cls, things["x"].to_numpy(),
-                         things["y"].to_numpy(), t_cls, config.max_move_m)
+    i, j, d = _near(feat, f_cls, things, t_cls, config.max_move_m)
     fj, tj = feat["junction"].to_numpy(), things["junction"].to_numpy()
     # a junction thing pairs only with features of its own junction, and those at no distance
     junction_pair = (fj[i] >= 0) & (fj[i] == tj[j])
@@ -357,12 +381,21 @@ def _split_estimates(things: pd.DataFrame, paired: np.ndarray, config: DiffConfi
 
     key = pd.factorize(pd.MultiIndex.from_arrays([things["class"].to_numpy(),
                                                   things["value"].astype(str).to_numpy()]))[0].astype(np.int64)
-    x, y = things["x"].to_numpy(), things["y"].to_numpy()
-    i, j, _ = near_pairs(x, y, key, x, y, key, config.split_m)
+    i, j, _ = _near(things, key, things, key, config.split_m)
     hit = ~paired[i] & paired[j]
     out = np.zeros(len(things), bool)
     out[i[hit]] = True
     return out
+
+
+def _sigma_scale(distance_m: np.ndarray, sigma_m: np.ndarray) -> float:
+    """How much larger the real position errors are than the sigmas claim, from pairs that are
+    nearly all the same object: the median of distance / sigma over the 1.177 a 2-D Gaussian
+    gives (never below 1: sigmas are not made smaller than claimed)."""
+    ok = np.isfinite(distance_m) & np.isfinite(sigma_m) & (sigma_m > 0)
+    if ok.sum() < MIN_PER_BIN:
+        return 1.0
+    return max(1.0, float(np.median(distance_m[ok] / sigma_m[ok])) / 1.177)
 
 
 def _tolerance(sigma_m, config: DiffConfig) -> np.ndarray:
@@ -407,23 +440,44 @@ def _visible_trips(feat: pd.DataFrame, net, coverage_n: pd.DataFrame, config: Di
 # confidences: each a probability from the evidence, with its assumption in the docstring
 
 
-def _confidence_seen(n_trips, sigma_m, detect_rate):
-    """That an observed thing is real: a thing seen in n trips whose detection rate per trip is
-    ``detect_rate`` would be missed by a false-positive process only if that process repeats
-    at one place; trips agreeing on a place beyond two are taken as independent evidence, each
-    halving the odds of chance (a ghost needs its rays to meet again), shrunk by an uncertain
-    position."""
-    n = np.asarray(n_trips, float)
-    chance = 0.5 ** np.maximum(n - 1.0, 0.0)
-    vague = np.clip(np.asarray(sigma_m, float) / 5.0, 0.0, 1.0)  # beyond 5 m sigma it says little
-    return np.clip((1.0 - chance) * (1.0 - 0.5 * vague) * np.clip(detect_rate * 2.0, 0.5, 1.0), 0.0, 1.0)
+#: evidence bins (trips) for the calibrations below: wide enough to hold many features each
+EVIDENCE_BINS = np.array([1, 2, 3, 4, 6, 10, 20, 50, np.inf])
+MIN_PER_BIN = 30
 
 
-def _confidence_removed(visible_trips, detect_rate):
-    """That a map feature nothing explains is gone: the probability that it would have been
-    seen at least once in ``visible_trips`` trips if it stood there (per-trip detection rate
-    measured on the features that were seen)."""
-    return 1.0 - (1.0 - detect_rate) ** np.asarray(visible_trips, float)
+def _calibrated(evidence: np.ndarray, lonely: np.ndarray) -> np.ndarray:
+    """The probability that a lonely item (a map feature nothing explains, or an object no
+    feature explains) is a real change, given its evidence (trips), estimated from the data.
+
+    Most of a map is right, so among items with plenty of evidence the lonely share is the
+    share of real changes (``pi``); with less evidence, more items are lonely by chance (a
+    feature not yet seen, a ghost object). Among the lonely items of a bin, ``pi /
+    lonely_share(bin)`` are real changes. Bins with few items borrow from the next better one
+    (the confidence never falls as evidence grows)."""
+    evidence = np.asarray(evidence, float)
+    bins = np.clip(np.searchsorted(EVIDENCE_BINS, evidence, side="right") - 1, 0, len(EVIDENCE_BINS) - 2)
+    n = np.bincount(bins, minlength=len(EVIDENCE_BINS) - 1).astype(float)
+    k = np.bincount(bins, weights=lonely.astype(float), minlength=len(EVIDENCE_BINS) - 1)
+    # from the best-evidenced bin down, pool bins until each holds enough items
+    share = np.full(len(n), np.nan)
+    pool_n = pool_k = 0.0
+    for b in range(len(n) - 1, -1, -1):
+        pool_n, pool_k = pool_n + n[b], pool_k + k[b]
+        if pool_n >= MIN_PER_BIN:
+            share[b] = pool_k / pool_n
+            pool_n = pool_k = 0.0
+    if not np.isfinite(share).any():
+        return np.where(lonely, 0.0, 0.0)
+    top = np.flatnonzero(np.isfinite(share))[-1]
+    # unfilled bins take the next filled one's share (upwards), the lowest ones the lowest filled
+    for b in range(len(n) - 2, -1, -1):
+        if not np.isfinite(share[b]):
+            share[b] = share[b + 1] if np.isfinite(share[b + 1]) else np.nan
+    share[~np.isfinite(share)] = share[np.isfinite(share)][0]
+    pi = max(share[top], 1e-6)
+    conf = np.clip(pi / np.maximum(share, 1e-9), 0.0, 1.0)
+    conf = np.maximum.accumulate(conf)
+    return conf[bins]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,36 +487,48 @@ def _confidence_removed(visible_trips, detect_rate):
 def _object_diffs(features, objects, roads, coverage_n, config, warnings):
     feat = features.copy()
     fx, fy, fj = _conventional(feat["x"].to_numpy(), feat["y"].to_numpy(), feat["class"].to_numpy(), roads, config)
+    feat["raw_x"] = np.where(fj >= 0, fx, feat["x"].to_numpy())
+    feat["raw_y"] = np.where(fj >= 0, fy, feat["y"].to_numpy())
     feat["x"], feat["y"], feat["junction"] = fx, fy, fj
     things = _observed_things(objects, roads, config)
     fi, ti = _pair(feat, things, config)
     rows = []
-    # per-trip detection rate, measured on the paired features that the fleet could see
     visible = _visible_trips(feat, roads.net, coverage_n, config)
-    seen = visible[fi] > 0
-    detect_rate = float(np.clip(things["n_trips"].to_numpy()[ti][seen].sum() / max(visible[fi][seen].sum(), 1.0),
-                                0.05, 0.99)) if seen.any() else 0.5
-    d = np.hypot(feat["x"].to_numpy()[fi] - things["x"].to_numpy()[ti], feat["y"].to_numpy()[fi] - things["y"].to_numpy()[ti])
-    sigma = things["sigma_m"].to_numpy()[ti]
-    tol = _tolerance(sigma, config)
+    d = np.minimum(*(np.hypot(feat[cx].to_numpy()[fi] - things[cx].to_numpy()[ti],
+                              feat[cy].to_numpy()[fi] - things[cy].to_numpy()[ti])
+                     for cx, cy in (("x", "y"), ("raw_x", "raw_y"))))
     junction = feat["junction"].to_numpy()[fi] >= 0
+    # the objects' sigmas as the data show them: scaled so that the pairs' distances (nearly
+    # all of the same, unmoved object) have the median distance a 2-D Gaussian gives
+    sigma_c = np.sqrt(np.minimum(things["sigma_m"].to_numpy()[ti], 1e6) ** 2 + config.map_sigma_m**2)
+    sigma_c = sigma_c * _sigma_scale(d[~junction], sigma_c[~junction])
+    tol = np.maximum(config.min_tolerance_m, 3.0 * sigma_c)
     moved = (d > tol) & ~junction
+    # a real object is seen by a good share of the trips that pass it; a stray estimate by a
+    # few: a pair whose object's share is below what nearly all same-place pairs show is no
+    # evidence of a move or a new value
+    share = things["n_trips"].to_numpy()[ti] / np.maximum(visible[fi], 1.0)
+    same = ~moved & (visible[fi] >= config.min_visible_trips)
+    least_share = float(np.quantile(share[same], 0.05)) if same.sum() >= MIN_PER_BIN else 0.0
+    trusted = (share >= least_share) | (visible[fi] < config.min_visible_trips)
     fval = feat["value"].to_numpy()[fi]
     tval = things["value"].to_numpy()[ti]
     changed = np.array([a is not None and b is not None and str(a) != str(b) for a, b in zip(fval, tval)], bool)
-    changed &= ~moved & (things["n_trips"].to_numpy()[ti] >= config.min_trips)
-    conf_seen = _confidence_seen(things["n_trips"].to_numpy(), things["sigma_m"].to_numpy(), detect_rate)
-    for k in np.flatnonzero(moved & (things["n_trips"].to_numpy()[ti] >= config.min_trips)):
-        f, t = feat.iloc[fi[k]], things.iloc[ti[k]]
-        rows.append(_row("object_moved", f, t, d[k], conf_seen[ti[k]] * float(np.clip((d[k] - tol[k]) / tol[k], 0, 1)) ** 0.25,
-                         visible[fi[k]], (t["show_x"], t["show_y"])))
-    for k in np.flatnonzero(changed):
-        f, t = feat.iloc[fi[k]], things.iloc[ti[k]]
-        rows.append(_row("value_changed", f, t, d[k], conf_seen[ti[k]] * t["value_share"], visible[fi[k]],
-                         (t["show_x"], t["show_y"])))
+    changed &= ~moved & trusted & (things["n_trips"].to_numpy()[ti] >= config.min_trips)
     t_paired = np.zeros(len(things), bool)
     t_paired[ti] = True
     split = _split_estimates(things, t_paired, config)
+    # how sure an unexplained object is real, by its trips (calibrated on the data)
+    conf_seen = _calibrated(things["n_trips"].to_numpy(), ~t_paired & ~split)
+    # a move: the chance that both positions' errors (Gaussian, 2-D) put them this far apart
+    conf_moved = 1.0 - np.exp(-0.5 * (d / sigma_c) ** 2)
+    for k in np.flatnonzero(moved & trusted & (things["n_trips"].to_numpy()[ti] >= config.min_trips)):
+        f, t = feat.iloc[fi[k]], things.iloc[ti[k]]
+        rows.append(_row("object_moved", f, t, d[k], conf_moved[k], visible[fi[k]], (t["show_x"], t["show_y"])))
+    for k in np.flatnonzero(changed):
+        # a new value: the share of the object's sightings that read it
+        f, t = feat.iloc[fi[k]], things.iloc[ti[k]]
+        rows.append(_row("value_changed", f, t, d[k], t["value_share"], visible[fi[k]], (t["show_x"], t["show_y"])))
     for k in np.flatnonzero(~t_paired & ~split & (things["n_trips"].to_numpy() >= config.min_trips)):
         t = things.iloc[k]
         rows.append(_row("object_added", None, t, np.nan, conf_seen[k], np.nan, (t["show_x"], t["show_y"])))
@@ -470,13 +536,16 @@ def _object_diffs(features, objects, roads, coverage_n, config, warnings):
     f_paired[fi] = True
     lonely = np.flatnonzero(~f_paired)
     removable = visible[lonely] >= config.min_visible_trips
-    conf_removed = _confidence_removed(visible[lonely], detect_rate)
+    in_view = visible >= 1  # the calibration is over features some trip had in view
+    conf_removed = np.zeros(len(feat))
+    conf_removed[in_view] = _calibrated(visible[in_view], ~f_paired[in_view])
+    conf_removed = conf_removed[lonely]
     for k, ok, c in zip(lonely, removable, conf_removed):
         if ok:
             f = features.iloc[k]
             rows.append(_row("object_removed", f, None, np.nan, c, visible[k], (f["x"], f["y"])))
     unverified = features.iloc[lonely[~removable]].assign(visible_trips=visible[lonely[~removable]])
-    return rows, unverified, detect_rate
+    return rows, unverified
 
 
 def _row(kind, f, t, distance, confidence, visible, xy, **extra):
@@ -528,12 +597,12 @@ def _road_diffs(net, coverage_n, config, warnings):
     for e in np.flatnonzero(oneway & (against_t >= config.min_road_trips) & (against_t > with_t)):
         rows.append(_road_row("oneway_reversed", net, [e], conf[e], with_p[e], against_p[e], np.nan,
                               n_trips=int(against_t[e])))
-    # closed roads
+    # closed roads, by trips (confirmed by fixes when the matched fixes are given)
     road = _undirected(net)
-    passes_road = np.bincount(road, weights=with_p + against_p)
+    flow = with_t + against_t
+    passes_road = np.bincount(road, weights=flow)
     u, v = net.edge_u[:n], net.edge_v[:n]
-    node_flow = np.bincount(u, weights=with_p + against_p, minlength=net.n_nodes) + \
-        np.bincount(v, weights=with_p + against_p, minlength=net.n_nodes)
+    node_flow = np.bincount(u, weights=flow, minlength=net.n_nodes) + np.bincount(v, weights=flow, minlength=net.n_nodes)
     first = np.unique(road, return_index=True)[1]
     ru, rv = u[first], v[first]
     # flow through each end that is not the road's own; a dead end has none
@@ -706,7 +775,7 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
     net = Network.from_edges(map_layers["edges"], source=f"{src['map']} (layer 'edges')")
     roads = _roads(net)
     coverage_n = _coverage_counts(coverage, net, src["coverage"])
-    seen_n = coverage_n if matched is None else _confirmed_trips(matched, coverage_n, src["matched"])
+    seen_n = coverage_n if matched is None else _confirmed_trips(matched, coverage_n, net, src["matched"])
     rows, unverified = [], None
     features = map_layers.get("features")
     if features is None:
@@ -715,10 +784,10 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
         feat = _feature_frame(features, net.proj)
         obj = _object_frame(objects if objects is not None else pd.DataFrame(), net.proj, src["objects"])
         _check_overlap(obj, net, src["objects"])
-        obj_rows, unverified_f, _rate = _object_diffs(feat, obj, roads, seen_n, config, warnings)
+        obj_rows, unverified_f = _object_diffs(feat, obj, roads, seen_n, config, warnings)
         rows += obj_rows
         unverified = unverified_f
-    road_rows, _eps = _road_diffs(net, coverage_n, config, warnings)
+    road_rows, _eps = _road_diffs(net, seen_n, config, warnings)
     rows += road_rows
     if matched is not None:
         missing_rows, _sigma = _missing_roads(matched, net, roads, config, src["matched"], warnings)
@@ -733,18 +802,25 @@ def _gps_sigma(distance_m: np.ndarray) -> float:
     return float(np.median(d) / 1.177) if len(d) else 10.0
 
 
-def _confirmed_trips(matched: pd.DataFrame, coverage_n: pd.DataFrame, source: str) -> pd.DataFrame:
+def _confirmed_trips(matched: pd.DataFrame, coverage_n: pd.DataFrame, net, source: str) -> pd.DataFrame:
     """Coverage trips that the fixes confirm: a trip counts on an edge (each way) only when one
-    of its fixes was matched there within two GPS sigmas. A pass the matcher routed through
-    (a detour around a road the map lacks, a guess across a gap) put no camera there."""
+    of its fixes was matched within two GPS sigmas of it and away from its ends (``END_M``, a
+    third of a short edge). A pass the matcher routed through (a detour around a road the map
+    lacks, a guess across a gap) or a fix at a junction that touched the edge put no car there."""
     from mapdiff.schema import _require
 
-    _require(matched, ["trip_id", "edge_id", "distance_m"], source)
+    _require(matched, ["trip_id", "edge_id", "distance_m", "offset_m"], source)
     dist = pd.to_numeric(matched["distance_m"], errors="coerce").to_numpy(float)
-    close = np.isfinite(dist) & (dist <= 2.0 * _gps_sigma(dist)) & matched["edge_id"].notna().to_numpy()
+    on_edge = matched["edge_id"].notna().to_numpy()
+    edge = np.where(on_edge, matched["edge_id"].fillna(-1).to_numpy(np.int64), -1)
+    length = pd.Series(net.edge_len[: net.n_edges], index=net.edges["edge_id"].to_numpy()).reindex(edge).to_numpy()
+    off = pd.to_numeric(matched["offset_m"], errors="coerce").to_numpy(float)
+    margin = np.minimum(END_M, length / 3.0)
+    inside = (off >= margin) & (off <= length - margin)
+    close = on_edge & np.isfinite(dist) & (dist <= 2.0 * _gps_sigma(dist)) & inside
     against = matched["against"].to_numpy(bool) if "against" in matched else np.zeros(len(matched), bool)
-    m = pd.DataFrame({"edge_id": matched["edge_id"].to_numpy()[close].astype(np.int64),
-                      "against": against[close], "trip": matched["trip_id"].astype(str).to_numpy()[close]})
+    m = pd.DataFrame({"edge_id": edge[close], "against": against[close],
+                      "trip": matched["trip_id"].astype(str).to_numpy()[close]})
     n = m.drop_duplicates().groupby(["edge_id", "against"]).size().unstack(fill_value=0)
     out = coverage_n.copy()
     for col, flag in (("trips", False), ("trips_against", True)):
