@@ -30,9 +30,10 @@ Roads against the edges
 - ``oneway_reversed``: a one-way edge whose trips against it outweigh the trips with it, by a
   likelihood ratio with the matcher's wrong-way noise rate measured on all one-way edges.
 - ``road_closed``: a road (both directions of a node pair) nobody drove while the roads at
-  both its ends carry traffic: the expected passes if it were open are the flow through its
-  busier-for-it end times the share roads of its class take of their end flow (measured on
-  the map); Poisson odds of zero passes give the confidence.
+  both its ends carry traffic: the expected trips if it were open are the flow through its
+  quieter end times the share roads of its class take of their end flow (measured on the
+  map); the confidence is calibrated on the data (how often roads with that expectation are
+  empty; see :func:`_calibrated`).
 - ``road_missing``: runs of fixes the matcher left unmatched or matched far off (beyond
   ``4 sigma`` of the GPS error measured from the matched distances), away from the trip's ends
   (car parks) and at driving speed, from ``min_road_trips`` distinct trips through the same
@@ -614,9 +615,12 @@ def _road_diffs(net, coverage_n, config, warnings):
         base = m & (end_flow > 0)
         share = passes_road[base].sum() / max(end_flow[base].sum(), 1.0)
         expected[m] = share * np.maximum(end_flow[m], 0)
-    p_zero = np.exp(-expected)
-    conf_closed = 1.0 - p_zero
-    for r in np.flatnonzero((passes_road == 0) & (expected > 0)):
+    # how often an open road with this expectation is empty anyway, from the data: traffic is
+    # far more uneven than Poisson (routes concentrate), so the odds are calibrated, not assumed
+    judged = expected >= 1.0
+    conf_closed = np.zeros(len(expected))
+    conf_closed[judged] = _calibrated(expected[judged], passes_road[judged] == 0)
+    for r in np.flatnonzero((passes_road == 0) & judged):
         edges = np.flatnonzero(road == r)
         rows.append(_road_row("road_closed", net, list(edges), conf_closed[r], 0.0, 0.0, expected[r]))
     return rows, eps
