@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "observe": ("mapdiff_cli.observe", "observe", "Turn pixel detections into bearing and range observations."),
     "locate": ("mapdiff_cli.locate", "locate", "Estimate object positions from many observations."),
     "diff": ("mapdiff_cli.diff", "diff", "Judge the map against what the fleet saw: where it is wrong."),
+    "report": ("mapdiff_cli.report", "report", "Write the diffs as one self-contained HTML page."),
     "evaluate": ("mapdiff_cli.evaluate", "evaluate", "Score a stage's output against a simulation's truth."),
 }
 

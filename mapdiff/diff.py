@@ -459,22 +459,22 @@ def _calibrated(evidence: np.ndarray, lonely: np.ndarray) -> np.ndarray:
     bins = np.clip(np.searchsorted(EVIDENCE_BINS, evidence, side="right") - 1, 0, len(EVIDENCE_BINS) - 2)
     n = np.bincount(bins, minlength=len(EVIDENCE_BINS) - 1).astype(float)
     k = np.bincount(bins, weights=lonely.astype(float), minlength=len(EVIDENCE_BINS) - 1)
-    # from the best-evidenced bin down, pool bins until each holds enough items
+    # from the best-evidenced bin down, pool bins until each pool holds enough items; every
+    # bin of a pool gets the pool's share; the least-evidenced leftovers take the share above
     share = np.full(len(n), np.nan)
-    pool_n = pool_k = 0.0
+    members, pool_n, pool_k = [], 0.0, 0.0
     for b in range(len(n) - 1, -1, -1):
+        members.append(b)
         pool_n, pool_k = pool_n + n[b], pool_k + k[b]
         if pool_n >= MIN_PER_BIN:
-            share[b] = pool_k / pool_n
-            pool_n = pool_k = 0.0
-    if not np.isfinite(share).any():
-        return np.where(lonely, 0.0, 0.0)
-    top = np.flatnonzero(np.isfinite(share))[-1]
-    # unfilled bins take the next filled one's share (upwards), the lowest ones the lowest filled
-    for b in range(len(n) - 2, -1, -1):
-        if not np.isfinite(share[b]):
-            share[b] = share[b + 1] if np.isfinite(share[b + 1]) else np.nan
-    share[~np.isfinite(share)] = share[np.isfinite(share)][0]
+            share[members] = pool_k / pool_n
+            members, pool_n, pool_k = [], 0.0, 0.0
+    filled = np.flatnonzero(np.isfinite(share))
+    if len(filled) == 0:
+        # too few items to learn from: each unit of evidence beyond the first halves the doubt
+        return 1.0 - 0.5 ** np.maximum(evidence - 1.0, 0.0)
+    share[members] = share[filled.min()]
+    top = len(n) - 1
     pi = max(share[top], 1e-6)
     conf = np.clip(pi / np.maximum(share, 1e-9), 0.0, 1.0)
     conf = np.maximum.accumulate(conf)

@@ -9,6 +9,13 @@ sys.path.insert(0, str(ROOT))  # fixtures/ holds helper modules next to the data
 FIXTURES = ROOT / "fixtures"
 
 
+@pytest.fixture()
+def runner():
+    from click.testing import CliRunner
+
+    return CliRunner()
+
+
 @pytest.fixture(scope="session")
 def grid_gpkg(tmp_path_factory):
     from fixtures.grid import write_grid

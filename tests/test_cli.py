@@ -4,15 +4,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
 from fixtures.grid import drive
 from mapdiff_cli.main import cli
-
-
-@pytest.fixture()
-def runner():
-    return CliRunner()
 
 
 @pytest.fixture()

@@ -1,0 +1,301 @@
+"""diff: hand-made scenes on the grid (fixtures/grid.py) where each answer can be checked by eye,
+the OSM-convention rules, and the bad-input catalogue."""
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from fixtures.grid import CRS, node_xy
+from mapdiff.diff import DiffConfig, _assign, _calibrated, diff
+from mapdiff.errors import ConfigError, InputError
+
+TRIPS = 40
+
+
+def _points(xy, crs=CRS):
+    return gpd.GeoSeries(shapely.points(np.asarray(xy, float)), crs=crs).to_crs(4326)
+
+
+def _features(rows):
+    """rows: (feature_id, class, value, x, y) in grid metres."""
+    g = _points([(r[3], r[4]) for r in rows])
+    return gpd.GeoDataFrame({"feature_id": np.array([r[0] for r in rows], dtype=np.int64),
+                             "osmid": np.array([r[0] for r in rows], dtype=np.int64) + 9000,
+                             "class": [r[1] for r in rows], "value": [r[2] for r in rows], "tags": "{}"},
+                            geometry=g.values, crs=4326)
+
+
+def _objects(rows):
+    """rows: (object_id, class, value, x, y, n_trips)."""
+    g = _points([(r[3], r[4]) for r in rows])
+    return pd.DataFrame({"object_id": np.array([r[0] for r in rows], dtype=np.int64), "class": [r[1] for r in rows],
+                         "value": [r[2] for r in rows], "lon": g.x.to_numpy(), "lat": g.y.to_numpy(),
+                         "sigma_m": 0.4, "n_observations": [10 * r[5] for r in rows],
+                         "n_trips": [r[5] for r in rows], "value_share": 1.0})
+
+
+def _coverage(edges, trips=TRIPS, skip=()):
+    """Every edge driven by ``trips`` trips with its direction, except the edges in ``skip``."""
+    keep = ~edges["edge_id"].isin(skip)
+    e = edges[keep]
+    return pd.DataFrame({"edge_id": e["edge_id"].to_numpy(), "u": e["u"].to_numpy(), "v": e["v"].to_numpy(),
+                         "key": 0, "passes": trips, "against": 0, "trips": trips, "trips_against": 0})
+
+
+def _xy(node, dx=0.0, dy=0.0):
+    x, y = node_xy(node)
+    return x + dx, y + dy
+
+
+@pytest.fixture(scope="module")
+def scene(grid_edges):
+    """A row-0 street (nodes 0-10-20-30 at y=0) with signs beside it, and an undriven street."""
+    x0, y0 = node_xy(0)
+    features = _features([
+        (1, "traffic_sign", "FI:231", x0 + 30, y0 - 4),    # kept: the object stands at the kerb
+        (2, "speed_limit", "50", x0 + 130, y0 - 4),        # value changed: 30 now
+        (3, "traffic_sign", "FI:311", x0 + 220, y0 - 4),   # moved: the sign stands 20 m further east
+        (4, "give_way", None, x0 + 160, y0 + 4),           # removed: nothing there any more
+        (5, "traffic_sign", "FI:511", x0 + 300 + 4, y0 + 250),  # on column 3, which nobody drove
+    ])
+    objects = _objects([
+        (101, "traffic_sign", "FI:231", x0 + 30.5, y0 - 3.2, 20),
+        (102, "speed_limit", "30", x0 + 130.4, y0 - 3.6, 25),
+        (103, "traffic_sign", "FI:311", x0 + 240, y0 - 3.5, 22),
+        (104, "stop", None, x0 + 270, y0 + 4.0, 18),        # added: no stop sign on the map
+        (105, "traffic_sign", "FI:231", x0 + 31.5, y0 + 3.0, 15),  # the other kerb's FI:231: explained
+    ])
+    col3 = grid_edges[(grid_edges["u"] // 10 == 3) & (grid_edges["v"] // 10 == 3)]["edge_id"]
+    coverage = _coverage(grid_edges, skip=set(col3))
+    return {"edges": grid_edges.to_crs(4326), "features": features}, objects, coverage
+
+
+def _by_kind(result):
+    d = result.diffs
+    return {k: d[d["kind"] == k] for k in d["kind"].unique()}
+
+
+def test_hand_made_scene(scene):
+    layers, objects, coverage = scene
+    result = diff(layers, objects, coverage, DiffConfig(min_confidence=0.0))
+    kinds = _by_kind(result)
+    objects_kinds = {k: v for k, v in kinds.items() if k.startswith(("object", "value"))}
+    assert sorted(objects_kinds) == ["object_added", "object_moved", "object_removed", "value_changed"]
+    assert kinds["value_changed"][["feature_id", "object_id", "old_value", "new_value"]].values.tolist() == \
+        [[2, 102, "50", "30"]]
+    moved = kinds["object_moved"]
+    assert moved["feature_id"].tolist() == [3] and moved["object_id"].tolist() == [103]
+    assert moved["distance_m"].iloc[0] == pytest.approx(20.0, abs=0.5)  # along the road, kerb offsets aside
+    assert kinds["object_added"]["object_id"].tolist() == [104]
+    assert kinds["object_removed"]["feature_id"].tolist() == [4]
+    # nobody drove past feature 5: unverified, never a change
+    assert result.unverified["feature_id"].tolist() == [5]
+    assert 5 not in set(result.diffs["feature_id"].dropna())
+    assert ((result.diffs["confidence"] >= 0) & (result.diffs["confidence"] <= 1)).all()
+
+
+def test_diff_ids_are_stable(scene):
+    layers, objects, coverage = scene
+    a = diff(layers, objects, coverage, DiffConfig(min_confidence=0.0)).diffs
+    b = diff(layers, objects.sample(frac=1.0, random_state=3), coverage.iloc[::-1], DiffConfig(min_confidence=0.0)).diffs
+    pd.testing.assert_frame_equal(a.drop(columns="geometry"), b.drop(columns="geometry"))
+
+
+def test_junction_signals_pair_with_the_poles_around_the_node(grid_edges):
+    # OSM maps the signals on junction 11; the world has a pole at each approach's kerb. Junction
+    # 22 has poles but no map feature: one addition, not four.
+    feats = _features([(1, "traffic_signals", None, *node_xy(11))])
+    poles = []
+    for k, (jx, jy) in enumerate([node_xy(11), node_xy(22)]):
+        for dx, dy in ((-6, -5), (6, 5), (-5, 6), (5, -6)):
+            poles.append((10 * k + len(poles), "traffic_signals", None, jx + dx, jy + dy, 30))
+    result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, _objects(poles), _coverage(grid_edges),
+                  DiffConfig(min_confidence=0.0))
+    kinds = _by_kind(result)
+    assert set(kinds) == {"object_added"}
+    added = kinds["object_added"]
+    assert len(added) == 1
+    # drawn where OSM would map it: on the junction node
+    p = added.to_crs(CRS).geometry.iloc[0]
+    assert np.hypot(p.x - node_xy(22)[0], p.y - node_xy(22)[1]) < 0.5
+
+
+def test_two_close_signs_never_share_one_object(grid_edges):
+    x0, y0 = node_xy(0)
+    feats = _features([(1, "traffic_sign", "FI:231", x0 + 50, y0 - 4), (2, "traffic_sign", "FI:231", x0 + 53, y0 - 4)])
+    objs = _objects([(7, "traffic_sign", "FI:231", x0 + 51.5, y0 - 4, 30)])
+    result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
+                  DiffConfig(min_confidence=0.0))
+    kinds = _by_kind(result)
+    # one of the two is explained, the other is a removal (never both explained by one object)
+    assert len(kinds.get("object_removed", [])) == 1
+    assert "object_added" not in kinds
+
+
+def test_assignment_prefers_pairs_in_place_to_a_chain_of_shifts():
+    # features 0, 1 and things 0, 1 at the same places; feature 1 is also 20 m from thing 0
+    i = np.array([0, 1, 1])
+    j = np.array([0, 1, 0])
+    cost = np.array([0.0, 0.0, 20.0])
+    fi, ti = _assign(i, j, cost, unpaired_cost=25.0)
+    assert sorted(zip(fi.tolist(), ti.tolist())) == [(0, 0), (1, 1)]
+    # pairing is worth it only below twice the unpaired price
+    fi, ti = _assign(np.array([0]), np.array([0]), np.array([60.0]), unpaired_cost=25.0)
+    assert len(fi) == 0
+
+
+def test_calibration_is_learnt_from_the_data():
+    rng = np.random.default_rng(0)
+    evidence = rng.integers(1, 200, 5000).astype(float)
+    real = rng.random(5000) < 0.03  # 3 % real changes
+    # by chance, an item with little evidence is lonely often; with much, never
+    chance = rng.random(5000) < np.exp(-evidence / 5.0)
+    conf = _calibrated(evidence, real | chance)
+    assert conf[evidence >= 50].min() == pytest.approx(1.0)
+    low = evidence < 3
+    assert conf[low].max() < 0.2  # most lonely items with little evidence are chance
+    assert np.all(np.diff(conf[np.argsort(evidence)]) >= -1e-12)  # never falls as evidence grows
+
+
+def test_oneway_driven_backwards(grid_edges):
+    # row 1 is one-way eastbound; its first edge (node 1 -> 11) is driven only westbound
+    cov = _coverage(grid_edges)
+    oneway = grid_edges[grid_edges["oneway"]]["edge_id"].to_numpy()
+    first = int(grid_edges[(grid_edges["u"] == 1) & (grid_edges["v"] == 11)]["edge_id"].iloc[0])
+    cov.loc[cov["edge_id"] == first, ["passes", "trips", "against", "trips_against"]] = [0, 0, 12, 12]
+    # the matcher's wrong-way noise on the others: one trip in forty
+    others = cov["edge_id"].isin(oneway) & (cov["edge_id"] != first)
+    cov.loc[others, ["against", "trips_against"]] = 1
+    result = diff({"edges": grid_edges.to_crs(4326)}, None, cov, DiffConfig(min_confidence=0.5))
+    rev = result.diffs[result.diffs["kind"] == "oneway_reversed"]
+    assert rev["edge_id"].tolist() == [first]
+    assert rev["confidence"].iloc[0] > 0.9
+    assert result.warnings and "features" in result.warnings[0]
+
+
+def _matched_run(trip, xs, ys, t0=0.0, state="unmatched"):
+    g = _points(np.c_[xs, ys])
+    n = len(xs)
+    return pd.DataFrame({"trip_id": trip, "t": t0 + np.arange(n, dtype=float), "lon": g.x.to_numpy(),
+                         "lat": g.y.to_numpy(), "edge_id": pd.array([pd.NA] * n, dtype="Int64"),
+                         "offset_m": np.nan, "distance_m": np.nan, "state": state, "against": False})
+
+
+def _on_road(trip, n, t0, rng):
+    x0, y0 = node_xy(0)
+    xs = x0 + np.linspace(5, 95, n)
+    g = _points(np.c_[xs, np.full(n, y0) + rng.normal(0, 3, n)])
+    edge = 0
+    return pd.DataFrame({"trip_id": trip, "t": t0 + np.arange(n, dtype=float), "lon": g.x.to_numpy(),
+                         "lat": g.y.to_numpy(), "edge_id": pd.array([edge] * n, dtype="Int64"),
+                         "offset_m": xs - x0, "distance_m": np.abs(rng.normal(0, 3, n)) + 0.5,
+                         "state": "matched", "against": False})
+
+
+def test_road_missing_from_several_trips_along_a_line(grid_edges):
+    # a diagonal road between nodes 0 and 11 the map lacks, driven by five trips; one trip's
+    # multipath stretch somewhere else; a car park at a trip's end
+    rng = np.random.default_rng(1)
+    (ax, ay), (bx, by) = node_xy(0), node_xy(11)
+    parts = []
+    for k in range(5):
+        parts.append(_on_road(f"t{k}", 10, 0.0, rng))
+        s = np.linspace(0.15, 0.85, 12)
+        parts.append(_matched_run(f"t{k}", ax + s * (bx - ax) + rng.normal(0, 3, 12),
+                                  ay + s * (by - ay) + rng.normal(0, 3, 12), t0=10.0))
+        parts.append(_on_road(f"t{k}", 10, 22.0, rng))
+    # multipath: one trip, 40 m off row 2 for 20 s
+    x2, y2 = node_xy(21)
+    parts.append(_on_road("mp", 10, 0.0, rng))
+    parts.append(_matched_run("mp", x2 + np.linspace(0, 150, 20), np.full(20, y2 + 40.0), t0=10.0))
+    parts.append(_on_road("mp", 10, 30.0, rng))
+    # a car park at the end of a trip: off-road fixes that end the trip
+    parts.append(_on_road("park", 10, 0.0, rng))
+    parts.append(_matched_run("park", np.full(15, node_xy(20)[0] + 60), np.full(15, node_xy(20)[1] - 60), t0=10.0))
+    matched = pd.concat(parts, ignore_index=True)
+    result = diff({"edges": grid_edges.to_crs(4326)}, None, _coverage(grid_edges), DiffConfig(min_confidence=0.0),
+                  matched=matched)
+    missing = result.diffs[result.diffs["kind"] == "road_missing"]
+    assert len(missing) == 1
+    line = missing.to_crs(CRS).geometry.iloc[0]
+    assert line.geom_type == "LineString"
+    truth = shapely.LineString([node_xy(0), node_xy(11)])
+    assert line.hausdorff_distance(truth) < 25.0
+    assert missing["n_trips"].iloc[0] == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input
+
+
+def test_objects_far_from_the_map(scene):
+    layers, objects, coverage = scene
+    far = objects.assign(lon=objects["lon"] + 30.0)
+    with pytest.raises(InputError, match="objects.parquet: no object lies within 1 km of the map"):
+        diff(layers, far, coverage, sources={"objects": "objects.parquet"})
+
+
+def test_objects_without_class(scene):
+    layers, objects, coverage = scene
+    with pytest.raises(InputError, match="missing column.*'class'"):
+        diff(layers, objects.drop(columns="class"), coverage)
+
+
+def test_threshold_out_of_range():
+    with pytest.raises(ConfigError, match="min_confidence must be in \\[0, 1\\]"):
+        DiffConfig(min_confidence=1.5).validate()
+    with pytest.raises(ConfigError, match="max_move_m"):
+        DiffConfig(max_move_m=-1).validate()
+
+
+def test_empty_objects_make_removals_or_unverified(scene):
+    layers, objects, coverage = scene
+    result = diff(layers, objects.iloc[:0], coverage, DiffConfig(min_confidence=0.0))
+    removed = set(result.diffs.loc[result.diffs["kind"] == "object_removed", "feature_id"])
+    assert removed == {1, 2, 3, 4}
+    assert result.unverified["feature_id"].tolist() == [5]
+
+
+def test_coverage_from_another_map(scene):
+    layers, objects, coverage = scene
+    bad = coverage.assign(edge_id=coverage["edge_id"] + 100_000)
+    with pytest.raises(InputError, match="cov.parquet: .* edge ids are not in the map \\(e.g. 100000"):
+        diff(layers, objects, bad, sources={"coverage": "cov.parquet"})
+
+
+def test_map_without_features_still_makes_road_diffs(scene):
+    layers, objects, coverage = scene
+    result = diff({"edges": layers["edges"]}, objects, coverage)
+    assert any("no 'features' layer" in w for w in result.warnings)
+    assert not result.diffs["kind"].str.startswith("object").any()
+
+
+def test_cli_diff_and_errors(tmp_path, scene, runner):
+    from mapdiff.io import write_gpkg
+
+    from mapdiff_cli.main import cli
+
+    layers, objects, coverage = scene
+    write_gpkg(layers, tmp_path / "map.gpkg")
+    objects.to_parquet(tmp_path / "objects.parquet")
+    coverage.to_parquet(tmp_path / "coverage.parquet")
+    args = ["diff", "--map", str(tmp_path / "map.gpkg"), "--objects", str(tmp_path / "objects.parquet"),
+            "--coverage", str(tmp_path / "coverage.parquet")]
+    r = runner.invoke(cli, [*args, "-o", str(tmp_path / "d.gpkg"), "-q"])
+    assert r.exit_code == 0, r.output
+    d = gpd.read_file(tmp_path / "d.gpkg", layer="diffs")
+    u = gpd.read_file(tmp_path / "d.gpkg", layer="unverified")
+    assert {"object_added", "object_removed", "object_moved", "value_changed"} <= set(d["kind"])
+    assert u["feature_id"].tolist() == [5]
+    # same inputs, same bytes
+    r = runner.invoke(cli, [*args, "-o", str(tmp_path / "d2.gpkg"), "-q"])
+    assert (tmp_path / "d.gpkg").read_bytes() == (tmp_path / "d2.gpkg").read_bytes()
+    r = runner.invoke(cli, [*args, "--min-confidence", "2", "-o", str(tmp_path / "x.gpkg")])
+    assert r.exit_code == 2 and "--min-confidence" in r.output
+    objects.drop(columns="class").to_parquet(tmp_path / "noclass.parquet")
+    r = runner.invoke(cli, ["diff", "--map", str(tmp_path / "map.gpkg"), "--objects", str(tmp_path / "noclass.parquet"),
+                            "--coverage", str(tmp_path / "coverage.parquet"), "-o", str(tmp_path / "x.gpkg")])
+    assert r.exit_code == 1 and "noclass.parquet" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "x.gpkg").exists()
