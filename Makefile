@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 OUT    := demo-out
 
-.PHONY: demo test bench bench-kubicka bench-peers bench-locate clean
+.PHONY: demo test bench bench-kubicka bench-peers bench-locate bench-judgment clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,17 +18,12 @@ $(VENV)/.bench: $(VENV)/.installed
 	touch $@
 
 demo: $(VENV)/.installed
-	mkdir -p $(OUT)
-	$(BIN)/mapdiff network fixtures/helsinki.osm.pbf -o $(OUT)/roads.gpkg
-	$(BIN)/mapdiff match fixtures/helsinki_traces.parquet --map $(OUT)/roads.gpkg \
-		-o $(OUT)/matched.parquet --paths $(OUT)/paths.parquet
-	$(BIN)/python fixtures/demo_summary.py $(OUT)/roads.gpkg $(OUT)/matched.parquet \
-		$(OUT)/paths.parquet fixtures/helsinki_truth.parquet
+	$(BIN)/python fixtures/demo.py $(OUT)
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
-bench: bench-kubicka bench-peers bench-locate
+bench: bench-kubicka bench-peers bench-locate bench-judgment
 
 bench-kubicka: $(VENV)/.bench
 	$(BIN)/python benchmarks/kubicka.py
@@ -40,6 +35,11 @@ bench-locate: $(VENV)/.bench
 	$(BIN)/python benchmarks/locate.py
 	$(BIN)/python benchmarks/locate.py --sweep 1,2,3,5 --observations 400000 --objects 4000
 	$(BIN)/python benchmarks/locate_sim.py
+
+bench-judgment: $(VENV)/.bench
+	$(BIN)/python benchmarks/coverage.py
+	$(BIN)/python benchmarks/diff.py
+	$(BIN)/python benchmarks/diff_sim.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache
