@@ -37,7 +37,7 @@ bench-locate: $(VENV)/.bench
 	$(BIN)/python benchmarks/locate_sim.py
 
 bench-judgment: $(VENV)/.bench
-	$(BIN)/python benchmarks/coverage.py
+	$(BIN)/python benchmarks/coverage_speed.py
 	$(BIN)/python benchmarks/diff.py
 	$(BIN)/python benchmarks/diff_sim.py
 

@@ -275,19 +275,30 @@ def _observed_things(obj: pd.DataFrame, roads: _Roads, config: DiffConfig) -> pd
 # pairing
 
 
-def _assign(cand_i, cand_j, cost, unpaired_cost):
+def _assign(cand_i, cand_j, cost, unpaired_cost, sure=None):
     """Minimum-cost one-to-one pairs among candidate pairs (i, j, cost), where leaving a member
     of either side unpaired costs ``unpaired_cost``: pairing is worth it only below twice that,
-    and a chain of shifted pairs never beats pairs that sit on each other. Solved per connected
-    component of the candidate graph (a component of one pair is its own answer)."""
+    and a chain of shifted pairs never beats pairs that sit on each other. Candidates marked
+    ``sure`` that are each other's cheapest are taken first (the unchanged objects, nearly all
+    of them; what is left forms small components); the rest is solved per connected component
+    of the candidate graph (a component of one pair is its own answer)."""
     from scipy.optimize import linear_sum_assignment
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     keep = cost < 2.0 * unpaired_cost
     cand_i, cand_j, cost = cand_i[keep], cand_j[keep], cost[keep]
+    taken_i, taken_j = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if sure is not None and len(cand_i):
+        sure = sure[keep]
+        best_i = _cheapest(cand_i, cost)
+        best_j = _cheapest(cand_j, cost)
+        mutual = sure & best_i & best_j
+        taken_i, taken_j = cand_i[mutual], cand_j[mutual]
+        free = ~np.isin(cand_i, taken_i) & ~np.isin(cand_j, taken_j)
+        cand_i, cand_j, cost = cand_i[free], cand_j[free], cost[free]
     if len(cand_i) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return taken_i, taken_j
     ui, ii = np.unique(cand_i, return_inverse=True)
     uj, jj = np.unique(cand_j, return_inverse=True)
     n_i = len(ui)
@@ -316,7 +327,24 @@ def _assign(cand_i, cand_j, cost, unpaired_cost):
             ok = (r < na) & (c < nb)
             out_i.append(a[r[ok]])
             out_j.append(b[c[ok]])
-    return np.concatenate(out_i), np.concatenate(out_j)
+    return np.concatenate([taken_i, *out_i]), np.concatenate([taken_j, *out_j])
+
+
+def _cheapest(key, cost):
+    """Whether each candidate is the cheapest (first, on ties) of those sharing its ``key``."""
+    order = np.lexsort((cost, key))
+    first = np.r_[True, key[order][1:] != key[order][:-1]]
+    out = np.zeros(len(key), bool)
+    out[order[first]] = True
+    return out
+
+
+def _value_codes(a: pd.Series, b: pd.Series):
+    """Integer codes of two value columns over one vocabulary (-1: no value)."""
+    both = pd.concat([a.astype(object), b.astype(object)], ignore_index=True)
+    both = both.where(both.notna(), None).map(lambda v: None if v is None else str(v))
+    codes, _ = pd.factorize(both)
+    return codes[: len(a)].astype(np.int64), codes[len(a):].astype(np.int64)
 
 
 def _near(a: pd.DataFrame, a_group, b: pd.DataFrame, b_group, radius_m: float):
@@ -351,15 +379,14 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, config: DiffConfig):
     other_junction = (fj[i] >= 0) & (tj[j] >= 0) & (fj[i] != tj[j])
     keep = ~(mixed | other_junction) | junction_pair
     i, j, d, junction_pair = i[keep], j[keep], d[keep], junction_pair[keep]
-    fv = feat["value"].to_numpy()[i]
-    tv = things["value"].to_numpy()[j]
-    differ = np.array([a is not None and b is not None and str(a) != str(b) for a, b in zip(fv, tv)], dtype=bool)
+    f_val, t_val = _value_codes(feat["value"], things["value"])
+    differ = (f_val[i] >= 0) & (t_val[j] >= 0) & (f_val[i] != t_val[j])
     # a sign that moved keeps its value: different values are one object only where it stands
     near = d <= _tolerance(things["sigma_m"].to_numpy()[j], config)
     keep = ~differ | near | junction_pair
-    i, j, d, differ = i[keep], j[keep], d[keep], differ[keep]
+    i, j, d, differ, near = i[keep], j[keep], d[keep], differ[keep], near[keep]
     cost = d + np.where(differ, config.value_mismatch_m, 0.0)
-    fi, ti = _assign(i, j, cost, config.max_move_m / 2.0)
+    fi, ti = _assign(i, j, cost, config.max_move_m / 2.0, sure=near & ~differ)
     # a junction's extra features (two signal nodes at one junction) are explained by its things
     paired_f = np.zeros(len(feat), bool)
     paired_f[fi] = True
@@ -414,12 +441,11 @@ def _tolerance(sigma_m, config: DiffConfig) -> np.ndarray:
 def visible_from(x, y, net, *, range_m: float, hfov_deg: float):
     """The directed map edges from which points (local metres of ``net``) are in a forward
     camera's view: (point index, edge_id, against) arrays, ``against`` True for a one-way edge
-    driven backwards. Samples every 5 m along each edge (a car's camera sees a frame or two
-    per 5 m at city speeds)."""
+    driven backwards (exact along each segment; see ``_kernels.diff``)."""
     from mapdiff._kernels.diff import visible_edges
 
     p, e, direction = visible_edges(np.asarray(x, float), np.asarray(y, float), range_m,
-                                    np.radians(hfov_deg / 2.0), 5.0, net.geom)
+                                    np.radians(hfov_deg / 2.0), net.geom)
     return p, net.edges["edge_id"].to_numpy()[net.edge_base[e]], direction.astype(bool)
 
 
@@ -512,9 +538,8 @@ def _object_diffs(features, objects, roads, coverage_n, config, warnings):
     same = ~moved & (visible[fi] >= config.min_visible_trips)
     least_share = float(np.quantile(share[same], 0.05)) if same.sum() >= MIN_PER_BIN else 0.0
     trusted = (share >= least_share) | (visible[fi] < config.min_visible_trips)
-    fval = feat["value"].to_numpy()[fi]
-    tval = things["value"].to_numpy()[ti]
-    changed = np.array([a is not None and b is not None and str(a) != str(b) for a, b in zip(fval, tval)], bool)
+    f_val, t_val = _value_codes(feat["value"], things["value"])
+    changed = (f_val[fi] >= 0) & (t_val[ti] >= 0) & (f_val[fi] != t_val[ti])
     changed &= ~moved & trusted & (things["n_trips"].to_numpy()[ti] >= config.min_trips)
     t_paired = np.zeros(len(things), bool)
     t_paired[ti] = True
@@ -523,45 +548,59 @@ def _object_diffs(features, objects, roads, coverage_n, config, warnings):
     conf_seen = _calibrated(things["n_trips"].to_numpy(), ~t_paired & ~split)
     # a move: the chance that both positions' errors (Gaussian, 2-D) put them this far apart
     conf_moved = 1.0 - np.exp(-0.5 * (d / sigma_c) ** 2)
-    for k in np.flatnonzero(moved & trusted & (things["n_trips"].to_numpy()[ti] >= config.min_trips)):
-        f, t = feat.iloc[fi[k]], things.iloc[ti[k]]
-        rows.append(_row("object_moved", f, t, d[k], conf_moved[k], visible[fi[k]], (t["show_x"], t["show_y"])))
-    for k in np.flatnonzero(changed):
-        # a new value: the share of the object's sightings that read it
-        f, t = feat.iloc[fi[k]], things.iloc[ti[k]]
-        rows.append(_row("value_changed", f, t, d[k], t["value_share"], visible[fi[k]], (t["show_x"], t["show_y"])))
-    for k in np.flatnonzero(~t_paired & ~split & (things["n_trips"].to_numpy() >= config.min_trips)):
-        t = things.iloc[k]
-        rows.append(_row("object_added", None, t, np.nan, conf_seen[k], np.nan, (t["show_x"], t["show_y"])))
+    enough = things["n_trips"].to_numpy()[ti] >= config.min_trips
+    parts = []
+    k = np.flatnonzero(moved & trusted & enough)
+    parts.append(_rows("object_moved", feat, fi[k], things, ti[k], d[k], conf_moved[k], visible[fi[k]]))
+    # a new value: as sure as the share of the object's sightings that read it
+    k = np.flatnonzero(changed)
+    parts.append(_rows("value_changed", feat, fi[k], things, ti[k], d[k],
+                       things["value_share"].to_numpy()[ti[k]], visible[fi[k]]))
+    k = np.flatnonzero(~t_paired & ~split & (things["n_trips"].to_numpy() >= config.min_trips))
+    parts.append(_rows("object_added", feat, np.full(len(k), -1), things, k, np.full(len(k), np.nan), conf_seen[k],
+                       np.full(len(k), np.nan)))
     f_paired = np.zeros(len(feat), bool)
     f_paired[fi] = True
-    lonely = np.flatnonzero(~f_paired)
-    removable = visible[lonely] >= config.min_visible_trips
     in_view = visible >= 1  # the calibration is over features some trip had in view
     conf_removed = np.zeros(len(feat))
     conf_removed[in_view] = _calibrated(visible[in_view], ~f_paired[in_view])
-    conf_removed = conf_removed[lonely]
-    for k, ok, c in zip(lonely, removable, conf_removed):
-        if ok:
-            f = features.iloc[k]
-            rows.append(_row("object_removed", f, None, np.nan, c, visible[k], (f["x"], f["y"])))
-    unverified = features.iloc[lonely[~removable]].assign(visible_trips=visible[lonely[~removable]])
-    return rows, unverified
+    k = np.flatnonzero(~f_paired & (visible >= config.min_visible_trips))
+    # drawn where the map has it
+    parts.append(_rows("object_removed", features, k, things, np.full(len(k), -1), np.full(len(k), np.nan),
+                       conf_removed[k], visible[k]))
+    unseen = np.flatnonzero(~f_paired & (visible < config.min_visible_trips))
+    unverified = features.iloc[unseen].assign(visible_trips=visible[unseen])
+    return parts, unverified
 
 
-def _row(kind, f, t, distance, confidence, visible, xy, **extra):
-    return {
-        "kind": kind, "class": (f if f is not None else t)["class"],
-        "feature_id": int(f["feature_id"]) if f is not None else None,
-        "old_value": f["value"] if f is not None else None,
-        "object_id": int(t["object_id"]) if t is not None else None,
-        "new_value": t["value"] if t is not None else None,
-        "distance_m": float(distance), "confidence": float(confidence),
-        "n_trips": int(t["n_trips"]) if t is not None else None,
-        "n_observations": int(t["n_observations"]) if t is not None else None,
-        "visible_trips": float(visible), "value_share": float(t["value_share"]) if t is not None else np.nan,
-        "x": float(xy[0]), "y": float(xy[1]), **extra,
-    }
+def _rows(kind, feat, fi, things, ti, distance, confidence, visible) -> pd.DataFrame:
+    """Diff rows of one kind from paired (or -1: absent) feature and thing rows; drawn at the
+    thing's place when there is one, else at the feature's."""
+    has_f, has_t = fi >= 0, ti >= 0
+    f, t = np.maximum(fi, 0), np.maximum(ti, 0)
+
+    def pick(frame, col, idx, present, fill=None):
+        if len(frame) == 0:
+            return np.full(len(idx), fill, dtype=object)
+        values = frame[col].to_numpy()[idx].astype(object)
+        values[~present] = fill
+        return values
+
+    cls = np.where(has_t, pick(things, "class", t, has_t), pick(feat, "class", f, has_f))
+    tx = things["show_x"].to_numpy()[t] if len(things) else np.zeros(len(t))
+    ty = things["show_y"].to_numpy()[t] if len(things) else np.zeros(len(t))
+    fx = feat["x"].to_numpy()[f] if len(feat) else np.zeros(len(f))
+    fy = feat["y"].to_numpy()[f] if len(feat) else np.zeros(len(f))
+    return pd.DataFrame({
+        "kind": kind, "class": cls,
+        "feature_id": pick(feat, "feature_id", f, has_f), "old_value": pick(feat, "value", f, has_f),
+        "object_id": pick(things, "object_id", t, has_t), "new_value": pick(things, "value", t, has_t),
+        "distance_m": np.asarray(distance, float), "confidence": np.asarray(confidence, float),
+        "n_trips": pick(things, "n_trips", t, has_t), "n_observations": pick(things, "n_observations", t, has_t),
+        "visible_trips": np.asarray(visible, float),
+        "value_share": pick(things, "value_share", t, has_t, np.nan).astype(float),
+        "x": np.where(has_t, tx, fx), "y": np.where(has_t, ty, fy),
+    })
 
 
 # ---------------------------------------------------------------------------------------------
@@ -780,7 +819,7 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
     roads = _roads(net)
     coverage_n = _coverage_counts(coverage, net, src["coverage"])
     seen_n = coverage_n if matched is None else _confirmed_trips(matched, coverage_n, net, src["matched"])
-    rows, unverified = [], None
+    parts, unverified = [], None
     features = map_layers.get("features")
     if features is None:
         warnings.append(f"{src['map']}: no 'features' layer; object diffs skipped, road diffs made")
@@ -788,15 +827,15 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
         feat = _feature_frame(features, net.proj)
         obj = _object_frame(objects if objects is not None else pd.DataFrame(), net.proj, src["objects"])
         _check_overlap(obj, net, src["objects"])
-        obj_rows, unverified_f = _object_diffs(feat, obj, roads, seen_n, config, warnings)
-        rows += obj_rows
-        unverified = unverified_f
+        obj_parts, unverified = _object_diffs(feat, obj, roads, seen_n, config, warnings)
+        parts += obj_parts
     road_rows, _eps = _road_diffs(net, seen_n, config, warnings)
-    rows += road_rows
+    parts.append(pd.DataFrame(road_rows))
     if matched is not None:
         missing_rows, _sigma = _missing_roads(matched, net, roads, config, src["matched"], warnings)
-        rows += missing_rows
-    return DiffResult(_diff_frame(rows, net, config), _unverified_frame(unverified, net), warnings)
+        parts.append(pd.DataFrame(missing_rows))
+    frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame()
+    return DiffResult(_diff_frame(frame, net, config), _unverified_frame(unverified, net), warnings)
 
 
 def _gps_sigma(distance_m: np.ndarray) -> float:
@@ -864,30 +903,33 @@ def _check_overlap(obj, net, source):
         raise InputError(msg)
 
 
-def _diff_frame(rows, net, config):
+def _diff_frame(frame, net, config):
     import geopandas as gpd
     import shapely
 
-    frame = pd.DataFrame(rows)
     for c in DIFF_COLUMNS + ["x", "y", "geometry_m"]:
         if c not in frame:
             frame[c] = None
     if len(frame):
         frame = frame[frame["confidence"].astype(float) >= config.min_confidence]
-    geom_m = [g if isinstance(g, shapely.Geometry) else shapely.Point(x, y)
-              for g, x, y in zip(frame["geometry_m"], frame["x"], frame["y"])]
+    given = np.array([isinstance(g, shapely.Geometry) for g in frame["geometry_m"]], dtype=bool)
+    geom_m = shapely.points(pd.to_numeric(frame["x"], errors="coerce").to_numpy(float),
+                            pd.to_numeric(frame["y"], errors="coerce").to_numpy(float))
+    geom_m[given] = frame["geometry_m"].to_numpy()[given]
+    centre = shapely.centroid(geom_m)
+    for c in ("feature_id", "object_id", "edge_id", "n_trips", "n_observations", "node_from", "node_to"):
+        frame[c] = pd.array(pd.to_numeric(frame[c], errors="coerce"), dtype="Int64")
     kind_order = {k: i for i, k in enumerate(DIFF_KINDS)}
-    frame = frame.assign(_k=frame["kind"].map(kind_order), _x=[g.centroid.x for g in geom_m],
-                         _y=[g.centroid.y for g in geom_m], geometry=geom_m)
+    frame = frame.assign(_k=frame["kind"].map(kind_order), _x=shapely.get_x(centre), _y=shapely.get_y(centre),
+                         geometry=geom_m)
     frame = frame.sort_values(["_k", "feature_id", "edge_id", "_x", "_y"], kind="stable", na_position="last")
     frame["diff_id"] = np.arange(len(frame), dtype=np.int64)
     frame["kind"] = frame["kind"].astype(str)
-    for c in ("feature_id", "object_id", "edge_id", "n_trips", "n_observations", "node_from", "node_to"):
-        frame[c] = pd.array(pd.to_numeric(frame[c], errors="coerce"), dtype="Int64")
     for c in ("distance_m", "confidence", "visible_trips", "value_share", "passes", "against", "expected_passes"):
         frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
     for c in ("old_value", "new_value", "edge_ids", "class"):
-        frame[c] = frame[c].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+        frame[c] = frame[c].astype(object).where(frame[c].notna(), None).map(
+            lambda v: None if v is None else str(v))
     gdf = gpd.GeoDataFrame(frame[DIFF_COLUMNS[:-1]].reset_index(drop=True),
                            geometry=list(frame["geometry"]), crs=net.proj.crs)
     return gdf.to_crs(4326)

@@ -7,7 +7,10 @@ peer is pandas in memory on the frame already read: groupby edge and direction f
 distinct trips, min t_enter, max t_exit, and distinct vehicles per edge. Single core
 (NUMBA_NUM_THREADS=1 is irrelevant: the kernel is serial), first JIT compile excluded.
 
-    python benchmarks/coverage.py [--rows 10000000]
+    python benchmarks/coverage_speed.py [--rows 10000000]
+
+(Not ``benchmarks/coverage.py``: a file of that name beside the other benchmarks shadows the
+``coverage`` package that numba imports, and every benchmark in this folder would fail.)
 """
 
 from __future__ import annotations
@@ -22,8 +25,6 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-# this file's name shadows the ``coverage`` package numba looks for: run without its folder on the path
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
 
