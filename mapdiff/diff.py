@@ -155,10 +155,11 @@ def _object_frame(objects: pd.DataFrame, proj, source: str) -> pd.DataFrame:
         msg = f"{source}: column 'class' has {int(objects['class'].isna().sum())} missing values"
         raise InputError(msg)
     sigma = pd.to_numeric(pd.Series(col("sigma_m", np.nan)), errors="coerce").to_numpy(float)
+    value = pd.Series(col("value", None), dtype=object)
     return pd.DataFrame({
         "object_id": col("object_id", 0) if "object_id" in objects else np.arange(n),
-        "class": objects["class"].astype(str).to_numpy(),
-        "value": pd.Series(col("value", None), dtype=object).where(lambda s: s.notna(), None).to_numpy(),
+        "class": np.asarray(objects["class"].astype(str).to_numpy(), dtype=object),
+        "value": np.asarray(value.where(value.notna(), None).to_numpy(), dtype=object),
         "x": x, "y": y, "sigma_m": np.where(np.isfinite(sigma), sigma, np.inf),
         "n_trips": pd.to_numeric(pd.Series(col("n_trips", 1))).fillna(1).astype(np.int64).to_numpy(),
         "n_observations": pd.to_numeric(pd.Series(col("n_observations", 1))).fillna(1).astype(np.int64).to_numpy(),
@@ -172,9 +173,9 @@ def _feature_frame(features, proj) -> pd.DataFrame:
     return pd.DataFrame({
         "feature_id": features["feature_id"].to_numpy().astype(np.int64) if "feature_id" in features
         else np.arange(n, dtype=np.int64),
-        "class": features["class"].astype(str).to_numpy(),
-        "value": features["value"].astype(object).where(features["value"].notna(), None).to_numpy()
-        if "value" in features else np.full(n, None, dtype=object),
+        "class": np.asarray(features["class"].astype(str).to_numpy(), dtype=object),
+        "value": np.asarray(features["value"].astype(object).where(features["value"].notna(), None).to_numpy(),
+                            dtype=object) if "value" in features else np.full(n, None, dtype=object),
         "x": x, "y": y,
     })
 
@@ -275,13 +276,14 @@ def _observed_things(obj: pd.DataFrame, roads: _Roads, config: DiffConfig) -> pd
 # pairing
 
 
-def _assign(cand_i, cand_j, cost, unpaired_cost, sure=None):
+def _assign(cand_i, cand_j, cost, unpaired_cost, sure=None, components=True):
     """Minimum-cost one-to-one pairs among candidate pairs (i, j, cost), where leaving a member
     of either side unpaired costs ``unpaired_cost``: pairing is worth it only below twice that,
     and a chain of shifted pairs never beats pairs that sit on each other. Candidates marked
     ``sure`` that are each other's cheapest are taken first (the unchanged objects, nearly all
     of them; what is left forms small components); the rest is solved per connected component
-    of the candidate graph (a component of one pair is its own answer)."""
+    of the candidate graph (a component of one pair is its own answer); ``components=False``
+    stops after the first step."""
     from scipy.optimize import linear_sum_assignment
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -295,9 +297,9 @@ def _assign(cand_i, cand_j, cost, unpaired_cost, sure=None):
         best_j = _cheapest(cand_j, cost)
         mutual = sure & best_i & best_j
         taken_i, taken_j = cand_i[mutual], cand_j[mutual]
-        free = ~np.isin(cand_i, taken_i) & ~np.isin(cand_j, taken_j)
+        free = ~_member(cand_i, taken_i) & ~_member(cand_j, taken_j)
         cand_i, cand_j, cost = cand_i[free], cand_j[free], cost[free]
-    if len(cand_i) == 0:
+    if len(cand_i) == 0 or not components:
         return taken_i, taken_j
     ui, ii = np.unique(cand_i, return_inverse=True)
     uj, jj = np.unique(cand_j, return_inverse=True)
@@ -330,6 +332,15 @@ def _assign(cand_i, cand_j, cost, unpaired_cost, sure=None):
     return np.concatenate([taken_i, *out_i]), np.concatenate([taken_j, *out_j])
 
 
+def _member(values, of):
+    """``np.isin`` for non-negative int ids, by a mask (hashing millions is slower)."""
+    if len(values) == 0:
+        return np.zeros(0, bool)
+    mask = np.zeros(int(max(values.max(), of.max() if len(of) else 0)) + 1, bool)
+    mask[of] = True
+    return mask[values]
+
+
 def _cheapest(key, cost):
     """Whether each candidate is the cheapest (first, on ties) of those sharing its ``key``."""
     order = np.lexsort((cost, key))
@@ -342,8 +353,8 @@ def _cheapest(key, cost):
 def _value_codes(a: pd.Series, b: pd.Series):
     """Integer codes of two value columns over one vocabulary (-1: no value)."""
     both = pd.concat([a.astype(object), b.astype(object)], ignore_index=True)
-    both = both.where(both.notna(), None).map(lambda v: None if v is None else str(v))
-    codes, _ = pd.factorize(both)
+    text = both.astype(str).where(both.notna(), None)  # 50 and "50" are one value
+    codes, _ = pd.factorize(text)
     return codes[: len(a)].astype(np.int64), codes[len(a):].astype(np.int64)
 
 
@@ -366,27 +377,43 @@ def _near(a: pd.DataFrame, a_group, b: pd.DataFrame, b_group, radius_m: float):
 
 def _pair(feat: pd.DataFrame, things: pd.DataFrame, config: DiffConfig):
     """One-to-one pairs (feature row, thing row): junction things pair with their junction's
-    features; the rest by assignment within ``max_move_m``."""
-    from mapdiff._kernels.diff import near_pairs
+    features; the rest by assignment within ``max_move_m``.
 
+    In two rounds, for speed on millions: first the pairs in place (each other's nearest,
+    within the tolerance, same value), nearly all of a map; then an assignment among what is
+    left, whose candidate graph falls into small components."""
     cls_codes, _ = pd.factorize(pd.concat([feat["class"], things["class"]], ignore_index=True))
     f_cls, t_cls = cls_codes[: len(feat)].astype(np.int64), cls_codes[len(feat):].astype(np.int64)
-    i, j, d = _near(feat, f_cls, things, t_cls, config.max_move_m)
-    fj, tj = feat["junction"].to_numpy(), things["junction"].to_numpy()
-    # a junction thing pairs only with features of its own junction, and those at no distance
-    junction_pair = (fj[i] >= 0) & (fj[i] == tj[j])
-    mixed = (fj[i] >= 0) != (tj[j] >= 0)
-    other_junction = (fj[i] >= 0) & (tj[j] >= 0) & (fj[i] != tj[j])
-    keep = ~(mixed | other_junction) | junction_pair
-    i, j, d, junction_pair = i[keep], j[keep], d[keep], junction_pair[keep]
     f_val, t_val = _value_codes(feat["value"], things["value"])
-    differ = (f_val[i] >= 0) & (t_val[j] >= 0) & (f_val[i] != t_val[j])
-    # a sign that moved keeps its value: different values are one object only where it stands
-    near = d <= _tolerance(things["sigma_m"].to_numpy()[j], config)
-    keep = ~differ | near | junction_pair
-    i, j, d, differ, near = i[keep], j[keep], d[keep], differ[keep], near[keep]
-    cost = d + np.where(differ, config.value_mismatch_m, 0.0)
-    fi, ti = _assign(i, j, cost, config.max_move_m / 2.0, sure=near & ~differ)
+    fj, tj = feat["junction"].to_numpy(), things["junction"].to_numpy()
+    tol = _tolerance(things["sigma_m"].to_numpy(), config)
+
+    def candidates(fs, ts, radius):
+        """Candidate pairs among feature rows ``fs`` and thing rows ``ts`` within ``radius``,
+        under the junction and value rules: (i, j, cost, in place)."""
+        i, j, d = _near(feat.iloc[fs], f_cls[fs], things.iloc[ts], t_cls[ts], radius)
+        i, j = fs[i], ts[j]
+        # a junction's things pair only with its own features; a junction's with no loose one
+        same_junction = (fj[i] >= 0) & (fj[i] == tj[j])
+        keep = same_junction | ((fj[i] < 0) & (tj[j] < 0))
+        i, j, d, same_junction = i[keep], j[keep], d[keep], same_junction[keep]
+        differ = (f_val[i] >= 0) & (t_val[j] >= 0) & (f_val[i] != t_val[j])
+        # a sign that moved keeps its value: different values are one object only where it stands
+        near = (d <= tol[j]) | same_junction
+        keep = ~differ | near
+        i, j, d, differ, near = i[keep], j[keep], d[keep], differ[keep], near[keep]
+        return i, j, d + np.where(differ, config.value_mismatch_m, 0.0), near & ~differ
+
+    all_f, all_t = np.arange(len(feat)), np.arange(len(things))
+    in_place = min(config.max_move_m, float(np.quantile(np.minimum(tol, config.max_move_m), 0.99))) if len(tol) else 0.0
+    i, j, cost, sure = candidates(all_f, all_t, max(in_place, config.min_tolerance_m))
+    first_i, first_j = _assign(i[sure], j[sure], cost[sure], config.max_move_m / 2.0, sure=np.ones(sure.sum(), bool),
+                               components=False)
+    rest_f = all_f[~_member(all_f, first_i)]
+    rest_t = all_t[~_member(all_t, first_j)]
+    i, j, cost, sure = candidates(rest_f, rest_t, config.max_move_m)
+    more_i, more_j = _assign(i, j, cost, config.max_move_m / 2.0, sure=sure)
+    fi, ti = np.r_[first_i, more_i], np.r_[first_j, more_j]
     # a junction's extra features (two signal nodes at one junction) are explained by its things
     paired_f = np.zeros(len(feat), bool)
     paired_f[fi] = True
@@ -405,14 +432,12 @@ def _split_estimates(things: pd.DataFrame, paired: np.ndarray, config: DiffConfi
     of it on the centre line. The sign on each kerb of a crossing or a two-way street is one
     map feature, and locate splits an object when some of its passes disagree (a stray pose, a
     junction crossed); neither is an addition."""
-    from mapdiff._kernels.diff import near_pairs
-
     key = pd.factorize(pd.MultiIndex.from_arrays([things["class"].to_numpy(),
                                                   things["value"].astype(str).to_numpy()]))[0].astype(np.int64)
-    i, j, _ = _near(things, key, things, key, config.split_m)
-    hit = ~paired[i] & paired[j]
+    lonely, explained = np.flatnonzero(~paired), np.flatnonzero(paired)
+    i, _j, _ = _near(things.iloc[lonely], key[lonely], things.iloc[explained], key[explained], config.split_m)
     out = np.zeros(len(things), bool)
-    out[i[hit]] = True
+    out[lonely[i]] = True
     return out
 
 
