@@ -155,11 +155,11 @@ def _object_frame(objects: pd.DataFrame, proj, source: str) -> pd.DataFrame:
         msg = f"{source}: column 'class' has {int(objects['class'].isna().sum())} missing values"
         raise InputError(msg)
     sigma = pd.to_numeric(pd.Series(col("sigma_m", np.nan)), errors="coerce").to_numpy(float)
-    value = pd.Series(col("value", None), dtype=object)
+    value = objects["value"] if "value" in objects else pd.Series([None] * n, dtype=object)
     return pd.DataFrame({
         "object_id": col("object_id", 0) if "object_id" in objects else np.arange(n),
         "class": np.asarray(objects["class"].astype(str).to_numpy(), dtype=object),
-        "value": np.asarray(value.where(value.notna(), None).to_numpy(), dtype=object),
+        "value": np.asarray(value.astype(object).where(value.notna(), None).to_numpy(), dtype=object),
         "x": x, "y": y, "sigma_m": np.where(np.isfinite(sigma), sigma, np.inf),
         "n_trips": pd.to_numeric(pd.Series(col("n_trips", 1))).fillna(1).astype(np.int64).to_numpy(),
         "n_observations": pd.to_numeric(pd.Series(col("n_observations", 1))).fillna(1).astype(np.int64).to_numpy(),
@@ -167,8 +167,24 @@ def _object_frame(objects: pd.DataFrame, proj, source: str) -> pd.DataFrame:
     })
 
 
+def _label_codes(feat: pd.DataFrame, obj: pd.DataFrame) -> None:
+    """Add integer ``cls`` and ``val`` (-1: no value) over one vocabulary of both sides: the
+    judgment compares codes (strings only come back for the rows it writes). Values compare as
+    text, so 50 and "50" are one value. ``at_junction``: the class is one OSM maps on a
+    junction node."""
+    cls = pd.concat([feat["class"].astype(object), obj["class"].astype(object)], ignore_index=True)
+    codes, _ = pd.factorize(cls)
+    feat["cls"], obj["cls"] = codes[: len(feat)].astype(np.int64), codes[len(feat):].astype(np.int64)
+    val = pd.concat([feat["value"].astype(object), obj["value"].astype(object)], ignore_index=True)
+    codes, _ = pd.factorize(val.astype(str).where(val.notna(), None))
+    feat["val"], obj["val"] = codes[: len(feat)].astype(np.int64), codes[len(feat):].astype(np.int64)
+    feat["at_junction"] = feat["class"].isin(JUNCTION_CLASSES).to_numpy()
+    obj["at_junction"] = obj["class"].isin(JUNCTION_CLASSES).to_numpy()
+
+
 def _feature_frame(features, proj) -> pd.DataFrame:
-    x, y = proj.to_metres(features.geometry.to_crs(4326).x.to_numpy(), features.geometry.to_crs(4326).y.to_numpy())
+    wgs = features.geometry.to_crs(4326)
+    x, y = proj.to_metres(wgs.x.to_numpy(), wgs.y.to_numpy())
     n = len(features)
     return pd.DataFrame({
         "feature_id": features["feature_id"].to_numpy().astype(np.int64) if "feature_id" in features
@@ -191,29 +207,27 @@ class _Roads:
     net: object
     junction_x: np.ndarray
     junction_y: np.ndarray
-    junction_id: np.ndarray  # the OSM node id of each junction
 
 
 def _roads(net) -> _Roads:
     n = net.n_edges
     u, v = net.edge_u[:n], net.edge_v[:n]
-    pairs = np.unique(np.sort(np.c_[u, v], axis=1), axis=0) if n else np.zeros((0, 2), np.int64)
-    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    degree = np.bincount(pairs.ravel(), minlength=net.n_nodes)
+    # a node's degree counts the distinct neighbours it has a road to, either way
+    key = np.unique(np.minimum(u, v) * net.n_nodes + np.maximum(u, v))
+    a, b = key // net.n_nodes, key % net.n_nodes
+    loop = a == b
+    degree = np.bincount(np.r_[a[~loop], b[~loop]], minlength=net.n_nodes)
     node_x = np.zeros(net.n_nodes)
     node_y = np.zeros(net.n_nodes)
     node_x[u] = net.vx[net.vptr[:n]]
     node_y[u] = net.vy[net.vptr[:n]]
     node_x[v] = net.vx[net.vptr[1:n + 1] - 1]
     node_y[v] = net.vy[net.vptr[1:n + 1] - 1]
-    node_osm = np.zeros(net.n_nodes, dtype=object)
-    node_osm[u] = net.edges["u"].to_numpy()
-    node_osm[v] = net.edges["v"].to_numpy()
     j = np.flatnonzero(degree >= 3)
-    return _Roads(net, node_x[j], node_y[j], node_osm[j])
+    return _Roads(net, node_x[j], node_y[j])
 
 
-def _conventional(x, y, cls, roads: _Roads, config: DiffConfig):
+def _conventional(x, y, junction_class, roads: _Roads, config: DiffConfig):
     """Where OSM's convention puts a thing standing at (x, y): a junction's node for junction
     classes near one, else the nearest point of the centre line of a road within ``snap_m``,
     else where it stands. Returns (x, y, junction index or -1)."""
@@ -223,7 +237,7 @@ def _conventional(x, y, cls, roads: _Roads, config: DiffConfig):
     junction = np.full(len(x), -1, dtype=np.int64)
     if len(x) == 0:
         return x, y, junction
-    at_junction = np.isin(cls, JUNCTION_CLASSES)
+    at_junction = np.asarray(junction_class, bool)
     if at_junction.any() and len(roads.junction_x):
         from scipy.spatial import cKDTree
 
@@ -234,7 +248,7 @@ def _conventional(x, y, cls, roads: _Roads, config: DiffConfig):
         x[idx], y[idx] = roads.junction_x[k[near]], roads.junction_y[k[near]]
     rest = np.flatnonzero(junction < 0)
     if len(rest):
-        edge, _dist, _off, cx, cy = candidates(x[rest], y[rest], config.snap_m, 1, roads.net.geom)
+        edge, _dist, _off, cx, cy = _chunked(candidates, (x[rest], y[rest]), (config.snap_m, 1, roads.net.geom))
         ok = edge[:, 0] >= 0
         x[rest[ok]], y[rest[ok]] = cx[ok, 0], cy[ok, 0]
     return x, y, junction
@@ -246,13 +260,13 @@ def _observed_things(obj: pd.DataFrame, roads: _Roads, config: DiffConfig) -> pd
     pole, since one pass sees them all); every other object is one thing on its road's centre
     line. ``show_x``, ``show_y`` is where a diff about it is drawn: the junction node, or where
     the object stands."""
-    cx, cy, junction = _conventional(obj["x"].to_numpy(), obj["y"].to_numpy(), obj["class"].to_numpy(), roads,
+    cx, cy, junction = _conventional(obj["x"].to_numpy(), obj["y"].to_numpy(), obj["at_junction"].to_numpy(), roads,
                                      config)
     n = len(obj)
     label = np.arange(n)
     jx = np.flatnonzero(junction >= 0)
     if len(jx):
-        key = pd.MultiIndex.from_arrays([junction[jx], obj["class"].to_numpy()[jx]])
+        key = pd.MultiIndex.from_arrays([junction[jx], obj["cls"].to_numpy()[jx]])
         label[jx] = n + pd.factorize(key)[0]
     # the member seen in the most trips speaks for its group
     rank = np.lexsort((obj["object_id"].to_numpy(), -obj["n_trips"].to_numpy(), label))
@@ -342,37 +356,53 @@ def _member(values, of):
 
 
 def _cheapest(key, cost):
-    """Whether each candidate is the cheapest (first, on ties) of those sharing its ``key``."""
-    order = np.lexsort((cost, key))
-    first = np.r_[True, key[order][1:] != key[order][:-1]]
-    out = np.zeros(len(key), bool)
-    out[order[first]] = True
-    return out
+    """Whether each candidate is the cheapest (first, on ties) of those sharing its ``key``
+    (non-negative ints)."""
+    from mapdiff._kernels.diff import cheapest
+
+    return cheapest(key, np.asarray(cost, float), int(key.max()) + 1 if len(key) else 0)
 
 
-def _value_codes(a: pd.Series, b: pd.Series):
-    """Integer codes of two value columns over one vocabulary (-1: no value)."""
-    both = pd.concat([a.astype(object), b.astype(object)], ignore_index=True)
-    text = both.astype(str).where(both.notna(), None)  # 50 and "50" are one value
-    codes, _ = pd.factorize(text)
-    return codes[: len(a)].astype(np.int64), codes[len(a):].astype(np.int64)
+def _threads() -> int:
+    """Worker threads for the kernels (they release the GIL): the cores this process may use."""
+    import os
+
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
-def _near(a: pd.DataFrame, a_group, b: pd.DataFrame, b_group, radius_m: float):
-    """Pairs (i, j, distance) of a's and b's rows in the same group within ``radius_m``, by the
-    nearer of their two positions: on the centre line (``x``, ``y``: no lateral convention) or
-    where they stand (``raw_x``, ``raw_y``: a point between two roads may snap to either)."""
+def _chunked(kernel, split, rest, *, offset_first=False):
+    """``kernel(*split, *rest)`` over chunks of the ``split`` arrays run in threads, the
+    outputs concatenated in order; with ``offset_first`` the first output holds indices into
+    the chunk and is shifted back to the whole."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = len(split[0])
+    k = min(_threads(), max(1, n // 50_000))
+    if k == 1:
+        return kernel(*split, *rest)
+    cuts = np.linspace(0, n, k + 1).astype(np.int64)
+    with ThreadPoolExecutor(k) as pool:
+        outs = list(pool.map(lambda c: kernel(*(a[cuts[c]:cuts[c + 1]] for a in split), *rest), range(k)))
+    if offset_first:
+        outs = [(o[0] + cuts[c], *o[1:]) for c, o in enumerate(outs)]
+    return tuple(np.concatenate(parts) for parts in zip(*outs))
+
+
+def _positions(frame: pd.DataFrame, rows=None) -> np.ndarray:
+    """The two positions the pairing compares, as (x, y, raw_x, raw_y) rows: on the centre line
+    (no lateral convention) and where the thing stands (a point between two roads may snap to
+    either)."""
+    pos = np.ascontiguousarray(frame[["x", "y", "raw_x", "raw_y"]].to_numpy(float))
+    return pos if rows is None else pos[rows]
+
+
+def _near(a_pos, a_group, b_pos, b_group, radius_m: float):
+    """Pairs (i, j, distance) of a's and b's rows in the same group within ``radius_m`` by the
+    nearer of their two positions (:func:`_positions`), each pair once."""
     from mapdiff._kernels.diff import near_pairs
 
-    parts = [near_pairs(a[cx].to_numpy(), a[cy].to_numpy(), a_group, b[cx].to_numpy(), b[cy].to_numpy(), b_group,
-                        radius_m) for cx, cy in (("x", "y"), ("raw_x", "raw_y"))]
-    i, j, d = (np.concatenate(v) for v in zip(*parts))
-    if len(i) == 0:
-        return i, j, d
-    order = np.lexsort((d, j, i))
-    i, j, d = i[order], j[order], d[order]
-    first = np.r_[True, (i[1:] != i[:-1]) | (j[1:] != j[:-1])]
-    return i[first], j[first], d[first]
+    return _chunked(near_pairs, (a_pos, np.asarray(a_group, np.int64)), (b_pos, np.asarray(b_group, np.int64),
+                                                                          radius_m), offset_first=True)
 
 
 def _pair(feat: pd.DataFrame, things: pd.DataFrame, config: DiffConfig):
@@ -382,16 +412,16 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, config: DiffConfig):
     In two rounds, for speed on millions: first the pairs in place (each other's nearest,
     within the tolerance, same value), nearly all of a map; then an assignment among what is
     left, whose candidate graph falls into small components."""
-    cls_codes, _ = pd.factorize(pd.concat([feat["class"], things["class"]], ignore_index=True))
-    f_cls, t_cls = cls_codes[: len(feat)].astype(np.int64), cls_codes[len(feat):].astype(np.int64)
-    f_val, t_val = _value_codes(feat["value"], things["value"])
+    f_cls, t_cls = feat["cls"].to_numpy(), things["cls"].to_numpy()
+    f_val, t_val = feat["val"].to_numpy(), things["val"].to_numpy()
     fj, tj = feat["junction"].to_numpy(), things["junction"].to_numpy()
     tol = _tolerance(things["sigma_m"].to_numpy(), config)
+    f_pos, t_pos = _positions(feat), _positions(things)
 
     def candidates(fs, ts, radius):
         """Candidate pairs among feature rows ``fs`` and thing rows ``ts`` within ``radius``,
         under the junction and value rules: (i, j, cost, in place)."""
-        i, j, d = _near(feat.iloc[fs], f_cls[fs], things.iloc[ts], t_cls[ts], radius)
+        i, j, d = _near(f_pos[fs], f_cls[fs], t_pos[ts], t_cls[ts], radius)
         i, j = fs[i], ts[j]
         # a junction's things pair only with its own features; a junction's with no loose one
         same_junction = (fj[i] >= 0) & (fj[i] == tj[j])
@@ -432,10 +462,10 @@ def _split_estimates(things: pd.DataFrame, paired: np.ndarray, config: DiffConfi
     of it on the centre line. The sign on each kerb of a crossing or a two-way street is one
     map feature, and locate splits an object when some of its passes disagree (a stray pose, a
     junction crossed); neither is an addition."""
-    key = pd.factorize(pd.MultiIndex.from_arrays([things["class"].to_numpy(),
-                                                  things["value"].astype(str).to_numpy()]))[0].astype(np.int64)
+    key = things["cls"].to_numpy() * (int(things["val"].max()) + 2 if len(things) else 1) + things["val"].to_numpy() + 1
     lonely, explained = np.flatnonzero(~paired), np.flatnonzero(paired)
-    i, _j, _ = _near(things.iloc[lonely], key[lonely], things.iloc[explained], key[explained], config.split_m)
+    pos = _positions(things)
+    i, _j, _ = _near(pos[lonely], key[lonely], pos[explained], key[explained], config.split_m)
     out = np.zeros(len(things), bool)
     out[lonely[i]] = True
     return out
@@ -469,8 +499,8 @@ def visible_from(x, y, net, *, range_m: float, hfov_deg: float):
     driven backwards (exact along each segment; see ``_kernels.diff``)."""
     from mapdiff._kernels.diff import visible_edges
 
-    p, e, direction = visible_edges(np.asarray(x, float), np.asarray(y, float), range_m,
-                                    np.radians(hfov_deg / 2.0), net.geom)
+    p, e, direction = _chunked(visible_edges, (np.asarray(x, float), np.asarray(y, float)),
+                               (range_m, np.radians(hfov_deg / 2.0), net.geom), offset_first=True)
     return p, net.edges["edge_id"].to_numpy()[net.edge_base[e]], direction.astype(bool)
 
 
@@ -495,9 +525,12 @@ def _visible_trips(feat: pd.DataFrame, net, coverage_n: pd.DataFrame, config: Di
 #: evidence bins (trips) for the calibrations below: wide enough to hold many features each
 EVIDENCE_BINS = np.array([1, 2, 3, 4, 6, 10, 20, 50, np.inf])
 MIN_PER_BIN = 30
+#: map features that pair in place stand for each other in the calibrations: this many are
+#: enough to measure a share of a few percent
+VISIBILITY_SAMPLE = 50_000
 
 
-def _calibrated(evidence: np.ndarray, lonely: np.ndarray) -> np.ndarray:
+def _calibrated(evidence: np.ndarray, lonely: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
     """The probability that a lonely item (a map feature nothing explains, or an object no
     feature explains) is a real change, given its evidence (trips), estimated from the data.
 
@@ -505,11 +538,13 @@ def _calibrated(evidence: np.ndarray, lonely: np.ndarray) -> np.ndarray:
     share of real changes (``pi``); with less evidence, more items are lonely by chance (a
     feature not yet seen, a ghost object). Among the lonely items of a bin, ``pi /
     lonely_share(bin)`` are real changes. Bins with few items borrow from the next better one
-    (the confidence never falls as evidence grows)."""
+    (the confidence never falls as evidence grows). ``weight``: how many items each stands for
+    (a sample)."""
     evidence = np.asarray(evidence, float)
+    weight = np.ones(len(evidence)) if weight is None else np.asarray(weight, float)
     bins = np.clip(np.searchsorted(EVIDENCE_BINS, evidence, side="right") - 1, 0, len(EVIDENCE_BINS) - 2)
-    n = np.bincount(bins, minlength=len(EVIDENCE_BINS) - 1).astype(float)
-    k = np.bincount(bins, weights=lonely.astype(float), minlength=len(EVIDENCE_BINS) - 1)
+    n = np.bincount(bins, weights=weight, minlength=len(EVIDENCE_BINS) - 1)
+    k = np.bincount(bins, weights=weight * lonely, minlength=len(EVIDENCE_BINS) - 1)
     # from the best-evidenced bin down, pool bins until each pool holds enough items; every
     # bin of a pool gets the pool's share; the least-evidenced leftovers take the share above
     share = np.full(len(n), np.nan)
@@ -538,14 +573,13 @@ def _calibrated(evidence: np.ndarray, lonely: np.ndarray) -> np.ndarray:
 
 def _object_diffs(features, objects, roads, coverage_n, config, warnings):
     feat = features.copy()
-    fx, fy, fj = _conventional(feat["x"].to_numpy(), feat["y"].to_numpy(), feat["class"].to_numpy(), roads, config)
+    fx, fy, fj = _conventional(feat["x"].to_numpy(), feat["y"].to_numpy(), feat["at_junction"].to_numpy(), roads,
+                               config)
     feat["raw_x"] = np.where(fj >= 0, fx, feat["x"].to_numpy())
     feat["raw_y"] = np.where(fj >= 0, fy, feat["y"].to_numpy())
     feat["x"], feat["y"], feat["junction"] = fx, fy, fj
     things = _observed_things(objects, roads, config)
     fi, ti = _pair(feat, things, config)
-    rows = []
-    visible = _visible_trips(feat, roads.net, coverage_n, config)
     d = np.minimum(*(np.hypot(feat[cx].to_numpy()[fi] - things[cx].to_numpy()[ti],
                               feat[cy].to_numpy()[fi] - things[cy].to_numpy()[ti])
                      for cx, cy in (("x", "y"), ("raw_x", "raw_y"))))
@@ -556,16 +590,29 @@ def _object_diffs(features, objects, roads, coverage_n, config, warnings):
     sigma_c = sigma_c * _sigma_scale(d[~junction], sigma_c[~junction])
     tol = np.maximum(config.min_tolerance_m, 3.0 * sigma_c)
     moved = (d > tol) & ~junction
+    f_val, t_val = feat["val"].to_numpy(), things["val"].to_numpy()
+    changed = (f_val[fi] >= 0) & (t_val[ti] >= 0) & (f_val[fi] != t_val[ti]) & ~moved
+    f_paired = np.zeros(len(feat), bool)
+    f_paired[fi] = True
+    # what the fleet had in view: needed for every lonely feature and every pair that may be a
+    # change; for the calibrations a regular sample of the other pairs stands for them all
+    weight = np.zeros(len(feat))
+    weight[~f_paired] = 1.0
+    weight[fi[moved | changed]] = 1.0
+    others = fi[~(moved | changed)]
+    step = max(1, len(others) // VISIBILITY_SAMPLE)
+    weight[others[::step]] = step
+    known = weight > 0
+    visible = np.full(len(feat), np.nan)
+    visible[known] = _visible_trips(feat[known], roads.net, coverage_n, config)
     # a real object is seen by a good share of the trips that pass it; a stray estimate by a
     # few: a pair whose object's share is below what nearly all same-place pairs show is no
     # evidence of a move or a new value
     share = things["n_trips"].to_numpy()[ti] / np.maximum(visible[fi], 1.0)
-    same = ~moved & (visible[fi] >= config.min_visible_trips)
+    same = ~moved & known[fi] & (visible[fi] >= config.min_visible_trips)
     least_share = float(np.quantile(share[same], 0.05)) if same.sum() >= MIN_PER_BIN else 0.0
     trusted = (share >= least_share) | (visible[fi] < config.min_visible_trips)
-    f_val, t_val = _value_codes(feat["value"], things["value"])
-    changed = (f_val[fi] >= 0) & (t_val[ti] >= 0) & (f_val[fi] != t_val[ti])
-    changed &= ~moved & trusted & (things["n_trips"].to_numpy()[ti] >= config.min_trips)
+    changed &= trusted & (things["n_trips"].to_numpy()[ti] >= config.min_trips)
     t_paired = np.zeros(len(things), bool)
     t_paired[ti] = True
     split = _split_estimates(things, t_paired, config)
@@ -584,11 +631,9 @@ def _object_diffs(features, objects, roads, coverage_n, config, warnings):
     k = np.flatnonzero(~t_paired & ~split & (things["n_trips"].to_numpy() >= config.min_trips))
     parts.append(_rows("object_added", feat, np.full(len(k), -1), things, k, np.full(len(k), np.nan), conf_seen[k],
                        np.full(len(k), np.nan)))
-    f_paired = np.zeros(len(feat), bool)
-    f_paired[fi] = True
-    in_view = visible >= 1  # the calibration is over features some trip had in view
+    in_view = known & (visible >= 1)  # the calibration is over features some trip had in view
     conf_removed = np.zeros(len(feat))
-    conf_removed[in_view] = _calibrated(visible[in_view], ~f_paired[in_view])
+    conf_removed[in_view] = _calibrated(visible[in_view], ~f_paired[in_view], weight[in_view])
     k = np.flatnonzero(~f_paired & (visible >= config.min_visible_trips))
     # drawn where the map has it
     parts.append(_rows("object_removed", features, k, things, np.full(len(k), -1), np.full(len(k), np.nan),
@@ -607,12 +652,12 @@ def _rows(kind, feat, fi, things, ti, distance, confidence, visible) -> pd.DataF
     def pick(frame, col, idx, present, fill=None):
         if len(frame) == 0:
             return np.full(len(idx), fill, dtype=object)
-        values = frame[col].to_numpy()[idx].astype(object)
+        values = np.array(frame[col].take(idx).to_numpy(dtype=object), dtype=object)  # a copy: writable
         values[~present] = fill
         return values
 
     cls = np.where(has_t, pick(things, "class", t, has_t), pick(feat, "class", f, has_f))
-    tx = things["show_x"].to_numpy()[t] if len(things) else np.zeros(len(t))
+    tx = things["show_x"].to_numpy()[t] if len(things) else np.zeros(len(t))  # numeric: cheap
     ty = things["show_y"].to_numpy()[t] if len(things) else np.zeros(len(t))
     fx = feat["x"].to_numpy()[f] if len(feat) else np.zeros(len(f))
     fy = feat["y"].to_numpy()[f] if len(feat) else np.zeros(len(f))
@@ -637,7 +682,7 @@ def _undirected(net):
     n = net.n_edges
     a = np.minimum(net.edge_u[:n], net.edge_v[:n])
     b = np.maximum(net.edge_u[:n], net.edge_v[:n])
-    codes, _ = pd.factorize(pd.MultiIndex.from_arrays([a, b]))
+    codes, _ = pd.factorize(a * net.n_nodes + b)
     return codes
 
 
@@ -852,6 +897,7 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
         feat = _feature_frame(features, net.proj)
         obj = _object_frame(objects if objects is not None else pd.DataFrame(), net.proj, src["objects"])
         _check_overlap(obj, net, src["objects"])
+        _label_codes(feat, obj)
         obj_parts, unverified = _object_diffs(feat, obj, roads, seen_n, config, warnings)
         parts += obj_parts
     road_rows, _eps = _road_diffs(net, seen_n, config, warnings)

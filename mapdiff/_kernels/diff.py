@@ -107,58 +107,89 @@ def visible_edges(px, py, range_m, half_fov_rad, geom):
 
 
 @jit
-def near_pairs(ax, ay, a_group, bx, by, b_group, radius_m):
-    """All (i, j, distance) with point i of set a and point j of set b in the same group and
-    within ``radius_m``, over a uniform grid built on b (cells of at least ``radius_m``; larger
-    when the extent would need more than ``_MAX_CELLS`` cells)."""
-    if bx.shape[0] == 0 or ax.shape[0] == 0:
+def near_pairs(a_pos, a_group, b_pos, b_group, radius_m):
+    """All (i, j, distance) with point i of set a and point j of set b in the same group within
+    ``radius_m`` by the nearer of their two positions: ``*_pos`` columns (x, y, x2, y2), e.g.
+    on a road's centre line and where the thing stands. Each pair once. Over a uniform grid on
+    b's first position (cells of at least ``radius_m``; larger when the extent would need more
+    than ``_MAX_CELLS`` cells); the second positions are found by widening the query by the
+    largest gap between b's two positions."""
+    na = a_pos.shape[0]
+    nb = b_pos.shape[0]
+    if nb == 0 or na == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
-    x0 = bx.min() - 1.0
-    y0 = by.min() - 1.0
+    x0 = b_pos[:, 0].min() - 1.0
+    y0 = b_pos[:, 1].min() - 1.0
+    x1 = b_pos[:, 0].max()
+    y1 = b_pos[:, 1].max()
+    gap = 0.0
+    for j in range(nb):
+        gap = max(gap, np.hypot(b_pos[j, 2] - b_pos[j, 0], b_pos[j, 3] - b_pos[j, 1]))
     cell = radius_m
-    while ((bx.max() - x0) / cell + 1.0) * ((by.max() - y0) / cell + 1.0) > _MAX_CELLS:
+    while ((x1 - x0) / cell + 1.0) * ((y1 - y0) / cell + 1.0) > _MAX_CELLS:
         cell *= 2.0
-    nx = int((bx.max() - x0) / cell) + 1
-    ny = int((by.max() - y0) / cell) + 1
+    nx = int((x1 - x0) / cell) + 1
+    ny = int((y1 - y0) / cell) + 1
     ptr = np.zeros(nx * ny + 1, dtype=np.int64)
-    cell_of = np.empty(bx.shape[0], dtype=np.int64)
-    for j in range(bx.shape[0]):
-        cell_of[j] = int((by[j] - y0) / cell) * nx + int((bx[j] - x0) / cell)
+    cell_of = np.empty(nb, dtype=np.int64)
+    for j in range(nb):
+        cell_of[j] = int((b_pos[j, 1] - y0) / cell) * nx + int((b_pos[j, 0] - x0) / cell)
         ptr[cell_of[j] + 1] += 1
     for c in range(nx * ny):
         ptr[c + 1] += ptr[c]
-    order = np.empty(bx.shape[0], dtype=np.int64)
+    order = np.empty(nb, dtype=np.int64)
     fill = ptr[:-1].copy()
-    for j in range(bx.shape[0]):
+    for j in range(nb):
         order[fill[cell_of[j]]] = j
         fill[cell_of[j]] += 1
-    cap = ax.shape[0] * 4 + 16
+    mark = np.full(nb, -1, dtype=np.int64)
+    cap = na * 4 + 16
     out_i = np.empty(cap, dtype=np.int64)
     out_j = np.empty(cap, dtype=np.int64)
     out_d = np.empty(cap)
     n = 0
     r2 = radius_m * radius_m
-    reach = int(np.ceil(radius_m / cell))
-    for i in range(ax.shape[0]):
-        cx = int(np.floor((ax[i] - x0) / cell))
-        cy = int(np.floor((ay[i] - y0) / cell))
-        for yy in range(max(cy - reach, 0), min(cy + reach + 1, ny)):
-            for xx in range(max(cx - reach, 0), min(cx + reach + 1, nx)):
-                c = yy * nx + xx
-                for q in range(ptr[c], ptr[c + 1]):
-                    j = order[q]
-                    if b_group[j] != a_group[i]:
-                        continue
-                    dx = bx[j] - ax[i]
-                    dy = by[j] - ay[i]
-                    d2 = dx * dx + dy * dy
-                    if d2 <= r2:
-                        if n == out_i.shape[0]:
-                            out_i = np.concatenate((out_i, np.empty(out_i.shape[0], dtype=np.int64)))
-                            out_j = np.concatenate((out_j, np.empty(out_j.shape[0], dtype=np.int64)))
-                            out_d = np.concatenate((out_d, np.empty(out_d.shape[0])))
-                        out_i[n] = i
-                        out_j[n] = j
-                        out_d[n] = np.sqrt(d2)
-                        n += 1
+    for i in range(na):
+        for w in range(2):
+            qx = a_pos[i, 2 * w]
+            qy = a_pos[i, 2 * w + 1]
+            reach = radius_m if w == 0 else radius_m + gap
+            cx0 = max(int(np.floor((qx - reach - x0) / cell)), 0)
+            cx1 = min(int(np.floor((qx + reach - x0) / cell)), nx - 1)
+            cy0 = max(int(np.floor((qy - reach - y0) / cell)), 0)
+            cy1 = min(int(np.floor((qy + reach - y0) / cell)), ny - 1)
+            for yy in range(cy0, cy1 + 1):
+                for xx in range(cx0, cx1 + 1):
+                    c = yy * nx + xx
+                    for q in range(ptr[c], ptr[c + 1]):
+                        j = order[q]
+                        if mark[j] == i or b_group[j] != a_group[i]:
+                            continue
+                        mark[j] = i
+                        d2 = min((b_pos[j, 0] - a_pos[i, 0]) ** 2 + (b_pos[j, 1] - a_pos[i, 1]) ** 2,
+                                 (b_pos[j, 2] - a_pos[i, 2]) ** 2 + (b_pos[j, 3] - a_pos[i, 3]) ** 2)
+                        if d2 <= r2:
+                            if n == out_i.shape[0]:
+                                out_i = np.concatenate((out_i, np.empty(out_i.shape[0], dtype=np.int64)))
+                                out_j = np.concatenate((out_j, np.empty(out_j.shape[0], dtype=np.int64)))
+                                out_d = np.concatenate((out_d, np.empty(out_d.shape[0])))
+                            out_i[n] = i
+                            out_j[n] = j
+                            out_d[n] = np.sqrt(d2)
+                            n += 1
     return out_i[:n], out_j[:n], out_d[:n]
+
+
+@jit
+def cheapest(key, cost, n_keys):
+    """Per candidate, whether it is the cheapest (the first on ties) of those sharing its key."""
+    best = np.full(n_keys, -1, dtype=np.int64)
+    for q in range(key.shape[0]):
+        b = best[key[q]]
+        if b < 0 or cost[q] < cost[b]:
+            best[key[q]] = q
+    out = np.zeros(key.shape[0], dtype=np.bool_)
+    for k in range(n_keys):
+        if best[k] >= 0:
+            out[best[k]] = True
+    return out
