@@ -36,9 +36,11 @@ Roads against the edges
   empty; see :func:`_calibrated`).
 - ``road_missing``: runs of fixes the matcher left unmatched or matched far off (beyond
   ``4 sigma`` of the GPS error measured from the matched distances), away from the trip's ends
-  (car parks) and at driving speed, from ``min_road_trips`` distinct trips through the same
-  ``road_cell_m`` cells; each connected run of such cells is one inferred centre line, joined
-  to the mapped nodes near its ends.
+  (car parks) and getting somewhere at driving speed, from ``min_road_trips`` distinct trips
+  through the same ``road_cell_m`` cells; each connected run of such cells is one inferred
+  centre line (joined to the mapped nodes near its ends), counted by the trips whose fixes
+  lie along it; its confidence is the chance that scattered off-map runs (multipath, car
+  parks) would not gather that many trips anywhere (:func:`_chance_windows`).
 
 Every diff gets a ``confidence`` in [0, 1] from its evidence: additions and removals by a
 calibration on the data itself (:func:`_calibrated`), moves by the chance that the two
@@ -748,12 +750,57 @@ def _road_row(kind, net, edges, confidence, passes, against, expected, **extra):
             "node_from": net.edges["u"].to_numpy()[e], "node_to": net.edges["v"].to_numpy()[e], **extra}
 
 
+#: a trip supports an inferred road when the median distance of its fixes from the line is
+#: within this many GPS sigmas (2.5: the median radius of a 2-D Gaussian is 1.18 sigma, and
+#: a per-trip bias adds about one more)
+SUPPORT_SIGMAS = 2.5
+
+
+def _chance_windows(trips_per_window: np.ndarray):
+    """How many windows (a cell and its neighbours) would hold a given number of distinct
+    off-map trips by chance: a function of the trips. Off-map runs that are not a road
+    (multipath, car parks, outliers) scatter independently, so a window's count is Poisson;
+    its mean is estimated from the occupied windows (zero-truncated, the busiest 5 % left out:
+    they are the roads), and the expectation is over all occupied windows. A line of
+    ``n`` trips is then a road with the probability that no window reaches ``n`` by chance."""
+    from scipy.stats import poisson
+
+    counts = np.asarray(trips_per_window, float)
+    if len(counts) == 0:
+        return lambda n: 0.0
+    core = counts[counts <= np.quantile(counts, 0.95)]
+    mean = max(float(core.mean()), 1.0 + 1e-6)
+    lam = mean  # solve mean = lam / (1 - exp(-lam)) by fixed point
+    for _ in range(50):
+        lam = mean * (1.0 - np.exp(-lam))
+    n_windows = len(counts)
+    return lambda n: float(n_windows * poisson.sf(n - 1, max(lam, 1e-9)))
+
+
+def _centre_line(part: pd.DataFrame, cell: float):
+    """The centre line of off-map fixes (``x``, ``y``): the median position in bins of ``cell``
+    metres along their main axis; None for a blob (a car park, a place GPS goes astray)."""
+    from shapely import LineString
+
+    xy = part[["x", "y"]].to_numpy()
+    if len(xy) < 3:
+        return None
+    centre = xy.mean(axis=0)
+    _, _, vt = np.linalg.svd(xy - centre, full_matrices=False)
+    along = (xy - centre) @ vt[0]
+    if along.max() - along.min() < 2 * cell:
+        return None
+    which = np.digitize(along, np.arange(along.min(), along.max() + cell, cell))
+    line = [np.median(xy[which == b], axis=0) for b in np.unique(which)]
+    return LineString(line) if len(line) >= 2 else None
+
+
 def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig, source: str, warnings):
     """``road_missing``: off-map runs of several trips along a common line (see the module
     docstring)."""
+    import shapely
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
-    from shapely import LineString
 
     from mapdiff.schema import _require, time_seconds
 
@@ -779,9 +826,11 @@ def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig
     g = df.groupby("run")
     stats = g.agg(n=("x", "size"), touches=("first", "any"), touches_end=("last", "any"), t0=("t", "min"),
                   t1=("t", "max"))
-    step = np.hypot(df["x"].diff(), df["y"].diff()).where(df["run"].eq(df["run"].shift()), 0.0)
-    stats["metres"] = step.groupby(df["run"]).sum()
-    speed = stats["metres"] / np.maximum(stats["t1"] - stats["t0"], 1e-9)
+    # how fast the run got anywhere: the extent it covers over its duration (a path length
+    # would add up GPS jitter, and a car standing in a car park would seem to drive)
+    box = g.agg(x0=("x", "min"), x1=("x", "max"), y0=("y", "min"), y1=("y", "max"))
+    extent = np.hypot(box["x1"] - box["x0"], box["y1"] - box["y0"])
+    speed = extent / np.maximum(stats["t1"] - stats["t0"], 1e-9)
     # a run must look like driving a road: several fixes, not at a trip's end (car parks), at
     # a speed no car park or standing car shows (2.5 m/s = 9 km/h)
     good = (stats["n"] >= 3) & ~stats["touches"] & ~stats["touches_end"] & (speed > 2.5)
@@ -801,6 +850,7 @@ def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig
         for dy in (-1, 0, 1):
             near[(dx, dy)] = by_cell.assign(c=by_cell["c"] + dx * 2**31 + dy)
     spread = pd.concat(near.values()).drop_duplicates().groupby("c").size()
+    chance_windows = _chance_windows(spread.to_numpy())
     strong = spread.index[spread >= config.min_road_trips].to_numpy()
     strong = np.intersect1d(strong, cells)
     if len(strong) == 0:
@@ -829,28 +879,26 @@ def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig
         nx_, ny_ = roads.net.vx[roads.net.vptr[:n]], roads.net.vy[roads.net.vptr[:n]]
         node_tree = (cKDTree(np.c_[nx_, ny_]), roads.net.edges["u"].to_numpy())
     for comp, part in pts.groupby("comp"):
+        geom = _centre_line(part, cell)
+        if geom is None:
+            continue
+        # the trips that drove that line: most of their fixes on it, within the GPS error; a
+        # multipath stretch of another trip crossing it, or running beside it, is not support
+        lateral = shapely.distance(shapely.points(part["x"].to_numpy(), part["y"].to_numpy()), geom)
+        support = pd.Series(lateral).groupby(part["trip"].to_numpy()).median() <= SUPPORT_SIGMAS * sigma
+        part = part[part["trip"].isin(support.index[support])]
         n_trips = part["trip"].nunique()
-        if n_trips < config.min_road_trips or len(part) < 3:
+        if n_trips < config.min_road_trips:
             continue
-        xy = part[["x", "y"]].to_numpy()
-        centre = xy.mean(axis=0)
-        _, _, vt = np.linalg.svd(xy - centre, full_matrices=False)
-        along = (xy - centre) @ vt[0]
-        if along.max() - along.min() < 2 * cell:
-            continue  # a blob, not a line: a car park or a place GPS goes astray
-        # the centre line: the median across-track position in bins along the main axis
-        bins = np.arange(along.min(), along.max() + cell, cell)
-        which = np.digitize(along, bins)
-        line = [xy[which == b].mean(axis=0) if False else np.median(xy[which == b], axis=0)
-                for b in np.unique(which)]
-        if len(line) < 2:
+        geom = _centre_line(part, cell)
+        if geom is None:
             continue
-        geom = LineString(line)
+        line = shapely.get_coordinates(geom)
         ends = [None, None]
         if node_tree is not None:
             d, k = node_tree[0].query(np.array([line[0], line[-1]]))
             ends = [node_tree[1][k[i]] if d[i] <= 3 * cell else None for i in range(2)]
-        conf = 1.0 - 0.5 ** (n_trips - 1)
+        conf = float(np.exp(-chance_windows(n_trips)))
         out.append({"kind": "road_missing", "class": "road", "confidence": float(conf), "n_trips": int(n_trips),
                     "n_observations": int(len(part)), "geometry_m": geom, "node_from": ends[0], "node_to": ends[1],
                     "distance_m": float(geom.length)})

@@ -42,6 +42,15 @@ CLASS_SPEED_KMH = {
     "living_street": 15, "unclassified": 40,
 }
 DEFAULT_SPEED_KMH = 30
+#: where the world's objects stand: "physical" (poles at the kerb of the approaches, as on a
+#: street) or "osm" (on the map's node, as OSM maps them)
+PLACEMENTS = ("physical", "osm")
+#: a mapped point this close to a road's line is on the road (OSM's way or junction node)
+ON_ROAD_M = 2.0
+#: a signal pole stands this far before the junction node on its approach
+STOP_LINE_M = 4.0
+#: an overhead signal hangs this high (centre of the head) above the road
+OVERHEAD_Z_M = 5.5
 SPEED_LIMITS_KMH = ("20", "30", "40", "50", "60", "70", "80", "100")
 EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 
@@ -63,6 +72,15 @@ class SimConfig:
     Camera: a frame every ``frame_interval_s``; objects within ``max_range_m`` with a box at least
     ``min_box_px`` high are detected unless missed (``miss_rate``); ``false_positive_rate`` per
     frame; ``confusion_rate`` of detections get a wrong class or value.
+    The street: with ``placement="physical"`` the world's objects stand where they stand on a
+    street while the stale map keeps OSM's convention (see :func:`place_objects`): a junction's
+    signals on a pole at the kerb of each approach (``overhead_rate`` of them on a mast arm above
+    the lane), a crossing's signs on both kerbs, a sign at the kerb (``kerb_m`` right of the
+    centre line) of the approach to the nearer junction, facing its traffic (a sign seen from
+    behind is not detected); ``"osm"`` puts every object on its map node, as OSM maps it.
+    What fools road diffs: ``multipath_rate`` of trips have a stretch of 10-60 s with the fixes
+    20-80 m off to one side; ``detour_rate`` of trips stop off the network mid-trip (a car park,
+    a fuel station: 30-80 m off, 1-5 minutes); tunnels (edges tagged ``tunnel``) give no fixes.
     """
 
     vehicles: int = 20
@@ -89,6 +107,11 @@ class SimConfig:
     false_positive_rate: float = 0.002
     confusion_rate: float = 0.02
     size_jitter: float = 0.1
+    placement: str = "physical"
+    overhead_rate: float = 0.3
+    kerb_m: float = 4.0
+    multipath_rate: float = 0.1
+    detour_rate: float = 0.05
     added_rate: float = 0.02
     removed_rate: float = 0.02
     moved_rate: float = 0.02
@@ -101,7 +124,7 @@ class SimConfig:
         """Raise :class:`ConfigError` naming the first impossible option."""
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name in ("start_date",):
+            if f.name in ("start_date", "placement"):
                 continue
             name = f.name
             if name.endswith("_rate") or name == "size_jitter":
@@ -116,13 +139,16 @@ class SimConfig:
                 if int(v) != v or v < 0:
                     msg = f"seed must be a whole number >= 0; found {v}"
                     raise ConfigError(msg)
-            elif name in ("trips_per_day", "lane_offset_m", "gps_sigma_m", "gps_bias_sigma_m", "min_trip_m"):
+            elif name in ("trips_per_day", "lane_offset_m", "gps_sigma_m", "gps_bias_sigma_m", "min_trip_m", "kerb_m"):
                 if not (np.isfinite(v) and v >= 0):
                     msg = f"{name} must be >= 0; found {v}"
                     raise ConfigError(msg)
             elif not (np.isfinite(v) and v > 0):
                 msg = f"{name} must be > 0; found {v}"
                 raise ConfigError(msg)
+        if self.placement not in PLACEMENTS:
+            msg = f"placement must be one of {', '.join(PLACEMENTS)}; found {self.placement!r}"
+            raise ConfigError(msg)
         try:
             pd.Timestamp(self.start_date)
         except ValueError:
@@ -252,7 +278,10 @@ def plant_changes(edges, features, config: SimConfig, rng):
     ids = features["feature_id"].to_numpy()
     added = _pick(rng, ids, config.added_rate)
     pool = np.setdiff1d(ids, added)
-    moved = _pick(rng, pool, config.moved_rate)
+    lookup = _road_lookup(edges)
+    # a junction's signals have no wrong place along a road: OSM's place for them is the node
+    movable = np.setdiff1d(pool, _junction_signals(features, lookup)) if config.placement == "physical" else pool
+    moved = _pick(rng, movable, config.moved_rate * len(pool) / max(len(movable), 1))
     pool = np.setdiff1d(pool, moved)
     has_value = features.set_index("feature_id")["value"].reindex(pool).notna().to_numpy()
     changed = _pick(rng, pool[has_value], config.value_changed_rate)
@@ -265,8 +294,7 @@ def plant_changes(edges, features, config: SimConfig, rng):
     for fid in np.sort(moved):
         f = by_id.loc[fid]
         dist = float(np.exp(rng.uniform(np.log(3.0), np.log(40.0))))
-        ang = rng.uniform(0, 2 * np.pi)
-        old = shapely.Point(f.geometry.x + dist * np.cos(ang), f.geometry.y + dist * np.sin(ang))
+        old, dist = _misplaced(f.geometry, dist, lookup, rng)
         by_id.loc[fid, "geometry"] = old
         rows.append({"kind": "object_moved", "class": f["class"], "feature_id": int(fid), "object_id": int(fid),
                      "old_value": f["value"], "new_value": f["value"], "distance_m": dist, "geometry": f.geometry})
@@ -318,6 +346,155 @@ def plant_changes(edges, features, config: SimConfig, rng):
     changes["distance_m"] = changes["distance_m"].astype(float)
     changes = gpd.GeoDataFrame(changes, geometry="geometry", crs=crs)
     return world_edges, map_edges, objects, map_feats, changes
+
+
+def _junction_signals(features, lookup) -> np.ndarray:
+    """The feature ids of traffic signals mapped on a junction node."""
+    _tree, _lines, junctions = lookup
+    sig = features[features["class"] == "traffic_signals"]
+    if len(sig) == 0 or len(junctions) == 0:
+        return np.zeros(0, dtype=np.int64)
+    from scipy.spatial import cKDTree
+
+    d, _ = cKDTree(junctions[["x", "y"]].to_numpy()).query(np.c_[sig.geometry.x, sig.geometry.y])
+    return sig["feature_id"].to_numpy()[d <= ON_ROAD_M]
+
+
+def _misplaced(point, dist, lookup, rng):
+    """Where a stale map has a feature ``dist`` metres off: along its road when it is mapped on
+    one (a node misplaced along the way: a shift across the road is only another mapping
+    convention), else in a random direction. Returns the point and the distance it moved."""
+    import shapely
+
+    tree, lines, _junctions = lookup
+    idx = tree.query_nearest(point, all_matches=False) if len(lines) else []
+    line = lines[int(idx[0])] if len(idx) else None
+    if line is not None and line.distance(point) <= ON_ROAD_M and line.length > 6.0:
+        s = line.project(point)
+        step = dist if rng.random() < 0.5 else -dist
+        if not 0.0 <= s + step <= line.length:
+            step = -step
+        target = min(max(s + step, 0.0), line.length)
+        moved = line.interpolate(target)
+        offset = (point.x - line.interpolate(s).x, point.y - line.interpolate(s).y)
+        return shapely.Point(moved.x + offset[0], moved.y + offset[1]), abs(target - s)
+    ang = rng.uniform(0, 2 * np.pi)
+    return shapely.Point(point.x + dist * np.cos(ang), point.y + dist * np.sin(ang)), dist
+
+
+def _road_lookup(edges):
+    """Nearest-road queries on edges in metres: (STRtree, lines, junction node points)."""
+    import shapely
+
+    lines = edges.geometry.values
+    tree = shapely.STRtree(lines)
+    start = shapely.get_point(lines, 0)
+    end = shapely.get_point(lines, -1)
+    nodes = pd.DataFrame({"node": np.r_[edges["u"].to_numpy(), edges["v"].to_numpy()],
+                          "other": np.r_[edges["v"].to_numpy(), edges["u"].to_numpy()],
+                          "x": np.r_[shapely.get_x(start), shapely.get_x(end)],
+                          "y": np.r_[shapely.get_y(start), shapely.get_y(end)]})
+    degree = nodes[nodes["node"] != nodes["other"]].drop_duplicates(["node", "other"]).groupby("node").size()
+    at = nodes.drop_duplicates("node").set_index("node")
+    junctions = at.loc[degree.index[degree >= 3]]
+    return tree, lines, junctions
+
+
+def _along(line, s, lateral):
+    """The point ``lateral`` metres right of ``line`` at ``s`` metres along it, and the
+    direction of travel there (compass degrees)."""
+    length = line.length
+    a = line.interpolate(max(0.0, min(s, length) - 0.5))
+    b = line.interpolate(min(length, max(s, 0.0) + 0.5))
+    dx, dy = b.x - a.x, b.y - a.y
+    norm = np.hypot(dx, dy) or 1.0
+    dx, dy = dx / norm, dy / norm
+    p = line.interpolate(min(max(s, 0.0), length))
+    return p.x + lateral * dy, p.y - lateral * dx, float(np.degrees(np.arctan2(dx, dy)) % 360.0)
+
+
+def place_objects(objects, edges, config: SimConfig, rng):
+    """Where the world's objects physically stand, from the features OSM's way (``objects``:
+    one row per true feature on its map node, metres). Returns one row per physical object
+    (a pole, a sign), with ``feature_id`` (the map feature it belongs to) and ``facing_deg``
+    (the compass direction its face looks to: it is seen by traffic coming from there; NaN:
+    from everywhere).
+
+    - ``traffic_signals`` on a junction node (three or more roads): a pole ``STOP_LINE_M``
+      before the node on every approach, at the kerb (``kerb_m`` right of the centre line), or
+      for ``overhead_rate`` of them on a mast arm above the lane;
+    - other signals on a road: a pole at the kerb of each direction;
+    - ``crossing`` on a road: a sign on each kerb (each direction's, or both of a one-way);
+    - any other sign on a road: at the kerb of the direction approaching the nearer end of
+      the road (the junction it regulates), facing that traffic;
+    - a point mapped off the road (``ON_ROAD_M``) already stands where the mapper put it.
+
+    ``placement="osm"`` keeps every object on its node, seen from everywhere.
+    """
+    import geopandas as gpd
+    import shapely
+
+    out = objects.copy()
+    out["feature_id"] = out["object_id"].to_numpy()
+    out["facing_deg"] = np.nan
+    if config.placement == "osm" or len(objects) == 0 or len(edges) == 0:
+        return out
+    tree, lines, junctions = _road_lookup(edges)
+    pts = objects.geometry.values
+    near, dist = tree.query_nearest(pts, return_distance=True, all_matches=False)
+    nearest = np.full(len(objects), -1)
+    gap = np.full(len(objects), np.inf)
+    nearest[near[0]] = near[1]
+    gap[near[0]] = dist
+    if len(junctions):
+        from scipy.spatial import cKDTree
+
+        j_dist, j_idx = cKDTree(junctions[["x", "y"]].to_numpy()).query(np.c_[shapely.get_x(pts), shapely.get_y(pts)])
+    else:
+        j_dist, j_idx = np.full(len(objects), np.inf), np.zeros(len(objects), np.int64)
+    u, v = edges["u"].to_numpy(), edges["v"].to_numpy()
+    by_pair = {}
+    for k, (a, b) in enumerate(zip(u, v)):
+        by_pair.setdefault((a, b), k)
+    incoming = pd.Series(np.arange(len(edges))).groupby(v).apply(list).to_dict()
+    rows = []
+    for r, base in enumerate(objects.to_dict("records")):
+        cls = base["class"]
+        poles = []  # (x, y, facing, overhead)
+        if cls == "traffic_signals" and j_dist[r] <= ON_ROAD_M:
+            node = junctions.index[j_idx[r]]
+            for k in incoming.get(node, []):
+                line = lines[k]
+                x, y, heading = _along(line, line.length - min(STOP_LINE_M, line.length / 2), config.kerb_m)
+                overhead = rng.random() < config.overhead_rate
+                if overhead:
+                    x, y, heading = _along(line, line.length - min(STOP_LINE_M, line.length / 2), config.lane_offset_m)
+                poles.append((x, y, (heading + 180.0) % 360.0, overhead))
+        elif gap[r] <= ON_ROAD_M:
+            e = nearest[r]
+            ways = [e] + ([by_pair[(v[e], u[e])]] if (v[e], u[e]) in by_pair and v[e] != u[e] else [])
+            spots = [(k, lines[k].project(pts[r])) for k in ways]
+            if cls in ("traffic_signals", "crossing"):
+                sides = [(k, sk, config.kerb_m) for k, sk in spots]
+                if cls == "crossing" and len(spots) == 1:  # a one-way street: both kerbs
+                    sides.append((spots[0][0], spots[0][1], -config.kerb_m))
+            else:  # the approach to the nearer end: the direction with the least road left
+                k, sk = min(spots, key=lambda ks: lines[ks[0]].length - ks[1])
+                sides = [(k, sk, config.kerb_m)]
+            for k, sk, lateral in sides:
+                x, y, heading = _along(lines[k], sk, lateral)
+                poles.append((x, y, (heading + 180.0) % 360.0, False))
+        if not poles:
+            poles = [(pts[r].x, pts[r].y, np.nan, False)]
+        for x, y, facing, overhead in poles:
+            row = dict(base)
+            row.update(geometry=shapely.Point(x, y), facing_deg=facing, feature_id=base["object_id"])
+            if overhead:
+                row["z_m"] = OVERHEAD_Z_M
+            rows.append(row)
+    placed = gpd.GeoDataFrame(pd.DataFrame(rows), geometry="geometry", crs=objects.crs)
+    placed["object_id"] = np.arange(len(placed), dtype=np.int64)
+    return placed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,6 +607,7 @@ def _pieces(trips, legs_edges, legs_ptr, legs_ok, roads: _Roads, signal_node, co
         factor = float(np.clip(rng.normal(0.9, 0.1), 0.6, 1.15))
         start = len(cols["edge"])
         first_edge = next(int(r[0]) for r in route if r is not None and len(r))
+        detour = rng.random() < config.detour_rate
         if rng.random() < config.offroad_rate:
             _offroad(add, net, first_edge, 0.0, rng, arrive=True)
         for r in route:
@@ -440,10 +618,12 @@ def _pieces(trips, legs_edges, legs_ptr, legs_ok, roads: _Roads, signal_node, co
                 add(e, s, s, rng.uniform(2.0, 6.0))
                 add(back, elen[back] - s, elen[back], s / (roads.speed[back] * factor * 0.5))
                 continue
-            for e in r:
+            for k, e in enumerate(r):
                 add(int(e), 0.0, elen[e], elen[e] / max(roads.speed[e] * factor, 2.0))
                 if signal_node[net.edge_v[e]] and rng.random() < config.signal_stop_rate:
                     add(int(e), elen[e], elen[e], rng.uniform(5.0, 45.0))
+                if detour and r is route[-1] and k == len(r) // 2 and len(r) >= 3:
+                    _detour(add, net, int(e), rng)
         last_edge = cols["edge"][-1]
         if rng.random() < config.offroad_rate:
             _offroad(add, net, last_edge, elen[last_edge], rng, arrive=False)
@@ -452,6 +632,51 @@ def _pieces(trips, legs_edges, legs_ptr, legs_ok, roads: _Roads, signal_node, co
             ptr.append(len(cols["edge"]))
     arrays = {k: np.asarray(v, dtype=np.int64 if k == "edge" else np.float64) for k, v in cols.items()}
     return kept, np.asarray(ptr, dtype=np.int64), arrays
+
+
+def _multipath(x, y, heading, t, ptr, start, dur, config: SimConfig, rng):
+    """Multipath stretches, in place: in ``multipath_rate`` of the trips, the fixes of one
+    window of 10-60 s run 20-80 m off to one side of the way the car was heading when it began
+    (ramping in and out over 3 s, as a reflection takes over and lets go). Returns the flags."""
+    flag = np.zeros(len(t), dtype=bool)
+    for i in np.flatnonzero(rng.random(len(start)) < config.multipath_rate):
+        length = rng.uniform(10.0, 60.0)
+        t0 = start[i] + rng.uniform(0.0, max(dur[i] - length, 0.0))
+        q = np.arange(ptr[i], ptr[i + 1])
+        inside = q[(t[q] >= t0) & (t[q] < t0 + length)]
+        if len(inside) == 0:
+            continue
+        off = rng.uniform(20.0, 80.0) * rng.choice([-1.0, 1.0])
+        h = np.radians(heading[inside[0]])
+        ramp = np.clip(np.minimum(t[inside] - t0, t0 + length - t[inside]) / 3.0, 0.0, 1.0)
+        x[inside] += off * np.cos(h) * ramp  # right of a heading (sin h, cos h) is (cos h, -sin h)
+        y[inside] -= off * np.sin(h) * ramp
+        flag[inside] = True
+    return flag
+
+
+def _in_tunnel(world_edges, edge_index) -> np.ndarray:
+    """Per fix (world edge row, -1 off the network), whether it falls in a tunnel: no fix there."""
+    if "tunnel" not in world_edges:
+        return np.zeros(len(edge_index), dtype=bool)
+    tag = world_edges["tunnel"].astype(object).to_numpy()
+    tunnel = np.array([t is not None and str(t).lower() not in ("no", "nan", "none", "false", "")
+                       for t in tag], dtype=bool)
+    return (edge_index >= 0) & tunnel[np.maximum(edge_index, 0)]
+
+
+def _detour(add, net, e, rng):
+    """A stop off the network at the end of edge ``e`` (a car park, a fuel station): a straight
+    drive 30-80 m off to one side, 1-5 minutes there, and back to the same point."""
+    from mapdiff._kernels.geometry import point_on_edge
+
+    x, y, hx, hy = point_on_edge(e, net.edge_len[e], net.vx, net.vy, net.vcum, net.vptr)
+    dist = rng.uniform(30.0, 80.0)
+    side = rng.choice([-1.0, 1.0])
+    px, py = x + side * dist * hy, y - side * dist * hx
+    add(-1, np.nan, np.nan, dist / 3.0, x, y, px, py)
+    add(-1, np.nan, np.nan, rng.uniform(60.0, 300.0), px, py, px, py)
+    add(-1, np.nan, np.nan, dist / 3.0, px, py, x, y)
 
 
 def _offroad(add, net, e, s, rng, *, arrive):
@@ -519,6 +744,7 @@ def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, 
     edges_m = edges.to_crs(proj.crs).reset_index(drop=True)
     feats_m = features.to_crs(proj.crs).reset_index(drop=True)
     world_edges, map_edges, objects, map_feats, changes = plant_changes(edges_m, feats_m, config, rng)
+    objects = place_objects(objects, world_edges, config, rng)
     say(f"planted {len(changes):,} changes: " + ", ".join(
         f"{n} {k}" for k, n in changes["kind"].value_counts(sort=False).items() if n))
 
@@ -568,7 +794,8 @@ def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, 
     x, y, heading, fedge, foff = pose_at(t_fix, fptr)
     nx_, ny_, outlier = gps_noise(fptr, t_fix, x, y, config.seed, config.gps_sigma_m, config.gps_bias_sigma_m,
                                   config.gps_bias_tau_s, config.outlier_rate, 20.0, 100.0)
-    keep = np.ones(len(t_fix), dtype=bool)
+    multipath = _multipath(nx_, ny_, heading, t_fix, fptr, start, dur, config, rng)
+    keep = ~_in_tunnel(world_edges, fedge)
     dropped = rng.random(n_trips) < config.dropout_rate
     gap = rng.uniform(10.0, 60.0, n_trips)
     gap_start = start + rng.uniform(0.2, 0.8, n_trips) * dur
@@ -584,6 +811,7 @@ def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, 
         "trip_id": traces["trip_id"], "t": t_ts, "lon": true_lon, "lat": true_lat,
         "edge_id": pd.array(np.where(kedge >= 0, world_ids[np.maximum(kedge, 0)], 0), dtype="Int64"),
         "offset_m": foff[keep], "heading_deg": heading[keep], "outlier": outlier[keep],
+        "multipath": multipath[keep],
     })
     fixes.loc[kedge < 0, "edge_id"] = pd.NA
     say(f"sampled {len(traces):,} GPS fixes")
@@ -620,7 +848,8 @@ def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, 
         ox, oy = objects.geometry.x.to_numpy(), objects.geometry.y.to_numpy()
         grid = _object_grid(ox, oy, 50.0)
         frame, obj, box, score = detect(cptr, cx, cy, cheading, ox, oy, objects["z_m"].to_numpy(),
-                                        objects["height_m"].to_numpy(), objects["width_m"].to_numpy(), grid,
+                                        objects["height_m"].to_numpy(), objects["width_m"].to_numpy(),
+                                        np.radians(objects["facing_deg"].to_numpy(float)), grid,
                                         camera.kernel_tuple, config.seed, config.max_range_m, config.min_box_px,
                                         camera.pixel_sigma_px, config.miss_rate)
         detections, detection_truth = _finish_detections(frame, obj, box, score, t_frame, ctrip, (cx, cy, cheading),
@@ -639,7 +868,8 @@ def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, 
         "value": objects["value"].to_numpy(), "lon": obj_wgs.geometry.x.to_numpy(),
         "lat": obj_wgs.geometry.y.to_numpy(), "height_m": objects["height_m"].to_numpy(),
         "width_m": objects["width_m"].to_numpy(),
-        "in_map": ~objects["object_id"].isin(changes.loc[changes["kind"] == "object_added", "object_id"]),
+        "feature_id": objects["feature_id"].to_numpy(), "facing_deg": objects["facing_deg"].to_numpy(float),
+        "in_map": ~objects["feature_id"].isin(changes.loc[changes["kind"] == "object_added", "object_id"]),
     })
     # how often each object was really seen (false positives and confusions aside)
     real = detection_truth["object_id"].notna().to_numpy()

@@ -10,6 +10,10 @@ from mapdiff._kernels import jit
 from mapdiff._kernels.geometry import point_on_edge
 from mapdiff._kernels.graph import dijkstra, new_workspace
 
+#: a sign's face is read up to this angle off its axis (beyond, it is a thin edge)
+_READABLE_DEG = 75.0
+_COS_READABLE = np.cos(np.radians(_READABLE_DEG))
+
 
 @jit
 def route_legs(src, dst, n_nodes, out_ptr, out_edge, edge_u, edge_v, edge_w):
@@ -152,13 +156,15 @@ def project_box(dx, dy, heading_deg, obj_z_m, obj_h_m, obj_w_m, cam):
 
 
 @jit
-def detect(time_ptr, fx, fy, fheading, ox, oy, oz, oh, ow, grid, cam, seed, max_range_m, min_box_px,
+def detect(time_ptr, fx, fy, fheading, ox, oy, oz, oh, ow, ofacing, grid, cam, seed, max_range_m, min_box_px,
            pixel_sigma_px, miss_rate):
     """Detections of the objects (``ox, oy``; centre height ``oz``; size ``oh`` x ``ow``) seen
     from each camera frame (pose ``fx, fy, fheading``; trip i's frames ``time_ptr[i]:[i+1]``).
 
     An object within ``max_range_m`` whose box lies in the image and is at least ``min_box_px``
-    high is detected unless missed (``miss_rate``); box edges get Gaussian pixel noise.
+    high is detected unless missed (``miss_rate``); box edges get Gaussian pixel noise. An
+    object with a face (``ofacing``, radians clockwise from north; NaN: seen from everywhere) is
+    only read from in front of it, within ``_READABLE_DEG`` of the way it faces.
     ``grid`` = (x0, y0, cell_m, nx, ny, cell_ptr, cell_obj). Returns frame index, object index,
     box (4 arrays) and score.
     """
@@ -184,6 +190,12 @@ def detect(time_ptr, fx, fy, fheading, ox, oy, oz, oh, ow, grid, cam, seed, max_
                         dy = oy[j] - fy[q]
                         if dx * dx + dy * dy > max_range_m * max_range_m:
                             continue
+                        if not np.isnan(ofacing[j]):
+                            # the camera must stand in front of the face: from the object, the
+                            # way to the camera within the readable angle of its facing
+                            if -(dx * np.sin(ofacing[j]) + dy * np.cos(ofacing[j])) < _COS_READABLE * np.sqrt(
+                                    dx * dx + dy * dy):
+                                continue
                         b0, b1, b2, b3 = project_box(dx, dy, fheading[q], oz[j], oh[j], ow[j], cam)
                         if np.isnan(b0) or b3 - b1 < min_box_px:
                             continue
