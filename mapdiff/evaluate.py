@@ -299,7 +299,10 @@ def observable_changes(truth: Truth, *, min_trips: int = 3) -> np.ndarray:
 
     ch = truth.changes
     routes = truth.routes
-    seen = truth.objects.set_index("object_id")["n_trips_seen"]
+    objects = truth.objects
+    # a feature stands in the world as one or more objects (poles); seen when any of them was
+    seen = objects.groupby(objects["feature_id"] if "feature_id" in objects else objects["object_id"])[
+        "n_trips_seen"].max()
     out = np.zeros(len(ch), dtype=bool)
     kinds = ch["kind"].astype(str).to_numpy()
     with_object = ch["object_id"].notna().to_numpy()
@@ -347,8 +350,9 @@ def score_diff(truth: Truth, diffs, *, object_m=10.0, road_m=20.0, min_trips=3, 
     _require(diffs, ["kind", "geometry"], source)
     changes = truth.changes
     if "feature_id" in diffs:
-        _known(diffs["feature_id"], pd.concat([changes["feature_id"].dropna(), truth.objects["object_id"]]),
-               "feature ids", source)
+        objects = truth.objects
+        features = objects["feature_id"] if "feature_id" in objects else objects["object_id"]
+        _known(diffs["feature_id"], pd.concat([changes["feature_id"].dropna(), features]), "feature ids", source)
     if "edge_id" in diffs:
         _known(diffs["edge_id"], truth.edges["edge_id"], "edge ids", source)
     crs = changes.crs

@@ -377,7 +377,8 @@ def _misplaced(point, dist, lookup, rng):
         target = min(max(s + step, 0.0), line.length)
         moved = line.interpolate(target)
         offset = (point.x - line.interpolate(s).x, point.y - line.interpolate(s).y)
-        return shapely.Point(moved.x + offset[0], moved.y + offset[1]), abs(target - s)
+        new = shapely.Point(moved.x + offset[0], moved.y + offset[1])
+        return new, float(new.distance(point))
     ang = rng.uniform(0, 2 * np.pi)
     return shapely.Point(point.x + dist * np.cos(ang), point.y + dist * np.sin(ang)), dist
 

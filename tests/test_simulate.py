@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from mapdiff.camera import Camera
 from mapdiff.simulate import SimConfig
 
-QUIET_WORLD = dict(outlier_rate=0.0, dropout_rate=0.0, offroad_rate=0.0)
+QUIET_WORLD = dict(outlier_rate=0.0, dropout_rate=0.0, offroad_rate=0.0, multipath_rate=0.0, detour_rate=0.0)
 
 
 @pytest.fixture(scope="session")
@@ -104,21 +104,22 @@ def test_planted_changes_are_in_the_stale_map_and_not_in_the_world(sim_dir):
     map_edges = gpd.read_file(Path(sim_dir) / "map.gpkg", layer="edges").set_index("edge_id")
     counts = changes["kind"].value_counts()
     assert (counts >= 10).all() and len(counts) == 7, counts  # tens of each kind on Helsinki
-    world = objects.set_index("object_id")
-    for c in changes.itertuples():
+    from mapdiff.projection import LocalProjection
+
+    world = objects.groupby("feature_id").first()  # a feature's poles share its class and value
+    changes_m = changes.to_crs(LocalProjection.around(24.94, 60.17).crs)
+    for c, where in zip(changes.itertuples(), changes_m.geometry):
         if c.kind == "object_added":
             assert c.object_id in world.index and c.object_id not in feats.index
         elif c.kind == "object_removed":
             assert c.feature_id in feats.index and c.feature_id not in world.index
         elif c.kind == "object_moved":
-            f, o = feats.loc[c.feature_id], world.loc[c.object_id]
-            from mapdiff.projection import LocalProjection
-
-            p = LocalProjection.around(o["lon"], o["lat"])
+            # the stale map has it that far from where OSM would map the true object
+            p = LocalProjection.around(24.94, 60.17)
+            f = feats.loc[c.feature_id]
             fx, fy = p.to_metres([f.geometry.x], [f.geometry.y])
-            ox, oy = p.to_metres([o["lon"]], [o["lat"]])
-            assert np.hypot(fx - ox, fy - oy)[0] == pytest.approx(c.distance_m, rel=1e-3)
-            assert 3.0 <= c.distance_m <= 40.0
+            assert np.hypot(fx[0] - where.x, fy[0] - where.y) == pytest.approx(c.distance_m, rel=1e-3, abs=1e-3)
+            assert 0.0 < c.distance_m <= 40.5
         elif c.kind == "value_changed":
             assert feats.loc[c.feature_id, "value"] == c.old_value != c.new_value == world.loc[c.object_id, "value"]
         elif c.kind == "road_missing":
@@ -129,10 +130,89 @@ def test_planted_changes_are_in_the_stale_map_and_not_in_the_world(sim_dir):
         elif c.kind == "oneway_reversed":
             (e,) = c.edge_ids
             assert (map_edges.loc[e, "u"], map_edges.loc[e, "v"]) == (edges.loc[e, "v"], edges.loc[e, "u"])
-    # the unchanged features are where the world has them
-    same = world.index.intersection(feats.index).difference(changes["object_id"].dropna())
+    # every unchanged feature stands in the world, as one or more physical objects
+    same = world.index.intersection(feats.index).difference(changes["feature_id"].dropna())
     assert len(same) > 1000
-    assert np.allclose(feats.loc[same].geometry.x, world.loc[same, "lon"], atol=1e-9)
+
+
+def test_physical_placement_follows_the_street(helsinki_gpkg):
+    import shapely
+
+    from mapdiff.io import read_map_layers
+    from mapdiff.simulate import ON_ROAD_M, _road_lookup, place_objects
+
+    layers = read_map_layers(helsinki_gpkg)
+    crs = "EPSG:32635"
+    edges = layers["edges"].to_crs(crs)
+    feats = layers["features"].to_crs(crs).assign(object_id=lambda f: f["feature_id"], z_m=2.2)
+    config = SimConfig(kerb_m=4.0, overhead_rate=0.0)
+    placed = place_objects(feats, edges, config, np.random.default_rng(0))
+    _tree, lines, junctions = _road_lookup(edges)
+    per = placed.groupby("feature_id").size()
+    # a signal on a junction node: a pole on every approach, at the kerb, facing its traffic
+    sig = feats[feats["class"] == "traffic_signals"]
+    node_d = np.array([np.hypot(junctions["x"] - g.x, junctions["y"] - g.y).min() for g in sig.geometry])
+    at_node = sig["feature_id"].to_numpy()[node_d <= ON_ROAD_M]
+    assert len(at_node) > 0 and (per.loc[at_node] >= 2).all()  # one-way approaches count once
+    poles = placed[placed["feature_id"].isin(at_node)]
+    assert poles["facing_deg"].notna().all()
+    d_road = shapely.distance(np.asarray(poles.geometry.values)[:, None], np.asarray(lines)[None, :]).min(axis=1)
+    assert np.allclose(d_road, 4.0, atol=0.6)
+    # a crossing on a road: a sign on each kerb, one on each side of the centre line
+    cross = feats[feats["class"] == "crossing"]
+    on_road = cross["feature_id"].to_numpy()[shapely.distance(np.asarray(cross.geometry.values)[:, None],
+                                                              np.asarray(lines)[None, :]).min(axis=1) <= 0.5]
+    assert len(on_road) > 20 and (per.loc[on_road] == 2).mean() > 0.9
+    # a point mapped beside the road stays where the mapper put it, seen from everywhere
+    off = placed[placed["feature_id"].isin(per.index[per == 1])]
+    kept = off[off["facing_deg"].isna()]
+    orig = feats.set_index("feature_id").loc[kept["feature_id"]]
+    assert np.allclose(kept.geometry.x.to_numpy(), orig.geometry.x.to_numpy())
+    # the OSM placement keeps one object per feature on its node
+    osm = place_objects(feats, edges, SimConfig(placement="osm"), np.random.default_rng(0))
+    assert len(osm) == len(feats) and osm["facing_deg"].isna().all()
+
+
+def test_a_sign_is_only_seen_from_in_front(sim_dir):
+    from mapdiff.projection import LocalProjection
+
+    objects = _read(sim_dir, "truth/objects.parquet").set_index("object_id")
+    det = _read(sim_dir, "truth/detections.parquet").dropna(subset=["object_id"])
+    det = det.join(objects[["lon", "lat", "facing_deg"]], on="object_id")
+    det = det[det["facing_deg"].notna()]
+    assert len(det) > 1000
+    p = LocalProjection.around(24.94, 60.17)
+    ox, oy = p.to_metres(det["lon"], det["lat"])
+    cx, cy = p.to_metres(det["camera_lon"], det["camera_lat"])
+    f = np.radians(det["facing_deg"].to_numpy())
+    to_cam = np.c_[cx - ox, cy - oy]
+    cos = (to_cam[:, 0] * np.sin(f) + to_cam[:, 1] * np.cos(f)) / np.hypot(*to_cam.T)
+    assert cos.min() >= np.cos(np.radians(75.0)) - 1e-6
+
+
+def test_multipath_detours_and_tunnels(helsinki_gpkg):
+    from mapdiff.io import read_gpkg_layer
+    from mapdiff.simulate import simulate
+
+    edges = read_gpkg_layer(helsinki_gpkg, "edges")
+    tunnel_ids = edges.loc[edges["tunnel"].notna() & (edges["tunnel"] != "no"), "edge_id"] if "tunnel" in edges else []
+    sim = simulate({"edges": edges}, SimConfig(vehicles=10, seed=2, multipath_rate=0.5, detour_rate=0.5,
+                                               outlier_rate=0.0))
+    fx = sim.fixes
+    assert 0.05 < fx["multipath"].mean() < 0.5
+    from mapdiff.projection import LocalProjection
+
+    p = LocalProjection.around(24.94, 60.17)
+    x, y = p.to_metres(sim.traces["lon"], sim.traces["lat"])
+    tx, ty = p.to_metres(fx["lon"], fx["lat"])
+    err = np.hypot(x - tx, y - ty)
+    assert np.median(err[fx["multipath"].to_numpy()]) > 15.0  # 20-80 m off, ramps aside
+    # detours: fixes off the network mid-trip, not only at the trips' ends
+    off = fx["edge_id"].isna().to_numpy()
+    first_last = np.r_[True, fx["trip_id"].to_numpy()[1:] != fx["trip_id"].to_numpy()[:-1]]
+    assert off[~first_last].sum() > 100
+    # no fix on a tunnel edge
+    assert not fx["edge_id"].isin(list(tunnel_ids)).any()
 
 
 def test_true_routes_are_connected_paths_of_the_world(sim_dir):
