@@ -105,8 +105,12 @@ def test_diff_precision_recall_per_kind(truth):
         geometry=[shapely.Point(near_lon[0], near_lat[0]), shapely.Point(far_lon[0], far_lat[0]),
                   shapely.Point(far_lon[0], far_lat[0])], crs=4326)
     s = score_diff(truth, diffs)
-    assert s["object_added"] == {"planted": 1, "reported": 2, "precision": 0.5, "recall": 1.0}
-    assert s["road_closed"]["precision"] == 1.0 and s["road_closed"]["recall"] == 1.0
+    assert s["object_added"] == {"planted": 1, "observable": 1, "reported": 2, "precision": 0.5, "recall": 1.0,
+                                 "recall_all": 1.0}
+    # the closed road's ends (nodes 15, 16) were never passed: found, but not observable
+    closed = s["road_closed"]
+    assert closed["precision"] == 1.0 and closed["recall_all"] == 1.0
+    assert closed["observable"] == 0 and np.isnan(closed["recall"])
 
 
 def test_cli_prints_a_table_and_writes_json(truth, tmp_path):
