@@ -65,6 +65,10 @@ DIFF_COLUMNS = ["diff_id", "kind", "class", "feature_id", "edge_id", "edge_ids",
 #: a fix this close to an edge's end (or within a third of a short edge) does not confirm it:
 #: at a junction every edge there is near
 END_M = 10.0
+#: a map point this close to a road's centre line is mapped on it (OSM's way): where a sign
+#: stands beside that road is a convention, and it is compared along the road; a point mapped
+#: further off claims where it stands
+ON_ROAD_M = 2.0
 #: classes OSM maps on the junction node (when a junction is near)
 JUNCTION_CLASSES = ("traffic_signals",)
 
@@ -84,6 +88,8 @@ class DiffConfig:
     value_mismatch_m : the assignment's price of pairing different values, in metres [20].
     junction_radius_m : signals this close to a junction node belong to it [25].
     snap_m : points this close to a road are put on its centre line [15].
+    kerb_m : how far a pole may stand from the node OSM maps it on, where the map has no road
+        under the feature to measure along [5].
     split_m : an object of the class and value of one the map explains, this close to it on
         the centre line, is explained too (the other kerb's sign, a split estimate) [15].
     range_m, hfov_deg : what the dashcam sees: distance and horizontal field of view [50, 90].
@@ -101,6 +107,7 @@ class DiffConfig:
     value_mismatch_m: float = 20.0
     junction_radius_m: float = 25.0
     snap_m: float = 15.0
+    kerb_m: float = 5.0
     split_m: float = 15.0
     range_m: float = 50.0
     hfov_deg: float = 90.0
@@ -112,7 +119,7 @@ class DiffConfig:
     def validate(self) -> "DiffConfig":
         check_fields(self, ("min_trips", "min_visible_trips", "min_road_trips"),
                      lambda v: float(v) == int(v) and v >= 1, "a whole number >= 1")
-        check_fields(self, ("max_move_m", "min_tolerance_m", "junction_radius_m", "snap_m", "split_m", "range_m",
+        check_fields(self, ("max_move_m", "min_tolerance_m", "junction_radius_m", "snap_m", "kerb_m", "split_m", "range_m",
                             "road_cell_m"), lambda v: np.isfinite(v) and v > 0, "a positive number of metres")
         check_fields(self, ("map_sigma_m", "value_mismatch_m"), lambda v: np.isfinite(v) and v >= 0, ">= 0")
         check_fields(self, ("hfov_deg",), lambda v: 0 < v <= 360, "in (0, 360]")
@@ -232,13 +239,16 @@ def _roads(net) -> _Roads:
 def _conventional(x, y, junction_class, roads: _Roads, config: DiffConfig):
     """Where OSM's convention puts a thing standing at (x, y): a junction's node for junction
     classes near one, else the nearest point of the centre line of a road within ``snap_m``,
-    else where it stands. Returns (x, y, junction index or -1)."""
+    else where it stands. Returns (x, y, junction index or -1, and for a point mapped on a
+    road (within ``ON_ROAD_M``) the road's kernel edge and the offset along it, else -1, 0)."""
     from mapdiff._kernels.geometry import candidates
 
     x, y = np.asarray(x, float).copy(), np.asarray(y, float).copy()
     junction = np.full(len(x), -1, dtype=np.int64)
+    road = np.full(len(x), -1, dtype=np.int64)
+    along = np.zeros(len(x))
     if len(x) == 0:
-        return x, y, junction
+        return x, y, junction, road, along
     at_junction = np.asarray(junction_class, bool)
     if at_junction.any() and len(roads.junction_x):
         from scipy.spatial import cKDTree
@@ -250,10 +260,13 @@ def _conventional(x, y, junction_class, roads: _Roads, config: DiffConfig):
         x[idx], y[idx] = roads.junction_x[k[near]], roads.junction_y[k[near]]
     rest = np.flatnonzero(junction < 0)
     if len(rest):
-        edge, _dist, _off, cx, cy = _chunked(candidates, (x[rest], y[rest]), (config.snap_m, 1, roads.net.geom))
+        edge, dist, off, cx, cy = _chunked(candidates, (x[rest], y[rest]), (config.snap_m, 1, roads.net.geom))
         ok = edge[:, 0] >= 0
         x[rest[ok]], y[rest[ok]] = cx[ok, 0], cy[ok, 0]
-    return x, y, junction
+        # the road a point is mapped on (OSM's way), for distances along it
+        on = ok & (dist[:, 0] <= ON_ROAD_M)
+        road[rest[on]], along[rest[on]] = edge[on, 0], off[on, 0]
+    return x, y, junction, road, along
 
 
 def _observed_things(obj: pd.DataFrame, roads: _Roads, config: DiffConfig) -> pd.DataFrame:
@@ -262,8 +275,8 @@ def _observed_things(obj: pd.DataFrame, roads: _Roads, config: DiffConfig) -> pd
     pole, since one pass sees them all); every other object is one thing on its road's centre
     line. ``show_x``, ``show_y`` is where a diff about it is drawn: the junction node, or where
     the object stands."""
-    cx, cy, junction = _conventional(obj["x"].to_numpy(), obj["y"].to_numpy(), obj["at_junction"].to_numpy(), roads,
-                                     config)
+    cx, cy, junction, _road, _along = _conventional(obj["x"].to_numpy(), obj["y"].to_numpy(),
+                                                    obj["at_junction"].to_numpy(), roads, config)
     n = len(obj)
     label = np.arange(n)
     jx = np.flatnonzero(junction >= 0)
@@ -390,24 +403,42 @@ def _chunked(kernel, split, rest, *, offset_first=False):
     return tuple(np.concatenate(parts) for parts in zip(*outs))
 
 
-def _positions(frame: pd.DataFrame, rows=None) -> np.ndarray:
-    """The two positions the pairing compares, as (x, y, raw_x, raw_y) rows: on the centre line
-    (no lateral convention) and where the thing stands (a point between two roads may snap to
-    either)."""
-    pos = np.ascontiguousarray(frame[["x", "y", "raw_x", "raw_y"]].to_numpy(float))
-    return pos if rows is None else pos[rows]
+def _positions(frame: pd.DataFrame) -> np.ndarray:
+    """Where things stand (``raw_x``, ``raw_y``), in the (x, y, x, y) rows :func:`_near` takes."""
+    raw = frame[["raw_x", "raw_y"]].to_numpy(float)
+    return np.ascontiguousarray(np.c_[raw, raw])
+
+
+def _pair_distance(feat: pd.DataFrame, things: pd.DataFrame, i, j, net, config: DiffConfig) -> np.ndarray:
+    """How far apart feature i and thing j are, in OSM's terms: along the feature's road when
+    the feature is mapped on one (``ON_ROAD_M``) and the thing stands beside it (within
+    ``snap_m``: the kerb is a convention, not an error); 0 for a junction and its own things;
+    else straight."""
+    from mapdiff._kernels.diff import along_edge
+
+    fx, fy, tx, ty = (frame[c].to_numpy()[k] for frame, c, k in
+                      ((feat, "raw_x", i), (feat, "raw_y", i), (things, "raw_x", j), (things, "raw_y", j)))
+    d = np.hypot(fx - tx, fy - ty)
+    fj, tj = feat["junction"].to_numpy()[i], things["junction"].to_numpy()[j]
+    d[(fj >= 0) & (fj == tj)] = 0.0
+    on = np.flatnonzero((feat["road"].to_numpy()[i] >= 0) & (fj < 0))
+    if len(on):
+        s, lateral = along_edge(feat["road"].to_numpy()[i][on], tx[on], ty[on], net.vx, net.vy, net.vcum, net.vptr)
+        beside = lateral <= config.snap_m
+        d[on[beside]] = np.abs(s[beside] - feat["along"].to_numpy()[i][on][beside])
+    return d
 
 
 def _near(a_pos, a_group, b_pos, b_group, radius_m: float):
-    """Pairs (i, j, distance) of a's and b's rows in the same group within ``radius_m`` by the
-    nearer of their two positions (:func:`_positions`), each pair once."""
+    """Pairs (i, j, distance) of a's and b's rows (:func:`_positions`) in the same group within
+    ``radius_m``, each pair once."""
     from mapdiff._kernels.diff import near_pairs
 
     return _chunked(near_pairs, (a_pos, np.asarray(a_group, np.int64)), (b_pos, np.asarray(b_group, np.int64),
                                                                           radius_m), offset_first=True)
 
 
-def _pair(feat: pd.DataFrame, things: pd.DataFrame, config: DiffConfig):
+def _pair(feat: pd.DataFrame, things: pd.DataFrame, net, config: DiffConfig):
     """One-to-one pairs (feature row, thing row): junction things pair with their junction's
     features; the rest by assignment within ``max_move_m``.
 
@@ -423,8 +454,12 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, config: DiffConfig):
     def candidates(fs, ts, radius):
         """Candidate pairs among feature rows ``fs`` and thing rows ``ts`` within ``radius``,
         under the junction and value rules: (i, j, cost, in place)."""
-        i, j, d = _near(f_pos[fs], f_cls[fs], t_pos[ts], t_cls[ts], radius)
+        # the straight distance is at most the road distance plus the kerb
+        i, j, _ = _near(f_pos[fs], f_cls[fs], t_pos[ts], t_cls[ts], radius + config.snap_m)
         i, j = fs[i], ts[j]
+        d = _pair_distance(feat, things, i, j, net, config)
+        close = d <= radius
+        i, j, d = i[close], j[close], d[close]
         # a junction's things pair only with its own features; a junction's with no loose one
         same_junction = (fj[i] >= 0) & (fj[i] == tj[j])
         keep = same_junction | ((fj[i] < 0) & (tj[j] < 0))
@@ -461,7 +496,7 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, config: DiffConfig):
 
 def _split_estimates(things: pd.DataFrame, paired: np.ndarray, config: DiffConfig) -> np.ndarray:
     """Unpaired things explained by a paired one: the same class and value within ``split_m``
-    of it on the centre line. The sign on each kerb of a crossing or a two-way street is one
+    of where it stands. The sign on each kerb of a crossing or a two-way street is one
     map feature, and locate splits an object when some of its passes disagree (a stray pose, a
     junction crossed); neither is an addition."""
     key = things["cls"].to_numpy() * (int(things["val"].max()) + 2 if len(things) else 1) + things["val"].to_numpy() + 1
@@ -575,22 +610,23 @@ def _calibrated(evidence: np.ndarray, lonely: np.ndarray, weight: np.ndarray | N
 
 def _object_diffs(features, objects, roads, coverage_n, config, warnings):
     feat = features.copy()
-    fx, fy, fj = _conventional(feat["x"].to_numpy(), feat["y"].to_numpy(), feat["at_junction"].to_numpy(), roads,
-                               config)
+    fx, fy, fj, f_road, f_along = _conventional(feat["x"].to_numpy(), feat["y"].to_numpy(),
+                                                feat["at_junction"].to_numpy(), roads, config)
     feat["raw_x"] = np.where(fj >= 0, fx, feat["x"].to_numpy())
     feat["raw_y"] = np.where(fj >= 0, fy, feat["y"].to_numpy())
-    feat["x"], feat["y"], feat["junction"] = fx, fy, fj
+    feat["x"], feat["y"], feat["junction"], feat["road"], feat["along"] = fx, fy, fj, f_road, f_along
     things = _observed_things(objects, roads, config)
-    fi, ti = _pair(feat, things, config)
-    d = np.minimum(*(np.hypot(feat[cx].to_numpy()[fi] - things[cx].to_numpy()[ti],
-                              feat[cy].to_numpy()[fi] - things[cy].to_numpy()[ti])
-                     for cx, cy in (("x", "y"), ("raw_x", "raw_y"))))
+    fi, ti = _pair(feat, things, roads.net, config)
+    d = _pair_distance(feat, things, fi, ti, roads.net, config)
     junction = feat["junction"].to_numpy()[fi] >= 0
     # the objects' sigmas as the data show them: scaled so that the pairs' distances (nearly
     # all of the same, unmoved object) have the median distance a 2-D Gaussian gives
     sigma_c = np.sqrt(np.minimum(things["sigma_m"].to_numpy()[ti], 1e6) ** 2 + config.map_sigma_m**2)
     sigma_c = sigma_c * _sigma_scale(d[~junction], sigma_c[~junction])
     tol = np.maximum(config.min_tolerance_m, 3.0 * sigma_c)
+    # a feature on no mapped road may still be a node of a way the map leaves out (a footway,
+    # a service road): its pole may stand a kerb away
+    tol = np.where(feat["road"].to_numpy()[fi] < 0, np.maximum(tol, config.kerb_m), tol)
     moved = (d > tol) & ~junction
     f_val, t_val = feat["val"].to_numpy(), things["val"].to_numpy()
     changed = (f_val[fi] >= 0) & (t_val[ti] >= 0) & (f_val[fi] != t_val[ti]) & ~moved
@@ -623,8 +659,14 @@ def _object_diffs(features, objects, roads, coverage_n, config, warnings):
     # a move: the chance that both positions' errors (Gaussian, 2-D) put them this far apart
     conf_moved = 1.0 - np.exp(-0.5 * (d / sigma_c) ** 2)
     enough = things["n_trips"].to_numpy()[ti] >= config.min_trips
+    # how sure a feature nothing explains is gone, by the trips that had it in view (calibrated)
+    in_view = known & (visible >= 1)
+    conf_gone = np.zeros(len(feat))
+    conf_gone[in_view] = _calibrated(visible[in_view], ~f_paired[in_view], weight[in_view])
     parts = []
-    k = np.flatnonzero(moved & trusted & enough)
+    # a move: the object is not where the map has it, a place the fleet had in view, but near
+    seen_there = visible[fi] >= config.min_visible_trips
+    k = np.flatnonzero(moved & trusted & enough & seen_there)
     parts.append(_rows("object_moved", feat, fi[k], things, ti[k], d[k], conf_moved[k], visible[fi[k]]))
     # a new value: as sure as the share of the object's sightings that read it
     k = np.flatnonzero(changed)
@@ -633,13 +675,10 @@ def _object_diffs(features, objects, roads, coverage_n, config, warnings):
     k = np.flatnonzero(~t_paired & ~split & (things["n_trips"].to_numpy() >= config.min_trips))
     parts.append(_rows("object_added", feat, np.full(len(k), -1), things, k, np.full(len(k), np.nan), conf_seen[k],
                        np.full(len(k), np.nan)))
-    in_view = known & (visible >= 1)  # the calibration is over features some trip had in view
-    conf_removed = np.zeros(len(feat))
-    conf_removed[in_view] = _calibrated(visible[in_view], ~f_paired[in_view], weight[in_view])
     k = np.flatnonzero(~f_paired & (visible >= config.min_visible_trips))
     # drawn where the map has it
     parts.append(_rows("object_removed", features, k, things, np.full(len(k), -1), np.full(len(k), np.nan),
-                       conf_removed[k], visible[k]))
+                       conf_gone[k], visible[k]))
     unseen = np.flatnonzero(~f_paired & (visible < config.min_visible_trips))
     unverified = features.iloc[unseen].assign(visible_trips=visible[unseen])
     return parts, unverified

@@ -379,6 +379,8 @@ def score_diff(truth: Truth, diffs, *, object_m=10.0, road_m=20.0, min_trips=3, 
 
     observable = observable_changes(truth, min_trips=min_trips)
     out = {}
+    hits = np.zeros(len(diffs), bool)  # per reported diff: it found a planted change
+    found_any = np.zeros(len(changes), bool)
     for kind in changes["kind"].cat.categories if hasattr(changes["kind"], "cat") else sorted(changes["kind"].unique()):
         ci = np.flatnonzero((changes["kind"] == kind).to_numpy())
         di = np.flatnonzero((diffs["kind"].astype(str) == kind).to_numpy())
@@ -406,24 +408,48 @@ def score_diff(truth: Truth, diffs, *, object_m=10.0, road_m=20.0, min_trips=3, 
         n_pairs = len(keep)
         found = np.zeros(len(changes), bool)
         found[np.asarray(ia, np.int64)[keep]] = True
+        found_any |= found
+        hits[np.asarray(ib, np.int64)[keep]] = True
         seen = observable[ci]
         out[kind] = {"planted": len(ci), "observable": int(seen.sum()), "reported": len(di),
                      "precision": n_pairs / len(di) if len(di) else float("nan"),
                      "recall": float(found[ci][seen].mean()) if seen.any() else float("nan"),
                      "recall_all": n_pairs / len(ci) if len(ci) else float("nan")}
+    if "confidence" in diffs:
+        out["by_confidence"] = confidence_table(diffs["confidence"].to_numpy(float), hits, len(changes))
     return out
+
+
+#: the confidence thresholds of :func:`confidence_table`
+CONFIDENCE_STEPS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+def confidence_table(confidence, hits, n_planted: int) -> dict:
+    """Precision of the diffs at or above each confidence threshold, and the share of all
+    planted changes they find (each diff finds at most one change, see :func:`score_diff`).
+    Keyed by threshold, as text."""
+    table = {}
+    for c in CONFIDENCE_STEPS:
+        at = confidence >= c
+        table[f">={c:.2f}"] = {"diffs": int(at.sum()),
+                               "precision": float(hits[at].mean()) if at.any() else float("nan"),
+                               "found_share": float(hits[at].sum() / max(n_planted, 1))}
+    return table
 
 
 def format_table(scores: dict) -> str:
     """The scores as an aligned text table: stage, metric, value."""
     rows = []
+
+    def walk(stage, name, value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(stage, f"{name} {k}".strip(), v)
+        else:
+            rows.append((stage, name, value))
+
     for stage, metrics in scores.items():
-        for name, value in metrics.items():
-            if isinstance(value, dict):
-                for k, v in value.items():
-                    rows.append((stage, f"{name} {k}", v))
-            else:
-                rows.append((stage, name, value))
+        walk(stage, "", metrics)
     width = [max(len(str(r[i])) for r in rows + [("stage", "metric", "")]) for i in range(2)]
 
     def fmt(v):

@@ -193,3 +193,32 @@ def cheapest(key, cost, n_keys):
         if best[k] >= 0:
             out[best[k]] = True
     return out
+
+
+@jit
+def along_edge(edge, px, py, vx, vy, vcum, vptr):
+    """Where each point (px, py) falls along kernel edge ``edge`` (its own, per point): the
+    offset of its nearest point on the edge's polyline and its distance from it."""
+    n = edge.shape[0]
+    s = np.empty(n)
+    dist = np.empty(n)
+    for q in range(n):
+        e = edge[q]
+        best = np.inf
+        best_s = 0.0
+        for k in range(vptr[e], vptr[e + 1] - 1):
+            ax, ay = vx[k], vy[k]
+            dx, dy = vx[k + 1] - ax, vy[k + 1] - ay
+            l2 = dx * dx + dy * dy
+            f = 0.0
+            if l2 > 0.0:
+                f = min(max(((px[q] - ax) * dx + (py[q] - ay) * dy) / l2, 0.0), 1.0)
+            ex = ax + f * dx - px[q]
+            ey = ay + f * dy - py[q]
+            d2 = ex * ex + ey * ey
+            if d2 < best:
+                best = d2
+                best_s = vcum[k] + f * np.sqrt(l2)
+        s[q] = best_s
+        dist[q] = np.sqrt(best)
+    return s, dist
