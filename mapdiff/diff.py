@@ -799,19 +799,18 @@ def _chance_windows(trips_per_window: np.ndarray):
     """How many windows (a cell and its neighbours) would hold a given number of distinct
     off-map trips by chance: a function of the trips. Off-map runs that are not a road
     (multipath, car parks, outliers) scatter independently, so a window's count is Poisson;
-    its mean is estimated from the occupied windows (zero-truncated, the busiest 5 % left out:
-    they are the roads), and the expectation is over all occupied windows. A line of
+    its mean is estimated from the windows with one and two trips, and the expectation is over
+    all occupied windows. A line of
     ``n`` trips is then a road with the probability that no window reaches ``n`` by chance."""
     from scipy.stats import poisson
 
     counts = np.asarray(trips_per_window, float)
     if len(counts) == 0:
         return lambda n: 0.0
-    core = counts[counts <= np.quantile(counts, 0.95)]
-    mean = max(float(core.mean()), 1.0 + 1e-6)
-    lam = mean  # solve mean = lam / (1 - exp(-lam)) by fixed point
-    for _ in range(50):
-        lam = mean * (1.0 - np.exp(-lam))
+    # Poisson: P(2) / P(1) = lam / 2; the windows with one or two trips are nearly all chance
+    # (a road's windows hold many), where a mean would count the roads in
+    n1, n2 = float((counts == 1).sum()), float((counts == 2).sum())
+    lam = 2.0 * n2 / max(n1, 1.0)
     n_windows = len(counts)
     return lambda n: float(n_windows * poisson.sf(n - 1, max(lam, 1e-9)))
 
