@@ -13,7 +13,8 @@ from mapdiff_cli.options import build_config, fail, info, output_option, quiet_o
 @click.option("--coverage", "coverage_path", required=True, metavar="PATH", help="Coverage (mapdiff coverage -o).")
 @click.option("--matched", "matched_path", metavar="PATH",
               help="Matched fixes (mapdiff match -o): enables road_missing.")
-@click.option("--paths", "paths_path", metavar="PATH", help="Accepted for symmetry with the design; not needed.")
+@click.option("--paths", "paths_path", metavar="PATH",
+              help="Matched paths (mapdiff match --paths): enables road_closed.")
 @output_option("Diffs (GeoPackage): layers 'diffs' and 'unverified'.")
 @click.option("--min-trips", type=int, help="Trips that make an object evidence of an addition [3].")
 @click.option("--max-move-m", type=float, help="Further than this, a move is an addition and a removal [50].")
@@ -39,9 +40,10 @@ def diff(map_path, objects_path, coverage_path, matched_path, paths_path, output
         objects = read_table(objects_path) if objects_path else None
         cov = read_table(coverage_path)
         matched = read_table(matched_path) if matched_path else None
-        result = run(layers, objects, cov, config, matched=matched,
+        paths = read_table(paths_path) if paths_path else None
+        result = run(layers, objects, cov, config, matched=matched, paths=paths,
                      sources={"map": map_path, "objects": objects_path or "objects", "coverage": coverage_path,
-                              "matched": matched_path or "matched"})
+                              "matched": matched_path or "matched", "paths": paths_path or "paths"})
         write_gpkg(result.layers(), output)
     except MapdiffError as exc:
         fail(exc)

@@ -19,6 +19,9 @@ _RATES = {
     "dropout-rate": "share of trips with one 10-60 s GPS dropout",
     "offroad-rate": "share of trip ends off the mapped network",
     "uturn-rate": "share of trips with a U-turn",
+    "multipath-rate": "share of trips with a 10-60 s multipath stretch 20-80 m off to one side",
+    "detour-rate": "share of trips with a stop off the network mid-trip (a car park)",
+    "overhead-rate": "share of junction signal poles on a mast arm above the lane",
     "loop-rate": "share of trips through a waypoint",
     "miss-rate": "share of visible objects the detector misses per frame",
     "false-positive-rate": "false detections per frame",
@@ -33,6 +36,9 @@ _VALUES = {
     "frame-interval-s": (float, "seconds between camera frames"),
     "max-range-m": (float, "farthest detection (metres)"),
     "start-date": (str, "UTC date of day 0"),
+    "placement": (click.Choice(["physical", "osm"]), "where objects stand: physical (poles at the kerb, the map "
+                                                      "in OSM's convention) or osm (on the map's node)"),
+    "kerb-m": (float, "how far right of the centre line kerb poles stand (metres)"),
 }
 _CAMERA = {
     "hfov-deg": (float, "camera horizontal field of view (degrees, < 180)"),

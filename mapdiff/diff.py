@@ -29,11 +29,10 @@ Roads against the edges
 -----------------------
 - ``oneway_reversed``: a one-way edge whose trips against it outweigh the trips with it, by a
   likelihood ratio with the matcher's wrong-way noise rate measured on all one-way edges.
-- ``road_closed``: a road (both directions of a node pair) nobody drove while the roads at
-  both its ends carry traffic: the expected trips if it were open are the flow through its
-  quieter end times the share roads of its class take of their end flow (measured on the
-  map); the confidence is calibrated on the data (how often roads with that expectation are
-  empty; see :func:`_calibrated`).
+- ``road_closed``: a road (both directions of a node pair) nobody drove although the fleet's
+  own trips would have taken it (their fastest routes on the map between where they started
+  and ended); the confidence is calibrated on the data (how often roads expected on that many
+  trips are empty anyway; see :func:`_calibrated`). Needs the paths.
 - ``road_missing``: runs of fixes the matcher left unmatched or matched far off (beyond
   ``4 sigma`` of the GPS error measured from the matched distances), away from the trip's ends
   (car parks) and getting somewhere at driving speed, from ``min_road_trips`` distinct trips
@@ -69,6 +68,8 @@ END_M = 10.0
 #: stands beside that road is a convention, and it is compared along the road; a point mapped
 #: further off claims where it stands
 ON_ROAD_M = 2.0
+#: origins routed per Dijkstra call (their predecessor rows are held together)
+ROUTE_BATCH = 256
 #: classes OSM maps on the junction node (when a junction is near)
 JUNCTION_CLASSES = ("traffic_signals",)
 
@@ -748,32 +749,75 @@ def _road_diffs(net, coverage_n, config, warnings):
     for e in np.flatnonzero(oneway & (against_t >= config.min_road_trips) & (against_t > with_t)):
         rows.append(_road_row("oneway_reversed", net, [e], conf[e], with_p[e], against_p[e], np.nan,
                               n_trips=int(against_t[e])))
-    # closed roads, by trips (confirmed by fixes when the matched fixes are given)
-    road = _undirected(net)
-    flow = with_t + against_t
-    passes_road = np.bincount(road, weights=flow)
-    u, v = net.edge_u[:n], net.edge_v[:n]
-    node_flow = np.bincount(u, weights=flow, minlength=net.n_nodes) + np.bincount(v, weights=flow, minlength=net.n_nodes)
-    first = np.unique(road, return_index=True)[1]
-    ru, rv = u[first], v[first]
-    # flow through each end that is not the road's own; a dead end has none
-    end_flow = np.minimum(node_flow[ru] - passes_road, node_flow[rv] - passes_road)
-    highway = net.edges["highway"].astype(str).to_numpy()[first] if "highway" in net.edges else np.full(len(first), "")
-    expected = np.zeros(len(first))
-    for h in np.unique(highway):
-        m = highway == h
-        base = m & (end_flow > 0)
-        share = passes_road[base].sum() / max(end_flow[base].sum(), 1.0)
-        expected[m] = share * np.maximum(end_flow[m], 0)
-    # how often an open road with this expectation is empty anyway, from the data: traffic is
-    # far more uneven than Poisson (routes concentrate), so the odds are calibrated, not assumed
-    judged = expected >= 1.0
-    conf_closed = np.zeros(len(expected))
-    conf_closed[judged] = _calibrated(expected[judged], passes_road[judged] == 0)
-    for r in np.flatnonzero((passes_road == 0) & judged):
-        edges = np.flatnonzero(road == r)
-        rows.append(_road_row("road_closed", net, list(edges), conf_closed[r], 0.0, 0.0, expected[r]))
     return rows, eps
+
+
+def _closed_roads(net, coverage_n, paths: pd.DataFrame, config: DiffConfig, source: str) -> list:
+    """``road_closed``: roads that the fleet's own trips would have taken (each trip's fastest
+    route on the map between where it started and ended, by free-flow speed) yet nobody drove.
+    A closed road makes every trip that needed it go round; an open road off everyone's way
+    is simply empty and expected so. The confidence is calibrated on the map itself: among the
+    roads expected on that many trips, how many are empty anyway (drivers do not all take the
+    fastest way; see :func:`_calibrated`)."""
+    road = _undirected(net)
+    cov = coverage_n.reindex(net.edges["edge_id"].to_numpy()).fillna(0)
+    # driven: by any matched pass (a closed road is one the matcher did not even route through)
+    driven = np.bincount(road, weights=cov["passes"].to_numpy(float) + cov["against"].to_numpy(float))
+    expected = np.bincount(road, weights=_fastest_route_trips(net, paths, source), minlength=road.max() + 1)
+    judged = expected >= config.min_road_trips
+    conf = np.zeros(len(expected))
+    conf[judged] = _calibrated(expected[judged], driven[judged] == 0)
+    rows = []
+    for r in np.flatnonzero((driven == 0) & judged):
+        rows.append(_road_row("road_closed", net, list(np.flatnonzero(road == r)), conf[r], 0.0, 0.0, expected[r]))
+    return rows
+
+
+def _fastest_route_trips(net, paths: pd.DataFrame, source: str) -> np.ndarray:
+    """Per map edge, how many trips' fastest routes (start to end of each unbroken chain of the
+    matched paths, on the map, by free-flow travel time) use it."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    from mapdiff.network import free_flow_speed_mps
+    from mapdiff.schema import _require
+
+    _require(paths, ["trip_id", "edge_id", "against"], source)
+    n = net.n_edges
+    out = np.zeros(n)
+    if len(paths) == 0:
+        return out
+    row_of = pd.Series(np.arange(n), index=net.edges["edge_id"].to_numpy())
+    p = paths.assign(_row=row_of.reindex(paths["edge_id"].to_numpy()).to_numpy())
+    p = p[p["_row"].notna()]
+    chain = p["chain"].to_numpy() if "chain" in p else np.zeros(len(p), np.int64)
+    key = pd.factorize(pd.MultiIndex.from_arrays([p["trip_id"].astype(str).to_numpy(), chain]))[0]
+    first = np.r_[True, key[1:] != key[:-1]]
+    last = np.r_[key[1:] != key[:-1], True]
+    rows = p["_row"].to_numpy().astype(np.int64)
+    against = p["against"].to_numpy(bool)
+    start = np.where(against[first], net.edge_v[rows[first]], net.edge_u[rows[first]])
+    end = np.where(against[last], net.edge_u[rows[last]], net.edge_v[rows[last]])
+    # the graph by travel time; of parallel edges the quicker
+    seconds = net.edge_len[:n] / free_flow_speed_mps(net.edges)
+    g = pd.DataFrame({"u": net.edge_u[:n], "v": net.edge_v[:n], "w": seconds, "e": np.arange(n)})
+    g = g.sort_values("w").drop_duplicates(["u", "v"])
+    graph = csr_matrix((g["w"].to_numpy(), (g["u"].to_numpy(), g["v"].to_numpy())), shape=(net.n_nodes,) * 2)
+    edge_of = dict(zip(zip(g["u"].to_numpy(), g["v"].to_numpy()), g["e"].to_numpy()))
+    od = pd.DataFrame({"a": start, "b": end})
+    od = od[od["a"] != od["b"]]
+    origins = np.unique(od["a"].to_numpy())
+    by_origin = od.groupby("a")["b"].apply(np.asarray)
+    for k in range(0, len(origins), ROUTE_BATCH):
+        batch = origins[k:k + ROUTE_BATCH]
+        _, pred = dijkstra(graph, indices=batch, return_predecessors=True)
+        for i, a in enumerate(batch):
+            for b in by_origin[a]:
+                node = b
+                while node != a and pred[i, node] >= 0:
+                    out[edge_of[(pred[i, node], node)]] += 1
+                    node = pred[i, node]
+    return out
 
 
 def _road_row(kind, net, edges, confidence, passes, against, expected, **extra):
@@ -948,7 +992,8 @@ def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig
 
 
 def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame, config: DiffConfig | None = None,
-         *, matched: pd.DataFrame | None = None, sources: dict | None = None) -> DiffResult:
+         *, matched: pd.DataFrame | None = None, paths: pd.DataFrame | None = None,
+         sources: dict | None = None) -> DiffResult:
     """Judge the map against what the fleet saw.
 
     Parameters
@@ -961,15 +1006,19 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
     coverage : ``mapdiff coverage`` rows of the same map (``edge_id``, ``passes``, ``against``,
         ``trips``, ``trips_against``).
     config : :class:`DiffConfig`.
-    matched : matched fixes (``mapdiff match -o``): enables ``road_missing``.
-    sources : file names for messages (keys ``map``, ``objects``, ``coverage``, ``matched``).
+    matched : matched fixes (``mapdiff match -o``): enables ``road_missing`` and confirms
+        the coverage by the fixes.
+    paths : matched paths (``mapdiff match --paths``): enables ``road_closed``.
+    sources : file names for messages (keys ``map``, ``objects``, ``coverage``, ``matched``,
+        ``paths``).
     """
     import geopandas as gpd
 
     from mapdiff.network import Network
 
     config = (config or DiffConfig()).validate()
-    src = {"map": "map", "objects": "objects", "coverage": "coverage", "matched": "matched", **(sources or {})}
+    src = {"map": "map", "objects": "objects", "coverage": "coverage", "matched": "matched", "paths": "paths",
+           **(sources or {})}
     warnings = []
     net = Network.from_edges(map_layers["edges"], source=f"{src['map']} (layer 'edges')")
     roads = _roads(net)
@@ -988,6 +1037,10 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
         parts += obj_parts
     road_rows, _eps = _road_diffs(net, seen_n, config, warnings)
     parts.append(pd.DataFrame(road_rows))
+    if paths is not None:
+        parts.append(pd.DataFrame(_closed_roads(net, coverage_n, paths, config, src["paths"])))
+    else:
+        warnings.append("no --paths: road_closed needs the trips' routes and is skipped")
     if matched is not None:
         missing_rows, _sigma = _missing_roads(matched, net, roads, config, src["matched"], warnings)
         parts.append(pd.DataFrame(missing_rows))

@@ -9,6 +9,7 @@ column when present, otherwise the row number, so it is stable for a given file.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -17,6 +18,14 @@ import pandas as pd
 
 from mapdiff.errors import InputError
 from mapdiff.projection import LocalProjection
+
+#: free-flow speed by OSM highway class when an edge has no usable maxspeed (km/h)
+CLASS_SPEED_KMH = {
+    "motorway": 100, "motorway_link": 60, "trunk": 80, "trunk_link": 50, "primary": 50, "primary_link": 40,
+    "secondary": 50, "secondary_link": 40, "tertiary": 40, "tertiary_link": 30, "residential": 30,
+    "living_street": 15, "unclassified": 40,
+}
+DEFAULT_SPEED_KMH = 30
 
 #: cells of the candidate grid (metres); capped so the grid stays a few MB on any extent
 GRID_CELL_M = 25.0
@@ -212,3 +221,23 @@ def load_network(path) -> Network:
         raise InputError(msg)
     st = os.stat(path)
     return _load_cached(os.path.abspath(path), st.st_mtime, st.st_size)
+
+
+def free_flow_speed_mps(edges: pd.DataFrame) -> np.ndarray:
+    """Free-flow speed of each edge: its maxspeed (the lowest number when several), else the
+    class default."""
+    def one(maxspeed, highway):
+        nums = re.findall(r"\d+(?:\.\d+)?", str(maxspeed)) if maxspeed is not None else []
+        if nums:
+            kmh = min(float(n) for n in nums)
+            if "mph" in str(maxspeed):
+                kmh *= 1.609344
+        else:
+            hw = str(highway).strip("[]'\" ").split("'")[0] if highway is not None else ""
+            kmh = CLASS_SPEED_KMH.get(hw, DEFAULT_SPEED_KMH)
+        return max(kmh, 10.0) / 3.6
+
+    maxspeed = edges["maxspeed"] if "maxspeed" in edges else pd.Series([None] * len(edges))
+    highway = edges["highway"] if "highway" in edges else pd.Series([None] * len(edges))
+    return np.array([one(m if isinstance(m, str) or pd.notna(m) else None, h)
+                     for m, h in zip(maxspeed, highway)], dtype=np.float64)

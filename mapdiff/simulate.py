@@ -23,7 +23,6 @@ Output folder::
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -31,17 +30,11 @@ import pandas as pd
 
 from mapdiff.camera import Camera, class_shape
 from mapdiff.errors import ConfigError, InputError
+from mapdiff.network import free_flow_speed_mps
 
 CHANGE_KINDS = ("object_added", "object_removed", "object_moved", "value_changed", "road_missing",
                 "oneway_reversed", "road_closed")
 
-#: free-flow speed by OSM highway class when an edge has no usable maxspeed (km/h)
-CLASS_SPEED_KMH = {
-    "motorway": 100, "motorway_link": 60, "trunk": 80, "trunk_link": 50, "primary": 50, "primary_link": 40,
-    "secondary": 50, "secondary_link": 40, "tertiary": 40, "tertiary_link": 30, "residential": 30,
-    "living_street": 15, "unclassified": 40,
-}
-DEFAULT_SPEED_KMH = 30
 #: where the world's objects stand: "physical" (poles at the kerb of the approaches, as on a
 #: street) or "osm" (on the map's node, as OSM maps them)
 PLACEMENTS = ("physical", "osm")
@@ -193,26 +186,6 @@ class Simulation:
 
 # ---------------------------------------------------------------------------------------------
 # the world and the stale map
-
-
-def edge_speed_mps(edges: pd.DataFrame) -> np.ndarray:
-    """Free-flow speed of each edge: its maxspeed (the lowest number when several), else the
-    class default."""
-    def one(maxspeed, highway):
-        nums = re.findall(r"\d+(?:\.\d+)?", str(maxspeed)) if maxspeed is not None else []
-        if nums:
-            kmh = min(float(n) for n in nums)
-            if "mph" in str(maxspeed):
-                kmh *= 1.609344
-        else:
-            hw = str(highway).strip("[]'\" ").split("'")[0] if highway is not None else ""
-            kmh = CLASS_SPEED_KMH.get(hw, DEFAULT_SPEED_KMH)
-        return max(kmh, 10.0) / 3.6
-
-    maxspeed = edges["maxspeed"] if "maxspeed" in edges else pd.Series([None] * len(edges))
-    highway = edges["highway"] if "highway" in edges else pd.Series([None] * len(edges))
-    return np.array([one(m if isinstance(m, str) or pd.notna(m) else None, h)
-                     for m, h in zip(maxspeed, highway)], dtype=np.float64)
 
 
 def _roads(edges: pd.DataFrame) -> pd.Series:
@@ -543,7 +516,7 @@ def _road_graph(world_edges, config: SimConfig) -> _Roads:
     node_x[ev] = net.vx[net.vptr[1:n + 1] - 1]
     node_y[ev] = net.vy[net.vptr[1:n + 1] - 1]
     lane = np.where(reverse >= 0, config.lane_offset_m, 0.0)
-    return _Roads(net, out_ptr, out_edge, edge_speed_mps(world_edges.reset_index(drop=True)), reverse,
+    return _Roads(net, out_ptr, out_edge, free_flow_speed_mps(world_edges.reset_index(drop=True)), reverse,
                   np.array(sorted(biggest), dtype=np.int64), node_x, node_y, lane)
 
 

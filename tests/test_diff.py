@@ -5,6 +5,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings, strategies as st
 import shapely
 
 from fixtures.grid import CRS, node_xy
@@ -299,3 +300,54 @@ def test_cli_diff_and_errors(tmp_path, scene, runner):
                             "--coverage", str(tmp_path / "coverage.parquet"), "-o", str(tmp_path / "x.gpkg")])
     assert r.exit_code == 1 and "noclass.parquet" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "x.gpkg").exists()
+
+
+def test_road_closed_from_the_routes_the_trips_would_have_taken(grid_edges):
+    # trips from node 0 to node 20 along row 0 would take edges 0->10->20; the fleet went round
+    # by row 1 instead (0->1->11->21->20), so the street 0-10 carried nobody: closed
+    e = grid_edges.set_index(["u", "v"])["edge_id"]
+    around = [e[(0, 1)], e[(1, 11)], e[(11, 21)], e[(21, 20)]]
+    rows = []
+    for k in range(6):
+        for s, edge in enumerate(around):
+            rows.append({"trip_id": f"t{k}", "seq": s, "chain": 0, "edge_id": edge, "against": False,
+                         "t_enter": float(100 * k + s)})
+    paths = pd.DataFrame(rows)
+    cov = _coverage(grid_edges, skip={e[(0, 10)], e[(10, 0)]})
+    result = diff({"edges": grid_edges.to_crs(4326)}, None, cov, DiffConfig(min_confidence=0.0), paths=paths)
+    closed = result.diffs[result.diffs["kind"] == "road_closed"]
+    assert len(closed) == 1
+    assert set(int(x) for x in closed["edge_ids"].iloc[0].split(",")) == {e[(0, 10)], e[(10, 0)]}
+    assert closed["expected_passes"].iloc[0] == 6
+    # without the paths the kind is skipped, with a warning
+    result = diff({"edges": grid_edges.to_crs(4326)}, None, cov, DiffConfig(min_confidence=0.0))
+    assert not (result.diffs["kind"] == "road_closed").any()
+    assert any("road_closed" in w for w in result.warnings)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ax=st.floats(-50, 50), ay=st.floats(-50, 50), bx=st.floats(-50, 50), by=st.floats(-50, 50),
+       px=st.floats(-80, 80), py=st.floats(-80, 80), half_fov=st.sampled_from([30.0, 45.0, 60.0]),
+       sign=st.sampled_from([1.0, -1.0]))
+def test_visibility_from_a_segment_matches_dense_sampling(ax, ay, bx, by, px, py, half_fov, sign):
+    from mapdiff._kernels.diff import _seen_from_segment
+
+    length = np.hypot(bx - ax, by - ay)
+    if length < 1.0:
+        return
+    cot = 1.0 / np.tan(np.radians(half_fov))
+    got = _seen_from_segment(ax, ay, bx, by, px, py, 40.0, cot, sign)
+    # the slow reference: every 1 cm along the segment, is the point in range and in view?
+    t = np.linspace(0.0, 1.0, int(length * 100) + 2)
+    qx, qy = ax + t * (bx - ax), ay + t * (by - ay)
+    dx, dy = px - qx, py - qy
+    dist = np.hypot(dx, dy)
+    ux, uy = sign * (bx - ax) / length, sign * (by - ay) / length
+    inside = (dist <= 40.0) & (dist > 0) & ((dx * ux + dy * uy) >= np.cos(np.radians(half_fov)) * dist)
+    margin = (np.abs(dist - 40.0) < 0.05) | (np.abs(np.degrees(np.arccos(np.clip(
+        (dx * ux + dy * uy) / np.maximum(dist, 1e-9), -1, 1))) - half_fov) < 0.2)
+    if inside.any() and not (inside & ~margin).any():
+        return  # only grazing the edge of range or view: either answer is right
+    if not inside.any() and margin.any():
+        return
+    assert got == inside.any()
