@@ -343,7 +343,7 @@ def test_visibility_from_a_segment_matches_dense_sampling(ax, ay, bx, by, px, py
     dx, dy = px - qx, py - qy
     dist = np.hypot(dx, dy)
     ux, uy = sign * (bx - ax) / length, sign * (by - ay) / length
-    inside = (dist <= 40.0) & (dist > 0) & ((dx * ux + dy * uy) >= np.cos(np.radians(half_fov)) * dist)
+    inside = (dist <= 40.0) & (dist > 1e-3) & ((dx * ux + dy * uy) >= np.cos(np.radians(half_fov)) * dist)
     margin = (np.abs(dist - 40.0) < 0.05) | (np.abs(np.degrees(np.arccos(np.clip(
         (dx * ux + dy * uy) / np.maximum(dist, 1e-9), -1, 1))) - half_fov) < 0.2)
     if inside.any() and not (inside & ~margin).any():
