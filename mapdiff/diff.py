@@ -658,7 +658,10 @@ def _object_diffs(features, objects, roads, coverage_n, config, warnings):
     # how sure an unexplained object is real, by its trips (calibrated on the data)
     conf_seen = _calibrated(things["n_trips"].to_numpy(), ~t_paired & ~split)
     # a move: the chance that both positions' errors (Gaussian, 2-D) put them this far apart
-    conf_moved = 1.0 - np.exp(-0.5 * (d / sigma_c) ** 2)
+    # and as sure as pairs like it are: among the pairs whose object was seen in as many trips,
+    # the share beyond the tolerance (split or stray estimates show up as moves among the
+    # poorly seen; calibrated like the other kinds)
+    conf_moved = (1.0 - np.exp(-0.5 * (d / sigma_c) ** 2)) * _calibrated(things["n_trips"].to_numpy()[ti], moved)
     enough = things["n_trips"].to_numpy()[ti] >= config.min_trips
     # how sure a feature nothing explains is gone, by the trips that had it in view (calibrated)
     in_view = known & (visible >= 1)
