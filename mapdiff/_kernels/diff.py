@@ -3,6 +3,7 @@
 import numpy as np
 
 from mapdiff._kernels import jit
+from mapdiff._kernels.geometry import cell_range
 
 _MAX_VISIBLE = 128  # distinct (edge, direction) per point; more is a dense tangle, and enough
 _MAX_CELLS = 16_000_000  # a pair grid's cells (128 MB of pointers) at most
@@ -69,10 +70,7 @@ def visible_edges(px, py, range_m, half_fov_rad, geom):
         x = px[p]
         y = py[p]
         m = 0
-        ix0 = max(int(np.floor((x - reach - x0) / cell_m)), 0)
-        ix1 = min(int(np.floor((x + reach - x0) / cell_m)), nx - 1)
-        iy0 = max(int(np.floor((y - reach - y0) / cell_m)), 0)
-        iy1 = min(int(np.floor((y + reach - y0) / cell_m)), ny - 1)
+        ix0, ix1, iy0, iy1 = cell_range(x, y, reach, x0, y0, cell_m, nx, ny)
         for iy in range(iy0, iy1 + 1):
             for ix in range(ix0, ix1 + 1):
                 c = iy * nx + ix
@@ -155,10 +153,7 @@ def near_pairs(a_pos, a_group, b_pos, b_group, radius_m):
             qx = a_pos[i, 2 * w]
             qy = a_pos[i, 2 * w + 1]
             reach = radius_m if w == 0 else radius_m + gap
-            cx0 = max(int(np.floor((qx - reach - x0) / cell)), 0)
-            cx1 = min(int(np.floor((qx + reach - x0) / cell)), nx - 1)
-            cy0 = max(int(np.floor((qy - reach - y0) / cell)), 0)
-            cy1 = min(int(np.floor((qy + reach - y0) / cell)), ny - 1)
+            cx0, cx1, cy0, cy1 = cell_range(qx, qy, reach, x0, y0, cell, nx, ny)
             for yy in range(cy0, cy1 + 1):
                 for xx in range(cx0, cx1 + 1):
                     c = yy * nx + xx

@@ -24,6 +24,17 @@ def _seg_point_dist2(ax, ay, bx, by, px, py):
 
 
 @jit
+def cell_range(x, y, reach, x0, y0, cell_m, nx, ny):
+    """The columns and rows (first, last, inclusive) of a uniform grid's cells within ``reach``
+    of point (x, y), clipped to the grid."""
+    ix0 = max(int(np.floor((x - reach - x0) / cell_m)), 0)
+    ix1 = min(int(np.floor((x + reach - x0) / cell_m)), nx - 1)
+    iy0 = max(int(np.floor((y - reach - y0) / cell_m)), 0)
+    iy1 = min(int(np.floor((y + reach - y0) / cell_m)), ny - 1)
+    return ix0, ix1, iy0, iy1
+
+
+@jit
 def build_grid(vx, vy, seg_valid, x0, y0, cell_m, nx, ny):
     """Bucket segments (vertex i to i+1 where ``seg_valid[i]``) into square cells.
 
