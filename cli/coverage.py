@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-
 from mapdiff_cli.options import Progress, fail, info, output_option, quiet_option, timestamp_option
 
 

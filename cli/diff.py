@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-
 from mapdiff_cli.options import build_config, fail, info, output_option, quiet_option
 
 
@@ -30,7 +29,8 @@ from mapdiff_cli.options import build_config, fail, info, output_option, quiet_o
 def diff(map_path, objects_path, coverage_path, matched_path, paths_path, output, quiet, **options):
     """Compare the map's features and roads with the located objects, the coverage and the
     matched fixes; write every change with its kind, confidence and evidence (see mapdiff.diff)."""
-    from mapdiff.diff import DiffConfig, diff as run
+    from mapdiff.diff import DiffConfig
+    from mapdiff.diff import diff as run
     from mapdiff.errors import MapdiffError
     from mapdiff.io import read_map_layers, read_table, write_gpkg
 

@@ -143,7 +143,7 @@ class _Accumulator:
             words_s = pd.Series(run_words)
             repeated = set(words_s[words_s.duplicated()])
         if repeated:
-            msg = (f"{self.source}: the rows of trip {sorted(repeated)[0]!r} are not contiguous; coverage needs "
+            msg = (f"{self.source}: the rows of trip {min(repeated)!r} are not contiguous; coverage needs "
                    f"each trip's path rows together, as mapdiff match writes them (sort by trip_id, seq)")
             raise InputError(msg)
         runs = np.cumsum(change)  # 0 on the rows that continue the previous batch's last trip

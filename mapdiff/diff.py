@@ -54,7 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mapdiff.errors import ConfigError, InputError, check_fields
+from mapdiff.errors import InputError, check_fields
 
 DIFF_KINDS = ("object_added", "object_removed", "object_moved", "value_changed", "road_missing",
               "oneway_reversed", "road_closed")
@@ -1015,7 +1015,6 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
     sources : file names for messages (keys ``map``, ``objects``, ``coverage``, ``matched``,
         ``paths``).
     """
-    import geopandas as gpd
 
     from mapdiff.network import Network
 

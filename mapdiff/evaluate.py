@@ -308,7 +308,6 @@ def observable_changes(truth: Truth, *, min_trips: int = 3) -> np.ndarray:
     with_object = ch["object_id"].notna().to_numpy()
     ids = ch["object_id"].to_numpy()
     out[with_object] = seen.reindex(ids[with_object].astype(np.int64)).fillna(0).to_numpy() >= min_trips
-    trips_per_edge = routes.groupby("edge_id")["trip_id"].nunique()
     removed = np.flatnonzero(kinds == "object_removed")
     if len(removed):
         meta = json.loads(open(f"{truth.folder}/meta.json").read()) if "://" not in truth.folder else {}

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from mapdiff.camera import Camera, class_shape
-from mapdiff.errors import ConfigError, InputError
+from mapdiff.errors import ConfigError
 from mapdiff.network import free_flow_speed_mps
 
 CHANGE_KINDS = ("object_added", "object_removed", "object_moved", "value_changed", "road_missing",

@@ -3,7 +3,8 @@
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mapdiff.coverage import coverage, coverage_file, merge_coverage
 from mapdiff.errors import InputError
@@ -111,7 +112,6 @@ def test_against_a_slow_reference():
 
 def test_cli_coverage_and_merge(tmp_path):
     from click.testing import CliRunner
-
     from mapdiff_cli.main import cli
 
     paths = _random_paths(5, n_trips=60)

@@ -5,8 +5,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
 import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fixtures.grid import CRS, node_xy
 from mapdiff.diff import DiffConfig, _assign, _calibrated, diff
@@ -274,9 +275,9 @@ def test_map_without_features_still_makes_road_diffs(scene):
 
 
 def test_cli_diff_and_errors(tmp_path, scene, runner):
-    from mapdiff.io import write_gpkg
-
     from mapdiff_cli.main import cli
+
+    from mapdiff.io import write_gpkg
 
     layers, objects, coverage = scene
     write_gpkg(layers, tmp_path / "map.gpkg")

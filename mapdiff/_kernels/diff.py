@@ -56,7 +56,7 @@ def visible_edges(px, py, range_m, half_fov_rad, geom):
 
     Returns (point, edge, direction) arrays, each (point, edge, direction) once.
     """
-    vx, vy, vcum, seg_edge, twin_of, edge_len, x0, y0, cell_m, nx, ny, cell_ptr, cell_seg, cell_xy = geom
+    _vx, _vy, _vcum, seg_edge, twin_of, _len, x0, y0, cell_m, nx, ny, cell_ptr, cell_seg, cell_xy = geom
     reach = range_m + cell_m * 0.7072
     cot_fov = np.cos(half_fov_rad) / np.sin(half_fov_rad) if half_fov_rad < np.pi / 2 else -1.0
     cap = max(16, px.shape[0] * 8)
