@@ -59,7 +59,7 @@ def _chromium(args, timeout=90):
 
 
 @needs_chromium
-@pytest.mark.parametrize("n", [30, 250])
+@pytest.mark.parametrize("n", [30, 250, 50_000])
 def test_browser_lists_every_diff_and_keeps_values_as_text(grid_edges, tmp_path, n):
     page = tmp_path / "report.html"
     page.write_text(render(_diffs(n), grid_edges, title=EVIL), encoding="utf-8")
