@@ -38,7 +38,9 @@ KINDS = ("object_added", "object_removed", "object_moved", "value_changed", "roa
 
 
 def run(*args):
-    subprocess.run([sys.executable, "-m", "mapdiff_cli.main", *map(str, args), "-q"], check=True)
+    # quiet, and evaluate's own table is not wanted here (its JSON is)
+    subprocess.run([sys.executable, "-m", "mapdiff_cli.main", *map(str, args), "-q"], check=True,
+                   stdout=subprocess.DEVNULL)
 
 
 def true_objects(sim: Path, target: Path) -> None:
