@@ -519,6 +519,25 @@ def _sigma_scale(distance_m: np.ndarray, sigma_m: np.ndarray) -> float:
     return max(1.0, float(np.median(distance_m[ok] / sigma_m[ok])) / 1.177)
 
 
+def _one_per_place(things: pd.DataFrame, rows: np.ndarray, config: DiffConfig) -> np.ndarray:
+    """Of the things ``rows`` that make additions, one per place: things of one class and value
+    within ``split_m`` of each other (a new crossing's sign on each kerb, a new signal's poles
+    away from a junction) are one new map feature, spoken for by the one seen in most trips."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if len(rows) < 2:
+        return rows
+    key = things["cls"].to_numpy() * (int(things["val"].max()) + 2) + things["val"].to_numpy() + 1
+    pos = _positions(things)[rows]
+    i, j, _ = _near(pos, key[rows], pos, key[rows], config.split_m)
+    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(len(rows), len(rows)))
+    _, comp = connected_components(graph, directed=False)
+    order = np.lexsort((-things["n_trips"].to_numpy()[rows], comp))
+    lead = order[np.r_[True, comp[order][1:] != comp[order][:-1]]]
+    return np.sort(rows[lead])
+
+
 def _tolerance(sigma_m, config: DiffConfig) -> np.ndarray:
     """How far apart a map feature and an object may be and still be the same, unmoved object:
     three sigmas of the two positions together (the object's ``sigma_m`` and the map's
@@ -676,7 +695,8 @@ def _object_diffs(features, objects, roads, coverage_n, config, warnings):
     k = np.flatnonzero(changed)
     parts.append(_rows("value_changed", feat, fi[k], things, ti[k], d[k],
                        things["value_share"].to_numpy()[ti[k]], visible[fi[k]]))
-    k = np.flatnonzero(~t_paired & ~split & (things["n_trips"].to_numpy() >= config.min_trips))
+    k = _one_per_place(things, np.flatnonzero(~t_paired & ~split & (things["n_trips"].to_numpy() >= config.min_trips)),
+                       config)
     parts.append(_rows("object_added", feat, np.full(len(k), -1), things, k, np.full(len(k), np.nan), conf_seen[k],
                        np.full(len(k), np.nan)))
     k = np.flatnonzero(~f_paired & (visible >= config.min_visible_trips))

@@ -352,3 +352,16 @@ def test_visibility_from_a_segment_matches_dense_sampling(ax, ay, bx, by, px, py
     if not inside.any() and margin.any():
         return
     assert got == inside.any()
+
+
+def test_a_new_crossing_on_both_kerbs_is_one_addition(grid_edges):
+    # no crossing on the map; the fleet saw a crossing sign on each kerb of row 0, 60 m along
+    x0, y0 = node_xy(0)
+    feats = _features([(1, "traffic_sign", "FI:231", x0 + 30, y0 - 4)])
+    objs = _objects([(1, "traffic_sign", "FI:231", x0 + 30, y0 - 4, 20),
+                     (5, "crossing", "uncontrolled", x0 + 60, y0 - 4, 25),
+                     (6, "crossing", "uncontrolled", x0 + 60.5, y0 + 4, 22)])
+    result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
+                  DiffConfig(min_confidence=0.0))
+    added = result.diffs[result.diffs["kind"] == "object_added"]
+    assert added["object_id"].tolist() == [5]  # one new map feature, spoken for by the better seen sign
