@@ -564,7 +564,9 @@ def visible_from(x, y, net, *, range_m: float, hfov_deg: float):
 def _visible_trips(feat: pd.DataFrame, net, coverage_n: pd.DataFrame, config: DiffConfig) -> np.ndarray:
     """Per map feature, the trips that drove an edge from which it is in view: the most on
     any one such edge and direction (a lower bound on the distinct trips; the edges of one
-    approach carry mostly the same trips)."""
+    approach carry mostly the same trips). Returned twice: as is (it was in view), and for the
+    judgment of a removal, at most the trips of the less driven direction of the road a
+    feature is mapped on."""
     p, ids, direction = visible_from(feat["x"].to_numpy(), feat["y"].to_numpy(), net, range_m=config.range_m,
                                      hfov_deg=config.hfov_deg)
     cov = coverage_n.reindex(ids)
@@ -572,7 +574,29 @@ def _visible_trips(feat: pd.DataFrame, net, coverage_n: pd.DataFrame, config: Di
     trips = np.nan_to_num(trips.astype(float))
     out = np.zeros(len(feat))
     np.maximum.at(out, p, trips)
-    return out
+    # a sign mapped on a road faces one of its directions, and the map does not say which: to
+    # miss it, both directions of its road must have had it in view
+    both = out.copy()
+    on = np.flatnonzero(feat["road"].to_numpy() >= 0) if "road" in feat else np.zeros(0, np.int64)
+    if len(on):
+        both[on] = np.minimum(out[on], _road_directions_trips(feat["road"].to_numpy()[on], net, coverage_n))
+    return out, both
+
+
+def _road_directions_trips(kernel_edge: np.ndarray, net, coverage_n: pd.DataFrame) -> np.ndarray:
+    """Per kernel edge, the trips of the less driven direction of its road: its own edge's and
+    its reverse's (the edge back between the same nodes, or a one-way's wrong-way twin)."""
+    n = net.n_edges
+    base = net.edge_base[kernel_edge]
+    ids = net.edges["edge_id"].to_numpy()
+    cov = coverage_n.reindex(ids).fillna(0)
+    with_t, against_t = cov["trips"].to_numpy(float), cov["trips_against"].to_numpy(float)
+    back = pd.Series(np.arange(n), index=pd.MultiIndex.from_arrays([net.edge_u[:n], net.edge_v[:n]]))
+    back = back[~back.index.duplicated()]
+    rev = back.reindex(pd.MultiIndex.from_arrays([net.edge_v[base], net.edge_u[base]])).to_numpy()
+    has_rev = ~np.isnan(rev.astype(float))
+    rev_trips = np.where(has_rev, with_t[np.where(has_rev, rev, 0).astype(np.int64)], against_t[base])
+    return np.minimum(with_t[base], rev_trips)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -662,7 +686,8 @@ def _object_diffs(features, objects, roads, coverage_n, config, warnings):
     weight[others[::step]] = step
     known = weight > 0
     visible = np.full(len(feat), np.nan)
-    visible[known] = _visible_trips(feat[known], roads.net, coverage_n, config)
+    missed = np.full(len(feat), np.nan)  # the in-view trips that would have seen it either way
+    visible[known], missed[known] = _visible_trips(feat[known], roads.net, coverage_n, config)
     # a real object is seen by a good share of the trips that pass it; a stray estimate by a
     # few: a pair whose object's share is below what nearly all same-place pairs show is no
     # evidence of a move or a new value
@@ -683,9 +708,9 @@ def _object_diffs(features, objects, roads, coverage_n, config, warnings):
     conf_moved = (1.0 - np.exp(-0.5 * (d / sigma_c) ** 2)) * _calibrated(things["n_trips"].to_numpy()[ti], moved)
     enough = things["n_trips"].to_numpy()[ti] >= config.min_trips
     # how sure a feature nothing explains is gone, by the trips that had it in view (calibrated)
-    in_view = known & (visible >= 1)
+    in_view = known & (missed >= 1)
     conf_gone = np.zeros(len(feat))
-    conf_gone[in_view] = _calibrated(visible[in_view], ~f_paired[in_view], weight[in_view])
+    conf_gone[in_view] = _calibrated(missed[in_view], ~f_paired[in_view], weight[in_view])
     parts = []
     # a move: the object is not where the map has it, a place the fleet had in view, but near
     seen_there = visible[fi] >= config.min_visible_trips
@@ -699,12 +724,12 @@ def _object_diffs(features, objects, roads, coverage_n, config, warnings):
                        config)
     parts.append(_rows("object_added", feat, np.full(len(k), -1), things, k, np.full(len(k), np.nan), conf_seen[k],
                        np.full(len(k), np.nan)))
-    k = np.flatnonzero(~f_paired & (visible >= config.min_visible_trips))
+    k = np.flatnonzero(~f_paired & (missed >= config.min_visible_trips))
     # drawn where the map has it
     parts.append(_rows("object_removed", features, k, things, np.full(len(k), -1), np.full(len(k), np.nan),
-                       conf_gone[k], visible[k]))
-    unseen = np.flatnonzero(~f_paired & (visible < config.min_visible_trips))
-    unverified = features.iloc[unseen].assign(visible_trips=visible[unseen])
+                       conf_gone[k], missed[k]))
+    unseen = np.flatnonzero(~f_paired & (missed < config.min_visible_trips))
+    unverified = features.iloc[unseen].assign(visible_trips=missed[unseen])
     return parts, unverified
 
 
