@@ -365,3 +365,18 @@ def test_a_new_crossing_on_both_kerbs_is_one_addition(grid_edges):
                   DiffConfig(min_confidence=0.0))
     added = result.diffs[result.diffs["kind"] == "object_added"]
     assert added["object_id"].tolist() == [5]  # one new map feature, spoken for by the better seen sign
+
+
+def test_a_sign_on_a_road_is_missed_only_when_both_directions_had_it_in_view(grid_edges):
+    # a give-way sign mapped on the centre line of the street 0-10, and nothing seen there: the
+    # map does not say which way it faces, so one direction's trips cannot tell it is gone
+    x0, y0 = node_xy(0)
+    feats = _features([(1, "give_way", None, x0 + 50, y0)])
+    e = grid_edges.set_index(["u", "v"])["edge_id"]
+    layers = {"edges": grid_edges.to_crs(4326), "features": feats}
+    one_way_driven = _coverage(grid_edges, skip={e[(10, 0)]})
+    result = diff(layers, None, one_way_driven, DiffConfig(min_confidence=0.0))
+    assert result.unverified["feature_id"].tolist() == [1]
+    assert not (result.diffs["kind"] == "object_removed").any()
+    result = diff(layers, None, _coverage(grid_edges), DiffConfig(min_confidence=0.0))
+    assert result.diffs.loc[result.diffs["kind"] == "object_removed", "feature_id"].tolist() == [1]
