@@ -178,8 +178,10 @@ def read_osm(path, *, progress=None):
     for frame in (nodes, edges):
         for col in frame.columns:
             if col != "geometry" and frame[col].dtype == object:
-                # osmnx keeps merged attributes as lists; GeoPackage wants scalars (as osmnx saves them)
-                frame[col] = frame[col].map(lambda v: str(v) if isinstance(v, list) else v)
+                # osmnx keeps merged attributes as lists; GeoPackage wants scalars (as osmnx saves
+                # them). The lists come from sets, in an order that changes with Python's hash
+                # seed: sorted, the same extract gives the same map (and the same class speeds)
+                frame[col] = frame[col].map(lambda v: str(sorted(v, key=str)) if isinstance(v, list) else v)
     table = pd.DataFrame(feats, columns=["osmid", "part", "class", "value", "tags", "lon", "lat"])
     table = table.sort_values(["osmid", "part"], kind="stable").reset_index(drop=True)
     table["feature_id"] = np.arange(len(table), dtype=np.int64)

@@ -114,3 +114,22 @@ def test_duplicate_edge_ids_are_rejected(grid_edges):
     bad.loc[1, "edge_id"] = 0
     with pytest.raises(InputError, match="edge_id"):
         Network.from_edges(bad)
+
+
+def test_the_same_extract_gives_the_same_bytes_whatever_the_hash_seed(tmp_path):
+    # osmnx merges the attributes of simplified ways through sets, whose order follows Python's
+    # string hash seed: the map must not
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import FIXTURES
+
+    outs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"roads{seed}.gpkg"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-m", "mapdiff_cli.main", "network", str(FIXTURES / "helsinki.osm.pbf"),
+                        "-o", str(out), "-q"], check=True, env=env)
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
