@@ -98,8 +98,8 @@
       var dot = document.createElement("span");
       dot.className = "dot"; dot.style.background = colorOf(d.kind);
       sw.appendChild(dot); tr.appendChild(sw);
-      cell(tr, d.diff_id); cell(tr, d.kind); cell(tr, d["class"]);
-      cell(tr, d.old_value); cell(tr, d.new_value); cell(tr, d.confidence.toFixed(2));
+      cell(tr, d.diff_id); cell(tr, d.kind); cell(tr, d.confidence.toFixed(2)); cell(tr, d["class"]);
+      cell(tr, d.old_value); cell(tr, d.new_value);
       tr.addEventListener("click", (function (j) { return function () { select(j, true); }; })(i));
       body.appendChild(tr);
     }
