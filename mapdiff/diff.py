@@ -31,7 +31,8 @@ Roads against the edges
   likelihood ratio with the matcher's wrong-way noise rate measured on all one-way edges.
 - ``road_closed``: a road (both directions of a node pair) nobody drove although the fleet's
   own trips would have taken it (their fastest routes on the map between where they started
-  and ended); the confidence is calibrated on the data (how often roads expected on that many
+  and ended); empty roads of that kind that touch are one closed stretch (a closed road
+  empties the roads that only lead to it); the confidence is calibrated on the data (how often roads expected on that many
   trips are empty anyway; see :func:`_calibrated`). Needs the paths.
 - ``road_missing``: runs of fixes the matcher left unmatched or matched far off (beyond
   ``4 sigma`` of the GPS error measured from the matched distances), away from the trip's ends
@@ -815,10 +816,34 @@ def _closed_roads(net, coverage_n, paths: pd.DataFrame, config: DiffConfig, sour
     judged = expected >= config.min_road_trips
     conf = np.zeros(len(expected))
     conf[judged] = _calibrated(expected[judged], driven[judged] == 0)
+    # a closed road empties the roads that only lead to it as well: empty avoided roads that
+    # touch are one closed stretch, one diff (the data cannot tell which of them is shut)
+    empty = np.flatnonzero((driven == 0) & judged)
     rows = []
-    for r in np.flatnonzero((driven == 0) & judged):
-        rows.append(_road_row("road_closed", net, list(np.flatnonzero(road == r)), conf[r], 0.0, 0.0, expected[r]))
+    for stretch in _touching(net, road, empty):
+        edges = np.flatnonzero(np.isin(road, stretch))
+        best = stretch[np.argmax(expected[stretch])]
+        rows.append(_road_row("road_closed", net, list(edges), conf[stretch].max(), 0.0, 0.0, expected[best]))
     return rows
+
+
+def _touching(net, road: np.ndarray, chosen: np.ndarray) -> list:
+    """The roads ``chosen`` grouped into sets that share a node, transitively."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if len(chosen) == 0:
+        return []
+    n = net.n_edges
+    member = np.isin(road, chosen)
+    idx = pd.Series(np.arange(len(chosen)), index=chosen)
+    e_road = idx.reindex(road[member]).to_numpy()
+    nodes = np.r_[net.edge_u[:n][member], net.edge_v[:n][member]]
+    owner = np.r_[e_road, e_road]
+    graph = coo_matrix((np.ones(len(nodes)), (owner, nodes)), shape=(len(chosen), net.n_nodes)).tocsr()
+    link = (graph @ graph.T).tocoo()
+    _, comp = connected_components(link, directed=False)
+    return [chosen[comp == c] for c in np.unique(comp)]
 
 
 def _fastest_route_trips(net, paths: pd.DataFrame, source: str) -> np.ndarray:

@@ -320,6 +320,13 @@ def test_road_closed_from_the_routes_the_trips_would_have_taken(grid_edges):
     assert len(closed) == 1
     assert set(int(x) for x in closed["edge_ids"].iloc[0].split(",")) == {e[(0, 10)], e[(10, 0)]}
     assert closed["expected_passes"].iloc[0] == 6
+    # when the street after it is empty too (it only led there), the two are one closed stretch
+    cov2 = _coverage(grid_edges, skip={e[(0, 10)], e[(10, 0)], e[(10, 20)], e[(20, 10)]})
+    result2 = diff({"edges": grid_edges.to_crs(4326)}, None, cov2, DiffConfig(min_confidence=0.0), paths=paths)
+    closed2 = result2.diffs[result2.diffs["kind"] == "road_closed"]
+    assert len(closed2) == 1
+    assert set(int(x) for x in closed2["edge_ids"].iloc[0].split(",")) == {e[(0, 10)], e[(10, 0)], e[(10, 20)],
+                                                                          e[(20, 10)]}
     # without the paths the kind is skipped, with a warning
     result = diff({"edges": grid_edges.to_crs(4326)}, None, cov, DiffConfig(min_confidence=0.0))
     assert not (result.diffs["kind"] == "road_closed").any()
