@@ -49,7 +49,6 @@ class _Accumulator:
         self.vehicles = {}  # vehicle id -> code
         self.has_vehicles = None
         self.pairs = []  # unique edge * 2**32 + vehicle codes, per batch
-        self.rows = 0
 
     # -- columns of one batch
 
@@ -161,7 +160,6 @@ class _Accumulator:
         self.trips_done.update(run_words[:-1])
         self.next_trip += len(run_words)
         self.carry = (words[codes[-1]], int(trip[-1]), start[-1])
-        self.rows += n_rows
 
         has_v = "vehicle_id" in names
         if self.has_vehicles is None:

@@ -10,20 +10,24 @@ brought to OSM's convention (``_conventional``):
 - ``traffic_signals`` within ``junction_radius_m`` of a junction node (three or more roads)
   belong to that junction: a junction's map signals and its observed signal poles are compared
   as one thing, whatever their number;
-- every other point is put on its road's centre line (nearest edge within ``snap_m``; lateral
-  offsets are convention, not error); an object of the class and value of one the map explains,
-  within ``split_m`` of it there (the sign on the other kerb, a split estimate), is explained too.
+- a feature mapped on a road (within ``ON_ROAD_M`` of its centre line) is compared with the
+  objects beside that road (within ``snap_m``) by the distance along it: where a pole stands
+  across the road is convention, not error; a feature mapped beside the road claims where it
+  stands (with ``kerb_m`` of allowance where the map has no road under it);
+- an object of the class and value of one the map explains, within ``split_m`` of it (the
+  sign on the other kerb, a split estimate), is explained too.
 
 Map features and observed things of one class are then paired one to one by a minimum-cost
 assignment (distance, plus ``value_mismatch_m`` when the values differ) over the candidate pairs
 within ``max_move_m``, so two close signs never both take one object. A pair within the
-tolerance of its class (``3 * sqrt(sigma_m**2 + map_sigma_m**2)``, at least
-``min_tolerance_m``) is the same object: a different value is ``value_changed``; beyond it,
-``object_moved``. An observed thing seen in at least ``min_trips`` trips that nothing explains is
-``object_added``. A map feature that nothing observed explains is ``object_removed`` only where
-the fleet should have seen it: the directed edges from which it is in the camera's view and
-range carried at least ``min_visible_trips`` trips; otherwise it is ``unverified`` (its own
-layer, never a change).
+tolerance (``3 * sqrt(sigma_m**2 + map_sigma_m**2)`` with the sigmas scaled to what the pairs'
+distances show, at least ``min_tolerance_m``) is the same object: a different value is
+``value_changed``; beyond it, where the map's place was in view, ``object_moved``. An observed thing seen in at least ``min_trips`` trips that nothing explains is
+``object_added`` (one per place: a new crossing's two kerb signs are one addition). A map
+feature that nothing observed explains is ``object_removed`` only where the fleet should have
+seen it: the directed edges from which it is in the camera's view and range carried at least
+``min_visible_trips`` trips (for a sign mapped on a road, in both its directions: the map does
+not say which way it faces); otherwise it is ``unverified`` (its own layer, never a change).
 
 Roads against the edges
 -----------------------
@@ -56,9 +60,8 @@ import numpy as np
 import pandas as pd
 
 from mapdiff.errors import InputError, check_fields
+from mapdiff.schema import CHANGE_KINDS
 
-DIFF_KINDS = ("object_added", "object_removed", "object_moved", "value_changed", "road_missing",
-              "oneway_reversed", "road_closed")
 DIFF_COLUMNS = ["diff_id", "kind", "class", "feature_id", "edge_id", "edge_ids", "old_value", "object_id",
                 "new_value", "distance_m", "confidence", "n_trips", "n_observations", "visible_trips",
                 "value_share", "passes", "against", "expected_passes", "node_from", "node_to", "geometry"]
@@ -69,8 +72,6 @@ END_M = 10.0
 #: stands beside that road is a convention, and it is compared along the road; a point mapped
 #: further off claims where it stands
 ON_ROAD_M = 2.0
-#: origins routed per Dijkstra call (their predecessor rows are held together)
-ROUTE_BATCH = 256
 #: classes OSM maps on the junction node (when a junction is near)
 JUNCTION_CLASSES = ("traffic_signals",)
 
@@ -228,12 +229,7 @@ def _roads(net) -> _Roads:
     a, b = key // net.n_nodes, key % net.n_nodes
     loop = a == b
     degree = np.bincount(np.r_[a[~loop], b[~loop]], minlength=net.n_nodes)
-    node_x = np.zeros(net.n_nodes)
-    node_y = np.zeros(net.n_nodes)
-    node_x[u] = net.vx[net.vptr[:n]]
-    node_y[u] = net.vy[net.vptr[:n]]
-    node_x[v] = net.vx[net.vptr[1:n + 1] - 1]
-    node_y[v] = net.vy[net.vptr[1:n + 1] - 1]
+    node_x, node_y = net.node_xy()
     j = np.flatnonzero(degree >= 3)
     return _Roads(net, node_x[j], node_y[j])
 
@@ -653,7 +649,7 @@ def _calibrated(evidence: np.ndarray, lonely: np.ndarray, weight: np.ndarray | N
 # the object diffs
 
 
-def _object_diffs(features, objects, roads, coverage_n, config, warnings):
+def _object_diffs(features, objects, roads, coverage_n, config):
     feat = features.copy()
     fx, fy, fj, f_road, f_along = _conventional(feat["x"].to_numpy(), feat["y"].to_numpy(),
                                                 feat["at_junction"].to_numpy(), roads, config)
@@ -777,8 +773,8 @@ def _undirected(net):
     return codes
 
 
-def _road_diffs(net, coverage_n, config, warnings):
-    """``oneway_reversed`` and ``road_closed`` from the coverage."""
+def _road_diffs(net, coverage_n, config):
+    """``oneway_reversed`` from the coverage."""
     n = net.n_edges
     ids = net.edges["edge_id"].to_numpy()
     cov = coverage_n.reindex(ids).fillna(0)
@@ -798,7 +794,7 @@ def _road_diffs(net, coverage_n, config, warnings):
     for e in np.flatnonzero(oneway & (against_t >= config.min_road_trips) & (against_t > with_t)):
         rows.append(_road_row("oneway_reversed", net, [e], conf[e], with_p[e], against_p[e], np.nan,
                               n_trips=int(against_t[e])))
-    return rows, eps
+    return rows
 
 
 def _closed_roads(net, coverage_n, paths: pd.DataFrame, config: DiffConfig, source: str) -> list:
@@ -849,9 +845,7 @@ def _touching(net, road: np.ndarray, chosen: np.ndarray) -> list:
 def _fastest_route_trips(net, paths: pd.DataFrame, source: str) -> np.ndarray:
     """Per map edge, how many trips' fastest routes (start to end of each unbroken chain of the
     matched paths, on the map, by free-flow travel time) use it."""
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import dijkstra
-
+    from mapdiff._kernels.graph import route_legs
     from mapdiff.network import free_flow_speed_mps
     from mapdiff.schema import _require
 
@@ -871,25 +865,15 @@ def _fastest_route_trips(net, paths: pd.DataFrame, source: str) -> np.ndarray:
     against = p["against"].to_numpy(bool)
     start = np.where(against[first], net.edge_v[rows[first]], net.edge_u[rows[first]])
     end = np.where(against[last], net.edge_u[rows[last]], net.edge_v[rows[last]])
-    # the graph by travel time; of parallel edges the quicker
-    seconds = net.edge_len[:n] / free_flow_speed_mps(net.edges)
-    g = pd.DataFrame({"u": net.edge_u[:n], "v": net.edge_v[:n], "w": seconds, "e": np.arange(n)})
-    g = g.sort_values("w").drop_duplicates(["u", "v"])
-    graph = csr_matrix((g["w"].to_numpy(), (g["u"].to_numpy(), g["v"].to_numpy())), shape=(net.n_nodes,) * 2)
-    edge_of = dict(zip(zip(g["u"].to_numpy(), g["v"].to_numpy()), g["e"].to_numpy()))
-    od = pd.DataFrame({"a": start, "b": end})
-    od = od[od["a"] != od["b"]]
-    origins = np.unique(od["a"].to_numpy())
-    by_origin = od.groupby("a")["b"].apply(np.asarray)
-    for k in range(0, len(origins), ROUTE_BATCH):
-        batch = origins[k:k + ROUTE_BATCH]
-        _, pred = dijkstra(graph, indices=batch, return_predecessors=True)
-        for i, a in enumerate(batch):
-            for b in by_origin[a]:
-                node = b
-                while node != a and pred[i, node] >= 0:
-                    out[edge_of[(pred[i, node], node)]] += 1
-                    node = pred[i, node]
+    # by travel time; a wrong-way twin is never a route
+    seconds = np.where(net.edge_against, np.inf, net.edge_len / free_flow_speed_mps(net.edges)[net.edge_base])
+    keep = start != end
+    legs, ptr, ok = route_legs(start[keep].astype(np.int64), end[keep].astype(np.int64), net.n_nodes, net.out_ptr,
+                               net.out_edge, net.edge_u, net.edge_v, seconds)
+    # a route that had to use a twin (the end is reached only against a one-way) is no route
+    leg = np.repeat(np.arange(len(ok)), np.diff(ptr))
+    legal = ok & (np.bincount(leg, weights=(legs >= n), minlength=len(ok)) == 0)
+    out += np.bincount(legs[legal[leg]], minlength=len(net.edge_base))[:n]
     return out
 
 
@@ -950,7 +934,7 @@ def _centre_line(part: pd.DataFrame, cell: float):
     return LineString(line) if len(line) >= 2 else None
 
 
-def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig, source: str, warnings):
+def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig, source: str):
     """``road_missing``: off-map runs of several trips along a common line (see the module
     docstring)."""
     import shapely
@@ -977,7 +961,7 @@ def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig
     df = pd.DataFrame({"run": run, "trip": trip, "x": x, "y": y, "t": t, "first": new_trip, "last": end_trip})
     df = df[far]
     if df.empty:
-        return [], sigma
+        return []
     g = df.groupby("run")
     stats = g.agg(n=("x", "size"), touches=("first", "any"), touches_end=("last", "any"), t0=("t", "min"),
                   t1=("t", "max"))
@@ -991,7 +975,7 @@ def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig
     good = (stats["n"] >= 3) & ~stats["touches"] & ~stats["touches_end"] & (speed > 2.5)
     df = df[df["run"].isin(stats.index[good])]
     if df.empty:
-        return [], sigma
+        return []
     cell = config.road_cell_m
     cx = np.floor(df["x"].to_numpy() / cell).astype(np.int64)
     cy = np.floor(df["y"].to_numpy() / cell).astype(np.int64)
@@ -1009,7 +993,7 @@ def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig
     strong = spread.index[spread >= config.min_road_trips].to_numpy()
     strong = np.intersect1d(strong, cells)
     if len(strong) == 0:
-        return [], sigma
+        return []
     # connected runs of strong cells (8-neighbours)
     index = pd.Series(np.arange(len(strong)), index=strong)
     rows, cols = [], []
@@ -1057,7 +1041,7 @@ def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig
         out.append({"kind": "road_missing", "class": "road", "confidence": float(conf), "n_trips": int(n_trips),
                     "n_observations": int(len(part)), "geometry_m": geom, "node_from": ends[0], "node_to": ends[1],
                     "distance_m": float(geom.length)})
-    return out, sigma
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1105,17 +1089,15 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
         obj = _object_frame(objects if objects is not None else pd.DataFrame(), net.proj, src["objects"])
         _check_overlap(obj, net, src["objects"])
         _label_codes(feat, obj)
-        obj_parts, unverified = _object_diffs(feat, obj, roads, seen_n, config, warnings)
+        obj_parts, unverified = _object_diffs(feat, obj, roads, seen_n, config)
         parts += obj_parts
-    road_rows, _eps = _road_diffs(net, seen_n, config, warnings)
-    parts.append(pd.DataFrame(road_rows))
+    parts.append(pd.DataFrame(_road_diffs(net, seen_n, config)))
     if paths is not None:
         parts.append(pd.DataFrame(_closed_roads(net, coverage_n, paths, config, src["paths"])))
     else:
         warnings.append("no --paths: road_closed needs the trips' routes and is skipped")
     if matched is not None:
-        missing_rows, _sigma = _missing_roads(matched, net, roads, config, src["matched"], warnings)
-        parts.append(pd.DataFrame(missing_rows))
+        parts.append(pd.DataFrame(_missing_roads(matched, net, roads, config, src["matched"])))
     frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame()
     return DiffResult(_diff_frame(frame, net, config), _unverified_frame(unverified, net), warnings)
 
@@ -1201,7 +1183,7 @@ def _diff_frame(frame, net, config):
     centre = shapely.centroid(geom_m)
     for c in ("feature_id", "object_id", "edge_id", "n_trips", "n_observations", "node_from", "node_to"):
         frame[c] = pd.array(pd.to_numeric(frame[c], errors="coerce"), dtype="Int64")
-    kind_order = {k: i for i, k in enumerate(DIFF_KINDS)}
+    kind_order = {k: i for i, k in enumerate(CHANGE_KINDS)}
     frame = frame.assign(_k=frame["kind"].map(kind_order), _x=shapely.get_x(centre), _y=shapely.get_y(centre),
                          geometry=geom_m)
     frame = frame.sort_values(["_k", "feature_id", "edge_id", "_x", "_y"], kind="stable", na_position="last")

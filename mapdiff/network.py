@@ -175,6 +175,14 @@ class Network:
             grid=(float(x0), float(y0), float(cell), nx, ny, cell_ptr, cell_seg, cell_xy),
         )
 
+    def node_xy(self) -> tuple[np.ndarray, np.ndarray]:
+        """Local x, y in metres of each compact node (the ends of its edges)."""
+        n = self.n_edges
+        x, y = np.zeros(self.n_nodes), np.zeros(self.n_nodes)
+        x[self.edge_u[:n]], y[self.edge_u[:n]] = self.vx[self.vptr[:n]], self.vy[self.vptr[:n]]
+        x[self.edge_v[:n]], y[self.edge_v[:n]] = self.vx[self.vptr[1:n + 1] - 1], self.vy[self.vptr[1:n + 1] - 1]
+        return x, y
+
     def bounds_lonlat(self) -> tuple[float, float, float, float]:
         """(min lon, min lat, max lon, max lat) of the network."""
         lon, lat = self.proj.to_lonlat(

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mapdiff.errors import InputError
+from mapdiff.schema import CHANGE_KINDS
 
 #: fields of a diff shown in the table and the evidence panel
 FIELDS = ["diff_id", "kind", "class", "feature_id", "edge_ids", "old_value", "object_id", "new_value",
@@ -165,7 +166,6 @@ def overview_png(diffs, edges, path, *, title: str = "mapdiff") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mapdiff.diff import DIFF_KINDS
     from mapdiff.io import atomic_path
 
     colors = {"object_added": "#1a9850", "object_removed": "#d73027", "object_moved": "#7b3294",
@@ -174,7 +174,7 @@ def overview_png(diffs, edges, path, *, title: str = "mapdiff") -> None:
     fig, ax = plt.subplots(figsize=(10, 10), dpi=100)
     edges.to_crs(3857).plot(ax=ax, color="#b0b0b0", linewidth=0.6)
     d = diffs.to_crs(3857)
-    for kind in DIFF_KINDS:
+    for kind in CHANGE_KINDS:
         part = d[d["kind"] == kind]
         if len(part):
             part.plot(ax=ax, color=colors[kind], markersize=18, linewidth=2.5, label=f"{kind} ({len(part)})")

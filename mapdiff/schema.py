@@ -12,6 +12,10 @@ import pandas as pd
 
 from mapdiff.errors import InputError
 
+#: the kinds of map change: what the simulator plants, diff reports and evaluate scores
+CHANGE_KINDS = ("object_added", "object_removed", "object_moved", "value_changed", "road_missing",
+                "oneway_reversed", "road_closed")
+
 
 def _require(df: pd.DataFrame, columns, source: str) -> None:
     missing = [c for c in columns if c not in df.columns]

@@ -31,9 +31,7 @@ import pandas as pd
 from mapdiff.camera import Camera, class_shape
 from mapdiff.errors import ConfigError
 from mapdiff.network import free_flow_speed_mps
-
-CHANGE_KINDS = ("object_added", "object_removed", "object_moved", "value_changed", "road_missing",
-                "oneway_reversed", "road_closed")
+from mapdiff.schema import CHANGE_KINDS
 
 #: where the world's objects stand: "physical" (poles at the kerb of the approaches, as on a
 #: street) or "osm" (on the map's node, as OSM maps them)
@@ -509,12 +507,7 @@ def _road_graph(world_edges, config: SimConfig) -> _Roads:
     G = nx.DiGraph()
     G.add_edges_from(zip(eu.tolist(), ev.tolist()))
     biggest = max(nx.strongly_connected_components(G), key=len) if n else set()
-    node_x = np.zeros(net.n_nodes)
-    node_y = np.zeros(net.n_nodes)
-    node_x[eu] = net.vx[net.vptr[:n]]
-    node_y[eu] = net.vy[net.vptr[:n]]
-    node_x[ev] = net.vx[net.vptr[1:n + 1] - 1]
-    node_y[ev] = net.vy[net.vptr[1:n + 1] - 1]
+    node_x, node_y = net.node_xy()
     lane = np.where(reverse >= 0, config.lane_offset_m, 0.0)
     return _Roads(net, out_ptr, out_edge, free_flow_speed_mps(world_edges.reset_index(drop=True)), reverse,
                   np.array(sorted(biggest), dtype=np.int64), node_x, node_y, lane)
@@ -696,7 +689,8 @@ def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, 
     """
     import geopandas as gpd
 
-    from mapdiff._kernels.simulate import detect, gps_noise, poses, route_legs
+    from mapdiff._kernels.graph import route_legs
+    from mapdiff._kernels.simulate import detect, gps_noise, poses
     from mapdiff.network import Network
 
     config = config.validate()

@@ -38,10 +38,10 @@ def _seen_from_segment(ax, ay, bx, by, x, y, range_m, cot_fov, sign):
         return False
     if cot_fov < 0.0:
         return True
-    # strictly ahead: a point at the very end of the segment (1 um) is under the car, not in view
+    # strictly ahead: a point within a millimetre of the segment's end is under the car, not in view
     if sign > 0:
-        return lo <= tp - h * cot_fov and lo < tp - 1e-6
-    return hi >= tp + h * cot_fov and hi > tp + 1e-6
+        return lo <= tp - h * cot_fov and lo < tp - 1e-3
+    return hi >= tp + h * cot_fov and hi > tp + 1e-3
 
 
 @jit

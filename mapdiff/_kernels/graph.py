@@ -176,3 +176,40 @@ def cached_search(src, bound, stamp, out_ptr, out_edge, edge_v, edge_w, ws, cach
     e_start[s] = start
     e_len[s] = count
     fill[1] += count
+
+
+@jit
+def route_legs(src, dst, n_nodes, out_ptr, out_edge, edge_u, edge_v, edge_w):
+    """Shortest path (by ``edge_w``) of each leg ``src[i] -> dst[i]``.
+
+    Returns (edges, ptr, ok): the edges of leg i are ``edges[ptr[i]:ptr[i+1]]``; ``ok[i]`` is
+    False when ``dst[i]`` cannot be reached from ``src[i]``.
+    """
+    n = src.shape[0]
+    ws = new_workspace(n_nodes, out_edge.shape[0])
+    pred, settled, target = ws[1], ws[3], ws[4]
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    ok = np.zeros(n, dtype=np.bool_)
+    out = np.empty(max(16, 64 * n), dtype=np.int64)
+    rev = np.empty(n_nodes + 1, dtype=np.int64)
+    for i in range(n):
+        stamp = i + 1
+        target[dst[i]] = stamp
+        dijkstra(src[i], np.inf, 1, stamp, out_ptr, out_edge, edge_v, edge_w, ws)
+        count = 0
+        if settled[dst[i]] == stamp:
+            ok[i] = True
+            node = dst[i]
+            while node != src[i]:
+                e = pred[node]
+                rev[count] = e
+                count += 1
+                node = edge_u[e]
+        if ptr[i] + count > out.shape[0]:
+            grown = np.empty(2 * (ptr[i] + count), dtype=np.int64)
+            grown[: ptr[i]] = out[: ptr[i]]
+            out = grown
+        for k in range(count):
+            out[ptr[i] + k] = rev[count - 1 - k]
+        ptr[i + 1] = ptr[i] + count
+    return out[: ptr[n]].copy(), ptr, ok
