@@ -81,11 +81,11 @@ class _Accumulator:
         """A --since/--until bound in the time unit of the input."""
         if value is None:
             return None
-        if self.time_kind == "ns":
-            ts = pd.Timestamp(value)
-            ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-            return ts.value
-        return pd.Timestamp(value, tz="UTC").value / 1e9 if not isinstance(value, (int, float)) else float(value)
+        if isinstance(value, (int, float)) and self.time_kind == "s":
+            return float(value)
+        ts = pd.Timestamp(value)
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        return ts.value if self.time_kind == "ns" else ts.value / 1e9
 
     def _grow(self, n_new):
         self.n = np.vstack([self.n, np.zeros((n_new, 4), dtype=np.int64)])

@@ -120,6 +120,21 @@ class Truth:
         return self._read("fixes")
 
     @cached_property
+    def meta(self) -> dict:
+        """The simulation's config, camera and counts (meta.json)."""
+        import fsspec
+
+        with fsspec.open(f"{self.folder}/meta.json", "r") as f:
+            return json.load(f)
+
+    @cached_property
+    def map_edges(self):
+        """The edges of the stale map the simulation wrote beside its truth folder."""
+        from mapdiff.io import read_gpkg_layer
+
+        return read_gpkg_layer(f"{self.folder.rsplit('/', 1)[0]}/map.gpkg", "edges")
+
+    @cached_property
     def edge_length(self) -> pd.Series:
         return self.edges.set_index("edge_id")["length_m"]
 
@@ -294,7 +309,6 @@ def observable_changes(truth: Truth, *, min_trips: int = 3) -> np.ndarray:
     camera's range and field of view in meta.json); a missing or reversed road driven; a
     closed road passed (a trip through one of its end nodes)."""
     from mapdiff.diff import visible_from
-    from mapdiff.io import read_gpkg_layer
     from mapdiff.network import Network
 
     ch = truth.changes
@@ -310,11 +324,9 @@ def observable_changes(truth: Truth, *, min_trips: int = 3) -> np.ndarray:
     out[with_object] = seen.reindex(ids[with_object].astype(np.int64)).fillna(0).to_numpy() >= min_trips
     removed = np.flatnonzero(kinds == "object_removed")
     if len(removed):
-        meta = json.loads(open(f"{truth.folder}/meta.json").read()) if "://" not in truth.folder else {}
-        range_m = float(meta.get("config", {}).get("max_range_m", 50.0))
-        hfov = float(meta.get("camera", {}).get("hfov_deg", 90.0))
-        net = Network.from_edges(read_gpkg_layer(f"{truth.folder.rsplit('/', 1)[0]}/map.gpkg", "edges"),
-                                 source="map.gpkg")
+        range_m = float(truth.meta.get("config", {}).get("max_range_m", 50.0))
+        hfov = float(truth.meta.get("camera", {}).get("hfov_deg", 90.0))
+        net = Network.from_edges(truth.map_edges, source="map.gpkg")
         pts = ch.geometry.iloc[removed].to_crs(4326)
         x, y = net.proj.to_metres(pts.x.to_numpy(), pts.y.to_numpy())
         p, edge_ids, _against = visible_from(x, y, net, range_m=range_m, hfov_deg=hfov)

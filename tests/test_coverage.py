@@ -131,3 +131,12 @@ def test_cli_coverage_and_merge(tmp_path):
     assert r.exit_code == 2 and "--since" in r.output
     r = runner.invoke(cli, ["coverage", str(tmp_path / "nope.parquet"), "-o", str(tmp_path / "x.parquet")])
     assert r.exit_code == 1 and "file not found" in r.output and not (tmp_path / "x.parquet").exists()
+
+
+def test_a_utc_window_on_paths_timed_in_seconds():
+    # times as float seconds since the epoch, the window as UTC timestamps (what the CLI passes)
+    epoch = pd.Timestamp(0, tz="UTC")
+    secs = HAND.assign(t_enter=(HAND["t_enter"] - epoch).dt.total_seconds(),
+                       t_exit=(HAND["t_exit"] - epoch).dt.total_seconds())
+    cov = coverage(secs, since=T0 + pd.Timedelta(minutes=1), until=T0 + pd.Timedelta(minutes=15)).set_index("edge_id")
+    assert list(cov.index) == [1, 3] and cov.loc[1, "against"] == 1
