@@ -303,9 +303,8 @@ def _join_pieces(track, tracks, config):
         return track
     tr = tracks.iloc[ok]
     x, y = tr["x"].to_numpy(), tr["y"].to_numpy()
-    # trips and classes apart: large offsets keep them out of each other's reach
-    key = tr["trip"].to_numpy() * 1e7 + tr["cls"].to_numpy() * 1e5
-    pairs = cKDTree(np.c_[x, y, key]).query_pairs(config.reach_m, output_type="ndarray")
+    pairs = cKDTree(np.c_[x, y, _apart(config.reach_m, tr["trip"], tr["cls"])]).query_pairs(
+        config.reach_m, output_type="ndarray")
     if len(pairs) == 0:
         return track
     a, c = pairs[:, 0], pairs[:, 1]
@@ -350,9 +349,8 @@ def _drop_confused_tracks(tracks, config):
         return
     tr = tracks.iloc[idx]
     x, y = tr["x"].to_numpy(), tr["y"].to_numpy()
-    # trips apart: a large offset per trip keeps them out of each other's reach
-    pairs = cKDTree(np.c_[x, y, tr["trip"].to_numpy() * 1e6]).query_pairs(
-        config.confusion_m + 3.0 * config.floor_m, output_type="ndarray")
+    reach_m = config.confusion_m + 3.0 * config.floor_m
+    pairs = cKDTree(np.c_[x, y, _apart(reach_m, tr["trip"])]).query_pairs(reach_m, output_type="ndarray")
     if len(pairs) == 0:
         return
     i, j = pairs[:, 0], pairs[:, 1]
@@ -368,6 +366,15 @@ def _drop_confused_tracks(tracks, config):
     kept = tracks["kept"].to_numpy().copy()
     kept[idx[small]] = False
     tracks["kept"] = kept
+
+
+def _apart(reach_m, *keys):
+    """A third coordinate for a KD-tree that keeps groups (each combination of ``keys``) out of
+    each other's reach: the group's number times more than the reach. The groups are numbered
+    (factorized), never mixed by arithmetic on their keys, which collides once a key outgrows
+    its factor."""
+    group = pd.DataFrame({k: np.asarray(v) for k, v in enumerate(keys)}).groupby(list(range(len(keys)))).ngroup()
+    return group.to_numpy(dtype=np.float64) * (2.0 * reach_m + 1.0)
 
 
 def _mahal2(dx, dy, cxx, cxy, cyy):
@@ -496,8 +503,8 @@ def _merge(tracks, x, y, sxx, sxy, syy, ccls, n_trips, config):
     live = np.flatnonzero(alive)
     if len(live) < 2:
         return alive
-    # classes apart: a large offset per class keeps them out of each other's reach
-    pairs = cKDTree(np.c_[x[live], y[live], ccls[live] * 1e6]).query_pairs(config.reach_m, output_type="ndarray")
+    pairs = cKDTree(np.c_[x[live], y[live], _apart(config.reach_m, ccls[live])]).query_pairs(
+        config.reach_m, output_type="ndarray")
     if len(pairs) == 0:
         return alive
     i, j = live[pairs[:, 0]], live[pairs[:, 1]]

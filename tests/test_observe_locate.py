@@ -69,11 +69,18 @@ def test_two_objects_of_one_class_stay_apart_and_one_trip_is_weak():
 
 
 def test_bearing_only_rays_make_no_ghosts():
-    # rays only: they cross in many places, but no ranged observation starts an object there
+    # two objects seen with ranges by ten trips, and by one bearing-only ray in ten others: the
+    # rays cross in many places, but no object appears where they cross, and the two are found
     observers = [(-20.0 + 4 * k, -6.0) for k in range(10)]
-    obs = observations_of([(0.0, 4.0), (10.0, 4.0)], observers, trips=list(range(10)), ranged=False)
-    objects, labels = locate(obs)
-    assert len(objects) == 0 and (labels == -1).all()
+    points = [(0.0, 4.0), (10.0, 4.0)]
+    ranged = observations_of(points, observers, trips=list(range(10)))
+    rays = observations_of(points, observers, trips=list(range(10, 20)), ranged=False, seed=1)
+    objects, _ = locate(pd.concat([ranged, rays], ignore_index=True))
+    assert len(objects) == 2
+    found = positions(objects)[np.argsort(positions(objects)[:, 0])]
+    # within two of the sigmas reported (one frame per trip: the pose prior over ten trips)
+    assert (np.hypot(*(found - points).T) < 2 * objects["sigma_m"].to_numpy()[np.argsort(positions(objects)[:, 0])]).all()
+    assert (objects["n_trips"] == 10).all()
 
 
 def test_split_value_vote_is_reported():
@@ -362,3 +369,18 @@ def test_a_row_given_twice_counts_once():
     twice, labels = locate(pd.concat([obs, obs.iloc[[3, 7]]], ignore_index=True))
     assert len(twice) == 1 and (labels == 0).all()
     assert np.hypot(*(positions(twice)[0] - positions(once)[0])) < 1e-9
+
+
+def test_identities_past_a_hundred_never_join_across_trips():
+    # identity 100 seen by one trip and identity 0 by the next, one after the other on one spot:
+    # a track key made of trip and identity by arithmetic would make them one track
+    observers = [(-20.0 + 4 * k, -6.0) for k in range(6)]
+    first = observations_of([(0.0, 4.0)], observers, trips=[0] * 6, cls="c100")
+    second = observations_of([(0.0, 4.0)], observers, trips=[1] * 6, cls="c000", seed=1)
+    second["t"] = ts(np.arange(6) + 6.5)
+    others = [observations_of([(500.0 + 50 * k, 4.0)], [(480.0 + 50 * k, 0.0)], trips=[2 + k], cls=f"c{k:03d}")
+              for k in range(1, 100)]
+    objects, _ = locate(pd.concat([first, second, *others], ignore_index=True))
+    here = objects[np.hypot(*(positions(objects) - [0.0, 4.0]).T) < 2.0]
+    assert sorted(here["class"]) == ["c000", "c100"]
+    assert (here["n_observations"] == 6).all()
