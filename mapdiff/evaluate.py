@@ -260,9 +260,15 @@ def _metres(truth: Truth, lon, lat):
     return LocalProjection.around(*ref).to_metres(lon, lat)
 
 
+#: the radius, in sigmas, of the circle that holds 95 % of a 2-D normal error: sqrt(chi2_2(0.95))
+CHI2_95_2D_RADIUS = 2.4477
+
+
 def score_locate(truth: Truth, objects, *, threshold_m=3.0, min_trips=5, source="objects") -> dict:
     """Recall and precision of estimated objects within ``threshold_m`` of a true object of the
-    same class (pairs one to one, nearest first), and the position error of the pairs.
+    same class (pairs one to one, nearest first), the position error of the pairs, and how
+    often the pair's true position lies in the 95 % circle of the estimate's ``sigma_m``
+    (``sigma_coverage_95``; honest sigmas give 0.95).
 
     Recall counts the true objects seen in at least ``min_trips`` trips; precision counts the
     estimates with ``n_trips >= min_trips`` (all estimates when there is no ``n_trips``). The
@@ -293,6 +299,12 @@ def score_locate(truth: Truth, objects, *, threshold_m=3.0, min_trips=5, source=
         else float("nan"),
         "precision_all": float(e_hit.mean()) if len(objects) else float("nan"),
     }
+    if "sigma_m" in objects:
+        # honest sigmas: the 95 % circle of a per-axis sigma (radius sqrt(chi2_2(0.95)) sigma)
+        # holds the true position in 95 % of the pairs
+        sigma = objects["sigma_m"].to_numpy(float)[ie][pair_ok]
+        out["sigma_coverage_95"] = float(np.mean(d[pair_ok] <= CHI2_95_2D_RADIUS * sigma)) if pair_ok.any() \
+            else float("nan")
     if "value" in objects and len(it):
         tv = true["value"].astype(object).to_numpy()[it]
         ev = objects["value"].astype(object).to_numpy()[ie]

@@ -30,7 +30,10 @@ left out (label -1).
    pass saw at the same time (those are two objects). Each object is the robust (Huber beyond
    ``huber_k`` sigmas) information-weighted mean of its tracks, each trip weighing as one.
    Objects merge where their positions agree within the gate, or where the smaller looks like
-   the bigger one's stray passes (see :func:`_merge`); tracks re-join; ``rounds`` times.
+   the bigger one's stray passes (see :func:`_merge`); an object whose tracks from different
+   directions of travel sit apart by more than ``split_sigma`` is as many objects (a junction's
+   poles, each facing its approach: see :func:`_direction_splits`); tracks re-join; ``rounds``
+   times.
 4. Values: an object of a value with less than ``split_share`` of the trips of an object of its
    class but another value on the same spot (within ``confusion_m``) is the detector misreading
    the value: it folds into that object. Each trip votes its most frequent value, the object
@@ -62,6 +65,9 @@ TOGETHER_SHARE = 0.2
 MAX_MIN_TRACK = 4
 #: a track tells its pass's pose error only against an object at least this many trips saw
 MIN_TRIPS_FOR_OFFSET = 3
+#: an object's tracks are grouped by their direction of travel in this many sectors: the four
+#: approaches of a junction (see ``_direction_splits``)
+SECTORS = 4
 OBJECT_COLUMNS = ["object_id", "class", "value", "value_share", "value_votes", "lon", "lat", "sigma_m",
                   "n_observations", "n_trips", "t_first", "t_last", "score", "weak"]
 
@@ -89,6 +95,11 @@ class LocateConfig:
     huber_k: float = 2.0
     rounds: int = 3
     split_share: float = 0.3
+    # the groups' covariances understate what parts them: where every object is one (objects on
+    # their OSM node, simulated on the Harrisburg extract) the median distance between two groups
+    # of one object is 2.8 of their sigmas, not chi-square's 1.2; 10 stated sigmas are some 4.3
+    # honest ones (measured on three cities: benchmarks/locate_sim.py, README)
+    split_sigma: float = 10.0
     cell_m: float = 15.0
 
     def validate(self) -> LocateConfig:
@@ -440,8 +451,14 @@ def _objects_of_tracks(tracks, config):
             window_s = _offset_window(by_time, trip, t_mid, dx, dy, w, prior_var, config.offset_windows_s)
         off_x, off_y, _ = trip_offsets(by_time, trip, t_mid, dx, dy, w, window_s, prior_var)
         along_m, across_m = _pose_sigmas(tr, x0 - off_x, y0 - off_y, lab, x, y, n_trips, along_m, across_m)
-        given = {"x": x[alive], "y": y[alive], "xx": sxx[alive], "xy": sxy[alive], "yy": syy[alive],
-                 "cls": ccls[alive]}
+        # one object that passes from different ways see in different places is several
+        # (a junction's poles, each facing its approach)
+        pxx, pxy, pyy = _with_pose(tr, along_m, across_m)
+        split, sectors = _direction_splits(lab, tr, x0 - off_x, y0 - off_y, (pxx, pxy, pyy), len(x), config)
+        keep = alive & ~split
+        given = {"x": np.r_[x[keep], sectors["x"]], "y": np.r_[y[keep], sectors["y"]],
+                 "xx": np.r_[sxx[keep], sectors["xx"]], "xy": np.r_[sxy[keep], sectors["xy"]],
+                 "yy": np.r_[syy[keep], sectors["yy"]], "cls": np.r_[ccls[keep], ccls[sectors["object"]]]}
     for col, v in zip(("px", "py", "pxx", "pxy", "pyy"), (px, py, pxx, pxy, pyy)):
         full = np.full(len(tracks), np.nan)
         full[kept] = v
@@ -449,6 +466,54 @@ def _objects_of_tracks(tracks, config):
     labels = np.full(len(tracks), -1, dtype=np.int64)
     labels[kept] = lab
     return labels, {"x": x, "y": y, "cls": ccls}
+
+
+def _direction_splits(lab, tr, px, py, cov, n_objects, config):
+    """Which objects split by the direction of travel of their tracks, and the centres they
+    split into.
+
+    A sign or a signal head faces one way: the poles of a junction are each seen by the
+    traffic of their own approach, a few metres apart, and an object placed between them fits
+    every track within its pose error. So each object's tracks are grouped in ``SECTORS``
+    sectors of their direction of travel (turned to the object's own grid of approaches); where
+    two groups of at least ``MIN_TRIPS_FOR_OFFSET`` trips sit apart by more than ``split_sigma``
+    (their means' covariances, scaled up by their scatter where it is larger), the object is
+    as many objects as it has such groups. An object seen alike from everywhere keeps its
+    groups together.
+    Returns (split per object, the groups' centres: x, y, xx, xy, yy and the object split)."""
+    from mapdiff._kernels.locate import fuse, trip_share
+
+    ux, uy = tr["ux"].to_numpy(), tr["uy"].to_numpy()
+    ok = (lab >= 0) & np.isfinite(ux)
+    theta = np.where(ok, np.arctan2(ux, uy), 0.0)
+    grid = np.arctan2(np.bincount(lab[ok], weights=np.sin(4 * theta[ok]), minlength=n_objects),
+                      np.bincount(lab[ok], weights=np.cos(4 * theta[ok]), minlength=n_objects)) / 4
+    width = 2 * np.pi / SECTORS
+    sector = np.floor(np.mod(theta - grid[np.maximum(lab, 0)] + width / 2, 2 * np.pi) / width).astype(np.int64)
+    group = np.where(ok, np.maximum(lab, 0) * SECTORS + np.minimum(sector, SECTORS - 1), -1)
+    n_groups = n_objects * SECTORS
+    share, n_trips = trip_share(group, tr["trip"].to_numpy(), n_groups)
+    start_x = np.repeat(np.bincount(lab[ok], weights=px[ok], minlength=n_objects)
+                        / np.maximum(np.bincount(lab[ok], minlength=n_objects), 1), SECTORS)
+    start_y = np.repeat(np.bincount(lab[ok], weights=py[ok], minlength=n_objects)
+                        / np.maximum(np.bincount(lab[ok], minlength=n_objects), 1), SECTORS)
+    gx, gy, gxx, gxy, gyy, red = fuse(group, n_groups, px, py, *cov, share, start_x, start_y, config.huber_k, 3)
+    scale = np.maximum(red, 1.0)
+    gxx, gxy, gyy = gxx * scale, gxy * scale, gyy * scale
+    valid = (n_trips >= MIN_TRIPS_FOR_OFFSET).reshape(n_objects, SECTORS)
+    pairs = [(a, b) for a in range(SECTORS) for b in range(a + 1, SECTORS)]
+    d2 = np.full((n_objects, len(pairs)), np.nan)
+    for k, (a, b) in enumerate(pairs):
+        ia = np.arange(n_objects) * SECTORS + a
+        ib = np.arange(n_objects) * SECTORS + b
+        both = valid[:, a] & valid[:, b]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d2[both, k] = _mahal2(gx[ia] - gx[ib], gy[ia] - gy[ib], gxx[ia] + gxx[ib], gxy[ia] + gxy[ib],
+                                  gyy[ia] + gyy[ib])[both]
+    split = (np.where(np.isfinite(d2), d2, 0.0) > config.split_sigma**2).any(axis=1)
+    take = (valid & split[:, None]).ravel()
+    return split, {"x": gx[take], "y": gy[take], "xx": gxx[take], "xy": gxy[take], "yy": gyy[take],
+                   "object": np.flatnonzero(take) // SECTORS}
 
 
 def _offset_window(by_time, trip, t_mid, dx, dy, w, prior_var, windows_s):

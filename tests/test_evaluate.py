@@ -127,3 +127,11 @@ def test_cli_prints_a_table_and_writes_json(truth, tmp_path):
     assert res.exit_code == 1 and "not a simulation's truth folder" in res.output
     res = CliRunner().invoke(cli, ["evaluate", "--truth", str(tmp_path / "sim")])
     assert res.exit_code == 2
+
+
+@pytest.mark.parametrize(("sigma_m", "covered"), [(0.5, 1.0), (0.3, 0.0)])
+def test_locate_sigma_coverage_counts_the_95_circle(truth, sigma_m, covered):
+    # a pair 1 m off: inside the 95 % circle of sigma 0.5 m (radius 1.22 m), outside 0.3 m's (0.73 m)
+    lon, lat = lonlat([1.0], [0.0])
+    est = pd.DataFrame({"class": ["stop"], "lon": lon, "lat": lat, "n_trips": [7], "sigma_m": [sigma_m]})
+    assert score_locate(truth, est)["sigma_coverage_95"] == covered

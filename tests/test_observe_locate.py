@@ -152,6 +152,18 @@ def test_observe_counts_detections_without_a_pose():
     assert sorted(rejected["reason"].astype(str)) == ["time outside the trip's matched fixes", "trip not in matched"]
 
 
+def test_observe_drops_poses_where_the_fixes_run_off_the_matched_road():
+    # fixes 2 m from the road, except 12 s to 24 s where they sit 15 m beside it (a car on an
+    # unmapped road matched onto the mapped one): there the matched pose is not the car's
+    cam = Camera()
+    matched = _matched(n=40)
+    matched.loc[12:24, "distance_m"] = 15.0
+    times = [5.5, 11.0, 14.5, 18.5, 23.5, 33.5]
+    obs, rejected = observe(pd.DataFrame([_detection(cam, t, 2.0, 20.0) for t in times]), matched, cam)
+    assert len(rejected) == 4 and (rejected["reason"] == "fixes around it far off the matched road").all()
+    assert sorted((obs["t"] - ts([0])[0]).dt.total_seconds()) == [5.5, 33.5]
+
+
 def test_observe_rejects_empty_boxes():
     cam = Camera()
     det = pd.DataFrame([_detection(cam, 10.5, 0.0, 20.0)])
@@ -384,3 +396,37 @@ def test_identities_past_a_hundred_never_join_across_trips():
     here = objects[np.hypot(*(positions(objects) - [0.0, 4.0]).T) < 2.0]
     assert sorted(here["class"]) == ["c000", "c100"]
     assert (here["n_observations"] == 6).all()
+
+
+def _approach(point, start, step, trips, *, seed):
+    """Passes along a straight approach (from ``start``, ``step`` metres a frame, ten frames),
+    each pass's positions shifted along its way by its own pose error (2 m sigma)."""
+    rng = np.random.default_rng(seed)
+    step = np.asarray(step, float)
+    frames = []
+    for k, trip in enumerate(trips):
+        shift = rng.normal(0.0, 2.0) * step / np.hypot(*step)
+        true = [np.asarray(start) + j * step for j in range(10)]
+        obs = observations_of([point], true, trips=[trip] * 10, seed=seed * 100 + k)
+        moved = [p + shift for p in true]
+        lon, lat = PROJ.to_lonlat(X0 + np.array([p[0] for p in moved]), Y0 + np.array([p[1] for p in moved]))
+        obs["lon"], obs["lat"] = lon, lat
+        obs["t"] = ts(np.arange(10) + 100.0 * trip)
+        frames.append(obs)
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.mark.parametrize("two", [True, False])
+def test_poles_of_two_approaches_stay_two_and_one_pole_stays_one(two):
+    # a junction's poles 8 m apart, each seen only by its own approach's passes, whose pose
+    # errors lie along the way they drive: a point between the two fits every pass, yet the
+    # approaches disagree far beyond their means' errors. One pole seen from both approaches
+    # stays one.
+    north = _approach((4.0, -4.0), (1.5, -40.0), (0.0, 3.0), range(60), seed=1)
+    west = _approach((4.0, 4.0) if two else (4.0, -4.0), (40.0, 1.5), (-3.0, 0.0), range(60, 120), seed=2)
+    objects, _ = locate(pd.concat([north, west], ignore_index=True))
+    found = positions(objects[objects["n_trips"] >= 5])
+    expected = [(4.0, -4.0), (4.0, 4.0)] if two else [(4.0, -4.0)]
+    assert len(found) == len(expected)
+    for p in expected:
+        assert np.hypot(*(found - p).T).min() < 1.5
