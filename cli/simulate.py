@@ -39,6 +39,12 @@ _VALUES = {
     "placement": (click.Choice(["physical", "osm"]), "where objects stand: physical (poles at the kerb, the map "
                                                       "in OSM's convention) or osm (on the map's node)"),
     "kerb-m": (float, "how far right of the centre line kerb poles stand (metres)"),
+    "capture": (click.Choice(["video", "imagery"]), "what the fleet records: video (dashcam detections, GPS traces) "
+                                                    "or imagery (street-level captures every few metres, each its "
+                                                    "own trip, written as observations.parquet)"),
+    "capture-spacing-m": (float, "mean distance between street-level captures (metres)"),
+    "bearing-tail-rate": (float, "share of street-level bearings off by 10-30 degrees"),
+    "range-error-rel": (float, "street-level monocular range error (log sigma)"),
 }
 _CAMERA = {
     "hfov-deg": (float, "camera horizontal field of view (degrees, < 180)"),
@@ -68,8 +74,8 @@ def _options(f):
 @quiet_option
 def simulate(map_path, output, quiet, **options):
     """Take the map's roads and features as the true world, derive a stale map with planted
-    differences, drive a fleet over the world, and write GPS traces, dashcam detections and the
-    truth folder (see mapdiff.simulate). Defaults of every rate: ``python -c "import mapdiff.simulate
+    differences, drive a fleet over the world, and write GPS traces, dashcam detections (or, with
+    --capture imagery, street-level observations) and the truth folder (see mapdiff.simulate). Defaults of every rate: ``python -c "import mapdiff.simulate
     as s; print(s.SimConfig())"``."""
     from mapdiff.camera import Camera
     from mapdiff.errors import MapdiffError
@@ -87,5 +93,7 @@ def simulate(map_path, output, quiet, **options):
         sim.write(output)
     except MapdiffError as exc:
         fail(exc)
-    info(f"wrote {output}: {len(sim.traces):,} fixes in {sim.meta['counts']['trips']:,} trips, "
-         f"{len(sim.detections):,} detections, {len(sim.changes):,} planted changes", quiet=quiet)
+    seen = (f"{len(sim.observations):,} street-level observations" if sim.observations is not None
+            else f"{len(sim.detections):,} detections")
+    info(f"wrote {output}: {len(sim.traces):,} fixes in {sim.meta['counts']['trips']:,} trips, {seen}, "
+         f"{len(sim.changes):,} planted changes", quiet=quiet)

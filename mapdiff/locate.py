@@ -95,6 +95,12 @@ class LocateConfig:
     huber_k: float = 2.0
     rounds: int = 3
     split_share: float = 0.3
+    # single captures (street-level imagery): the first, wide gates the data's own errors are
+    # measured with (a detector's box centre is not off by more on a panorama; a monocular
+    # depth is not off by more than a factor e), and the fewest trips an object needs
+    capture_gate_deg: float = 10.0
+    capture_gate_log: float = 1.0
+    capture_min_support: float = 2.0
     # the groups' covariances understate what parts them: where every object is one (objects on
     # their OSM node, simulated on the Harrisburg extract) the median distance between two groups
     # of one object is 2.8 of their sigmas, not chi-square's 1.2; 10 stated sigmas are some 4.3
@@ -186,6 +192,9 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     b = np.radians(bearing)
     cls_codes, classes = _identities(observations)
     trip = _codes(observations["trip_id"])[0]
+    if _single_captures(trip, t):
+        x, y, sxx, syy, red, n_trips, labels, ident = _locate_captures(trip, cls_codes, ox, oy, b, r, config)
+        return _objects(observations, labels, trip, t, classes, ident, x + x0, y + y0, sxx, syy, red, n_trips, proj)
     # within a pass the pose error is shared: frames differ by the box's own noise only
     sb_track = np.minimum(np.radians(sb_deg), np.radians(config.track_bearing_sigma_deg))
     sr_track = np.minimum(sr, config.track_range_rel * r)
@@ -230,6 +239,136 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     n_trips = np.where(confused, 0, n_trips)
     return _objects(observations, obs_labels, trip, t, classes, centres["cls"], x + x0, y + y0, sxx, syy, red,
                     n_trips, proj)
+
+
+def _single_captures(trip, t):
+    """Whether the data are single captures (street-level imagery: most observations come from
+    trips that are one instant) rather than passes of many frames (video)."""
+    per_trip = pd.DataFrame({"trip": trip, "t": t}).drop_duplicates().groupby("trip").size()
+    return bool((per_trip.reindex(trip).to_numpy() == 1).mean() > 0.5)
+
+
+def _locate_captures(trip, ident, ox, oy, b, r, config):
+    """Objects from single captures (see :mod:`mapdiff._kernels.captures`): candidates where two
+    captures' rays meet, the best-supported taken first, each observation to one object.
+
+    The gates come from the data: a first cover with wide gates (``capture_gate_deg`` of
+    bearing, a factor e^``capture_gate_log`` of range) gives objects whose observations'
+    residuals measure the real bearing and range errors (robust sigmas, their heavy tails left
+    out); the second cover gates at ``gate_sigma`` of those. Returns per object x, y, the
+    variances, reduced chi-square, trips, and the observations' labels and objects' identities.
+    """
+    from mapdiff._kernels.captures import candidates, cover
+
+    ranged = np.isfinite(r)
+    nominal = float(np.median(r[ranged])) if ranged.any() else 20.0  # for sorting rays without a range
+    dist = np.where(ranged, r, nominal)
+    far = float(np.quantile(dist, 0.99))  # the odd depth far off its object finds no partner
+    ex, ey = ox + dist * np.sin(b), oy + dist * np.cos(b)
+    order = np.lexsort((ex, ident))
+    ex_s, ey_s, ox_s, oy_s, b_s, r_s = (v[order] for v in (ex, ey, ox, oy, b, r))
+    trip_s, ident_s = trip[order], ident[order]
+    start = np.searchsorted(ident_s, np.arange(int(ident_s.max()) + 2)).astype(np.int64)
+    n_trips = int(trip.max()) + 1
+    gate_b, gate_r = np.radians(config.capture_gate_deg), config.capture_gate_log
+    for _ in range(2):
+        # an observation fits a point up to e^gate_r of its range away from its end point
+        reach = far * (np.exp(gate_r) - 1.0) + 1.0
+        cx, cy, cg = candidates(start, ex_s, ey_s, ox_s, oy_s, b_s, r_s, trip_s, gate_r, reach)
+        # many pairs meet at one place: one candidate per 2 m cell is enough (the fit moves it)
+        _, first = np.unique(np.c_[cg, np.floor(cx / 2), np.floor(cy / 2)], axis=0, return_index=True)
+        cx, cy, cg = cx[first], cy[first], cg[first]
+        sb, sr = gate_b / config.gate_sigma, gate_r / config.gate_sigma
+        used, x, y, vxx, vxy, vyy, chi, n = cover(start, cx, cy, cg, ex_s, ey_s, ox_s, oy_s, b_s, r_s, trip_s, n_trips,
+                                                  gate_b, gate_r, reach, sb, sr, config.capture_min_support)
+        rb, rr = _capture_residuals(used, x, y, ox_s, oy_s, b_s, r_s)
+        if not np.isfinite(rb):
+            break
+        gate_b = float(np.clip(config.gate_sigma * rb, np.radians(0.5), gate_b))
+        gate_r = float(np.clip(config.gate_sigma * rr, 0.02, gate_r)) if np.isfinite(rr) else gate_r
+    labels = np.full(len(order), -1, dtype=np.int64)
+    labels[order] = used
+    obj_ident = np.full(len(x), -1, dtype=np.int64)
+    has = used >= 0
+    obj_ident[used[has]] = ident_s[has]
+    n_res = np.bincount(used[has], minlength=len(x)) + np.bincount(used[has], weights=np.isfinite(r_s[has]),
+                                                                    minlength=len(x))
+    red = np.where(n_res > 2, chi / np.maximum(n_res - 2, 1), 1.0)
+    ghost = _echoes(used, x, y, obj_ident, ox_s, oy_s, b_s, trip_s, config)
+    used = np.where((used >= 0) & ghost[np.maximum(used, 0)], -1, used)
+    labels[order] = used
+    has = used >= 0
+    n_obj_trips = pd.DataFrame({"o": used[has], "t": trip_s[has]}).drop_duplicates().groupby("o").size()
+    n_obj_trips = n_obj_trips.reindex(range(len(x)), fill_value=0).to_numpy()
+    # captures along one road see an object from a narrow fan of directions: its error is long
+    # along the rays, and the per-axis sigma reported is that of the long axis
+    half = 0.5 * (vxx - vyy)
+    major = 0.5 * (vxx + vyy) + np.sqrt(half * half + vxy * vxy)
+    return x, y, major, major, red, n_obj_trips, labels, obj_ident
+
+
+#: how close (degrees) a capture's direction from an object must come to one it was seen from
+#: to count as a place it is seen from: captures some 10 m apart at 20-50 m
+SEEN_FROM_DEG = 15.0
+#: the most a detector's bearing is off in its heavy tail: a second object a few metres away is
+#: seen far more off than that from the captures near it
+ECHO_MAX_DEG = 45.0
+
+
+def _echoes(used, x, y, ident, ox, oy, b, trip, config):
+    """Objects that are another object's heavy-tailed sightings: a bearing off by tens of
+    degrees on several captures of a well-seen object can meet at a place of its own. Such an
+    object B of the identity of a bigger object A within ``reach_m`` is an echo where most of
+    its captures are places A is seen from (their direction from A within ``SEEN_FROM_DEG`` of
+    a capture of A, no farther than A's farthest) that did not see A: each saw one thing, and
+    A explains it, each bearing off by less than ``ECHO_MAX_DEG``. A real second object is seen
+    with A from the captures that can see both, or far off A's bearing from those near it."""
+    from scipy.spatial import cKDTree
+
+    ghost = np.zeros(len(x), dtype=bool)
+    has = used >= 0
+    live = np.flatnonzero(np.bincount(used[has], minlength=len(x)) > 0)
+    if len(live) < 2:
+        return ghost
+    pairs = cKDTree(np.c_[x[live], y[live], _apart(config.reach_m, ident[live])]).query_pairs(
+        config.reach_m, output_type="ndarray")
+    if len(pairs) == 0:
+        return ghost
+    size = np.bincount(used[has], minlength=len(x))
+    members = pd.Series(np.flatnonzero(has)).groupby(used[has]).apply(np.asarray)
+    for i, j in live[pairs]:
+        big, small = (i, j) if size[i] >= size[j] else (j, i)
+        if ghost[big] or ghost[small]:
+            continue
+        mb, ms = members[big], members[small]
+        seen_dir = np.arctan2(ox[mb] - x[big], oy[mb] - y[big])
+        far = np.hypot(ox[mb] - x[big], oy[mb] - y[big]).max()
+        d = np.arctan2(ox[ms] - x[big], oy[ms] - y[big])
+        gap = np.abs((d[:, None] - seen_dir[None, :] + np.pi) % (2 * np.pi) - np.pi).min(axis=1)
+        placed = (gap <= np.radians(SEEN_FROM_DEG)) & (np.hypot(ox[ms] - x[big], oy[ms] - y[big]) <= far)
+        together = np.isin(trip[ms], trip[mb])
+        # and A explains every sighting of B as a bearing off by less than a tail's
+        off = np.abs((b[ms] - np.arctan2(x[big] - ox[ms], y[big] - oy[ms]) + np.pi) % (2 * np.pi) - np.pi)
+        if (placed & ~together).mean() >= 0.5 and off.max() <= np.radians(ECHO_MAX_DEG):
+            ghost[small] = True
+    return ghost
+
+
+def _capture_residuals(used, x, y, ox, oy, b, r):
+    """Robust sigmas (1.4826 MAD) of the bearing (radians) and log-range residuals of the
+    observations of objects with at least four, or NaN where fewer than 20 such objects tell."""
+    has = used >= 0
+    count = np.bincount(used[has], minlength=len(x))
+    k = np.flatnonzero(has & (count[np.maximum(used, 0)] >= 4))
+    if len(np.unique(used[k])) < 20:
+        return float("nan"), float("nan")
+    o = used[k]
+    dx, dy = x[o] - ox[k], y[o] - oy[k]
+    res_b = np.abs((b[k] - np.arctan2(dx, dy) + np.pi) % (2 * np.pi) - np.pi)
+    ranged = np.isfinite(r[k])
+    res_r = np.abs(np.log(np.hypot(dx, dy)[ranged] / np.maximum(r[k][ranged], 1e-3)))
+    # the fit pulls towards its own observations: a few more than two per object undo it
+    return 1.4826 * float(np.median(res_b)), (1.4826 * float(np.median(res_r)) if ranged.any() else float("nan"))
 
 
 def _identities(observations):

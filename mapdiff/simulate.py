@@ -10,6 +10,8 @@ Output folder::
     map.gpkg               the stale map (nodes, edges, features)
     traces.parquet         GPS fixes in the traces contract (+ vehicle_id)
     detections.parquet     pixel detections: detection_id, trip_id, t, class, value, score, box
+    observations.parquet   instead of detections with ``capture="imagery"``: street-level
+                           observations (the observations contract, plus detection_id)
     camera.json            the camera model
     truth/changes.parquet  the planted differences (GeoParquet), one row per change
     truth/routes.parquet   per trip the true edges driven, with times and offsets
@@ -36,6 +38,9 @@ from mapdiff.schema import CHANGE_KINDS
 #: where the world's objects stand: "physical" (poles at the kerb of the approaches, as on a
 #: street) or "osm" (on the map's node, as OSM maps them)
 PLACEMENTS = ("physical", "osm")
+#: what the fleet records: "video" (dashcam frames, pixel detections, GPS traces) or "imagery"
+#: (street-level captures, each its own trip, as observations: see :func:`_imagery`)
+CAPTURES = ("video", "imagery")
 #: a mapped point this close to a road's line is on the road (OSM's way or junction node)
 ON_ROAD_M = 2.0
 #: a signal pole stands this far before the junction node on its approach
@@ -69,6 +74,12 @@ class SimConfig:
     the lane), a crossing's signs on both kerbs, a sign at the kerb (``kerb_m`` right of the
     centre line) of the approach to the nearer junction, facing its traffic (a sign seen from
     behind is not detected); ``"osm"`` puts every object on its map node, as OSM maps it.
+    Street-level imagery (``capture="imagery"``): instead of video, a panoramic capture every
+    ``capture_spacing_m`` (half to one and a half times it) along each drive, each capture its own
+    trip, its position ``capture_sigma_m`` off per axis, written as observations: every readable
+    object within ``max_range_m`` not missed (``miss_rate``), hidden or not behind another, with
+    a bearing off by ``imagery_bearing_sigma_deg`` or, for ``bearing_tail_rate`` of them, by 10
+    to 30 degrees, and a monocular range off by a factor exp(N(0, ``range_error_rel``)).
     What fools road diffs: ``multipath_rate`` of trips have a stretch of 10-60 s with the fixes
     20-80 m off to one side; ``detour_rate`` of trips stop off the network mid-trip (a car park,
     a fuel station: 30-80 m off, 1-5 minutes); tunnels (edges tagged ``tunnel``) give no fixes.
@@ -103,6 +114,12 @@ class SimConfig:
     kerb_m: float = 4.0
     multipath_rate: float = 0.1
     detour_rate: float = 0.05
+    capture: str = "video"
+    capture_spacing_m: float = 10.0
+    capture_sigma_m: float = 1.0
+    imagery_bearing_sigma_deg: float = 2.0
+    bearing_tail_rate: float = 0.2
+    range_error_rel: float = 0.3
     added_rate: float = 0.02
     removed_rate: float = 0.02
     moved_rate: float = 0.02
@@ -115,7 +132,7 @@ class SimConfig:
         """Raise :class:`ConfigError` naming the first impossible option."""
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name in ("start_date", "placement"):
+            if f.name in ("start_date", "placement", "capture"):
                 continue
             name = f.name
             if name.endswith("_rate") or name == "size_jitter":
@@ -130,13 +147,17 @@ class SimConfig:
                 if int(v) != v or v < 0:
                     msg = f"seed must be a whole number >= 0; found {v}"
                     raise ConfigError(msg)
-            elif name in ("trips_per_day", "lane_offset_m", "gps_sigma_m", "gps_bias_sigma_m", "min_trip_m", "kerb_m"):
+            elif name in ("trips_per_day", "lane_offset_m", "gps_sigma_m", "gps_bias_sigma_m", "min_trip_m", "kerb_m",
+                          "capture_sigma_m"):
                 if not (np.isfinite(v) and v >= 0):
                     msg = f"{name} must be >= 0; found {v}"
                     raise ConfigError(msg)
             elif not (np.isfinite(v) and v > 0):
                 msg = f"{name} must be > 0; found {v}"
                 raise ConfigError(msg)
+        if self.capture not in CAPTURES:
+            msg = f"capture must be one of {', '.join(CAPTURES)}; found {self.capture!r}"
+            raise ConfigError(msg)
         if self.placement not in PLACEMENTS:
             msg = f"placement must be one of {', '.join(PLACEMENTS)}; found {self.placement!r}"
             raise ConfigError(msg)
@@ -163,6 +184,7 @@ class Simulation:
     detection_truth: pd.DataFrame
     edges: pd.DataFrame
     meta: dict
+    observations: pd.DataFrame | None = None  # street-level imagery: observations, not detections
 
     def write(self, out_dir) -> None:
         """Write every file under ``out_dir`` (local or s3://), each atomically."""
@@ -171,7 +193,10 @@ class Simulation:
         out = str(out_dir).rstrip("/")
         write_gpkg(self.map_layers, f"{out}/map.gpkg")
         write_table(self.traces, f"{out}/traces.parquet")
-        write_table(self.detections, f"{out}/detections.parquet")
+        if self.observations is not None:
+            write_table(self.observations, f"{out}/observations.parquet")
+        else:
+            write_table(self.detections, f"{out}/detections.parquet")
         for name, frame in (("changes", self.changes), ("routes", self.routes), ("fixes", self.fixes),
                             ("objects", self.objects), ("detections", self.detection_truth),
                             ("edges", self.edges)):
@@ -810,7 +835,15 @@ def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, 
 
     # camera frames and detections
     det_cols = ["detection_id", "trip_id", "t", "class", "value", "score", "x_min", "y_min", "x_max", "y_max"]
-    if len(objects):
+    observations = None
+    if len(objects) and config.capture == "imagery":
+        t_frame, cptr, ctrip = _regular_times(start, end, config.frame_interval_s, np.zeros(n_trips))
+        cx, cy, _, _, _ = pose_at(t_frame, cptr)
+        observations, detection_truth = _imagery(t_frame, cptr, ctrip, cx, cy, objects, trip_ids, config, rng, proj)
+        detections = pd.DataFrame({c: pd.Series(dtype=object) for c in det_cols})
+        say(f"captured {observations['trip_id'].nunique():,} street-level images with {len(observations):,} "
+            "detections")
+    elif len(objects):
         t_frame, cptr, ctrip = _regular_times(start, end, config.frame_interval_s, np.zeros(n_trips))
         cx, cy, cheading, _, _ = pose_at(t_frame, cptr)
         ox, oy = objects.geometry.x.to_numpy(), objects.geometry.y.to_numpy()
@@ -841,8 +874,9 @@ def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, 
     })
     # how often each object was really seen (false positives and confusions aside)
     real = detection_truth["object_id"].notna().to_numpy()
+    sighting_trips = (observations if observations is not None else detections)["trip_id"].to_numpy()
     seen = pd.DataFrame({"object_id": detection_truth["object_id"].to_numpy()[real].astype(np.int64),
-                         "trip_id": detections["trip_id"].to_numpy()[real]})
+                         "trip_id": sighting_trips[real]})
     objects_out["n_detections"] = objects_out["object_id"].map(seen["object_id"].value_counts()).fillna(0).astype(np.int64)
     objects_out["n_trips_seen"] = objects_out["object_id"].map(
         seen.drop_duplicates().groupby("object_id").size()).fillna(0).astype(np.int64)
@@ -863,7 +897,67 @@ def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, 
             "counts": {"trips": n_trips, "fixes": len(traces), "detections": len(detections),
                        "objects": len(objects), **{k: int(n) for k, n in changes["kind"].value_counts(sort=False).items()}}}
     return Simulation(stale, traces, detections, camera, changes.to_crs(4326), routes, fixes, objects_out,
-                      detection_truth, edge_tab, meta)
+                      detection_truth, edge_tab, meta, observations)
+
+
+def _imagery(t_frame, cptr, ctrip, cx, cy, objects, trip_ids, config: SimConfig, rng, proj):
+    """Street-level captures along the drives (see :class:`SimConfig`): the observations (the
+    observations contract, plus detection_id) and their truth (detection_id, object_id).
+
+    A capture is taken where the drive has gone its spacing since the last one; the frames at
+    ``frame_interval_s`` give the positions (a frame's distance is at most a few metres)."""
+    from scipy.spatial import cKDTree
+
+    step = np.hypot(np.diff(cx, prepend=cx[:1]), np.diff(cy, prepend=cy[:1]))
+    step[cptr[:-1][np.diff(cptr) > 0]] = 0.0  # a trip's first frame starts its own count
+    gone = np.cumsum(step)
+    taken = []
+    for k in range(len(cptr) - 1):
+        a, b = cptr[k], cptr[k + 1]
+        if b <= a:
+            continue
+        at = gone[a] + rng.uniform(0.0, config.capture_spacing_m)
+        while at <= gone[b - 1]:
+            taken.append(a + int(np.searchsorted(gone[a:b], at)))
+            at += config.capture_spacing_m * rng.uniform(0.5, 1.5)
+    cap = np.asarray(taken, dtype=np.int64)
+    px = cx[cap] + rng.normal(0.0, config.capture_sigma_m, len(cap))
+    py = cy[cap] + rng.normal(0.0, config.capture_sigma_m, len(cap))
+    ox, oy = objects.geometry.x.to_numpy(), objects.geometry.y.to_numpy()
+    near = cKDTree(np.c_[ox, oy]).query_ball_point(np.c_[cx[cap], cy[cap]], config.max_range_m)
+    ci = np.repeat(np.arange(len(cap)), [len(n) for n in near])
+    oi = np.fromiter((j for n in near for j in n), dtype=np.int64, count=len(ci))
+    dx, dy = ox[oi] - cx[cap][ci], oy[oi] - cy[cap][ci]
+    dist = np.hypot(dx, dy)
+    facing = np.radians(objects["facing_deg"].to_numpy(float))[oi]
+    # a sign is read from in front of it only (as in the video), a panorama looks every way
+    readable = np.isnan(facing) | (-(dx * np.sin(facing) + dy * np.cos(facing)) >= np.cos(np.radians(75.0)) * dist)
+    keep = (dist > 1.0) & readable & (rng.random(len(ci)) >= config.miss_rate)
+    ci, oi, dx, dy, dist = ci[keep], oi[keep], dx[keep], dy[keep], dist[keep]
+    tail = rng.random(len(ci)) < config.bearing_tail_rate
+    err = np.where(tail, rng.choice([-1.0, 1.0], len(ci)) * rng.uniform(10.0, 30.0, len(ci)),
+                   rng.normal(0.0, config.imagery_bearing_sigma_deg, len(ci)))
+    bearing = (np.degrees(np.arctan2(dx, dy)) + err) % 360.0
+    rng_m = dist * np.exp(rng.normal(0.0, config.range_error_rel, len(ci)))
+    lon, lat = proj.to_lonlat(px[ci], py[ci])
+    frame = cap[ci]
+    trip = trip_ids.take(ctrip[frame]).astype(str)
+    order = np.lexsort((oi, ci))
+    detection_id = np.arange(len(ci), dtype=np.int64)
+    observations = pd.DataFrame({
+        "detection_id": detection_id,
+        "trip_id": (pd.Series(trip[order]) + "-c" + pd.Series(ci[order]).astype(str).str.zfill(6)).to_numpy(),
+        "t": pd.to_datetime(np.round(t_frame[frame][order] * 1000).astype(np.int64), unit="ms", utc=True),
+        "class": objects["class"].to_numpy()[oi][order], "value": objects["value"].to_numpy()[oi][order],
+        "score": np.round(rng.uniform(0.5, 1.0, len(ci)), 3),
+        "lon": lon[order], "lat": lat[order], "bearing_deg": bearing[order],
+        # what a capture states: its core bearing error, not the tail it does not know of
+        "bearing_sigma_deg": np.full(len(ci), config.imagery_bearing_sigma_deg),
+        "range_m": rng_m[order], "range_sigma_m": config.range_error_rel * rng_m[order],
+    })
+    truth = pd.DataFrame({"detection_id": detection_id,
+                          "object_id": pd.array(objects["object_id"].to_numpy()[oi][order], dtype="Int64")})
+    return observations, truth
 
 
 def _finish_detections(frame, obj, box, score, t_frame, ctrip, pose, trip_ids, objects, camera, config, rng, proj):

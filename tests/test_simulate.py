@@ -302,3 +302,33 @@ def test_map_without_features_says_so(grid_gpkg, tmp_path):
     assert "no 'features' layer" in res.output
     assert len(_read(tmp_path / "s", "traces.parquet")) > 0
     assert len(_read(tmp_path / "s", "detections.parquet")) == 0
+
+
+def test_street_level_imagery_has_the_asked_errors(helsinki_gpkg):
+    # each capture its own trip at one instant, a capture every 5-15 m along a drive, bearings
+    # off by the core sigma or, for the tail's share, by 10-30 degrees, ranges off by a factor
+    from mapdiff.io import read_map_layers
+    from mapdiff.projection import LocalProjection
+    from mapdiff.simulate import simulate
+
+    config = SimConfig(vehicles=2, seed=4, capture="imagery", placement="osm", miss_rate=0.0, capture_sigma_m=0.0,
+                       **QUIET_WORLD)
+    sim = simulate(read_map_layers(helsinki_gpkg), config)
+    obs = sim.observations
+    assert len(sim.detections) == 0 and len(obs) > 500
+    assert (obs.groupby("trip_id")["t"].nunique() == 1).all()
+    truth = sim.objects.set_index("object_id").loc[sim.detection_truth["object_id"].astype(int).to_numpy()]
+    proj = LocalProjection.around(24.94, 60.17)
+    ox, oy = proj.to_metres(obs["lon"], obs["lat"])
+    tx, ty = proj.to_metres(truth["lon"].to_numpy(), truth["lat"].to_numpy())
+    err = (obs["bearing_deg"].to_numpy() - np.degrees(np.arctan2(tx - ox, ty - oy)) + 180) % 360 - 180
+    tail = np.abs(err) > 9.0  # 4.5 core sigmas
+    assert tail.mean() == pytest.approx(config.bearing_tail_rate, abs=0.03)
+    assert ((np.abs(err[tail]) >= 9.99) & (np.abs(err[tail]) <= 30.01)).all()
+    log_range = np.log(obs["range_m"].to_numpy() / np.hypot(tx - ox, ty - oy))
+    assert log_range.std() == pytest.approx(config.range_error_rel, rel=0.1)
+    # captures along one drive: consecutive ones 5 to 15 m apart (a straight stretch)
+    drive = obs.drop_duplicates("trip_id").assign(x=ox[~obs.duplicated("trip_id")], y=oy[~obs.duplicated("trip_id")])
+    drive["drive"] = drive["trip_id"].str.rsplit("-c", n=1).str[0]
+    gaps = drive.sort_values("t").groupby("drive")[["x", "y"]].diff().dropna()
+    assert 5.0 <= np.median(np.hypot(gaps["x"], gaps["y"])) <= 15.0

@@ -280,8 +280,13 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
             hx, hy = point_on_edge(e, min(max(m_off[came], 0.0), vcum[vptr[e + 1] - 1]), vx, vy, vcum, vptr)[2:]
             heading[q] = np.degrees(np.arctan2(hx, hy)) % 360.0
             baseline[q] = np.inf
-            _route_position(q, i, j, f, a, b, t, m_t, m_s, m_ss, m_edge, m_off, span_m, geom, x, y, turn)
-            turn[q] = 0.0  # it stands: the heading is the road's it came in on, wherever it stands
+            here, rx, ry = _route_position(q, i, j, f, a, b, t, m_t, m_s, m_ss, m_edge, m_off, span_m, geom, x, y,
+                                           turn)
+            # it stands, heading the way it came in; where the matched route has it on a road
+            # turned from that one, or turning around it (stopped just past a corner, or matched
+            # there while still before it), which way it heads is not known: the turn says how much
+            if here >= 0:
+                turn[q] = max(turn[q], np.degrees(np.arccos(min(max(hx * rx + hy * ry, -1.0), 1.0))))
             continue
         if still:
             # standing: the way it came in (the matcher may already have it on the next road)

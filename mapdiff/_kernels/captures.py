@@ -1,0 +1,219 @@
+"""Objects from single captures: each sighting its own trip (street-level imagery).
+
+An observation is a camera position ``(ox, oy)``, a bearing ``b`` (radians clockwise from north)
+and a range ``r`` (NaN: none); observations come grouped by identity (``start`` holds each
+group's first row) and, within a group, sorted by the x of their end points ``(ex, ey)``, so
+that a sweep over x finds the end points near a place.
+
+A candidate is where the rays of two captures of one identity meet, in front of both and at
+distances their ranges allow. Its support is the observations of its identity whose bearing
+and range fit it (within ``gate_b`` radians and ``gate_r`` in log range). Objects are taken
+greedily, the best-supported candidate first, each observation going to one object only; a
+candidate is re-scored on what is left before it is taken (a lazy greedy cover).
+"""
+
+import heapq
+
+import numpy as np
+
+from mapdiff._kernels import jit
+
+
+@jit
+def _wrap(a):
+    return (a + np.pi) % (2.0 * np.pi) - np.pi
+
+
+@jit
+def _window(ex, lo, hi, x, reach):
+    """First and one-past-last row of ``lo:hi`` (sorted by ``ex``) with ``|ex - x| <= reach``."""
+    return lo + np.searchsorted(ex[lo:hi], x - reach), lo + np.searchsorted(ex[lo:hi], x + reach, side="right")
+
+
+@jit
+def _fits(k, cx, cy, ox, oy, b, r, gate_b, gate_r):
+    """The residuals of observation ``k`` at ``(cx, cy)`` as shares of the gates (bearing,
+    range; range 0 without one), or -1 where it does not fit."""
+    dx, dy = cx - ox[k], cy - oy[k]
+    d = np.hypot(dx, dy)
+    if d < 1e-6:
+        return -1.0, -1.0
+    rb = abs(_wrap(b[k] - np.arctan2(dx, dy))) / gate_b
+    if rb > 1.0:
+        return -1.0, -1.0
+    rr = 0.0
+    if not np.isnan(r[k]):
+        rr = abs(np.log(d / max(r[k], 1e-3))) / gate_r
+        if rr > 1.0:
+            return -1.0, -1.0
+    return rb, rr
+
+
+@jit
+def _score(cx, cy, lo, hi, ex, ey, ox, oy, b, r, trip, used, gate_b, gate_r, reach, seen, sigmas2):
+    """Support of a point: the sum over the free observations that fit it of their normal
+    likelihood (residuals in sigmas; ``sigmas2``: the gates' width in sigmas, squared), one
+    per trip. ``seen`` is scratch, -1 everywhere, indexed by trip."""
+    a, z = _window(ex, lo, hi, cx, reach)
+    total = 0.0
+    for k in range(a, z):
+        if used[k] >= 0 or abs(ey[k] - cy) > reach:
+            continue
+        rb, rr = _fits(k, cx, cy, ox, oy, b, r, gate_b, gate_r)
+        if rb < 0:
+            continue
+        w = np.exp(-0.5 * sigmas2 * (rb * rb + rr * rr))
+        t = trip[k]
+        if seen[t] < 0:
+            seen[t] = k
+            total += w
+    for k in range(a, z):  # reset the scratch
+        seen[trip[k]] = -1
+    return total
+
+
+@jit
+def _refine(cx, cy, lo, hi, ex, ey, ox, oy, b, r, used, gate_b, gate_r, reach, sb, sr):
+    """Gauss-Newton on the free observations that fit: bearings with sigma ``sb``, log ranges
+    with ``sr``. Returns x, y, the covariance (xx, xy, yy), the chi-square and the count."""
+    x, y = cx, cy
+    a11 = a12 = a22 = chi = 0.0
+    n = 0
+    for _ in range(6):
+        a11 = a12 = a22 = g1 = g2 = chi = 0.0
+        n = 0
+        a, z = _window(ex, lo, hi, x, reach)
+        for k in range(a, z):
+            if used[k] >= 0 or abs(ey[k] - y) > reach:
+                continue
+            rb, _ = _fits(k, x, y, ox, oy, b, r, gate_b, gate_r)
+            if rb < 0:
+                continue
+            dx, dy = x - ox[k], y - oy[k]
+            d2 = dx * dx + dy * dy
+            n += 1
+            # bearing: d(atan2(dx, dy))/d(x, y) = (dy, -dx) / d^2
+            res = _wrap(b[k] - np.arctan2(dx, dy)) / sb
+            j1, j2 = dy / d2 / sb, -dx / d2 / sb
+            a11 += j1 * j1
+            a12 += j1 * j2
+            a22 += j2 * j2
+            g1 += j1 * res
+            g2 += j2 * res
+            chi += res * res
+            if not np.isnan(r[k]):
+                res = -np.log(np.sqrt(d2) / max(r[k], 1e-3)) / sr
+                j1, j2 = dx / d2 / sr, dy / d2 / sr
+                a11 += j1 * j1
+                a12 += j1 * j2
+                a22 += j2 * j2
+                g1 += j1 * res
+                g2 += j2 * res
+                chi += res * res
+        det = a11 * a22 - a12 * a12
+        if n == 0 or det <= 0:
+            break
+        step_x = (a22 * g1 - a12 * g2) / det
+        step_y = (a11 * g2 - a12 * g1) / det
+        x += step_x
+        y += step_y
+        if step_x * step_x + step_y * step_y < 1e-6:
+            break
+    det = a11 * a22 - a12 * a12
+    if n == 0 or det <= 0:
+        return x, y, np.inf, 0.0, np.inf, chi, n
+    return x, y, a22 / det, -a12 / det, a11 / det, chi, n
+
+
+@jit
+def candidates(start, ex, ey, ox, oy, b, r, trip, gate_r, reach):
+    """Where two observations of one identity from different trips meet: rays crossing in front
+    of both, at least 2 degrees apart, within ``gate_r`` (log) of each one's range. Returns
+    the candidates' x, y and group."""
+    cx = []
+    cy = []
+    cg = []
+    for g in range(start.shape[0] - 1):
+        lo, hi = start[g], start[g + 1]
+        for i in range(lo, hi):
+            a, z = _window(ex, lo, hi, ex[i], reach)
+            si, ci = np.sin(b[i]), np.cos(b[i])
+            for j in range(max(a, i + 1), z):
+                if trip[j] == trip[i] or abs(ey[j] - ey[i]) > reach:
+                    continue
+                sj, cj = np.sin(b[j]), np.cos(b[j])
+                cross = si * cj - ci * sj
+                if abs(cross) < 0.035:  # 2 degrees: no parallax to place a point
+                    continue
+                dx, dy = ox[j] - ox[i], oy[j] - oy[i]
+                s = (dx * cj - dy * sj) / cross  # along ray i
+                u = (dx * ci - dy * si) / cross  # along ray j
+                if s <= 0 or u <= 0:
+                    continue
+                if not np.isnan(r[i]) and abs(np.log(s / max(r[i], 1e-3))) > gate_r:
+                    continue
+                if not np.isnan(r[j]) and abs(np.log(u / max(r[j], 1e-3))) > gate_r:
+                    continue
+                cx.append(ox[i] + s * si)
+                cy.append(oy[i] + s * ci)
+                cg.append(g)
+    return np.array(cx), np.array(cy), np.array(cg, dtype=np.int64)
+
+
+@jit
+def cover(start, cx, cy, cg, ex, ey, ox, oy, b, r, trip, n_trips, gate_b, gate_r, reach, sb, sr, min_support):
+    """Greedy cover of the observations by candidates (see the module docstring). Returns each
+    observation's object (-1: none) and per object x, y, covariance, chi-square and count."""
+    used = np.full(ex.shape[0], -1, dtype=np.int64)
+    seen = np.full(n_trips, -1, dtype=np.int64)
+    heap = [(0.0, np.int64(0))]
+    heap.pop()
+    for c in range(cx.shape[0]):
+        g = cg[c]
+        s = _score(cx[c], cy[c], start[g], start[g + 1], ex, ey, ox, oy, b, r, trip, used, gate_b, gate_r, reach, seen, (gate_b / sb) ** 2)
+        if s >= min_support:
+            heapq.heappush(heap, (-s, np.int64(c)))
+    ox_ = []
+    oy_ = []
+    oxx = []
+    oxy = []
+    oyy = []
+    ochi = []
+    on = []
+    while len(heap):
+        neg, c = heapq.heappop(heap)
+        g = cg[c]
+        lo, hi = start[g], start[g + 1]
+        s = _score(cx[c], cy[c], lo, hi, ex, ey, ox, oy, b, r, trip, used, gate_b, gate_r, reach, seen, (gate_b / sb) ** 2)
+        if s < min_support:
+            continue
+        if len(heap) and s < -heap[0][0] - 1e-9:
+            heapq.heappush(heap, (-s, c))  # others may now be better: score it again later
+            continue
+        x, y, vxx, vxy, vyy, chi, n = _refine(cx[c], cy[c], lo, hi, ex, ey, ox, oy, b, r, used, gate_b, gate_r, reach,
+                                              sb, sr)
+        if n == 0 or not np.isfinite(vxx):
+            continue
+        k_obj = len(ox_)
+        taken = 0
+        a, z = _window(ex, lo, hi, x, reach)
+        for k in range(a, z):
+            if used[k] < 0 and abs(ey[k] - y) <= reach:
+                rb, _ = _fits(k, x, y, ox, oy, b, r, gate_b, gate_r)
+                if rb >= 0 and seen[trip[k]] < 0:  # one observation per trip
+                    seen[trip[k]] = k
+                    used[k] = k_obj
+                    taken += 1
+        for k in range(a, z):
+            seen[trip[k]] = -1
+        if taken == 0:
+            continue
+        ox_.append(x)
+        oy_.append(y)
+        oxx.append(vxx)
+        oxy.append(vxy)
+        oyy.append(vyy)
+        ochi.append(chi)
+        on.append(n)
+    return (used, np.array(ox_), np.array(oy_), np.array(oxx), np.array(oxy), np.array(oyy), np.array(ochi),
+            np.array(on, dtype=np.int64))
