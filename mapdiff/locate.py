@@ -270,22 +270,23 @@ def _locate_captures(trip, ident, ox, oy, b, r, config):
     trip_s, ident_s = trip[order], ident[order]
     start = np.searchsorted(ident_s, np.arange(int(ident_s.max()) + 2)).astype(np.int64)
     n_trips = int(trip.max()) + 1
-    gate_b, gate_r = np.radians(config.capture_gate_deg), config.capture_gate_log
+    # first wide: the gates' sigmas; then the errors the data show
+    sb, sp, sr = np.radians(config.capture_gate_deg) / config.gate_sigma, 0.0, config.capture_gate_log / config.gate_sigma
     for _ in range(2):
-        # an observation fits a point up to e^gate_r of its range away from its end point
-        reach = far * (np.exp(gate_r) - 1.0) + 1.0
-        cx, cy, cg = candidates(start, ex_s, ey_s, ox_s, oy_s, b_s, r_s, trip_s, gate_r, reach)
+        # an observation fits a point up to e^(gate sigmas) of its range away from its end point
+        reach = far * (np.exp(config.gate_sigma * sr) - 1.0) + 1.0
+        cx, cy, cg = candidates(start, ex_s, ey_s, ox_s, oy_s, b_s, r_s, trip_s, config.gate_sigma * sr, reach)
         # many pairs meet at one place: one candidate per 2 m cell is enough (the fit moves it)
         _, first = np.unique(np.c_[cg, np.floor(cx / 2), np.floor(cy / 2)], axis=0, return_index=True)
         cx, cy, cg = cx[first], cy[first], cg[first]
-        sb, sr = gate_b / config.gate_sigma, gate_r / config.gate_sigma
         used, x, y, vxx, vxy, vyy, chi, n = cover(start, cx, cy, cg, ex_s, ey_s, ox_s, oy_s, b_s, r_s, trip_s, n_trips,
-                                                  gate_b, gate_r, reach, sb, sr, config.capture_min_support)
-        rb, rr = _capture_residuals(used, x, y, ox_s, oy_s, b_s, r_s)
-        if not np.isfinite(rb):
+                                                  sb, sp, sr, config.gate_sigma, reach, config.capture_min_support)
+        measured = _capture_errors(used, x, y, ox_s, oy_s, b_s, r_s)
+        if measured is None:
             break
-        gate_b = float(np.clip(config.gate_sigma * rb, np.radians(0.5), gate_b))
-        gate_r = float(np.clip(config.gate_sigma * rr, 0.02, gate_r)) if np.isfinite(rr) else gate_r
+        # never wider than the first gates: what they let in is all they can measure
+        sb, sp = min(measured[0], sb), measured[1]
+        sr = min(measured[2], sr) if np.isfinite(measured[2]) else sr
     labels = np.full(len(order), -1, dtype=np.int64)
     labels[order] = used
     obj_ident = np.full(len(x), -1, dtype=np.int64)
@@ -354,21 +355,30 @@ def _echoes(used, x, y, ident, ox, oy, b, trip, config):
     return ghost
 
 
-def _capture_residuals(used, x, y, ox, oy, b, r):
-    """Robust sigmas (1.4826 MAD) of the bearing (radians) and log-range residuals of the
-    observations of objects with at least four, or NaN where fewer than 20 such objects tell."""
+def _capture_errors(used, x, y, ox, oy, b, r):
+    """The errors the data show, from the observations of objects with at least four: the
+    bearing's own sigma (radians) and the capture position's across the ray (metres), fitted
+    as (distance x residual)^2 = sp^2 + (sb distance)^2 over the residuals within three robust
+    sigmas; and the log range's robust sigma (1.4826 MAD). None where fewer than 20 such
+    objects tell."""
     has = used >= 0
     count = np.bincount(used[has], minlength=len(x))
     k = np.flatnonzero(has & (count[np.maximum(used, 0)] >= 4))
     if len(np.unique(used[k])) < 20:
-        return float("nan"), float("nan")
+        return None
     o = used[k]
     dx, dy = x[o] - ox[k], y[o] - oy[k]
-    res_b = np.abs((b[k] - np.arctan2(dx, dy) + np.pi) % (2 * np.pi) - np.pi)
+    d = np.hypot(dx, dy)
+    across = d * np.sin((b[k] - np.arctan2(dx, dy) + np.pi) % (2 * np.pi) - np.pi)
+    core = np.abs(across) <= 3 * 1.4826 * np.median(np.abs(across))
+    # least squares of across^2 on (1, d^2), both terms at least zero
+    from scipy.optimize import nnls
+
+    (sp2, sb2), _ = nnls(np.c_[np.ones(core.sum()), d[core] ** 2], across[core] ** 2)
     ranged = np.isfinite(r[k])
-    res_r = np.abs(np.log(np.hypot(dx, dy)[ranged] / np.maximum(r[k][ranged], 1e-3)))
-    # the fit pulls towards its own observations: a few more than two per object undo it
-    return 1.4826 * float(np.median(res_b)), (1.4826 * float(np.median(res_r)) if ranged.any() else float("nan"))
+    sr = 1.4826 * float(np.median(np.abs(np.log(d[ranged] / np.maximum(r[k][ranged], 1e-3))))) if ranged.any() \
+        else float("nan")
+    return float(np.sqrt(sb2)), float(np.sqrt(sp2)), sr
 
 
 def _identities(observations):

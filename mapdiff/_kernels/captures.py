@@ -7,7 +7,9 @@ that a sweep over x finds the end points near a place.
 
 A candidate is where the rays of two captures of one identity meet, in front of both and at
 distances their ranges allow. Its support is the observations of its identity whose bearing
-and range fit it (within ``gate_b`` radians and ``gate_r`` in log range). Objects are taken
+and range fit it within ``gate`` sigmas: a bearing's sigma at distance d is that of the
+detector (``sb`` radians) and of the capture's position (``sp`` metres) across the ray,
+sqrt(sb^2 + (sp / d)^2); a range's is ``sr`` in log range. Objects are taken
 greedily, the best-supported candidate first, each observation going to one object only; a
 candidate is re-scored on what is left before it is taken (a lazy greedy cover).
 """
@@ -31,14 +33,20 @@ def _window(ex, lo, hi, x, reach):
 
 
 @jit
-def _fits(k, cx, cy, ox, oy, b, r, gate_b, gate_r):
+def _bearing_sigma(d, sb, sp):
+    return np.sqrt(sb * sb + (sp / max(d, 1e-3)) ** 2)
+
+
+@jit
+def _fits(k, cx, cy, ox, oy, b, r, sb, sp, sr, gate):
     """The residuals of observation ``k`` at ``(cx, cy)`` as shares of the gates (bearing,
     range; range 0 without one), or -1 where it does not fit."""
     dx, dy = cx - ox[k], cy - oy[k]
     d = np.hypot(dx, dy)
     if d < 1e-6:
         return -1.0, -1.0
-    rb = abs(_wrap(b[k] - np.arctan2(dx, dy))) / gate_b
+    gate_r = gate * sr
+    rb = abs(_wrap(b[k] - np.arctan2(dx, dy))) / (gate * _bearing_sigma(d, sb, sp))
     if rb > 1.0:
         return -1.0, -1.0
     rr = 0.0
@@ -50,19 +58,18 @@ def _fits(k, cx, cy, ox, oy, b, r, gate_b, gate_r):
 
 
 @jit
-def _score(cx, cy, lo, hi, ex, ey, ox, oy, b, r, trip, used, gate_b, gate_r, reach, seen, sigmas2):
+def _score(cx, cy, lo, hi, ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate, reach, seen):
     """Support of a point: the sum over the free observations that fit it of their normal
-    likelihood (residuals in sigmas; ``sigmas2``: the gates' width in sigmas, squared), one
-    per trip. ``seen`` is scratch, -1 everywhere, indexed by trip."""
+    likelihood (residuals in sigmas), one per trip. ``seen`` is scratch, -1 everywhere, indexed by trip."""
     a, z = _window(ex, lo, hi, cx, reach)
     total = 0.0
     for k in range(a, z):
         if used[k] >= 0 or abs(ey[k] - cy) > reach:
             continue
-        rb, rr = _fits(k, cx, cy, ox, oy, b, r, gate_b, gate_r)
+        rb, rr = _fits(k, cx, cy, ox, oy, b, r, sb, sp, sr, gate)
         if rb < 0:
             continue
-        w = np.exp(-0.5 * sigmas2 * (rb * rb + rr * rr))
+        w = np.exp(-0.5 * gate * gate * (rb * rb + rr * rr))
         t = trip[k]
         if seen[t] < 0:
             seen[t] = k
@@ -73,9 +80,8 @@ def _score(cx, cy, lo, hi, ex, ey, ox, oy, b, r, trip, used, gate_b, gate_r, rea
 
 
 @jit
-def _refine(cx, cy, lo, hi, ex, ey, ox, oy, b, r, used, gate_b, gate_r, reach, sb, sr):
-    """Gauss-Newton on the free observations that fit: bearings with sigma ``sb``, log ranges
-    with ``sr``. Returns x, y, the covariance (xx, xy, yy), the chi-square and the count."""
+def _refine(cx, cy, lo, hi, ex, ey, ox, oy, b, r, used, sb, sp, sr, gate, reach):
+    """Gauss-Newton on the free observations that fit, each with its sigmas. Returns x, y, the covariance (xx, xy, yy), the chi-square and the count."""
     x, y = cx, cy
     a11 = a12 = a22 = chi = 0.0
     n = 0
@@ -86,15 +92,16 @@ def _refine(cx, cy, lo, hi, ex, ey, ox, oy, b, r, used, gate_b, gate_r, reach, s
         for k in range(a, z):
             if used[k] >= 0 or abs(ey[k] - y) > reach:
                 continue
-            rb, _ = _fits(k, x, y, ox, oy, b, r, gate_b, gate_r)
+            rb, _ = _fits(k, x, y, ox, oy, b, r, sb, sp, sr, gate)
             if rb < 0:
                 continue
             dx, dy = x - ox[k], y - oy[k]
             d2 = dx * dx + dy * dy
             n += 1
             # bearing: d(atan2(dx, dy))/d(x, y) = (dy, -dx) / d^2
-            res = _wrap(b[k] - np.arctan2(dx, dy)) / sb
-            j1, j2 = dy / d2 / sb, -dx / d2 / sb
+            s_b = _bearing_sigma(np.sqrt(d2), sb, sp)
+            res = _wrap(b[k] - np.arctan2(dx, dy)) / s_b
+            j1, j2 = dy / d2 / s_b, -dx / d2 / s_b
             a11 += j1 * j1
             a12 += j1 * j2
             a22 += j2 * j2
@@ -161,7 +168,7 @@ def candidates(start, ex, ey, ox, oy, b, r, trip, gate_r, reach):
 
 
 @jit
-def cover(start, cx, cy, cg, ex, ey, ox, oy, b, r, trip, n_trips, gate_b, gate_r, reach, sb, sr, min_support):
+def cover(start, cx, cy, cg, ex, ey, ox, oy, b, r, trip, n_trips, sb, sp, sr, gate, reach, min_support):
     """Greedy cover of the observations by candidates (see the module docstring). Returns each
     observation's object (-1: none) and per object x, y, covariance, chi-square and count."""
     used = np.full(ex.shape[0], -1, dtype=np.int64)
@@ -170,7 +177,7 @@ def cover(start, cx, cy, cg, ex, ey, ox, oy, b, r, trip, n_trips, gate_b, gate_r
     heap.pop()
     for c in range(cx.shape[0]):
         g = cg[c]
-        s = _score(cx[c], cy[c], start[g], start[g + 1], ex, ey, ox, oy, b, r, trip, used, gate_b, gate_r, reach, seen, (gate_b / sb) ** 2)
+        s = _score(cx[c], cy[c], start[g], start[g + 1], ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate, reach, seen)
         if s >= min_support:
             heapq.heappush(heap, (-s, np.int64(c)))
     ox_ = []
@@ -184,14 +191,14 @@ def cover(start, cx, cy, cg, ex, ey, ox, oy, b, r, trip, n_trips, gate_b, gate_r
         neg, c = heapq.heappop(heap)
         g = cg[c]
         lo, hi = start[g], start[g + 1]
-        s = _score(cx[c], cy[c], lo, hi, ex, ey, ox, oy, b, r, trip, used, gate_b, gate_r, reach, seen, (gate_b / sb) ** 2)
+        s = _score(cx[c], cy[c], lo, hi, ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate, reach, seen)
         if s < min_support:
             continue
         if len(heap) and s < -heap[0][0] - 1e-9:
             heapq.heappush(heap, (-s, c))  # others may now be better: score it again later
             continue
-        x, y, vxx, vxy, vyy, chi, n = _refine(cx[c], cy[c], lo, hi, ex, ey, ox, oy, b, r, used, gate_b, gate_r, reach,
-                                              sb, sr)
+        x, y, vxx, vxy, vyy, chi, n = _refine(cx[c], cy[c], lo, hi, ex, ey, ox, oy, b, r, used, sb, sp, sr, gate,
+                                              reach)
         if n == 0 or not np.isfinite(vxx):
             continue
         k_obj = len(ox_)
@@ -199,7 +206,7 @@ def cover(start, cx, cy, cg, ex, ey, ox, oy, b, r, trip, n_trips, gate_b, gate_r
         a, z = _window(ex, lo, hi, x, reach)
         for k in range(a, z):
             if used[k] < 0 and abs(ey[k] - y) <= reach:
-                rb, _ = _fits(k, x, y, ox, oy, b, r, gate_b, gate_r)
+                rb, _ = _fits(k, x, y, ox, oy, b, r, sb, sp, sr, gate)
                 if rb >= 0 and seen[trip[k]] < 0:  # one observation per trip
                     seen[trip[k]] = k
                     used[k] = k_obj
