@@ -44,6 +44,13 @@ left out (label -1).
 ``sigma_m`` is the per-axis standard deviation from the fit's covariance, scaled up by the
 residual scatter when that is larger than the covariances say. Objects seen by one trip only
 are kept and marked ``weak``.
+
+Single captures (street-level imagery: most observations come from trips that are one
+instant) have no passes to make tracks of; they go another way (:func:`_locate_captures`):
+candidates where two captures' rays meet, covered greedily, the best-supported first, each
+observation going to one object, with gates from the errors the data show (a bearing's sigma
+and the capture position's across the ray, the log range's); an object that is only a bigger
+one's heavy-tailed sightings is dropped (:func:`_echoes`). ``sigma_m`` is then the long axis's.
 """
 
 from __future__ import annotations
@@ -65,6 +72,9 @@ TOGETHER_SHARE = 0.2
 MAX_MIN_TRACK = 4
 #: a track tells its pass's pose error only against an object at least this many trips saw
 MIN_TRIPS_FOR_OFFSET = 3
+#: the pose error is measured from the scatter of tracks about objects at least this many trips
+#: saw (fewer pull their object along with them and show too little scatter)
+MIN_TRIPS_FOR_SCATTER = 5
 #: an object's tracks are grouped by their direction of travel in this many sectors: the four
 #: approaches of a junction (see ``_direction_splits``)
 SECTORS = 4
@@ -74,7 +84,44 @@ OBJECT_COLUMNS = ["object_id", "class", "value", "value_share", "value_votes", "
 
 @dataclass(frozen=True)
 class LocateConfig:
-    """Locate parameters (see the module docstring)."""
+    """Locate parameters (see the module docstring for how they act together).
+
+    Attributes
+    ----------
+    reach_m : farthest a track may lie from the object it joins (and objects that may merge).
+    gate_sigma : Mahalanobis gate, in sigmas, for every association (track to object, piece to
+        piece, capture to candidate).
+    floor_m : added to both sides' sigmas when a track is gated against an object: what the
+        covariances leave out (the object's real extent, the map-matched lane).
+    confusion_m : an object of another class or value this close may be the detector's
+        confusion of it (see ``confusion_ratio`` and ``split_share``).
+    track_gap_s : a track ends after this long unseen; pieces this close in time may join.
+    track_bearing_sigma_deg : the most a bearing wanders from frame to frame within one pass.
+    track_turn_deg : a heading that turns more than this between frames starts a new track.
+    track_range_rel : the most a range wanders from frame to frame, relative to itself.
+    track_floor_m : least sigma of a frame-to-frame gate.
+    track_share : a track shorter than this share of the typical pass is a fragment.
+    join_m : added to the sigmas when two pieces of one pass's track are compared.
+    range_shared_rel : the range error a whole pass shares (the object's real size against its
+        class's), relative to the range.
+    vague_ratio : observations whose bearing sigma is over this many times the data's median are
+        left out.
+    pose_sigma_m : the pose error per pass assumed until the data measure it.
+    offset_windows_s : time windows over which a pass's pose offset may be measured; the data
+        choose one.
+    confusion_ratio : an object or track with fewer than this share of the observations of one of
+        another class on the same spot is a confusion and is dropped.
+    huber_k : robust fits weigh residuals beyond this many sigmas down.
+    rounds : association rounds (cluster, fuse, merge, split, offsets).
+    split_share : an object of a value with less than this share of the trips of an object of its
+        class on the same spot is a misread value and folds into it.
+    capture_gate_deg, capture_gate_log : single captures: the first, wide gates (bearing, log
+        range) with which the data's own errors are measured.
+    capture_min_support : single captures: the fewest trips an object needs.
+    split_sigma : an object whose tracks from different directions of travel sit apart by more
+        than this many of their stated sigmas is several objects.
+    cell_m : grid cell of the clustering index.
+    """
 
     reach_m: float = 15.0
     gate_sigma: float = 3.0
@@ -95,9 +142,8 @@ class LocateConfig:
     huber_k: float = 2.0
     rounds: int = 3
     split_share: float = 0.3
-    # single captures (street-level imagery): the first, wide gates the data's own errors are
-    # measured with (a detector's box centre is not off by more on a panorama; a monocular
-    # depth is not off by more than a factor e), and the fewest trips an object needs
+    # single captures: a detector's box centre is not off by more on a panorama; a monocular
+    # depth is not off by more than a factor e (the data's errors are then measured within)
     capture_gate_deg: float = 10.0
     capture_gate_log: float = 1.0
     capture_min_support: float = 2.0
@@ -780,10 +826,10 @@ def _strays(tracks, small, big, x, y, cxx, cxy, cyy, config):
 
 def _pose_sigmas(tr, px, py, lab, x, y, n_trips, along_m, across_m):
     """The pose error along and across the direction of travel, from the scatter of the tracks'
-    points (px, py) around their objects (those at least 5 trips saw), less the tracks' own
-    error; the given values when too few tracks tell."""
+    points (px, py) around their objects (those at least ``MIN_TRIPS_FOR_SCATTER`` trips saw),
+    less the tracks' own error; the given values when too few tracks tell."""
     ok = (lab >= 0) & ~np.isnan(tr["ux"].to_numpy())
-    ok[ok] = n_trips[lab[ok]] >= 5
+    ok[ok] = n_trips[lab[ok]] >= MIN_TRIPS_FOR_SCATTER
     if ok.sum() < 50:
         return along_m, across_m
     t = tr[ok]
