@@ -283,8 +283,22 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     if len(x):
         obs_labels = np.where((obs_labels >= 0) & confused[np.maximum(obs_labels, 0)], -1, obs_labels)
     n_trips = np.where(confused, 0, n_trips)
-    return _objects(observations, obs_labels, trip, t, classes, centres["cls"], x + x0, y + y0, sxx, syy, red,
-                    n_trips, proj)
+    # a track whose rays never part and give no range (one bearing, again and again) tells a
+    # direction, not a place: a weak object at its observer, its sigma infinite along the ray
+    blind = np.flatnonzero(~np.isfinite(tracks["x"].to_numpy()) & (tracks["n_obs"].to_numpy() >= 2))
+    in_blind = (track >= 0) & np.isin(track, blind) & (obs_labels < 0)
+    if in_blind.any():
+        first_obs = pd.Series(np.flatnonzero(in_blind)).groupby(track[in_blind]).first()
+        new = len(x) + np.arange(len(first_obs))
+        obs_labels[in_blind] = new[np.searchsorted(first_obs.index.to_numpy(), track[in_blind])]
+        at = first_obs.to_numpy()
+        inf = np.full(len(at), np.inf)
+        x, y, sxx, syy = np.r_[x, ox[at]], np.r_[y, oy[at]], np.r_[sxx, inf], np.r_[syy, inf]
+        red, n_trips = np.r_[red, np.ones(len(at))], np.r_[n_trips, np.ones(len(at), dtype=np.int64)]
+        obj_cls = np.r_[centres["cls"], cls_codes[at]]
+    else:
+        obj_cls = centres["cls"]
+    return _objects(observations, obs_labels, trip, t, classes, obj_cls, x + x0, y + y0, sxx, syy, red, n_trips, proj)
 
 
 def _single_captures(trip, t):

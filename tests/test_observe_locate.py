@@ -462,3 +462,16 @@ def test_single_captures_find_each_object_once_through_a_heavy_tail():
     assert len(found) == 2
     for p in points:
         assert np.hypot(*(found - p).T).min() < 1.0
+
+
+def test_one_bearing_again_and_again_is_a_weak_object_of_infinite_sigma():
+    # a car standing still sees a sign five times along one bearing, with no range: a direction,
+    # not a place; it is kept, weak, at the observer, and never placed somewhere on the ray
+    obs = observations_of([(0.0, 20.0)], [(0.0, 0.0)] * 5, trips=[0] * 5, sigma_deg=0.5, ranged=False)
+    obs["bearing_deg"] = 0.0
+    obs["t"] = ts(np.arange(5))
+    objects, labels = locate(obs)
+    assert len(objects) == 1 and (labels == 0).all()
+    o = objects.iloc[0]
+    assert o["weak"] and np.isinf(o["sigma_m"]) and o["n_trips"] == 1
+    assert np.hypot(*positions(objects)[0]) < 1e-6
