@@ -20,6 +20,7 @@ triangulation (the best-conditioned pairs of rays first, each observation used o
 >= 0.80 both, and better than both baselines.
 
     python benchmarks/locate_sim.py [--cities helsinki,liechtenstein,harrisburg] [--placements physical,osm]
+    python benchmarks/locate_sim.py --placements ''   # street-level imagery only
 """
 
 from __future__ import annotations
@@ -91,9 +92,10 @@ def _objects_frame(proj, cls, x, y, n_trips):
     return pd.DataFrame({"class": cls, "lon": lon, "lat": lat, "n_trips": np.asarray(n_trips, dtype=np.int64)})
 
 
-def single_link(obs, proj, radius_m=3.0):
+def single_link(obs, proj, radius_m=3.0, min_trips=2):
     """Baseline: each observation's depth end point; end points of one class within
-    ``radius_m`` of each other chain into one object, placed at their mean."""
+    ``radius_m`` of each other chain into one object, placed at their mean, where two trips or
+    more (``min_trips``) saw it."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
     from scipy.spatial import cKDTree
@@ -110,13 +112,15 @@ def single_link(obs, proj, radius_m=3.0):
         lab = connected_components(graph, directed=False)[1]
         g = pd.DataFrame({"lab": lab, "x": ex[k], "y": ey[k], "trip": obs["trip_id"].to_numpy()[k]}).groupby("lab")
         out.append(_objects_frame(proj, c, g["x"].mean(), g["y"].mean(), g["trip"].nunique()))
-    return pd.concat(out, ignore_index=True)
+    objects = pd.concat(out, ignore_index=True)
+    return objects[objects["n_trips"] >= min_trips].reset_index(drop=True)
 
 
 def greedy_pairs(obs, proj, reach_m=30.0):
     """Baseline: every pair of rays of one class from two trips whose end points lie within
     ``reach_m`` and that cross in front of both; the pairs taken greedily, the widest angle
-    first, each observation in one pair; an object where a pair's rays cross."""
+    first, each observation in one pair; a point where a pair's rays cross, and points within
+    3 m of each other one object (single link, their mean)."""
     from scipy.spatial import cKDTree
 
     x, y, b, r = _end_points(obs, proj)
@@ -144,8 +148,12 @@ def greedy_pairs(obs, proj, reach_m=30.0):
                 continue
             used.update((i[q], j[q]))
             out.append((c, x[i[q]] + s[q] * np.sin(b[i[q]]), y[i[q]] + s[q] * np.cos(b[i[q]])))
-    cls_o, xo, yo = zip(*out) if out else ((), (), ())
-    return _objects_frame(proj, list(cls_o), list(xo), list(yo), np.full(len(out), 2))
+    points = pd.DataFrame(out, columns=["class", "x", "y"])
+    lon, lat = proj.to_lonlat(points["x"].to_numpy(), points["y"].to_numpy())
+    merged = single_link(points.assign(lon=lon, lat=lat, bearing_deg=0.0, range_m=0.0,
+                                       trip_id=np.arange(len(points)).astype(str)), proj, min_trips=1)
+    merged["n_trips"] *= 2  # two rays a point
+    return merged
 
 
 def imagery(tmp: Path, city: str, vehicles: int, days: int, seed: int) -> list:
@@ -183,7 +191,7 @@ def main(argv=None):
     rows, street = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for city in args.cities.split(","):
-            for placement in args.placements.split(","):
+            for placement in filter(None, args.placements.split(",")):
                 rows += one_city(Path(tmp), city, placement, args.vehicles, args.days, args.seed)
             street += imagery(Path(tmp), city, args.imagery_vehicles, 1, args.seed)
     print(f"{'city':<14} {'placement':<9} {'poses':<8} {'true obj':>8} {'estimates':>9} {'recall':>7} {'precision':>9} "
