@@ -60,9 +60,10 @@ def _fits(k, cx, cy, ox, oy, b, r, sb, sp, sr, gate):
 @jit
 def _score(cx, cy, lo, hi, ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate, reach, seen):
     """Support of a point: the sum over the free observations that fit it of their normal
-    likelihood (residuals in sigmas), one per trip. ``seen`` is scratch, -1 everywhere, indexed by trip."""
+    likelihood (residuals in sigmas), one per trip; and the number of those trips. ``seen`` is scratch, -1 everywhere, indexed by trip."""
     a, z = _window(ex, lo, hi, cx, reach)
     total = 0.0
+    count = 0
     for k in range(a, z):
         if used[k] >= 0 or abs(ey[k] - cy) > reach:
             continue
@@ -74,9 +75,10 @@ def _score(cx, cy, lo, hi, ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate, r
         if seen[t] < 0:
             seen[t] = k
             total += w
+            count += 1
     for k in range(a, z):  # reset the scratch
         seen[trip[k]] = -1
-    return total
+    return total, count
 
 
 @jit
@@ -169,16 +171,19 @@ def candidates(start, ex, ey, ox, oy, b, r, trip, gate_r, reach):
 
 @jit
 def cover(start, cx, cy, cg, ex, ey, ox, oy, b, r, trip, n_trips, sb, sp, sr, gate, reach, min_support):
-    """Greedy cover of the observations by candidates (see the module docstring). Returns each
-    observation's object (-1: none) and per object x, y, covariance, chi-square and count."""
+    """Greedy cover of the observations by candidates (see the module docstring). A candidate
+    needs ``min_support`` trips whose likelihoods add up to half as many (two sightings that fit
+    within some 1.2 sigmas each, not two that barely pass the gate). Returns each observation's
+    object (-1: none) and per object x, y, covariance, chi-square and count."""
     used = np.full(ex.shape[0], -1, dtype=np.int64)
     seen = np.full(n_trips, -1, dtype=np.int64)
     heap = [(0.0, np.int64(0))]
     heap.pop()
     for c in range(cx.shape[0]):
         g = cg[c]
-        s = _score(cx[c], cy[c], start[g], start[g + 1], ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate, reach, seen)
-        if s >= min_support:
+        s, count = _score(cx[c], cy[c], start[g], start[g + 1], ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate,
+                          reach, seen)
+        if count >= min_support and s >= 0.5 * min_support:
             heapq.heappush(heap, (-s, np.int64(c)))
     ox_ = []
     oy_ = []
@@ -188,11 +193,11 @@ def cover(start, cx, cy, cg, ex, ey, ox, oy, b, r, trip, n_trips, sb, sp, sr, ga
     ochi = []
     on = []
     while len(heap):
-        neg, c = heapq.heappop(heap)
+        c = heapq.heappop(heap)[1]
         g = cg[c]
         lo, hi = start[g], start[g + 1]
-        s = _score(cx[c], cy[c], lo, hi, ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate, reach, seen)
-        if s < min_support:
+        s, count = _score(cx[c], cy[c], lo, hi, ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate, reach, seen)
+        if count < min_support or s < 0.5 * min_support:
             continue
         if len(heap) and s < -heap[0][0] - 1e-9:
             heapq.heappush(heap, (-s, c))  # others may now be better: score it again later
