@@ -647,7 +647,7 @@ def _objects_of_tracks(tracks, config):
             break
         alive = (n_trips > 0) & _merge({"lab": lab, "px": px, "py": py, "pxx": pxx, "pxy": pxy, "pyy": pyy,
                                         "trip": trip, "t0": tr["t0"].to_numpy(), "t1": tr["t1"].to_numpy(),
-                                        "oxx": own[0], "oxy": own[1], "oyy": own[2]},
+                                        "own_xx": own[0], "own_xy": own[1], "own_yy": own[2]},
                                        x, y, sxx, sxy, syy, ccls, n_trips, config)
         if rnd == 0:
             prior_var = 0.5 * sum(v**2 for v in _pose_sigmas(tr, x0, y0, lab, x, y, n_trips, along_m, across_m))
@@ -759,18 +759,18 @@ def _fit(tracks, labels, centres, config):
                  tr["pxy"].to_numpy(), tr["pyy"].to_numpy(), tr["trip"].to_numpy(), config)
 
 
-def _merge(tracks, x, y, sxx, sxy, syy, ccls, n_trips, config):
+def _merge(arrays, x, y, sxx, sxy, syy, ccls, n_trips, config):
     """Objects left after merging, of two objects of one class within ``reach_m``, the one
     seen by fewer trips into the other where
 
     - their positions agree within the gate (their covariances summed), or
-    - it looks like the other's stray passes: ``MERGE_SHARE`` of its tracks fit the other within
+    - it looks like the other's stray passes: ``MERGE_SHARE`` of its arrays fit the other within
       the gate, and at most ``TOGETHER_SHARE`` of its trips saw the other in the same pass too,
       apart (two real objects a few metres apart are seen together, each where it stands;
       pieces of one pass's track of one object sit together).
 
-    ``tracks`` holds the tracks' object (lab), point (px, py) and covariance (pxx, pxy, pyy),
-    covariance without the pose error (oxx, oxy, oyy), trip and time span (t0, t1)."""
+    ``arrays`` holds the kept tracks' arrays: object (lab), point (px, py) and covariance (pxx, pxy, pyy),
+    covariance without the pose error (own_xx, own_xy, own_yy), trip and time span (t0, t1)."""
     from scipy.spatial import cKDTree
 
     alive = n_trips > 0
@@ -787,7 +787,7 @@ def _merge(tracks, x, y, sxx, sxy, syy, ccls, n_trips, config):
     merge = _mahal2(x[i] - x[j], y[i] - y[j], sxx[i] + sxx[j], sxy[i] + sxy[j], syy[i] + syy[j]) <= config.gate_sigma**2
     f2 = config.floor_m**2
     rest = np.flatnonzero(~merge)
-    merge[rest] = _strays(tracks, small[rest], big[rest], x, y, sxx + f2, sxy, syy + f2, config)
+    merge[rest] = _strays(arrays, small[rest], big[rest], x, y, sxx + f2, sxy, syy + f2, config)
     small, big = small[merge], big[merge]
     for k in np.argsort(-n_trips[big], kind="stable"):
         if alive[big[k]] and alive[small[k]]:
@@ -795,10 +795,10 @@ def _merge(tracks, x, y, sxx, sxy, syy, ccls, n_trips, config):
     return alive
 
 
-def _strays(tracks, small, big, x, y, cxx, cxy, cyy, config):
-    """Per pair, whether the tracks of object ``small`` look like stray passes of object ``big``
+def _strays(arrays, small, big, x, y, cxx, cxy, cyy, config):
+    """Per pair, whether the arrays of object ``small`` look like stray passes of object ``big``
     (covariance c..; see :func:`_merge`)."""
-    lab = tracks["lab"]
+    lab = arrays["lab"]
     by_obj = np.argsort(lab, kind="stable")
     ptr = np.searchsorted(lab[by_obj], np.arange(len(x) + 1))
 
@@ -811,15 +811,15 @@ def _strays(tracks, small, big, x, y, cxx, cxy, cyy, config):
 
     p_s, k_s = members(small)
     b = big[p_s]
-    g = _mahal2(tracks["px"][k_s] - x[b], tracks["py"][k_s] - y[b], tracks["pxx"][k_s] + cxx[b],
-                tracks["pxy"][k_s] + cxy[b], tracks["pyy"][k_s] + cyy[b])
+    g = _mahal2(arrays["px"][k_s] - x[b], arrays["py"][k_s] - y[b], arrays["pxx"][k_s] + cxx[b],
+                arrays["pxy"][k_s] + cxy[b], arrays["pyy"][k_s] + cyy[b])
     fits = np.bincount(p_s, weights=(g <= config.gate_sigma**2).astype(float), minlength=len(small)).astype(float)
     fits /= np.maximum(np.bincount(p_s, minlength=len(small)), 1)
     # the same trip on both, at overlapping times: seen together
     p_b, k_b = members(big)
-    mine = pd.DataFrame({"pair": p_s, "trip": tracks["trip"][k_s], "t0": tracks["t0"][k_s], "t1": tracks["t1"][k_s],
+    mine = pd.DataFrame({"pair": p_s, "trip": arrays["trip"][k_s], "t0": arrays["t0"][k_s], "t1": arrays["t1"][k_s],
                          "k": k_s})
-    theirs = pd.DataFrame({"pair": p_b, "trip": tracks["trip"][k_b], "u0": tracks["t0"][k_b], "u1": tracks["t1"][k_b],
+    theirs = pd.DataFrame({"pair": p_b, "trip": arrays["trip"][k_b], "u0": arrays["t0"][k_b], "u1": arrays["t1"][k_b],
                            "kb": k_b})
     both = mine.merge(theirs, on=["pair", "trip"])
     gap = config.track_gap_s
@@ -828,9 +828,9 @@ def _strays(tracks, small, big, x, y, cxx, cxy, cyy, config):
     # object is (its pieces, split), or apart (two objects)?
     k, kb = both["k"].to_numpy(), both["kb"].to_numpy()
     f2 = config.join_m**2
-    same = _mahal2(tracks["px"][k] - tracks["px"][kb], tracks["py"][k] - tracks["py"][kb],
-                   tracks["oxx"][k] + tracks["oxx"][kb] + f2, tracks["oxy"][k] + tracks["oxy"][kb],
-                   tracks["oyy"][k] + tracks["oyy"][kb] + f2) <= config.gate_sigma**2
+    same = _mahal2(arrays["px"][k] - arrays["px"][kb], arrays["py"][k] - arrays["py"][kb],
+                   arrays["own_xx"][k] + arrays["own_xx"][kb] + f2, arrays["own_xy"][k] + arrays["own_xy"][kb],
+                   arrays["own_yy"][k] + arrays["own_yy"][kb] + f2) <= config.gate_sigma**2
     both = both.assign(apart=~same)
     per_trip = both.groupby(["pair", "trip"])["apart"].all().reset_index()
     apart = per_trip[per_trip["apart"]].groupby("pair").size().reindex(range(len(small)), fill_value=0).to_numpy()
