@@ -331,7 +331,8 @@ def _locate_captures(trip, ident, ox, oy, b, r, config):
     start = np.searchsorted(ident_s, np.arange(int(ident_s.max()) + 2)).astype(np.int64)
     n_trips = int(trip.max()) + 1
     # first wide: the gates' sigmas; then the errors the data show
-    sb, sp, sr = np.radians(config.capture_gate_deg) / config.gate_sigma, 0.0, config.capture_gate_log / config.gate_sigma
+    sb, sp = np.radians(config.capture_gate_deg) / config.gate_sigma, 0.0
+    sr = config.capture_gate_log / config.gate_sigma
     for _ in range(2):
         # an observation fits a point up to e^(gate sigmas) of its range away from its end point
         reach = far * (np.exp(config.gate_sigma * sr) - 1.0) + 1.0
@@ -339,7 +340,7 @@ def _locate_captures(trip, ident, ox, oy, b, r, config):
         # many pairs meet at one place: one candidate per 2 m cell is enough (the fit moves it)
         _, first = np.unique(np.c_[cg, np.floor(cx / 2), np.floor(cy / 2)], axis=0, return_index=True)
         cx, cy, cg = cx[first], cy[first], cg[first]
-        used, x, y, vxx, vxy, vyy, chi, n = cover(start, cx, cy, cg, ex_s, ey_s, ox_s, oy_s, b_s, r_s, trip_s, n_trips,
+        used, x, y, vxx, vxy, vyy, chi, _ = cover(start, cx, cy, cg, ex_s, ey_s, ox_s, oy_s, b_s, r_s, trip_s, n_trips,
                                                   sb, sp, sr, config.gate_sigma, reach, config.capture_min_support)
         measured = _capture_errors(used, x, y, ox_s, oy_s, b_s, r_s)
         if measured is None:
@@ -769,8 +770,9 @@ def _merge(arrays, x, y, sxx, sxy, syy, ccls, n_trips, config):
       apart (two real objects a few metres apart are seen together, each where it stands;
       pieces of one pass's track of one object sit together).
 
-    ``arrays`` holds the kept tracks' arrays: object (lab), point (px, py) and covariance (pxx, pxy, pyy),
-    covariance without the pose error (own_xx, own_xy, own_yy), trip and time span (t0, t1)."""
+    ``arrays`` holds the kept tracks' arrays: object (lab), point (px, py) and covariance
+    (pxx, pxy, pyy), covariance without the pose error (own_xx, own_xy, own_yy), trip and time
+    span (t0, t1)."""
     from scipy.spatial import cKDTree
 
     alive = n_trips > 0
