@@ -42,8 +42,11 @@ left out (label -1).
    object of another class within ``confusion_m`` is a class confusion and is dropped.
 
 ``sigma_m`` is the per-axis standard deviation from the fit's covariance, scaled up by the
-residual scatter when that is larger than the covariances say. Objects seen by one trip only
-are kept and marked ``weak``.
+residual scatter when that is larger than the covariances say, plus the error every pass from
+one direction shares (the matcher's bias at a place, the lane): it does not shrink with the
+trips, and is measured as what the means of one object's direction groups disagree by beyond
+their covariances (:func:`_direction_splits`). Objects seen by one trip only are kept and
+marked ``weak``.
 
 Single captures (street-level imagery: most observations come from trips that are one
 instant) have no passes to make tracks of; they go another way (:func:`_locate_captures`):
@@ -78,6 +81,9 @@ MIN_TRIPS_FOR_SCATTER = 5
 #: an object's tracks are grouped by their direction of travel in this many sectors: the four
 #: approaches of a junction (see ``_direction_splits``)
 SECTORS = 4
+#: the error the passes of one direction share is measured where at least this many pairs of
+#: direction groups of one object tell
+MIN_GROUP_PAIRS = 20
 OBJECT_COLUMNS = ["object_id", "class", "value", "value_share", "value_votes", "lon", "lat", "sigma_m",
                   "n_observations", "n_trips", "t_first", "t_last", "score", "weak"]
 
@@ -268,12 +274,16 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     _drop_confused_tracks(tracks, config)
     labels, centres = _objects_of_tracks(tracks, config)
     x, y, sxx, _, syy, red, n_trips = _fit(tracks, labels, centres, config)
+    # what every pass from one direction shares (the matcher's bias there, the lane): it does not
+    # shrink with the trips, and shows as the disagreement between the directions of one object
+    shared = centres["shared_var"]
     # a value the detector read wrong on a few passes of a well-seen sign: the small object of
     # its class and another value on it folds into it, and its votes are reported there
     into = _folds(x, y, classes[centres["cls"]], n_trips, config.confusion_m, config.split_share)
     if (into >= 0).any():
         labels = np.where((labels >= 0) & (into[np.maximum(labels, 0)] >= 0), into[np.maximum(labels, 0)], labels)
         x, y, sxx, _, syy, red, n_trips = _fit(tracks, labels, centres, config)
+    sxx, syy = sxx + shared / np.maximum(red, 1.0), syy + shared / np.maximum(red, 1.0)
     obs_labels = np.where(track >= 0, labels[np.maximum(track, 0)], -1)
     obs_labels[copies] = obs_labels[copy_of[copies]]
     # a few detections of a well-seen object get another class from the detector: where a much
@@ -664,7 +674,7 @@ def _objects_of_tracks(tracks, config):
         # one object that passes from different ways see in different places is several
         # (a junction's poles, each facing its approach)
         pxx, pxy, pyy = _with_pose(tr, along_m, across_m)
-        split, sectors = _direction_splits(lab, tr, x0 - off_x, y0 - off_y, (pxx, pxy, pyy), len(x), config)
+        split, sectors, shared = _direction_splits(lab, tr, x0 - off_x, y0 - off_y, (pxx, pxy, pyy), len(x), config)
         keep = alive & ~split
         given = {"x": np.r_[x[keep], sectors["x"]], "y": np.r_[y[keep], sectors["y"]],
                  "xx": np.r_[sxx[keep], sectors["xx"]], "xy": np.r_[sxy[keep], sectors["xy"]],
@@ -675,7 +685,7 @@ def _objects_of_tracks(tracks, config):
         tracks[col] = full
     labels = np.full(len(tracks), -1, dtype=np.int64)
     labels[kept] = lab
-    return labels, {"x": x, "y": y, "cls": ccls}
+    return labels, {"x": x, "y": y, "cls": ccls, "shared_var": shared}
 
 
 def _direction_splits(lab, tr, px, py, cov, n_objects, config):
@@ -713,17 +723,22 @@ def _direction_splits(lab, tr, px, py, cov, n_objects, config):
     valid = (n_trips >= MIN_TRIPS_FOR_OFFSET).reshape(n_objects, SECTORS)
     pairs = [(a, b) for a in range(SECTORS) for b in range(a + 1, SECTORS)]
     d2 = np.full((n_objects, len(pairs)), np.nan)
+    excess = np.full((n_objects, len(pairs)), np.nan)
     for k, (a, b) in enumerate(pairs):
         ia = np.arange(n_objects) * SECTORS + a
         ib = np.arange(n_objects) * SECTORS + b
         both = valid[:, a] & valid[:, b]
+        dx, dy = gx[ia] - gx[ib], gy[ia] - gy[ib]
         with np.errstate(invalid="ignore", divide="ignore"):
-            d2[both, k] = _mahal2(gx[ia] - gx[ib], gy[ia] - gy[ib], gxx[ia] + gxx[ib], gxy[ia] + gxy[ib],
-                                  gyy[ia] + gyy[ib])[both]
+            d2[both, k] = _mahal2(dx, dy, gxx[ia] + gxx[ib], gxy[ia] + gxy[ib], gyy[ia] + gyy[ib])[both]
+        # per axis, what the two means' distance has beyond their stated variances
+        excess[both, k] = ((dx * dx + dy * dy - gxx[ia] - gyy[ia] - gxx[ib] - gyy[ib]) / 4.0)[both]
     split = (np.where(np.isfinite(d2), d2, 0.0) > config.split_sigma**2).any(axis=1)
     take = (valid & split[:, None]).ravel()
+    one = np.isfinite(excess) & ~split[:, None]
+    shared = max(float(np.median(excess[one])), 0.0) if one.sum() >= MIN_GROUP_PAIRS else 0.0
     return split, {"x": gx[take], "y": gy[take], "xx": gxx[take], "xy": gxy[take], "yy": gyy[take],
-                   "object": np.flatnonzero(take) // SECTORS}
+                   "object": np.flatnonzero(take) // SECTORS}, shared
 
 
 def _offset_window(by_time, trip, t_mid, dx, dy, w, prior_var, windows_s):

@@ -475,3 +475,4 @@ def test_one_bearing_again_and_again_is_a_weak_object_of_infinite_sigma():
     o = objects.iloc[0]
     assert o["weak"] and np.isinf(o["sigma_m"]) and o["n_trips"] == 1
     assert np.hypot(*positions(objects)[0]) < 1e-6
+
