@@ -193,7 +193,9 @@ def main(argv=None):
         for city in args.cities.split(","):
             for placement in filter(None, args.placements.split(",")):
                 rows += one_city(Path(tmp), city, placement, args.vehicles, args.days, args.seed)
+                print(f"done: {city} {placement}: {rows[-2][3]}", file=sys.stderr, flush=True)
             street += imagery(Path(tmp), city, args.imagery_vehicles, 1, args.seed)
+            print(f"done: {city} imagery: {street[-3][2]}", file=sys.stderr, flush=True)
     print(f"{'city':<14} {'placement':<9} {'poses':<8} {'true obj':>8} {'estimates':>9} {'recall':>7} {'precision':>9} "
           f"{'median m':>9} {'p90 m':>6} {'in 95%':>7}")
     for city, placement, kind, s in rows:

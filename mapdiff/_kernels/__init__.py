@@ -6,8 +6,11 @@ second runs stay fast.
 Numba's cache checks only the source file of the cached function, not the kernels it calls in
 other files: an edit to ``graph.py`` can leave ``hmm.py``'s cached machine code calling the old
 layout (seen here as a segfault). So the cache goes to a directory named after a hash of all
-kernel sources: any kernel edit starts a fresh cache. It sits under ``$NUMBA_CACHE_DIR`` when
-that is set, else under the user's cache directory.
+kernel sources: any kernel edit starts a fresh cache. The name also holds the kernels' folder:
+numba's index keeps each source file's time stamp, so two checkouts of one commit sharing a
+cache rewrite each other's entries, and processes of both running at once loaded machine code
+being written (seen here as a segfault). It sits under ``$NUMBA_CACHE_DIR`` when that is set,
+else under the user's cache directory.
 """
 
 import hashlib
@@ -20,7 +23,7 @@ import numba
 
 def _cache_dir() -> str:
     here = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(str(here).encode())
     for src in sorted(here.glob("*.py")):
         digest.update(src.name.encode())
         digest.update(src.read_bytes())
