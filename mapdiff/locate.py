@@ -673,8 +673,10 @@ def _objects_of_tracks(tracks, config):
         along_m, across_m = _pose_sigmas(tr, x0 - off_x, y0 - off_y, lab, x, y, n_trips, along_m, across_m)
         # one object that passes from different ways see in different places is several
         # (a junction's poles, each facing its approach)
-        pxx, pxy, pyy = _with_pose(tr, along_m, across_m)
-        split, sectors, shared = _direction_splits(lab, tr, x0 - off_x, y0 - off_y, (pxx, pxy, pyy), len(x), config)
+        # (the groups' own scatter sizes their means' errors: the pose sigmas measured about the
+        # objects would be those of the merged poles, and hide the split)
+        own_pose = _with_pose(tr, MIN_POSE_SIGMA_M, MIN_POSE_SIGMA_M)
+        split, sectors, shared = _direction_splits(lab, tr, x0 - off_x, y0 - off_y, own_pose, len(x), config)
         keep = alive & ~split
         given = {"x": np.r_[x[keep], sectors["x"]], "y": np.r_[y[keep], sectors["y"]],
                  "xx": np.r_[sxx[keep], sectors["xx"]], "xy": np.r_[sxy[keep], sectors["xy"]],

@@ -476,3 +476,16 @@ def test_one_bearing_again_and_again_is_a_weak_object_of_infinite_sigma():
     assert o["weak"] and np.isinf(o["sigma_m"]) and o["n_trips"] == 1
     assert np.hypot(*positions(objects)[0]) < 1e-6
 
+
+
+def test_a_crossings_two_kerb_signs_stay_two():
+    # a crossing's signs on both kerbs, 8 m apart across the road, each facing its own traffic:
+    # northbound passes see the east one, southbound the west one. The merged point between them
+    # makes the passes scatter 4 m across the road, which must not size the test that splits them
+    north = _approach((4.0, 0.0), (1.5, -40.0), (0.0, 3.0), range(15), seed=1)
+    south = _approach((-4.0, 0.0), (-1.5, 40.0), (0.0, -3.0), range(15, 30), seed=2)
+    objects, _ = locate(pd.concat([north, south], ignore_index=True))
+    found = positions(objects[objects["n_trips"] >= 5])
+    assert len(found) == 2
+    for p in [(4.0, 0.0), (-4.0, 0.0)]:
+        assert np.hypot(*(found - p).T).min() < 1.0
