@@ -489,3 +489,24 @@ def test_a_crossings_two_kerb_signs_stay_two():
     assert len(found) == 2
     for p in [(4.0, 0.0), (-4.0, 0.0)]:
         assert np.hypot(*(found - p).T).min() < 1.0
+
+
+@pytest.mark.parametrize("bias_m", [0.0, 1.0])
+def test_what_the_directions_of_one_object_share_is_measured(bias_m):
+    # 30 objects, each seen by ten northbound and ten westbound passes whose points sit bias_m
+    # too far along their way: the two groups disagree by sqrt(2) bias_m, beyond the 0.7 m
+    # scatter of single passes; per axis that is bias_m^2 / 2 of variance every pass shares
+    from mapdiff.locate import _direction_splits
+
+    rng = np.random.default_rng(5)
+    n, per = 30, 10
+    lab = np.repeat(np.arange(n), 2 * per)
+    north = np.tile(np.r_[np.ones(per, bool), np.zeros(per, bool)], n)
+    tr = pd.DataFrame({"ux": np.where(north, 0.0, -1.0), "uy": np.where(north, 1.0, 0.0),
+                       "trip": np.arange(len(lab))})
+    px = 100.0 * lab + np.where(north, 0.0, -bias_m) + rng.normal(0, np.sqrt(0.5), len(lab))
+    py = np.where(north, bias_m, 0.0) + rng.normal(0, np.sqrt(0.5), len(lab))
+    cov = (np.full(len(lab), 0.5), np.zeros(len(lab)), np.full(len(lab), 0.5))
+    split, _, shared = _direction_splits(lab, tr, px, py, cov, n, LocateConfig())
+    assert not split.any()
+    assert shared == pytest.approx(bias_m**2 / 2, abs=0.1)
