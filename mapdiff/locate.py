@@ -385,6 +385,9 @@ SEEN_FROM_DEG = 15.0
 #: the most a detector's bearing is off in its heavy tail: a second object a few metres away is
 #: seen far more off than that from the captures near it
 ECHO_MAX_DEG = 45.0
+#: an echo is a minority of its object's sightings (a heavy tail is); a second pole of a
+#: junction is seen about as often as the first
+ECHO_SHARE = 0.5
 
 
 def _echoes(used, x, y, ident, ox, oy, b, trip, config):
@@ -393,8 +396,9 @@ def _echoes(used, x, y, ident, ox, oy, b, trip, config):
     object B of the identity of a bigger object A within ``reach_m`` is an echo where most of
     its captures are places A is seen from (their direction from A within ``SEEN_FROM_DEG`` of
     a capture of A, no farther than A's farthest) that did not see A: each saw one thing, and
-    A explains it, each bearing off by less than ``ECHO_MAX_DEG``. A real second object is seen
-    with A from the captures that can see both, or far off A's bearing from those near it."""
+    A explains it, each bearing off by less than ``ECHO_MAX_DEG``, and B has at most
+    ``ECHO_SHARE`` of A's sightings. A real second object is seen with A from the captures that
+    can see both, or far off A's bearing from those near it, or about as often as A."""
     from scipy.spatial import cKDTree
 
     ghost = np.zeros(len(x), dtype=bool)
@@ -421,7 +425,8 @@ def _echoes(used, x, y, ident, ox, oy, b, trip, config):
         together = np.isin(trip[ms], trip[mb])
         # and A explains every sighting of B as a bearing off by less than a tail's
         off = np.abs((b[ms] - np.arctan2(x[big] - ox[ms], y[big] - oy[ms]) + np.pi) % (2 * np.pi) - np.pi)
-        if (placed & ~together).mean() >= 0.5 and off.max() <= np.radians(ECHO_MAX_DEG):
+        if (placed & ~together).mean() >= 0.5 and off.max() <= np.radians(ECHO_MAX_DEG) \
+                and len(ms) <= ECHO_SHARE * len(mb):
             ghost[small] = True
     return ghost
 
