@@ -155,8 +155,9 @@ class LocateConfig:
     capture_min_support: float = 2.0
     # the groups' covariances understate what parts them: where every object is one (objects on
     # their OSM node, simulated on the Harrisburg extract) the median distance between two groups
-    # of one object is 2.8 of their sigmas, not chi-square's 1.2; 10 stated sigmas are some 4.3
-    # honest ones (measured on three cities: benchmarks/locate_sim.py, README)
+    # of one object was 2.8 of their sigmas, not chi-square's 1.2, so 10 stated sigmas are some
+    # 4.3 honest ones. Against 5 and no split, on three cities x two placements (seed 5), 10 gave
+    # the most recall for the least precision lost
     split_sigma: float = 10.0
     cell_m: float = 15.0
 
@@ -358,20 +359,18 @@ def _locate_captures(trip, ident, ox, oy, b, r, config):
         # never wider than the first gates: what they let in is all they can measure
         sb, sp = min(measured[0], sb), measured[1]
         sr = min(measured[2], sr) if np.isfinite(measured[2]) else sr
-    labels = np.full(len(order), -1, dtype=np.int64)
-    labels[order] = used
     obj_ident = np.full(len(x), -1, dtype=np.int64)
     has = used >= 0
     obj_ident[used[has]] = ident_s[has]
-    n_res = np.bincount(used[has], minlength=len(x)) + np.bincount(used[has], weights=np.isfinite(r_s[has]),
-                                                                    minlength=len(x))
+    # residuals: a bearing per observation, and a range where it has one
+    n_res = np.bincount(used[has], weights=1.0 + np.isfinite(r_s[has]), minlength=len(x))
     red = np.where(n_res > 2, chi / np.maximum(n_res - 2, 1), 1.0)
     ghost = _echoes(used, x, y, obj_ident, ox_s, oy_s, b_s, trip_s, config)
     used = np.where((used >= 0) & ghost[np.maximum(used, 0)], -1, used)
+    labels = np.full(len(order), -1, dtype=np.int64)
     labels[order] = used
-    has = used >= 0
-    n_obj_trips = pd.DataFrame({"o": used[has], "t": trip_s[has]}).drop_duplicates().groupby("o").size()
-    n_obj_trips = n_obj_trips.reindex(range(len(x)), fill_value=0).to_numpy()
+    # an object takes one observation per trip: its observations are its trips
+    n_obj_trips = np.bincount(used[used >= 0], minlength=len(x))
     # captures along one road see an object from a narrow fan of directions: its error is long
     # along the rays, and the per-axis sigma reported is that of the long axis
     half = 0.5 * (vxx - vyy)
@@ -399,20 +398,14 @@ def _echoes(used, x, y, ident, ox, oy, b, trip, config):
     A explains it, each bearing off by less than ``ECHO_MAX_DEG``, and B has at most
     ``ECHO_SHARE`` of A's sightings. A real second object is seen with A from the captures that
     can see both, or far off A's bearing from those near it, or about as often as A."""
-    from scipy.spatial import cKDTree
-
     ghost = np.zeros(len(x), dtype=bool)
     has = used >= 0
-    live = np.flatnonzero(np.bincount(used[has], minlength=len(x)) > 0)
+    size = np.bincount(used[has], minlength=len(x))
+    live = np.flatnonzero(size > 0)
     if len(live) < 2:
         return ghost
-    pairs = cKDTree(np.c_[x[live], y[live], _apart(config.reach_m, ident[live])]).query_pairs(
-        config.reach_m, output_type="ndarray")
-    if len(pairs) == 0:
-        return ghost
-    size = np.bincount(used[has], minlength=len(x))
     members = pd.Series(np.flatnonzero(has)).groupby(used[has]).apply(np.asarray)
-    for i, j in live[pairs]:
+    for i, j in zip(*(live[p] for p in _pairs_within(config.reach_m, x[live], y[live], ident[live]))):
         big, small = (i, j) if size[i] >= size[j] else (j, i)
         if ghost[big] or ghost[small]:
             continue
@@ -437,6 +430,8 @@ def _capture_errors(used, x, y, ox, oy, b, r):
     as (distance x residual)^2 = sp^2 + (sb distance)^2 over the residuals within three robust
     sigmas; and the log range's robust sigma (1.4826 MAD). None where fewer than 20 such
     objects tell."""
+    from scipy.optimize import nnls
+
     has = used >= 0
     count = np.bincount(used[has], minlength=len(x))
     k = np.flatnonzero(has & (count[np.maximum(used, 0)] >= 4))
@@ -448,8 +443,6 @@ def _capture_errors(used, x, y, ox, oy, b, r):
     across = d * np.sin((b[k] - np.arctan2(dx, dy) + np.pi) % (2 * np.pi) - np.pi)
     core = np.abs(across) <= 3 * 1.4826 * np.median(np.abs(across))
     # least squares of across^2 on (1, d^2), both terms at least zero
-    from scipy.optimize import nnls
-
     (sp2, sb2), _ = nnls(np.c_[np.ones(core.sum()), d[core] ** 2], across[core] ** 2)
     ranged = np.isfinite(r[k])
     sr = 1.4826 * float(np.median(np.abs(np.log(d[ranged] / np.maximum(r[k][ranged], 1e-3))))) if ranged.any() \
@@ -532,18 +525,15 @@ def _join_pieces(track, tracks, config):
     fits' covariances, which leave out the errors the pass shares, plus ``join_m``)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
 
     ok = np.flatnonzero(np.isfinite(tracks["x"].to_numpy()) & np.isfinite(tracks["xx"].to_numpy()))
     if len(ok) < 2:
         return track
     tr = tracks.iloc[ok]
     x, y = tr["x"].to_numpy(), tr["y"].to_numpy()
-    pairs = cKDTree(np.c_[x, y, _apart(config.reach_m, tr["trip"], tr["cls"])]).query_pairs(
-        config.reach_m, output_type="ndarray")
-    if len(pairs) == 0:
+    a, c = _pairs_within(config.reach_m, x, y, tr["trip"], tr["cls"])
+    if len(a) == 0:
         return track
-    a, c = pairs[:, 0], pairs[:, 1]
     t0, t1 = tr["t0"].to_numpy(), tr["t1"].to_numpy()
     # one after the other (two tracks seen in the same frames are two objects)
     gap = config.track_gap_s
@@ -578,18 +568,15 @@ def _min_track(n_obs, config):
 def _drop_confused_tracks(tracks, config):
     """Un-keep tracks that sit on a track of another class in the same trip, at the same time,
     with more than 1/``confusion_ratio`` times their observations."""
-    from scipy.spatial import cKDTree
-
     idx = np.flatnonzero(tracks["kept"].to_numpy())
     if len(idx) < 2:
         return
     tr = tracks.iloc[idx]
     x, y = tr["x"].to_numpy(), tr["y"].to_numpy()
     reach_m = config.confusion_m + 3.0 * config.floor_m
-    pairs = cKDTree(np.c_[x, y, _apart(reach_m, tr["trip"])]).query_pairs(reach_m, output_type="ndarray")
-    if len(pairs) == 0:
+    i, j = _pairs_within(reach_m, x, y, tr["trip"])
+    if len(i) == 0:
         return
-    i, j = pairs[:, 0], pairs[:, 1]
     cls, n = tr["cls"].to_numpy(), tr["n_obs"].to_numpy()
     t0, t1 = tr["t0"].to_numpy(), tr["t1"].to_numpy()
     dx, dy = x[i] - x[j], y[i] - y[j]
@@ -602,6 +589,15 @@ def _drop_confused_tracks(tracks, config):
     kept = tracks["kept"].to_numpy().copy()
     kept[idx[small]] = False
     tracks["kept"] = kept
+
+
+def _pairs_within(reach_m, x, y, *groups):
+    """Index pairs (i, j) of the points within ``reach_m`` of each other in the same group (each
+    combination of ``groups``)."""
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(np.c_[x, y, _apart(reach_m, *groups)]).query_pairs(reach_m, output_type="ndarray")
+    return pairs[:, 0], pairs[:, 1]
 
 
 def _apart(reach_m, *keys):
@@ -795,17 +791,13 @@ def _merge(arrays, x, y, sxx, sxy, syy, ccls, n_trips, config):
     ``arrays`` holds the kept tracks' arrays: object (lab), point (px, py) and covariance
     (pxx, pxy, pyy), covariance without the pose error (own_xx, own_xy, own_yy), trip and time
     span (t0, t1)."""
-    from scipy.spatial import cKDTree
-
     alive = n_trips > 0
     live = np.flatnonzero(alive)
     if len(live) < 2:
         return alive
-    pairs = cKDTree(np.c_[x[live], y[live], _apart(config.reach_m, ccls[live])]).query_pairs(
-        config.reach_m, output_type="ndarray")
-    if len(pairs) == 0:
+    i, j = (live[p] for p in _pairs_within(config.reach_m, x[live], y[live], ccls[live]))
+    if len(i) == 0:
         return alive
-    i, j = live[pairs[:, 0]], live[pairs[:, 1]]
     big = np.where(n_trips[i] >= n_trips[j], i, j)
     small = np.where(n_trips[i] >= n_trips[j], j, i)
     merge = _mahal2(x[i] - x[j], y[i] - y[j], sxx[i] + sxx[j], sxy[i] + sxy[j], syy[i] + syy[j]) <= config.gate_sigma**2

@@ -58,16 +58,35 @@ def _fits(k, cx, cy, ox, oy, b, r, sb, sp, sr, gate):
 
 
 @jit
+def _free_fit(k, cx, cy, ey, used, reach, ox, oy, b, r, sb, sp, sr, gate):
+    """:func:`_fits` of observation ``k`` where it is still free and its end point within
+    ``reach`` of ``cy`` (the sweep finds it within reach of ``cx``); -1 otherwise."""
+    if used[k] >= 0 or abs(ey[k] - cy) > reach:
+        return -1.0, -1.0
+    return _fits(k, cx, cy, ox, oy, b, r, sb, sp, sr, gate)
+
+
+@jit
+def _add_row(acc, j1, j2, res):
+    """Add one residual's row to the normal equations ``acc`` = (a11, a12, a22, g1, g2, chi)."""
+    acc[0] += j1 * j1
+    acc[1] += j1 * j2
+    acc[2] += j2 * j2
+    acc[3] += j1 * res
+    acc[4] += j2 * res
+    acc[5] += res * res
+
+
+@jit
 def _score(cx, cy, lo, hi, ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate, reach, seen):
     """Support of a point: the sum over the free observations that fit it of their normal
-    likelihood (residuals in sigmas), one per trip; and the number of those trips. ``seen`` is scratch, -1 everywhere, indexed by trip."""
+    likelihood (residuals in sigmas), one per trip; and the number of those trips. ``seen`` is
+    scratch, -1 everywhere, indexed by trip."""
     a, z = _window(ex, lo, hi, cx, reach)
     total = 0.0
     count = 0
     for k in range(a, z):
-        if used[k] >= 0 or abs(ey[k] - cy) > reach:
-            continue
-        rb, rr = _fits(k, cx, cy, ox, oy, b, r, sb, sp, sr, gate)
+        rb, rr = _free_fit(k, cx, cy, ey, used, reach, ox, oy, b, r, sb, sp, sr, gate)
         if rb < 0:
             continue
         w = np.exp(-0.5 * gate * gate * (rb * rb + rr * rr))
@@ -83,18 +102,17 @@ def _score(cx, cy, lo, hi, ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate, r
 
 @jit
 def _refine(cx, cy, lo, hi, ex, ey, ox, oy, b, r, used, sb, sp, sr, gate, reach):
-    """Gauss-Newton on the free observations that fit, each with its sigmas. Returns x, y, the covariance (xx, xy, yy), the chi-square and the count."""
+    """Gauss-Newton on the free observations that fit, each with its sigmas. Returns x, y, the
+    covariance (xx, xy, yy), the chi-square and the count."""
     x, y = cx, cy
-    a11 = a12 = a22 = chi = 0.0
+    acc = np.zeros(6)
     n = 0
     for _ in range(6):
-        a11 = a12 = a22 = g1 = g2 = chi = 0.0
+        acc[:] = 0.0
         n = 0
         a, z = _window(ex, lo, hi, x, reach)
         for k in range(a, z):
-            if used[k] >= 0 or abs(ey[k] - y) > reach:
-                continue
-            rb, _ = _fits(k, x, y, ox, oy, b, r, sb, sp, sr, gate)
+            rb, _ = _free_fit(k, x, y, ey, used, reach, ox, oy, b, r, sb, sp, sr, gate)
             if rb < 0:
                 continue
             dx, dy = x - ox[k], y - oy[k]
@@ -102,36 +120,23 @@ def _refine(cx, cy, lo, hi, ex, ey, ox, oy, b, r, used, sb, sp, sr, gate, reach)
             n += 1
             # bearing: d(atan2(dx, dy))/d(x, y) = (dy, -dx) / d^2
             s_b = _bearing_sigma(np.sqrt(d2), sb, sp)
-            res = _wrap(b[k] - np.arctan2(dx, dy)) / s_b
-            j1, j2 = dy / d2 / s_b, -dx / d2 / s_b
-            a11 += j1 * j1
-            a12 += j1 * j2
-            a22 += j2 * j2
-            g1 += j1 * res
-            g2 += j2 * res
-            chi += res * res
+            _add_row(acc, dy / d2 / s_b, -dx / d2 / s_b, _wrap(b[k] - np.arctan2(dx, dy)) / s_b)
             if not np.isnan(r[k]):
-                res = -np.log(np.sqrt(d2) / max(r[k], 1e-3)) / sr
-                j1, j2 = dx / d2 / sr, dy / d2 / sr
-                a11 += j1 * j1
-                a12 += j1 * j2
-                a22 += j2 * j2
-                g1 += j1 * res
-                g2 += j2 * res
-                chi += res * res
-        det = a11 * a22 - a12 * a12
+                # log range: d(log d)/d(x, y) = (dx, dy) / d^2
+                _add_row(acc, dx / d2 / sr, dy / d2 / sr, -np.log(np.sqrt(d2) / max(r[k], 1e-3)) / sr)
+        det = acc[0] * acc[2] - acc[1] * acc[1]
         if n == 0 or det <= 0:
             break
-        step_x = (a22 * g1 - a12 * g2) / det
-        step_y = (a11 * g2 - a12 * g1) / det
+        step_x = (acc[2] * acc[3] - acc[1] * acc[4]) / det
+        step_y = (acc[0] * acc[4] - acc[1] * acc[3]) / det
         x += step_x
         y += step_y
         if step_x * step_x + step_y * step_y < 1e-6:
             break
-    det = a11 * a22 - a12 * a12
+    det = acc[0] * acc[2] - acc[1] * acc[1]
     if n == 0 or det <= 0:
-        return x, y, np.inf, 0.0, np.inf, chi, n
-    return x, y, a22 / det, -a12 / det, a11 / det, chi, n
+        return x, y, np.inf, 0.0, np.inf, acc[5], n
+    return x, y, acc[2] / det, -acc[1] / det, acc[0] / det, acc[5], n
 
 
 @jit
@@ -210,12 +215,11 @@ def cover(start, cx, cy, cg, ex, ey, ox, oy, b, r, trip, n_trips, sb, sp, sr, ga
         taken = 0
         a, z = _window(ex, lo, hi, x, reach)
         for k in range(a, z):
-            if used[k] < 0 and abs(ey[k] - y) <= reach:
-                rb, _ = _fits(k, x, y, ox, oy, b, r, sb, sp, sr, gate)
-                if rb >= 0 and seen[trip[k]] < 0:  # one observation per trip
-                    seen[trip[k]] = k
-                    used[k] = k_obj
-                    taken += 1
+            rb, _ = _free_fit(k, x, y, ey, used, reach, ox, oy, b, r, sb, sp, sr, gate)
+            if rb >= 0 and seen[trip[k]] < 0:  # one observation per trip
+                seen[trip[k]] = k
+                used[k] = k_obj
+                taken += 1
         for k in range(a, z):
             seen[trip[k]] = -1
         if taken == 0:

@@ -10,6 +10,7 @@ POSE_NO_TRIP = 1  # the trip has no matched fix
 POSE_OUTSIDE = 2  # the time lies before the first or after the last matched fix
 POSE_GAP = 3  # the matched fixes around the time are too far apart in time
 POSE_STILL = 4  # the vehicle never moved enough around the time to give a heading
+POSE_OFF_ROAD = 5  # the fixes around the time sit off the matched road (see ``m_off_road``)
 SMOOTH_FIXES = 3  # fixes either side whose edges may hold a smoothed position
 EDGE_TOL_M = 1.0  # how far past its edge's ends a route position may still fall on it
 
@@ -215,7 +216,8 @@ def _route_position(q, i, j, f, a, b, t, m_t, m_s, m_ss, m_edge, m_off, span_m, 
 
 @jit
 def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_s, edge_tol_s, min_baseline_m,
-                      max_window_s, agree_deg, still_mps, m_s, m_ss, m_vs, m_vel, lane_m, span_m, geom):
+                      max_window_s, agree_deg, still_mps, m_s, m_ss, m_vs, m_vel, lane_m, span_m, geom,
+                      m_off_road):
     """Position and heading at each query time ``q_t`` of trip ``q_trip`` (an index into
     ``m_ptr``, -1 when unknown), linear between the matched fixes around it.
 
@@ -228,8 +230,10 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
     stopped car keeps the heading it drove in with); elsewhere the motion's is used. A car
     slower than ``still_mps`` along its route distance ``m_s`` (see :func:`route_distance`)
     stands: it takes the direction it came in from. On edge e the car drives ``lane_m[e]``
-    metres right of the line (its side of a two-way road). Returns x, y, heading (degrees clockwise
-    from north), baseline (metres; inf for a heading from the road), the turn and a status code.
+    metres right of the line (its side of a two-way road). A time next to a fix flagged in
+    ``m_off_road`` (the fixes there sit off the matched road) gets no pose. Returns x, y, heading
+    (degrees clockwise from north), baseline (metres; inf for a heading from the road), the turn
+    and a status code.
     """
     n = q_t.shape[0]
     x = np.full(n, np.nan)
@@ -253,6 +257,9 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
         j = min(i + 1, b - 1)
         if m_t[j] - m_t[i] > max_gap_s:
             status[q] = POSE_GAP
+            continue
+        if m_off_road[i] or m_off_road[j]:
+            status[q] = POSE_OFF_ROAD
             continue
         span = m_t[j] - m_t[i]
         f = 0.0 if span <= 0 else min(max((t - m_t[i]) / span, 0.0), 1.0)
