@@ -24,3 +24,11 @@ def check_fields(config, names, ok, want: str) -> None:
         if not ok(value):
             msg = f"{name} must be {want}; found {value!r}"
             raise ConfigError(msg)
+
+
+class StoreError(MapdiffError):
+    """The task store cannot be reached, or its schema is not the one this version needs."""
+
+
+class TaskError(MapdiffError):
+    """A task does not exist, or a change of its state is refused (wrong state, lease lost)."""

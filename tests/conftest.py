@@ -46,3 +46,24 @@ def oakland_gpkg(tmp_path_factory):
     path = tmp_path_factory.mktemp("oak") / "oakland.gpkg"
     build_map(FIXTURES / "West-Oakland.osm.bz2", path)
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A real PostgreSQL server for the session (Debian's package; .ci/run installs it)."""
+    from tests.postgres import Cluster, bin_dir
+
+    if bin_dir() is None:
+        pytest.skip("PostgreSQL server binaries not found under /usr/lib/postgresql (.ci/run installs them)")
+    cluster = Cluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def store_url(request, tmp_path):
+    """A fresh, empty task store URL on each backend: the same tests run on both."""
+    if request.param == "sqlite":
+        return str(tmp_path / "tasks.sqlite")
+    cluster = request.getfixturevalue("postgres_cluster")
+    return cluster.create_database(f"t_{abs(hash(request.node.nodeid)) % 10**9}")

@@ -1,0 +1,150 @@
+"""Stores: the task store (clip requests and their states), on SQLite by default and on
+PostgreSQL in production, behind one interface (:class:`~mapdiff.store.tasks.TaskStore`).
+
+``open_store(url)`` takes ``postgresql://user@host:port/db`` (psycopg 3), ``sqlite:///path``
+or a plain file path (SQLite). An SQLite file is created and migrated on first use (it is the
+embedded store: no server, no operator); a PostgreSQL store must be migrated once with
+``mapdiff tasks migrate`` and is refused until it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+
+from mapdiff.errors import StoreError
+from mapdiff.store.tasks import FINAL, NEXT, STATUSES, TaskStore
+
+__all__ = ["FINAL", "NEXT", "STATUSES", "TaskStore", "open_store", "default_store"]
+
+#: how long to wait for a server that does not answer
+CONNECT_TIMEOUT_S = 10
+
+
+def default_store(next_to=None) -> str:
+    """The store URL when none is given: ``$MAPDIFF_STORE``, else ``tasks.sqlite`` beside the
+    file ``next_to`` (a local output), else in the current directory."""
+    if os.environ.get("MAPDIFF_STORE"):
+        return os.environ["MAPDIFF_STORE"]
+    if next_to is not None:
+        if "://" in str(next_to):
+            msg = (f"{next_to}: the default SQLite task store must be a local file beside the output; "
+                   "give --store (a postgresql:// URL or a local path)")
+            raise StoreError(msg)
+        return os.path.join(os.path.dirname(os.path.abspath(str(next_to))), "tasks.sqlite")
+    return "tasks.sqlite"
+
+
+def shown(url: str) -> str:
+    """The URL with any password masked, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", str(url))
+
+
+def open_store(url: str, *, migrate: bool | None = None) -> TaskStore:
+    """Open the task store at ``url``. ``migrate``: apply missing migrations (default: on for
+    SQLite files, off for PostgreSQL, whose schema changes only through ``mapdiff tasks migrate``);
+    with it off, a store whose schema is behind is refused (:class:`StoreError`)."""
+    url = str(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        store = _PostgresStore.connect(url)
+        migrate = False if migrate is None else migrate
+    elif "://" in url and not url.startswith("sqlite://"):
+        msg = f"--store: expected a postgresql:// URL, sqlite:///path or a local file path; found {shown(url)!r}"
+        raise StoreError(msg)
+    else:
+        store = _SqliteStore.connect(url)
+        migrate = True if migrate is None else migrate
+    try:
+        if migrate:
+            store.migrate()
+        else:
+            store.check_schema()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+class _SqliteStore(TaskStore):
+    NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+
+    @classmethod
+    def connect(cls, url: str) -> "_SqliteStore":
+        import sqlite3
+
+        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            msg = f"task store {path}: folder {folder} does not exist"
+            raise StoreError(msg)
+        try:
+            # autocommit mode; writes open their own immediate transactions
+            conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            msg = f"task store {path}: cannot open as SQLite ({exc})"
+            raise StoreError(msg) from None
+        return cls(conn, path)
+
+    @contextlib.contextmanager
+    def _write(self):
+        # BEGIN IMMEDIATE takes the write lock at once: two claims never read the same free task
+        cur = self.conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
+
+    def _claim_ids(self, cur, statuses, limit):
+        where, args = self._claimable(statuses)
+        rows = cur.execute(f"SELECT task_id FROM tasks WHERE {where} ORDER BY t_start, task_id LIMIT {limit}",
+                           args).fetchall()
+        return [r[0] for r in rows]
+
+    def _tables(self):
+        return {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+class _PostgresStore(TaskStore):
+    NOW = "extract(epoch from clock_timestamp())::double precision"
+    # READ COMMITTED: without the row lock two transitions of one task could both pass the check
+    LOCK = " FOR UPDATE"
+
+    @classmethod
+    def connect(cls, url: str) -> "_PostgresStore":
+        try:
+            import psycopg
+        except ImportError:
+            msg = "a postgresql:// task store needs psycopg 3: pip install 'psycopg[binary]'"
+            raise StoreError(msg) from None
+        try:
+            conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        except psycopg.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            msg = f"task store {shown(url)}: cannot connect ({first})"
+            raise StoreError(msg) from None
+        return cls(conn, shown(url))
+
+    def _sql(self, query):
+        return query.replace("?", "%s")
+
+    @contextlib.contextmanager
+    def _write(self):
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            yield cur
+
+    def _claim_ids(self, cur, statuses, limit):
+        # SKIP LOCKED: concurrent workers each take different free rows without waiting
+        where, args = self._claimable(statuses)
+        rows = cur.execute(self._sql(f"SELECT task_id FROM tasks WHERE {where} ORDER BY t_start, task_id "
+                                     f"LIMIT {limit} FOR UPDATE SKIP LOCKED"), args).fetchall()
+        return [r[0] for r in rows]
+
+    def _tables(self):
+        rows = self.conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()
+        return {r[0] for r in rows}
