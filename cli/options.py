@@ -27,6 +27,10 @@ def timestamp_option(name: str, help_text: str):
     return click.option(name, callback=_timestamp, metavar="TIME", help=help_text)
 
 
+def store_option(help_text: str = "Task store: a postgresql:// URL or an SQLite file [$MAPDIFF_STORE, else tasks.sqlite]."):
+    return click.option("--store", "store_url", metavar="URL", help=help_text)
+
+
 def output_option(help_text: str = "Output file (local path or s3:// URI)."):
     return click.option("-o", "--output", "output", required=True, metavar="PATH", help=help_text)
 

@@ -262,8 +262,11 @@ def coverage(paths: pd.DataFrame, *, since=None, until=None, source: str = "path
     return acc.result()
 
 
-def coverage_file(path, *, since=None, until=None, batch_rows: int = 1_000_000, progress=None) -> pd.DataFrame:
-    """Coverage of a paths Parquet file (local or s3://), read ``batch_rows`` at a time."""
+def coverage_file(path, *, since=None, until=None, clips=None, batch_rows: int = 1_000_000,
+                  progress=None) -> pd.DataFrame:
+    """Coverage of a paths Parquet file (local or s3://), read ``batch_rows`` at a time.
+    ``clips`` (:func:`mapdiff.clips.read_clips`): count only the passes that lie wholly inside
+    a clip of their trip, the coverage of the uploaded video."""
     import pyarrow as pa
 
     from mapdiff.io import open_parquet
@@ -277,10 +280,23 @@ def coverage_file(path, *, since=None, until=None, batch_rows: int = 1_000_000, 
             msg = f"{path}: missing column(s) {missing}; found columns {names}"
             raise InputError(msg)
         for batch in pf.iter_batches(batch_size=batch_rows, columns=cols):
-            acc.add(pa.Table.from_batches([batch]))
+            table = pa.Table.from_batches([batch])
+            if clips is not None:
+                table = table.filter(_filmed(table, clips, str(path)))
+            acc.add(table)
             if progress is not None:
                 progress(batch.num_rows)
     return acc.result()
+
+
+def _filmed(table, clips, source):
+    from mapdiff.clips import within
+    from mapdiff.schema import time_seconds
+
+    frame = table.select(["trip_id", "t_enter", "t_exit"]).to_pandas()
+    t0 = time_seconds(frame["t_enter"], source=source, column="t_enter")
+    t1 = time_seconds(frame["t_exit"], source=source, column="t_exit")
+    return within(frame["trip_id"].to_numpy(), t0, t1, clips)
 
 
 def merge_coverage(parts) -> pd.DataFrame:

@@ -123,6 +123,40 @@ def atomic_path(path):
         raise
 
 
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield a temporary local folder; on success it becomes the folder ``path``: renamed into
+    place whole (an old folder there is replaced), or for ``s3://`` uploaded file by file once
+    all are written. On any error nothing of it is left."""
+    import shutil
+
+    path = str(path).rstrip("/")
+    if _is_remote(path):
+        tmp = tempfile.mkdtemp(prefix="mapdiff-")
+    else:
+        parent = Path(path).resolve().parent
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = str(parent / f".{Path(path).name}.{uuid.uuid4().hex[:8]}.tmp")
+        os.mkdir(tmp)
+    try:
+        yield tmp
+        if _is_remote(path):
+            import fsspec
+
+            fs, fspath = fsspec.core.url_to_fs(path)
+            fs.put(tmp.rstrip("/") + "/", fspath, recursive=True)
+            shutil.rmtree(tmp)
+        else:
+            old = f"{tmp}.old"
+            if os.path.exists(path):
+                os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_table(df: pd.DataFrame, path) -> None:
     """Write a frame as Parquet (GeoParquet if it is a GeoDataFrame), atomically."""
     import geopandas as gpd

@@ -314,7 +314,8 @@ def _seconds(values: pd.Series) -> np.ndarray:
 def _frame(rows) -> pd.DataFrame:
     frame = pd.DataFrame([tuple(r) for r in rows], columns=TASK_COLUMNS)
     for c in _TIME_COLUMNS:
-        frame[c] = pd.to_datetime(frame[c].astype(float), unit="s", utc=True)
+        # epoch seconds as float carry sub-microsecond noise: the store keeps milliseconds
+        frame[c] = pd.to_datetime((frame[c].astype(float) * 1e3).round(), unit="ms", utc=True)
     frame["edge_ids"] = [json.loads(e) for e in frame["edge_ids"]]
     frame["attempts"] = frame["attempts"].astype(np.int64)
     return frame
