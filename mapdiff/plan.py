@@ -195,7 +195,7 @@ def sun_elevation_deg(lon, lat, t_s) -> np.ndarray:
     """The sun's elevation (degrees) at WGS84 points and UTC epoch seconds (NOAA's low-precision
     formulas: within about half a degree, plenty to tell day from night)."""
     lon, lat, t_s = np.broadcast_arrays(np.asarray(lon, float), np.asarray(lat, float), np.asarray(t_s, float))
-    day_of_year = pd.DatetimeIndex(pd.to_datetime(t_s.ravel(), unit="s")).dayofyear.to_numpy().reshape(t_s.shape)
+    day_of_year = pd.DatetimeIndex(pd.to_datetime(t_s.ravel(), unit="s")).day_of_year.to_numpy().reshape(t_s.shape)
     hours = (t_s % 86400.0) / 3600.0
     g = 2.0 * np.pi / 365.0 * (day_of_year - 1.0 + (hours - 12.0) / 24.0)
     eqtime = 229.18 * (0.000075 + 0.001868 * np.cos(g) - 0.032077 * np.sin(g) - 0.014615 * np.cos(2 * g)
@@ -345,11 +345,14 @@ def _clips(ps: _Passes, chosen: np.ndarray, tgt: pd.DataFrame, max_clip_s: float
     return frame
 
 
-def _unsatisfied(tgt: pd.DataFrame, trips: np.ndarray, served: np.ndarray) -> pd.DataFrame:
+def _unsatisfied(tgt: pd.DataFrame, trips: np.ndarray, served: np.ndarray, touched: np.ndarray) -> pd.DataFrame:
+    """The targets short of their need, with the reason (``touched``: some trip started or
+    ended on the edge, which does not film it through)."""
     short = np.flatnonzero(served < tgt["need"].to_numpy())
     need = tgt["need"].to_numpy()[short]
-    reason = [("no trip drove it" if n == 0 else f"only {n} distinct trip{'' if n == 1 else 's'} drove it") + f"; {k} wanted"
-              for n, k in zip(trips[short], need, strict=True)]
+    reason = [("no trip drove it" if n == 0 and not part else f"only {n} distinct trip{'' if n == 1 else 's'} "
+               "drove through it") + f"; {k} wanted"
+              for n, part, k in zip(trips[short], touched[short], need, strict=True)]
     return pd.DataFrame({
         "task_id": None, "vehicle_id": None, "trip_id": None,
         "t_start": pd.Series(pd.NaT, index=np.arange(len(short)), dtype="datetime64[ns, UTC]"),
@@ -435,7 +438,7 @@ def plan(paths: pd.DataFrame, net, tgt: pd.DataFrame, *, config: PlanConfig | No
     chosen, served = multicover(ps.trip_ptr, ps.vehicle_of_trip, ps.t0, ps.t1, ps.a, ps.target, ps.quality, need,
                                 float(config.repeat_vehicle_weight))
     clips = _clips(ps, chosen, tgt, config.max_clip_s)
-    left = _unsatisfied(tgt, trips, served)
+    left = _unsatisfied(tgt, trips, served, tgt["edge_id"].isin(ps.edge_id).to_numpy())
     requests = pd.concat([clips, left], ignore_index=True) if len(left) else clips
     requests = requests[REQUEST_COLUMNS]
     bound_s = lower_bound(ps, np.minimum(need, trips)) if bound else None

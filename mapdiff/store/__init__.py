@@ -24,7 +24,7 @@ CONNECT_TIMEOUT_S = 10
 
 def default_store(next_to=None) -> str:
     """The store URL when none is given: ``$MAPDIFF_STORE``, else ``tasks.sqlite`` beside the
-    file ``next_to`` (a local output), else in the current directory."""
+    file ``next_to`` (a local output; its folder is made if needed), else in the current directory."""
     if os.environ.get("MAPDIFF_STORE"):
         return os.environ["MAPDIFF_STORE"]
     if next_to is not None:
@@ -32,7 +32,9 @@ def default_store(next_to=None) -> str:
             msg = (f"{next_to}: the default SQLite task store must be a local file beside the output; "
                    "give --store (a postgresql:// URL or a local path)")
             raise StoreError(msg)
-        return os.path.join(os.path.dirname(os.path.abspath(str(next_to))), "tasks.sqlite")
+        folder = os.path.dirname(os.path.abspath(str(next_to)))
+        os.makedirs(folder, exist_ok=True)
+        return os.path.join(folder, "tasks.sqlite")
     return "tasks.sqlite"
 
 
