@@ -14,6 +14,9 @@ from mapdiff_cli.options import build_config, fail, info, output_option, quiet_o
               help="Matched fixes (mapdiff match -o): enables road_missing.")
 @click.option("--paths", "paths_path", metavar="PATH",
               help="Matched paths (mapdiff match --paths): enables road_closed.")
+@click.option("--video-coverage", "video_path", metavar="PATH",
+              help="Coverage of the uploaded clips (mapdiff coverage --clips): a feature counts as in view only "
+                   "where the clips had it [default: all driving was filmed].")
 @output_option("Diffs (GeoPackage): layers 'diffs' and 'unverified'.")
 @click.option("--min-trips", type=int, help="Trips that make an object evidence of an addition [3].")
 @click.option("--max-move-m", type=float, help="Further than this, a move is an addition and a removal [50].")
@@ -26,7 +29,7 @@ from mapdiff_cli.options import build_config, fail, info, output_option, quiet_o
 @click.option("--min-road-trips", type=int, help="Distinct trips that make a road diff [3].")
 @click.option("--min-confidence", type=float, help="Diffs below this confidence are not written [0.5].")
 @quiet_option
-def diff(map_path, objects_path, coverage_path, matched_path, paths_path, output, quiet, **options):
+def diff(map_path, objects_path, coverage_path, matched_path, paths_path, video_path, output, quiet, **options):
     """Compare the map's features and roads with the located objects, the coverage and the
     matched fixes; write every change with its kind, confidence and evidence (see mapdiff.diff)."""
     from mapdiff.diff import DiffConfig
@@ -41,9 +44,11 @@ def diff(map_path, objects_path, coverage_path, matched_path, paths_path, output
         cov = read_table(coverage_path)
         matched = read_table(matched_path) if matched_path else None
         paths = read_table(paths_path) if paths_path else None
-        result = run(layers, objects, cov, config, matched=matched, paths=paths,
+        video = read_table(video_path) if video_path else None
+        result = run(layers, objects, cov, config, matched=matched, paths=paths, video_coverage=video,
                      sources={"map": map_path, "objects": objects_path or "objects", "coverage": coverage_path,
-                              "matched": matched_path or "matched", "paths": paths_path or "paths"})
+                              "matched": matched_path or "matched", "paths": paths_path or "paths",
+                              "video_coverage": video_path or "video coverage"})
         write_gpkg(result.layers(), output)
     except MapdiffError as exc:
         fail(exc)

@@ -1050,7 +1050,7 @@ def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig
 
 def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame, config: DiffConfig | None = None,
          *, matched: pd.DataFrame | None = None, paths: pd.DataFrame | None = None,
-         sources: dict | None = None) -> DiffResult:
+         video_coverage: pd.DataFrame | None = None, sources: dict | None = None) -> DiffResult:
     """Judge the map against what the fleet saw.
 
     Parameters
@@ -1066,15 +1066,18 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
     matched : matched fixes (``mapdiff match -o``): enables ``road_missing`` and confirms
         the coverage by the fixes.
     paths : matched paths (``mapdiff match --paths``): enables ``road_closed``.
+    video_coverage : the coverage of the uploaded clips (``mapdiff coverage --clips``) when
+        only some of the driving was filmed: object diffs count a trip as having had a feature
+        in view only where its clips did (default: every pass was filmed).
     sources : file names for messages (keys ``map``, ``objects``, ``coverage``, ``matched``,
-        ``paths``).
+        ``paths``, ``video_coverage``).
     """
 
     from mapdiff.network import Network
 
     config = (config or DiffConfig()).validate()
     src = {"map": "map", "objects": "objects", "coverage": "coverage", "matched": "matched", "paths": "paths",
-           **(sources or {})}
+           "video_coverage": "video coverage", **(sources or {})}
     warnings = []
     net = Network.from_edges(map_layers["edges"], source=f"{src['map']} (layer 'edges')")
     roads = _roads(net)
@@ -1089,7 +1092,8 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
         obj = _object_frame(objects if objects is not None else pd.DataFrame(), net.proj, src["objects"])
         _check_overlap(obj, net, src["objects"])
         _label_codes(feat, obj)
-        obj_parts, unverified = _object_diffs(feat, obj, roads, seen_n, config)
+        filmed_n = seen_n if video_coverage is None else _filmed(seen_n, video_coverage, net, src["video_coverage"])
+        obj_parts, unverified = _object_diffs(feat, obj, roads, filmed_n, config)
         parts += obj_parts
     parts.append(pd.DataFrame(_road_diffs(net, seen_n, config)))
     if paths is not None:
@@ -1133,6 +1137,16 @@ def _confirmed_trips(matched: pd.DataFrame, coverage_n: pd.DataFrame, net, sourc
     for col, flag in (("trips", False), ("trips_against", True)):
         got = n[flag].reindex(out.index, fill_value=0).to_numpy() if flag in n else np.zeros(len(out))
         out[col] = np.minimum(out[col].to_numpy(), got)
+    return out
+
+
+def _filmed(seen_n: pd.DataFrame, video_coverage: pd.DataFrame, net, source: str) -> pd.DataFrame:
+    """The confirmed trips that were also filmed: per edge and direction, the fewer of the two
+    counts (a lower bound on the trips in both)."""
+    video_n = _coverage_counts(video_coverage, net, source).reindex(seen_n.index, fill_value=0)
+    out = seen_n.copy()
+    for c in ("trips", "trips_against"):
+        out[c] = np.minimum(seen_n[c].to_numpy(), video_n[c].to_numpy())
     return out
 
 

@@ -51,7 +51,7 @@ def oakland_gpkg(tmp_path_factory):
 @pytest.fixture(scope="session")
 def postgres_cluster():
     """A real PostgreSQL server for the session (Debian's package; .ci/run installs it)."""
-    from tests.postgres import Cluster, bin_dir
+    from fixtures.postgres import Cluster, bin_dir
 
     if bin_dir() is None:
         pytest.skip("PostgreSQL server binaries not found under /usr/lib/postgresql (.ci/run installs them)")

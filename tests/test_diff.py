@@ -260,6 +260,18 @@ def test_empty_objects_make_removals_or_unverified(scene):
     assert result.unverified["feature_id"].tolist() == [5]
 
 
+def test_only_filmed_passes_make_a_removal(scene):
+    # the fleet drove past every feature, but the uploaded clips filmed none of row 0: the
+    # absences are unverified, not removals; filmed by enough trips, they are removals again
+    layers, objects, coverage = scene
+    video = coverage.assign(trips=0, passes=0)
+    result = diff(layers, objects.iloc[:0], coverage, DiffConfig(min_confidence=0.0), video_coverage=video)
+    assert "object_removed" not in set(result.diffs["kind"])
+    assert sorted(result.unverified["feature_id"]) == [1, 2, 3, 4, 5]
+    result = diff(layers, objects.iloc[:0], coverage, DiffConfig(min_confidence=0.0), video_coverage=coverage)
+    assert set(result.diffs.loc[result.diffs["kind"] == "object_removed", "feature_id"]) == {1, 2, 3, 4}
+
+
 def test_coverage_from_another_map(scene):
     layers, objects, coverage = scene
     bad = coverage.assign(edge_id=coverage["edge_id"] + 100_000)

@@ -1,0 +1,232 @@
+"""How good the plan is, how fast, and what it buys (issue: task creation and video requests).
+
+    python benchmarks/plan.py [--vehicles 300] [--days 30] [--work DIR] [--skip-store] [--skip-e2e]
+
+1. Cost: a simulated month of ``--vehicles`` cars on the bundled Helsinki extract (true routes
+   as the paths; simulated in 3-day chunks without a camera), targets = the edges that see a
+   mapped feature + every driven edge (never filmed), at k = 1, 3, 5: clip-seconds of filming
+   every pass of every target edge, of the plan (default preferences, and seconds only), and
+   the LP lower bound. Goal: the plan within 1.2x the bound.
+2. Speed: 1,000,000 path rows planned, one core (the kernel is serial). Goal: under 10 s.
+3. The task store: claims a second with 8 worker processes (claim one, move it on), on a
+   throw-away PostgreSQL cluster and on SQLite. Goal: 1,000 a second on PostgreSQL.
+4. End to end (``fixtures/demo.py`` twice on one seed: every detection, then only those in the
+   plan's clips): what diff finds (planted changes found) and the video seconds each used.
+   Goal: at least 95 % of the finds for at most 5 % of the video seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def month_paths(work: Path, vehicles: int, days: int, chunk_days: int = 3) -> tuple[pd.DataFrame, Path]:
+    """True routes of a simulated fleet as paths (trip_id, vehicle_id, edge_id, t_enter, t_exit,
+    u, v, key, against), cached in ``work``; and the stale map's path."""
+    from mapdiff.io import read_map_layers, write_gpkg
+    from mapdiff.osm import build_map
+    from mapdiff.simulate import SimConfig, simulate
+
+    out = work / f"paths-{vehicles}x{days}.parquet"
+    roads = work / "roads.gpkg"
+    if not roads.exists():
+        build_map(ROOT / "fixtures" / "helsinki.osm.pbf", roads)
+    layers = read_map_layers(roads)
+    stale = work / "map.gpkg"
+    if out.exists() and stale.exists():
+        return pd.read_parquet(out), stale
+    parts = []
+    no_camera = {k: v for k, v in layers.items() if k != "features"}  # routes only: no detections
+    for i, start in enumerate(range(0, days, chunk_days)):
+        cfg = SimConfig(vehicles=vehicles, days=min(chunk_days, days - start), seed=i,
+                        start_date=str((pd.Timestamp("2026-01-05") + pd.Timedelta(days=start)).date()))
+        t = time.perf_counter()
+        sim = simulate(no_camera, cfg)
+        r = sim.routes
+        r = r.assign(trip_id=r["trip_id"].astype(str) + f"/{i}")  # chunks reuse trip names: keep them apart
+        parts.append(r)
+        print(f"  simulated days {start}-{start + cfg.days}: {r['trip_id'].nunique():,} trips, {len(r):,} route rows "
+              f"({time.perf_counter() - t:.0f} s)", flush=True)
+        if i == 0:
+            map_layers = {**sim.map_layers, "features": layers["features"]}
+            write_gpkg(map_layers, stale)
+    routes = pd.concat(parts, ignore_index=True)
+    edges = read_map_layers(stale)["edges"]
+    known = routes["edge_id"].isin(edges["edge_id"])  # roads the stale map lacks are not driven on it
+    routes = routes[known]
+    paths = routes[["trip_id", "vehicle_id", "edge_id", "u", "v", "key", "t_enter", "t_exit"]].assign(
+        vehicle_id=routes["vehicle_id"].astype(str), against=False)
+    paths.to_parquet(out)
+    return paths, stale
+
+
+def cost_table(paths, map_path):
+    from mapdiff.coverage import coverage
+    from mapdiff.io import read_map_layers
+    from mapdiff.network import load_network
+    from mapdiff.plan import PlanConfig, plan, targets
+
+    net = load_network(map_path)
+    feats = read_map_layers(map_path)["features"]
+    cov = coverage(paths)
+    print(f"\n1. cost: {paths['trip_id'].nunique():,} trips, {len(paths):,} path rows, {len(cov):,} driven edges")
+    print(f"{'k':>2} {'targets':>8} {'unsat':>6} {'all passes s':>13} {'plan s':>10} {'plan/all':>8} {'bound s':>10} "
+          f"{'plan/bound':>10} {'seconds-only s':>14} {'s-only/bound':>12} {'time s':>7}")
+    pure = dict(night_weight=1.0, half_life_days=1e9, repeat_vehicle_weight=1.0)
+    for k in (1, 3, 5):
+        cfg = PlanConfig(sightings=k)
+        tgt = targets(net, cov, config=cfg, features=feats)
+        t = time.perf_counter()
+        p = plan(paths, net, tgt, config=cfg)
+        dt = time.perf_counter() - t
+        q = plan(paths, net, tgt, config=PlanConfig(sightings=k, **pure), bound=False)
+        print(f"{k:>2} {p.targets:>8,} {p.unsatisfied:>6,} {p.all_passes_s:>13,.0f} {p.cost_s:>10,.0f} "
+              f"{p.cost_s / p.all_passes_s:>8.4f} {p.lower_bound_s:>10,.0f} {p.cost_s / p.lower_bound_s:>10.3f} "
+              f"{q.cost_s:>14,.0f} {q.cost_s / p.lower_bound_s:>12.3f} {dt:>7.1f}")
+    return net, feats, cov
+
+
+def speed_table(paths, net, feats, cov, rows=1_000_000):
+    from mapdiff.plan import PlanConfig, plan, targets
+
+    trips = paths["trip_id"].drop_duplicates()
+    per_trip = paths.groupby("trip_id", sort=False).size().reindex(trips)
+    keep = trips[np.cumsum(per_trip.to_numpy()) <= rows]
+    part = paths[paths["trip_id"].isin(keep)]
+    cfg = PlanConfig(sightings=3)
+    tgt = targets(net, cov, config=cfg, features=feats)
+    plan(part.head(1000), net, tgt, config=cfg, bound=False)  # compile
+    t = time.perf_counter()
+    p = plan(part, net, tgt, config=cfg, bound=False)
+    dt = time.perf_counter() - t
+    t = time.perf_counter()
+    plan(part, net, tgt, config=cfg, bound=True)
+    db = time.perf_counter() - t - dt
+    print(f"\n2. speed: {len(part):,} path rows, k=3: plan {dt:.2f} s (goal < 10 s); "
+          f"the LP bound adds {db:.1f} s; {int((p.requests['status'] == 'pending').sum()):,} clips")
+
+
+def _worker(url, name, counter):
+    from mapdiff.errors import TaskError
+    from mapdiff.store import open_store
+
+    with open_store(url) as store:
+        while True:
+            got = store.claim(worker=name, statuses=["pending"], lease_s=60)
+            if got.empty:
+                return
+            try:
+                store.set(got["task_id"].iloc[0], "requested", worker=name)
+            except TaskError:
+                continue
+            with counter.get_lock():
+                counter.value += 1
+
+
+def store_table(n_tasks=20_000, workers=8):
+    from fixtures.postgres import Cluster, bin_dir
+    from mapdiff.store import open_store
+
+    t0 = pd.Timestamp("2026-01-05", tz="UTC")
+    req = pd.DataFrame({"task_id": [f"t{i:06d}" for i in range(n_tasks)], "vehicle_id": "v", "trip_id": "trip",
+                        "t_start": t0 + pd.to_timedelta(np.arange(n_tasks), unit="s"),
+                        "t_end": t0 + pd.to_timedelta(np.arange(n_tasks) + 1, unit="s"),
+                        "edge_ids": [[1]] * n_tasks, "target": "feature"})
+    print(f"\n3. task store: {n_tasks:,} tasks claimed and moved on by {workers} worker processes")
+    print(f"{'backend':<11} {'claims/s':>9} {'seconds':>8}")
+    cluster = Cluster().start() if bin_dir() else None
+    import tempfile
+
+    tmp = tempfile.mkdtemp()
+    urls = [("sqlite", os.path.join(tmp, "tasks.sqlite"))]
+    if cluster:
+        urls.insert(0, ("postgresql", cluster.create_database("bench")))
+    try:
+        for name, url in urls:
+            with open_store(url, migrate=True) as store:
+                store.add(req)
+            ctx = mp.get_context("spawn")
+            counter = ctx.Value("l", 0)
+            procs = [ctx.Process(target=_worker, args=(url, f"w{i}", counter)) for i in range(workers)]
+            t = time.perf_counter()
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join()
+            dt = time.perf_counter() - t
+            print(f"{name:<11} {counter.value / dt:>9,.0f} {dt:>8.1f}")
+    finally:
+        if cluster:
+            cluster.stop()
+
+
+def e2e_table(work: Path, vehicles: int, days: int, seed: int):
+    runs = {}
+    for mode in ("all video", "plan"):
+        out = work / f"e2e-{mode.replace(' ', '-')}-{vehicles}x{days}"
+        extra = ["--all-video"] if mode == "all video" else []
+        subprocess.run([sys.executable, str(ROOT / "fixtures" / "demo.py"), str(out), "--vehicles", str(vehicles),
+                        "--days", str(days), "--seed", str(seed), *extra], check=True, stdout=subprocess.DEVNULL)
+        runs[mode] = out
+    traces = pd.read_parquet(runs["all video"] / "sim" / "traces.parquet", columns=["trip_id", "t"])
+    span = traces.groupby("trip_id")["t"].agg(["min", "max"])
+    video_s = float((span["max"] - span["min"]).dt.total_seconds().sum())
+    clip_s = json.loads((runs["plan"] / "uploaded" / "upload.json").read_text())["clip_seconds"]
+    print(f"\n4. end to end: {vehicles} vehicles x {days} days, seed {seed}")
+    print(f"{'':<10} {'video s':>10} {'share':>7} {'found':>6} " + " ".join(f"{k[:14]:>14}" for k in _kinds()))
+    found = {}
+    for mode, out in runs.items():
+        scores = json.loads((out / "scores.json").read_text())["diff"]
+        n = {k: round(scores[k]["recall_all"] * scores[k]["planted"]) if scores[k]["recall_all"] is not None else 0
+             for k in _kinds()}
+        found[mode] = sum(n.values())
+        sec = video_s if mode == "all video" else clip_s
+        print(f"{mode:<10} {sec:>10,.0f} {sec / video_s:>7.2%} {found[mode]:>6} " +
+              " ".join(f"{n[k]:>14}" for k in _kinds()))
+    print(f"plan finds {found['plan'] / max(found['all video'], 1):.1%} of what all video finds (goal >= 95 %) "
+          f"with {clip_s / video_s:.2%} of the video seconds (goal <= 5 %)")
+
+
+def _kinds():
+    from mapdiff.schema import CHANGE_KINDS
+
+    return CHANGE_KINDS
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--vehicles", type=int, default=300)
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/mapdiff-bench-plan"))
+    ap.add_argument("--e2e-vehicles", type=int, default=30)
+    ap.add_argument("--e2e-days", type=int, default=3)
+    ap.add_argument("--skip-store", action="store_true")
+    ap.add_argument("--skip-e2e", action="store_true")
+    ap.add_argument("--skip-cost", action="store_true")
+    args = ap.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    if not args.skip_cost:
+        paths, map_path = month_paths(args.work, args.vehicles, args.days)
+        net, feats, cov = cost_table(paths, map_path)
+        speed_table(paths, net, feats, cov)
+    if not args.skip_store:
+        store_table()
+    if not args.skip_e2e:
+        e2e_table(args.work, args.e2e_vehicles, args.e2e_days, seed=0)
+
+
+if __name__ == "__main__":
+    main()
