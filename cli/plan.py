@@ -25,7 +25,7 @@ from mapdiff_cli.options import build_config, fail, info, output_option, quiet_o
 @click.option("--no-stale", is_flag=True, help="No stale targets.")
 @click.option("--lead-m", type=float, help="A clip starts this far before its first edge [30].")
 @click.option("--max-clip-s", type=float, help="Longer clips are cut in equal parts [60].")
-@click.option("--no-bound", is_flag=True, help="Skip the linear-programming lower bound (big inputs).")
+@click.option("--no-bound", is_flag=True, help="Skip the lower bounds on any plan's cost.")
 @quiet_option
 def plan(coverage_path, paths_path, map_path, output, store_url, diffs_path, edges_path, no_stale, no_bound, quiet,
          **options):
@@ -85,8 +85,11 @@ def _run(coverage_path, paths_path, map_path, output, store_url, diffs_path, edg
          f"{added:,} new tasks in {store.url}", quiet=quiet)
     if result.lower_bound_s is not None:
         ratio = result.cost_s / result.lower_bound_s if result.lower_bound_s > 0 else float("nan")
-        info(f"lower bound (linear relaxation, HiGHS): {result.lower_bound_s:,.0f} clip-seconds; "
-             f"the plan costs {ratio:.3f} x that", quiet=quiet)
+        lp = result.bounds.get("highs_lp")
+        lp_text = (f"linear relaxation (HiGHS) {lp:,.0f}" if lp is not None else
+                   "linear relaxation (HiGHS) skipped: too many passes")
+        info(f"lower bound: {result.lower_bound_s:,.0f} clip-seconds ({lp_text}; Lagrangian dual "
+             f"{result.bounds['lagrangian']:,.0f}); the plan costs {ratio:.3f} x that", quiet=quiet)
     if result.unsatisfied:
         click.echo(f"mapdiff: {result.unsatisfied:,} of {result.targets:,} target edges unsatisfied: fewer than "
                    f"{config.sightings} distinct trips drove them (listed in {output} with status 'unsatisfied')",

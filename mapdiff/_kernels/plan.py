@@ -168,3 +168,87 @@ def union_runs(trip_ptr, a, t1, chosen):
         out_trip[m], out_s[m], out_e[m] = r, cur_s, cur_e
         m += 1
     return out_trip[:m], out_s[:m], out_e[:m]
+
+
+@jit
+def _priced_choice(trip_ptr, t0, t1, a, target, back, price, chosen):
+    """For target prices ``price``, the choice of target pieces that minimises
+    ``sum (d_p - price[t(p)]) x_p + sum L_p s_p`` (the covering rows moved into the objective):
+    per trip a shortest path, since "a clip starts at p" depends only on the last chosen piece
+    before p. Fills ``chosen``; returns the minimum."""
+    total = 0.0
+    n = len(t0)
+    f = np.empty(n)
+    prev = np.full(n, -1, np.int64)
+    best_to = np.empty(n)  # min(0, f of target pieces up to this one): the best way to have stopped
+    best_at = np.empty(n, np.int64)
+    chosen[:] = False
+    for r in range(len(trip_ptr) - 1):
+        lo, hi = trip_ptr[r], trip_ptr[r + 1]
+        run_min, run_at = 0.0, np.int64(-1)
+        for p in range(lo, hi):
+            if target[p] >= 0:
+                c = (t1[p] - t0[p]) - price[target[p]]
+                # a new clip: pay the lead-in after the best choice that ends before the window
+                b = back[p]
+                if b > lo:
+                    start, start_at = best_to[b - 1], best_at[b - 1]
+                else:
+                    start, start_at = 0.0, np.int64(-1)
+                fp, at = c + (t0[p] - a[p]) + start, start_at
+                for q in range(b, p):  # or continue a clip from a chosen piece in the window
+                    if target[q] >= 0 and c + f[q] < fp:
+                        fp, at = c + f[q], q
+                f[p], prev[p] = fp, at
+                if fp < run_min:
+                    run_min, run_at = fp, p
+            best_to[p], best_at[p] = run_min, run_at
+        total += run_min
+        p = run_at
+        while p >= 0:
+            chosen[p] = True
+            p = prev[p]
+    return total
+
+
+@jit
+def lagrangian_bound(trip_ptr, t0, t1, a, target, need, upper, iterations):
+    """A lower bound on the clip-seconds of any choice that gives target ``t`` ``need[t]``
+    pieces: the Lagrangian dual of the covering rows, maximised by subgradient steps (Polyak's
+    rule towards ``upper``, a known plan's cost). Every iterate is a valid bound (weak duality);
+    the best is returned."""
+    back, _ = windows(trip_ptr, t0, t1, a)
+    n_t = len(need)
+    price = np.zeros(n_t)
+    # start from each target's cheapest lone piece: about what a sighting costs
+    for p in range(len(t0)):
+        t = target[p]
+        if t >= 0:
+            alone = t1[p] - a[p]
+            if price[t] == 0.0 or alone < price[t]:
+                price[t] = alone
+    chosen = np.zeros(len(t0), np.bool_)
+    best = 0.0
+    theta = 1.0
+    stall = 0
+    count = np.zeros(n_t)
+    for _ in range(iterations):
+        value = _priced_choice(trip_ptr, t0, t1, a, target, back, price, chosen)
+        bound = value + (price * need).sum()
+        if bound > best + 1e-9 * abs(best):
+            best, stall = bound, 0
+        else:
+            stall += 1
+            if stall >= 10:
+                theta, stall = theta / 2.0, 0
+        count[:] = 0.0
+        for p in range(len(t0)):
+            if chosen[p]:
+                count[target[p]] += 1.0
+        g = need - count
+        norm = (g * g).sum()
+        if norm == 0.0 or theta < 1e-4:
+            break
+        step = theta * max(upper - bound, 1e-6 * upper) / norm
+        price = np.maximum(price + step * g, 0.0)
+    return best
