@@ -112,8 +112,12 @@ def set_(task_id, status, store_url, reason, worker):
 def claim(store_url, worker, statuses, lease_s, limit, as_json):
     """Lease tasks no one holds (oldest clip first) and print them; nothing to claim exits 0
     with an empty list."""
+    import pandas as pd
+
+    from mapdiff.store.tasks import TASK_COLUMNS
+
     def run():
         with _open(store_url) as store:
             return store.claim(worker=worker, statuses=statuses or None, lease_s=lease_s, limit=limit)
 
-    _print(_guarded(run), as_json)
+    _print(pd.DataFrame(_guarded(run), columns=TASK_COLUMNS), as_json)

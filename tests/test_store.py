@@ -112,10 +112,11 @@ def test_claims_never_share_a_task_and_respect_the_state(store):
     store.set("task0000", "requested")
     a = store.claim(worker="a", statuses=["pending"], limit=2)
     b = store.claim(worker="b", statuses=["pending"], limit=5)
-    assert list(a["task_id"]) == ["task0001", "task0002"]  # task0000 is not pending
-    assert list(b["task_id"]) == ["task0003", "task0004"]
-    assert store.claim(worker="c", statuses=["pending"]).empty
-    assert set(a["worker"]) == {"a"} and (a["attempts"] == 1).all()
+    assert [t["task_id"] for t in a] == ["task0001", "task0002"]  # task0000 is not pending
+    assert [t["task_id"] for t in b] == ["task0003", "task0004"]
+    assert store.claim(worker="c", statuses=["pending"]) == []
+    assert {t["worker"] for t in a} == {"a"} and all(t["attempts"] == 1 for t in a)
+    assert a[0]["lease_until"] > a[0]["updated"] and a[0]["edge_ids"] == [1, 2]
 
 
 def test_the_lease_holder_alone_changes_a_leased_task(store):
@@ -133,12 +134,12 @@ def test_the_lease_holder_alone_changes_a_leased_task(store):
 def test_a_lost_lease_is_claimed_again_and_its_old_holder_refused(store):
     store.add(_requests(1))
     store.claim(worker="a", lease_s=0.3)
-    assert store.claim(worker="b").empty  # a's lease lasts
+    assert store.claim(worker="b") == []  # a's lease lasts
     time.sleep(0.5)
     with pytest.raises(TaskError, match="ran out"):  # expired, even before anyone else claims it
         store.set("task0000", "requested", worker="a")
     again = store.claim(worker="b", lease_s=60)
-    assert list(again["task_id"]) == ["task0000"] and again["attempts"].iloc[0] == 2
+    assert [t["task_id"] for t in again] == ["task0000"] and again[0]["attempts"] == 2
     with pytest.raises(TaskError, match="holds no lease"):
         store.set("task0000", "requested", worker="a")
     store.set("task0000", "requested", worker="b")
@@ -194,11 +195,11 @@ WORKER = textwrap.dedent("""
     with open_store(url) as store:
         while True:
             got = store.claim(worker=name, lease_s=1.0)
-            if got.empty:
+            if not got:
                 if sum(n for s, n in store.counts().items() if s != "done") == 0:
                     break
                 continue
-            task = got.iloc[0]
+            task = got[0]
             try:
                 store.set(task["task_id"], NEXT[task["status"]][0], worker=name)
             except TaskError:

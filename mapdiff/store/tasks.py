@@ -68,6 +68,8 @@ class TaskStore:
     NOW = ""
     #: appended to a SELECT whose rows the transaction goes on to change
     LOCK = ""
+    #: appended to the SELECT of free tasks in a claim
+    SKIP = ""
     url = ""
 
     def __init__(self, conn, url: str):
@@ -82,9 +84,6 @@ class TaskStore:
     @contextlib.contextmanager
     def _write(self):
         """A transaction that writes; yields a cursor."""
-        raise NotImplementedError
-
-    def _claim_ids(self, cur, statuses, limit: int) -> list[str]:
         raise NotImplementedError
 
     def _tables(self) -> set[str]:
@@ -178,7 +177,7 @@ class TaskStore:
         if row is None:
             msg = f"task store {self.url}: no task {task_id!r}"
             raise TaskError(msg)
-        task = _frame([row]).iloc[0].to_dict()
+        task = _task(row)
         events = self.conn.execute(self._sql(
             "SELECT at, from_status, to_status, worker, reason FROM task_events WHERE task_id = ? ORDER BY at"),
             (str(task_id),)).fetchall()
@@ -199,35 +198,25 @@ class TaskStore:
         if status == "failed" and not reason:
             msg = f"task {task_id}: a failed task needs a reason"
             raise TaskError(msg)
+        if not self._transition(str(task_id), status, worker, reason if status == "failed" else None, reason):
+            row = self.conn.execute(self._sql(f"SELECT status, worker, lease_until, {self.NOW} FROM tasks "
+                                              "WHERE task_id = ?"), (str(task_id),)).fetchone()
+            msg = _refusal(task_id, row, status, worker, self.url) or (
+                f"task {task_id}: changed by someone else meanwhile; not changed")
+            raise TaskError(msg)
+
+    def _transition(self, task_id, status, worker, reason, event_reason) -> bool:
+        """Make the change if it is allowed; False (nothing changed) when it is not."""
         with self._write() as cur:
             row = cur.execute(self._sql(f"SELECT status, worker, lease_until, {self.NOW} FROM tasks WHERE task_id = ?"
-                                        f"{self.LOCK}"),
-                              (str(task_id),)).fetchone()
-            if row is None:
-                msg = f"task store {self.url}: no task {task_id!r}"
-                raise TaskError(msg)
-            current, holder, until, now = row
-            if status not in NEXT[current]:
-                allowed = ", ".join(NEXT[current]) or "nothing (it is final)"
-                msg = f"task {task_id}: cannot go from {current} to {status}; from {current} it can go to {allowed}"
-                raise TaskError(msg)
-            live = until is not None and until > now
-            if worker is not None and holder != worker:
-                msg = (f"task {task_id}: worker {worker!r} holds no lease on it "
-                       f"({'held by ' + repr(holder) if live else 'not leased'}); claim it first")
-                raise TaskError(msg)
-            if worker is not None and not live:
-                msg = f"task {task_id}: the lease of worker {worker!r} ran out {now - until:.1f} s ago; not changed"
-                raise TaskError(msg)
-            if worker is None and live:
-                msg = f"task {task_id}: leased by worker {holder!r} for {until - now:.1f} s more; not changed"
-                raise TaskError(msg)
+                                        f"{self.LOCK}"), (task_id,)).fetchone()
+            if _refusal(task_id, row, status, worker, self.url):
+                return False
             cur.execute(self._sql(f"UPDATE tasks SET status = ?, reason = ?, worker = NULL, lease_until = NULL, "
-                                  f"updated = {self.NOW} WHERE task_id = ?"),
-                        (status, reason if status == "failed" else None, str(task_id)))
+                                  f"updated = {self.NOW} WHERE task_id = ?"), (status, reason, task_id))
             cur.execute(self._sql(f"INSERT INTO task_events (task_id, at, from_status, to_status, worker, reason) "
-                                  f"VALUES (?, {self.NOW}, ?, ?, ?, ?)"),
-                        (str(task_id), current, status, worker, reason))
+                                  f"VALUES (?, {self.NOW}, ?, ?, ?, ?)"), (task_id, row[0], status, worker, event_reason))
+        return True
 
     def set_many(self, task_ids, status: str, *, expect: str) -> int:
         """Move every task of ``task_ids`` that is in state ``expect`` and not leased to ``status``
@@ -256,26 +245,24 @@ class TaskStore:
                 moved += len(free)
         return moved
 
-    def claim(self, *, worker: str, statuses=None, lease_s: float = 300.0, limit: int = 1) -> pd.DataFrame:
+    def claim(self, *, worker: str, statuses=None, lease_s: float = 300.0, limit: int = 1) -> list[dict]:
         """Lease up to ``limit`` tasks in one of ``statuses`` (default: every state a worker
-        acts on) that no one holds, oldest clip first. Returns the claimed tasks."""
+        acts on) that no one holds, oldest clip first. Returns the claimed tasks (dicts; a
+        worker's loop should not pay for a frame per claim)."""
         statuses = tuple(statuses) if statuses else tuple(s for s in STATUSES if s not in FINAL)
         for s in statuses:
             _check_status(s)
         if not (np.isfinite(lease_s) and lease_s > 0):
             msg = f"lease_s must be > 0 seconds; found {lease_s!r}"
             raise TaskError(msg)
-        with self._write() as cur:
-            ids = self._claim_ids(cur, statuses, int(limit))
-            if not ids:
-                return _frame([])
-            marks = ", ".join("?" * len(ids))
-            cur.execute(self._sql(f"UPDATE tasks SET worker = ?, lease_until = {self.NOW} + ?, "
-                                  f"attempts = attempts + 1, updated = {self.NOW} WHERE task_id IN ({marks})"),
-                        (worker, float(lease_s), *ids))
-            rows = cur.execute(self._sql(f"SELECT {', '.join(TASK_COLUMNS)} FROM tasks WHERE task_id IN ({marks}) "
-                                         "ORDER BY t_start, task_id"), tuple(ids)).fetchall()
-        return _frame(rows)
+        where, args = self._claimable(statuses)
+        # one statement: pick the free rows (skipping rows other claims hold) and lease them
+        query = self._sql(f"UPDATE tasks SET worker = ?, lease_until = {self.NOW} + ?, attempts = attempts + 1, "
+                          f"updated = {self.NOW} WHERE task_id IN (SELECT task_id FROM tasks WHERE {where} "
+                          f"ORDER BY t_start, task_id LIMIT {int(limit)}{self.SKIP}) RETURNING {', '.join(TASK_COLUMNS)}")
+        # a single statement is atomic on its own (SQLite takes the write lock for it)
+        rows = self.conn.execute(query, (worker, float(lease_s), *args)).fetchall()
+        return sorted((_task(r) for r in rows), key=lambda t: (t["t_start"], t["task_id"]))
 
     def _claimable(self, statuses) -> tuple[str, tuple]:
         """The WHERE clause of tasks a worker may claim, and its arguments."""
@@ -298,6 +285,26 @@ class TaskStore:
         return frame
 
 
+def _refusal(task_id, row, status, worker, url) -> str | None:
+    """Why the change of a task (``row``: status, worker, lease end, the store's now) to
+    ``status`` by ``worker`` (None: an operator) is refused; None if it is not."""
+    if row is None:
+        return f"task store {url}: no task {task_id!r}"
+    current, holder, until, now = row
+    if status not in NEXT[current]:
+        allowed = ", ".join(NEXT[current]) or "nothing (it is final)"
+        return f"task {task_id}: cannot go from {current} to {status}; from {current} it can go to {allowed}"
+    live = until is not None and until > now
+    if worker is not None and holder != worker:
+        return (f"task {task_id}: worker {worker!r} holds no lease on it "
+                f"({'held by ' + repr(holder) if live else 'not leased'}); claim it first")
+    if worker is not None and not live:
+        return f"task {task_id}: the lease of worker {worker!r} ran out {now - until:.1f} s ago; not changed"
+    if worker is None and live:
+        return f"task {task_id}: leased by worker {holder!r} for {until - now:.1f} s more; not changed"
+    return None
+
+
 def _check_status(status: str) -> str:
     if status not in STATUSES:
         msg = f"status must be one of {', '.join(STATUSES)}; found {status!r}"
@@ -309,6 +316,16 @@ def _seconds(values: pd.Series) -> np.ndarray:
     from mapdiff.schema import time_seconds
 
     return time_seconds(values, source="requests", column=str(values.name))
+
+
+def _task(row) -> dict:
+    """A task row as a dict: UTC timestamps (to the millisecond), edge ids as a list."""
+    task = dict(zip(TASK_COLUMNS, row, strict=True))
+    for c in _TIME_COLUMNS:
+        task[c] = None if task[c] is None else pd.Timestamp(round(float(task[c]) * 1e3), unit="ms", tz="UTC")
+    task["edge_ids"] = json.loads(task["edge_ids"])
+    task["attempts"] = int(task["attempts"])
+    return task
 
 
 def _frame(rows) -> pd.DataFrame:
