@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 OUT    := demo-out
 
-.PHONY: demo test bench bench-kubicka bench-peers bench-locate bench-judgment clean
+.PHONY: demo test bench bench-kubicka bench-peers bench-locate bench-judgment bench-plan clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
-bench: bench-kubicka bench-peers bench-locate bench-judgment
+bench: bench-kubicka bench-peers bench-locate bench-judgment bench-plan
 
 bench-kubicka: $(VENV)/.bench
 	$(BIN)/python benchmarks/kubicka.py
@@ -40,6 +40,9 @@ bench-judgment: $(VENV)/.bench
 	$(BIN)/python benchmarks/coverage_speed.py
 	$(BIN)/python benchmarks/diff.py
 	$(BIN)/python benchmarks/diff_sim.py
+
+bench-plan: $(VENV)/.bench
+	$(BIN)/python benchmarks/plan.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache

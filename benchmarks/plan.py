@@ -86,7 +86,7 @@ def cost_table(paths, map_path):
     print(f"\n1. cost: {paths['trip_id'].nunique():,} trips, {len(paths):,} path rows, {len(cov):,} driven edges")
     print(f"{'k':>2} {'targets':>8} {'unsat':>6} {'all passes s':>13} {'plan s':>10} {'plan/all':>8} {'bound s':>10} "
           f"{'HiGHS LP s':>10} {'plan/bound':>10} {'seconds-only s':>14} {'s-only/bound':>12} {'time s':>7}")
-    pure = dict(night_weight=1.0, half_life_days=1e9, repeat_vehicle_weight=1.0)
+    pure = {"night_weight": 1.0, "half_life_days": 1e9, "repeat_vehicle_weight": 1.0}
     for k in (1, 3, 5):
         cfg = PlanConfig(sightings=k)
         tgt = targets(net, cov, config=cfg, features=feats)

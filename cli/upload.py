@@ -39,7 +39,7 @@ def upload(requests_path, sim_dir, output, store_url, bitrate_mbps, quiet):
             missing = set(clips["task_id"]) - set(known["task_id"])
             if missing:
                 raise MapdiffError(f"{requests_path}: {len(missing):,} tasks are not in the task store {store.url} "
-                                   f"(e.g. {sorted(missing)[0]}); give the --store the plan wrote to")
+                                   f"(e.g. {min(missing)}); give the --store the plan wrote to")
             progress = Progress(None, "detections", quiet=quiet)
             with atomic_dir(output) as tmp:
                 result = upload_file(detections, clips, os.path.join(tmp, "detections.parquet"),

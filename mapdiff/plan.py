@@ -327,7 +327,7 @@ def _clips(ps: _Passes, chosen: np.ndarray, tgt: pd.DataFrame, max_clip_s: float
     piece = np.repeat(p, count)
     reasons = tgt["target"].to_numpy()[ps.target[piece]]
     by_clip = pd.DataFrame({"clip": clip, "edge_id": ps.edge_id[piece], "reason": reasons})
-    edges = by_clip.groupby("clip")["edge_id"].agg(lambda e: sorted(set(int(v) for v in e)))
+    edges = by_clip.groupby("clip")["edge_id"].agg(lambda e: sorted({int(v) for v in e}))
     why = by_clip.groupby("clip")["reason"].agg(lambda r: "+".join(sorted(set("+".join(r).split("+")))))
     t_start = pd.to_datetime(np.round(start * 1e3).astype(np.int64), unit="ms", utc=True)
     t_end = pd.to_datetime(np.round(end * 1e3).astype(np.int64), unit="ms", utc=True)

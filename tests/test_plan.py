@@ -16,7 +16,7 @@ from mapdiff.plan import PlanConfig, bounds, passes, plan, sun_elevation_deg, ta
 
 NOON = pd.Timestamp("2026-06-21T10:00", tz="UTC")  # midday in Helsinki: daylight
 NIGHT = pd.Timestamp("2026-06-21T23:00", tz="UTC")  # 02:00 local, the sun 7 degrees down even at midsummer
-PURE = dict(night_weight=1.0, half_life_days=1e9, repeat_vehicle_weight=1.0)  # seconds only
+PURE = {"night_weight": 1.0, "half_life_days": 1e9, "repeat_vehicle_weight": 1.0}  # seconds only
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_long_runs_are_cut_at_the_clip_cap(grid_net, eid):
     clips = _clips(result)
     assert list(clips["seconds"]) == pytest.approx([51.5, 51.5])
     assert clips["t_end"][0] == clips["t_start"][1]  # contiguous
-    assert sorted(set(sum(clips["edge_ids"], []))) == sorted(inner)
+    assert sorted({e for ids in clips["edge_ids"] for e in ids}) == sorted(inner)
     assert clips["task_id"].is_unique
 
 
@@ -342,3 +342,27 @@ def test_cli_upload_bad_requests_leave_no_folder(runner, fleet, tmp_path):
     result = _run(runner, "upload", tmp_path / "bad.parquet", "--sim", tmp_path / "sim", "-o", tmp_path / "up")
     assert result.exit_code == 1 and "missing column(s) 't_start'" in result.output
     assert not (tmp_path / "up").exists()
+
+
+def test_within_clips_edge_cases():
+    from mapdiff.clips import within
+
+    clips = pd.DataFrame({"task_id": ["a", "b", "c"], "trip_id": ["t1", "t1", "t2"],
+                          "t0": [10.0, 15.0, 10.0], "t1": [20.0, 30.0, 12.0]})  # a and b overlap: one run
+    trip = np.array(["t1", "t1", "t1", "t1", "t2", "t2", "t3"])
+    t0 = np.array([10.0, 18.0, 29.9995, 9.0, 11.0, 11.0, 15.0])
+    t1 = np.array([10.0, 25.0, 30.0, 11.0, 11.0, 12.5, 15.0])
+    # inside at the start; across the overlap; to the end (within the millisecond); starts before;
+    # inside t2; past t2's end; a trip with no clip
+    assert within(trip, t0, t1, clips).tolist() == [True, True, True, False, True, False, False]
+    assert within(trip, t0, t1, clips.iloc[:0]).tolist() == [False] * 7
+
+
+def test_cli_coverage_of_the_clips_counts_filmed_passes_only(runner, fleet, grid_gpkg, eid):
+    _plan(runner, fleet, grid_gpkg, "-k", "2", "--no-features")
+    result = _run(runner, "coverage", fleet / "paths.parquet", "--clips", fleet / "out" / "requests.parquet",
+                  "-o", fleet / "video.parquet", "-q")
+    assert result.exit_code == 0, result.output
+    video = pd.read_parquet(fleet / "video.parquet").set_index("edge_id")
+    # k = 2 of the 5 trips film the two inner edges; the first and last edges are filmed by no one
+    assert video["trips"].to_dict() == {eid(10, 20): 2, eid(20, 30): 2}

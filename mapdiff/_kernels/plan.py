@@ -117,7 +117,7 @@ def multicover(trip_ptr, vehicle_of_trip, t0, t1, a, target, quality, need, repe
             heap.append((-quality[p] / cost, np.int64(p)))
     heapq.heapify(heap)
     while len(heap):
-        key, p = heapq.heappop(heap)
+        _, p = heapq.heappop(heap)
         if chosen[p]:
             continue
         v = _value(p, target, trip, vehicle, quality, need, served, slot_ptr, slot_trip, slot_vehicle, repeat_weight)

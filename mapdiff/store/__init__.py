@@ -16,7 +16,7 @@ import re
 from mapdiff.errors import StoreError
 from mapdiff.store.tasks import FINAL, NEXT, STATUSES, TaskStore
 
-__all__ = ["FINAL", "NEXT", "STATUSES", "TaskStore", "open_store", "default_store"]
+__all__ = ["FINAL", "NEXT", "STATUSES", "TaskStore", "default_store", "open_store"]
 
 #: how long to wait for a server that does not answer
 CONNECT_TIMEOUT_S = 10
@@ -75,7 +75,7 @@ class _SqliteStore(TaskStore):
     def connect(cls, url: str) -> "_SqliteStore":
         import sqlite3
 
-        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
+        path = url.removeprefix("sqlite:///")
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             msg = f"task store {path}: folder {folder} does not exist"
