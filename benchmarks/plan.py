@@ -226,7 +226,8 @@ def e2e_table(work: Path, vehicles: int, days: int, seed: int, ks=(3, 5, 10)):
     rows = []
     out = run / "all-video"
     out.mkdir(exist_ok=True)
-    _recognise_and_judge(run, out, sim / "detections.parquet", None)
+    if not (out / "diffs.gpkg").exists():
+        _recognise_and_judge(run, out, sim / "detections.parquet", None)
     rows.append(("all video", video_s, _finds(out)))
     for k in ks:
         out = run / f"plan-k{k}"

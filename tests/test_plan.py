@@ -80,6 +80,26 @@ def test_first_and_last_pass_of_a_trip_serve_nothing(grid_net, eid):
     assert set(result.requests["reason"]) == {"only 0 distinct trips drove through it; 1 wanted"}
 
 
+def test_a_pass_faster_than_the_road_allows_serves_nothing(grid_net, eid):
+    # the matcher's jitter: 10 -> 20 (100 m) "driven" in 2 s while the car stands; a real pass
+    # an hour later costs more, and is the one chosen
+    jitter = _trip("jitter", ROW, eid, NOON)
+    jitter.loc[1, "t_exit"] = jitter.loc[1, "t_enter"] + pd.Timedelta(seconds=2)
+    jitter.loc[2:, ["t_enter", "t_exit"]] -= pd.Timedelta(seconds=8)
+    paths = pd.concat([jitter, _trip("real", ROW, eid, NOON + pd.Timedelta(hours=1))])
+    assert list(_clips(plan(paths, grid_net, _targets([eid(10, 20)])))["trip_id"]) == ["real"]
+
+
+def test_rows_of_one_pass_split_by_the_matcher_are_one_pass(grid_net, eid):
+    paths = _trip("a", ROW, eid, NOON)
+    split = paths.iloc[[1]].copy()
+    paths.loc[1, "t_exit"] = paths.loc[1, "t_enter"] + pd.Timedelta(seconds=4)  # 10 -> 20 in two rows
+    split["t_enter"] = paths.loc[1, "t_exit"]
+    paths = pd.concat([paths, split], ignore_index=True)
+    result = plan(paths, grid_net, _targets([eid(10, 20)]), config=PlanConfig(lead_m=30.0))
+    assert result.cost_s == pytest.approx(13.0) and len(_clips(result)) == 1  # not two 4 s and 6 s passes
+
+
 def test_k_distinct_trips_not_one_trip_twice(grid_net, eid):
     # trip a drives edge 10 -> 20 twice, round a block; trip b drives it once
     loop = [0, 10, 20, 21, 22, 12, 11, 10, 20, 30, 31]
