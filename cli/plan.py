@@ -13,7 +13,7 @@ from mapdiff_cli.options import build_config, fail, info, output_option, quiet_o
 @output_option("Clip requests (Parquet): one row per clip, and one per target left unsatisfied.")
 @store_option("Task store the requests go to, and whose uploaded clips say what was filmed recently: a "
               "postgresql:// URL or an SQLite file [$MAPDIFF_STORE, else tasks.sqlite beside the output].")
-@click.option("-k", "--sightings", type=int, help="Distinct trips that must film each target edge [3].")
+@click.option("-k", "--sightings", type=int, help="Distinct trips that must film each target edge [5].")
 @click.option("--diffs", "diffs_path", metavar="GPKG", help="Diffs awaiting confirmation (mapdiff diff -o): "
               "the edges that see them are targets.")
 @click.option("--edges", "edges_path", metavar="PATH", help="A table (Parquet or CSV) whose edge_id column "

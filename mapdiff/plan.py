@@ -51,6 +51,9 @@ PATH_COLUMNS = ["trip_id", "edge_id", "t_enter", "t_exit"]
 #: across a gap. Measured on a simulated fleet: 20 % of passes were past 1.5x, and a plan free
 #: to pick them picked mostly passes the car never drove (they look cheapest)
 BELIEVABLE_SPEED_FACTOR = 1.5
+#: a lead-in is timed at the trip's own speed, but no slower than a crawl: a car queueing
+#: before an edge films the same scene over and over, and a minute of it buys nothing
+CRAWL_MPS = 3.0
 #: the sun this far below the horizon ends civil twilight: darker than this, a dashcam's
 #: frames show lit signals but hardly any sign
 DAYLIGHT_ELEVATION_DEG = -6.0
@@ -62,8 +65,11 @@ class PlanConfig:
 
     Attributes
     ----------
-    sightings : distinct trips that must film each target edge (k) [3: what ``diff`` wants of
-        an addition (``min_trips``) and of a removal (``min_visible_trips``)].
+    sightings : distinct trips that must film each target edge (k) [5: ``diff`` wants 3 trips
+        of an addition (``min_trips``) and of a removal (``min_visible_trips``), and a filmed
+        pass is not always a sighting (misses, occlusion, the angle); measured end to end on
+        simulated fleets (``benchmarks/plan.py``), k = 5 found what all video finds with 30
+        cars, k = 3 only half of it].
     features : make the edges that see a mapped feature targets [True].
     stale_days : make driven edges not filmed for this many days targets; None: none [30].
     lead_m : a clip starts this far before its first edge [30: within 30 m a sign is big in
@@ -78,7 +84,7 @@ class PlanConfig:
     range_m, hfov_deg : what the dashcam sees, for ``feature`` and ``diff`` targets [50, 90].
     """
 
-    sightings: int = 3
+    sightings: int = 5
     features: bool = True
     stale_days: float | None = 30.0
     lead_m: float = 30.0
@@ -235,7 +241,7 @@ class _Passes:
 
 def _lead_start(trip_ptr, t0, t1, length, lead_m):
     """When each piece's trip was ``lead_m`` before the piece's start (linear within the piece
-    it was on then; the trip's start at the latest)."""
+    it was on then; the trip's start at the latest; at most ``lead_m / CRAWL_MPS`` before)."""
     n = len(t0)
     trip = np.repeat(np.arange(len(trip_ptr) - 1), np.diff(trip_ptr))
     cum = np.cumsum(length) - length  # distance at each piece's start, over all trips
@@ -247,7 +253,8 @@ def _lead_start(trip_ptr, t0, t1, length, lead_m):
     at = np.searchsorted(key, want, side="right") - 1
     at = np.maximum(at, trip_ptr[:-1][trip])
     frac = np.clip((want - key[at]) / np.maximum(length[at], 1e-9), 0.0, 1.0)
-    return np.minimum(t0[at] + frac * (t1[at] - t0[at]), t0)
+    start = np.minimum(t0[at] + frac * (t1[at] - t0[at]), t0)
+    return np.maximum(start, t0 - lead_m / CRAWL_MPS)
 
 
 def passes(paths: pd.DataFrame, net, tgt: pd.DataFrame, *, config: PlanConfig, source: str = "paths") -> _Passes:
