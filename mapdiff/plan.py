@@ -336,17 +336,18 @@ def _clips(ps: _Passes, chosen: np.ndarray, tgt: pd.DataFrame, max_clip_s: float
     step = np.repeat((run_e - run_s) / parts, parts)
     start = np.repeat(run_s, parts) + j * step
     end = start + step
-    # the chosen pieces' edges, to the clips they overlap (time within the trip keeps floats exact)
+    # the chosen pieces' edges, to the clips they overlap, on one sorted axis: trip after trip,
+    # time since the trip's start within a trip (small numbers: float sums stay exact)
+    piece_trip = np.repeat(np.arange(len(ps.trip_ptr) - 1), np.diff(ps.trip_ptr))
     trip_start = ps.t0[ps.trip_ptr[:-1]] if len(ps.t0) else ps.t0
-    span = max(float((ps.t1 - trip_start[np.repeat(np.arange(len(trip_start)), np.diff(ps.trip_ptr))]).max()
-                     if len(ps.t0) else 0.0), float((end - trip_start[trip]).max() if len(trip) else 0.0)) + 1e3
-    key_s = trip * span + (start - trip_start[trip])
-    key_e = trip * span + (end - trip_start[trip])
+    span = float(np.max(ps.t1 - trip_start[piece_trip], initial=0.0)) + 1e3  # clips end inside their trip
+
+    def key(tr, t):
+        return tr * span + (t - trip_start[tr])
+
     p = np.flatnonzero(chosen)
-    p_trip = np.repeat(np.arange(len(trip_start)), np.diff(ps.trip_ptr))[p]
-    first = np.searchsorted(key_e, p_trip * span + (ps.t0[p] - trip_start[p_trip]), side="right")
-    last = np.searchsorted(key_s, p_trip * span + (ps.t1[p] - trip_start[p_trip]), side="left") - 1
-    last = np.maximum(last, first)
+    first = np.searchsorted(key(trip, end), key(piece_trip[p], ps.t0[p]), side="right")
+    last = np.maximum(np.searchsorted(key(trip, start), key(piece_trip[p], ps.t1[p]), side="left") - 1, first)
     count = last - first + 1
     clip = np.repeat(first, count) + (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count))
     piece = np.repeat(p, count)
@@ -363,7 +364,8 @@ def _clips(ps: _Passes, chosen: np.ndarray, tgt: pd.DataFrame, max_clip_s: float
         "edge_ids": edges.reindex(np.arange(len(trip))).to_numpy(),
         "target": why.reindex(np.arange(len(trip))).to_numpy(),
     })
-    # a clip cut from a run may hold no chosen edge of its own only if the run is all lead-in
+    # a part cut from a run holds no chosen edge only when it is all lead-in (a clip cap
+    # shorter than the lead-in)
     frame["edge_ids"] = [e if isinstance(e, list) else [] for e in frame["edge_ids"]]
     frame["target"] = frame["target"].fillna("lead-in")
     frame.insert(0, "task_id", [_task_id(*r) for r in zip(frame["trip_id"], t_start, t_end, strict=True)])

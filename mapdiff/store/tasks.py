@@ -15,8 +15,9 @@ claimed again; a worker that comes back after its lease ran out is refused, even
 else claimed the task meanwhile (its work may already be done twice otherwise).
 
 Both backends run the same SQL (``?`` placeholders, rewritten for psycopg) except where the
-databases differ: the clock, the claim (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, an immediate
-write transaction on SQLite) and how a transaction starts.
+databases differ: the clock, row locks (``FOR UPDATE``, and ``SKIP LOCKED`` in a claim, on
+PostgreSQL; SQLite's single writer makes them needless), how a transaction starts, and a change of
+state, which PostgreSQL does in one statement (the throughput a fleet's workers need).
 """
 
 from __future__ import annotations
