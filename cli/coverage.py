@@ -10,26 +10,27 @@ from mapdiff_cli.options import Progress, fail, info, output_option, quiet_optio
 @click.argument("paths", metavar="PATHS")
 @timestamp_option("--since", "Count the trips that start at or after this UTC time (e.g. 2026-01-05T00:00).")
 @timestamp_option("--until", "... and before this UTC time.")
-@click.option("--clips", "clips_path", metavar="PATH",
-              help="Clip requests (mapdiff plan -o): count only the passes inside the clips (video coverage).")
+@click.option("--clips", "clips_paths", metavar="PATH", multiple=True,
+              help="Clip requests (mapdiff plan -o; repeatable): count only the passes inside the clips "
+                   "(video coverage).")
 @output_option("Coverage (Parquet): one row per driven directed edge.")
 @quiet_option
-def coverage(paths, since, until, clips_path, output, quiet):
+def coverage(paths, since, until, clips_paths, output, quiet):
     """Per directed edge of the matched paths (mapdiff match --paths): passes with and against its
     direction, distinct trips each way, distinct vehicles, first and last time. A trip belongs to
     the window it starts in, so coverages of disjoint windows merge exactly (mapdiff merge coverage)."""
     from mapdiff.coverage import coverage_file
     from mapdiff.errors import MapdiffError
-    from mapdiff.io import read_table, write_table
+    from mapdiff.io import write_table
 
     if since is not None and until is not None and not since < until:
         raise click.BadParameter(f"must be after --since ({since}); got {until}", param_hint="--until")
     try:
         clips = None
-        if clips_path:
-            from mapdiff.clips import read_clips
+        if clips_paths:
+            from mapdiff.clips import read_clip_files
 
-            clips = read_clips(read_table(clips_path), clips_path)
+            clips = read_clip_files(clips_paths)
         progress = Progress(None, "path rows", quiet=quiet)
         cov = coverage_file(paths, since=since, until=until, clips=clips, progress=progress)
         progress.finish()

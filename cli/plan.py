@@ -16,6 +16,8 @@ from mapdiff_cli.options import build_config, fail, info, output_option, quiet_o
 @click.option("-k", "--sightings", type=int, help="Distinct trips that must film each target edge [5].")
 @click.option("--diffs", "diffs_path", metavar="GPKG", help="Diffs awaiting confirmation (mapdiff diff -o): "
               "the edges that see them are targets.")
+@click.option("--confirm-below", type=click.FloatRange(0, 1), help="Only the diffs below this confidence "
+              "await confirmation (run diff with --min-confidence 0 to keep the doubtful ones) [all].")
 @click.option("--edges", "edges_path", metavar="PATH", help="A table (Parquet or CSV) whose edge_id column "
               "lists more target edges.")
 @click.option("--no-features", "features", flag_value=False, default=None,
@@ -27,8 +29,8 @@ from mapdiff_cli.options import build_config, fail, info, output_option, quiet_o
 @click.option("--max-clip-s", type=float, help="Longer clips are cut in equal parts [60].")
 @click.option("--no-bound", is_flag=True, help="Skip the lower bounds on any plan's cost.")
 @quiet_option
-def plan(coverage_path, paths_path, map_path, output, store_url, diffs_path, edges_path, no_stale, no_bound, quiet,
-         **options):
+def plan(coverage_path, paths_path, map_path, output, store_url, diffs_path, confirm_below, edges_path, no_stale,
+         no_bound, quiet, **options):
     """Targets: the edges that see a mapped feature, those of diffs awaiting confirmation, driven
     edges not filmed for --stale-days, and --edges. Each wants -k clips from distinct trips
     (distinct vehicles where possible); the plan picks passes from PATHS at the least clip-seconds,
@@ -43,13 +45,13 @@ def plan(coverage_path, paths_path, map_path, output, store_url, diffs_path, edg
     config = build_config(PlanConfig, **options)
     if no_stale:
         config = dataclasses.replace(config, stale_days=None)
-    _run(coverage_path, paths_path, map_path, output, store_url, diffs_path, edges_path, config,
+    _run(coverage_path, paths_path, map_path, output, store_url, (diffs_path, confirm_below), edges_path, config,
          bound=not no_bound, quiet=quiet)
 
 
-def _run(coverage_path, paths_path, map_path, output, store_url, diffs_path, edges_path, config, *, bound, quiet):
+def _run(coverage_path, paths_path, map_path, output, store_url, diffs, edges_path, config, *, bound, quiet):
     from mapdiff.errors import MapdiffError
-    from mapdiff.io import read_gpkg_layer, read_map_layers, read_table, write_table
+    from mapdiff.io import read_map_layers, read_table, write_table
     from mapdiff.network import load_network
     from mapdiff.plan import REQUEST_COLUMNS, plan, targets
     from mapdiff.store import default_store, open_store
@@ -68,7 +70,7 @@ def _run(coverage_path, paths_path, map_path, output, store_url, diffs_path, edg
             net = load_network(map_path)
             layers = read_map_layers(map_path, optional=("features",))
             paths = read_table(paths_path)
-            diffs = read_gpkg_layer(diffs_path, "diffs") if diffs_path else None
+            diffs = _diffs(*diffs)
             user = _edge_ids(edges_path) if edges_path else None
             now = _newest(paths, paths_path)
             tgt = targets(net, cov, config=config, features=layers.get("features"), diffs=diffs, user_edges=user,
@@ -94,6 +96,20 @@ def _run(coverage_path, paths_path, map_path, output, store_url, diffs_path, edg
         click.echo(f"mapdiff: {result.unsatisfied:,} of {result.targets:,} target edges unsatisfied: fewer than "
                    f"{config.sightings} distinct trips drove them (listed in {output} with status 'unsatisfied')",
                    err=True)
+
+
+def _diffs(path, below):
+    """The diffs awaiting confirmation: the file's, those below ``below`` confidence if given."""
+    if not path:
+        return None
+    from mapdiff.io import read_gpkg_layer
+    from mapdiff.schema import _require
+
+    diffs = read_gpkg_layer(path, "diffs")
+    if below is None:
+        return diffs
+    _require(diffs, ["confidence"], path)
+    return diffs[diffs["confidence"].to_numpy(float) < below]
 
 
 def _empty_requests(columns):

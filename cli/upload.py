@@ -1,4 +1,4 @@
-"""``mapdiff upload requests.parquet --sim sim/ -o uploaded/ [--store URL] [--bitrate-mbps 8]`` (simulation)"""
+"""``mapdiff upload requests.parquet [MORE...] --sim sim/ -o uploaded/ [--store URL] [--bitrate-mbps 8]`` (simulation)"""
 
 from __future__ import annotations
 
@@ -7,39 +7,40 @@ from mapdiff_cli.options import Progress, fail, info, quiet_option, store_option
 
 
 @click.command(short_help="Simulate the cars uploading the requested clips: keep the detections inside them.")
-@click.argument("requests_path", metavar="REQUESTS")
+@click.argument("requests_paths", metavar="REQUESTS...", nargs=-1, required=True)
 @click.option("--sim", "sim_dir", required=True, metavar="DIR", help="A simulation folder (mapdiff simulate -o).")
 @click.option("-o", "--output", required=True, metavar="DIR",
               help="Folder for detections.parquet (the detections inside the clips) and upload.json.")
 @store_option("Task store holding the requests: their tasks become uploaded "
-              "[$MAPDIFF_STORE, else tasks.sqlite beside REQUESTS].")
+              "[$MAPDIFF_STORE, else tasks.sqlite beside the first REQUESTS].")
 @click.option("--bitrate-mbps", type=click.FloatRange(min=0, min_open=True), default=8.0, show_default=True,
               help="What a second of video costs to send (Mbit/s).")
 @quiet_option
-def upload(requests_path, sim_dir, output, store_url, bitrate_mbps, quiet):
-    """The production loop, simulated: the cars upload the clips the plan requested (REQUESTS,
-    mapdiff plan -o) and only those reach the detector. Writes the simulation's detections that
+def upload(requests_paths, sim_dir, output, store_url, bitrate_mbps, quiet):
+    """The production loop, simulated: the cars upload the clips the plans requested (REQUESTS,
+    mapdiff plan -o; several: a first plan and its confirmation rounds) and only those reach the
+    detector. Writes the simulation's detections that
     fall inside the clips, marks the tasks requested then uploaded, and reports the clip-seconds
     and bytes the plan cost."""
     import json
     import os
 
-    from mapdiff.clips import read_clips
+    from mapdiff.clips import read_clip_files
     from mapdiff.errors import MapdiffError
-    from mapdiff.io import atomic_dir, check_exists, read_table
+    from mapdiff.io import atomic_dir, check_exists
     from mapdiff.store import default_store, open_store
     from mapdiff.upload import upload_file
 
     detections = f"{str(sim_dir).rstrip('/')}/detections.parquet"
     try:
-        clips = read_clips(read_table(requests_path), requests_path)
+        clips = read_clip_files(requests_paths)
         check_exists(detections)
-        with open_store(store_url or default_store(requests_path)) as store:
+        with open_store(store_url or default_store(requests_paths[0])) as store:
             known = store.list()
             missing = set(clips["task_id"]) - set(known["task_id"])
             if missing:
-                raise MapdiffError(f"{requests_path}: {len(missing):,} tasks are not in the task store {store.url} "
-                                   f"(e.g. {min(missing)}); give the --store the plan wrote to")
+                raise MapdiffError(f"{', '.join(requests_paths)}: {len(missing):,} tasks are not in the task store "
+                                   f"{store.url} (e.g. {min(missing)}); give the --store the plan wrote to")
             progress = Progress(None, "detections", quiet=quiet)
             with atomic_dir(output) as tmp:
                 result = upload_file(detections, clips, os.path.join(tmp, "detections.parquet"),

@@ -31,6 +31,16 @@ def read_clips(requests: pd.DataFrame, source: str = "requests") -> pd.DataFrame
     return clips.sort_values(["trip_id", "t0", "t1"], kind="stable").reset_index(drop=True)
 
 
+def read_clip_files(paths) -> pd.DataFrame:
+    """The clips of one or more requests files (a plan and its confirmation rounds), each clip
+    once (by task id)."""
+    from mapdiff.io import read_table
+
+    parts = [read_clips(read_table(p), str(p)) for p in paths]
+    clips = pd.concat(parts, ignore_index=True).drop_duplicates("task_id")
+    return clips.sort_values(["trip_id", "t0", "t1"], kind="stable").reset_index(drop=True)
+
+
 def _union(clips: pd.DataFrame) -> pd.DataFrame:
     """Per trip, overlapping clips (two plans may ask for the same stretch) merged into one."""
     end = clips.groupby("trip_id")["t1"].cummax()

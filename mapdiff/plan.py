@@ -409,7 +409,8 @@ def bounds(ps: _Passes, need: np.ndarray, *, upper: float) -> dict:
     """Lower bounds on the clip-seconds of any plan that meets ``need``: the Lagrangian dual
     (always; ``upper`` is a known plan's cost, which steers its steps) and the HiGHS linear
     relaxation (up to ``LP_MAX_PIECES`` target passes). Both bound the same cost model; the
-    Lagrangian one keeps whole-number choices inside each trip and is the tighter of the two."""
+    Lagrangian one keeps whole-number choices inside each trip but stops short of its optimum
+    (subgradient steps): either can be the higher, and the plan reports the higher."""
     from mapdiff._kernels.plan import lagrangian_bound
 
     out = {"lagrangian": float(lagrangian_bound(ps.trip_ptr, ps.t0, ps.t1, ps.a, ps.target, need.astype(float),

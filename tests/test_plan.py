@@ -386,3 +386,40 @@ def test_cli_coverage_of_the_clips_counts_filmed_passes_only(runner, fleet, grid
     video = pd.read_parquet(fleet / "video.parquet").set_index("edge_id")
     # k = 2 of the 5 trips film the two inner edges; the first and last edges are filmed by no one
     assert video["trips"].to_dict() == {eid(10, 20): 2, eid(20, 30): 2}
+
+
+def test_cli_plan_confirms_only_the_doubtful_diffs(runner, fleet, grid_gpkg, eid):
+    import geopandas as gpd
+    import shapely
+
+    from mapdiff.io import write_gpkg
+
+    line = shapely.LineString([(24.93, 60.17), (24.931, 60.17)])
+    diffs = gpd.GeoDataFrame({"kind": ["oneway_reversed", "oneway_reversed"], "confidence": [0.9, 0.2],
+                              "edge_ids": [str(eid(10, 20)), str(eid(20, 30))]}, geometry=[line, line], crs=4326)
+    write_gpkg({"diffs": diffs}, fleet / "diffs.gpkg")
+    result = _plan(runner, fleet, grid_gpkg, "--diffs", fleet / "diffs.gpkg", "--confirm-below", "0.5",
+                   "--no-features", "--no-stale", "-k", "2")
+    assert result.exit_code == 0, result.output
+    req = pd.read_parquet(fleet / "out" / "requests.parquet")
+    assert {e for ids in req["edge_ids"] for e in ids} == {eid(20, 30)}
+    assert set(req["target"]) == {"diff"}
+
+
+def test_cli_upload_takes_a_plan_and_its_confirmation_round(runner, fleet, grid_gpkg):
+    _plan(runner, fleet, grid_gpkg, "-k", "1", "--no-features")
+    first = pd.read_parquet(fleet / "out" / "requests.parquet")
+    _run(runner, "plan", fleet / "coverage.parquet", fleet / "paths.parquet", "--map", grid_gpkg, "-o",
+         fleet / "out" / "second.parquet", "-k", "3", "--no-features")
+    second = pd.read_parquet(fleet / "out" / "second.parquet")
+    sim = fleet / "sim"
+    sim.mkdir()
+    paths = pd.read_parquet(fleet / "paths.parquet")
+    pd.DataFrame({"trip_id": paths["trip_id"], "t": paths["t_exit"] - pd.Timedelta(seconds=1)}).to_parquet(
+        sim / "detections.parquet")
+    result = _run(runner, "upload", fleet / "out" / "requests.parquet", fleet / "out" / "second.parquet", "--sim",
+                  sim, "-o", fleet / "up")
+    assert result.exit_code == 0, result.output
+    ids = set(first["task_id"].dropna()) | set(second["task_id"].dropna())
+    assert f"{len(ids)} clips" in result.output  # a clip in both plans is uploaded once
+    assert len(set(second["task_id"].dropna()) & set(first["task_id"].dropna())) > 0
