@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def month_paths(work: Path, vehicles: int, days: int, chunk_days: int = 3) -> tuple[pd.DataFrame, Path]:
+def month_paths(work: Path, vehicles: int, days: int, osm: Path, chunk_days: int = 3) -> tuple[pd.DataFrame, Path]:
     """True routes of a simulated fleet as paths (trip_id, vehicle_id, edge_id, t_enter, t_exit,
     u, v, key, against), cached in ``work``; and the stale map's path."""
     from mapdiff.io import read_map_layers, write_gpkg
@@ -45,7 +45,7 @@ def month_paths(work: Path, vehicles: int, days: int, chunk_days: int = 3) -> tu
     out = work / f"paths-{vehicles}x{days}.parquet"
     roads = work / "roads.gpkg"
     if not roads.exists():
-        build_map(ROOT / "fixtures" / "helsinki.osm.pbf", roads)
+        build_map(osm, roads)
     layers = read_map_layers(roads)
     stale = work / "map.gpkg"
     if out.exists() and stale.exists():
@@ -84,7 +84,7 @@ def cost_table(paths, map_path):
     net = load_network(map_path)
     feats = read_map_layers(map_path)["features"]
     cov = coverage(paths)
-    print(f"\n1. cost: {paths['trip_id'].nunique():,} trips, {len(paths):,} path rows, {len(cov):,} driven edges")
+    print(f"\n1. cost ({map_path.parent.name}): {paths['trip_id'].nunique():,} trips, {len(paths):,} path rows, {len(cov):,} driven edges")
     print(f"{'k':>2} {'targets':>8} {'unsat':>6} {'all passes s':>13} {'plan s':>10} {'plan/all':>8} {'bound s':>10} "
           f"{'HiGHS LP s':>10} {'plan/bound':>10} {'seconds-only s':>14} {'s-only/bound':>12} {'time s':>7}")
     pure = {"night_weight": 1.0, "half_life_days": 1e9, "repeat_vehicle_weight": 1.0}
@@ -297,6 +297,8 @@ def main(argv=None):
     ap.add_argument("--vehicles", type=int, default=300)
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--work", type=Path, default=Path("/tmp/mapdiff-bench-plan"))
+    ap.add_argument("--osm", type=Path, default=ROOT / "fixtures" / "helsinki.osm.pbf",
+                    help="The OSM extract of the cost and speed tables' city.")
     ap.add_argument("--e2e-vehicles", type=int, default=30)
     ap.add_argument("--e2e-days", type=int, default=3)
     ap.add_argument("--e2e-k", default="3,5,8", help="Sightings to plan for, comma-separated.")
@@ -306,7 +308,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.skip_cost:
-        paths, map_path = month_paths(args.work, args.vehicles, args.days)
+        paths, map_path = month_paths(args.work, args.vehicles, args.days, args.osm)
         net, feats, cov = cost_table(paths, map_path)
         speed_table(paths, net, feats, cov)
     if not args.skip_store:
