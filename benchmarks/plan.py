@@ -210,12 +210,12 @@ def _recognise_and_judge(run: Path, out: Path, detections: Path, video_coverage:
              *extra, "-o", out / "diffs.gpkg")
 
 
-def e2e_table(work: Path, vehicles: int, days: int, seed: int, ks=(3, 5, 10)):
+def e2e_table(work: Path, vehicles: int, days: int, seed: int, osm: Path, ks=(3, 5, 8)):
     """One simulated fleet, matched once; then every detection, and the plan's clips at each k."""
-    run = work / f"e2e-{vehicles}x{days}-s{seed}"
+    run = work / f"e2e-{osm.name.split('.')[0]}-{vehicles}x{days}-s{seed}"
     sim = run / "sim"
     if not (run / "coverage.parquet").exists():
-        _mapdiff("network", ROOT / "fixtures" / "helsinki.osm.pbf", "-o", run / "roads.gpkg")
+        _mapdiff("network", osm, "-o", run / "roads.gpkg")
         _mapdiff("simulate", "--map", run / "roads.gpkg", "-o", sim, "--vehicles", vehicles, "--days", days,
                  "--seed", seed)
         _mapdiff("match", sim / "traces.parquet", "--map", sim / "map.gpkg", "-o", run / "matched.parquet",
@@ -224,7 +224,8 @@ def e2e_table(work: Path, vehicles: int, days: int, seed: int, ks=(3, 5, 10)):
     traces = pd.read_parquet(sim / "traces.parquet", columns=["trip_id", "t"])
     span = traces.groupby("trip_id")["t"].agg(["min", "max"])
     video_s = float((span["max"] - span["min"]).dt.total_seconds().sum())
-    print(f"\n4. end to end: {vehicles} vehicles x {days} days (seed {seed}); video of every trip: {video_s:,.0f} s")
+    print(f"\n4. end to end ({osm.name}): {vehicles} vehicles x {days} days (seed {seed}); "
+          f"video of every trip: {video_s:,.0f} s")
     print(f"{'':<12} {'video s':>10} {'share':>7} {'found':>6} {'of all':>7} {'diffs':>6} {'precision':>9} " +
           " ".join(f"{k[:14]:>14}" for k in _kinds()), flush=True)
     rows = []
@@ -298,7 +299,7 @@ def main(argv=None):
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--work", type=Path, default=Path("/tmp/mapdiff-bench-plan"))
     ap.add_argument("--osm", type=Path, default=ROOT / "fixtures" / "helsinki.osm.pbf",
-                    help="The OSM extract of the cost and speed tables' city.")
+                    help="The OSM extract of the city.")
     ap.add_argument("--e2e-vehicles", type=int, default=30)
     ap.add_argument("--e2e-days", type=int, default=3)
     ap.add_argument("--e2e-k", default="3,5,8", help="Sightings to plan for, comma-separated.")
@@ -314,7 +315,7 @@ def main(argv=None):
     if not args.skip_store:
         store_table()
     if not args.skip_e2e:
-        e2e_table(args.work, args.e2e_vehicles, args.e2e_days, seed=0,
+        e2e_table(args.work, args.e2e_vehicles, args.e2e_days, seed=0, osm=args.osm,
                   ks=tuple(int(k) for k in args.e2e_k.split(",")))
 
 
