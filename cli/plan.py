@@ -53,28 +53,25 @@ def _run(coverage_path, paths_path, map_path, output, store_url, diffs, edges_pa
     from mapdiff.errors import MapdiffError
     from mapdiff.io import read_map_layers, read_table, write_table
     from mapdiff.network import load_network
-    from mapdiff.plan import REQUEST_COLUMNS, plan, targets
+    from mapdiff.plan import empty_requests, plan, read_diffs, read_edge_ids, targets
+    from mapdiff.schema import _require
     from mapdiff.store import default_store, open_store
 
     try:
         with open_store(store_url or default_store(output)) as store:
             cov = read_table(coverage_path)
-            if "edge_id" not in cov.columns:
-                from mapdiff.schema import _require
-
-                _require(cov, ["edge_id"], coverage_path)
+            _require(cov, ["edge_id"], coverage_path)
             if len(cov) == 0:
-                write_table(_empty_requests(REQUEST_COLUMNS), output)
+                write_table(empty_requests(), output)
                 info(f"{coverage_path}: no edges were driven; the plan is empty", quiet=False)
                 return
             net = load_network(map_path)
             layers = read_map_layers(map_path, optional=("features",))
             paths = read_table(paths_path)
-            diffs = _diffs(*diffs)
-            user = _edge_ids(edges_path) if edges_path else None
-            now = _newest(paths, paths_path)
-            tgt = targets(net, cov, config=config, features=layers.get("features"), diffs=diffs, user_edges=user,
-                          seen=store.video_seen(), now=now)
+            diffs_path, below = diffs
+            tgt = targets(net, cov, config=config, features=layers.get("features"),
+                          diffs=read_diffs(diffs_path, below=below) if diffs_path else None,
+                          user_edges=read_edge_ids(edges_path) if edges_path else None, seen=store.video_seen())
             result = plan(paths, net, tgt, config=config, bound=bound, source=paths_path)
             added = store.add(result.requests)
             write_table(result.requests, output)
@@ -96,53 +93,3 @@ def _run(coverage_path, paths_path, map_path, output, store_url, diffs, edges_pa
         click.echo(f"mapdiff: {result.unsatisfied:,} of {result.targets:,} target edges unsatisfied: fewer than "
                    f"{config.sightings} distinct trips drove them (listed in {output} with status 'unsatisfied')",
                    err=True)
-
-
-def _diffs(path, below):
-    """The diffs awaiting confirmation: the file's, those below ``below`` confidence if given."""
-    if not path:
-        return None
-    from mapdiff.io import read_gpkg_layer
-    from mapdiff.schema import _require
-
-    diffs = read_gpkg_layer(path, "diffs")
-    if below is None:
-        return diffs
-    _require(diffs, ["confidence"], path)
-    return diffs[diffs["confidence"].to_numpy(float) < below]
-
-
-def _empty_requests(columns):
-    import pandas as pd
-
-    return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
-
-
-def _newest(paths, source):
-    import pandas as pd
-
-    from mapdiff.schema import _require, time_seconds
-
-    _require(paths, ["t_exit"], source)
-    if len(paths) == 0:
-        return None
-    return pd.Timestamp(time_seconds(paths["t_exit"], source=source, column="t_exit").max(), unit="s", tz="UTC")
-
-
-def _edge_ids(path):
-    import numpy as np
-    import pandas as pd
-
-    from mapdiff.errors import InputError
-    from mapdiff.io import check_exists, read_table
-    from mapdiff.schema import _require
-
-    check_exists(path)
-    table = read_table(path) if str(path).endswith(".parquet") else pd.read_csv(path)
-    _require(table, ["edge_id"], path)
-    ids = pd.to_numeric(table["edge_id"], errors="coerce")
-    if ids.isna().any() or (ids != np.round(ids)).any():
-        row = int(np.flatnonzero((ids.isna() | (ids != np.round(ids))).to_numpy())[0])
-        msg = f"{path}: column 'edge_id' must be whole edge ids; found {table['edge_id'].iloc[row]!r} at row {row}"
-        raise InputError(msg)
-    return ids.to_numpy(np.int64)

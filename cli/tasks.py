@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from mapdiff_cli.options import fail, store_option
 
-STATUSES = ("pending", "requested", "uploaded", "detected", "done", "failed")
+from mapdiff.store.tasks import STATUSES
 
 
 def _open(store_url, *, migrate=None):

@@ -29,18 +29,14 @@ def upload(requests_paths, sim_dir, output, store_url, bitrate_mbps, quiet):
     from mapdiff.errors import MapdiffError
     from mapdiff.io import atomic_dir, check_exists
     from mapdiff.store import default_store, open_store
-    from mapdiff.upload import upload_file
+    from mapdiff.upload import check_tasks, mark_uploaded, upload_file
 
     detections = f"{str(sim_dir).rstrip('/')}/detections.parquet"
     try:
         clips = read_clip_files(requests_paths)
         check_exists(detections)
         with open_store(store_url or default_store(requests_paths[0])) as store:
-            known = store.list()
-            missing = set(clips["task_id"]) - set(known["task_id"])
-            if missing:
-                raise MapdiffError(f"{', '.join(requests_paths)}: {len(missing):,} tasks are not in the task store "
-                                   f"{store.url} (e.g. {min(missing)}); give the --store the plan wrote to")
+            check_tasks(store, clips, source=", ".join(requests_paths))
             progress = Progress(None, "detections", quiet=quiet)
             with atomic_dir(output) as tmp:
                 result = upload_file(detections, clips, os.path.join(tmp, "detections.parquet"),
@@ -49,9 +45,7 @@ def upload(requests_paths, sim_dir, output, store_url, bitrate_mbps, quiet):
                     json.dump({**result.summary(), "bitrate_mbps": bitrate_mbps}, f, indent=2, sort_keys=True)
                     f.write("\n")
             progress.finish()
-            ids = clips["task_id"].tolist()
-            store.set_many(ids, "requested", expect="pending")
-            uploaded = store.set_many(ids, "uploaded", expect="requested")
+            uploaded = mark_uploaded(store, clips)
     except MapdiffError as exc:
         fail(exc)
     share = 100.0 * result.kept / result.detections if result.detections else 0.0

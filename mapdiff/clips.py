@@ -41,7 +41,7 @@ def read_clip_files(paths) -> pd.DataFrame:
     return clips.sort_values(["trip_id", "t0", "t1"], kind="stable").reset_index(drop=True)
 
 
-def _union(clips: pd.DataFrame) -> pd.DataFrame:
+def merged(clips: pd.DataFrame) -> pd.DataFrame:
     """Per trip, overlapping clips (two plans may ask for the same stretch) merged into one."""
     end = clips.groupby("trip_id")["t1"].cummax()
     prev_end = end.groupby(clips["trip_id"]).shift()
@@ -56,7 +56,7 @@ def within(trip_id, t0, t1, clips: pd.DataFrame) -> np.ndarray:
     t1 = np.asarray(t1, float)
     if len(clips) == 0 or len(t0) == 0:
         return np.zeros(len(t0), bool)
-    runs = _union(clips)
+    runs = merged(clips)
     trips = pd.Index(pd.unique(runs["trip_id"]))
     code = trips.get_indexer(pd.Index(np.asarray(trip_id).astype(str)))
     run_code = trips.get_indexer(runs["trip_id"])

@@ -48,8 +48,8 @@ REQUEST_COLUMNS = ["task_id", "vehicle_id", "trip_id", "t_start", "t_end", "seco
 PATH_COLUMNS = ["trip_id", "edge_id", "t_enter", "t_exit"]
 #: a pass faster than this many times its road's free-flow speed has a time the GPS did not
 #: measure: a matcher's jitter into a side road while the car stands, or an edge interpolated
-#: across a gap. Measured on a simulated fleet: 20 % of passes were past 1.5x, and a plan free
-#: to pick them picked mostly passes the car never drove (they look cheapest)
+#: across a gap. Measured on a simulated fleet: 18 % of the passes inside trips were past 1.5x,
+#: and a plan free to pick them picked mostly passes the car never drove (they look cheapest)
 BELIEVABLE_SPEED_FACTOR = 1.5
 #: a lead-in is timed at the trip's own speed, but no slower than a crawl: a car queueing
 #: before an edge films the same scene over and over, and a minute of it buys nothing
@@ -169,7 +169,10 @@ def targets(net, coverage: pd.DataFrame, *, config: PlanConfig, features=None, d
 
     ``features``: the map's feature points (a GeoDataFrame); ``diffs``: diffs awaiting
     confirmation; ``user_edges``: edge ids; ``seen``: per edge the end of its latest uploaded
-    clip (``edge_id``, ``t_last``), for staleness at ``now`` (a UTC time)."""
+    clip (``edge_id``, ``t_last``), for staleness at ``now`` (a UTC time; default: the
+    coverage's latest ``t_last``, the newest pass)."""
+    if now is None and "t_last" in coverage and len(coverage):
+        now = pd.to_datetime(coverage["t_last"], utc=True).max()
     parts: list = []
     k = int(config.sightings)
     if config.features and features is not None and len(features):
@@ -199,6 +202,41 @@ def targets(net, coverage: pd.DataFrame, *, config: PlanConfig, features=None, d
         raise InputError(msg)
     out = allt.groupby("edge_id").agg(need=("need", "max"), target=("target", lambda r: "+".join(sorted(set(r)))))
     return out.reset_index()
+
+
+def read_diffs(path, *, below: float | None = None) -> pd.DataFrame:
+    """The diffs awaiting confirmation: the ``diffs`` layer of ``path`` (mapdiff diff -o), only
+    those below confidence ``below`` when it is given."""
+    from mapdiff.io import read_gpkg_layer
+    from mapdiff.schema import _require
+
+    diffs = read_gpkg_layer(path, "diffs")
+    if below is None:
+        return diffs
+    _require(diffs, ["confidence"], path)
+    return diffs[diffs["confidence"].to_numpy(float) < below]
+
+
+def read_edge_ids(path) -> np.ndarray:
+    """The ``edge_id`` column of a table (Parquet, else CSV) of edges a user wants filmed."""
+    from mapdiff.io import check_exists, read_table
+    from mapdiff.schema import _require
+
+    check_exists(path)
+    table = read_table(path) if str(path).endswith(".parquet") else pd.read_csv(path)
+    _require(table, ["edge_id"], path)
+    ids = pd.to_numeric(table["edge_id"], errors="coerce")
+    bad = (ids.isna() | (ids != np.round(ids))).to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        msg = f"{path}: column 'edge_id' must be whole edge ids; found {table['edge_id'].iloc[row]!r} at row {row}"
+        raise InputError(msg)
+    return ids.to_numpy(np.int64)
+
+
+def empty_requests() -> pd.DataFrame:
+    """A plan with no rows (nothing was driven)."""
+    return pd.DataFrame({c: pd.Series([], dtype=object) for c in REQUEST_COLUMNS})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,6 +273,8 @@ class _Passes:
     t0: np.ndarray
     t1: np.ndarray
     a: np.ndarray
+    back: np.ndarray  # the first and last piece of its trip each piece's clip would overlap
+    fwd: np.ndarray
     target: np.ndarray
     quality: np.ndarray
 
@@ -259,6 +299,7 @@ def _lead_start(trip_ptr, t0, t1, length, lead_m):
 
 def passes(paths: pd.DataFrame, net, tgt: pd.DataFrame, *, config: PlanConfig, source: str = "paths") -> _Passes:
     """Validate the paths against the map and lay them out for the kernel."""
+    from mapdiff._kernels.plan import windows
     from mapdiff.schema import _require, time_seconds
 
     _require(paths, PATH_COLUMNS, source)
@@ -311,8 +352,9 @@ def passes(paths: pd.DataFrame, net, tgt: pd.DataFrame, *, config: PlanConfig, s
     day = sun_elevation_deg(lon, lat, t0) > DAYLIGHT_ELEVATION_DEG
     age_days = ((t1.max() if len(t1) else 0.0) - t0) / 86400.0
     quality = np.where(day, 1.0, config.night_weight) * 0.5 ** (age_days / config.half_life_days)
+    back, fwd = windows(trip_ptr, t0, t1, a)
     return _Passes(np.asarray(trip_ids), np.asarray(vehicle_ids), trip_ptr, vehicle_of_trip.astype(np.int64), edge,
-                   t0, t1, a, target, quality)
+                   t0, t1, a, back, fwd, target, quality)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -413,8 +455,8 @@ def bounds(ps: _Passes, need: np.ndarray, *, upper: float) -> dict:
     (subgradient steps): either can be the higher, and the plan reports the higher."""
     from mapdiff._kernels.plan import lagrangian_bound
 
-    out = {"lagrangian": float(lagrangian_bound(ps.trip_ptr, ps.t0, ps.t1, ps.a, ps.target, need.astype(float),
-                                                max(upper, 1e-9), LAGRANGIAN_STEPS))}
+    out = {"lagrangian": float(lagrangian_bound(ps.trip_ptr, ps.t0, ps.t1, ps.a, ps.back, ps.target,
+                                                need.astype(float), max(upper, 1e-9), LAGRANGIAN_STEPS))}
     if int((ps.target >= 0).sum()) <= LP_MAX_PIECES:
         out["highs_lp"] = lower_bound(ps, need)
     return out
@@ -436,12 +478,10 @@ def lower_bound(ps: _Passes, need: np.ndarray) -> float:
     import scipy.sparse as sp
     from scipy.optimize import linprog
 
-    from mapdiff._kernels.plan import windows
-
     p = np.flatnonzero(ps.target >= 0)
     if len(p) == 0 or need.sum() == 0:
         return 0.0
-    back, _ = windows(ps.trip_ptr, ps.t0, ps.t1, ps.a)
+    back = ps.back
     var = np.full(len(ps.t0), -1, np.int64)
     var[p] = np.arange(len(p))
     n = len(p)
@@ -486,13 +526,13 @@ def plan(paths: pd.DataFrame, net, tgt: pd.DataFrame, *, config: PlanConfig | No
     ps = passes(paths, net, tgt, config=config, source=source)
     trips = _distinct_trips(ps, len(tgt))
     need = tgt["need"].to_numpy(np.int64)
-    chosen, served = multicover(ps.trip_ptr, ps.vehicle_of_trip, ps.t0, ps.t1, ps.a, ps.target, ps.quality, need,
-                                float(config.repeat_vehicle_weight))
+    chosen, served = multicover(ps.trip_ptr, ps.vehicle_of_trip, ps.t1, ps.a, ps.back, ps.fwd, ps.target, ps.quality,
+                                need, float(config.repeat_vehicle_weight))
     clips = _clips(ps, chosen, tgt, config.max_clip_s)
     left = _unsatisfied(tgt, trips, served, tgt["edge_id"].isin(ps.edge_id).to_numpy())
     requests = pd.concat([clips, left], ignore_index=True) if len(left) else clips
     requests = requests[REQUEST_COLUMNS]
-    cost = _union_seconds(ps, chosen)
+    cost = float(clips["seconds"].sum())  # the clips are the chosen intervals' union, cut in parts
     found = bounds(ps, np.minimum(need, trips), upper=cost) if bound else {}
     return Plan(requests=requests, cost_s=cost, all_passes_s=_union_seconds(ps, ps.target >= 0),
                 lower_bound_s=max(found.values()) if found else None, bounds=found, targets=len(tgt),

@@ -31,7 +31,7 @@ def upload_file(detections_path, clips: pd.DataFrame, out_path, *, bitrate_mbps:
     (:func:`mapdiff.clips.read_clips`) to ``out_path`` (Parquet, same columns), streaming."""
     import pyarrow.parquet as pq
 
-    from mapdiff.clips import _union, within
+    from mapdiff.clips import merged, within
     from mapdiff.errors import InputError
     from mapdiff.io import open_parquet
     from mapdiff.schema import time_seconds
@@ -53,7 +53,27 @@ def upload_file(detections_path, clips: pd.DataFrame, out_path, *, bitrate_mbps:
                 kept += int(mask.sum())
                 if progress is not None:
                     progress(batch.num_rows)
-    runs = _union(clips) if len(clips) else clips
+    runs = merged(clips) if len(clips) else clips
     seconds = float((runs["t1"] - runs["t0"]).sum()) if len(runs) else 0.0
     return Upload(clips=len(clips), clip_seconds=seconds, bytes=seconds * bitrate_mbps * 1e6 / 8.0, detections=total,
                   kept=kept)
+
+
+
+def check_tasks(store, clips: pd.DataFrame, *, source: str) -> None:
+    """Refuse clips whose tasks the store does not hold (the plan wrote to another store)."""
+    from mapdiff.errors import InputError
+
+    missing = set(clips["task_id"]) - set(store.list()["task_id"])
+    if missing:
+        msg = (f"{source}: {len(missing):,} tasks are not in the task store {store.url} (e.g. {min(missing)}); "
+               "give the --store the plan wrote to")
+        raise InputError(msg)
+
+
+def mark_uploaded(store, clips: pd.DataFrame) -> int:
+    """Move the clips' free pending tasks through requested to uploaded, as the cars' upload
+    would. Returns how many became uploaded."""
+    ids = clips["task_id"].tolist()
+    store.set_many(ids, "requested", expect="pending")
+    return store.set_many(ids, "uploaded", expect="requested")

@@ -39,3 +39,22 @@ def test_failed_write_leaves_no_file(tmp_path):
     with pytest.raises(RuntimeError):
         write_table(Broken({"a": [1]}), target)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_appears_whole_or_not_at_all(tmp_path):
+    from pathlib import Path
+
+    from mapdiff.io import atomic_dir
+
+    out = tmp_path / "out"
+    with atomic_dir(out) as tmp:
+        (Path(tmp) / "a.txt").write_text("first")
+    assert (out / "a.txt").read_text() == "first"
+    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+        (Path(tmp) / "a.txt").write_text("half")
+        raise RuntimeError("failed halfway")
+    assert (out / "a.txt").read_text() == "first"  # the old folder stands; nothing half-written
+    with atomic_dir(out) as tmp:
+        (Path(tmp) / "b.txt").write_text("second")
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]  # replaced whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left

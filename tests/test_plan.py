@@ -129,6 +129,23 @@ def test_daylight_passes_are_preferred(grid_net, eid):
         "night"]
 
 
+def test_recent_passes_are_preferred(grid_net, eid):
+    # a pass 14 days older is worth a quarter (7-day half-life): it loses though a little cheaper
+    old = _trip("old", ROW, eid, NOON - pd.Timedelta(days=14), speed_mps=10.5)
+    paths = pd.concat([old, _trip("new", ROW, eid, NOON)])
+    assert list(_clips(plan(paths, grid_net, _targets([eid(10, 20)])))["trip_id"]) == ["new"]
+    assert list(_clips(plan(paths, grid_net, _targets([eid(10, 20)]), config=PlanConfig(**PURE)))["trip_id"]) == [
+        "old"]
+
+
+def test_a_lead_in_is_no_longer_than_a_crawl_takes(grid_net, eid):
+    # 0 -> 10 at 1 m/s (100 s): 30 m of lead-in would be 30 s of a queue; at a crawl (3 m/s) 10 s
+    slow = _trip("a", ROW, eid, NOON)
+    slow.loc[0, "t_enter"] = slow.loc[0, "t_exit"] - pd.Timedelta(seconds=100)
+    clips = _clips(plan(slow, grid_net, _targets([eid(10, 20)]), config=PlanConfig(lead_m=30.0)))
+    assert clips["t_start"][0] == NOON + pd.Timedelta(seconds=0)  # 10 s before entering at 10 s
+
+
 def test_sun_elevation_at_the_solstice_noon_in_helsinki():
     # solar noon at 24.94 E is about 10:20 UTC; 90 - 60.17 + 23.44 = 53.27 degrees
     noon = pd.Timestamp("2026-06-21T10:20", tz="UTC").value / 1e9
@@ -423,3 +440,13 @@ def test_cli_upload_takes_a_plan_and_its_confirmation_round(runner, fleet, grid_
     ids = set(first["task_id"].dropna()) | set(second["task_id"].dropna())
     assert f"{len(ids)} clips" in result.output  # a clip in both plans is uploaded once
     assert len(set(second["task_id"].dropna()) & set(first["task_id"].dropna())) > 0
+
+
+def test_cli_upload_refuses_tasks_of_another_store(runner, fleet, grid_gpkg, tmp_path):
+    _plan(runner, fleet, grid_gpkg, "-k", "1", "--no-features")
+    (tmp_path / "sim").mkdir()
+    pd.DataFrame({"trip_id": ["t0"], "t": [NOON]}).to_parquet(tmp_path / "sim" / "detections.parquet")
+    result = _run(runner, "upload", fleet / "out" / "requests.parquet", "--sim", tmp_path / "sim", "-o",
+                  tmp_path / "up", "--store", tmp_path / "other.sqlite")
+    assert result.exit_code == 1 and "tasks are not in the task store" in result.output
+    assert not (tmp_path / "up").exists()

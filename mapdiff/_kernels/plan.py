@@ -92,15 +92,15 @@ def _value(p, target, trip, vehicle, quality, need, served, slot_ptr, slot_trip,
 
 
 @jit
-def multicover(trip_ptr, vehicle_of_trip, t0, t1, a, target, quality, need, repeat_weight):
+def multicover(trip_ptr, vehicle_of_trip, t1, a, back, fwd, target, quality, need, repeat_weight):
     """Choose pieces so that each target ``t`` is served by ``need[t]`` distinct trips where it
-    can be. Returns (chosen per piece, trips serving each target)."""
-    n = len(t0)
+    can be (``back``, ``fwd``: :func:`windows`). Returns (chosen per piece, trips serving each
+    target)."""
+    n = len(t1)
     trip = np.empty(n, np.int64)
     for r in range(len(trip_ptr) - 1):
         trip[trip_ptr[r]:trip_ptr[r + 1]] = r
     vehicle = vehicle_of_trip[trip]
-    back, fwd = windows(trip_ptr, t0, t1, a)
     n_t = len(need)
     slot_ptr = np.zeros(n_t + 1, np.int64)
     slot_ptr[1:] = np.cumsum(need)
@@ -212,12 +212,11 @@ def _priced_choice(trip_ptr, t0, t1, a, target, back, price, chosen):
 
 
 @jit
-def lagrangian_bound(trip_ptr, t0, t1, a, target, need, upper, iterations):
+def lagrangian_bound(trip_ptr, t0, t1, a, back, target, need, upper, iterations):
     """A lower bound on the clip-seconds of any choice that gives target ``t`` ``need[t]``
     pieces: the Lagrangian dual of the covering rows, maximised by subgradient steps (Polyak's
     rule towards ``upper``, a known plan's cost). Every iterate is a valid bound (weak duality);
     the best is returned."""
-    back, _ = windows(trip_ptr, t0, t1, a)
     n_t = len(need)
     price = np.zeros(n_t)
     # start from each target's cheapest lone piece: about what a sighting costs

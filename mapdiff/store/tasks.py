@@ -149,13 +149,12 @@ class TaskStore:
                           (json.dumps([int(e) for e in ids]) for ids in rows["edge_ids"]),
                           rows["target"].astype(str), strict=True))
         with self._write() as cur:
-            before = cur.execute("SELECT COUNT(*) FROM tasks").fetchone()[0]
             cur.executemany(self._sql(
                 "INSERT INTO tasks (task_id, vehicle_id, trip_id, t_start, t_end, edge_ids, target, status, "
                 f"created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', {self.NOW}, {self.NOW}) "
                 "ON CONFLICT (task_id) DO NOTHING"), values)
-            after = cur.execute("SELECT COUNT(*) FROM tasks").fetchone()[0]
-        return int(after - before)
+            # both drivers sum the rows each insert wrote (a conflict writes none)
+            return int(cur.rowcount)
 
     def list(self, *, status: str | None = None, limit: int | None = None) -> pd.DataFrame:
         """The tasks (in a given status), oldest clip first, as a frame with UTC timestamps."""
@@ -330,10 +329,4 @@ def _task(row) -> dict:
 
 
 def _frame(rows) -> pd.DataFrame:
-    frame = pd.DataFrame([tuple(r) for r in rows], columns=TASK_COLUMNS)
-    for c in _TIME_COLUMNS:
-        # epoch seconds as float carry sub-microsecond noise: the store keeps milliseconds
-        frame[c] = pd.to_datetime((frame[c].astype(float) * 1e3).round(), unit="ms", utc=True)
-    frame["edge_ids"] = [json.loads(e) for e in frame["edge_ids"]]
-    frame["attempts"] = frame["attempts"].astype(np.int64)
-    return frame
+    return pd.DataFrame([_task(r) for r in rows], columns=TASK_COLUMNS)
