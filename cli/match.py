@@ -4,19 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mapdiff_cli.options import Progress, fail, info, output_option, quiet_option
-
-
-def _shard(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        k, n = (int(v) for v in value.split("/"))
-    except ValueError:
-        raise click.BadParameter(f"expected K/N such as 0/4; got {value!r}", param_hint="--shard") from None
-    if not (n >= 1 and 0 <= k < n):
-        raise click.BadParameter(f"expected 0 <= K < N; got {value!r}", param_hint="--shard")
-    return k, n
+from mapdiff_cli.options import Progress, fail, info, output_option, part_label, quiet_option, shard_option
 
 
 def _positive(ctx, param, value):
@@ -35,15 +23,16 @@ def _positive(ctx, param, value):
 @click.option("--max-candidates", type=int, callback=_positive, help="Candidate edges per fix [16].")
 @click.option("--beta-m", type=float, callback=_positive, help="Transition scale [10].")
 @click.option("--max-gap-s", type=float, callback=_positive, help="A longer time gap breaks the chain [600].")
-@click.option("--shard", callback=_shard, metavar="K/N",
-              help="Match only shard K of N (0-based; trips split by a stable hash of trip_id).")
+@shard_option("trips split by a stable hash of trip_id")
 @click.option("--fast", is_flag=True, help="Lighter preset for dense clean 1 Hz data (see MatchConfig.fast).")
 @quiet_option
-def match(traces, map_path, output, paths_path, quiet, fast, shard, **overrides):
+def match(traces, map_path, output, paths_path, quiet, fast, shard, run_id, **overrides):
     """Match GPS fixes (trip_id, t, lon, lat) to the edges of the map."""
     from mapdiff.errors import MapdiffError
     from mapdiff.io import read_table, write_table
-    from mapdiff.matching import MatchConfig, match as run_match, match_shard
+    from mapdiff.jobs.stages import match_part
+    from mapdiff.jobs.shards import Shard
+    from mapdiff.matching import MatchConfig
     from mapdiff.network import load_network
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -54,17 +43,14 @@ def match(traces, map_path, output, paths_path, quiet, fast, shard, **overrides)
     try:
         df = read_table(traces)
         net = load_network(map_path)
-        if shard is None:
-            progress = Progress(len(df), "matched fixes", quiet=quiet)
-            matched, paths = run_match(df, net, config, source=str(traces), progress=progress)
-        else:
-            progress = Progress(None, f"matched fixes of shard {shard[0]}/{shard[1]}", quiet=quiet)
-            matched, paths = match_shard(df, net, config, shard=shard[0], n_shards=shard[1], source=str(traces),
-                                         progress=progress)
+        progress = Progress(None if shard else len(df), f"matched fixes{f' of shard {shard}' if shard else ''}",
+                            quiet=quiet)
+        matched, paths = match_part(df, net, config, shard=shard or Shard(), source=str(traces), progress=progress)
         progress.finish()
-        write_table(matched, output)
+        write_table(matched, output, metadata=part_label("match", shard, run_id, outputs=("output", "paths_path")))
         if paths_path:
-            write_table(paths, paths_path)
+            write_table(paths, paths_path, metadata=part_label("paths", shard, run_id,
+                                                               outputs=("output", "paths_path")))
     except MapdiffError as exc:
         fail(exc)
     counts = matched["state"].value_counts()

@@ -5,24 +5,28 @@ from __future__ import annotations
 import click
 from mapdiff_cli.options import fail, info, output_option, quiet_option
 
-STAGES = ("coverage",)
+#: mapdiff.jobs.parts.STAGES, written out so that --help needs no import of the library
+STAGES = ("match", "paths", "observe", "locate", "coverage")
 
 
-@click.command(short_help="Merge the outputs of disjoint windows or shards of one stage.")
+@click.command(short_help="Merge the outputs of the shards of one run (or coverages of disjoint windows).")
 @click.argument("stage", type=click.Choice(STAGES))
 @click.argument("parts", nargs=-1, required=True, metavar="PARTS...")
 @output_option("The merged output.")
 @quiet_option
 def merge(stage, parts, output, quiet):
-    """Merge coverages of disjoint trips (time windows, shards): counts add, vehicles unite,
-    first and last times take the min and max; the result equals the coverage of the union."""
-    from mapdiff.coverage import merge_coverage
+    """Join the shard outputs PARTS (files, or folders of part-* files) of one run of STAGE into
+    what one unsharded run writes. Parts of different runs, a part given twice and a missing
+    part are refused. Coverages add up (counts add, vehicles unite, first and last times take the
+    min and max), so coverages of disjoint time windows merge too; the other stages' rows are
+    concatenated in the unsharded order."""
     from mapdiff.errors import MapdiffError
-    from mapdiff.io import read_table, write_table
+    from mapdiff.io import write_table
+    from mapdiff.jobs.parts import merge as run
 
     try:
-        merged = merge_coverage([read_table(p) for p in parts])
+        merged = run(stage, parts)
         write_table(merged, output)
     except MapdiffError as exc:
         fail(exc)
-    info(f"merged {len(parts)} {stage} parts: {len(merged):,} rows", quiet=quiet)
+    info(f"merged {len(parts)} {stage} part(s): {len(merged):,} rows", quiet=quiet)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mapdiff_cli.options import build_config, fail, info, output_option, quiet_option
+from mapdiff_cli.options import build_config, fail, info, output_option, part_label, quiet_option, shard_option
 
 
 @click.command(short_help="Turn pixel detections into bearing and range observations.")
@@ -20,8 +20,10 @@ from mapdiff_cli.options import build_config, fail, info, output_option, quiet_o
 @click.option("--lane-offset-m", type=float,
               help="How far right of a two-way road's centre line the camera drives, with --map (metres; "
                    "negative where traffic keeps left) [1.5].")
+@shard_option("trips split by a stable hash of trip_id")
 @quiet_option
-def observe(detections, matched, camera_path, map_path, output, rejects, max_gap_s, lane_offset_m, quiet):
+def observe(detections, matched, camera_path, map_path, output, rejects, max_gap_s, lane_offset_m, shard, run_id,
+            quiet):
     """From each detection's box, the vehicle's matched pose at that instant and the camera
     model, compute the observer position, the absolute bearing to the object and a range from
     the box height, each with its sigma. Detections without a matched pose are counted on
@@ -29,7 +31,9 @@ def observe(detections, matched, camera_path, map_path, output, rejects, max_gap
     from mapdiff.camera import read_camera
     from mapdiff.errors import MapdiffError
     from mapdiff.io import read_table, write_table
-    from mapdiff.observe import ObserveConfig, observe as run
+    from mapdiff.jobs.shards import Shard
+    from mapdiff.jobs.stages import observe_part
+    from mapdiff.observe import ObserveConfig
 
     config = build_config(ObserveConfig, max_gap_s=max_gap_s, lane_offset_m=lane_offset_m)
     try:
@@ -40,9 +44,9 @@ def observe(detections, matched, camera_path, map_path, output, rejects, max_gap
             from mapdiff.network import load_network
 
             network = load_network(map_path)
-        obs, rejected = run(det, read_table(matched), camera, config, network=network, source=detections,
-                            matched_source=matched)
-        write_table(obs, output)
+        obs, rejected = observe_part(det, read_table(matched), camera, config, network=network, shard=shard or Shard(),
+                                     source=detections, matched_source=matched)
+        write_table(obs, output, metadata=part_label("observe", shard, run_id, outputs=("output", "rejects")))
         if rejects:
             write_table(rejected, rejects)
     except MapdiffError as exc:

@@ -31,6 +31,43 @@ def store_option(help_text: str = "Task store: a postgresql:// URL or an SQLite 
     return click.option("--store", "store_url", metavar="URL", help=help_text)
 
 
+def _shard(ctx, param, value):
+    if value is None:
+        return None
+    from mapdiff.errors import ConfigError
+    from mapdiff.jobs.shards import Shard
+
+    try:
+        return Shard.parse(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--shard") from None
+
+
+def shard_option(owned: str):
+    """``--shard I/N`` (what a shard owns: ``owned``) and ``--run-id``."""
+    def decorate(f):
+        f = click.option("--run-id", metavar="ID", envvar="MAPDIFF_RUN_ID",
+                         help="The run the shard belongs to, written into its output for mapdiff merge "
+                              "[$MAPDIFF_RUN_ID, else derived from the inputs and options].")(f)
+        return click.option("--shard", callback=_shard, metavar="I/N",
+                            help=f"Run shard I of N only (0-based; {owned}); mapdiff merge joins the parts.")(f)
+    return decorate
+
+
+def part_label(stage: str, shard, run_id, *, outputs=("output",)) -> dict | None:
+    """The metadata of a shard's output (None for an unsharded run): the stage, the run id
+    (given, or derived from the command's other parameters and its inputs) and ``I/N``."""
+    if shard is None:
+        return None
+    from mapdiff.jobs.parts import label, run_id as derived
+
+    if run_id is None:
+        params = click.get_current_context().params
+        skip = {"shard", "run_id", "quiet", *outputs}
+        run_id = derived(stage, {k: v for k, v in params.items() if k not in skip})
+    return label(stage, run_id, shard)
+
+
 def output_option(help_text: str = "Output file (local path or s3:// URI)."):
     return click.option("-o", "--output", "output", required=True, metavar="PATH", help=help_text)
 
@@ -76,6 +113,9 @@ def info(message: str, *, quiet: bool) -> None:
 
 
 def fail(exc: Exception) -> None:
-    """Turn a MapdiffError into one line on stderr and exit status 1."""
+    """Turn a MapdiffError into one line on stderr and exit status 1, or EXIT_TRANSIENT (75)
+    for a failure a retry may not meet (see mapdiff.errors.TransientError)."""
+    from mapdiff.errors import EXIT_TRANSIENT, TransientError
+
     click.echo(f"mapdiff: error: {exc}", err=True)
-    sys.exit(1)
+    sys.exit(EXIT_TRANSIENT if isinstance(exc, TransientError) else 1)

@@ -262,11 +262,12 @@ def coverage(paths: pd.DataFrame, *, since=None, until=None, source: str = "path
     return acc.result()
 
 
-def coverage_file(path, *, since=None, until=None, clips=None, batch_rows: int = 1_000_000,
+def coverage_file(path, *, since=None, until=None, clips=None, where=None, batch_rows: int = 1_000_000,
                   progress=None) -> pd.DataFrame:
     """Coverage of a paths Parquet file (local or s3://), read ``batch_rows`` at a time.
     ``clips`` (:func:`mapdiff.clips.read_clips`): count only the passes that lie wholly inside
-    a clip of their trip, the coverage of the uploaded video."""
+    a clip of their trip, the coverage of the uploaded video. ``where``: a function of a batch
+    (a pyarrow Table) giving the mask of its rows to count (the trips of one shard)."""
     import pyarrow as pa
 
     from mapdiff.io import open_parquet
@@ -281,6 +282,8 @@ def coverage_file(path, *, since=None, until=None, clips=None, batch_rows: int =
             raise InputError(msg)
         for batch in pf.iter_batches(batch_size=batch_rows, columns=cols):
             table = pa.Table.from_batches([batch])
+            if where is not None:
+                table = table.filter(where(table))
             if clips is not None:
                 table = table.filter(_filmed(table, clips, str(path)))
             acc.add(table)

@@ -32,3 +32,13 @@ class StoreError(MapdiffError):
 
 class TaskError(MapdiffError):
     """A task does not exist, or a change of its state is refused (wrong state, lease lost)."""
+
+
+class TransientError(MapdiffError):
+    """Storage or a database failed in a way a retry may not meet again (a server stopped or
+    unreachable, a full disk). The CLI exits with :data:`EXIT_TRANSIENT` so that AWS Batch
+    retries the job; other errors exit 1 and are not retried."""
+
+
+#: exit status of a transient failure (EX_TEMPFAIL of sysexits.h)
+EXIT_TRANSIENT = 75

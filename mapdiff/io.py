@@ -14,22 +14,52 @@ from pathlib import Path
 
 import pandas as pd
 
-from mapdiff.errors import InputError
+from mapdiff.errors import InputError, MapdiffError, TransientError
 
 
 def _is_remote(path: str | os.PathLike) -> bool:
     return "://" in str(path)
 
 
+def _storage_error(exc: BaseException, path, doing: str) -> MapdiffError | None:
+    """The one-line error for a storage failure while ``doing`` on ``path`` (None: ``exc`` is
+    not one): refused credentials and missing buckets are input errors (a retry meets them
+    again); a server stopped or unreachable, a dropped connection, a full disk are transient."""
+    if isinstance(exc, MapdiffError):
+        return exc
+    if isinstance(exc, PermissionError):
+        return InputError(f"{path}: access denied while {doing} ({exc}); check the credentials")
+    if isinstance(exc, FileNotFoundError):
+        return InputError(f"{path}: not found while {doing} ({exc})")
+    module = type(exc).__module__.split(".")[0]
+    if module in ("botocore", "aiobotocore", "aiohttp", "urllib3", "requests") or (
+            isinstance(exc, OSError) and module != "pyarrow"):
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        return TransientError(f"{path}: cannot {doing} ({reason})")
+    return None
+
+
+@contextlib.contextmanager
+def storage(path, doing: str):
+    """Turn a storage failure inside the block into one line naming ``path`` (see
+    :func:`_storage_error`); other errors pass."""
+    try:
+        yield
+    except Exception as exc:
+        err = _storage_error(exc, path, doing)
+        if err is None or err is exc:
+            raise
+        raise err from None
+
+
 def check_exists(path) -> None:
     if _is_remote(path):
-        import fsspec
-
-        fs, fspath = fsspec.core.url_to_fs(str(path))
-        if not fs.exists(fspath):
-            msg = f"{path}: file not found"
-            raise InputError(msg)
-    elif not Path(path).exists():
+        fs, fspath = _fs(path)
+        with storage(path, "look it up"):
+            found = fs.exists(fspath)
+    else:
+        found = Path(path).exists()
+    if not found:
         msg = f"{path}: file not found"
         raise InputError(msg)
 
@@ -52,6 +82,9 @@ def read_table(path) -> pd.DataFrame:
         else:
             table = pq.read_table(str(path))
     except Exception as exc:  # pyarrow raises several types for "not a Parquet file"
+        err = _storage_error(exc, path, "read")
+        if err is not None:
+            raise err from None
         msg = f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc})"
         raise InputError(msg) from None
     if b"geo" in (table.schema.metadata or {}):
@@ -86,6 +119,9 @@ def open_parquet(path):
         try:
             pf = pq.ParquetFile(source)
         except Exception as exc:  # pyarrow raises several types for "not a Parquet file"
+            err = _storage_error(exc, path, "read")
+            if err is not None:
+                raise err from None
             msg = f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc})"
             raise InputError(msg) from None
         yield pf
@@ -108,15 +144,14 @@ def atomic_path(path):
         parent.mkdir(parents=True, exist_ok=True)
         tmp = str(parent / f".{Path(path).name}.{uuid.uuid4().hex[:8]}.tmp{Path(path).suffix}")
     try:
-        yield tmp
-        if _is_remote(path):
-            import fsspec
-
-            fs, fspath = fsspec.core.url_to_fs(path)
-            fs.put_file(tmp, fspath)
-            os.unlink(tmp)
-        else:
-            os.replace(tmp, path)
+        with storage(path, "write"):
+            yield tmp
+            if _is_remote(path):
+                fs, fspath = _fs(path)
+                fs.put_file(tmp, fspath)
+                os.unlink(tmp)
+            else:
+                os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -139,12 +174,12 @@ def atomic_dir(path):
         tmp = str(parent / f".{Path(path).name}.{uuid.uuid4().hex[:8]}.tmp")
         os.mkdir(tmp)
     try:
-        yield tmp
+        with storage(path, "write"):
+            yield tmp
         if _is_remote(path):
-            import fsspec
-
-            fs, fspath = fsspec.core.url_to_fs(path)
-            fs.put(tmp.rstrip("/") + "/", fspath, recursive=True)
+            fs, fspath = _fs(path)
+            with storage(path, "write"):
+                fs.put(tmp.rstrip("/") + "/", fspath, recursive=True)
             shutil.rmtree(tmp)
         else:
             old = f"{tmp}.old"
@@ -157,15 +192,69 @@ def atomic_dir(path):
         raise
 
 
-def write_table(df: pd.DataFrame, path) -> None:
-    """Write a frame as Parquet (GeoParquet if it is a GeoDataFrame), atomically."""
+def write_table(df: pd.DataFrame, path, *, metadata: dict | None = None) -> None:
+    """Write a frame as Parquet (GeoParquet if it is a GeoDataFrame), atomically; ``metadata``
+    (text keys and values) joins the file's schema metadata (see :func:`read_metadata`)."""
     import geopandas as gpd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
+    if isinstance(df, gpd.GeoDataFrame):
+        from geopandas.io.arrow import _geopandas_to_arrow
+
+        table = _geopandas_to_arrow(df, index=False)
+    else:
+        table = pa.Table.from_pandas(df, preserve_index=False)
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               **{k.encode(): v.encode() for k, v in metadata.items()}})
     with atomic_path(path) as tmp:
-        if isinstance(df, gpd.GeoDataFrame):
-            df.to_parquet(tmp, index=False)
-        else:
-            df.to_parquet(tmp, index=False, engine="pyarrow")
+        pq.write_table(table, tmp)
+
+
+def read_metadata(path) -> dict:
+    """A Parquet file's schema metadata as text, without reading its rows."""
+    with open_parquet(path) as pf:
+        raw = pf.schema_arrow.metadata or {}
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
+
+
+def list_parts(path) -> list[str]:
+    """``path`` itself when it is a file; for a folder (local or remote) the ``part-*`` files in
+    it, sorted (hidden temporary files of unfinished writes are not parts)."""
+    check_exists(path)
+    fs, fspath = _fs(path)
+    with storage(path, "list it"):
+        if not fs.isdir(fspath):
+            return [str(path)]
+        names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(fspath, detail=False))
+    parts = [f"{str(path).rstrip('/')}/{n}" for n in names if n.startswith("part-")]
+    if not parts:
+        msg = f"{path}: a folder with no part-* files"
+        raise InputError(msg)
+    return parts
+
+
+def fingerprint(path) -> str | None:
+    """What tells one version of an existing file from another (size and modification time, or
+    a remote object's ETag); None when ``path`` is not a file."""
+    if "://" not in path and not Path(path).exists():
+        return None
+    try:
+        fs, fspath = _fs(path)
+        info = fs.info(fspath)
+    except (OSError, ValueError):
+        return None
+    if info.get("type") != "file":
+        return None
+    tag = info.get("ETag") or info.get("mtime") or info.get("LastModified")
+    return f"{info.get('size')}:{tag}"
+
+
+def _fs(path):
+    import fsspec
+
+    return fsspec.core.url_to_fs(str(path))
 
 
 def write_gpkg(layers: dict, path) -> None:
@@ -187,12 +276,11 @@ def read_gpkg_layer(path, layer: str, *, columns=None):
     """
     check_exists(path)
     if _is_remote(path):
-        import fsspec
-
         with tempfile.TemporaryDirectory() as tmp:
             local = os.path.join(tmp, Path(str(path).split("?")[0]).name)
-            fs, fspath = fsspec.core.url_to_fs(str(path))
-            fs.get_file(fspath, local)
+            fs, fspath = _fs(path)
+            with storage(path, "read"):
+                fs.get_file(fspath, local)
             return _read_layer(local, layer, columns, shown=path)
     return _read_layer(str(path), layer, columns, shown=path)
 

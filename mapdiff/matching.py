@@ -221,29 +221,6 @@ def _match_batch(network: Network, graph: tuple, config: MatchConfig, x, y, t_s,
     return edge_idx, offset, mx, my, dist, conf, state, chain, path
 
 
-def shard_of(trip_ids, n_shards: int) -> np.ndarray:
-    """The shard (0..n_shards-1) of each trip: a stable hash of the trip id, the same on every
-    machine and run, so that N array jobs split the trips without coordinating. Trips are
-    matched independently, so the shards' outputs together are exactly the single-run output."""
-    import zlib
-
-    codes, names = pd.factorize(pd.Series(trip_ids).astype(str))
-    per_name = np.array([zlib.crc32(str(v).encode()) % n_shards for v in names], dtype=np.int64)
-    return per_name[codes] if len(codes) else np.zeros(0, dtype=np.int64)
-
-
-def match_shard(traces: pd.DataFrame, network: Network, config: MatchConfig | None = None, *, shard: int,
-                n_shards: int, source: str = "traces", progress=None):
-    """:func:`match` on the trips of one shard (see :func:`shard_of`); an empty shard gives empty
-    outputs with the right columns, not an error (one of N array jobs may draw no trips)."""
-    if "trip_id" not in traces.columns:
-        return match(traces, network, config, source=source, progress=progress)  # match names the column
-    part = traces[shard_of(traces["trip_id"], n_shards) == shard]
-    if len(part) == 0 and len(traces) > 0:
-        return pd.DataFrame(columns=MATCHED_COLUMNS), pd.DataFrame(columns=PATH_COLUMNS)
-    return match(part, network, config, source=source, progress=progress)
-
-
 def _sigma(df: pd.DataFrame, config: MatchConfig, source: str) -> np.ndarray:
     sigma = np.full(len(df), config.gps_sigma_m)
     if "accuracy_m" in df.columns:

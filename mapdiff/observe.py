@@ -51,8 +51,9 @@ REASONS = {1: "trip not in matched", 2: "time outside the trip's matched fixes",
 #: road there (tens of fixes at the usual 1 Hz; a multipath stretch lasts tens of seconds)
 OFF_ROAD_WINDOW_S = 10.0
 #: the car is off its matched road where the median distance of the fixes around it to that road
-#: is this many times the data's median distance. On the road that distance is the fixes' noise
-#: across it, half-normal: a window's median beyond 2.5 times the overall one needs half its ten
+#: is this many times the trip's median distance (the trip's: its device's noise, and a stage
+#: that depends on no other trip runs the same in any shard). On the road that distance is the
+#: fixes' noise across it, half-normal: a window's median beyond 2.5 times the overall one needs half its ten
 #: fixes past 1.7 sigma (9 % each), which independent noise gives about once in 1,000 windows
 #: (a drifting bias, more often); a car on an unmapped road beside the matched one, or a
 #: multipath stretch, gives it. On the simulations of three cities x two placements the located
@@ -165,10 +166,10 @@ def _off_road(codes, m):
     multipath). Either side, so that a stretch is caught up to its ends."""
     if len(m) == 0:
         return np.zeros(0, dtype=bool)
-    limit = OFF_ROAD_RATIO * float(np.nanmedian(m["d"].to_numpy()))
     window = pd.Timedelta(seconds=OFF_ROAD_WINDOW_S)
     t = m["t"].to_numpy()
     d = m["d"].to_numpy()
+    limit = OFF_ROAD_RATIO * pd.Series(d).groupby(codes).transform("median").to_numpy()
     # a trailing window over time, and one over time run backwards (the leading window)
     before = pd.Series(d, index=pd.to_datetime(t, unit="s")).groupby(codes).rolling(window).median().to_numpy()
     # (groups in order of appearance: the reversed rows' order, turned back)
@@ -210,8 +211,8 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     With the ``network`` the fixes were matched on, the heading is the matched road's direction;
     without it, the direction of the motion between matched fixes.
 
-    Returns (observations, rejected); ``rejected`` holds the detections without a pose and a
-    ``reason`` column.
+    Returns (observations, rejected): the observations sorted by trip and time; ``rejected``
+    holds the detections without a pose and a ``reason`` column.
     """
     from mapdiff._kernels.observe import (
         POSE_OK,
@@ -287,4 +288,5 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     })
     rejected = detections.loc[~ok].copy()
     rejected["reason"] = pd.Categorical([REASONS[s] for s in status[~ok]], categories=list(REASONS.values()))
-    return obs, rejected
+    # trips in order, each in time: the order of any shard's rows, so merged shards are this
+    return obs.sort_values(["trip_id", "t"], kind="stable").reset_index(drop=True), rejected

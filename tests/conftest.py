@@ -67,3 +67,25 @@ def store_url(request, tmp_path):
         return str(tmp_path / "tasks.sqlite")
     cluster = request.getfixturevalue("postgres_cluster")
     return cluster.create_database(f"t_{abs(hash(request.node.nodeid)) % 10**9}")
+
+
+@pytest.fixture(scope="session")
+def helsinki_gpkg(tmp_path_factory):
+    from mapdiff.osm import build_map
+
+    path = tmp_path_factory.mktemp("hel") / "helsinki.gpkg"
+    build_map(FIXTURES / "helsinki.osm.pbf", path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sim_dir(helsinki_gpkg, tmp_path_factory):
+    from click.testing import CliRunner
+
+    from mapdiff_cli.main import cli
+
+    out = tmp_path_factory.mktemp("sim") / "sim"
+    res = CliRunner().invoke(cli, ["simulate", "--map", str(helsinki_gpkg), "-o", str(out), "--vehicles", "6",
+                                   "--seed", "3", "-q"])
+    assert res.exit_code == 0, res.output
+    return out

@@ -217,38 +217,3 @@ def test_match_fast_preset(runner, grid_gpkg, traces_file, tmp_path):
     result = run(runner, "match", traces_file, "--map", grid_gpkg, "-o", out, "--fast", "--gps-sigma-m", "8", "-q")
     assert result.exit_code == 0, result.output
     assert (pd.read_parquet(out)["state"] == "matched").all()
-
-
-def test_shards_together_are_the_single_run(runner, grid_gpkg, tmp_path):
-    trips = [drive([0, 10, 20], trip_id=f"t{i}", noise_m=2, seed=i) for i in range(8)]
-    src = tmp_path / "traces.parquet"
-    pd.concat(trips, ignore_index=True).to_parquet(src)
-    run(runner, "match", src, "--map", grid_gpkg, "-o", tmp_path / "all.parquet", "--paths", tmp_path / "allp.parquet", "-q")
-    parts, path_parts = [], []
-    for k in range(3):
-        out, p = tmp_path / f"m{k}.parquet", tmp_path / f"p{k}.parquet"
-        result = run(runner, "match", src, "--map", grid_gpkg, "-o", out, "--paths", p, "--shard", f"{k}/3", "-q")
-        assert result.exit_code == 0, result.output
-        parts.append(pd.read_parquet(out))
-        path_parts.append(pd.read_parquet(p))
-    whole = pd.read_parquet(tmp_path / "all.parquet")
-    merged = pd.concat(parts).sort_values(["trip_id", "t"], kind="stable").reset_index(drop=True)
-    pd.testing.assert_frame_equal(merged, whole)
-    merged_paths = pd.concat(path_parts).sort_values(["trip_id", "seq"]).reset_index(drop=True)
-    pd.testing.assert_frame_equal(merged_paths, pd.read_parquet(tmp_path / "allp.parquet"))
-
-
-def test_bad_shard_is_a_usage_error(runner, grid_gpkg, traces_file, tmp_path):
-    result = runner.invoke(cli, ["match", str(traces_file), "--map", str(grid_gpkg), "-o", str(tmp_path / "o.parquet"),
-                                 "--shard", "3/3"])
-    assert result.exit_code == 2 and "--shard" in result.output
-
-
-def test_an_empty_shard_writes_empty_outputs(runner, grid_gpkg, traces_file, tmp_path):
-    from mapdiff.matching import shard_of
-
-    empty_k = next(k for k in range(50) if not (shard_of(["trip"], 50) == k).any())
-    out = tmp_path / "m.parquet"
-    result = run(runner, "match", traces_file, "--map", grid_gpkg, "-o", out, "--shard", f"{empty_k}/50", "-q")
-    assert result.exit_code == 0, result.output
-    assert len(pd.read_parquet(out)) == 0

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from fixtures.grid import drive
-from mapdiff.errors import InputError
+from mapdiff.errors import InputError, TransientError
 from mapdiff.io import read_gpkg_layer, read_table, write_table
 
 
@@ -28,16 +28,20 @@ def test_missing_remote_file_is_named():
         read_table("memory://bucket/nothing.parquet")
 
 
-def test_failed_write_leaves_no_file(tmp_path):
-    class Broken(pd.DataFrame):
-        def to_parquet(self, *args, **kwargs):
-            with open(args[0], "wb") as f:
-                f.write(b"half")
-            raise RuntimeError("disk full")
+def test_a_full_disk_is_one_clear_error_and_leaves_no_file(tmp_path, monkeypatch):
+    import errno
 
+    import pyarrow.parquet as pq
+
+    def half_then_full(table, where, **kwargs):
+        with open(where, "wb") as f:
+            f.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", half_then_full)
     target = tmp_path / "out.parquet"
-    with pytest.raises(RuntimeError):
-        write_table(Broken({"a": [1]}), target)
+    with pytest.raises(TransientError, match=r"out.parquet: cannot write \(No space left on device\)"):
+        write_table(pd.DataFrame({"a": [1]}), target)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -15,28 +15,6 @@ from mapdiff.simulate import SimConfig
 QUIET_WORLD = dict(outlier_rate=0.0, dropout_rate=0.0, offroad_rate=0.0, multipath_rate=0.0, detour_rate=0.0)
 
 
-@pytest.fixture(scope="session")
-def helsinki_gpkg(tmp_path_factory):
-    from mapdiff.osm import build_map
-
-    from .conftest import FIXTURES
-
-    path = tmp_path_factory.mktemp("hel") / "helsinki.gpkg"
-    build_map(FIXTURES / "helsinki.osm.pbf", path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def sim_dir(helsinki_gpkg, tmp_path_factory):
-    from mapdiff_cli.main import cli
-
-    out = tmp_path_factory.mktemp("sim") / "sim"
-    res = CliRunner().invoke(cli, ["simulate", "--map", str(helsinki_gpkg), "-o", str(out), "--vehicles", "6",
-                                   "--seed", "3", "-q"])
-    assert res.exit_code == 0, res.output
-    return out
-
-
 def _read(sim_dir, name):
     from mapdiff.io import read_table
 

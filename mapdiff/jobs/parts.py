@@ -1,0 +1,129 @@
+"""Shard outputs and their merge.
+
+Each shard's output carries, in its Parquet metadata, the stage, the run's id and its place
+``I/N``; :func:`merge` refuses parts of different runs or stages, a part given twice and a
+missing part, then joins them: coverages add up (see :func:`mapdiff.coverage.merge_coverage`),
+the other stages' rows are concatenated in the order one unsharded run writes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pandas as pd
+
+from mapdiff.errors import InputError
+from mapdiff.jobs.shards import Shard
+
+#: the key in a Parquet file's metadata that labels a shard output
+META_KEY = "mapdiff.part"
+
+#: the order one unsharded run writes each stage's rows in (stable sorts: rows that tie keep
+#: the order they have within their shard, which is the unsharded order, since a trip or an
+#: object belongs to one shard)
+ORDER = {
+    "match": ["trip_id", "t"],
+    "paths": ["trip_id", "seq"],
+    "observe": ["trip_id", "t"],
+    "locate": ["object_id"],
+    "coverage": ["edge_id"],
+}
+STAGES = tuple(ORDER)
+
+
+def run_id(stage: str, params: dict) -> str:
+    """A run's id, derived from what determines its output: the stage, its options and the
+    inputs' fingerprints (size and modification time, or the object's ETag), so that every shard
+    and every retried attempt of one run computes the same id without being told it, and a run
+    on other inputs or options gets another."""
+    from mapdiff.io import fingerprint
+
+    described = {k: (v, fingerprint(v)) if isinstance(v, str) else v for k, v in sorted(params.items())}
+    text = json.dumps([stage, described], default=str, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def label(stage: str, run: str, shard: Shard) -> dict:
+    """The metadata a shard output carries."""
+    return {META_KEY: json.dumps({"stage": stage, "run_id": run, "shard": shard.index, "shards": shard.count})}
+
+
+def part_files(paths) -> list[str]:
+    """The files of ``paths``: a folder stands for the ``part-*.parquet`` files in it (a retried
+    attempt's leftover temporary files, hidden, are not parts)."""
+    from mapdiff.io import list_parts
+
+    files = []
+    for p in paths:
+        files.extend(list_parts(p))
+    return files
+
+
+def _labels(files) -> list[dict | None]:
+    from mapdiff.io import read_metadata
+
+    out = []
+    for f in files:
+        raw = read_metadata(f).get(META_KEY)
+        out.append(json.loads(raw) if raw else None)
+    return out
+
+
+def check_parts(stage: str, files: list[str]) -> None:
+    """Refuse parts that are not one whole run of ``stage``; unlabelled parts pass only for
+    coverage (windows of time merge too) and only when none is labelled."""
+    labels = _labels(files)
+    if all(lab is None for lab in labels):
+        if stage == "coverage":
+            return
+        msg = f"{files[0]}: not a shard output of mapdiff {stage} (no {META_KEY!r} metadata); run it with --shard I/N"
+        raise InputError(msg)
+    for f, lab in zip(files, labels):
+        if lab is None:
+            msg = f"{f}: not a shard output (no {META_KEY!r} metadata), unlike {files[0]}"
+            raise InputError(msg)
+        if lab["stage"] != stage:
+            msg = f"{f}: a shard output of mapdiff {lab['stage']}; expected {stage}"
+            raise InputError(msg)
+    first = labels[0]
+    for f, lab in zip(files, labels):
+        if (lab["run_id"], lab["shards"]) != (first["run_id"], first["shards"]):
+            msg = (f"{f}: shard {lab['shard']}/{lab['shards']} of run {lab['run_id']}; expected a shard of "
+                   f"run {first['run_id']} in {first['shards']} shards like {files[0]} (parts of different runs)")
+            raise InputError(msg)
+    seen = pd.Series([lab["shard"] for lab in labels])
+    twice = sorted(set(seen[seen.duplicated()]))
+    if twice:
+        msg = f"shard(s) {twice} of run {first['run_id']} given twice"
+        raise InputError(msg)
+    missing = sorted(set(range(first["shards"])) - set(seen))
+    if missing:
+        msg = f"run {first['run_id']}: shard(s) {missing[:10]} of {first['shards']} missing"
+        raise InputError(msg)
+
+
+def merge(stage: str, paths) -> pd.DataFrame:
+    """The shard outputs ``paths`` (files or folders of parts) of one run joined into the
+    output one unsharded run gives."""
+    from mapdiff.io import read_table
+
+    if stage not in ORDER:
+        msg = f"stage must be one of {list(ORDER)}; found {stage!r}"
+        raise InputError(msg)
+    files = part_files(paths)
+    check_parts(stage, files)
+    frames = [read_table(f) for f in files]
+    if stage == "coverage":
+        from mapdiff.coverage import merge_coverage
+
+        return merge_coverage(frames)
+    for f, frame in zip(files, frames):
+        missing = [c for c in ORDER[stage] if c not in frame.columns]
+        if missing:
+            msg = f"{f}: missing column(s) {missing} of a {stage} output; found {list(frame.columns)}"
+            raise InputError(msg)
+    # empty parts carry no rows but may carry looser dtypes (object for an empty string column)
+    full = [f for f in frames if len(f)] or frames[:1]
+    both = pd.concat(full, ignore_index=True) if len(full) > 1 else full[0]
+    return both.sort_values(ORDER[stage], kind="stable").reset_index(drop=True)

@@ -1,0 +1,75 @@
+"""Which rows a shard owns: trips (match, observe, coverage) and vehicles (simulate) by a stable
+hash of their id, so N array jobs split the work without coordinating and every trip's rows
+land in one shard."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mapdiff.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` (0-based). ``Shard(0, 1)`` is the whole input."""
+
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"I/N"`` such as ``"0/4"``."""
+        try:
+            index, count = (int(v) for v in str(text).split("/"))
+        except ValueError:
+            msg = f"shard must be I/N such as 0/4; found {text!r}"
+            raise ConfigError(msg) from None
+        return cls(index, count).validate()
+
+    def validate(self) -> Shard:
+        if not (self.count >= 1 and 0 <= self.index < self.count):
+            msg = f"shard must be I/N with 0 <= I < N; found {self.index}/{self.count}"
+            raise ConfigError(msg)
+        return self
+
+    @property
+    def whole(self) -> bool:
+        return self.count == 1
+
+    @property
+    def name(self) -> str:
+        """The part's file name stem, the same on every attempt: ``part-00003-of-00007``."""
+        return f"part-{self.index:05d}-of-{self.count:05d}"
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def hash_shard(ids, count: int) -> np.ndarray:
+    """The shard (0..count-1) of each id: CRC-32 of its text, the same on every machine, run
+    and Python (not ``hash()``, which is salted per process)."""
+    codes, names = pd.factorize(pd.Series(ids, dtype=object).astype(str))
+    if not len(codes):
+        return np.zeros(0, dtype=np.int64)
+    per_name = np.fromiter((zlib.crc32(v.encode()) % count for v in names), dtype=np.int64, count=len(names))
+    return per_name[codes]
+
+
+def owned(frame: pd.DataFrame, shard: Shard, column: str = "trip_id") -> pd.DataFrame:
+    """The rows of ``frame`` whose ``column`` hashes to ``shard`` (all of them for the whole).
+    A frame without the column is returned whole, so the stage names the missing column."""
+    if shard.whole or column not in frame.columns:
+        return frame
+    return frame[hash_shard(frame[column].to_numpy(), shard.count) == shard.index]
+
+
+def batch_owner(shard: Shard, column: str = "trip_id"):
+    """A function of a pyarrow Table giving the mask of the rows ``shard`` owns (for stages
+    that stream their input in batches)."""
+    def mask(table):
+        return hash_shard(table.column(column).to_numpy(zero_copy_only=False), shard.count) == shard.index
+    return mask

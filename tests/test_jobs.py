@@ -1,0 +1,129 @@
+"""Stages as shards: the law (the N shards' outputs merged are exactly one unsharded run's rows,
+for N in 1, 2, 3, 7, on a simulated fleet), the labels that keep runs apart, and bad input."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from mapdiff.jobs.shards import Shard, hash_shard
+from mapdiff_cli.main import cli
+
+NS = (1, 2, 3, 7)
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def whole(sim_dir, tmp_path_factory):
+    """One unsharded run of match, coverage and observe on the simulated fleet."""
+    sim, out = Path(sim_dir), tmp_path_factory.mktemp("whole")
+    run("match", sim / "traces.parquet", "--map", sim / "map.gpkg", "-o", out / "matched.parquet",
+        "--paths", out / "paths.parquet", "-q")
+    run("coverage", out / "paths.parquet", "-o", out / "coverage.parquet", "-q")
+    run("observe", sim / "detections.parquet", "--matched", out / "matched.parquet", "--camera", sim / "camera.json",
+        "--map", sim / "map.gpkg", "-o", out / "observations.parquet", "-q")
+    return out
+
+
+def _sharded(stage_args, n, folder):
+    """Run every shard of ``n``; each writes ``folder/<output>/part-...``. Returns the folder."""
+    for i in range(n):
+        args = [a(Shard(i, n)) if callable(a) else a for a in stage_args]
+        run(*args, "--shard", f"{i}/{n}", "-q")
+    return folder
+
+
+def _merged(stage, folder, tmp_path):
+    out = tmp_path / f"merged-{stage}.parquet"
+    run("merge", stage, folder, "-o", out, "-q")
+    return pd.read_parquet(out)
+
+
+@pytest.mark.parametrize("n", NS)
+def test_match_shards_merge_into_the_whole_run(sim_dir, whole, n, tmp_path):
+    sim = Path(sim_dir)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "p").mkdir()
+    _sharded(["match", sim / "traces.parquet", "--map", sim / "map.gpkg",
+              "-o", lambda s: tmp_path / "m" / f"{s.name}.parquet",
+              "--paths", lambda s: tmp_path / "p" / f"{s.name}.parquet"], n, tmp_path)
+    pd.testing.assert_frame_equal(_merged("match", tmp_path / "m", tmp_path), pd.read_parquet(whole / "matched.parquet"))
+    pd.testing.assert_frame_equal(_merged("paths", tmp_path / "p", tmp_path), pd.read_parquet(whole / "paths.parquet"))
+
+
+@pytest.mark.parametrize("n", NS)
+def test_coverage_shards_merge_into_the_whole_run(whole, n, tmp_path):
+    _sharded(["coverage", whole / "paths.parquet", "-o", lambda s: tmp_path / "c" / f"{s.name}.parquet"], n, tmp_path)
+    merged = _merged("coverage", tmp_path / "c", tmp_path)
+    pd.testing.assert_frame_equal(merged, pd.read_parquet(whole / "coverage.parquet"))
+    assert n == 1 or len(pd.read_parquet(next((tmp_path / "c").iterdir()))) < len(merged)  # each shard counts a part
+
+
+@pytest.mark.parametrize("n", NS)
+def test_observe_shards_merge_into_the_whole_run(sim_dir, whole, n, tmp_path):
+    sim = Path(sim_dir)
+    _sharded(["observe", sim / "detections.parquet", "--matched", whole / "matched.parquet", "--camera",
+              sim / "camera.json", "--map", sim / "map.gpkg", "-o", lambda s: tmp_path / "o" / f"{s.name}.parquet"],
+             n, tmp_path)
+    pd.testing.assert_frame_equal(_merged("observe", tmp_path / "o", tmp_path),
+                                  pd.read_parquet(whole / "observations.parquet"))
+
+
+def test_parts_of_different_runs_are_refused(whole, tmp_path):
+    paths = whole / "paths.parquet"
+    run("coverage", paths, "-o", tmp_path / "a.parquet", "--shard", "0/2", "-q")
+    run("coverage", paths, "-o", tmp_path / "b.parquet", "--shard", "1/2", "--since", "2000-01-01", "-q")
+    result = CliRunner().invoke(cli, ["merge", "coverage", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet"),
+                                      "-o", str(tmp_path / "m.parquet")])
+    assert result.exit_code == 1 and "parts of different runs" in result.output
+    assert not (tmp_path / "m.parquet").exists()
+
+
+def test_a_missing_or_repeated_part_is_refused(whole, tmp_path):
+    paths = whole / "paths.parquet"
+    for i in range(3):
+        run("coverage", paths, "-o", tmp_path / f"{i}.parquet", "--shard", f"{i}/3", "-q")
+    result = CliRunner().invoke(cli, ["merge", "coverage", str(tmp_path / "0.parquet"), str(tmp_path / "2.parquet"),
+                                      "-o", str(tmp_path / "m.parquet")])
+    assert result.exit_code == 1 and "shard(s) [1] of 3 missing" in result.output
+    result = CliRunner().invoke(cli, ["merge", "coverage", *(str(tmp_path / f"{i}.parquet") for i in (0, 1, 2, 2)),
+                                      "-o", str(tmp_path / "m.parquet")])
+    assert result.exit_code == 1 and "given twice" in result.output
+
+
+def test_a_whole_output_is_not_a_part(whole, tmp_path):
+    result = CliRunner().invoke(cli, ["merge", "match", str(whole / "matched.parquet"), "-o", str(tmp_path / "m")])
+    assert result.exit_code == 1 and "not a shard output" in result.output
+
+
+@pytest.mark.parametrize("bad", ["3/3", "-1/2", "1", "a/b", "0/0"])
+def test_a_shard_outside_its_range_is_a_usage_error(whole, bad, tmp_path):
+    result = CliRunner().invoke(cli, ["coverage", str(whole / "paths.parquet"), "-o", str(tmp_path / "c.parquet"),
+                                      "--shard", bad])
+    assert result.exit_code == 2 and "--shard" in result.output
+
+
+def test_the_hash_is_stable_and_spreads_trips():
+    # CRC-32 values fixed for all time: a shard owns the same trips on every machine and run
+    assert list(hash_shard(["a", "b", "a"], 7)) == [0xE8B7BE43 % 7, 0x71BEEFF9 % 7, 0xE8B7BE43 % 7]
+    counts = pd.Series(hash_shard([f"trip-{i}" for i in range(7000)], 7)).value_counts()
+    assert counts.min() > 850 and counts.max() < 1150
+
+
+def test_a_shard_that_owns_no_trip_writes_empty_outputs_that_merge(whole, sim_dir, tmp_path):
+    sim = Path(sim_dir)
+    trips = pd.read_parquet(sim / "traces.parquet", columns=["trip_id"])["trip_id"].unique()
+    n = 200
+    empty = next(i for i in range(n) if not (hash_shard(trips, n) == i).any())
+    out = tmp_path / "o.parquet"
+    run("observe", sim / "detections.parquet", "--matched", whole / "matched.parquet", "--camera", sim / "camera.json",
+        "-o", out, "--shard", f"{empty}/{n}", "-q")
+    assert len(pd.read_parquet(out)) == 0
+    run("coverage", whole / "paths.parquet", "-o", out, "--shard", f"{empty}/{n}", "-q")
+    assert len(pd.read_parquet(out)) == 0
