@@ -12,6 +12,7 @@ SUBCOMMANDS = {
     "simulate": ("mapdiff_cli.simulate", "simulate", "Simulate a fleet with ground truth on a map."),
     "coverage": ("mapdiff_cli.coverage", "coverage", "Count which roads were driven, which way, and by whom."),
     "merge": ("mapdiff_cli.merge", "merge", "Merge the outputs of disjoint windows or shards of one stage."),
+    "job": ("mapdiff_cli.job", "job", "Run a shard of a stage as an AWS Batch array child, or a whole array here."),
     "plan": ("mapdiff_cli.plan", "plan", "Choose the clips to ask the cars for (video requests, tasks)."),
     "tasks": ("mapdiff_cli.tasks", "tasks", "List, show, change and claim tasks in the task store; migrate it."),
     "upload": ("mapdiff_cli.upload", "upload", "Simulate the cars uploading the requested clips."),
@@ -43,6 +44,11 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="mapdiff")
 def cli():
     """mapdiff: find where the road map is wrong, from a fleet's GPS traces and dashcam detections."""
+    import logging
+
+    # s3fs runs aiohttp on an event loop; when a server goes away, asyncio logs the orphaned
+    # tasks' tracebacks at exit. The error itself reaches the user as one line (mapdiff.io).
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
 if __name__ == "__main__":

@@ -29,4 +29,4 @@ def merge(stage, parts, output, quiet):
         write_table(merged, output)
     except MapdiffError as exc:
         fail(exc)
-    info(f"merged {len(parts)} {stage} part(s): {len(merged):,} rows", quiet=quiet)
+    info(f"merged {stage}: {len(merged):,} rows", quiet=quiet)

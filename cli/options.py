@@ -59,7 +59,8 @@ def part_label(stage: str, shard, run_id, *, outputs=("output",)) -> dict | None
     (given, or derived from the command's other parameters and its inputs) and ``I/N``."""
     if shard is None:
         return None
-    from mapdiff.jobs.parts import label, run_id as derived
+    from mapdiff.jobs.parts import label
+    from mapdiff.jobs.parts import run_id as derived
 
     if run_id is None:
         params = click.get_current_context().params

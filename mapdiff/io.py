@@ -28,9 +28,9 @@ def _storage_error(exc: BaseException, path, doing: str) -> MapdiffError | None:
     if isinstance(exc, MapdiffError):
         return exc
     if isinstance(exc, PermissionError):
-        return InputError(f"{path}: access denied while {doing} ({exc}); check the credentials")
+        return InputError(f"{path}: access denied ({exc}); check the credentials")
     if isinstance(exc, FileNotFoundError):
-        return InputError(f"{path}: not found while {doing} ({exc})")
+        return InputError(f"{path}: not found ({exc})")
     module = type(exc).__module__.split(".")[0]
     if module in ("botocore", "aiobotocore", "aiohttp", "urllib3", "requests") or (
             isinstance(exc, OSError) and module != "pyarrow"):
@@ -55,7 +55,7 @@ def storage(path, doing: str):
 def check_exists(path) -> None:
     if _is_remote(path):
         fs, fspath = _fs(path)
-        with storage(path, "look it up"):
+        with storage(path, "reach it"):
             found = fs.exists(fspath)
     else:
         found = Path(path).exists()
@@ -269,20 +269,27 @@ def write_gpkg(layers: dict, path) -> None:
             pyogrio.write_dataframe(gdf, tmp, layer=name, driver="GPKG", append=i > 0)
 
 
-def read_gpkg_layer(path, layer: str, *, columns=None):
-    """Read one layer of a GeoPackage, naming the file and the layer in every error.
-
-    A remote GeoPackage (``s3://``) is copied to a temporary file first: SQLite needs a local file.
-    """
+@contextlib.contextmanager
+def local_copy(path):
+    """Yield a local path to ``path``'s bytes: the path itself, or for a remote file a temporary
+    copy (GDAL's SQLite and libosmium need a local file), removed afterwards."""
     check_exists(path)
-    if _is_remote(path):
-        with tempfile.TemporaryDirectory() as tmp:
-            local = os.path.join(tmp, Path(str(path).split("?")[0]).name)
-            fs, fspath = _fs(path)
-            with storage(path, "read"):
-                fs.get_file(fspath, local)
-            return _read_layer(local, layer, columns, shown=path)
-    return _read_layer(str(path), layer, columns, shown=path)
+    if not _is_remote(path):
+        yield str(path)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, Path(str(path).split("?")[0]).name)
+        fs, fspath = _fs(path)
+        with storage(path, "read"):
+            fs.get_file(fspath, local)
+        yield local
+
+
+def read_gpkg_layer(path, layer: str, *, columns=None):
+    """Read one layer of a GeoPackage (local or remote), naming the file and the layer in every
+    error."""
+    with local_copy(path) as local:
+        return _read_layer(local, layer, columns, shown=path)
 
 
 def _read_layer(local, layer, columns, *, shown):
@@ -306,12 +313,12 @@ def _read_layer(local, layer, columns, *, shown):
 
 def read_map_layers(path, optional=("nodes", "features")) -> dict:
     """The ``edges`` layer of a map GeoPackage and whichever of the ``optional`` layers it has."""
-    check_exists(path)
-    layers = {"edges": read_gpkg_layer(path, "edges")}
-    for name in optional:
-        try:
-            layers[name] = read_gpkg_layer(path, name)
-        except InputError as exc:
-            if f"no layer {name!r}" not in str(exc):
-                raise
+    with local_copy(path) as local:
+        layers = {"edges": _read_layer(local, "edges", None, shown=path)}
+        for name in optional:
+            try:
+                layers[name] = _read_layer(local, name, None, shown=path)
+            except InputError as exc:
+                if f"no layer {name!r}" not in str(exc):
+                    raise
     return layers

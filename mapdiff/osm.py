@@ -83,15 +83,13 @@ def classify_node(tags: dict) -> list[tuple[str, str | None]]:
     return out
 
 
-def _check_input(path) -> Path:
-    p = Path(path)
-    if not p.exists():
-        msg = f"{path}: file not found"
+def _check_input(path) -> None:
+    from mapdiff.io import check_exists
+
+    check_exists(path)
+    if not str(path).lower().endswith(OSM_SUFFIXES):
+        msg = f"{path}: expected an OpenStreetMap file ({', '.join(OSM_SUFFIXES)}); found suffix {Path(path).suffix!r}"
         raise InputError(msg)
-    if not str(p).lower().endswith(OSM_SUFFIXES):
-        msg = f"{path}: expected an OpenStreetMap file ({', '.join(OSM_SUFFIXES)}); found suffix {p.suffix!r}"
-        raise InputError(msg)
-    return p
 
 
 def _longest_located_run(way_nodes, coords) -> list[int]:
@@ -137,33 +135,37 @@ def read_osm(path, *, progress=None):
     import osmium
     import osmnx as ox
 
-    path = _check_input(path)
+    from mapdiff.io import local_copy
+
+    _check_input(path)
+    name = Path(str(path)).name
     say = progress or (lambda msg: None)
     ways = []  # (way id, tags, [node ids]) of drivable ways
     coords: dict[int, tuple[float, float]] = {}
     node_tags: dict[int, dict] = {}
     feats = []
-    try:
-        processor = osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY).with_locations()
-        for obj in processor:
-            if obj.is_node():
-                if len(obj.tags) and obj.location.valid():
-                    tags = dict(obj.tags)
-                    node_tags[obj.id] = tags
-                    for i, (cls, value) in enumerate(classify_node(tags)):
-                        feats.append((obj.id, i, cls, value, json.dumps(tags, sort_keys=True),
-                                      obj.location.lon, obj.location.lat))
-            elif is_drivable(obj.tags):
-                run = _longest_located_run(obj.nodes, coords)
-                if len(run) >= 2:
-                    ways.append((obj.id, dict(obj.tags), run))
-    except RuntimeError as exc:
-        msg = f"{path}: cannot read as OpenStreetMap data ({exc})"
-        raise InputError(msg) from None
+    with local_copy(path) as local:
+        try:
+            processor = osmium.FileProcessor(local, osmium.osm.NODE | osmium.osm.WAY).with_locations()
+            for obj in processor:
+                if obj.is_node():
+                    if len(obj.tags) and obj.location.valid():
+                        tags = dict(obj.tags)
+                        node_tags[obj.id] = tags
+                        for i, (cls, value) in enumerate(classify_node(tags)):
+                            feats.append((obj.id, i, cls, value, json.dumps(tags, sort_keys=True),
+                                          obj.location.lon, obj.location.lat))
+                elif is_drivable(obj.tags):
+                    run = _longest_located_run(obj.nodes, coords)
+                    if len(run) >= 2:
+                        ways.append((obj.id, dict(obj.tags), run))
+        except RuntimeError as exc:
+            msg = f"{path}: cannot read as OpenStreetMap data ({exc})"
+            raise InputError(msg) from None
     if not ways:
         msg = f"{path}: no drivable highway ways found"
         raise InputError(msg)
-    say(f"{path.name}: {len(ways):,} drivable ways")
+    say(f"{name}: {len(ways):,} drivable ways")
     with tempfile.TemporaryDirectory() as tmp:
         xml = os.path.join(tmp, "drive.osm")
         _write_osm_xml(xml, ways, coords, node_tags)
@@ -187,7 +189,7 @@ def read_osm(path, *, progress=None):
     table["feature_id"] = np.arange(len(table), dtype=np.int64)
     features = gpd.GeoDataFrame(table, geometry=gpd.points_from_xy(table["lon"], table["lat"]), crs="EPSG:4326")
     features = features[FEATURE_COLUMNS]
-    say(f"{path.name}: {len(edges):,} edges, {len(nodes):,} nodes, {len(features):,} features")
+    say(f"{name}: {len(edges):,} edges, {len(nodes):,} nodes, {len(features):,} features")
     return nodes, edges, features
 
 

@@ -89,3 +89,29 @@ def sim_dir(helsinki_gpkg, tmp_path_factory):
                                    "--seed", "3", "-q"])
     assert res.exit_code == 0, res.output
     return out
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (SeaweedFS) for the session; tests reach it through
+    :func:`s3_env`."""
+    from fixtures.s3 import S3Server
+
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def s3(s3_server, monkeypatch, request):
+    """The server's credentials in the environment and a fresh bucket for the test; yields its
+    ``s3://bucket`` URL."""
+    import s3fs
+
+    for k, v in s3_server.env().items():
+        monkeypatch.setenv(k, v)
+    s3fs.S3FileSystem.clear_instance_cache()
+    bucket = f"t{abs(hash(request.node.nodeid)) % 10**9}"
+    s3_server.make_bucket(bucket)
+    yield f"s3://{bucket}"
+    s3fs.S3FileSystem.clear_instance_cache()

@@ -6,9 +6,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from mapdiff_cli.main import cli
 
 from mapdiff.jobs.shards import Shard, hash_shard
-from mapdiff_cli.main import cli
 
 NS = (1, 2, 3, 7)
 
