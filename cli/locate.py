@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from mapdiff_cli.options import build_config, fail, info, output_option, quiet_option
+from mapdiff_cli.options import (
+    Progress,
+    build_config,
+    fail,
+    info,
+    output_option,
+    part_label,
+    quiet_option,
+    shard_option,
+)
 
 
 @click.command(short_help="Estimate object positions from many observations.")
@@ -16,20 +25,36 @@ from mapdiff_cli.options import build_config, fail, info, output_option, quiet_o
               help="A pass's pose error before the data tell it (metres; then measured) [3].")
 @click.option("--labels", "labels_path", metavar="PATH",
               help="Also write the observations with the object_id each was assigned (-1: none).")
+@click.option("--tile-m", type=float, help="Work tile by tile: the side of a tile (metres) [2000].")
+@click.option("--halo-m", type=float,
+              help="A tile sees the observations this far beyond it: more than an observer sees (metres) [200].")
+@shard_option("tiles split by a stable hash of their key; a tile owns the objects whose position lies in it")
 @quiet_option
-def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path, quiet):
+def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path, tile_m, halo_m, shard, run_id, quiet):
     """Associate observations (trip_id, t, class, value, lon, lat, bearing_deg, bearing_sigma_deg,
     range_m, range_sigma_m) that see the same object and estimate each object's position by
-    robust weighted least squares; see mapdiff.locate."""
+    robust weighted least squares; see mapdiff.locate. The work runs over fixed tiles of the
+    globe (mapdiff.jobs.tiles): an object is estimated once, by the tile it lies in, from the
+    observations within the tile's halo, so sharded runs merge into the unsharded one."""
     from mapdiff.errors import MapdiffError
     from mapdiff.io import read_table, write_table
-    from mapdiff.locate import LocateConfig, locate as run
+    from mapdiff.jobs.shards import Shard
+    from mapdiff.jobs.stages import locate_part
+    from mapdiff.jobs.tiles import Tiling
+    from mapdiff.locate import LocateConfig
 
     config = build_config(LocateConfig, reach_m=reach_m, gate_sigma=gate_sigma, pose_sigma_m=pose_sigma_m)
+    tiling = build_config(Tiling, tile_m=tile_m, halo_m=halo_m)
+    if labels_path and shard is not None:
+        raise click.BadParameter("labels are written by an unsharded run only (an observation near a tile border "
+                                 "belongs to more than one shard)", param_hint="--labels")
     try:
         obs = read_table(observations)
-        objects, labels = run(obs, config, source=observations)
-        write_table(objects, output)
+        progress = Progress(None, "tiles", quiet=quiet)
+        objects, labels = locate_part(obs, config, tiling=tiling, shard=shard or Shard(), source=observations,
+                                      progress=progress)
+        progress.finish()
+        write_table(objects, output, metadata=part_label("locate", shard, run_id, outputs=("output", "labels_path")))
         if labels_path:
             write_table(obs.assign(object_id=labels), labels_path)
     except MapdiffError as exc:

@@ -127,6 +127,8 @@ class LocateConfig:
     split_sigma : an object whose tracks from different directions of travel sit apart by more
         than this many of their stated sigmas is several objects.
     cell_m : grid cell of the clustering index.
+    captures : "video" (passes of many frames), "imagery" (single captures) or "auto" (decided
+        from the data: :func:`capture_kind`). Work split into tiles decides once, for the whole.
     """
 
     reach_m: float = 15.0
@@ -160,6 +162,7 @@ class LocateConfig:
     # the most recall for the least precision lost
     split_sigma: float = 10.0
     cell_m: float = 15.0
+    captures: str = "auto"
 
     def validate(self) -> LocateConfig:
         check_fields(self, ("reach_m", "gate_sigma", "huber_k", "cell_m", "floor_m", "track_gap_s",
@@ -171,6 +174,9 @@ class LocateConfig:
             raise ConfigError(msg)
         if int(self.rounds) != self.rounds or self.rounds < 1:
             msg = f"rounds must be a whole number >= 1; found {self.rounds}"
+            raise ConfigError(msg)
+        if self.captures not in ("auto", "video", "imagery"):
+            msg = f"captures must be auto, video or imagery; found {self.captures!r}"
             raise ConfigError(msg)
         if not 0 < self.split_share <= 1:
             msg = f"split_share must be in (0, 1]; found {self.split_share}"
@@ -245,7 +251,8 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     b = np.radians(bearing)
     cls_codes, classes = _identities(observations)
     trip = _codes(observations["trip_id"])[0]
-    if _single_captures(trip, t):
+    kind = capture_kind(observations) if config.captures == "auto" else config.captures
+    if kind == "imagery":
         x, y, sxx, syy, red, n_trips, labels, ident = _locate_captures(trip, cls_codes, ox, oy, b, r, config)
         return _objects(observations, labels, trip, t, classes, ident, x + x0, y + y0, sxx, syy, red, n_trips, proj)
     # within a pass the pose error is shared: frames differ by the box's own noise only
@@ -312,11 +319,11 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     return _objects(observations, obs_labels, trip, t, classes, obj_cls, x + x0, y + y0, sxx, syy, red, n_trips, proj)
 
 
-def _single_captures(trip, t):
-    """Whether the data are single captures (street-level imagery: most observations come from
-    trips that are one instant) rather than passes of many frames (video)."""
-    per_trip = pd.DataFrame({"trip": trip, "t": t}).drop_duplicates().groupby("trip").size()
-    return bool((per_trip.reindex(trip).to_numpy() == 1).mean() > 0.5)
+def capture_kind(observations: pd.DataFrame) -> str:
+    """"imagery" where the data are single captures (street-level imagery: most observations
+    come from trips that are one instant), else "video" (passes of many frames)."""
+    per_trip = observations[["trip_id", "t"]].drop_duplicates().groupby("trip_id").size()
+    return "imagery" if (per_trip.reindex(observations["trip_id"]).to_numpy() == 1).mean() > 0.5 else "video"
 
 
 def _locate_captures(trip, ident, ox, oy, b, r, config):
@@ -433,6 +440,8 @@ def _capture_errors(used, x, y, ox, oy, b, r):
     from scipy.optimize import nnls
 
     has = used >= 0
+    if not has.any():
+        return None
     count = np.bincount(used[has], minlength=len(x))
     k = np.flatnonzero(has & (count[np.maximum(used, 0)] >= 4))
     if len(np.unique(used[k])) < 20:

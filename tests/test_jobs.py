@@ -3,6 +3,7 @@ for N in 1, 2, 3, 7, on a simulated fleet), the labels that keep runs apart, and
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -55,6 +56,48 @@ def test_match_shards_merge_into_the_whole_run(sim_dir, whole, n, tmp_path):
               "--paths", lambda s: tmp_path / "p" / f"{s.name}.parquet"], n, tmp_path)
     pd.testing.assert_frame_equal(_merged("match", tmp_path / "m", tmp_path), pd.read_parquet(whole / "matched.parquet"))
     pd.testing.assert_frame_equal(_merged("paths", tmp_path / "p", tmp_path), pd.read_parquet(whole / "paths.parquet"))
+
+
+TILES = ("--tile-m", 400, "--halo-m", 150)  # small tiles: the fixture's city spans dozens
+
+
+@pytest.fixture(scope="module")
+def whole_objects(whole):
+    run("locate", whole / "observations.parquet", "-o", whole / "objects.parquet", *TILES, "-q")
+    return pd.read_parquet(whole / "objects.parquet")
+
+
+@pytest.mark.parametrize("n", NS)
+def test_locate_shards_merge_into_the_whole_run(whole, whole_objects, n, tmp_path):
+    _sharded(["locate", whole / "observations.parquet", *TILES, "-o", lambda s: tmp_path / "l" / f"{s.name}.parquet"],
+             n, tmp_path)
+    pd.testing.assert_frame_equal(_merged("locate", tmp_path / "l", tmp_path), whole_objects)
+
+
+def test_tiles_see_their_halo_and_own_what_lies_in_them():
+    from mapdiff.jobs.tiles import M_PER_DEG, Tiling
+
+    tiling = Tiling(tile_m=1000, halo_m=100)
+    lat0 = 3 * tiling.dlat  # a row's lower edge
+    dlon = tiling._dlon(np.array([3]))[0]
+    lon0 = 7 * dlon - 180.0  # a column's left edge
+    m_lon = M_PER_DEG * np.cos(np.radians(lat0))
+    # in the middle of a tile; 50 m inside its left edge; 150 m beyond its left edge; at its corner
+    lon = np.array([lon0 + 500 / m_lon, lon0 + 50 / m_lon, lon0 - 150 / m_lon, lon0 + 30 / m_lon])
+    lat = np.array([lat0 + 500 / M_PER_DEG, lat0 + 500 / M_PER_DEG, lat0 + 500 / M_PER_DEG, lat0 + 30 / M_PER_DEG])
+    home = tiling.key(lon, lat)
+    assert home[0] == home[1] == home[3] != home[2]
+    idx, keys = tiling.near(lon, lat)
+    seen = {i: sorted(keys[idx == i]) for i in range(4)}
+    assert len(seen[0]) == 1 and len(seen[2]) == 1  # 150 m from the next tile: beyond the halo
+    assert len(seen[1]) == 2 and home[2] in seen[1]  # within 100 m of the left neighbour
+    assert len(seen[3]) == 4  # a corner: the three neighbours around it too
+
+
+def test_labels_need_an_unsharded_run(whole, tmp_path):
+    result = CliRunner().invoke(cli, ["locate", str(whole / "observations.parquet"), "-o", str(tmp_path / "o.parquet"),
+                                      "--labels", str(tmp_path / "l.parquet"), "--shard", "0/2"])
+    assert result.exit_code == 2 and "--labels" in result.output
 
 
 @pytest.mark.parametrize("n", NS)

@@ -44,6 +44,7 @@ STAGE_JOBS = {
     "match": StageJob(("-o", "--output", "--paths")),
     "coverage": StageJob(("-o", "--output")),
     "observe": StageJob(("-o", "--output", "--rejects")),
+    "locate": StageJob(("-o", "--output")),
 }
 
 

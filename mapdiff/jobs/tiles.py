@@ -1,0 +1,93 @@
+"""Spatial tiles with a halo, for the stages whose work is local in space (locate).
+
+The tiles are a fixed grid on the globe, the same for every input and shard: rows of
+``tile_m`` metres of latitude, each row cut into columns of ``tile_m`` metres at its middle
+latitude. A tile owns the objects whose position lies in it; its work sees every row whose
+point lies within ``halo_m`` of it, so that an object near a border is estimated from all its
+observations, and once, by the tile that owns its position. A stage run over tiles gives the
+same rows whether the tiles run in one process or are spread over N shards (by a stable hash of
+the tile's key), which is the sharding law.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mapdiff.errors import ConfigError
+
+#: metres per degree of latitude (mean; the grid only needs to be fixed, not exact)
+M_PER_DEG = 111_320.0
+#: bits of a tile's key for the column and for an object's number within its tile
+COL_BITS, LOCAL_BITS = 19, 20
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """``tile_m``: the side of a tile; ``halo_m``: how far beyond it a tile's work reaches (at
+    least the farthest an observer sees an object, plus the association's reach)."""
+
+    tile_m: float = 2000.0
+    halo_m: float = 200.0
+
+    def validate(self) -> Tiling:
+        if not self.tile_m >= 100:
+            msg = f"tile_m must be >= 100 metres; found {self.tile_m!r}"
+            raise ConfigError(msg)
+        if not 0 <= self.halo_m <= self.tile_m:
+            msg = f"halo_m must be in [0, tile_m={self.tile_m}] metres; found {self.halo_m!r}"
+            raise ConfigError(msg)
+        return self
+
+    @property
+    def dlat(self) -> float:
+        return self.tile_m / M_PER_DEG
+
+    def _dlon(self, row):
+        mid = (np.asarray(row, dtype=np.float64) + 0.5) * self.dlat
+        return self.tile_m / (M_PER_DEG * np.maximum(np.cos(np.radians(mid)), 1e-6))
+
+    def key(self, lon, lat) -> np.ndarray:
+        """The key (int64) of the tile holding each point."""
+        row = np.floor(np.asarray(lat, dtype=np.float64) / self.dlat).astype(np.int64)
+        col = np.floor((np.asarray(lon, dtype=np.float64) + 180.0) / self._dlon(row)).astype(np.int64)
+        return _key(row, col)
+
+    def near(self, lon, lat) -> tuple[np.ndarray, np.ndarray]:
+        """Every (point index, tile key) pair where the point lies in the tile or within
+        ``halo_m`` of it: the rows each tile's work sees."""
+        lon = np.asarray(lon, dtype=np.float64)
+        lat = np.asarray(lat, dtype=np.float64)
+        idx, keys = [], []
+        row0 = np.floor(lat / self.dlat).astype(np.int64)
+        for dr in (-1, 0, 1):
+            row = row0 + dr
+            dlon = self._dlon(row)
+            col0 = np.floor((lon + 180.0) / dlon).astype(np.int64)
+            # metres from the point to the row's band of latitude
+            lat_gap = np.maximum(np.maximum(row * self.dlat - lat, lat - (row + 1) * self.dlat), 0.0) * M_PER_DEG
+            m_per_lon = M_PER_DEG * np.maximum(np.cos(np.radians(lat)), 1e-6)
+            for dc in (-1, 0, 1):
+                col = col0 + dc
+                x = lon + 180.0
+                lon_gap = np.maximum(np.maximum(col * dlon - x, x - (col + 1) * dlon), 0.0) * m_per_lon
+                inside = np.hypot(lat_gap, lon_gap) <= self.halo_m
+                idx.append(np.flatnonzero(inside))
+                keys.append(_key(row, col)[inside])
+        return np.concatenate(idx), np.concatenate(keys)
+
+
+def _key(row, col):
+    # tiles of >= 100 m: rows run -100,000..100,000 (shifted by 2**17 to be non-negative: 18
+    # bits) and columns 0..400,750 (19 bits); with an object's number (20 bits) an id takes 57
+    return ((np.asarray(row, dtype=np.int64) + (1 << 17)) << COL_BITS) | np.asarray(col, dtype=np.int64)
+
+
+def object_ids(tile_key: int, n: int) -> np.ndarray:
+    """Ids of the ``n`` objects a tile owns: the tile's key, then their number in it, so ids
+    are the same whichever shard ran the tile."""
+    if n >= 1 << LOCAL_BITS:
+        msg = f"a tile owns {n:,} objects, more than {1 << LOCAL_BITS:,}; use smaller tiles"
+        raise ConfigError(msg)
+    return (np.int64(tile_key) << LOCAL_BITS) | np.arange(n, dtype=np.int64)
