@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import click
-from mapdiff_cli.options import build_config, fail, info, output_option, quiet_option
+from mapdiff_cli.options import (
+    build_config,
+    fail,
+    info,
+    output_option,
+    quiet_option,
+    results_store_option,
+    store_results,
+)
 
 
 @click.command(short_help="Judge the map against what the fleet saw: the list of places where it is wrong.")
@@ -28,8 +36,10 @@ from mapdiff_cli.options import build_config, fail, info, output_option, quiet_o
               help="Trips that must have had a feature in view before its absence is a removal [3].")
 @click.option("--min-road-trips", type=int, help="Distinct trips that make a road diff [3].")
 @click.option("--min-confidence", type=float, help="Diffs below this confidence are not written [0.5].")
+@results_store_option
 @quiet_option
-def diff(map_path, objects_path, coverage_path, matched_path, paths_path, video_path, output, quiet, **options):
+def diff(map_path, objects_path, coverage_path, matched_path, paths_path, video_path, output, store_url, quiet,
+         **options):
     """Compare the map's features and roads with the located objects, the coverage and the
     matched fixes; write every change with its kind, confidence and evidence (see mapdiff.diff)."""
     from mapdiff.diff import DiffConfig
@@ -50,6 +60,7 @@ def diff(map_path, objects_path, coverage_path, matched_path, paths_path, video_
                               "matched": matched_path or "matched", "paths": paths_path or "paths",
                               "video_coverage": video_path or "video coverage"})
         write_gpkg(result.layers(), output)
+        store_results(store_url, "diff", result.diffs, None, None)
     except MapdiffError as exc:
         fail(exc)
     for w in result.warnings:

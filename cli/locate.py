@@ -12,7 +12,9 @@ from mapdiff_cli.options import (
     output_option,
     part_label,
     quiet_option,
+    results_store_option,
     shard_option,
+    store_results,
 )
 
 
@@ -29,8 +31,10 @@ from mapdiff_cli.options import (
 @click.option("--halo-m", type=float,
               help="A tile sees the observations this far beyond it: more than an observer sees (metres) [200].")
 @shard_option("tiles split by a stable hash of their key; a tile owns the objects whose position lies in it")
+@results_store_option
 @quiet_option
-def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path, tile_m, halo_m, shard, run_id, quiet):
+def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path, tile_m, halo_m, shard, run_id,
+           store_url, quiet):
     """Associate observations (trip_id, t, class, value, lon, lat, bearing_deg, bearing_sigma_deg,
     range_m, range_sigma_m) that see the same object and estimate each object's position by
     robust weighted least squares; see mapdiff.locate. The work runs over fixed tiles of the
@@ -57,6 +61,7 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
         write_table(objects, output, metadata=part_label("locate", shard, run_id, outputs=("output", "labels_path")))
         if labels_path:
             write_table(obs.assign(object_id=labels), labels_path)
+        store_results(store_url, "locate", objects, shard, run_id, outputs=("output", "labels_path"))
     except MapdiffError as exc:
         fail(exc)
     n_weak = int(objects["weak"].sum())

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import click
 
-from mapdiff_cli.options import Progress, fail, info, output_option, part_label, quiet_option, shard_option
+from mapdiff_cli.options import (
+    Progress,
+    fail,
+    info,
+    output_option,
+    part_label,
+    quiet_option,
+    results_store_option,
+    shard_option,
+    store_results,
+)
 
 
 def _positive(ctx, param, value):
@@ -24,9 +34,10 @@ def _positive(ctx, param, value):
 @click.option("--beta-m", type=float, callback=_positive, help="Transition scale [10].")
 @click.option("--max-gap-s", type=float, callback=_positive, help="A longer time gap breaks the chain [600].")
 @shard_option("trips split by a stable hash of trip_id")
+@results_store_option
 @click.option("--fast", is_flag=True, help="Lighter preset for dense clean 1 Hz data (see MatchConfig.fast).")
 @quiet_option
-def match(traces, map_path, output, paths_path, quiet, fast, shard, run_id, **overrides):
+def match(traces, map_path, output, paths_path, quiet, fast, shard, run_id, store_url, **overrides):
     """Match GPS fixes (trip_id, t, lon, lat) to the edges of the map."""
     from mapdiff.errors import MapdiffError
     from mapdiff.io import read_table, write_table
@@ -51,6 +62,7 @@ def match(traces, map_path, output, paths_path, quiet, fast, shard, run_id, **ov
         if paths_path:
             write_table(paths, paths_path, metadata=part_label("paths", shard, run_id,
                                                                outputs=("output", "paths_path")))
+        store_results(store_url, "match", matched, shard, run_id, outputs=("output", "paths_path"))
     except MapdiffError as exc:
         fail(exc)
     counts = matched["state"].value_counts()

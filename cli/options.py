@@ -54,19 +54,40 @@ def shard_option(owned: str):
     return decorate
 
 
+def run_of(stage: str, run_id, *, outputs=("output",)) -> str:
+    """The run's id: given, or derived from the command's other parameters and its inputs."""
+    if run_id is not None:
+        return run_id
+    from mapdiff.jobs.parts import run_id as derived
+
+    params = click.get_current_context().params
+    skip = {"shard", "run_id", "quiet", "store_url", *outputs}
+    return derived(stage, {k: v for k, v in params.items() if k not in skip})
+
+
 def part_label(stage: str, shard, run_id, *, outputs=("output",)) -> dict | None:
     """The metadata of a shard's output (None for an unsharded run): the stage, the run id
-    (given, or derived from the command's other parameters and its inputs) and ``I/N``."""
+    and ``I/N``."""
     if shard is None:
         return None
     from mapdiff.jobs.parts import label
-    from mapdiff.jobs.parts import run_id as derived
 
-    if run_id is None:
-        params = click.get_current_context().params
-        skip = {"shard", "run_id", "quiet", *outputs}
-        run_id = derived(stage, {k: v for k, v in params.items() if k not in skip})
-    return label(stage, run_id, shard)
+    return label(stage, run_of(stage, run_id, outputs=outputs), shard)
+
+
+results_store_option = click.option(
+    "--store", "store_url", metavar="URL",
+    help="Also write the rows into the results store, a postgresql:// database with PostGIS (migrated by "
+         "mapdiff tasks migrate); a rerun replaces its run's and shard's rows.")
+
+
+def store_results(url, stage: str, frame, shard, run_id, *, outputs=("output",)) -> None:
+    """With ``--store``: the rows of this run and shard into the results store."""
+    if url is None:
+        return
+    from mapdiff.store.results import write_results
+
+    write_results(url, stage, frame, run_id=run_of(stage, run_id, outputs=outputs), shard=shard.index if shard else 0)
 
 
 def output_option(help_text: str = "Output file (local path or s3:// URI)."):

@@ -38,7 +38,8 @@ def store(store_url):
 
 def test_migrate_applies_each_migration_once(store_url):
     with open_store(store_url, migrate=True) as s:
-        assert s.applied() == ["0001"]
+        # the results tables (0002) need PostGIS: PostgreSQL only
+        assert s.applied() == (["0001", "0002"] if s.DIALECT == "postgresql" else ["0001"])
         assert s.migrate() == []  # nothing left to apply
 
 

@@ -69,6 +69,7 @@ def open_store(url: str, *, migrate: bool | None = None) -> TaskStore:
 
 
 class _SqliteStore(TaskStore):
+    DIALECT = "sqlite"
     NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 
     @classmethod
@@ -107,6 +108,7 @@ class _SqliteStore(TaskStore):
 
 
 class _PostgresStore(TaskStore):
+    DIALECT = "postgresql"
     NOW = "extract(epoch from clock_timestamp())::double precision"
     # READ COMMITTED: without the row lock two transitions of one task could both pass the check
     LOCK = " FOR UPDATE"

@@ -49,10 +49,13 @@ TASK_COLUMNS = ["task_id", "vehicle_id", "trip_id", "t_start", "t_end", "edge_id
 _TIME_COLUMNS = ("t_start", "t_end", "lease_until", "created", "updated")
 
 
-def migrations() -> list[tuple[str, str]]:
-    """The schema migrations in order: (version, SQL text), from the ``migrations`` folder."""
+def migrations(dialect: str) -> list[tuple[str, str]]:
+    """The schema migrations of a ``dialect`` ("sqlite", "postgresql") in order: (version, SQL
+    text), from the ``migrations`` folder: ``NNNN_name.sql`` runs on both, ``NNNN_name.DIALECT.sql``
+    on that one only (the results store needs PostGIS)."""
     folder = resources.files("mapdiff.store") / "migrations"
-    files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    files = sorted(p for p in folder.iterdir()
+                   if (p.name.endswith(".sql") and p.name.count(".") == 1) or p.name.endswith(f".{dialect}.sql"))
     return [(p.name.split("_", 1)[0], p.read_text()) for p in files]
 
 
@@ -65,6 +68,8 @@ def _statements(sql: str) -> list[str]:
 class TaskStore:
     """The interface both backends share; get one with :func:`mapdiff.store.open_store`."""
 
+    #: which migrations apply (see :func:`migrations`)
+    DIALECT = ""
     #: SQL for "now" in epoch seconds on the store's clock
     NOW = ""
     #: appended to a SELECT whose rows the transaction goes on to change
@@ -114,7 +119,7 @@ class TaskStore:
             cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, "
                         "applied DOUBLE PRECISION NOT NULL)")
         have = set(self.applied())
-        for version, sql in migrations():
+        for version, sql in migrations(self.DIALECT):
             if version in have:
                 continue
             with self._write() as cur:
@@ -127,7 +132,7 @@ class TaskStore:
 
     def check_schema(self) -> None:
         """Raise :class:`StoreError` unless every migration is applied."""
-        missing = [v for v, _ in migrations() if v not in set(self.applied())]
+        missing = [v for v, _ in migrations(self.DIALECT) if v not in set(self.applied())]
         if missing:
             msg = (f"task store {self.url}: schema not migrated (missing {', '.join(missing)}); "
                    f"run `mapdiff tasks migrate --store {self.url}`")
