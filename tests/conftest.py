@@ -53,8 +53,12 @@ def postgres_cluster():
     """A real PostgreSQL server for the session (Debian's package; .ci/run installs it)."""
     from fixtures.postgres import Cluster, bin_dir
 
-    if bin_dir() is None:
+    found = bin_dir()
+    if found is None:
         pytest.skip("PostgreSQL server binaries not found under /usr/lib/postgresql (.ci/run installs them)")
+    major = found.split("/")[4]
+    if not Path(f"/usr/share/postgresql/{major}/extension/postgis.control").exists():
+        pytest.skip(f"PostGIS for PostgreSQL {major} not installed (.ci/run installs postgresql-{major}-postgis-3)")
     cluster = Cluster().start()
     yield cluster
     cluster.stop()
