@@ -41,9 +41,8 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
     globe (mapdiff.jobs.tiles): an object is estimated once, by the tile it lies in, from the
     observations within the tile's halo, so sharded runs merge into the unsharded one."""
     from mapdiff.errors import MapdiffError
-    from mapdiff.io import read_table, write_table
-    from mapdiff.jobs.shards import Shard
-    from mapdiff.jobs.stages import locate_part
+    from mapdiff.io import write_table
+    from mapdiff.jobs.stages import locate_part, read_tiles
     from mapdiff.jobs.tiles import Tiling
     from mapdiff.locate import LocateConfig
 
@@ -53,9 +52,9 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
         raise click.BadParameter("labels are written by an unsharded run only (an observation near a tile border "
                                  "belongs to more than one shard)", param_hint="--labels")
     try:
-        obs = read_table(observations)
+        obs, kind = read_tiles(observations, tiling, shard)
         progress = Progress(None, "tiles", quiet=quiet)
-        objects, labels = locate_part(obs, config, tiling=tiling, shard=shard or Shard(), source=observations,
+        objects, labels = locate_part(obs, config, tiling=tiling, shard=shard, kind=kind, source=observations,
                                       progress=progress)
         progress.finish()
         write_table(objects, output, metadata=part_label("locate", shard, run_id, outputs=("output", "labels_path")))

@@ -40,9 +40,8 @@ def _positive(ctx, param, value):
 def match(traces, map_path, output, paths_path, quiet, fast, shard, run_id, store_url, **overrides):
     """Match GPS fixes (trip_id, t, lon, lat) to the edges of the map."""
     from mapdiff.errors import MapdiffError
-    from mapdiff.io import read_table, write_table
-    from mapdiff.jobs.stages import match_part
-    from mapdiff.jobs.shards import Shard
+    from mapdiff.io import write_table
+    from mapdiff.jobs.stages import match_part, read_owned
     from mapdiff.matching import MatchConfig
     from mapdiff.network import load_network
 
@@ -52,11 +51,11 @@ def match(traces, map_path, output, paths_path, quiet, fast, shard, run_id, stor
     except MapdiffError as exc:
         raise click.BadParameter(str(exc)) from None
     try:
-        df = read_table(traces)
+        df = read_owned(traces, shard)
         net = load_network(map_path)
         progress = Progress(None if shard else len(df), f"matched fixes{f' of shard {shard}' if shard else ''}",
                             quiet=quiet)
-        matched, paths = match_part(df, net, config, shard=shard or Shard(), source=str(traces), progress=progress)
+        matched, paths = match_part(df, net, config, shard=shard, source=str(traces), progress=progress)
         progress.finish()
         write_table(matched, output, metadata=part_label("match", shard, run_id, outputs=("output", "paths_path")))
         if paths_path:

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import click
-
-from mapdiff_cli.options import build_config, fail, info, output_option, part_label, quiet_option, shard_option
+from mapdiff_cli.options import (
+    build_config,
+    fail,
+    info,
+    output_option,
+    part_label,
+    quiet_option,
+    shard_option,
+)
 
 
 @click.command(short_help="Turn pixel detections into bearing and range observations.")
@@ -30,21 +37,20 @@ def observe(detections, matched, camera_path, map_path, output, rejects, max_gap
     stderr by reason (and written with --rejects)."""
     from mapdiff.camera import read_camera
     from mapdiff.errors import MapdiffError
-    from mapdiff.io import read_table, write_table
-    from mapdiff.jobs.shards import Shard
-    from mapdiff.jobs.stages import observe_part
+    from mapdiff.io import write_table
+    from mapdiff.jobs.stages import observe_part, read_owned
     from mapdiff.observe import ObserveConfig
 
     config = build_config(ObserveConfig, max_gap_s=max_gap_s, lane_offset_m=lane_offset_m)
     try:
         camera = read_camera(camera_path)
-        det = read_table(detections)
+        det = read_owned(detections, shard)
         network = None
         if map_path:
             from mapdiff.network import load_network
 
             network = load_network(map_path)
-        obs, rejected = observe_part(det, read_table(matched), camera, config, network=network, shard=shard or Shard(),
+        obs, rejected = observe_part(det, read_owned(matched, shard), camera, config, network=network, shard=shard,
                                      source=detections, matched_source=matched)
         write_table(obs, output, metadata=part_label("observe", shard, run_id, outputs=("output", "rejects")))
         if rejects:

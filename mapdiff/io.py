@@ -64,29 +64,50 @@ def check_exists(path) -> None:
         raise InputError(msg)
 
 
-def read_table(path) -> pd.DataFrame:
+def read_table(path, *, where=None, columns=None) -> pd.DataFrame:
     """Read a Parquet or GeoParquet file into a (Geo)DataFrame.
 
     A GeoParquet file comes back as a GeoDataFrame with its CRS; a geometry column without
-    a CRS is an error, since every coordinate in mapdiff must say what it is.
+    a CRS is an error, since every coordinate in mapdiff must say what it is. ``where``: a
+    function of a batch of rows (a pyarrow Table) giving the mask of those to keep; the file is
+    then read batch by batch, so only the kept rows are ever held (a shard's). ``columns``: read
+    only these.
     """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if where is not None:
+        with open_parquet(path) as pf:
+            try:
+                kept = [pa.Table.from_batches([b]).filter(where(pa.Table.from_batches([b])))
+                        for b in pf.iter_batches(batch_size=1_000_000, columns=columns)]
+            except Exception as exc:
+                err = _storage_error(exc, path, "read")
+                if err is not None:
+                    raise err from None
+                raise
+            table = pa.concat_tables(kept) if kept else pf.schema_arrow.empty_table()
+            table = table.replace_schema_metadata(pf.schema_arrow.metadata)
+        return _frame(table, path)
     check_exists(path)
     try:
         if _is_remote(path):
             import fsspec
 
             with fsspec.open(str(path), "rb") as f:
-                table = pq.read_table(f)
+                table = pq.read_table(f, columns=columns)
         else:
-            table = pq.read_table(str(path))
+            table = pq.read_table(str(path), columns=columns)
     except Exception as exc:  # pyarrow raises several types for "not a Parquet file"
         err = _storage_error(exc, path, "read")
         if err is not None:
             raise err from None
         msg = f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc})"
         raise InputError(msg) from None
+    return _frame(table, path)
+
+
+def _frame(table, path) -> pd.DataFrame:
     if b"geo" in (table.schema.metadata or {}):
         from geopandas.io.arrow import _arrow_to_geopandas
 

@@ -2,7 +2,6 @@
 tables with GiST indexes; a rerun of a shard replaces its rows; a server that goes down
 mid-write keeps nothing of the write and the retry completes."""
 
-import os
 import subprocess
 import sys
 import time
@@ -11,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-
 from mapdiff_cli.main import cli
 
 pytestmark = pytest.mark.postgresql

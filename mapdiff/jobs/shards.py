@@ -59,14 +59,6 @@ def hash_shard(ids, count: int) -> np.ndarray:
     return per_name[codes]
 
 
-def owned(frame: pd.DataFrame, shard: Shard, column: str = "trip_id") -> pd.DataFrame:
-    """The rows of ``frame`` whose ``column`` hashes to ``shard`` (all of them for the whole).
-    A frame without the column is returned whole, so the stage names the missing column."""
-    if shard.whole or column not in frame.columns:
-        return frame
-    return frame[hash_shard(frame[column].to_numpy(), shard.count) == shard.index]
-
-
 def batch_owner(shard: Shard, column: str = "trip_id"):
     """A function of a pyarrow Table giving the mask of the rows ``shard`` owns (for stages
     that stream their input in batches)."""

@@ -1,59 +1,95 @@
-"""A stage run on the rows one shard owns: the jobs layer picks the rows, the stage function
-sees only frames. A shard that owns no rows writes empty outputs with the stage's columns (one
-of N array jobs may draw no trips), not an error."""
+"""A stage run on the rows one shard owns: the jobs layer reads the rows a shard owns (batch by
+batch, so a shard holds only its own), the stage function sees only frames. A shard that owns no
+rows writes empty outputs with the stage's columns (one of N array jobs may draw no trips), not
+an error."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from mapdiff.jobs.shards import Shard, owned
+from mapdiff.jobs.shards import Shard, batch_owner, hash_shard
 
 
-def match_part(traces: pd.DataFrame, network, config=None, *, shard: Shard, source: str = "traces", progress=None):
-    """:func:`mapdiff.matching.match` on the trips of ``shard``."""
+def read_owned(path, shard: Shard | None, column: str = "trip_id") -> pd.DataFrame:
+    """The rows of a Parquet file that ``shard`` owns by the hash of ``column`` (all for None)."""
+    from mapdiff.io import read_table
+
+    if shard is None or shard.whole:
+        return read_table(path)
+    return read_table(path, where=batch_owner(shard, column))
+
+
+def match_part(traces: pd.DataFrame, network, config=None, *, shard: Shard | None, source: str = "traces",
+               progress=None):
+    """:func:`mapdiff.matching.match` on the trips of ``shard`` (``traces`` holds them)."""
     from mapdiff.matching import MATCHED_COLUMNS, PATH_COLUMNS, match
 
-    part = owned(traces, shard)
-    if len(part) == 0 and len(traces) > 0:
+    if shard is not None and len(traces) == 0:
         return pd.DataFrame(columns=MATCHED_COLUMNS), pd.DataFrame(columns=PATH_COLUMNS)
-    return match(part, network, config, source=source, progress=progress)
+    return match(traces, network, config, source=source, progress=progress)
 
 
-def observe_part(detections: pd.DataFrame, matched: pd.DataFrame, camera, config=None, *, shard: Shard, network=None,
-                 source: str = "detections", matched_source: str = "matched"):
-    """:func:`mapdiff.observe.observe` on the trips of ``shard`` (their detections and fixes)."""
+def observe_part(detections: pd.DataFrame, matched: pd.DataFrame, camera, config=None, *, shard: Shard | None,
+                 network=None, source: str = "detections", matched_source: str = "matched"):
+    """:func:`mapdiff.observe.observe` on the trips of ``shard`` (the frames hold their
+    detections and fixes)."""
     from mapdiff.observe import OBSERVATION_COLUMNS, observe
 
-    det, fixes = owned(detections, shard), owned(matched, shard)
-    if len(det) == 0 and len(detections) > 0:
+    if shard is not None and len(detections) == 0:
         return pd.DataFrame(columns=OBSERVATION_COLUMNS), detections.iloc[:0].assign(reason=pd.Series(dtype=str))
-    return observe(det, fixes, camera, config, network=network, source=source, matched_source=matched_source)
+    return observe(detections, matched, camera, config, network=network, source=source, matched_source=matched_source)
 
 
-def locate_part(observations: pd.DataFrame, config=None, *, tiling, shard: Shard, source: str = "observations",
-                progress=None):
+def read_tiles(path, tiling, shard: Shard | None) -> tuple[pd.DataFrame, str]:
+    """The observations a shard's tiles see (each tile's own and its halo's), read batch by
+    batch; and the capture kind of the whole file (:func:`mapdiff.locate.capture_kind`), which
+    is the data set's, not a tile's."""
+    from mapdiff.io import read_table
+    from mapdiff.locate import capture_kind
+
+    kind = capture_kind(read_table(path, columns=["trip_id", "t"]))
+    if shard is None or shard.whole:
+        return read_table(path), kind
+
+    def near_owned(table):
+        mask = np.zeros(table.num_rows, dtype=bool)
+        if "lon" not in table.column_names or "lat" not in table.column_names:
+            return ~mask  # a geometry-only file: every row, and the tiles sort them out
+        lon = table.column("lon").to_numpy(zero_copy_only=False)
+        lat = table.column("lat").to_numpy(zero_copy_only=False)
+        idx, keys = tiling.near(lon, lat)
+        mask[idx[hash_shard(keys, shard.count) == shard.index]] = True
+        return mask
+
+    return read_table(path, where=near_owned), kind
+
+
+def locate_part(observations: pd.DataFrame, config=None, *, tiling, shard: Shard | None, kind: str | None = None,
+                source: str = "observations", progress=None):
     """:func:`mapdiff.locate.locate` tile by tile (:mod:`mapdiff.jobs.tiles`) over the tiles
     ``shard`` owns: each tile's observations with its halo go in, the objects whose position
-    lies in the tile come out, numbered by the tile. Returns (objects, labels) like ``locate``;
-    an observation that several tiles assigned keeps the first tile's (in key order) object."""
+    lies in the tile come out, numbered by the tile. ``kind``: the whole data set's capture kind
+    (see :func:`read_tiles`; else decided from ``observations``). Returns (objects, labels) like
+    ``locate``; an observation that several tiles assigned keeps the first tile's (in key order)
+    object."""
     from dataclasses import replace
 
-    import numpy as np
-
-    from mapdiff.jobs.shards import hash_shard
     from mapdiff.jobs.tiles import object_ids
     from mapdiff.locate import OBJECT_COLUMNS, LocateConfig, capture_kind, locate, validate_observations
 
     tiling = tiling.validate()
+    if shard is not None and len(observations) == 0:
+        return pd.DataFrame({c: [] for c in OBJECT_COLUMNS}), np.zeros(0, dtype=np.int64)
     lon, lat = validate_observations(observations, source)[:2]  # bad input is named once, for the whole file
     config = config or LocateConfig()
     if config.captures == "auto":  # a property of the data set, not of a tile's few rows
-        config = replace(config, captures=capture_kind(observations))
+        config = replace(config, captures=kind or capture_kind(observations))
     rows, keys = tiling.near(lon, lat)
     order = np.argsort(keys, kind="stable")
     rows, keys = rows[order], keys[order]
     tiles = np.unique(keys)
-    mine = tiles[hash_shard(tiles, shard.count) == shard.index] if not shard.whole else tiles
+    mine = tiles if shard is None or shard.whole else tiles[hash_shard(tiles, shard.count) == shard.index]
     starts, ends = np.searchsorted(keys, mine, "left"), np.searchsorted(keys, mine, "right")
     labels = np.full(len(observations), -1, dtype=np.int64)
     frames = []
