@@ -6,25 +6,30 @@ import click
 from mapdiff_cli.options import fail, info, output_option, quiet_option
 
 #: mapdiff.jobs.parts.STAGES, written out so that --help needs no import of the library
-STAGES = ("match", "paths", "observe", "locate", "coverage")
+STAGES = ("match", "paths", "observe", "locate", "coverage", "simulate")
 
 
 @click.command(short_help="Merge the outputs of the shards of one run (or coverages of disjoint windows).")
 @click.argument("stage", type=click.Choice(STAGES))
 @click.argument("parts", nargs=-1, required=True, metavar="PARTS...")
-@output_option("The merged output.")
+@output_option("The merged output (a folder for simulate).")
 @quiet_option
 def merge(stage, parts, output, quiet):
     """Join the shard outputs PARTS (files, or folders of part-* files) of one run of STAGE into
     what one unsharded run writes. Parts of different runs, a part given twice and a missing
     part are refused. Coverages add up (counts add, vehicles unite, first and last times take the
     min and max), so coverages of disjoint time windows merge too; the other stages' rows are
-    concatenated in the unsharded order."""
+    concatenated in the unsharded order. Simulation folders merge into one folder: the world's
+    files once, the vehicles' tables joined."""
     from mapdiff.errors import MapdiffError
     from mapdiff.io import write_table
-    from mapdiff.jobs.parts import merge as run
+    from mapdiff.jobs.parts import merge as run, merge_simulation
 
     try:
+        if stage == "simulate":
+            meta = merge_simulation(parts, output)
+            info(f"merged simulate: {meta['counts']['trips']:,} trips, {meta['counts']['fixes']:,} fixes", quiet=quiet)
+            return
         merged = run(stage, parts)
         write_table(merged, output)
     except MapdiffError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mapdiff_cli.options import build_config, fail, info, quiet_option
+from mapdiff_cli.options import build_config, fail, info, part_label, quiet_option, shard_option
 
 # option name -> (SimConfig field, help); every one maps straight onto the config
 _RATES = {
@@ -71,8 +71,9 @@ def _options(f):
 @click.option("--days", type=int, default=1, show_default=True, help="Number of days.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed: same seed, same bytes.")
 @_options
+@shard_option("vehicles split by a stable hash of their id; every shard writes the whole world")
 @quiet_option
-def simulate(map_path, output, quiet, **options):
+def simulate(map_path, output, shard, run_id, quiet, **options):
     """Take the map's roads and features as the true world, derive a stale map with planted
     differences, drive a fleet over the world, and write GPS traces, dashcam detections (or, with
     --capture imagery, street-level observations) and the truth folder (see mapdiff.simulate). Defaults of every rate: ``python -c "import mapdiff.simulate
@@ -80,6 +81,7 @@ def simulate(map_path, output, quiet, **options):
     from mapdiff.camera import Camera
     from mapdiff.errors import MapdiffError
     from mapdiff.io import read_map_layers
+    from mapdiff.jobs.shards import vehicles_of
     from mapdiff.simulate import SimConfig, simulate as run
 
     cam = {k.replace("-", "_"): options.pop(k.replace("-", "_")) for k in _CAMERA}
@@ -89,8 +91,9 @@ def simulate(map_path, output, quiet, **options):
         layers = read_map_layers(map_path)
         if "features" not in layers:
             info(f"{map_path}: no 'features' layer: simulating traces but no detections", quiet=False)
-        sim = run(layers, config, camera, progress=lambda m: info(m, quiet=quiet))
-        sim.write(output)
+        vehicles = vehicles_of(config.vehicles, shard) if shard else None
+        sim = run(layers, config, camera, progress=lambda m: info(m, quiet=quiet), vehicles=vehicles)
+        sim.write(output, metadata=part_label("simulate", shard, run_id))
     except MapdiffError as exc:
         fail(exc)
     seen = (f"{len(sim.observations):,} street-level observations" if sim.observations is not None

@@ -52,14 +52,17 @@ def storage(path, doing: str):
         raise err from None
 
 
-def check_exists(path) -> None:
+def exists(path) -> bool:
+    """Whether ``path`` (local or remote) exists."""
     if _is_remote(path):
         fs, fspath = _fs(path)
         with storage(path, "reach it"):
-            found = fs.exists(fspath)
-    else:
-        found = Path(path).exists()
-    if not found:
+            return fs.exists(fspath)
+    return Path(path).exists()
+
+
+def check_exists(path) -> None:
+    if not exists(path):
         msg = f"{path}: file not found"
         raise InputError(msg)
 

@@ -186,25 +186,27 @@ class Simulation:
     meta: dict
     observations: pd.DataFrame | None = None  # street-level imagery: observations, not detections
 
-    def write(self, out_dir) -> None:
-        """Write every file under ``out_dir`` (local or s3://), each atomically."""
-        from mapdiff.io import atomic_path, write_gpkg, write_table
+    def write(self, out_dir, *, metadata: dict | None = None) -> None:
+        """Write every file under the folder ``out_dir`` (local or s3://), which appears whole
+        (see :func:`mapdiff.io.atomic_dir`); ``metadata`` labels its tables (a shard's)."""
+        from mapdiff.io import atomic_dir, write_gpkg, write_table
 
-        out = str(out_dir).rstrip("/")
-        write_gpkg(self.map_layers, f"{out}/map.gpkg")
-        write_table(self.traces, f"{out}/traces.parquet")
-        if self.observations is not None:
-            write_table(self.observations, f"{out}/observations.parquet")
-        else:
-            write_table(self.detections, f"{out}/detections.parquet")
-        for name, frame in (("changes", self.changes), ("routes", self.routes), ("fixes", self.fixes),
-                            ("objects", self.objects), ("detections", self.detection_truth),
-                            ("edges", self.edges)):
-            write_table(frame, f"{out}/truth/{name}.parquet")
-        for name, text in (("camera.json", self.camera.to_json()),
-                           ("truth/meta.json", json.dumps(self.meta, indent=2, sort_keys=True) + "\n")):
-            with atomic_path(f"{out}/{name}") as tmp, open(tmp, "w") as f:
-                f.write(text)
+        with atomic_dir(out_dir) as out:
+            write_gpkg(self.map_layers, f"{out}/map.gpkg")
+            for name, frame in self.tables().items():
+                write_table(frame, f"{out}/{name}.parquet", metadata=metadata)
+            for name, text in (("camera.json", self.camera.to_json()),
+                               ("truth/meta.json", json.dumps(self.meta, indent=2, sort_keys=True) + "\n")):
+                with open(f"{out}/{name}", "w") as f:
+                    f.write(text)
+
+    def tables(self) -> dict:
+        """The Parquet files of the folder by name (without the suffix)."""
+        seen = {"observations": self.observations} if self.observations is not None else {
+            "detections": self.detections}
+        return {"traces": self.traces, **seen, **{f"truth/{name}": frame for name, frame in (
+            ("changes", self.changes), ("routes", self.routes), ("fixes", self.fixes), ("objects", self.objects),
+            ("detections", self.detection_truth), ("edges", self.edges))}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -551,24 +553,23 @@ def _signal_nodes(roads: _Roads, objects) -> np.ndarray:
     return near
 
 
-def _draw_trips(roads: _Roads, config: SimConfig, rng):
-    """Per trip: vehicle, day, and its legs (node pairs), with an optional U-turn edge."""
+def _draw_trips(roads: _Roads, config: SimConfig, rng, v: int):
+    """Per trip of vehicle ``v``: vehicle, day, and its legs (node pairs), with an optional U-turn edge."""
     two_way = np.flatnonzero((roads.reverse >= 0) & np.isin(roads.net.edge_u[: roads.net.n_edges], roads.nodes))
     trips = []
-    for v in range(config.vehicles):
-        for d in range(config.days):
-            for k in range(rng.poisson(config.trips_per_day)):
-                o, dst = rng.choice(roads.nodes, 2, replace=len(roads.nodes) < 2)
-                r = rng.random()
-                if r < config.uturn_rate and len(two_way):
-                    e = int(rng.choice(two_way))
-                    mid = int(roads.net.edge_u[e])
-                    trips.append((v, d, k, [(o, mid), (mid, dst)], e, rng.uniform(0.3, 0.7)))
-                elif r < config.uturn_rate + config.loop_rate:
-                    w = rng.choice(roads.nodes)
-                    trips.append((v, d, k, [(o, w), (w, dst)], -1, 0.0))
-                else:
-                    trips.append((v, d, k, [(o, dst)], -1, 0.0))
+    for d in range(config.days):
+        for k in range(rng.poisson(config.trips_per_day)):
+            o, dst = rng.choice(roads.nodes, 2, replace=len(roads.nodes) < 2)
+            r = rng.random()
+            if r < config.uturn_rate and len(two_way):
+                e = int(rng.choice(two_way))
+                mid = int(roads.net.edge_u[e])
+                trips.append((v, d, k, [(o, mid), (mid, dst)], e, rng.uniform(0.3, 0.7)))
+            elif r < config.uturn_rate + config.loop_rate:
+                w = rng.choice(roads.nodes)
+                trips.append((v, d, k, [(o, w), (w, dst)], -1, 0.0))
+            else:
+                trips.append((v, d, k, [(o, dst)], -1, 0.0))
     return trips
 
 
@@ -707,45 +708,47 @@ def _object_grid(x, y, cell_m):
     return (float(x0), float(y0), float(cell_m), nx, ny, ptr, order)
 
 
-def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, *, progress=None) -> Simulation:
-    """Simulate a fleet on a map (``{"edges": ..., "features": ..., "nodes": ...}``, WGS84).
+def vehicle_id(v: int) -> str:
+    """The id of the fleet's vehicle number ``v`` (0-based)."""
+    return f"v{v:05d}"
 
-    A map without ``features`` gives traces but no detections.
-    """
-    import geopandas as gpd
 
+@dataclass(frozen=True)
+class _World:
+    """What every vehicle drives in: the true roads and objects, and the projection."""
+
+    roads: _Roads
+    world_edges: pd.DataFrame
+    world_ids: np.ndarray
+    signal_node: np.ndarray
+    objects: pd.DataFrame
+    proj: object
+    camera: Camera
+
+
+def _concat(frames):
+    """The vehicles' frames as one; ids as categoricals again (one string per trip, not per row:
+    Parquet stores them as dictionaries), their categories sorted as one vehicle's are."""
+    full = [f for f in frames if len(f)] or frames[:1]
+    out = pd.concat(full, ignore_index=True) if len(full) > 1 else full[0].reset_index(drop=True)
+    for col in ("trip_id", "vehicle_id"):
+        if col in out and not isinstance(out[col].dtype, pd.CategoricalDtype):
+            out[col] = out[col].astype(str).astype("category")
+    return out
+
+
+def _drive(v: int, world: _World, config: SimConfig) -> dict:
+    """Vehicle ``v``'s trips, fixes, routes and detections (its detection ids ``v << 32`` on)."""
     from mapdiff._kernels.graph import route_legs
     from mapdiff._kernels.simulate import detect, gps_noise, poses
-    from mapdiff.network import Network
 
-    config = config.validate()
-    camera = (camera or Camera()).validate()
-    say = progress or (lambda msg: None)
-    rng = np.random.default_rng(config.seed)
-    edges = map_layers["edges"]
-    Network.from_edges(edges, source="map")  # checks the layer before any work
-    if "edge_id" not in edges:
-        edges = edges.assign(edge_id=np.arange(len(edges), dtype=np.int64))
-    features = map_layers.get("features")
-    if features is None:
-        features = gpd.GeoDataFrame({"feature_id": pd.Series([], dtype=np.int64), "class": [], "value": []},
-                                    geometry=gpd.GeoSeries([], crs=edges.crs))
-    from mapdiff.projection import LocalProjection
-
-    minx, miny, maxx, maxy = edges.geometry.to_crs(4326).total_bounds
-    proj = LocalProjection.around((minx + maxx) / 2, (miny + maxy) / 2)
-    edges_m = edges.to_crs(proj.crs).reset_index(drop=True)
-    feats_m = features.to_crs(proj.crs).reset_index(drop=True)
-    world_edges, map_edges, objects, map_feats, changes = plant_changes(edges_m, feats_m, config, rng)
-    objects = place_objects(objects, world_edges, config, rng)
-    say(f"planted {len(changes):,} changes: " + ", ".join(
-        f"{n} {k}" for k, n in changes["kind"].value_counts(sort=False).items() if n))
-
-    roads = _road_graph(world_edges.reset_index(drop=True), config)
-    net = roads.net
-    world_ids = world_edges["edge_id"].to_numpy()
-    signal_node = _signal_nodes(roads, objects)
-    trips = _draw_trips(roads, config, rng)
+    roads, net, world_edges, world_ids = world.roads, world.roads.net, world.world_edges, world.world_ids
+    signal_node, objects, proj, camera = world.signal_node, world.objects, world.proj, world.camera
+    # each vehicle its own random streams (numpy's, and the kernels' seed): a subset of the
+    # vehicles (a shard) gives exactly their rows of the whole fleet
+    rng = np.random.default_rng([config.seed, 1, v])
+    seed = int(np.random.SeedSequence([config.seed, 2, v]).generate_state(1)[0] % (1 << 30))
+    trips = _draw_trips(roads, config, rng, v)
     src = np.array([a for t in trips for a, _ in t[3]], dtype=np.int64)
     dst = np.array([b for t in trips for _, b in t[3]], dtype=np.int64)
     weight = net.edge_len[: net.n_edges] / roads.speed
@@ -754,17 +757,16 @@ def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, 
     kept, pptr, pc = _pieces(trips, legs_edges, legs_ptr, legs_ok, roads, signal_node, config, rng)
     trips = [trips[i] for i in kept]
     n_trips = len(trips)
-    say(f"routed {n_trips:,} trips of {config.vehicles:,} vehicles over {config.days:,} days")
 
     # times: trips of a vehicle-day follow each other with idle gaps, from a morning start
     dur = np.add.reduceat(pc["dur"], pptr[:-1]) if n_trips else np.zeros(0)
     day0 = (pd.Timestamp(config.start_date, tz="UTC") - EPOCH).total_seconds()
     start = np.empty(n_trips)
     prev_key, clock = None, 0.0
-    for i, (v, d, k, *_rest) in enumerate(trips):
-        if (v, d) != prev_key:
+    for i, (_, d, _k, *_rest) in enumerate(trips):
+        if d != prev_key:  # (one vehicle's trips: a new day)
             clock = day0 + d * 86400.0 + rng.uniform(5.0, 9.0) * 3600.0
-            prev_key = (v, d)
+            prev_key = d
         start[i] = np.round(clock, 3)
         clock = start[i] + dur[i] + rng.uniform(120.0, 1800.0)
     trip_of_piece = np.repeat(np.arange(n_trips), np.diff(pptr))
@@ -774,8 +776,8 @@ def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, 
     p_t0 = p_t1 - pc["dur"]
     end = start + dur
     # ids as categoricals: one string per trip, not per row (Parquet stores them as dictionaries)
-    trip_ids = pd.Categorical([f"v{v:05d}-d{d:03d}-t{k:03d}" for v, d, k, *_r in trips])
-    vehicle_ids = pd.Categorical([f"v{v:05d}" for v, *_r in trips])
+    trip_ids = pd.Categorical([f"{vehicle_id(v)}-d{d:03d}-t{k:03d}" for v, d, k, *_r in trips])
+    vehicle_ids = pd.Categorical([vehicle_id(v) for v, *_r in trips])
 
     def pose_at(t, tptr):
         return poses(pptr, pc["edge"], pc["s0"], pc["s1"], p_t0, p_t1, pc["ax"], pc["ay"], pc["bx"], pc["by"],
@@ -785,7 +787,7 @@ def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, 
     phase = np.round(rng.uniform(0.0, config.sample_interval_s, n_trips), 3)
     t_fix, fptr, ftrip = _regular_times(start, end, config.sample_interval_s, phase)
     x, y, heading, fedge, foff = pose_at(t_fix, fptr)
-    nx_, ny_, outlier = gps_noise(fptr, t_fix, x, y, config.seed, config.gps_sigma_m, config.gps_bias_sigma_m,
+    nx_, ny_, outlier = gps_noise(fptr, t_fix, x, y, seed, config.gps_sigma_m, config.gps_bias_sigma_m,
                                   config.gps_bias_tau_s, config.outlier_rate, 20.0, 100.0)
     multipath = _multipath(nx_, ny_, heading, t_fix, fptr, start, dur, config, rng)
     keep = ~_in_tunnel(world_edges, fedge)
@@ -807,7 +809,6 @@ def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, 
         "multipath": multipath[keep],
     })
     fixes.loc[kedge < 0, "edge_id"] = pd.NA
-    say(f"sampled {len(traces):,} GPS fixes")
 
     # true routes: one row per edge piece (stops extend the piece before them)
     on_edge = (pc["edge"] >= 0) & (pc["s1"] > pc["s0"])
@@ -841,8 +842,6 @@ def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, 
         cx, cy, _, _, _ = pose_at(t_frame, cptr)
         observations, detection_truth = _imagery(t_frame, cptr, ctrip, cx, cy, objects, trip_ids, config, rng, proj)
         detections = pd.DataFrame({c: pd.Series(dtype=object) for c in det_cols})
-        say(f"captured {observations['trip_id'].nunique():,} street-level images with {len(observations):,} "
-            "detections")
     elif len(objects):
         t_frame, cptr, ctrip = _regular_times(start, end, config.frame_interval_s, np.zeros(n_trips))
         cx, cy, cheading, _, _ = pose_at(t_frame, cptr)
@@ -851,16 +850,78 @@ def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, 
         frame, obj, box, score = detect(cptr, cx, cy, cheading, ox, oy, objects["z_m"].to_numpy(),
                                         objects["height_m"].to_numpy(), objects["width_m"].to_numpy(),
                                         np.radians(objects["facing_deg"].to_numpy(float)), grid,
-                                        camera.kernel_tuple, config.seed, config.max_range_m, config.min_box_px,
+                                        camera.kernel_tuple, seed, config.max_range_m, config.min_box_px,
                                         camera.pixel_sigma_px, config.miss_rate)
         detections, detection_truth = _finish_detections(frame, obj, box, score, t_frame, ctrip, (cx, cy, cheading),
                                                          trip_ids, objects, camera, config, rng, proj)
-        say(f"rendered {len(detections):,} detections from {len(t_frame):,} frames")
     else:
-        say("the map has no features: traces only, no detections")
         detections = pd.DataFrame({c: pd.Series(dtype=object) for c in det_cols})
         detection_truth = pd.DataFrame({"detection_id": pd.Series(dtype=np.int64),
                                         "object_id": pd.Series(dtype="Int64")})
+
+    first_id = np.int64(v) << 32
+    for frame in (detections, detection_truth, observations):
+        if frame is not None and len(frame):
+            frame["detection_id"] = frame["detection_id"].to_numpy(np.int64) + first_id
+    return {"n_trips": n_trips, "traces": traces, "fixes": fixes, "routes": routes, "detections": detections,
+            "detection_truth": detection_truth, "observations": observations}
+
+
+def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, *, progress=None,
+             vehicles=None) -> Simulation:
+    """Simulate a fleet on a map (``{"edges": ..., "features": ..., "nodes": ...}``, WGS84).
+
+    A map without ``features`` gives traces but no detections. ``vehicles``: only these vehicles
+    (0-based) of the fleet, as a shard does; the world (changes, objects) is the whole fleet's,
+    and each vehicle draws from its own random streams, so the vehicles' rows are those of the
+    whole fleet's run.
+    """
+    import geopandas as gpd
+
+    from mapdiff.network import Network
+
+    config = config.validate()
+    camera = (camera or Camera()).validate()
+    say = progress or (lambda msg: None)
+    rng = np.random.default_rng(config.seed)
+    edges = map_layers["edges"]
+    Network.from_edges(edges, source="map")  # checks the layer before any work
+    if "edge_id" not in edges:
+        edges = edges.assign(edge_id=np.arange(len(edges), dtype=np.int64))
+    features = map_layers.get("features")
+    if features is None:
+        features = gpd.GeoDataFrame({"feature_id": pd.Series([], dtype=np.int64), "class": [], "value": []},
+                                    geometry=gpd.GeoSeries([], crs=edges.crs))
+    from mapdiff.projection import LocalProjection
+
+    minx, miny, maxx, maxy = edges.geometry.to_crs(4326).total_bounds
+    proj = LocalProjection.around((minx + maxx) / 2, (miny + maxy) / 2)
+    edges_m = edges.to_crs(proj.crs).reset_index(drop=True)
+    feats_m = features.to_crs(proj.crs).reset_index(drop=True)
+    world_edges, map_edges, objects, map_feats, changes = plant_changes(edges_m, feats_m, config, rng)
+    objects = place_objects(objects, world_edges, config, rng)
+    say(f"planted {len(changes):,} changes: " + ", ".join(
+        f"{n} {k}" for k, n in changes["kind"].value_counts(sort=False).items() if n))
+
+    roads = _road_graph(world_edges.reset_index(drop=True), config)
+    world_ids = world_edges["edge_id"].to_numpy()
+    signal_node = _signal_nodes(roads, objects)
+    world = _World(roads, world_edges, world_ids, signal_node, objects, proj, camera)
+    vehicles = range(config.vehicles) if vehicles is None else sorted(vehicles)
+    drives = [_drive(v, world, config) for v in vehicles]
+    if not drives:  # a shard with no vehicle: a vehicle's tables without their rows (the columns)
+        drives = [{k: f.iloc[:0] if isinstance(f, pd.DataFrame) else 0 for k, f in _drive(0, world, config).items()}]
+    n_trips = sum(d["n_trips"] for d in drives)
+    say(f"routed {n_trips:,} trips of {len(vehicles):,} vehicles over {config.days:,} days")
+    traces = _concat([d["traces"] for d in drives])
+    fixes = _concat([d["fixes"] for d in drives])
+    routes = _concat([d["routes"] for d in drives])
+    detections = _concat([d["detections"] for d in drives])
+    detection_truth = _concat([d["detection_truth"] for d in drives])
+    observations = _concat([d["observations"] for d in drives]) if config.capture == "imagery" and len(objects) \
+        else None
+    say(f"sampled {len(traces):,} GPS fixes; " + (f"{len(observations):,} street-level observations"
+                                                  if observations is not None else f"{len(detections):,} detections"))
 
     # the truth tables, back in WGS84
     obj_wgs = objects.to_crs(4326)

@@ -118,6 +118,22 @@ def test_observe_shards_merge_into_the_whole_run(sim_dir, whole, n, tmp_path):
                                   pd.read_parquet(whole / "observations.parquet"))
 
 
+@pytest.mark.parametrize("n", NS)
+def test_simulate_shards_merge_into_the_whole_run(helsinki_gpkg, n, tmp_path):
+    sim = ["simulate", "--map", helsinki_gpkg, "--vehicles", 4, "--seed", 5]
+    run(*sim, "-o", tmp_path / "whole", "-q")
+    _sharded([*sim, "-o", lambda s: tmp_path / "parts" / s.name], n, tmp_path)
+    run("merge", "simulate", tmp_path / "parts", "-o", tmp_path / "merged", "-q")
+    tables = sorted(str(p.relative_to(tmp_path / "whole")) for p in (tmp_path / "whole").rglob("*.parquet"))
+    assert tables == sorted(str(p.relative_to(tmp_path / "merged")) for p in (tmp_path / "merged").rglob("*.parquet"))
+    for name in tables:
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "merged" / name), pd.read_parquet(tmp_path / "whole" / name))
+    import json
+
+    assert json.loads((tmp_path / "merged/truth/meta.json").read_text()) == json.loads(
+        (tmp_path / "whole/truth/meta.json").read_text())
+
+
 def test_parts_of_different_runs_are_refused(whole, tmp_path):
     paths = whole / "paths.parquet"
     run("coverage", paths, "-o", tmp_path / "a.parquet", "--shard", "0/2", "-q")

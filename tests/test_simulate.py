@@ -174,7 +174,9 @@ def test_multipath_detours_and_tunnels(helsinki_gpkg):
 
     edges = read_gpkg_layer(helsinki_gpkg, "edges")
     tunnel_ids = edges.loc[edges["tunnel"].notna() & (edges["tunnel"] != "no"), "edge_id"] if "tunnel" in edges else []
-    sim = simulate({"edges": edges}, SimConfig(vehicles=10, seed=2, multipath_rate=0.5, detour_rate=0.5,
+    # (the extract's 4 tunnel edges lie on few routes: with this seed one of the 10 cars' trips
+    # takes one)
+    sim = simulate({"edges": edges}, SimConfig(vehicles=10, seed=0, multipath_rate=0.5, detour_rate=0.5,
                                                outlier_rate=0.0))
     fx = sim.fixes
     assert 0.05 < fx["multipath"].mean() < 0.5

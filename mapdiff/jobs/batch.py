@@ -45,6 +45,7 @@ STAGE_JOBS = {
     "coverage": StageJob(("-o", "--output")),
     "observe": StageJob(("-o", "--output", "--rejects")),
     "locate": StageJob(("-o", "--output")),
+    "simulate": StageJob(("-o", "--output"), suffix=""),
 }
 
 

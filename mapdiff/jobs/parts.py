@@ -29,7 +29,14 @@ ORDER = {
     "locate": ["object_id"],
     "coverage": ["edge_id"],
 }
-STAGES = tuple(ORDER)
+#: the tables of a simulation folder (mapdiff.simulate) and the order of their rows; the other
+#: files (the stale map, the camera, the planted changes, the edges) are the world's, the same in
+#: every shard
+SIM_ORDER = {
+    "traces": ["trip_id", "t"], "detections": ["detection_id"], "observations": ["detection_id"],
+    "truth/fixes": ["trip_id", "t"], "truth/routes": ["trip_id", "seq"], "truth/detections": ["detection_id"],
+}
+STAGES = (*ORDER, "simulate")
 
 
 def run_id(stage: str, params: dict) -> str:
@@ -50,14 +57,21 @@ def label(stage: str, run: str, shard: Shard) -> dict:
 
 
 def part_files(paths) -> list[str]:
-    """The files of ``paths``: a folder stands for the ``part-*.parquet`` files in it (a retried
-    attempt's leftover temporary files, hidden, are not parts)."""
+    """The parts of ``paths``: a folder stands for the ``part-*`` entries in it (a retried
+    attempt's leftover temporary files, hidden, are not parts), unless it is a simulation
+    folder, which is a part itself."""
     from mapdiff.io import list_parts
 
     files = []
     for p in paths:
-        files.extend(list_parts(p))
+        files.extend([str(p)] if _is_sim(p) else list_parts(p))
     return files
+
+
+def _is_sim(path) -> bool:
+    from mapdiff.io import exists
+
+    return exists(f"{str(path).rstrip('/')}/traces.parquet")
 
 
 def _labels(files) -> list[dict | None]:
@@ -65,7 +79,7 @@ def _labels(files) -> list[dict | None]:
 
     out = []
     for f in files:
-        raw = read_metadata(f).get(META_KEY)
+        raw = read_metadata(f"{f}/traces.parquet" if _is_sim(f) else f).get(META_KEY)
         out.append(json.loads(raw) if raw else None)
     return out
 
@@ -123,7 +137,67 @@ def merge(stage: str, paths) -> pd.DataFrame:
         if missing:
             msg = f"{f}: missing column(s) {missing} of a {stage} output; found {list(frame.columns)}"
             raise InputError(msg)
+    return _concat_sorted(frames, ORDER[stage])
+
+
+def merge_simulation(paths, out_dir) -> dict:
+    """The shard folders ``paths`` of one simulation (``mapdiff simulate --shard``) joined into
+    the folder one unsharded run writes, at ``out_dir``: the world's files from the first part,
+    the vehicles' tables concatenated in order, the objects' sighting counts added up, the
+    counts in meta.json summed. Returns the merged meta."""
+    import shutil
+
+    from mapdiff.io import atomic_dir, local_copy, read_table, write_table
+
+    parts = [p.rstrip("/") for p in part_files(paths)]
+    check_parts("simulate", parts)
+    first = parts[0]
+    with atomic_dir(out_dir) as out:
+        for name in ("map.gpkg", "camera.json"):
+            with local_copy(f"{first}/{name}") as src:
+                shutil.copyfile(src, f"{out}/{name}")
+        for name in ("truth/changes", "truth/edges"):  # (rewritten: without the shard's label)
+            write_table(read_table(f"{first}/{name}.parquet"), f"{out}/{name}.parquet")
+        seen = "observations" if _exists_all(parts, "observations.parquet") else "detections"
+        for name, order in SIM_ORDER.items():
+            if name in ("detections", "observations") and name != seen:
+                continue
+            frames = [read_table(f"{p}/{name}.parquet") for p in parts]
+            write_table(_concat_sorted(frames, order, categorical=("trip_id", "vehicle_id")), f"{out}/{name}.parquet")
+        objects = [read_table(f"{p}/truth/objects.parquet") for p in parts]
+        merged = objects[0].copy()
+        for col in ("n_detections", "n_trips_seen"):
+            merged[col] = sum(o[col].to_numpy() for o in objects)
+        write_table(merged, f"{out}/truth/objects.parquet")
+        metas = [_read_json(f"{p}/truth/meta.json") for p in parts]
+        meta = metas[0]
+        for key in ("trips", "fixes", "detections"):
+            meta["counts"][key] = sum(m["counts"][key] for m in metas)
+        with open(f"{out}/truth/meta.json", "w") as f:
+            f.write(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return meta
+
+
+def _concat_sorted(frames, order, categorical=()):
+    """The frames as one, sorted stably by ``order``; the ``categorical`` columns categoricals
+    again (as one run writes them: concatenating categoricals of other categories loses that)."""
     # empty parts carry no rows but may carry looser dtypes (object for an empty string column)
     full = [f for f in frames if len(f)] or frames[:1]
     both = pd.concat(full, ignore_index=True) if len(full) > 1 else full[0]
-    return both.sort_values(ORDER[stage], kind="stable").reset_index(drop=True)
+    for col in categorical:
+        if col in both and not isinstance(both[col].dtype, pd.CategoricalDtype):
+            both[col] = both[col].astype(str).astype("category")
+    return both.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def _exists_all(parts, name) -> bool:
+    from mapdiff.io import exists
+
+    return all(exists(f"{p}/{name}") for p in parts)
+
+
+def _read_json(path):
+    import fsspec
+
+    with fsspec.open(path, "r") as f:
+        return json.load(f)

@@ -65,3 +65,12 @@ def batch_owner(shard: Shard, column: str = "trip_id"):
     def mask(table):
         return hash_shard(table.column(column).to_numpy(zero_copy_only=False), shard.count) == shard.index
     return mask
+
+
+def vehicles_of(n_vehicles: int, shard: Shard) -> list[int]:
+    """The vehicle numbers (0-based) of a simulated fleet of ``n_vehicles`` that ``shard`` owns:
+    the hash of their vehicle id, as for any table with a ``vehicle_id``."""
+    from mapdiff.simulate import vehicle_id
+
+    ids = [vehicle_id(v) for v in range(n_vehicles)]
+    return [v for v, s in zip(range(n_vehicles), hash_shard(ids, shard.count)) if s == shard.index]
