@@ -2,19 +2,19 @@
 
     python benchmarks/scale.py [--vehicles 100] [--days 2] [--shards 4] [--tile-m 1000] [--work DIR]
 
-Simulates a fleet on the bundled Helsinki extract, then runs match, observe and locate as
-``mapdiff job STAGE --local-array N`` (each shard its own process, with the variables AWS Batch
-sets), once with one worker and once with two, and prints per stage the wall time of each, the
-speed-up (goal: at least 1.8x with 2 workers on 2 cores) and the peak resident memory of the
-largest shard process. The parts are merged and checked against an unsharded run of the same
-stage (the law: same rows).
+Runs simulate (of a fleet on the bundled Helsinki extract), match, coverage, observe and locate
+as ``mapdiff job STAGE --local-array N`` (each shard its own process, with the variables AWS
+Batch sets), once with one worker and once with two, and prints per stage the wall time of an
+unsharded run and of each array, the speed-up (goal: at least 1.8x with 2 workers on 2 cores),
+and the peak resident memory of the unsharded process and of the largest shard process. The
+parts are merged and checked against the unsharded run (the law: same rows).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
+import re
 import subprocess
 import sys
 import time
@@ -25,15 +25,17 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def mapdiff(*args, env=None):
+def mapdiff(*args):
+    """Run ``mapdiff ARGS``; (seconds, peak MB: of the process, or of the largest array child
+    as the local runner reports it)."""
     t = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    res = subprocess.run([sys.executable, "-m", "mapdiff_cli.main", *map(str, args)], capture_output=True, text=True,
-                         env={**os.environ, **(env or {})}, cwd=ROOT)
+    res = subprocess.run(["/usr/bin/time", "-f", "PEAK_KB %M", sys.executable, "-m", "mapdiff_cli.main",
+                          *map(str, args)], capture_output=True, text=True, cwd=ROOT)
     if res.returncode != 0:
         raise SystemExit(f"mapdiff {' '.join(map(str, args))} failed:\n{res.stderr}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return time.perf_counter() - t, max(peak, before) / 1024.0
+    children = [float(m.replace(",", "")) for m in re.findall(r"peak ([\d,]+) MB", res.stderr)]
+    own = float(re.findall(r"PEAK_KB (\d+)", res.stderr)[-1]) / 1024.0
+    return time.perf_counter() - t, max(children) if children else own
 
 
 def main(argv=None):
@@ -49,34 +51,45 @@ def main(argv=None):
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     sim = work / "sim"
-    if not (sim / "traces.parquet").exists():
+    if not (work / "roads.gpkg").exists():
         mapdiff("network", ROOT / "fixtures" / "helsinki.osm.pbf", "-o", work / "roads.gpkg", "-q")
-        mapdiff("simulate", "--map", work / "roads.gpkg", "-o", sim, "--vehicles", args.vehicles, "--days", args.days,
-                "-q")
-    n_fixes = len(pd.read_parquet(sim / "traces.parquet", columns=["trip_id"]))
-    print(f"fleet: {args.vehicles} vehicles x {args.days} days, {n_fixes:,} fixes; array of {args.shards} shards; "
-          f"{os.cpu_count()} cores\n")
     stages = {
-        "match": (["match", sim / "traces.parquet", "--map", sim / "map.gpkg"], "matched.parquet"),
+        "simulate": (["simulate", "--map", work / "roads.gpkg", "--vehicles", args.vehicles, "--days", args.days],
+                     "sim"),
+        "match": (["match", sim / "traces.parquet", "--map", sim / "map.gpkg", "--paths", work / "paths.parquet"],
+                  "matched.parquet"),
+        "coverage": (["coverage", work / "paths.parquet"], "coverage.parquet"),
         "observe": (["observe", sim / "detections.parquet", "--matched", work / "matched.parquet", "--camera",
                      sim / "camera.json", "--map", sim / "map.gpkg"], "observations.parquet"),
         "locate": (["locate", work / "observations.parquet", "--tile-m", args.tile_m], "objects.parquet"),
     }
     rows = []
     for stage, (cmd, whole) in stages.items():
-        t_whole, _ = mapdiff(*cmd, "-o", work / whole, "-q")  # the unsharded run (and the next stage's input)
-        times = {}
+        # the unsharded run (its output is the next stage's input)
+        t_whole, peak_whole = mapdiff(*cmd, "-o", work / whole, "-q")
+        times, peak = {}, 0.0
         for workers in (1, 2):
             out = work / f"{stage}-w{workers}"
-            times[workers], _ = mapdiff("job", stage, *cmd[1:], "-o", out, "-q", "--local-array", args.shards,
-                                        "--workers", workers)
-        mapdiff("merge", stage, work / f"{stage}-w2", "-o", work / f"{stage}-merged.parquet", "-q")
-        pd.testing.assert_frame_equal(pd.read_parquet(work / f"{stage}-merged.parquet"), pd.read_parquet(work / whole))
-        rows.append((stage, t_whole, times[1], times[2], times[1] / times[2]))
-    print("| stage | unsharded (s) | array, 1 worker (s) | array, 2 workers (s) | speed-up | merged == unsharded |")
-    print("|---|---|---|---|---|---|")
-    for stage, tw, t1, t2, up in rows:
-        print(f"| {stage} | {tw:.1f} | {t1:.1f} | {t2:.1f} | {up:.2f}x | yes |")
+            job = cmd[1:-2] if stage == "match" else cmd[1:]  # (the unsharded run wrote the paths)
+            times[workers], peak = mapdiff("job", stage, *job, "-o", out, "--local-array", args.shards,
+                                           "--workers", workers)
+        merged = work / f"{stage}-merged{'' if stage == 'simulate' else '.parquet'}"
+        mapdiff("merge", stage, work / f"{stage}-w2", "-o", merged, "-q")
+        tables = ["traces.parquet", "detections.parquet", "truth/objects.parquet"] if stage == "simulate" else [""]
+        for t in tables:
+            pd.testing.assert_frame_equal(pd.read_parquet(merged / t if t else merged),
+                                          pd.read_parquet(work / whole / t if t else work / whole))
+        if stage == "simulate":
+            n_fixes = len(pd.read_parquet(sim / "traces.parquet", columns=["trip_id"]))
+            n_det = len(pd.read_parquet(sim / "detections.parquet", columns=["trip_id"]))
+        rows.append((stage, t_whole, peak_whole, times[1], times[2], times[1] / times[2], peak))
+    print(f"fleet: {args.vehicles} vehicles x {args.days} days: {n_fixes:,} fixes, {n_det:,} detections; array of "
+          f"{args.shards} shards; {os.cpu_count()} cores\n")
+    print("| stage | unsharded (s) | its peak (MB) | array, 1 worker (s) | array, 2 workers (s) | speed-up "
+          "| largest shard's peak (MB) | merged == unsharded |")
+    print("|---|---|---|---|---|---|---|---|")
+    for stage, tw, pw, t1, t2, up, pk in rows:
+        print(f"| {stage} | {tw:.1f} | {pw:,.0f} | {t1:.1f} | {t2:.1f} | {up:.2f}x | {pk:,.0f} | yes |")
 
 
 if __name__ == "__main__":

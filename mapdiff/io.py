@@ -61,9 +61,14 @@ def exists(path) -> bool:
     return Path(path).exists()
 
 
-def check_exists(path) -> None:
+def check_exists(path, *, file: bool = True) -> None:
+    """Raise InputError unless ``path`` exists (and, with ``file``, is not a local folder: a
+    reader would fail on it in ways that look like a broken disk)."""
     if not exists(path):
         msg = f"{path}: file not found"
+        raise InputError(msg)
+    if file and not _is_remote(path) and Path(path).is_dir():
+        msg = f"{path}: expected a file; found a folder (merge shard outputs with mapdiff merge first)"
         raise InputError(msg)
 
 
@@ -246,7 +251,7 @@ def read_metadata(path) -> dict:
 def list_parts(path) -> list[str]:
     """``path`` itself when it is a file; for a folder (local or remote) the ``part-*`` files in
     it, sorted (hidden temporary files of unfinished writes are not parts)."""
-    check_exists(path)
+    check_exists(path, file=False)
     fs, fspath = _fs(path)
     with storage(path, "list it"):
         if not fs.isdir(fspath):

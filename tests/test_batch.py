@@ -80,6 +80,8 @@ def test_args_from_the_environment_and_bad_input_exits_1(paths_file, tmp_path):
     assert [p.name for p in (tmp_path / "parts").iterdir()] == ["part-00001-of-00002.parquet"]
     res = mapdiff("job", "coverage", tmp_path / "nothing.parquet", "-o", tmp_path / "x", env=env)
     assert res.returncode == 1 and res.stderr.strip().endswith("nothing.parquet: file not found")
+    res = mapdiff("job", "coverage", tmp_path / "parts", "-o", tmp_path / "x", env=env)  # a folder: not retried
+    assert res.returncode == 1 and "parts: expected a file; found a folder" in res.stderr
     res = mapdiff("job", "coverage", paths_file, "-o", tmp_path / "x", "--local-array", 2, "--attempts", 3,
                   "--since", "nonsense")
     assert res.returncode == 1 and "2 of 2 shards failed: 0 (exit 2), 1 (exit 2)" in res.stderr  # not retried

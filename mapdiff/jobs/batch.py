@@ -131,9 +131,11 @@ def run_local_array(stage: str, args, *, size: int, workers: int = 1, attempts: 
             running[i] = (subprocess.Popen(cmd, env=env), attempt, time.monotonic())
         time.sleep(0.05)
         for i, (proc, attempt, t0) in list(running.items()):
-            code = proc.poll()
-            if code is None:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # (the child's own peak memory too)
+            if pid == 0:
                 continue
+            code = os.waitstatus_to_exitcode(status)
+            proc.returncode = code
             del running[i]
             if code == EXIT_TRANSIENT and attempt < attempts:
                 echo(f"shard {i}/{size}: attempt {attempt} failed (transient, exit {code}); retrying")
@@ -141,7 +143,7 @@ def run_local_array(stage: str, args, *, size: int, workers: int = 1, attempts: 
             elif code != 0:
                 failed[i] = code
             elif not quiet:
-                echo(f"shard {i}/{size}: done in {time.monotonic() - t0:.1f} s")
+                echo(f"shard {i}/{size}: done in {time.monotonic() - t0:.1f} s, peak {usage.ru_maxrss / 1024:,.0f} MB")
     if not failed:
         return 0
     echo(f"{len(failed)} of {size} shards failed: " + ", ".join(f"{i} (exit {c})" for i, c in sorted(failed.items())))
