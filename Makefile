@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 OUT    := demo-out
 
-.PHONY: demo test bench bench-kubicka bench-peers bench-locate bench-judgment bench-plan clean
+.PHONY: demo test bench bench-kubicka bench-peers bench-locate bench-judgment bench-plan bench-scale clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
-bench: bench-kubicka bench-peers bench-locate bench-judgment bench-plan
+bench: bench-kubicka bench-peers bench-locate bench-judgment bench-plan bench-scale
 
 bench-kubicka: $(VENV)/.bench
 	$(BIN)/python benchmarks/kubicka.py
@@ -43,6 +43,9 @@ bench-judgment: $(VENV)/.bench
 
 bench-plan: $(VENV)/.bench
 	$(BIN)/python benchmarks/plan.py
+
+bench-scale: $(VENV)/.bench
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -30,7 +30,7 @@ from mapdiff_cli.options import (
 @click.option("--tile-m", type=float, help="Work tile by tile: the side of a tile (metres) [2000].")
 @click.option("--halo-m", type=float,
               help="A tile sees the observations this far beyond it: more than an observer sees (metres) [200].")
-@shard_option("tiles split by a stable hash of their key; a tile owns the objects whose position lies in it")
+@shard_option("tiles, balanced by their rows; a tile owns the objects whose position lies in it")
 @results_store_option
 @quiet_option
 def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path, tile_m, halo_m, shard, run_id,
@@ -52,9 +52,9 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
         raise click.BadParameter("labels are written by an unsharded run only (an observation near a tile border "
                                  "belongs to more than one shard)", param_hint="--labels")
     try:
-        obs, kind = read_tiles(observations, tiling, shard)
+        obs, kind, tiles = read_tiles(observations, tiling, shard)
         progress = Progress(None, "tiles", quiet=quiet)
-        objects, labels = locate_part(obs, config, tiling=tiling, shard=shard, kind=kind, source=observations,
+        objects, labels = locate_part(obs, config, tiling=tiling, tiles=tiles, kind=kind, source=observations,
                                       progress=progress)
         progress.finish()
         write_table(objects, output, metadata=part_label("locate", shard, run_id, outputs=("output", "labels_path")))

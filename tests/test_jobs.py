@@ -94,6 +94,14 @@ def test_tiles_see_their_halo_and_own_what_lies_in_them():
     assert len(seen[3]) == 4  # a corner: the three neighbours around it too
 
 
+def test_tiles_are_balanced_the_biggest_first():
+    from mapdiff.jobs.tiles import balance
+
+    # 10 -> shard 0; 9 -> shard 1; 2 -> shard 1 (9 < 10); 1 -> shard 0 (10 < 11)
+    assert list(balance(np.array([1, 2, 3, 4]), np.array([10, 9, 2, 1]), 2)) == [0, 1, 1, 0]
+    assert list(balance(np.array([7, 5]), np.array([3, 3]), 3)) == [1, 0]  # a tie: the lower key first
+
+
 def test_labels_need_an_unsharded_run(whole, tmp_path):
     result = CliRunner().invoke(cli, ["locate", str(whole / "observations.parquet"), "-o", str(tmp_path / "o.parquet"),
                                       "--labels", str(tmp_path / "l.parquet"), "--shard", "0/2"])

@@ -8,7 +8,6 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from mapdiff.errors import ConfigError
 
@@ -52,6 +51,8 @@ class Shard:
 def hash_shard(ids, count: int) -> np.ndarray:
     """The shard (0..count-1) of each id: CRC-32 of its text, the same on every machine, run
     and Python (not ``hash()``, which is salted per process)."""
+    import pandas as pd  # (here: the array runner's parent process needs no pandas)
+
     codes, names = pd.factorize(pd.Series(ids, dtype=object).astype(str))
     if not len(codes):
         return np.zeros(0, dtype=np.int64)

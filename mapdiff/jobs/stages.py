@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mapdiff.jobs.shards import Shard, batch_owner, hash_shard
+from mapdiff.errors import InputError
+from mapdiff.jobs.shards import Shard, batch_owner
 
 
 def read_owned(path, shard: Shard | None, column: str = "trip_id") -> pd.DataFrame:
@@ -41,45 +42,73 @@ def observe_part(detections: pd.DataFrame, matched: pd.DataFrame, camera, config
     return observe(detections, matched, camera, config, network=network, source=source, matched_source=matched_source)
 
 
-def read_tiles(path, tiling, shard: Shard | None) -> tuple[pd.DataFrame, str]:
+def read_tiles(path, tiling, shard: Shard | None) -> tuple[pd.DataFrame, str, np.ndarray | None]:
     """The observations a shard's tiles see (each tile's own and its halo's), read batch by
-    batch; and the capture kind of the whole file (:func:`mapdiff.locate.capture_kind`), which
-    is the data set's, not a tile's."""
+    batch; the capture kind of the whole file (:func:`mapdiff.locate.capture_kind`: the data
+    set's, not a tile's); and the keys of the shard's tiles (None: all), chosen by
+    :func:`mapdiff.jobs.tiles.balance` from a first pass that counts every tile's rows."""
     from mapdiff.io import read_table
+    from mapdiff.jobs.tiles import balance
     from mapdiff.locate import capture_kind
 
     kind = capture_kind(read_table(path, columns=["trip_id", "t"]))
     if shard is None or shard.whole:
-        return read_table(path), kind
+        return read_table(path), kind, None
+    names = _columns(path)
+    if "lon" not in names or "lat" not in names:
+        msg = f"{path}: a sharded locate reads the observers' lon, lat columns; found columns {names}"
+        raise InputError(msg)
+    counts: dict[int, int] = {}
+
+    def count(table):
+        keys, n = np.unique(_near_keys(table, tiling)[1], return_counts=True)
+        for k, c in zip(keys.tolist(), n.tolist()):
+            counts[k] = counts.get(k, 0) + c
+        return np.zeros(table.num_rows, dtype=bool)
+
+    read_table(path, where=count, columns=["lon", "lat"])
+    keys = np.array(sorted(counts), dtype=np.int64)
+    owned = keys[balance(keys, np.array([counts[k] for k in keys.tolist()], dtype=np.int64), shard.count)
+                 == shard.index]
 
     def near_owned(table):
+        idx, near = _near_keys(table, tiling)
         mask = np.zeros(table.num_rows, dtype=bool)
-        if "lon" not in table.column_names or "lat" not in table.column_names:
-            return ~mask  # a geometry-only file: every row, and the tiles sort them out
-        lon = table.column("lon").to_numpy(zero_copy_only=False)
-        lat = table.column("lat").to_numpy(zero_copy_only=False)
-        idx, keys = tiling.near(lon, lat)
-        mask[idx[hash_shard(keys, shard.count) == shard.index]] = True
+        mask[idx[np.isin(near, owned)]] = True
         return mask
 
-    return read_table(path, where=near_owned), kind
+    return read_table(path, where=near_owned), kind, owned
 
 
-def locate_part(observations: pd.DataFrame, config=None, *, tiling, shard: Shard | None, kind: str | None = None,
-                source: str = "observations", progress=None):
-    """:func:`mapdiff.locate.locate` tile by tile (:mod:`mapdiff.jobs.tiles`) over the tiles
-    ``shard`` owns: each tile's observations with its halo go in, the objects whose position
-    lies in the tile come out, numbered by the tile. ``kind``: the whole data set's capture kind
-    (see :func:`read_tiles`; else decided from ``observations``). Returns (objects, labels) like
-    ``locate``; an observation that several tiles assigned keeps the first tile's (in key order)
-    object."""
+def _columns(path) -> list[str]:
+    """The column names of a Parquet file, without reading its rows."""
+    from mapdiff.io import open_parquet
+
+    with open_parquet(path) as pf:
+        return list(pf.schema_arrow.names)
+
+
+def _near_keys(table, tiling):
+    lon = table.column("lon").to_numpy(zero_copy_only=False)
+    lat = table.column("lat").to_numpy(zero_copy_only=False)
+    return tiling.near(lon, lat)
+
+
+def locate_part(observations: pd.DataFrame, config=None, *, tiling, tiles: np.ndarray | None = None,
+                kind: str | None = None, source: str = "observations", progress=None):
+    """:func:`mapdiff.locate.locate` tile by tile (:mod:`mapdiff.jobs.tiles`) over the ``tiles``
+    (keys; None: every tile ``observations`` touch), a shard's (see :func:`read_tiles`): each
+    tile's observations with its halo go in, the objects whose position lies in the tile come
+    out, numbered by the tile. ``kind``: the whole data set's capture kind (else decided from
+    ``observations``). Returns (objects, labels) like ``locate``; an observation that several
+    tiles assigned keeps the first tile's (in key order) object."""
     from dataclasses import replace
 
     from mapdiff.jobs.tiles import object_ids
     from mapdiff.locate import OBJECT_COLUMNS, LocateConfig, capture_kind, locate, validate_observations
 
     tiling = tiling.validate()
-    if shard is not None and len(observations) == 0:
+    if tiles is not None and len(observations) == 0:
         return pd.DataFrame({c: [] for c in OBJECT_COLUMNS}), np.zeros(0, dtype=np.int64)
     lon, lat = validate_observations(observations, source)[:2]  # bad input is named once, for the whole file
     config = config or LocateConfig()
@@ -88,8 +117,8 @@ def locate_part(observations: pd.DataFrame, config=None, *, tiling, shard: Shard
     rows, keys = tiling.near(lon, lat)
     order = np.argsort(keys, kind="stable")
     rows, keys = rows[order], keys[order]
-    tiles = np.unique(keys)
-    mine = tiles if shard is None or shard.whole else tiles[hash_shard(tiles, shard.count) == shard.index]
+    present = np.unique(keys)
+    mine = present if tiles is None else present[np.isin(present, tiles)]
     starts, ends = np.searchsorted(keys, mine, "left"), np.searchsorted(keys, mine, "right")
     labels = np.full(len(observations), -1, dtype=np.int64)
     frames = []

@@ -5,8 +5,11 @@ The tiles are a fixed grid on the globe, the same for every input and shard: row
 latitude. A tile owns the objects whose position lies in it; its work sees every row whose
 point lies within ``halo_m`` of it, so that an object near a border is estimated from all its
 observations, and once, by the tile that owns its position. A stage run over tiles gives the
-same rows whether the tiles run in one process or are spread over N shards (by a stable hash of
-the tile's key), which is the sharding law.
+same rows whether the tiles run in one process or are spread over N shards, which is the
+sharding law. The tiles go to the shards by :func:`balance`: every shard counts the rows of
+every tile in one pass over the input's positions and makes the same choice, so the shards
+agree without talking and carry about equal work (a hash of the key would leave a small city's
+few tiles unevenly spread).
 """
 
 from __future__ import annotations
@@ -91,3 +94,15 @@ def object_ids(tile_key: int, n: int) -> np.ndarray:
         msg = f"a tile owns {n:,} objects, more than {1 << LOCAL_BITS:,}; use smaller tiles"
         raise ConfigError(msg)
     return (np.int64(tile_key) << LOCAL_BITS) | np.arange(n, dtype=np.int64)
+
+
+def balance(keys: np.ndarray, rows: np.ndarray, n_shards: int) -> np.ndarray:
+    """The shard of each tile: the biggest tiles first (by ``rows``, then by key), each to the
+    shard with the least rows so far (then the lowest index); the same on every shard."""
+    shard = np.zeros(len(keys), dtype=np.int64)
+    load = np.zeros(n_shards, dtype=np.int64)
+    for i in np.lexsort((keys, -np.asarray(rows))):
+        k = int(np.argmin(load))
+        shard[i] = k
+        load[k] += rows[i]
+    return shard
