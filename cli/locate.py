@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-
 from mapdiff_cli.options import (
     Progress,
     build_config,
