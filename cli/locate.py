@@ -26,7 +26,7 @@ from mapdiff_cli.options import (
               help="A pass's pose error before the data tell it (metres; then measured) [3].")
 @click.option("--labels", "labels_path", metavar="PATH",
               help="Also write the observations with the object_id each was assigned (-1: none).")
-@click.option("--tile-m", type=float, help="Work tile by tile: the side of a tile (metres) [2000].")
+@click.option("--tile-m", type=float, help="Work tile by tile: the side of a tile (metres) [5000].")
 @click.option("--halo-m", type=float,
               help="A tile sees the observations this far beyond it: more than an observer sees (metres) [200].")
 @shard_option("tiles, balanced by their rows; a tile owns the objects whose position lies in it")
