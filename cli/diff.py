@@ -8,8 +8,10 @@ from mapdiff_cli.options import (
     fail,
     info,
     output_option,
+    part_label,
     quiet_option,
     results_store_option,
+    shard_option,
     store_results,
 )
 
@@ -36,16 +38,22 @@ from mapdiff_cli.options import (
               help="Trips that must have had a feature in view before its absence is a removal [3].")
 @click.option("--min-road-trips", type=int, help="Distinct trips that make a road diff [3].")
 @click.option("--min-confidence", type=float, help="Diffs below this confidence are not written [0.5].")
+@click.option("--tile-m", type=float,
+              help="With --shard: the tiles (metres) whose rows a shard keeps [5000].")
+@shard_option("tiles of the diffs' places, balanced by their rows; every shard computes the whole judgment "
+              "and keeps its tiles' rows")
 @results_store_option
 @quiet_option
-def diff(map_path, objects_path, coverage_path, matched_path, paths_path, video_path, output, store_url, quiet,
-         **options):
+def diff(map_path, objects_path, coverage_path, matched_path, paths_path, video_path, output, tile_m, shard, run_id,
+         store_url, quiet, **options):
     """Compare the map's features and roads with the located objects, the coverage and the
     matched fixes; write every change with its kind, confidence and evidence (see mapdiff.diff)."""
     from mapdiff.diff import DiffConfig
     from mapdiff.diff import diff as run
     from mapdiff.errors import MapdiffError
     from mapdiff.io import read_map_layers, read_table, write_gpkg
+    from mapdiff.jobs.stages import diff_part
+    from mapdiff.jobs.tiles import Tiling
 
     config = build_config(DiffConfig, **options)
     try:
@@ -59,8 +67,9 @@ def diff(map_path, objects_path, coverage_path, matched_path, paths_path, video_
                      sources={"map": map_path, "objects": objects_path or "objects", "coverage": coverage_path,
                               "matched": matched_path or "matched", "paths": paths_path or "paths",
                               "video_coverage": video_path or "video coverage"})
-        write_gpkg(result.layers(), output)
-        store_results(store_url, "diff", result.diffs, None, None)
+        result = diff_part(result, tiling=build_config(Tiling, tile_m=tile_m), shard=shard)
+        write_gpkg(result.layers(), output, metadata=part_label("diff", shard, run_id))
+        store_results(store_url, "diff", result.diffs, shard, run_id)
     except MapdiffError as exc:
         fail(exc)
     for w in result.warnings:

@@ -6,7 +6,7 @@ import click
 from mapdiff_cli.options import fail
 
 #: mapdiff.jobs.batch.STAGE_JOBS, written out so that --help needs no import of the library
-STAGES = ("coverage", "locate", "match", "observe", "simulate")
+STAGES = ("coverage", "diff", "locate", "match", "observe", "simulate")
 
 
 def _positive(ctx, param, value):

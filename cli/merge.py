@@ -6,13 +6,13 @@ import click
 from mapdiff_cli.options import fail, info, output_option, quiet_option
 
 #: mapdiff.jobs.parts.STAGES, written out so that --help needs no import of the library
-STAGES = ("match", "paths", "observe", "locate", "coverage", "simulate")
+STAGES = ("match", "paths", "observe", "locate", "coverage", "simulate", "diff")
 
 
 @click.command(short_help="Merge the outputs of the shards of one run (or coverages of disjoint windows).")
 @click.argument("stage", type=click.Choice(STAGES))
 @click.argument("parts", nargs=-1, required=True, metavar="PARTS...")
-@output_option("The merged output (a folder for simulate).")
+@output_option("The merged output (a folder for simulate, a GeoPackage for diff).")
 @quiet_option
 def merge(stage, parts, output, quiet):
     """Join the shard outputs PARTS (files, or folders of part-* files) of one run of STAGE into
@@ -23,9 +23,12 @@ def merge(stage, parts, output, quiet):
     files once, the vehicles' tables joined."""
     from mapdiff.errors import MapdiffError
     from mapdiff.io import write_table
-    from mapdiff.jobs.parts import merge as run, merge_simulation
+    from mapdiff.jobs.parts import merge as run, merge_diffs, merge_simulation
 
     try:
+        if stage == "diff":
+            info(f"merged diff: {merge_diffs(parts, output):,} diffs", quiet=quiet)
+            return
         if stage == "simulate":
             meta = merge_simulation(parts, output)
             info(f"merged simulate: {meta['counts']['trips']:,} trips, {meta['counts']['fixes']:,} fixes", quiet=quiet)

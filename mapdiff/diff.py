@@ -1223,4 +1223,5 @@ def _unverified_frame(unverified, net):
     g = gpd.GeoDataFrame(unverified[["feature_id", "class", "value", "visible_trips"]].reset_index(drop=True),
                          geometry=gpd.points_from_xy(unverified["x"], unverified["y"]), crs=net.proj.crs)
     g["value"] = g["value"].map(lambda v: None if v is None else str(v))
-    return g.to_crs(4326)
+    # in feature order: the order merged shards (mapdiff.jobs) restore
+    return g.sort_values("feature_id", kind="stable").reset_index(drop=True).to_crs(4326)

@@ -242,7 +242,15 @@ def write_table(df: pd.DataFrame, path, *, metadata: dict | None = None) -> None
 
 
 def read_metadata(path) -> dict:
-    """A Parquet file's schema metadata as text, without reading its rows."""
+    """A Parquet file's schema metadata (a GeoPackage's dataset metadata) as text, without
+    reading its rows."""
+    if str(path).lower().endswith(".gpkg"):
+        import pyogrio
+
+        pyogrio.set_gdal_config_options({"GDAL_PAM_ENABLED": "NO"})  # (no .aux.xml beside it)
+        with local_copy(path) as local:
+            first = pyogrio.list_layers(local)[0][0]
+            return dict(pyogrio.read_info(local, layer=first).get("dataset_metadata") or {})
     with open_parquet(path) as pf:
         raw = pf.schema_arrow.metadata or {}
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
@@ -286,16 +294,18 @@ def _fs(path):
     return fsspec.core.url_to_fs(str(path))
 
 
-def write_gpkg(layers: dict, path) -> None:
-    """Write several GeoDataFrames as the layers of one GeoPackage, atomically."""
+def write_gpkg(layers: dict, path, *, metadata: dict | None = None) -> None:
+    """Write several GeoDataFrames as the layers of one GeoPackage, atomically; ``metadata``
+    (text keys and values) becomes the file's dataset metadata (see :func:`read_metadata`)."""
     import pyogrio
 
     # GDAL stamps each layer with the current time; a fixed stamp keeps the same inputs giving
-    # the same bytes
-    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": "2000-01-01T00:00:00.000Z"})
+    # the same bytes; no .aux.xml sidecar files (the metadata lives in the GeoPackage)
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": "2000-01-01T00:00:00.000Z", "GDAL_PAM_ENABLED": "NO"})
     with atomic_path(path) as tmp:
         for i, (name, gdf) in enumerate(layers.items()):
-            pyogrio.write_dataframe(gdf, tmp, layer=name, driver="GPKG", append=i > 0)
+            pyogrio.write_dataframe(gdf, tmp, layer=name, driver="GPKG", append=i > 0,
+                                    dataset_metadata=metadata if i == 0 else None)
 
 
 @contextlib.contextmanager

@@ -74,6 +74,29 @@ def test_locate_shards_merge_into_the_whole_run(whole, whole_objects, n, tmp_pat
     pd.testing.assert_frame_equal(_merged("locate", tmp_path / "l", tmp_path), whole_objects)
 
 
+@pytest.fixture(scope="module")
+def diff_args(sim_dir, whole, whole_objects):
+    sim = Path(sim_dir)
+    return ["diff", "--map", sim / "map.gpkg", "--objects", whole / "objects.parquet", "--coverage",
+            whole / "coverage.parquet", "--matched", whole / "matched.parquet", "--paths", whole / "paths.parquet"]
+
+
+@pytest.mark.parametrize("n", NS)
+def test_diff_shards_merge_into_the_whole_run(diff_args, n, tmp_path):
+    import geopandas as gpd
+
+    run(*diff_args, "-o", tmp_path / "whole.gpkg", "-q")
+    _sharded([*diff_args, "--tile-m", 400, "-o", lambda s: tmp_path / "d" / f"{s.name}.gpkg"], n, tmp_path)
+    run("merge", "diff", tmp_path / "d", "-o", tmp_path / "merged.gpkg", "-q")
+    for layer in ("diffs", "unverified"):
+        whole = gpd.read_file(tmp_path / "whole.gpkg", layer=layer)
+        assert len(whole) > 0
+        pd.testing.assert_frame_equal(gpd.read_file(tmp_path / "merged.gpkg", layer=layer), whole)
+    if n > 1:  # each shard keeps a part
+        assert all(len(gpd.read_file(f, layer="diffs")) < len(gpd.read_file(tmp_path / "whole.gpkg", layer="diffs"))
+                   for f in (tmp_path / "d").iterdir())
+
+
 def test_tiles_see_their_halo_and_own_what_lies_in_them():
     from mapdiff.jobs.tiles import M_PER_DEG, Tiling
 

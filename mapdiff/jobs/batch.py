@@ -46,6 +46,7 @@ STAGE_JOBS = {
     "observe": StageJob(("-o", "--output", "--rejects")),
     "locate": StageJob(("-o", "--output")),
     "simulate": StageJob(("-o", "--output"), suffix=""),
+    "diff": StageJob(("-o", "--output"), suffix=".gpkg"),
 }
 
 

@@ -36,7 +36,9 @@ SIM_ORDER = {
     "traces": ["trip_id", "t"], "detections": ["detection_id"], "observations": ["detection_id"],
     "truth/fixes": ["trip_id", "t"], "truth/routes": ["trip_id", "seq"], "truth/detections": ["detection_id"],
 }
-STAGES = (*ORDER, "simulate")
+#: the layers of a diffs GeoPackage and the order of their rows
+DIFF_ORDER = {"diffs": ["diff_id"], "unverified": ["feature_id"]}
+STAGES = (*ORDER, "simulate", "diff")
 
 
 def run_id(stage: str, params: dict) -> str:
@@ -201,3 +203,17 @@ def _read_json(path):
 
     with fsspec.open(path, "r") as f:
         return json.load(f)
+
+
+def merge_diffs(paths, output) -> int:
+    """The shard GeoPackages ``paths`` of one ``mapdiff diff`` run joined into the GeoPackage
+    one unsharded run writes (layers ``diffs`` and ``unverified``, in their order). Returns the
+    number of diffs."""
+    from mapdiff.io import read_gpkg_layer, write_gpkg
+
+    files = part_files(paths)
+    check_parts("diff", files)
+    layers = {name: _concat_sorted([read_gpkg_layer(f, name) for f in files], order)
+              for name, order in DIFF_ORDER.items()}
+    write_gpkg(layers, output)
+    return len(layers["diffs"])

@@ -140,3 +140,30 @@ def locate_part(observations: pd.DataFrame, config=None, *, tiling, tiles: np.nd
         return pd.DataFrame({c: [] for c in OBJECT_COLUMNS}), labels
     objects = pd.concat(full, ignore_index=True) if len(full) > 1 else full[0].reset_index(drop=True)
     return objects.sort_values("object_id", kind="stable").reset_index(drop=True), labels
+
+
+def diff_part(result, *, tiling, shard: Shard | None):
+    """The rows of a :class:`mapdiff.diff.DiffResult` that ``shard`` owns: those whose place
+    (the centre of the geometry) lies in one of its tiles, the tiles balanced by their rows.
+    Every shard computes the whole judgment (its confidences are calibrated over the whole map)
+    and keeps its own rows: the shards' outputs merge into the unsharded one, but a shard is no
+    faster nor smaller than the whole."""
+    from dataclasses import replace
+
+    from mapdiff.jobs.tiles import balance
+
+    if shard is None or shard.whole:
+        return result
+    tiling = tiling.validate()
+
+    def keys(frame):
+        import shapely
+
+        centre = shapely.centroid(np.asarray(frame.geometry.values))  # (degrees: only to pick a tile)
+        return tiling.key(shapely.get_x(centre), shapely.get_y(centre))
+
+    k_diffs, k_unverified = keys(result.diffs), keys(result.unverified)
+    tiles, counts = np.unique(np.r_[k_diffs, k_unverified], return_counts=True)
+    owned = tiles[balance(tiles, counts, shard.count) == shard.index]
+    return replace(result, diffs=result.diffs[np.isin(k_diffs, owned)].reset_index(drop=True),
+                   unverified=result.unverified[np.isin(k_unverified, owned)].reset_index(drop=True))
