@@ -23,7 +23,8 @@ def merge(stage, parts, output, quiet):
     files once, the vehicles' tables joined."""
     from mapdiff.errors import MapdiffError
     from mapdiff.io import write_table
-    from mapdiff.jobs.parts import merge as run, merge_diffs, merge_simulation
+    from mapdiff.jobs.parts import merge as run
+    from mapdiff.jobs.parts import merge_diffs, merge_simulation
 
     try:
         if stage == "diff":
