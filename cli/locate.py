@@ -26,7 +26,8 @@ from mapdiff_cli.options import (
               help="A pass's pose error before the data tell it (metres; then measured) [3].")
 @click.option("--labels", "labels_path", metavar="PATH",
               help="Also write the observations with the object_id each was assigned (-1: none).")
-@click.option("--tile-m", type=float, help="Work tile by tile: the side of a tile (metres) [5000].")
+@click.option("--tile-m", type=float,
+              help="Work tile by tile: the side of a tile (metres) [5000 with --shard; else one piece].")
 @click.option("--halo-m", type=float,
               help="A tile sees the observations this far beyond it: more than an observer sees (metres) [200].")
 @shard_option("tiles, balanced by their rows; a tile owns the objects whose position lies in it")
@@ -36,9 +37,10 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
            store_url, quiet):
     """Associate observations (trip_id, t, class, value, lon, lat, bearing_deg, bearing_sigma_deg,
     range_m, range_sigma_m) that see the same object and estimate each object's position by
-    robust weighted least squares; see mapdiff.locate. The work runs over fixed tiles of the
-    globe (mapdiff.jobs.tiles): an object is estimated once, by the tile it lies in, from the
-    observations within the tile's halo, so sharded runs merge into the unsharded one."""
+    robust weighted least squares; see mapdiff.locate. With --shard (or --tile-m) the work runs
+    over fixed tiles of the globe (mapdiff.jobs.tiles): an object is estimated once, by the tile
+    it lies in, from the observations within the tile's halo; the shards merge into an
+    unsharded run with the same --tile-m."""
     from mapdiff.errors import MapdiffError
     from mapdiff.io import write_table
     from mapdiff.jobs.stages import locate_part, read_tiles
@@ -46,7 +48,10 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
     from mapdiff.locate import LocateConfig
 
     config = build_config(LocateConfig, reach_m=reach_m, gate_sigma=gate_sigma, pose_sigma_m=pose_sigma_m)
-    tiling = build_config(Tiling, tile_m=tile_m, halo_m=halo_m)
+    # a tile measures locate's errors from its own objects: in sparse cities small samples make
+    # weak ghosts (measured, README "Scale"), so an unsharded run stays in one piece unless asked
+    tiled = shard is not None or tile_m is not None or halo_m is not None
+    tiling = build_config(Tiling, tile_m=tile_m, halo_m=halo_m) if tiled else None
     if labels_path and shard is not None:
         raise click.BadParameter("labels are written by an unsharded run only (an observation near a tile border "
                                  "belongs to more than one shard)", param_hint="--labels")

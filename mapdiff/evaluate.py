@@ -122,10 +122,9 @@ class Truth:
     @cached_property
     def meta(self) -> dict:
         """The simulation's config, camera and counts (meta.json)."""
-        import fsspec
+        from mapdiff.io import read_json
 
-        with fsspec.open(f"{self.folder}/meta.json", "r") as f:
-            return json.load(f)
+        return read_json(f"{self.folder}/meta.json")
 
     @cached_property
     def map_edges(self):

@@ -87,8 +87,10 @@ def read_table(path, *, where=None, columns=None) -> pd.DataFrame:
     if where is not None:
         with open_parquet(path) as pf:
             try:
-                kept = [pa.Table.from_batches([b]).filter(where(pa.Table.from_batches([b])))
-                        for b in pf.iter_batches(batch_size=1_000_000, columns=columns)]
+                kept = []
+                for batch in pf.iter_batches(batch_size=1_000_000, columns=columns):
+                    table = pa.Table.from_batches([batch])
+                    kept.append(table.filter(where(table)))
             except Exception as exc:
                 err = _storage_error(exc, path, "read")
                 if err is not None:
@@ -254,6 +256,27 @@ def read_metadata(path) -> dict:
     with open_parquet(path) as pf:
         raw = pf.schema_arrow.metadata or {}
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
+
+
+def column_names(path) -> list[str]:
+    """The column names of a Parquet file, without reading its rows."""
+    with open_parquet(path) as pf:
+        return list(pf.schema_arrow.names)
+
+
+def read_json(path):
+    """A JSON file (local or remote), naming the file in its errors."""
+    import json
+
+    import fsspec
+
+    check_exists(path)
+    with storage(path, "read"), fsspec.open(str(path), "r") as f:
+        try:
+            return json.load(f)
+        except ValueError as exc:
+            msg = f"{path}: not JSON ({exc})"
+            raise InputError(msg) from None
 
 
 def list_parts(path) -> list[str]:

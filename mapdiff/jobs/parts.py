@@ -149,7 +149,7 @@ def merge_simulation(paths, out_dir) -> dict:
     counts in meta.json summed. Returns the merged meta."""
     import shutil
 
-    from mapdiff.io import atomic_dir, local_copy, read_table, write_table
+    from mapdiff.io import atomic_dir, local_copy, read_json, read_table, write_table
 
     parts = [p.rstrip("/") for p in part_files(paths)]
     check_parts("simulate", parts)
@@ -171,7 +171,7 @@ def merge_simulation(paths, out_dir) -> dict:
         for col in ("n_detections", "n_trips_seen"):
             merged[col] = sum(o[col].to_numpy() for o in objects)
         write_table(merged, f"{out}/truth/objects.parquet")
-        metas = [_read_json(f"{p}/truth/meta.json") for p in parts]
+        metas = [read_json(f"{p}/truth/meta.json") for p in parts]
         meta = metas[0]
         for key in ("trips", "fixes", "detections"):
             meta["counts"][key] = sum(m["counts"][key] for m in metas)
@@ -196,13 +196,6 @@ def _exists_all(parts, name) -> bool:
     from mapdiff.io import exists
 
     return all(exists(f"{p}/{name}") for p in parts)
-
-
-def _read_json(path):
-    import fsspec
-
-    with fsspec.open(path, "r") as f:
-        return json.load(f)
 
 
 def merge_diffs(paths, output) -> int:

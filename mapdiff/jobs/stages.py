@@ -42,34 +42,28 @@ def observe_part(detections: pd.DataFrame, matched: pd.DataFrame, camera, config
     return observe(detections, matched, camera, config, network=network, source=source, matched_source=matched_source)
 
 
-def read_tiles(path, tiling, shard: Shard | None) -> tuple[pd.DataFrame, str, np.ndarray | None]:
+def read_tiles(path, tiling, shard: Shard | None) -> tuple[pd.DataFrame, str | None, np.ndarray | None]:
     """The observations a shard's tiles see (each tile's own and its halo's), read batch by
     batch; the capture kind of the whole file (:func:`mapdiff.locate.capture_kind`: the data
-    set's, not a tile's); and the keys of the shard's tiles (None: all), chosen by
-    :func:`mapdiff.jobs.tiles.balance` from a first pass that counts every tile's rows."""
-    from mapdiff.io import read_table
+    set's, not a tile's; None for an unsharded run, whose frame is the whole); and the keys of
+    the shard's tiles (None: all), chosen by :func:`mapdiff.jobs.tiles.balance` from a first
+    pass over the trips and positions that counts every tile's rows."""
+    from mapdiff.io import column_names, read_table
     from mapdiff.jobs.tiles import balance
     from mapdiff.locate import capture_kind
 
-    kind = capture_kind(read_table(path, columns=["trip_id", "t"]))
     if shard is None or shard.whole:
-        return read_table(path), kind, None
-    names = _columns(path)
-    if "lon" not in names or "lat" not in names:
-        msg = f"{path}: a sharded locate reads the observers' lon, lat columns; found columns {names}"
+        return read_table(path), None, None
+    names = column_names(path)
+    missing = [c for c in ("trip_id", "t", "lon", "lat") if c not in names]
+    if missing:
+        msg = f"{path}: a sharded locate needs the column(s) {missing}; found columns {names}"
         raise InputError(msg)
-    counts: dict[int, int] = {}
-
-    def count(table):
-        keys, n = np.unique(_near_keys(table, tiling)[1], return_counts=True)
-        for k, c in zip(keys.tolist(), n.tolist()):
-            counts[k] = counts.get(k, 0) + c
-        return np.zeros(table.num_rows, dtype=bool)
-
-    read_table(path, where=count, columns=["lon", "lat"])
-    keys = np.array(sorted(counts), dtype=np.int64)
-    owned = keys[balance(keys, np.array([counts[k] for k in keys.tolist()], dtype=np.int64), shard.count)
-                 == shard.index]
+    first = read_table(path, columns=["trip_id", "t", "lon", "lat"])
+    keys, rows = np.unique(tiling.near(first["lon"].to_numpy(), first["lat"].to_numpy())[1], return_counts=True)
+    kind = capture_kind(first)
+    del first
+    owned = keys[balance(keys, rows, shard.count) == shard.index]
 
     def near_owned(table):
         idx, near = _near_keys(table, tiling)
@@ -80,14 +74,6 @@ def read_tiles(path, tiling, shard: Shard | None) -> tuple[pd.DataFrame, str, np
     return read_table(path, where=near_owned), kind, owned
 
 
-def _columns(path) -> list[str]:
-    """The column names of a Parquet file, without reading its rows."""
-    from mapdiff.io import open_parquet
-
-    with open_parquet(path) as pf:
-        return list(pf.schema_arrow.names)
-
-
 def _near_keys(table, tiling):
     lon = table.column("lon").to_numpy(zero_copy_only=False)
     lat = table.column("lat").to_numpy(zero_copy_only=False)
@@ -96,7 +82,8 @@ def _near_keys(table, tiling):
 
 def locate_part(observations: pd.DataFrame, config=None, *, tiling, tiles: np.ndarray | None = None,
                 kind: str | None = None, source: str = "observations", progress=None):
-    """:func:`mapdiff.locate.locate` tile by tile (:mod:`mapdiff.jobs.tiles`) over the ``tiles``
+    """:func:`mapdiff.locate.locate` tile by tile (:mod:`mapdiff.jobs.tiles`; ``tiling`` None:
+    in one piece) over the ``tiles``
     (keys; None: every tile ``observations`` touch), a shard's (see :func:`read_tiles`): each
     tile's observations with its halo go in, the objects whose position lies in the tile come
     out, numbered by the tile. ``kind``: the whole data set's capture kind (else decided from
@@ -107,6 +94,8 @@ def locate_part(observations: pd.DataFrame, config=None, *, tiling, tiles: np.nd
     from mapdiff.jobs.tiles import object_ids
     from mapdiff.locate import OBJECT_COLUMNS, LocateConfig, capture_kind, locate, validate_observations
 
+    if tiling is None:  # one piece: the objects get their numbers 0, 1, ...
+        return locate(observations, config, source=source)
     tiling = tiling.validate()
     if tiles is not None and len(observations) == 0:
         return pd.DataFrame({c: [] for c in OBJECT_COLUMNS}), np.zeros(0, dtype=np.int64)
