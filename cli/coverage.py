@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from mapdiff_cli.options import (
     Progress,
+    compiling_notice,
     fail,
     info,
     output_option,
@@ -42,6 +43,7 @@ def coverage(paths, since, until, clips_paths, output, shard, run_id, quiet):
             from mapdiff.clips import read_clip_files
 
             clips = read_clip_files(clips_paths)
+        compiling_notice("coverage", quiet=quiet)
         progress = Progress(None, "path rows", quiet=quiet)
         cov = coverage_file(paths, since=since, until=until, clips=clips, progress=progress,
                             where=batch_owner(shard) if shard else None)

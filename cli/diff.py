@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from mapdiff_cli.options import (
     build_config,
+    compiling_notice,
     fail,
     info,
     output_option,
@@ -27,7 +28,7 @@ from mapdiff_cli.options import (
 @click.option("--video-coverage", "video_path", metavar="PATH",
               help="Coverage of the uploaded clips (mapdiff coverage --clips): a feature counts as in view only "
                    "where the clips had it [default: all driving was filmed].")
-@output_option("Diffs (GeoPackage): layers 'diffs' and 'unverified'.")
+@output_option("Diffs (GeoPackage): layers 'diffs' and 'unverified'.", kind="gpkg")
 @click.option("--min-trips", type=int, help="Trips that make an object evidence of an addition [3].")
 @click.option("--max-move-m", type=float, help="Further than this, a move is an addition and a removal [50].")
 @click.option("--map-sigma-m", type=float, help="How precisely the map places a feature along its road [1].")
@@ -63,6 +64,7 @@ def diff(map_path, objects_path, coverage_path, matched_path, paths_path, video_
         matched = read_table(matched_path) if matched_path else None
         paths = read_table(paths_path) if paths_path else None
         video = read_table(video_path) if video_path else None
+        compiling_notice("diff", "geometry", "graph", quiet=quiet)
         result = run(layers, objects, cov, config, matched=matched, paths=paths, video_coverage=video,
                      sources={"map": map_path, "objects": objects_path or "objects", "coverage": coverage_path,
                               "matched": matched_path or "matched", "paths": paths_path or "paths",

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import click
-
-from mapdiff_cli.options import fail, quiet_option
+from mapdiff_cli.options import fail, output_path_option, quiet_option
 
 
 @click.command(short_help="Score a stage's output against a simulation's truth.")
@@ -19,7 +18,7 @@ from mapdiff_cli.options import fail, quiet_option
               help="Locate: an estimate within this distance of a true object of its class finds it.")
 @click.option("--min-trips", type=int, default=5, show_default=True,
               help="Locate: score the objects seen in at least this many trips.")
-@click.option("--json", "json_path", metavar="PATH", help="Also write the scores as JSON.")
+@output_path_option(("--json", "json_path"), "Also write the scores as JSON.", kind="json")
 @quiet_option
 def evaluate(truth_dir, matched, paths, coverage, objects, diffs, threshold_m, min_trips, json_path, quiet):
     """Score any stage's output against the truth of a simulation and print a table."""
@@ -32,18 +31,24 @@ def evaluate(truth_dir, matched, paths, coverage, objects, diffs, threshold_m, m
     from mapdiff import evaluate as ev
     from mapdiff.errors import MapdiffError
     from mapdiff.io import atomic_path, read_gpkg_layer, read_table
+    from mapdiff.schema import check_contract
+
+    def read(path, contract):
+        frame = read_table(path)
+        check_contract(frame, contract, path)
+        return frame
 
     try:
         truth = ev.Truth(truth_dir)
         scores = {}
         if matched or paths:
             scores["match"] = ev.score_matching(
-                truth, paths=read_table(paths) if paths else None, matched=read_table(matched) if matched else None,
-                source=paths or matched)
+                truth, paths=read(paths, "paths") if paths else None,
+                matched=read(matched, "matched") if matched else None, source=paths or matched)
         if coverage:
-            scores["coverage"] = ev.score_coverage(truth, read_table(coverage), source=coverage)
+            scores["coverage"] = ev.score_coverage(truth, read(coverage, "coverage"), source=coverage)
         if objects:
-            scores["locate"] = ev.score_locate(truth, read_table(objects), threshold_m=threshold_m,
+            scores["locate"] = ev.score_locate(truth, read(objects, "objects"), threshold_m=threshold_m,
                                                min_trips=min_trips, source=objects)
         if diffs:
             frame = read_gpkg_layer(diffs, "diffs") if str(diffs).endswith(".gpkg") else read_table(diffs)

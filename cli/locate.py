@@ -6,9 +6,11 @@ import click
 from mapdiff_cli.options import (
     Progress,
     build_config,
+    compiling_notice,
     fail,
     info,
     output_option,
+    output_path_option,
     part_label,
     quiet_option,
     results_store_option,
@@ -24,8 +26,8 @@ from mapdiff_cli.options import (
 @click.option("--gate-sigma", type=float, help="... and within this many sigmas of it (Mahalanobis) [3].")
 @click.option("--pose-sigma-m", type=float,
               help="A pass's pose error before the data tell it (metres; then measured) [3].")
-@click.option("--labels", "labels_path", metavar="PATH",
-              help="Also write the observations with the object_id each was assigned (-1: none).")
+@output_path_option(("--labels", "labels_path"),
+                    "Also write the observations with the object_id each was assigned (-1: none).")
 @click.option("--tile-m", type=float,
               help="Work tile by tile: the side of a tile (metres) [5000 with --shard; else one piece].")
 @click.option("--halo-m", type=float,
@@ -42,7 +44,7 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
     it lies in, from the observations within the tile's halo; the shards merge into an
     unsharded run with the same --tile-m."""
     from mapdiff.errors import MapdiffError
-    from mapdiff.io import write_table
+    from mapdiff.io import together, write_table
     from mapdiff.jobs.stages import locate_part, read_tiles
     from mapdiff.jobs.tiles import Tiling
     from mapdiff.locate import LocateConfig
@@ -57,13 +59,16 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
                                  "belongs to more than one shard)", param_hint="--labels")
     try:
         obs, kind, tiles = read_tiles(observations, tiling, shard)
+        compiling_notice("locate", "captures", quiet=quiet)
         progress = Progress(None, "tiles", quiet=quiet)
         objects, labels = locate_part(obs, config, tiling=tiling, tiles=tiles, kind=kind, source=observations,
                                       progress=progress)
         progress.finish()
-        write_table(objects, output, metadata=part_label("locate", shard, run_id, outputs=("output", "labels_path")))
-        if labels_path:
-            write_table(obs.assign(object_id=labels), labels_path)
+        with together():
+            write_table(objects, output, metadata=part_label("locate", shard, run_id,
+                                                             outputs=("output", "labels_path")))
+            if labels_path:
+                write_table(obs.assign(object_id=labels), labels_path)
         store_results(store_url, "locate", objects, shard, run_id, outputs=("output", "labels_path"))
     except MapdiffError as exc:
         fail(exc)

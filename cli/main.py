@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -24,6 +25,20 @@ SUBCOMMANDS = {
 }
 
 
+#: exit status after Ctrl-C (128 + SIGINT), what a shell reports for a process it interrupted
+EXIT_INTERRUPTED = 130
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx):
         return sorted(SUBCOMMANDS)
@@ -33,6 +48,20 @@ class LazyGroup(click.Group):
             return None
         module, attr, _ = SUBCOMMANDS[name]
         return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx):
+        # Ctrl-C: one line and the shell's status for SIGINT (130), not click's "Aborted!" (1).
+        # While a Numba kernel runs, the interrupt surfaces as a SystemError caused by it. The
+        # outputs are written atomically, so nothing of the run is left behind.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            pass
+        except SystemError as exc:
+            if not _caused_by_interrupt(exc):
+                raise
+        click.echo("mapdiff: interrupted; nothing written", err=True)
+        sys.exit(EXIT_INTERRUPTED)
 
     def format_commands(self, ctx, formatter):
         rows = [(name, SUBCOMMANDS[name][2]) for name in self.list_commands(ctx)]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import click
-
 from mapdiff_cli.options import (
     Progress,
+    build_config,
+    compiling_notice,
     fail,
     info,
     output_option,
+    output_path_option,
     part_label,
     quiet_option,
     results_store_option,
@@ -27,7 +29,7 @@ def _positive(ctx, param, value):
 @click.argument("traces", metavar="TRACES")
 @click.option("--map", "map_path", required=True, metavar="GPKG", help="Map GeoPackage with an edges layer.")
 @output_option("Matched points: one row per input fix (Parquet).")
-@click.option("--paths", "paths_path", metavar="PATH", help="Also write the driven edges per trip (Parquet).")
+@output_path_option(("--paths", "paths_path"), "Also write the driven edges per trip (Parquet).")
 @click.option("--search-radius-m", type=float, callback=_positive, help="Candidate search radius [50].")
 @click.option("--gps-sigma-m", type=float, callback=_positive, help="GPS error sigma [10].")
 @click.option("--max-candidates", type=int, callback=_positive, help="Candidate edges per fix [16].")
@@ -38,29 +40,32 @@ def _positive(ctx, param, value):
 @click.option("--fast", is_flag=True, help="Lighter preset for dense clean 1 Hz data (see MatchConfig.fast).")
 @quiet_option
 def match(traces, map_path, output, paths_path, quiet, fast, shard, run_id, store_url, **overrides):
-    """Match GPS fixes (trip_id, t, lon, lat) to the edges of the map."""
+    """Match GPS fixes to the edges of the map. TRACES: Parquet or GeoParquet with the columns
+    trip_id, t (UTC), lon, lat (optional vehicle_id, speed_mps, heading_deg, accuracy_m); CSV
+    (.csv, .csv.gz) with those columns in a header, t as ISO 8601 (no zone: UTC) or seconds since
+    1970-01-01 UTC; or GPX (.gpx), one trip per track segment. Local or s3://."""
     from mapdiff.errors import MapdiffError
-    from mapdiff.io import write_table
+    from mapdiff.io import together, write_table
     from mapdiff.jobs.stages import match_part, read_owned
     from mapdiff.matching import MatchConfig
     from mapdiff.network import load_network
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        config = (MatchConfig.fast(**overrides) if fast else MatchConfig(**overrides)).validate()
-    except MapdiffError as exc:
-        raise click.BadParameter(str(exc)) from None
+    config = build_config(MatchConfig.fast if fast else MatchConfig, **overrides)
     try:
         df = read_owned(traces, shard)
         net = load_network(map_path)
+        compiling_notice("hmm", "geometry", "graph", quiet=quiet)
         progress = Progress(None if shard else len(df), f"matched fixes{f' of shard {shard}' if shard else ''}",
                             quiet=quiet)
         matched, paths = match_part(df, net, config, shard=shard, source=str(traces), progress=progress)
         progress.finish()
-        write_table(matched, output, metadata=part_label("match", shard, run_id, outputs=("output", "paths_path")))
-        if paths_path:
-            write_table(paths, paths_path, metadata=part_label("paths", shard, run_id,
-                                                               outputs=("output", "paths_path")))
+        with together():  # both files or neither
+            write_table(matched, output, metadata=part_label("match", shard, run_id,
+                                                             outputs=("output", "paths_path")))
+            if paths_path:
+                write_table(paths, paths_path, metadata=part_label("paths", shard, run_id,
+                                                                   outputs=("output", "paths_path")))
         store_results(store_url, "match", matched, shard, run_id, outputs=("output", "paths_path"))
     except MapdiffError as exc:
         fail(exc)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import click
-from mapdiff_cli.options import fail, info, output_option, quiet_option
+from mapdiff_cli.options import REPLACES_HELP, fail, info, quiet_option
 
 #: mapdiff.jobs.parts.STAGES, written out so that --help needs no import of the library
 STAGES = ("match", "paths", "observe", "locate", "coverage", "simulate", "diff")
@@ -12,7 +12,9 @@ STAGES = ("match", "paths", "observe", "locate", "coverage", "simulate", "diff")
 @click.command(short_help="Merge the outputs of the shards of one run (or coverages of disjoint windows).")
 @click.argument("stage", type=click.Choice(STAGES))
 @click.argument("parts", nargs=-1, required=True, metavar="PARTS...")
-@output_option("The merged output (a folder for simulate, a GeoPackage for diff).")
+@click.option("-o", "--output", required=True, metavar="PATH",
+              help="The merged output (a folder for simulate, a GeoPackage for diff, else Parquet). Local or "
+                   f"s3://. {REPLACES_HELP}")
 @quiet_option
 def merge(stage, parts, output, quiet):
     """Join the shard outputs PARTS (files, or folders of part-* files) of one run of STAGE into
@@ -22,11 +24,12 @@ def merge(stage, parts, output, quiet):
     concatenated in the unsharded order. Simulation folders merge into one folder: the world's
     files once, the vehicles' tables joined."""
     from mapdiff.errors import MapdiffError
-    from mapdiff.io import write_table
+    from mapdiff.io import check_output, write_table
     from mapdiff.jobs.parts import merge as run
     from mapdiff.jobs.parts import merge_diffs, merge_simulation
 
     try:
+        check_output(output, {"diff": "gpkg", "simulate": "folder"}.get(stage, "parquet"), marker="truth/meta.json")
         if stage == "diff":
             info(f"merged diff: {merge_diffs(parts, output):,} diffs", quiet=quiet)
             return

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import click
-
-from mapdiff_cli.options import fail, info, output_option, quiet_option
+from mapdiff_cli.options import fail, info, output_option, quiet_option, step
 
 
 @click.command(short_help="Build a map GeoPackage from an OpenStreetMap extract.")
 @click.argument("input_path", metavar="INPUT")
-@output_option("Output GeoPackage (layers nodes, edges, features).")
+@output_option("Output GeoPackage (layers nodes, edges, features).", kind="gpkg")
 @quiet_option
 def network(input_path, output, quiet):
     """Read an OpenStreetMap extract (.osm, .osm.bz2, .osm.pbf), keep the drivable network and the
@@ -18,7 +17,7 @@ def network(input_path, output, quiet):
     from mapdiff.osm import build_map
 
     try:
-        layers = build_map(input_path, output, progress=lambda m: info(m, quiet=quiet))
+        layers = build_map(input_path, output, progress=lambda m: step(m, quiet=quiet))
     except MapdiffError as exc:
         fail(exc)
     info(

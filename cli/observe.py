@@ -5,9 +5,11 @@ from __future__ import annotations
 import click
 from mapdiff_cli.options import (
     build_config,
+    compiling_notice,
     fail,
     info,
     output_option,
+    output_path_option,
     part_label,
     quiet_option,
     shard_option,
@@ -22,7 +24,7 @@ from mapdiff_cli.options import (
 @click.option("--map", "map_path", metavar="GPKG",
               help="The map the fixes were matched on: headings from the road (else from the motion).")
 @output_option("Observations (Parquet).")
-@click.option("--rejects", metavar="PATH", help="Also write the detections without a matched pose, with the reason.")
+@output_path_option(("--rejects", "rejects"), "Also write the detections without a matched pose, with the reason.")
 @click.option("--max-gap-s", type=float, help="Matched fixes further apart give no pose [5].")
 @click.option("--lane-offset-m", type=float,
               help="How far right of a two-way road's centre line the camera drives, with --map (metres; "
@@ -37,7 +39,7 @@ def observe(detections, matched, camera_path, map_path, output, rejects, max_gap
     stderr by reason (and written with --rejects)."""
     from mapdiff.camera import read_camera
     from mapdiff.errors import MapdiffError
-    from mapdiff.io import write_table
+    from mapdiff.io import together, write_table
     from mapdiff.jobs.stages import observe_part, read_owned
     from mapdiff.observe import ObserveConfig
 
@@ -50,15 +52,17 @@ def observe(detections, matched, camera_path, map_path, output, rejects, max_gap
             from mapdiff.network import load_network
 
             network = load_network(map_path)
+        compiling_notice("observe", quiet=quiet)
         obs, rejected = observe_part(det, read_owned(matched, shard), camera, config, network=network, shard=shard,
                                      source=detections, matched_source=matched)
-        write_table(obs, output, metadata=part_label("observe", shard, run_id, outputs=("output", "rejects")))
-        if rejects:
-            write_table(rejected, rejects)
+        with together():
+            write_table(obs, output, metadata=part_label("observe", shard, run_id, outputs=("output", "rejects")))
+            if rejects:
+                write_table(rejected, rejects)
     except MapdiffError as exc:
         fail(exc)
     info(f"{len(obs):,} observations from {len(det):,} detections", quiet=quiet)
     if len(rejected):
         counts = rejected["reason"].value_counts()
         info(f"{len(rejected):,} detections without a matched pose: "
-             + "; ".join(f"{n:,} {r}" for r, n in counts.items() if n), quiet=False)
+             + "; ".join(f"{n:,} {r}" for r, n in counts.items() if n), quiet=quiet)

@@ -90,30 +90,83 @@ def store_results(url, stage: str, frame, shard, run_id, *, outputs=("output",))
     write_results(url, stage, frame, run_id=run_of(stage, run_id, outputs=outputs), shard=shard.index if shard else 0)
 
 
-def output_option(help_text: str = "Output file (local path or s3:// URI)."):
-    return click.option("-o", "--output", "output", required=True, metavar="PATH", help=help_text)
+REPLACES_HELP = "An output already there is replaced, atomically; a folder or a file of another kind is refused."
+_METAVARS = {"parquet": "PARQUET", "gpkg": "GPKG", "json": "JSON", "html": "HTML", "png": "PNG", "folder": "DIR"}
+
+
+def _output_check(kind: str, marker: str | None):
+    def check(ctx, param, value):
+        if value is None:
+            return None
+        from mapdiff.errors import MapdiffError
+        from mapdiff.io import check_output
+
+        try:
+            check_output(value, kind, marker=marker)
+        except MapdiffError as exc:
+            fail(exc)
+        return value
+    return check
+
+
+def output_option(help_text: str, *, kind: str = "parquet", marker: str | None = None):
+    """``-o/--output``, checked before any work (see :func:`mapdiff.io.check_output`)."""
+    return output_path_option(("-o", "--output", "output"), help_text, kind=kind, marker=marker, required=True)
+
+
+def output_path_option(decls, help_text: str, *, kind: str = "parquet", marker: str | None = None,
+                       required: bool = False):
+    """An output path option (local or ``s3://``) of ``kind``, checked before any work."""
+    return click.option(*decls, required=required, metavar=_METAVARS[kind], callback=_output_check(kind, marker),
+                        help=f"{help_text} Local or s3://. {REPLACES_HELP}")
+
+
+def _terminal() -> bool:
+    return sys.stderr.isatty()
 
 
 class Progress:
-    """Counts on stderr, redrawn in place after each batch; silent with ``-q``. Call
-    :meth:`finish` at the end to close the line. ``total`` may be None (counts only)."""
+    """A progress bar on stderr (tqdm) while a stage works through its batches, when stderr is a
+    terminal; nothing when it is not (a log gets the stage's one summary line) or with ``-q``.
+    Call it with the count of each batch done; :meth:`finish` closes the bar. ``total`` may be
+    None (counts only)."""
 
     def __init__(self, total, label: str, *, quiet: bool):
         self.total = total
         self.done = 0
-        self.label = label
-        self.quiet = quiet
+        self.bar = None
+        if not quiet and _terminal():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=label, unit="", leave=False, file=sys.stderr,
+                            dynamic_ncols=True)
 
     def __call__(self, n: int) -> None:
         self.done += n
-        if self.quiet:
-            return
-        of = f"/{self.total:,} ({100.0 * self.done / self.total:.0f}%)" if self.total else ""
-        click.echo(f"\r{self.label}: {self.done:,}{of}", err=True, nl=False)
+        if self.bar is not None:
+            self.bar.update(n)
 
     def finish(self) -> None:
-        if not self.quiet and self.done:
-            click.echo("", err=True)
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def step(message: str, *, quiet: bool) -> None:
+    """A step of a long stage on stderr, shown on a terminal only (see :class:`Progress`)."""
+    if not quiet and _terminal():
+        click.echo(message, err=True)
+
+
+def compiling_notice(*modules: str, quiet: bool) -> None:
+    """Say so on a terminal when the kernels of ``modules`` (in mapdiff._kernels) are not compiled
+    yet: the first run of a version compiles them for 10 to 30 s."""
+    if quiet or not _terminal():
+        return
+    from mapdiff._kernels import compiled
+
+    if not all(compiled(m) for m in modules):
+        click.echo("compiling kernels (once per version; mapdiff warmup does it ahead)...", err=True)
 
 
 def build_config(config_cls, **options):
@@ -124,8 +177,8 @@ def build_config(config_cls, **options):
     try:
         return config_cls(**{k: v for k, v in options.items() if v is not None}).validate()
     except ConfigError as exc:
-        name = str(exc).split(" ", 1)[0]
-        raise click.BadParameter(str(exc), param_hint=f"--{name.replace('_', '-')}") from None
+        hint = f"--{exc.field.replace('_', '-')}" if exc.field else None
+        raise click.BadParameter(str(exc), param_hint=hint) from None
 
 
 def info(message: str, *, quiet: bool) -> None:

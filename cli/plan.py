@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import click
-from mapdiff_cli.options import build_config, fail, info, output_option, quiet_option, store_option
+from mapdiff_cli.options import (
+    build_config,
+    compiling_notice,
+    fail,
+    info,
+    output_option,
+    quiet_option,
+    store_option,
+)
 
 
 @click.command(short_help="Choose the clips to ask the cars for, so the edges that matter are seen k times.")
@@ -54,13 +62,13 @@ def _run(coverage_path, paths_path, map_path, output, store_url, diffs, edges_pa
     from mapdiff.io import read_map_layers, read_table, write_table
     from mapdiff.network import load_network
     from mapdiff.plan import empty_requests, plan, read_diffs, read_edge_ids, targets
-    from mapdiff.schema import _require
+    from mapdiff.schema import require
     from mapdiff.store import default_store, open_store
 
     try:
         with open_store(store_url or default_store(output)) as store:
             cov = read_table(coverage_path)
-            _require(cov, ["edge_id"], coverage_path)
+            require(cov, ["edge_id"], coverage_path)
             if len(cov) == 0:
                 write_table(empty_requests(), output)
                 info(f"{coverage_path}: no edges were driven; the plan is empty", quiet=False)
@@ -72,6 +80,7 @@ def _run(coverage_path, paths_path, map_path, output, store_url, diffs, edges_pa
             tgt = targets(net, cov, config=config, features=layers.get("features"),
                           diffs=read_diffs(diffs_path, below=below) if diffs_path else None,
                           user_edges=read_edge_ids(edges_path) if edges_path else None, seen=store.video_seen())
+            compiling_notice("plan", quiet=quiet)
             result = plan(paths, net, tgt, config=config, bound=bound, source=paths_path)
             added = store.add(result.requests)
             write_table(result.requests, output)

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import click
-
-from mapdiff_cli.options import build_config, fail, info, part_label, quiet_option, shard_option
+from mapdiff_cli.options import (
+    build_config,
+    compiling_notice,
+    fail,
+    info,
+    output_option,
+    part_label,
+    quiet_option,
+    shard_option,
+    step,
+)
 
 # option name -> (SimConfig field, help); every one maps straight onto the config
 _RATES = {
@@ -66,7 +75,7 @@ def _options(f):
 
 @click.command(short_help="Simulate a fleet with ground truth on a map.")
 @click.option("--map", "map_path", required=True, metavar="GPKG", help="Map GeoPackage: the true world.")
-@click.option("-o", "--output", required=True, metavar="DIR", help="Output folder (local or s3://).")
+@output_option("Output folder.", kind="folder", marker="truth/meta.json")
 @click.option("--vehicles", type=int, default=20, show_default=True, help="Number of vehicles.")
 @click.option("--days", type=int, default=1, show_default=True, help="Number of days.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed: same seed, same bytes.")
@@ -82,7 +91,8 @@ def simulate(map_path, output, shard, run_id, quiet, **options):
     from mapdiff.errors import MapdiffError
     from mapdiff.io import read_map_layers
     from mapdiff.jobs.shards import vehicles_of
-    from mapdiff.simulate import SimConfig, simulate as run
+    from mapdiff.simulate import SimConfig
+    from mapdiff.simulate import simulate as run
 
     cam = {k.replace("-", "_"): options.pop(k.replace("-", "_")) for k in _CAMERA}
     config = build_config(SimConfig, **options)
@@ -92,7 +102,8 @@ def simulate(map_path, output, shard, run_id, quiet, **options):
         if "features" not in layers:
             info(f"{map_path}: no 'features' layer: simulating traces but no detections", quiet=False)
         vehicles = vehicles_of(config.vehicles, shard) if shard else None
-        sim = run(layers, config, camera, progress=lambda m: info(m, quiet=quiet), vehicles=vehicles)
+        compiling_notice("simulate", "graph", quiet=quiet)
+        sim = run(layers, config, camera, progress=lambda m: step(m, quiet=quiet), vehicles=vehicles)
         sim.write(output, metadata=part_label("simulate", shard, run_id))
     except MapdiffError as exc:
         fail(exc)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import click
-from mapdiff_cli.options import Progress, fail, info, quiet_option, store_option
+from mapdiff_cli.options import Progress, fail, info, output_option, quiet_option, store_option
 
 
 @click.command(short_help="Simulate the cars uploading the requested clips: keep the detections inside them.")
 @click.argument("requests_paths", metavar="REQUESTS...", nargs=-1, required=True)
 @click.option("--sim", "sim_dir", required=True, metavar="DIR", help="A simulation folder (mapdiff simulate -o).")
-@click.option("-o", "--output", required=True, metavar="DIR",
-              help="Folder for detections.parquet (the detections inside the clips) and upload.json.")
+@output_option("Folder for detections.parquet (the detections inside the clips) and upload.json.", kind="folder",
+               marker="upload.json")
 @store_option("Task store holding the requests: their tasks become uploaded "
               "[$MAPDIFF_STORE, else tasks.sqlite beside the first REQUESTS].")
 @click.option("--bitrate-mbps", type=click.FloatRange(min=0, min_open=True), default=8.0, show_default=True,

@@ -72,7 +72,7 @@ class Camera:
                 msg = f"{name} must be {want}; found {getattr(self, name)!r}"
                 if source:
                     msg = f"{source}: {msg}"
-                raise ConfigError(msg)
+                raise ConfigError(msg, field=name)
         return self
 
     def to_json(self) -> str:

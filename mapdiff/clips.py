@@ -15,9 +15,9 @@ TOLERANCE_S = 1e-3
 def read_clips(requests: pd.DataFrame, source: str = "requests") -> pd.DataFrame:
     """The clips of a requests frame (rows with a ``task_id``), validated: ``task_id``,
     ``trip_id`` (text), ``t0``, ``t1`` (float seconds), sorted by trip and start."""
-    from mapdiff.schema import _require, time_seconds
+    from mapdiff.schema import require, time_seconds
 
-    _require(requests, ["task_id", "trip_id", "t_start", "t_end"], source)
+    require(requests, ["task_id", "trip_id", "t_start", "t_end"], source)
     rows = requests[requests["task_id"].notna()]
     if "status" in rows:
         rows = rows[rows["status"] != "unsatisfied"]

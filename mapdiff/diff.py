@@ -148,14 +148,14 @@ class DiffResult:
 
 
 def _object_frame(objects: pd.DataFrame, proj, source: str) -> pd.DataFrame:
-    from mapdiff.schema import _require, lonlat_columns
+    from mapdiff.schema import lonlat_columns, require
 
     if len(objects) == 0:
         return pd.DataFrame({"object_id": pd.Series(dtype=np.int64), "class": pd.Series(dtype=object),
                              "value": pd.Series(dtype=object), "x": [], "y": [], "sigma_m": [],
                              "n_trips": pd.Series(dtype=np.int64), "n_observations": pd.Series(dtype=np.int64),
                              "value_share": []})
-    _require(objects, ["class"], source)
+    require(objects, ["class"], source)
     lon, lat = lonlat_columns(objects, source)
     x, y = proj.to_metres(lon, lat)
     n = len(objects)
@@ -847,9 +847,9 @@ def _fastest_route_trips(net, paths: pd.DataFrame, source: str) -> np.ndarray:
     matched paths, on the map, by free-flow travel time) use it."""
     from mapdiff._kernels.graph import route_legs
     from mapdiff.network import free_flow_speed_mps
-    from mapdiff.schema import _require
+    from mapdiff.schema import require
 
-    _require(paths, ["trip_id", "edge_id", "against"], source)
+    require(paths, ["trip_id", "edge_id", "against"], source)
     n = net.n_edges
     out = np.zeros(n)
     if len(paths) == 0:
@@ -941,9 +941,9 @@ def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    from mapdiff.schema import _require, time_seconds
+    from mapdiff.schema import require, time_seconds
 
-    _require(matched, ["trip_id", "t", "lon", "lat", "state", "distance_m"], source)
+    require(matched, ["trip_id", "t", "lon", "lat", "state", "distance_m"], source)
     m = matched.sort_values(["trip_id", "t"], kind="stable")
     x, y = net.proj.to_metres(m["lon"].to_numpy(float), m["lat"].to_numpy(float))
     t = time_seconds(m["t"], source=source)
@@ -1118,9 +1118,9 @@ def _confirmed_trips(matched: pd.DataFrame, coverage_n: pd.DataFrame, net, sourc
     of its fixes was matched within two GPS sigmas of it and away from its ends (``END_M``, a
     third of a short edge). A pass the matcher routed through (a detour around a road the map
     lacks, a guess across a gap) or a fix at a junction that touched the edge put no car there."""
-    from mapdiff.schema import _require
+    from mapdiff.schema import require
 
-    _require(matched, ["trip_id", "edge_id", "distance_m", "offset_m"], source)
+    require(matched, ["trip_id", "edge_id", "distance_m", "offset_m"], source)
     dist = pd.to_numeric(matched["distance_m"], errors="coerce").to_numpy(float)
     on_edge = matched["edge_id"].notna().to_numpy()
     edge = np.where(on_edge, matched["edge_id"].fillna(-1).to_numpy(np.int64), -1)
@@ -1151,9 +1151,9 @@ def _filmed(seen_n: pd.DataFrame, video_coverage: pd.DataFrame, net, source: str
 
 
 def _coverage_counts(coverage: pd.DataFrame, net, source: str) -> pd.DataFrame:
-    from mapdiff.schema import _require
+    from mapdiff.schema import require
 
-    _require(coverage, ["edge_id", "passes"], source)
+    require(coverage, ["edge_id", "passes"], source)
     cov = pd.DataFrame({"edge_id": coverage["edge_id"].to_numpy().astype(np.int64)})
     for c in ("passes", "against", "trips", "trips_against"):
         cov[c] = coverage[c].to_numpy(float) if c in coverage else (

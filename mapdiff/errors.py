@@ -13,7 +13,12 @@ class InputError(MapdiffError):
 
 
 class ConfigError(MapdiffError, ValueError):
-    """A configuration value is out of its allowed range."""
+    """A configuration value is out of its allowed range; ``field`` names the config's field
+    (the CLI's option is the field with dashes: ``reach_m`` -> ``--reach-m``)."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 def check_fields(config, names, ok, want: str) -> None:
@@ -23,7 +28,7 @@ def check_fields(config, names, ok, want: str) -> None:
         value = getattr(config, name)
         if not ok(value):
             msg = f"{name} must be {want}; found {value!r}"
-            raise ConfigError(msg)
+            raise ConfigError(msg, field=name)
 
 
 class StoreError(MapdiffError):

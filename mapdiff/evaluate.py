@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mapdiff.errors import InputError
-from mapdiff.schema import _require
+from mapdiff.schema import require
 
 #: a fix this close to a node counts as on either edge of the node
 NODE_TOLERANCE_M = 2.0
@@ -153,10 +153,12 @@ def score_matching(truth: Truth, *, paths=None, matched=None, source="matched") 
     """Edge precision and recall by length, and Newson & Krumm's mismatch fraction, over all
     true trips; with ``matched`` also the share of fixes matched to the edge the car was on.
 
-    The driven edges come from ``paths`` when given, else from the matched fixes' edge ids.
+    The driven edges come from ``paths`` when given, else from the matched fixes' edge ids,
+    which miss the short edges driven between two fixes: the scores differ, and ``edges_from``
+    says which source they came from.
     """
     drive = paths if paths is not None else matched
-    _require(drive, ["trip_id", "edge_id"], source)
+    require(drive, ["trip_id", "edge_id"], source)
     routes = truth.routes
     _known(drive["trip_id"].astype(str), routes["trip_id"].astype(str), "trip ids", source)
     _known(drive["edge_id"], truth.edges["edge_id"], "edge ids", source)
@@ -164,6 +166,7 @@ def score_matching(truth: Truth, *, paths=None, matched=None, source="matched") 
     true = routes.assign(trip_id=routes["trip_id"].astype(str))
     per_trip = match_scores(drive, true, truth.edge_length)
     out = {
+        "edges_from": "paths" if paths is not None else "matched",
         "trips": len(per_trip),
         "edge_precision": float((per_trip["precision"] * per_trip["matched_m"]).sum() / max(per_trip["matched_m"].sum(), 1e-9)),
         "edge_recall": float((per_trip["recall"] * per_trip["true_m"]).sum() / max(per_trip["true_m"].sum(), 1e-9)),
@@ -171,7 +174,7 @@ def score_matching(truth: Truth, *, paths=None, matched=None, source="matched") 
         "mismatch_median": float(per_trip["mismatch"].median()),
     }
     if matched is not None:
-        _require(matched, ["trip_id", "t", "edge_id"], source)
+        require(matched, ["trip_id", "t", "edge_id"], source)
         fixes = truth.fixes
         key = ["trip_id", "t"]
         m = matched[key + ["edge_id"]].assign(trip_id=matched["trip_id"].astype(str))
@@ -198,7 +201,7 @@ def score_coverage(truth: Truth, coverage, *, source="coverage") -> dict:
     """Passes per edge against the true routes: which driven edges the coverage found, and how
     close its pass counts are. Passes either way count (``passes`` + ``against`` when the file
     has both), and rows of one edge_id are summed."""
-    _require(coverage, ["edge_id", "passes"], source)
+    require(coverage, ["edge_id", "passes"], source)
     _known(coverage["edge_id"], truth.edges["edge_id"], "edge ids", source)
     either = coverage["passes"] + (coverage["against"] if "against" in coverage else 0)
     est = either.groupby(coverage["edge_id"]).sum()
@@ -273,7 +276,7 @@ def score_locate(truth: Truth, objects, *, threshold_m=3.0, min_trips=5, source=
     estimates with ``n_trips >= min_trips`` (all estimates when there is no ``n_trips``). The
     ``*_all`` metrics count everything.
     """
-    _require(objects, ["class", "lon", "lat"], source)
+    require(objects, ["class", "lon", "lat"], source)
     true = truth.objects
     tx, ty = _metres(truth, true["lon"].to_numpy(), true["lat"].to_numpy())
     ex, ey = _metres(truth, objects["lon"].to_numpy(float), objects["lat"].to_numpy(float))
@@ -369,7 +372,7 @@ def score_diff(truth: Truth, diffs, *, object_m=10.0, road_m=20.0, min_trips=3, 
     """
     import shapely
 
-    _require(diffs, ["kind", "geometry"], source)
+    require(diffs, ["kind", "geometry"], source)
     changes = truth.changes
     if "feature_id" in diffs:
         objects = truth.objects

@@ -7,6 +7,7 @@ the target and renames it into place, so a failed run never leaves a half-writte
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import tempfile
 import uuid
@@ -31,6 +32,11 @@ def _storage_error(exc: BaseException, path, doing: str) -> MapdiffError | None:
         return InputError(f"{path}: access denied ({exc}); check the credentials")
     if isinstance(exc, FileNotFoundError):
         return InputError(f"{path}: not found ({exc})")
+    if isinstance(exc, (IsADirectoryError, NotADirectoryError, FileExistsError)):
+        return InputError(f"{path}: a file and a folder are in each other's way ({exc.strerror or exc})")
+    if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError", "NoRegionError"):
+        return InputError(f"{path}: no usable AWS credentials ({exc}); set AWS_ACCESS_KEY_ID and "
+                          "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE")
     module = type(exc).__module__.split(".")[0]
     if module in ("botocore", "aiobotocore", "aiohttp", "urllib3", "requests") or (
             isinstance(exc, OSError) and module != "pyarrow"):
@@ -86,17 +92,21 @@ def read_table(path, *, where=None, columns=None) -> pd.DataFrame:
 
     if where is not None:
         with open_parquet(path) as pf:
+            columns = columns or _plain_columns(pf.schema_arrow)
             try:
                 kept = []
                 for batch in pf.iter_batches(batch_size=1_000_000, columns=columns):
                     table = pa.Table.from_batches([batch])
                     kept.append(table.filter(where(table)))
+            except KeyError as exc:  # the column ``where`` needs
+                msg = f"{path}: missing column {exc.args[0]!r}; found columns {pf.schema_arrow.names}"
+                raise InputError(msg) from None
             except Exception as exc:
                 err = _storage_error(exc, path, "read")
                 if err is not None:
                     raise err from None
                 raise
-            table = pa.concat_tables(kept) if kept else pf.schema_arrow.empty_table()
+            table = pa.concat_tables(kept) if kept else pf.schema_arrow.empty_table().select(columns or [])
             table = table.replace_schema_metadata(pf.schema_arrow.metadata)
         return _frame(table, path)
     check_exists(path)
@@ -105,8 +115,11 @@ def read_table(path, *, where=None, columns=None) -> pd.DataFrame:
             import fsspec
 
             with fsspec.open(str(path), "rb") as f:
+                columns = columns or _plain_columns(pq.read_schema(f))
+                f.seek(0)
                 table = pq.read_table(f, columns=columns)
         else:
+            columns = columns or _plain_columns(pq.read_schema(str(path)))
             table = pq.read_table(str(path), columns=columns)
     except Exception as exc:  # pyarrow raises several types for "not a Parquet file"
         err = _storage_error(exc, path, "read")
@@ -117,8 +130,50 @@ def read_table(path, *, where=None, columns=None) -> pd.DataFrame:
     return _frame(table, path)
 
 
+def read_traces(path, *, where=None) -> pd.DataFrame:
+    """Read GPS traces: Parquet/GeoParquet, or CSV and GPX by the file name (see
+    :mod:`mapdiff.formats`); ``where`` as in :func:`read_table`."""
+    from mapdiff.formats import read_traces_file, trace_format
+
+    if trace_format(path) == "parquet":
+        return read_table(path, where=where)
+    df = read_traces_file(path)
+    if where is not None and len(df):
+        import pyarrow as pa
+
+        import numpy as np
+
+        try:
+            keep = where(pa.Table.from_pandas(df, preserve_index=False))
+        except KeyError as exc:
+            msg = f"{path}: missing column {exc.args[0]!r}; found columns {list(df.columns)}"
+            raise InputError(msg) from None
+        df = df[np.asarray(keep, dtype=bool)].reset_index(drop=True)
+    return df
+
+
+def _plain_columns(schema) -> list[str] | None:
+    """The columns to read of a GeoParquet file that also has the ``lon``, ``lat`` columns the
+    contracts name: all but its geometry and bounding-box columns, which only repeat them
+    (None: read every column)."""
+    import json
+
+    raw = (schema.metadata or {}).get(b"geo")
+    if raw is None or not {"lon", "lat"} <= set(schema.names):
+        return None
+    try:
+        geo = json.loads(raw)
+        skip = set(geo["columns"])
+        for spec in geo["columns"].values():
+            skip |= {v[0] if isinstance(v, list) else v for v in (spec.get("covering") or {}).get("bbox", {}).values()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None  # a broken "geo" entry: _frame names it
+    return [n for n in schema.names if n not in skip]
+
+
 def _frame(table, path) -> pd.DataFrame:
-    if b"geo" in (table.schema.metadata or {}):
+    geo = (table.schema.metadata or {}).get(b"geo")
+    if geo is not None and not {"lon", "lat"} <= set(table.schema.names):
         from geopandas.io.arrow import _arrow_to_geopandas
 
         try:  # the table is read once: convert it (geopandas' own reader would read the file again)
@@ -158,6 +213,199 @@ def open_parquet(path):
         yield pf
 
 
+#: what each kind of file output is written as: the name extensions it may carry and the
+#: first bytes of such a file (None: told by its first non-blank character)
+OUTPUT_KINDS = {
+    "parquet": ((".parquet", ".geoparquet", ".parq"), b"PAR1"),
+    "gpkg": ((".gpkg",), b"SQLite format 3\x00"),
+    "json": ((".json",), None),
+    "html": ((".html", ".htm"), None),
+    "png": ((".png",), b"\x89PNG"),
+}
+_TEXT_START = {"json": (b"{", b"["), "html": (b"<",)}
+
+
+def check_output(path, kind: str, *, marker: str | None = None) -> None:
+    """Raise InputError unless ``path`` can take an output of ``kind`` (a key of
+    :data:`OUTPUT_KINDS`, or ``"folder"``); called before any work, so a run that cannot write
+    its result does not start.
+
+    An existing output of the same kind is replaced (reruns and retries need that); refused are a
+    file name whose extension says another format, a folder where a file goes, a file where a
+    folder goes, a file of another kind, and a folder that is not an earlier output of the stage
+    (``marker``: a file every such folder has; an empty folder is taken). For ``s3://`` the
+    bucket and the credentials are checked.
+    """
+    name = str(path).split("?")[0].rstrip("/")
+    if kind != "folder":
+        suffixes, _ = OUTPUT_KINDS[kind]
+        if not name.lower().endswith(suffixes):
+            found = repr(Path(name).suffix) if Path(name).suffix else "none"
+            msg = f"{path}: expected a {' or '.join(suffixes)} file name for the {kind} output; found extension {found}"
+            raise InputError(msg)
+    if _is_remote(path):
+        fs, fspath = _fs(path)
+        bucket = fspath.split("/", 1)[0]
+        with storage(path, "reach it"):
+            if not fs.exists(bucket):
+                msg = f"{path}: bucket {bucket!r} not found"
+                raise InputError(msg)
+        return
+    target = Path(path)
+    if kind == "folder":
+        if target.exists() and not target.is_dir():
+            msg = f"{path}: expected a folder for the output; found a file (refusing to replace it)"
+            raise InputError(msg)
+        if target.is_dir() and any(target.iterdir()) and not (marker and (target / marker).exists()):
+            msg = f"{path}: a folder that is not an earlier output of this stage (no {marker}); refusing to replace it"
+            raise InputError(msg)
+        return
+    if target.is_dir():
+        msg = f"{path}: expected a file path for the {kind} output; found a folder (a folder is never replaced)"
+        raise InputError(msg)
+    if target.is_file() and target.stat().st_size and not _is_kind(target, kind):
+        msg = f"{path}: exists and is not a {kind} file; refusing to replace it"
+        raise InputError(msg)
+
+
+def _is_kind(path: Path, kind: str) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(512)
+    magic = OUTPUT_KINDS[kind][1]
+    if magic is not None:
+        return head.startswith(magic)
+    return head.lstrip().startswith(_TEXT_START[kind])
+
+
+_pending: contextvars.ContextVar[list | None] = contextvars.ContextVar("mapdiff_pending_outputs", default=None)
+
+
+@contextlib.contextmanager
+def together():
+    """The outputs written inside the block appear together or not at all: each writer's final
+    rename (or upload) waits for the block to end without error. If one of them then fails,
+    those already in place are taken back (a local file or folder they replaced is restored;
+    an ``s3://`` object is deleted)."""
+    pending: list = []
+    token = _pending.set(pending)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in pending:
+            _drop(tmp)
+        raise
+    finally:
+        _pending.reset(token)
+    done = []
+    try:
+        for i, (tmp, path) in enumerate(pending):
+            with storage(path, "write"):
+                done.append((path, _place(tmp, path)))
+            pending[i] = (None, path)
+    except BaseException:
+        for path, backup in reversed(done):
+            _take_back(path, backup)
+        for tmp, _ in pending:
+            if tmp is not None:
+                _drop(tmp)
+        raise
+    for _, backup in done:
+        if backup is not None:
+            _drop(backup)
+
+
+def _place(tmp: str, path: str) -> str | None:
+    """Move the finished ``tmp`` (a file or a folder) to ``path``; return where a local output
+    it replaced was moved (None: none, or remote)."""
+    import shutil
+
+    if _is_remote(path):
+        fs, fspath = _fs(path)
+        if os.path.isdir(tmp):
+            fs.put(tmp.rstrip("/") + "/", fspath, recursive=True)
+            shutil.rmtree(tmp)
+        else:
+            fs.put_file(tmp, fspath)
+            os.unlink(tmp)
+        return None
+    backup = None
+    if os.path.lexists(path):
+        backup = f"{tmp}.old"
+        os.replace(path, backup)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        if backup is not None:
+            os.replace(backup, path)
+        raise
+    return backup
+
+
+def _take_back(path: str, backup: str | None) -> None:
+    """Undo :func:`_place`: remove the new output at ``path`` and put back what it replaced."""
+    if _is_remote(path):
+        fs, fspath = _fs(path)
+        with contextlib.suppress(Exception):
+            fs.rm(fspath, recursive=True)
+        return
+    _drop(path)
+    if backup is not None:
+        os.replace(backup, path)
+
+
+def _drop(path: str) -> None:
+    """Remove a local file or folder if it is there."""
+    import shutil
+
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+@contextlib.contextmanager
+def _atomic(path, tmp: str):
+    """Yield ``tmp``; on success move it to ``path`` (at the end of an enclosing
+    :func:`together` block, if any); on any error remove it and leave ``path`` untouched."""
+    try:
+        with storage(path, "write"):
+            yield tmp
+    except BaseException:
+        _drop(tmp)
+        raise
+    pending = _pending.get()
+    if pending is not None:
+        pending.append((tmp, path))
+        return
+    try:
+        with storage(path, "write"):
+            backup = _place(tmp, path)
+    except BaseException:
+        _drop(tmp)
+        raise
+    if backup is not None:
+        _drop(backup)
+
+
+def _temp_beside(path: str, *, folder: bool) -> str:
+    """A fresh temporary name: beside a local ``path`` (so the rename stays on one file system),
+    in the system's temporary folder for a remote one."""
+    if _is_remote(path):
+        if folder:
+            return tempfile.mkdtemp(prefix="mapdiff-")
+        fd, tmp = tempfile.mkstemp(suffix=Path(path.split("?")[0]).suffix)
+        os.close(fd)
+        os.unlink(tmp)
+        return tmp
+    parent = Path(path).resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = str(parent / f".{Path(path).name}.{uuid.uuid4().hex[:8]}.tmp{'' if folder else Path(path).suffix}")
+    if folder:
+        os.mkdir(tmp)
+    return tmp
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary local path; on success move it to ``path`` (local or remote).
@@ -165,28 +413,8 @@ def atomic_path(path):
     On any error the temporary file is removed and ``path`` is left untouched.
     """
     path = str(path)
-    if _is_remote(path):
-        suffix = Path(path.split("?")[0]).suffix
-        fd, tmp = tempfile.mkstemp(suffix=suffix)
-        os.close(fd)
-        os.unlink(tmp)
-    else:
-        parent = Path(path).resolve().parent
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = str(parent / f".{Path(path).name}.{uuid.uuid4().hex[:8]}.tmp{Path(path).suffix}")
-    try:
-        with storage(path, "write"):
-            yield tmp
-            if _is_remote(path):
-                fs, fspath = _fs(path)
-                fs.put_file(tmp, fspath)
-                os.unlink(tmp)
-            else:
-                os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with _atomic(path, _temp_beside(path, folder=False)) as tmp:
+        yield tmp
 
 
 @contextlib.contextmanager
@@ -194,46 +422,45 @@ def atomic_dir(path):
     """Yield a temporary local folder; on success it becomes the folder ``path``: renamed into
     place whole (an old folder there is replaced), or for ``s3://`` uploaded file by file once
     all are written. On any error nothing of it is left."""
-    import shutil
-
     path = str(path).rstrip("/")
-    if _is_remote(path):
-        tmp = tempfile.mkdtemp(prefix="mapdiff-")
-    else:
-        parent = Path(path).resolve().parent
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = str(parent / f".{Path(path).name}.{uuid.uuid4().hex[:8]}.tmp")
-        os.mkdir(tmp)
-    try:
-        with storage(path, "write"):
+    with _atomic(path, _temp_beside(path, folder=True)) as tmp:
+        token = _pending.set(None)  # the files inside are placed at once: the folder is the unit
+        try:
             yield tmp
-        if _is_remote(path):
-            fs, fspath = _fs(path)
-            with storage(path, "write"):
-                fs.put(tmp.rstrip("/") + "/", fspath, recursive=True)
-            shutil.rmtree(tmp)
-        else:
-            old = f"{tmp}.old"
-            if os.path.exists(path):
-                os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        finally:
+            _pending.reset(token)
+
+
+def _with_points(df: pd.DataFrame):
+    """``df`` as a GeoDataFrame whose geometry is the WGS84 points of its ``lon``, ``lat`` (no
+    point where either is missing)."""
+    import geopandas as gpd
+    import numpy as np
+    import shapely
+
+    lon, lat = (pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+                for c in ("lon", "lat"))
+    points = shapely.points(lon, lat)
+    points[~(np.isfinite(lon) & np.isfinite(lat))] = None
+    return gpd.GeoDataFrame(df, geometry=points, crs="EPSG:4326")
 
 
 def write_table(df: pd.DataFrame, path, *, metadata: dict | None = None) -> None:
-    """Write a frame as Parquet (GeoParquet if it is a GeoDataFrame), atomically; ``metadata``
-    (text keys and values) joins the file's schema metadata (see :func:`read_metadata`)."""
+    """Write a frame as Parquet, atomically. A frame with positions is written as GeoParquet: a
+    GeoDataFrame as it is, a frame with ``lon``, ``lat`` columns with a point geometry of them
+    (WGS84, a bounding-box covering column; the ``lon``, ``lat`` columns stay), so it opens as a
+    layer in QGIS and with ``geopandas.read_parquet``. ``metadata`` (text keys and values) joins
+    the file's schema metadata (see :func:`read_metadata`)."""
     import geopandas as gpd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if not isinstance(df, gpd.GeoDataFrame) and {"lon", "lat"} <= set(df.columns) and "geometry" not in df.columns:
+        df = _with_points(df)
     if isinstance(df, gpd.GeoDataFrame):
         from geopandas.io.arrow import _geopandas_to_arrow
 
-        table = _geopandas_to_arrow(df, index=False)
+        table = _geopandas_to_arrow(df, index=False, write_covering_bbox=True)
     else:
         table = pa.Table.from_pandas(df, preserve_index=False)
     if metadata:

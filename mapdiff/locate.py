@@ -64,6 +64,7 @@ import numpy as np
 import pandas as pd
 
 from mapdiff.errors import ConfigError, InputError, check_fields
+from mapdiff.schema import timestamps
 
 #: the least pose error the scatter of tracks may report
 MIN_POSE_SIGMA_M = 0.3
@@ -171,16 +172,16 @@ class LocateConfig:
                             "range_shared_rel"), lambda v: v > 0, "> 0")
         if not self.offset_windows_s or not all(v > 0 for v in self.offset_windows_s):
             msg = f"offset_windows_s must be times > 0; found {self.offset_windows_s}"
-            raise ConfigError(msg)
+            raise ConfigError(msg, field='offset_windows_s')
         if int(self.rounds) != self.rounds or self.rounds < 1:
             msg = f"rounds must be a whole number >= 1; found {self.rounds}"
-            raise ConfigError(msg)
+            raise ConfigError(msg, field='rounds')
         if self.captures not in ("auto", "video", "imagery"):
             msg = f"captures must be auto, video or imagery; found {self.captures!r}"
-            raise ConfigError(msg)
+            raise ConfigError(msg, field='captures')
         if not 0 < self.split_share <= 1:
             msg = f"split_share must be in (0, 1]; found {self.split_share}"
-            raise ConfigError(msg)
+            raise ConfigError(msg, field='split_share')
         return self
 
 
@@ -202,12 +203,12 @@ def _bad(mask, what, col, values, source):
 def validate_observations(obs: pd.DataFrame, source: str = "observations"):
     """Check the observations contract; returns the float arrays (lon, lat, bearing, its sigma,
     range, its sigma) and the times in seconds."""
-    from mapdiff.schema import _require, lonlat_columns, time_seconds
+    from mapdiff.schema import lonlat_columns, require, time_seconds
 
     if len(obs) == 0:
         msg = f"{source}: no observations"
         raise InputError(msg)
-    _require(obs, ["trip_id", "t", "class", "bearing_deg", "bearing_sigma_deg"], source)
+    require(obs, ["trip_id", "t", "class", "bearing_deg", "bearing_sigma_deg"], source)
     lon, lat = lonlat_columns(obs, source)
     t = time_seconds(obs["t"], source=source)
     bearing = _float(obs, "bearing_deg", source)
@@ -973,8 +974,8 @@ def _objects(observations, labels, trip, t, classes, ccls, x, y, sxx, syy, red, 
     lon, lat = proj.to_lonlat(x[live], y[live])
     sigma = np.sqrt(0.5 * (sxx[live] + syy[live]) * np.maximum(red[live], 1.0))
     trips_live = n_trips[live]
-    t_first = pd.to_datetime(np.round(agg["t_first"].to_numpy() * 1e3).astype(np.int64), unit="ms", utc=True)
-    t_last = pd.to_datetime(np.round(agg["t_last"].to_numpy() * 1e3).astype(np.int64), unit="ms", utc=True)
+    t_first = timestamps(agg["t_first"].to_numpy())
+    t_last = timestamps(agg["t_last"].to_numpy())
     objects = pd.DataFrame({
         "object_id": np.arange(len(live), dtype=np.int64),
         "class": np.asarray(classes, dtype=object)[ccls[live]],

@@ -100,22 +100,22 @@ class MatchConfig:
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:
                 msg = f"MatchConfig.{name} must be a positive number; got {value!r}"
-                raise ConfigError(msg)
+                raise ConfigError(msg, field=name)
         for name in ("route_slack_m", "reverse_tolerance_m", "stop_radius_m", "rescue_radius_m", "u_turn_cost",
                      "min_end_m", "wrong_way_cost_m", "wrong_way_fix_cost"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
                 msg = f"MatchConfig.{name} must be >= 0; got {value!r}"
-                raise ConfigError(msg)
+                raise ConfigError(msg, field=name)
         if not self.route_factor >= 1:
             msg = f"MatchConfig.route_factor must be >= 1; got {self.route_factor!r}"
-            raise ConfigError(msg)
+            raise ConfigError(msg, field='route_factor')
         if not 1 <= self.max_candidates <= 64:
             msg = f"MatchConfig.max_candidates must be in [1, 64]; got {self.max_candidates!r}"
-            raise ConfigError(msg)
+            raise ConfigError(msg, field='max_candidates')
         if self.max_outliers < 0:
             msg = f"MatchConfig.max_outliers must be >= 0; got {self.max_outliers!r}"
-            raise ConfigError(msg)
+            raise ConfigError(msg, field='max_outliers')
         return self
 
 
@@ -315,7 +315,6 @@ def _paths_frame(df, network, trip_names, parts):
 
 
 def _from_seconds(seconds: np.ndarray, like: pd.Series):
-    ts = pd.to_datetime(np.round(seconds * 1e6).astype(np.int64), unit="us", utc=True)
-    if getattr(like.dt, "tz", None) is None:
-        ts = ts.tz_localize(None)
-    return ts
+    from mapdiff.schema import timestamps
+
+    return timestamps(seconds, naive=getattr(like.dt, "tz", None) is None)

@@ -103,12 +103,12 @@ class ObserveConfig:
 
 
 def _check_detections(df, source):
-    from mapdiff.schema import _require, time_seconds
+    from mapdiff.schema import require, time_seconds
 
     if len(df) == 0:
         msg = f"{source}: no detections"
         raise InputError(msg)
-    _require(df, DETECTION_COLUMNS, source)
+    require(df, DETECTION_COLUMNS, source)
     box = df[["x_min", "y_min", "x_max", "y_max"]].to_numpy(dtype=np.float64, na_value=np.nan)
     bad = ~np.isfinite(box).all(axis=1) | (box[:, 2] <= box[:, 0]) | (box[:, 3] <= box[:, 1])
     if bad.any():
@@ -123,9 +123,9 @@ def _matched_poses(matched, source, proj, network):
     """Matched fixes with a position, per trip in time order: (trip codes, ptr, t, x, y, kernel
     edge (-1 without a network), offset along it, pose sigma, raw fix x and y (NaN where
     missing or an outlier))."""
-    from mapdiff.schema import _require, time_seconds
+    from mapdiff.schema import require, time_seconds
 
-    _require(matched, ["trip_id", "t", "matched_lon", "matched_lat", "distance_m"], source)
+    require(matched, ["trip_id", "t", "matched_lon", "matched_lat", "distance_m"], source)
     t = time_seconds(matched["t"], source=source)
     ok = matched["matched_lon"].notna().to_numpy() & matched["matched_lat"].notna().to_numpy()
     m = pd.DataFrame({"trip": matched["trip_id"].astype(str).to_numpy()[ok], "t": t[ok],

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from mapdiff.errors import InputError, check_fields
+from mapdiff.schema import timestamps
 
 REQUEST_COLUMNS = ["task_id", "vehicle_id", "trip_id", "t_start", "t_end", "seconds", "edge_ids", "target",
                    "status", "reason"]
@@ -208,23 +209,23 @@ def read_diffs(path, *, below: float | None = None) -> pd.DataFrame:
     """The diffs awaiting confirmation: the ``diffs`` layer of ``path`` (mapdiff diff -o), only
     those below confidence ``below`` when it is given."""
     from mapdiff.io import read_gpkg_layer
-    from mapdiff.schema import _require
+    from mapdiff.schema import require
 
     diffs = read_gpkg_layer(path, "diffs")
     if below is None:
         return diffs
-    _require(diffs, ["confidence"], path)
+    require(diffs, ["confidence"], path)
     return diffs[diffs["confidence"].to_numpy(float) < below]
 
 
 def read_edge_ids(path) -> np.ndarray:
     """The ``edge_id`` column of a table (Parquet, else CSV) of edges a user wants filmed."""
     from mapdiff.io import check_exists, read_table
-    from mapdiff.schema import _require
+    from mapdiff.schema import require
 
     check_exists(path)
     table = read_table(path) if str(path).endswith(".parquet") else pd.read_csv(path)
-    _require(table, ["edge_id"], path)
+    require(table, ["edge_id"], path)
     ids = pd.to_numeric(table["edge_id"], errors="coerce")
     bad = (ids.isna() | (ids != np.round(ids))).to_numpy()
     if bad.any():
@@ -300,9 +301,9 @@ def _lead_start(trip_ptr, t0, t1, length, lead_m):
 def passes(paths: pd.DataFrame, net, tgt: pd.DataFrame, *, config: PlanConfig, source: str = "paths") -> _Passes:
     """Validate the paths against the map and lay them out for the kernel."""
     from mapdiff._kernels.plan import windows
-    from mapdiff.schema import _require, time_seconds
+    from mapdiff.schema import require, time_seconds
 
-    _require(paths, PATH_COLUMNS, source)
+    require(paths, PATH_COLUMNS, source)
     edge = paths["edge_id"]
     if not pd.api.types.is_integer_dtype(edge):
         msg = f"{source}: column 'edge_id' must be integer edge ids; found dtype {edge.dtype}"
@@ -397,8 +398,8 @@ def _clips(ps: _Passes, chosen: np.ndarray, tgt: pd.DataFrame, max_clip_s: float
     by_clip = pd.DataFrame({"clip": clip, "edge_id": ps.edge_id[piece], "reason": reasons})
     edges = by_clip.groupby("clip")["edge_id"].agg(lambda e: sorted({int(v) for v in e}))
     why = by_clip.groupby("clip")["reason"].agg(lambda r: "+".join(sorted(set("+".join(r).split("+")))))
-    t_start = pd.to_datetime(np.round(start * 1e3).astype(np.int64), unit="ms", utc=True)
-    t_end = pd.to_datetime(np.round(end * 1e3).astype(np.int64), unit="ms", utc=True)
+    t_start = timestamps(start)
+    t_end = timestamps(end)
     frame = pd.DataFrame({
         "vehicle_id": ps.vehicle_ids[ps.vehicle_of_trip[trip]].astype(str),
         "trip_id": ps.trip_ids[trip].astype(str),

@@ -100,11 +100,11 @@ def _roads(edges) -> list:
 def _rays(observations, object_ids) -> dict:
     """Per observed object of a diff, up to MAX_RAYS observation rays as [lat, lon] pairs."""
     from mapdiff.projection import LocalProjection
-    from mapdiff.schema import _require
+    from mapdiff.schema import require
 
     if observations is None or not len(object_ids):
         return {}
-    _require(observations, ["object_id", "lon", "lat", "bearing_deg"], "observations")
+    require(observations, ["object_id", "lon", "lat", "bearing_deg"], "observations")
     obs = observations[observations["object_id"].isin(object_ids)]
     if obs.empty:
         return {}

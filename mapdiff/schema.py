@@ -17,7 +17,51 @@ CHANGE_KINDS = ("object_added", "object_removed", "object_moved", "value_changed
                 "oneway_reversed", "road_closed")
 
 
-def _require(df: pd.DataFrame, columns, source: str) -> None:
+#: each stage file's columns, as a reader checks them (a point geometry may stand for lon, lat)
+CONTRACTS = {
+    "traces": ("trip_id", "t", "lon", "lat"),
+    "matched": ("trip_id", "t", "lon", "lat", "edge_id", "offset_m", "matched_lon", "matched_lat", "distance_m",
+                "state", "confidence"),
+    "paths": ("trip_id", "seq", "edge_id", "t_enter", "t_exit"),
+    "coverage": ("edge_id", "passes"),
+    "observations": ("trip_id", "t", "class", "value", "score", "lon", "lat", "bearing_deg", "bearing_sigma_deg",
+                     "range_m", "range_sigma_m"),
+    "objects": ("object_id", "class", "value", "lon", "lat", "sigma_m", "n_observations", "n_trips"),
+}
+#: what writes each of them, for the error that meets a file of another kind
+WRITTEN_BY = {"traces": "GPS traces", "matched": "matched fixes (mapdiff match -o)",
+              "paths": "matched paths (mapdiff match --paths)", "coverage": "coverage (mapdiff coverage -o)",
+              "observations": "observations (mapdiff observe -o)", "objects": "objects (mapdiff locate -o)"}
+
+
+def check_contract(df: pd.DataFrame, name: str, source: str) -> None:
+    """Raise InputError unless ``df`` has the columns of the contract ``name`` (a key of
+    :data:`CONTRACTS`); the message says what the file looks like instead, when it has another
+    contract's columns."""
+    have = set(map(str, df.columns))
+    if "geometry" in have:
+        have |= {"lon", "lat"}
+    missing = [c for c in CONTRACTS[name] if c not in have]
+    if not missing:
+        return
+    looks = [other for other, cols in CONTRACTS.items() if other != name and set(cols) <= have]
+    if looks:
+        best = max(looks, key=lambda other: len(CONTRACTS[other]))
+        msg = (f"{source}: expected {WRITTEN_BY[name]}; found {WRITTEN_BY[best]} "
+               f"(missing column(s) {', '.join(map(repr, missing))})")
+        raise InputError(msg)
+    require(df, missing, source)
+
+
+def timestamps(seconds, *, naive: bool = False) -> pd.DatetimeIndex:
+    """UTC timestamps (millisecond resolution, the contracts' ``t``) from float seconds since
+    the epoch; ``naive``: without the time zone (for inputs whose times had none)."""
+    ms = np.round(np.asarray(seconds, dtype=np.float64) * 1e3).astype(np.int64)
+    ts = pd.to_datetime(ms, unit="ms", utc=True)
+    return ts.tz_localize(None) if naive else ts
+
+
+def require(df: pd.DataFrame, columns, source: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         import difflib
@@ -86,7 +130,7 @@ def lonlat_columns(df: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarra
         lat = geom.y.to_numpy(dtype=np.float64)
         frame = pd.DataFrame({"lon": lon, "lat": lat})
         return _float_column(frame, "lon", source), _float_column(frame, "lat", source)
-    _require(df, ["lon", "lat"], source)
+    require(df, ["lon", "lat"], source)
     lon = _float_column(df, "lon", source)
     lat = _float_column(df, "lat", source)
     if len(lat) and (np.abs(lat) > 90).any():
@@ -113,7 +157,7 @@ def validate_traces(df: pd.DataFrame, source: str = "traces") -> pd.DataFrame:
     if len(df.columns) == 0 or len(df) == 0:
         msg = f"{source}: the file has no rows; expected GPS fixes with columns trip_id, t, lon, lat"
         raise InputError(msg)
-    _require(df, ["trip_id", "t"], source)
+    require(df, ["trip_id", "t"], source)
     lon, lat = lonlat_columns(df, source)
     t_s = time_seconds(df["t"], source=source)
     trip = df["trip_id"]

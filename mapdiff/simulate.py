@@ -33,7 +33,7 @@ import pandas as pd
 from mapdiff.camera import Camera, class_shape
 from mapdiff.errors import ConfigError
 from mapdiff.network import free_flow_speed_mps
-from mapdiff.schema import CHANGE_KINDS
+from mapdiff.schema import CHANGE_KINDS, timestamps
 
 #: where the world's objects stand: "physical" (poles at the kerb of the approaches, as on a
 #: street) or "osm" (on the map's node, as OSM maps them)
@@ -138,34 +138,34 @@ class SimConfig:
             if name.endswith("_rate") or name == "size_jitter":
                 if not 0.0 <= v <= 1.0:
                     msg = f"{name} must be in [0, 1]; found {v}"
-                    raise ConfigError(msg)
+                    raise ConfigError(msg, field=name)
             elif name in ("vehicles", "days"):
                 if int(v) != v or v < 1:
                     msg = f"{name} must be a whole number >= 1; found {v}"
-                    raise ConfigError(msg)
+                    raise ConfigError(msg, field=name)
             elif name == "seed":
                 if int(v) != v or v < 0:
                     msg = f"seed must be a whole number >= 0; found {v}"
-                    raise ConfigError(msg)
+                    raise ConfigError(msg, field='seed')
             elif name in ("trips_per_day", "lane_offset_m", "gps_sigma_m", "gps_bias_sigma_m", "min_trip_m", "kerb_m",
                           "capture_sigma_m"):
                 if not (np.isfinite(v) and v >= 0):
                     msg = f"{name} must be >= 0; found {v}"
-                    raise ConfigError(msg)
+                    raise ConfigError(msg, field=name)
             elif not (np.isfinite(v) and v > 0):
                 msg = f"{name} must be > 0; found {v}"
-                raise ConfigError(msg)
+                raise ConfigError(msg, field=name)
         if self.capture not in CAPTURES:
             msg = f"capture must be one of {', '.join(CAPTURES)}; found {self.capture!r}"
-            raise ConfigError(msg)
+            raise ConfigError(msg, field='capture')
         if self.placement not in PLACEMENTS:
             msg = f"placement must be one of {', '.join(PLACEMENTS)}; found {self.placement!r}"
-            raise ConfigError(msg)
+            raise ConfigError(msg, field='placement')
         try:
             pd.Timestamp(self.start_date)
         except ValueError:
             msg = f"start_date must be a date such as 2026-01-05; found {self.start_date!r}"
-            raise ConfigError(msg) from None
+            raise ConfigError(msg, field='start_date') from None
         return self
 
 
@@ -797,7 +797,7 @@ def _drive(v: int, world: _World, config: SimConfig) -> dict:
     inside = (t_fix >= gap_start[ftrip]) & (t_fix < gap_start[ftrip] + gap[ftrip]) & dropped[ftrip]
     keep &= ~inside
     lon, lat = proj.to_lonlat(nx_[keep], ny_[keep])
-    t_ts = pd.to_datetime(np.round(t_fix[keep] * 1000).astype(np.int64), unit="ms", utc=True)
+    t_ts = timestamps(t_fix[keep])
     traces = pd.DataFrame({"trip_id": trip_ids.take(ftrip[keep]), "vehicle_id": vehicle_ids.take(ftrip[keep]),
                            "t": t_ts, "lon": lon, "lat": lat})
     true_lon, true_lat = proj.to_lonlat(x[keep], y[keep])
@@ -829,8 +829,8 @@ def _drive(v: int, world: _World, config: SimConfig) -> dict:
         "edge_id": world_ids[e_m].astype(np.int64),
         "u": world_tab["u"].to_numpy()[e_m], "v": world_tab["v"].to_numpy()[e_m],
         "key": world_tab["key"].to_numpy()[e_m] if "key" in world_tab else 0,
-        "t_enter": pd.to_datetime(np.round(p_t0[moving] * 1000).astype(np.int64), unit="ms", utc=True),
-        "t_exit": pd.to_datetime(np.round(t_exit * 1000).astype(np.int64), unit="ms", utc=True),
+        "t_enter": timestamps(p_t0[moving]),
+        "t_exit": timestamps(t_exit),
         "from_m": pc["s0"][moving], "to_m": pc["s1"][moving], "length_m": net.edge_len[e_m],
     })
 
@@ -1008,7 +1008,7 @@ def _imagery(t_frame, cptr, ctrip, cx, cy, objects, trip_ids, config: SimConfig,
     observations = pd.DataFrame({
         "detection_id": detection_id,
         "trip_id": (pd.Series(trip[order]) + "-c" + pd.Series(ci[order]).astype(str).str.zfill(6)).to_numpy(),
-        "t": pd.to_datetime(np.round(t_frame[frame][order] * 1000).astype(np.int64), unit="ms", utc=True),
+        "t": timestamps(t_frame[frame][order]),
         "class": objects["class"].to_numpy()[oi][order], "value": objects["value"].to_numpy()[oi][order],
         "score": np.round(rng.uniform(0.5, 1.0, len(ci)), 3),
         "lon": lon[order], "lat": lat[order], "bearing_deg": bearing[order],
@@ -1069,7 +1069,7 @@ def _finish_detections(frame, obj, box, score, t_frame, ctrip, pose, trip_ids, o
     hi = np.maximum(all_box[:, [0, 1]], all_box[:, [2, 3]])
     frames = frames[order]
     obj_all = np.r_[obj, np.full(n_fp, -1)][order]
-    t = pd.to_datetime(np.round(t_frame[frames] * 1000).astype(np.int64), unit="ms", utc=True)
+    t = timestamps(t_frame[frames])
     det_id = np.arange(len(frames), dtype=np.int64)
 
     def cat(codes, vocab):

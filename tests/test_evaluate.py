@@ -117,7 +117,9 @@ def test_cli_prints_a_table_and_writes_json(truth, tmp_path):
     from mapdiff_cli.main import cli
 
     paths = tmp_path / "paths.parquet"
-    pd.DataFrame({"trip_id": ["A", "A"], "edge_id": [0, 2]}).to_parquet(paths)
+    t = pd.to_datetime(["2026-01-05T08:00:00Z", "2026-01-05T08:00:10Z", "2026-01-05T08:00:20Z"])
+    pd.DataFrame({"trip_id": ["A", "A"], "seq": [0, 1], "edge_id": [0, 2], "t_enter": t[:2],
+                  "t_exit": t[1:]}).to_parquet(paths)
     res = CliRunner().invoke(cli, ["evaluate", "--truth", str(tmp_path / "sim"), "--paths", str(paths),
                                    "--json", str(tmp_path / "s.json")])
     assert res.exit_code == 0, res.output

@@ -196,7 +196,7 @@ def test_a_missing_or_repeated_part_is_refused(whole, tmp_path):
 
 
 def test_a_whole_output_is_not_a_part(whole, tmp_path):
-    result = CliRunner().invoke(cli, ["merge", "match", str(whole / "matched.parquet"), "-o", str(tmp_path / "m")])
+    result = CliRunner().invoke(cli, ["merge", "match", str(whole / "matched.parquet"), "-o", str(tmp_path / "m.parquet")])
     assert result.exit_code == 1 and "not a shard output" in result.output
 
 

@@ -45,3 +45,9 @@ def _cache_dir() -> str:
 numba.config.CACHE_DIR = _cache_dir()
 
 jit = numba.njit(cache=True, nogil=True)
+
+
+def compiled(module: str) -> bool:
+    """Whether the kernels of ``module`` (a file of this folder, without ``.py``) have machine
+    code in the cache (numba writes an index file per cached kernel)."""
+    return any(Path(numba.config.CACHE_DIR).rglob(f"{module}.*.nbi"))

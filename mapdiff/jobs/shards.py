@@ -26,13 +26,13 @@ class Shard:
             index, count = (int(v) for v in str(text).split("/"))
         except ValueError:
             msg = f"shard must be I/N such as 0/4; found {text!r}"
-            raise ConfigError(msg) from None
+            raise ConfigError(msg, field='shard') from None
         return cls(index, count).validate()
 
     def validate(self) -> Shard:
         if not (self.count >= 1 and 0 <= self.index < self.count):
             msg = f"shard must be I/N with 0 <= I < N; found {self.index}/{self.count}"
-            raise ConfigError(msg)
+            raise ConfigError(msg, field='shard')
         return self
 
     @property

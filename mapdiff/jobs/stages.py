@@ -13,12 +13,13 @@ from mapdiff.jobs.shards import Shard, batch_owner
 
 
 def read_owned(path, shard: Shard | None, column: str = "trip_id") -> pd.DataFrame:
-    """The rows of a Parquet file that ``shard`` owns by the hash of ``column`` (all for None)."""
-    from mapdiff.io import read_table
+    """The rows of a file that ``shard`` owns by the hash of ``column`` (all for None): Parquet,
+    or traces as CSV or GPX (:func:`mapdiff.io.read_traces`)."""
+    from mapdiff.io import read_traces
 
     if shard is None or shard.whole:
-        return read_table(path)
-    return read_table(path, where=batch_owner(shard, column))
+        return read_traces(path)
+    return read_traces(path, where=batch_owner(shard, column))
 
 
 def match_part(traces: pd.DataFrame, network, config=None, *, shard: Shard | None, source: str = "traces",

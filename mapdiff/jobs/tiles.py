@@ -41,10 +41,10 @@ class Tiling:
     def validate(self) -> Tiling:
         if not self.tile_m >= 100:
             msg = f"tile_m must be >= 100 metres; found {self.tile_m!r}"
-            raise ConfigError(msg)
+            raise ConfigError(msg, field='tile_m')
         if not 0 <= self.halo_m <= self.tile_m:
             msg = f"halo_m must be in [0, tile_m={self.tile_m}] metres; found {self.halo_m!r}"
-            raise ConfigError(msg)
+            raise ConfigError(msg, field='halo_m')
         return self
 
     @property
@@ -96,7 +96,7 @@ def object_ids(tile_key: int, n: int) -> np.ndarray:
     are the same whichever shard ran the tile."""
     if n >= 1 << LOCAL_BITS:
         msg = f"a tile owns {n:,} objects, more than {1 << LOCAL_BITS:,}; use smaller tiles"
-        raise ConfigError(msg)
+        raise ConfigError(msg, field="tile_m")
     return (np.int64(tile_key) << LOCAL_BITS) | np.arange(n, dtype=np.int64)
 
 

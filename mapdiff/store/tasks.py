@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from mapdiff.errors import StoreError, TaskError
+from mapdiff.schema import timestamps
 
 STATUSES = ("pending", "requested", "uploaded", "detected", "done", "failed")
 #: the states a task can move to from each state
@@ -286,7 +287,7 @@ class TaskStore:
             times.extend([t_end] * len(ids))
         frame = pd.DataFrame({"edge_id": np.asarray(edges, dtype=np.int64), "t_last": np.asarray(times, dtype=float)})
         frame = frame.groupby("edge_id", as_index=False)["t_last"].max()
-        frame["t_last"] = pd.to_datetime(frame["t_last"], unit="s", utc=True)
+        frame["t_last"] = timestamps(frame["t_last"])
         return frame
 
 
@@ -327,7 +328,7 @@ def _task(row) -> dict:
     """A task row as a dict: UTC timestamps (to the millisecond), edge ids as a list."""
     task = dict(zip(TASK_COLUMNS, row, strict=True))
     for c in _TIME_COLUMNS:
-        task[c] = None if task[c] is None else pd.Timestamp(round(float(task[c]) * 1e3), unit="ms", tz="UTC")
+        task[c] = None if task[c] is None else timestamps([task[c]])[0]
     task["edge_ids"] = json.loads(task["edge_ids"])
     task["attempts"] = int(task["attempts"])
     return task
