@@ -247,9 +247,14 @@ def check_output(path, kind: str, *, marker: str | None = None) -> None:
         fs, fspath = _fs(path)
         bucket = fspath.split("/", 1)[0]
         with storage(path, "reach it"):
-            if not fs.exists(bucket):
+            try:
+                if hasattr(fs, "call_s3"):  # S3: ask for the bucket itself (exists() hides refusals)
+                    fs.call_s3("head_bucket", Bucket=bucket)
+                elif not fs.exists(bucket):
+                    raise FileNotFoundError(bucket)
+            except FileNotFoundError:
                 msg = f"{path}: bucket {bucket!r} not found"
-                raise InputError(msg)
+                raise InputError(msg) from None
         return
     target = Path(path)
     if kind == "folder":

@@ -62,13 +62,13 @@ def test_wrong_credentials_are_one_line_and_write_nothing(s3, paths_on_s3, monke
     s3fs.S3FileSystem.clear_instance_cache()
     result = run("coverage", paths_on_s3, "-o", f"{s3}/coverage.parquet", "-q", code=1)
     assert result.output.count("\n") == 1
-    assert "paths.parquet: access denied" in result.output and "check the credentials" in result.output
+    # the output is checked first, before any work
+    assert "coverage.parquet: access denied" in result.output and "check the credentials" in result.output
 
 
 def test_a_missing_bucket_is_named(s3, paths_on_s3):
     result = run("coverage", paths_on_s3, "-o", "s3://no-such-bucket/coverage.parquet", "-q", code=1)
-    assert result.output.strip() == ("mapdiff: error: s3://no-such-bucket/coverage.parquet: not found "
-                                     "(The specified bucket does not exist)")
+    assert result.output.strip() == "mapdiff: error: s3://no-such-bucket/coverage.parquet: bucket 'no-such-bucket' not found"
     result = run("coverage", "s3://no-such-bucket/paths.parquet", "-o", f"{s3}/c.parquet", code=1)
     assert "s3://no-such-bucket/paths.parquet: file not found" in result.output
     assert s3fs.S3FileSystem().ls(s3.removeprefix("s3://")) == [f"{s3.removeprefix('s3://')}/paths.parquet"]
@@ -104,3 +104,16 @@ def test_the_server_stopped_mid_run_is_transient_and_the_retry_completes(tmp_pat
     finally:
         proxy.close()
         server.stop()
+
+
+def test_no_credentials_at_all_is_one_line_before_any_work(s3, paths_on_s3, monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    s3fs.S3FileSystem.clear_instance_cache()
+    for args in (["coverage", paths_on_s3, "-o", tmp_path / "c.parquet"],
+                 ["coverage", tmp_path / "missing.parquet", "-o", f"{s3}/c.parquet"]):
+        result = run(*args, code=1)
+        assert result.output.count("\n") == 1 and "Traceback" not in result.output
+        assert "no usable AWS credentials" in result.output and "AWS_ACCESS_KEY_ID" in result.output
