@@ -71,7 +71,7 @@ def _run(coverage_path, paths_path, map_path, output, store_url, diffs, edges_pa
             require(cov, ["edge_id"], coverage_path)
             if len(cov) == 0:
                 write_table(empty_requests(), output)
-                info(f"{coverage_path}: no edges were driven; the plan is empty", quiet=False)
+                info(f"{coverage_path}: no edges were driven; the plan is empty", quiet=quiet)
                 return
             net = load_network(map_path)
             layers = read_map_layers(map_path, optional=("features",))
@@ -99,6 +99,6 @@ def _run(coverage_path, paths_path, map_path, output, store_url, diffs, edges_pa
         info(f"lower bound: {result.lower_bound_s:,.0f} clip-seconds ({lp_text}; Lagrangian dual "
              f"{result.bounds['lagrangian']:,.0f}); the plan costs {ratio:.3f} x that", quiet=quiet)
     if result.unsatisfied:
-        click.echo(f"mapdiff: {result.unsatisfied:,} of {result.targets:,} target edges unsatisfied: fewer than "
-                   f"{config.sightings} distinct trips drove them (listed in {output} with status 'unsatisfied')",
-                   err=True)
+        info(f"mapdiff: {result.unsatisfied:,} of {result.targets:,} target edges unsatisfied: fewer than "
+             f"{config.sightings} distinct trips drove them (listed in {output} with status 'unsatisfied')",
+             quiet=quiet)

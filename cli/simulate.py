@@ -100,7 +100,7 @@ def simulate(map_path, output, shard, run_id, quiet, **options):
     try:
         layers = read_map_layers(map_path)
         if "features" not in layers:
-            info(f"{map_path}: no 'features' layer: simulating traces but no detections", quiet=False)
+            info(f"{map_path}: no 'features' layer: simulating traces but no detections", quiet=quiet)
         vehicles = vehicles_of(config.vehicles, shard) if shard else None
         compiling_notice("simulate", "graph", quiet=quiet)
         sim = run(layers, config, camera, progress=lambda m: step(m, quiet=quiet), vehicles=vehicles)

@@ -288,3 +288,14 @@ def test_evaluate_checks_each_input_is_what_its_option_names(sim_dir, tmp_path):
                    "expected matched paths", "found matched fixes")
     result = invoke("evaluate", "--truth", sim_dir, "--matched", matched)
     assert result.exit_code == 0 and "edges_from" in result.output and "matched" in result.output
+
+
+def test_warmup_compiles_every_kernel():
+    from pathlib import Path
+
+    from mapdiff._kernels import compiled
+
+    result = invoke("warmup", "-q")
+    assert result.exit_code == 0 and result.output == "", result.output
+    kernels = sorted(p.stem for p in Path(ROOT, "mapdiff", "_kernels").glob("*.py") if p.stem != "__init__")
+    assert [k for k in kernels if not compiled(k)] == []
