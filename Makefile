@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 OUT    := demo-out
 
-.PHONY: demo test bench bench-kubicka bench-peers bench-locate bench-judgment bench-plan bench-scale clean
+.PHONY: demo test lint bench bench-kubicka bench-peers bench-locate bench-judgment bench-plan bench-scale clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
 
 bench: bench-kubicka bench-peers bench-locate bench-judgment bench-plan bench-scale
 

@@ -82,7 +82,10 @@ def main(argv=None) -> None:
     print(f"coverage of {args.rows:,} path rows ({df['trip_id'].nunique():,} trips, {len(cov):,} edges)\n")
     print("| method | seconds | rows/s |")
     print("|---|---|---|")
-    print(f"| mapdiff coverage_file (streaming from Parquet, read included) | {t_mapdiff:.2f} | {args.rows / t_mapdiff:,.0f} |")
+    print(
+        f"| mapdiff coverage_file (streaming from Parquet, read included) | {t_mapdiff:.2f} "
+        f"| {args.rows / t_mapdiff:,.0f} |"
+    )
     print(f"| pandas groupby in memory (read excluded) | {t_pandas:.2f} | {args.rows / t_pandas:,.0f} |")
     print(f"\nmapdiff / pandas time ratio: {t_mapdiff / t_pandas:.2f}")
 

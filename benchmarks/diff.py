@@ -98,9 +98,10 @@ def make_scene(n_features: int, grid: int, seed: int = 0) -> dict:
 
 
 def _peak_mb() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM"):
-            return int(line.split()[1]) / 1024
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024
     return float("nan")
 
 

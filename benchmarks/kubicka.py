@@ -24,9 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from peers import run_child, run_command  # noqa: E402
+
 from fixtures.kubicka import read_track, write_track  # noqa: E402
 from mapdiff.evaluate import route_score  # noqa: E402
-from peers import run_child, run_command  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "kubicka2015" / "tracks.tar.xz"
 
@@ -95,10 +96,13 @@ def main():
     for tool in ["md", "fmm"] if not args.no_fastmm else ["md"]:
         label = {"md": "mapdiff", "fmm": "fastmm"}[tool]
         fixes_per_s = df["fixes"].sum() / df[f"{tool}_s"].sum()
-        print(f"{label:8s} mean accuracy {df[f'{tool}_acc'].mean():.4f}  median {df[f'{tool}_acc'].median():.4f}  "
-              f"precision {df[f'{tool}_P'].mean():.4f}  recall {df[f'{tool}_R'].mean():.4f}  "
-              f"tracks >= 0.99: {(df[f'{tool}_acc'] >= 0.99).sum()}/{len(df)}  "
-              f"end to end {df[f'{tool}_s'].sum():.0f} s ({fixes_per_s:.0f} fixes/s)  peak {df[f'{tool}_MB'].max():.0f} MB")
+        print(
+            f"{label:8s} mean accuracy {df[f'{tool}_acc'].mean():.4f}  median {df[f'{tool}_acc'].median():.4f}  "
+            f"precision {df[f'{tool}_P'].mean():.4f}  recall {df[f'{tool}_R'].mean():.4f}  "
+            f"tracks >= 0.99: {(df[f'{tool}_acc'] >= 0.99).sum()}/{len(df)}  "
+            f"end to end {df[f'{tool}_s'].sum():.0f} s ({fixes_per_s:.0f} fixes/s)  "
+            f"peak {df[f'{tool}_MB'].max():.0f} MB"
+        )
     if not args.no_fastmm:
         print(f"fastmm UBODT build: max {df['fmm_build_s'].max():.1f} s per track")
 

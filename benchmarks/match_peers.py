@@ -23,9 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from peers import run_child  # noqa: E402
+
 from fixtures.synthetic import shortest_path_traces  # noqa: E402
 from mapdiff.evaluate import match_scores  # noqa: E402
-from peers import run_child  # noqa: E402
 
 for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = "1"
@@ -94,7 +95,9 @@ def main():
     print(df.to_string(index=False, float_format=lambda v: f"{v:,.4f}" if v < 10 else f"{v:,.0f}"))
     md = df.set_index("matcher")
     if {"mapdiff", "fastmm"} <= set(md.index):
-        print(f"\nmapdiff / fastmm points per second: {md.loc['mapdiff', 'points/s'] / md.loc['fastmm', 'points/s']:.2f}x")
+        print(
+            f"\nmapdiff / fastmm points per second: {md.loc['mapdiff', 'points/s'] / md.loc['fastmm', 'points/s']:.2f}x"
+        )
     if {"mapdiff --fast", "fastmm"} <= set(md.index):
         print(f"mapdiff --fast / fastmm points per second: "
               f"{md.loc['mapdiff --fast', 'points/s'] / md.loc['fastmm', 'points/s']:.2f}x")

@@ -243,7 +243,8 @@ def run_command(cmd):
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, report, *cmd], check=False)
         wall = time.perf_counter() - t0
-        status, rss_kb = (int(v) for v in open(report).read().split())
+        with open(report) as f:
+            status, rss_kb = (int(v) for v in f.read().split())
     return status, wall, rss_kb / 1024
 
 

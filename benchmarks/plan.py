@@ -84,7 +84,10 @@ def cost_table(paths, map_path):
     net = load_network(map_path)
     feats = read_map_layers(map_path)["features"]
     cov = coverage(paths)
-    print(f"\n1. cost ({map_path.parent.name}): {paths['trip_id'].nunique():,} trips, {len(paths):,} path rows, {len(cov):,} driven edges")
+    print(
+        f"\n1. cost ({map_path.parent.name}): {paths['trip_id'].nunique():,} trips, {len(paths):,} path rows, "
+        f"{len(cov):,} driven edges"
+    )
     print(f"{'k':>2} {'targets':>8} {'unsat':>6} {'all passes s':>13} {'plan s':>10} {'plan/all':>8} {'bound s':>10} "
           f"{'HiGHS LP s':>10} {'plan/bound':>10} {'seconds-only s':>14} {'s-only/bound':>12} {'time s':>7}")
     pure = {"night_weight": 1.0, "half_life_days": 1e9, "repeat_vehicle_weight": 1.0}

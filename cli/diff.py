@@ -1,8 +1,12 @@
-"""``mapdiff diff --map roads.gpkg --objects objects.parquet --coverage coverage.parquet [--matched M] -o diffs.gpkg``"""
+"""``mapdiff diff --map roads.gpkg --objects objects.parquet --coverage coverage.parquet [--matched M]
+-o diffs.gpkg``"""
 
 from __future__ import annotations
 
 import click
+
+from mapdiff.diff import DiffConfig
+from mapdiff.jobs.tiles import Tiling
 from mapdiff_cli.options import (
     build_config,
     compiling_notice,
@@ -13,10 +17,12 @@ from mapdiff_cli.options import (
     quiet_option,
     results_store_option,
     shard_option,
+    show_config_defaults,
     store_results,
 )
 
 
+@show_config_defaults(DiffConfig, Tiling)
 @click.command(short_help="Judge the map against what the fleet saw: the list of places where it is wrong.")
 @click.option("--map", "map_path", required=True, metavar="GPKG", help="The map (edges, features) to judge.")
 @click.option("--objects", "objects_path", metavar="PATH", help="Located objects (mapdiff locate -o).")
@@ -29,18 +35,18 @@ from mapdiff_cli.options import (
               help="Coverage of the uploaded clips (mapdiff coverage --clips): a feature counts as in view only "
                    "where the clips had it [default: all driving was filmed].")
 @output_option("Diffs (GeoPackage): layers 'diffs' and 'unverified'.", kind="gpkg")
-@click.option("--min-trips", type=int, help="Trips that make an object evidence of an addition [3].")
-@click.option("--max-move-m", type=float, help="Further than this, a move is an addition and a removal [50].")
-@click.option("--map-sigma-m", type=float, help="How precisely the map places a feature along its road [1].")
-@click.option("--junction-radius-m", type=float, help="Signals this close to a junction node belong to it [25].")
-@click.option("--range-m", type=float, help="How far the dashcam sees objects (metres) [50].")
-@click.option("--hfov-deg", type=float, help="The dashcam's horizontal field of view (degrees) [90].")
+@click.option("--min-trips", type=int, help="Trips that make an object evidence of an addition.")
+@click.option("--max-move-m", type=float, help="Further than this, a move is an addition and a removal.")
+@click.option("--map-sigma-m", type=float, help="How precisely the map places a feature along its road.")
+@click.option("--junction-radius-m", type=float, help="Signals this close to a junction node belong to it.")
+@click.option("--range-m", type=float, help="How far the dashcam sees objects (metres).")
+@click.option("--hfov-deg", type=float, help="The dashcam's horizontal field of view (degrees).")
 @click.option("--min-visible-trips", type=int,
-              help="Trips that must have had a feature in view before its absence is a removal [3].")
-@click.option("--min-road-trips", type=int, help="Distinct trips that make a road diff [3].")
-@click.option("--min-confidence", type=float, help="Diffs below this confidence are not written [0.5].")
+              help="Trips that must have had a feature in view before its absence is a removal.")
+@click.option("--min-road-trips", type=int, help="Distinct trips that make a road diff.")
+@click.option("--min-confidence", type=float, help="Diffs below this confidence are not written.")
 @click.option("--tile-m", type=float,
-              help="With --shard: the tiles (metres) whose rows a shard keeps [5000].")
+              help="With --shard: the tiles (metres) whose rows a shard keeps.")
 @shard_option("tiles of the diffs' places, balanced by their rows; every shard computes the whole judgment "
               "and keeps its tiles' rows")
 @results_store_option

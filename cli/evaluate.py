@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from mapdiff_cli.options import fail, output_path_option, quiet_option
 
 

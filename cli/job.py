@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from mapdiff_cli.options import fail
 
 #: mapdiff.jobs.batch.STAGE_JOBS, written out so that --help needs no import of the library
@@ -33,10 +34,9 @@ def job(stage, local_array, workers, attempts, args):
     mapdiff merge. Exit 75 is a transient failure (retry it); 1 and 2 are not."""
     import sys
 
-    from mapdiff_cli.main import cli
-
     from mapdiff.errors import MapdiffError
     from mapdiff.jobs.batch import job_args, run_local_array, shard_from_env, stage_args
+    from mapdiff_cli.main import cli
 
     try:
         args = stage_args(args)

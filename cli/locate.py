@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import click
+
+from mapdiff.jobs.tiles import Tiling
+from mapdiff.locate import LocateConfig
 from mapdiff_cli.options import (
     Progress,
     build_config,
@@ -15,23 +18,26 @@ from mapdiff_cli.options import (
     quiet_option,
     results_store_option,
     shard_option,
+    show_config_defaults,
     store_results,
 )
 
 
+@show_config_defaults(LocateConfig, Tiling)
 @click.command(short_help="Estimate object positions from many observations.")
 @click.argument("observations", metavar="OBSERVATIONS")
 @output_option("Objects (Parquet): one row per estimated object.")
-@click.option("--reach-m", type=float, help="A pass's track joins an object at most this far away (metres) [15].")
-@click.option("--gate-sigma", type=float, help="... and within this many sigmas of it (Mahalanobis) [3].")
+@click.option("--reach-m", type=float, help="A pass's track joins an object at most this far away (metres).")
+@click.option("--gate-sigma", type=float, help="... and within this many sigmas of it (Mahalanobis).")
 @click.option("--pose-sigma-m", type=float,
-              help="A pass's pose error before the data tell it (metres; then measured) [3].")
+              help="A pass's pose error before the data tell it (metres; then measured).")
 @output_path_option(("--labels", "labels_path"),
                     "Also write the observations with the object_id each was assigned (-1: none).")
 @click.option("--tile-m", type=float,
-              help="Work tile by tile: the side of a tile (metres) [5000 with --shard; else one piece].")
+              show_default="5000 with --shard; else one piece",
+              help="Work tile by tile: the side of a tile (metres).")
 @click.option("--halo-m", type=float,
-              help="A tile sees the observations this far beyond it: more than an observer sees (metres) [200].")
+              help="A tile sees the observations this far beyond it: more than an observer sees (metres).")
 @shard_option("tiles, balanced by their rows; a tile owns the objects whose position lies in it")
 @results_store_option
 @quiet_option

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import click
+
+from mapdiff.matching import MatchConfig
 from mapdiff_cli.options import (
     Progress,
     build_config,
@@ -15,6 +17,7 @@ from mapdiff_cli.options import (
     quiet_option,
     results_store_option,
     shard_option,
+    show_config_defaults,
     store_results,
 )
 
@@ -25,16 +28,17 @@ def _positive(ctx, param, value):
     return value
 
 
+@show_config_defaults(MatchConfig)
 @click.command(short_help="Match GPS traces to the road network (HMM).")
 @click.argument("traces", metavar="TRACES")
 @click.option("--map", "map_path", required=True, metavar="GPKG", help="Map GeoPackage with an edges layer.")
 @output_option("Matched points: one row per input fix (Parquet).")
 @output_path_option(("--paths", "paths_path"), "Also write the driven edges per trip (Parquet).")
-@click.option("--search-radius-m", type=float, callback=_positive, help="Candidate search radius [50].")
-@click.option("--gps-sigma-m", type=float, callback=_positive, help="GPS error sigma [10].")
-@click.option("--max-candidates", type=int, callback=_positive, help="Candidate edges per fix [16].")
-@click.option("--beta-m", type=float, callback=_positive, help="Transition scale [10].")
-@click.option("--max-gap-s", type=float, callback=_positive, help="A longer time gap breaks the chain [600].")
+@click.option("--search-radius-m", type=float, callback=_positive, help="Candidate search radius.")
+@click.option("--gps-sigma-m", type=float, callback=_positive, help="GPS error sigma.")
+@click.option("--max-candidates", type=int, callback=_positive, help="Candidate edges per fix.")
+@click.option("--beta-m", type=float, callback=_positive, help="Transition scale.")
+@click.option("--max-gap-s", type=float, callback=_positive, help="A longer time gap breaks the chain.")
 @shard_option("trips split by a stable hash of trip_id")
 @results_store_option
 @click.option("--fast", is_flag=True, help="Lighter preset for dense clean 1 Hz data (see MatchConfig.fast).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from mapdiff_cli.options import REPLACES_HELP, fail, info, quiet_option
 
 #: mapdiff.jobs.parts.STAGES, written out so that --help needs no import of the library

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import click
+
+from mapdiff.observe import ObserveConfig
 from mapdiff_cli.options import (
     build_config,
     compiling_notice,
@@ -13,9 +15,11 @@ from mapdiff_cli.options import (
     part_label,
     quiet_option,
     shard_option,
+    show_config_defaults,
 )
 
 
+@show_config_defaults(ObserveConfig)
 @click.command(short_help="Turn pixel detections into bearing and range observations.")
 @click.argument("detections", metavar="DETECTIONS")
 @click.option("--matched", required=True, metavar="PATH", help="Matched fixes of the same trips (mapdiff match -o).")
@@ -25,10 +29,10 @@ from mapdiff_cli.options import (
               help="The map the fixes were matched on: headings from the road (else from the motion).")
 @output_option("Observations (Parquet).")
 @output_path_option(("--rejects", "rejects"), "Also write the detections without a matched pose, with the reason.")
-@click.option("--max-gap-s", type=float, help="Matched fixes further apart give no pose [5].")
+@click.option("--max-gap-s", type=float, help="Matched fixes further apart give no pose.")
 @click.option("--lane-offset-m", type=float,
               help="How far right of a two-way road's centre line the camera drives, with --map (metres; "
-                   "negative where traffic keeps left) [1.5].")
+                   "negative where traffic keeps left).")
 @shard_option("trips split by a stable hash of trip_id")
 @quiet_option
 def observe(detections, matched, camera_path, map_path, output, rejects, max_gap_s, lane_offset_m, shard, run_id,

@@ -27,7 +27,9 @@ def timestamp_option(name: str, help_text: str):
     return click.option(name, callback=_timestamp, metavar="TIME", help=help_text)
 
 
-def store_option(help_text: str = "Task store: a postgresql:// URL or an SQLite file [$MAPDIFF_STORE, else tasks.sqlite]."):
+def store_option(
+    help_text: str = "Task store: a postgresql:// URL or an SQLite file [$MAPDIFF_STORE, else tasks.sqlite].",
+):
     return click.option("--store", "store_url", metavar="URL", help=help_text)
 
 
@@ -167,6 +169,36 @@ def compiling_notice(*modules: str, quiet: bool) -> None:
 
     if not all(compiled(m) for m in modules):
         click.echo("compiling kernels (once per version; mapdiff warmup does it ahead)...", err=True)
+
+
+def show_config_defaults(*config_classes):
+    """Decorate a command (put it above ``@click.command``): every option named after a field of
+    one of ``config_classes`` that has no default of its own (None: the config's, so that a preset
+    such as ``match --fast`` can set it) shows the config's default in ``--help``, read off the
+    class, so the help cannot drift from the code."""
+    import dataclasses
+
+    def decorate(command):
+        defaults = {}
+        for cls in config_classes:
+            defaults.update({f.name: f.default for f in dataclasses.fields(cls)
+                             if f.default is not dataclasses.MISSING})
+        for param in command.params:
+            # an option without a default of its own (None, or click's unset marker) takes the config's
+            own = param.default is not None and type(param.default).__name__ != "Sentinel"
+            if isinstance(param, click.Option) and not own and not param.show_default and param.name in defaults:
+                # as click shows a default (its show_default puts a text one in parentheses)
+                param.help = f"{param.help}  [default: {_shown(defaults[param.name])}]"
+        return command
+    return decorate
+
+
+def _shown(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:.0f}"
+    if isinstance(value, tuple):
+        return ", ".join(_shown(v) for v in value)
+    return str(value)
 
 
 def build_config(config_cls, **options):

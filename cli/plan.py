@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import click
+
+from mapdiff.plan import PlanConfig
 from mapdiff_cli.options import (
     build_config,
     compiling_notice,
@@ -10,10 +12,12 @@ from mapdiff_cli.options import (
     info,
     output_option,
     quiet_option,
+    show_config_defaults,
     store_option,
 )
 
 
+@show_config_defaults(PlanConfig)
 @click.command(short_help="Choose the clips to ask the cars for, so the edges that matter are seen k times.")
 @click.argument("coverage_path", metavar="COVERAGE")
 @click.argument("paths_path", metavar="PATHS")
@@ -21,7 +25,7 @@ from mapdiff_cli.options import (
 @output_option("Clip requests (Parquet): one row per clip, and one per target left unsatisfied.")
 @store_option("Task store the requests go to, and whose uploaded clips say what was filmed recently: a "
               "postgresql:// URL or an SQLite file [$MAPDIFF_STORE, else tasks.sqlite beside the output].")
-@click.option("-k", "--sightings", type=int, help="Distinct trips that must film each target edge [5].")
+@click.option("-k", "--sightings", type=int, help="Distinct trips that must film each target edge.")
 @click.option("--diffs", "diffs_path", metavar="GPKG", help="Diffs awaiting confirmation (mapdiff diff -o): "
               "the edges that see them are targets.")
 @click.option("--confirm-below", type=click.FloatRange(0, 1), help="Only the diffs below this confidence "
@@ -31,10 +35,10 @@ from mapdiff_cli.options import (
 @click.option("--no-features", "features", flag_value=False, default=None,
               help="Do not make the edges that see a mapped feature targets.")
 @click.option("--stale-days", type=float, help="Driven edges with no uploaded clip for this many days are "
-              "targets [30].")
+              "targets.")
 @click.option("--no-stale", is_flag=True, help="No stale targets.")
-@click.option("--lead-m", type=float, help="A clip starts this far before its first edge [30].")
-@click.option("--max-clip-s", type=float, help="Longer clips are cut in equal parts [60].")
+@click.option("--lead-m", type=float, help="A clip starts this far before its first edge.")
+@click.option("--max-clip-s", type=float, help="Longer clips are cut in equal parts.")
 @click.option("--no-bound", is_flag=True, help="Skip the lower bounds on any plan's cost.")
 @quiet_option
 def plan(coverage_path, paths_path, map_path, output, store_url, diffs_path, confirm_below, edges_path, no_stale,

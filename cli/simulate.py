@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import click
+
+from mapdiff.camera import Camera
+from mapdiff.simulate import SimConfig
 from mapdiff_cli.options import (
     build_config,
     compiling_notice,
@@ -12,6 +15,7 @@ from mapdiff_cli.options import (
     part_label,
     quiet_option,
     shard_option,
+    show_config_defaults,
     step,
 )
 
@@ -67,12 +71,13 @@ _CAMERA = {
 def _options(f):
     for name, help_text in reversed(list(_RATES.items()) + [(k, v[1]) for k, v in _VALUES.items()]):
         kind = _VALUES[name][0] if name in _VALUES else float
-        f = click.option(f"--{name}", type=kind, help=f"{help_text.capitalize()}.")(f)
+        f = click.option(f"--{name}", type=kind, help=f"{help_text[0].upper()}{help_text[1:]}.")(f)
     for name, (kind, help_text) in reversed(list(_CAMERA.items())):
-        f = click.option(f"--{name}", type=kind, help=f"{help_text.capitalize()}.")(f)
+        f = click.option(f"--{name}", type=kind, help=f"{help_text[0].upper()}{help_text[1:]}.")(f)
     return f
 
 
+@show_config_defaults(SimConfig, Camera)
 @click.command(short_help="Simulate a fleet with ground truth on a map.")
 @click.option("--map", "map_path", required=True, metavar="GPKG", help="Map GeoPackage: the true world.")
 @output_option("Output folder.", kind="folder", marker="truth/meta.json")
@@ -85,8 +90,7 @@ def _options(f):
 def simulate(map_path, output, shard, run_id, quiet, **options):
     """Take the map's roads and features as the true world, derive a stale map with planted
     differences, drive a fleet over the world, and write GPS traces, dashcam detections (or, with
-    --capture imagery, street-level observations) and the truth folder (see mapdiff.simulate). Defaults of every rate: ``python -c "import mapdiff.simulate
-    as s; print(s.SimConfig())"``."""
+    --capture imagery, street-level observations) and the truth folder (see mapdiff.simulate)."""
     from mapdiff.camera import Camera
     from mapdiff.errors import MapdiffError
     from mapdiff.io import read_map_layers

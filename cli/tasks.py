@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import click
-from mapdiff_cli.options import fail, store_option
 
 from mapdiff.store.tasks import STATUSES
+from mapdiff_cli.options import fail, store_option
 
 
 def _open(store_url, *, migrate=None):
@@ -104,7 +104,7 @@ def set_(task_id, status, store_url, reason, worker):
 @store_option()
 @click.option("--worker", required=True, help="Who claims: the name the lease is held under.")
 @click.option("--status", "statuses", multiple=True, type=click.Choice(STATUSES),
-              help="Claim tasks in this state (repeatable) [every state but done and failed].")
+              show_default="every state but done and failed", help="Claim tasks in this state (repeatable).")
 @click.option("--lease-s", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True,
               help="The lease lasts this long; then the task can be claimed again.")
 @click.option("-n", "--limit", type=click.IntRange(min=1), default=1, show_default=True, help="Tasks to claim.")

@@ -1,8 +1,10 @@
-"""``mapdiff upload requests.parquet [MORE...] --sim sim/ -o uploaded/ [--store URL] [--bitrate-mbps 8]`` (simulation)"""
+"""``mapdiff upload requests.parquet [MORE...] --sim sim/ -o uploaded/ [--store URL] [--bitrate-mbps 8]``
+(simulation)"""
 
 from __future__ import annotations
 
 import click
+
 from mapdiff_cli.options import Progress, fail, info, output_option, quiet_option, store_option
 
 

@@ -22,7 +22,7 @@ _API = {
     "InputError": "mapdiff.errors",
 }
 
-__all__ = sorted(_API)
+__all__ = list(_API)
 
 
 def __getattr__(name):

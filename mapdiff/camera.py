@@ -56,7 +56,7 @@ class Camera:
         return (self.focal_px, float(self.width_px), float(self.height_px), float(self.mount_yaw_deg),
                 float(self.mount_height_m))
 
-    def validate(self, source: str | None = None) -> "Camera":
+    def validate(self, source: str | None = None) -> Camera:
         """Raise :class:`ConfigError` naming the first impossible field (after ``source``, if given)."""
         checks = [
             ("width_px", self.width_px > 0),
@@ -79,7 +79,7 @@ class Camera:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "camera") -> "Camera":
+    def from_dict(cls, data: dict, source: str = "camera") -> Camera:
         required = ("width_px", "height_px", "hfov_deg", "mount_yaw_deg")
         missing = [k for k in required if k not in data]
         if missing:

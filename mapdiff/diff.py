@@ -19,15 +19,16 @@ brought to OSM's convention (``_conventional``):
 
 Map features and observed things of one class are then paired one to one by a minimum-cost
 assignment (distance, plus ``value_mismatch_m`` when the values differ) over the candidate pairs
-within ``max_move_m``, so two close signs never both take one object. A pair within the
-tolerance (``3 * sqrt(sigma_m**2 + map_sigma_m**2)`` with the sigmas scaled to what the pairs'
-distances show, at least ``min_tolerance_m``) is the same object: a different value is
-``value_changed``; beyond it, where the map's place was in view, ``object_moved``. An observed thing seen in at least ``min_trips`` trips that nothing explains is
-``object_added`` (one per place: a new crossing's two kerb signs are one addition). A map
-feature that nothing observed explains is ``object_removed`` only where the fleet should have
-seen it: the directed edges from which it is in the camera's view and range carried at least
-``min_visible_trips`` trips (for a sign mapped on a road, in both its directions: the map does
-not say which way it faces); otherwise it is ``unverified`` (its own layer, never a change).
+within ``max_move_m``, so two close signs never both take one object. A pair within the tolerance
+(``3 * sqrt(sigma_m**2 + map_sigma_m**2)`` with the sigmas scaled to what the pairs' distances show,
+at least ``min_tolerance_m``) is the same object: a different value is ``value_changed``; beyond it,
+where the map's place was in view, ``object_moved``. An observed thing seen in at least
+``min_trips`` trips that nothing explains is ``object_added`` (one per place: a new crossing's two
+kerb signs are one addition). A map feature that nothing observed explains is ``object_removed``
+only where the fleet should have seen it: the directed edges from which it is in the camera's view
+and range carried at least ``min_visible_trips`` trips (for a sign mapped on a road, in both its
+directions: the map does not say which way it faces); otherwise it is ``unverified`` (its own layer,
+never a change).
 
 Roads against the edges
 -----------------------
@@ -36,8 +37,8 @@ Roads against the edges
 - ``road_closed``: a road (both directions of a node pair) nobody drove although the fleet's
   own trips would have taken it (their fastest routes on the map between where they started
   and ended); empty roads of that kind that touch are one closed stretch (a closed road
-  empties the roads that only lead to it); the confidence is calibrated on the data (how often roads expected on that many
-  trips are empty anyway; see :func:`_calibrated`). Needs the paths.
+  empties the roads that only lead to it); the confidence is calibrated on the data (how often
+  roads expected on that many trips are empty anyway; see :func:`_calibrated`). Needs the paths.
 - ``road_missing``: runs of fixes the matcher left unmatched or matched far off (beyond
   ``4 sigma`` of the GPS error measured from the matched distances), away from the trip's ends
   (car parks) and getting somewhere at driving speed, from ``min_road_trips`` distinct trips
@@ -119,11 +120,24 @@ class DiffConfig:
     road_cell_m: float = 10.0
     min_confidence: float = 0.5
 
-    def validate(self) -> "DiffConfig":
+    def validate(self) -> DiffConfig:
         check_fields(self, ("min_trips", "min_visible_trips", "min_road_trips"),
                      lambda v: float(v) == int(v) and v >= 1, "a whole number >= 1")
-        check_fields(self, ("max_move_m", "min_tolerance_m", "junction_radius_m", "snap_m", "kerb_m", "split_m", "range_m",
-                            "road_cell_m"), lambda v: np.isfinite(v) and v > 0, "a positive number of metres")
+        check_fields(
+            self,
+            (
+                "max_move_m",
+                "min_tolerance_m",
+                "junction_radius_m",
+                "snap_m",
+                "kerb_m",
+                "split_m",
+                "range_m",
+                "road_cell_m",
+            ),
+            lambda v: np.isfinite(v) and v > 0,
+            "a positive number of metres",
+        )
         check_fields(self, ("map_sigma_m", "value_mismatch_m"), lambda v: np.isfinite(v) and v >= 0, ">= 0")
         check_fields(self, ("hfov_deg",), lambda v: 0 < v <= 360, "in (0, 360]")
         check_fields(self, ("min_confidence",), lambda v: 0 <= v <= 1, "in [0, 1]")
@@ -484,7 +498,11 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, net, config: DiffConfig):
     paired_f[fi] = True
     extra = np.flatnonzero(~paired_f & (fj >= 0))
     if len(extra):
-        lookup = pd.Series(np.arange(len(things)), index=pd.MultiIndex.from_arrays([tj, t_cls])).groupby(level=[0, 1]).first()
+        lookup = (
+            pd.Series(np.arange(len(things)), index=pd.MultiIndex.from_arrays([tj, t_cls]))
+            .groupby(level=[0, 1])
+            .first()
+        )
         k = lookup.reindex(pd.MultiIndex.from_arrays([fj[extra], f_cls[extra]])).to_numpy()
         ok = ~np.isnan(k.astype(float))
         fi = np.r_[fi, extra[ok]]
@@ -1017,7 +1035,7 @@ def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig
         n = roads.net.n_edges
         nx_, ny_ = roads.net.vx[roads.net.vptr[:n]], roads.net.vy[roads.net.vptr[:n]]
         node_tree = (cKDTree(np.c_[nx_, ny_]), roads.net.edges["u"].to_numpy())
-    for comp, part in pts.groupby("comp"):
+    for _, part in pts.groupby("comp"):
         geom = _centre_line(part, cell)
         if geom is None:
             continue

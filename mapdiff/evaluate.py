@@ -46,8 +46,8 @@ def route_score(true_edges, matched_edges, edge_length) -> RouteScore:
 
     ``edge_length`` maps an edge id to its length: an array indexed by id or a mapping.
     """
-    truth = set(int(e) for e in true_edges)
-    found = set(int(e) for e in matched_edges)
+    truth = {int(e) for e in true_edges}
+    found = {int(e) for e in matched_edges}
     length = edge_length.__getitem__
     t_len = float(sum(length(e) for e in truth))
     m_len = float(sum(length(e) for e in found))
@@ -168,7 +168,9 @@ def score_matching(truth: Truth, *, paths=None, matched=None, source="matched") 
     out = {
         "edges_from": "paths" if paths is not None else "matched",
         "trips": len(per_trip),
-        "edge_precision": float((per_trip["precision"] * per_trip["matched_m"]).sum() / max(per_trip["matched_m"].sum(), 1e-9)),
+        "edge_precision": float(
+            (per_trip["precision"] * per_trip["matched_m"]).sum() / max(per_trip["matched_m"].sum(), 1e-9)
+        ),
         "edge_recall": float((per_trip["recall"] * per_trip["true_m"]).sum() / max(per_trip["true_m"].sum(), 1e-9)),
         "mismatch_mean": float(per_trip["mismatch"].mean()),
         "mismatch_median": float(per_trip["mismatch"].median()),
@@ -203,7 +205,7 @@ def score_coverage(truth: Truth, coverage, *, source="coverage") -> dict:
     has both), and rows of one edge_id are summed."""
     require(coverage, ["edge_id", "passes"], source)
     _known(coverage["edge_id"], truth.edges["edge_id"], "edge ids", source)
-    either = coverage["passes"] + (coverage["against"] if "against" in coverage else 0)
+    either = coverage["passes"] + (coverage.get("against", 0))
     est = either.groupby(coverage["edge_id"]).sum()
     true = truth.routes.groupby("edge_id").size()
     ids = true.index.union(est.index)
@@ -258,7 +260,11 @@ def _metres(truth: Truth, lon, lat):
     from mapdiff.projection import LocalProjection
 
     objs = truth.objects
-    ref = (float(objs["lon"].mean()), float(objs["lat"].mean())) if len(objs) else (float(np.mean(lon)), float(np.mean(lat)))
+    ref = (
+        (float(objs["lon"].mean()), float(objs["lat"].mean()))
+        if len(objs)
+        else (float(np.mean(lon)), float(np.mean(lat)))
+    )
     return LocalProjection.around(*ref).to_metres(lon, lat)
 
 

@@ -104,7 +104,9 @@ def _gpx(raw: bytes, path) -> pd.DataFrame:
                     lons.append(float(pt.attrib["lon"]))
                     lats.append(float(pt.attrib["lat"]))
                 except (KeyError, ValueError):
-                    msg = f"{path}: track {name!r} segment {j} point {k}: expected lat and lon numbers; found {pt.attrib}"
+                    msg = (
+                        f"{path}: track {name!r} segment {j} point {k}: expected lat and lon numbers; found {pt.attrib}"
+                    )
                     raise InputError(msg) from None
                 trips.append(f"{name}/{j}")
                 times.append(when)

@@ -139,9 +139,8 @@ def read_traces(path, *, where=None) -> pd.DataFrame:
         return read_table(path, where=where)
     df = read_traces_file(path)
     if where is not None and len(df):
-        import pyarrow as pa
-
         import numpy as np
+        import pyarrow as pa
 
         try:
             keep = where(pa.Table.from_pandas(df, preserve_index=False))

@@ -83,7 +83,7 @@ class MatchConfig:
     beam: float = 20.0
 
     @classmethod
-    def fast(cls, **overrides) -> "MatchConfig":
+    def fast(cls, **overrides) -> MatchConfig:
         """A lighter preset for dense, clean 1 Hz data (GPS sigma under about 8 m): a 40 m search
         radius, 8 candidates, 1 skip, a narrower beam, and fixes within 15 m of the last kept fix
         merged. About 2.7x the speed of the defaults; it loses some accuracy on hard real tracks
@@ -92,7 +92,7 @@ class MatchConfig:
                   "stop_radius_m": 15.0}
         return cls(**{**preset, **overrides})
 
-    def validate(self) -> "MatchConfig":
+    def validate(self) -> MatchConfig:
         """Raise :class:`ConfigError` naming the first field out of range; return self."""
         positive = ("search_radius_m", "gps_sigma_m", "emission_cap_sigma", "beta_m", "max_gap_s", "break_cost",
                     "beam")

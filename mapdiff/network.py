@@ -74,7 +74,7 @@ class Network:
         return self.edge_len + np.where(self.edge_against, wrong_way_cost_m, 0.0)
 
     @classmethod
-    def from_edges(cls, edges, *, source: str = "edges") -> "Network":
+    def from_edges(cls, edges, *, source: str = "edges") -> Network:
         """Compile a GeoDataFrame of directed edges (osmnx layout) into a network."""
         import shapely
 

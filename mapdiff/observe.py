@@ -128,14 +128,20 @@ def _matched_poses(matched, source, proj, network):
     require(matched, ["trip_id", "t", "matched_lon", "matched_lat", "distance_m"], source)
     t = time_seconds(matched["t"], source=source)
     ok = matched["matched_lon"].notna().to_numpy() & matched["matched_lat"].notna().to_numpy()
-    m = pd.DataFrame({"trip": matched["trip_id"].astype(str).to_numpy()[ok], "t": t[ok],
-                      "lon": matched["matched_lon"].to_numpy(float)[ok], "lat": matched["matched_lat"].to_numpy(float)[ok],
-                      "d": matched["distance_m"].to_numpy(float)[ok],
-                      "edge": _kernel_edges(matched, network, source)[ok],
-                      "off": matched["offset_m"].to_numpy(float)[ok] if "offset_m" in matched else np.nan,
-                      "against": matched["against"].to_numpy(bool)[ok] if "against" in matched else False,
-                      "rlon": matched["lon"].to_numpy(float)[ok] if "lon" in matched else np.nan,
-                      "rlat": matched["lat"].to_numpy(float)[ok] if "lat" in matched else np.nan})
+    m = pd.DataFrame(
+        {
+            "trip": matched["trip_id"].astype(str).to_numpy()[ok],
+            "t": t[ok],
+            "lon": matched["matched_lon"].to_numpy(float)[ok],
+            "lat": matched["matched_lat"].to_numpy(float)[ok],
+            "d": matched["distance_m"].to_numpy(float)[ok],
+            "edge": _kernel_edges(matched, network, source)[ok],
+            "off": matched["offset_m"].to_numpy(float)[ok] if "offset_m" in matched else np.nan,
+            "against": matched["against"].to_numpy(bool)[ok] if "against" in matched else False,
+            "rlon": matched["lon"].to_numpy(float)[ok] if "lon" in matched else np.nan,
+            "rlat": matched["lat"].to_numpy(float)[ok] if "lat" in matched else np.nan,
+        }
+    )
     m = m.sort_values(["trip", "t"], kind="stable").drop_duplicates(["trip", "t"]).reset_index(drop=True)
     trips, codes = np.unique(m["trip"].to_numpy(), return_inverse=True)
     ptr = np.zeros(len(trips) + 1, dtype=np.int64)
@@ -271,8 +277,11 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     no_range = rel_px > MAX_RANGE_REL
     # a heading from the road is as good as the car's alignment with it; one from the motion
     # carries the position error of the two fixes it was taken from; at a corner, the turn
-    heading_sigma = np.sqrt(np.radians(ROAD_HEADING_SIGMA_DEG) ** 2 + np.arctan2(np.sqrt(2.0) * pose_sigma, baseline[ok]) ** 2
-                            + (np.radians(turn[ok]) / 4.0) ** 2)
+    heading_sigma = np.sqrt(
+        np.radians(ROAD_HEADING_SIGMA_DEG) ** 2
+        + np.arctan2(np.sqrt(2.0) * pose_sigma, baseline[ok]) ** 2
+        + (np.radians(turn[ok]) / 4.0) ** 2
+    )
     pix_sigma = (sig_px / np.sqrt(2.0)) * np.cos(off) ** 2 / focal
     bearing_sigma = np.degrees(np.sqrt(pix_sigma**2 + heading_sigma**2))
     lon, lat = proj.to_lonlat(x[ok], y[ok])

@@ -23,15 +23,55 @@ OSM_SUFFIXES = (".osm", ".osm.bz2", ".osm.gz", ".osm.pbf", ".pbf", ".xml")
 
 # osmnx's "drive" network: public drivable streets, no service roads (values matched exactly)
 EXCLUDED_HIGHWAY = frozenset(
-    "abandoned bridleway bus_guideway construction corridor cycleway elevator escalator footway no path "
-    "pedestrian planned platform proposed raceway razed rest_area service services steps track".split()
+    [
+        "abandoned",
+        "bridleway",
+        "bus_guideway",
+        "construction",
+        "corridor",
+        "cycleway",
+        "elevator",
+        "escalator",
+        "footway",
+        "no",
+        "path",
+        "pedestrian",
+        "planned",
+        "platform",
+        "proposed",
+        "raceway",
+        "razed",
+        "rest_area",
+        "service",
+        "services",
+        "steps",
+        "track",
+    ]
 )
-EXCLUDED_SERVICE = frozenset("alley driveway emergency_access parking parking_aisle private".split())
+EXCLUDED_SERVICE = frozenset(["alley", "driveway", "emergency_access", "parking", "parking_aisle", "private"])
 
 # sign codes whose [NN] argument is a speed limit: Vienna-convention national codes
 SPEED_LIMIT_CODES = frozenset(
-    "maxspeed FI:361 FI:C32 DE:274 AT:52.10 CH:2.30 SE:C31 NO:362 DK:C55 PL:B-33 CZ:B20a NL:A1 FR:B14 "
-    "IT:50 ES:R-301 GB:670 RU:3.24 BE:C43".split()
+    [
+        "maxspeed",
+        "FI:361",
+        "FI:C32",
+        "DE:274",
+        "AT:52.10",
+        "CH:2.30",
+        "SE:C31",
+        "NO:362",
+        "DK:C55",
+        "PL:B-33",
+        "CZ:B20a",
+        "NL:A1",
+        "FR:B14",
+        "IT:50",
+        "ES:R-301",
+        "GB:670",
+        "RU:3.24",
+        "BE:C43",
+    ]
 )
 _SIGN_ARG = re.compile(r"^\s*([^\[\]]+?)\s*(?:\[([^\]]*)\])?\s*$")
 

@@ -29,7 +29,8 @@ plan's distance from optimal is known.
 
 The first and last pass of a trip serve nothing (the car started or stopped somewhere along
 them), nor does a pass faster than ``BELIEVABLE_SPEED_FACTOR`` times its road's free-flow speed
-(its time is a matcher's guess; such passes look cheapest, so a plan would pick them first). Targets that fewer than ``need`` distinct trips drove get every trip there is and are listed in
+(its time is a matcher's guess; such passes look cheapest, so a plan would pick them first).
+Targets that fewer than ``need`` distinct trips drove get every trip there is and are listed in
 the output as ``status = 'unsatisfied'`` with the reason, without a ``task_id``.
 """
 
@@ -96,7 +97,7 @@ class PlanConfig:
     range_m: float = 50.0
     hfov_deg: float = 90.0
 
-    def validate(self) -> "PlanConfig":
+    def validate(self) -> PlanConfig:
         check_fields(self, ("sightings",), lambda v: float(v) == int(v) and v >= 1, "a whole number >= 1")
         check_fields(self, ("stale_days",), lambda v: v is None or (np.isfinite(v) and v >= 0), ">= 0 days")
         check_fields(self, ("lead_m",), lambda v: np.isfinite(v) and v >= 0, ">= 0 metres")

@@ -18,7 +18,7 @@ class LocalProjection:
     crs: str
 
     @classmethod
-    def around(cls, lon: float, lat: float) -> "LocalProjection":
+    def around(cls, lon: float, lat: float) -> LocalProjection:
         """The UTM zone holding ``(lon, lat)`` (UPS near the poles is not supported)."""
         zone = int(np.floor((lon + 180.0) / 6.0)) % 60 + 1
         epsg = (32600 if lat >= 0 else 32700) + zone

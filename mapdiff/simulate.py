@@ -128,7 +128,7 @@ class SimConfig:
     oneway_reversed_rate: float = 0.15
     closed_road_rate: float = 0.04
 
-    def validate(self) -> "SimConfig":
+    def validate(self) -> SimConfig:
         """Raise :class:`ConfigError` naming the first impossible option."""
         for f in fields(self):
             v = getattr(self, f.name)
@@ -585,7 +585,7 @@ def _pieces(trips, legs_edges, legs_ptr, legs_ok, roads: _Roads, signal_node, co
             cols[key].append(val)
 
     leg = 0
-    for ti, (v, d, k, legs, uturn_edge, frac) in enumerate(trips):
+    for ti, (_v, _d, k, legs, uturn_edge, frac) in enumerate(trips):
         nl = len(legs)
         ok = legs_ok[leg:leg + nl].all()
         route = [legs_edges[legs_ptr[j]:legs_ptr[j + 1]] for j in range(leg, leg + nl)]
@@ -938,7 +938,9 @@ def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, 
     sighting_trips = (observations if observations is not None else detections)["trip_id"].to_numpy()
     seen = pd.DataFrame({"object_id": detection_truth["object_id"].to_numpy()[real].astype(np.int64),
                          "trip_id": sighting_trips[real]})
-    objects_out["n_detections"] = objects_out["object_id"].map(seen["object_id"].value_counts()).fillna(0).astype(np.int64)
+    objects_out["n_detections"] = (
+        objects_out["object_id"].map(seen["object_id"].value_counts()).fillna(0).astype(np.int64)
+    )
     objects_out["n_trips_seen"] = objects_out["object_id"].map(
         seen.drop_duplicates().groupby("object_id").size()).fillna(0).astype(np.int64)
     edge_tab = pd.DataFrame({
@@ -954,9 +956,18 @@ def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, 
                                                                   if c not in ("feature_id", "osmid", "class", "value",
                                                                                "tags", "geometry")]),
                                          geometry="geometry", crs=proj.crs).to_crs(4326)
-    meta = {"config": asdict(config), "camera": asdict(camera), "crs": proj.crs,
-            "counts": {"trips": n_trips, "fixes": len(traces), "detections": len(detections),
-                       "objects": len(objects), **{k: int(n) for k, n in changes["kind"].value_counts(sort=False).items()}}}
+    meta = {
+        "config": asdict(config),
+        "camera": asdict(camera),
+        "crs": proj.crs,
+        "counts": {
+            "trips": n_trips,
+            "fixes": len(traces),
+            "detections": len(detections),
+            "objects": len(objects),
+            **{k: int(n) for k, n in changes["kind"].value_counts(sort=False).items()},
+        },
+    }
     return Simulation(stale, traces, detections, camera, changes.to_crs(4326), routes, fixes, objects_out,
                       detection_truth, edge_tab, meta, observations)
 

@@ -27,10 +27,15 @@ def town_osm(path) -> None:
         for j in range(GRID):
             n = i * GRID + j + 1
             tags = "".join(f'<tag k="{k}" v="{v}"/>' for k, v in OBJECTS.get(n, {}).items())
-            lines.append(f'<node id="{n}" version="1" lat="{lat0 + j * dlat:.7f}" lon="{lon0 + i * dlon:.7f}">{tags}</node>')
+            lines.append(
+                f'<node id="{n}" version="1" lat="{lat0 + j * dlat:.7f}" lon="{lon0 + i * dlon:.7f}">{tags}</node>'
+            )
     way = 1000
     for k in range(GRID):
-        for nodes, oneway in (([i * GRID + k + 1 for i in range(GRID)], k == 1), ([k * GRID + j + 1 for j in range(GRID)], False)):
+        for nodes, oneway in (
+            ([i * GRID + k + 1 for i in range(GRID)], k == 1),
+            ([k * GRID + j + 1 for j in range(GRID)], False),
+        ):
             refs = "".join(f'<nd ref="{n}"/>' for n in nodes)
             tags = '<tag k="highway" v="residential"/><tag k="maxspeed" v="30"/>'
             tags += '<tag k="oneway" v="yes"/>' if oneway else ""

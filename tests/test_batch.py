@@ -12,11 +12,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from mapdiff_cli.main import cli
 
 from mapdiff.errors import InputError
 from mapdiff.jobs.batch import job_args, shard_from_env
 from mapdiff.jobs.shards import Shard
+from mapdiff_cli.main import cli
 
 
 def mapdiff(*args, env=None, **kw):
@@ -28,8 +28,20 @@ def mapdiff(*args, env=None, **kw):
 @pytest.fixture(scope="module")
 def paths_file(sim_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("batch")
-    res = CliRunner().invoke(cli, ["match", str(Path(sim_dir) / "traces.parquet"), "--map", str(Path(sim_dir) / "map.gpkg"),
-                                   "-o", str(out / "matched.parquet"), "--paths", str(out / "paths.parquet"), "-q"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "match",
+            str(Path(sim_dir) / "traces.parquet"),
+            "--map",
+            str(Path(sim_dir) / "map.gpkg"),
+            "-o",
+            str(out / "matched.parquet"),
+            "--paths",
+            str(out / "paths.parquet"),
+            "-q",
+        ],
+    )
     assert res.exit_code == 0, res.output
     return out / "paths.parquet"
 
@@ -66,10 +78,14 @@ def test_each_output_becomes_the_parts_key_under_its_prefix():
 def test_a_local_array_gives_the_unsharded_coverage(paths_file, tmp_path):
     res = mapdiff("job", "coverage", paths_file, "-o", tmp_path / "parts", "--local-array", 3, "--workers", 2)
     assert res.returncode == 0, res.stderr
-    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == [f"part-0000{i}-of-00003.parquet" for i in range(3)]
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == [
+        f"part-0000{i}-of-00003.parquet" for i in range(3)
+    ]
     assert mapdiff("merge", "coverage", tmp_path / "parts", "-o", tmp_path / "merged.parquet").returncode == 0
     assert mapdiff("coverage", paths_file, "-o", tmp_path / "whole.parquet").returncode == 0
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "merged.parquet"), pd.read_parquet(tmp_path / "whole.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "merged.parquet"), pd.read_parquet(tmp_path / "whole.parquet")
+    )
 
 
 def test_args_from_the_environment_and_bad_input_exits_1(paths_file, tmp_path):

@@ -112,6 +112,7 @@ def test_against_a_slow_reference():
 
 def test_cli_coverage_and_merge(tmp_path):
     from click.testing import CliRunner
+
     from mapdiff_cli.main import cli
 
     paths = _random_paths(5, n_trips=60)

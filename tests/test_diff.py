@@ -101,7 +101,9 @@ def test_hand_made_scene(scene):
 def test_diff_ids_are_stable(scene):
     layers, objects, coverage = scene
     a = diff(layers, objects, coverage, DiffConfig(min_confidence=0.0)).diffs
-    b = diff(layers, objects.sample(frac=1.0, random_state=3), coverage.iloc[::-1], DiffConfig(min_confidence=0.0)).diffs
+    b = diff(
+        layers, objects.sample(frac=1.0, random_state=3), coverage.iloc[::-1], DiffConfig(min_confidence=0.0)
+    ).diffs
     pd.testing.assert_frame_equal(a.drop(columns="geometry"), b.drop(columns="geometry"))
 
 
@@ -287,9 +289,8 @@ def test_map_without_features_still_makes_road_diffs(scene):
 
 
 def test_cli_diff_and_errors(tmp_path, scene, runner):
-    from mapdiff_cli.main import cli
-
     from mapdiff.io import write_gpkg
+    from mapdiff_cli.main import cli
 
     layers, objects, coverage = scene
     write_gpkg(layers, tmp_path / "map.gpkg")
@@ -330,14 +331,14 @@ def test_road_closed_from_the_routes_the_trips_would_have_taken(grid_edges):
     result = diff({"edges": grid_edges.to_crs(4326)}, None, cov, DiffConfig(min_confidence=0.0), paths=paths)
     closed = result.diffs[result.diffs["kind"] == "road_closed"]
     assert len(closed) == 1
-    assert set(int(x) for x in closed["edge_ids"].iloc[0].split(",")) == {e[(0, 10)], e[(10, 0)]}
+    assert {int(x) for x in closed["edge_ids"].iloc[0].split(",")} == {e[(0, 10)], e[(10, 0)]}
     assert closed["expected_passes"].iloc[0] == 6
     # when the street after it is empty too (it only led there), the two are one closed stretch
     cov2 = _coverage(grid_edges, skip={e[(0, 10)], e[(10, 0)], e[(10, 20)], e[(20, 10)]})
     result2 = diff({"edges": grid_edges.to_crs(4326)}, None, cov2, DiffConfig(min_confidence=0.0), paths=paths)
     closed2 = result2.diffs[result2.diffs["kind"] == "road_closed"]
     assert len(closed2) == 1
-    assert set(int(x) for x in closed2["edge_ids"].iloc[0].split(",")) == {e[(0, 10)], e[(10, 0)], e[(10, 20)],
+    assert {int(x) for x in closed2["edge_ids"].iloc[0].split(",")} == {e[(0, 10)], e[(10, 0)], e[(10, 20)],
                                                                           e[(20, 10)]}
     # without the paths the kind is skipped, with a warning
     result = diff({"edges": grid_edges.to_crs(4326)}, None, cov, DiffConfig(min_confidence=0.0))

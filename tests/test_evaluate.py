@@ -44,10 +44,17 @@ def truth(tmp_path):
                   "lon": lon, "lat": lat, "n_trips_seen": [6, 6, 1]}).to_parquet(folder / "objects.parquet")
     plon, plat = lonlat([200.0], [0.0])
     line = shapely.LineString(np.c_[lonlat([0, 0], [300, 400])])
-    gpd.GeoDataFrame({"change_id": [0, 1], "kind": pd.Categorical(["object_added", "road_closed"]),
-                      "feature_id": pd.array([None, None], dtype="Int64"), "object_id": pd.array([0, None], dtype="Int64"),
-                      "edge_ids": [[], [5]]},
-                     geometry=[shapely.Point(plon[0], plat[0]), line], crs=4326).to_parquet(folder / "changes.parquet")
+    gpd.GeoDataFrame(
+        {
+            "change_id": [0, 1],
+            "kind": pd.Categorical(["object_added", "road_closed"]),
+            "feature_id": pd.array([None, None], dtype="Int64"),
+            "object_id": pd.array([0, None], dtype="Int64"),
+            "edge_ids": [[], [5]],
+        },
+        geometry=[shapely.Point(plon[0], plat[0]), line],
+        crs=4326,
+    ).to_parquet(folder / "changes.parquet")
     return Truth(tmp_path / "sim")
 
 

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from mapdiff_cli.main import cli
 
 from mapdiff.jobs.shards import Shard, hash_shard
+from mapdiff_cli.main import cli
 
 NS = (1, 2, 3, 7)
 
@@ -54,7 +54,9 @@ def test_match_shards_merge_into_the_whole_run(sim_dir, whole, n, tmp_path):
     _sharded(["match", sim / "traces.parquet", "--map", sim / "map.gpkg",
               "-o", lambda s: tmp_path / "m" / f"{s.name}.parquet",
               "--paths", lambda s: tmp_path / "p" / f"{s.name}.parquet"], n, tmp_path)
-    pd.testing.assert_frame_equal(_merged("match", tmp_path / "m", tmp_path), pd.read_parquet(whole / "matched.parquet"))
+    pd.testing.assert_frame_equal(
+        _merged("match", tmp_path / "m", tmp_path), pd.read_parquet(whole / "matched.parquet")
+    )
     pd.testing.assert_frame_equal(_merged("paths", tmp_path / "p", tmp_path), pd.read_parquet(whole / "paths.parquet"))
 
 
@@ -166,7 +168,9 @@ def test_simulate_shards_merge_into_the_whole_run(helsinki_gpkg, n, tmp_path):
     tables = sorted(str(p.relative_to(tmp_path / "whole")) for p in (tmp_path / "whole").rglob("*.parquet"))
     assert tables == sorted(str(p.relative_to(tmp_path / "merged")) for p in (tmp_path / "merged").rglob("*.parquet"))
     for name in tables:
-        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "merged" / name), pd.read_parquet(tmp_path / "whole" / name))
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "merged" / name), pd.read_parquet(tmp_path / "whole" / name)
+        )
     import json
 
     assert json.loads((tmp_path / "merged/truth/meta.json").read_text()) == json.loads(
@@ -196,7 +200,9 @@ def test_a_missing_or_repeated_part_is_refused(whole, tmp_path):
 
 
 def test_a_whole_output_is_not_a_part(whole, tmp_path):
-    result = CliRunner().invoke(cli, ["merge", "match", str(whole / "matched.parquet"), "-o", str(tmp_path / "m.parquet")])
+    result = CliRunner().invoke(
+        cli, ["merge", "match", str(whole / "matched.parquet"), "-o", str(tmp_path / "m.parquet")]
+    )
     assert result.exit_code == 1 and "not a shard output" in result.output
 
 

@@ -32,10 +32,8 @@ def test_bounded_dijkstra_matches_scipy(kub_net):
     graph = csr_matrix((list(w.values()), (rows, cols)), shape=(net.n_nodes, net.n_nodes))
     rng = np.random.default_rng(0)
     ws = new_workspace(net.n_nodes, len(net.edge_u))
-    stamp = 0
-    for src in rng.choice(net.n_nodes, 20, replace=False):
+    for stamp, src in enumerate(rng.choice(net.n_nodes, 20, replace=False), start=1):
         ref = sp_dijkstra(graph, indices=src, limit=800.0)
-        stamp += 1
         dijkstra(src, 800.0, 0, stamp, net.out_ptr, net.out_edge, net.edge_v, net.edge_weights(np.inf), ws)
         dist, _, _, settled = ws[0], ws[1], ws[2], ws[3]
         mine = np.where(settled == stamp, dist, np.inf)

@@ -5,7 +5,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fixtures.grid import N, ONEWAY_ROW, drive
+from fixtures.grid import ONEWAY_ROW, N, drive
 from mapdiff.matching import match
 
 
@@ -55,5 +55,5 @@ def test_matched_paths_are_connected_and_complete(grid_net, route, noise, seed, 
     ok = matched["state"] != "unmatched"
     assert (matched.loc[ok, "confidence"].between(0, 1)).all()
     assert (matched.loc[ok, "distance_m"] >= 0).all()
-    assert ((matched["offset_m"].dropna() >= -1e-6)).all()
+    assert (matched["offset_m"].dropna() >= -1e-6).all()
     assert pd.Series(paths["seq"]).groupby(paths["trip_id"]).apply(lambda s: (s.diff().dropna() == 1).all()).all()

@@ -79,7 +79,9 @@ def test_bearing_only_rays_make_no_ghosts():
     assert len(objects) == 2
     found = positions(objects)[np.argsort(positions(objects)[:, 0])]
     # within two of the sigmas reported (one frame per trip: the pose prior over ten trips)
-    assert (np.hypot(*(found - points).T) < 2 * objects["sigma_m"].to_numpy()[np.argsort(positions(objects)[:, 0])]).all()
+    assert (
+        np.hypot(*(found - points).T) < 2 * objects["sigma_m"].to_numpy()[np.argsort(positions(objects)[:, 0])]
+    ).all()
     assert (objects["n_trips"] == 10).all()
 
 
@@ -195,16 +197,38 @@ def test_cli_observe_then_locate(tmp_path):
         d["detection_id"] = k
         dets.append(d)
     pd.DataFrame(dets).to_parquet(tmp_path / "det.parquet")
-    res = CliRunner().invoke(cli, ["observe", str(tmp_path / "det.parquet"), "--matched", str(tmp_path / "matched.parquet"),
-                                   "--camera", str(tmp_path / "camera.json"), "-o", str(tmp_path / "obs.parquet")])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "observe",
+            str(tmp_path / "det.parquet"),
+            "--matched",
+            str(tmp_path / "matched.parquet"),
+            "--camera",
+            str(tmp_path / "camera.json"),
+            "-o",
+            str(tmp_path / "obs.parquet"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(cli, ["locate", str(tmp_path / "obs.parquet"), "-o", str(tmp_path / "obj.parquet")])
     assert res.exit_code == 0, res.output
     objects = pd.read_parquet(tmp_path / "obj.parquet")
     assert len(objects) == 1
     assert np.hypot(*(positions(objects)[0] - [4.0, 150.0])) < 0.5
-    res = CliRunner().invoke(cli, ["observe", str(tmp_path / "det.parquet"), "--matched", str(tmp_path / "matched.parquet"),
-                                   "--camera", str(tmp_path / "nope.json"), "-o", str(tmp_path / "o2.parquet")])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "observe",
+            str(tmp_path / "det.parquet"),
+            "--matched",
+            str(tmp_path / "matched.parquet"),
+            "--camera",
+            str(tmp_path / "nope.json"),
+            "-o",
+            str(tmp_path / "o2.parquet"),
+        ],
+    )
     assert res.exit_code == 1 and "nope.json: file not found" in res.output
 
 
@@ -446,9 +470,21 @@ def _captures(points, *, seed, tail_deg=20.0, tail_rate=0.2):
                 continue
             err = tail_deg if rng.random() < tail_rate else rng.normal(0.0, 2.0)
             r = dist * np.exp(rng.normal(0.0, 0.3))
-            rows.append({"trip_id": f"drive{seed}-capture{k}", "t": ts([k])[0], "class": "stop", "value": None, "score": 0.9,
-                         "lon": lon, "lat": lat, "bearing_deg": (np.degrees(np.arctan2(px - qx, py)) + err) % 360,
-                         "bearing_sigma_deg": 2.0, "range_m": r, "range_sigma_m": 0.3 * r})
+            rows.append(
+                {
+                    "trip_id": f"drive{seed}-capture{k}",
+                    "t": ts([k])[0],
+                    "class": "stop",
+                    "value": None,
+                    "score": 0.9,
+                    "lon": lon,
+                    "lat": lat,
+                    "bearing_deg": (np.degrees(np.arctan2(px - qx, py)) + err) % 360,
+                    "bearing_sigma_deg": 2.0,
+                    "range_m": r,
+                    "range_sigma_m": 0.3 * r,
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -110,9 +110,8 @@ def test_png_overview(grid_edges, tmp_path):
 
 
 def test_cli_report(grid_edges, tmp_path, runner):
-    from mapdiff_cli.main import cli
-
     from mapdiff.io import write_gpkg
+    from mapdiff_cli.main import cli
 
     write_gpkg({"edges": grid_edges.to_crs(4326)}, tmp_path / "map.gpkg")
     write_gpkg({"diffs": _diffs(9)}, tmp_path / "diffs.gpkg")

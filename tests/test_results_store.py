@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+
 from mapdiff_cli.main import cli
 
 pytestmark = pytest.mark.postgresql

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import s3fs
 from click.testing import CliRunner
+
 from mapdiff_cli.main import cli
 
 from .conftest import FIXTURES
@@ -68,7 +69,10 @@ def test_wrong_credentials_are_one_line_and_write_nothing(s3, paths_on_s3, monke
 
 def test_a_missing_bucket_is_named(s3, paths_on_s3):
     result = run("coverage", paths_on_s3, "-o", "s3://no-such-bucket/coverage.parquet", "-q", code=1)
-    assert result.output.strip() == "mapdiff: error: s3://no-such-bucket/coverage.parquet: bucket 'no-such-bucket' not found"
+    assert (
+        result.output.strip()
+        == "mapdiff: error: s3://no-such-bucket/coverage.parquet: bucket 'no-such-bucket' not found"
+    )
     result = run("coverage", "s3://no-such-bucket/paths.parquet", "-o", f"{s3}/c.parquet", code=1)
     assert "s3://no-such-bucket/paths.parquet: file not found" in result.output
     assert s3fs.S3FileSystem().ls(s3.removeprefix("s3://")) == [f"{s3.removeprefix('s3://')}/paths.parquet"]

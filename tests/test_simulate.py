@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from mapdiff.camera import Camera
 from mapdiff.simulate import SimConfig
 
-QUIET_WORLD = dict(outlier_rate=0.0, dropout_rate=0.0, offroad_rate=0.0, multipath_rate=0.0, detour_rate=0.0)
+QUIET_WORLD = {"outlier_rate": 0.0, "dropout_rate": 0.0, "offroad_rate": 0.0, "multipath_rate": 0.0, "detour_rate": 0.0}
 
 
 def _read(sim_dir, name):
@@ -226,7 +226,9 @@ def test_detection_boxes_project_back_onto_their_objects(sim_dir):
     real = both[both["object_id"].notna()]
     assert len(real) > 1000 and 0 < (~both["object_id"].notna()).sum() < 0.05 * len(both)
     u = 0.5 * (real["x_min"] + real["x_max"])
-    bearing = real["camera_heading_deg"] + cam.mount_yaw_deg + np.degrees(np.arctan((u - cam.width_px / 2) / cam.focal_px))
+    bearing = (
+        real["camera_heading_deg"] + cam.mount_yaw_deg + np.degrees(np.arctan((u - cam.width_px / 2) / cam.focal_px))
+    )
     err = (bearing - real["bearing_deg"] + 180) % 360 - 180
     assert np.median(np.abs(err)) < 0.3 and np.percentile(np.abs(err), 99) < 3.0
     # range from the box height and the object's true size

@@ -68,8 +68,8 @@ def _starts_with_uturn(ea, eb, src, stamp, out_ptr, edge_u, edge_v, ws):
 
 
 @jit
-def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j, back_a, stamp, graph, beta_m, log_skip,
-          log_uturn, route_factor, route_slack_m, rev_tol_m, beam, ws, cache, bufs):
+def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j, back_a, stamp, graph, beta_m,
+          log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam, ws, cache, bufs):
     """Push the scores of fix ``i`` forward to the fixes ``nxt[:n_next]`` (fix m of them skips
     ``skips[m]`` fixes that had candidates). ``emis`` holds each candidate's log emission
     (with its edge's prior). Returns the next free search stamp.
@@ -179,7 +179,7 @@ def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j
 
 @jit
 def _is_live(score, p):
-    for q in range(score.shape[1]):
+    for q in range(score.shape[1]):  # noqa: SIM110  (numba compiles no any() over a generator)
         if score[p, q] > NEG / 2:
             return True
     return False
@@ -423,8 +423,9 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, beta
                     n_next += 1
                 j += 1
             if n_next > 0:
-                stamp = _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j, back_a, stamp, graph,
-                              beta_m, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam, ws, cache, bufs)
+                stamp = _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j, back_a, stamp,
+                              graph, beta_m, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam, ws,
+                              cache, bufs)
         if n_recent > 0:
             _backtrack(recent, n_recent, score, back_j, back_a, log_skip, sel, conf, chain, state)
     return sel, conf, chain, state

@@ -297,13 +297,15 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
             continue
         if still:
             # standing: the way it came in (the matcher may already have it on the next road)
-            while lo > a and t - m_t[lo - 1] <= max_window_s and np.hypot(m_x[i] - m_x[lo], m_y[i] - m_y[lo]) < min_baseline_m:
+            while (lo > a and t - m_t[lo - 1] <= max_window_s
+                   and np.hypot(m_x[i] - m_x[lo], m_y[i] - m_y[lo]) < min_baseline_m):
                 lo -= 1
             hi = i
             if np.hypot(m_x[i] - m_x[lo], m_y[i] - m_y[lo]) < min_baseline_m:
                 # no way in to look back on (the trip starts here): the way it leaves
                 lo, hi = i, j
-                while hi < b - 1 and m_t[hi + 1] - t <= max_window_s and np.hypot(m_x[hi] - m_x[i], m_y[hi] - m_y[i]) < min_baseline_m:
+                while (hi < b - 1 and m_t[hi + 1] - t <= max_window_s
+                       and np.hypot(m_x[hi] - m_x[i], m_y[hi] - m_y[i]) < min_baseline_m):
                     hi += 1
         while not still:
             d = np.hypot(m_x[hi] - m_x[lo], m_y[hi] - m_y[lo])

@@ -152,7 +152,7 @@ def detect(time_ptr, fx, fy, fheading, ox, oy, oz, oh, ow, ofacing, grid, cam, s
                         dy = oy[j] - fy[q]
                         if dx * dx + dy * dy > max_range_m * max_range_m:
                             continue
-                        if not np.isnan(ofacing[j]):
+                        if not np.isnan(ofacing[j]):  # noqa: SIM102  (the comment below explains the inner test)
                             # the camera must stand in front of the face: from the object, the
                             # way to the camera within the readable angle of its facing
                             if -(dx * np.sin(ofacing[j]) + dy * np.cos(ofacing[j])) < _COS_READABLE * np.sqrt(

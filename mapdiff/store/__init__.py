@@ -73,7 +73,7 @@ class _SqliteStore(TaskStore):
     NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 
     @classmethod
-    def connect(cls, url: str) -> "_SqliteStore":
+    def connect(cls, url: str) -> _SqliteStore:
         import sqlite3
 
         path = url.removeprefix("sqlite:///")
@@ -116,7 +116,7 @@ class _PostgresStore(TaskStore):
     SKIP = " FOR UPDATE SKIP LOCKED"
 
     @classmethod
-    def connect(cls, url: str) -> "_PostgresStore":
+    def connect(cls, url: str) -> _PostgresStore:
         try:
             import psycopg
         except ImportError:

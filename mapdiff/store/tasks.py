@@ -220,8 +220,13 @@ class TaskStore:
                 return False
             cur.execute(self._sql(f"UPDATE tasks SET status = ?, reason = ?, worker = NULL, lease_until = NULL, "
                                   f"updated = {self.NOW} WHERE task_id = ?"), (status, reason, task_id))
-            cur.execute(self._sql(f"INSERT INTO task_events (task_id, at, from_status, to_status, worker, reason) "
-                                  f"VALUES (?, {self.NOW}, ?, ?, ?, ?)"), (task_id, row[0], status, worker, event_reason))
+            cur.execute(
+                self._sql(
+                    f"INSERT INTO task_events (task_id, at, from_status, to_status, worker, reason) "
+                    f"VALUES (?, {self.NOW}, ?, ?, ?, ?)"
+                ),
+                (task_id, row[0], status, worker, event_reason),
+            )
         return True
 
     def set_many(self, task_ids, status: str, *, expect: str) -> int:
@@ -263,9 +268,11 @@ class TaskStore:
             raise TaskError(msg)
         where, args = self._claimable(statuses)
         # one statement: pick the free rows (skipping rows other claims hold) and lease them
-        query = self._sql(f"UPDATE tasks SET worker = ?, lease_until = {self.NOW} + ?, attempts = attempts + 1, "
-                          f"updated = {self.NOW} WHERE task_id IN (SELECT task_id FROM tasks WHERE {where} "
-                          f"ORDER BY t_start, task_id LIMIT {int(limit)}{self.SKIP}) RETURNING {', '.join(TASK_COLUMNS)}")
+        query = self._sql(
+            f"UPDATE tasks SET worker = ?, lease_until = {self.NOW} + ?, attempts = attempts + 1, "
+            f"updated = {self.NOW} WHERE task_id IN (SELECT task_id FROM tasks WHERE {where} "
+            f"ORDER BY t_start, task_id LIMIT {int(limit)}{self.SKIP}) RETURNING {', '.join(TASK_COLUMNS)}"
+        )
         # a single statement is atomic on its own (SQLite takes the write lock for it)
         rows = self.conn.execute(query, (worker, float(lease_s), *args)).fetchall()
         return sorted((_task(r) for r in rows), key=lambda t: (t["t_start"], t["task_id"]))
