@@ -162,7 +162,7 @@ class DiffResult:
 
 
 def _object_frame(objects: pd.DataFrame, proj, source: str) -> pd.DataFrame:
-    from mapdiff.schema import lonlat_columns, require
+    from mapdiff.schema import lonlat_columns, numbers, require
 
     if len(objects) == 0:
         return pd.DataFrame({"object_id": pd.Series(dtype=np.int64), "class": pd.Series(dtype=object),
@@ -174,22 +174,24 @@ def _object_frame(objects: pd.DataFrame, proj, source: str) -> pd.DataFrame:
     x, y = proj.to_metres(lon, lat)
     n = len(objects)
 
-    def col(name, default):
-        return objects[name].to_numpy() if name in objects else np.full(n, default)
+    def col(name, default, *, integer=False):  # a missing value or column: the default
+        if name not in objects:
+            return np.full(n, default)
+        values = numbers(objects, name, source, integer=integer, missing=True)
+        return np.where(np.isfinite(values), values, default)
 
     if objects["class"].isna().any():
         msg = f"{source}: column 'class' has {int(objects['class'].isna().sum())} missing values"
         raise InputError(msg)
-    sigma = pd.to_numeric(pd.Series(col("sigma_m", np.nan)), errors="coerce").to_numpy(float)
     value = objects["value"] if "value" in objects else pd.Series([None] * n, dtype=object)
     return pd.DataFrame({
-        "object_id": col("object_id", 0) if "object_id" in objects else np.arange(n),
+        "object_id": numbers(objects, "object_id", source, integer=True) if "object_id" in objects else np.arange(n),
         "class": np.asarray(objects["class"].astype(str).to_numpy(), dtype=object),
         "value": np.asarray(value.astype(object).where(value.notna(), None).to_numpy(), dtype=object),
-        "x": x, "y": y, "sigma_m": np.where(np.isfinite(sigma), sigma, np.inf),
-        "n_trips": pd.to_numeric(pd.Series(col("n_trips", 1))).fillna(1).astype(np.int64).to_numpy(),
-        "n_observations": pd.to_numeric(pd.Series(col("n_observations", 1))).fillna(1).astype(np.int64).to_numpy(),
-        "value_share": pd.to_numeric(pd.Series(col("value_share", 1.0))).fillna(1.0).to_numpy(float),
+        "x": x, "y": y, "sigma_m": col("sigma_m", np.inf),
+        "n_trips": col("n_trips", 1, integer=True).astype(np.int64),
+        "n_observations": col("n_observations", 1, integer=True).astype(np.int64),
+        "value_share": col("value_share", 1.0),
     })
 
 
@@ -865,16 +867,21 @@ def _fastest_route_trips(net, paths: pd.DataFrame, source: str) -> np.ndarray:
     matched paths, on the map, by free-flow travel time) use it."""
     from mapdiff._kernels.graph import route_legs
     from mapdiff.network import free_flow_speed_mps
-    from mapdiff.schema import require
+    from mapdiff.schema import numbers, require
 
     require(paths, ["trip_id", "edge_id", "against"], source)
     n = net.n_edges
     out = np.zeros(n)
     if len(paths) == 0:
         return out
+    if not pd.api.types.is_bool_dtype(paths["against"]):
+        msg = f"{source}: column 'against' must be true/false; found dtype {paths['against'].dtype}"
+        raise InputError(msg)
     row_of = pd.Series(np.arange(n), index=net.edges["edge_id"].to_numpy())
-    p = paths.assign(_row=row_of.reindex(paths["edge_id"].to_numpy()).to_numpy())
+    p = paths.assign(_row=row_of.reindex(numbers(paths, "edge_id", source, integer=True)).to_numpy())
     p = p[p["_row"].notna()]
+    if len(p) == 0:
+        return out
     chain = p["chain"].to_numpy() if "chain" in p else np.zeros(len(p), np.int64)
     key = pd.factorize(pd.MultiIndex.from_arrays([p["trip_id"].astype(str).to_numpy(), chain]))[0]
     first = np.r_[True, key[1:] != key[:-1]]
@@ -959,13 +966,13 @@ def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    from mapdiff.schema import require, time_seconds
+    from mapdiff.schema import lonlat_columns, numbers, require, time_seconds
 
     require(matched, ["trip_id", "t", "lon", "lat", "state", "distance_m"], source)
     m = matched.sort_values(["trip_id", "t"], kind="stable")
-    x, y = net.proj.to_metres(m["lon"].to_numpy(float), m["lat"].to_numpy(float))
+    x, y = net.proj.to_metres(*lonlat_columns(m, source))
     t = time_seconds(m["t"], source=source)
-    dist = m["distance_m"].to_numpy(float)
+    dist = numbers(m, "distance_m", source, missing=True)
     state = m["state"].astype(str).to_numpy()
     ok = (state != "unmatched") & np.isfinite(dist)
     sigma = _gps_sigma(dist[ok])
@@ -1103,11 +1110,11 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
     seen_n = coverage_n if matched is None else _confirmed_trips(matched, coverage_n, net, src["matched"])
     parts, unverified = [], None
     features = map_layers.get("features")
+    obj = _object_frame(objects if objects is not None else pd.DataFrame(), net.proj, src["objects"])
     if features is None:
         warnings.append(f"{src['map']}: no 'features' layer; object diffs skipped, road diffs made")
     else:
         feat = _feature_frame(features, net.proj)
-        obj = _object_frame(objects if objects is not None else pd.DataFrame(), net.proj, src["objects"])
         _check_overlap(obj, net, src["objects"])
         _label_codes(feat, obj)
         filmed_n = seen_n if video_coverage is None else _filmed(seen_n, video_coverage, net, src["video_coverage"])
@@ -1136,14 +1143,15 @@ def _confirmed_trips(matched: pd.DataFrame, coverage_n: pd.DataFrame, net, sourc
     of its fixes was matched within two GPS sigmas of it and away from its ends (``END_M``, a
     third of a short edge). A pass the matcher routed through (a detour around a road the map
     lacks, a guess across a gap) or a fix at a junction that touched the edge put no car there."""
-    from mapdiff.schema import require
+    from mapdiff.schema import numbers, require
 
     require(matched, ["trip_id", "edge_id", "distance_m", "offset_m"], source)
-    dist = pd.to_numeric(matched["distance_m"], errors="coerce").to_numpy(float)
-    on_edge = matched["edge_id"].notna().to_numpy()
-    edge = np.where(on_edge, matched["edge_id"].fillna(-1).to_numpy(np.int64), -1)
+    dist = numbers(matched, "distance_m", source, missing=True)
+    edge_f = numbers(matched, "edge_id", source, integer=True, missing=True)
+    on_edge = np.isfinite(edge_f)
+    edge = np.where(on_edge, edge_f, -1).astype(np.int64)
     length = pd.Series(net.edge_len[: net.n_edges], index=net.edges["edge_id"].to_numpy()).reindex(edge).to_numpy()
-    off = pd.to_numeric(matched["offset_m"], errors="coerce").to_numpy(float)
+    off = numbers(matched, "offset_m", source, missing=True)
     margin = np.minimum(END_M, length / 3.0)
     inside = (off >= margin) & (off <= length - margin)
     close = on_edge & np.isfinite(dist) & (dist <= 2.0 * _gps_sigma(dist)) & inside
@@ -1169,13 +1177,13 @@ def _filmed(seen_n: pd.DataFrame, video_coverage: pd.DataFrame, net, source: str
 
 
 def _coverage_counts(coverage: pd.DataFrame, net, source: str) -> pd.DataFrame:
-    from mapdiff.schema import require
+    from mapdiff.schema import numbers, require
 
     require(coverage, ["edge_id", "passes"], source)
-    cov = pd.DataFrame({"edge_id": coverage["edge_id"].to_numpy().astype(np.int64)})
+    cov = pd.DataFrame({"edge_id": numbers(coverage, "edge_id", source, integer=True)})
     for c in ("passes", "against", "trips", "trips_against"):
-        cov[c] = coverage[c].to_numpy(float) if c in coverage else (
-            coverage["passes"].to_numpy(float) if c == "trips" else 0.0)
+        cov[c] = numbers(coverage, c, source) if c in coverage else (
+            numbers(coverage, "passes", source) if c == "trips" else 0.0)
     unknown = ~cov["edge_id"].isin(net.edges["edge_id"])
     if unknown.any():
         shown = ", ".join(str(v) for v in cov["edge_id"][unknown].unique()[:5])

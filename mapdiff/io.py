@@ -152,17 +152,17 @@ def read_traces(path, *, where=None) -> pd.DataFrame:
 
 
 def _plain_columns(schema) -> list[str] | None:
-    """The columns to read of a GeoParquet file that also has the ``lon``, ``lat`` columns the
-    contracts name: all but its geometry and bounding-box columns, which only repeat them
-    (None: read every column)."""
+    """The columns to read of a GeoParquet file: all but its bounding-box columns, and but its
+    geometry when it has the ``lon``, ``lat`` columns the contracts name; both only repeat what
+    is there (None: read every column)."""
     import json
 
     raw = (schema.metadata or {}).get(b"geo")
-    if raw is None or not {"lon", "lat"} <= set(schema.names):
+    if raw is None:
         return None
     try:
         geo = json.loads(raw)
-        skip = set(geo["columns"])
+        skip = set(geo["columns"]) if {"lon", "lat"} <= set(schema.names) else set()
         for spec in geo["columns"].values():
             skip |= {v[0] if isinstance(v, list) else v for v in (spec.get("covering") or {}).get("bbox", {}).values()}
     except (ValueError, KeyError, TypeError, AttributeError):

@@ -103,13 +103,14 @@ class ObserveConfig:
 
 
 def _check_detections(df, source):
-    from mapdiff.schema import require, time_seconds
+    from mapdiff.schema import numbers, require, time_seconds
 
     if len(df) == 0:
         msg = f"{source}: no detections"
         raise InputError(msg)
     require(df, DETECTION_COLUMNS, source)
-    box = df[["x_min", "y_min", "x_max", "y_max"]].to_numpy(dtype=np.float64, na_value=np.nan)
+    box = np.column_stack([numbers(df, c, source, missing=True) for c in ("x_min", "y_min", "x_max", "y_max")])
+    numbers(df, "score", source, missing=True)
     bad = ~np.isfinite(box).all(axis=1) | (box[:, 2] <= box[:, 0]) | (box[:, 3] <= box[:, 1])
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -123,23 +124,34 @@ def _matched_poses(matched, source, proj, network):
     """Matched fixes with a position, per trip in time order: (trip codes, ptr, t, x, y, kernel
     edge (-1 without a network), offset along it, pose sigma, raw fix x and y (NaN where
     missing or an outlier))."""
-    from mapdiff.schema import require, time_seconds
+    from mapdiff.schema import numbers, require, time_seconds
 
     require(matched, ["trip_id", "t", "matched_lon", "matched_lat", "distance_m"], source)
+    if matched["trip_id"].isna().any():
+        msg = f"{source}: column 'trip_id' has {int(matched['trip_id'].isna().sum())} missing values"
+        raise InputError(msg)
     t = time_seconds(matched["t"], source=source)
-    ok = matched["matched_lon"].notna().to_numpy() & matched["matched_lat"].notna().to_numpy()
+    mlon, mlat = (numbers(matched, c, source, missing=True) for c in ("matched_lon", "matched_lat"))
+    ok = np.isfinite(mlon) & np.isfinite(mlat)
+
+    def optional(name, default):
+        return numbers(matched, name, source, missing=True)[ok] if name in matched else default
+
+    if "against" in matched and not (pd.api.types.is_bool_dtype(matched["against"]) or matched["against"].isna().all()):
+        msg = f"{source}: column 'against' must be true/false; found dtype {matched['against'].dtype}"
+        raise InputError(msg)
     m = pd.DataFrame(
         {
             "trip": matched["trip_id"].astype(str).to_numpy()[ok],
             "t": t[ok],
-            "lon": matched["matched_lon"].to_numpy(float)[ok],
-            "lat": matched["matched_lat"].to_numpy(float)[ok],
-            "d": matched["distance_m"].to_numpy(float)[ok],
+            "lon": mlon[ok],
+            "lat": mlat[ok],
+            "d": numbers(matched, "distance_m", source, missing=True)[ok],
             "edge": _kernel_edges(matched, network, source)[ok],
-            "off": matched["offset_m"].to_numpy(float)[ok] if "offset_m" in matched else np.nan,
-            "against": matched["against"].to_numpy(bool)[ok] if "against" in matched else False,
-            "rlon": matched["lon"].to_numpy(float)[ok] if "lon" in matched else np.nan,
-            "rlat": matched["lat"].to_numpy(float)[ok] if "lat" in matched else np.nan,
+            "off": optional("offset_m", np.nan),
+            "against": matched["against"].fillna(False).to_numpy(bool)[ok] if "against" in matched else False,
+            "rlon": optional("lon", np.nan),
+            "rlat": optional("lat", np.nan),
         }
     )
     m = m.sort_values(["trip", "t"], kind="stable").drop_duplicates(["trip", "t"]).reset_index(drop=True)
@@ -188,7 +200,9 @@ def _kernel_edges(matched, network, source):
     """Row of each fix's matched edge in the network (-1: none or no network)."""
     if network is None or "edge_id" not in matched:
         return np.full(len(matched), -1, dtype=np.int64)
-    ids = matched["edge_id"]
+    from mapdiff.schema import numbers
+
+    ids = pd.Series(numbers(matched, "edge_id", source, integer=True, missing=True))
     rows = pd.Index(network.edges["edge_id"].to_numpy()).get_indexer(ids.fillna(-1).astype(np.int64).to_numpy())
     unknown = (rows < 0) & ids.notna().to_numpy()
     if unknown.any():

@@ -61,6 +61,34 @@ def timestamps(seconds, *, naive: bool = False) -> pd.DatetimeIndex:
     return ts.tz_localize(None) if naive else ts
 
 
+def numbers(df: pd.DataFrame, column: str, source: str, *, integer: bool = False, missing: bool = False) -> np.ndarray:
+    """Column ``column`` as float64 (int64 with ``integer``, unless ``missing``), or InputError
+    naming the file, the column and what it holds instead: not numbers, missing or infinite
+    values (``missing``: allowed, as NaN; an all-missing column of any type is then NaN), or, with
+    ``integer``, fractions."""
+    col = df[column]
+    if missing and col.isna().all():
+        return np.full(len(col), np.nan)
+    if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        msg = f"{source}: column {column!r} must be {'whole ' if integer else ''}numbers; found dtype {col.dtype}"
+        raise InputError(msg)
+    out = col.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(out)
+    if bad.any() and not missing:
+        row = int(np.flatnonzero(bad)[0])
+        msg = f"{source}: column {column!r} has {int(bad.sum())} missing or infinite values (first at row {row})"
+        raise InputError(msg)
+    if integer:
+        frac = ~bad & (out != np.round(out))
+        if frac.any():
+            row = int(np.flatnonzero(frac)[0])
+            msg = f"{source}: column {column!r} must be whole numbers; found {out[row]!r} at row {row}"
+            raise InputError(msg)
+        if not missing:
+            return out.astype(np.int64)
+    return out
+
+
 def require(df: pd.DataFrame, columns, source: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:

@@ -212,8 +212,21 @@ def test_network_rejects_a_corrupt_pbf(runner, tmp_path):
     assert not (tmp_path / "r.gpkg").exists()
 
 
-def test_match_fast_preset(runner, grid_gpkg, traces_file, tmp_path):
+def test_match_fast_preset(runner, grid_gpkg, traces_file, tmp_path, monkeypatch):
+    """--fast reaches the matcher as the preset, and an option given with it still wins."""
+    import mapdiff.jobs.stages
+    from mapdiff.matching import MatchConfig
+
+    seen = []
+    real = mapdiff.jobs.stages.match_part
+
+    def spy(traces, network, config=None, **kwargs):
+        seen.append(config)
+        return real(traces, network, config, **kwargs)
+
+    monkeypatch.setattr(mapdiff.jobs.stages, "match_part", spy)
     out = tmp_path / "m.parquet"
     result = run(runner, "match", traces_file, "--map", grid_gpkg, "-o", out, "--fast", "--gps-sigma-m", "8", "-q")
     assert result.exit_code == 0, result.output
+    assert seen == [MatchConfig.fast(gps_sigma_m=8.0)] and seen[0] != MatchConfig(gps_sigma_m=8.0)
     assert (pd.read_parquet(out)["state"] == "matched").all()

@@ -100,11 +100,12 @@ def test_diff_shards_merge_into_the_whole_run(diff_args, n, tmp_path):
 
 
 def test_an_unsharded_locate_without_tiles_is_one_piece(whole, tmp_path):
+    from mapdiff.io import read_table
     from mapdiff.locate import locate
 
     run("locate", whole / "observations.parquet", "-o", tmp_path / "o.parquet", "-q")
-    objects, _ = locate(pd.read_parquet(whole / "observations.parquet"))
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "o.parquet"), objects)
+    objects, _ = locate(read_table(whole / "observations.parquet"))
+    pd.testing.assert_frame_equal(read_table(tmp_path / "o.parquet"), objects)
 
 
 def test_tiles_see_their_halo_and_own_what_lies_in_them():

@@ -152,10 +152,18 @@ def test_two_trips_are_matched_independently(grid_net, grid_edges):
 
 
 def test_accuracy_column_widens_sigma(grid_net, grid_edges):
+    from mapdiff.matching import _sigma
+
     df = drive([0, 10, 20, 30], noise_m=2, seed=10)
+    plain, _ = match(df, grid_net)
     df["accuracy_m"] = 25.0
-    _, paths = match(df, grid_net)
+    wide, paths = match(df, grid_net)
     assert path_edges(paths) == expected(grid_edges, [0, 10, 20, 30])
+    # the same fixes trusted less: the matcher is less sure of every point (0.87 -> 0.81 here)
+    assert wide["confidence"].mean() < plain["confidence"].mean() - 0.03
+    # a reported accuracy below the model's sigma is not trusted more; a missing one is the model's
+    acc = pd.DataFrame({"accuracy_m": [25.0, 3.0, np.nan, 0.0]})
+    np.testing.assert_array_equal(_sigma(acc, MatchConfig(gps_sigma_m=10), "t"), [25.0, 10.0, 10.0, 10.0])
 
 
 @pytest.mark.parametrize(
