@@ -202,6 +202,10 @@ def _check_edges(edges, source: str) -> None:
     if getattr(edges, "crs", None) is None:
         msg = f"{source}: edges layer has no CRS"
         raise InputError(msg)
+    for c in ("u", "v"):  # node ids: any values, but none missing
+        if edges[c].isna().any():
+            msg = f"{source}: edges layer column {c!r} has {int(edges[c].isna().sum())} missing node ids"
+            raise InputError(msg)
     bad = edges.geometry.isna() | edges.geometry.is_empty
     if bad.any():
         msg = f"{source}: {int(bad.sum())} edges have no geometry (first at row {int(np.flatnonzero(bad)[0])})"

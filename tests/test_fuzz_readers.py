@@ -145,3 +145,18 @@ def test_map_reader_on_bytes(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(MapdiffError):
         load_network(path)
+
+
+@pytest.mark.parametrize("column", ["u", "v"])
+def test_map_reader_names_missing_node_ids(grid_gpkg, tmp_path, column):
+    """(found by the fuzz test above, on one machine: a null node id reached np.bincount)"""
+    import geopandas as gpd
+
+    from mapdiff.network import load_network
+
+    edges = gpd.read_file(grid_gpkg, layer="edges")
+    edges[column] = edges[column].astype(object)
+    edges.loc[0, column] = None
+    edges.to_file(tmp_path / "map.gpkg", layer="edges", driver="GPKG")
+    with pytest.raises(MapdiffError, match=f"column '{column}' has 1 missing node ids"):
+        load_network(tmp_path / "map.gpkg")
