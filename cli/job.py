@@ -7,7 +7,7 @@ import click
 from mapdiff_cli.options import fail
 
 #: mapdiff.jobs.batch.STAGE_JOBS, written out so that --help needs no import of the library
-STAGES = ("coverage", "diff", "locate", "match", "observe", "simulate")
+STAGES = ("coverage", "diff", "locate", "match", "merge", "observe", "plan", "report", "simulate", "upload")
 
 
 def _positive(ctx, param, value):
@@ -31,7 +31,8 @@ def job(stage, local_array, workers, attempts, args):
     AWS_BATCH_JOB_ARRAY_INDEX and AWS_BATCH_JOB_ARRAY_SIZE (a single job without them). Each
     output option names a prefix (a folder or an s3:// key prefix); the shard writes
     PREFIX/part-0000I-of-0000N.parquet there, atomically and the same on every attempt, for
-    mapdiff merge. Exit 75 is a transient failure (retry it); 1 and 2 are not."""
+    mapdiff merge. plan, upload, report and merge run as single jobs with ARGS as given. Exit 75
+    is a transient failure (retry it); 1 and 2 are not."""
     import sys
 
     from mapdiff.errors import MapdiffError

@@ -136,3 +136,14 @@ def test_a_worker_killed_mid_write_leaves_no_part_and_its_rerun_gives_the_same_b
     assert part.read_bytes() == clean
     merged = mapdiff("merge", "match", tmp_path / "m", "-o", tmp_path / "merged.parquet")
     assert merged.returncode == 0, merged.stderr  # the killed attempt's temporary file is no part
+
+
+def test_single_job_stages_pass_their_arguments_and_refuse_an_array():
+    from mapdiff.errors import InputError
+    from mapdiff.jobs.batch import job_args
+    from mapdiff.jobs.shards import Shard
+
+    args = ["match", "s3://b/run/matched/", "-o", "s3://b/run/matched.parquet"]
+    assert job_args("merge", args, Shard()) == args
+    with pytest.raises(InputError, match="runs as a single job; found an array of 4"):
+        job_args("merge", args, Shard(0, 4))

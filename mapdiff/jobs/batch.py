@@ -34,10 +34,12 @@ ARGS_VAR = "MAPDIFF_ARGS"
 @dataclass(frozen=True)
 class StageJob:
     """How a stage runs as a job: its output options (each becomes a prefix of parts) and the
-    suffix of its part files."""
+    suffix of its part files; an unsharded stage (``sharded`` False) runs as a single job with
+    its arguments as given."""
 
     outputs: tuple[str, ...]
     suffix: str = ".parquet"
+    sharded: bool = True
 
 
 STAGE_JOBS = {
@@ -47,6 +49,12 @@ STAGE_JOBS = {
     "locate": StageJob(("-o", "--output")),
     "simulate": StageJob(("-o", "--output"), suffix=""),
     "diff": StageJob(("-o", "--output"), suffix=".gpkg"),
+    # single jobs: the plan (one over the whole coverage), the upload, the report, and the merge
+    # of an array job's parts
+    "plan": StageJob((), sharded=False),
+    "upload": StageJob((), sharded=False),
+    "report": StageJob((), sharded=False),
+    "merge": StageJob((), sharded=False),
 }
 
 
@@ -77,6 +85,11 @@ def job_args(stage: str, args, shard: Shard) -> list[str]:
         msg = f"stage must be one of {sorted(STAGE_JOBS)} to run as a job; found {stage!r}"
         raise InputError(msg)
     job = STAGE_JOBS[stage]
+    if not job.sharded:
+        if shard.count > 1:
+            msg = f"mapdiff job {stage}: the stage runs as a single job; found an array of {shard.count}"
+            raise InputError(msg)
+        return list(args)
     part = f"{shard.name}{job.suffix}"
     out, args, seen = [], list(args), False
     i = 0
