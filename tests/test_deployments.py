@@ -1,0 +1,185 @@
+"""The CDK app (deployments/cdk), synthesized offline and checked with aws_cdk.assertions:
+names per environment and experiment, the job definitions, array jobs and retries, IAM without
+wildcards, no cross-stack references, and the SSM parameters the modules read being those the
+common stack writes."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("aws_cdk", reason="the CDK app's tests need aws-cdk-lib (the test extras)")
+if shutil.which("node") is None:
+    pytest.skip("the CDK app's tests need Node.js (jsii)", allow_module_level=True)
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
+
+import aws_cdk as cdk  # noqa: E402
+from aws_cdk.assertions import Match, Template  # noqa: E402
+
+from deployments.cdk.app import build  # noqa: E402
+from deployments.cdk.config import MODULES, SHARDED, SettingsError, StageSettings, settings  # noqa: E402
+
+from .conftest import ROOT  # noqa: E402
+
+
+def _templates(env, expid=None):
+    app = cdk.App()
+    stacks = build(app, settings(env, expid))
+    return {module: Template.from_stack(stack) for module, stack in stacks.items()}, stacks
+
+
+@pytest.fixture(scope="module")
+def qa():
+    return _templates("qa")
+
+
+@pytest.fixture(scope="module")
+def exp1():
+    return _templates("qa", "Exp1")
+
+
+def _resources(template, kind):
+    return template.find_resources(kind)
+
+
+def test_names_per_environment(qa):
+    templates, stacks = qa
+    assert {m: s.stack_name for m, s in stacks.items()} == {
+        "common": "QaCommonStack", "travel": "QaTravelStack", "video": "QaVideoStack",
+        "recognition": "QaRecognitionStack", "judgment": "QaJudgmentStack"}
+    templates["common"].has_resource_properties("AWS::S3::Bucket", {"BucketName": "qa-common-data-bucket"})
+    templates["common"].has_resource_properties("AWS::RDS::DBCluster", {"DBClusterIdentifier": "qa-common-db",
+                                                                        "Engine": "aurora-postgresql"})
+    templates["common"].has_resource_properties("AWS::SSM::Parameter", {"Name": "/qa/common/data-bucket"})
+    for module, stages in MODULES.items():
+        names = {r["Properties"]["JobDefinitionName"] for r in _resources(templates[module],
+                                                                          "AWS::Batch::JobDefinition").values()}
+        assert names == {f"qa-{module}-{s}" for s in stages} | ({f"qa-{module}-merge"}
+                                                                if set(stages) & set(SHARDED) else set())
+        templates[module].has_resource_properties("AWS::Batch::JobQueue", {"JobQueueName": f"qa-{module}-queue"})
+        templates[module].has_resource_properties("AWS::StepFunctions::StateMachine",
+                                                   {"StateMachineName": f"qa-{module}-pipeline"})
+
+
+def test_an_experiment_lives_beside_its_environment(exp1):
+    templates, stacks = exp1
+    assert "common" not in stacks  # it uses qa's common resources
+    assert stacks["travel"].stack_name == "QaExp1TravelStack"
+    templates["travel"].has_resource_properties("AWS::Batch::JobDefinition",
+                                                {"JobDefinitionName": "qa-exp1-travel-match"})
+    defaults = {p["Default"] for p in templates["travel"].find_parameters("*").values() if "Default" in p}
+    assert "/qa/common/data-bucket" in defaults
+    everything = json.dumps([t.to_json() for t in templates.values()])
+    assert '"qa-travel-' not in everything and '"qa-judgment-' not in everything  # never touches qa's own
+
+
+def test_every_job_runs_mapdiff_job_with_its_size_and_retries_only_transient_exits(qa):
+    templates, _ = qa
+    s = settings("qa")
+    for template in templates.values():
+        for job in _resources(template, "AWS::Batch::JobDefinition").values():
+            props = job["Properties"]
+            stage = props["JobDefinitionName"].rsplit("-", 1)[1]
+            container = props["ContainerProperties"]
+            assert container["Command"] == ["mapdiff", "job", stage]
+            env = {e["Name"]: e["Value"] for e in container["Environment"]}
+            size = s.stages[stage].array_size if stage in s.stages else 1
+            assert env["AWS_BATCH_JOB_ARRAY_SIZE"] == str(size)
+            assert env["MAPDIFF_ENV"] == "qa"
+            retry = props["RetryStrategy"]
+            assert retry["Attempts"] == (s.stages[stage].attempts if stage in s.stages else 3)
+            assert retry["EvaluateOnExit"][0] == {"Action": "RETRY", "OnExitCode": "75"}
+            assert retry["EvaluateOnExit"][-1] == {"Action": "EXIT", "OnExitCode": "*"}
+            assert props["PlatformCapabilities"] == ["FARGATE"]
+
+
+def test_sharded_stages_run_as_array_jobs_and_are_merged(qa):
+    templates, _ = qa
+    s = settings("qa")
+    for module, stages in MODULES.items():
+        machine = next(iter(_resources(templates[module], "AWS::StepFunctions::StateMachine").values()))
+        definition = json.dumps(machine["Properties"]["DefinitionString"])
+        for stage in stages:
+            if stage in SHARDED:
+                assert f'\\"ArrayProperties\\":{{\\"Size\\":{s.stages[stage].array_size}}}' in definition
+                assert f"qa-{module}-{stage}-merge" in definition
+            assert f'\\"MAPDIFF_ARGS\\",\\"Value.$\\":\\"$.args.{stage}\\"' in definition
+
+
+#: the actions AWS grants only on "*" (no resource-level permissions)
+STAR_RESOURCE_ACTIONS = {"ecr:GetAuthorizationToken", "batch:SubmitJob", "batch:DescribeJobs",
+                         "batch:TerminateJob", "events:PutTargets", "events:PutRule", "events:DescribeRule"}
+
+
+def test_iam_has_no_wildcard_action_and_no_wildcard_resource_but_where_aws_requires_it(qa, exp1):
+    for templates in (qa[0], exp1[0]):
+        for template in templates.values():
+            for policy in _resources(template, "AWS::IAM::Policy").values():
+                for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                    assert not [a for a in actions if a == "*" or a.endswith(":*")], statement
+                    if statement["Resource"] == "*":
+                        assert set(actions) <= STAR_RESOURCE_ACTIONS, statement
+
+
+def test_modules_never_reference_another_stack(qa):
+    templates, _ = qa
+    for template in templates.values():
+        text = json.dumps(template.to_json())
+        assert "Fn::ImportValue" not in text
+        assert not [o for o in template.to_json().get("Outputs", {}).values() if "Export" in o]
+
+
+def test_the_parameters_modules_read_are_the_ones_common_writes(qa):
+    templates, _ = qa
+    written = {r["Properties"]["Name"] for r in _resources(templates["common"], "AWS::SSM::Parameter").values()}
+    for module in MODULES:
+        read = {p["Default"] for p in templates[module].find_parameters(
+            "*", {"Type": "AWS::SSM::Parameter::Value<String>"}).values()}
+        assert read and read <= written, (module, read - written)
+
+
+def test_only_the_video_module_sends_task_events(qa):
+    templates, _ = qa
+    for module, template in templates.items():
+        if module == "common":
+            continue
+        sends = Match.object_like({"Action": Match.array_with(["sqs:SendMessage"])})
+        found = template.find_resources("AWS::IAM::Policy", {"Properties": {"PolicyDocument": {
+            "Statement": Match.array_with([sends])}}})
+        assert bool(found) == (module == "video"), module
+
+
+@pytest.mark.parametrize("env, expid, words", [
+    ("staging", None, "env must be one of dev, qa, prod"),
+    (None, None, "env must be one of dev, qa, prod"),
+    ("qa", "exp1", "expid must be Exp followed by 1 to 999"),
+    ("qa", "Exp0", "expid must be Exp followed by 1 to 999"),
+])
+def test_an_unknown_env_or_a_malformed_expid_names_the_allowed_values(env, expid, words):
+    with pytest.raises(SettingsError, match=words):
+        settings(env, expid)
+
+
+@pytest.mark.parametrize("stage, stage_settings, words", [
+    ("match", StageSettings(vcpus=3.0), "vcpus must be one of"),
+    ("match", StageSettings(vcpus=1.0, memory_mib=16384), r"memory_mib must be in \[2048, 8192\]"),
+    ("plan", StageSettings(array_size=4), "array_size must be 1"),
+    ("locate", StageSettings(attempts=0), "attempts must be in"),
+])
+def test_stage_settings_are_checked(stage, stage_settings, words):
+    with pytest.raises(SettingsError, match=words):
+        stage_settings.check(stage)
+
+
+def test_cdk_synth_with_a_bad_env_is_one_line(tmp_path):
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps({"env": "staging"}), "CDK_OUTDIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, str(ROOT / "deployments" / "cdk" / "app.py")], env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == ("deployments: error: env must be one of dev, qa, prod "
+                                                      "(cdk synth -c env=qa); found 'staging'")
