@@ -183,3 +183,69 @@ def test_cdk_synth_with_a_bad_env_is_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == ("deployments: error: env must be one of dev, qa, prod "
                                                       "(cdk synth -c env=qa); found 'staging'")
+
+
+@pytest.fixture()
+def moto_server():
+    """moto in server mode on a free port; yields the client arguments to reach it."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "eu-west-1", "aws_access_key_id": "testing",
+           "aws_secret_access_key": "testing"}
+    server.stop()
+
+
+def _create(cf, name, template):
+    import time
+
+    cf.create_stack(StackName=name, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_NAMED_IAM"])
+    for _ in range(120):
+        stack = cf.describe_stacks(StackName=name)["Stacks"][0]
+        if not stack["StackStatus"].endswith("IN_PROGRESS"):
+            return stack
+        time.sleep(0.25)
+    return stack
+
+
+def test_the_stacks_create_in_moto_and_the_modules_find_common_through_ssm(qa, exp1, moto_server):
+    import boto3
+
+    from fixtures.moto_cfn import MOTO_CANNOT, deployable
+
+    cf = boto3.client("cloudformation", **moto_server)
+    region = moto_server["region_name"]
+    dropped = set()
+    for templates, stacks in (qa, exp1):
+        for module, stack in stacks.items():
+            template, gone = deployable(templates[module].to_json(), region)
+            dropped |= gone
+            created = _create(cf, stack.stack_name, template)
+            assert created["StackStatus"] == "CREATE_COMPLETE", (stack.stack_name, created.get("StackStatusReason"))
+    # what moto could not create, said (the README lists it)
+    assert dropped == {"AWS::RDS::DBCluster", "AWS::SecretsManager::Secret",
+                       "AWS::SecretsManager::SecretTargetAttachment", "AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy",
+                       *MOTO_CANNOT}
+    ssm = boto3.client("ssm", **moto_server)
+    assert ssm.get_parameter(Name="/qa/common/data-bucket")["Parameter"]["Value"] == "qa-common-data-bucket"
+    batch = boto3.client("batch", **moto_server)
+    names = {d["jobDefinitionName"] for d in batch.describe_job_definitions()["jobDefinitions"]}
+    assert {"qa-travel-match", "qa-travel-merge", "qa-judgment-report", "qa-exp1-travel-match"} <= names
+    machines = {m["name"] for m in boto3.client("stepfunctions", **moto_server).list_state_machines()["stateMachines"]}
+    assert {"qa-travel-pipeline", "qa-exp1-judgment-pipeline"} <= machines
+    # the lookups are real: without the parameter the module cannot be created (moto 5.2 answers
+    # with a server error where AWS names the parameter), with it again it can
+    cf.delete_stack(StackName="QaTravelStack")
+    repository = ssm.get_parameter(Name="/qa/common/image-repository")["Parameter"]["Value"]
+    ssm.delete_parameter(Name="/qa/common/image-repository")
+    template, _ = deployable(qa[0]["travel"].to_json(), region)
+    with pytest.raises(Exception):  # noqa: B017
+        _create(cf, "QaTravelStackAgain", template)
+    ssm.put_parameter(Name="/qa/common/image-repository", Value=repository, Type="String")
+    assert _create(cf, "QaTravelStackOnceMore", template)["StackStatus"] == "CREATE_COMPLETE"
