@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 OUT    := demo-out
 
-.PHONY: demo test lint bench bench-kubicka bench-peers bench-locate bench-judgment bench-plan bench-scale clean
+.PHONY: demo test lint build deploy bench bench-kubicka bench-peers bench-locate bench-judgment bench-plan bench-scale clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,22 @@ bench-plan: $(VENV)/.bench
 
 bench-scale: $(VENV)/.bench
 	$(BIN)/python benchmarks/scale.py
+
+# deployment (see deployments/): the only entry points, so nobody types cdk commands by hand
+PROJ_ENV ?= dev
+EXPID    ?=
+MODULES  ?=
+DEPLOY_ARGS = --env $(PROJ_ENV) $(if $(EXPID),--expid $(EXPID))
+
+build: $(VENV)/.installed
+	$(BIN)/pip wheel -q --no-deps -w dist .
+	$(BIN)/python deployments/deploy.py synth $(DEPLOY_ARGS)
+	@if docker info >/dev/null 2>&1; then \
+		docker build -f deployments/container/Dockerfile -t mapdiff:$(PROJ_ENV) . ; \
+	else echo "make build: no docker daemon here; the image was not built"; fi
+
+deploy: $(VENV)/.installed
+	$(BIN)/python deployments/deploy.py deploy $(DEPLOY_ARGS) $(if $(MODULES),--modules $(MODULES))
 
 clean:
 	rm -rf $(OUT) .pytest_cache

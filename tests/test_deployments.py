@@ -249,3 +249,25 @@ def test_the_stacks_create_in_moto_and_the_modules_find_common_through_ssm(qa, e
         _create(cf, "QaTravelStackAgain", template)
     ssm.put_parameter(Name="/qa/common/image-repository", Value=repository, Type="String")
     assert _create(cf, "QaTravelStackOnceMore", template)["StackStatus"] == "CREATE_COMPLETE"
+
+
+def _deploy(*args, **env):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    clean.update({"AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+                  "AWS_EC2_METADATA_DISABLED": "true", **env})
+    return subprocess.run([sys.executable, str(ROOT / "deployments" / "deploy.py"), *args], env=clean,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["deploy", "--env", "qa"], "no usable AWS credentials"),
+    (["deploy", "--env", "qa", "--expid", "Exp1", "--modules", "travel"], "nothing was deployed"),
+    (["deploy", "--env", "staging"], "env must be one of dev, qa, prod"),
+    (["deploy", "--env", "qa", "--modules", "travel,photos"], "--modules must be among common, travel, video"),
+    (["synth", "--env", "qa", "--expid", "exp1"], "expid must be Exp followed by 1 to 999"),
+])
+def test_make_deploy_refusals_are_one_line(args, words):
+    result = _deploy(*args)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("deployments: error: ") and words in last, result.stderr

@@ -1,0 +1,109 @@
+"""What ``make build`` and ``make deploy`` run (the only entry points: nobody types cdk commands
+and forgets a context value).
+
+    python deployments/deploy.py synth --env qa [--expid Exp1]
+    python deployments/deploy.py deploy --env qa [--expid Exp1] [--modules travel,video]
+
+``synth`` writes the CloudFormation templates to ``deployments/cdk/cdk.out/{env}[-{expid}]``.
+``deploy`` needs AWS credentials: it stops with one line when there are none. With them it would
+run the database migrations (``mapdiff tasks migrate`` against the common stack's database),
+``cdk deploy`` the stacks from the synthesized templates, and push the image to the common
+stack's repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CDK = ROOT / "deployments" / "cdk"
+
+
+def _fail(message: str) -> None:
+    print(f"deployments: error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def synth(env: str, expid: str | None) -> Path:
+    """Synthesize the app for ``env`` (and ``expid``) into its own output folder."""
+    sys.path.insert(0, str(ROOT))
+    from deployments.cdk.config import SettingsError, settings
+
+    try:
+        s = settings(env, expid)
+    except SettingsError as exc:
+        _fail(str(exc))
+    out = CDK / "cdk.out" / s.prefix
+    context = {"env": env, **({"expid": expid} if expid else {})}
+    environ = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(out),
+               "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1"}
+    done = subprocess.run([sys.executable, str(CDK / "app.py")], env=environ, check=False)
+    if done.returncode != 0:
+        sys.exit(done.returncode)
+    print(f"synthesized {s.prefix}: {', '.join(sorted(p.stem.removesuffix('.template') for p in out.glob('*.template.json')))}")
+    return out
+
+
+def credentials() -> str:
+    """The AWS account the credentials in the environment belong to; one line and exit 1 when
+    there are none (or they are refused)."""
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        _fail("boto3 is not installed (pip install -e '.[deploy]')")
+    try:
+        return boto3.client("sts").get_caller_identity()["Account"]
+    except (BotoCoreError, ClientError) as exc:
+        _fail(f"no usable AWS credentials ({exc}); make deploy needs the deploy role's credentials "
+              "(in CI: the OIDC role of .github/workflows/deploy.yml); nothing was deployed")
+    return ""
+
+
+def deploy(env: str, expid: str | None, modules: list[str]) -> None:
+    sys.path.insert(0, str(ROOT))
+    from deployments.cdk.config import MODULES, SettingsError, settings
+
+    try:
+        settings(env, expid)
+    except SettingsError as exc:
+        _fail(str(exc))
+    unknown = [m for m in modules if m not in (*MODULES, "common")]
+    if unknown:
+        _fail(f"--modules must be among common, {', '.join(MODULES)}; found {', '.join(unknown)}")
+    account = credentials()  # before any work: nothing is built for an account that cannot be reached
+    out = synth(env, expid)
+    if shutil.which("npx") is None:
+        _fail("the AWS CDK CLI is needed to deploy (npx aws-cdk); install Node.js")
+    stacks = [p.stem.removesuffix(".template") for p in out.glob("*.template.json")]
+    if modules:
+        stacks = [s for s in stacks if any(s.lower().endswith(f"{m}stack") for m in modules)]
+    print(f"deploying to account {account}: {', '.join(stacks)}")
+    subprocess.run(["npx", "--yes", "aws-cdk@2", "deploy", "--app", str(out), "--require-approval", "never",
+                    *stacks], check=True)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="deployments/deploy.py")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("synth", "deploy"):
+        p = sub.add_parser(name)
+        p.add_argument("--env", required=True)
+        p.add_argument("--expid")
+        if name == "deploy":
+            p.add_argument("--modules", default="", help="comma-separated modules (default: all)")
+    args = parser.parse_args(argv)
+    if args.command == "synth":
+        synth(args.env, args.expid)
+    else:
+        deploy(args.env, args.expid, [m for m in args.modules.split(",") if m])
+
+
+if __name__ == "__main__":
+    main()
