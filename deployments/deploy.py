@@ -46,7 +46,8 @@ def synth(env: str, expid: str | None) -> Path:
     done = subprocess.run([sys.executable, str(CDK / "app.py")], env=environ, check=False)
     if done.returncode != 0:
         sys.exit(done.returncode)
-    print(f"synthesized {s.prefix}: {', '.join(sorted(p.stem.removesuffix('.template') for p in out.glob('*.template.json')))}")
+    stacks = sorted(p.stem.removesuffix(".template") for p in out.glob("*.template.json"))
+    print(f"synthesized {s.prefix}: {', '.join(stacks)}")
     return out
 
 
