@@ -271,3 +271,67 @@ def test_make_deploy_refusals_are_one_line(args, words):
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("deployments: error: ") and words in last, result.stderr
+
+
+@pytest.fixture(scope="module")
+def ci_roles():
+    from deployments.cdk.ci_roles import CiRolesStack
+
+    app = cdk.App()
+    stack = CiRolesStack(app, "QaCiRolesStack", settings=settings("qa"), repository="fleet/mapdiff",
+                         env=cdk.Environment(account="123456789012", region="eu-west-1"),
+                         synthesizer=cdk.BootstraplessSynthesizer())
+    return Template.from_stack(stack).to_json()
+
+
+def _deploy_statements(template, module):
+    policy = next(r for r in template["Resources"].values()
+                  if r["Type"] == "AWS::IAM::Policy" and r["Properties"]["PolicyName"] == f"qa-{module}-deploy")
+    return policy["Properties"]["PolicyDocument"]["Statement"]
+
+
+def test_the_travel_role_cannot_touch_a_judgment_resource_or_create_an_unbounded_role(ci_roles):
+    from deployments.cdk.ci_roles import STAR_ONLY
+
+    star_only = {a for actions in STAR_ONLY.values() for a in actions}
+    for statement in _deploy_statements(ci_roles, "travel"):
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not [a for a in actions if a == "*" or a.endswith(":*")]
+        text = json.dumps(resources)
+        assert "judgment" not in text.lower() and "common" not in text.replace("/qa/common/", "")
+        if resources == ["*"]:
+            assert set(actions) <= star_only, statement
+        else:
+            assert all("travel" in json.dumps(r).lower() or "/qa/common/" in json.dumps(r) for r in resources)
+        if "iam:CreateRole" in actions:
+            assert statement["Condition"]["StringEquals"]["iam:PermissionsBoundary"] == {
+                "Ref": next(k for k, r in ci_roles["Resources"].items() if r["Type"] == "AWS::IAM::ManagedPolicy"
+                            and r["Properties"]["ManagedPolicyName"] == "qa-travel-boundary")}
+    created = [s for s in _deploy_statements(ci_roles, "travel") if "iam:CreateRole" in json.dumps(s["Action"])]
+    assert len(created) == 1 and "Condition" in created[0]
+
+
+def test_each_deploy_role_is_trusted_only_from_its_modules_github_environment(ci_roles):
+    roles = {r["Properties"]["RoleName"]: r for r in ci_roles["Resources"].values() if r["Type"] == "AWS::IAM::Role"}
+    assert set(roles) == {f"qa-{m}-deploy" for m in ("common", *MODULES)}
+    for name, role in roles.items():
+        module = name.split("-")[1]
+        (statement,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+        assert statement["Condition"]["StringEquals"] == {
+            "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+            "token.actions.githubusercontent.com:sub": f"repo:fleet/mapdiff:environment:qa-{module}"}
+
+
+def test_every_role_a_module_creates_is_named_by_the_rule_and_carries_its_boundary(qa, exp1):
+    import re
+
+    for templates, prefix in ((qa[0], "qa"), (exp1[0], "qa-exp1")):
+        for module in MODULES:
+            roles = _resources(templates[module], "AWS::IAM::Role").values()
+            assert roles
+            for role in roles:
+                props = role["Properties"]
+                assert re.fullmatch(f"{prefix}-{module}-[a-z0-9-]+", props["RoleName"]), props["RoleName"]
+                assert json.dumps(props["PermissionsBoundary"]).count(f"policy/qa-{module}-boundary") == 1

@@ -116,11 +116,16 @@ class StageJob(Construct):
             "MAPDIFF_DB_HOST": common.db_endpoint,
             "MAPDIFF_RUN_PREFIX": f"s3://{common.bucket.bucket_name}/runs/{settings.prefix}",
         }
+        # the role that pulls the image, writes the logs and reads the secret (named by the rule, so
+        # that the module's deploy role may create it)
+        execution_role = iam.Role(self, "ExecutionRole", role_name=f"{name}-exec",
+                                  assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"))
         container = batch.EcsFargateContainerDefinition(
             self, "Container",
             image=ecs.ContainerImage.from_ecr_repository(common.repository, settings.image_tag),
             cpu=stage_settings.vcpus, memory=cdk.Size.mebibytes(stage_settings.memory_mib),
             command=["mapdiff", "job", stage], environment=environment, job_role=self.role,
+            execution_role=execution_role,
             secrets={"MAPDIFF_DB_SECRET": batch.Secret.from_secrets_manager(common.secret)},
             logging=ecs.LogDriver.aws_logs(stream_prefix=name, log_group=logs_group),
             readonly_root_filesystem=False)
@@ -157,8 +162,10 @@ class Pipeline(Construct):
                         environment={"MAPDIFF_ARGS": sfn.JsonPath.string_at(f"$.args.{step}")}),
                     result_path=sfn.JsonPath.DISCARD)
                 chain = task if chain is None else chain.next(task)
+        role = iam.Role(self, "Role", role_name=resource(settings, module, "pipeline"),
+                        assumed_by=iam.ServicePrincipal("states.amazonaws.com"))
         self.state_machine = sfn.StateMachine(
-            self, "StateMachine", state_machine_name=resource(settings, module, "pipeline"),
+            self, "StateMachine", state_machine_name=resource(settings, module, "pipeline"), role=role,
             definition_body=sfn.DefinitionBody.from_chainable(chain), timeout=cdk.Duration.hours(24))
 
 
@@ -167,6 +174,10 @@ class ModuleStack(cdk.Stack):
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, module: str, **kwargs):
         super().__init__(scope, construct_id, **kwargs)
+        # every role the stack creates carries the module's boundary (deployments/cdk/ci_roles.py):
+        # the module's deploy role may create roles only with it
+        boundary = iam.ManagedPolicy.from_managed_policy_name(self, "Boundary", f"{settings.env}-{module}-boundary")
+        iam.PermissionsBoundary.of(self).apply(boundary)
         common = CommonRefs(self, "Common", settings=settings)
         queue = JobQueue(self, "Batch", settings=settings, module=module, common=common)
         log_group = logs.LogGroup(self, "Logs", log_group_name=f"/mapdiff/{resource(settings, module, 'jobs')}",
