@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 OUT    := demo-out
 
-.PHONY: demo test lint build deploy bench bench-kubicka bench-peers bench-locate bench-judgment bench-plan bench-scale clean
+.PHONY: demo test lint build deploy integration bench bench-kubicka bench-peers bench-locate bench-judgment bench-plan bench-scale clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,9 @@ build: $(VENV)/.installed
 
 deploy: $(VENV)/.installed
 	$(BIN)/python deployments/deploy.py deploy $(DEPLOY_ARGS) $(if $(MODULES),--modules $(MODULES))
+
+integration: $(VENV)/.installed
+	$(BIN)/python deployments/deploy.py integration $(DEPLOY_ARGS) $(if $(MODULES),--modules $(MODULES))
 
 clean:
 	rm -rf $(OUT) .pytest_cache

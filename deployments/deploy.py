@@ -90,20 +90,86 @@ def deploy(env: str, expid: str | None, modules: list[str]) -> None:
                     *stacks], check=True)
 
 
+def integration(env: str, expid: str | None, modules: list[str]) -> None:
+    """Run each module's state machine on a small simulated fleet and check that it succeeds: the
+    stages before each module run here first and their files go to
+    ``s3://{bucket}/integration/{prefix}/{run}/local``; each module reads those and writes under
+    ``.../{module}``."""
+    import tempfile
+    import time
+
+    sys.path.insert(0, str(ROOT))
+    from deployments.cdk.config import MODULES, SettingsError, settings
+
+    try:
+        s = settings(env, expid)
+    except SettingsError as exc:
+        _fail(str(exc))
+    modules = modules or list(MODULES)
+    unknown = [m for m in modules if m not in MODULES]
+    if unknown:
+        _fail(f"--modules must be among {', '.join(MODULES)}; found {', '.join(unknown)}")
+    account = credentials()
+    import boto3
+
+    region = boto3.session.Session().region_name or s.region
+    bucket = boto3.client("ssm").get_parameter(Name=f"/{env}/common/data-bucket")["Parameter"]["Value"]
+    run = time.strftime("%Y%m%dT%H%M%S")
+    base = f"s3://{bucket}/integration/{s.prefix}/{run}"
+    with tempfile.TemporaryDirectory() as tmp:
+        _local_pipeline(Path(tmp))
+        import fsspec
+
+        fsspec.filesystem("s3").put(f"{tmp}/", f"{base}/local", recursive=True)
+    inputs = json.loads((ROOT / "deployments" / "integration" / "inputs.json").read_text())
+    sfn = boto3.client("stepfunctions")
+    for module in modules:
+        args = {step: text.format(local=f"{base}/local", out=f"{base}/{module}")
+                for step, text in inputs[module].items()}
+        arn = f"arn:aws:states:{region}:{account}:stateMachine:{s.prefix}-{module}-pipeline"
+        execution = sfn.start_execution(stateMachineArn=arn, name=f"integration-{run}",
+                                        input=json.dumps({"args": args}))["executionArn"]
+        print(f"{module}: started {execution}")
+        while (status := sfn.describe_execution(executionArn=execution)["status"]) == "RUNNING":
+            time.sleep(20)
+        if status != "SUCCEEDED":
+            _fail(f"{module}: the integration run ended {status} ({execution})")
+        print(f"{module}: {status}")
+
+
+def _local_pipeline(out: Path) -> None:
+    """The inputs every module's integration run reads: a small simulation and the stages
+    before each module, run here."""
+    steps = [
+        ["network", str(ROOT / "fixtures" / "helsinki.osm.pbf"), "-o", str(out / "roads.gpkg")],
+        ["simulate", "--map", str(out / "roads.gpkg"), "-o", str(out / "sim"), "--vehicles", "4", "--seed", "1"],
+        ["match", str(out / "sim" / "traces.parquet"), "--map", str(out / "sim" / "map.gpkg"), "-o",
+         str(out / "matched.parquet"), "--paths", str(out / "paths.parquet")],
+        ["coverage", str(out / "paths.parquet"), "-o", str(out / "coverage.parquet")],
+        ["observe", str(out / "sim" / "detections.parquet"), "--matched", str(out / "matched.parquet"), "--camera",
+         str(out / "sim" / "camera.json"), "--map", str(out / "sim" / "map.gpkg"), "-o",
+         str(out / "observations.parquet")],
+        ["locate", str(out / "observations.parquet"), "-o", str(out / "objects.parquet")],
+    ]
+    for step in steps:
+        subprocess.run([sys.executable, "-m", "mapdiff_cli.main", *step, "-q"], check=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="deployments/deploy.py")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("synth", "deploy"):
+    for name in ("synth", "deploy", "integration"):
         p = sub.add_parser(name)
         p.add_argument("--env", required=True)
         p.add_argument("--expid")
-        if name == "deploy":
+        if name != "synth":
             p.add_argument("--modules", default="", help="comma-separated modules (default: all)")
     args = parser.parse_args(argv)
     if args.command == "synth":
         synth(args.env, args.expid)
-    else:
-        deploy(args.env, args.expid, [m for m in args.modules.split(",") if m])
+        return
+    run = deploy if args.command == "deploy" else integration
+    run(args.env, args.expid, [m for m in args.modules.split(",") if m])
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,7 @@ import aws_cdk as cdk  # noqa: E402
 from aws_cdk.assertions import Match, Template  # noqa: E402
 
 from deployments.cdk.app import build  # noqa: E402
-from deployments.cdk.config import MODULES, SHARDED, SettingsError, StageSettings, settings  # noqa: E402
+from deployments.cdk.config import MERGED, MODULES, SHARDED, SettingsError, StageSettings, settings  # noqa: E402
 
 from .conftest import ROOT  # noqa: E402
 
@@ -106,7 +107,8 @@ def test_sharded_stages_run_as_array_jobs_and_are_merged(qa):
         for stage in stages:
             if stage in SHARDED:
                 assert f'\\"ArrayProperties\\":{{\\"Size\\":{s.stages[stage].array_size}}}' in definition
-                assert f"qa-{module}-{stage}-merge" in definition
+                for out in MERGED[stage]:
+                    assert f"qa-{module}-{stage}-merge-{out}" in definition
             assert f'\\"MAPDIFF_ARGS\\",\\"Value.$\\":\\"$.args.{stage}\\"' in definition
 
 
@@ -335,3 +337,24 @@ def test_every_role_a_module_creates_is_named_by_the_rule_and_carries_its_bounda
                 props = role["Properties"]
                 assert re.fullmatch(f"{prefix}-{module}-[a-z0-9-]+", props["RoleName"]), props["RoleName"]
                 assert json.dumps(props["PermissionsBoundary"]).count(f"policy/qa-{module}-boundary") == 1
+
+
+def test_the_deploy_workflow_passes_actionlint_and_uses_each_modules_role_and_environment():
+    import yaml
+
+    workflow = ROOT / ".github" / "workflows" / "deploy.yml"
+    actionlint = shutil.which("actionlint") or str(Path(sys.executable).parent / "actionlint")
+    result = subprocess.run([actionlint, str(workflow)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = yaml.safe_load(workflow.read_text())["jobs"]
+    for env in ("qa", "prod"):
+        job = jobs[env]
+        assert job["environment"] == f"{env}-${{{{ matrix.module }}}}"  # the trust condition's subject
+        role = next(s["with"]["role-to-assume"] for s in job["steps"]
+                    if "configure-aws-credentials" in s.get("uses", ""))
+        assert role.endswith(f":role/{env}-${{{{ matrix.module }}}}-deploy")
+        runs = [s["run"] for s in job["steps"] if "run" in s]
+        module = "${{ matrix.module }}"
+        assert runs[:2] == [f"make build PROJ_ENV={env}", f"make deploy PROJ_ENV={env} MODULES={module}"]
+    assert jobs["prod"]["needs"] == ["modules", "qa"]
+    assert "make integration PROJ_ENV=qa MODULES=${{ matrix.module }}" in [s.get("run") for s in jobs["qa"]["steps"]]

@@ -252,3 +252,16 @@ def test_eight_workers_killed_at_random_finish_every_task_exactly_once(store_url
     assert (steps == 4).all()
     assert set(zip(events["from"], events["to"], strict=True)) == {(s, NEXT[s][0]) for s in
                                                                     ("pending", "requested", "uploaded", "detected")}
+
+
+def test_a_batch_job_finds_its_database_in_the_secret(monkeypatch):
+    from mapdiff.errors import StoreError
+    from mapdiff.store import default_store
+
+    monkeypatch.delenv("MAPDIFF_STORE", raising=False)
+    monkeypatch.setenv("MAPDIFF_DB_SECRET", '{"username": "mapdiff", "password": "p@ss/word", "host": "db.local", '
+                                            '"port": 5432, "dbname": "mapdiff", "engine": "postgres"}')
+    assert default_store("s3://bucket/requests.parquet") == "postgresql://mapdiff:p%40ss%2Fword@db.local:5432/mapdiff"
+    monkeypatch.setenv("MAPDIFF_DB_SECRET", "not json")
+    with pytest.raises(StoreError, match="MAPDIFF_DB_SECRET"):
+        default_store()

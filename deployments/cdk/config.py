@@ -21,8 +21,11 @@ MODULES = {
     "recognition": ("observe", "locate"),
     "judgment": ("diff", "report"),
 }
-#: the stages that run as array jobs, one shard per child (``mapdiff job`` gives each its shard)
-SHARDED = ("match", "coverage", "observe", "locate", "diff")
+#: the stages that run as array jobs, one shard per child (``mapdiff job`` gives each its shard),
+#: and the outputs whose parts a merge job joins after them (mapdiff merge STAGE)
+MERGED = {"match": ("match", "paths"), "coverage": ("coverage",), "observe": ("observe",), "locate": ("locate",),
+          "diff": ("diff",)}
+SHARDED = tuple(MERGED)
 #: what ``mapdiff job`` exits with when a retry may succeed (mapdiff.errors.EXIT_TRANSIENT)
 EXIT_TRANSIENT = 75
 

@@ -23,7 +23,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from deployments.cdk.config import EXIT_TRANSIENT, MODULES, SHARDED, Settings, StageSettings
+from deployments.cdk.config import EXIT_TRANSIENT, MERGED, MODULES, SHARDED, Settings, StageSettings
 from deployments.cdk.naming import parameter, pascal, resource
 
 #: the modules whose jobs write tasks (the task store) and task events
@@ -142,8 +142,9 @@ class StageJob(Construct):
 
 class Pipeline(Construct):
     """The module's state machine: its stages in order, a sharded stage as an array job followed
-    by the merge of its parts. The run's input carries each job's arguments:
-    ``{"args": {"match": "...", "match-merge": "...", ...}}``."""
+    by a merge of the parts of each of its outputs. The run's input carries each job's arguments:
+    ``{"args": {"match": "...", "match-merge-match": "...", "match-merge-paths": "...", ...}}``
+    (deployments/integration/ has one per module)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, module: str,
                  jobs: dict[str, StageJob], queue: batch.JobQueue):
@@ -151,8 +152,7 @@ class Pipeline(Construct):
         chain = None
         for stage in MODULES[module]:
             steps = [(stage, stage, settings.stages[stage].array_size)]
-            if stage in SHARDED:
-                steps.append((f"{stage}-merge", "merge", 1))
+            steps += [(f"{stage}-merge-{out}", "merge", 1) for out in MERGED.get(stage, ())]
             for step, job, size in steps:
                 task = tasks.BatchSubmitJob(
                     self, pascal(step), job_name=resource(settings, module, step),

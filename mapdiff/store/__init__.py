@@ -23,10 +23,14 @@ CONNECT_TIMEOUT_S = 10
 
 
 def default_store(next_to=None) -> str:
-    """The store URL when none is given: ``$MAPDIFF_STORE``, else ``tasks.sqlite`` beside the
-    file ``next_to`` (a local output; its folder is made if needed), else in the current directory."""
+    """The store URL when none is given: ``$MAPDIFF_STORE``; else, on AWS Batch, the database
+    whose credentials the job gets as ``$MAPDIFF_DB_SECRET`` (the JSON of an RDS secret:
+    username, password, host, port, dbname); else ``tasks.sqlite`` beside the file ``next_to``
+    (a local output; its folder is made if needed), else in the current directory."""
     if os.environ.get("MAPDIFF_STORE"):
         return os.environ["MAPDIFF_STORE"]
+    if os.environ.get("MAPDIFF_DB_SECRET"):
+        return _url_of_secret(os.environ["MAPDIFF_DB_SECRET"])
     if next_to is not None:
         if "://" in str(next_to):
             msg = (f"{next_to}: the default SQLite task store must be a local file beside the output; "
@@ -157,3 +161,18 @@ class _PostgresStore(TaskStore):
     def _tables(self):
         rows = self.conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()
         return {r[0] for r in rows}
+
+
+def _url_of_secret(text: str) -> str:
+    """A postgresql:// URL from the JSON of an RDS secret."""
+    import json
+    from urllib.parse import quote
+
+    try:
+        secret = json.loads(text)
+        user, password, host = secret["username"], secret["password"], secret["host"]
+    except (ValueError, KeyError, TypeError):
+        msg = "$MAPDIFF_DB_SECRET: expected the JSON of an RDS secret (username, password, host, port, dbname)"
+        raise StoreError(msg) from None
+    port, dbname = secret.get("port", 5432), secret.get("dbname", "mapdiff")
+    return f"postgresql://{quote(str(user))}:{quote(str(password), safe='')}@{host}:{port}/{dbname}"
