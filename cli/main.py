@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "diff": ("mapdiff_cli.diff", "diff", "Judge the map against what the fleet saw: where it is wrong."),
     "report": ("mapdiff_cli.report", "report", "Write the diffs as one self-contained HTML page."),
     "evaluate": ("mapdiff_cli.evaluate", "evaluate", "Score a stage's output against a simulation's truth."),
+    "experiment": ("mapdiff_cli.experiment", "experiment", "Run, compare and deploy experiments (EXP.toml)."),
     "warmup": ("mapdiff_cli.warmup", "warmup", "Compile every kernel ahead (for container images)."),
 }
 

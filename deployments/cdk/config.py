@@ -9,11 +9,11 @@ An experiment (``expid`` such as ``Exp1``) is a set of module stacks beside an e
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
+from mapdiff.experiment import EXPID  # (one rule for the experiments and their stacks)
+
 ENVS = ("dev", "qa", "prod")
-EXPID = re.compile(r"^Exp[1-9][0-9]{0,2}$")
 #: the pipeline's modules and their stages, in the order a module's state machine runs them
 MODULES = {
     "travel": ("match", "coverage"),
