@@ -7,7 +7,8 @@ import click
 from mapdiff_cli.options import fail
 
 #: mapdiff.jobs.batch.STAGE_JOBS, written out so that --help needs no import of the library
-STAGES = ("coverage", "diff", "locate", "match", "merge", "observe", "plan", "report", "simulate", "upload")
+STAGES = ("coverage", "diff", "locate", "match", "merge", "observe", "plan", "report", "simulate", "tasks",
+          "upload")
 
 
 def _positive(ctx, param, value):

@@ -72,7 +72,7 @@ def deploy(env: str, expid: str | None, modules: list[str]) -> None:
     from deployments.cdk.config import MODULES, SettingsError, settings
 
     try:
-        settings(env, expid)
+        s = settings(env, expid)
     except SettingsError as exc:
         _fail(str(exc))
     unknown = [m for m in modules if m not in (*MODULES, "common")]
@@ -88,6 +88,25 @@ def deploy(env: str, expid: str | None, modules: list[str]) -> None:
     print(f"deploying to account {account}: {', '.join(stacks)}")
     subprocess.run(["npx", "--yes", "aws-cdk@2", "deploy", "--app", str(out), "--require-approval", "never",
                     *stacks], check=True)
+    if not modules or "video" in modules:
+        _migrate(s)
+
+
+def _migrate(s) -> None:
+    """Run the database migrations (the task and results stores' schema, PostGIS) as the video
+    module's migrate job, inside the VPC where the database is, and wait for it."""
+    import time
+
+    import boto3
+
+    batch = boto3.client("batch")
+    job = batch.submit_job(jobName=f"{s.prefix}-video-migrate", jobQueue=f"{s.prefix}-video-queue",
+                           jobDefinition=f"{s.prefix}-video-migrate")["jobId"]
+    while (status := batch.describe_jobs(jobs=[job])["jobs"][0]["status"]) not in ("SUCCEEDED", "FAILED"):
+        time.sleep(10)
+    if status != "SUCCEEDED":
+        _fail(f"the migrations failed (AWS Batch job {job}); the stacks are deployed, the database is not migrated")
+    print("migrations: done")
 
 
 def integration(env: str, expid: str | None, modules: list[str]) -> None:

@@ -147,3 +147,14 @@ def test_single_job_stages_pass_their_arguments_and_refuse_an_array():
     assert job_args("merge", args, Shard()) == args
     with pytest.raises(InputError, match="runs as a single job; found an array of 4"):
         job_args("merge", args, Shard(0, 4))
+
+
+def test_the_migrations_run_as_a_job(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from mapdiff_cli.main import cli
+
+    monkeypatch.setenv("MAPDIFF_STORE", str(tmp_path / "tasks.sqlite"))
+    result = CliRunner().invoke(cli, ["job", "tasks", "migrate"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "tasks.sqlite").stat().st_size > 0

@@ -59,8 +59,9 @@ def test_names_per_environment(qa):
     for module, stages in MODULES.items():
         names = {r["Properties"]["JobDefinitionName"] for r in _resources(templates[module],
                                                                           "AWS::Batch::JobDefinition").values()}
-        assert names == {f"qa-{module}-{s}" for s in stages} | ({f"qa-{module}-merge"}
-                                                                if set(stages) & set(SHARDED) else set())
+        assert names == ({f"qa-{module}-{s}" for s in stages} | ({f"qa-{module}-merge"}
+                                                                 if set(stages) & set(SHARDED) else set())
+                         | ({"qa-video-migrate"} if module == "video" else set()))
         templates[module].has_resource_properties("AWS::Batch::JobQueue", {"JobQueueName": f"qa-{module}-queue"})
         templates[module].has_resource_properties("AWS::StepFunctions::StateMachine",
                                                    {"StateMachineName": f"qa-{module}-pipeline"})
@@ -86,7 +87,7 @@ def test_every_job_runs_mapdiff_job_with_its_size_and_retries_only_transient_exi
             props = job["Properties"]
             stage = props["JobDefinitionName"].rsplit("-", 1)[1]
             container = props["ContainerProperties"]
-            assert container["Command"] == ["mapdiff", "job", stage]
+            assert container["Command"] == ["mapdiff", "job", *({"migrate": ["tasks", "migrate"]}.get(stage, [stage]))]
             env = {e["Name"]: e["Value"] for e in container["Environment"]}
             size = s.stages[stage].array_size if stage in s.stages else 1
             assert env["AWS_BATCH_JOB_ARRAY_SIZE"] == str(size)

@@ -28,6 +28,11 @@ from deployments.cdk.naming import parameter, pascal, resource
 
 #: the modules whose jobs write tasks (the task store) and task events
 TASK_MODULES = ("video",)
+#: the module that owns the database's schema: its "migrate" job runs the migrations (PostGIS
+#: included) on every deploy (deployments/deploy.py)
+MIGRATING_MODULE = "video"
+#: jobs whose mapdiff command is not their name
+JOB_COMMANDS = {"migrate": ("tasks", "migrate")}
 
 
 class CommonRefs(Construct):
@@ -124,7 +129,8 @@ class StageJob(Construct):
             self, "Container",
             image=ecs.ContainerImage.from_ecr_repository(common.repository, settings.image_tag),
             cpu=stage_settings.vcpus, memory=cdk.Size.mebibytes(stage_settings.memory_mib),
-            command=["mapdiff", "job", stage], environment=environment, job_role=self.role,
+            command=["mapdiff", "job", *JOB_COMMANDS.get(stage, (stage,))], environment=environment,
+            job_role=self.role,
             execution_role=execution_role,
             secrets={"MAPDIFF_DB_SECRET": batch.Secret.from_secrets_manager(common.secret)},
             logging=ecs.LogDriver.aws_logs(stream_prefix=name, log_group=logs_group),
@@ -186,6 +192,8 @@ class ModuleStack(cdk.Stack):
         stages = list(MODULES[module])
         if any(s in SHARDED for s in stages):
             stages.append("merge")
+        if module == MIGRATING_MODULE:
+            stages.append("migrate")
         merge_settings = StageSettings(vcpus=2.0, memory_mib=8192)
         self.jobs = {
             stage: StageJob(self, f"{pascal(stage)}Job", settings=settings, module=module, stage=stage,

@@ -55,6 +55,8 @@ STAGE_JOBS = {
     "upload": StageJob((), sharded=False),
     "report": StageJob((), sharded=False),
     "merge": StageJob((), sharded=False),
+    # the task and results stores' migrations (`mapdiff job tasks migrate`), run on each deploy
+    "tasks": StageJob((), sharded=False),
 }
 
 
