@@ -138,28 +138,43 @@ def test_an_interrupt_inside_a_kernel_exits_130(grid_gpkg, traces, tmp_path, mon
     assert not (tmp_path / "m.parquet").exists()
 
 
+def _default_sigint():
+    """A child started from a background job inherits SIGINT ignored (and Python then keeps it
+    so, as a background job should): the terminal's Ctrl-C is what the test plays."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_on_a_running_stage_leaves_nothing(sim_dir, tmp_path):
-    """SIGINT to a real ``mapdiff match`` at several moments (reading, compiling, in the kernels,
-    writing): exit 130 and no output, or (too late) the whole output."""
+    """SIGINT to a real ``mapdiff match`` at a third, a half and two thirds of its running time
+    (measured first): exit 130 and no output, or (too late) the whole output."""
+    import pyarrow.parquet as pq
+
+    def start(out):
+        return subprocess.Popen([sys.executable, "-m", "mapdiff_cli.main", "match", str(sim_dir / "traces.parquet"),
+                                 "--map", str(sim_dir / "map.gpkg"), "-o", str(out), "--paths",
+                                 str(out.with_suffix(".paths.parquet"))],
+                                stderr=subprocess.PIPE, text=True, cwd=ROOT, preexec_fn=_default_sigint)
+
+    t0 = time.monotonic()
+    start(tmp_path / "whole.parquet").communicate(timeout=300)
+    whole_s = time.monotonic() - t0
     outcomes = []
-    for delay_s in (1.0, 2.5, 4.0):
-        out = tmp_path / f"m{delay_s}.parquet"
-        child = subprocess.Popen([sys.executable, "-m", "mapdiff_cli.main", "match", str(sim_dir / "traces.parquet"),
-                                  "--map", str(sim_dir / "map.gpkg"), "-o", str(out), "--paths",
-                                  str(tmp_path / f"p{delay_s}.parquet")],
-                                 stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        time.sleep(delay_s)
+    for share in (0.35, 0.5, 0.65):
+        out = tmp_path / f"m{share}.parquet"
+        child = start(out)
+        time.sleep(share * whole_s)
         child.send_signal(signal.SIGINT)
-        _, err = child.communicate(timeout=120)
+        _, err = child.communicate(timeout=300)
         assert "Traceback" not in err and "Aborted" not in err, err
         if child.returncode == 130:
             assert err.strip().splitlines()[-1] == "mapdiff: interrupted; nothing written"
-        if child.returncode in (130, -signal.SIGINT):  # (-SIGINT: before Python's handler was set)
             assert not out.exists()
-        else:
-            assert child.returncode == 0 and out.exists()
+        elif out.exists():  # done before the signal (0), or it came as Python shut down (-SIGINT)
+            assert child.returncode in (0, -signal.SIGINT) and pq.read_metadata(out).num_rows > 0
+        else:  # it came before Python had set its handler
+            assert child.returncode == -signal.SIGINT
         outcomes.append(child.returncode)
-    assert 130 in outcomes
+    assert 130 in outcomes, outcomes
     assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
 
 
