@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -63,7 +64,14 @@ class LazyGroup(click.Group):
             if not _caused_by_interrupt(exc):
                 raise
         click.echo("mapdiff: interrupted; nothing written", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        # the outputs' temporary files are gone (their writers clean up as the interrupt passes);
+        # skip the interpreter's shutdown, where native threads still running (pyarrow's, numba's)
+        # crashed it now and then (SIGSEGV)
+        if not _OWN_PROCESS:  # (in a caller's process, such as a test's CliRunner)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
 
     def format_commands(self, ctx, formatter):
         rows = [(name, SUBCOMMANDS[name][2]) for name in self.list_commands(ctx)]
@@ -82,5 +90,16 @@ def cli():
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
-if __name__ == "__main__":
+#: whether this process is mapdiff's own (the console script, python -m), not a caller's
+_OWN_PROCESS = False
+
+
+def run():
+    """The console script: ``cli`` in a process of its own."""
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
     cli()
+
+
+if __name__ == "__main__":
+    run()
