@@ -65,15 +65,12 @@ def _run(coverage_path, paths_path, map_path, output, store_url, diffs, edges_pa
     from mapdiff.errors import MapdiffError
     from mapdiff.io import read_map_layers, read_table, write_table
     from mapdiff.network import load_network
-    from mapdiff.plan import empty_requests, plan, read_diffs, read_edge_ids, targets
-    from mapdiff.schema import numbers, require
+    from mapdiff.plan import empty_requests, plan, read_coverage, read_diffs, read_edge_ids, targets
     from mapdiff.store import default_store, open_store
 
     try:
         with open_store(store_url or default_store(output)) as store:
-            cov = read_table(coverage_path)
-            require(cov, ["edge_id"], coverage_path)
-            numbers(cov, "edge_id", coverage_path, integer=True)
+            cov = read_coverage(coverage_path)
             if len(cov) == 0:
                 write_table(empty_requests(), output)
                 info(f"{coverage_path}: no edges were driven; the plan is empty", quiet=quiet)

@@ -219,6 +219,17 @@ def read_diffs(path, *, below: float | None = None) -> pd.DataFrame:
     return diffs[diffs["confidence"].to_numpy(float) < below]
 
 
+def read_coverage(path) -> pd.DataFrame:
+    """A coverage file for planning: its ``edge_id`` column must be whole edge ids."""
+    from mapdiff.io import read_table
+    from mapdiff.schema import numbers, require
+
+    cov = read_table(path)
+    require(cov, ["edge_id"], path)
+    numbers(cov, "edge_id", path, integer=True)
+    return cov
+
+
 def read_edge_ids(path) -> np.ndarray:
     """The ``edge_id`` column of a table (Parquet, else CSV) of edges a user wants filmed."""
     from mapdiff.io import check_exists, read_table
