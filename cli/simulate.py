@@ -49,6 +49,9 @@ _VALUES = {
     "frame-interval-s": (float, "seconds between camera frames"),
     "max-range-m": (float, "farthest detection (metres)"),
     "start-date": (str, "UTC date of day 0"),
+    "accel-mps2": (float, "how fast cars speed up (m/s^2)"),
+    "decel-mps2": (float, "how hard cars brake (m/s^2)"),
+    "turn-speed-mps": (float, "fastest a car takes a turn from one road to another (m/s)"),
     "placement": (click.Choice(["physical", "osm"]), "where objects stand: physical (poles at the kerb, the map "
                                                       "in OSM's convention) or osm (on the map's node)"),
     "kerb-m": (float, "how far right of the centre line kerb poles stand (metres)"),

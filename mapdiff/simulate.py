@@ -45,6 +45,9 @@ CAPTURES = ("video", "imagery")
 ON_ROAD_M = 2.0
 #: a signal pole stands this far before the junction node on its approach
 STOP_LINE_M = 4.0
+#: a change of heading from one road to the next beyond this is a turn, taken at
+#: ``turn_speed_mps`` at most (a bend within one road is driven at the road's speed)
+TURN_DEG = 30.0
 #: an overhead signal hangs this high (centre of the head) above the road
 OVERHEAD_Z_M = 5.5
 SPEED_LIMITS_KMH = ("20", "30", "40", "50", "60", "70", "80", "100")
@@ -80,6 +83,12 @@ class SimConfig:
     object within ``max_range_m`` not missed (``miss_rate``), hidden or not behind another, with
     a bearing off by ``imagery_bearing_sigma_deg`` or, for ``bearing_tail_rate`` of them, by 10
     to 30 degrees, and a monocular range off by a factor exp(N(0, ``range_error_rel``)).
+    Driving: a car speeds up at ``accel_mps2`` and brakes at ``decel_mps2`` (a car in town
+    pulls away at about 1.5 m/s^2; 2.5 m/s^2 is firm but comfortable braking, below the 3.4 m/s^2
+    traffic engineers design yellow lights for), takes a turn from one road to another at
+    ``turn_speed_mps`` at most (about 20 km/h: 3 m/s^2 sideways on a 12 m corner) and stands
+    still at its stops and trip ends: no jump in speed (a car that stops dead from 60 km/h
+    within one fix would lead every smoother behind it).
     What fools road diffs: ``multipath_rate`` of trips have a stretch of 10-60 s with the fixes
     20-80 m off to one side; ``detour_rate`` of trips stop off the network mid-trip (a car park,
     a fuel station: 30-80 m off, 1-5 minutes); tunnels (edges tagged ``tunnel``) give no fixes.
@@ -113,6 +122,9 @@ class SimConfig:
     overhead_rate: float = 0.3
     kerb_m: float = 4.0
     multipath_rate: float = 0.1
+    accel_mps2: float = 1.5
+    decel_mps2: float = 2.5
+    turn_speed_mps: float = 6.0
     detour_rate: float = 0.05
     capture: str = "video"
     capture_spacing_m: float = 10.0
@@ -687,6 +699,15 @@ def _offroad(add, net, e, s, rng, *, arrive):
         add(-1, np.nan, np.nan, dur, x, y, px, py)
 
 
+def _piece_times(start, ptr, dur):
+    """Start and end time of each piece, the pieces of trip ``i`` (``ptr[i]:ptr[i+1]``) following
+    one another from ``start[i]``."""
+    trip = np.repeat(np.arange(len(start)), np.diff(ptr))
+    cum = np.cumsum(dur)
+    t1 = start[trip] + cum - np.r_[0.0, cum][ptr[:-1]][trip]
+    return t1 - dur, t1
+
+
 def _regular_times(start, end, step, phase):
     """Times ``start + phase + k * step`` up to ``end`` per trip, flattened, with the trip pointer."""
     count = np.maximum(np.floor((end - start - phase) / step).astype(np.int64) + 1, 0)
@@ -740,7 +761,7 @@ def _concat(frames):
 def _drive(v: int, world: _World, config: SimConfig) -> dict:
     """Vehicle ``v``'s trips, fixes, routes and detections (its detection ids ``v << 32`` on)."""
     from mapdiff._kernels.graph import route_legs
-    from mapdiff._kernels.simulate import detect, gps_noise, poses
+    from mapdiff._kernels.simulate import detect, gps_noise, poses, ramps
 
     roads, net, world_edges, world_ids = world.roads, world.roads.net, world.world_edges, world.world_ids
     signal_node, objects, proj, camera = world.signal_node, world.objects, world.proj, world.camera
@@ -757,6 +778,16 @@ def _drive(v: int, world: _World, config: SimConfig) -> dict:
     kept, pptr, pc = _pieces(trips, legs_edges, legs_ptr, legs_ok, roads, signal_node, config, rng)
     trips = [trips[i] for i in kept]
     n_trips = len(trips)
+    # the car speeds up, brakes and turns as cars do: pieces of constant acceleration (``sub``)
+    # for the poses; each piece's duration is the sum of its parts'
+    net_arrays = (net.vx, net.vy, net.vcum, net.vptr)
+    kin = (config.accel_mps2, config.decel_mps2, config.turn_speed_mps, TURN_DEG)
+    *parts, source = ramps(pptr, pc["edge"], pc["s0"], pc["s1"], pc["dur"], pc["ax"], pc["ay"], pc["bx"], pc["by"],
+                           net_arrays, kin)
+    sub = dict(zip(("edge", "s0", "s1", "dur", "ax", "ay", "bx", "by", "shape"), parts))
+    sub["lane"] = pc["lane"][source]
+    pc["dur"] = np.bincount(source, weights=sub["dur"], minlength=len(pc["dur"]))
+    sptr = np.searchsorted(source, pptr).astype(np.int64)
 
     # times: trips of a vehicle-day follow each other with idle gaps, from a morning start
     dur = np.add.reduceat(pc["dur"], pptr[:-1]) if n_trips else np.zeros(0)
@@ -770,18 +801,16 @@ def _drive(v: int, world: _World, config: SimConfig) -> dict:
         start[i] = np.round(clock, 3)
         clock = start[i] + dur[i] + rng.uniform(120.0, 1800.0)
     trip_of_piece = np.repeat(np.arange(n_trips), np.diff(pptr))
-    cum = np.cumsum(pc["dur"])
-    base = np.r_[0.0, cum][pptr[:-1]][trip_of_piece]
-    p_t1 = start[trip_of_piece] + cum - base
-    p_t0 = p_t1 - pc["dur"]
+    p_t0, p_t1 = _piece_times(start, pptr, pc["dur"])
+    s_t0, s_t1 = _piece_times(start, sptr, sub["dur"])
     end = start + dur
     # ids as categoricals: one string per trip, not per row (Parquet stores them as dictionaries)
     trip_ids = pd.Categorical([f"{vehicle_id(v)}-d{d:03d}-t{k:03d}" for v, d, k, *_r in trips])
     vehicle_ids = pd.Categorical([vehicle_id(v) for v, *_r in trips])
 
     def pose_at(t, tptr):
-        return poses(pptr, pc["edge"], pc["s0"], pc["s1"], p_t0, p_t1, pc["ax"], pc["ay"], pc["bx"], pc["by"],
-                     pc["lane"], tptr, t, net.vx, net.vy, net.vcum, net.vptr)
+        return poses(sptr, sub["edge"], sub["s0"], sub["s1"], s_t0, s_t1, sub["ax"], sub["ay"], sub["bx"], sub["by"],
+                     sub["lane"], sub["shape"], tptr, t, *net_arrays)
 
     # GPS fixes
     phase = np.round(rng.uniform(0.0, config.sample_interval_s, n_trips), 3)

@@ -71,6 +71,74 @@ def test_traces_deviate_from_truth_by_the_configured_noise(helsinki_gpkg):
     assert len(sim.detections) == 0  # no features layer: traces only
 
 
+def _straight_net(length_m):
+    """One straight edge due north, ``length_m`` long: (vx, vy, vcum, vptr)."""
+    return (np.array([0.0, 0.0]), np.array([0.0, length_m]), np.array([0.0, length_m]), np.array([0, 2]))
+
+
+def test_a_car_speeds_up_cruises_and_brakes_as_a_car_does():
+    from mapdiff._kernels.simulate import poses, ramps
+
+    # 200 m at 10 m/s, a 20 s stop, 100 m at 10 m/s: accel 1, decel 2
+    net = _straight_net(300.0)
+    edge = np.array([0, 0, 0])
+    s0, s1 = np.array([0.0, 200.0, 200.0]), np.array([200.0, 200.0, 300.0])
+    dur = np.array([20.0, 20.0, 10.0])
+    nan = np.full(3, np.nan)
+    kin = (1.0, 2.0, 6.0, 30.0)
+    out = ramps(np.array([0, 3]), edge, s0, s1, dur, nan, nan, nan, nan, net, kin)
+    e, a0, a1, d, *_, shape, source = out
+    # each drive: up to 10 m/s over 50 m (10 s), cruise, down over 25 m (5 s); the stop stays
+    assert list(source) == [0, 0, 0, 1, 2, 2, 2]
+    assert d == pytest.approx([10.0, 12.5, 5.0, 20.0, 10.0, 2.5, 5.0])
+    assert a0 == pytest.approx([0.0, 50.0, 175.0, 200.0, 200.0, 250.0, 275.0])
+    assert shape == pytest.approx([1.0, 0.0, -1.0, 0.0, 1.0, 0.0, -1.0])
+    # the poses: position 1/2 a t^2 while speeding up, and no step in speed anywhere
+    t1 = np.cumsum(d)
+    t = np.arange(0.0, t1[-1], 0.1)
+    lane = np.zeros(len(e))
+    x, y, *_ = poses(np.array([0, len(e)]), e, a0, a1, t1 - d, t1, *out[4:8], lane, shape,
+                     np.array([0, len(t)]), t, *net)
+    assert y[t <= 10.0] == pytest.approx(0.5 * t[t <= 10.0] ** 2)
+    speed = np.diff(y) / 0.1
+    assert np.abs(np.diff(speed) / 0.1).max() <= 2.0 + 1e-6
+    assert speed.max() == pytest.approx(10.0)
+
+
+def test_a_short_drive_peaks_below_its_cruise_speed():
+    from mapdiff._kernels.simulate import ramps
+
+    # 30 m between two stops at a cruise of 20 m/s, accel = decel = 2: up for 15 m, down for 15 m
+    net = _straight_net(30.0)
+    nan = np.full(1, np.nan)
+    out = ramps(np.array([0, 1]), np.array([0]), np.array([0.0]), np.array([30.0]), np.array([1.5]),
+                nan, nan, nan, nan, net, (2.0, 2.0, 6.0, 30.0))
+    d, shape = out[3], out[8]
+    peak = np.sqrt(2 * 2.0 * 15.0)
+    assert d == pytest.approx([peak / 2.0, peak / 2.0])
+    assert shape == pytest.approx([1.0, -1.0])
+
+
+def test_simulated_cars_never_jump_in_speed(sim_dir):
+    from mapdiff.projection import LocalProjection
+
+    fixes = _read(sim_dir, "truth/fixes.parquet").sort_values(["trip_id", "t"])
+    proj = LocalProjection.around(float(fixes["lon"].median()), float(fixes["lat"].median()))
+    x, y = proj.to_metres(fixes["lon"].to_numpy(), fixes["lat"].to_numpy())
+    trip = fixes["trip_id"].astype(str).to_numpy()
+    on_road = fixes["edge_id"].notna().to_numpy()
+    seconds = (fixes["t"] - fixes["t"].min()).dt.total_seconds().to_numpy()
+    speed = np.hypot(np.diff(x), np.diff(y)) / np.diff(seconds)
+    same = (trip[1:] == trip[:-1]) & on_road[1:] & on_road[:-1]
+    accel = np.diff(speed)[same[1:] & same[:-1]]
+    config = SimConfig()
+    # speeds from 1 s chords, which cut corners and swing with the lane offset there: a little
+    # over the asked rates (a dead stop from 50 km/h would be -14 m/s^2)
+    assert np.percentile(accel, 0.5) > -1.5 * config.decel_mps2
+    assert np.percentile(accel, 99.5) < 1.5 * config.accel_mps2
+    assert (speed[same] < 0.1).mean() > 0.01  # and they stop
+
+
 def test_planted_changes_are_in_the_stale_map_and_not_in_the_world(sim_dir):
     import geopandas as gpd
 

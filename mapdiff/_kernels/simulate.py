@@ -15,14 +15,121 @@ _COS_READABLE = np.cos(np.radians(_READABLE_DEG))
 
 
 @jit
-def poses(trip_ptr, p_edge, p_s0, p_s1, p_t0, p_t1, p_ax, p_ay, p_bx, p_by, p_lane, time_ptr, t,
+def _piece_length(edge, s0, s1, ax, ay, bx, by):
+    return s1 - s0 if edge >= 0 else np.hypot(bx - ax, by - ay)
+
+
+@jit
+def _turn_deg(e1, s1, e2, s2, vx, vy, vcum, vptr):
+    """How far the heading turns from edge ``e1`` at ``s1`` to edge ``e2`` at ``s2`` (degrees)."""
+    _, _, hx1, hy1 = point_on_edge(e1, s1, vx, vy, vcum, vptr)
+    _, _, hx2, hy2 = point_on_edge(e2, s2, vx, vy, vcum, vptr)
+    return np.degrees(np.arccos(min(max(hx1 * hx2 + hy1 * hy2, -1.0), 1.0)))
+
+
+@jit
+def _boundary_speeds(a, b, length, cruise, edge, s0, s1, net, kin):
+    """Speed entering each piece of one trip (``a:b``) and leaving it: never above either
+    piece's cruise speed, nor ``kin[2]`` through a turn of over ``kin[3]`` degrees, zero at a
+    stop and at the trip's ends; then as fast as ``kin[0]`` (speeding up) and ``kin[1]``
+    (braking) allow over each piece (a forward and a backward pass)."""
+    vx, vy, vcum, vptr = net
+    accel, decel, turn_mps, turn_deg = kin
+    v_in = np.zeros(b - a)
+    v_out = np.zeros(b - a)
+    for i in range(a + 1, b):
+        cap = min(cruise[i - 1], cruise[i])
+        if (edge[i - 1] >= 0 and edge[i] >= 0 and edge[i - 1] != edge[i] and cap > turn_mps
+                and _turn_deg(edge[i - 1], s1[i - 1] - 0.5, edge[i], s0[i] + 0.5, vx, vy, vcum, vptr) > turn_deg):
+            cap = turn_mps
+        v_in[i - a] = cap
+        v_out[i - a - 1] = cap
+    for i in range(a, b):
+        v_out[i - a] = min(v_out[i - a], np.sqrt(v_in[i - a] ** 2 + 2.0 * accel * length[i]))
+        if i + 1 < b:
+            v_in[i + 1 - a] = v_out[i - a]
+    for i in range(b - 1, a - 1, -1):
+        v_in[i - a] = min(v_in[i - a], np.sqrt(v_out[i - a] ** 2 + 2.0 * decel * length[i]))
+        if i > a:
+            v_out[i - 1 - a] = v_in[i - a]
+    return v_in, v_out
+
+
+@jit
+def _put(row, *values):
+    for j in range(len(values)):
+        row[j] = values[j]
+
+
+@jit
+def ramps(trip_ptr, edge, s0, s1, dur, ax, ay, bx, by, net, kin):
+    """Pieces driven at constant speed (cruise ``length / dur``, stops of length 0) made into
+    pieces of constant acceleration, as a car drives them: it speeds up at ``kin[0]`` m/s^2,
+    brakes at ``kin[1]``, takes turns of over ``kin[3]`` degrees at ``kin[2]`` m/s at most,
+    and stands still at stops and at its trip's ends. ``net`` is the roads' (vx, vy, vcum, vptr).
+
+    Returns the new pieces (edge, s0, s1, dur, ax, ay, bx, by), their ``shape`` (see
+    :func:`poses`) and the piece each came from (``source``)."""
+    accel, decel = kin[0], kin[1]
+    n = edge.shape[0]
+    length = np.empty(n)
+    cruise = np.zeros(n)
+    for i in range(n):
+        length[i] = _piece_length(edge[i], s0[i], s1[i], ax[i], ay[i], bx[i], by[i])
+        if length[i] > 0.0 and dur[i] > 0.0:
+            cruise[i] = length[i] / dur[i]
+    cap = 3 * n
+    o_edge = np.empty(cap, dtype=np.int64)
+    o_src = np.empty(cap, dtype=np.int64)
+    o = np.empty((cap, 8))  # s0, s1, dur, ax, ay, bx, by, shape
+    m = 0
+    for k in range(trip_ptr.shape[0] - 1):
+        a, b = trip_ptr[k], trip_ptr[k + 1]
+        v_in, v_out = _boundary_speeds(a, b, length, cruise, edge, s0, s1, net, kin)
+        for i in range(a, b):
+            L = length[i]
+            v0, v1, vc = v_in[i - a], v_out[i - a], cruise[i]
+            if L <= 0.0 or vc <= 0.0:  # a stop
+                o_edge[m], o_src[m] = edge[i], i
+                _put(o[m], s0[i], s1[i], dur[i], ax[i], ay[i], bx[i], by[i], 0.0)
+                m += 1
+                continue
+            # (distance into the piece, speed) where each stretch of constant acceleration ends
+            da = max(vc * vc - v0 * v0, 0.0) / (2.0 * accel)
+            dd = max(vc * vc - v1 * v1, 0.0) / (2.0 * decel)
+            if da + dd <= L:
+                cuts = ((da, vc), (L - dd, vc), (L, v1))
+            else:  # too short to reach the cruise speed: a peak between the two ramps
+                vp = np.sqrt((2.0 * accel * decel * L + decel * v0 * v0 + accel * v1 * v1) / (accel + decel))
+                cuts = (((vp * vp - v0 * v0) / (2.0 * accel), vp), (L, v1), (L, v1))
+            d_prev, v_prev = 0.0, v0
+            for d, v in cuts:
+                ell = d - d_prev
+                if ell <= 1e-9:
+                    v_prev = v
+                    continue
+                f0, f1 = d_prev / L, d / L
+                o_edge[m], o_src[m] = edge[i], i
+                _put(o[m], s0[i] + f0 * (s1[i] - s0[i]), s0[i] + f1 * (s1[i] - s0[i]), 2.0 * ell / (v_prev + v),
+                     ax[i] + f0 * (bx[i] - ax[i]), ay[i] + f0 * (by[i] - ay[i]),
+                     ax[i] + f1 * (bx[i] - ax[i]), ay[i] + f1 * (by[i] - ay[i]), (v - v_prev) / (v_prev + v))
+                m += 1
+                d_prev, v_prev = d, v
+    return o_edge[:m], o[:m, 0], o[:m, 1], o[:m, 2], o[:m, 3], o[:m, 4], o[:m, 5], o[:m, 6], o[:m, 7], o_src[:m]
+
+
+@jit
+def poses(trip_ptr, p_edge, p_s0, p_s1, p_t0, p_t1, p_ax, p_ay, p_bx, p_by, p_lane, p_shape, time_ptr, t,
           vx, vy, vcum, vptr):
     """True vehicle pose at each time ``t`` (sorted within each trip; trip ``i``'s times are
     ``t[time_ptr[i]:time_ptr[i+1]]``, its pieces ``trip_ptr[i]:trip_ptr[i+1]``).
 
     A piece drives edge ``p_edge`` from ``p_s0`` to ``p_s1`` metres between ``p_t0`` and
     ``p_t1`` (a stop when ``s0 == s1``), ``p_lane`` metres right of the edge's line; or, with
-    ``p_edge == -1``, the straight line from (ax, ay) to (bx, by) off the network.
+    ``p_edge == -1``, the straight line from (ax, ay) to (bx, by) off the network. Its speed
+    changes at a constant rate: ``p_shape`` is (v_end - v_start) / (v_end + v_start), 0 at a
+    steady speed, so the share of the distance covered after a share ``u`` of the time is
+    ``u + shape * (u^2 - u)``.
     Returns x, y, heading (degrees clockwise from north), edge (-1 off network), offset_m.
     """
     n = t.shape[0]
@@ -38,7 +145,8 @@ def poses(trip_ptr, p_edge, p_s0, p_s1, p_t0, p_t1, p_ax, p_ay, p_bx, p_by, p_la
             while p < last and t[q] > p_t1[p]:
                 p += 1
             span = p_t1[p] - p_t0[p]
-            f = 0.0 if span <= 0.0 else min(max((t[q] - p_t0[p]) / span, 0.0), 1.0)
+            u = 0.0 if span <= 0.0 else min(max((t[q] - p_t0[p]) / span, 0.0), 1.0)
+            f = u + p_shape[p] * (u * u - u)
             e = p_edge[p]
             if e < 0:
                 dx = p_bx[p] - p_ax[p]
