@@ -23,7 +23,10 @@ left out (label -1).
    plus the pass's pose error, along the direction of travel more than across it, first
    ``pose_sigma_m``, then measured from the scatter of the tracks around their objects. Each
    pass's pose offset is measured from how its other tracks sit against their objects (within
-   the one of ``offset_windows_s`` that predicts the offsets best), and taken off.
+   the one of ``offset_windows_s`` that predicts the offsets best), shrunk towards none by what
+   the data say such offsets are: the covariance of the residuals of two objects' tracks seen
+   together by one pass (a track's own errors do not correlate across objects; with perfect
+   poses it is nil, and nothing is taken off), and taken off.
 3. Objects: the tracks, the most precise first, join the object of their identity within
    ``reach_m`` whose position fits them best within ``gate_sigma`` sigmas (Mahalanobis, with
    ``floor_m`` added to both sigmas), or start a new one; an object never takes two tracks one
@@ -79,6 +82,9 @@ MIN_TRIPS_FOR_OFFSET = 3
 #: the pose error is measured from the scatter of tracks about objects at least this many trips
 #: saw (fewer pull their object along with them and show too little scatter)
 MIN_TRIPS_FOR_SCATTER = 5
+#: tracks of one pass seen within this many seconds of each other share its pose error (the
+#: residuals of two objects' tracks so close in time tell its variance)
+TOGETHER_S = 2.0
 #: an object's tracks are grouped by their direction of travel in this many sectors: the four
 #: approaches of a junction (see ``_direction_splits``)
 SECTORS = 4
@@ -146,7 +152,11 @@ class LocateConfig:
     range_shared_rel: float = 0.08
     vague_ratio: float = 2.0
     pose_sigma_m: float = 3.0
-    offset_windows_s: tuple = (1.0, 2.0, 5.0, 15.0, 30.0, 60.0)
+    # the data choose among these by how well a pass's other tracks predict a track's offset;
+    # 30 and 60 s, when offered, were chosen on the Liechtenstein simulation with kerb signs
+    # (physical placement) and cost it 0.055 precision and 0.056 recall against these (the
+    # others, Harrisburg and Liechtenstein's OSM-node scenes, chose these anyway or did as well)
+    offset_windows_s: tuple = (1.0, 2.0, 5.0, 15.0)
     confusion_ratio: float = 0.2
     huber_k: float = 2.0
     rounds: int = 3
@@ -671,14 +681,13 @@ def _objects_of_tracks(tracks, config):
                                         "trip": trip, "t0": tr["t0"].to_numpy(), "t1": tr["t1"].to_numpy(),
                                         "own_xx": own[0], "own_xy": own[1], "own_yy": own[2]},
                                        x, y, sxx, sxy, syy, ccls, n_trips, config)
-        if rnd == 0:
-            prior_var = 0.5 * sum(v**2 for v in _pose_sigmas(tr, x0, y0, lab, x, y, n_trips, along_m, across_m))
         # the pass's pose error, from how its other tracks sit against their objects; what is
         # left of it is measured from the corrected points' scatter
         known = n_trips[lab] >= MIN_TRIPS_FOR_OFFSET
         w = np.where(known, 2.0 / (own[0] + own[2] + sxx[lab] + syy[lab] + config.floor_m**2), 0.0)
         dx, dy = x0 - x[lab], y0 - y[lab]
         if rnd == 0:
+            prior_var = _shared_pose_var(by_time, trip, t_mid, lab, dx, dy, known)
             window_s = _offset_window(by_time, trip, t_mid, dx, dy, w, prior_var, config.offset_windows_s)
         off_x, off_y, _ = trip_offsets(by_time, trip, t_mid, dx, dy, w, window_s, prior_var)
         along_m, across_m = _pose_sigmas(tr, x0 - off_x, y0 - off_y, lab, x, y, n_trips, along_m, across_m)
@@ -752,6 +761,29 @@ def _direction_splits(lab, tr, px, py, cov, n_objects, config):
     shared = max(float(np.median(excess[one])), 0.0) if one.sum() >= MIN_GROUP_PAIRS else 0.0
     return split, {"x": gx[take], "y": gy[take], "xx": gxx[take], "xy": gxy[take], "yy": gyy[take],
                    "object": np.flatnonzero(take) // SECTORS}, shared
+
+
+def _shared_pose_var(by_time, trip, t_mid, lab, dx, dy, known):
+    """The variance (per axis) of the pose error the tracks of one pass share: the covariance of
+    the residuals (dx, dy) of two tracks of one pass, of two objects, seen within
+    ``TOGETHER_S`` of each other. Errors of a track's own (its fit, its object's size, a
+    mixed-up association) do not correlate across objects; the pose's does. Floored at
+    ``MIN_POSE_SIGMA_M``; ``MIN_POSE_SIGMA_M`` also where fewer than ``MIN_GROUP_PAIRS`` pairs
+    tell."""
+    tr_s, t_s, lab_s = trip[by_time], t_mid[by_time], lab[by_time]
+    x_s, y_s, ok_s = dx[by_time], dy[by_time], known[by_time] & (lab[by_time] >= 0)
+    total, pairs = 0.0, 0
+    for k in range(1, len(by_time)):
+        i, j = np.arange(len(by_time) - k), np.arange(k, len(by_time))
+        near = (tr_s[i] == tr_s[j]) & (t_s[j] - t_s[i] <= TOGETHER_S)
+        if not near.any():
+            break
+        use = near & ok_s[i] & ok_s[j] & (lab_s[i] != lab_s[j])
+        total += float(np.sum(x_s[i][use] * x_s[j][use] + y_s[i][use] * y_s[j][use])) / 2.0
+        pairs += int(use.sum())
+    if pairs < MIN_GROUP_PAIRS:
+        return MIN_POSE_SIGMA_M**2
+    return max(total / pairs, MIN_POSE_SIGMA_M**2)
 
 
 def _offset_window(by_time, trip, t_mid, dx, dy, w, prior_var, windows_s):

@@ -85,6 +85,32 @@ def test_bearing_only_rays_make_no_ghosts():
     assert (objects["n_trips"] == 10).all()
 
 
+def test_the_pose_error_a_pass_shares_is_told_from_each_tracks_own():
+    from mapdiff.locate import MIN_POSE_SIGMA_M, _shared_pose_var
+
+    # 400 passes, each seeing two objects within a second, and a third track of the first
+    # object's again (pieces of one track): residuals of 1 m of each track's own per axis,
+    # plus, in the first world, 2 m the pass shares
+    rng = np.random.default_rng(4)
+    n = 400
+    trip = np.repeat(np.arange(n), 3)
+    t = np.tile([0.0, 0.5, 1.0], n) + 100.0 * trip
+    lab = np.tile([0, 1, 0], n)
+    order = np.arange(3 * n, dtype=np.int64)
+    known = np.ones(3 * n, dtype=bool)
+    own_x, own_y = rng.normal(0, 1.0, 3 * n), rng.normal(0, 1.0, 3 * n)
+    pose_x, pose_y = np.repeat(rng.normal(0, 2.0, n), 3), np.repeat(rng.normal(0, 2.0, n), 3)
+    assert _shared_pose_var(order, trip, t, lab, own_x + pose_x, own_y + pose_y, known) == pytest.approx(4.0, rel=0.2)
+    # no pose error: nothing shared (the same object's two tracks of one pass, which share
+    # their object's error, are not asked)
+    same_object = np.repeat(rng.normal(0, 2.0, n), 3) * (lab == 0)
+    assert _shared_pose_var(order, trip, t, lab, own_x + same_object, own_y, known) < 0.2
+    assert _shared_pose_var(order, trip, t, lab, own_x, own_y, known) >= MIN_POSE_SIGMA_M**2
+    # tracks further apart in time than TOGETHER_S are not compared
+    assert _shared_pose_var(order, trip, t * 10.0, lab, own_x + pose_x, own_y + pose_y,
+                            known) == MIN_POSE_SIGMA_M**2
+
+
 def test_split_value_vote_is_reported():
     observers = [(-20.0 + 2 * k, -6.0) for k in range(20)]
     obs = observations_of([(0.0, 4.0)], observers, trips=[k // 2 for k in range(20)], cls="speed_limit")
