@@ -753,8 +753,11 @@ def _direction_splits(lab, tr, px, py, cov, n_objects, config):
         dx, dy = gx[ia] - gx[ib], gy[ia] - gy[ib]
         with np.errstate(invalid="ignore", divide="ignore"):
             d2[both, k] = _mahal2(dx, dy, gxx[ia] + gxx[ib], gxy[ia] + gxy[ib], gyy[ia] + gyy[ib])[both]
-        # per axis, what the two means' distance has beyond their stated variances
-        excess[both, k] = ((dx * dx + dy * dy - gxx[ia] - gyy[ia] - gxx[ib] - gyy[ib]) / 4.0)[both]
+        # per axis, what the two means' distance has beyond their stated variances: a squared
+        # distance in the plane is its variance times a chi-square of 2 degrees of freedom, whose
+        # median is ln 2 of its mean, so the median over pairs comes out right with q / ln 2
+        q = (dx * dx + dy * dy) / np.log(2.0)
+        excess[both, k] = ((q - gxx[ia] - gyy[ia] - gxx[ib] - gyy[ib]) / 4.0)[both]
     split = (np.where(np.isfinite(d2), d2, 0.0) > config.split_sigma**2).any(axis=1)
     take = (valid & split[:, None]).ravel()
     one = np.isfinite(excess) & ~split[:, None]

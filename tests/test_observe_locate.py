@@ -573,25 +573,29 @@ def test_a_crossings_two_kerb_signs_stay_two():
         assert np.hypot(*(found - p).T).min() < 1.0
 
 
-@pytest.mark.parametrize("bias_m", [0.0, 1.0])
-def test_what_the_directions_of_one_object_share_is_measured(bias_m):
-    # 30 objects, each seen by ten northbound and ten westbound passes whose points sit bias_m
-    # too far along their way: the two groups disagree by sqrt(2) bias_m, beyond the 0.7 m
-    # scatter of single passes; per axis that is bias_m^2 / 2 of variance every pass shares
+@pytest.mark.parametrize("shared_var", [0.0, 0.5])
+def test_what_the_directions_of_one_object_share_is_measured(shared_var):
+    # 200 objects, each seen by ten northbound and ten westbound passes; every pass of one
+    # direction shares an error of that direction at that object (the matcher's bias there),
+    # drawn with shared_var per axis, beside the 0.7 m scatter of single passes
     from mapdiff.locate import _direction_splits
 
     rng = np.random.default_rng(5)
-    n, per = 30, 10
+    n, per = 200, 10
     lab = np.repeat(np.arange(n), 2 * per)
     north = np.tile(np.r_[np.ones(per, bool), np.zeros(per, bool)], n)
+    group = 2 * lab + north
     tr = pd.DataFrame({"ux": np.where(north, 0.0, -1.0), "uy": np.where(north, 1.0, 0.0),
                        "trip": np.arange(len(lab))})
-    px = 100.0 * lab + np.where(north, 0.0, -bias_m) + rng.normal(0, np.sqrt(0.5), len(lab))
-    py = np.where(north, bias_m, 0.0) + rng.normal(0, np.sqrt(0.5), len(lab))
+    bias = rng.normal(0, np.sqrt(shared_var), (2 * n, 2))
+    px = 100.0 * lab + bias[group, 0] + rng.normal(0, np.sqrt(0.5), len(lab))
+    py = bias[group, 1] + rng.normal(0, np.sqrt(0.5), len(lab))
     cov = (np.full(len(lab), 0.5), np.zeros(len(lab)), np.full(len(lab), 0.5))
     split, _, shared = _direction_splits(lab, tr, px, py, cov, n, LocateConfig())
-    assert not split.any()
-    assert shared == pytest.approx(bias_m**2 / 2, abs=0.1)
-    if bias_m == 0:
+    assert split.mean() < 0.05  # (the few far in the tail of the shared errors are split)
+    # (the median of squared distances is ln 2 of their mean: a median taken for the mean
+    # says 0.35)
+    assert shared == pytest.approx(shared_var, abs=0.1)
+    if shared_var == 0:
         # what the stated variances already explain is not counted again
         assert shared < 0.02
