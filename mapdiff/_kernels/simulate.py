@@ -101,6 +101,8 @@ def ramps(trip_ptr, edge, s0, s1, dur, ax, ay, bx, by, net, kin):
                 cuts = ((da, vc), (L - dd, vc), (L, v1))
             else:  # too short to reach the cruise speed: a peak between the two ramps
                 vp = np.sqrt((2.0 * accel * decel * L + decel * v0 * v0 + accel * v1 * v1) / (accel + decel))
+                # (the last cut repeats the one before: numba wants both branches' tuples alike; a
+                # cut of no length is skipped below)
                 cuts = (((vp * vp - v0 * v0) / (2.0 * accel), vp), (L, v1), (L, v1))
             d_prev, v_prev = 0.0, v0
             for d, v in cuts:
