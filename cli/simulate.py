@@ -59,6 +59,8 @@ _VALUES = {
                                                     "or imagery (street-level captures every few metres, each its "
                                                     "own trip, written as observations.parquet)"),
     "capture-spacing-m": (float, "mean distance between street-level captures (metres)"),
+    "panorama-width-px": (float, "street-level panorama width: an object is detected where its height spans "
+                                 "--min-box-px on it (pixels)"),
     "imagery-bearing-sigma-deg": (float, "street-level bearing error of most captures (degrees)"),
     "bearing-tail-rate": (float, "share of street-level bearings off by 10-30 degrees"),
     "range-error-rel": (float, "street-level monocular range error (log sigma)"),

@@ -161,9 +161,11 @@ class LocateConfig:
     huber_k: float = 2.0
     rounds: int = 3
     split_share: float = 0.3
-    # single captures: a detector's box centre is not off by more on a panorama; a monocular
-    # depth is not off by more than a factor e (the data's errors are then measured within)
-    capture_gate_deg: float = 10.0
+    # single captures: a first gate that takes in the bearing errors of a real street-level data
+    # set (a median of 10 degrees, a sigma near 15: the measurement, which knows where it was cut,
+    # reads up to some 20 through 3 sigmas of 10); a monocular depth is not off by more than a
+    # factor e. The data's errors are then measured within
+    capture_gate_deg: float = 30.0
     capture_gate_log: float = 1.0
     capture_min_support: float = 2.0
     # the groups' covariances understate what parts them: where every object is one (objects on
@@ -264,7 +266,10 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     trip = _codes(observations["trip_id"])[0]
     kind = capture_kind(observations) if config.captures == "auto" else config.captures
     if kind == "imagery":
-        x, y, sxx, syy, red, n_trips, labels, ident = _locate_captures(trip, cls_codes, ox, oy, b, r, config)
+        ranged = np.isfinite(r) & (r > 0)
+        stated = (np.radians(float(np.median(sb_deg))), 0.0,
+                  float(np.median(sr[ranged] / r[ranged])) if ranged.any() else config.capture_gate_log / config.gate_sigma)
+        x, y, sxx, syy, red, n_trips, labels, ident = _locate_captures(trip, cls_codes, ox, oy, b, r, stated, config)
         return _objects(observations, labels, trip, t, classes, ident, x + x0, y + y0, sxx, syy, red, n_trips, proj)
     # within a pass the pose error is shared: frames differ by the box's own noise only
     sb_track = np.minimum(np.radians(sb_deg), np.radians(config.track_bearing_sigma_deg))
@@ -337,15 +342,27 @@ def capture_kind(observations: pd.DataFrame) -> str:
     return "imagery" if (per_trip.reindex(observations["trip_id"]).to_numpy() == 1).mean() > 0.5 else "video"
 
 
-def _locate_captures(trip, ident, ox, oy, b, r, config):
+#: the most covers of single captures: each gates at the errors the one before measured, until
+#: the bearing's sigma moves by less than a tenth (a wide first gate takes in the tail and
+#: mixed-up neighbours, so the first measures wide and the next ones narrow in)
+CAPTURE_ROUNDS = 6
+#: the fewest residuals that measure the errors: a sigma from n normal residuals is good to
+#: 1 / sqrt(2 n), and a cut mixture's to some 2.5 times that: 300 make it some 10 %. With fewer
+#: (a town of 20 objects) the measurement drifts from cover to cover, each narrower than the last
+CAPTURE_MIN_RESIDUALS = 300
+
+
+def _locate_captures(trip, ident, ox, oy, b, r, stated, config):
     """Objects from single captures (see :mod:`mapdiff._kernels.captures`): candidates where two
     captures' rays meet, the best-supported taken first, each observation to one object.
 
     The gates come from the data: a first cover with wide gates (``capture_gate_deg`` of
     bearing, a factor e^``capture_gate_log`` of range) gives objects whose observations'
     residuals measure the real bearing and range errors (robust sigmas, their heavy tails left
-    out); the second cover gates at ``gate_sigma`` of those. Returns per object x, y, the
-    variances, reduced chi-square, trips, and the observations' labels and objects' identities.
+    out); the next cover gates at ``gate_sigma`` of those, until they settle. Where too few
+    objects measure them, the observations' ``stated`` sigmas are used (bearing in radians,
+    capture position in metres, log range). Returns per object x, y, the variances, reduced
+    chi-square, trips, and the observations' labels and objects' identities.
     """
     from mapdiff._kernels.captures import candidates, cover
 
@@ -359,24 +376,32 @@ def _locate_captures(trip, ident, ox, oy, b, r, config):
     trip_s, ident_s = trip[order], ident[order]
     start = np.searchsorted(ident_s, np.arange(int(ident_s.max()) + 2)).astype(np.int64)
     n_trips = int(trip.max()) + 1
-    # first wide: the gates' sigmas; then the errors the data show
-    sb, sp = np.radians(config.capture_gate_deg) / config.gate_sigma, 0.0
-    sr = config.capture_gate_log / config.gate_sigma
-    for _ in range(2):
+
+    def covered(sb, sp, sr):
         # an observation fits a point up to e^(gate sigmas) of its range away from its end point
         reach = far * (np.exp(config.gate_sigma * sr) - 1.0) + 1.0
         cx, cy, cg = candidates(start, ex_s, ey_s, ox_s, oy_s, b_s, r_s, trip_s, config.gate_sigma * sr, reach)
         # many pairs meet at one place: one candidate per 2 m cell is enough (the fit moves it)
         _, first = np.unique(np.c_[cg, np.floor(cx / 2), np.floor(cy / 2)], axis=0, return_index=True)
         cx, cy, cg = cx[first], cy[first], cg[first]
-        used, x, y, vxx, vxy, vyy, chi, _ = cover(start, cx, cy, cg, ex_s, ey_s, ox_s, oy_s, b_s, r_s, trip_s, n_trips,
-                                                  sb, sp, sr, config.gate_sigma, reach, config.capture_min_support)
-        measured = _capture_errors(used, x, y, ox_s, oy_s, b_s, r_s)
+        return cover(start, cx, cy, cg, ex_s, ey_s, ox_s, oy_s, b_s, r_s, trip_s, n_trips, sb, sp, sr,
+                     config.gate_sigma, reach, config.capture_min_support)
+
+    # first wide: the gates' sigmas; then the errors the data show
+    sb, sp = np.radians(config.capture_gate_deg) / config.gate_sigma, 0.0
+    sr = config.capture_gate_log / config.gate_sigma
+    for round_ in range(CAPTURE_ROUNDS):
+        used, x, y, vxx, vxy, vyy, chi, _ = covered(sb, sp, sr)
+        measured = _capture_errors(used, x, y, (vxx, vxy, vyy), ox_s, oy_s, b_s, r_s, (config.gate_sigma, sb, sp))
         if measured is None:
+            if round_ == 0:  # too few to tell: the errors the observations state
+                used, x, y, vxx, vxy, vyy, chi, _ = covered(*stated)
             break
-        # never wider than the first gates: what they let in is all they can measure
-        sb, sp = min(measured[0], sb), measured[1]
+        settled = abs(measured[0] - sb) < 0.1 * sb
+        sb, sp = measured[0], measured[1]
         sr = min(measured[2], sr) if np.isfinite(measured[2]) else sr
+        if settled:
+            break
     obj_ident = np.full(len(x), -1, dtype=np.int64)
     has = used >= 0
     obj_ident[used[has]] = ident_s[has]
@@ -442,32 +467,54 @@ def _echoes(used, x, y, ident, ox, oy, b, trip, config):
     return ghost
 
 
-def _capture_errors(used, x, y, ox, oy, b, r):
-    """The errors the data show, from the observations of objects with at least four: the
-    bearing's own sigma (radians) and the capture position's across the ray (metres), fitted
-    as (distance x residual)^2 = sp^2 + (sb distance)^2 over the residuals within three robust
-    sigmas; and the log range's robust sigma (1.4826 MAD). None where fewer than 20 such
-    objects tell."""
-    from scipy.optimize import nnls
+def _capture_errors(used, x, y, cov, ox, oy, b, r, gated):
+    """The errors the data show, from the observations of objects with at least three: the
+    bearing's own sigma (radians) and the capture position's across the ray (metres); and the
+    log range's robust sigma (1.4826 MAD). None where fewer than ``CAPTURE_MIN_RESIDUALS`` such
+    observations tell.
+
+    The bearing residual at distance d is a normal of sigma sqrt(sb^2 + (sp / d)^2) mixed with a
+    uniform share (sightings of a neighbour taken by mistake, the detector's heavy tail), both
+    cut at the gate each residual passed, ``gated`` = (gate in sigmas, sb, sp) of that cover:
+    sb, sp and the share are fitted by maximum likelihood of that truncated mixture. A gate
+    narrower than the errors lets the measurement see only their core; the truncation is what
+    keeps it from reading that core as the whole. Each residual is divided by sqrt(1 - h), h its
+    leverage in its object's fit (``cov`` = the objects' covariances xx, xy, yy from that fit):
+    a sighting from close by pulls its object onto its ray and shows less than its error."""
+    from scipy.optimize import minimize
+    from scipy.special import ndtr
 
     has = used >= 0
     if not has.any():
         return None
     count = np.bincount(used[has], minlength=len(x))
-    k = np.flatnonzero(has & (count[np.maximum(used, 0)] >= 4))
-    if len(np.unique(used[k])) < 20:
+    k = np.flatnonzero(has & (count[np.maximum(used, 0)] >= 3))
+    if len(k) < CAPTURE_MIN_RESIDUALS:
         return None
     o = used[k]
     dx, dy = x[o] - ox[k], y[o] - oy[k]
-    d = np.hypot(dx, dy)
-    across = d * np.sin((b[k] - np.arctan2(dx, dy) + np.pi) % (2 * np.pi) - np.pi)
-    core = np.abs(across) <= 3 * 1.4826 * np.median(np.abs(across))
-    # least squares of across^2 on (1, d^2), both terms at least zero
-    (sp2, sb2), _ = nnls(np.c_[np.ones(core.sum()), d[core] ** 2], across[core] ** 2)
+    d = np.maximum(np.hypot(dx, dy), 1e-3)
+    gate, sb0, sp0 = gated
+    cut = gate * np.sqrt(sb0**2 + (sp0 / d) ** 2)
+    # leverage of a bearing: J C J' / s^2, J = (dy, -dx) / d^2 its gradient, s its sigma in that fit
+    jx, jy = dy / d**2, -dx / d**2
+    cxx, cxy, cyy = (c[o] for c in cov)
+    lev = (jx * jx * cxx + 2 * jx * jy * cxy + jy * jy * cyy) / (sb0**2 + (sp0 / d) ** 2)
+    lev = np.clip(np.nan_to_num(lev, nan=0.9), 0.0, 0.9)
+    res = np.minimum(np.abs((b[k] - np.arctan2(dx, dy) + np.pi) % (2 * np.pi) - np.pi) / np.sqrt(1.0 - lev), cut)
+
+    def nll(p):
+        sb, sp, share = np.exp(p[0]), np.exp(p[1]), 1.0 / (1.0 + np.exp(-p[2]))
+        s = np.sqrt(sb**2 + (sp / d) ** 2)
+        core = np.exp(-0.5 * (res / s) ** 2) / (s * np.sqrt(2 * np.pi)) / (2 * ndtr(cut / s) - 1)
+        return -np.log((1 - share) * core + share / (2 * cut)).sum()
+
+    start = [np.log(sb0 / 2), np.log(max(sp0, 0.5)), -2.0]
+    fit = minimize(nll, start, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-3, "maxiter": 2000})
     ranged = np.isfinite(r[k])
     sr = 1.4826 * float(np.median(np.abs(np.log(d[ranged] / np.maximum(r[k][ranged], 1e-3))))) if ranged.any() \
         else float("nan")
-    return float(np.sqrt(sb2)), float(np.sqrt(sp2)), sr
+    return float(np.exp(fit.x[0])), float(np.exp(fit.x[1])), sr
 
 
 def _identities(observations):

@@ -80,7 +80,10 @@ class SimConfig:
     Street-level imagery (``capture="imagery"``): instead of video, a panoramic capture every
     ``capture_spacing_m`` (half to one and a half times it) along each drive, each capture its own
     trip, its position ``capture_sigma_m`` off per axis, written as observations: every readable
-    object within ``max_range_m`` not missed (``miss_rate``), hidden or not behind another, with
+    object within ``max_range_m`` whose height spans ``min_box_px`` on a panorama
+    ``panorama_width_px`` wide (a 0.64 m sign out to 21 m on 2048 px: an object is seen from a
+    handful of captures, as in real street-level data sets), not missed (``miss_rate``), hidden
+    or not behind another, with
     a bearing off by ``imagery_bearing_sigma_deg`` or, for ``bearing_tail_rate`` of them, by 10
     to 30 degrees, and a monocular range off by a factor exp(N(0, ``range_error_rel``)).
     Driving: a car speeds up at ``accel_mps2`` and brakes at ``decel_mps2`` (a car in town
@@ -129,6 +132,9 @@ class SimConfig:
     capture: str = "video"
     capture_spacing_m: float = 10.0
     capture_sigma_m: float = 1.0
+    # the width street-level services serve their images at for processing (Mapillary's largest
+    # thumbnail); full-size panoramas are wider, but detectors run on resized ones
+    panorama_width_px: float = 2048.0
     imagery_bearing_sigma_deg: float = 2.0
     bearing_tail_rate: float = 0.2
     range_error_rel: float = 0.3
@@ -1030,10 +1036,12 @@ def _imagery(t_frame, cptr, ctrip, cx, cy, objects, trip_ids, config: SimConfig,
     oi = np.fromiter((j for n in near for j in n), dtype=np.int64, count=len(ci))
     dx, dy = ox[oi] - cx[cap][ci], oy[oi] - cy[cap][ci]
     dist = np.hypot(dx, dy)
+    big = objects["height_m"].to_numpy(float)[oi] / np.maximum(dist, 1e-3) * config.panorama_width_px / (2 * np.pi) \
+        >= config.min_box_px
     facing = np.radians(objects["facing_deg"].to_numpy(float))[oi]
     # a sign is read from in front of it only (as in the video), a panorama looks every way
     readable = np.isnan(facing) | (-(dx * np.sin(facing) + dy * np.cos(facing)) >= np.cos(np.radians(75.0)) * dist)
-    keep = (dist > 1.0) & readable & (rng.random(len(ci)) >= config.miss_rate)
+    keep = (dist > 1.0) & big & readable & (rng.random(len(ci)) >= config.miss_rate)
     ci, oi, dx, dy, dist = ci[keep], oi[keep], dx[keep], dy[keep], dist[keep]
     tail = rng.random(len(ci)) < config.bearing_tail_rate
     err = np.where(tail, rng.choice([-1.0, 1.0], len(ci)) * rng.uniform(10.0, 30.0, len(ci)),

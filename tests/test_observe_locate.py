@@ -599,3 +599,30 @@ def test_what_the_directions_of_one_object_share_is_measured(shared_var):
     if shared_var == 0:
         # what the stated variances already explain is not counted again
         assert shared < 0.02
+
+
+@pytest.mark.parametrize("sigma_deg", [2.0, 12.0])
+def test_capture_errors_are_measured_through_the_gate_that_cut_them(sigma_deg):
+    # single captures' bearings off by sigma_deg, a tenth of them anywhere within the gate (a
+    # neighbour's sightings taken by mistake), all cut at a gate of 3 x 6 degrees: at 12
+    # degrees that gate keeps only the core (1.5 sigmas), whose spread is 8.9 degrees, and a
+    # spread of what passed would say so; a share of 10 % spread over the gate reads as 5
+    # degrees of extra sigma at 2
+    from mapdiff.locate import _capture_errors
+
+    rng = np.random.default_rng(7)
+    n_obj, per = 200, 30
+    used = np.repeat(np.arange(n_obj), per)
+    x, y = rng.uniform(-500, 500, n_obj), rng.uniform(-500, 500, n_obj)
+    dist, toward = rng.uniform(8.0, 30.0, len(used)), rng.uniform(-np.pi, np.pi, len(used))
+    ox, oy = x[used] - dist * np.sin(toward), y[used] - dist * np.cos(toward)
+    gate, sb_gate = 3.0, np.radians(6.0)
+    err = rng.normal(0.0, np.radians(sigma_deg), 3 * len(used))
+    err = err[np.abs(err) <= gate * sb_gate][: len(used)]
+    mixed = rng.random(len(used)) < 0.1
+    err[mixed] = rng.uniform(-gate * sb_gate, gate * sb_gate, mixed.sum())
+    r = dist * np.exp(rng.normal(0.0, 0.3, len(used)))
+    fitted = (np.zeros(n_obj),) * 3  # the true positions: no fit takes a share of the residuals
+    sb, sp, sr = _capture_errors(used, x, y, fitted, ox, oy, toward + err, r, (gate, sb_gate, 0.0))
+    assert np.degrees(sb) == pytest.approx(sigma_deg, rel=0.1)
+    assert sr == pytest.approx(0.3, rel=0.1)

@@ -377,6 +377,10 @@ def test_street_level_imagery_has_the_asked_errors(helsinki_gpkg):
     assert ((np.abs(err[tail]) >= 9.99) & (np.abs(err[tail]) <= 30.01)).all()
     log_range = np.log(obs["range_m"].to_numpy() / np.hypot(tx - ox, ty - oy))
     assert log_range.std() == pytest.approx(config.range_error_rel, rel=0.1)
+    # an object is seen where it spans the detector's smallest box on the panorama: a sign out
+    # to some 21 m, not to max_range_m
+    span_px = truth["height_m"].to_numpy() / np.hypot(tx - ox, ty - oy) * config.panorama_width_px / (2 * np.pi)
+    assert (span_px >= config.min_box_px * 0.99).all() and config.max_range_m > 40
     # captures along one drive: consecutive ones 5 to 15 m apart (a straight stretch)
     drive = obs.drop_duplicates("trip_id").assign(x=ox[~obs.duplicated("trip_id")], y=oy[~obs.duplicated("trip_id")])
     drive["drive"] = drive["trip_id"].str.rsplit("-c", n=1).str[0]

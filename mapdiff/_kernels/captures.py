@@ -78,11 +78,12 @@ def _add_row(acc, j1, j2, res):
 
 
 @jit
-def _score(cx, cy, lo, hi, ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate, reach, seen):
-    """Support of a point: the sum over the free observations that fit it of their normal
-    likelihood (residuals in sigmas), one per trip; and the number of those trips. ``seen`` is
-    scratch, -1 everywhere, indexed by trip."""
-    a, z = _window(ex, lo, hi, cx, reach)
+def _best_of_trips(cx, cy, a, z, ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate, reach, seen, best):
+    """Of the free observations in rows ``a:z`` that fit a point, the best per trip (a capture
+    that saw two objects of one identity gives the point the one it fits, not whichever comes
+    first in the sweep): ``seen[trip]`` its row, ``best[trip]`` its normal likelihood (residuals
+    in sigmas). Returns the likelihoods' sum and the number of trips. ``seen`` is scratch, -1
+    everywhere, indexed by trip: the caller resets it over the same rows."""
     total = 0.0
     count = 0
     for k in range(a, z):
@@ -92,9 +93,23 @@ def _score(cx, cy, lo, hi, ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate, r
         w = np.exp(-0.5 * gate * gate * (rb * rb + rr * rr))
         t = trip[k]
         if seen[t] < 0:
-            seen[t] = k
-            total += w
             count += 1
+            total += w
+        elif w > best[t]:
+            total += w - best[t]
+        else:
+            continue
+        seen[t] = k
+        best[t] = w
+    return total, count
+
+
+@jit
+def _score(cx, cy, lo, hi, ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate, reach, seen, best):
+    """Support of a point: the sum over trips of the likelihood of the free observation that
+    fits it best (:func:`_best_of_trips`); and the number of those trips."""
+    a, z = _window(ex, lo, hi, cx, reach)
+    total, count = _best_of_trips(cx, cy, a, z, ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate, reach, seen, best)
     for k in range(a, z):  # reset the scratch
         seen[trip[k]] = -1
     return total, count
@@ -182,12 +197,13 @@ def cover(start, cx, cy, cg, ex, ey, ox, oy, b, r, trip, n_trips, sb, sp, sr, ga
     object (-1: none) and per object x, y, covariance, chi-square and count."""
     used = np.full(ex.shape[0], -1, dtype=np.int64)
     seen = np.full(n_trips, -1, dtype=np.int64)
+    best = np.zeros(n_trips)
     heap = [(0.0, np.int64(0))]
     heap.pop()
     for c in range(cx.shape[0]):
         g = cg[c]
         s, count = _score(cx[c], cy[c], start[g], start[g + 1], ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate,
-                          reach, seen)
+                          reach, seen, best)
         if count >= min_support and s >= 0.5 * min_support:
             heapq.heappush(heap, (-s, np.int64(c)))
     ox_ = []
@@ -201,7 +217,8 @@ def cover(start, cx, cy, cg, ex, ey, ox, oy, b, r, trip, n_trips, sb, sp, sr, ga
         c = heapq.heappop(heap)[1]
         g = cg[c]
         lo, hi = start[g], start[g + 1]
-        s, count = _score(cx[c], cy[c], lo, hi, ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate, reach, seen)
+        s, count = _score(cx[c], cy[c], lo, hi, ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate, reach, seen,
+                          best)
         if count < min_support or s < 0.5 * min_support:
             continue
         if len(heap) and s < -heap[0][0] - 1e-9:
@@ -214,10 +231,9 @@ def cover(start, cx, cy, cg, ex, ey, ox, oy, b, r, trip, n_trips, sb, sp, sr, ga
         k_obj = len(ox_)
         taken = 0
         a, z = _window(ex, lo, hi, x, reach)
-        for k in range(a, z):
-            rb, _ = _free_fit(k, x, y, ey, used, reach, ox, oy, b, r, sb, sp, sr, gate)
-            if rb >= 0 and seen[trip[k]] < 0:  # one observation per trip
-                seen[trip[k]] = k
+        _best_of_trips(x, y, a, z, ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate, reach, seen, best)
+        for k in range(a, z):  # one observation per trip, the one that fits best
+            if seen[trip[k]] == k:
                 used[k] = k_obj
                 taken += 1
         for k in range(a, z):
