@@ -267,8 +267,9 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     kind = capture_kind(observations) if config.captures == "auto" else config.captures
     if kind == "imagery":
         ranged = np.isfinite(r) & (r > 0)
-        stated = (np.radians(float(np.median(sb_deg))), 0.0,
-                  float(np.median(sr[ranged] / r[ranged])) if ranged.any() else config.capture_gate_log / config.gate_sigma)
+        stated_sr = float(np.median(sr[ranged] / r[ranged])) if ranged.any() else \
+            config.capture_gate_log / config.gate_sigma
+        stated = (np.radians(float(np.median(sb_deg))), 0.0, stated_sr)
         x, y, sxx, syy, red, n_trips, labels, ident = _locate_captures(trip, cls_codes, ox, oy, b, r, stated, config)
         return _objects(observations, labels, trip, t, classes, ident, x + x0, y + y0, sxx, syy, red, n_trips, proj)
     # within a pass the pose error is shared: frames differ by the box's own noise only
