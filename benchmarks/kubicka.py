@@ -5,7 +5,10 @@ match`` runs through its command line; fastmm runs end to end (UBODT of 1 km bui
 in a child process. Scores per track: recall and precision by length and Newson & Krumm's route
 mismatch fraction (accuracy = 1 - mismatch). Prints a table and a summary.
 
-    python benchmarks/kubicka.py [--tracks DIR] [--limit N] [--no-fastmm] [--fast]
+    python benchmarks/kubicka.py [--tracks DIR] [--limit N] [--no-fastmm] [--fast] [--every 1,5,15,30,60]
+
+``--every`` keeps every k-th fix of each track (the tracks are 1 Hz: a fleet that logs every k
+seconds) and prints one summary per k, with the time per fix.
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ def main():
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--no-fastmm", action="store_true")
     ap.add_argument("--fast", action="store_true", help="run mapdiff match with its --fast preset")
+    ap.add_argument("--every", default="1", help="keep every k-th fix (comma-separated ks: one run each)")
     args = ap.parse_args()
+    everys = [int(k) for k in args.every.split(",")]
     mapdiff = str(Path(sys.executable).parent / "mapdiff")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,10 +62,13 @@ def main():
         roads, traces_path, _ = write_track(root / names[0], Path(tmp) / "warm")
         subprocess.run([mapdiff, "match", str(traces_path), "--map", str(roads), "-o",
                         str(Path(tmp) / "warm" / "m.parquet"), "-q"], check=True)
-        for name in names:
-            work = Path(tmp) / "run" / name
+        for every, name in ((k, n) for k in everys for n in names):
+            work = Path(tmp) / "run" / f"{name}-{every}"
             roads, traces_path, route = write_track(root / name, work)
             edges, traces, _ = read_track(root / name)
+            if every > 1:
+                traces = traces.iloc[::every].reset_index(drop=True)
+                traces.to_parquet(traces_path)
             length = dict(zip(edges["edge_id"], _lengths(edges)))
             status, wall, rss = run_command([
                 mapdiff, "match", str(traces_path), "--map", str(roads), "-o", str(work / "matched.parquet"),
@@ -71,7 +79,7 @@ def main():
             else:
                 paths = pd.read_parquet(work / "paths.parquet")
                 s_md = route_score(route, paths["edge_id"], length)
-            row = {"track": name, "fixes": len(traces), "arcs": len(edges),
+            row = {"track": name, "every": every, "fixes": len(traces), "arcs": len(edges),
                    "md_acc": s_md.accuracy if s_md else np.nan, "md_P": s_md.precision if s_md else np.nan,
                    "md_R": s_md.recall if s_md else np.nan, "md_s": wall, "md_MB": rss}
             if not args.no_fastmm:
@@ -92,18 +100,25 @@ def main():
     df = pd.DataFrame(rows)
     print()
     print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print()
-    for tool in ["md", "fmm"] if not args.no_fastmm else ["md"]:
+    for every, part in df.groupby("every"):
+        print()
+        print(f"every {every} s:")
+        _summary(part, ["md", "fmm"] if not args.no_fastmm else ["md"])
+
+
+def _summary(df, tools):
+    for tool in tools:
         label = {"md": "mapdiff", "fmm": "fastmm"}[tool]
         fixes_per_s = df["fixes"].sum() / df[f"{tool}_s"].sum()
         print(
             f"{label:8s} mean accuracy {df[f'{tool}_acc'].mean():.4f}  median {df[f'{tool}_acc'].median():.4f}  "
             f"precision {df[f'{tool}_P'].mean():.4f}  recall {df[f'{tool}_R'].mean():.4f}  "
             f"tracks >= 0.99: {(df[f'{tool}_acc'] >= 0.99).sum()}/{len(df)}  "
-            f"end to end {df[f'{tool}_s'].sum():.0f} s ({fixes_per_s:.0f} fixes/s)  "
+            f"end to end {df[f'{tool}_s'].sum():.0f} s ({fixes_per_s:.0f} fixes/s, "
+            f"{1000 * df[f'{tool}_s'].sum() / df['fixes'].sum():.2f} ms/fix)  "
             f"peak {df[f'{tool}_MB'].max():.0f} MB"
         )
-    if not args.no_fastmm:
+    if "fmm" in tools:
         print(f"fastmm UBODT build: max {df['fmm_build_s'].max():.1f} s per track")
 
 
