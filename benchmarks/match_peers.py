@@ -6,7 +6,9 @@ child process (single core: NUMBA_NUM_THREADS=1, OMP_NUM_THREADS=1) so its peak 
 own. Points/s is after warm-up; the one-off cost (JIT compile for mapdiff with an empty Numba
 cache, the UBODT table for fastmm) is printed on its own line.
 
-    python benchmarks/match_peers.py [--trips 200] [--leuven-trips 20]
+    python benchmarks/match_peers.py [--trips 200] [--leuven-trips 20] [--every K]
+
+``--every K`` keeps every k-th fix of each trace (a fleet that logs every k seconds).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def main():
     ap.add_argument("--leuven-trips", type=int, default=20, help="leuvenmapmatching is slow: match a subset")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--only", nargs="*", help="run only these matchers (names as printed)")
+    ap.add_argument("--every", type=int, default=1, help="keep every k-th fix of each trace")
     args = ap.parse_args()
     import geopandas as gpd
 
@@ -48,13 +51,15 @@ def main():
         build_map(ROOT / "fixtures" / "helsinki.osm.pbf", roads)
         edges = gpd.read_file(roads, layer="edges")
         traces, truth, proj = shortest_path_traces(edges, n_trips=args.trips, seed=args.seed, noise_m=5.0)
+        traces = traces[traces.groupby("trip_id").cumcount() % args.every == 0].reset_index(drop=True)
         length = dict(zip(edges["edge_id"], edges.geometry.to_crs(proj.crs).length))
         medges = edges.to_crs(proj.crs)[["edge_id", "u", "v", "geometry"]]
         x, y = proj.to_metres(traces["lon"], traces["lat"])
         t_s = (traces["t"] - traces["t"].iloc[0]).dt.total_seconds().to_numpy()
         mtraces = pd.DataFrame({"trip_id": traces["trip_id"], "t": t_s, "x": x, "y": y})
         print(f"Helsinki drive network: {len(edges):,} directed edges; {len(traces):,} fixes in "
-              f"{traces['trip_id'].nunique()} trips (1 Hz, 10 m/s, sigma 5 m, seed {args.seed})", flush=True)
+              f"{traces['trip_id'].nunique()} trips (a fix every {args.every} s, 10 m/s, sigma 5 m, seed {args.seed})",
+              flush=True)
 
         os.environ["NUMBA_CACHE_DIR"] = str(Path(tmp) / "numba-cache")  # so compile time is real
         wtraces = pd.DataFrame({"trip_id": traces["trip_id"], "t": t_s, "lon": traces["lon"], "lat": traces["lat"]})
