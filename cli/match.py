@@ -37,7 +37,8 @@ def _positive(ctx, param, value):
 @click.option("--search-radius-m", type=float, callback=_positive, help="Candidate search radius.")
 @click.option("--gps-sigma-m", type=float, callback=_positive, help="GPS error sigma.")
 @click.option("--max-candidates", type=int, callback=_positive, help="Candidate edges per fix.")
-@click.option("--beta-m", type=float, callback=_positive, help="Transition scale.")
+@click.option("--beta-m", type=float, callback=_positive, help="Transition scale between close fixes.")
+@click.option("--beta-rel", type=float, help="... growing by this per metre between the fixes.")
 @click.option("--max-gap-s", type=float, callback=_positive, help="A longer time gap breaks the chain.")
 @shard_option("trips split by a stable hash of trip_id")
 @results_store_option

@@ -205,3 +205,15 @@ def test_fixes_minutes_apart(grid_net, grid_edges):
     matched, paths = match(df, grid_net)
     assert (matched["state"] == "matched").all()
     assert path_edges(paths) == expected(grid_edges, route)
+
+
+def test_a_fix_every_30_s_on_a_winding_drive_is_matched_fix_by_fix(grid_net, grid_edges):
+    # a snake up and down the grid's columns, a fix every 30 s (300 m of road, some 100-200 m
+    # as the crow flies): the route between fixes winds far from the straight line, which at
+    # this spacing is the rule, not a detour; no fix may be given up as an outlier for it (with
+    # the transition's scale fixed at beta_m, two of the five were)
+    route = [0, 1, 2, 3, 13, 12, 11, 10, 20, 21, 22, 23, 33, 32, 31, 30]
+    matched, paths = match(drive(route, hz=1 / 30, noise_m=5, seed=3), grid_net)
+    assert (matched["state"] == "matched").all()
+    ends = grid_edges.set_index("edge_id").loc[path_edges(paths), ["u", "v"]].to_numpy()
+    assert (ends[1:, 0] == ends[:-1, 1]).all()  # one connected route

@@ -26,9 +26,14 @@ def log_emission(dist_m, sigma_m, floor):
 
 
 @jit
-def log_transition(route_m, straight_m, beta_m):
-    """Exponential in the gap between route and straight-line distance (Newson & Krumm)."""
-    return -abs(route_m - straight_m) / beta_m
+def log_transition(route_m, straight_m, beta):
+    """Exponential in the gap between route and straight-line distance (Newson & Krumm), of
+    mean beta_m + beta_rel x (the straight distance beyond from_m), ``beta`` = (beta_m,
+    beta_rel, from_m): the longer the step between fixes, the farther a route winds from the
+    straight line. Normalised (minus the log of that mean over beta_m), so that long steps pay
+    for their wider density."""
+    scale = beta[0] + beta[1] * max(straight_m - beta[2], 0.0)
+    return -abs(route_m - straight_m) / scale - np.log(scale / beta[0])
 
 
 @jit
@@ -68,7 +73,7 @@ def _starts_with_uturn(ea, eb, src, stamp, out_ptr, edge_u, edge_v, ws):
 
 
 @jit
-def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j, back_a, stamp, graph, beta_m,
+def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j, back_a, stamp, graph, beta,
           log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam, ws, cache, bufs):
     """Push the scores of fix ``i`` forward to the fixes ``nxt[:n_next]`` (fix m of them skips
     ``skips[m]`` fixes that had candidates). ``emis`` holds each candidate's log emission
@@ -145,7 +150,7 @@ def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j
                         # distance between the two positions on it
                         r = abs((edge_len[eb] - coff[j, b]) - coff[i, a2])
                         if r <= bound[m]:
-                            s = base + log_transition(r, straight[m], beta_m) + emis[j, b] + log_uturn
+                            s = base + log_transition(r, straight[m], beta) + emis[j, b] + log_uturn
                             if s > score[j, b]:
                                 score[j, b] = s
                                 back_j[j, b] = i
@@ -167,7 +172,7 @@ def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j
                         r = tail + dist[w] + coff[j, b]
                         if r > bound[m]:
                             continue
-                    s = base + log_transition(r, straight[m], beta_m) + emis[j, b]
+                    s = base + log_transition(r, straight[m], beta) + emis[j, b]
                     if via_graph and _starts_with_uturn(e2, eb, src, stamp, out_ptr, edge_u, edge_v, ws):
                         s += log_uturn
                     if s > score[j, b]:
@@ -264,7 +269,7 @@ def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ncand
     become ``i``'s candidates. Returns (whether ``i`` is now live, next stamp)."""
     cedge, cdist, coff, cx, cy = cand
     ws = graph_ws
-    beta_m, floor, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam = params
+    beta, floor, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam = params
     k = cedge.shape[1]
     rows = n_recent + 1  # local row r < n_recent is recent[r]; the last row is fix i
     l_edge = np.full((rows, RESCUE_K), -1, dtype=np.int64)
@@ -309,7 +314,7 @@ def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ncand
             continue
         skips[0] = skipped
         stamp = _push(r, nxt, 1, skips, l_edge, l_ncand, l_emis, l_off, l_px, l_py, l_score, l_bj, l_ba, stamp, graph,
-                      beta_m, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam, ws, cache, bufs)
+                      beta, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam, ws, cache, bufs)
     order = np.argsort(-l_score[n_recent])
     if l_score[n_recent, order[0]] <= NEG / 2:
         return False, stamp
@@ -330,7 +335,7 @@ def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ncand
 
 
 @jit
-def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, beta_m, emission_floor, log_skip,
+def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, beta, emission_floor, log_skip,
             log_break, log_uturn, route_factor, route_slack_m, rev_tol_m, max_gap_s, max_skip, rescue_radius_m,
             beam):
     """Match every trip; returns per fix the chosen candidate slot (-1 unmatched), the
@@ -366,7 +371,7 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, beta
     cache = new_cache(n_nodes)
     window = max_skip + 1
     bufs = (np.empty(max(k, RESCUE_K), dtype=np.int64), np.empty(window), np.empty(window))  # for _push
-    params = (beta_m, emission_floor, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam)
+    params = (beta, emission_floor, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam)
     nxt = np.empty(window, dtype=np.int64)
     skips = np.empty(window, dtype=np.int64)
     recent = np.empty(window, dtype=np.int64)  # the trip's last scored fixes, oldest first
@@ -424,7 +429,7 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, beta
                 j += 1
             if n_next > 0:
                 stamp = _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j, back_a, stamp,
-                              graph, beta_m, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam, ws,
+                              graph, beta, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam, ws,
                               cache, bufs)
         if n_recent > 0:
             _backtrack(recent, n_recent, score, back_j, back_a, log_skip, sel, conf, chain, state)
