@@ -29,8 +29,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from peers import run_child, run_command  # noqa: E402
 
-from fixtures.kubicka import read_track, write_track  # noqa: E402
+from fixtures.kubicka import read_track, write_roads  # noqa: E402
 from mapdiff.evaluate import route_score  # noqa: E402
+from mapdiff.io import write_table  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "kubicka2015" / "tracks.tar.xz"
 
@@ -59,44 +60,35 @@ def main():
         names = sorted(p.name for p in root.iterdir() if p.is_dir())
         names = names[: args.limit] if args.limit else names
         # warm the Numba cache once so no track pays compilation
-        roads, traces_path, _ = write_track(root / names[0], Path(tmp) / "warm")
-        subprocess.run([mapdiff, "match", str(traces_path), "--map", str(roads), "-o",
-                        str(Path(tmp) / "warm" / "m.parquet"), "-q"], check=True)
-        for every, name in ((k, n) for k in everys for n in names):
-            work = Path(tmp) / "run" / f"{name}-{every}"
-            roads, traces_path, route = write_track(root / name, work)
-            edges, traces, _ = read_track(root / name)
-            if every > 1:
-                traces = traces.iloc[::every].reset_index(drop=True)
-                traces.to_parquet(traces_path)
+        edges, fixes, _ = read_track(root / names[0])
+        warm = Path(tmp) / "warm"
+        roads = write_roads(edges, warm / "roads.gpkg")
+        write_table(fixes, warm / "traces.parquet")
+        subprocess.run([mapdiff, "match", str(warm / "traces.parquet"), "--map", str(roads), "-o",
+                        str(warm / "m.parquet"), "-q"], check=True)
+        for name in names:
+            edges, fixes, route = read_track(root / name)
+            roads = write_roads(edges, Path(tmp) / "run" / name / "roads.gpkg")
             length = dict(zip(edges["edge_id"], _lengths(edges)))
-            status, wall, rss = run_command([
-                mapdiff, "match", str(traces_path), "--map", str(roads), "-o", str(work / "matched.parquet"),
-                "--paths", str(work / "paths.parquet"), "-q", *(["--fast"] if args.fast else []),
-            ])
-            if status != 0:
-                s_md = None
-            else:
-                paths = pd.read_parquet(work / "paths.parquet")
-                s_md = route_score(route, paths["edge_id"], length)
-            row = {"track": name, "every": every, "fixes": len(traces), "arcs": len(edges),
-                   "md_acc": s_md.accuracy if s_md else np.nan, "md_P": s_md.precision if s_md else np.nan,
-                   "md_R": s_md.recall if s_md else np.nan, "md_s": wall, "md_MB": rss}
-            if not args.no_fastmm:
-                from mapdiff.projection import LocalProjection
-
-                proj = LocalProjection.around(float(traces["lon"].mean()), float(traces["lat"].mean()))
-                medges = edges.to_crs(proj.crs)
-                x, y = proj.to_metres(traces["lon"], traces["lat"])
-                mtr = pd.DataFrame({"trip_id": traces["trip_id"], "t": traces["t"], "x": x, "y": y})
-                res, timing, frss = run_child("fastmm", medges[["edge_id", "u", "v", "geometry"]], mtr)
-                s_f = route_score(route, res[name], length) if res else None
-                row.update({"fmm_acc": s_f.accuracy if s_f else np.nan, "fmm_P": s_f.precision if s_f else np.nan,
-                            "fmm_R": s_f.recall if s_f else np.nan, "fmm_s": timing.get("wall_s", np.nan),
-                            "fmm_build_s": timing.get("build_s", np.nan), "fmm_MB": frss})
-            rows.append(row)
-            print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
-                  flush=True)
+            for every in everys:
+                work = Path(tmp) / "run" / name / str(every)
+                traces = fixes.iloc[::every].reset_index(drop=True)
+                write_table(traces, work / "traces.parquet")
+                status, wall, rss = run_command([
+                    mapdiff, "match", str(work / "traces.parquet"), "--map", str(roads), "-o",
+                    str(work / "matched.parquet"), "--paths", str(work / "paths.parquet"), "-q",
+                    *(["--fast"] if args.fast else []),
+                ])
+                s_md = route_score(route, pd.read_parquet(work / "paths.parquet")["edge_id"], length) \
+                    if status == 0 else None
+                row = {"track": name, "every": every, "fixes": len(traces), "arcs": len(edges),
+                       "md_acc": s_md.accuracy if s_md else np.nan, "md_P": s_md.precision if s_md else np.nan,
+                       "md_R": s_md.recall if s_md else np.nan, "md_s": wall, "md_MB": rss}
+                if not args.no_fastmm:
+                    row.update(_fastmm(name, edges, traces, route, length))
+                rows.append(row)
+                print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                      flush=True)
     df = pd.DataFrame(rows)
     print()
     print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -104,6 +96,21 @@ def main():
         print()
         print(f"every {every} s:")
         _summary(part, ["md", "fmm"] if not args.no_fastmm else ["md"])
+
+
+def _fastmm(name, edges, traces, route, length):
+    """fastmm end to end on one track in a child process: its columns of the table."""
+    from mapdiff.projection import LocalProjection
+
+    proj = LocalProjection.around(float(traces["lon"].mean()), float(traces["lat"].mean()))
+    medges = edges.to_crs(proj.crs)
+    x, y = proj.to_metres(traces["lon"], traces["lat"])
+    mtr = pd.DataFrame({"trip_id": traces["trip_id"], "t": traces["t"], "x": x, "y": y})
+    res, timing, frss = run_child("fastmm", medges[["edge_id", "u", "v", "geometry"]], mtr)
+    s_f = route_score(route, res[name], length) if res else None
+    return {"fmm_acc": s_f.accuracy if s_f else np.nan, "fmm_P": s_f.precision if s_f else np.nan,
+            "fmm_R": s_f.recall if s_f else np.nan, "fmm_s": timing.get("wall_s", np.nan),
+            "fmm_build_s": timing.get("build_s", np.nan), "fmm_MB": frss}
 
 
 def _summary(df, tools):

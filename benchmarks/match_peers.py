@@ -1,7 +1,7 @@
 """Map-matching speed and accuracy against peers, on one set of synthetic traces, in one run.
 
-200 traces on the Helsinki drive network (shortest paths of 1 to 2.5 km between random nodes,
-one fix a second at 10 m/s, Gaussian noise sigma 5 m; seeded). Each matcher runs in its own
+200 traces on the Helsinki drive network (``--pbf``: another extract; shortest paths of 1 to
+2.5 km between random nodes, one fix a second at 10 m/s, Gaussian noise sigma 5 m; seeded). Each matcher runs in its own
 child process (single core: NUMBA_NUM_THREADS=1, OMP_NUM_THREADS=1) so its peak memory is its
 own. Points/s is after warm-up; the one-off cost (JIT compile for mapdiff with an empty Numba
 cache, the UBODT table for fastmm) is printed on its own line.
@@ -41,14 +41,16 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--only", nargs="*", help="run only these matchers (names as printed)")
     ap.add_argument("--every", type=int, default=1, help="keep every k-th fix of each trace")
+    ap.add_argument("--pbf", type=Path, default=ROOT / "fixtures" / "helsinki.osm.pbf",
+                    help="the OSM extract the traces drive on (default: the Helsinki fixture)")
     args = ap.parse_args()
     import geopandas as gpd
 
     from mapdiff.osm import build_map
 
     with tempfile.TemporaryDirectory() as tmp:
-        roads = Path(tmp) / "helsinki.gpkg"
-        build_map(ROOT / "fixtures" / "helsinki.osm.pbf", roads)
+        roads = Path(tmp) / "roads.gpkg"
+        build_map(args.pbf, roads)
         edges = gpd.read_file(roads, layer="edges")
         traces, truth, proj = shortest_path_traces(edges, n_trips=args.trips, seed=args.seed, noise_m=5.0)
         traces = traces[traces.groupby("trip_id").cumcount() % args.every == 0].reset_index(drop=True)
@@ -57,7 +59,7 @@ def main():
         x, y = proj.to_metres(traces["lon"], traces["lat"])
         t_s = (traces["t"] - traces["t"].iloc[0]).dt.total_seconds().to_numpy()
         mtraces = pd.DataFrame({"trip_id": traces["trip_id"], "t": t_s, "x": x, "y": y})
-        print(f"Helsinki drive network: {len(edges):,} directed edges; {len(traces):,} fixes in "
+        print(f"{args.pbf.name} drive network: {len(edges):,} directed edges; {len(traces):,} fixes in "
               f"{traces['trip_id'].nunique()} trips (a fix every {args.every} s, 10 m/s, sigma 5 m, seed {args.seed})",
               flush=True)
 
@@ -73,7 +75,7 @@ def main():
         try:
             import valhalla  # noqa: F401
 
-            runs.append(("valhalla", medges, wtraces, {"pbf": str(ROOT / "fixtures" / "helsinki.osm.pbf"),
+            runs.append(("valhalla", medges, wtraces, {"pbf": str(args.pbf),
                                                       "radius_m": 50.0, "gps_accuracy_m": 5.0,
                                                       "proj_crs": proj.crs}, None))
         except ImportError:

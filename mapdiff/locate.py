@@ -359,8 +359,8 @@ def _locate_captures(trip, ident, ox, oy, b, r, stated, config):
 
     The gates come from the data: a first cover with wide gates (``capture_gate_deg`` of
     bearing, a factor e^``capture_gate_log`` of range) gives objects whose observations'
-    residuals measure the real bearing and range errors (robust sigmas, their heavy tails left
-    out); the next cover gates at ``gate_sigma`` of those, until they settle. Where too few
+    residuals measure the real bearing and range errors (:func:`_capture_errors`); the next
+    cover gates at ``gate_sigma`` of those, until they settle. Where too few
     objects measure them, the observations' ``stated`` sigmas are used (bearing in radians,
     capture position in metres, log range). Returns per object x, y, the variances, reduced
     chi-square, trips, and the observations' labels and objects' identities.
@@ -400,6 +400,7 @@ def _locate_captures(trip, ident, ox, oy, b, r, stated, config):
             break
         settled = abs(measured[0] - sb) < 0.1 * sb
         sb, sp = measured[0], measured[1]
+        # (the range's MAD does not know where it was cut: never wider than the gate it came through)
         sr = min(measured[2], sr) if np.isfinite(measured[2]) else sr
         if settled:
             break

@@ -546,6 +546,22 @@ def test_single_captures_find_each_object_once_through_a_heavy_tail():
         assert np.hypot(*(found - p).T).min() < 1.0
 
 
+def test_single_captures_narrow_their_gates_cover_after_cover():
+    # 324 sightings of four signs, two of them 6 m apart, bearings off by 2 degrees: the first
+    # cover gates at 3 x 10 degrees and mixes the close pair up; the errors it measures (some
+    # 6 degrees) are wider than the data's, and only covers that gate at what the one before
+    # measured come down to them (one cover put a sign 2.9 m off, two covers 3.0 m)
+    points = [(0.0, 8.0), (6.0, 8.0), (20.0, -8.0), (-20.0, 10.0)]
+    obs = pd.concat([_captures(points, seed=s, tail_rate=0.0) for s in range(6)], ignore_index=True)
+    objects, _ = locate(obs)
+    strong = objects[objects["n_trips"] >= 5]
+    found = positions(strong)
+    assert len(found) == 4
+    for p in points:
+        assert np.hypot(*(found - p).T).min() < 0.5
+    assert (strong["sigma_m"] < 0.2).all()
+
+
 def test_one_bearing_again_and_again_is_a_weak_object_of_infinite_sigma():
     # a car standing still sees a sign five times along one bearing, with no range: a direction,
     # not a place; it is kept, weak, at the observer, and never placed somewhere on the ray
