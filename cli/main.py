@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 
 import click
@@ -94,10 +95,41 @@ def cli():
 _OWN_PROCESS = False
 
 
+#: how soon an interrupt that landed in a native library's callback is tried again
+INTERRUPT_RETRY_S = 0.05
+
+
+def _in_native_callback(frame) -> bool:
+    """Whether Python runs here on behalf of a ctypes callback of llvmlite (Numba's compiler and
+    its cache call back into Python): an exception raised there is printed and swallowed."""
+    while frame is not None:
+        if f"{os.sep}llvmlite{os.sep}" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _interrupt(signum, frame):
+    """SIGINT (and its retry, SIGALRM): KeyboardInterrupt, unless it would land in a callback
+    that swallows it (the run then went on and wrote its output); try again shortly there."""
+    if _in_native_callback(frame):
+        signal.setitimer(signal.ITIMER_REAL, INTERRUPT_RETRY_S)
+        return
+    raise KeyboardInterrupt
+
+
+def _handle_interrupts():
+    # a process started with SIGINT ignored (a shell's background job) keeps ignoring it
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGALRM, _interrupt)
+
+
 def run():
     """The console script: ``cli`` in a process of its own."""
     global _OWN_PROCESS
     _OWN_PROCESS = True
+    _handle_interrupts()
     cli()
 
 

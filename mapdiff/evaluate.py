@@ -179,7 +179,8 @@ def score_matching(truth: Truth, *, paths=None, matched=None, source="matched") 
         require(matched, ["trip_id", "t", "edge_id"], source)
         fixes = truth.fixes
         key = ["trip_id", "t"]
-        m = matched[key + ["edge_id"]].assign(trip_id=matched["trip_id"].astype(str))
+        cols = key + ["edge_id"] + (["confidence"] if "confidence" in matched.columns else [])
+        m = matched[cols].assign(trip_id=matched["trip_id"].astype(str))
         f = fixes[key + ["edge_id"]].assign(trip_id=fixes["trip_id"].astype(str))
         f["offset_m"] = fixes["offset_m"].to_numpy()
         both = f.merge(m, on=key, how="inner", suffixes=("_true", ""))
@@ -196,7 +197,30 @@ def score_matching(truth: Truth, *, paths=None, matched=None, source="matched") 
         at_node = ((off >= tl - NODE_TOLERANCE_M) & (mu == tv)) | ((off <= NODE_TOLERANCE_M) & (mv == tu))
         hit |= known.to_numpy() & at_node
         out["fixes_on_true_edge"] = float(hit.sum() / max(on_road.sum(), 1))
+        if "confidence" in both.columns:
+            conf = pd.to_numeric(both["confidence"], errors="coerce").to_numpy(float)
+            rated = both["edge_id"].notna().to_numpy() & np.isfinite(conf)
+            out["by_confidence"] = reliability_table(conf[rated], hit[rated])
     return out
+
+
+#: the confidence bins of :func:`reliability_table`
+RELIABILITY_BINS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+def reliability_table(confidence, hits) -> dict:
+    """How often a matched fix is on the true edge (``hits``), per bin of its confidence, and
+    for all fixes at or above 0.9: a calibrated confidence c is right a share c of the time.
+    Keyed by bin, as text."""
+    table = {}
+    edges = RELIABILITY_BINS
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        at = (confidence >= lo) & ((confidence < hi) if k < len(edges) - 2 else (confidence <= hi))
+        table[f"{lo:.2f}-{hi:.2f}"] = {"fixes": int(at.sum()),
+                                       "on_true_edge": float(hits[at].mean()) if at.any() else float("nan")}
+    at = confidence >= 0.9
+    table[">=0.90"] = {"fixes": int(at.sum()), "on_true_edge": float(hits[at].mean()) if at.any() else float("nan")}
+    return table
 
 
 def score_coverage(truth: Truth, coverage, *, source="coverage") -> dict:

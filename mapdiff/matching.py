@@ -216,20 +216,30 @@ def _match_batch(network: Network, graph: tuple, config: MatchConfig, x, y, t_s,
     from mapdiff._kernels.geometry import candidates
 
     cedge, cdist, coff, cx, cy = candidates(x, y, config.search_radius_m, config.max_candidates, network.geom)
-    floor = -0.5 * config.emission_cap_sigma**2
     anchor = hmm.collapse_stops(trip_ptr, x, y, cedge, config.stop_radius_m)
     cand = (cedge, cdist, coff, cx, cy)
-    sel, conf, chain, state = hmm.viterbi(
-        trip_ptr, x, y, t_s, sigma, cand, anchor, network.geom, network.n_nodes, graph,
-        (config.beta_m, config.beta_rel, config.beta_rel_from_m), floor,
-        # skipping a fix costs what matching it at the emission cap would
-        floor, -config.break_cost, -config.u_turn_cost, config.route_factor, config.route_slack_m,
-        config.reverse_tolerance_m, config.max_gap_s, config.max_outliers, config.rescue_radius_m, config.beam,
-    )
+    params = _hmm_params(config)
+    sel, chain, state = hmm.viterbi(trip_ptr, x, y, t_s, sigma, cand, anchor, network.geom, network.n_nodes, graph,
+                                    params)
+    conf = hmm.posterior(trip_ptr, x, y, sigma, cand, anchor, sel, chain, network.n_nodes, graph, params)
     edge_idx, offset, mx, my, dist = hmm.resolve(sel, anchor, chain, conf, state, cedge, cdist, coff, cx, cy, x, y)
     path = hmm.paths(trip_ptr, t_s, edge_idx, np.nan_to_num(offset), chain, anchor, network.n_nodes, graph,
                      config.reverse_tolerance_m, config.min_end_m)
     return edge_idx, offset, mx, my, dist, conf, state, chain, path
+
+
+def _hmm_params(config: MatchConfig):
+    """The config as the HMM kernels take it (:data:`mapdiff._kernels.hmm.HmmParams`)."""
+    from mapdiff._kernels import hmm
+
+    floor = -0.5 * config.emission_cap_sigma**2
+    return hmm.HmmParams(
+        beta=(config.beta_m, config.beta_rel, config.beta_rel_from_m), floor=floor,
+        # skipping a fix costs what matching it at the emission cap would
+        log_skip=floor, log_break=-config.break_cost, log_uturn=-config.u_turn_cost,
+        route_factor=config.route_factor, route_slack_m=config.route_slack_m, rev_tol_m=config.reverse_tolerance_m,
+        max_gap_s=config.max_gap_s, max_skip=config.max_outliers, rescue_radius_m=config.rescue_radius_m,
+        beam=config.beam)
 
 
 def _sigma(df: pd.DataFrame, config: MatchConfig, source: str) -> np.ndarray:

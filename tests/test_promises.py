@@ -138,6 +138,23 @@ def test_an_interrupt_inside_a_kernel_exits_130(grid_gpkg, traces, tmp_path, mon
     assert not (tmp_path / "m.parquet").exists()
 
 
+def test_an_interrupt_in_a_compiler_callback_waits_for_its_return(monkeypatch):
+    """llvmlite calls Python back through ctypes (Numba's cache), and ctypes prints and swallows an
+    exception raised there: the interrupt was lost and the run wrote its output. Ours waits."""
+    from mapdiff_cli import main
+
+    armed = []
+    monkeypatch.setattr(signal, "setitimer", lambda which, seconds: armed.append((which, seconds)))
+    callback = {}  # a function compiled as if it were llvmlite's, that takes the signal inside
+    exec(compile("def notify(handler):\n    return handler(2, sys._getframe())\n",
+                 os.path.join(os.sep, "venv", "llvmlite", "binding", "executionengine.py"), "exec"),
+         {"sys": sys}, callback)
+    assert callback["notify"](main._interrupt) is None
+    assert armed == [(signal.ITIMER_REAL, main.INTERRUPT_RETRY_S)]
+    with pytest.raises(KeyboardInterrupt):  # and back in the caller (the retry), it lands
+        main._interrupt(signal.SIGALRM, sys._getframe())
+
+
 def _default_sigint():
     """A child started from a background job inherits SIGINT ignored (and Python then keeps it
     so, as a background job should): the terminal's Ctrl-C is what the test plays."""

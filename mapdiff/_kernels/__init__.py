@@ -46,6 +46,11 @@ numba.config.CACHE_DIR = _cache_dir()
 
 jit = numba.njit(cache=True, nogil=True)
 
+#: for the small helpers of a kernel's innermost loop that take tuples of arrays: a call passes
+#: every array's reference count up and down (atomic operations), which made one pair of the
+#: HMM's lattice three times as slow as with the helper's body written in the loop
+jit_inline = numba.njit(cache=True, nogil=True, inline="always")
+
 
 def compiled(module: str) -> bool:
     """Whether the kernels of ``module`` (a file of this folder, without ``.py``) have machine

@@ -4,9 +4,11 @@ Probabilities are tiny pure functions in log space; the kernel walks every trip 
 (``trip_ptr`` into points sorted by trip and time) in one call.
 """
 
+from collections import namedtuple
+
 import numpy as np
 
-from mapdiff._kernels import jit
+from mapdiff._kernels import jit, jit_inline
 from mapdiff._kernels.geometry import query_points
 from mapdiff._kernels.graph import cached_search, dijkstra, new_cache, new_workspace
 
@@ -17,15 +19,25 @@ STATE_MATCHED = 0
 STATE_UNMATCHED = 1
 STATE_BREAK = 2
 
+#: the HMM's parameters as its kernels take them (built from a MatchConfig by the matcher):
+#: ``beta`` the transition's (beta_m, beta_rel, from_m); ``floor`` the emission's floor; the log
+#: prices (< 0) of a skipped fix, a break and a U-turn; routes longer than ``route_factor`` x
+#: straight + ``route_slack_m`` are not considered; ``rev_tol_m`` the jitter back along an
+#: edge; ``max_gap_s`` the time gap that breaks a chain for free; ``max_skip`` fixes skipped at
+#: most; ``rescue_radius_m`` (0: off) and ``beam`` (log-likelihood)
+HmmParams = namedtuple("HmmParams", ["beta", "floor", "log_skip", "log_break", "log_uturn", "route_factor",
+                                     "route_slack_m", "rev_tol_m", "max_gap_s", "max_skip", "rescue_radius_m",
+                                     "beam"])
 
-@jit
+
+@jit_inline
 def log_emission(dist_m, sigma_m, floor):
     """Gaussian log-likelihood of a GPS error, floored so one outlier cannot force a detour."""
     z = dist_m / sigma_m
     return max(-0.5 * z * z, floor)
 
 
-@jit
+@jit_inline
 def log_transition(route_m, straight_m, beta):
     """Exponential in the gap between route and straight-line distance (Newson & Krumm), of
     mean beta_m + beta_rel x (the straight distance beyond from_m), ``beta`` = (beta_m,
@@ -36,7 +48,7 @@ def log_transition(route_m, straight_m, beta):
     return -abs(route_m - straight_m) / scale - np.log(scale / beta[0])
 
 
-@jit
+@jit_inline
 def same_edge_route(off_a, off_b, rev_tol_m):
     """Signed route length when staying on one edge, or NaN if it would need a loop.
 
@@ -58,23 +70,70 @@ def _ncand(cedge, p):
 
 
 @jit
-def _starts_with_uturn(ea, eb, src, stamp, out_ptr, edge_u, edge_v, ws):
-    """Whether the route from edge ``ea`` (ending at ``src``) to edge ``eb`` turns straight back
-    onto the reverse of ``ea`` (as the next edge, or as the first edge of the searched path) at a
-    node where it had another way to go: turning at a dead end is no choice, and not priced."""
-    if out_ptr[src + 1] - out_ptr[src] <= 1:
-        return False
+def _emissions(cedge, cdist, sigma, floor, edge_prior):
+    """Per fix its number of candidates, and each candidate's log emission with its edge's prior."""
+    n, k = cedge.shape
+    ncand = np.zeros(n, dtype=np.int64)
+    emis = np.full((n, k), NEG)
+    for i in range(n):
+        ncand[i] = _ncand(cedge, i)
+        for b in range(ncand[i]):
+            emis[i, b] = log_emission(cdist[i, b], sigma[i], floor) + edge_prior[cedge[i, b]]
+    return ncand, emis
+
+
+@jit_inline
+def _needs_graph(ea, off_a, eb, off_b, rev_tol_m):
+    """Whether the route from (``ea``, ``off_a``) to (``eb``, ``off_b``) leaves the edge."""
+    return ea != eb or np.isnan(same_edge_route(off_a, off_b, rev_tol_m))
+
+
+@jit_inline
+def _log_step(ea, off_a, eb, off_b, bound_m, straight_m, params, edges, found_m, first, n_out):
+    """Log transition from candidate (``ea``, ``off_a``) to (``eb``, ``off_b``) of fixes
+    ``straight_m`` apart, the better of a U-turn where the car is and the route, or NEG when no
+    route is within ``bound_m``. ``edges`` is (edge_u, edge_v, edge_len); a route that leaves
+    the edge takes ``found_m``, the distance the search from ``ea``'s end node (``n_out`` ways
+    out) found to ``eb``'s start (inf: not reached), and ``first``, its path's first edge."""
+    edge_u, edge_v, edge_len = edges
+    beta, log_uturn = params.beta, params.log_uturn
+    src = edge_v[ea]
+    best = NEG
+    if edge_u[eb] == src and edge_v[eb] == edge_u[ea]:
+        # a U-turn where the car is, back along the same street: the route is the distance
+        # between the two positions on it
+        r = abs((edge_len[eb] - off_b) - off_a)
+        if r <= bound_m:
+            best = log_transition(r, straight_m, beta) + log_uturn
+    r = np.nan
+    if ea == eb:
+        r = same_edge_route(off_a, off_b, params.rev_tol_m)
+    if not np.isnan(r):
+        return max(best, log_transition(r, straight_m, beta))
+    r = edge_len[ea] - off_a + found_m + off_b
+    if r > bound_m:
+        return best
+    s = log_transition(r, straight_m, beta)
+    # turning straight back onto the reverse of ``ea`` (as the next edge, or the path's first)
+    # where there was another way to go: a dead end's turn is no choice, and not priced
     back = edge_u[ea]
-    if edge_u[eb] == src:
-        return edge_v[eb] == back
-    w = edge_u[eb]
-    first = ws[8][w]
-    return ws[3][w] == stamp and first >= 0 and edge_v[first] == back
+    if n_out > 1 and (edge_v[eb] == back if edge_u[eb] == src else first >= 0 and edge_v[first] == back):
+        s += log_uturn
+    return max(best, s)
+
+
+@jit_inline
+def _found(w, stamp, ws):
+    """Distance and first edge of the search stored in ``ws`` under ``stamp`` to node ``w``
+    (inf, -1 where it did not reach)."""
+    if ws[3][w] != stamp:
+        return np.inf, -1
+    return ws[0][w], ws[8][w]
 
 
 @jit
-def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j, back_a, stamp, graph, beta,
-          log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam, ws, cache, bufs):
+def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j, back_a, stamp, graph, params, ws,
+          cache, bufs):
     """Push the scores of fix ``i`` forward to the fixes ``nxt[:n_next]`` (fix m of them skips
     ``skips[m]`` fixes that had candidates). ``emis`` holds each candidate's log emission
     (with its edge's prior). Returns the next free search stamp.
@@ -84,8 +143,8 @@ def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j
     no pair could still raise a target's score (a transition only lowers a score).
     """
     out_ptr, out_edge, edge_u, edge_v, edge_len, edge_w, edge_prior = graph
-    dist = ws[0]
-    settled = ws[3]
+    log_skip, rev_tol_m = params.log_skip, params.rev_tol_m
+    edges = (edge_u, edge_v, edge_len)
     ka = ncand[i]
     # beam: hypotheses far behind the best of this fix are not extended, and only those close
     # to the best jump over a fix (a skip matters only where the best chain meets an outlier)
@@ -103,17 +162,18 @@ def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j
     if n_live == 0:
         return stamp
     best = score[i, order[0]]
-    cut = best - beam
+    cut = best - params.beam
     skip_cut = best - SKIP_BEAM
     for m in range(n_next):
         j = nxt[m]
         straight[m] = np.hypot(px[j] - px[i], py[j] - py[i])
-        bound[m] = route_factor * straight[m] + route_slack_m
+        bound[m] = params.route_factor * straight[m] + params.route_slack_m
     for qa in range(n_live):
         a = order[qa]
         if score[i, a] <= cut:
             break
         src = edge_v[cedge[i, a]]
+        n_out = out_ptr[src + 1] - out_ptr[src]
         done = False
         for qa2 in range(qa):
             if edge_v[cedge[i, order[qa2]]] == src:
@@ -135,7 +195,6 @@ def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j
             e2 = cedge[i, a2]
             if edge_v[e2] != src or score[i, a2] <= cut:
                 continue
-            tail = edge_len[e2] - coff[i, a2]
             for m in range(n_next):
                 if m > 0 and score[i, a2] < skip_cut:
                     break
@@ -145,36 +204,15 @@ def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j
                     if base + emis[j, b] <= score[j, b]:
                         continue  # a transition only lowers the score: this pair cannot win
                     eb = cedge[j, b]
-                    if edge_u[eb] == src and edge_v[eb] == edge_u[e2]:
-                        # a U-turn where the car is, back along the same street: the route is the
-                        # distance between the two positions on it
-                        r = abs((edge_len[eb] - coff[j, b]) - coff[i, a2])
-                        if r <= bound[m]:
-                            s = base + log_transition(r, straight[m], beta) + emis[j, b] + log_uturn
-                            if s > score[j, b]:
-                                score[j, b] = s
-                                back_j[j, b] = i
-                                back_a[j, b] = a2
-                    r = np.nan
-                    if eb == e2:
-                        r = same_edge_route(coff[i, a2], coff[j, b], rev_tol_m)
-                    via_graph = np.isnan(r)
-                    if via_graph:
-                        # search only as far as this target fix needs: skip targets further
-                        # ahead need more, but most of their pairs are pruned above
-                        if bound[m] - tail_min > searched:
-                            stamp += 1
-                            searched = bound[m] - tail_min
-                            cached_search(src, searched, stamp, out_ptr, out_edge, edge_v, edge_w, ws, cache)
-                        w = edge_u[eb]
-                        if settled[w] != stamp:
-                            continue
-                        r = tail + dist[w] + coff[j, b]
-                        if r > bound[m]:
-                            continue
-                    s = base + log_transition(r, straight[m], beta) + emis[j, b]
-                    if via_graph and _starts_with_uturn(e2, eb, src, stamp, out_ptr, edge_u, edge_v, ws):
-                        s += log_uturn
+                    # search only as far as this target fix needs: skip targets further ahead
+                    # need more, but most of their pairs are pruned above
+                    if bound[m] - tail_min > searched and _needs_graph(e2, coff[i, a2], eb, coff[j, b], rev_tol_m):
+                        stamp += 1
+                        searched = bound[m] - tail_min
+                        cached_search(src, searched, stamp, out_ptr, out_edge, edge_v, edge_w, ws, cache)
+                    found_m, first = _found(edge_u[eb], stamp, ws)
+                    s = base + emis[j, b] + _log_step(e2, coff[i, a2], eb, coff[j, b], bound[m], straight[m], params,
+                                                      edges, found_m, first, n_out)
                     if s > score[j, b]:
                         score[j, b] = s
                         back_j[j, b] = i
@@ -191,11 +229,11 @@ def _is_live(score, p):
 
 
 @jit
-def _backtrack(ends, n_ends, score, back_j, back_a, log_skip, sel, conf, chain, state):
+def _backtrack(ends, n_ends, score, back_j, back_a, log_skip, sel, chain, state):
     """Backtrack a trip from the best of its last scored fixes ``ends[:n_ends]`` (oldest first;
     an end pays the skip penalty for the scored fixes after it). A back link with
-    ``back_a <= -2`` is a break: the chain restarts there. Sets ``sel``, ``conf``, ``chain``
-    and ``state`` of the fixes on the path."""
+    ``back_a <= -2`` is a break: the chain restarts there. Sets ``sel``, ``chain`` and
+    ``state`` of the fixes on the path."""
     best = NEG
     p = -1
     q = -1
@@ -212,12 +250,6 @@ def _backtrack(ends, n_ends, score, back_j, back_a, log_skip, sel, conf, chain, 
     while p >= 0:
         sel[p] = q
         state[p] = STATE_MATCHED
-        # filtering confidence: the chosen state's share of the forward probability mass
-        total = 0.0
-        for r in range(score.shape[1]):
-            if score[p, r] > NEG / 2:
-                total += np.exp(score[p, r] - score[p, q])
-        conf[p] = 1.0 / total
         nq = back_a[p, q]
         np_ = back_j[p, q]
         if nq <= -2:
@@ -261,15 +293,15 @@ RESCUE_K = 64
 
 
 @jit
-def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ncand, emis, anchor, px, py, t, sigma, score,
-            back_j, back_a, stamp, geom, graph, graph_ws, cache, bufs, params):
+def _rescue(i, recent, n_recent, cand, ncand, emis, anchor, px, py, t, sigma, score, back_j, back_a, stamp, geom, graph,
+            graph_ws, cache, bufs, params):
     """Give fix ``i``, which no live hypothesis reaches, a second look (a fast road with the GPS
     far off): up to RESCUE_K edges within ``rescue_radius_m`` are scored from the chain's live
     fixes on a small local copy of the problem, and the best k of them that are reachable
     become ``i``'s candidates. Returns (whether ``i`` is now live, next stamp)."""
     cedge, cdist, coff, cx, cy = cand
     ws = graph_ws
-    beta, floor, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam = params
+    window = params.max_skip + 1
     k = cedge.shape[1]
     rows = n_recent + 1  # local row r < n_recent is recent[r]; the last row is fix i
     l_edge = np.full((rows, RESCUE_K), -1, dtype=np.int64)
@@ -291,7 +323,7 @@ def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ncand
             l_edge[r, :k], l_dist[r, :k], l_off[r, :k] = cedge[g], cdist[g], coff[g]
             l_score[r, :k] = score[g]
     # the rescue row is the last local row; query_points fills row p of its outputs for point p
-    found = query_points(px[i:i + 1], py[i:i + 1], rescue_radius_m, geom, l_edge[n_recent:], l_dist[n_recent:],
+    found = query_points(px[i:i + 1], py[i:i + 1], params.rescue_radius_m, geom, l_edge[n_recent:], l_dist[n_recent:],
                          l_off[n_recent:], l_x[n_recent:], l_y[n_recent:])[0]
     if found == 0:
         return False, stamp
@@ -299,7 +331,7 @@ def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ncand
     for r in range(n_recent):
         l_ncand[r] = ncand[recent[r]]
     l_ncand[n_recent] = found
-    edge_prior = graph[6]
+    edge_prior, floor = graph[6], params.floor
     for q in range(found):
         l_emis[n_recent, q] = log_emission(l_dist[n_recent, q], sigma[i], floor) + edge_prior[l_edge[n_recent, q]]
     nxt = np.full(1, n_recent, dtype=np.int64)
@@ -310,11 +342,11 @@ def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ncand
         for q in range(j + 1, i):
             if cedge[q, 0] >= 0 and anchor[q] < 0:
                 skipped += 1
-        if skipped >= window or t[i] - t[j] > max_gap_s:
+        if skipped >= window or t[i] - t[j] > params.max_gap_s:
             continue
         skips[0] = skipped
         stamp = _push(r, nxt, 1, skips, l_edge, l_ncand, l_emis, l_off, l_px, l_py, l_score, l_bj, l_ba, stamp, graph,
-                      beta, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam, ws, cache, bufs)
+                      params, ws, cache, bufs)
     order = np.argsort(-l_score[n_recent])
     if l_score[n_recent, order[0]] <= NEG / 2:
         return False, stamp
@@ -335,11 +367,9 @@ def _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ncand
 
 
 @jit
-def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, beta, emission_floor, log_skip,
-            log_break, log_uturn, route_factor, route_slack_m, rev_tol_m, max_gap_s, max_skip, rescue_radius_m,
-            beam):
-    """Match every trip; returns per fix the chosen candidate slot (-1 unmatched), the
-    confidence, the chain number within its trip and the state code.
+def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, params):
+    """Match every trip; returns per fix the chosen candidate slot (-1 unmatched), the chain
+    number within its trip and the state code. ``params`` is an :data:`HmmParams`.
 
     A push-forward Viterbi: each scored fix sends its scores to the next ``max_skip + 1`` fixes
     that have candidates, paying ``log_skip`` (a log-probability, < 0) per fix jumped, so an
@@ -353,25 +383,17 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, beta
     cedge, cdist, coff, cx, cy = cand
     n, k = cedge.shape
     sel = np.full(n, -1, dtype=np.int64)
-    conf = np.full(n, np.nan)
     chain = np.full(n, -1, dtype=np.int64)
     state = np.full(n, STATE_UNMATCHED, dtype=np.int8)
     score = np.full((n, k), NEG)
     back_j = np.full((n, k), -1, dtype=np.int64)
     back_a = np.full((n, k), -1, dtype=np.int64)
-    edge_prior = graph[6]
-    emis = np.full((n, k), NEG)
-    ncand = np.zeros(n, dtype=np.int64)
-    for i in range(n):
-        ncand[i] = _ncand(cedge, i)
-        for b in range(k):
-            if cedge[i, b] >= 0:
-                emis[i, b] = log_emission(cdist[i, b], sigma[i], emission_floor) + edge_prior[cedge[i, b]]
+    ncand, emis = _emissions(cedge, cdist, sigma, params.floor, graph[6])
+    log_skip, log_break, max_gap_s = params.log_skip, params.log_break, params.max_gap_s
     ws = new_workspace(n_nodes, graph[2].shape[0])
     cache = new_cache(n_nodes)
-    window = max_skip + 1
+    window = params.max_skip + 1
     bufs = (np.empty(max(k, RESCUE_K), dtype=np.int64), np.empty(window), np.empty(window))  # for _push
-    params = (beta, emission_floor, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam)
     nxt = np.empty(window, dtype=np.int64)
     skips = np.empty(window, dtype=np.int64)
     recent = np.empty(window, dtype=np.int64)  # the trip's last scored fixes, oldest first
@@ -391,10 +413,9 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, beta
                 for b in range(kb):
                     score[i, b] = emis[i, b]
             else:
-                if not _is_live(score, i) and rescue_radius_m > 0:
-                    _, stamp = _rescue(i, recent, n_recent, window, rescue_radius_m, max_gap_s, cand, ncand, emis,
-                                       anchor, px,
-                                       py, t, sigma, score, back_j, back_a, stamp, geom, graph, ws, cache, bufs, params)
+                if not _is_live(score, i) and params.rescue_radius_m > 0:
+                    _, stamp = _rescue(i, recent, n_recent, cand, ncand, emis, anchor, px, py, t, sigma, score, back_j,
+                                       back_a, stamp, geom, graph, ws, cache, bufs, params)
                     kb = ncand[i]
                 restart = g_best + (0.0 if t[i] - t[prev] > max_gap_s else log_break)
                 for b in range(kb):
@@ -429,11 +450,10 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, beta
                 j += 1
             if n_next > 0:
                 stamp = _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j, back_a, stamp,
-                              graph, beta, log_skip, log_uturn, route_factor, route_slack_m, rev_tol_m, beam, ws,
-                              cache, bufs)
+                              graph, params, ws, cache, bufs)
         if n_recent > 0:
-            _backtrack(recent, n_recent, score, back_j, back_a, log_skip, sel, conf, chain, state)
-    return sel, conf, chain, state
+            _backtrack(recent, n_recent, score, back_j, back_a, log_skip, sel, chain, state)
+    return sel, chain, state
 
 
 @jit
@@ -582,3 +602,167 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
         if prev >= 0:
             m = _trim_chain_end(m, row0, sel_off[prev] - min_end_m, routed)
     return o_trip[:m], o_chain[:m], o_edge[:m], o_t0[:m], o_t1[:m]
+
+
+@jit
+def _logsumexp(v, n):
+    top = NEG
+    for q in range(n):
+        top = max(top, v[q])
+    if top <= NEG / 2:
+        return NEG
+    total = 0.0
+    for q in range(n):
+        if v[q] > NEG / 2:
+            total += np.exp(v[q] - top)
+    return top + np.log(total)
+
+
+@jit
+def _step_transitions(i, j, live, cand, ncand, px, py, trans, graph, params, ws, stamp):
+    """Fill ``trans[a, b]`` for the ``live`` candidates a of fix ``i`` to every candidate b of
+    fix ``j``: one search per end node of the live candidates, as far as the nearest of them
+    needs and no farther than the last of ``j``'s candidates' start nodes. Returns the next
+    stamp."""
+    cedge, cdist, coff, cx, cy = cand
+    out_ptr, out_edge, edge_u, edge_v, edge_len, edge_w, edge_prior = graph
+    straight = np.hypot(px[j] - px[i], py[j] - py[i])
+    bound_m = params.route_factor * straight + params.route_slack_m
+    edges = (edge_u, edge_v, edge_len)
+    trans[:, :] = NEG
+    for a in range(ncand[i]):
+        if not live[a]:
+            continue
+        src = edge_v[cedge[i, a]]
+        first = True
+        for a2 in range(a):
+            if live[a2] and edge_v[cedge[i, a2]] == src:
+                first = False  # searched with the candidate before
+                break
+        if not first:
+            continue
+        reach = -1.0
+        for a2 in range(a, ncand[i]):
+            e2 = cedge[i, a2]
+            if live[a2] and edge_v[e2] == src:
+                for b in range(ncand[j]):
+                    if _needs_graph(e2, coff[i, a2], cedge[j, b], coff[j, b], params.rev_tol_m):
+                        reach = max(reach, bound_m - (edge_len[e2] - coff[i, a2]))
+                        break
+        if reach >= 0:
+            # a search that stops at the last of j's candidates' start nodes: they lie near
+            # the fix, so this settles far fewer nodes than the Viterbi's searches to the bound
+            stamp += 1
+            n_targets = 0
+            for b in range(ncand[j]):
+                w = edge_u[cedge[j, b]]
+                if ws[4][w] != stamp:
+                    ws[4][w] = stamp
+                    n_targets += 1
+            dijkstra(src, reach, n_targets, stamp, out_ptr, out_edge, edge_v, edge_w, ws)
+        for a2 in range(a, ncand[i]):
+            e2 = cedge[i, a2]
+            if live[a2] and edge_v[e2] == src:
+                for b in range(ncand[j]):
+                    found_m, first = _found(edge_u[cedge[j, b]], stamp, ws)
+                    trans[a2, b] = _log_step(e2, coff[i, a2], cedge[j, b], coff[j, b], bound_m, straight, params, edges,
+                                             found_m, first, out_ptr[src + 1] - out_ptr[src])
+    return stamp
+
+
+@jit
+def _chain_posterior(seq, emis, cand, ncand, px, py, sel, conf, graph, params, ws, stamp):
+    """Forward-backward over the fixes ``seq`` of one chain (in order), each with its
+    candidates, and the transitions between consecutive ones as the Viterbi scores them (the
+    fixes it skipped are left out: each path between two chain fixes pays the same skips). Sets
+    ``conf`` of each fix to the posterior of its chosen candidate. Returns the next stamp.
+
+    Candidates whose forward probability is below e^-beam of their fix's best are not carried
+    on: the Viterbi does not extend them either."""
+    cedge = cand[0]
+    n_seq = seq.shape[0]
+    k = cedge.shape[1]
+    fwd = np.full((n_seq, k), NEG)
+    trans = np.full((n_seq, k, k), NEG)  # trans[s, a, b]: from candidate a of seq[s-1] to b of seq[s]
+    linked = np.zeros(n_seq, dtype=np.bool_)  # whether seq[s] is reached from seq[s-1]
+    live = np.zeros(k, dtype=np.bool_)
+    col = np.empty(k)
+    for s in range(n_seq):
+        j = seq[s]
+        nb = ncand[j]
+        if s > 0:
+            i = seq[s - 1]
+            top = NEG
+            for a in range(ncand[i]):
+                top = max(top, fwd[s - 1, a])
+            for a in range(ncand[i]):
+                live[a] = fwd[s - 1, a] >= top - params.beam or a == sel[i]
+            stamp = _step_transitions(i, j, live, cand, ncand, px, py, trans[s], graph, params, ws, stamp)
+            for b in range(nb):
+                for a in range(ncand[i]):
+                    col[a] = fwd[s - 1, a] + trans[s, a, b]
+                fwd[s, b] = _logsumexp(col, ncand[i]) + emis[j, b]
+                linked[s] = linked[s] or fwd[s, b] > NEG / 2
+        if not linked[s]:  # the chain's start (or a step nothing scored: start afresh there)
+            for b in range(nb):
+                fwd[s, b] = emis[j, b]
+        norm = _logsumexp(fwd[s], nb)
+        for b in range(nb):
+            fwd[s, b] -= norm
+    # backward, and the posterior of each fix's chosen candidate
+    bwd = np.zeros(k)
+    nxt = np.zeros(k)
+    for s in range(n_seq - 1, -1, -1):
+        j = seq[s]
+        nb = ncand[j]
+        for b in range(nb):
+            col[b] = fwd[s, b] + bwd[b]
+        conf[j] = np.exp(fwd[s, sel[j]] + bwd[sel[j]] - _logsumexp(col, nb))
+        if s == 0:
+            break
+        i = seq[s - 1]
+        for b in range(nb):
+            nxt[b] = emis[j, b] + bwd[b]
+        for a in range(ncand[i]):
+            if linked[s]:
+                for b in range(nb):
+                    col[b] = trans[s, a, b] + nxt[b]
+                bwd[a] = _logsumexp(col, nb)
+            else:
+                bwd[a] = 0.0
+        # keep the backward messages in range (a constant per fix cancels in the posterior)
+        top = NEG
+        for a in range(ncand[i]):
+            top = max(top, bwd[a])
+        for a in range(ncand[i]):
+            bwd[a] = bwd[a] - top if top > NEG / 2 else 0.0
+    return stamp
+
+
+@jit
+def posterior(trip_ptr, px, py, sigma, cand, anchor, sel, chain, n_nodes, graph, params):
+    """The smoothed confidence of each matched fix: the posterior probability of its chosen
+    candidate given the whole chain (forward-backward, a sum over all paths, where the Viterbi
+    keeps the best one). Fixes off the chains get NaN; collapsed fixes are left to
+    :func:`resolve`."""
+    cedge, cdist, coff, cx, cy = cand
+    n = cedge.shape[0]
+    conf = np.full(n, np.nan)
+    ncand, emis = _emissions(cedge, cdist, sigma, params.floor, graph[6])
+    ws = new_workspace(n_nodes, graph[2].shape[0])
+    stamp = 0
+    seq = np.empty(n, dtype=np.int64)
+    for tr in range(trip_ptr.shape[0] - 1):
+        m = 0
+        for i in range(trip_ptr[tr], trip_ptr[tr + 1]):
+            if sel[i] >= 0 and anchor[i] < 0:
+                seq[m] = i
+                m += 1
+        s = 0
+        while s < m:
+            e = s + 1
+            while e < m and chain[seq[e]] == chain[seq[s]]:
+                e += 1
+            stamp = _chain_posterior(seq[s:e], emis, cand, ncand, px, py, sel, conf, graph, params, ws, stamp)
+            s = e
+    return conf
