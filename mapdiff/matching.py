@@ -203,12 +203,15 @@ def match(traces: pd.DataFrame, network: Network, config: MatchConfig | None = N
     return matched, paths
 
 
-def _kernel_graph(network: Network, config: MatchConfig) -> tuple:
-    """The graph tuple the HMM kernels take, with this config's wrong-way prices, built once per call."""
-    return (network.out_ptr, network.out_edge, network.edge_u, network.edge_v, network.edge_len,
-            network.edge_weights(config.wrong_way_cost_m),
-            # log-prior per fix on an edge: wrong-way twins are possible but unlikely
-            np.where(network.edge_against, -config.wrong_way_fix_cost, 0.0))
+def _kernel_graph(network: Network, config: MatchConfig):
+    """The graph the HMM kernels take (:data:`mapdiff._kernels.hmm.HmmGraph`), with this
+    config's wrong-way prices, built once per call."""
+    from mapdiff._kernels.hmm import HmmGraph
+
+    return HmmGraph(network.out_ptr, network.out_edge, network.edge_u, network.edge_v, network.edge_len,
+                    network.edge_weights(config.wrong_way_cost_m),
+                    # log-prior per fix on an edge: wrong-way twins are possible but unlikely
+                    np.where(network.edge_against, -config.wrong_way_fix_cost, 0.0))
 
 
 def _match_batch(network: Network, graph: tuple, config: MatchConfig, x, y, t_s, sigma, trip_ptr):

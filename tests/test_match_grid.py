@@ -243,7 +243,7 @@ def test_confidence_is_the_posterior_summed_over_every_path(grid_net):
     seq = np.flatnonzero(sel >= 0)
     assert len(seq) >= 6 and (anchor < 0).all() and len(set(chain[seq])) == 1  # one chain, nothing collapsed
     ncand, emis = hmm._emissions(cand[0], cand[1], sigma, params.floor, graph[6])
-    ws, k = new_workspace(grid_net.n_nodes, len(graph[2])), cand[0].shape[1]
+    ws, k = new_workspace(grid_net.n_nodes, len(graph.edge_u)), cand[0].shape[1]
     steps = []
     for i, j in zip(seq[:-1], seq[1:]):
         trans = np.full((k, k), hmm.NEG)

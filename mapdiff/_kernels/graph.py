@@ -5,9 +5,15 @@ State lives in caller-owned arrays so that many searches in one kernel call shar
 is cleared between searches.
 """
 
+from collections import namedtuple
+
 import numpy as np
 
 from mapdiff._kernels import jit
+
+#: the arrays of :func:`dijkstra`, by name (see :func:`new_workspace`)
+Workspace = namedtuple("Workspace", ["dist", "pred", "seen", "settled", "target", "heap_key", "heap_node", "order",
+                                     "first"])
 
 
 @jit
@@ -24,7 +30,7 @@ def new_workspace(n_nodes, n_edges):
     heap_node = np.empty(n_edges + 1, dtype=np.int64)
     order = np.empty(n_nodes, dtype=np.int64)
     first = np.empty(n_nodes, dtype=np.int64)
-    return dist, pred, seen, settled, target, heap_key, heap_node, order, first
+    return Workspace(dist, pred, seen, settled, target, heap_key, heap_node, order, first)
 
 
 @jit
@@ -137,7 +143,7 @@ def cached_search(src, bound, stamp, out_ptr, out_edge, edge_v, edge_w, ws, cach
     ``cache`` when an earlier search from ``src`` reached at least as far. Consecutive GPS
     fixes mostly share their candidate edges, so most searches are repeats. Afterwards
     ``dist``, ``first`` and ``settled`` of ``ws`` hold the result under ``stamp``."""
-    dist, settled, first = ws[0], ws[3], ws[8]
+    dist, settled, first = ws.dist, ws.settled, ws.first
     slot, e_node, e_bound, e_start, e_len, p_node, p_dist, p_first, fill = cache
     s = slot[src]
     if s >= 0 and e_bound[s] >= bound:
@@ -165,7 +171,7 @@ def cached_search(src, bound, stamp, out_ptr, out_edge, edge_v, edge_w, ws, cach
         fill[0] += 1
         slot[src] = s
         e_node[s] = src
-    order = ws[7]
+    order = ws.order
     start = fill[1]
     for q in range(count):
         node = order[q]
@@ -187,7 +193,7 @@ def route_legs(src, dst, n_nodes, out_ptr, out_edge, edge_u, edge_v, edge_w):
     """
     n = src.shape[0]
     ws = new_workspace(n_nodes, out_edge.shape[0])
-    pred, settled, target = ws[1], ws[3], ws[4]
+    pred, settled, target = ws.pred, ws.settled, ws.target
     ptr = np.zeros(n + 1, dtype=np.int64)
     ok = np.zeros(n, dtype=np.bool_)
     out = np.empty(max(16, 64 * n), dtype=np.int64)

@@ -25,6 +25,11 @@ STATE_BREAK = 2
 #: straight + ``route_slack_m`` are not considered; ``rev_tol_m`` the jitter back along an
 #: edge; ``max_gap_s`` the time gap that breaks a chain for free; ``max_skip`` fixes skipped at
 #: most; ``rescue_radius_m`` (0: off) and ``beam`` (log-likelihood)
+#: the road graph as the HMM's kernels take it: CSR out-edges (``out_ptr``, ``out_edge``), each
+#: edge's nodes and length, its routing weight (with the wrong-way price) and the log prior of a
+#: fix on it
+HmmGraph = namedtuple("HmmGraph", ["out_ptr", "out_edge", "edge_u", "edge_v", "edge_len", "edge_w", "edge_prior"])
+
 HmmParams = namedtuple("HmmParams", ["beta", "floor", "log_skip", "log_break", "log_uturn", "route_factor",
                                      "route_slack_m", "rev_tol_m", "max_gap_s", "max_skip", "rescue_radius_m",
                                      "beam"])
@@ -126,31 +131,21 @@ def _log_step(ea, off_a, eb, off_b, bound_m, straight_m, params, edges, found_m,
 def _found(w, stamp, ws):
     """Distance and first edge of the search stored in ``ws`` under ``stamp`` to node ``w``
     (inf, -1 where it did not reach)."""
-    if ws[3][w] != stamp:
+    if ws.settled[w] != stamp:
         return np.inf, -1
-    return ws[0][w], ws[8][w]
+    return ws.dist[w], ws.first[w]
 
 
-@jit
-def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j, back_a, stamp, graph, params, ws,
-          cache, bufs):
-    """Push the scores of fix ``i`` forward to the fixes ``nxt[:n_next]`` (fix m of them skips
-    ``skips[m]`` fixes that had candidates). ``emis`` holds each candidate's log emission
-    (with its edge's prior). Returns the next free search stamp.
+#: one lattice of the Viterbi: per fix its candidates' edges and offsets, their log emissions
+#: and count, and the scores with their back links (fix, candidate) being filled in
+Lattice = namedtuple("Lattice", ["cedge", "coff", "emis", "ncand", "score", "back_j", "back_a"])
 
-    Hypotheses go best first, grouped by the node their edge ends at: one bounded search per
-    node serves every candidate edge ending there and every target fix, and it is skipped when
-    no pair could still raise a target's score (a transition only lowers a score).
-    """
-    out_ptr, out_edge, edge_u, edge_v, edge_len, edge_w, edge_prior = graph
-    log_skip, rev_tol_m = params.log_skip, params.rev_tol_m
-    edges = (edge_u, edge_v, edge_len)
-    ka = ncand[i]
-    # beam: hypotheses far behind the best of this fix are not extended, and only those close
-    # to the best jump over a fix (a skip matters only where the best chain meets an outlier)
-    order, bound, straight = bufs
+
+@jit_inline
+def _order_live(score, i, n, order):
+    """The candidates of fix ``i`` with a score into ``order``, best first; returns how many."""
     n_live = 0
-    for a in range(ka):
+    for a in range(n):
         if score[i, a] <= NEG / 2:
             continue
         q = n_live
@@ -159,64 +154,93 @@ def _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j
             q -= 1
         order[q] = a
         n_live += 1
+    return n_live
+
+
+@jit_inline
+def _nearest_tail(lat, i, order, qa, n_live, src, cut, edge_v, edge_len):
+    """The shortest way left to node ``src`` from the candidates of fix ``i`` ending there (those
+    of ``order[qa:n_live]`` above ``cut``), or NaN if a candidate before ``qa`` ends there (its
+    search served them all)."""
+    for qa2 in range(qa):
+        if edge_v[lat.cedge[i, order[qa2]]] == src:
+            return np.nan
+    tail_min = np.inf
+    for qa2 in range(qa, n_live):
+        e2 = lat.cedge[i, order[qa2]]
+        if edge_v[e2] == src and lat.score[i, order[qa2]] > cut:
+            tail_min = min(tail_min, edge_len[e2] - lat.coff[i, order[qa2]])
+    return tail_min
+
+
+@jit_inline
+def _push_pairs(i, a2, j, base, bound_m, straight_m, reach, lat, graph, params, ws, cache, stamp):
+    """Push hypothesis ``a2`` of fix ``i`` (score ``base`` with the skips paid) to the candidates
+    of fix ``j``. The search from its edge's end node (under ``stamp``, reaching ``reach[0]``
+    metres; -1: not run yet) is run, or run farther, only when a pair that could still raise
+    its target needs the graph. Returns the stamp."""
+    e2 = lat.cedge[i, a2]
+    src = graph.edge_v[e2]
+    n_out = graph.out_ptr[src + 1] - graph.out_ptr[src]
+    edges = (graph.edge_u, graph.edge_v, graph.edge_len)
+    for b in range(lat.ncand[j]):
+        if base + lat.emis[j, b] <= lat.score[j, b]:
+            continue  # a transition only lowers the score: this pair cannot win
+        eb = lat.cedge[j, b]
+        if bound_m - reach[1] > reach[0] and _needs_graph(e2, lat.coff[i, a2], eb, lat.coff[j, b], params.rev_tol_m):
+            stamp += 1
+            reach[0] = bound_m - reach[1]
+            cached_search(src, reach[0], stamp, graph.out_ptr, graph.out_edge, graph.edge_v, graph.edge_w, ws, cache)
+        found_m, first = _found(graph.edge_u[eb], stamp, ws)
+        s = base + lat.emis[j, b] + _log_step(e2, lat.coff[i, a2], eb, lat.coff[j, b], bound_m, straight_m, params,
+                                              edges, found_m, first, n_out)
+        if s > lat.score[j, b]:
+            lat.score[j, b] = s
+            lat.back_j[j, b] = i
+            lat.back_a[j, b] = a2
+    return stamp
+
+
+@jit
+def _push(i, nxt, n_next, skips, lat, px, py, stamp, graph, params, ws, cache, bufs):
+    """Push the scores of fix ``i`` of the :data:`Lattice` ``lat`` forward to the fixes
+    ``nxt[:n_next]`` (fix m of them skips ``skips[m]`` fixes that had candidates). Returns the
+    next free search stamp.
+
+    Hypotheses go best first, grouped by the node their edge ends at: one bounded search per
+    node serves every candidate edge ending there and every target fix, and it is skipped when
+    no pair could still raise a target's score (a transition only lowers a score). Beam:
+    hypotheses far behind the best of this fix are not extended, and only those close to the
+    best jump over a fix (a skip matters only where the best chain meets an outlier).
+    """
+    order, bound, straight = bufs
+    n_live = _order_live(lat.score, i, lat.ncand[i], order)
     if n_live == 0:
         return stamp
-    best = score[i, order[0]]
+    best = lat.score[i, order[0]]
     cut = best - params.beam
-    skip_cut = best - SKIP_BEAM
     for m in range(n_next):
-        j = nxt[m]
-        straight[m] = np.hypot(px[j] - px[i], py[j] - py[i])
+        straight[m] = np.hypot(px[nxt[m]] - px[i], py[nxt[m]] - py[i])
         bound[m] = params.route_factor * straight[m] + params.route_slack_m
+    reach = np.empty(2)  # how far the search from the node reaches (-1: not yet), the nearest tail
     for qa in range(n_live):
-        a = order[qa]
-        if score[i, a] <= cut:
+        if lat.score[i, order[qa]] <= cut:
             break
-        src = edge_v[cedge[i, a]]
-        n_out = out_ptr[src + 1] - out_ptr[src]
-        done = False
-        for qa2 in range(qa):
-            if edge_v[cedge[i, order[qa2]]] == src:
-                done = True
-                break
-        if done:
+        src = graph.edge_v[lat.cedge[i, order[qa]]]
+        reach[1] = _nearest_tail(lat, i, order, qa, n_live, src, cut, graph.edge_v, graph.edge_len)
+        if np.isnan(reach[1]):
             continue
-        tail_min = np.inf
+        reach[0] = -1.0
         for qa2 in range(qa, n_live):
             a2 = order[qa2]
-            e2 = cedge[i, a2]
-            if edge_v[e2] == src and score[i, a2] > cut:
-                tail_min = min(tail_min, edge_len[e2] - coff[i, a2])
-        # one pass over the pairs; the search runs the first time a pair needs the graph
-        # (same-edge moves never do, and a pair that cannot raise its target is skipped)
-        searched = -1.0  # how far the current search from src reaches (-1: not searched yet)
-        for qa2 in range(qa, n_live):
-            a2 = order[qa2]
-            e2 = cedge[i, a2]
-            if edge_v[e2] != src or score[i, a2] <= cut:
+            if graph.edge_v[lat.cedge[i, a2]] != src or lat.score[i, a2] <= cut:
                 continue
             for m in range(n_next):
-                if m > 0 and score[i, a2] < skip_cut:
+                if m > 0 and lat.score[i, a2] < best - SKIP_BEAM:
                     break
-                j = nxt[m]
-                base = score[i, a2] + skips[m] * log_skip
-                for b in range(ncand[j]):
-                    if base + emis[j, b] <= score[j, b]:
-                        continue  # a transition only lowers the score: this pair cannot win
-                    eb = cedge[j, b]
-                    # search only as far as this target fix needs: skip targets further ahead
-                    # need more, but most of their pairs are pruned above
-                    if bound[m] - tail_min > searched and _needs_graph(e2, coff[i, a2], eb, coff[j, b], rev_tol_m):
-                        stamp += 1
-                        searched = bound[m] - tail_min
-                        cached_search(src, searched, stamp, out_ptr, out_edge, edge_v, edge_w, ws, cache)
-                    found_m, first = _found(edge_u[eb], stamp, ws)
-                    s = base + emis[j, b] + _log_step(e2, coff[i, a2], eb, coff[j, b], bound[m], straight[m], params,
-                                                      edges, found_m, first, n_out)
-                    if s > score[j, b]:
-                        score[j, b] = s
-                        back_j[j, b] = i
-                        back_a[j, b] = a2
+                base = lat.score[i, a2] + skips[m] * params.log_skip
+                stamp = _push_pairs(i, a2, nxt[m], base, bound[m], straight[m], reach, lat, graph, params, ws, cache,
+                                    stamp)
     return stamp
 
 
@@ -293,14 +317,13 @@ RESCUE_K = 64
 
 
 @jit
-def _rescue(i, recent, n_recent, cand, ncand, emis, anchor, px, py, t, sigma, score, back_j, back_a, stamp, geom, graph,
-            graph_ws, cache, bufs, params):
+def _rescue(i, recent, n_recent, cand, lat, anchor, px, py, t, sigma, stamp, geom, graph, ws, cache, bufs, params):
     """Give fix ``i``, which no live hypothesis reaches, a second look (a fast road with the GPS
     far off): up to RESCUE_K edges within ``rescue_radius_m`` are scored from the chain's live
     fixes on a small local copy of the problem, and the best k of them that are reachable
     become ``i``'s candidates. Returns (whether ``i`` is now live, next stamp)."""
     cedge, cdist, coff, cx, cy = cand
-    ws = graph_ws
+    ncand, emis, score, back_j, back_a = lat.ncand, lat.emis, lat.score, lat.back_j, lat.back_a
     window = params.max_skip + 1
     k = cedge.shape[1]
     rows = n_recent + 1  # local row r < n_recent is recent[r]; the last row is fix i
@@ -331,11 +354,12 @@ def _rescue(i, recent, n_recent, cand, ncand, emis, anchor, px, py, t, sigma, sc
     for r in range(n_recent):
         l_ncand[r] = ncand[recent[r]]
     l_ncand[n_recent] = found
-    edge_prior, floor = graph[6], params.floor
+    edge_prior, floor = graph.edge_prior, params.floor
     for q in range(found):
         l_emis[n_recent, q] = log_emission(l_dist[n_recent, q], sigma[i], floor) + edge_prior[l_edge[n_recent, q]]
     nxt = np.full(1, n_recent, dtype=np.int64)
     skips = np.empty(1, dtype=np.int64)
+    local = Lattice(l_edge, l_off, l_emis, l_ncand, l_score, l_bj, l_ba)
     for r in range(n_recent):
         j = recent[r]
         skipped = 0
@@ -345,8 +369,7 @@ def _rescue(i, recent, n_recent, cand, ncand, emis, anchor, px, py, t, sigma, sc
         if skipped >= window or t[i] - t[j] > params.max_gap_s:
             continue
         skips[0] = skipped
-        stamp = _push(r, nxt, 1, skips, l_edge, l_ncand, l_emis, l_off, l_px, l_py, l_score, l_bj, l_ba, stamp, graph,
-                      params, ws, cache, bufs)
+        stamp = _push(r, nxt, 1, skips, local, l_px, l_py, stamp, graph, params, ws, cache, bufs)
     order = np.argsort(-l_score[n_recent])
     if l_score[n_recent, order[0]] <= NEG / 2:
         return False, stamp
@@ -364,6 +387,59 @@ def _rescue(i, recent, n_recent, cand, ncand, emis, anchor, px, py, t, sigma, sc
         back_j[i, q] = recent[l_bj[n_recent, o]]
         back_a[i, q] = l_ba[n_recent, o]
     return True, stamp
+
+
+@jit
+def _enter(i, prev, t, lat, restart, params):
+    """Fix ``i``'s scores: its emissions at a trip's first scored fix (``prev`` < 0), else also
+    a break from ``restart`` (free after a long time gap) where that beats the pushed scores;
+    then ``restart`` moves on (it pays a skip per fix) to the best of ``i`` if that is better."""
+    kb = lat.ncand[i]
+    score = lat.score
+    if prev < 0:
+        for b in range(kb):
+            score[i, b] = lat.emis[i, b]
+    else:
+        base = restart[0] + (0.0 if t[i] - t[prev] > params.max_gap_s else params.log_break)
+        for b in range(kb):
+            if base + lat.emis[i, b] > score[i, b]:
+                score[i, b] = base + lat.emis[i, b]
+                lat.back_j[i, b] = int(restart[1])
+                lat.back_a[i, b] = -2 - int(restart[2])
+    restart[0] += params.log_skip
+    for b in range(kb):
+        if score[i, b] > restart[0]:
+            restart[0], restart[1], restart[2] = score[i, b], i, b
+
+
+@jit
+def _remember(recent, n_recent, i):
+    """Append fix ``i`` to the window of recent scored fixes (the oldest drops out when it is
+    full); returns its new length."""
+    if n_recent == recent.shape[0]:
+        for m in range(n_recent - 1):
+            recent[m] = recent[m + 1]
+        n_recent -= 1
+    recent[n_recent] = i
+    return n_recent + 1
+
+
+@jit
+def _next_fixes(i, end, cedge, anchor, t, max_gap_s, nxt, skips):
+    """The scored fixes after ``i`` (before ``end``) that ``i`` pushes to, into ``nxt`` with the
+    fixes each skips into ``skips``: up to the window's length, not across a long time gap.
+    Returns how many."""
+    n_next = 0
+    j = i + 1
+    while j < end and n_next < nxt.shape[0]:
+        if cedge[j, 0] >= 0 and anchor[j] < 0:
+            if t[j] - t[i] > max_gap_s:
+                break
+            nxt[n_next] = j
+            skips[n_next] = n_next
+            n_next += 1
+        j += 1
+    return n_next
 
 
 @jit
@@ -386,73 +462,37 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, para
     chain = np.full(n, -1, dtype=np.int64)
     state = np.full(n, STATE_UNMATCHED, dtype=np.int8)
     score = np.full((n, k), NEG)
-    back_j = np.full((n, k), -1, dtype=np.int64)
-    back_a = np.full((n, k), -1, dtype=np.int64)
-    ncand, emis = _emissions(cedge, cdist, sigma, params.floor, graph[6])
-    log_skip, log_break, max_gap_s = params.log_skip, params.log_break, params.max_gap_s
-    ws = new_workspace(n_nodes, graph[2].shape[0])
+    ncand, emis = _emissions(cedge, cdist, sigma, params.floor, graph.edge_prior)
+    lat = Lattice(cedge, coff, emis, ncand, score, np.full((n, k), -1, dtype=np.int64),
+                  np.full((n, k), -1, dtype=np.int64))
+    ws = new_workspace(n_nodes, graph.edge_u.shape[0])
     cache = new_cache(n_nodes)
     window = params.max_skip + 1
     bufs = (np.empty(max(k, RESCUE_K), dtype=np.int64), np.empty(window), np.empty(window))  # for _push
     nxt = np.empty(window, dtype=np.int64)
     skips = np.empty(window, dtype=np.int64)
     recent = np.empty(window, dtype=np.int64)  # the trip's last scored fixes, oldest first
+    restart = np.empty(3)  # where a break would restart from: best score so far less the skips since, fix, slot
     stamp = 0
     for tr in range(trip_ptr.shape[0] - 1):
         start, end = trip_ptr[tr], trip_ptr[tr + 1]
         n_recent = 0
         prev = -1  # the previous scored fix
-        g_best = NEG  # best score so far, less the skips since: where a break would restart from
-        g_j = -1
-        g_a = -1
+        restart[0], restart[1], restart[2] = NEG, -1, -1
         for i in range(start, end):
             if cedge[i, 0] < 0 or anchor[i] >= 0:
                 continue
-            kb = ncand[i]
-            if prev < 0:
-                for b in range(kb):
-                    score[i, b] = emis[i, b]
-            else:
-                if not _is_live(score, i) and params.rescue_radius_m > 0:
-                    _, stamp = _rescue(i, recent, n_recent, cand, ncand, emis, anchor, px, py, t, sigma, score, back_j,
-                                       back_a, stamp, geom, graph, ws, cache, bufs, params)
-                    kb = ncand[i]
-                restart = g_best + (0.0 if t[i] - t[prev] > max_gap_s else log_break)
-                for b in range(kb):
-                    s = restart + emis[i, b]
-                    if s > score[i, b]:
-                        score[i, b] = s
-                        back_j[i, b] = g_j
-                        back_a[i, b] = -2 - g_a
-            # the best place to restart from, for the fixes after this one
-            g_best += log_skip
-            for b in range(kb):
-                if score[i, b] > g_best:
-                    g_best = score[i, b]
-                    g_j = i
-                    g_a = b
-            if n_recent == window:
-                for m in range(window - 1):
-                    recent[m] = recent[m + 1]
-                n_recent -= 1
-            recent[n_recent] = i
-            n_recent += 1
+            if prev >= 0 and not _is_live(score, i) and params.rescue_radius_m > 0:
+                _, stamp = _rescue(i, recent, n_recent, cand, lat, anchor, px, py, t, sigma, stamp, geom, graph, ws,
+                                   cache, bufs, params)
+            _enter(i, prev, t, lat, restart, params)
+            n_recent = _remember(recent, n_recent, i)
             prev = i
-            n_next = 0
-            j = i + 1
-            while j < end and n_next < window:
-                if cedge[j, 0] >= 0 and anchor[j] < 0:
-                    if t[j] - t[i] > max_gap_s:
-                        break
-                    nxt[n_next] = j
-                    skips[n_next] = n_next
-                    n_next += 1
-                j += 1
+            n_next = _next_fixes(i, end, cedge, anchor, t, params.max_gap_s, nxt, skips)
             if n_next > 0:
-                stamp = _push(i, nxt, n_next, skips, cedge, ncand, emis, coff, px, py, score, back_j, back_a, stamp,
-                              graph, params, ws, cache, bufs)
+                stamp = _push(i, nxt, n_next, skips, lat, px, py, stamp, graph, params, ws, cache, bufs)
         if n_recent > 0:
-            _backtrack(recent, n_recent, score, back_j, back_a, log_skip, sel, chain, state)
+            _backtrack(recent, n_recent, score, lat.back_j, lat.back_a, params.log_skip, sel, chain, state)
     return sel, chain, state
 
 
@@ -526,8 +566,8 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
     o_t1 = np.empty(cap)
     m = 0
     ws = new_workspace(n_nodes, edge_u.shape[0])
-    pred = ws[1]
-    target = ws[4]
+    pred = ws.pred
+    target = ws.target
     stamp = 0
     seq = np.empty(64, dtype=np.int64)
     for tr in range(trip_ptr.shape[0] - 1):
@@ -619,100 +659,86 @@ def _logsumexp(v, n):
 
 
 @jit
+def _search_to(src, reach_m, j, cedge, ncand, graph, ws, stamp):
+    """A search from node ``src`` under ``stamp`` that stops at the last of fix ``j``'s
+    candidates' start nodes or at ``reach_m``: they lie near the fix, so this settles far fewer
+    nodes than a search to the bound."""
+    n_targets = 0
+    for b in range(ncand[j]):
+        w = graph.edge_u[cedge[j, b]]
+        if ws.target[w] != stamp:
+            ws.target[w] = stamp
+            n_targets += 1
+    dijkstra(src, reach_m, n_targets, stamp, graph.out_ptr, graph.out_edge, graph.edge_v, graph.edge_w, ws)
+
+
+@jit
 def _step_transitions(i, j, live, cand, ncand, px, py, trans, graph, params, ws, stamp):
     """Fill ``trans[a, b]`` for the ``live`` candidates a of fix ``i`` to every candidate b of
-    fix ``j``: one search per end node of the live candidates, as far as the nearest of them
-    needs and no farther than the last of ``j``'s candidates' start nodes. Returns the next
-    stamp."""
+    fix ``j`` (NEG elsewhere), each row with its own search. Returns the next stamp."""
     cedge, cdist, coff, cx, cy = cand
-    out_ptr, out_edge, edge_u, edge_v, edge_len, edge_w, edge_prior = graph
     straight = np.hypot(px[j] - px[i], py[j] - py[i])
     bound_m = params.route_factor * straight + params.route_slack_m
-    edges = (edge_u, edge_v, edge_len)
+    edges = (graph.edge_u, graph.edge_v, graph.edge_len)
     trans[:, :] = NEG
     for a in range(ncand[i]):
         if not live[a]:
             continue
-        src = edge_v[cedge[i, a]]
-        first = True
-        for a2 in range(a):
-            if live[a2] and edge_v[cedge[i, a2]] == src:
-                first = False  # searched with the candidate before
+        ea = cedge[i, a]
+        src = graph.edge_v[ea]
+        stamp += 1
+        for b in range(ncand[j]):
+            if _needs_graph(ea, coff[i, a], cedge[j, b], coff[j, b], params.rev_tol_m):
+                _search_to(src, bound_m - (graph.edge_len[ea] - coff[i, a]), j, cedge, ncand, graph, ws, stamp)
                 break
-        if not first:
-            continue
-        reach = -1.0
-        for a2 in range(a, ncand[i]):
-            e2 = cedge[i, a2]
-            if live[a2] and edge_v[e2] == src:
-                for b in range(ncand[j]):
-                    if _needs_graph(e2, coff[i, a2], cedge[j, b], coff[j, b], params.rev_tol_m):
-                        reach = max(reach, bound_m - (edge_len[e2] - coff[i, a2]))
-                        break
-        if reach >= 0:
-            # a search that stops at the last of j's candidates' start nodes: they lie near
-            # the fix, so this settles far fewer nodes than the Viterbi's searches to the bound
-            stamp += 1
-            n_targets = 0
-            for b in range(ncand[j]):
-                w = edge_u[cedge[j, b]]
-                if ws[4][w] != stamp:
-                    ws[4][w] = stamp
-                    n_targets += 1
-            dijkstra(src, reach, n_targets, stamp, out_ptr, out_edge, edge_v, edge_w, ws)
-        for a2 in range(a, ncand[i]):
-            e2 = cedge[i, a2]
-            if live[a2] and edge_v[e2] == src:
-                for b in range(ncand[j]):
-                    found_m, first = _found(edge_u[cedge[j, b]], stamp, ws)
-                    trans[a2, b] = _log_step(e2, coff[i, a2], cedge[j, b], coff[j, b], bound_m, straight, params, edges,
-                                             found_m, first, out_ptr[src + 1] - out_ptr[src])
+        for b in range(ncand[j]):
+            found_m, first = _found(graph.edge_u[cedge[j, b]], stamp, ws)
+            trans[a, b] = _log_step(ea, coff[i, a], cedge[j, b], coff[j, b], bound_m, straight, params, edges,
+                                    found_m, first, graph.out_ptr[src + 1] - graph.out_ptr[src])
     return stamp
 
 
 @jit
-def _chain_posterior(seq, emis, cand, ncand, px, py, sel, conf, graph, params, ws, stamp):
-    """Forward-backward over the fixes ``seq`` of one chain (in order), each with its
-    candidates, and the transitions between consecutive ones as the Viterbi scores them (the
-    fixes it skipped are left out: each path between two chain fixes pays the same skips). Sets
-    ``conf`` of each fix to the posterior of its chosen candidate. Returns the next stamp.
-
-    Candidates whose forward probability is below e^-beam of their fix's best are not carried
-    on: the Viterbi does not extend them either."""
-    cedge = cand[0]
-    n_seq = seq.shape[0]
-    k = cedge.shape[1]
+def _forward(seq, emis, cand, ncand, px, py, sel, graph, params, ws, stamp):
+    """The forward pass over the fixes ``seq`` of one chain: per fix the log probability of each
+    candidate given the fixes up to it (normalised), the transitions into it, and whether any
+    route reached it from the fix before (else it starts afresh). Candidates whose forward
+    probability is below e^-beam of their fix's best are not carried on: the Viterbi does not
+    extend them either. Returns (fwd, trans, linked, stamp)."""
+    n_seq, k = seq.shape[0], cand[0].shape[1]
     fwd = np.full((n_seq, k), NEG)
     trans = np.full((n_seq, k, k), NEG)  # trans[s, a, b]: from candidate a of seq[s-1] to b of seq[s]
-    linked = np.zeros(n_seq, dtype=np.bool_)  # whether seq[s] is reached from seq[s-1]
+    linked = np.zeros(n_seq, dtype=np.bool_)
     live = np.zeros(k, dtype=np.bool_)
     col = np.empty(k)
     for s in range(n_seq):
         j = seq[s]
-        nb = ncand[j]
         if s > 0:
             i = seq[s - 1]
-            top = NEG
-            for a in range(ncand[i]):
-                top = max(top, fwd[s - 1, a])
+            top = np.max(fwd[s - 1, :ncand[i]])
             for a in range(ncand[i]):
                 live[a] = fwd[s - 1, a] >= top - params.beam or a == sel[i]
             stamp = _step_transitions(i, j, live, cand, ncand, px, py, trans[s], graph, params, ws, stamp)
-            for b in range(nb):
+            for b in range(ncand[j]):
                 for a in range(ncand[i]):
                     col[a] = fwd[s - 1, a] + trans[s, a, b]
                 fwd[s, b] = _logsumexp(col, ncand[i]) + emis[j, b]
                 linked[s] = linked[s] or fwd[s, b] > NEG / 2
         if not linked[s]:  # the chain's start (or a step nothing scored: start afresh there)
-            for b in range(nb):
-                fwd[s, b] = emis[j, b]
-        norm = _logsumexp(fwd[s], nb)
-        for b in range(nb):
-            fwd[s, b] -= norm
-    # backward, and the posterior of each fix's chosen candidate
+            fwd[s, :ncand[j]] = emis[j, :ncand[j]]
+        fwd[s, :ncand[j]] -= _logsumexp(fwd[s], ncand[j])
+    return fwd, trans, linked, stamp
+
+
+@jit
+def _backward(seq, fwd, trans, linked, emis, ncand, sel, conf):
+    """The backward pass over one chain, and ``conf`` of each of its fixes: the posterior of its
+    chosen candidate (forward x backward, normalised over the fix's candidates)."""
+    k = fwd.shape[1]
     bwd = np.zeros(k)
     nxt = np.zeros(k)
-    for s in range(n_seq - 1, -1, -1):
+    col = np.empty(k)
+    for s in range(seq.shape[0] - 1, -1, -1):
         j = seq[s]
         nb = ncand[j]
         for b in range(nb):
@@ -720,23 +746,19 @@ def _chain_posterior(seq, emis, cand, ncand, px, py, sel, conf, graph, params, w
         conf[j] = np.exp(fwd[s, sel[j]] + bwd[sel[j]] - _logsumexp(col, nb))
         if s == 0:
             break
-        i = seq[s - 1]
+        na = ncand[seq[s - 1]]
         for b in range(nb):
             nxt[b] = emis[j, b] + bwd[b]
-        for a in range(ncand[i]):
-            if linked[s]:
-                for b in range(nb):
-                    col[b] = trans[s, a, b] + nxt[b]
-                bwd[a] = _logsumexp(col, nb)
-            else:
-                bwd[a] = 0.0
-        # keep the backward messages in range (a constant per fix cancels in the posterior)
-        top = NEG
-        for a in range(ncand[i]):
-            top = max(top, bwd[a])
-        for a in range(ncand[i]):
-            bwd[a] = bwd[a] - top if top > NEG / 2 else 0.0
-    return stamp
+        for a in range(na):
+            for b in range(nb):
+                col[b] = trans[s, a, b] + nxt[b]
+            bwd[a] = _logsumexp(col, nb) if linked[s] else 0.0
+        # keep the messages in range (a constant per fix cancels in the posterior)
+        top = np.max(bwd[:na])
+        if top > NEG / 2:
+            bwd[:na] -= top
+        else:
+            bwd[:na] = 0.0
 
 
 @jit
@@ -748,8 +770,8 @@ def posterior(trip_ptr, px, py, sigma, cand, anchor, sel, chain, n_nodes, graph,
     cedge, cdist, coff, cx, cy = cand
     n = cedge.shape[0]
     conf = np.full(n, np.nan)
-    ncand, emis = _emissions(cedge, cdist, sigma, params.floor, graph[6])
-    ws = new_workspace(n_nodes, graph[2].shape[0])
+    ncand, emis = _emissions(cedge, cdist, sigma, params.floor, graph.edge_prior)
+    ws = new_workspace(n_nodes, graph.edge_u.shape[0])
     stamp = 0
     seq = np.empty(n, dtype=np.int64)
     for tr in range(trip_ptr.shape[0] - 1):
@@ -763,6 +785,7 @@ def posterior(trip_ptr, px, py, sigma, cand, anchor, sel, chain, n_nodes, graph,
             e = s + 1
             while e < m and chain[seq[e]] == chain[seq[s]]:
                 e += 1
-            stamp = _chain_posterior(seq[s:e], emis, cand, ncand, px, py, sel, conf, graph, params, ws, stamp)
+            fwd, trans, linked, stamp = _forward(seq[s:e], emis, cand, ncand, px, py, sel, graph, params, ws, stamp)
+            _backward(seq[s:e], fwd, trans, linked, emis, ncand, sel, conf)
             s = e
     return conf
