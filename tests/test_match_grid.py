@@ -258,3 +258,26 @@ def test_confidence_is_the_posterior_summed_over_every_path(grid_net):
     reference = mass[np.arange(len(seq)), sel[seq]] / mass.sum(axis=1)
     np.testing.assert_allclose(conf[seq], reference, rtol=1e-9)
     assert reference.min() < 0.99  # some fix is in doubt: the sums are not all trivially 1
+
+
+def test_zero_length_edges_and_self_loops_do_not_break_the_kernel(grid_edges):
+    """OSM extracts carry both: a way closed on itself at a node (a turning circle drawn as a
+    loop) and an edge between two nodes at one place (a duplicated node)."""
+    import geopandas as gpd
+    import shapely
+
+    from fixtures.grid import CRS, node_xy
+    from mapdiff.network import Network
+
+    x, y = node_xy(11)
+    loop = shapely.linestrings([(x, y), (x + 15, y + 25), (x - 15, y + 25), (x, y)])
+    stub = shapely.linestrings([node_xy(21), node_xy(21)])
+    extra = gpd.GeoDataFrame({"edge_id": [900, 901, 902], "u": [11, 21, 99], "v": [11, 99, 21], "key": 0,
+                              "osmid": [900, 901, 902], "highway": "residential", "oneway": False,
+                              "length": [70.0, 0.0, 0.0]}, geometry=[loop, stub, stub], crs=CRS).to_crs(4326)
+    net = Network.from_edges(pd.concat([grid_edges, extra], ignore_index=True))
+    route = [0, 1, 11, 21, 31]
+    matched, paths = match(drive(route, noise_m=3, seed=5), net)
+    assert (matched["state"] == "matched").all() and matched["confidence"].between(0, 1).all()
+    assert [e for e in path_edges(paths) if e < 900] == expected(grid_edges, route)
+

@@ -5,6 +5,7 @@ credentials, a missing bucket, and the server stopped mid-run."""
 import os
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -102,6 +103,16 @@ def test_the_server_stopped_mid_run_is_transient_and_the_retry_completes(tmp_pat
         assert first.stderr.count("\n") == 1
         server.start()
         assert not fs.exists("run/out/matched.parquet")
+        # the endpoint answers before the volumes are loaded ("internal error, please try again"
+        # for a moment): Batch's back-off between attempts waits that out, so the test does too
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                fs.invalidate_cache()
+                fs.cat_file("run/in/traces.parquet", start=0, end=4)
+                break
+            except OSError:
+                time.sleep(0.5)
         retry = subprocess.run(cmd, env={**os.environ, **server.env()}, capture_output=True, text=True)
         assert retry.returncode == 0, retry.stderr
         assert fs.exists("run/out/matched.parquet")
