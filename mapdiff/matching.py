@@ -198,6 +198,11 @@ def match(traces: pd.DataFrame, network: Network, config: MatchConfig | None = N
         if progress is not None:
             progress(int(p1 - p0))
 
+    # the posterior is over the roads; a fix off every road (a car park, a road the map lacks)
+    # is on none of them, which its trip's distances to the roads tell
+    from mapdiff._kernels.hmm import on_road
+
+    conf *= on_road(trip_ptr, dist, config.search_radius_m)
     matched = _matched_frame(df, network, edge_idx, offset, mx, my, dist, conf, state)
     paths = _paths_frame(df, network, trip_names, path_parts)
     return matched, paths

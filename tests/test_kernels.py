@@ -65,3 +65,26 @@ def test_candidates_match_brute_force(kub_net):
             line = shapely.reverse(geoms[e]) if net.edge_against[e] else geoms[e]
             pt = shapely.line_interpolate_point(line, offset[p, q])
             assert np.hypot(shapely.get_x(pt) - cx[p, q], shapely.get_y(pt) - cy[p, q]) < 1e-6
+
+
+def test_on_road_measures_each_trips_gps_error_and_its_fixes_off_the_roads():
+    """Two trips: 300 fixes with a 2-D Gaussian error of sigma 3 m and 30 spread over the 50 m
+    disc (a car park), then one of sigma 8 m; and a trip of three fixes (too few: left at 1)."""
+    from mapdiff._kernels.hmm import _on_road_fit, on_road
+
+    rng = np.random.default_rng(11)
+
+    def trip(sigma):
+        on = np.hypot(*rng.normal(0, sigma, (2, 300)))
+        return np.r_[on, 50 * np.sqrt(rng.random(30))]
+
+    a, b = trip(3.0), trip(8.0)
+    s_a, off_a = _on_road_fit(a, 50.0)
+    s_b, _ = _on_road_fit(b, 50.0)
+    assert abs(s_a - 3.0) < 0.3 and abs(s_b - 8.0) < 0.8 and 0.06 < off_a < 0.13
+    dist = np.r_[a, b, [20.0, np.nan, 1.0]]
+    p = on_road(np.array([0, 330, 660, 663]), dist, 50.0)
+    near, far = np.argmin(np.abs(a - 3.0)), np.argmin(np.abs(a - 20.0))
+    assert p[near] > 0.99 and p[far] < 0.01  # 20 m is 6.7 sigmas of the first trip's error
+    assert p[330 + np.argmin(np.abs(b - 20.0))] > 0.3  # and 2.5 of the second's
+    assert (p[660:] == 1.0).all()

@@ -789,3 +789,55 @@ def posterior(trip_ptr, px, py, sigma, cand, anchor, sel, chain, n_nodes, graph,
             _backward(seq[s:e], fwd, trans, linked, emis, ncand, sel, conf)
             s = e
     return conf
+
+
+#: fewest matched fixes of a trip to measure its GPS error from (below: the fixes keep their
+#: posterior as it is); a sigma and a share from n distances are good to some 1/sqrt(2n)
+MIN_FIXES_ON_ROAD = 5
+
+
+@jit
+def _on_road_fit(d, radius_m):
+    """Fit distances ``d`` to the road as a mixture: fixes on the road (a 2-D Gaussian GPS error
+    of sigma s: Rayleigh) and fixes off it (a car park, a road the map lacks: uniform over the
+    disc of ``radius_m``). EM from the median (1.177 s for a Rayleigh); returns (s, share off)."""
+    s = max(np.median(d) / 1.177, 0.1)
+    off = 0.1
+    for _ in range(30):
+        total = 0.0
+        moment = 0.0
+        for q in range(d.shape[0]):
+            w = _on_road(d[q], s, off, radius_m)
+            total += w
+            moment += w * d[q] * d[q]
+        s = max(np.sqrt(moment / max(2.0 * total, 1e-12)), 0.1)
+        off = min(max(1.0 - total / d.shape[0], 1e-3), 0.5)
+    return s, off
+
+
+@jit_inline
+def _on_road(d, s, off, radius_m):
+    """The probability that a fix ``d`` metres from the road is on it, under the mixture."""
+    ray = d / (s * s) * np.exp(-0.5 * (d / s) ** 2)
+    uni = 2.0 * d / (radius_m * radius_m)
+    return (1.0 - off) * ray / ((1.0 - off) * ray + off * uni + 1e-300)
+
+
+@jit
+def on_road(trip_ptr, dist, radius_m):
+    """Per fix, the probability that it was taken on a road at all (not in a car park or on a
+    road the map lacks, which the lattice has no state for), from its trip's own distances to
+    the matched roads (:func:`_on_road_fit`); 1 where a trip has too few matched fixes or a fix
+    none. Per trip, so a shard of trips gets the values of the whole run."""
+    out = np.ones(dist.shape[0])
+    for tr in range(trip_ptr.shape[0] - 1):
+        d = dist[trip_ptr[tr]:trip_ptr[tr + 1]]
+        ok = d[np.isfinite(d)]
+        if ok.shape[0] < MIN_FIXES_ON_ROAD:
+            continue
+        r = max(radius_m, np.max(ok))
+        s, off = _on_road_fit(ok, r)
+        for q in range(d.shape[0]):
+            if np.isfinite(d[q]):
+                out[trip_ptr[tr] + q] = _on_road(d[q], s, off, r)
+    return out
