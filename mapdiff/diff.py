@@ -1142,7 +1142,9 @@ def _confirmed_trips(matched: pd.DataFrame, coverage_n: pd.DataFrame, net, sourc
     """Coverage trips that the fixes confirm: a trip counts on an edge (each way) only when one
     of its fixes was matched within two GPS sigmas of it and away from its ends (``END_M``, a
     third of a short edge). A pass the matcher routed through (a detour around a road the map
-    lacks, a guess across a gap) or a fix at a junction that touched the edge put no car there."""
+    lacks, a guess across a gap) or a fix at a junction that touched the edge put no car there.
+    With the matcher's ``confidence`` (the posterior that a fix is on its edge, that way), a
+    trip counts as much as its surest such fix: the expected number of trips that were there."""
     from mapdiff.schema import numbers, require
 
     require(matched, ["trip_id", "edge_id", "distance_m", "offset_m"], source)
@@ -1156,9 +1158,12 @@ def _confirmed_trips(matched: pd.DataFrame, coverage_n: pd.DataFrame, net, sourc
     inside = (off >= margin) & (off <= length - margin)
     close = on_edge & np.isfinite(dist) & (dist <= 2.0 * _gps_sigma(dist)) & inside
     against = matched["against"].to_numpy(bool) if "against" in matched else np.zeros(len(matched), bool)
+    sure = (np.nan_to_num(numbers(matched, "confidence", source, missing=True), nan=1.0) if "confidence" in matched
+            else np.ones(len(matched)))
     m = pd.DataFrame({"edge_id": edge[close], "against": against[close],
-                      "trip": matched["trip_id"].astype(str).to_numpy()[close]})
-    n = m.drop_duplicates().groupby(["edge_id", "against"]).size().unstack(fill_value=0)
+                      "trip": matched["trip_id"].astype(str).to_numpy()[close], "sure": np.clip(sure[close], 0, 1)})
+    per_trip = m.groupby(["edge_id", "against", "trip"])["sure"].max()
+    n = per_trip.groupby(level=["edge_id", "against"]).sum().unstack(fill_value=0)
     out = coverage_n.copy()
     for col, flag in (("trips", False), ("trips_against", True)):
         got = n[flag].reindex(out.index, fill_value=0).to_numpy() if flag in n else np.zeros(len(out))

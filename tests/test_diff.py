@@ -179,6 +179,24 @@ def test_oneway_driven_backwards(grid_edges):
     assert result.warnings and "features" in result.warnings[0]
 
 
+@pytest.mark.parametrize("sure, reported", [(1.0, True), (0.2, False)])
+def test_oneway_evidence_is_weighed_by_the_matchers_confidence(grid_edges, sure, reported):
+    """Twelve trips matched backwards along a one-way, each by fixes the matcher is sure of, or
+    gives a chance of 0.2 (the posterior spread over the two directions of a two-way street it
+    cannot tell apart): 2.4 trips' worth is under the three trips a diff needs."""
+    cov = _coverage(grid_edges)
+    first = int(grid_edges[(grid_edges["u"] == 1) & (grid_edges["v"] == 11)]["edge_id"].iloc[0])
+    cov.loc[cov["edge_id"] == first, ["passes", "trips", "against", "trips_against"]] = [0, 0, 12, 12]
+    x0, y0 = node_xy(1)
+    g = _points(np.c_[np.full(12, x0 + 50.0), np.full(12, y0 + 2.0)])
+    matched = pd.DataFrame({"trip_id": [f"t{k}" for k in range(12)], "t": 0.0, "lon": g.x.to_numpy(),
+                            "lat": g.y.to_numpy(), "edge_id": first, "offset_m": 50.0, "distance_m": 2.0,
+                            "state": "matched", "confidence": sure, "against": True})
+    result = diff({"edges": grid_edges.to_crs(4326)}, None, cov, DiffConfig(min_confidence=0.5), matched=matched)
+    rev = result.diffs[result.diffs["kind"] == "oneway_reversed"]
+    assert rev["edge_id"].tolist() == ([first] if reported else [])
+
+
 def _matched_run(trip, xs, ys, t0=0.0, state="unmatched"):
     g = _points(np.c_[xs, ys])
     n = len(xs)
