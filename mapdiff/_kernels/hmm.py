@@ -675,27 +675,45 @@ def _search_to(src, reach_m, j, cedge, ncand, graph, ws, stamp):
 @jit
 def _step_transitions(i, j, live, cand, ncand, px, py, trans, graph, params, ws, stamp):
     """Fill ``trans[a, b]`` for the ``live`` candidates a of fix ``i`` to every candidate b of
-    fix ``j`` (NEG elsewhere), each row with its own search. Returns the next stamp."""
+    fix ``j`` (NEG elsewhere): one search per end node of the live candidates, as far as the
+    nearest of them needs. Returns the next stamp."""
     cedge, cdist, coff, cx, cy = cand
     straight = np.hypot(px[j] - px[i], py[j] - py[i])
     bound_m = params.route_factor * straight + params.route_slack_m
     edges = (graph.edge_u, graph.edge_v, graph.edge_len)
     trans[:, :] = NEG
     for a in range(ncand[i]):
-        if not live[a]:
+        src = graph.edge_v[cedge[i, a]]
+        if not live[a] or _served_before(cedge[i], live, a, src, graph.edge_v):
             continue
-        ea = cedge[i, a]
-        src = graph.edge_v[ea]
         stamp += 1
-        for b in range(ncand[j]):
-            if _needs_graph(ea, coff[i, a], cedge[j, b], coff[j, b], params.rev_tol_m):
-                _search_to(src, bound_m - (graph.edge_len[ea] - coff[i, a]), j, cedge, ncand, graph, ws, stamp)
-                break
-        for b in range(ncand[j]):
-            found_m, first = _found(graph.edge_u[cedge[j, b]], stamp, ws)
-            trans[a, b] = _log_step(ea, coff[i, a], cedge[j, b], coff[j, b], bound_m, straight, params, edges,
-                                    found_m, first, graph.out_ptr[src + 1] - graph.out_ptr[src])
+        reach = -1.0  # the farthest any candidate ending at src needs (-1: none leaves its edge)
+        for a2 in range(a, ncand[i]):
+            e2 = cedge[i, a2]
+            if live[a2] and graph.edge_v[e2] == src:
+                for b in range(ncand[j]):
+                    if _needs_graph(e2, coff[i, a2], cedge[j, b], coff[j, b], params.rev_tol_m):
+                        reach = max(reach, bound_m - (graph.edge_len[e2] - coff[i, a2]))
+                        break
+        if reach >= 0:
+            _search_to(src, reach, j, cedge, ncand, graph, ws, stamp)
+        for a2 in range(a, ncand[i]):
+            e2 = cedge[i, a2]
+            if live[a2] and graph.edge_v[e2] == src:
+                for b in range(ncand[j]):
+                    found_m, first = _found(graph.edge_u[cedge[j, b]], stamp, ws)
+                    trans[a2, b] = _log_step(e2, coff[i, a2], cedge[j, b], coff[j, b], bound_m, straight, params,
+                                             edges, found_m, first, graph.out_ptr[src + 1] - graph.out_ptr[src])
     return stamp
+
+
+@jit_inline
+def _served_before(edges_i, live, a, src, edge_v):
+    """Whether a live candidate before ``a`` ends at node ``src`` too (its search served both)."""
+    for a2 in range(a):  # noqa: SIM110  (numba compiles no any() over a generator)
+        if live[a2] and edge_v[edges_i[a2]] == src:
+            return True
+    return False
 
 
 @jit
