@@ -281,3 +281,24 @@ def test_zero_length_edges_and_self_loops_do_not_break_the_kernel(grid_edges):
     assert (matched["state"] == "matched").all() and matched["confidence"].between(0, 1).all()
     assert [e for e in path_edges(paths) if e < 900] == expected(grid_edges, route)
 
+
+
+def test_a_trace_that_changes_its_interval_mid_trip_is_matched_step_by_step():
+    """A staircase across a 10 x 10 grid and back at 1 Hz for its first 30 s, then a fix a minute
+    (600 m of road, some 420 m as the crow flies): each step's transition scale comes from its
+    own gap. With one scale for the trip (its typical 1 s step's), 4 of the 5 sparse fixes were
+    given up as outliers."""
+    from fixtures.grid import grid_edges
+    from mapdiff.network import Network
+
+    edges = grid_edges(10)
+    net = Network.from_edges(edges)
+    up = [0] + [n for i in range(9) for n in (10 * (i + 1) + i, 10 * (i + 1) + i + 1)]
+    down = [n for i in range(8, 1, -1) for n in (10 * i + i + 1, 10 * i + i)]
+    fixes = drive(up + down, noise_m=5, seed=0)
+    fixes = fixes[(fixes["t"] < 30) | ((fixes["t"] - 30) % 60 < 1)]
+    assert fixes["t"].diff().max() >= 59 and fixes["t"].diff().min() <= 1.01
+    matched, paths = match(fixes, net)
+    assert (matched["state"] == "matched").all()
+    ends = edges.set_index("edge_id").loc[path_edges(paths), ["u", "v"]].to_numpy()
+    assert (ends[1:, 0] == ends[:-1, 1]).all()  # one connected route
