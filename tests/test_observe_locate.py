@@ -642,3 +642,23 @@ def test_capture_errors_are_measured_through_the_gate_that_cut_them(sigma_deg):
     sb, sp, sr = _capture_errors(used, x, y, fitted, ox, oy, toward + err, r, (gate, sb_gate, 0.0))
     assert np.degrees(sb) == pytest.approx(sigma_deg, rel=0.1)
     assert sr == pytest.approx(0.3, rel=0.1)
+
+
+def test_a_capture_gives_a_point_the_sighting_that_fits_it_best():
+    """Capture 0 saw two objects of one identity (bearings 2.4 and 0.3 sigmas off the point),
+    capture 1 one (0 off): the point's support takes capture 0's better sighting, whichever
+    comes first in the sweep, and counts two captures."""
+    from mapdiff._kernels.captures import _best_of_trips
+
+    sb, sp, sr, gate = np.radians(5.0), 0.0, 0.3, 3.0
+    off = np.array([2.4, 0.3, 0.0]) * sb
+    for order in ([0, 1, 2], [1, 0, 2]):
+        b = off[order]
+        trip = np.array([0, 0, 1])
+        ox, oy = np.zeros(3), np.zeros(3)  # the point stands 10 m north of every capture
+        ex, ey = np.zeros(3), np.full(3, 10.0)
+        seen, best = np.full(2, -1, dtype=np.int64), np.zeros(2)
+        total, count = _best_of_trips(0.0, 10.0, 0, 3, ex, ey, ox, oy, b, np.full(3, np.nan), trip,
+                                      np.full(3, -1, dtype=np.int64), sb, sp, sr, gate, 50.0, seen, best)
+        assert count == 2 and seen[0] == order.index(1) and seen[1] == 2
+        assert total == pytest.approx(np.exp(-0.5 * 0.3**2) + 1.0)
