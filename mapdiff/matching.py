@@ -169,7 +169,7 @@ def match(traces: pd.DataFrame, network: Network, config: MatchConfig | None = N
     starts = np.flatnonzero(np.r_[True, trip_codes[1:] != trip_codes[:-1]])
     trip_names = df["trip_id"].to_numpy()[starts]
     trip_ptr = np.r_[starts, len(df)].astype(np.int64)
-    graph = _kernel_graph(network, config)
+    graph, params = _kernel_graph(network, config), _hmm_params(config)
 
     n = len(df)
     edge_idx = np.full(n, -1, dtype=np.int64)
@@ -189,7 +189,7 @@ def match(traces: pd.DataFrame, network: Network, config: MatchConfig | None = N
     cuts.append(len(trip_ptr) - 1)
     for c0, c1 in zip(cuts[:-1], cuts[1:]):
         p0, p1 = trip_ptr[c0], trip_ptr[c1]
-        part = _match_batch(network, graph, config, x[p0:p1], y[p0:p1], t_s[p0:p1], sigma[p0:p1],
+        part = _match_batch(network, graph, params, config, x[p0:p1], y[p0:p1], t_s[p0:p1], sigma[p0:p1],
                             trip_ptr[c0:c1 + 1] - p0)
         sl = slice(p0, p1)
         edge_idx[sl], offset[sl], mx[sl], my[sl], dist[sl], conf[sl], state[sl], chain[sl] = part[:8]
@@ -219,14 +219,13 @@ def _kernel_graph(network: Network, config: MatchConfig):
                     np.where(network.edge_against, -config.wrong_way_fix_cost, 0.0))
 
 
-def _match_batch(network: Network, graph: tuple, config: MatchConfig, x, y, t_s, sigma, trip_ptr):
+def _match_batch(network: Network, graph, params, config: MatchConfig, x, y, t_s, sigma, trip_ptr):
     from mapdiff._kernels import hmm
     from mapdiff._kernels.geometry import candidates
 
     cedge, cdist, coff, cx, cy = candidates(x, y, config.search_radius_m, config.max_candidates, network.geom)
     anchor = hmm.collapse_stops(trip_ptr, x, y, cedge, config.stop_radius_m)
     cand = (cedge, cdist, coff, cx, cy)
-    params = _hmm_params(config)
     sel, chain, state = hmm.viterbi(trip_ptr, x, y, t_s, sigma, cand, anchor, network.geom, network.n_nodes, graph,
                                     params)
     conf = hmm.posterior(trip_ptr, x, y, sigma, cand, anchor, sel, chain, network.n_nodes, graph, params)

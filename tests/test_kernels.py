@@ -88,3 +88,6 @@ def test_on_road_measures_each_trips_gps_error_and_its_fixes_off_the_roads():
     assert p[near] > 0.99 and p[far] < 0.01  # 20 m is 6.7 sigmas of the first trip's error
     assert p[330 + np.argmin(np.abs(b - 20.0))] > 0.3  # and 2.5 of the second's
     assert (p[660:] == 1.0).all()
+    # a fix right on its road is on it (the ring factor 2 pi d of both densities cancels)
+    on = on_road(np.array([0, 331]), np.r_[0.0, a], 50.0)
+    assert on[0] > 0.99

@@ -19,17 +19,17 @@ STATE_MATCHED = 0
 STATE_UNMATCHED = 1
 STATE_BREAK = 2
 
+#: the road graph as the HMM's kernels take it: CSR out-edges (``out_ptr``, ``out_edge``), each
+#: edge's nodes and length, its routing weight (with the wrong-way price) and the log prior of a
+#: fix on it
+HmmGraph = namedtuple("HmmGraph", ["out_ptr", "out_edge", "edge_u", "edge_v", "edge_len", "edge_w", "edge_prior"])
+
 #: the HMM's parameters as its kernels take them (built from a MatchConfig by the matcher):
 #: ``beta`` the transition's (beta_m, beta_rel, from_m); ``floor`` the emission's floor; the log
 #: prices (< 0) of a skipped fix, a break and a U-turn; routes longer than ``route_factor`` x
 #: straight + ``route_slack_m`` are not considered; ``rev_tol_m`` the jitter back along an
 #: edge; ``max_gap_s`` the time gap that breaks a chain for free; ``max_skip`` fixes skipped at
 #: most; ``rescue_radius_m`` (0: off) and ``beam`` (log-likelihood)
-#: the road graph as the HMM's kernels take it: CSR out-edges (``out_ptr``, ``out_edge``), each
-#: edge's nodes and length, its routing weight (with the wrong-way price) and the log prior of a
-#: fix on it
-HmmGraph = namedtuple("HmmGraph", ["out_ptr", "out_edge", "edge_u", "edge_v", "edge_len", "edge_w", "edge_prior"])
-
 HmmParams = namedtuple("HmmParams", ["beta", "floor", "log_skip", "log_break", "log_uturn", "route_factor",
                                      "route_slack_m", "rev_tol_m", "max_gap_s", "max_skip", "rescue_radius_m",
                                      "beam"])
@@ -835,10 +835,12 @@ def _on_road_fit(d, radius_m):
 
 @jit_inline
 def _on_road(d, s, off, radius_m):
-    """The probability that a fix ``d`` metres from the road is on it, under the mixture."""
-    ray = d / (s * s) * np.exp(-0.5 * (d / s) ** 2)
-    uni = 2.0 * d / (radius_m * radius_m)
-    return (1.0 - off) * ray / ((1.0 - off) * ray + off * uni + 1e-300)
+    """The probability that a fix ``d`` metres from the road is on it, under the mixture. Both
+    densities of the distance carry the factor 2 pi d of the ring at d; it cancels (and at d =
+    0, where it is 0, the fix is on the road)."""
+    ray = np.exp(-0.5 * (d / s) ** 2) / (s * s)
+    uni = 2.0 / (radius_m * radius_m)
+    return (1.0 - off) * ray / ((1.0 - off) * ray + off * uni)
 
 
 @jit
