@@ -12,6 +12,7 @@ Each run also scores the diffs made from the simulator's true objects (what loca
 if it were perfect), to separate the judgment's own errors from locate's.
 
     python benchmarks/diff_sim.py [--cities helsinki,liechtenstein,harrisburg] [--placements physical,osm]
+                                  [--roads-only]
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def true_objects(sim: Path, target: Path) -> None:
                   "n_observations": o["n_detections"]}).to_parquet(target)
 
 
-def one_city(tmp: Path, city: str, placement: str, vehicles: int, days: int, seed: int) -> dict:
+def one_city(tmp: Path, city: str, placement: str, vehicles: int, days: int, seed: int, roads_only: bool) -> dict:
     osm, rich = CITIES[city]
     out = tmp / f"{city}-{placement}"
     out.mkdir()
@@ -65,14 +66,21 @@ def one_city(tmp: Path, city: str, placement: str, vehicles: int, days: int, see
     run("match", sim / "traces.parquet", "--map", sim / "map.gpkg", "-o", out / "matched.parquet", "--paths",
         out / "paths.parquet")
     run("coverage", out / "paths.parquet", "-o", out / "coverage.parquet")
+    road_inputs = ["--coverage", out / "coverage.parquet", "--matched", out / "matched.parquet", "--paths",
+                   out / "paths.parquet"]
+    if roads_only:
+        # the road kinds rest on the fixes, paths and coverage only: no camera stages
+        run("diff", "--map", sim / "map.gpkg", *road_inputs, "-o", out / "diffs-r.gpkg")
+        run("evaluate", "--truth", sim, "--diffs", out / "diffs-r.gpkg", "--json", out / "scores-r.json")
+        return {"roads only": json.loads((out / "scores-r.json").read_text())}
     run("observe", sim / "detections.parquet", "--matched", out / "matched.parquet", "--camera", sim / "camera.json",
         "--map", sim / "map.gpkg", "-o", out / "obs.parquet")
     run("locate", out / "obs.parquet", "-o", out / "objects.parquet")
     true_objects(sim, out / "true_objects.parquet")
     scores = {}
     for name, objects in (("located", "objects.parquet"), ("true objects", "true_objects.parquet")):
-        run("diff", "--map", sim / "map.gpkg", "--objects", out / objects, "--coverage", out / "coverage.parquet",
-            "--matched", out / "matched.parquet", "--paths", out / "paths.parquet", "-o", out / f"diffs-{name[0]}.gpkg")
+        run("diff", "--map", sim / "map.gpkg", "--objects", out / objects, *road_inputs, "-o",
+            out / f"diffs-{name[0]}.gpkg")
         run("evaluate", "--truth", sim, "--diffs", out / f"diffs-{name[0]}.gpkg", "--objects", out / objects,
             "--json", out / f"scores-{name[0]}.json")
         scores[name] = json.loads((out / f"scores-{name[0]}.json").read_text())
@@ -90,29 +98,33 @@ def main(argv=None):
     ap.add_argument("--vehicles", type=int, default=30)
     ap.add_argument("--days", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--roads-only", action="store_true",
+                    help="score the road kinds only (no observe, locate or object diffs): minutes, not an hour")
     args = ap.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for city in args.cities.split(","):
             for placement in args.placements.split(","):
-                scores = one_city(Path(tmp), city, placement, args.vehicles, args.days, args.seed)
+                scores = one_city(Path(tmp), city, placement, args.vehicles, args.days, args.seed, args.roads_only)
                 results.append((city, placement, scores))
                 print(f"done: {city} {placement}", file=sys.stderr, flush=True)
     print("Per kind: precision / recall (observable) / recall_all (reported / observable / planted)\n")
-    header = "| city | placement | objects | locate rec/prec | " + " | ".join(KINDS) + " |"
-    print(header)
-    print("|" + "---|" * (4 + len(KINDS)))
+    kinds = KINDS[4:] if args.roads_only else KINDS
+    print("| city | placement | objects | locate rec/prec | " + " | ".join(kinds) + " |")
+    print("|" + "---|" * (4 + len(kinds)))
     for city, placement, scores in results:
         for name, s in scores.items():
-            loc = s["locate"]
+            loc = s.get("locate", {"recall": None, "precision": None})
             cells = []
-            for kind in KINDS:
+            for kind in kinds:
                 k = s["diff"].get(kind)
                 cells.append("-" if k is None else f"{fmt(k['precision'])} / {fmt(k['recall'])} / "
                              f"{fmt(k['recall_all'])} ({k['reported']}/{k['observable']}/{k['planted']})")
             print(f"| {city} | {placement} | {name} | {fmt(loc['recall'])}/{fmt(loc['precision'])} | "
                   + " | ".join(cells) + " |")
     print("\nPrecision and share of planted changes found, by confidence (located objects)\n")
+    if args.roads_only:
+        return
     thresholds = list(results[0][2]["located"]["diff"]["by_confidence"]) if results else []
     print("| city | placement | " + " | ".join(thresholds) + " |")
     print("|" + "---|" * (2 + len(thresholds)))

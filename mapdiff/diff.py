@@ -38,14 +38,17 @@ Roads against the edges
   own trips would have taken it (their fastest routes on the map between where they started
   and ended); empty roads of that kind that touch are one closed stretch (a closed road
   empties the roads that only lead to it); the confidence is calibrated on the data (how often
-  roads expected on that many trips are empty anyway; see :func:`_calibrated`). Needs the paths.
+  roads expected on that many trips are empty anyway; see :func:`_calibrated`). A road counts
+  as driven by the trips whose fixes confirm it; a few passes with no fix on the road are the
+  matcher cutting a corner (see :func:`_driven`). Needs the paths.
 - ``road_missing``: runs of fixes the matcher left unmatched or matched far off (beyond
   ``4 sigma`` of the GPS error measured from the matched distances), away from the trip's ends
   (car parks) and getting somewhere at driving speed, from ``min_road_trips`` distinct trips
   through the same ``road_cell_m`` cells; each connected run of such cells is one inferred
   centre line (joined to the mapped nodes near its ends), counted by the trips whose fixes
-  lie along it; its confidence is the chance that scattered off-map runs (multipath, car
-  parks) would not gather that many trips anywhere (:func:`_chance_windows`).
+  lie along it and that drove along it one way (not across it, not out to a car park and
+  back: :func:`_drove_along`); its confidence is the chance that scattered off-map runs
+  (multipath, car parks) would not gather that many trips anywhere (:func:`_chance_windows`).
 
 Every diff gets a ``confidence`` in [0, 1] from its evidence: additions and removals by a
 calibration on the data itself (:func:`_calibrated`), moves by the chance that the two
@@ -817,7 +820,7 @@ def _road_diffs(net, coverage_n, config):
     return rows
 
 
-def _closed_roads(net, coverage_n, paths: pd.DataFrame, config: DiffConfig, source: str) -> list:
+def _closed_roads(net, counts: tuple, paths: pd.DataFrame, config: DiffConfig, source: str) -> list:
     """``road_closed``: roads that the fleet's own trips would have taken (each trip's fastest
     route on the map between where it started and ended, by free-flow speed) yet nobody drove.
     A closed road makes every trip that needed it go round; an open road off everyone's way
@@ -825,22 +828,55 @@ def _closed_roads(net, coverage_n, paths: pd.DataFrame, config: DiffConfig, sour
     roads expected on that many trips, how many are empty anyway (drivers do not all take the
     fastest way; see :func:`_calibrated`)."""
     road = _undirected(net)
-    cov = coverage_n.reindex(net.edges["edge_id"].to_numpy()).fillna(0)
-    # driven: by any matched pass (a closed road is one the matcher did not even route through)
-    driven = np.bincount(road, weights=cov["passes"].to_numpy(float) + cov["against"].to_numpy(float))
+    driven = _driven(net, road, counts, config.min_road_trips)
     expected = np.bincount(road, weights=_fastest_route_trips(net, paths, source), minlength=road.max() + 1)
     judged = expected >= config.min_road_trips
     conf = np.zeros(len(expected))
-    conf[judged] = _calibrated(expected[judged], driven[judged] == 0)
+    conf[judged] = _calibrated(expected[judged], ~driven[judged])
     # a closed road empties the roads that only lead to it as well: empty avoided roads that
     # touch are one closed stretch, one diff (the data cannot tell which of them is shut)
-    empty = np.flatnonzero((driven == 0) & judged)
+    empty = np.flatnonzero(~driven & judged)
     rows = []
     for stretch in _touching(net, road, empty):
         edges = np.flatnonzero(np.isin(road, stretch))
         best = stretch[np.argmax(expected[stretch])]
         rows.append(_road_row("road_closed", net, list(edges), conf[stretch].max(), 0.0, 0.0, expected[best]))
     return rows
+
+
+#: road lengths (metres) over which the share of passes that a fix confirms is measured: it
+#: grows with length (a short road is crossed between two fixes), and doubles per bin
+LENGTH_BINS_M = np.array([10.0, 20.0, 40.0, 80.0, 160.0, 320.0])
+
+
+def _driven(net, road: np.ndarray, counts: tuple, min_trips: int) -> np.ndarray:
+    """Per road, whether a car drove it. A trip whose fix confirmed it did (see
+    :func:`_confirmed_trips`, at least an even chance); a pass with no such fix is the matcher
+    routing between fixes, which at a junction corner or across a gap can cut through a closed
+    road, counts only where fixes could not have confirmed it (its passes would have left a
+    confirming fix with less than 95 % chance, at the rate that roads of its length get them in
+    this data: sparse fixes; short roads; tunnels) or when ``min_trips`` trips made such passes
+    (a bridge over another road, a road the map draws off where cars drive: a real road the
+    fixes do not show)."""
+    from mapdiff.network import tunnel_edges
+
+    ids = net.edges["edge_id"].to_numpy()
+    cov, seen = (c.reindex(ids).fillna(0) for c in counts)
+    n_roads = road.max() + 1
+    trips = np.bincount(road, weights=cov["trips"].to_numpy(float) + cov["trips_against"].to_numpy(float),
+                        minlength=n_roads)
+    confirmed = np.bincount(road, weights=seen["trips"].to_numpy(float) + seen["trips_against"].to_numpy(float),
+                            minlength=n_roads)
+    length = np.bincount(road, weights=net.edge_len[: net.n_edges], minlength=n_roads) / np.bincount(road)
+    b = np.digitize(length, LENGTH_BINS_M)
+    rate = (np.bincount(b, weights=confirmed, minlength=len(LENGTH_BINS_M) + 1)
+            / np.maximum(np.bincount(b, weights=trips, minlength=len(LENGTH_BINS_M) + 1), 1e-9))
+    # roads shorter than two junction margins are confirmed by chance fixes (the matcher gives a
+    # junction's fixes to its longer roads); tunnels have no fixes
+    blind = (length < 2 * END_M) | (np.bincount(road, weights=tunnel_edges(net.edges), minlength=n_roads) > 0)
+    # a road was not driven when its passes would have left a confirming fix with 95 % chance
+    could_confirm = ~blind & ((1.0 - np.clip(rate[b], 0.0, 1.0)) ** trips <= 0.05)
+    return (trips > 0) & ~(could_confirm & (confirmed < 0.5) & (trips < min_trips))
 
 
 def _touching(net, road: np.ndarray, chosen: np.ndarray) -> list:
@@ -959,6 +995,26 @@ def _centre_line(part: pd.DataFrame, cell: float):
     return LineString(line) if len(line) >= 2 else None
 
 
+def _drove_along(part: pd.DataFrame, geom, cell: float) -> np.ndarray:
+    """The trips whose off-map runs drove along ``geom``: each run gets at least ``cell`` along
+    it and goes more along it than across (a run that crosses the line, or stands on it, as
+    multipath at a red light does, is no support), and all of a trip's runs go one way (a car
+    that drives out along a line and back in one trip visited a place off the map, a car park
+    or a fuel station; a trip that drives a road does so one way)."""
+    import shapely
+
+    s = shapely.line_locate_point(geom, shapely.points(part["x"].to_numpy(), part["y"].to_numpy()))
+    runs = part[["trip", "run", "t", "x", "y"]].assign(s=s).sort_values(["run", "t"], kind="stable")
+    g = runs.groupby("run")
+    first, last = g.first(), g.last()
+    progress = (last["s"] - first["s"]).to_numpy()
+    straight = np.hypot(last["x"] - first["x"], last["y"] - first["y"]).to_numpy()
+    along = (np.abs(progress) >= cell) & (np.abs(progress) >= np.sqrt(0.5) * straight)  # within 45 degrees
+    way = pd.DataFrame({"trip": first["trip"].to_numpy(), "way": np.sign(progress), "along": along})
+    per_trip = way[way["along"]].groupby("trip")["way"].nunique()
+    return per_trip.index[per_trip == 1].to_numpy()
+
+
 def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig, source: str):
     """``road_missing``: off-map runs of several trips along a common line (see the module
     docstring)."""
@@ -1051,6 +1107,7 @@ def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig
         lateral = shapely.distance(shapely.points(part["x"].to_numpy(), part["y"].to_numpy()), geom)
         support = pd.Series(lateral).groupby(part["trip"].to_numpy()).median() <= SUPPORT_SIGMAS * sigma
         part = part[part["trip"].isin(support.index[support])]
+        part = part[part["trip"].isin(_drove_along(part, geom, cell))]
         n_trips = part["trip"].nunique()
         if n_trips < config.min_road_trips:
             continue
@@ -1122,7 +1179,7 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
         parts += obj_parts
     parts.append(pd.DataFrame(_road_diffs(net, seen_n, config)))
     if paths is not None:
-        parts.append(pd.DataFrame(_closed_roads(net, coverage_n, paths, config, src["paths"])))
+        parts.append(pd.DataFrame(_closed_roads(net, (coverage_n, seen_n), paths, config, src["paths"])))
     else:
         warnings.append("no --paths: road_closed needs the trips' routes and is skipped")
     if matched is not None:

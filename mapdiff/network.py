@@ -150,7 +150,7 @@ class Network:
         cell_ptr, cell_seg = build_grid(vx, vy, seg_valid_v, x0, y0, cell, nx, ny)
         cell_xy = np.stack([vx[cell_seg], vy[cell_seg], vx[cell_seg + 1], vy[cell_seg + 1]], axis=1)
 
-        keep = [c for c in ("u", "v", "key", "osmid", "highway", "oneway", "maxspeed") if c in edges.columns]
+        keep = [c for c in ("u", "v", "key", "osmid", "highway", "oneway", "maxspeed", "tunnel") if c in edges.columns]
         table = pd.DataFrame(edges[keep]).reset_index(drop=True)
         if "key" not in table:
             table["key"] = 0
@@ -233,6 +233,16 @@ def load_network(path) -> Network:
         raise InputError(msg)
     st = os.stat(path)
     return _load_cached(os.path.abspath(path), st.st_mtime, st.st_size)
+
+
+def tunnel_edges(edges: pd.DataFrame) -> np.ndarray:
+    """Per edge, whether OSM tags it a tunnel (any ``tunnel`` value but no/false): no GPS fix
+    is ever taken there."""
+    if "tunnel" not in edges:
+        return np.zeros(len(edges), dtype=bool)
+    tag = edges["tunnel"].astype(object).to_numpy()
+    return np.array([t is not None and str(t).lower() not in ("no", "nan", "none", "false", "") for t in tag],
+                    dtype=bool)
 
 
 def free_flow_speed_mps(edges: pd.DataFrame) -> np.ndarray:

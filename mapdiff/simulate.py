@@ -668,12 +668,10 @@ def _multipath(x, y, heading, t, ptr, start, dur, config: SimConfig, rng):
 
 def _in_tunnel(world_edges, edge_index) -> np.ndarray:
     """Per fix (world edge row, -1 off the network), whether it falls in a tunnel: no fix there."""
-    if "tunnel" not in world_edges:
-        return np.zeros(len(edge_index), dtype=bool)
-    tag = world_edges["tunnel"].astype(object).to_numpy()
-    tunnel = np.array([t is not None and str(t).lower() not in ("no", "nan", "none", "false", "")
-                       for t in tag], dtype=bool)
-    return (edge_index >= 0) & tunnel[np.maximum(edge_index, 0)]
+    from mapdiff.network import tunnel_edges
+
+    tunnel = tunnel_edges(world_edges)
+    return (edge_index >= 0) & tunnel[np.maximum(edge_index, 0)] if len(tunnel) else np.zeros(len(edge_index), bool)
 
 
 def _detour(add, net, e, rng):

@@ -248,6 +248,39 @@ def test_road_missing_from_several_trips_along_a_line(grid_edges):
     assert missing["n_trips"].iloc[0] == 5
 
 
+def test_a_place_visited_out_and_back_is_no_missing_road(grid_edges):
+    # five trips each leave row 0 at the same spot, drive 70 m north-east off the map at
+    # driving speed and come back along the same line (a car park seen from the road, the stop
+    # itself hidden by fixes matched elsewhere): runs of five trips along one line, but no trip
+    # drove through it; a sixth kind of trip drives the line out and back in one run
+    rng = np.random.default_rng(2)
+    x0, y0 = node_xy(0)
+    s = np.linspace(0.1, 1.0, 10)
+    out_x, out_y = x0 + 50 + 50 * s, y0 + 50 * s
+    parts = []
+    for k in range(5):
+        parts.append(_on_road(f"t{k}", 10, 0.0, rng))
+        parts.append(_matched_run(f"t{k}", out_x + rng.normal(0, 2, 10), out_y + rng.normal(0, 2, 10), t0=10.0))
+        parts.append(_on_road(f"t{k}", 3, 20.0, rng))
+        parts.append(_matched_run(f"t{k}", out_x[::-1] + rng.normal(0, 2, 10), out_y[::-1] + rng.normal(0, 2, 10),
+                                  t0=23.0))
+        parts.append(_on_road(f"t{k}", 10, 33.0, rng))
+    for k in range(5):
+        parts.append(_on_road(f"r{k}", 10, 0.0, rng))
+        xs, ys = np.r_[out_x, out_x[::-1]], np.r_[out_y, out_y[::-1]]
+        parts.append(_matched_run(f"r{k}", xs + rng.normal(0, 2, 20), ys + rng.normal(0, 2, 20), t0=10.0))
+        parts.append(_on_road(f"r{k}", 10, 30.0, rng))
+    matched = pd.concat(parts, ignore_index=True)
+    result = diff({"edges": grid_edges.to_crs(4326)}, None, _coverage(grid_edges), DiffConfig(min_confidence=0.0),
+                  matched=matched)
+    assert not (result.diffs["kind"] == "road_missing").any()
+    # the same runs, each trip driving the line one way only (the out legs): a road
+    one_way = matched[~((matched["t"] >= 23.0) & (matched["t"] < 33.0)) & matched["trip_id"].str.startswith("t")]
+    result = diff({"edges": grid_edges.to_crs(4326)}, None, _coverage(grid_edges), DiffConfig(min_confidence=0.0),
+                  matched=one_way)
+    assert (result.diffs["kind"] == "road_missing").sum() == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # bad input
 
@@ -362,6 +395,43 @@ def test_road_closed_from_the_routes_the_trips_would_have_taken(grid_edges):
     result = diff({"edges": grid_edges.to_crs(4326)}, None, cov, DiffConfig(min_confidence=0.0))
     assert not (result.diffs["kind"] == "road_closed").any()
     assert any("road_closed" in w for w in result.warnings)
+
+
+def _confirming_fixes(edges, trips=TRIPS, skip=()):
+    """Per edge not in ``skip`` and per trip, one fix matched 1 m from the edge's middle."""
+    e = edges[~edges["edge_id"].isin(skip)].to_crs(CRS)
+    mid = e.geometry.interpolate(0.5, normalized=True)
+    g = _points(np.c_[mid.x, mid.y])
+    n, k = len(e), np.arange(trips)
+    return pd.DataFrame({"trip_id": np.repeat([f"t{i}" for i in k], n), "t": np.repeat(k * 1000.0, n),
+                         "lon": np.tile(g.x.to_numpy(), trips), "lat": np.tile(g.y.to_numpy(), trips),
+                         "edge_id": np.tile(e["edge_id"].to_numpy(), trips), "offset_m": 50.0, "distance_m": 1.0,
+                         "state": "matched", "against": False, "confidence": 1.0})
+
+
+@pytest.mark.parametrize("unconfirmed_trips, tunnel, closed", [(2, False, True), (3, False, False), (2, True, False)])
+def test_passes_no_fix_confirms_are_corner_cuts_unless_many_or_in_a_tunnel(grid_edges, unconfirmed_trips, tunnel,
+                                                                            closed):
+    # the fleet went round street 0-10 as in the test above, but the matcher routed a few
+    # trips through it (cutting the corner between fixes): none of their fixes lies on it,
+    # while the fixes confirm every other street. A couple of such trips leave it closed;
+    # min_road_trips of them are a road the fixes do not show (a bridge); in a tunnel no fix
+    # can confirm anything
+    e = grid_edges.set_index(["u", "v"])["edge_id"]
+    street = [e[(0, 10)], e[(10, 0)]]
+    around = [e[(0, 1)], e[(1, 11)], e[(11, 21)], e[(21, 20)]]
+    paths = pd.DataFrame([{"trip_id": f"t{k}", "seq": s, "chain": 0, "edge_id": edge, "against": False,
+                           "t_enter": float(100 * k + s)} for k in range(6) for s, edge in enumerate(around)])
+    cov = _coverage(grid_edges)
+    cov.loc[cov["edge_id"] == street[0], ["passes", "trips"]] = unconfirmed_trips
+    cov.loc[cov["edge_id"] == street[1], ["passes", "trips"]] = 0
+    edges = grid_edges.assign(tunnel=np.where(grid_edges["edge_id"].isin(street) & tunnel, "yes", None))
+    result = diff({"edges": edges.to_crs(4326)}, None, cov, DiffConfig(min_confidence=0.0), paths=paths,
+                  matched=_confirming_fixes(grid_edges, skip=street))
+    found = result.diffs[result.diffs["kind"] == "road_closed"]
+    assert len(found) == int(closed)
+    if closed:
+        assert {int(x) for x in found["edge_ids"].iloc[0].split(",")} == set(street)
 
 
 @settings(max_examples=300, deadline=None)
