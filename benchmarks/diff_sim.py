@@ -122,9 +122,9 @@ def main(argv=None):
                              f"{fmt(k['recall_all'])} ({k['reported']}/{k['observable']}/{k['planted']})")
             print(f"| {city} | {placement} | {name} | {fmt(loc['recall'])}/{fmt(loc['precision'])} | "
                   + " | ".join(cells) + " |")
-    print("\nPrecision and share of planted changes found, by confidence (located objects)\n")
     if args.roads_only:
         return
+    print("\nPrecision and share of planted changes found, by confidence (located objects)\n")
     thresholds = list(results[0][2]["located"]["diff"]["by_confidence"]) if results else []
     print("| city | placement | " + " | ".join(thresholds) + " |")
     print("|" + "---|" * (2 + len(thresholds)))

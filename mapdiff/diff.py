@@ -822,26 +822,140 @@ def _road_diffs(net, coverage_n, config):
 
 def _closed_roads(net, counts: tuple, paths: pd.DataFrame, config: DiffConfig, source: str) -> list:
     """``road_closed``: roads that the fleet's own trips would have taken (each trip's fastest
-    route on the map between where it started and ended, by free-flow speed) yet nobody drove.
-    A closed road makes every trip that needed it go round; an open road off everyone's way
-    is simply empty and expected so. The confidence is calibrated on the map itself: among the
-    roads expected on that many trips, how many are empty anyway (drivers do not all take the
-    fastest way; see :func:`_calibrated`)."""
+    route on the map between where it started and ended, by free-flow speed) yet nobody drove,
+    once the closures found explain the rest (:func:`_explained_closures`). A closed road makes
+    every trip that needed it go round; an open road off everyone's way is simply empty and
+    expected so. The confidence is calibrated on the map itself: among the roads expected on
+    that many trips, how many are empty anyway (drivers do not all take the fastest way; see
+    :func:`_calibrated`)."""
     road = _undirected(net)
     driven = _driven(net, road, counts, config.min_road_trips)
-    expected = np.bincount(road, weights=_fastest_route_trips(net, paths, source), minlength=road.max() + 1)
+    expected, closed = _explained_closures(net, road, driven, _route_windows(net, paths, source),
+                                           config.min_road_trips)
     judged = expected >= config.min_road_trips
     conf = np.zeros(len(expected))
-    conf[judged] = _calibrated(expected[judged], ~driven[judged])
-    # a closed road empties the roads that only lead to it as well: empty avoided roads that
-    # touch are one closed stretch, one diff (the data cannot tell which of them is shut)
-    empty = np.flatnonzero(~driven & judged)
+    conf[judged] = _calibrated(expected[judged], closed[judged])
     rows = []
-    for stretch in _touching(net, road, empty):
+    # closures that touch are one closed stretch, one diff (the data cannot tell which is shut)
+    for stretch in _touching(net, road, np.flatnonzero(closed)):
         edges = np.flatnonzero(np.isin(road, stretch))
         best = stretch[np.argmax(expected[stretch])]
         rows.append(_road_row("road_closed", net, list(edges), conf[stretch].max(), 0.0, 0.0, expected[best]))
     return rows
+
+
+def _explained_closures(net, road: np.ndarray, driven: np.ndarray, windows: tuple, min_trips: int):
+    """Which empty roads are closed, one at a time. A closure empties more than itself: every
+    road further along the routes that needed it, up to where the detours join them again. So
+    the road that the most trips' fastest routes take (over ``windows``, see
+    :func:`_route_windows`) and none drove is taken as closed; those routes are made again on
+    the map without it, as the trips had to drive; the other roads are judged on the new
+    routes, and so on while an undriven road keeps ``min_trips`` trips.
+
+    Returns, per road, the trips expected on it (for a closure, when it was taken) and whether
+    it is closed."""
+    from mapdiff._kernels.graph import route_legs
+    from mapdiff.network import free_flow_speed_mps
+
+    n, n_roads = net.n_edges, int(road.max()) + 1
+    start, end, trip = windows
+    # by travel time; a wrong-way twin is never a route
+    seconds = np.where(net.edge_against, np.inf, net.edge_len / free_flow_speed_mps(net.edges)[net.edge_base])
+    road_all = road[net.edge_base]
+
+    def route(which, weight):
+        """The roads of each window's fastest route, as keys ``window * n_roads + road``."""
+        legs, ptr, ok = route_legs(start[which], end[which], net.n_nodes, net.out_ptr, net.out_edge, net.edge_u,
+                                   net.edge_v, weight)
+        leg = np.repeat(np.arange(len(which)), np.diff(ptr))
+        # a route that had to use a twin (the end is reached only against a one-way) is no route
+        legal = ok & (np.bincount(leg, weights=(legs >= n), minlength=len(which)) == 0)
+        return np.unique(which[leg][legal[leg]] * n_roads + road_all[legs][legal[leg]])
+
+    def trips_on(keys):
+        return np.bincount(np.unique(trip[keys // n_roads] * n_roads + keys % n_roads) % n_roads,
+                           minlength=n_roads).astype(float)
+
+    keys = route(np.arange(len(start)), seconds)
+    expected = trips_on(keys)
+    taken = np.zeros(n_roads)
+    closed = np.zeros(n_roads, dtype=bool)
+    while True:
+        open_empty = np.flatnonzero(~driven & ~closed & (expected >= min_trips))
+        if len(open_empty) == 0:
+            break
+        c = open_empty[np.argmax(expected[open_empty])]
+        closed[c], taken[c] = True, expected[c]
+        seconds = np.where(road_all == c, np.inf, seconds)
+        hit = np.isin(keys // n_roads, keys[keys % n_roads == c] // n_roads)
+        keys = np.concatenate([keys[~hit], route(np.unique(keys[hit] // n_roads), seconds)])
+        expected = trips_on(keys)
+    return np.where(closed, taken, expected), closed
+
+
+#: drivers take the fastest way over a few minutes of driving, not always over a whole trip
+#: (taxis stop on the way, trips go through waypoints): the paths are compared with fastest
+#: routes over windows of this much free-flow driving, overlapping by half, so that a detour of
+#: up to half of it lies inside one window; and over each whole stretch, for the long detours
+#: (a closed valley road)
+ROUTE_WINDOW_S = 240.0
+
+
+def _route_windows(net, paths: pd.DataFrame, source: str) -> tuple:
+    """The stretches of the matched paths whose fastest routes are compared with them: per
+    stretch the map can route (an unbroken chain of edges that meet, driven their way), from
+    node to node ``ROUTE_WINDOW_S`` of free-flow driving apart, every half window, and the
+    whole stretch. Returns (start node, end node, trip) per window."""
+    from mapdiff.network import free_flow_speed_mps
+    from mapdiff.schema import numbers, require
+
+    require(paths, ["trip_id", "edge_id", "against"], source)
+    none = (np.zeros(0, np.int64),) * 3
+    if len(paths) == 0:
+        return none
+    if not pd.api.types.is_bool_dtype(paths["against"]):
+        msg = f"{source}: column 'against' must be true/false; found dtype {paths['against'].dtype}"
+        raise InputError(msg)
+    row_of = pd.Series(np.arange(net.n_edges), index=net.edges["edge_id"].to_numpy())
+    p = paths.assign(_row=row_of.reindex(numbers(paths, "edge_id", source, integer=True)).to_numpy())
+    p = p[p["_row"].notna()]
+    if len(p) == 0:
+        return none
+    chain = p["chain"].to_numpy() if "chain" in p else np.zeros(len(p), np.int64)
+    trip = pd.factorize(p["trip_id"].astype(str))[0]
+    rows = p["_row"].to_numpy().astype(np.int64)
+    against = p["against"].to_numpy(bool)
+    enter = np.where(against, net.edge_v[rows], net.edge_u[rows]).astype(np.int64)
+    leave = np.where(against, net.edge_u[rows], net.edge_v[rows]).astype(np.int64)
+    # only stretches the map can route are compared with its fastest routes: a pass against a
+    # one-way, or a jump between edges that do not meet (a road the map lacks), ends one
+    new = np.r_[True, (trip[1:] != trip[:-1]) | (chain[1:] != chain[:-1]) | (enter[1:] != leave[:-1])] | against
+    trip, rows, enter, leave = trip[~against], rows[~against], enter[~against], leave[~against]
+    key = np.cumsum(new)[~against]
+    first = np.r_[True, key[1:] != key[:-1]]
+    last = np.r_[key[1:] != key[:-1], True]
+    # free-flow time driven by the end of each row, from its chain's start
+    step = net.edge_len[rows] / free_flow_speed_mps(net.edges)[rows]
+    t = np.cumsum(step)
+    t -= np.repeat((t - step)[first], np.diff(np.r_[np.flatnonzero(first), len(t)]))
+    half = np.floor(t / (ROUTE_WINDOW_S / 2)).astype(np.int64)
+    # the boundaries, in order: each chain's start, each node where a half window ends, its end
+    cut = last | np.r_[half[1:] != half[:-1], True]
+    at = np.r_[np.flatnonzero(first) - 0.5, np.flatnonzero(cut)]
+    order = at.argsort(kind="stable")
+    b = pd.DataFrame({"chain": np.r_[key[first], key[cut]][order], "node": np.r_[enter[first], leave[cut]][order]})
+    # windows from each boundary to the one two further on; the whole stretch when longer
+    by = b.groupby("chain")["node"]
+    b["two"] = by.shift(-2)
+    w = b[b["two"].notna()]
+    whole = by.agg(["first", "last", "size"])
+    whole = whole[(whole["size"] == 2) | (whole["size"] > 3)]
+    start = np.r_[w["node"].to_numpy(np.int64), whole["first"].to_numpy(np.int64)]
+    end = np.r_[w["two"].to_numpy(np.int64), whole["last"].to_numpy(np.int64)]
+    stretch = np.r_[w["chain"].to_numpy(), whole.index.to_numpy()]
+    trip_of = pd.Series(trip).groupby(key).first().reindex(stretch).to_numpy()
+    keep = start != end
+    return start[keep], end[keep], trip_of[keep]
 
 
 #: road lengths (metres) over which the share of passes that a fix confirms is measured: it
@@ -896,46 +1010,6 @@ def _touching(net, road: np.ndarray, chosen: np.ndarray) -> list:
     link = (graph @ graph.T).tocoo()
     _, comp = connected_components(link, directed=False)
     return [chosen[comp == c] for c in np.unique(comp)]
-
-
-def _fastest_route_trips(net, paths: pd.DataFrame, source: str) -> np.ndarray:
-    """Per map edge, how many trips' fastest routes (start to end of each unbroken chain of the
-    matched paths, on the map, by free-flow travel time) use it."""
-    from mapdiff._kernels.graph import route_legs
-    from mapdiff.network import free_flow_speed_mps
-    from mapdiff.schema import numbers, require
-
-    require(paths, ["trip_id", "edge_id", "against"], source)
-    n = net.n_edges
-    out = np.zeros(n)
-    if len(paths) == 0:
-        return out
-    if not pd.api.types.is_bool_dtype(paths["against"]):
-        msg = f"{source}: column 'against' must be true/false; found dtype {paths['against'].dtype}"
-        raise InputError(msg)
-    row_of = pd.Series(np.arange(n), index=net.edges["edge_id"].to_numpy())
-    p = paths.assign(_row=row_of.reindex(numbers(paths, "edge_id", source, integer=True)).to_numpy())
-    p = p[p["_row"].notna()]
-    if len(p) == 0:
-        return out
-    chain = p["chain"].to_numpy() if "chain" in p else np.zeros(len(p), np.int64)
-    key = pd.factorize(pd.MultiIndex.from_arrays([p["trip_id"].astype(str).to_numpy(), chain]))[0]
-    first = np.r_[True, key[1:] != key[:-1]]
-    last = np.r_[key[1:] != key[:-1], True]
-    rows = p["_row"].to_numpy().astype(np.int64)
-    against = p["against"].to_numpy(bool)
-    start = np.where(against[first], net.edge_v[rows[first]], net.edge_u[rows[first]])
-    end = np.where(against[last], net.edge_u[rows[last]], net.edge_v[rows[last]])
-    # by travel time; a wrong-way twin is never a route
-    seconds = np.where(net.edge_against, np.inf, net.edge_len / free_flow_speed_mps(net.edges)[net.edge_base])
-    keep = start != end
-    legs, ptr, ok = route_legs(start[keep].astype(np.int64), end[keep].astype(np.int64), net.n_nodes, net.out_ptr,
-                               net.out_edge, net.edge_u, net.edge_v, seconds)
-    # a route that had to use a twin (the end is reached only against a one-way) is no route
-    leg = np.repeat(np.arange(len(ok)), np.diff(ptr))
-    legal = ok & (np.bincount(leg, weights=(legs >= n), minlength=len(ok)) == 0)
-    out += np.bincount(legs[legal[leg]], minlength=len(net.edge_base))[:n]
-    return out
 
 
 def _road_row(kind, net, edges, confidence, passes, against, expected, **extra):

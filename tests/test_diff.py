@@ -434,6 +434,71 @@ def test_passes_no_fix_confirms_are_corner_cuts_unless_many_or_in_a_tunnel(grid_
         assert {int(x) for x in found["edge_ids"].iloc[0].split(",")} == set(street)
 
 
+def _line_network(points, pairs):
+    """Two-way residential streets between named points (metres, grid CRS): edges in WGS84."""
+    rows = []
+    for a, b in pairs:
+        for u, v in ((a, b), (b, a)):
+            rows.append({"edge_id": len(rows), "u": u, "v": v, "key": 0, "osmid": 100 + len(rows),
+                         "highway": "residential", "oneway": False,
+                         "geometry": shapely.LineString([points[u], points[v]])})
+    edges = gpd.GeoDataFrame(rows, geometry="geometry", crs=CRS)
+    return edges.assign(length=edges.length).to_crs(4326)
+
+
+def test_a_closure_explains_the_empty_roads_further_along_its_routes():
+    # a main street A-B-C-D and a longer bypass A-X-D. Trips from A to D would take the main
+    # street; they all took the bypass. B-C carried other trips. A-B and C-D are both empty and
+    # do not touch, but one closure explains both: once the trips go round it, nothing is
+    # expected on the other. One road_closed, not two
+    pts = {1: (0.0, 0.0), 2: (100.0, 0.0), 3: (200.0, 0.0), 4: (300.0, 0.0), 5: (150.0, 150.0)}
+    edges = _line_network(pts, [(1, 2), (2, 3), (3, 4), (1, 5), (5, 4)])
+    e = edges.set_index(["u", "v"])["edge_id"]
+    rows = [{"trip_id": f"t{k}", "seq": s, "chain": 0, "edge_id": edge, "against": False}
+            for k in range(6) for s, edge in enumerate([e[(1, 5)], e[(5, 4)]])]
+    rows += [{"trip_id": f"b{k}", "seq": 0, "chain": 0, "edge_id": e[(2, 3)], "against": False} for k in range(6)]
+    paths = pd.DataFrame(rows)
+    empty = [e[(1, 2)], e[(2, 1)], e[(3, 4)], e[(4, 3)]]
+    cov = _coverage(edges.to_crs(CRS), trips=6, skip=empty)
+    result = diff({"edges": edges}, None, cov, DiffConfig(min_confidence=0.0), paths=paths)
+    closed = result.diffs[result.diffs["kind"] == "road_closed"]
+    assert len(closed) == 1
+    assert {int(x) for x in closed["edge_ids"].iloc[0].split(",")} in ({e[(1, 2)], e[(2, 1)]}, {e[(3, 4)], e[(4, 3)]})
+    assert closed["expected_passes"].iloc[0] == 6
+
+
+def test_route_windows_against_a_slow_reference():
+    # a snake over the 10 x 10 grid (up column 0, across row 9, down column 9): its windows are
+    # a brute-force walk over the same rule: a boundary where each half window of free-flow
+    # time ends, a window from each boundary to the one two on, and the whole path; a pass
+    # against a one-way or a jump starts a new stretch, and no window spans it
+    from fixtures.grid import grid_edges
+    from mapdiff.diff import ROUTE_WINDOW_S, _route_windows
+    from mapdiff.network import Network, free_flow_speed_mps
+
+    edges = grid_edges(n=10).to_crs(4326)
+    net = Network.from_edges(edges, source="grid")
+    e = edges.set_index(["u", "v"])["edge_id"]
+    nodes = list(range(10)) + [10 * i + 9 for i in range(1, 10)] + [90 + j for j in range(8, -1, -1)]
+    path = [e[(a, b)] for a, b in zip(nodes[:-1], nodes[1:])]
+    paths = pd.DataFrame({"trip_id": "t", "chain": 0, "edge_id": path, "against": False})
+    row = pd.Series(np.arange(net.n_edges), index=net.edges["edge_id"].to_numpy()).loc[path].to_numpy()
+    seconds = net.edge_len[row] / free_flow_speed_mps(net.edges)[row]
+    half = np.floor(np.cumsum(seconds) / (ROUTE_WINDOW_S / 2))
+    bounds = [nodes[0]] + [nodes[k + 1] for k in range(len(path)) if k == len(path) - 1 or half[k + 1] != half[k]]
+    want = [(bounds[i], bounds[i + 2]) for i in range(len(bounds) - 2)] + [(bounds[0], bounds[-1])]
+    osm_id = dict(zip(net.edge_u[: net.n_edges].tolist(), net.edges["u"].tolist()))
+    start, end, trip = _route_windows(net, paths, "paths")
+    assert len(bounds) >= 4
+    assert [(osm_id[a], osm_id[b]) for a, b in zip(start, end)] == want
+    assert (trip == 0).all()
+    cut = paths.assign(against=np.arange(len(path)) == 12).drop(index=5)
+    start, end, _ = _route_windows(net, cut, "paths")
+    spans = [(nodes.index(osm_id[a]), nodes.index(osm_id[b])) for a, b in zip(start, end)]
+    assert spans and all(b <= 5 or a >= 6 for a, b in spans)
+    assert all(b <= 12 or a >= 13 for a, b in spans)
+
+
 @settings(max_examples=300, deadline=None)
 @given(ax=st.floats(-50, 50), ay=st.floats(-50, 50), bx=st.floats(-50, 50), by=st.floats(-50, 50),
        px=st.floats(-80, 80), py=st.floats(-80, 80), half_fov=st.sampled_from([30.0, 45.0, 60.0]),
