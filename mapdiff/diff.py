@@ -1275,7 +1275,9 @@ def _confirmed_trips(matched: pd.DataFrame, coverage_n: pd.DataFrame, net, sourc
     third of a short edge). A pass the matcher routed through (a detour around a road the map
     lacks, a guess across a gap) or a fix at a junction that touched the edge put no car there.
     With the matcher's ``confidence`` (the posterior that a fix is on its edge, that way), a
-    trip counts as much as its surest such fix: the expected number of trips that were there."""
+    trip counts as much as its surest such fix: the expected number of trips that were there.
+    A standing car (its raw fixes slower than observe's ``still_mps``) confirms nothing: waiting
+    at a junction, its fixes scatter onto every edge there, either way."""
     from mapdiff.schema import numbers, require
 
     require(matched, ["trip_id", "edge_id", "distance_m", "offset_m"], source)
@@ -1287,7 +1289,7 @@ def _confirmed_trips(matched: pd.DataFrame, coverage_n: pd.DataFrame, net, sourc
     off = numbers(matched, "offset_m", source, missing=True)
     margin = np.minimum(END_M, length / 3.0)
     inside = (off >= margin) & (off <= length - margin)
-    close = on_edge & np.isfinite(dist) & (dist <= 2.0 * _gps_sigma(dist)) & inside
+    close = on_edge & np.isfinite(dist) & (dist <= 2.0 * _gps_sigma(dist)) & inside & _moving(matched, net, source)
     against = matched["against"].to_numpy(bool) if "against" in matched else np.zeros(len(matched), bool)
     sure = (np.nan_to_num(numbers(matched, "confidence", source, missing=True), nan=1.0) if "confidence" in matched
             else np.ones(len(matched)))
@@ -1300,6 +1302,26 @@ def _confirmed_trips(matched: pd.DataFrame, coverage_n: pd.DataFrame, net, sourc
         got = n[flag].reindex(out.index, fill_value=0).to_numpy() if flag in n else np.zeros(len(out))
         out[col] = np.minimum(out[col].to_numpy(), got)
     return out
+
+
+def _moving(matched: pd.DataFrame, net, source: str) -> np.ndarray:
+    """Per matched fix, whether the car moved there: the speed of a line fitted to its trip's
+    raw fixes around it (observe's window and ``still_mps``); True where too few fixes tell."""
+    from mapdiff._kernels.observe import raw_velocity
+    from mapdiff.observe import STILL_WINDOW_S, ObserveConfig
+    from mapdiff.schema import lonlat_columns, time_seconds
+
+    if "t" not in matched or "lon" not in matched or "lat" not in matched:
+        return np.ones(len(matched), dtype=bool)
+    trip = pd.factorize(matched["trip_id"].astype(str))[0]
+    t = time_seconds(matched["t"], source=source)
+    order = np.lexsort((t, trip))
+    x, y = net.proj.to_metres(*lonlat_columns(matched, source))
+    ptr = np.r_[0, np.cumsum(np.bincount(trip, minlength=trip.max() + 1 if len(trip) else 0))].astype(np.int64)
+    vel = raw_velocity(ptr, t[order], x[order], y[order], STILL_WINDOW_S)
+    moving = np.empty(len(matched), dtype=bool)
+    moving[order] = ~(np.hypot(vel[:, 0], vel[:, 1]) < ObserveConfig.still_mps)
+    return moving
 
 
 def _filmed(seen_n: pd.DataFrame, video_coverage: pd.DataFrame, net, source: str) -> pd.DataFrame:

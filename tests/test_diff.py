@@ -197,6 +197,26 @@ def test_oneway_evidence_is_weighed_by_the_matchers_confidence(grid_edges, sure,
     assert rev["edge_id"].tolist() == ([first] if reported else [])
 
 
+@pytest.mark.parametrize("step_m, reported", [(8.0, True), (0.3, False)])
+def test_a_standing_car_confirms_no_direction(grid_edges, step_m, reported):
+    """Twelve trips with five sure fixes each on a one-way, matched against it: cars driving it
+    westward (8 m a second) reverse it; cars standing there (0.3 m a second of GPS jitter:
+    waiting at a junction, their fixes land on its edges either way) say nothing of its way."""
+    cov = _coverage(grid_edges)
+    first = int(grid_edges[(grid_edges["u"] == 1) & (grid_edges["v"] == 11)]["edge_id"].iloc[0])
+    cov.loc[cov["edge_id"] == first, ["passes", "trips", "against", "trips_against"]] = [0, 0, 12, 12]
+    x0, y0 = node_xy(1)
+    off = 70.0 - step_m * np.arange(5)
+    g = _points(np.c_[np.tile(x0 + off, 12), np.full(60, y0 + 1.0)])
+    matched = pd.DataFrame({"trip_id": np.repeat([f"t{k}" for k in range(12)], 5), "t": np.tile(np.arange(5.0), 12),
+                            "lon": g.x.to_numpy(), "lat": g.y.to_numpy(), "edge_id": first,
+                            "offset_m": np.tile(off, 12), "distance_m": 1.0, "state": "matched", "confidence": 1.0,
+                            "against": True})
+    result = diff({"edges": grid_edges.to_crs(4326)}, None, cov, DiffConfig(min_confidence=0.5), matched=matched)
+    rev = result.diffs[result.diffs["kind"] == "oneway_reversed"]
+    assert rev["edge_id"].tolist() == ([first] if reported else [])
+
+
 def _matched_run(trip, xs, ys, t0=0.0, state="unmatched"):
     g = _points(np.c_[xs, ys])
     n = len(xs)
