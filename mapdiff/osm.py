@@ -88,6 +88,19 @@ def is_drivable(tags) -> bool:
     return tags.get("service") not in EXCLUDED_SERVICE
 
 
+def _sign_parts(sign: str) -> list[str]:
+    """The signs of a ``traffic_sign`` value: split at ``;`` and ``,`` outside brackets (a
+    sign's own argument may hold a comma: ``FI:344[2,5 t]`` is one sign, a height limit)."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(sign):
+        depth += (ch == "[") - (ch == "]")
+        if ch in ";," and depth <= 0:
+            parts.append(sign[start:i])
+            start = i + 1
+    parts.append(sign[start:])
+    return parts
+
+
 def classify_node(tags: dict) -> list[tuple[str, str | None]]:
     """Normalised (class, value) pairs for a node's tags; empty for a node that is no map object.
 
@@ -105,7 +118,7 @@ def classify_node(tags: dict) -> list[tuple[str, str | None]]:
     if sign and sign not in ("none", "no"):
         # a country prefix applies to the codes after it: "FI:231;141" -> FI:231, FI:141
         prefix = ""
-        for part in re.split(r"[;,]", sign):
+        for part in _sign_parts(sign):
             part = part.strip()
             if not part:
                 continue

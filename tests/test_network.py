@@ -19,6 +19,10 @@ from tests.conftest import FIXTURES
         ({"traffic_sign": "FI:231"}, [("traffic_sign", "FI:231")]),
         ({"traffic_sign": "FI:231;141"}, [("traffic_sign", "FI:231"), ("traffic_sign", "FI:141")]),
         ({"traffic_sign": "DE:274[50]"}, [("speed_limit", "50")]),
+        # a comma inside a sign's brackets is the sign's own (a 2.5 t weight limit), not a split
+        ({"traffic_sign": "FI:344[2,5 t],FI:372"}, [("traffic_sign", "FI:344[2,5 t]"), ("traffic_sign", "FI:372")]),
+        ({"traffic_sign": "FI:612[left][FI:663[E 75]];FI:211"},
+         [("traffic_sign", "FI:612[left][FI:663[E 75]]"), ("traffic_sign", "FI:211")]),
         ({"traffic_sign": "maxspeed", "maxspeed": "30"}, [("speed_limit", "30")]),
         ({"amenity": "cafe"}, []),
     ],
