@@ -35,12 +35,14 @@ Roads against the edges
 - ``oneway_reversed``: a one-way edge whose trips against it outweigh the trips with it, by a
   likelihood ratio with the matcher's wrong-way noise rate measured on all one-way edges.
 - ``road_closed``: a road (both directions of a node pair) nobody drove although the fleet's
-  own trips would have taken it (their fastest routes on the map between where they started
-  and ended); empty roads of that kind that touch are one closed stretch (a closed road
-  empties the roads that only lead to it); the confidence is calibrated on the data (how often
-  roads expected on that many trips are empty anyway; see :func:`_calibrated`). A road counts
-  as driven by the trips whose fixes confirm it; a few passes with no fix on the road are the
-  matcher cutting a corner (see :func:`_driven`). Needs the paths.
+  own trips would have taken it: the map's fastest routes over windows of each trip's path
+  (:func:`_route_windows`) take it. Closures are taken one at a time, most expected first, and
+  the trips routed again around each, so that a closure explains the empty roads further along
+  its routes (:func:`_explained_closures`); closures that touch are one closed stretch. The
+  confidence is calibrated on the data (how often roads expected on that many trips are empty
+  anyway; see :func:`_calibrated`). A road counts as driven by the trips whose fixes confirm
+  it; a few passes with no fix on the road are the matcher cutting a corner (see
+  :func:`_driven`). Needs the paths.
 - ``road_missing``: runs of fixes the matcher left unmatched or matched far off (beyond
   ``4 sigma`` of the GPS error measured from the matched distances), away from the trip's ends
   (car parks) and getting somewhere at driving speed, from ``min_road_trips`` distinct trips
