@@ -89,8 +89,13 @@ def test_the_server_stopped_mid_run_is_transient_and_the_retry_completes(tmp_pat
     proxy = StopOnWrite(server)
     try:
         server.make_bucket("run")
-        fs = s3fs.S3FileSystem(key=server.env()["AWS_ACCESS_KEY_ID"], secret=server.env()["AWS_SECRET_ACCESS_KEY"],
-                               endpoint_url=server.endpoint, skip_instance_cache=True)
+
+        def client():  # the server's endpoint now (a restart may have to pick new ports)
+            env = server.env()
+            return s3fs.S3FileSystem(key=env["AWS_ACCESS_KEY_ID"], secret=env["AWS_SECRET_ACCESS_KEY"],
+                                     endpoint_url=server.endpoint, skip_instance_cache=True)
+
+        fs = client()
         for name in ("traces.parquet", "map.gpkg"):
             fs.put_file(str(sim_dir / name), f"run/in/{name}")
         cmd = [sys.executable, "-m", "mapdiff_cli.main", "match", "s3://run/in/traces.parquet", "--map",
@@ -102,6 +107,7 @@ def test_the_server_stopped_mid_run_is_transient_and_the_retry_completes(tmp_pat
         assert first.stderr.startswith("mapdiff: error: s3://run/out/matched.parquet: cannot write (")
         assert first.stderr.count("\n") == 1
         server.start()
+        fs = client()
         assert not fs.exists("run/out/matched.parquet")
         # the endpoint answers before the volumes are loaded ("internal error, please try again"
         # for a moment): Batch's back-off between attempts waits that out, so the test does too
