@@ -823,9 +823,9 @@ def _road_diffs(net, coverage_n, config):
 
 
 def _closed_roads(net, counts: tuple, paths: pd.DataFrame, config: DiffConfig, source: str) -> list:
-    """``road_closed``: roads that the fleet's own trips would have taken (each trip's fastest
-    route on the map between where it started and ended, by free-flow speed) yet nobody drove,
-    once the closures found explain the rest (:func:`_explained_closures`). A closed road makes
+    """``road_closed``: roads that the fleet's own trips would have taken (the map's fastest
+    routes, by free-flow speed, over windows of their paths: :func:`_route_windows`) yet nobody
+    drove, once the closures found explain the rest (:func:`_explained_closures`). A closed road makes
     every trip that needed it go round; an open road off everyone's way is simply empty and
     expected so. The confidence is calibrated on the map itself: among the roads expected on
     that many trips, how many are empty anyway (drivers do not all take the fastest way; see
@@ -936,25 +936,26 @@ def _route_windows(net, paths: pd.DataFrame, source: str) -> tuple:
     key = np.cumsum(new)[~against]
     first = np.r_[True, key[1:] != key[:-1]]
     last = np.r_[key[1:] != key[:-1], True]
-    # free-flow time driven by the end of each row, from its chain's start
+    # free-flow time driven by the end of each row, from its stretch's start
     step = net.edge_len[rows] / free_flow_speed_mps(net.edges)[rows]
     t = np.cumsum(step)
     t -= np.repeat((t - step)[first], np.diff(np.r_[np.flatnonzero(first), len(t)]))
     half = np.floor(t / (ROUTE_WINDOW_S / 2)).astype(np.int64)
-    # the boundaries, in order: each chain's start, each node where a half window ends, its end
+    # the boundaries, in order: each stretch's start, each node where a half window ends, its end
     cut = last | np.r_[half[1:] != half[:-1], True]
     at = np.r_[np.flatnonzero(first) - 0.5, np.flatnonzero(cut)]
     order = at.argsort(kind="stable")
-    b = pd.DataFrame({"chain": np.r_[key[first], key[cut]][order], "node": np.r_[enter[first], leave[cut]][order]})
-    # windows from each boundary to the one two further on; the whole stretch when longer
-    by = b.groupby("chain")["node"]
+    b = pd.DataFrame({"stretch": np.r_[key[first], key[cut]][order], "node": np.r_[enter[first], leave[cut]][order]})
+    # windows from each boundary to the one two further on, and the whole stretch (unless that
+    # is its one window already: three boundaries)
+    by = b.groupby("stretch")["node"]
     b["two"] = by.shift(-2)
     w = b[b["two"].notna()]
     whole = by.agg(["first", "last", "size"])
     whole = whole[(whole["size"] == 2) | (whole["size"] > 3)]
     start = np.r_[w["node"].to_numpy(np.int64), whole["first"].to_numpy(np.int64)]
     end = np.r_[w["two"].to_numpy(np.int64), whole["last"].to_numpy(np.int64)]
-    stretch = np.r_[w["chain"].to_numpy(), whole.index.to_numpy()]
+    stretch = np.r_[w["stretch"].to_numpy(), whole.index.to_numpy()]
     trip_of = pd.Series(trip).groupby(key).first().reindex(stretch).to_numpy()
     keep = start != end
     return start[keep], end[keep], trip_of[keep]
