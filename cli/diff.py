@@ -70,7 +70,7 @@ def diff(map_path, objects_path, coverage_path, matched_path, paths_path, video_
         matched = read_table(matched_path) if matched_path else None
         paths = read_table(paths_path) if paths_path else None
         video = read_table(video_path) if video_path else None
-        compiling_notice("diff", "geometry", "graph", quiet=quiet)
+        compiling_notice("diff", "geometry", "graph", "observe", quiet=quiet)
         result = run(layers, objects, cov, config, matched=matched, paths=paths, video_coverage=video,
                      sources={"map": map_path, "objects": objects_path or "objects", "coverage": coverage_path,
                               "matched": matched_path or "matched", "paths": paths_path or "paths",
