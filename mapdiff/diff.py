@@ -909,24 +909,21 @@ def _route_windows(net, paths: pd.DataFrame, source: str) -> tuple:
     node to node ``ROUTE_WINDOW_S`` of free-flow driving apart, every half window, and the
     whole stretch. Returns (start node, end node, trip) per window."""
     from mapdiff.network import free_flow_speed_mps
-    from mapdiff.schema import numbers, require
+    from mapdiff.schema import flags, numbers, require
 
     require(paths, ["trip_id", "edge_id", "against"], source)
     none = (np.zeros(0, np.int64),) * 3
     if len(paths) == 0:
         return none
-    if not pd.api.types.is_bool_dtype(paths["against"]):
-        msg = f"{source}: column 'against' must be true/false; found dtype {paths['against'].dtype}"
-        raise InputError(msg)
+    against = flags(paths, "against", source)
     row_of = pd.Series(np.arange(net.n_edges), index=net.edges["edge_id"].to_numpy())
-    p = paths.assign(_row=row_of.reindex(numbers(paths, "edge_id", source, integer=True)).to_numpy())
-    p = p[p["_row"].notna()]
+    row = row_of.reindex(numbers(paths, "edge_id", source, integer=True)).to_numpy()
+    p, against = paths[~np.isnan(row)], against[~np.isnan(row)]
     if len(p) == 0:
         return none
     chain = p["chain"].to_numpy() if "chain" in p else np.zeros(len(p), np.int64)
     trip = pd.factorize(p["trip_id"].astype(str))[0]
-    rows = p["_row"].to_numpy().astype(np.int64)
-    against = p["against"].to_numpy(bool)
+    rows = row[~np.isnan(row)].astype(np.int64)
     enter = np.where(against, net.edge_v[rows], net.edge_u[rows]).astype(np.int64)
     leave = np.where(against, net.edge_u[rows], net.edge_v[rows]).astype(np.int64)
     # only stretches the map can route are compared with its fastest routes: a pass against a
@@ -1092,31 +1089,40 @@ def _drove_along(part: pd.DataFrame, geom, cell: float) -> np.ndarray:
     return per_trip.index[per_trip == 1].to_numpy()
 
 
-def _missing_roads(matched: pd.DataFrame, net, roads: _Roads, config: DiffConfig, source: str):
+def _fix_table(matched: pd.DataFrame, net, source: str):
+    """The matched fixes in trip and time order, in metres, read once for the judgments that
+    look at the fixes themselves: a frame of ``row`` (the fix's row in ``matched``), ``trip``
+    (a code), ``t`` (s), ``x``, ``y`` and ``far`` (unmatched, or beyond 4 GPS sigmas of its
+    road: a place the map does not explain), and that sigma (:func:`_gps_sigma`)."""
+    from mapdiff.schema import lonlat_columns, numbers, require, time_seconds
+
+    require(matched, ["trip_id", "t", "lon", "lat", "state", "distance_m"], source)
+    m = matched.assign(_row=np.arange(len(matched))).sort_values(["trip_id", "t"], kind="stable")
+    x, y = net.proj.to_metres(*lonlat_columns(m, source))
+    dist = numbers(m, "distance_m", source, missing=True)
+    ok = (m["state"].astype(str).to_numpy() != "unmatched") & np.isfinite(dist)
+    sigma = _gps_sigma(dist[ok])
+    table = pd.DataFrame({"row": m["_row"].to_numpy(), "trip": pd.factorize(m["trip_id"].astype(str))[0],
+                          "t": time_seconds(m["t"], source=source), "x": x, "y": y,
+                          "far": ~ok | (dist > 4.0 * sigma)})
+    return table, sigma
+
+
+def _missing_roads(fixes: tuple, net, roads: _Roads, config: DiffConfig):
     """``road_missing``: off-map runs of several trips along a common line (see the module
-    docstring)."""
+    docstring); ``fixes`` as :func:`_fix_table` gives them."""
     import shapely
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    from mapdiff.schema import lonlat_columns, numbers, require, time_seconds
-
-    require(matched, ["trip_id", "t", "lon", "lat", "state", "distance_m"], source)
-    m = matched.sort_values(["trip_id", "t"], kind="stable")
-    x, y = net.proj.to_metres(*lonlat_columns(m, source))
-    t = time_seconds(m["t"], source=source)
-    dist = numbers(m, "distance_m", source, missing=True)
-    state = m["state"].astype(str).to_numpy()
-    ok = (state != "unmatched") & np.isfinite(dist)
-    sigma = _gps_sigma(dist[ok])
-    far = ~ok | (dist > 4.0 * sigma)
-    trip = pd.factorize(m["trip_id"].astype(str))[0]
+    table, sigma = fixes
+    trip, far = table["trip"].to_numpy(), table["far"].to_numpy()
     new_trip = np.r_[True, trip[1:] != trip[:-1]]
     # runs of far fixes, and whether they touch the trip's ends
     run_start = far & (new_trip | ~np.r_[False, far[:-1]])
     run = np.cumsum(run_start) * far  # 0: not in a run
     end_trip = np.r_[trip[1:] != trip[:-1], True]
-    df = pd.DataFrame({"run": run, "trip": trip, "x": x, "y": y, "t": t, "first": new_trip, "last": end_trip})
+    df = table[["trip", "x", "y", "t"]].assign(run=run, first=new_trip, last=end_trip)
     df = df[far]
     if df.empty:
         return []
@@ -1241,7 +1247,9 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
     net = Network.from_edges(map_layers["edges"], source=f"{src['map']} (layer 'edges')")
     roads = _roads(net)
     coverage_n = _coverage_counts(coverage, net, src["coverage"])
-    seen_n = coverage_n if matched is None else _confirmed_trips(matched, coverage_n, net, src["matched"])
+    fixes = None if matched is None else _fix_table(matched, net, src["matched"])
+    seen_n = coverage_n if matched is None else _confirmed_trips(matched, coverage_n, net, _moving(fixes[0]),
+                                                                 src["matched"])
     parts, unverified = [], None
     features = map_layers.get("features")
     obj = _object_frame(objects if objects is not None else pd.DataFrame(), net.proj, src["objects"])
@@ -1260,7 +1268,7 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
     else:
         warnings.append("no --paths: road_closed needs the trips' routes and is skipped")
     if matched is not None:
-        parts.append(pd.DataFrame(_missing_roads(matched, net, roads, config, src["matched"])))
+        parts.append(pd.DataFrame(_missing_roads(fixes, net, roads, config)))
     frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame()
     return DiffResult(_diff_frame(frame, net, config), _unverified_frame(unverified, net), warnings)
 
@@ -1272,16 +1280,17 @@ def _gps_sigma(distance_m: np.ndarray) -> float:
     return float(np.median(d) / 1.177) if len(d) else 10.0
 
 
-def _confirmed_trips(matched: pd.DataFrame, coverage_n: pd.DataFrame, net, source: str) -> pd.DataFrame:
+def _confirmed_trips(matched: pd.DataFrame, coverage_n: pd.DataFrame, net, moving: np.ndarray,
+                     source: str) -> pd.DataFrame:
     """Coverage trips that the fixes confirm: a trip counts on an edge (each way) only when one
     of its fixes was matched within two GPS sigmas of it and away from its ends (``END_M``, a
     third of a short edge). A pass the matcher routed through (a detour around a road the map
     lacks, a guess across a gap) or a fix at a junction that touched the edge put no car there.
     With the matcher's ``confidence`` (the posterior that a fix is on its edge, that way), a
     trip counts as much as its surest such fix: the expected number of trips that were there.
-    A standing car (its raw fixes slower than observe's ``still_mps``) confirms nothing: waiting
-    at a junction, its fixes scatter onto every edge there, either way."""
-    from mapdiff.schema import numbers, require
+    A standing car (``moving`` False, see :func:`_moving`) confirms nothing: waiting at a
+    junction, its fixes scatter onto every edge there, either way."""
+    from mapdiff.schema import flags, numbers, require
 
     require(matched, ["trip_id", "edge_id", "distance_m", "offset_m"], source)
     dist = numbers(matched, "distance_m", source, missing=True)
@@ -1292,8 +1301,8 @@ def _confirmed_trips(matched: pd.DataFrame, coverage_n: pd.DataFrame, net, sourc
     off = numbers(matched, "offset_m", source, missing=True)
     margin = np.minimum(END_M, length / 3.0)
     inside = (off >= margin) & (off <= length - margin)
-    close = on_edge & np.isfinite(dist) & (dist <= 2.0 * _gps_sigma(dist)) & inside & _moving(matched, net, source)
-    against = matched["against"].to_numpy(bool) if "against" in matched else np.zeros(len(matched), bool)
+    close = on_edge & np.isfinite(dist) & (dist <= 2.0 * _gps_sigma(dist)) & inside & moving
+    against = flags(matched, "against", source)
     sure = (np.nan_to_num(numbers(matched, "confidence", source, missing=True), nan=1.0) if "confidence" in matched
             else np.ones(len(matched)))
     m = pd.DataFrame({"edge_id": edge[close], "against": against[close],
@@ -1307,23 +1316,20 @@ def _confirmed_trips(matched: pd.DataFrame, coverage_n: pd.DataFrame, net, sourc
     return out
 
 
-def _moving(matched: pd.DataFrame, net, source: str) -> np.ndarray:
-    """Per matched fix, whether the car moved there: the speed of a line fitted to its trip's
-    raw fixes around it (observe's window and ``still_mps``); True where too few fixes tell."""
+def _moving(table: pd.DataFrame) -> np.ndarray:
+    """Per matched fix (rows of :func:`_fix_table`'s ``table``, back in ``matched``'s order),
+    whether the car moved there: the speed of a line fitted to its trip's raw fixes around it,
+    the far ones left out (observe's window and ``still_mps``, as observe tells a standing
+    car); True where too few fixes tell."""
     from mapdiff._kernels.observe import raw_velocity
     from mapdiff.observe import STILL_WINDOW_S, ObserveConfig
-    from mapdiff.schema import lonlat_columns, time_seconds
 
-    if "t" not in matched or "lon" not in matched or "lat" not in matched:
-        return np.ones(len(matched), dtype=bool)
-    trip = pd.factorize(matched["trip_id"].astype(str))[0]
-    t = time_seconds(matched["t"], source=source)
-    order = np.lexsort((t, trip))
-    x, y = net.proj.to_metres(*lonlat_columns(matched, source))
-    ptr = np.r_[0, np.cumsum(np.bincount(trip, minlength=trip.max() + 1 if len(trip) else 0))].astype(np.int64)
-    vel = raw_velocity(ptr, t[order], x[order], y[order], STILL_WINDOW_S)
-    moving = np.empty(len(matched), dtype=bool)
-    moving[order] = ~(np.hypot(vel[:, 0], vel[:, 1]) < ObserveConfig.still_mps)
+    trip, far = table["trip"].to_numpy(), table["far"].to_numpy()
+    ptr = np.r_[0, np.cumsum(np.bincount(trip))].astype(np.int64) if len(trip) else np.zeros(1, np.int64)
+    rx, ry = np.where(far, np.nan, table["x"].to_numpy()), np.where(far, np.nan, table["y"].to_numpy())
+    vel = raw_velocity(ptr, table["t"].to_numpy(), rx, ry, STILL_WINDOW_S)
+    moving = np.empty(len(table), dtype=bool)
+    moving[table["row"].to_numpy()] = ~(np.hypot(vel[:, 0], vel[:, 1]) < ObserveConfig.still_mps)
     return moving
 
 

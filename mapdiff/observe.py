@@ -130,7 +130,7 @@ def _matched_poses(matched, source, proj, network):
     """Matched fixes with a position, per trip in time order: (trip codes, ptr, t, x, y, kernel
     edge (-1 without a network), offset along it, pose sigma, raw fix x and y (NaN where
     missing or an outlier))."""
-    from mapdiff.schema import numbers, require, time_seconds
+    from mapdiff.schema import flags, numbers, require, time_seconds
 
     require(matched, ["trip_id", "t", "matched_lon", "matched_lat", "distance_m"], source)
     if matched["trip_id"].isna().any():
@@ -143,9 +143,6 @@ def _matched_poses(matched, source, proj, network):
     def optional(name, default):
         return numbers(matched, name, source, missing=True)[ok] if name in matched else default
 
-    if "against" in matched and not (pd.api.types.is_bool_dtype(matched["against"]) or matched["against"].isna().all()):
-        msg = f"{source}: column 'against' must be true/false; found dtype {matched['against'].dtype}"
-        raise InputError(msg)
     m = pd.DataFrame(
         {
             "trip": matched["trip_id"].astype(str).to_numpy()[ok],
@@ -155,7 +152,7 @@ def _matched_poses(matched, source, proj, network):
             "d": numbers(matched, "distance_m", source, missing=True)[ok],
             "edge": _kernel_edges(matched, network, source)[ok],
             "off": optional("offset_m", np.nan),
-            "against": matched["against"].fillna(False).to_numpy(bool)[ok] if "against" in matched else False,
+            "against": flags(matched, "against", source, missing=True)[ok],
             "rlon": optional("lon", np.nan),
             "rlat": optional("lat", np.nan),
         }

@@ -90,7 +90,7 @@ def is_drivable(tags) -> bool:
 
 def _sign_parts(sign: str) -> list[str]:
     """The signs of a ``traffic_sign`` value: split at ``;`` and ``,`` outside brackets (a
-    sign's own argument may hold a comma: ``FI:344[2,5 t]`` is one sign, a height limit)."""
+    sign's own argument may hold a comma: ``FI:344[2,5 t]`` is one sign, a 2.5 t limit)."""
     parts, depth, start = [], 0, 0
     for i, ch in enumerate(sign):
         depth += (ch == "[") - (ch == "]")

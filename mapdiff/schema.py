@@ -89,6 +89,21 @@ def numbers(df: pd.DataFrame, column: str, source: str, *, integer: bool = False
     return out
 
 
+def flags(df: pd.DataFrame, column: str, source: str, *, missing: bool = False) -> np.ndarray:
+    """Column ``column`` as booleans (False where absent), or InputError naming the file and the
+    column when it holds anything but true/false (``missing``: an all-missing column is False,
+    and so are missing values)."""
+    if column not in df:
+        return np.zeros(len(df), dtype=bool)
+    col = df[column]
+    if missing and col.isna().all():
+        return np.zeros(len(col), dtype=bool)
+    if not pd.api.types.is_bool_dtype(col):
+        msg = f"{source}: column {column!r} must be true/false; found dtype {col.dtype}"
+        raise InputError(msg)
+    return col.fillna(False).to_numpy(bool)
+
+
 def require(df: pd.DataFrame, columns, source: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
