@@ -1070,23 +1070,27 @@ def _centre_line(part: pd.DataFrame, cell: float):
 
 
 def _drove_along(part: pd.DataFrame, geom, cell: float) -> np.ndarray:
-    """The trips whose off-map runs drove along ``geom``: each run gets at least ``cell`` along
-    it and goes more along it than across (a run that crosses the line, or stands on it, as
-    multipath at a red light does, is no support), and all of a trip's runs go one way (a car
-    that drives out along a line and back in one trip visited a place off the map, a car park
-    or a fuel station; a trip that drives a road does so one way)."""
+    """The trips whose off-map runs drove along ``geom``. A run of two or more fixes on the line
+    must get at least ``cell`` along it and go more along it than across (a run that crosses the
+    line, or stands on it, as multipath at a red light does, rules its trip out), and all of a
+    trip's runs must go one way (a car that drives out along a line and back in one trip visited
+    a place off the map, a car park or a fuel station; a trip that drives a road does so one
+    way). A run with one fix on the line (fixes every 15 s cross a 10 m cell once) tells neither."""
     import shapely
 
     s = shapely.line_locate_point(geom, shapely.points(part["x"].to_numpy(), part["y"].to_numpy()))
     runs = part[["trip", "run", "t", "x", "y"]].assign(s=s).sort_values(["run", "t"], kind="stable")
     g = runs.groupby("run")
-    first, last = g.first(), g.last()
+    first, last, n_fixes = g.first(), g.last(), g.size().to_numpy()
     progress = (last["s"] - first["s"]).to_numpy()
     straight = np.hypot(last["x"] - first["x"], last["y"] - first["y"]).to_numpy()
     along = (np.abs(progress) >= cell) & (np.abs(progress) >= np.sqrt(0.5) * straight)  # within 45 degrees
-    way = pd.DataFrame({"trip": first["trip"].to_numpy(), "way": np.sign(progress), "along": along})
-    per_trip = way[way["along"]].groupby("trip")["way"].nunique()
-    return per_trip.index[per_trip == 1].to_numpy()
+    trip = first["trip"].to_numpy()
+    told = n_fixes >= 2
+    astray = np.unique(trip[told & ~along])
+    ways = pd.Series(np.sign(progress[told & along])).groupby(trip[told & along]).nunique()
+    both = ways.index[ways > 1].to_numpy()
+    return np.setdiff1d(np.unique(trip), np.r_[astray, both])
 
 
 def _fix_table(matched: pd.DataFrame, net, source: str):

@@ -291,6 +291,17 @@ def test_support_of_a_missing_road_is_a_trip_that_drove_along_it_one_way():
     assert sorted(_drove_along(pd.DataFrame(rows), line, 10.0).tolist()) == [0, 4]
 
 
+def test_a_run_with_one_fix_on_the_line_tells_nothing():
+    """Fixes every 15 s cross a 10 m cell once: trip 5's run has one fix on the line, and its
+    trip stays support; trip 6's other run crosses the line, which rules it out."""
+    from mapdiff.diff import _drove_along
+
+    line = shapely.LineString([(0.0, -100.0), (0.0, 200.0)])
+    rows = [{"trip": 5, "run": 1, "t": 0.0, "x": 0.5, "y": 40.0}, {"trip": 6, "run": 2, "t": 0.0, "x": 0.0, "y": 60.0}]
+    rows += [{"trip": 6, "run": 3, "t": 30.0 + k, "x": -20.0 + 8 * k, "y": 80.0} for k in range(6)]
+    assert _drove_along(pd.DataFrame(rows), line, 10.0).tolist() == [5]
+
+
 def test_a_place_visited_out_and_back_is_no_missing_road(grid_edges):
     # five trips each leave row 0 at the same spot, drive 70 m north-east off the map at
     # driving speed and come back along the same line (a car park seen from the road, the stop
