@@ -12,7 +12,7 @@ Each run also scores the diffs made from the simulator's true objects (what loca
 if it were perfect), to separate the judgment's own errors from locate's.
 
     python benchmarks/diff_sim.py [--cities helsinki,liechtenstein,harrisburg] [--placements physical,osm]
-                                  [--roads-only]
+                                  [--roads-only] [--sample-interval-s S]
 """
 
 from __future__ import annotations
@@ -53,22 +53,25 @@ def true_objects(sim: Path, target: Path) -> None:
                   "n_observations": o["n_detections"]}).to_parquet(target)
 
 
-def one_city(tmp: Path, city: str, placement: str, vehicles: int, days: int, seed: int, roads_only: bool) -> dict:
+def one_city(tmp: Path, city: str, placement: str, args) -> dict:
+    """The pipeline on one city and placement; ``args``: the fleet (vehicles, days, seed,
+    sample_interval_s) and roads_only."""
     osm, rich = CITIES[city]
     out = tmp / f"{city}-{placement}"
     out.mkdir()
     run("network", osm, "-o", out / "roads.gpkg")
     rates = ["--added-rate", 0.02 * rich, "--removed-rate", 0.02 * rich, "--moved-rate", 0.02 * rich,
              "--value-changed-rate", min(0.03 * rich, 1.0)]
-    run("simulate", "--map", out / "roads.gpkg", "-o", out / "sim", "--vehicles", vehicles, "--days", days,
-        "--seed", seed, "--placement", placement, *rates)
+    run("simulate", "--map", out / "roads.gpkg", "-o", out / "sim", "--vehicles", args.vehicles, "--days",
+        args.days, "--seed", args.seed, "--placement", placement, "--sample-interval-s", args.sample_interval_s,
+        *rates)
     sim = out / "sim"
     run("match", sim / "traces.parquet", "--map", sim / "map.gpkg", "-o", out / "matched.parquet", "--paths",
         out / "paths.parquet")
     run("coverage", out / "paths.parquet", "-o", out / "coverage.parquet")
     road_inputs = ["--coverage", out / "coverage.parquet", "--matched", out / "matched.parquet", "--paths",
                    out / "paths.parquet"]
-    if roads_only:
+    if args.roads_only:
         # the road kinds rest on the fixes, paths and coverage only: no camera stages
         run("diff", "--map", sim / "map.gpkg", *road_inputs, "-o", out / "diffs-r.gpkg")
         run("evaluate", "--truth", sim, "--diffs", out / "diffs-r.gpkg", "--json", out / "scores-r.json")
@@ -98,6 +101,7 @@ def main(argv=None):
     ap.add_argument("--vehicles", type=int, default=30)
     ap.add_argument("--days", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sample-interval-s", type=float, default=1.0, help="seconds between the fleet's GPS fixes")
     ap.add_argument("--roads-only", action="store_true",
                     help="score the road kinds only (no observe, locate or object diffs): minutes, not an hour")
     args = ap.parse_args(argv)
@@ -105,7 +109,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         for city in args.cities.split(","):
             for placement in args.placements.split(","):
-                scores = one_city(Path(tmp), city, placement, args.vehicles, args.days, args.seed, args.roads_only)
+                scores = one_city(Path(tmp), city, placement, args)
                 results.append((city, placement, scores))
                 print(f"done: {city} {placement}", file=sys.stderr, flush=True)
     print("Per kind: precision / recall (observable) / recall_all (reported / observable / planted)\n")
