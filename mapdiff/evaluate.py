@@ -108,6 +108,11 @@ class Truth:
         return self._read("objects")
 
     @cached_property
+    def detections(self) -> pd.DataFrame:
+        """Which true object each detection is of (``detection_id``, ``object_id``)."""
+        return self._read("detections")
+
+    @cached_property
     def changes(self) -> pd.DataFrame:
         return self._read("changes")
 
