@@ -106,6 +106,37 @@ def visible_edges(px, py, range_m, half_fov_rad, geom):
 
 
 @jit
+def _grid_of(pos, min_cell_m):
+    """A uniform grid over the first positions (columns 0, 1) of ``pos``: cells of at least
+    ``min_cell_m``, doubled until the extent needs at most ``_MAX_CELLS``. Returns the origin
+    (x0, y0), the cell size, nx, ny, and the points in cell order (``order``, cell c's from
+    ``ptr[c]`` to ``ptr[c + 1]``)."""
+    n = pos.shape[0]
+    x0 = pos[:, 0].min() - 1.0
+    y0 = pos[:, 1].min() - 1.0
+    x1 = pos[:, 0].max()
+    y1 = pos[:, 1].max()
+    cell = min_cell_m
+    while ((x1 - x0) / cell + 1.0) * ((y1 - y0) / cell + 1.0) > _MAX_CELLS:
+        cell *= 2.0
+    nx = int((x1 - x0) / cell) + 1
+    ny = int((y1 - y0) / cell) + 1
+    ptr = np.zeros(nx * ny + 1, dtype=np.int64)
+    cell_of = np.empty(n, dtype=np.int64)
+    for j in range(n):
+        cell_of[j] = int((pos[j, 1] - y0) / cell) * nx + int((pos[j, 0] - x0) / cell)
+        ptr[cell_of[j] + 1] += 1
+    for c in range(nx * ny):
+        ptr[c + 1] += ptr[c]
+    order = np.empty(n, dtype=np.int64)
+    fill = ptr[:-1].copy()
+    for j in range(n):
+        order[fill[cell_of[j]]] = j
+        fill[cell_of[j]] += 1
+    return x0, y0, cell, nx, ny, ptr, order
+
+
+@jit
 def near_pairs(a_pos, a_group, b_pos, b_group, radius_m):
     """All (i, j, distance) with point i of set a and point j of set b in the same group within
     ``radius_m`` by the nearer of their two positions: ``*_pos`` columns (x, y, x2, y2), e.g.
@@ -117,30 +148,10 @@ def near_pairs(a_pos, a_group, b_pos, b_group, radius_m):
     nb = b_pos.shape[0]
     if nb == 0 or na == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
-    x0 = b_pos[:, 0].min() - 1.0
-    y0 = b_pos[:, 1].min() - 1.0
-    x1 = b_pos[:, 0].max()
-    y1 = b_pos[:, 1].max()
+    x0, y0, cell, nx, ny, ptr, order = _grid_of(b_pos, radius_m)
     gap = 0.0
     for j in range(nb):
         gap = max(gap, np.hypot(b_pos[j, 2] - b_pos[j, 0], b_pos[j, 3] - b_pos[j, 1]))
-    cell = radius_m
-    while ((x1 - x0) / cell + 1.0) * ((y1 - y0) / cell + 1.0) > _MAX_CELLS:
-        cell *= 2.0
-    nx = int((x1 - x0) / cell) + 1
-    ny = int((y1 - y0) / cell) + 1
-    ptr = np.zeros(nx * ny + 1, dtype=np.int64)
-    cell_of = np.empty(nb, dtype=np.int64)
-    for j in range(nb):
-        cell_of[j] = int((b_pos[j, 1] - y0) / cell) * nx + int((b_pos[j, 0] - x0) / cell)
-        ptr[cell_of[j] + 1] += 1
-    for c in range(nx * ny):
-        ptr[c + 1] += ptr[c]
-    order = np.empty(nb, dtype=np.int64)
-    fill = ptr[:-1].copy()
-    for j in range(nb):
-        order[fill[cell_of[j]]] = j
-        fill[cell_of[j]] += 1
     mark = np.full(nb, -1, dtype=np.int64)
     cap = na * 4 + 16
     out_i = np.empty(cap, dtype=np.int64)

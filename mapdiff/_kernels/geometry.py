@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from mapdiff._kernels import jit
+from mapdiff._kernels import jit, jit_inline
 
 
 @jit
@@ -73,6 +73,64 @@ def build_grid(vx, vy, seg_valid, x0, y0, cell_m, nx, ny):
     return counts, cell_seg
 
 
+@jit_inline
+def _slot(row_edges, row_dists, m, e, d):
+    """Where edge ``e`` at distance ``d`` goes in a row holding ``m`` entries sorted by distance
+    (one slot per edge: its nearest part), before moving it up: its own slot, a new one, the
+    last one (a full row, ``e`` nearer than its last), or -1 (not kept). Returns (slot, m)."""
+    k = row_edges.shape[0]
+    for q in range(m):
+        if row_edges[q] == e:
+            return (q if d < row_dists[q] else -1), m
+    if m < k:
+        return m, m + 1
+    if d < row_dists[m - 1]:
+        return m - 1, m
+    return -1, m
+
+
+@jit_inline
+def _place(rows, p, slot, e, d, offset, cx, cy):
+    """Put the entry in row ``p`` at ``slot``, moved up to keep the row sorted by distance.
+    ``rows`` = (edges, dists, offsets, cxs, cys)."""
+    edges, dists, offsets, cxs, cys = rows
+    while slot > 0 and dists[p, slot - 1] > d:
+        edges[p, slot] = edges[p, slot - 1]
+        dists[p, slot] = dists[p, slot - 1]
+        offsets[p, slot] = offsets[p, slot - 1]
+        cxs[p, slot] = cxs[p, slot - 1]
+        cys[p, slot] = cys[p, slot - 1]
+        slot -= 1
+    edges[p, slot] = e
+    dists[p, slot] = d
+    offsets[p, slot] = offset
+    cxs[p, slot] = cx
+    cys[p, slot] = cy
+
+
+@jit_inline
+def _interleave_twins(rows, p, m, twin_of, edge_len):
+    """Follow each of row ``p``'s ``m`` entries by its wrong-way twin (same point, the offset
+    from the other end), in place from the back (an entry only moves right). Returns how many
+    slots the row would need."""
+    edges, dists, offsets, cxs, cys = rows
+    k = edges.shape[1]
+    total = 0
+    for q in range(m):
+        total += 2 if twin_of[edges[p, q]] >= 0 else 1
+    end = total
+    for q in range(m - 1, -1, -1):
+        e, d, o, qx, qy = edges[p, q], dists[p, q], offsets[p, q], cxs[p, q], cys[p, q]
+        tw = twin_of[e]
+        end -= 2 if tw >= 0 else 1
+        if end < k:
+            edges[p, end], dists[p, end], offsets[p, end], cxs[p, end], cys[p, end] = e, d, o, qx, qy
+        if tw >= 0 and end + 1 < k:
+            edges[p, end + 1], dists[p, end + 1], cxs[p, end + 1], cys[p, end + 1] = tw, d, qx, qy
+            offsets[p, end + 1] = edge_len[e] - o
+    return total
+
+
 @jit
 def query_points(px, py, radius_m, geom, edges, dists, offsets, cxs, cys):
     """Fill row p of ``edges``, ``dists``, ``offsets``, ``cxs``, ``cys`` (k columns, nearest first)
@@ -82,11 +140,11 @@ def query_points(px, py, radius_m, geom, edges, dists, offsets, cxs, cys):
 
     ``geom`` is :attr:`mapdiff.network.Network.geom`: vertices, the grid over segments and,
     per grid entry, the segment's end points copied in cell order (``cell_xy``) so the scan
-    reads memory in sequence. The work is one loop with no call per point: a call passing this
-    many arrays costs more than a short scan.
+    reads memory in sequence. The helpers are inlined: a call per segment passing this many
+    arrays would cost more than the scan.
     """
     vx, vy, vcum, seg_edge, twin_of, edge_len, x0, y0, cell_m, nx, ny, cell_ptr, cell_seg, cell_xy = geom
-    k = edges.shape[1]
+    rows = (edges, dists, offsets, cxs, cys)
     reach = radius_m + cell_m * 0.7072  # a cell holds the segments within half a diagonal of its centre
     reach2 = reach * reach
     r2 = radius_m * radius_m
@@ -94,9 +152,8 @@ def query_points(px, py, radius_m, geom, edges, dists, offsets, cxs, cys):
     for p in range(px.shape[0]):
         x = px[p]
         y = py[p]
-        for q in range(k):
-            edges[p, q] = -1
-            dists[p, q] = np.inf
+        edges[p, :] = -1
+        dists[p, :] = np.inf
         ix0 = max(int(np.floor((x - reach - x0) / cell_m)), 0)
         ix1 = min(int(np.floor((x + reach - x0) / cell_m)), nx - 1)
         iy0 = max(int(np.floor((y - reach - y0) / cell_m)), 0)
@@ -114,52 +171,12 @@ def query_points(px, py, radius_m, geom, edges, dists, offsets, cxs, cys):
                     if d2 > r2:
                         continue
                     s = cell_seg[j]
-                    e = seg_edge[s]
                     d = np.sqrt(d2)
-                    # one slot per edge: keep its nearest part
-                    slot = -1
-                    for q in range(m):
-                        if edges[p, q] == e:
-                            slot = q
-                            break
+                    slot, m = _slot(edges[p], dists[p], m, seg_edge[s], d)
                     if slot >= 0:
-                        if d >= dists[p, slot]:
-                            continue
-                    elif m < k:
-                        slot = m
-                        m += 1
-                    elif d < dists[p, m - 1]:
-                        slot = m - 1
-                    else:
-                        continue
-                    # move the entry up to keep the row sorted by distance
-                    while slot > 0 and dists[p, slot - 1] > d:
-                        edges[p, slot] = edges[p, slot - 1]
-                        dists[p, slot] = dists[p, slot - 1]
-                        offsets[p, slot] = offsets[p, slot - 1]
-                        cxs[p, slot] = cxs[p, slot - 1]
-                        cys[p, slot] = cys[p, slot - 1]
-                        slot -= 1
-                    edges[p, slot] = e
-                    dists[p, slot] = d
-                    offsets[p, slot] = vcum[s] + f * (vcum[s + 1] - vcum[s])
-                    cxs[p, slot] = vx[s] + f * (vx[s + 1] - vx[s])
-                    cys[p, slot] = vy[s] + f * (vy[s + 1] - vy[s])
-        # interleave the twins, in place from the back (an entry only moves right)
-        total = 0
-        for q in range(m):
-            total += 2 if twin_of[edges[p, q]] >= 0 else 1
-        end = total
-        for q in range(m - 1, -1, -1):
-            e, d, o, qx, qy = edges[p, q], dists[p, q], offsets[p, q], cxs[p, q], cys[p, q]
-            tw = twin_of[e]
-            end -= 2 if tw >= 0 else 1
-            if end < k:
-                edges[p, end], dists[p, end], offsets[p, end], cxs[p, end], cys[p, end] = e, d, o, qx, qy
-            if tw >= 0 and end + 1 < k:
-                edges[p, end + 1], dists[p, end + 1], cxs[p, end + 1], cys[p, end + 1] = tw, d, qx, qy
-                offsets[p, end + 1] = edge_len[e] - o
-        found[p] = min(total, k)
+                        _place(rows, p, slot, seg_edge[s], d, vcum[s] + f * (vcum[s + 1] - vcum[s]),
+                               vx[s] + f * (vx[s + 1] - vx[s]), vy[s] + f * (vy[s + 1] - vy[s]))
+        found[p] = min(_interleave_twins(rows, p, m, twin_of, edge_len), edges.shape[1])
     return found
 
 

@@ -9,7 +9,7 @@ cells, so every step is linear in the observations.
 
 import numpy as np
 
-from mapdiff._kernels import jit
+from mapdiff._kernels import jit, jit_inline
 
 EMPTY = -1
 
@@ -53,6 +53,80 @@ def _solve2(a11, a12, a22, b1, b2):
     return (a22 * b1 - a12 * b2) / det, (a11 * b2 - a12 * b1) / det
 
 
+@jit_inline
+def _frame_end(order, trip, t, s):
+    """One past the last of the observations from ``s`` on that share its trip and time."""
+    e = s + 1
+    while e < order.shape[0] and trip[order[e]] == trip[order[s]] and t[order[e]] == t[order[s]]:
+        e += 1
+    return e
+
+
+@jit_inline
+def _still_active(active, n_active, last_t, now, gap_s):
+    """Keep, in order, those of the first ``n_active`` tracks of ``active`` seen within
+    ``gap_s`` before ``now``; returns how many."""
+    keep = 0
+    for q in range(n_active):
+        if now - last_t[active[q]] <= gap_s:
+            active[keep] = active[q]
+            keep += 1
+    return keep
+
+
+@jit_inline
+def _mark_copies(order, s, e, same, cls, ox, oy, b, r):
+    """An observation the frame already has (a row given twice: same class, observer, bearing
+    and range) goes where its first copy goes: ``same`` of the copy is set to it."""
+    for q in range(s, e):
+        i = order[q]
+        for q2 in range(s, q):
+            j = order[q2]
+            if (same[j] == EMPTY and cls[j] == cls[i] and b[j] == b[i] and ox[j] == ox[i] and oy[j] == oy[i]
+                    and (r[j] == r[i] or (np.isnan(r[j]) and np.isnan(r[i])))):
+                same[i] = j
+                break
+
+
+@jit_inline
+def _assign_best_first(pg, pi, pk, n_pair, track):
+    """Pairs (observation ``pi``, track ``pk``) taken best (smallest ``pg``) first: each
+    observation to one track, each track one observation."""
+    taken = np.zeros(n_pair, dtype=np.bool_)
+    by_g = np.argsort(pg[:n_pair]) if n_pair > 1 else np.arange(n_pair)
+    for p in by_g:
+        i, k = pi[p], pk[p]
+        if track[i] != EMPTY or taken[p]:
+            continue
+        track[i] = k
+        for p2 in range(n_pair):
+            if pk[p2] == k:
+                taken[p2] = True
+
+
+@jit_inline
+def _ray_terms(ox, oy, b, sb, r, sr, tx, ty, floor_m):
+    """What one observation (observer ``ox, oy``, bearing ``b`` and range ``r`` with their sigmas)
+    adds to a track's normal equations (a11, a12, a22, b1, b2), given the track's point
+    ``tx, ty`` (NaN: none yet) for the distance of a ray without range. Scalars in and out: a
+    call per observation passing arrays would cost their reference counts."""
+    ux, uy = np.sin(b), np.cos(b)
+    nx, ny = uy, -ux
+    dist = r if not np.isnan(r) else (np.hypot(tx - ox, ty - oy) if not np.isnan(tx) else 20.0)
+    w = 1.0 / ((max(dist, 1.0) * sb) ** 2 + floor_m**2)
+    c = nx * ox + ny * oy
+    d11, d12, d22, e1, e2 = w * nx * nx, w * nx * ny, w * ny * ny, w * nx * c, w * ny * c
+    if not np.isnan(r):
+        w = 1.0 / (sr**2 + floor_m**2)
+        c = ux * ox + uy * oy + r
+        d11 += w * ux * ux
+        d12 += w * ux * uy
+        d22 += w * uy * uy
+        e1 += w * ux * c
+        e2 += w * uy * c
+    return d11, d12, d22, e1, e2
+
+
 @jit
 def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_m, turn_deg):
     """Chain each trip's observations of one object into a track.
@@ -69,15 +143,10 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
     n = order.shape[0]
     track = np.full(ox.shape[0], EMPTY, dtype=np.int64)
     same = np.full(ox.shape[0], EMPTY, dtype=np.int64)
-    a11 = np.zeros(n)
-    a12 = np.zeros(n)
-    a22 = np.zeros(n)
-    b1 = np.zeros(n)
-    b2 = np.zeros(n)
-    tx = np.full(n, np.nan)
-    ty = np.full(n, np.nan)
-    last_t = np.zeros(n)
-    last_b = np.zeros(n)
+    # per track: its normal equations (a11, a12, a22, b1, b2), point, last time and bearing
+    a11, a12, a22, b1, b2 = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+    tx, ty = np.full(n, np.nan), np.full(n, np.nan)
+    last_t, last_b = np.zeros(n), np.zeros(n)
     t_cls = np.zeros(n, dtype=np.int64)
     first = np.empty(n, dtype=np.int64)
     last = np.empty(n, dtype=np.int64)
@@ -92,29 +161,13 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
 
     s = 0
     while s < n:
-        # one frame: the observations of one trip at one time
-        e = s + 1
-        while e < n and trip[order[e]] == trip[order[s]] and t[order[e]] == t[order[s]]:
-            e += 1
+        e = _frame_end(order, trip, t, s)
         now = t[order[s]]
         if s > 0 and trip[order[s]] != trip[order[s - 1]]:
             n_active = 0
-        keep = 0
-        for q in range(n_active):
-            if now - last_t[active[q]] <= gap_s:
-                active[keep] = active[q]
-                keep += 1
-        n_active = keep
-        # an observation the frame already has (a row given twice) goes where its first copy goes
-        for q in range(s, e):
-            i = order[q]
-            for q2 in range(s, q):
-                j = order[q2]
-                if (same[j] == EMPTY and cls[j] == cls[i] and b[j] == b[i] and ox[j] == ox[i] and oy[j] == oy[i]
-                        and (r[j] == r[i] or (np.isnan(r[j]) and np.isnan(r[i])))):
-                    same[i] = j
-                    break
-        # candidate pairs (observation, track) in the gate, best first
+        n_active = _still_active(active, n_active, last_t, now, gap_s)
+        _mark_copies(order, s, e, same, cls, ox, oy, b, r)
+        # candidate pairs (observation, track) in the gate
         n_pair = 0
         if (e - s) * n_active > cap:
             cap = 2 * (e - s) * n_active
@@ -123,13 +176,11 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
             pk = np.empty(cap, dtype=np.int64)
         for q in range(s, e):
             i = order[q]
-            if same[i] != EMPTY:
-                continue
-            for a in range(n_active):
+            for a in range(n_active if same[i] == EMPTY else 0):
                 k = active[a]
                 if t_cls[k] != cls[i]:
                     continue
-                if np.isnan(tx[k]):
+                if np.isnan(tx[k]):  # bearing-only rays that do not yet meet: a ray near the last
                     d = abs((b[i] - last_b[k] + np.pi) % (2 * np.pi) - np.pi)
                     g = 0.0 if d <= turn and np.isnan(r[i]) else np.inf
                 else:
@@ -137,60 +188,30 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
                     g = _gate2(i, tx[k], ty[k], a22[k] / det, -a12[k] / det, a11[k] / det, ox, oy, b, sb, r, sr,
                                floor_m)
                 if g <= gate2:
-                    pg[n_pair] = g
-                    pi[n_pair] = i
-                    pk[n_pair] = k
+                    pg[n_pair], pi[n_pair], pk[n_pair] = g, i, k
                     n_pair += 1
-        taken = np.zeros(n_pair, dtype=np.bool_)
-        by_g = np.argsort(pg[:n_pair]) if n_pair > 1 else np.arange(n_pair)
-        for p in by_g:
-            i, k = pi[p], pk[p]
-            if track[i] != EMPTY or taken[p]:
-                continue
-            track[i] = k
-            for p2 in range(n_pair):
-                if pk[p2] == k:
-                    taken[p2] = True
+        _assign_best_first(pg, pi, pk, n_pair, track)
         for q in range(s, e):
             i = order[q]
             if same[i] != EMPTY:
                 continue
             if track[i] == EMPTY:
-                track[i] = m
-                t_cls[m] = cls[i]
-                first[m] = i
+                track[i], t_cls[m], first[m] = m, cls[i], i
                 active[n_active] = m
                 n_active += 1
                 m += 1
             k = track[i]
-            # add the observation's ray (and range) to the track's normal equations
-            ux, uy = np.sin(b[i]), np.cos(b[i])
-            nx, ny = uy, -ux
-            dist = r[i] if not np.isnan(r[i]) else (
-                np.hypot(tx[k] - ox[i], ty[k] - oy[i]) if not np.isnan(tx[k]) else 20.0)
-            w = 1.0 / ((max(dist, 1.0) * sb[i]) ** 2 + floor_m**2)
-            c = nx * ox[i] + ny * oy[i]
-            a11[k] += w * nx * nx
-            a12[k] += w * nx * ny
-            a22[k] += w * ny * ny
-            b1[k] += w * nx * c
-            b2[k] += w * ny * c
-            if not np.isnan(r[i]):
-                w = 1.0 / (sr[i] ** 2 + floor_m**2)
-                c = ux * ox[i] + uy * oy[i] + r[i]
-                a11[k] += w * ux * ux
-                a12[k] += w * ux * uy
-                a22[k] += w * uy * uy
-                b1[k] += w * ux * c
-                b2[k] += w * uy * c
+            d11, d12, d22, e1, e2 = _ray_terms(ox[i], oy[i], b[i], sb[i], r[i], sr[i], tx[k], ty[k], floor_m)
+            a11[k] += d11
+            a12[k] += d12
+            a22[k] += d22
+            b1[k] += e1
+            b2[k] += e2
             tx[k], ty[k] = _solve2(a11[k], a12[k], a22[k], b1[k], b2[k])
-            last_t[k] = now
-            last_b[k] = b[i]
-            last[k] = i
+            last_t[k], last_b[k], last[k] = now, b[i], i
         for q in range(s, e):
-            i = order[q]
-            if same[i] != EMPTY:
-                track[i] = track[same[i]]
+            if same[order[q]] != EMPTY:
+                track[order[q]] = track[same[order[q]]]
         s = e
     return track, first[:m].copy(), last[:m].copy(), same
 
