@@ -215,6 +215,71 @@ def _route_position(q, i, j, f, a, b, t, m_t, m_s, m_ss, m_edge, m_off, span_m, 
 
 
 @jit
+def _bracket(k, t, m_ptr, m_t, edge_tol_s, max_gap_s, m_off_road):
+    """The fixes of trip ``k`` around time ``t``: (status, a, b, i, j) with the trip's fixes
+    ``a:b`` and ``i``, ``j`` the ones before and after (status ``POSE_OK``), or why there are
+    none."""
+    if k < 0 or m_ptr[k + 1] == m_ptr[k]:
+        return POSE_NO_TRIP, 0, 0, 0, 0
+    a, b = m_ptr[k], m_ptr[k + 1]
+    if t < m_t[a] - edge_tol_s or t > m_t[b - 1] + edge_tol_s:
+        return POSE_OUTSIDE, a, b, 0, 0
+    i = a + np.searchsorted(m_t[a:b], t, side="right") - 1
+    i = min(max(i, a), b - 2) if b - a >= 2 else a
+    j = min(i + 1, b - 1)
+    if m_t[j] - m_t[i] > max_gap_s:
+        return POSE_GAP, a, b, i, j
+    if m_off_road[i] or m_off_road[j]:
+        return POSE_OFF_ROAD, a, b, i, j
+    return POSE_OK, a, b, i, j
+
+
+@jit
+def _came_along(i, j, a, b, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom):
+    """For a standing car: the last fix before it that moved along its road (a standing car does
+    not turn), else the first after it (the trip starts standing); -1: none."""
+    came = i
+    while came >= a and not _moving_along(came, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom):
+        came -= 1
+    if came >= a:
+        return came
+    came = j
+    while came < b and not _moving_along(came, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom):
+        came += 1
+    return came if came < b else -1
+
+
+@jit
+def _motion_span(still, t, i, j, a, b, m_t, m_x, m_y, max_window_s, min_baseline_m):
+    """The fixes (lo, hi) whose positions give the direction of the motion at ``t``: the nearest
+    around it at least ``min_baseline_m`` apart within ``max_window_s``. A standing car looks
+    back on the way it came in (the matcher may already have it on the next road), or, with no
+    way in (the trip starts here), on the way it leaves."""
+    lo, hi = i, j
+    if still:
+        while (lo > a and t - m_t[lo - 1] <= max_window_s
+               and np.hypot(m_x[i] - m_x[lo], m_y[i] - m_y[lo]) < min_baseline_m):
+            lo -= 1
+        if np.hypot(m_x[i] - m_x[lo], m_y[i] - m_y[lo]) >= min_baseline_m:
+            return lo, i
+        lo, hi = i, j
+        while (hi < b - 1 and m_t[hi + 1] - t <= max_window_s
+               and np.hypot(m_x[hi] - m_x[i], m_y[hi] - m_y[i]) < min_baseline_m):
+            hi += 1
+        return lo, hi
+    while np.hypot(m_x[hi] - m_x[lo], m_y[hi] - m_y[lo]) < min_baseline_m:
+        can_lo = lo > a and t - m_t[lo - 1] <= max_window_s
+        can_hi = hi < b - 1 and m_t[hi + 1] - t <= max_window_s
+        if not (can_lo or can_hi):
+            break
+        if can_lo and (not can_hi or t - m_t[lo - 1] <= m_t[hi + 1] - t):
+            lo -= 1
+        else:
+            hi += 1
+    return lo, hi
+
+
+@jit
 def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_s, edge_tol_s, min_baseline_m,
                       max_window_s, agree_deg, still_mps, m_s, m_ss, m_vs, m_vel, lane_m, span_m, geom,
                       m_off_road):
@@ -242,47 +307,20 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
     baseline = np.full(n, np.nan)
     status = np.zeros(n, dtype=np.int64)
     turn = np.zeros(n)
+    vx, vy, vcum, vptr = geom
     for q in range(n):
-        k = q_trip[q]
-        if k < 0 or m_ptr[k + 1] == m_ptr[k]:
-            status[q] = POSE_NO_TRIP
-            continue
-        a, b = m_ptr[k], m_ptr[k + 1]
         t = q_t[q]
-        if t < m_t[a] - edge_tol_s or t > m_t[b - 1] + edge_tol_s:
-            status[q] = POSE_OUTSIDE
-            continue
-        i = a + np.searchsorted(m_t[a:b], t, side="right") - 1
-        i = min(max(i, a), b - 2) if b - a >= 2 else a
-        j = min(i + 1, b - 1)
-        if m_t[j] - m_t[i] > max_gap_s:
-            status[q] = POSE_GAP
-            continue
-        if m_off_road[i] or m_off_road[j]:
-            status[q] = POSE_OFF_ROAD
+        status[q], a, b, i, j = _bracket(q_trip[q], t, m_ptr, m_t, edge_tol_s, max_gap_s, m_off_road)
+        if status[q] != POSE_OK:
             continue
         span = m_t[j] - m_t[i]
         f = 0.0 if span <= 0 else min(max((t - m_t[i]) / span, 0.0), 1.0)
         x[q] = m_x[i] + f * (m_x[j] - m_x[i])
         y[q] = m_y[i] + f * (m_y[j] - m_y[i])
-        # the direction of the motion: between the nearest fixes around t at least
-        # min_baseline_m apart (a stopped car points where it came from)
-        lo, hi = i, j
         still = abs(m_vs[i] + f * (m_vs[j] - m_vs[i])) < still_mps
-        came = -1
-        if still and geom[0].shape[0] > 1:
-            # standing: the road of the last fix it moved along (a standing car does not turn)
-            came = i
-            while came >= a and not _moving_along(came, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom):
-                came -= 1
-            if came < a:
-                came = j
-                while came < b and not _moving_along(came, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom):
-                    came += 1
-            if came >= b:
-                came = -1
+        came = _came_along(i, j, a, b, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom) \
+            if still and vx.shape[0] > 1 else -1
         if came >= 0:
-            vx, vy, vcum, vptr = geom
             e = m_edge[came]
             hx, hy = point_on_edge(e, min(max(m_off[came], 0.0), vcum[vptr[e + 1] - 1]), vx, vy, vcum, vptr)[2:]
             heading[q] = np.degrees(np.arctan2(hx, hy)) % 360.0
@@ -295,34 +333,10 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
             if here >= 0:
                 turn[q] = max(turn[q], np.degrees(np.arccos(min(max(hx * rx + hy * ry, -1.0), 1.0))))
             continue
-        if still:
-            # standing: the way it came in (the matcher may already have it on the next road)
-            while (lo > a and t - m_t[lo - 1] <= max_window_s
-                   and np.hypot(m_x[i] - m_x[lo], m_y[i] - m_y[lo]) < min_baseline_m):
-                lo -= 1
-            hi = i
-            if np.hypot(m_x[i] - m_x[lo], m_y[i] - m_y[lo]) < min_baseline_m:
-                # no way in to look back on (the trip starts here): the way it leaves
-                lo, hi = i, j
-                while (hi < b - 1 and m_t[hi + 1] - t <= max_window_s
-                       and np.hypot(m_x[hi] - m_x[i], m_y[hi] - m_y[i]) < min_baseline_m):
-                    hi += 1
-        while not still:
-            d = np.hypot(m_x[hi] - m_x[lo], m_y[hi] - m_y[lo])
-            if d >= min_baseline_m:
-                break
-            can_lo = lo > a and t - m_t[lo - 1] <= max_window_s
-            can_hi = hi < b - 1 and m_t[hi + 1] - t <= max_window_s
-            if not (can_lo or can_hi):
-                break
-            if can_lo and (not can_hi or t - m_t[lo - 1] <= m_t[hi + 1] - t):
-                lo -= 1
-            else:
-                hi += 1
+        lo, hi = _motion_span(still, t, i, j, a, b, m_t, m_x, m_y, max_window_s, min_baseline_m)
         d = np.hypot(m_x[hi] - m_x[lo], m_y[hi] - m_y[lo])
-        motion = np.nan
-        if d >= min_baseline_m:
-            motion = np.degrees(np.arctan2(m_x[hi] - m_x[lo], m_y[hi] - m_y[lo])) % 360.0
+        motion = np.degrees(np.arctan2(m_x[hi] - m_x[lo], m_y[hi] - m_y[lo])) % 360.0 if d >= min_baseline_m \
+            else np.nan
         e = m_edge[i]
         road = np.nan
         if e >= 0:
