@@ -91,3 +91,14 @@ def test_on_road_measures_each_trips_gps_error_and_its_fixes_off_the_roads():
     # a fix right on its road is on it (the ring factor 2 pi d of both densities cancels)
     on = on_road(np.array([0, 331]), np.r_[0.0, a], 50.0)
     assert on[0] > 0.99
+
+
+def test_a_new_workspace_has_nothing_settled_under_any_stamp():
+    # a search's results are read where settled[node] == its stamp; before any search no node
+    # may look settled, under stamp 0 either (the Viterbi's first stamp): zeros did, and a
+    # transition read the uninitialised dist and first edge there (a segfault on a real track)
+    from mapdiff._kernels.graph import new_workspace
+
+    ws = new_workspace(6, 5)
+    for stamp in (0, 1, 2):
+        assert not (ws.settled == stamp).any()

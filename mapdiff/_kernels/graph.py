@@ -23,7 +23,9 @@ def new_workspace(n_nodes, n_edges):
     dist = np.empty(n_nodes)
     pred = np.empty(n_nodes, dtype=np.int64)
     seen = np.zeros(n_nodes, dtype=np.int64)
-    settled = np.zeros(n_nodes, dtype=np.int64)
+    # no stamp is -1: a node is settled under a search's stamp only once that search settles it
+    # (stamps start at 0 in some callers; zeros would make every node look settled under 0)
+    settled = np.full(n_nodes, -1, dtype=np.int64)
     target = np.zeros(n_nodes, dtype=np.int64)
     # lazy-deletion heap: at most one push per relaxed edge plus the source
     heap_key = np.empty(n_edges + 1)

@@ -177,8 +177,8 @@ def _nearest_tail(lat, i, order, qa, n_live, src, cut, edge_v, edge_len):
 def _push_pairs(i, a2, j, base, bound_m, straight_m, reach, lat, graph, params, ws, cache, stamp):
     """Push hypothesis ``a2`` of fix ``i`` (score ``base`` with the skips paid) to the candidates
     of fix ``j``. The search from its edge's end node (under ``stamp``, reaching ``reach[0]``
-    metres; -1: not run yet) is run, or run farther, only when a pair that could still raise
-    its target needs the graph. Returns the stamp."""
+    metres; -inf: not run yet) is run, or run farther, only when a pair that could still raise
+    its target needs the graph, and only such a pair reads it. Returns the stamp."""
     e2 = lat.cedge[i, a2]
     src = graph.edge_v[e2]
     n_out = graph.out_ptr[src + 1] - graph.out_ptr[src]
@@ -222,7 +222,9 @@ def _push(i, nxt, n_next, skips, lat, px, py, stamp, graph, params, ws, cache, b
     for m in range(n_next):
         straight[m] = np.hypot(px[nxt[m]] - px[i], py[nxt[m]] - py[i])
         bound[m] = params.route_factor * straight[m] + params.route_slack_m
-    reach = np.empty(2)  # how far the search from the node reaches (-1: not yet), the nearest tail
+    # how far the search from the node reaches (-inf: not run yet, so the first pair that needs
+    # the graph runs one even where its bound is shorter than the tail), the nearest tail
+    reach = np.empty(2)
     for qa in range(n_live):
         if lat.score[i, order[qa]] <= cut:
             break
@@ -230,7 +232,7 @@ def _push(i, nxt, n_next, skips, lat, px, py, stamp, graph, params, ws, cache, b
         reach[1] = _nearest_tail(lat, i, order, qa, n_live, src, cut, graph.edge_v, graph.edge_len)
         if np.isnan(reach[1]):
             continue
-        reach[0] = -1.0
+        reach[0] = -np.inf
         for qa2 in range(qa, n_live):
             a2 = order[qa2]
             if graph.edge_v[lat.cedge[i, a2]] != src or lat.score[i, a2] <= cut:
