@@ -179,6 +179,7 @@ def true_association(obs, truth, proj):
     sb = np.radians(obs["bearing_sigma_deg"].to_numpy(float))
     sr = (obs["range_sigma_m"] / obs["range_m"]).to_numpy(float)
     cls = obs["class"].astype(str).to_numpy()
+    trip = obs["trip_id"].to_numpy()
     rows = []
     for rows_of in pd.Series(np.arange(len(obs))).groupby(ids).indices.values():
         k = np.asarray(rows_of)
@@ -192,9 +193,9 @@ def true_association(obs, truth, proj):
 
         dist = np.where(ranged, r[k], 20.0)
         start = [np.median(x[k] + dist * np.sin(b[k])), np.median(y[k] + dist * np.cos(b[k]))]
-        fit = least_squares(residuals, start, loss="soft_l1") if len(residuals(start)) >= 2 else None
-        if fit is not None:
-            rows.append((cls[k[0]], fit.x[0], fit.x[1], obs["trip_id"].to_numpy()[k]))
+        if len(k) + ranged.sum() >= 2:  # a lone bearing places nothing
+            fit = least_squares(residuals, start, loss="soft_l1")
+            rows.append((cls[k[0]], fit.x[0], fit.x[1], trip[k]))
     return pd.concat([_objects_frame(proj, c, [px], [py], len(set(trips))) for c, px, py, trips in rows],
                      ignore_index=True)
 

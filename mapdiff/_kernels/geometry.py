@@ -154,10 +154,7 @@ def query_points(px, py, radius_m, geom, edges, dists, offsets, cxs, cys):
         y = py[p]
         edges[p, :] = -1
         dists[p, :] = np.inf
-        ix0 = max(int(np.floor((x - reach - x0) / cell_m)), 0)
-        ix1 = min(int(np.floor((x + reach - x0) / cell_m)), nx - 1)
-        iy0 = max(int(np.floor((y - reach - y0) / cell_m)), 0)
-        iy1 = min(int(np.floor((y + reach - y0) / cell_m)), ny - 1)
+        ix0, ix1, iy0, iy1 = cell_range(x, y, reach, x0, y0, cell_m, nx, ny)
         m = 0  # how many slots are filled
         for iy in range(iy0, iy1 + 1):
             dy = y0 + (iy + 0.5) * cell_m - y
