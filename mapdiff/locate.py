@@ -30,7 +30,8 @@ left out (label -1).
 3. Objects: the tracks, the most precise first, join the object of their identity within
    ``reach_m`` whose position fits them best within ``gate_sigma`` sigmas (Mahalanobis, with
    ``floor_m`` added to both sigmas), or start a new one; an object never takes two tracks one
-   pass saw at the same time (those are two objects). Each object is the robust (Huber beyond
+   pass saw in one frame (those are two objects; tracks whose frames only interleave may be one
+   object's, split where a noisy range broke the track). Each object is the robust (Huber beyond
    ``huber_k`` sigmas) information-weighted mean of its tracks, each trip weighing as one.
    Objects merge where their positions agree within the gate, or where the smaller looks like
    the bigger one's stray passes (see :func:`_merge`); an object whose tracks from different
@@ -297,7 +298,7 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     tracks = _track_points(track, first, last, trip, t, cls_codes, ox, oy, b, np.radians(sb_deg), sb_track, r,
                            sr_track, config)
     _drop_confused_tracks(tracks, config)
-    labels, centres = _objects_of_tracks(tracks, config)
+    labels, centres = _objects_of_tracks(tracks, _frames(track, t, len(tracks)), config)
     x, y, sxx, _, syy, red, n_trips = _fit(tracks, labels, centres, config)
     # what every pass from one direction shares (the matcher's bias there, the lane): it does not
     # shrink with the trips, and shows as the disagreement between the directions of one object
@@ -695,14 +696,36 @@ def _with_pose(tracks, along_m, across_m):
     return tracks["xx"].to_numpy() + pxx, tracks["xy"].to_numpy() + pxy, tracks["yy"].to_numpy() + pyy
 
 
-def _objects_of_tracks(tracks, config):
-    """Cluster the kept tracks into objects (see the module docstring, steps 2-3). Returns the
-    object of each track (-1: none) and the centres (x, y, cls); the tracks' corrected points
-    and covariances go into ``tracks`` (px, py, pxx, pxy, pyy)."""
+def _frames(track, t, n_tracks):
+    """Each track's frames: (ptr, times), track k's sorted times ``times[ptr[k]:ptr[k + 1]]``."""
+    has = np.flatnonzero(track >= 0)
+    by = has[np.lexsort((t[has], track[has]))]
+    return np.r_[0, np.cumsum(np.bincount(track[by], minlength=n_tracks))], t[by]
+
+
+def _passes(tr, frames):
+    """The passes of tracks ``tr`` (rows of the tracks frame, in its order) for the kernels:
+    trip, time span and frames (``frames`` over all tracks: :func:`_frames`)."""
+    from mapdiff._kernels.locate import Passes
+
+    ptr, ft = frames
+    rows = tr.index.to_numpy()
+    count = ptr[rows + 1] - ptr[rows]
+    at = np.repeat(ptr[rows] - np.r_[0, np.cumsum(count)[:-1]], count) + np.arange(count.sum())
+    return Passes(tr["trip"].to_numpy().astype(np.int64), tr["t0"].to_numpy(), tr["t1"].to_numpy(),
+                  np.r_[0, np.cumsum(count)].astype(np.int64), ft[at])
+
+
+def _objects_of_tracks(tracks, frames, config):
+    """Cluster the kept tracks into objects (see the module docstring, steps 2-3); ``frames``:
+    each track's frames (:func:`_frames`). Returns the object of each track (-1: none) and the
+    centres (x, y, cls); the tracks' corrected points and covariances go into ``tracks`` (px, py,
+    pxx, pxy, pyy)."""
     from mapdiff._kernels.locate import cluster, trip_offsets
 
     kept = np.flatnonzero(tracks["kept"].to_numpy())
     tr = tracks.iloc[kept]
+    passes = _passes(tr, frames)
     x0, y0 = tr["x"].to_numpy(), tr["y"].to_numpy()
     own = tr["xx"].to_numpy(), tr["xy"].to_numpy(), tr["yy"].to_numpy()
     pcls = tr["cls"].to_numpy().astype(np.int64)
@@ -720,7 +743,7 @@ def _objects_of_tracks(tracks, config):
         pxx, pxy, pyy = _with_pose(tr, along_m, across_m)
         px, py = x0 - off_x, y0 - off_y
         order = np.argsort(pxx + pyy, kind="stable").astype(np.int64)
-        lab, cx, cy, _, _, _, ccls = cluster(order, px, py, pxx, pxy, pyy, pcls, trip, t0, t1, given["x"], given["y"],
+        lab, cx, cy, _, _, _, ccls = cluster(order, px, py, pxx, pxy, pyy, pcls, passes, given["x"], given["y"],
                                              given["xx"], given["xy"], given["yy"], given["cls"], config.cell_m,
                                              config.reach_m, gate2, config.floor_m)
         x, y, sxx, sxy, syy, _, n_trips = _fuse(lab, cx, cy, px, py, pxx, pxy, pyy, trip, config)

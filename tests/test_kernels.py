@@ -102,3 +102,37 @@ def test_a_new_workspace_has_nothing_settled_under_any_stamp():
     ws = new_workspace(6, 5)
     for stamp in (0, 1, 2):
         assert not (ws.settled == stamp).any()
+
+
+def _passes(trips, frames):
+    """Kernel Passes of tracks given as their trip and frame times."""
+    from mapdiff._kernels.locate import Passes
+
+    ptr = np.r_[0, np.cumsum([len(f) for f in frames])].astype(np.int64)
+    return Passes(np.asarray(trips, np.int64), np.array([min(f) for f in frames], float),
+                  np.array([max(f) for f in frames], float), ptr, np.concatenate(frames).astype(float))
+
+
+def test_tracks_share_a_frame_only_when_one_pass_saw_both_at_one_instant():
+    from mapdiff._kernels.locate import share_frame
+
+    passes = _passes([0, 0, 0, 1], [[0.0, 1.0, 3.0], [0.5, 1.5, 2.0, 2.5], [3.0, 4.0], [1.0]])
+    assert not share_frame(0, 1, passes)  # interleaved: a noisy frame split one track
+    assert share_frame(0, 2, passes) and share_frame(2, 0, passes)  # both at t = 3
+    assert not share_frame(1, 2, passes)  # one after the other
+    assert not share_frame(0, 3, passes)  # t = 1 in another trip
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_centre_takes_no_two_tracks_of_one_frame(shared):
+    # two tracks of one pass on one spot: with frames interleaved they are pieces of one
+    # object's track and join one centre; seen in one frame they are two objects
+    from mapdiff._kernels.locate import cluster
+
+    frames = [[0.0, 1.0, 2.0], [1.0 if shared else 1.5, 2.5]]
+    n = 2
+    one, zero = np.ones(n), np.zeros(n)
+    empty = np.zeros(0)
+    labels, *_ = cluster(np.arange(n), zero, zero, one, zero, one, np.zeros(n, np.int64), _passes([0, 0], frames),
+                         empty, empty, empty, empty, empty, np.zeros(0, np.int64), 15.0, 15.0, 9.0, 0.5)
+    assert labels.tolist() == ([0, 1] if shared else [0, 0])

@@ -7,6 +7,8 @@ A point is a position with a 2x2 covariance ``(pxx, pxy, pyy)``. Centres live in
 cells, so every step is linear in the observations.
 """
 
+from collections import namedtuple
+
 import numpy as np
 
 from mapdiff._kernels import jit, jit_inline
@@ -336,19 +338,42 @@ def _unlink(head, nxt, h, k):
     nxt[p] = nxt[k]
 
 
+#: one pass's tracks: the trip, the time span (t0, t1) and the frames each was seen in (the
+#: times ``frame_t[frame_ptr[k]:frame_ptr[k + 1]]`` of track k, sorted)
+Passes = namedtuple("Passes", ["trip", "t0", "t1", "frame_ptr", "frame_t"])
+
+
 @jit
-def _seen_together(i, j, prev, ptrip, pt0, pt1):
-    """Whether point i's pass overlaps in time with one of the points chained from j."""
+def share_frame(a, b, passes):
+    """Whether tracks a and b were seen in one frame of one trip (a pass sees two objects
+    there); tracks of one pass whose frames interleave but never coincide may be one object's,
+    split by a noisy frame."""
+    if passes.trip[a] != passes.trip[b] or passes.t0[a] > passes.t1[b] or passes.t0[b] > passes.t1[a]:
+        return False
+    ptr, ft = passes.frame_ptr, passes.frame_t
+    i, j = ptr[a], ptr[b]
+    while i < ptr[a + 1] and j < ptr[b + 1]:
+        if ft[i] == ft[j]:
+            return True
+        if ft[i] < ft[j]:
+            i += 1
+        else:
+            j += 1
+    return False
+
+
+@jit
+def _seen_together(i, j, prev, passes):
+    """Whether point i shares a frame with one of the points chained from j."""
     while j != EMPTY:
-        if ptrip[j] == ptrip[i] and pt0[i] <= pt1[j] and pt0[j] <= pt1[i]:
+        if share_frame(i, j, passes):
             return True
         j = prev[j]
     return False
 
 
 @jit
-def cluster(order, px, py, pxx, pxy, pyy, pcls, ptrip, pt0, pt1, cx, cy, cxx, cxy, cyy, ccls, cell_m, reach_m, gate2,
-            floor_m):
+def cluster(order, px, py, pxx, pxy, pyy, pcls, passes, cx, cy, cxx, cxy, cyy, ccls, cell_m, reach_m, gate2, floor_m):
     """Leader clustering of points with covariances.
 
     The given centres stay where they are; each point, in ``order``, joins the centre of its
@@ -356,8 +381,8 @@ def cluster(order, px, py, pxx, pxy, pyy, pcls, ptrip, pt0, pt1, cx, cy, cxx, cx
     distance (point covariance + centre covariance + ``floor_m`` squared) is smallest and within
     ``gate2``, or starts a new centre, which then
     moves to the information-weighted mean of the points that join it. A centre takes no point
-    of a trip (``ptrip``) whose time span (``pt0``-``pt1``) overlaps one it holds already: what
-    one pass sees at once are different objects.
+    that shares a frame of its pass (``passes``) with one it holds already: what one pass sees
+    at once are different objects.
     Returns the label of each point and the centres (x, y, covariance, class), given ones first.
     """
     n0 = cx.shape[0]
@@ -408,7 +433,7 @@ def cluster(order, px, py, pxx, pxy, pyy, pcls, ptrip, pt0, pt1, cx, cy, cxx, cx
                         dx, dy = px[i] - x[k], py[i] - y[k]
                         if dx * dx + dy * dy <= reach * reach:
                             g = _mahal2(dx, dy, pxx[i] + vxx[k] + f2, pxy[i] + vxy[k], pyy[i] + vyy[k] + f2)
-                            if g < best_g and not _seen_together(i, member[k], prev, ptrip, pt0, pt1):
+                            if g < best_g and not _seen_together(i, member[k], prev, passes):
                                 best_g = g
                                 best = k
                     k = nxt[k]
