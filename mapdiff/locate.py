@@ -37,7 +37,9 @@ left out (label -1).
    the bigger one's stray passes (see :func:`_merge`); an object whose tracks from different
    directions of travel sit apart by more than ``split_sigma`` is as many objects (a junction's
    poles, each facing its approach: see :func:`_direction_splits`); tracks re-join; ``rounds``
-   times.
+   times. Last, each track goes to the object that explains it best as a mixture would (the
+   object's trips times a heavy-tailed likelihood measured from the data: :func:`_reassign`),
+   so the passes in the tail of the pose error do not make objects of their own.
 4. Values: an object of a value with less than ``split_share`` of the trips of an object of its
    class but another value on the same spot (within ``confusion_m``) is the detector misreading
    the value: it folds into that object. Each trip votes its most frequent value, the object
@@ -773,6 +775,9 @@ def _objects_of_tracks(tracks, frames, config):
         given = {"x": np.r_[x[keep], sectors["x"]], "y": np.r_[y[keep], sectors["y"]],
                  "xx": np.r_[sxx[keep], sectors["xx"]], "xy": np.r_[sxy[keep], sectors["xy"]],
                  "yy": np.r_[syy[keep], sectors["yy"]], "cls": np.r_[ccls[keep], ccls[sectors["object"]]]}
+    lab = _reassign(lab, {"px": px, "py": py, "pxx": pxx, "pxy": pxy, "pyy": pyy, "cls": pcls}, passes,
+                    {"x": x, "y": y, "xx": sxx, "xy": sxy, "yy": syy, "cls": ccls}, n_trips, config)
+    x, y, sxx, sxy, syy, _, n_trips = _fuse(lab, cx, cy, px, py, pxx, pxy, pyy, trip, config)
     for col, v in zip(("px", "py", "pxx", "pxy", "pyy"), (px, py, pxx, pxy, pyy)):
         full = np.full(len(tracks), np.nan)
         full[kept] = v
@@ -780,6 +785,72 @@ def _objects_of_tracks(tracks, frames, config):
     labels = np.full(len(tracks), -1, dtype=np.int64)
     labels[kept] = lab
     return labels, {"x": x, "y": y, "cls": ccls, "shared_var": shared}
+
+
+def _tail_model(g):
+    """EM fit of squared normalised residuals ``g`` (2-D) to a scale mixture of two normals:
+    (tail weight, core variance factor, tail variance factor). Starts from stated covariances
+    that are right (core 1) and a tail of a tenth; the tail stays the wider component and at
+    most half, so the two cannot swap."""
+    e, c, t = 0.1, 1.0, 10.0
+    for _ in range(100):
+        a = (1 - e) * np.exp(-g / (2 * c)) / c
+        b = e * np.exp(-g / (2 * t)) / t
+        r = b / np.maximum(a + b, 1e-300)
+        e = float(np.clip(r.mean(), 1e-3, 0.5))
+        c = float(((1 - r) * g).sum() / (2 * max((1 - r).sum(), 1e-9)))
+        t = float(max((r * g).sum() / (2 * max(r.sum(), 1e-9)), 1.5 * c))
+    return e, c, t
+
+
+def _reassign(lab, tr, passes, centres, n_trips, config):
+    """Each kept track to the object of its identity within ``reach_m`` that explains it best as
+    a mixture would: the object's trips times a heavy-tailed likelihood of the track (a scale
+    mixture of two normals, fitted to the tracks' residuals about their objects). The clustering
+    gates a track against the nearest fit only, so a pass whose pose error lies in the tail
+    starts an object of its own beside the one it belongs to; here it goes back to it, unless
+    the object holds a track one pass saw in the same frame. ``tr`` holds the tracks' points
+    and covariances (px, py, pxx, pxy, pyy, cls); ``centres`` the objects' (x, y, xx, xy, yy,
+    cls)."""
+    from scipy.spatial import cKDTree
+
+    from mapdiff._kernels.locate import share_frames
+
+    px, py, pxx, pxy, pyy = (tr[k] for k in ("px", "py", "pxx", "pxy", "pyy"))
+    x, y, sxx, sxy, syy = (centres[k] for k in ("x", "y", "xx", "xy", "yy"))
+
+    def g2(i, j):
+        cxx, cxy, cyy = pxx[i] + sxx[j], pxy[i] + sxy[j], pyy[i] + syy[j]
+        return _mahal2(px[i] - x[j], py[i] - y[j], cxx, cxy, cyy), np.log(cxx * cyy - cxy * cxy)
+
+    known = np.flatnonzero((lab >= 0) & (n_trips[np.maximum(lab, 0)] >= MIN_TRIPS_FOR_SCATTER))
+    if len(known) < 50:
+        return lab
+    tail, core_var, tail_var = _tail_model(g2(known, lab[known])[0])
+    live = np.flatnonzero(n_trips > 0)
+    has = np.flatnonzero(lab >= 0)
+    # identities apart in a third coordinate, numbered over objects and tracks together
+    group = _apart(config.reach_m, np.r_[centres["cls"][live], tr["cls"][has]])
+    near = cKDTree(np.c_[x[live], y[live], group[:len(live)]]).query_ball_point(
+        np.c_[px[has], py[has], group[len(live):]], config.reach_m)
+    i = np.repeat(has, [len(c) for c in near])
+    j = live[np.concatenate([np.asarray(c, dtype=np.int64) for c in near])]
+    g, logdet = g2(i, j)
+    dens = (1 - tail) * np.exp(-g / (2 * core_var)) / core_var + tail * np.exp(-g / (2 * tail_var)) / tail_var
+    score = np.log(np.maximum(dens, 1e-300)) - 0.5 * logdet + np.log(n_trips[j])
+    best = np.lexsort((-score, i))
+    first = best[np.r_[True, i[best][1:] != i[best][:-1]]]
+    move = first[j[first] != lab[i[first]]]
+    k, to = i[move], j[move]
+    # the object may not take a track seen in one frame with one it holds
+    mine = pd.DataFrame({"k": k, "obj": to, "trip": passes.trip[k]})
+    held = pd.DataFrame({"h": has, "obj": lab[has], "trip": passes.trip[has]})
+    both = mine.merge(held, on=["obj", "trip"])
+    clash = np.unique(both["k"].to_numpy()[share_frames(both["k"].to_numpy(), both["h"].to_numpy(), passes)])
+    out = lab.copy()
+    ok = ~np.isin(k, clash)
+    out[k[ok]] = to[ok]
+    return out
 
 
 def _direction_splits(lab, tr, px, py, cov, n_objects, config):

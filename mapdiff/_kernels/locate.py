@@ -363,6 +363,15 @@ def share_frame(a, b, passes):
 
 
 @jit
+def share_frames(a, b, passes):
+    """``share_frame`` for each pair (a[k], b[k])."""
+    out = np.empty(a.shape[0], dtype=np.bool_)
+    for k in range(a.shape[0]):
+        out[k] = share_frame(a[k], b[k], passes)
+    return out
+
+
+@jit
 def _seen_together(i, j, prev, passes):
     """Whether point i shares a frame with one of the points chained from j."""
     while j != EMPTY:
