@@ -242,9 +242,10 @@ def validate_observations(obs: pd.DataFrame, source: str = "observations"):
     else:
         r = np.full(len(obs), np.nan)
         sr = np.full(len(obs), np.nan)
-    if obs["class"].isna().any():
-        msg = f"{source}: column 'class' has {int(obs['class'].isna().sum()):,} missing values"
-        raise InputError(msg)
+    for col in ("trip_id", "class"):
+        if obs[col].isna().any():
+            msg = f"{source}: column '{col}' has {int(obs[col].isna().sum()):,} missing values"
+            raise InputError(msg)
     return lon, lat, bearing, sb, r, sr, t
 
 
@@ -267,7 +268,7 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     b = np.radians(bearing)
     cls_codes, classes = _identities(observations)
     trip = _codes(observations["trip_id"])[0]
-    kind = capture_kind(observations) if config.captures == "auto" else config.captures
+    kind = _capture_kind(trip, t) if config.captures == "auto" else config.captures
     if kind == "imagery":
         ranged = np.isfinite(r) & (r > 0)
         stated_sr = float(np.median(sr[ranged] / r[ranged])) if ranged.any() else \
@@ -342,8 +343,18 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
 def capture_kind(observations: pd.DataFrame) -> str:
     """"imagery" where the data are single captures (street-level imagery: most observations
     come from trips that are one instant), else "video" (passes of many frames)."""
-    per_trip = observations[["trip_id", "t"]].drop_duplicates().groupby("trip_id").size()
-    return "imagery" if (per_trip.reindex(observations["trip_id"]).to_numpy() == 1).mean() > 0.5 else "video"
+    from mapdiff.schema import time_seconds
+
+    return _capture_kind(_codes(observations["trip_id"])[0], time_seconds(observations["t"], source="observations"))
+
+
+def _capture_kind(trip, t):
+    """:func:`capture_kind` of the observations' trip codes and times."""
+    order = np.lexsort((t, trip))
+    trip, t = trip[order], t[order]
+    new_frame = np.r_[True, (trip[1:] != trip[:-1]) | (t[1:] != t[:-1])]
+    frames = np.bincount(trip[new_frame] - trip.min(), minlength=int(trip.max() - trip.min()) + 1)
+    return "imagery" if (frames[trip - trip.min()] == 1).mean() > 0.5 else "video"
 
 
 #: the most covers of single captures: each gates at the errors the one before measured, until
@@ -528,16 +539,22 @@ def _identities(observations):
     cls, names = _codes(observations["class"])
     if "value" not in observations or not observations["value"].notna().any():
         return cls, names
-    value, _ = _codes(observations["value"].astype(object).where(observations["value"].notna(), ""))
-    ident, pairs = pd.factorize(pd.MultiIndex.from_arrays([cls, value]), sort=True)
-    return ident.astype(np.int64), names[pairs.get_level_values(0).to_numpy()]
+    value = _codes(observations["value"])[0] + 1  # 0: no value
+    span = int(value.max()) + 1
+    keys, ident = np.unique(cls * span + value, return_inverse=True)
+    return ident.astype(np.int64), names[keys // span]
 
 
 def _codes(col):
-    """Integer codes and names of a label column (a categorical's without a string copy)."""
+    """Integer codes (-1: missing) and the sorted names of a label column (a categorical's
+    without a string copy; a text column's without one either)."""
     if isinstance(col.dtype, pd.CategoricalDtype):
-        return col.cat.codes.to_numpy().astype(np.int64), np.asarray(col.cat.categories.astype(str), dtype=object)
-    codes, names = pd.factorize(col.astype(str), sort=True)
+        codes = col.cat.codes.to_numpy().astype(np.int64)
+        return codes, np.asarray(col.cat.categories.astype(str), dtype=object)
+    if not pd.api.types.is_string_dtype(col.dtype) or pd.api.types.is_object_dtype(col.dtype):
+        # anything else, mixed types too, is labelled by its text
+        col = col.astype(object).where(col.notna(), None).map(str, na_action="ignore")
+    codes, names = pd.factorize(col, sort=True)
     return codes.astype(np.int64), np.asarray(names, dtype=object)
 
 
@@ -831,10 +848,9 @@ def _reassign(lab, tr, passes, centres, n_trips, config):
     has = np.flatnonzero(lab >= 0)
     # identities apart in a third coordinate, numbered over objects and tracks together
     group = _apart(config.reach_m, np.r_[centres["cls"][live], tr["cls"][has]])
-    near = cKDTree(np.c_[x[live], y[live], group[:len(live)]]).query_ball_point(
-        np.c_[px[has], py[has], group[len(live):]], config.reach_m)
-    i = np.repeat(has, [len(c) for c in near])
-    j = live[np.concatenate([np.asarray(c, dtype=np.int64) for c in near])]
+    pairs = cKDTree(np.c_[px[has], py[has], group[len(live):]]).sparse_distance_matrix(
+        cKDTree(np.c_[x[live], y[live], group[:len(live)]]), config.reach_m, output_type="ndarray")
+    i, j = has[pairs["i"]], live[pairs["j"]]
     g, logdet = g2(i, j)
     dens = (1 - tail) * np.exp(-g / (2 * core_var)) / core_var + tail * np.exp(-g / (2 * tail_var)) / tail_var
     score = np.log(np.maximum(dens, 1e-300)) - 0.5 * logdet + np.log(n_trips[j])
@@ -1063,18 +1079,17 @@ def _pose_sigmas(tr, px, py, lab, x, y, n_trips, along_m, across_m):
 
 def _trip_votes(observations, labels, trip):
     """Per (object, value): how many trips voted for it (a trip votes its most frequent value)."""
-    has = labels >= 0
     if "value" not in observations or not observations["value"].notna().any():
         return pd.DataFrame(columns=["label", "value", "trips"])
-    v = pd.DataFrame({"label": labels[has], "trip": trip[has],
-                      "value": observations["value"].astype(object).where(observations["value"].notna(), None)
-                      .to_numpy()[has]})
-    v = v[v["value"].notna()]
-    v["value"] = v["value"].astype(str)
+    code, names = _codes(observations["value"])
+    has = (labels >= 0) & (code >= 0)
+    v = pd.DataFrame({"label": labels[has], "trip": trip[has], "value": code[has]})
     per = v.groupby(["label", "trip", "value"], sort=True).size().rename("n").reset_index()
+    # the codes sort as the names do: ties go to the first value in text order
     per = per.sort_values(["label", "trip", "n", "value"], ascending=[True, True, False, True], kind="stable")
     per = per.drop_duplicates(["label", "trip"])
-    return per.groupby(["label", "value"], sort=True).size().rename("trips").reset_index()
+    votes = per.groupby(["label", "value"], sort=True).size().rename("trips").reset_index()
+    return votes.assign(value=names[votes["value"].to_numpy()].astype(str))
 
 
 def _folds(x, y, cls, n_trips, radius_m, split_share):

@@ -119,6 +119,11 @@ def test_split_value_vote_is_reported():
     assert len(objects) == 1
     assert objects.loc[0, "value"] == "30" and objects.loc[0, "value_share"] == pytest.approx(0.8)
     assert objects.loc[0, "value_votes"] == "30:8;40:2"
+    # values of mixed types are labelled by their text: the number 30 is the text "30"
+    obs["value"] = pd.Series([30] * 8 + ["30"] * 8 + ["40"] * 4, dtype=object)
+    obs["class"] = obs["class"].astype("category")
+    objects, _ = locate(obs)
+    assert len(objects) == 1 and objects.loc[0, "value_votes"] == "30:8;40:2"
 
 
 @pytest.mark.parametrize(("column", "value", "message"), [
@@ -127,6 +132,8 @@ def test_split_value_vote_is_reported():
     ("lon", np.nan, "'lon' has 1 NaN"),
     ("range_m", -2.0, "'range_m' must be >= 0"),
     ("bearing_sigma_deg", 0.0, "'bearing_sigma_deg' must be > 0"),
+    ("trip_id", None, "'trip_id' has 1 missing values"),
+    ("class", None, "'class' has 1 missing values"),
 ])
 def test_locate_bad_input_names_the_column(column, value, message):
     obs = observations_of([(0.0, 4.0)], [(-10.0, 0.0), (-5.0, 0.0)], trips=[0, 1])
