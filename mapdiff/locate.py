@@ -550,7 +550,12 @@ def _codes(col):
     without a string copy; a text column's without one either)."""
     if isinstance(col.dtype, pd.CategoricalDtype):
         codes = col.cat.codes.to_numpy().astype(np.int64)
-        return codes, np.asarray(col.cat.categories.astype(str), dtype=object)
+        names = np.asarray(col.cat.categories.astype(str), dtype=object)
+        # numbered in the names' order, as a text column's are (ties in the votes go by it)
+        order = np.argsort(names, kind="stable")
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        return np.where(codes >= 0, rank[np.maximum(codes, 0)], -1), names[order]
     if not pd.api.types.is_string_dtype(col.dtype) or pd.api.types.is_object_dtype(col.dtype):
         # anything else, mixed types too, is labelled by its text
         col = col.astype(object).where(col.notna(), None).map(str, na_action="ignore")

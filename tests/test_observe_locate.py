@@ -126,6 +126,17 @@ def test_split_value_vote_is_reported():
     assert len(objects) == 1 and objects.loc[0, "value_votes"] == "30:8;40:2"
 
 
+def test_label_codes_follow_the_text_order_of_any_column():
+    # ties in the votes go to the first value in text order: a categorical's codes count in the
+    # order of its names, whatever the order of its categories; a missing label is -1
+    from mapdiff.locate import _codes
+
+    for col in (pd.Series(pd.Categorical(["b", None, "a", "b"], categories=["b", "a"])),
+                pd.Series(["b", None, "a", "b"], dtype=object), pd.Series(["b", None, "a", "b"], dtype="string")):
+        codes, names = _codes(col)
+        assert codes.tolist() == [1, -1, 0, 1] and names.tolist() == ["a", "b"]
+
+
 @pytest.mark.parametrize(("column", "value", "message"), [
     ("bearing_deg", 360.0, "bearing_deg' must be in \\[0, 360\\)"),
     ("bearing_deg", -1.0, "bearing_deg' must be in \\[0, 360\\)"),
