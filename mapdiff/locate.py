@@ -301,7 +301,7 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     tracks = _track_points(track, first, last, trip, t, cls_codes, ox, oy, b, np.radians(sb_deg), sb_track, r,
                            sr_track, config)
     _drop_confused_tracks(tracks, config)
-    labels, centres = _objects_of_tracks(tracks, _frames(track, t, len(tracks)), config)
+    labels, centres = _objects_of_tracks(tracks, track, t, config)
     x, y, sxx, _, syy, red, n_trips = _fit(tracks, labels, centres, config)
     # what every pass from one direction shares (the matcher's bias there, the lane): it does not
     # shrink with the trips, and shows as the disagreement between the directions of one object
@@ -720,36 +720,30 @@ def _with_pose(tracks, along_m, across_m):
     return tracks["xx"].to_numpy() + pxx, tracks["xy"].to_numpy() + pxy, tracks["yy"].to_numpy() + pyy
 
 
-def _frames(track, t, n_tracks):
-    """Each track's frames: (ptr, times), track k's sorted times ``times[ptr[k]:ptr[k + 1]]``."""
-    has = np.flatnonzero(track >= 0)
-    by = has[np.lexsort((t[has], track[has]))]
-    return np.r_[0, np.cumsum(np.bincount(track[by], minlength=n_tracks))], t[by]
-
-
-def _passes(tr, frames):
-    """The passes of tracks ``tr`` (rows of the tracks frame, in its order) for the kernels:
-    trip, time span and frames (``frames`` over all tracks: :func:`_frames`)."""
+def _passes(tr, track, t):
+    """The passes of the tracks ``tr`` (rows of the tracks frame, in its order) for the kernels:
+    trip, time span, and the frames each was seen in (``track``: each observation's track)."""
     from mapdiff._kernels.locate import Passes
 
-    ptr, ft = frames
-    rows = tr.index.to_numpy()
-    count = ptr[rows + 1] - ptr[rows]
-    at = np.repeat(ptr[rows] - np.r_[0, np.cumsum(count)[:-1]], count) + np.arange(count.sum())
-    return Passes(tr["trip"].to_numpy().astype(np.int64), tr["t0"].to_numpy(), tr["t1"].to_numpy(),
-                  np.r_[0, np.cumsum(count)].astype(np.int64), ft[at])
+    at = np.full(int(track.max()) + 1 if len(track) else 0, -1, dtype=np.int64)
+    at[tr.index.to_numpy()] = np.arange(len(tr))
+    mine = np.flatnonzero(track >= 0)
+    mine = mine[at[track[mine]] >= 0]
+    by = mine[np.lexsort((t[mine], at[track[mine]]))]
+    ptr = np.r_[0, np.cumsum(np.bincount(at[track[by]], minlength=len(tr)))].astype(np.int64)
+    return Passes(tr["trip"].to_numpy().astype(np.int64), tr["t0"].to_numpy(), tr["t1"].to_numpy(), ptr, t[by])
 
 
-def _objects_of_tracks(tracks, frames, config):
-    """Cluster the kept tracks into objects (see the module docstring, steps 2-3); ``frames``:
-    each track's frames (:func:`_frames`). Returns the object of each track (-1: none) and the
-    centres (x, y, cls); the tracks' corrected points and covariances go into ``tracks`` (px, py,
-    pxx, pxy, pyy)."""
+def _objects_of_tracks(tracks, track, t, config):
+    """Cluster the kept tracks into objects (see the module docstring, steps 2-3); ``track``:
+    each observation's track, ``t`` its time. Returns the object of each track (-1: none) and
+    the centres (x, y, cls); the tracks' corrected points and covariances go into ``tracks`` (px,
+    py, pxx, pxy, pyy)."""
     from mapdiff._kernels.locate import cluster, trip_offsets
 
     kept = np.flatnonzero(tracks["kept"].to_numpy())
     tr = tracks.iloc[kept]
-    passes = _passes(tr, frames)
+    passes = _passes(tr, track, t)
     x0, y0 = tr["x"].to_numpy(), tr["y"].to_numpy()
     own = tr["xx"].to_numpy(), tr["xy"].to_numpy(), tr["yy"].to_numpy()
     pcls = tr["cls"].to_numpy().astype(np.int64)
@@ -863,14 +857,16 @@ def _reassign(lab, tr, passes, centres, n_trips, config):
     first = best[np.r_[True, i[best][1:] != i[best][:-1]]]
     move = first[j[first] != lab[i[first]]]
     k, to = i[move], j[move]
-    # the object may not take a track seen in one frame with one it holds
-    mine = pd.DataFrame({"k": k, "obj": to, "trip": passes.trip[k]})
-    held = pd.DataFrame({"h": has, "obj": lab[has], "trip": passes.trip[has]})
-    both = mine.merge(held, on=["obj", "trip"])
-    clash = np.unique(both["k"].to_numpy()[share_frames(both["k"].to_numpy(), both["h"].to_numpy(), passes)])
+    # the object may not take a track seen in one frame with one it holds, or with one that
+    # moves to it too
     out = lab.copy()
-    ok = ~np.isin(k, clash)
-    out[k[ok]] = to[ok]
+    out[k] = to
+    mine = pd.DataFrame({"k": k, "obj": to, "trip": passes.trip[k]})
+    held = pd.DataFrame({"h": has, "obj": out[has], "trip": passes.trip[has]})
+    both = mine.merge(held, on=["obj", "trip"])
+    both = both[both["k"] != both["h"]]
+    clash = both["k"].to_numpy()[share_frames(both["k"].to_numpy(), both["h"].to_numpy(), passes)]
+    out[clash] = lab[clash]
     return out
 
 

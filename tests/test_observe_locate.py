@@ -728,3 +728,29 @@ def test_a_passes_tail_goes_back_to_its_object_and_a_tight_neighbour_stays():
     seen = Passes(np.r_[np.arange(120), 0, np.arange(121, n)], np.zeros(n), np.ones(n), np.arange(n + 1), np.zeros(n))
     out = _reassign(lab, tracks, seen, centres, n_trips, LocateConfig())
     assert out[120] == 1
+    # two strays one pass saw in one frame may not both move to the sign: neither does
+    together = Passes(np.r_[np.arange(121), 120, np.arange(122, n)], np.zeros(n), np.ones(n), np.arange(n + 1),
+                      np.zeros(n))
+    out = _reassign(lab, tracks, together, centres, n_trips, LocateConfig())
+    assert out[120] == 1 and out[121] == 1 and out[122] == 0
+
+
+def test_locate_takes_the_reassignment_as_the_last_word(monkeypatch):
+    # the labels the reassignment gives are the ones the objects are fitted from: a reassignment
+    # that hands every track to one object leaves one object where the clustering found two
+    import mapdiff.locate as locate_module
+
+    observers = [(-20.0 + 4 * k / 3, -6.0) for k in range(30)]
+    obs = pd.concat([observations_of([(0.0, 4.0)], observers, trips=[k // 3 for k in range(30)]),
+                     observations_of([(30.0, 4.0)], observers, trips=[k // 3 for k in range(30)], seed=1)],
+                    ignore_index=True)
+    assert len(locate(obs)[0]) == 2
+    calls = []
+
+    def one_object(lab, *args):
+        calls.append(len(lab))
+        return np.where(lab >= 0, lab[lab >= 0].min(), lab)
+
+    monkeypatch.setattr(locate_module, "_reassign", one_object)
+    objects, _ = locate(obs)
+    assert calls and len(objects) == 1
