@@ -98,7 +98,9 @@ class DiffConfig:
     junction_radius_m : signals this close to a junction node belong to it [25].
     snap_m : points this close to a road are put on its centre line [15].
     kerb_m : how far a pole may stand from the node OSM maps it on, where the map has no road
-        under the feature to measure along [5].
+        under the feature to measure along; and from the centre line of the road a feature is
+        mapped on before the pairing prefers poles nearer it: half a two-lane road and a
+        pavement [5].
     split_m : an object of the class and value of one the map explains, this close to it on
         the centre line, is explained too (the other kerb's sign, a split estimate) [15].
     range_m, hfov_deg : what the dashcam sees: distance and horizontal field of view [50, 90].
@@ -428,16 +430,19 @@ def _positions(frame: pd.DataFrame) -> np.ndarray:
     return np.ascontiguousarray(np.c_[raw, raw])
 
 
-def _pair_distance(feat: pd.DataFrame, things: pd.DataFrame, i, j, net, config: DiffConfig) -> np.ndarray:
+def _pair_distance(feat: pd.DataFrame, things: pd.DataFrame, i, j, net, config: DiffConfig):
     """How far apart feature i and thing j are, in OSM's terms: along the feature's road when
     the feature is mapped on one (``ON_ROAD_M``) and the thing stands beside it (within
     ``snap_m``: the kerb is a convention, not an error); 0 for a junction and its own things;
-    else straight."""
+    else straight. Returned with how much further from that road than ``kerb_m`` the thing
+    stands (0 elsewhere): no error, but of the poles level with a feature the pairing prefers
+    one at its kerb to one beyond it (at a dense corner, another crossing's pole)."""
     from mapdiff._kernels.diff import along_edge
 
     fx, fy, tx, ty = (frame[c].to_numpy()[k] for frame, c, k in
                       ((feat, "raw_x", i), (feat, "raw_y", i), (things, "raw_x", j), (things, "raw_y", j)))
     d = np.hypot(fx - tx, fy - ty)
+    beyond = np.zeros(len(d))
     fj, tj = feat["junction"].to_numpy()[i], things["junction"].to_numpy()[j]
     d[(fj >= 0) & (fj == tj)] = 0.0
     on = np.flatnonzero((feat["road"].to_numpy()[i] >= 0) & (fj < 0))
@@ -445,7 +450,8 @@ def _pair_distance(feat: pd.DataFrame, things: pd.DataFrame, i, j, net, config: 
         s, lateral = along_edge(feat["road"].to_numpy()[i][on], tx[on], ty[on], net.vx, net.vy, net.vcum, net.vptr)
         beside = lateral <= config.snap_m
         d[on[beside]] = np.abs(s[beside] - feat["along"].to_numpy()[i][on][beside])
-    return d
+        beyond[on[beside]] = np.maximum(lateral[beside] - config.kerb_m, 0.0)
+    return d, beyond
 
 
 def _near(a_pos, a_group, b_pos, b_group, radius_m: float):
@@ -476,19 +482,19 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, net, config: DiffConfig):
         # the straight distance is at most the road distance plus the kerb
         i, j, _ = _near(f_pos[fs], f_cls[fs], t_pos[ts], t_cls[ts], radius + config.snap_m)
         i, j = fs[i], ts[j]
-        d = _pair_distance(feat, things, i, j, net, config)
+        d, beyond = _pair_distance(feat, things, i, j, net, config)
         close = d <= radius
-        i, j, d = i[close], j[close], d[close]
+        i, j, d, beyond = i[close], j[close], d[close], beyond[close]
         # a junction's things pair only with its own features; a junction's with no loose one
         same_junction = (fj[i] >= 0) & (fj[i] == tj[j])
         keep = same_junction | ((fj[i] < 0) & (tj[j] < 0))
-        i, j, d, same_junction = i[keep], j[keep], d[keep], same_junction[keep]
+        i, j, d, beyond, same_junction = i[keep], j[keep], d[keep], beyond[keep], same_junction[keep]
         differ = (f_val[i] >= 0) & (t_val[j] >= 0) & (f_val[i] != t_val[j])
         # a sign that moved keeps its value: different values are one object only where it stands
         near = (d <= tol[j]) | same_junction
         keep = ~differ | near
-        i, j, d, differ, near = i[keep], j[keep], d[keep], differ[keep], near[keep]
-        return i, j, d + np.where(differ, config.value_mismatch_m, 0.0), near & ~differ
+        i, j, d, beyond, differ, near = i[keep], j[keep], d[keep], beyond[keep], differ[keep], near[keep]
+        return i, j, d + beyond + np.where(differ, config.value_mismatch_m, 0.0), near & ~differ
 
     all_f, all_t = np.arange(len(feat)), np.arange(len(things))
     in_place = min(config.max_move_m, float(np.quantile(np.minimum(tol, config.max_move_m), 0.99))) if len(tol) else 0.0
@@ -683,7 +689,7 @@ def _object_diffs(features, objects, roads, coverage_n, config):
     feat["x"], feat["y"], feat["junction"], feat["road"], feat["along"] = fx, fy, fj, f_road, f_along
     things = _observed_things(objects, roads, config)
     fi, ti = _pair(feat, things, roads.net, config)
-    d = _pair_distance(feat, things, fi, ti, roads.net, config)
+    d, _beyond = _pair_distance(feat, things, fi, ti, roads.net, config)
     junction = feat["junction"].to_numpy()[fi] >= 0
     # the objects' sigmas as the data show them: scaled so that the pairs' distances (nearly
     # all of the same, unmoved object) have the median distance a 2-D Gaussian gives

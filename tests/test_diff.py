@@ -138,6 +138,19 @@ def test_two_close_signs_never_share_one_object(grid_edges):
     assert "object_added" not in kinds
 
 
+def test_a_feature_on_a_road_pairs_with_the_pole_at_its_kerb_not_one_beyond(grid_edges):
+    # a crossing mapped on the centre line of row 0 with its pole at the kerb, 0.8 m along; a
+    # crossing mapped beside the road, 14.5 m off it, whose pole stands 12 m off, 0.2 m along
+    # from the first. Measured along the road, the far pole is the first crossing's nearest:
+    # pairing them would leave the near pole to the second crossing, a move of 18 m.
+    x0, y0 = node_xy(0)
+    feats = _features([(1, "crossing", None, x0 + 50, y0), (2, "crossing", None, x0 + 50.2, y0 + 14.5)])
+    objs = _objects([(10, "crossing", None, x0 + 50.8, y0 - 4, 30), (20, "crossing", None, x0 + 50.2, y0 + 12, 30)])
+    result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
+                  DiffConfig(min_confidence=0.0))
+    assert len(result.diffs) == 0
+
+
 def test_assignment_prefers_pairs_in_place_to_a_chain_of_shifts():
     # features 0, 1 and things 0, 1 at the same places; feature 1 is also 20 m from thing 0
     i = np.array([0, 1, 1])
