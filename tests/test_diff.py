@@ -176,6 +176,22 @@ def test_calibration_is_learnt_from_the_data():
     assert np.all(np.diff(conf[np.argsort(evidence)]) >= -1e-12)  # never falls as evidence grows
 
 
+def test_a_feature_set_back_from_the_road_is_weaker_evidence_of_a_removal(grid_edges):
+    # along row 0: 30 signs at its kerb, each found but one; 30 signs set back 30 m, half of
+    # them found (a blind spot of the camera, not 15 removals). Same trips everywhere.
+    x0, y0 = node_xy(0)
+    xs = [x0 + b + dx for b in (35, 135, 235) for dx in range(0, 30, 3)]
+    feats = [(k, "traffic_sign", f"FI:{k}", x, y0 - 4) for k, x in enumerate(xs)]
+    feats += [(100 + k, "traffic_sign", f"FI:{100 + k}", x, y0 + 30) for k, x in enumerate(xs)]
+    objs = [(1000 + f[0], *f[1:], TRIPS) for f in feats if f[0] != 7 and not (f[0] >= 100 and f[0] % 2)]
+    result = diff({"edges": grid_edges.to_crs(4326), "features": _features(feats)}, _objects(objs),
+                  _coverage(grid_edges), DiffConfig(min_confidence=0.0))
+    removed = result.diffs[result.diffs["kind"] == "object_removed"].set_index("feature_id")["confidence"]
+    assert sorted(removed.index) == [7] + list(range(101, 130, 2))
+    assert removed[7] > 0.9
+    assert (removed.drop(7) < 0.5).all()
+
+
 def test_oneway_driven_backwards(grid_edges):
     # row 1 is one-way eastbound; its first edge (node 1 -> 11) is driven only westbound
     cov = _coverage(grid_edges)
