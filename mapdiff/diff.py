@@ -485,9 +485,15 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, net, config: DiffConfig):
         d, beyond = _pair_distance(feat, things, i, j, net, config)
         close = d <= radius
         i, j, d, beyond = i[close], j[close], d[close], beyond[close]
-        # a junction's things pair only with its own features; a junction's with no loose one
+        # a junction's things pair only with its own features; a junction's feature with a loose
+        # thing only where it stands (a kerb away at most: a signal mapped on the approach, near
+        # the edge of ``junction_radius_m``, whose pole stands just beyond it)
         same_junction = (fj[i] >= 0) & (fj[i] == tj[j])
-        keep = same_junction | ((fj[i] < 0) & (tj[j] < 0))
+        loose = (fj[i] >= 0) & (tj[j] < 0)
+        d[loose] = np.hypot(feat["map_x"].to_numpy()[i[loose]] - things["raw_x"].to_numpy()[j[loose]],
+                            feat["map_y"].to_numpy()[i[loose]] - things["raw_y"].to_numpy()[j[loose]])
+        loose &= d <= np.maximum(tol[j], config.kerb_m)
+        keep = same_junction | loose | ((fj[i] < 0) & (tj[j] < 0))
         i, j, d, beyond, same_junction = i[keep], j[keep], d[keep], beyond[keep], same_junction[keep]
         differ = (f_val[i] >= 0) & (t_val[j] >= 0) & (f_val[i] != t_val[j])
         # a sign that moved keeps its value: different values are one object only where it stands
@@ -705,6 +711,7 @@ def _calibrated(evidence: np.ndarray, lonely: np.ndarray, weight: np.ndarray | N
 
 def _object_diffs(features, objects, roads, coverage_n, config):
     feat = features.copy()
+    feat["map_x"], feat["map_y"] = feat["x"], feat["y"]
     fx, fy, fj, f_road, f_along = _conventional(feat["x"].to_numpy(), feat["y"].to_numpy(),
                                                 feat["at_junction"].to_numpy(), roads, config)
     feat["raw_x"] = np.where(fj >= 0, fx, feat["x"].to_numpy())

@@ -126,6 +126,18 @@ def test_junction_signals_pair_with_the_poles_around_the_node(grid_edges):
     assert np.hypot(p.x - node_xy(22)[0], p.y - node_xy(22)[1]) < 0.5
 
 
+def test_a_signal_on_the_approach_pairs_with_its_pole_just_beyond_the_junction_radius(grid_edges):
+    # OSM maps the signal on the approach way 23.5 m before junction 11, within
+    # junction_radius_m (25); its pole stands at the kerb beside it, 25.3 m from the node: a
+    # junction's feature and a loose pole, one object where it stands
+    x, y = node_xy(11)
+    feats = _features([(1, "traffic_signals", None, x, y - 23.5)])
+    objs = _objects([(7, "traffic_signals", None, x + 4.0, y - 25.0, 30)])
+    result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
+                  DiffConfig(min_confidence=0.0))
+    assert len(result.diffs) == 0
+
+
 def test_two_close_signs_never_share_one_object(grid_edges):
     x0, y0 = node_xy(0)
     feats = _features([(1, "traffic_sign", "FI:231", x0 + 50, y0 - 4), (2, "traffic_sign", "FI:231", x0 + 53, y0 - 4)])
