@@ -756,7 +756,8 @@ def _object_diffs(features, objects, roads, coverage_n, config):
     changed &= trusted & (things["n_trips"].to_numpy()[ti] >= config.min_trips)
     t_paired = np.zeros(len(things), bool)
     t_paired[ti] = True
-    split = _split_estimates(things, t_paired, config)
+    # (a junction's things stand for the junction: another junction's do not explain them)
+    split = _split_estimates(things, t_paired, config) & (things["junction"].to_numpy() < 0)
     # how sure an unexplained object is real, by its trips (calibrated on the data)
     conf_seen = _calibrated(things["n_trips"].to_numpy(), ~t_paired & ~split)
     # a move: the chance that both positions' errors (Gaussian, 2-D) put them this far apart

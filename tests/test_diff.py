@@ -138,6 +138,33 @@ def test_a_signal_on_the_approach_pairs_with_its_pole_just_beyond_the_junction_r
     assert len(result.diffs) == 0
 
 
+def test_a_new_signal_at_a_junction_beside_a_mapped_one_is_an_addition(grid_edges):
+    # junction 11 has its signals on the map; a second junction 12.8 m away (node 500, three
+    # short roads) has poles of its own but no signal on the map: another junction's thing does
+    # not explain it, as a split estimate or the other kerb's sign would be
+    x, y = node_xy(11)
+    hub = (x + 10.0, y + 8.0)
+    stubs = [(hub[0], hub[1] + 60.0), (hub[0] + 60.0, hub[1]), (hub[0] + 45.0, hub[1] + 45.0)]
+    rows = []
+    for k, end in enumerate(stubs):
+        rows += [(500, 501 + k, shapely.LineString([hub, end])), (501 + k, 500, shapely.LineString([end, hub]))]
+    stub_edges = gpd.GeoDataFrame({"edge_id": np.arange(len(rows)) + 1000, "u": [r[0] for r in rows],
+                                   "v": [r[1] for r in rows], "key": 0, "osmid": np.arange(len(rows)) + 5000,
+                                   "highway": "residential", "oneway": False, "length": 60.0},
+                                  geometry=[r[2] for r in rows], crs=CRS).to_crs(4326)
+    edges = pd.concat([grid_edges, stub_edges], ignore_index=True)
+    feats = _features([(1, "traffic_signals", None, x, y)])
+    poles = [(10 + k, "traffic_signals", None, x + dx, y + dy, 30) for k, (dx, dy) in enumerate(((-6, -5), (5, -6)))]
+    poles += [(20 + k, "traffic_signals", None, hub[0] + dx, hub[1] + dy, 30)
+              for k, (dx, dy) in enumerate(((-4, 6), (6, 4), (5, 5)))]
+    result = diff({"edges": edges, "features": feats}, _objects(poles), _coverage(edges),
+                  DiffConfig(min_confidence=0.0))
+    kinds = _by_kind(result)
+    assert set(kinds) == {"object_added"}
+    p = kinds["object_added"].to_crs(CRS).geometry.iloc[0]
+    assert np.hypot(p.x - hub[0], p.y - hub[1]) < 0.5
+
+
 def test_two_close_signs_never_share_one_object(grid_edges):
     x0, y0 = node_xy(0)
     feats = _features([(1, "traffic_sign", "FI:231", x0 + 50, y0 - 4), (2, "traffic_sign", "FI:231", x0 + 53, y0 - 4)])
