@@ -295,8 +295,10 @@ def plant_changes(edges, features, config: SimConfig, rng):
     added = _pick(rng, ids, config.added_rate)
     pool = np.setdiff1d(ids, added)
     lookup = _road_lookup(edges)
-    # a junction's signals have no wrong place along a road: OSM's place for them is the node
-    movable = np.setdiff1d(pool, _junction_signals(features, lookup)) if config.placement == "physical" else pool
+    # a junction's signals have no wrong place along a road: OSM's place for them is the node, or
+    # the approach way (a stale map that has them 5 m up an approach is not wrong), whether the
+    # world's poles stand at the kerb or on the node
+    movable = np.setdiff1d(pool, _junction_signals(features, lookup))
     moved = _pick(rng, movable, config.moved_rate * len(pool) / max(len(movable), 1))
     pool = np.setdiff1d(pool, moved)
     has_value = features.set_index("feature_id")["value"].reindex(pool).notna().to_numpy()

@@ -219,6 +219,24 @@ def test_physical_placement_follows_the_street(helsinki_gpkg):
     assert len(osm) == len(feats) and osm["facing_deg"].isna().all()
 
 
+@pytest.mark.parametrize("placement", ["physical", "osm"])
+def test_a_junctions_signals_are_never_planted_as_moved(helsinki_gpkg, placement):
+    # OSM's place for a junction's signals is its node or the approach way: moved 3-40 m up an
+    # approach they are still mapped right, so the stale map never has them there
+    from mapdiff.io import read_map_layers
+    from mapdiff.simulate import _junction_signals, _road_lookup, plant_changes
+
+    layers = read_map_layers(helsinki_gpkg)
+    edges = layers["edges"].to_crs("EPSG:32635")
+    feats = layers["features"].to_crs("EPSG:32635")
+    at_junction = _junction_signals(feats, _road_lookup(edges))
+    assert len(at_junction) >= 5
+    config = SimConfig(placement=placement, moved_rate=0.9)  # nearly every feature, were they movable
+    changes = plant_changes(edges, feats, config, np.random.default_rng(0))[-1]
+    moved = changes.loc[changes["kind"] == "object_moved", "feature_id"].astype(int)
+    assert len(moved) > 100 and not moved.isin(at_junction).any()
+
+
 def test_a_sign_is_only_seen_from_in_front(sim_dir):
     from mapdiff.projection import LocalProjection
 
