@@ -10,12 +10,17 @@ brought to OSM's convention (``_conventional``):
 - ``traffic_signals`` within ``junction_radius_m`` of a junction node (three or more roads)
   belong to that junction: a junction's map signals and its observed signal poles are compared
   as one thing, whatever their number;
+- a junction's signal feature pairs with a loose pole (one outside ``junction_radius_m``)
+  only where the map has it, within ``kerb_m``: a signal mapped on the approach near the edge
+  of the radius, whose pole stands just beyond it;
 - a feature mapped on a road (within ``ON_ROAD_M`` of its centre line) is compared with the
   objects beside that road (within ``snap_m``) by the distance along it: where a pole stands
-  across the road is convention, not error; a feature mapped beside the road claims where it
-  stands (with ``kerb_m`` of allowance where the map has no road under it);
+  across the road is convention, not error (though of the poles level with it, the pairing
+  prefers one within ``kerb_m`` of the centre line to one beyond); a feature mapped beside the
+  road claims where it stands (with ``kerb_m`` of allowance where the map has no road under it);
 - an object of the class and value of one the map explains, within ``split_m`` of it (the
-  sign on the other kerb, a split estimate), is explained too.
+  sign on the other kerb, a split estimate), is explained too; a junction's things are not
+  (another junction's signals do not explain a junction's).
 
 Map features and observed things of one class are then paired one to one by a minimum-cost
 assignment (distance, plus ``value_mismatch_m`` when the values differ) over the candidate pairs
@@ -28,7 +33,8 @@ kerb signs are one addition). A map feature that nothing observed explains is ``
 only where the fleet should have seen it: the directed edges from which it is in the camera's view
 and range carried at least ``min_visible_trips`` trips (for a sign mapped on a road, in both its
 directions: the map does not say which way it faces); otherwise it is ``unverified`` (its own layer,
-never a change).
+never a change). Its confidence is calibrated on the trips that had it in view and on how close
+the fleet passed it (objects set back from the road are located less often).
 
 Roads against the edges
 -----------------------
