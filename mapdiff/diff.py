@@ -217,7 +217,10 @@ def _label_codes(feat: pd.DataFrame, obj: pd.DataFrame) -> None:
     codes, _ = pd.factorize(cls)
     feat["cls"], obj["cls"] = codes[: len(feat)].astype(np.int64), codes[len(feat):].astype(np.int64)
     val = pd.concat([feat["value"].astype(object), obj["value"].astype(object)], ignore_index=True)
-    codes, _ = pd.factorize(val.astype(str).where(val.notna(), None))
+    # the distinct values first, then those as text (a few hundred, not millions of strings)
+    raw, uniques = pd.factorize(val)
+    as_text, _ = pd.factorize(pd.Index(uniques).astype(str))
+    codes = np.where(raw >= 0, as_text[np.maximum(raw, 0)] if len(as_text) else -1, -1)
     feat["val"], obj["val"] = codes[: len(feat)].astype(np.int64), codes[len(feat):].astype(np.int64)
     feat["at_junction"] = feat["class"].isin(JUNCTION_CLASSES).to_numpy()
     obj["at_junction"] = obj["class"].isin(JUNCTION_CLASSES).to_numpy()
@@ -625,14 +628,24 @@ def _visible_trips(feat: pd.DataFrame, net, coverage_n: pd.DataFrame, config: Di
 
 def _driven_distance(x, y, net, coverage_n: pd.DataFrame, config: DiffConfig, k: int = 8) -> np.ndarray:
     """How far each point is from the nearest road the fleet drove (either way), among its
-    ``k`` nearest within ``range_m``; infinite beyond."""
+    ``k`` nearest within ``range_m``; infinite beyond. (The two nearest first: for nearly every
+    point one of them was driven, and then it is the answer.)"""
     from mapdiff._kernels.geometry import candidates
 
-    edge, dist, *_ = _chunked(candidates, (np.asarray(x, float), np.asarray(y, float)), (config.range_m, k, net.geom))
-    ids = net.edges["edge_id"].to_numpy()[net.edge_base[np.maximum(edge, 0)]]
-    cov = coverage_n.reindex(ids.ravel())
-    trips = (cov["trips"].fillna(0).to_numpy() + cov["trips_against"].fillna(0).to_numpy()).reshape(edge.shape)
-    return np.where((edge >= 0) & (trips > 0), dist, np.inf).min(axis=1) if len(edge) else np.zeros(0)
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    out = np.full(len(x), np.inf)
+    todo = np.arange(len(x))
+    for kk in (min(2, k), k):
+        if len(todo) == 0:
+            break
+        edge, dist, *_ = _chunked(candidates, (x[todo], y[todo]), (config.range_m, kk, net.geom))
+        ids = net.edges["edge_id"].to_numpy()[net.edge_base[np.maximum(edge, 0)]]
+        cov = coverage_n.reindex(ids.ravel())
+        trips = (cov["trips"].fillna(0).to_numpy() + cov["trips_against"].fillna(0).to_numpy()).reshape(edge.shape)
+        out[todo] = np.where((edge >= 0) & (trips > 0), dist, np.inf).min(axis=1)
+        # a point whose kk nearest were all there and undriven may have a driven road further on
+        todo = todo[~np.isfinite(out[todo]) & (edge[:, -1] >= 0)]
+    return out
 
 
 def _road_directions_trips(kernel_edge: np.ndarray, net, coverage_n: pd.DataFrame) -> np.ndarray:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fixtures.grid import CRS, node_xy
-from mapdiff.diff import DiffConfig, _assign, _calibrated, diff
+from mapdiff.diff import DiffConfig, _assign, _calibrated, _label_codes, diff
 from mapdiff.errors import ConfigError, InputError
 
 TRIPS = 40
@@ -188,6 +188,14 @@ def test_a_feature_on_a_road_pairs_with_the_pole_at_its_kerb_not_one_beyond(grid
     result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
                   DiffConfig(min_confidence=0.0))
     assert len(result.diffs) == 0
+
+
+def test_values_compare_as_text_over_both_sides():
+    feat = pd.DataFrame({"class": ["a", "b", "a", "c"], "value": [50, None, "x", np.nan]})
+    obj = pd.DataFrame({"class": ["a", "a", "b"], "value": ["50", "x", None]})
+    _label_codes(feat, obj)
+    assert feat["val"].tolist() == [0, -1, 1, -1] and obj["val"].tolist() == [0, 1, -1]
+    assert feat["cls"].tolist() == [0, 1, 0, 2] and obj["cls"].tolist() == [0, 0, 1]
 
 
 def test_assignment_prefers_pairs_in_place_to_a_chain_of_shifts():
