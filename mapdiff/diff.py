@@ -443,7 +443,8 @@ def _pair_distance(feat: pd.DataFrame, things: pd.DataFrame, i, j, net, config: 
     """How far apart feature i and thing j are, in OSM's terms: along the feature's road when
     the feature is mapped on one (``ON_ROAD_M``) and the thing stands beside it (within
     ``snap_m``: the kerb is a convention, not an error); 0 for a junction and its own things;
-    else straight. Returned with how much further from that road than ``kerb_m`` the thing
+    for a junction's feature and a loose thing, straight from where the map has the feature
+    (``map_x``, ``map_y``); else straight. Returned with how much further from that road than ``kerb_m`` the thing
     stands (0 elsewhere): no error, but of the poles level with a feature the pairing prefers
     one at its kerb to one beyond it (at a dense corner, another crossing's pole)."""
     from mapdiff._kernels.diff import along_edge
@@ -454,6 +455,8 @@ def _pair_distance(feat: pd.DataFrame, things: pd.DataFrame, i, j, net, config: 
     beyond = np.zeros(len(d))
     fj, tj = feat["junction"].to_numpy()[i], things["junction"].to_numpy()[j]
     d[(fj >= 0) & (fj == tj)] = 0.0
+    loose = (fj >= 0) & (tj < 0)
+    d[loose] = np.hypot(feat["map_x"].to_numpy()[i[loose]] - tx[loose], feat["map_y"].to_numpy()[i[loose]] - ty[loose])
     on = np.flatnonzero((feat["road"].to_numpy()[i] >= 0) & (fj < 0))
     if len(on):
         s, lateral = along_edge(feat["road"].to_numpy()[i][on], tx[on], ty[on], net.vx, net.vy, net.vcum, net.vptr)
@@ -498,10 +501,7 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, net, config: DiffConfig):
         # thing only where it stands (a kerb away at most: a signal mapped on the approach, near
         # the edge of ``junction_radius_m``, whose pole stands just beyond it)
         same_junction = (fj[i] >= 0) & (fj[i] == tj[j])
-        loose = (fj[i] >= 0) & (tj[j] < 0)
-        d[loose] = np.hypot(feat["map_x"].to_numpy()[i[loose]] - things["raw_x"].to_numpy()[j[loose]],
-                            feat["map_y"].to_numpy()[i[loose]] - things["raw_y"].to_numpy()[j[loose]])
-        loose &= d <= np.maximum(tol[j], config.kerb_m)
+        loose = (fj[i] >= 0) & (tj[j] < 0) & (d <= np.maximum(tol[j], config.kerb_m))
         keep = same_junction | loose | ((fj[i] < 0) & (tj[j] < 0))
         i, j, d, beyond, same_junction = i[keep], j[keep], d[keep], beyond[keep], same_junction[keep]
         differ = (f_val[i] >= 0) & (t_val[j] >= 0) & (f_val[i] != t_val[j])
@@ -542,9 +542,10 @@ def _split_estimates(things: pd.DataFrame, paired: np.ndarray, config: DiffConfi
     """Unpaired things explained by a paired one: the same class and value within ``split_m``
     of where it stands. The sign on each kerb of a crossing or a two-way street is one
     map feature, and locate splits an object when some of its passes disagree (a stray pose, a
-    junction crossed); neither is an addition."""
+    junction crossed); neither is an addition. A junction's things stand for the junction:
+    another junction's do not explain them."""
     key = things["cls"].to_numpy() * (int(things["val"].max()) + 2 if len(things) else 1) + things["val"].to_numpy() + 1
-    lonely, explained = np.flatnonzero(~paired), np.flatnonzero(paired)
+    lonely, explained = np.flatnonzero(~paired & (things["junction"].to_numpy() < 0)), np.flatnonzero(paired)
     pos = _positions(things)
     i, _j, _ = _near(pos[lonely], key[lonely], pos[explained], key[explained], config.split_m)
     out = np.zeros(len(things), bool)
@@ -632,6 +633,8 @@ def _driven_distance(x, y, net, coverage_n: pd.DataFrame, config: DiffConfig, k:
     point one of them was driven, and then it is the answer.)"""
     from mapdiff._kernels.geometry import candidates
 
+    cov = coverage_n.reindex(net.edges["edge_id"].to_numpy()).fillna(0)
+    driven = ((cov["trips"].to_numpy() + cov["trips_against"].to_numpy()) > 0)[net.edge_base]  # per kernel edge
     x, y = np.asarray(x, float), np.asarray(y, float)
     out = np.full(len(x), np.inf)
     todo = np.arange(len(x))
@@ -639,10 +642,7 @@ def _driven_distance(x, y, net, coverage_n: pd.DataFrame, config: DiffConfig, k:
         if len(todo) == 0:
             break
         edge, dist, *_ = _chunked(candidates, (x[todo], y[todo]), (config.range_m, kk, net.geom))
-        ids = net.edges["edge_id"].to_numpy()[net.edge_base[np.maximum(edge, 0)]]
-        cov = coverage_n.reindex(ids.ravel())
-        trips = (cov["trips"].fillna(0).to_numpy() + cov["trips_against"].fillna(0).to_numpy()).reshape(edge.shape)
-        out[todo] = np.where((edge >= 0) & (trips > 0), dist, np.inf).min(axis=1)
+        out[todo] = np.where((edge >= 0) & driven[np.maximum(edge, 0)], dist, np.inf).min(axis=1)
         # a point whose kk nearest were all there and undriven may have a driven road further on
         todo = todo[~np.isfinite(out[todo]) & (edge[:, -1] >= 0)]
     return out
@@ -698,10 +698,9 @@ def _calibrated(evidence: np.ndarray, lonely: np.ndarray, weight: np.ndarray | N
     (a sample); ``bins``: the evidence's bin edges, increasing."""
     evidence = np.asarray(evidence, float)
     weight = np.ones(len(evidence)) if weight is None else np.asarray(weight, float)
-    edges = bins
-    bins = np.clip(np.searchsorted(edges, evidence, side="right") - 1, 0, len(edges) - 2)
-    n = np.bincount(bins, weights=weight, minlength=len(edges) - 1)
-    k = np.bincount(bins, weights=weight * lonely, minlength=len(edges) - 1)
+    which = np.clip(np.searchsorted(bins, evidence, side="right") - 1, 0, len(bins) - 2)
+    n = np.bincount(which, weights=weight, minlength=len(bins) - 1)
+    k = np.bincount(which, weights=weight * lonely, minlength=len(bins) - 1)
     # from the best-evidenced bin down, pool bins until each pool holds enough items; every
     # bin of a pool gets the pool's share; the least-evidenced leftovers take the share above
     share = np.full(len(n), np.nan)
@@ -721,7 +720,7 @@ def _calibrated(evidence: np.ndarray, lonely: np.ndarray, weight: np.ndarray | N
     pi = max(share[top], 1e-6)
     conf = np.clip(pi / np.maximum(share, 1e-9), 0.0, 1.0)
     conf = np.maximum.accumulate(conf)
-    return conf[bins]
+    return conf[which]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -775,8 +774,7 @@ def _object_diffs(features, objects, roads, coverage_n, config):
     changed &= trusted & (things["n_trips"].to_numpy()[ti] >= config.min_trips)
     t_paired = np.zeros(len(things), bool)
     t_paired[ti] = True
-    # (a junction's things stand for the junction: another junction's do not explain them)
-    split = _split_estimates(things, t_paired, config) & (things["junction"].to_numpy() < 0)
+    split = _split_estimates(things, t_paired, config)
     # how sure an unexplained object is real, by its trips (calibrated on the data)
     conf_seen = _calibrated(things["n_trips"].to_numpy(), ~t_paired & ~split)
     # a move: the chance that both positions' errors (Gaussian, 2-D) put them this far apart
