@@ -682,6 +682,35 @@ def test_a_capture_gives_a_point_the_sighting_that_fits_it_best():
         assert total == pytest.approx(np.exp(-0.5 * 0.3**2) + 1.0)
 
 
+def test_settling_gives_each_sighting_to_the_object_that_fits_it_best():
+    """Two poles 6 m apart, 10 m north of a row of captures, each capture seeing both (exact
+    bearings and ranges). The cover's first object stood between them and took from each
+    capture the sighting of the pole on its side; the second, on the east pole, took the
+    others; a third holds one sighting alone. Settling gives each pole its own sightings, one
+    per capture, puts each object on its pole, and drops the one left with one sighting."""
+    from mapdiff.locate import _settle
+
+    cap_x = np.arange(-12.0, 19.0, 3.0)
+    ox, oy = np.repeat(cap_x, 2), np.zeros(2 * len(cap_x))
+    px, py = np.tile([0.0, 6.0], len(cap_x)), np.full(2 * len(cap_x), 10.0)
+    b, r = np.arctan2(px - ox, py - oy), np.hypot(px - ox, py - oy)
+    trip = np.repeat(np.arange(len(cap_x)), 2)
+    ex, ey = ox + r * np.sin(b), oy + r * np.cos(b)
+    order = np.argsort(ex, kind="stable")  # one identity, its rows sorted by end point x
+    ox, oy, b, r, trip, px, ex, ey = (v[order] for v in (ox, oy, b, r, trip, px, ex, ey))
+    used = np.where((px == 0.0) == (ox < 3.0), 0, 1)
+    used[0] = 2
+    found = (used, np.array([3.0, 6.0, 50.0]), np.full(3, 10.0), *(np.ones(3),) * 4, None)
+    sigmas = (np.radians(10.0), 0.0, 0.1)  # gates wide enough for the between object's sightings
+    start = np.array([0, len(ox)], dtype=np.int64)
+    used, x, y, *_ = _settle(found, start, (ex, ey, ox, oy, b, r, trip), sigmas, (3.0, 40.0, 2))
+    assert len(x) == 2 and (used >= 0).all()
+    for o in range(2):
+        pole = px[used == o]
+        assert (pole == pole[0]).all() and len(np.unique(trip[used == o])) == len(cap_x)
+        assert np.hypot(x[o] - pole[0], y[o] - 10.0) < 1e-6
+
+
 def test_tail_model_recovers_a_scale_mixture():
     from mapdiff.locate import _tail_model
 

@@ -249,3 +249,44 @@ def cover(start, cx, cy, cg, ex, ey, ox, oy, b, r, trip, n_trips, sb, sp, sr, ga
         on.append(n)
     return (used, np.array(ox_), np.array(oy_), np.array(oxx), np.array(oxy), np.array(oyy), np.array(ochi),
             np.array(on, dtype=np.int64))
+
+
+@jit
+def reassign(start, obj_start, obj_of, obj_x, x, y, ex, ey, ox, oy, b, r, trip, sb, sp, sr, gate, reach):
+    """Each observation to the object of its identity that fits it best within the gate, the
+    closest fits first, a capture giving each object one observation at most (the cover gave
+    an observation to the first object that fitted it, not the best). Objects come grouped by
+    identity like the observations (``obj_start``), within a group sorted by x (``obj_x``;
+    ``obj_of`` their numbers). Returns each observation's object (-1: none fits)."""
+    out = np.full(ex.shape[0], -1, dtype=np.int64)
+    n_obj = x.shape[0]
+    for g in range(start.shape[0] - 1):
+        olo, ohi = obj_start[g], obj_start[g + 1]
+        if ohi == olo:
+            continue
+        costs = []
+        rows = []
+        objs = []
+        for k in range(start[g], start[g + 1]):
+            a = olo + np.searchsorted(obj_x[olo:ohi], ex[k] - reach)
+            z = olo + np.searchsorted(obj_x[olo:ohi], ex[k] + reach, side="right")
+            for q in range(a, z):
+                o = obj_of[q]
+                if abs(y[o] - ey[k]) > reach:
+                    continue
+                rb, rr = _fits(k, x[o], y[o], ox, oy, b, r, sb, sp, sr, gate)
+                if rb < 0:
+                    continue
+                costs.append(rb * rb + rr * rr)
+                rows.append(k)
+                objs.append(o)
+        taken = {np.int64(0)}
+        taken.clear()
+        for i in np.argsort(np.array(costs), kind="mergesort"):
+            k, o = rows[i], objs[i]
+            key = trip[k] * n_obj + o
+            if out[k] >= 0 or key in taken:
+                continue
+            taken.add(key)
+            out[k] = o
+    return out
