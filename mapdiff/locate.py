@@ -57,8 +57,10 @@ marked ``weak``.
 Single captures (street-level imagery: most observations come from trips that are one
 instant) have no passes to make tracks of; they go another way (:func:`_locate_captures`):
 candidates where two captures' rays meet, covered greedily, the best-supported first, each
-observation going to one object, with gates from the errors the data show (a bearing's sigma
-and the capture position's across the ray, the log range's); an object that is only a bigger
+observation going to one object, then settled (each observation to the object that fits it
+best, a capture giving an object one at most, until nothing moves: :func:`_settle`), with gates
+from the errors the data show (a bearing's sigma and the capture position's across the ray, the
+log range's); an object that is only a bigger
 one's heavy-tailed sightings is dropped (:func:`_echoes`). ``sigma_m`` is then the long axis's.
 """
 
