@@ -56,7 +56,8 @@ marked ``weak``.
 
 Single captures (street-level imagery: most observations come from trips that are one
 instant) have no passes to make tracks of; they go another way (:func:`_locate_captures`):
-candidates where two captures' rays meet, covered greedily, the best-supported first, each
+candidates where two captures' rays meet (where they do not, the point two ranged sightings
+fit best), covered greedily, the best-supported first, each
 observation going to one object, then settled (each observation to the object that fits it
 best, a capture giving an object one at most, until nothing moves: :func:`_settle`), with gates
 from the errors the data show (a bearing's sigma and the capture position's across the ray, the
@@ -397,7 +398,8 @@ def _locate_captures(trip, ident, ox, oy, b, r, stated, config):
     def covered(sb, sp, sr):
         # an observation fits a point up to e^(gate sigmas) of its range away from its end point
         reach = far * (np.exp(config.gate_sigma * sr) - 1.0) + 1.0
-        cx, cy, cg = candidates(start, ex_s, ey_s, ox_s, oy_s, b_s, r_s, trip_s, config.gate_sigma * sr, reach)
+        cx, cy, cg = candidates(start, ex_s, ey_s, ox_s, oy_s, b_s, r_s, trip_s, (sb, sp, sr), config.gate_sigma,
+                                reach)
         # many pairs meet at one place: one candidate per 2 m cell is enough (the fit moves it)
         _, first = np.unique(np.c_[cg, np.floor(cx / 2), np.floor(cy / 2)], axis=0, return_index=True)
         cx, cy, cg = cx[first], cy[first], cg[first]
@@ -429,7 +431,8 @@ def _locate_captures(trip, ident, ox, oy, b, r, stated, config):
     n_res = np.bincount(used[has], weights=1.0 + np.isfinite(r_s[has]), minlength=len(x))
     red = np.where(n_res > 2, chi / np.maximum(n_res - 2, 1), 1.0)
     ghost = _echoes(used, x, y, obj_ident, ox_s, oy_s, b_s, trip_s, config)
-    used = np.where((used >= 0) & ghost[np.maximum(used, 0)], -1, used)
+    if len(x):
+        used = np.where((used >= 0) & ghost[np.maximum(used, 0)], -1, used)
     labels = np.full(len(order), -1, dtype=np.int64)
     labels[order] = used
     # an object takes one observation per trip: its observations are its trips
@@ -459,6 +462,8 @@ def _settle(found, start, obs, sigmas, gates):
     from mapdiff._kernels.captures import reassign
 
     used, x, y, vxx, vxy, vyy, chi, _ = found
+    if len(x) == 0:
+        return found
     ex, ey, ox, oy, b, r, trip = obs
     gate, reach, min_support = gates
     ident = np.searchsorted(start, np.arange(len(ex)), side="right") - 1

@@ -682,6 +682,23 @@ def test_a_capture_gives_a_point_the_sighting_that_fits_it_best():
         assert total == pytest.approx(np.exp(-0.5 * 0.3**2) + 1.0)
 
 
+def test_two_captures_in_line_are_placed_by_their_ranges():
+    # two captures 5 m apart on a straight road, a sign 30 m ahead and 1 m aside: their rays are
+    # some 0.4 degrees apart, too little parallax to cross them; their ranges still place it
+    obs = observations_of([(1.0, 30.0)], [(0.0, 0.0), (0.0, 5.0)], trips=[0, 1], sigma_deg=0.2, range_sigma_m=0.3)
+    objects, labels = locate(obs)
+    assert len(objects) == 1 and (labels == 0).all()
+    assert np.hypot(*(positions(objects)[0] - [1.0, 30.0])) < 0.5
+
+
+def test_single_captures_that_place_nothing_give_no_objects():
+    # the same two captures without ranges: two rays that never cross place nothing (this
+    # crashed on an empty cover)
+    obs = observations_of([(1.0, 30.0)], [(0.0, 0.0), (0.0, 5.0)], trips=[0, 1], sigma_deg=0.2, ranged=False)
+    objects, labels = locate(obs)
+    assert len(objects) == 0 and (labels == -1).all()
+
+
 def test_settling_gives_each_sighting_to_the_object_that_fits_it_best():
     """Two poles 6 m apart, 10 m north of a row of captures, each capture seeing both (exact
     bearings and ranges). The cover's first object stood between them and took from each

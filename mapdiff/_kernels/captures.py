@@ -6,7 +6,9 @@ group's first row) and, within a group, sorted by the x of their end points ``(e
 that a sweep over x finds the end points near a place.
 
 A candidate is where the rays of two captures of one identity meet, in front of both and at
-distances their ranges allow. Its support is the observations of its identity whose bearing
+distances their ranges allow; where they do not (a bearing in the detector's tail, two
+captures in line with the object), the point that fits both ranged sightings best, if it fits
+both within the gate. Its support is the observations of its identity whose bearing
 and range fit it within ``gate`` sigmas: a bearing's sigma at distance d is that of the
 detector (``sb`` radians) and of the capture's position (``sp`` metres) across the ray,
 sqrt(sb^2 + (sp / d)^2); a range's is ``sr`` in log range. Objects are taken
@@ -155,10 +157,37 @@ def _refine(cx, cy, lo, hi, ex, ey, ox, oy, b, r, used, sb, sp, sr, gate, reach)
 
 
 @jit
-def candidates(start, ex, ey, ox, oy, b, r, trip, gate_r, reach):
+def _pair_point(i, j, ox, oy, b, r, sigmas):
+    """The point that fits two ranged observations best (Gauss-Newton over their bearings and
+    log ranges at ``sigmas`` = (sb, sp, sr), from the mean of their end points)."""
+    sb, sp, sr = sigmas
+    x = 0.5 * (ox[i] + r[i] * np.sin(b[i]) + ox[j] + r[j] * np.sin(b[j]))
+    y = 0.5 * (oy[i] + r[i] * np.cos(b[i]) + oy[j] + r[j] * np.cos(b[j]))
+    acc = np.zeros(6)
+    for _ in range(5):
+        acc[:] = 0.0
+        for k in (i, j):
+            dx, dy = x - ox[k], y - oy[k]
+            d2 = max(dx * dx + dy * dy, 1e-6)
+            s_b = _bearing_sigma(np.sqrt(d2), sb, sp)
+            _add_row(acc, dy / d2 / s_b, -dx / d2 / s_b, _wrap(b[k] - np.arctan2(dx, dy)) / s_b)
+            _add_row(acc, dx / d2 / sr, dy / d2 / sr, -np.log(np.sqrt(d2) / max(r[k], 1e-3)) / sr)
+        det = acc[0] * acc[2] - acc[1] * acc[1]
+        if det <= 0:
+            break
+        x += (acc[2] * acc[3] - acc[1] * acc[4]) / det
+        y += (acc[0] * acc[4] - acc[1] * acc[3]) / det
+    return x, y
+
+
+@jit
+def candidates(start, ex, ey, ox, oy, b, r, trip, sigmas, gate, reach):
     """Where two observations of one identity from different trips meet: rays crossing in front
-    of both, at least 2 degrees apart, within ``gate_r`` (log) of each one's range. Returns
-    the candidates' x, y and group."""
+    of both, at least 2 degrees apart, within ``gate`` sigmas (``sigmas`` = (sb, sp, sr)) of
+    each one's log range; where their rays do not meet so (a bearing in the detector's tail,
+    two captures in line), the point that fits both ranged observations best. Returns the
+    candidates' x, y and group."""
+    gate_r = gate * sigmas[2]
     cx = []
     cy = []
     cg = []
@@ -172,20 +201,26 @@ def candidates(start, ex, ey, ox, oy, b, r, trip, gate_r, reach):
                     continue
                 sj, cj = np.sin(b[j]), np.cos(b[j])
                 cross = si * cj - ci * sj
-                if abs(cross) < 0.035:  # 2 degrees: no parallax to place a point
-                    continue
                 dx, dy = ox[j] - ox[i], oy[j] - oy[i]
-                s = (dx * cj - dy * sj) / cross  # along ray i
-                u = (dx * ci - dy * si) / cross  # along ray j
-                if s <= 0 or u <= 0:
-                    continue
-                if not np.isnan(r[i]) and abs(np.log(s / max(r[i], 1e-3))) > gate_r:
-                    continue
-                if not np.isnan(r[j]) and abs(np.log(u / max(r[j], 1e-3))) > gate_r:
-                    continue
-                cx.append(ox[i] + s * si)
-                cy.append(oy[i] + s * ci)
-                cg.append(g)
+                # 2 degrees: no parallax to place a point
+                s = (dx * cj - dy * sj) / cross if abs(cross) >= 0.035 else -1.0  # along ray i
+                u = (dx * ci - dy * si) / cross if abs(cross) >= 0.035 else -1.0  # along ray j
+                meet = s > 0 and u > 0
+                if meet and not np.isnan(r[i]) and abs(np.log(s / max(r[i], 1e-3))) > gate_r:
+                    meet = False
+                if meet and not np.isnan(r[j]) and abs(np.log(u / max(r[j], 1e-3))) > gate_r:
+                    meet = False
+                if meet:
+                    cx.append(ox[i] + s * si)
+                    cy.append(oy[i] + s * ci)
+                    cg.append(g)
+                elif not (np.isnan(r[i]) or np.isnan(r[j])):
+                    px, py = _pair_point(i, j, ox, oy, b, r, sigmas)
+                    if _fits(i, px, py, ox, oy, b, r, *sigmas, gate)[0] >= 0 and \
+                            _fits(j, px, py, ox, oy, b, r, *sigmas, gate)[0] >= 0:
+                        cx.append(px)
+                        cy.append(py)
+                        cg.append(g)
     return np.array(cx), np.array(cy), np.array(cg, dtype=np.int64)
 
 
