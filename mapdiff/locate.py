@@ -59,7 +59,9 @@ instant) have no passes to make tracks of; they go another way (:func:`_locate_c
 candidates where two captures' rays meet (where they do not, the point two ranged sightings
 fit best), covered greedily, the best-supported first, each
 observation going to one object, then settled (each observation to the object that fits it
-best, a capture giving an object one at most, until nothing moves: :func:`_settle`), with gates
+best, a capture giving an object one at most, until nothing moves: :func:`_settle`); an object
+whose sightings from two sides place it in two places is two (a sign is read from in front
+only: :func:`_split_by_direction`), with gates
 from the errors the data show (a bearing's sigma and the capture position's across the ray, the
 log range's); an object that is only a bigger
 one's heavy-tailed sightings is dropped (:func:`_echoes`). ``sigma_m`` is then the long axis's.
@@ -405,8 +407,12 @@ def _locate_captures(trip, ident, ox, oy, b, r, stated, config):
         cx, cy, cg = cx[first], cy[first], cg[first]
         found = cover(start, cx, cy, cg, ex_s, ey_s, ox_s, oy_s, b_s, r_s, trip_s, n_trips, sb, sp, sr,
                       config.gate_sigma, reach, config.capture_min_support)
-        return _settle(found, start, (ex_s, ey_s, ox_s, oy_s, b_s, r_s, trip_s), (sb, sp, sr),
-                       (config.gate_sigma, reach, config.capture_min_support))
+        gates = (config.gate_sigma, reach, config.capture_min_support)
+        found = _settle(found, start, (ex_s, ey_s, ox_s, oy_s, b_s, r_s, trip_s), (sb, sp, sr), gates)
+        split = _split_by_direction(found, (ox_s, oy_s, b_s, r_s), (sb, sp, sr))
+        if split is not None:
+            found = _settle(split, start, (ex_s, ey_s, ox_s, oy_s, b_s, r_s, trip_s), (sb, sp, sr), gates)
+        return found
 
     # first wide: the gates' sigmas; then the errors the data show
     sb, sp = np.radians(config.capture_gate_deg) / config.gate_sigma, 0.0
@@ -489,6 +495,60 @@ def _settle(found, start, obs, sigmas, gates):
     index[keep] = np.arange(len(keep))
     used = np.where((used >= 0) & alive[np.maximum(used, 0)], index[np.maximum(used, 0)], -1)
     return used, x[keep], y[keep], vxx[keep], vxy[keep], vyy[keep], chi[keep], count[keep]
+
+
+#: two arcs of one object's sightings place it apart beyond this squared Mahalanobis distance
+#: (their covariances summed): chi-square's 0.1 % tail at 2 degrees of freedom, strict because
+#: the arcs are chosen (between the widest gaps) to set the two apart. At the 1 % tail (9.2),
+#: precision fell at default noise (0.852 -> 0.842 over 6 simulations) for 0.006 more recall
+DIRECTION_SPLIT_CHI2 = 13.8
+
+
+def _split_by_direction(found, obs, sigmas):
+    """Objects seen from two sides that place them apart: a sign or a signal head is read from
+    in front only, so two poles a few metres apart facing different approaches are never seen
+    together, and the cover may take them for one between them. An object's sightings are cut
+    into the two arcs of directions (from the object to the captures) between the two widest
+    gaps; each arc fitted on its own; where the two places differ by more than
+    ``DIRECTION_SPLIT_CHI2`` (the squared Mahalanobis distance over both covariances), the
+    object is two. Returns the new
+    ``found`` or None where nothing split."""
+    used, x, y, vxx, vxy, vyy, chi, n = found
+    ox, oy = obs[0], obs[1]
+    x, y, new_used = x.copy(), y.copy(), used.copy()
+    extra = []
+    members = pd.Series(np.flatnonzero(used >= 0)).groupby(used[used >= 0]).apply(np.asarray) if (used >= 0).any() \
+        else pd.Series(dtype=object)
+    for o, k in members.items():
+        if len(k) < 4:
+            continue
+        ang = np.arctan2(ox[k] - x[o], oy[k] - y[o])
+        order = np.argsort(ang)
+        a = ang[order]
+        gaps = np.diff(np.r_[a, a[0] + 2 * np.pi])
+        g1, g2 = np.sort(np.argsort(gaps)[-2:])
+        arc = np.zeros(len(k), dtype=np.int64)
+        arc[order[g1 + 1: g2 + 1]] = 1
+        if min((arc == 0).sum(), (arc == 1).sum()) < 2:
+            continue
+        sub = np.full(len(used), -1, dtype=np.int64)
+        sub[k] = arc
+        px, py, (cxx, cxy, cyy), _ = _refit(sub, np.full(2, x[o]), np.full(2, y[o]), obs, sigmas)
+        sxx, sxy, syy = cxx.sum(), cxy.sum(), cyy.sum()
+        det = sxx * syy - sxy * sxy
+        if not np.isfinite(det) or det <= 0:
+            continue
+        dx, dy = px[1] - px[0], py[1] - py[0]
+        if (syy * dx * dx - 2 * sxy * dx * dy + sxx * dy * dy) / det > DIRECTION_SPLIT_CHI2:
+            extra.append((px[1], py[1]))
+            new_used[k[arc == 1]] = len(x) + len(extra) - 1
+            x[o], y[o] = px[0], py[0]
+    if not extra:
+        return None
+    ex_, ey_ = np.array(extra).T
+    z = np.zeros(len(extra))
+    return (new_used, np.r_[x, ex_], np.r_[y, ey_], np.r_[vxx, z], np.r_[vxy, z], np.r_[vyy, z], np.r_[chi, z],
+            np.r_[n, z.astype(np.int64)])
 
 
 def _refit(used, x, y, obs, sigmas, rounds=8):
