@@ -37,7 +37,7 @@ _RATES = {
     "overhead-rate": "share of junction signal poles on a mast arm above the lane",
     "loop-rate": "share of trips through a waypoint",
     "miss-rate": "share of visible objects the detector misses per frame",
-    "false-positive-rate": "false detections per frame",
+    "false-positive-rate": "false detections per frame (per capture with --capture imagery)",
     "confusion-rate": "share of detections with a wrong class or value",
 }
 _VALUES = {

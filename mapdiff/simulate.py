@@ -85,7 +85,10 @@ class SimConfig:
     handful of captures, as in real street-level data sets), not missed (``miss_rate``), hidden
     or not behind another, with
     a bearing off by ``imagery_bearing_sigma_deg`` or, for ``bearing_tail_rate`` of them, by 10
-    to 30 degrees, and a monocular range off by a factor exp(N(0, ``range_error_rel``)).
+    to 30 degrees, and a monocular range off by a factor exp(N(0, ``range_error_rel``)); the
+    detector's mistakes as in the video: ``confusion_rate`` of sightings with another class or
+    value, ``false_positive_rate`` false sightings per capture (any bearing, at the distances of
+    real sightings; their truth has no object).
     Driving: a car speeds up at ``accel_mps2`` and brakes at ``decel_mps2`` (a car in town
     pulls away at about 1.5 m/s^2; 2.5 m/s^2 is firm but comfortable braking, below the 3.4 m/s^2
     traffic engineers design yellow lights for), takes a turn from one road to another at
@@ -1048,6 +1051,19 @@ def _imagery(t_frame, cptr, ctrip, cx, cy, objects, trip_ids, config: SimConfig,
                    rng.normal(0.0, config.imagery_bearing_sigma_deg, len(ci)))
     bearing = (np.degrees(np.arctan2(dx, dy)) + err) % 360.0
     rng_m = dist * np.exp(rng.normal(0.0, config.range_error_rel, len(ci)))
+    score = rng.uniform(0.5, 1.0, len(ci))
+    # the detector's mistakes, as in the video: classes and values misread, and false positives
+    # (false_positive_rate per capture) at any bearing, at the distances real sightings have
+    vocab = _Vocabulary(objects, rng)
+    cls, val = vocab.confused(oi, config.confusion_rate)
+    n_fp = int(rng.poisson(config.false_positive_rate * len(cap))) if len(cap) else 0
+    fp_cls, fp_val = vocab.random(n_fp)
+    ci = np.r_[ci, rng.integers(0, max(len(cap), 1), n_fp)]
+    oi, cls, val = np.r_[oi, np.full(n_fp, -1)], np.r_[cls, fp_cls], np.r_[val, fp_val]
+    bearing = np.r_[bearing, rng.uniform(0.0, 360.0, n_fp)]
+    rng_m = np.r_[rng_m, rng.choice(dist, n_fp) if len(dist) else rng.uniform(2.0, 20.0, n_fp)]
+    score = np.r_[score, rng.uniform(0.2, 0.7, n_fp)]
+    cls_text, val_text = vocab.text(cls, val)
     lon, lat = proj.to_lonlat(px[ci], py[ci])
     frame = cap[ci]
     trip = trip_ids.take(ctrip[frame]).astype(str)
@@ -1057,16 +1073,63 @@ def _imagery(t_frame, cptr, ctrip, cx, cy, objects, trip_ids, config: SimConfig,
         "detection_id": detection_id,
         "trip_id": (pd.Series(trip[order]) + "-c" + pd.Series(ci[order]).astype(str).str.zfill(6)).to_numpy(),
         "t": timestamps(t_frame[frame][order]),
-        "class": objects["class"].to_numpy()[oi][order], "value": objects["value"].to_numpy()[oi][order],
-        "score": np.round(rng.uniform(0.5, 1.0, len(ci)), 3),
+        "class": cls_text[order], "value": val_text[order],
+        "score": np.round(score[order], 3),
         "lon": lon[order], "lat": lat[order], "bearing_deg": bearing[order],
         # what a capture states: its core bearing error, not the tail it does not know of
         "bearing_sigma_deg": np.full(len(ci), config.imagery_bearing_sigma_deg),
         "range_m": rng_m[order], "range_sigma_m": config.range_error_rel * rng_m[order],
     })
-    truth = pd.DataFrame({"detection_id": detection_id,
-                          "object_id": pd.array(objects["object_id"].to_numpy()[oi][order], dtype="Int64")})
+    object_id = pd.array(objects["object_id"].to_numpy()[np.maximum(oi, 0)][order], dtype="Int64")
+    object_id[oi[order] < 0] = pd.NA
+    truth = pd.DataFrame({"detection_id": detection_id, "object_id": object_id})
     return observations, truth
+
+
+class _Vocabulary:
+    """The objects' classes and values as codes (value code -1: none), and the detector's
+    mistakes drawn from them with ``rng``."""
+
+    def __init__(self, objects, rng):
+        cls_cat, val_cat = pd.Categorical(objects["class"]), pd.Categorical(objects["value"])
+        self.classes, self.values = cls_cat.categories, val_cat.categories
+        self.cls, self.val = cls_cat.codes.astype(np.int64), val_cat.codes.astype(np.int64)
+        # the values each class takes, as value codes
+        pairs = pd.DataFrame({"c": self.cls, "v": self.val})
+        self.values_of = [np.unique(pairs.loc[(pairs["c"] == c) & (pairs["v"] >= 0), "v"].to_numpy())
+                          for c in range(len(self.classes))]
+        self.rng = rng
+
+    def draw_values(self, c):
+        """A random value code of each class in ``c`` (-1 for a class without values)."""
+        out = np.full(len(c), -1, dtype=np.int64)
+        for k, vals in enumerate(self.values_of):
+            at = np.flatnonzero(c == k)
+            if len(at) and len(vals):
+                out[at] = vals[self.rng.integers(0, len(vals), len(at))]
+        return out
+
+    def confused(self, obj, rate):
+        """Class and value codes the detector reads for sightings of objects ``obj``: ``rate`` of
+        them another value, half of those another class too."""
+        n_cls = len(self.classes)
+        cls, val = self.cls[obj].copy(), self.val[obj].copy()
+        confuse = np.flatnonzero(self.rng.random(len(obj)) < rate)
+        wrong_class = confuse[self.rng.random(len(confuse)) < 0.5] if n_cls > 1 else confuse[:0]
+        cls[wrong_class] = (cls[wrong_class] + self.rng.integers(1, max(n_cls, 2), len(wrong_class))) % max(n_cls, 1)
+        val[confuse] = self.draw_values(cls[confuse])  # may redraw the same value: the detector can be right
+        return cls, val
+
+    def random(self, n):
+        """Class and value codes of ``n`` false positives."""
+        cls = self.rng.integers(0, max(len(self.classes), 1), n)
+        return cls, self.draw_values(cls)
+
+    def text(self, cls, val):
+        """Codes back to the class and value columns (value None where it has none)."""
+        value = np.asarray(self.values, dtype=object)[np.maximum(val, 0)] if len(self.values) else \
+            np.full(len(val), None, dtype=object)
+        return np.asarray(self.classes, dtype=object)[cls], np.where(val >= 0, value, None)
 
 
 def _finish_detections(frame, obj, box, score, t_frame, ctrip, pose, trip_ids, objects, camera, config, rng, proj):
@@ -1074,36 +1137,13 @@ def _finish_detections(frame, obj, box, score, t_frame, ctrip, pose, trip_ids, o
 
     Classes and values are handled as codes into the objects' vocabularies (value code -1: none).
     """
-    cls_cat = pd.Categorical(objects["class"])
-    val_cat = pd.Categorical(objects["value"])
-    classes, values = cls_cat.categories, val_cat.categories
-    n_cls = len(classes)
-    # the values each class takes, as value codes
-    pairs = pd.DataFrame({"c": cls_cat.codes, "v": val_cat.codes})
-    values_of = [np.unique(pairs.loc[(pairs["c"] == c) & (pairs["v"] >= 0), "v"].to_numpy()) for c in range(n_cls)]
-
-    def draw_values(c):
-        """A random value code of each class in ``c`` (-1 for a class without values)."""
-        out = np.full(len(c), -1, dtype=np.int64)
-        for k in range(n_cls):
-            at = np.flatnonzero(c == k)
-            if len(at) and len(values_of[k]):
-                out[at] = values_of[k][rng.integers(0, len(values_of[k]), len(at))]
-        return out
-
-    true_cls = cls_cat.codes[obj].astype(np.int64)
-    true_val = val_cat.codes[obj].astype(np.int64)
-    cls, val = true_cls.copy(), true_val.copy()
-    n = len(obj)
-    confuse = np.flatnonzero(rng.random(n) < config.confusion_rate)
-    wrong_class = confuse[rng.random(len(confuse)) < 0.5] if n_cls > 1 else confuse[:0]
-    cls[wrong_class] = (cls[wrong_class] + rng.integers(1, max(n_cls, 2), len(wrong_class))) % max(n_cls, 1)
-    val[confuse] = draw_values(cls[confuse])  # may redraw the same value: the detector can be right
+    vocab = _Vocabulary(objects, rng)
+    classes, values = vocab.classes, vocab.values
+    cls, val = vocab.confused(obj, config.confusion_rate)
     # false positives: random boxes of random classes in random frames
-    n_fp = int(rng.poisson(config.false_positive_rate * len(t_frame))) if n_cls else 0
+    n_fp = int(rng.poisson(config.false_positive_rate * len(t_frame))) if len(classes) else 0
     fp_frame = rng.integers(0, len(t_frame), n_fp)
-    fp_cls = rng.integers(0, max(n_cls, 1), n_fp)
-    fp_val = draw_values(fp_cls)
+    fp_cls, fp_val = vocab.random(n_fp)
     h = rng.uniform(config.min_box_px, 80.0, n_fp)
     w = h * rng.uniform(0.4, 1.2, n_fp)
     x0 = rng.uniform(0, camera.width_px - w)
@@ -1139,8 +1179,8 @@ def _finish_detections(frame, obj, box, score, t_frame, ctrip, pose, trip_ids, o
     object_id[~real] = pd.NA
     truth = pd.DataFrame({
         "detection_id": det_id, "object_id": object_id,
-        "true_class": cat(np.where(real, np.r_[true_cls, fp_cls][order], -1), classes),
-        "true_value": cat(np.where(real, np.r_[true_val, fp_val][order], -1), values),
+        "true_class": cat(np.where(real, np.r_[vocab.cls[obj], fp_cls][order], -1), classes),
+        "true_value": cat(np.where(real, np.r_[vocab.val[obj], fp_val][order], -1), values),
         "range_m": np.where(real, np.hypot(dx, dy), np.nan),
         "bearing_deg": np.where(real, np.degrees(np.arctan2(dx, dy)) % 360.0, np.nan),
         "camera_lon": cam_lon, "camera_lat": cam_lat, "camera_heading_deg": cheading[frames],

@@ -372,6 +372,26 @@ def test_map_without_features_says_so(grid_gpkg, tmp_path):
     assert len(_read(tmp_path / "s", "detections.parquet")) == 0
 
 
+def test_street_level_imagery_has_the_detectors_mistakes(helsinki_gpkg):
+    # as in the video: a share of the sightings with another class or value, and false
+    # positives per capture with no object in the truth, at the distances real sightings have
+    from mapdiff.io import read_map_layers
+    from mapdiff.simulate import simulate
+
+    config = SimConfig(vehicles=2, seed=4, capture="imagery", placement="osm", confusion_rate=0.2,
+                       false_positive_rate=0.5, **QUIET_WORLD)
+    sim = simulate(read_map_layers(helsinki_gpkg), config)
+    obs = sim.observations.merge(sim.detection_truth, on="detection_id")
+    fp = obs["object_id"].isna()
+    captures = obs["trip_id"].nunique()
+    assert fp.sum() == pytest.approx(config.false_positive_rate * captures, rel=0.3)  # (captures with none too)
+    assert obs.loc[fp, "range_m"].between(0.5, config.max_range_m * 2).all()
+    real = obs[~fp].merge(sim.objects[["object_id", "class", "value"]], on="object_id", suffixes=("", "_true"))
+    read = (real["class"] == real["class_true"]) & (real["value"].fillna("") == real["value_true"].fillna(""))
+    # a confused sighting may draw its own class and value again
+    assert 0.1 <= (~read).mean() <= config.confusion_rate
+
+
 def test_street_level_imagery_has_the_asked_errors(helsinki_gpkg):
     # each capture its own trip at one instant, a capture every 5-15 m along a drive, bearings
     # off by the core sigma or, for the tail's share, by 10-30 degrees, ranges off by a factor
@@ -380,7 +400,7 @@ def test_street_level_imagery_has_the_asked_errors(helsinki_gpkg):
     from mapdiff.simulate import simulate
 
     config = SimConfig(vehicles=2, seed=4, capture="imagery", placement="osm", miss_rate=0.0, capture_sigma_m=0.0,
-                       **QUIET_WORLD)
+                       false_positive_rate=0.0, **QUIET_WORLD)
     sim = simulate(read_map_layers(helsinki_gpkg), config)
     obs = sim.observations
     assert len(sim.detections) == 0 and len(obs) > 500
