@@ -64,7 +64,9 @@ whose sightings from two sides place it in two places is two (a sign is read fro
 only: :func:`_split_by_direction`), with gates
 from the errors the data show (a bearing's sigma and the capture position's across the ray, the
 log range's); an object that is only a bigger
-one's heavy-tailed sightings is dropped (:func:`_echoes`). ``sigma_m`` is then the long axis's.
+one's heavy-tailed sightings is dropped (:func:`_echoes`), and so is one that the clutter the
+free sightings show would make by chance (:func:`_by_chance`). ``sigma_m`` is then the long
+axis's.
 """
 
 from __future__ import annotations
@@ -397,6 +399,8 @@ def _locate_captures(trip, ident, ox, oy, b, r, stated, config):
     start = np.searchsorted(ident_s, np.arange(int(ident_s.max()) + 2)).astype(np.int64)
     n_trips = int(trip.max()) + 1
 
+    tried = [None]
+
     def covered(sb, sp, sr):
         # an observation fits a point up to e^(gate sigmas) of its range away from its end point
         reach = far * (np.exp(config.gate_sigma * sr) - 1.0) + 1.0
@@ -405,6 +409,7 @@ def _locate_captures(trip, ident, ox, oy, b, r, stated, config):
         # many pairs meet at one place: one candidate per 2 m cell is enough (the fit moves it)
         _, first = np.unique(np.c_[cg, np.floor(cx / 2), np.floor(cy / 2)], axis=0, return_index=True)
         cx, cy, cg = cx[first], cy[first], cg[first]
+        tried[0] = np.bincount(cg, minlength=len(start))
         found = cover(start, cx, cy, cg, ex_s, ey_s, ox_s, oy_s, b_s, r_s, trip_s, n_trips, sb, sp, sr,
                       config.gate_sigma, reach, config.capture_min_support)
         gates = (config.gate_sigma, reach, config.capture_min_support)
@@ -418,11 +423,13 @@ def _locate_captures(trip, ident, ox, oy, b, r, stated, config):
     sb, sp = np.radians(config.capture_gate_deg) / config.gate_sigma, 0.0
     sr = config.capture_gate_log / config.gate_sigma
     for round_ in range(CAPTURE_ROUNDS):
+        sb_used, sp_used, sr_used = sb, sp, sr
         used, x, y, vxx, vxy, vyy, chi, _ = covered(sb, sp, sr)
         measured = _capture_errors(used, x, y, (vxx, vxy, vyy), ox_s, oy_s, b_s, r_s, (config.gate_sigma, sb, sp))
         if measured is None:
             if round_ == 0:  # too few to tell: the errors the observations state
                 used, x, y, vxx, vxy, vyy, chi, _ = covered(*stated)
+                sb_used, sp_used, sr_used = stated
             break
         settled = abs(measured[0] - sb) < 0.1 * sb
         sb, sp = measured[0], measured[1]
@@ -438,6 +445,8 @@ def _locate_captures(trip, ident, ox, oy, b, r, stated, config):
     red = np.where(n_res > 2, chi / np.maximum(n_res - 2, 1), 1.0)
     ghost = _echoes(used, x, y, obj_ident, ox_s, oy_s, b_s, trip_s, config)
     if len(x):
+        ghost |= _by_chance(used, (x, y, obj_ident), (ox_s, oy_s, b_s, r_s, trip_s, ident_s),
+                            (sb_used, sp_used, sr_used), config.gate_sigma, tried[0])
         used = np.where((used >= 0) & ghost[np.maximum(used, 0)], -1, used)
     labels = np.full(len(order), -1, dtype=np.int64)
     labels[order] = used
@@ -583,6 +592,49 @@ def _refit(used, x, y, obs, sigmas, rounds=8):
             break
     cov = (np.where(ok, a22 / safe, np.inf), np.where(ok, -a12 / safe, 0.0), np.where(ok, a11 / safe, np.inf))
     return x, y, cov, chi
+
+
+#: the chance objects tolerated per identity: false detections (and sightings in the tail) that
+#: happen to meet make objects by chance, and a data set tries as many places as its candidates
+CHANCE_OBJECTS = 1.0
+
+
+def _by_chance(used, objects, obs, sigmas, gate, tried):
+    """Objects that the clutter would make by chance. The free sightings (those no object
+    explains: false detections, the tail) measure the clutter per capture and identity, and
+    their ranges its distances. At an object's place the captures within the distance its
+    kind is seen from (the 90th percentile of the sightings' distances) would each give a
+    chance sighting that fits it with the clutter rate times the chance that a random bearing
+    and range fall in the gate; an object whose trips that Poisson mean reaches with more than
+    ``CHANCE_OBJECTS`` / (the places its identity tried: its candidates) chance is dropped, so
+    that all places together make about ``CHANCE_OBJECTS`` such objects. Where there is little
+    clutter nothing goes; where false detections are many, pairs need to be more than chance."""
+    from scipy.spatial import cKDTree
+    from scipy.stats import poisson
+
+    x, y, obj_ident = objects
+    ox, oy, b, r, trip, ident = obs
+    sb, sp, sr = sigmas
+    has = used >= 0
+    k = np.bincount(used[has], minlength=len(x))
+    first = np.unique(trip, return_index=True)[1]
+    free = ~has
+    rate = np.bincount(ident[free], minlength=len(tried)) / len(first)
+    free_log_r = np.sort(np.log(np.maximum(r[free & np.isfinite(r)], 1e-3)))
+    reach = float(np.quantile(np.hypot(ox[has] - x[used[has]], oy[has] - y[used[has]]), 0.9)) if has.any() else 0.0
+    near = cKDTree(np.c_[ox[first], oy[first]]).query_ball_point(np.c_[x, y], reach)
+    drop = np.zeros(len(x), dtype=bool)
+    for o in np.flatnonzero(k > 0):
+        d = np.maximum(np.hypot(ox[first][near[o]] - x[o], oy[first][near[o]] - y[o]), 1.0)
+        in_bearing = np.minimum(1.0, gate * np.sqrt(sb**2 + (sp / d) ** 2) / np.pi)
+        if len(free_log_r):
+            lo, hi = np.log(d) - gate * sr, np.log(d) + gate * sr
+            in_range = (np.searchsorted(free_log_r, hi) - np.searchsorted(free_log_r, lo)) / len(free_log_r)
+        else:
+            in_range = np.ones(len(d))
+        mean = rate[obj_ident[o]] * (in_bearing * in_range).sum()
+        drop[o] = poisson.sf(k[o] - 1, mean) > CHANCE_OBJECTS / max(tried[obj_ident[o]], 1)
+    return drop
 
 
 #: how close (degrees) a capture's direction from an object must come to one it was seen from

@@ -772,6 +772,36 @@ def test_one_object_seen_from_all_sides_stays_one():
         assert _split_by_direction(found, (ox, oy, b, r), sigmas) is None, seed
 
 
+@pytest.mark.parametrize("false_per_capture", [0, 1, 3])
+def test_an_object_seen_twice_is_chance_where_false_sightings_are_many(false_per_capture):
+    """Captures every 5 m along a road; an object 10 m beside it seen by two of them. The free
+    sightings (no object explains them) say how many false ones each capture has: with none, two
+    that meet are an object; with one or three a capture, in a data set that tried 1,000 places,
+    two meeting somewhere is expected by chance, and the object is dropped."""
+    from mapdiff.locate import _by_chance
+
+    rng = np.random.default_rng(1)
+    cap_x = np.arange(-100.0, 101.0, 5.0)
+    n_cap = len(cap_x)
+    pole = (0.0, 10.0)
+    seen = np.flatnonzero(np.abs(cap_x) <= 5.0)[:2]
+    ox = np.r_[cap_x[seen], np.repeat(cap_x, false_per_capture)]
+    oy = np.zeros(len(ox))
+    trip = np.r_[seen, np.repeat(np.arange(n_cap), false_per_capture)]
+    b = np.r_[np.arctan2(pole[0] - cap_x[seen], pole[1]), rng.uniform(-np.pi, np.pi, n_cap * false_per_capture)]
+    r = np.r_[np.hypot(pole[0] - cap_x[seen], pole[1]), rng.uniform(3.0, 20.0, n_cap * false_per_capture)]
+    used = np.r_[0, 0, np.full(n_cap * false_per_capture, -1)]
+    # every capture holds a sighting: capture positions come from the observations
+    ox, oy, trip = np.r_[ox, cap_x], np.r_[oy, np.zeros(n_cap)], np.r_[trip, np.arange(n_cap)]
+    b, r, used = np.r_[b, np.zeros(n_cap)], np.r_[r, np.full(n_cap, np.nan)], np.r_[used, np.full(n_cap, -2)]
+    ident = np.where(used == -2, 1, 0)  # (the capture markers are another identity)
+    used = np.where(used == -2, -1, used)
+    sigmas = (np.radians(12.0), 0.0, 0.3)
+    drop = _by_chance(used, (np.array([pole[0]]), np.array([pole[1]]), np.array([0])),
+                      (ox, oy, b, r, trip, ident), sigmas, 3.0, np.array([1000, 1000]))
+    assert drop[0] == (false_per_capture > 0)
+
+
 def test_tail_model_recovers_a_scale_mixture():
     from mapdiff.locate import _tail_model
 
