@@ -399,8 +399,6 @@ def _locate_captures(trip, ident, ox, oy, b, r, stated, config):
     start = np.searchsorted(ident_s, np.arange(int(ident_s.max()) + 2)).astype(np.int64)
     n_trips = int(trip.max()) + 1
 
-    tried = [None]
-
     def covered(sb, sp, sr):
         # an observation fits a point up to e^(gate sigmas) of its range away from its end point
         reach = far * (np.exp(config.gate_sigma * sr) - 1.0) + 1.0
@@ -409,7 +407,6 @@ def _locate_captures(trip, ident, ox, oy, b, r, stated, config):
         # many pairs meet at one place: one candidate per 2 m cell is enough (the fit moves it)
         _, first = np.unique(np.c_[cg, np.floor(cx / 2), np.floor(cy / 2)], axis=0, return_index=True)
         cx, cy, cg = cx[first], cy[first], cg[first]
-        tried[0] = np.bincount(cg, minlength=len(start))
         found = cover(start, cx, cy, cg, ex_s, ey_s, ox_s, oy_s, b_s, r_s, trip_s, n_trips, sb, sp, sr,
                       config.gate_sigma, reach, config.capture_min_support)
         gates = (config.gate_sigma, reach, config.capture_min_support)
@@ -417,18 +414,19 @@ def _locate_captures(trip, ident, ox, oy, b, r, stated, config):
         split = _split_by_direction(found, (ox_s, oy_s, b_s, r_s), (sb, sp, sr))
         if split is not None:
             found = _settle(split, start, (ex_s, ey_s, ox_s, oy_s, b_s, r_s, trip_s), (sb, sp, sr), gates)
-        return found
+        # (and the places each identity tried: what chance objects are counted against)
+        return found, np.bincount(cg, minlength=len(start))
 
     # first wide: the gates' sigmas; then the errors the data show
     sb, sp = np.radians(config.capture_gate_deg) / config.gate_sigma, 0.0
     sr = config.capture_gate_log / config.gate_sigma
     for round_ in range(CAPTURE_ROUNDS):
         sb_used, sp_used, sr_used = sb, sp, sr
-        used, x, y, vxx, vxy, vyy, chi, _ = covered(sb, sp, sr)
+        (used, x, y, vxx, vxy, vyy, chi, _), tried = covered(sb, sp, sr)
         measured = _capture_errors(used, x, y, (vxx, vxy, vyy), ox_s, oy_s, b_s, r_s, (config.gate_sigma, sb, sp))
         if measured is None:
             if round_ == 0:  # too few to tell: the errors the observations state
-                used, x, y, vxx, vxy, vyy, chi, _ = covered(*stated)
+                (used, x, y, vxx, vxy, vyy, chi, _), tried = covered(*stated)
                 sb_used, sp_used, sr_used = stated
             break
         settled = abs(measured[0] - sb) < 0.1 * sb
@@ -446,7 +444,7 @@ def _locate_captures(trip, ident, ox, oy, b, r, stated, config):
     ghost = _echoes(used, x, y, obj_ident, ox_s, oy_s, b_s, trip_s, config)
     if len(x):
         ghost |= _by_chance(used, (x, y, obj_ident), (ox_s, oy_s, b_s, r_s, trip_s, ident_s),
-                            (sb_used, sp_used, sr_used), config.gate_sigma, tried[0])
+                            (sb_used, sp_used, sr_used), config.gate_sigma, tried)
         used = np.where((used >= 0) & ghost[np.maximum(used, 0)], -1, used)
     labels = np.full(len(order), -1, dtype=np.int64)
     labels[order] = used
@@ -561,37 +559,15 @@ def _split_by_direction(found, obs, sigmas):
 
 
 def _refit(used, x, y, obs, sigmas, rounds=8):
-    """Gauss-Newton of every object on its observations (bearings and log ranges, at the
-    sigmas), from where it is: x, y, covariance (xx, xy, yy) and chi-square per object (an
-    object without observations keeps its place, its covariance infinite)."""
+    """Every object refitted on its observations (:func:`mapdiff._kernels.captures.refit`):
+    x, y, covariance (xx, xy, yy) and chi-square per object (an object without observations
+    keeps its place, its covariance infinite)."""
+    from mapdiff._kernels.captures import refit
+
     ox, oy, b, r = obs
-    sb, sp, sr = sigmas
-    k = np.flatnonzero(used >= 0)
-    o, n = used[k], len(x)
-    ranged = np.isfinite(r[k])
-    x, y = x.copy(), y.copy()
-    for _ in range(rounds):
-        dx, dy = x[o] - ox[k], y[o] - oy[k]
-        d2 = np.maximum(dx * dx + dy * dy, 1e-6)
-        s_b = np.sqrt(sb * sb + sp * sp / d2)
-        # bearing: d(atan2(dx, dy))/d(x, y) = (dy, -dx) / d^2; log range: (dx, dy) / d^2
-        rb = ((b[k] - np.arctan2(dx, dy) + np.pi) % (2 * np.pi) - np.pi) / s_b
-        rr = np.where(ranged, -np.log(np.sqrt(d2) / np.where(ranged, r[k], 1.0)) / sr, 0.0)
-        jb1, jb2 = dy / d2 / s_b, -dx / d2 / s_b
-        jr1, jr2 = np.where(ranged, dx / d2 / sr, 0.0), np.where(ranged, dy / d2 / sr, 0.0)
-        a11, a12, a22, g1, g2, chi = (np.bincount(o, weights=w, minlength=n) for w in (
-            jb1 * jb1 + jr1 * jr1, jb1 * jb2 + jr1 * jr2, jb2 * jb2 + jr2 * jr2, jb1 * rb + jr1 * rr,
-            jb2 * rb + jr2 * rr, rb * rb + rr * rr))
-        det = a11 * a22 - a12 * a12
-        ok = det > 0
-        safe = np.where(ok, det, 1.0)
-        step_x = np.where(ok, (a22 * g1 - a12 * g2) / safe, 0.0)
-        step_y = np.where(ok, (a11 * g2 - a12 * g1) / safe, 0.0)
-        x, y = x + step_x, y + step_y
-        if np.max(step_x * step_x + step_y * step_y, initial=0.0) < 1e-6:
-            break
-    cov = (np.where(ok, a22 / safe, np.inf), np.where(ok, -a12 / safe, 0.0), np.where(ok, a11 / safe, np.inf))
-    return x, y, cov, chi
+    x, y, vxx, vxy, vyy, chi = refit(np.asarray(used, np.int64), np.asarray(x, float), np.asarray(y, float), ox, oy,
+                                     b, r, *sigmas, rounds)
+    return x, y, (vxx, vxy, vyy), chi
 
 
 #: the chance objects tolerated per identity: false detections (and sightings in the tail) that
@@ -623,18 +599,19 @@ def _by_chance(used, objects, obs, sigmas, gate, tried):
     free_log_r = np.sort(np.log(np.maximum(r[free & np.isfinite(r)], 1e-3)))
     reach = float(np.quantile(np.hypot(ox[has] - x[used[has]], oy[has] - y[used[has]]), 0.9)) if has.any() else 0.0
     near = cKDTree(np.c_[ox[first], oy[first]]).query_ball_point(np.c_[x, y], reach)
-    drop = np.zeros(len(x), dtype=bool)
-    for o in np.flatnonzero(k > 0):
-        d = np.maximum(np.hypot(ox[first][near[o]] - x[o], oy[first][near[o]] - y[o]), 1.0)
-        in_bearing = np.minimum(1.0, gate * np.sqrt(sb**2 + (sp / d) ** 2) / np.pi)
-        if len(free_log_r):
-            lo, hi = np.log(d) - gate * sr, np.log(d) + gate * sr
-            in_range = (np.searchsorted(free_log_r, hi) - np.searchsorted(free_log_r, lo)) / len(free_log_r)
-        else:
-            in_range = np.ones(len(d))
-        mean = rate[obj_ident[o]] * (in_bearing * in_range).sum()
-        drop[o] = poisson.sf(k[o] - 1, mean) > CHANCE_OBJECTS / max(tried[obj_ident[o]], 1)
-    return drop
+    # every (object, capture in reach) pair: the chance that a random sighting there fits
+    o = np.repeat(np.arange(len(x)), [len(c) for c in near])
+    c = first[np.fromiter((q for cs in near for q in cs), dtype=np.int64, count=len(o))]
+    d = np.maximum(np.hypot(ox[c] - x[o], oy[c] - y[o]), 1.0)
+    in_bearing = np.minimum(1.0, gate * np.sqrt(sb**2 + (sp / d) ** 2) / np.pi)
+    if len(free_log_r):
+        lo, hi = np.log(d) - gate * sr, np.log(d) + gate * sr
+        in_range = (np.searchsorted(free_log_r, hi) - np.searchsorted(free_log_r, lo)) / len(free_log_r)
+    else:
+        in_range = np.ones(len(d))
+    mean = rate[obj_ident] * np.bincount(o, weights=in_bearing * in_range, minlength=len(x))
+    chance = poisson.sf(k - 1, mean) > CHANCE_OBJECTS / np.maximum(tried[obj_ident], 1)
+    return (k > 0) & chance
 
 
 #: how close (degrees) a capture's direction from an object must come to one it was seen from

@@ -80,6 +80,28 @@ def _add_row(acc, j1, j2, res):
 
 
 @jit
+def _add_sighting(acc, k, x, y, ox, oy, b, r, sb, sp, sr):
+    """Add observation ``k``'s rows at ``(x, y)`` to the normal equations ``acc``: its bearing,
+    d(atan2(dx, dy))/d(x, y) = (dy, -dx) / d^2, and its log range where it has one,
+    d(log d)/d(x, y) = (dx, dy) / d^2, each in its sigmas."""
+    dx, dy = x - ox[k], y - oy[k]
+    d2 = max(dx * dx + dy * dy, 1e-12)
+    s_b = _bearing_sigma(np.sqrt(d2), sb, sp)
+    _add_row(acc, dy / d2 / s_b, -dx / d2 / s_b, _wrap(b[k] - np.arctan2(dx, dy)) / s_b)
+    if not np.isnan(r[k]):
+        _add_row(acc, dx / d2 / sr, dy / d2 / sr, -np.log(np.sqrt(d2) / max(r[k], 1e-3)) / sr)
+
+
+@jit
+def _step(acc):
+    """The Gauss-Newton step of normal equations ``acc`` (0, 0 where they are singular)."""
+    det = acc[0] * acc[2] - acc[1] * acc[1]
+    if det <= 0:
+        return 0.0, 0.0
+    return (acc[2] * acc[3] - acc[1] * acc[4]) / det, (acc[0] * acc[4] - acc[1] * acc[3]) / det
+
+
+@jit
 def _best_of_trips(cx, cy, a, z, ex, ey, ox, oy, b, r, trip, used, sb, sp, sr, gate, reach, seen, best):
     """Of the free observations in rows ``a:z`` that fit a point, the best per trip (a capture
     that saw two objects of one identity gives the point the one it fits, not whichever comes
@@ -132,20 +154,11 @@ def _refine(cx, cy, lo, hi, ex, ey, ox, oy, b, r, used, sb, sp, sr, gate, reach)
             rb, _ = _free_fit(k, x, y, ey, used, reach, ox, oy, b, r, sb, sp, sr, gate)
             if rb < 0:
                 continue
-            dx, dy = x - ox[k], y - oy[k]
-            d2 = dx * dx + dy * dy
             n += 1
-            # bearing: d(atan2(dx, dy))/d(x, y) = (dy, -dx) / d^2
-            s_b = _bearing_sigma(np.sqrt(d2), sb, sp)
-            _add_row(acc, dy / d2 / s_b, -dx / d2 / s_b, _wrap(b[k] - np.arctan2(dx, dy)) / s_b)
-            if not np.isnan(r[k]):
-                # log range: d(log d)/d(x, y) = (dx, dy) / d^2
-                _add_row(acc, dx / d2 / sr, dy / d2 / sr, -np.log(np.sqrt(d2) / max(r[k], 1e-3)) / sr)
-        det = acc[0] * acc[2] - acc[1] * acc[1]
-        if n == 0 or det <= 0:
+            _add_sighting(acc, k, x, y, ox, oy, b, r, sb, sp, sr)
+        if n == 0 or acc[0] * acc[2] - acc[1] * acc[1] <= 0:
             break
-        step_x = (acc[2] * acc[3] - acc[1] * acc[4]) / det
-        step_y = (acc[0] * acc[4] - acc[1] * acc[3]) / det
+        step_x, step_y = _step(acc)
         x += step_x
         y += step_y
         if step_x * step_x + step_y * step_y < 1e-6:
@@ -166,17 +179,11 @@ def _pair_point(i, j, ox, oy, b, r, sigmas):
     acc = np.zeros(6)
     for _ in range(5):
         acc[:] = 0.0
-        for k in (i, j):
-            dx, dy = x - ox[k], y - oy[k]
-            d2 = max(dx * dx + dy * dy, 1e-6)
-            s_b = _bearing_sigma(np.sqrt(d2), sb, sp)
-            _add_row(acc, dy / d2 / s_b, -dx / d2 / s_b, _wrap(b[k] - np.arctan2(dx, dy)) / s_b)
-            _add_row(acc, dx / d2 / sr, dy / d2 / sr, -np.log(np.sqrt(d2) / max(r[k], 1e-3)) / sr)
-        det = acc[0] * acc[2] - acc[1] * acc[1]
-        if det <= 0:
-            break
-        x += (acc[2] * acc[3] - acc[1] * acc[4]) / det
-        y += (acc[0] * acc[4] - acc[1] * acc[3]) / det
+        _add_sighting(acc, i, x, y, ox, oy, b, r, sb, sp, sr)
+        _add_sighting(acc, j, x, y, ox, oy, b, r, sb, sp, sr)
+        step_x, step_y = _step(acc)
+        x += step_x
+        y += step_y
     return x, y
 
 
@@ -325,3 +332,33 @@ def reassign(start, obj_start, obj_of, obj_x, x, y, ex, ey, ox, oy, b, r, trip, 
             taken.add(key)
             out[k] = o
     return out
+
+
+@jit
+def refit(used, x, y, ox, oy, b, r, sb, sp, sr, rounds):
+    """Gauss-Newton of every object on the observations ``used`` gives it, from where it is,
+    all objects stepping together until the largest step is under a millimetre. Returns x, y,
+    the covariance (xx, xy, yy; infinite where the rows do not place it) and the chi-square
+    (at the last step's start) per object."""
+    n = x.shape[0]
+    x, y = x.copy(), y.copy()
+    acc = np.zeros((n, 6))
+    for _ in range(rounds):
+        acc[:] = 0.0
+        for k in range(used.shape[0]):
+            if used[k] >= 0:
+                _add_sighting(acc[used[k]], k, x[used[k]], y[used[k]], ox, oy, b, r, sb, sp, sr)
+        largest = 0.0
+        for o in range(n):
+            step_x, step_y = _step(acc[o])
+            x[o] += step_x
+            y[o] += step_y
+            largest = max(largest, step_x * step_x + step_y * step_y)
+        if largest < 1e-6:
+            break
+    vxx, vxy, vyy = np.full(n, np.inf), np.zeros(n), np.full(n, np.inf)
+    for o in range(n):
+        det = acc[o, 0] * acc[o, 2] - acc[o, 1] * acc[o, 1]
+        if det > 0:
+            vxx[o], vxy[o], vyy[o] = acc[o, 2] / det, -acc[o, 1] / det, acc[o, 0] / det
+    return x, y, vxx, vxy, vyy, acc[:, 5].copy()
