@@ -49,34 +49,39 @@ def match(traces, map_path, output, paths_path, quiet, fast, shard, run_id, stor
     trip_id, t (UTC), lon, lat (optional vehicle_id, speed_mps, heading_deg, accuracy_m); CSV
     (.csv, .csv.gz) with those columns in a header, t as ISO 8601 (no zone: UTC) or seconds since
     1970-01-01 UTC; or GPX (.gpx), one trip per track segment. Local or s3://."""
+    from collections import Counter
+
     from mapdiff.errors import MapdiffError
-    from mapdiff.io import together, write_table
-    from mapdiff.jobs.stages import match_part, read_owned
+    from mapdiff.io import optional_writer, read_batches, table_writer, together
+    from mapdiff.jobs.stages import match_part, owned_batches, owned_rows
     from mapdiff.matching import MatchConfig
     from mapdiff.network import load_network
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
     config = build_config(MatchConfig.fast if fast else MatchConfig, **overrides)
+    outputs = ("output", "paths_path")
+    counts, trips = Counter(), 0
     try:
-        df = read_owned(traces, shard)
         net = load_network(map_path)
         compiling_notice("hmm", "geometry", "graph", quiet=quiet)
-        progress = Progress(None if shard else len(df), f"matched fixes{f' of shard {shard}' if shard else ''}",
+        progress = Progress(owned_rows(traces, shard), f"matched fixes{f' of shard {shard}' if shard else ''}",
                             quiet=quiet)
-        matched, paths = match_part(df, net, config, shard=shard, source=str(traces), progress=progress)
-        progress.finish()
         with together():  # both files or neither
-            write_table(matched, output, metadata=part_label("match", shard, run_id,
-                                                             outputs=("output", "paths_path")))
-            if paths_path:
-                write_table(paths, paths_path, metadata=part_label("paths", shard, run_id,
-                                                                   outputs=("output", "paths_path")))
-        store_results(store_url, "match", matched, shard, run_id, outputs=("output", "paths_path"))
+            with table_writer(output, metadata=part_label("match", shard, run_id, outputs=outputs)) as out, \
+                    optional_writer(paths_path, metadata=part_label("paths", shard, run_id, outputs=outputs)) as p_out:
+                for (df,) in owned_batches([traces], shard):
+                    matched, paths = match_part(df, net, config, shard=shard, source=str(traces), progress=progress)
+                    out.write(matched)
+                    if p_out is not None:
+                        p_out.write(paths)
+                    counts.update(matched["state"].value_counts().to_dict())
+                    trips += matched["trip_id"].nunique()
+        progress.finish()
+        store_results(store_url, "match", read_batches(output), shard, run_id, outputs=outputs)
     except MapdiffError as exc:
         fail(exc)
-    counts = matched["state"].value_counts()
     info(
-        f"{len(matched):,} fixes in {matched['trip_id'].nunique():,} trips: "
-        + ", ".join(f"{counts.get(s, 0):,} {s}" for s in ("matched", "unmatched", "break")),
+        f"{sum(counts.values()):,} fixes in {trips:,} trips: "
+        + ", ".join(f"{counts[s]:,} {s}" for s in ("matched", "unmatched", "break")),
         quiet=quiet,
     )

@@ -6,6 +6,7 @@ import click
 
 from mapdiff.observe import ObserveConfig
 from mapdiff_cli.options import (
+    Progress,
     build_config,
     compiling_notice,
     fail,
@@ -41,32 +42,42 @@ def observe(detections, matched, camera_path, map_path, output, rejects, max_gap
     model, compute the observer position, the absolute bearing to the object and a range from
     the box height, each with its sigma. Detections without a matched pose are counted on
     stderr by reason (and written with --rejects)."""
+    from collections import Counter
+
     from mapdiff.camera import read_camera
     from mapdiff.errors import MapdiffError
-    from mapdiff.io import together, write_table
-    from mapdiff.jobs.stages import observe_part, read_owned
+    from mapdiff.io import optional_writer, table_writer, together
+    from mapdiff.jobs.stages import observe_part, owned_batches, owned_rows
     from mapdiff.observe import ObserveConfig
 
     config = build_config(ObserveConfig, max_gap_s=max_gap_s, lane_offset_m=lane_offset_m)
+    n_obs, n_det, reasons = 0, 0, Counter()
     try:
         camera = read_camera(camera_path)
-        det = read_owned(detections, shard)
         network = None
         if map_path:
             from mapdiff.network import load_network
 
             network = load_network(map_path)
         compiling_notice("observe", quiet=quiet)
-        obs, rejected = observe_part(det, read_owned(matched, shard), camera, config, network=network, shard=shard,
-                                     source=detections, matched_source=matched)
+        progress = Progress(owned_rows(detections, shard), "detections", quiet=quiet)
         with together():
-            write_table(obs, output, metadata=part_label("observe", shard, run_id, outputs=("output", "rejects")))
-            if rejects:
-                write_table(rejected, rejects)
+            with table_writer(output, metadata=part_label("observe", shard, run_id,
+                                                          outputs=("output", "rejects"))) as out, \
+                    optional_writer(rejects) as r_out:
+                for det, fixes in owned_batches([detections, matched], shard):
+                    obs, rejected = observe_part(det, fixes, camera, config, network=network, shard=shard,
+                                                 source=detections, matched_source=matched)
+                    out.write(obs)
+                    if r_out is not None:
+                        r_out.write(rejected)
+                    n_obs, n_det = n_obs + len(obs), n_det + len(det)
+                    reasons.update(rejected["reason"].value_counts().to_dict())
+                    progress(len(det))
+        progress.finish()
     except MapdiffError as exc:
         fail(exc)
-    info(f"{len(obs):,} observations from {len(det):,} detections", quiet=quiet)
-    if len(rejected):
-        counts = rejected["reason"].value_counts()
-        info(f"{len(rejected):,} detections without a matched pose: "
-             + "; ".join(f"{n:,} {r}" for r, n in counts.items() if n), quiet=quiet)
+    info(f"{n_obs:,} observations from {n_det:,} detections", quiet=quiet)
+    if reasons:
+        info(f"{sum(reasons.values()):,} detections without a matched pose: "
+             + "; ".join(f"{n:,} {r}" for r, n in reasons.most_common() if n), quiet=quiet)

@@ -130,6 +130,17 @@ def read_table(path, *, where=None, columns=None) -> pd.DataFrame:
     return _frame(table, path)
 
 
+def read_batches(path, *, batch_rows: int = 1_000_000):
+    """The rows of a Parquet file as frames of at most ``batch_rows`` rows, one after another
+    (each as :func:`read_table` gives a whole file)."""
+    import pyarrow as pa
+
+    with open_parquet(path) as pf, storage(path, "read"):
+        columns = _plain_columns(pf.schema_arrow)
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+            yield _frame(pa.Table.from_batches([batch]).replace_schema_metadata(pf.schema_arrow.metadata), path)
+
+
 def read_traces(path, *, where=None) -> pd.DataFrame:
     """Read GPS traces: Parquet/GeoParquet, or CSV and GPX by the file name (see
     :mod:`mapdiff.formats`); ``where`` as in :func:`read_table`."""
@@ -455,9 +466,108 @@ def write_table(df: pd.DataFrame, path, *, metadata: dict | None = None) -> None
     (WGS84, a bounding-box covering column; the ``lon``, ``lat`` columns stay), so it opens as a
     layer in QGIS and with ``geopandas.read_parquet``. ``metadata`` (text keys and values) joins
     the file's schema metadata (see :func:`read_metadata`)."""
+    with table_writer(path, metadata=metadata) as out:
+        out.write(df)
+
+
+class TableWriter:
+    """Batches of rows appended to one Parquet file (see :func:`table_writer`). Every batch is
+    converted as :func:`write_table` converts a frame. The first batch whose columns all have a
+    type fixes the file's schema (a column with no value in a batch has none); the batches
+    before it wait, at most :attr:`MAX_WAITING` of them (then a column still without a value is
+    text); the later ones are cast to it."""
+
+    MAX_WAITING = 2
+
+    def __init__(self, tmp: str, metadata: dict | None):
+        self._tmp, self._metadata = tmp, metadata
+        self._writer = None
+        self._waiting: list = []  # batches with an untyped (all-null) column, before the schema is known
+
+    def write(self, df: pd.DataFrame) -> None:
+        import pyarrow as pa
+
+        table = _to_arrow(df, self._metadata)
+        if self._writer is not None:
+            self._writer.write_table(_cast_like(table, self._writer.schema))
+            return
+        self._waiting.append(table)
+        schema = pa.unify_schemas([t.schema for t in self._waiting], promote_options="permissive")
+        if len(self._waiting) >= self.MAX_WAITING or not any(pa.types.is_null(f.type) for f in schema):
+            self._open(schema)
+
+    def _open(self, schema) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        # a column empty so far is text: the untyped columns of the stages' outputs are (value, reason)
+        schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in schema],
+                           metadata=self._waiting[0].schema.metadata)
+        self._writer = pq.ParquetWriter(self._tmp, schema)
+        for table in self._waiting:
+            self._writer.write_table(_cast_like(table, schema))
+        self._waiting = []
+
+    def abandon(self) -> None:
+        """Close the file without finishing it (the run failed; the caller removes it)."""
+        if self._writer is not None:
+            self._writer.close()
+
+    def close(self) -> None:
+        if self._writer is None:
+            if not self._waiting:
+                msg = "a table writer closed before any batch (it has no columns to write)"
+                raise ValueError(msg)
+            self._open(self._waiting[0].schema)
+        self._writer.close()
+
+
+def _cast_like(table, schema):
+    """``table`` with ``schema``'s column types (and its metadata: the first batch's)."""
+    if table.schema.equals(schema, check_metadata=False):
+        return table.replace_schema_metadata(schema.metadata)
+    try:
+        return table.select(schema.names).cast(schema)
+    except (KeyError, ValueError, TypeError) as exc:  # (pyarrow's ArrowInvalid is a ValueError)
+        msg = f"a batch's columns do not match the file's first batch: {table.schema} against {schema} ({exc})"
+        raise ValueError(msg) from None
+
+
+@contextlib.contextmanager
+def table_writer(path, *, metadata: dict | None = None):
+    """Yield a :class:`TableWriter` whose batches become the Parquet file ``path``, atomically:
+    the file appears when the block ends without error (at the end of an enclosing
+    :func:`together` block, if any), and a failed run leaves nothing, so a stage can write its
+    output batch by batch as it goes. ``metadata`` as in :func:`write_table`."""
+    with atomic_path(path) as tmp:
+        writer = TableWriter(tmp, metadata)
+        try:
+            yield writer
+        except BaseException:
+            with contextlib.suppress(Exception):
+                writer.abandon()
+            raise
+        writer.close()
+
+
+@contextlib.contextmanager
+def optional_writer(path, *, metadata: dict | None = None):
+    """:func:`table_writer` for an optional output: yields None when ``path`` is None."""
+    if path is None:
+        yield None
+        return
+    with table_writer(path, metadata=metadata) as writer:
+        yield writer
+
+
+def _to_arrow(df: pd.DataFrame, metadata: dict | None):
+    """A frame as the Arrow table :func:`write_table` writes (see there). The geometry's bounding
+    box is not written into the file's "geo" metadata (optional in GeoParquet): a file written in
+    batches does not know it until the end; the covering column gives each row's."""
+    import json
+
     import geopandas as gpd
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     if not isinstance(df, gpd.GeoDataFrame) and {"lon", "lat"} <= set(df.columns) and "geometry" not in df.columns:
         df = _with_points(df)
@@ -465,13 +575,21 @@ def write_table(df: pd.DataFrame, path, *, metadata: dict | None = None) -> None
         from geopandas.io.arrow import _geopandas_to_arrow
 
         table = _geopandas_to_arrow(df, index=False, write_covering_bbox=True)
+        geo = json.loads(table.schema.metadata[b"geo"])
+        for spec in geo["columns"].values():
+            spec.pop("bbox", None)
+        table = table.replace_schema_metadata({**table.schema.metadata, b"geo": json.dumps(geo).encode()})
     else:
         table = pa.Table.from_pandas(df, preserve_index=False)
+    # categoricals with 32-bit codes: pandas picks the narrowest, which differs between batches
+    wide = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type.value_type), f.nullable)
+                      if pa.types.is_dictionary(f.type) else f for f in table.schema], metadata=table.schema.metadata)
+    if not wide.equals(table.schema):
+        table = table.cast(wide)
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}),
                                                **{k.encode(): v.encode() for k, v in metadata.items()}})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    return table
 
 
 def read_metadata(path) -> dict:

@@ -33,16 +33,45 @@ def test_a_full_disk_is_one_clear_error_and_leaves_no_file(tmp_path, monkeypatch
 
     import pyarrow.parquet as pq
 
-    def half_then_full(table, where, **kwargs):
-        with open(where, "wb") as f:
-            f.write(b"half")
-        raise OSError(errno.ENOSPC, "No space left on device")
+    from mapdiff.io import table_writer
 
-    monkeypatch.setattr(pq, "write_table", half_then_full)
+    calls = []
+    real = pq.ParquetWriter.write_table
+
+    def full_on_the_second_batch(self, table, *args, **kwargs):
+        calls.append(len(table))
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full_on_the_second_batch)
     target = tmp_path / "out.parquet"
     with pytest.raises(TransientError, match=r"out.parquet: cannot write \(No space left on device\)"):
-        write_table(pd.DataFrame({"a": [1]}), target)
-    assert list(tmp_path.iterdir()) == []
+        write_table(pd.DataFrame({"a": [1]}), target)  # one batch: written
+        with table_writer(target) as out:  # the first batch is on disk when the second fails
+            out.write(pd.DataFrame({"a": [2]}))
+            out.write(pd.DataFrame({"a": [3]}))
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]  # no temporary file left
+    assert pd.read_parquet(target)["a"].tolist() == [1]  # the earlier output stands
+
+
+def test_a_table_written_in_batches_reads_as_one(tmp_path):
+    from mapdiff.io import read_table, table_writer
+
+    target = tmp_path / "out.parquet"
+    batches = [pd.DataFrame({"trip_id": pd.Categorical(["a"] * 2), "value": [None, None], "lon": [24.9, 24.91],
+                             "lat": [60.1, 60.2]}),
+               pd.DataFrame({"trip_id": pd.Categorical([f"t{i}" for i in range(300)]),  # > 127 categories
+                             "value": ["x"] * 300, "lon": [25.0] * 300, "lat": [60.3] * 300})]
+    with table_writer(target) as out:
+        for b in batches:
+            out.write(b)
+    back = read_table(target)
+    assert len(back) == 302 and back["value"].isna().sum() == 2 and (back["value"][2:] == "x").all()
+    assert back["trip_id"].astype(str).tolist() == ["a", "a"] + [f"t{i}" for i in range(300)]
+    import geopandas as gpd
+
+    assert gpd.read_parquet(target).crs.to_epsg() == 4326
 
 
 def test_atomic_dir_appears_whole_or_not_at_all(tmp_path):

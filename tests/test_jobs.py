@@ -232,3 +232,63 @@ def test_a_shard_that_owns_no_trip_writes_empty_outputs_that_merge(whole, sim_di
     assert len(pd.read_parquet(out)) == 0
     run("coverage", whole / "paths.parquet", "-o", out, "--shard", f"{empty}/{n}", "-q")
     assert len(pd.read_parquet(out)) == 0
+
+
+def test_trip_batches_hold_whole_trips_in_order_and_bounded(tmp_path):
+    from mapdiff.jobs.batches import trip_batches
+    from mapdiff.jobs.shards import batch_owner
+
+    rng = np.random.default_rng(4)
+    sizes = {"a": 3, "b": 5, "c": 12, "d": 2, "e": 4, "f": 1}  # "c" alone is longer than a batch
+    trips = np.concatenate([[k] * n for k, n in sizes.items()])
+    frame = pd.DataFrame({"trip_id": trips, "t": np.arange(len(trips), dtype=float)}).iloc[rng.permutation(len(trips))]
+    other = pd.DataFrame({"trip_id": ["f", "a", "zz"], "x": [1, 2, 3]})  # "zz": only in the second file
+    frame.to_parquet(tmp_path / "first.parquet")
+    other.to_parquet(tmp_path / "second.parquet")
+    files = [tmp_path / "first.parquet", tmp_path / "second.parquet"]
+    batches = list(trip_batches(files, max_rows=8))
+    # a, b (8 rows) | c (12) | d, e, f (7); the second file's rows go with their trips, "zz" with the last
+    assert [sorted(set(b[0]["trip_id"])) for b in batches] == [["a", "b"], ["c"], ["d", "e", "f"]]
+    assert [sorted(b[1]["trip_id"]) for b in batches] == [["a"], [], ["f", "zz"]]
+    whole = pd.concat([b[0] for b in batches]).sort_values("t").reset_index(drop=True)
+    pd.testing.assert_frame_equal(whole, frame.sort_values("t").reset_index(drop=True))
+    assert len(list(trip_batches(files, max_rows=100))) == 1  # fits: one batch
+    shard = Shard(0, 2)  # a shard's trips, batched
+    owned = {k for k in sizes if hash_shard([k], 2)[0] == 0}
+    got = [set(b[0]["trip_id"]) for b in trip_batches(files, max_rows=4, where=batch_owner(shard))]
+    assert set().union(*got) == owned and all(len(g) for g in got)
+
+
+def test_match_and_observe_in_small_batches_write_the_whole_run(sim_dir, whole, tmp_path, monkeypatch):
+    """The law for batches: a run whose input is cut into many batches of whole trips (and a
+    shard of one, batched too) writes the rows of one run over the whole input."""
+    import pyarrow.parquet as pq
+
+    sim = Path(sim_dir)
+    n_fixes = len(pd.read_parquet(sim / "traces.parquet", columns=["trip_id"]))
+    monkeypatch.setenv("MAPDIFF_BATCH_ROWS", str(n_fixes // 5))
+    run("match", sim / "traces.parquet", "--map", sim / "map.gpkg", "-o", tmp_path / "m.parquet",
+        "--paths", tmp_path / "p.parquet", "-q")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "m.parquet"), pd.read_parquet(whole / "matched.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "p.parquet"), pd.read_parquet(whole / "paths.parquet"))
+    assert pq.ParquetFile(tmp_path / "m.parquet").num_row_groups >= 5  # written batch by batch
+    n_det = len(pd.read_parquet(sim / "detections.parquet", columns=["trip_id"]))
+    monkeypatch.setenv("MAPDIFF_BATCH_ROWS", str(n_det // 6))
+    observe = ["observe", sim / "detections.parquet", "--matched", whole / "matched.parquet", "--camera",
+               sim / "camera.json", "--map", sim / "map.gpkg"]
+    run(*observe, "-o", tmp_path / "o.parquet", "-q")
+    assert pq.ParquetFile(tmp_path / "o.parquet").num_row_groups >= 6
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "o.parquet"),
+                                  pd.read_parquet(whole / "observations.parquet"))
+    _sharded([*observe, "-o", lambda s: tmp_path / "parts" / f"{s.name}.parquet"], 2, tmp_path)
+    pd.testing.assert_frame_equal(_merged("observe", tmp_path / "parts", tmp_path),
+                                  pd.read_parquet(whole / "observations.parquet"))
+
+
+def test_a_bad_batch_size_is_one_clear_error(sim_dir, tmp_path, monkeypatch):
+    sim = Path(sim_dir)
+    monkeypatch.setenv("MAPDIFF_BATCH_ROWS", "lots")
+    result = CliRunner().invoke(cli, ["match", str(sim / "traces.parquet"), "--map", str(sim / "map.gpkg"),
+                                      "-o", str(tmp_path / "m.parquet")])
+    assert result.exit_code == 1 and "MAPDIFF_BATCH_ROWS" in result.output and "'lots'" in result.output
+    assert not (tmp_path / "m.parquet").exists()

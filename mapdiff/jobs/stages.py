@@ -12,14 +12,27 @@ from mapdiff.errors import InputError
 from mapdiff.jobs.shards import Shard, batch_owner
 
 
-def read_owned(path, shard: Shard | None, column: str = "trip_id") -> pd.DataFrame:
-    """The rows of a file that ``shard`` owns by the hash of ``column`` (all for None): Parquet,
-    or traces as CSV or GPX (:func:`mapdiff.io.read_traces`)."""
-    from mapdiff.io import read_traces
+def owned_batches(paths, shard: Shard | None, column: str = "trip_id"):
+    """The rows of the files ``paths`` that ``shard`` owns by the hash of ``column`` (all for
+    None), whole trips in batches (:func:`mapdiff.jobs.batches.trip_batches`): per batch one frame
+    per file. The batch size is ``$MAPDIFF_BATCH_ROWS`` rows of the first file, else
+    :data:`mapdiff.jobs.batches.BATCH_ROWS`."""
+    from mapdiff.jobs.batches import batch_rows, trip_batches
 
-    if shard is None or shard.whole:
-        return read_traces(path)
-    return read_traces(path, where=batch_owner(shard, column))
+    where = None if shard is None or shard.whole else batch_owner(shard, column)
+    return trip_batches(paths, max_rows=batch_rows(), where=where, column=column)
+
+
+def owned_rows(path, shard: Shard | None) -> int | None:
+    """The rows a progress bar counts for ``shard`` of a file: all of a Parquet file's for an
+    unsharded run (from its footer), else None (unknown before reading)."""
+    from mapdiff.formats import trace_format
+    from mapdiff.io import open_parquet
+
+    if (shard is not None and not shard.whole) or trace_format(path) != "parquet":
+        return None
+    with open_parquet(path) as pf:
+        return pf.metadata.num_rows
 
 
 def match_part(traces: pd.DataFrame, network, config=None, *, shard: Shard | None, source: str = "traces",

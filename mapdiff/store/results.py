@@ -63,8 +63,9 @@ def _cell(v):
     return v
 
 
-def write_results(url: str, stage: str, frame: pd.DataFrame, *, run_id: str, shard: int = 0) -> int:
-    """Replace the rows of ``(run_id, shard)`` in ``stage``'s table with ``frame``'s, in one
+def write_results(url: str, stage: str, frames, *, run_id: str, shard: int = 0) -> int:
+    """Replace the rows of ``(run_id, shard)`` in ``stage``'s table with those of ``frames`` (a
+    frame, or frames one after another: a big output read back batch by batch), in one
     transaction; returns the rows written. The store must be a migrated PostgreSQL database."""
     import psycopg
 
@@ -73,21 +74,25 @@ def write_results(url: str, stage: str, frame: pd.DataFrame, *, run_id: str, sha
     if not str(url).startswith(("postgresql://", "postgres://")):
         msg = f"--store: results are written to PostgreSQL/PostGIS only (a postgresql:// URL); found {url!r}"
         raise StoreError(msg)
+    if isinstance(frames, pd.DataFrame):
+        frames = [frames]
     table, columns = TABLES[stage]
+    written = 0
     with open_store(url) as store:
-        geoms = _geometries(stage, frame)
-        values = [_column(frame, c) for c in columns]
         try:
             with store.conn.transaction(), store.conn.cursor() as cur:
                 cur.execute(f"DELETE FROM {table} WHERE run_id = %s AND shard = %s", (run_id, shard))
                 names = ", ".join(["run_id", "shard", *columns, "geom"])
                 with cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                    for start in range(0, len(frame), BATCH_ROWS):
-                        stop = min(start + BATCH_ROWS, len(frame))
-                        for i in range(start, stop):
-                            copy.write_row((run_id, shard, *(_cell(v[i]) for v in values), geoms[i]))
+                    for frame in frames:
+                        for start in range(0, len(frame), BATCH_ROWS):
+                            part = frame.iloc[start:start + BATCH_ROWS]
+                            geoms, values = _geometries(stage, part), [_column(part, c) for c in columns]
+                            for i in range(len(part)):
+                                copy.write_row((run_id, shard, *(_cell(v[i]) for v in values), geoms[i]))
+                        written += len(frame)
         except psycopg.OperationalError as exc:  # the server went away: the transaction is gone whole
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             msg = f"results store {store.url}: lost while writing {table} ({first}); nothing of this shard was kept"
             raise TransientError(msg) from None
-    return len(frame)
+    return written

@@ -1,0 +1,157 @@
+"""Whole trips in batches of bounded size, so that a stage over trips (match, observe) holds one
+batch at a time however big its input.
+
+The batches are consecutive ranges of the sorted trip ids, cut so that each holds at most
+``max_rows`` rows of the first file (a trip longer than that is a batch of its own). The stages
+write their rows sorted by trip, so their outputs, batch after batch, are the rows of one run over
+the whole input in the same order. A first pass reads the trip column only; when the rows fit in
+one batch the files are then read as they are, else each file is split once into one temporary
+Parquet file per batch (under the system's temporary folder, ``$TMPDIR``), and the batches are
+read back one by one. Files that are not Parquet (CSV and GPX traces) are read whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+
+from mapdiff.errors import InputError
+
+#: rows of the first file in a batch: each stage holds about a kilobyte per detection or fix
+#: at its peak (measured: observe 6.0 GB for 6.4 M detections, match 0.7 GB for 0.43 M fixes
+#: with its map), so a batch stays well under the 4 GB a Batch job of this size is given
+BATCH_ROWS = 1_000_000
+#: rows read from a file at a time while counting and splitting
+READ_ROWS = 1_000_000
+
+
+def batch_rows() -> int:
+    """The batch size: ``$MAPDIFF_BATCH_ROWS`` (a smaller or larger machine), else
+    :data:`BATCH_ROWS`."""
+    import os
+
+    from mapdiff.errors import ConfigError
+
+    text = os.environ.get("MAPDIFF_BATCH_ROWS", "").strip()
+    if not text:
+        return BATCH_ROWS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"MAPDIFF_BATCH_ROWS must be a whole number of rows >= 1; found {text!r}"
+        raise ConfigError(msg, field="MAPDIFF_BATCH_ROWS")
+    return value
+
+
+def trip_batches(paths, *, max_rows: int = BATCH_ROWS, where=None, column: str = "trip_id") -> Iterator[list]:
+    """Yield, batch by batch, one frame per file of ``paths`` holding the rows of the same trips.
+
+    ``where``: a function of a pyarrow Table giving the mask of the rows to keep (a shard's), as
+    in :func:`mapdiff.io.read_table`. The first file decides the batches; a trip that only the
+    other files have joins the batch its id sorts into.
+    """
+    from mapdiff.formats import trace_format
+    from mapdiff.io import read_table, read_traces
+
+    paths = [str(p) for p in paths]
+    if any(trace_format(p) != "parquet" for p in paths):
+        yield [read_traces(p, where=where) for p in paths]
+        return
+    cuts = _cuts(paths[0], max_rows=max_rows, where=where, column=column)
+    if not len(cuts):
+        yield [read_table(p, where=where) for p in paths]
+        return
+    with tempfile.TemporaryDirectory(prefix="mapdiff-batches-") as tmp:
+        split = [_split(p, cuts, f"{tmp}/{i}", where=where, column=column) for i, p in enumerate(paths)]
+        for b in range(len(cuts) + 1):
+            yield [read(b) for read in split]
+
+
+def _trip_values(table, column: str, path) -> np.ndarray:
+    if column not in table.schema.names:
+        msg = f"{path}: missing column {column!r}; found columns {table.schema.names}"
+        raise InputError(msg)
+    return np.asarray(table.column(column).to_pandas(), dtype=object)
+
+
+def _cuts(path, *, max_rows: int, where, column: str) -> np.ndarray:
+    """The first trip id of every batch but the first (sorted; empty: one batch)."""
+    import pyarrow as pa
+
+    from mapdiff.io import open_parquet, storage
+
+    counts = pd.Series(dtype=np.int64)
+    with open_parquet(path) as pf, storage(path, "read"):
+        if pf.metadata.num_rows <= max_rows:
+            return np.zeros(0, dtype=object)
+        names = pf.schema_arrow.names
+        if column not in names:
+            msg = f"{path}: missing column {column!r}; found columns {names}"
+            raise InputError(msg)
+        for batch in pf.iter_batches(batch_size=READ_ROWS, columns=[column]):
+            table = pa.Table.from_batches([batch])
+            if where is not None:
+                table = table.filter(where(table))
+            values = pd.Series(_trip_values(table, column, path)).dropna()
+            counts = counts.add(values.value_counts(), fill_value=0)
+    if counts.sum() <= max_rows:
+        return np.zeros(0, dtype=object)
+    try:
+        counts = counts.sort_index()
+    except TypeError:
+        msg = f"{path}: column {column!r} mixes kinds of values (numbers and text); expected one kind"
+        raise InputError(msg) from None
+    ids, rows = counts.index.to_numpy(dtype=object), counts.to_numpy(np.int64)
+    starts, held = [], 0
+    for i, n in enumerate(rows):
+        if held and held + n > max_rows:
+            starts.append(i)
+            held = 0
+        held += n
+    return ids[starts]
+
+
+def _split(path, cuts: np.ndarray, prefix: str, *, where, column: str):
+    """Write the rows of ``path`` into one Parquet file per batch; return ``read(b)``, batch
+    ``b``'s rows as :func:`mapdiff.io.read_table` gives them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mapdiff.io import _frame, _plain_columns, open_parquet, storage
+
+    writers: dict[int, pq.ParquetWriter] = {}
+    with open_parquet(path) as pf, storage(path, "read"), contextlib.ExitStack() as stack:
+        schema = pf.schema_arrow
+        columns = _plain_columns(schema)
+        for batch in pf.iter_batches(batch_size=READ_ROWS, columns=columns):
+            table = pa.Table.from_batches([batch])
+            if where is not None:
+                table = table.filter(where(table))
+            values = _trip_values(table, column, path)
+            batch_of = np.zeros(len(values), dtype=np.int64)  # (a missing id: the first batch; the stage names it)
+            known = pd.notna(values)
+            try:
+                batch_of[known] = np.searchsorted(cuts, values[known], side="right")
+            except TypeError:
+                msg = f"{path}: column {column!r} mixes kinds of values (numbers and text); expected one kind"
+                raise InputError(msg) from None
+            order = np.argsort(batch_of, kind="stable")
+            bounds = np.searchsorted(batch_of[order], np.arange(len(cuts) + 2))
+            for b in np.flatnonzero(np.diff(bounds)):
+                if b not in writers:
+                    writers[b] = stack.enter_context(pq.ParquetWriter(f"{prefix}-{b}.parquet", table.schema))
+                writers[b].write_table(table.take(order[bounds[b]:bounds[b + 1]]))
+        kept = pa.schema([schema.field(c) for c in columns]) if columns else schema
+        empty = kept.empty_table()
+
+    def read(b: int):
+        table = pq.read_table(f"{prefix}-{b}.parquet") if b in writers else empty
+        return _frame(table.replace_schema_metadata(schema.metadata), path)
+
+    return read
