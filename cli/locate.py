@@ -49,35 +49,58 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
     over fixed tiles of the globe (mapdiff.jobs.tiles): an object is estimated once, by the tile
     it lies in, from the observations within the tile's halo; the shards merge into an
     unsharded run with the same --tile-m."""
+    import numpy as np
+
     from mapdiff.errors import MapdiffError
-    from mapdiff.io import together, write_table
-    from mapdiff.jobs.stages import locate_part, read_tiles
+    from mapdiff.io import open_parquet, read_batches, table_writer, together
+    from mapdiff.jobs.stages import locate_part, tile_batches
     from mapdiff.jobs.tiles import Tiling
     from mapdiff.locate import LocateConfig
 
     config = build_config(LocateConfig, reach_m=reach_m, gate_sigma=gate_sigma, pose_sigma_m=pose_sigma_m)
     # a tile measures locate's errors from its own objects: in sparse cities small samples make
     # weak ghosts (measured, README "Scale"), so an unsharded run stays in one piece unless asked
+    # (or unless its input is bigger than a batch: see mapdiff.jobs.stages.tile_batches)
     tiled = shard is not None or tile_m is not None or halo_m is not None
     tiling = build_config(Tiling, tile_m=tile_m, halo_m=halo_m) if tiled else None
     if labels_path and shard is not None:
         raise click.BadParameter("labels are written by an unsharded run only (an observation near a tile border "
                                  "belongs to more than one shard)", param_hint="--labels")
+    outputs = ("output", "labels_path")
+    n_objects = n_weak = n_obs = 0
     try:
-        obs, kind, tiles = read_tiles(observations, tiling, shard)
+        work = tile_batches(observations, tiling, shard)
+        labels = None
+        if shard is None:  # (a shard's rows are not the file's)
+            with open_parquet(observations) as pf:
+                labels = np.full(pf.metadata.num_rows, -1, dtype=np.int64)
         compiling_notice("locate", "captures", quiet=quiet)
         progress = Progress(None, "tiles", quiet=quiet)
-        objects, labels = locate_part(obs, config, tiling=tiling, tiles=tiles, kind=kind, source=observations,
-                                      progress=progress)
-        progress.finish()
         with together():
-            write_table(objects, output, metadata=part_label("locate", shard, run_id,
-                                                             outputs=("output", "labels_path")))
+            with table_writer(output, metadata=part_label("locate", shard, run_id, outputs=outputs)) as out:
+                for obs, tiles, rows in work.batches:
+                    objects, lab = locate_part(obs, config, tiling=work.tiling, tiles=tiles, kind=work.kind,
+                                               source=observations, progress=progress)
+                    out.write(objects)
+                    n_objects, n_weak = n_objects + len(objects), n_weak + int(objects["weak"].sum())
+                    if labels is None:
+                        n_obs += len(obs)
+                        continue
+                    rows = np.arange(len(obs)) if rows is None else rows
+                    take = (lab >= 0) & (labels[rows] < 0)  # near two tiles: the first tile's object
+                    labels[rows[take]] = lab[take]
+            progress.finish()
             if labels_path:
-                write_table(obs.assign(object_id=labels), labels_path)
-        store_results(store_url, "locate", objects, shard, run_id, outputs=("output", "labels_path"))
+                with table_writer(labels_path) as l_out:
+                    done = 0
+                    for frame in read_batches(observations):
+                        l_out.write(frame.assign(object_id=labels[done:done + len(frame)]))
+                        done += len(frame)
+        store_results(store_url, "locate", read_batches(output), shard, run_id, outputs=outputs)
     except MapdiffError as exc:
         fail(exc)
-    n_weak = int(objects["weak"].sum())
-    info(f"{len(objects):,} objects ({n_weak:,} weak: one trip) from {len(obs):,} observations; "
-         f"{int((labels < 0).sum()):,} observations fitted no object", quiet=quiet)
+    if labels is None:
+        seen = f"{n_obs:,} observations its tiles see"
+    else:
+        seen = f"{len(labels):,} observations; {int((labels < 0).sum()):,} observations fitted no object"
+    info(f"{n_objects:,} objects ({n_weak:,} weak: one trip) from {seen}", quiet=quiet)

@@ -66,16 +66,16 @@ def match(traces, map_path, output, paths_path, quiet, fast, shard, run_id, stor
         compiling_notice("hmm", "geometry", "graph", quiet=quiet)
         progress = Progress(owned_rows(traces, shard), f"matched fixes{f' of shard {shard}' if shard else ''}",
                             quiet=quiet)
-        with together():  # both files or neither
-            with table_writer(output, metadata=part_label("match", shard, run_id, outputs=outputs)) as out, \
-                    optional_writer(paths_path, metadata=part_label("paths", shard, run_id, outputs=outputs)) as p_out:
-                for (df,) in owned_batches([traces], shard):
-                    matched, paths = match_part(df, net, config, shard=shard, source=str(traces), progress=progress)
-                    out.write(matched)
-                    if p_out is not None:
-                        p_out.write(paths)
-                    counts.update(matched["state"].value_counts().to_dict())
-                    trips += matched["trip_id"].nunique()
+        with together(), \
+                table_writer(output, metadata=part_label("match", shard, run_id, outputs=outputs)) as out, \
+                optional_writer(paths_path, metadata=part_label("paths", shard, run_id, outputs=outputs)) as p_out:
+            for (df,) in owned_batches([traces], shard):
+                matched, paths = match_part(df, net, config, shard=shard, source=str(traces), progress=progress)
+                out.write(matched)
+                if p_out is not None:
+                    p_out.write(paths)
+                counts.update(matched["state"].value_counts().to_dict())
+                trips += matched["trip_id"].nunique()
         progress.finish()
         store_results(store_url, "match", read_batches(output), shard, run_id, outputs=outputs)
     except MapdiffError as exc:

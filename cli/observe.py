@@ -61,19 +61,17 @@ def observe(detections, matched, camera_path, map_path, output, rejects, max_gap
             network = load_network(map_path)
         compiling_notice("observe", quiet=quiet)
         progress = Progress(owned_rows(detections, shard), "detections", quiet=quiet)
-        with together():
-            with table_writer(output, metadata=part_label("observe", shard, run_id,
-                                                          outputs=("output", "rejects"))) as out, \
-                    optional_writer(rejects) as r_out:
-                for det, fixes in owned_batches([detections, matched], shard):
-                    obs, rejected = observe_part(det, fixes, camera, config, network=network, shard=shard,
-                                                 source=detections, matched_source=matched)
-                    out.write(obs)
-                    if r_out is not None:
-                        r_out.write(rejected)
-                    n_obs, n_det = n_obs + len(obs), n_det + len(det)
-                    reasons.update(rejected["reason"].value_counts().to_dict())
-                    progress(len(det))
+        label = part_label("observe", shard, run_id, outputs=("output", "rejects"))
+        with together(), table_writer(output, metadata=label) as out, optional_writer(rejects) as r_out:
+            for det, fixes in owned_batches([detections, matched], shard):
+                obs, rejected = observe_part(det, fixes, camera, config, network=network, shard=shard,
+                                             source=detections, matched_source=matched)
+                out.write(obs)
+                if r_out is not None:
+                    r_out.write(rejected)
+                n_obs, n_det = n_obs + len(obs), n_det + len(det)
+                reasons.update(rejected["reason"].value_counts().to_dict())
+                progress(len(det))
         progress.finish()
     except MapdiffError as exc:
         fail(exc)

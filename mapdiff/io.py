@@ -471,11 +471,13 @@ def write_table(df: pd.DataFrame, path, *, metadata: dict | None = None) -> None
 
 
 class TableWriter:
-    """Batches of rows appended to one Parquet file (see :func:`table_writer`). Every batch is
-    converted as :func:`write_table` converts a frame. The first batch whose columns all have a
-    type fixes the file's schema (a column with no value in a batch has none); the batches
-    before it wait, at most :attr:`MAX_WAITING` of them (then a column still without a value is
-    text); the later ones are cast to it."""
+    """Batches of rows appended to one Parquet file (see :func:`table_writer`).
+
+    Every batch is converted as :func:`write_table` converts a frame. The first batch whose
+    columns all have a type fixes the file's schema (a column with no value in a batch has
+    none); the batches before it wait, at most :attr:`MAX_WAITING` of them (then a column still
+    without a value is text); the later ones are cast to it. A batch without rows is written
+    only when no batch has rows."""
 
     MAX_WAITING = 2
 
@@ -483,11 +485,15 @@ class TableWriter:
         self._tmp, self._metadata = tmp, metadata
         self._writer = None
         self._waiting: list = []  # batches with an untyped (all-null) column, before the schema is known
+        self._empty = None  # the first batch without rows
 
     def write(self, df: pd.DataFrame) -> None:
         import pyarrow as pa
 
         table = _to_arrow(df, self._metadata)
+        if not len(table):  # no rows: its columns may have no types; they count only if no batch has rows
+            self._empty = self._empty or table
+            return
         if self._writer is not None:
             self._writer.write_table(_cast_like(table, self._writer.schema))
             return
@@ -515,9 +521,10 @@ class TableWriter:
 
     def close(self) -> None:
         if self._writer is None:
-            if not self._waiting:
+            if not self._waiting and self._empty is None:
                 msg = "a table writer closed before any batch (it has no columns to write)"
                 raise ValueError(msg)
+            self._waiting = self._waiting or [self._empty]
             self._open(self._waiting[0].schema)
         self._writer.close()
 

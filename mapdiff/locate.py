@@ -357,11 +357,16 @@ def capture_kind(observations: pd.DataFrame) -> str:
 
 def _capture_kind(trip, t):
     """:func:`capture_kind` of the observations' trip codes and times."""
-    order = np.lexsort((t, trip))
-    trip, t = trip[order], t[order]
-    new_frame = np.r_[True, (trip[1:] != trip[:-1]) | (t[1:] != t[:-1])]
-    frames = np.bincount(trip[new_frame] - trip.min(), minlength=int(trip.max() - trip.min()) + 1)
-    return "imagery" if (frames[trip - trip.min()] == 1).mean() > 0.5 else "video"
+    per_trip = pd.Series(t).groupby(trip).agg(["size", "min", "max"])
+    return capture_kind_of_trips(per_trip["size"].to_numpy(), per_trip["min"].to_numpy(), per_trip["max"].to_numpy())
+
+
+def capture_kind_of_trips(n, t_first, t_last) -> str:
+    """:func:`capture_kind` from each trip's count of observations and first and last time (a
+    trip of one instant is a single capture): what a pass over a big file in batches gathers."""
+    n = np.asarray(n, dtype=np.float64)
+    single = np.asarray(t_first) == np.asarray(t_last)
+    return "imagery" if n.sum() and n[single].sum() / n.sum() > 0.5 else "video"
 
 
 #: the most covers of single captures: each gates at the errors the one before measured, until

@@ -292,3 +292,29 @@ def test_a_bad_batch_size_is_one_clear_error(sim_dir, tmp_path, monkeypatch):
                                       "-o", str(tmp_path / "m.parquet")])
     assert result.exit_code == 1 and "MAPDIFF_BATCH_ROWS" in result.output and "'lots'" in result.output
     assert not (tmp_path / "m.parquet").exists()
+
+
+def test_locate_in_small_batches_of_tiles_writes_the_whole_run(whole, whole_objects, tmp_path, monkeypatch):
+    """Tiles in batches (each batch its tiles' observations, halos included): the objects and the
+    labels of one run over the whole file; a shard's tiles in batches merge into it too."""
+    import pyarrow.parquet as pq
+
+    obs = whole / "observations.parquet"
+    run("locate", obs, *TILES, "-o", tmp_path / "one.parquet", "--labels", tmp_path / "one-labels.parquet", "-q")
+    monkeypatch.setenv("MAPDIFF_BATCH_ROWS", str(len(pd.read_parquet(obs, columns=["trip_id"])) // 8))
+    run("locate", obs, *TILES, "-o", tmp_path / "b.parquet", "--labels", tmp_path / "b-labels.parquet", "-q")
+    assert pq.ParquetFile(tmp_path / "b.parquet").num_row_groups >= 5  # written batch by batch
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "b.parquet"), whole_objects)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "b-labels.parquet"),
+                                  pd.read_parquet(tmp_path / "one-labels.parquet"))
+    _sharded(["locate", obs, *TILES, "-o", lambda s: tmp_path / "l" / f"{s.name}.parquet"], 2, tmp_path)
+    pd.testing.assert_frame_equal(_merged("locate", tmp_path / "l", tmp_path), whole_objects)
+
+
+def test_an_unsharded_locate_bigger_than_a_batch_works_over_the_default_tiles(whole, tmp_path, monkeypatch):
+    obs = whole / "observations.parquet"
+    run("locate", obs, "--tile-m", 5000, "-o", tmp_path / "tiled.parquet", "-q")
+    monkeypatch.setenv("MAPDIFF_BATCH_ROWS", str(len(pd.read_parquet(obs, columns=["trip_id"])) // 2))
+    run("locate", obs, "-o", tmp_path / "big.parquet", "-q")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "big.parquet"),
+                                  pd.read_parquet(tmp_path / "tiled.parquet"))

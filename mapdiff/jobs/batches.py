@@ -118,40 +118,64 @@ def _cuts(path, *, max_rows: int, where, column: str) -> np.ndarray:
 
 
 def _split(path, cuts: np.ndarray, prefix: str, *, where, column: str):
-    """Write the rows of ``path`` into one Parquet file per batch; return ``read(b)``, batch
-    ``b``'s rows as :func:`mapdiff.io.read_table` gives them."""
+    """Write the rows of ``path`` into one Parquet file per trip batch; return ``read(b)``."""
+    def assign(table):
+        values = _trip_values(table, column, path)
+        batch_of = np.zeros(len(values), dtype=np.int64)  # (a missing id: the first batch; the stage names it)
+        known = pd.notna(values)
+        try:
+            batch_of[known] = np.searchsorted(cuts, values[known], side="right")
+        except TypeError:
+            msg = f"{path}: column {column!r} mixes kinds of values (numbers and text); expected one kind"
+            raise InputError(msg) from None
+        return np.arange(len(values)), batch_of
+
+    return spill(path, assign, prefix, where=where)
+
+
+def spill(path, assign, prefix: str, *, where=None, row_column: str | None = None):
+    """Write the rows of the Parquet file ``path`` into one temporary Parquet file per batch,
+    in one pass; return ``read(b)``, batch ``b``'s rows in the file's order as
+    :func:`mapdiff.io.read_table` gives them (no rows: the columns only).
+
+    ``assign(table)``: for a pyarrow Table of rows, the pairs (row index, batch) it goes to (a
+    row may go to none or to several). ``where``: as in :func:`trip_batches`. ``row_column``:
+    also write each row's number in the file (before ``where``) under this name.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from mapdiff.io import _frame, _plain_columns, open_parquet, storage
 
-    writers: dict[int, pq.ParquetWriter] = {}
+    written: set = set()
     with open_parquet(path) as pf, storage(path, "read"), contextlib.ExitStack() as stack:
         schema = pf.schema_arrow
         columns = _plain_columns(schema)
+        writers: dict[int, pq.ParquetWriter] = {}
+        first = 0
         for batch in pf.iter_batches(batch_size=READ_ROWS, columns=columns):
             table = pa.Table.from_batches([batch])
+            if row_column is not None:
+                table = table.append_column(row_column, pa.array(np.arange(first, first + len(table))))
+            first += len(batch)
             if where is not None:
                 table = table.filter(where(table))
-            values = _trip_values(table, column, path)
-            batch_of = np.zeros(len(values), dtype=np.int64)  # (a missing id: the first batch; the stage names it)
-            known = pd.notna(values)
-            try:
-                batch_of[known] = np.searchsorted(cuts, values[known], side="right")
-            except TypeError:
-                msg = f"{path}: column {column!r} mixes kinds of values (numbers and text); expected one kind"
-                raise InputError(msg) from None
-            order = np.argsort(batch_of, kind="stable")
-            bounds = np.searchsorted(batch_of[order], np.arange(len(cuts) + 2))
-            for b in np.flatnonzero(np.diff(bounds)):
+            rows, batch_of = assign(table)
+            order = np.lexsort((rows, batch_of))
+            rows, batch_of = rows[order], batch_of[order]
+            keys, starts = np.unique(batch_of, return_index=True)
+            for b, a, z in zip(keys, starts, np.r_[starts[1:], len(rows)]):
                 if b not in writers:
                     writers[b] = stack.enter_context(pq.ParquetWriter(f"{prefix}-{b}.parquet", table.schema))
-                writers[b].write_table(table.take(order[bounds[b]:bounds[b + 1]]))
+                writers[b].write_table(table.take(rows[a:z]))
+        written = set(writers)
         kept = pa.schema([schema.field(c) for c in columns]) if columns else schema
+        if row_column is not None:
+            kept = kept.append(pa.field(row_column, pa.int64()))
         empty = kept.empty_table()
 
     def read(b: int):
-        table = pq.read_table(f"{prefix}-{b}.parquet") if b in writers else empty
+        table = pq.read_table(f"{prefix}-{b}.parquet") if b in written else empty
         return _frame(table.replace_schema_metadata(schema.metadata), path)
 
     return read

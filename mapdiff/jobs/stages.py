@@ -5,6 +5,9 @@ an error."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -56,28 +59,43 @@ def observe_part(detections: pd.DataFrame, matched: pd.DataFrame, camera, config
     return observe(detections, matched, camera, config, network=network, source=source, matched_source=matched_source)
 
 
-def read_tiles(path, tiling, shard: Shard | None) -> tuple[pd.DataFrame, str | None, np.ndarray | None]:
-    """The observations a shard's tiles see (each tile's own and its halo's), read batch by
-    batch; the capture kind of the whole file (:func:`mapdiff.locate.capture_kind`: the data
-    set's, not a tile's; None for an unsharded run, whose frame is the whole); and the keys of
-    the shard's tiles (None: all), chosen by :func:`mapdiff.jobs.tiles.balance` from a first
-    pass over the trips and positions that counts every tile's rows."""
-    from mapdiff.io import column_names, read_table
-    from mapdiff.jobs.tiles import balance
-    from mapdiff.locate import capture_kind
+@dataclass
+class TileBatches:
+    """The observations of a locate run, in batches of whole tiles (see :func:`tile_batches`).
 
-    if shard is None or shard.whole:
-        return read_table(path), None, None
-    names = column_names(path)
-    missing = [c for c in ("trip_id", "t", "lon", "lat") if c not in names]
-    if missing:
-        msg = f"{path}: a sharded locate needs the column(s) {missing}; found columns {names}"
-        raise InputError(msg)
-    first = read_table(path, columns=["trip_id", "t", "lon", "lat"])
-    keys, rows = np.unique(tiling.near(first["lon"].to_numpy(), first["lat"].to_numpy())[1], return_counts=True)
-    kind = capture_kind(first)
-    del first
-    owned = keys[balance(keys, rows, shard.count) == shard.index]
+    ``kind``: the whole data set's capture kind (None: decided from the one batch, the whole
+    file); ``tiling``: the tiles (None: one piece); ``batches``: per batch (observations, the
+    keys of the tiles it owns or None for every tile it touches, the observations' row numbers
+    in the file or None when the batch is the whole file in order)."""
+
+    kind: str | None
+    tiling: object
+    batches: Iterator
+
+
+def tile_batches(path, tiling, shard: Shard | None) -> TileBatches:
+    """The observations of ``path`` a locate run works on, whole tiles (each tile's own rows
+    and its halo's) in batches of at most ``$MAPDIFF_BATCH_ROWS`` rows (see
+    :func:`owned_batches`), the tiles in key order. An unsharded run without ``tiling`` is one
+    piece when the file fits in a batch, else works over the default tiles (a whole big file is
+    not held). A shard's tiles are chosen by :func:`mapdiff.jobs.tiles.balance` from a first
+    pass over the positions that counts every tile's rows; that pass also measures the data
+    set's capture kind (:func:`mapdiff.locate.capture_kind`)."""
+    from mapdiff.io import open_parquet, read_table
+    from mapdiff.jobs.batches import batch_rows
+    from mapdiff.jobs.tiles import Tiling, balance
+
+    max_rows = batch_rows()
+    whole = shard is None or shard.whole
+    if whole and tiling is None:
+        with open_parquet(path) as pf:
+            if pf.metadata.num_rows <= max_rows:
+                return TileBatches(None, None, iter([(read_table(path), None, None)]))
+        tiling = Tiling()
+    tiling = tiling.validate()
+    keys, rows, kind = _tile_census(path, tiling)
+    owned = keys if whole else keys[balance(keys, rows, shard.count) == shard.index]
+    groups = _groups(owned, rows[np.isin(keys, owned)], max_rows)
 
     def near_owned(table):
         idx, near = _near_keys(table, tiling)
@@ -85,13 +103,90 @@ def read_tiles(path, tiling, shard: Shard | None) -> tuple[pd.DataFrame, str | N
         mask[idx[np.isin(near, owned)]] = True
         return mask
 
-    return read_table(path, where=near_owned), kind, owned
+    def batches():
+        if len(groups) <= 1:
+            yield (read_table(path) if whole else read_table(path, where=near_owned)), \
+                (None if whole else owned), None
+            return
+        import tempfile
+
+        from mapdiff.jobs.batches import spill
+
+        group_of = np.repeat(np.arange(len(groups)), [len(g) for g in groups])  # of each owned key (sorted)
+
+        def assign(table):
+            idx, near = _near_keys(table, tiling)
+            at = np.minimum(np.searchsorted(owned, near), len(owned) - 1)
+            group = np.where(owned[at] == near, group_of[at], -1)
+            pairs = np.unique(np.c_[idx[group >= 0], group[group >= 0]], axis=0)  # (a row near two tiles of a group)
+            return pairs[:, 0], pairs[:, 1]
+
+        with tempfile.TemporaryDirectory(prefix="mapdiff-tiles-") as tmp:
+            read = spill(path, assign, f"{tmp}/g", where=None if whole else near_owned, row_column=ROW_COLUMN)
+            for b, tiles in enumerate(groups):
+                frame = read(b)
+                yield frame.drop(columns=ROW_COLUMN), tiles, frame[ROW_COLUMN].to_numpy()
+
+    return TileBatches(kind, tiling, batches())
 
 
 def _near_keys(table, tiling):
     lon = table.column("lon").to_numpy(zero_copy_only=False)
     lat = table.column("lat").to_numpy(zero_copy_only=False)
     return tiling.near(lon, lat)
+
+
+#: the column that carries an observation's row number in the file through a batch
+ROW_COLUMN = "__mapdiff_row"
+
+
+def _tile_census(path, tiling):
+    """One pass over the positions and times of an observations file, batch by batch: the keys
+    of the tiles it touches (sorted), the rows each sees (its own and its halo's), and the data
+    set's capture kind."""
+    import pyarrow as pa
+
+    from mapdiff.io import open_parquet, storage
+    from mapdiff.jobs.batches import READ_ROWS
+    from mapdiff.locate import capture_kind_of_trips
+    from mapdiff.schema import time_seconds
+
+    need = ["trip_id", "t", "lon", "lat"]
+    tiles = pd.Series(dtype=np.int64)
+    trips = []  # per batch: per trip its observations and first and last time
+    with open_parquet(path) as pf, storage(path, "read"):
+        names = pf.schema_arrow.names
+        missing = [c for c in need if c not in names]
+        if missing:
+            msg = f"{path}: locate over tiles needs the column(s) {missing}; found columns {names}"
+            raise InputError(msg)
+        for batch in pf.iter_batches(batch_size=READ_ROWS, columns=need):
+            frame = pa.Table.from_batches([batch]).to_pandas()
+            near = tiling.near(frame["lon"].to_numpy(float), frame["lat"].to_numpy(float))[1]
+            tiles = tiles.add(pd.Series(near).value_counts(), fill_value=0)
+            t = pd.Series(time_seconds(frame["t"], source=str(path)), index=frame.index)
+            trips.append(t.groupby(frame["trip_id"].astype(str).to_numpy()).agg(["size", "min", "max"]))
+            if len(trips) > 1:  # (kept as one table: per trip, not per row)
+                both = pd.concat(trips)
+                trips = [both.groupby(level=0).agg({"size": "sum", "min": "min", "max": "max"})]
+    tiles = tiles.sort_index()
+    per_trip = trips[0] if trips else pd.DataFrame({"size": [], "min": [], "max": []})
+    kind = capture_kind_of_trips(per_trip["size"].to_numpy(), per_trip["min"].to_numpy(), per_trip["max"].to_numpy())
+    return tiles.index.to_numpy(np.int64), tiles.to_numpy(np.int64), kind
+
+
+def _groups(keys: np.ndarray, rows: np.ndarray, max_rows: int) -> list[np.ndarray]:
+    """``keys`` (sorted) cut into consecutive groups of at most ``max_rows`` rows (a tile with
+    more is a group of its own)."""
+    groups, start, held = [], 0, 0
+    for i, n in enumerate(rows):
+        if held and held + n > max_rows:
+            groups.append(keys[start:i])
+            start, held = i, 0
+        held += n
+    if len(keys):
+        groups.append(keys[start:])
+    return groups
 
 
 def locate_part(observations: pd.DataFrame, config=None, *, tiling, tiles: np.ndarray | None = None,
