@@ -100,9 +100,9 @@ def simulate(map_path, output, shard, run_id, quiet, **options):
     from mapdiff.camera import Camera
     from mapdiff.errors import MapdiffError
     from mapdiff.io import read_map_layers
+    from mapdiff.jobs.batches import batch_rows
     from mapdiff.jobs.shards import vehicles_of
-    from mapdiff.simulate import SimConfig
-    from mapdiff.simulate import simulate as run
+    from mapdiff.simulate import SimConfig, simulate_to
 
     cam = {k.replace("-", "_"): options.pop(k.replace("-", "_")) for k in _CAMERA}
     config = build_config(SimConfig, **options)
@@ -113,11 +113,10 @@ def simulate(map_path, output, shard, run_id, quiet, **options):
             info(f"{map_path}: no 'features' layer: simulating traces but no detections", quiet=quiet)
         vehicles = vehicles_of(config.vehicles, shard) if shard else None
         compiling_notice("simulate", "graph", quiet=quiet)
-        sim = run(layers, config, camera, progress=lambda m: step(m, quiet=quiet), vehicles=vehicles)
-        sim.write(output, metadata=part_label("simulate", shard, run_id))
+        counts = simulate_to(output, layers, config, camera, progress=lambda m: step(m, quiet=quiet),
+                             vehicles=vehicles, metadata=part_label("simulate", shard, run_id), batch_rows=batch_rows())
     except MapdiffError as exc:
         fail(exc)
-    seen = (f"{len(sim.observations):,} street-level observations" if sim.observations is not None
-            else f"{len(sim.detections):,} detections")
-    info(f"wrote {output}: {len(sim.traces):,} fixes in {sim.meta['counts']['trips']:,} trips, {seen}, "
-         f"{len(sim.changes):,} planted changes", quiet=quiet)
+    seen = "street-level observations" if config.capture == "imagery" else "detections"
+    info(f"wrote {output}: {counts['fixes']:,} fixes in {counts['trips']:,} trips, {counts['sightings']:,} {seen}, "
+         f"{counts['changes']:,} planted changes", quiet=quiet)

@@ -24,6 +24,7 @@ Output folder::
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass, fields
 
@@ -216,10 +217,7 @@ class Simulation:
             write_gpkg(self.map_layers, f"{out}/map.gpkg")
             for name, frame in self.tables().items():
                 write_table(frame, f"{out}/{name}.parquet", metadata=metadata)
-            for name, text in (("camera.json", self.camera.to_json()),
-                               ("truth/meta.json", json.dumps(self.meta, indent=2, sort_keys=True) + "\n")):
-                with open(f"{out}/{name}", "w") as f:
-                    f.write(text)
+            _write_texts(out, self.camera, self.meta)
 
     def tables(self) -> dict:
         """The Parquet files of the folder by name (without the suffix)."""
@@ -228,6 +226,14 @@ class Simulation:
         return {"traces": self.traces, **seen, **{f"truth/{name}": frame for name, frame in (
             ("changes", self.changes), ("routes", self.routes), ("fixes", self.fixes), ("objects", self.objects),
             ("detections", self.detection_truth), ("edges", self.edges))}}
+
+
+def _write_texts(out: str, camera: Camera, meta: dict) -> None:
+    """The camera and the run's meta data into a simulation folder being written (local)."""
+    for name, text in (("camera.json", camera.to_json()),
+                       ("truth/meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")):
+        with open(f"{out}/{name}", "w") as f:
+            f.write(text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -912,102 +918,184 @@ def simulate(map_layers: dict, config: SimConfig, camera: Camera | None = None, 
     A map without ``features`` gives traces but no detections. ``vehicles``: only these vehicles
     (0-based) of the fleet, as a shard does; the world (changes, objects) is the whole fleet's,
     and each vehicle draws from its own random streams, so the vehicles' rows are those of the
-    whole fleet's run.
+    whole fleet's run. :func:`simulate_to` writes the same folder vehicle by vehicle.
     """
-    import geopandas as gpd
+    run = _Run(map_layers, config, camera, progress=progress, vehicles=vehicles)
+    drives = [run.drive(v) for v in run.vehicles] or [run.no_drive()]
+    tables = {name: _concat([d[name] for d in drives]) for name in _VEHICLE_TABLES if drives[0][name] is not None}
+    run.count(sum(d["n_trips"] for d in drives), tables)
+    run.say_done()
+    return Simulation(run.stale, tables["traces"], tables["detections"], run.camera, run.changes_wgs84,
+                      tables["routes"], tables["fixes"], run.objects_table(), tables["detection_truth"],
+                      run.edge_table, run.meta(), tables.get("observations"))
 
-    from mapdiff.network import Network
 
-    config = config.validate()
-    camera = (camera or Camera()).validate()
-    say = progress or (lambda msg: None)
-    rng = np.random.default_rng(config.seed)
-    edges = map_layers["edges"]
-    Network.from_edges(edges, source="map")  # checks the layer before any work
-    if "edge_id" not in edges:
-        edges = edges.assign(edge_id=np.arange(len(edges), dtype=np.int64))
-    features = map_layers.get("features")
-    if features is None:
-        features = gpd.GeoDataFrame({"feature_id": pd.Series([], dtype=np.int64), "class": [], "value": []},
-                                    geometry=gpd.GeoSeries([], crs=edges.crs))
-    from mapdiff.projection import LocalProjection
+def simulate_to(out_dir, map_layers: dict, config: SimConfig, camera: Camera | None = None, *, progress=None,
+                vehicles=None, metadata: dict | None = None, batch_rows: int = 1_000_000) -> dict[str, int]:
+    """:func:`simulate`, written to the folder ``out_dir`` as :meth:`Simulation.write` writes it
+    (the same files and rows), vehicle by vehicle: the vehicles' rows are appended as they are
+    made, a batch at a time of at most about ``batch_rows`` fixes and detections, so a month of
+    a big fleet needs the memory of a batch, not of the month. Returns the counts of trips,
+    fixes, sightings (detections, or street-level observations) and planted changes."""
+    from mapdiff.io import atomic_dir, table_writer, write_gpkg, write_table
 
-    minx, miny, maxx, maxy = edges.geometry.to_crs(4326).total_bounds
-    proj = LocalProjection.around((minx + maxx) / 2, (miny + maxy) / 2)
-    edges_m = edges.to_crs(proj.crs).reset_index(drop=True)
-    feats_m = features.to_crs(proj.crs).reset_index(drop=True)
-    world_edges, map_edges, objects, map_feats, changes = plant_changes(edges_m, feats_m, config, rng)
-    objects = place_objects(objects, world_edges, config, rng)
-    say(f"planted {len(changes):,} changes: " + ", ".join(
-        f"{n} {k}" for k, n in changes["kind"].value_counts(sort=False).items() if n))
+    run = _Run(map_layers, config, camera, progress=progress, vehicles=vehicles)
+    names = [n for n in _VEHICLE_TABLES if n != ("detections" if run.imagery else "observations")]
+    files = {"detection_truth": "truth/detections", "fixes": "truth/fixes", "routes": "truth/routes"}
+    with atomic_dir(out_dir) as out, contextlib.ExitStack() as stack:
+        writers = {n: stack.enter_context(table_writer(f"{out}/{files.get(n, n)}.parquet", metadata=metadata))
+                   for n in names}
+        n_trips, held = 0, []
 
-    roads = _road_graph(world_edges.reset_index(drop=True), config)
-    world_ids = world_edges["edge_id"].to_numpy()
-    signal_node = _signal_nodes(roads, objects)
-    world = _World(roads, world_edges, world_ids, signal_node, objects, proj, camera)
-    vehicles = range(config.vehicles) if vehicles is None else sorted(vehicles)
-    drives = [_drive(v, world, config) for v in vehicles]
-    if not drives:  # a shard with no vehicle: a vehicle's tables without their rows (the columns)
-        drives = [{k: f.iloc[:0] if isinstance(f, pd.DataFrame) else 0 for k, f in _drive(0, world, config).items()}]
-    n_trips = sum(d["n_trips"] for d in drives)
-    say(f"routed {n_trips:,} trips of {len(vehicles):,} vehicles over {config.days:,} days")
-    traces = _concat([d["traces"] for d in drives])
-    fixes = _concat([d["fixes"] for d in drives])
-    routes = _concat([d["routes"] for d in drives])
-    detections = _concat([d["detections"] for d in drives])
-    detection_truth = _concat([d["detection_truth"] for d in drives])
-    observations = _concat([d["observations"] for d in drives]) if config.capture == "imagery" and len(objects) \
-        else None
-    say(f"sampled {len(traces):,} GPS fixes; " + (f"{len(observations):,} street-level observations"
-                                                  if observations is not None else f"{len(detections):,} detections"))
+        def flush():
+            tables = {n: _concat([d[n] for d in held]) for n in names}
+            run.count(0, tables)
+            for n in names:
+                writers[n].write(tables[n])
+            held.clear()
 
-    # the truth tables, back in WGS84
-    obj_wgs = objects.to_crs(4326)
-    objects_out = pd.DataFrame({
-        "object_id": objects["object_id"].to_numpy(), "class": objects["class"].to_numpy(),
-        "value": objects["value"].to_numpy(), "lon": obj_wgs.geometry.x.to_numpy(),
-        "lat": obj_wgs.geometry.y.to_numpy(), "height_m": objects["height_m"].to_numpy(),
-        "width_m": objects["width_m"].to_numpy(),
-        "feature_id": objects["feature_id"].to_numpy(), "facing_deg": objects["facing_deg"].to_numpy(float),
-        "in_map": ~objects["feature_id"].isin(changes.loc[changes["kind"] == "object_added", "object_id"]),
-    })
-    # how often each object was really seen (false positives and confusions aside)
-    real = detection_truth["object_id"].notna().to_numpy()
-    sighting_trips = (observations if observations is not None else detections)["trip_id"].to_numpy()
-    seen = pd.DataFrame({"object_id": detection_truth["object_id"].to_numpy()[real].astype(np.int64),
-                         "trip_id": sighting_trips[real]})
-    objects_out["n_detections"] = (
-        objects_out["object_id"].map(seen["object_id"].value_counts()).fillna(0).astype(np.int64)
-    )
-    objects_out["n_trips_seen"] = objects_out["object_id"].map(
-        seen.drop_duplicates().groupby("object_id").size()).fillna(0).astype(np.int64)
-    edge_tab = pd.DataFrame({
-        "edge_id": edges_m["edge_id"].to_numpy().astype(np.int64),
-        "u": edges_m["u"].to_numpy(), "v": edges_m["v"].to_numpy(),
-        "length_m": edges_m.geometry.length.to_numpy(),
-        "in_world": np.isin(edges_m["edge_id"].to_numpy(), world_ids),
-        "in_map": np.isin(edges_m["edge_id"].to_numpy(), map_edges["edge_id"].to_numpy()),
-    })
-    stale = {"nodes": map_layers["nodes"]} if "nodes" in map_layers else {}
-    stale["edges"] = map_edges.to_crs(4326).reset_index(drop=True)
-    stale["features"] = gpd.GeoDataFrame(map_feats.drop(columns=[c for c in map_feats.columns
-                                                                  if c not in ("feature_id", "osmid", "class", "value",
-                                                                               "tags", "geometry")]),
-                                         geometry="geometry", crs=proj.crs).to_crs(4326)
-    meta = {
-        "config": asdict(config),
-        "camera": asdict(camera),
-        "crs": proj.crs,
-        "counts": {
-            "trips": n_trips,
-            "fixes": len(traces),
-            "detections": len(detections),
-            "objects": len(objects),
-            **{k: int(n) for k, n in changes["kind"].value_counts(sort=False).items()},
-        },
-    }
-    return Simulation(stale, traces, detections, camera, changes.to_crs(4326), routes, fixes, objects_out,
-                      detection_truth, edge_tab, meta, observations)
+        for v in run.vehicles:
+            held.append(run.drive(v))
+            n_trips += held[-1]["n_trips"]
+            if sum(len(d["traces"]) + len(d[names[1]]) for d in held) >= batch_rows:
+                flush()
+        if held or not run.vehicles:
+            held = held or [run.no_drive()]
+            flush()
+        run.count(n_trips, None)
+        run.say_done()
+        write_gpkg(run.stale, f"{out}/map.gpkg")
+        for name, frame in (("truth/changes", run.changes_wgs84), ("truth/objects", run.objects_table()),
+                            ("truth/edges", run.edge_table)):
+            write_table(frame, f"{out}/{name}.parquet", metadata=metadata)
+        meta = run.meta()
+        _write_texts(out, run.camera, meta)
+    return {"trips": run.n_trips, "fixes": run.n_fixes, "sightings": run.n_seen, "changes": len(run.changes)}
+
+
+#: the tables each vehicle adds rows to (observations: street-level imagery; else detections)
+_VEHICLE_TABLES = ("traces", "detections", "observations", "fixes", "routes", "detection_truth")
+
+
+class _Run:
+    """A simulation's world (the stale map, the planted changes, the objects), the vehicles it
+    drives, and the tallies over their rows: what :func:`simulate` and :func:`simulate_to`
+    share."""
+
+    def __init__(self, map_layers: dict, config: SimConfig, camera: Camera | None, *, progress, vehicles):
+        import geopandas as gpd
+
+        from mapdiff.network import Network
+        from mapdiff.projection import LocalProjection
+
+        self.config = config = config.validate()
+        self.camera = camera = (camera or Camera()).validate()
+        self.say = progress or (lambda msg: None)
+        rng = np.random.default_rng(config.seed)
+        edges = map_layers["edges"]
+        Network.from_edges(edges, source="map")  # checks the layer before any work
+        if "edge_id" not in edges:
+            edges = edges.assign(edge_id=np.arange(len(edges), dtype=np.int64))
+        features = map_layers.get("features")
+        if features is None:
+            features = gpd.GeoDataFrame({"feature_id": pd.Series([], dtype=np.int64), "class": [], "value": []},
+                                        geometry=gpd.GeoSeries([], crs=edges.crs))
+        minx, miny, maxx, maxy = edges.geometry.to_crs(4326).total_bounds
+        proj = LocalProjection.around((minx + maxx) / 2, (miny + maxy) / 2)
+        edges_m = edges.to_crs(proj.crs).reset_index(drop=True)
+        feats_m = features.to_crs(proj.crs).reset_index(drop=True)
+        world_edges, map_edges, objects, map_feats, changes = plant_changes(edges_m, feats_m, config, rng)
+        self.objects = objects = place_objects(objects, world_edges, config, rng)
+        self.changes = changes
+        self.say(f"planted {len(changes):,} changes: " + ", ".join(
+            f"{n} {k}" for k, n in changes["kind"].value_counts(sort=False).items() if n))
+        roads = _road_graph(world_edges.reset_index(drop=True), config)
+        world_ids = world_edges["edge_id"].to_numpy()
+        self.world = _World(roads, world_edges, world_ids, _signal_nodes(roads, objects), objects, proj, camera)
+        self.vehicles = list(range(config.vehicles) if vehicles is None else sorted(vehicles))
+        self.imagery = config.capture == "imagery" and len(objects) > 0
+        self.edge_table = pd.DataFrame({
+            "edge_id": edges_m["edge_id"].to_numpy().astype(np.int64),
+            "u": edges_m["u"].to_numpy(), "v": edges_m["v"].to_numpy(),
+            "length_m": edges_m.geometry.length.to_numpy(),
+            "in_world": np.isin(edges_m["edge_id"].to_numpy(), world_ids),
+            "in_map": np.isin(edges_m["edge_id"].to_numpy(), map_edges["edge_id"].to_numpy()),
+        })
+        self.stale = {"nodes": map_layers["nodes"]} if "nodes" in map_layers else {}
+        self.stale["edges"] = map_edges.to_crs(4326).reset_index(drop=True)
+        self.stale["features"] = gpd.GeoDataFrame(
+            map_feats.drop(columns=[c for c in map_feats.columns
+                                    if c not in ("feature_id", "osmid", "class", "value", "tags", "geometry")]),
+            geometry="geometry", crs=proj.crs).to_crs(4326)
+        self.changes_wgs84 = changes.to_crs(4326)
+        # tallies over the vehicles' rows
+        self.n_trips = self.n_fixes = self.n_detections = self.n_seen = 0
+        self.detections_of = pd.Series(dtype=np.int64)  # per object, its detections
+        self.trips_of = pd.Series(dtype=np.int64)  # ... and the trips that saw it
+
+    def drive(self, v: int) -> dict:
+        """Vehicle ``v``'s tables (observations None unless the fleet captures imagery)."""
+        d = _drive(v, self.world, self.config)
+        if not self.imagery:
+            d["observations"] = None
+        return d
+
+    def no_drive(self) -> dict:
+        """A vehicle's tables without their rows (the columns), for a shard with no vehicle."""
+        return {k: f.iloc[:0] if isinstance(f, pd.DataFrame) else 0 for k, f in self.drive(0).items()}
+
+    def count(self, n_trips: int, tables: dict | None) -> None:
+        """Add ``n_trips`` and a batch of the vehicles' ``tables`` to the tallies: how often each
+        object was really seen (false positives and confusions aside), and by how many trips (a
+        trip is one vehicle's, so it never spans two batches)."""
+        self.n_trips += n_trips
+        if tables is None:
+            return
+        sightings = tables["observations"] if self.imagery else tables["detections"]
+        self.n_fixes += len(tables["traces"])
+        self.n_detections += len(tables.get("detections", ()))  # (imagery: none; its table is not written)
+        self.n_seen += len(sightings)
+        truth = tables["detection_truth"]
+        real = truth["object_id"].notna().to_numpy()
+        seen = pd.DataFrame({"object_id": truth["object_id"].to_numpy()[real].astype(np.int64),
+                             "trip_id": sightings["trip_id"].to_numpy()[real]})
+        self.detections_of = self.detections_of.add(seen["object_id"].value_counts(), fill_value=0)
+        self.trips_of = self.trips_of.add(seen.drop_duplicates().groupby("object_id").size(), fill_value=0)
+
+    def say_done(self) -> None:
+        self.say(f"routed {self.n_trips:,} trips of {len(self.vehicles):,} vehicles over {self.config.days:,} days")
+        self.say(f"sampled {self.n_fixes:,} GPS fixes; " + (f"{self.n_seen:,} street-level observations"
+                                                           if self.imagery else f"{self.n_detections:,} detections"))
+
+    def objects_table(self) -> pd.DataFrame:
+        """The true objects, in WGS84, with how often each was seen."""
+        objects, changes = self.objects, self.changes
+        obj_wgs = objects.to_crs(4326)
+        out = pd.DataFrame({
+            "object_id": objects["object_id"].to_numpy(), "class": objects["class"].to_numpy(),
+            "value": objects["value"].to_numpy(), "lon": obj_wgs.geometry.x.to_numpy(),
+            "lat": obj_wgs.geometry.y.to_numpy(), "height_m": objects["height_m"].to_numpy(),
+            "width_m": objects["width_m"].to_numpy(),
+            "feature_id": objects["feature_id"].to_numpy(), "facing_deg": objects["facing_deg"].to_numpy(float),
+            "in_map": ~objects["feature_id"].isin(changes.loc[changes["kind"] == "object_added", "object_id"]),
+        })
+        out["n_detections"] = out["object_id"].map(self.detections_of).fillna(0).astype(np.int64)
+        out["n_trips_seen"] = out["object_id"].map(self.trips_of).fillna(0).astype(np.int64)
+        return out
+
+    def meta(self) -> dict:
+        return {
+            "config": asdict(self.config),
+            "camera": asdict(self.camera),
+            "crs": self.world.proj.crs,
+            "counts": {
+                "trips": self.n_trips,
+                "fixes": self.n_fixes,
+                "detections": self.n_detections,
+                "objects": len(self.objects),
+                **{k: int(n) for k, n in self.changes["kind"].value_counts(sort=False).items()},
+            },
+        }
 
 
 def _imagery(t_frame, cptr, ctrip, cx, cy, objects, trip_ids, config: SimConfig, rng, proj):

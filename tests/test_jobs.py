@@ -178,6 +178,28 @@ def test_simulate_shards_merge_into_the_whole_run(helsinki_gpkg, n, tmp_path):
         (tmp_path / "whole/truth/meta.json").read_text())
 
 
+@pytest.mark.parametrize("capture", ["video", "imagery"])
+def test_simulate_vehicle_by_vehicle_writes_the_whole_run(helsinki_gpkg, capture, tmp_path, monkeypatch):
+    """A fleet written a few vehicles at a time (small batches) is the fleet written at once."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    sim = ["simulate", "--map", helsinki_gpkg, "--vehicles", 5, "--seed", 5, "--capture", capture]
+    run(*sim, "-o", tmp_path / "once", "-q")
+    fixes = len(pd.read_parquet(tmp_path / "once" / "traces.parquet", columns=["trip_id"]))
+    monkeypatch.setenv("MAPDIFF_BATCH_ROWS", str(fixes // 4))
+    run(*sim, "-o", tmp_path / "batched", "-q")
+    tables = sorted(str(p.relative_to(tmp_path / "once")) for p in (tmp_path / "once").rglob("*.parquet"))
+    assert "truth/objects.parquet" in tables
+    for name in tables:
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "batched" / name),
+                                      pd.read_parquet(tmp_path / "once" / name))
+    assert pq.ParquetFile(tmp_path / "batched" / "traces.parquet").num_row_groups >= 3  # written as it went
+    assert json.loads((tmp_path / "batched/truth/meta.json").read_text()) == json.loads(
+        (tmp_path / "once/truth/meta.json").read_text())
+
+
 def test_parts_of_different_runs_are_refused(whole, tmp_path):
     paths = whole / "paths.parquet"
     run("coverage", paths, "-o", tmp_path / "a.parquet", "--shard", "0/2", "-q")
