@@ -1,13 +1,16 @@
 """Stages as array jobs on this machine (issue: fleet scale).
 
     python benchmarks/scale.py [--vehicles 100] [--days 2] [--shards 4] [--tile-m 1000] [--work DIR]
+                               [--whole-only]
 
 Runs simulate (of a fleet on the bundled Helsinki extract), match, coverage, observe and locate
 as ``mapdiff job STAGE --local-array N`` (each shard its own process, with the variables AWS
 Batch sets), once with one worker and once with two, and prints per stage the wall time of an
 unsharded run and of each array, the speed-up (goal: at least 1.8x with 2 workers on 2 cores),
 and the peak resident memory of the unsharded process and of the largest shard process. The
-parts are merged and checked against the unsharded run (the law: same rows).
+parts are merged and checked against the unsharded run (the law: same rows). ``--whole-only``:
+the unsharded runs only (time and peak memory of each stage over the whole fleet, as it streams
+its input in batches of ``$MAPDIFF_BATCH_ROWS`` rows).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def main(argv=None):
                     help="locate's tiles: the bundled extract is 3 km across, so its default 2 km tiles are too "
                          "few to spread over the shards")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mapdiff-scale"))
+    ap.add_argument("--whole-only", action="store_true", help="the unsharded runs only, no arrays")
     args = ap.parse_args(argv)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -67,6 +71,12 @@ def main(argv=None):
     for stage, (cmd, whole) in stages.items():
         # the unsharded run (its output is the next stage's input)
         t_whole, peak_whole = mapdiff(*cmd, "-o", work / whole, "-q")
+        if stage == "simulate":
+            n_fixes = len(pd.read_parquet(sim / "traces.parquet", columns=["trip_id"]))
+            n_det = len(pd.read_parquet(sim / "detections.parquet", columns=["trip_id"]))
+        if args.whole_only:
+            rows.append((stage, t_whole, peak_whole))
+            continue
         times, peak = {}, 0.0
         for workers in (1, 2):
             out = work / f"{stage}-w{workers}"
@@ -79,10 +89,15 @@ def main(argv=None):
         for t in tables:
             pd.testing.assert_frame_equal(pd.read_parquet(merged / t if t else merged),
                                           pd.read_parquet(work / whole / t if t else work / whole))
-        if stage == "simulate":
-            n_fixes = len(pd.read_parquet(sim / "traces.parquet", columns=["trip_id"]))
-            n_det = len(pd.read_parquet(sim / "detections.parquet", columns=["trip_id"]))
         rows.append((stage, t_whole, peak_whole, times[1], times[2], times[1] / times[2], peak))
+    if args.whole_only:
+        print(f"fleet: {args.vehicles} vehicles x {args.days} days: {n_fixes:,} fixes, {n_det:,} detections; "
+              f"unsharded; batches of {os.environ.get('MAPDIFF_BATCH_ROWS', 'default')} rows; {os.cpu_count()} cores\n")
+        print("| stage | wall (s) | peak (MB) |\n|---|---|---|")
+        for stage, tw, pw in rows:
+            print(f"| {stage} | {tw:.1f} | {pw:,.0f} |")
+        print(f"| total | {sum(r[1] for r in rows):.1f} | {max(r[2] for r in rows):,.0f} |")
+        return
     print(f"fleet: {args.vehicles} vehicles x {args.days} days: {n_fixes:,} fixes, {n_det:,} detections; array of "
           f"{args.shards} shards; {os.cpu_count()} cores\n")
     print("| stage | unsharded (s) | its peak (MB) | array, 1 worker (s) | array, 2 workers (s) | speed-up "

@@ -34,7 +34,7 @@ from mapdiff_cli.options import (
 @output_path_option(("--labels", "labels_path"),
                     "Also write the observations with the object_id each was assigned (-1: none).")
 @click.option("--tile-m", type=float,
-              show_default="5000 with --shard; else one piece",
+              show_default="5000 with --shard or an input bigger than a batch ($MAPDIFF_BATCH_ROWS); else one piece",
               help="Work tile by tile: the side of a tile (metres).")
 @click.option("--halo-m", type=float,
               help="A tile sees the observations this far beyond it: more than an observer sees (metres).")
