@@ -226,6 +226,17 @@ def _lane_offsets(network, lane_offset_m):
     return lane
 
 
+def _frames(trip: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each detection's frame (the distinct trip and time) and the first detection of every
+    frame: (frame of each, index of each frame's first)."""
+    order = np.lexsort((t, trip))
+    st, sx = trip[order], t[order]
+    new = np.r_[True, (st[1:] != st[:-1]) | (sx[1:] != sx[:-1])] if len(order) else np.zeros(0, dtype=bool)
+    frame_of = np.empty(len(order), dtype=np.int64)
+    frame_of[order] = np.cumsum(new) - 1
+    return frame_of, order[new]
+
+
 def observe(detections, matched, camera: Camera, config: ObserveConfig | None = None, *, network=None,
             source="detections", matched_source="matched"):
     """Observations (``OBSERVATION_COLUMNS`` plus ``detection_id`` when the input has one) for
@@ -264,11 +275,13 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     vel = raw_velocity(ptr, mt, rx, ry, STILL_WINDOW_S)
     vs = np.where(np.isnan(vel[:, 0]), vs, np.hypot(vel[:, 0], vel[:, 1]))
     lane = _lane_offsets(network, config.lane_offset_m) if network is not None else np.zeros(1)
-    x, y, heading, baseline, turn, status = interpolate_poses(ptr, mt, mx, my, medge, moff, q_trip, t_det,
-                                                        config.max_gap_s, config.edge_tol_s, config.min_baseline_m,
-                                                        config.max_heading_window_s, config.road_agree_deg,
-                                                        config.still_mps, ms, ss, vs, vel, lane,
-                                                        config.heading_span_m, geom, off_road)
+    # one pose per frame: a camera frame's detections share the instant (8 a frame in the simulations)
+    frame_of, first = _frames(q_trip, t_det)
+    poses = interpolate_poses(ptr, mt, mx, my, medge, moff, q_trip[first], t_det[first], config.max_gap_s,
+                              config.edge_tol_s, config.min_baseline_m, config.max_heading_window_s,
+                              config.road_agree_deg, config.still_mps, ms, ss, vs, vel, lane, config.heading_span_m,
+                              geom, off_road)
+    x, y, heading, baseline, turn, status = (a[frame_of] for a in poses)
     ok = status == POSE_OK
     pose_sigma = np.maximum(np.where(q_trip >= 0, rms[np.maximum(q_trip, 0)] if len(rms) else 0.0, 0.0),
                             config.min_pose_sigma_m)[ok]
@@ -306,7 +319,8 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     det_ok = detections.loc[ok]
     obs = pd.DataFrame({
         **{c: det_ok[c].to_numpy() for c in keep_cols},
-        "trip_id": det_ok["trip_id"].to_numpy(), "t": det_ok["t"].to_numpy(), "class": det_ok["class"].to_numpy(),
+        # (the times as they are: to_numpy of zoned times makes an object per row)
+        "trip_id": det_ok["trip_id"].to_numpy(), "t": det_ok["t"].array, "class": det_ok["class"].to_numpy(),
         "value": det_ok["value"].to_numpy() if "value" in det_ok else None,
         "score": det_ok["score"].to_numpy(float), "lon": lon, "lat": lat,
         "bearing_deg": bearing, "bearing_sigma_deg": bearing_sigma,
