@@ -1345,8 +1345,12 @@ def _objects(observations, labels, trip, t, classes, ccls, x, y, sxx, syy, red, 
         top = votes.drop_duplicates("label").set_index("label")
         value.iloc[top.index.to_numpy()] = top["value"].to_numpy()
         share[top.index.to_numpy()] = (top["trips"] / total.reindex(top.index)).to_numpy()
-        text = votes.assign(s=votes["value"] + ":" + votes["trips"].astype(str)).groupby("label")["s"].agg(";".join)
-        summary.iloc[text.index.to_numpy()] = text.to_numpy()
+        # "value:trips;..." per object (sorted by label: each object's rows are a run)
+        label = votes["label"].to_numpy()
+        cells = (votes["value"] + ":" + votes["trips"].astype(str)).tolist()
+        starts = np.flatnonzero(np.r_[True, label[1:] != label[:-1]])
+        ends = np.r_[starts[1:], len(label)]
+        summary.iloc[label[starts]] = [";".join(cells[a:b]) for a, b in zip(starts, ends)]
     lon, lat = proj.to_lonlat(x[live], y[live])
     sigma = np.sqrt(0.5 * (sxx[live] + syy[live]) * np.maximum(red[live], 1.0))
     trips_live = n_trips[live]
