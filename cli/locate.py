@@ -70,10 +70,10 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
     n_objects = n_weak = n_obs = 0
     try:
         work = tile_batches(observations, tiling, shard)
-        labels = None
+        labels = None  # per row of the file: its object (with --labels), else whether it has one
         if shard is None:  # (a shard's rows are not the file's)
             with open_parquet(observations) as pf:
-                labels = np.full(pf.metadata.num_rows, -1, dtype=np.int64)
+                labels = np.full(pf.metadata.num_rows, -1, dtype=np.int64 if labels_path else np.int8)
         compiling_notice("locate", "captures", quiet=quiet)
         progress = Progress(None, "tiles", quiet=quiet)
         with together():
@@ -88,7 +88,7 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
                         continue
                     rows = np.arange(len(obs)) if rows is None else rows
                     take = (lab >= 0) & (labels[rows] < 0)  # near two tiles: the first tile's object
-                    labels[rows[take]] = lab[take]
+                    labels[rows[take]] = lab[take] if labels_path else 1
             progress.finish()
             if labels_path:
                 with table_writer(labels_path) as l_out:
