@@ -55,10 +55,10 @@ def diff(map_path, objects_path, coverage_path, matched_path, paths_path, video_
          store_url, quiet, **options):
     """Compare the map's features and roads with the located objects, the coverage and the
     matched fixes; write every change with its kind, confidence and evidence (see mapdiff.diff)."""
-    from mapdiff.diff import DiffConfig
+    from mapdiff.diff import MATCHED_INPUT_COLUMNS, DiffConfig
     from mapdiff.diff import diff as run
     from mapdiff.errors import MapdiffError
-    from mapdiff.io import read_map_layers, read_table, write_gpkg
+    from mapdiff.io import column_names, read_map_layers, read_table, write_gpkg
     from mapdiff.jobs.stages import diff_part
     from mapdiff.jobs.tiles import Tiling
 
@@ -67,7 +67,10 @@ def diff(map_path, objects_path, coverage_path, matched_path, paths_path, video_
         layers = read_map_layers(map_path)
         objects = read_table(objects_path) if objects_path else None
         cov = read_table(coverage_path)
-        matched = read_table(matched_path) if matched_path else None
+        matched = None
+        if matched_path:
+            keep = [c for c in column_names(matched_path) if c in MATCHED_INPUT_COLUMNS]
+            matched = read_table(matched_path, columns=keep)
         paths = read_table(paths_path) if paths_path else None
         video = read_table(video_path) if video_path else None
         compiling_notice("diff", "geometry", "graph", "observe", quiet=quiet)

@@ -77,6 +77,9 @@ from mapdiff.schema import CHANGE_KINDS
 DIFF_COLUMNS = ["diff_id", "kind", "class", "feature_id", "edge_id", "edge_ids", "old_value", "object_id",
                 "new_value", "distance_m", "confidence", "n_trips", "n_observations", "visible_trips",
                 "value_share", "passes", "against", "expected_passes", "node_from", "node_to", "geometry"]
+#: the columns of the matched fixes the judgment reads (the rest of a big file is not read)
+MATCHED_INPUT_COLUMNS = ("trip_id", "t", "lon", "lat", "state", "distance_m", "edge_id", "offset_m", "against",
+                         "confidence")
 #: a fix this close to an edge's end (or within a third of a short edge) does not confirm it:
 #: at a junction every edge there is near
 END_M = 10.0
