@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 import tempfile
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mapdiff.errors import InputError, MapdiffError, TransientError
@@ -446,18 +448,57 @@ def atomic_dir(path):
             _pending.reset(token)
 
 
-def _with_points(df: pd.DataFrame):
-    """``df`` as a GeoDataFrame whose geometry is the WGS84 points of its ``lon``, ``lat`` (no
-    point where either is missing)."""
-    import geopandas as gpd
-    import numpy as np
-    import shapely
+@functools.cache
+def _point_template():
+    """The geometry and bounding-box fields and the "geo" metadata (without its ``bbox``) of a
+    column of WGS84 points, as geopandas writes them."""
+    import json
 
+    import geopandas as gpd
+    import shapely
+    from geopandas.io.arrow import _geopandas_to_arrow
+
+    table = _geopandas_to_arrow(gpd.GeoDataFrame({"a": [0]}, geometry=[shapely.Point(0, 0)], crs="EPSG:4326"),
+                                index=False, write_covering_bbox=True)
+    geo = json.loads(table.schema.metadata[b"geo"])
+    geo["columns"]["geometry"].pop("bbox", None)
+    return table.schema.field("geometry"), table.schema.field("bbox"), json.dumps(geo).encode()
+
+
+#: a WKB point: byte order (1: little-endian), geometry type (1: point), x, y; 21 bytes packed
+_WKB_POINT = np.dtype([("order", "u1"), ("kind", "<u4"), ("x", "<f8"), ("y", "<f8")])
+#: rows per chunk of WKB points (the 32-bit offsets of an Arrow binary array reach 2 GB)
+_WKB_CHUNK = 50_000_000
+
+
+def _points_to_arrow(df: pd.DataFrame):
+    """A frame with ``lon``, ``lat`` as the GeoParquet table geopandas would write for it with a
+    WGS84 point geometry of them (none where either is missing) and a bounding-box covering
+    column, built straight from the numbers: each point's WKB is 21 fixed bytes, so no shapely
+    object is made per row."""
+    import pyarrow as pa
+
+    geom_field, bbox_field, geo = _point_template()
     lon, lat = (pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
                 for c in ("lon", "lat"))
-    points = shapely.points(lon, lat)
-    points[~(np.isfinite(lon) & np.isfinite(lat))] = None
-    return gpd.GeoDataFrame(df, geometry=points, crs="EPSG:4326")
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    chunks, boxes = [], []
+    for a in range(0, max(len(df), 1), _WKB_CHUNK):
+        b = min(a + _WKB_CHUNK, len(df))
+        wkb = np.zeros(b - a, dtype=_WKB_POINT)
+        wkb["order"], wkb["kind"], wkb["x"], wkb["y"] = 1, 1, lon[a:b], lat[a:b]
+        valid = pa.array(ok[a:b])
+        offsets = np.arange(b - a + 1, dtype=np.int32) * np.int32(_WKB_POINT.itemsize)
+        chunks.append(pa.Array.from_buffers(pa.binary(), b - a, [valid.buffers()[1], pa.py_buffer(offsets),
+                                                                  pa.py_buffer(wkb.tobytes())],
+                                            null_count=int((~ok[a:b]).sum())))
+        # (a missing point's box has missing corners, as geopandas writes it)
+        x, y = pa.array(lon[a:b], mask=~ok[a:b]), pa.array(lat[a:b], mask=~ok[a:b])
+        boxes.append(pa.StructArray.from_arrays([x, y, x, y], fields=list(bbox_field.type)))
+    table = table.append_column(geom_field, pa.chunked_array(chunks, geom_field.type))
+    table = table.append_column(bbox_field, pa.chunked_array(boxes, bbox_field.type))
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), b"geo": geo})
 
 
 def write_table(df: pd.DataFrame, path, *, metadata: dict | None = None) -> None:
@@ -577,8 +618,8 @@ def _to_arrow(df: pd.DataFrame, metadata: dict | None):
     import pyarrow as pa
 
     if not isinstance(df, gpd.GeoDataFrame) and {"lon", "lat"} <= set(df.columns) and "geometry" not in df.columns:
-        df = _with_points(df)
-    if isinstance(df, gpd.GeoDataFrame):
+        table = _points_to_arrow(df)
+    elif isinstance(df, gpd.GeoDataFrame):
         from geopandas.io.arrow import _geopandas_to_arrow
 
         table = _geopandas_to_arrow(df, index=False, write_covering_bbox=True)

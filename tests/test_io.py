@@ -91,3 +91,24 @@ def test_atomic_dir_appears_whole_or_not_at_all(tmp_path):
         (Path(tmp) / "b.txt").write_text("second")
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]  # replaced whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left
+
+
+def test_points_are_written_as_geopandas_writes_them(tmp_path):
+    """The point geometry and its covering box are made from the numbers (no shapely object per
+    row); the reference is geopandas writing the same points, a missing one included."""
+    import geopandas as gpd
+    import numpy as np
+    import shapely
+
+    df = pd.DataFrame({"trip_id": ["a", "b", "c"], "lon": [24.95, np.nan, -122.27], "lat": [60.17, 60.2, 37.8],
+                       "x": [1.0, 2.0, 3.0]})
+    write_table(df, tmp_path / "ours.parquet")
+    points = shapely.points(df["lon"], df["lat"])
+    points[1] = None
+    gpd.GeoDataFrame(df, geometry=points, crs="EPSG:4326").to_parquet(tmp_path / "ref.parquet", index=False,
+                                                                      write_covering_bbox=True)
+    for read in (gpd.read_parquet, pd.read_parquet):
+        pd.testing.assert_frame_equal(read(tmp_path / "ours.parquet"), read(tmp_path / "ref.parquet"))
+    ours = gpd.read_parquet(tmp_path / "ours.parquet")
+    assert ours.crs.to_epsg() == 4326 and ours.geometry.iloc[1] is None
+    assert ours.geometry.iloc[2].equals(shapely.Point(-122.27, 37.8))
