@@ -1,7 +1,7 @@
 """Stages as array jobs on this machine (issue: fleet scale).
 
     python benchmarks/scale.py [--vehicles 100] [--days 2] [--shards 4] [--tile-m 1000] [--work DIR]
-                               [--whole-only]
+                               [--whole-only] [--stages simulate,match,coverage,observe,locate]
 
 Runs simulate (of a fleet on the bundled Helsinki extract), match, coverage, observe and locate
 as ``mapdiff job STAGE --local-array N`` (each shard its own process, with the variables AWS
@@ -51,6 +51,8 @@ def main(argv=None):
                          "few to spread over the shards")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mapdiff-scale"))
     ap.add_argument("--whole-only", action="store_true", help="the unsharded runs only, no arrays")
+    ap.add_argument("--stages", default="simulate,match,coverage,observe,locate",
+                    help="the stages to run, in order (each reads the outputs of the ones before in --work)")
     args = ap.parse_args(argv)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -68,7 +70,15 @@ def main(argv=None):
         "locate": (["locate", work / "observations.parquet", "--tile-m", args.tile_m], "objects.parquet"),
     }
     rows = []
-    for stage, (cmd, whole) in stages.items():
+    chosen = args.stages.split(",")
+    unknown = sorted(set(chosen) - set(stages))
+    if unknown:
+        ap.error(f"--stages: unknown stage(s) {unknown}; choose from {list(stages)}")
+    n_fixes = len(pd.read_parquet(sim / "traces.parquet", columns=["trip_id"])) if (sim / "traces.parquet").exists() \
+        else 0
+    n_det = len(pd.read_parquet(sim / "detections.parquet", columns=["trip_id"])) \
+        if (sim / "detections.parquet").exists() else 0
+    for stage, (cmd, whole) in ((s, stages[s]) for s in chosen):
         # the unsharded run (its output is the next stage's input)
         t_whole, peak_whole = mapdiff(*cmd, "-o", work / whole, "-q")
         if stage == "simulate":

@@ -319,9 +319,9 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     det_ok = detections.loc[ok]
     obs = pd.DataFrame({
         **{c: det_ok[c].to_numpy() for c in keep_cols},
-        # (the times as they are: to_numpy of zoned times makes an object per row)
-        "trip_id": det_ok["trip_id"].to_numpy(), "t": det_ok["t"].array, "class": det_ok["class"].to_numpy(),
-        "value": det_ok["value"].to_numpy() if "value" in det_ok else None,
+        # the columns as they are (to_numpy makes a Python object per row of a categorical or zoned time)
+        "trip_id": det_ok["trip_id"].array, "t": det_ok["t"].array, "class": det_ok["class"].array,
+        "value": det_ok["value"].array if "value" in det_ok else None,
         "score": det_ok["score"].to_numpy(float), "lon": lon, "lat": lat,
         "bearing_deg": bearing, "bearing_sigma_deg": bearing_sigma,
         "range_m": np.where(no_range, np.nan, rng), "range_sigma_m": np.where(no_range, np.nan, range_sigma),
@@ -329,4 +329,15 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     rejected = detections.loc[~ok].copy()
     rejected["reason"] = pd.Categorical([REASONS[s] for s in status[~ok]], categories=list(REASONS.values()))
     # trips in order, each in time: the order of any shard's rows, so merged shards are this
-    return obs.sort_values(["trip_id", "t"], kind="stable").reset_index(drop=True), rejected
+    t = obs["t"].array
+    order = np.lexsort((t.asi8 if hasattr(t, "asi8") else np.asarray(t, dtype=float), _text_rank(obs["trip_id"])))
+    return obs.iloc[order].reset_index(drop=True), rejected
+
+
+def _text_rank(col: pd.Series) -> np.ndarray:
+    """Each value's rank in text order (a categorical's by its categories' text, whatever
+    their order in the file), so that trips sort as text in any input."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        rank = np.argsort(np.argsort(np.asarray(col.cat.categories.astype(str), dtype=object), kind="stable"))
+        return rank[col.cat.codes.to_numpy()]
+    return pd.factorize(col.astype(str), sort=True)[0]
