@@ -382,6 +382,17 @@ def _seen_together(i, j, prev, passes):
 
 
 @jit
+def _slot(keys, centre, trip):
+    """The slot of (centre, trip) in the open-addressing table ``keys`` (rows: centre, trip;
+    -1: free): where it is, or the free slot where it goes."""
+    mask = keys.shape[0] - 1
+    h = ((centre * 73856093) ^ (trip * 19349663)) & mask
+    while keys[h, 0] != EMPTY and (keys[h, 0] != centre or keys[h, 1] != trip):
+        h = (h + 1) & mask
+    return h
+
+
+@jit
 def cluster(order, px, py, pxx, pxy, pyy, pcls, passes, cx, cy, cxx, cxy, cyy, ccls, cell_m, reach_m, gate2, floor_m):
     """Leader clustering of points with covariances.
 
@@ -422,7 +433,14 @@ def cluster(order, px, py, pxx, pxy, pyy, pcls, passes, cx, cy, cxx, cxy, cyy, c
         filed[k] = h
     m = n0
     labels = np.full(px.shape[0], EMPTY, dtype=np.int64)
-    member = np.full(cap, EMPTY, dtype=np.int64)  # each centre's last point; earlier ones chained
+    # per (centre, trip) the last point it took of that trip, earlier ones chained in ``prev``:
+    # only points of one trip can share a frame, so a point is checked against those alone
+    # (against every point a centre holds, the check grew with the square of the trips)
+    size_t = 1
+    while size_t < 2 * px.shape[0] + 2:
+        size_t *= 2
+    last = np.full((size_t, 2), EMPTY, dtype=np.int64)
+    last_point = np.full(size_t, EMPTY, dtype=np.int64)
     prev = np.full(px.shape[0], EMPTY, dtype=np.int64)
     f2 = floor_m**2
     for q in range(order.shape[0]):
@@ -442,7 +460,8 @@ def cluster(order, px, py, pxx, pxy, pyy, pcls, passes, cx, cy, cxx, cxy, cyy, c
                         dx, dy = px[i] - x[k], py[i] - y[k]
                         if dx * dx + dy * dy <= reach * reach:
                             g = _mahal2(dx, dy, pxx[i] + vxx[k] + f2, pxy[i] + vxy[k], pyy[i] + vyy[k] + f2)
-                            if g < best_g and not _seen_together(i, member[k], prev, passes):
+                            if g < best_g and not _seen_together(i, last_point[_slot(last, k, passes.trip[i])],
+                                                                 prev, passes):
                                 best_g = g
                                 best = k
                     k = nxt[k]
@@ -460,7 +479,6 @@ def cluster(order, px, py, pxx, pxy, pyy, pcls, passes, cx, cy, cxx, cxy, cyy, c
                 info = np.concatenate((info, np.zeros((cap - m, 5))))
                 nxt = np.concatenate((nxt, np.full(cap - m, EMPTY, dtype=np.int64)))
                 filed = np.concatenate((filed, np.empty(cap - m, dtype=np.int64)))
-                member = np.concatenate((member, np.full(cap - m, EMPTY, dtype=np.int64)))
             best = m
             c_cls[m] = pcls[i]
             h = _hash(ix, iy, mask)
@@ -469,8 +487,10 @@ def cluster(order, px, py, pxx, pxy, pyy, pcls, passes, cx, cy, cxx, cxy, cyy, c
             filed[m] = h
             m += 1
         labels[i] = best
-        prev[i] = member[best]
-        member[best] = i
+        h = _slot(last, best, passes.trip[i])
+        last[h, 0], last[h, 1] = best, passes.trip[i]
+        prev[i] = last_point[h]
+        last_point[h] = i
         if info[best, 0] >= 0.0:
             s = info[best]
             s[0] += w11
