@@ -382,6 +382,25 @@ def _seen_together(i, j, prev, passes):
 
 
 @jit
+def _trip_table(n):
+    """An empty table of (centre, trip) -> last point for ``n`` points (see :func:`_slot`)."""
+    size = 1
+    while size < 2 * n + 2:
+        size *= 2
+    return np.full((size, 2), EMPTY, dtype=np.int64), np.full(size, EMPTY, dtype=np.int64)
+
+
+@jit
+def _remember(keys, last_point, prev, centre, trip, i):
+    """Point ``i`` of ``trip`` joined ``centre``: it becomes the pair's last, the one before
+    chained in ``prev``."""
+    h = _slot(keys, centre, trip)
+    keys[h, 0], keys[h, 1] = centre, trip
+    prev[i] = last_point[h]
+    last_point[h] = i
+
+
+@jit
 def _slot(keys, centre, trip):
     """The slot of (centre, trip) in the open-addressing table ``keys`` (rows: centre, trip;
     -1: free): where it is, or the free slot where it goes."""
@@ -436,11 +455,7 @@ def cluster(order, px, py, pxx, pxy, pyy, pcls, passes, cx, cy, cxx, cxy, cyy, c
     # per (centre, trip) the last point it took of that trip, earlier ones chained in ``prev``:
     # only points of one trip can share a frame, so a point is checked against those alone
     # (against every point a centre holds, the check grew with the square of the trips)
-    size_t = 1
-    while size_t < 2 * px.shape[0] + 2:
-        size_t *= 2
-    last = np.full((size_t, 2), EMPTY, dtype=np.int64)
-    last_point = np.full(size_t, EMPTY, dtype=np.int64)
+    last, last_point = _trip_table(px.shape[0])
     prev = np.full(px.shape[0], EMPTY, dtype=np.int64)
     f2 = floor_m**2
     for q in range(order.shape[0]):
@@ -487,10 +502,7 @@ def cluster(order, px, py, pxx, pxy, pyy, pcls, passes, cx, cy, cxx, cxy, cyy, c
             filed[m] = h
             m += 1
         labels[i] = best
-        h = _slot(last, best, passes.trip[i])
-        last[h, 0], last[h, 1] = best, passes.trip[i]
-        prev[i] = last_point[h]
-        last_point[h] = i
+        _remember(last, last_point, prev, best, passes.trip[i], i)
         if info[best, 0] >= 0.0:
             s = info[best]
             s[0] += w11
