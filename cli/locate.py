@@ -49,11 +49,9 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
     over fixed tiles of the globe (mapdiff.jobs.tiles): an object is estimated once, by the tile
     it lies in, from the observations within the tile's halo; the shards merge into an
     unsharded run with the same --tile-m."""
-    import numpy as np
-
     from mapdiff.errors import MapdiffError
-    from mapdiff.io import open_parquet, read_batches, table_writer, together
-    from mapdiff.jobs.stages import locate_part, tile_batches
+    from mapdiff.io import read_batches, table_writer, together
+    from mapdiff.jobs.stages import RowLabels, locate_part, tile_batches
     from mapdiff.jobs.tiles import Tiling
     from mapdiff.locate import LocateConfig
 
@@ -70,10 +68,8 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
     n_objects = n_weak = n_obs = 0
     try:
         work = tile_batches(observations, tiling, shard)
-        labels = None  # per row of the file: its object (with --labels), else whether it has one
-        if shard is None:  # (a shard's rows are not the file's)
-            with open_parquet(observations) as pf:
-                labels = np.full(pf.metadata.num_rows, -1, dtype=np.int64 if labels_path else np.int8)
+        # what each row of the file fitted (a shard's rows are not the file's)
+        found = None if shard is not None else RowLabels(observations, ids=bool(labels_path))
         compiling_notice("locate", "captures", quiet=quiet)
         progress = Progress(None, "tiles", quiet=quiet)
         with together():
@@ -82,25 +78,18 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
                     objects, lab = locate_part(obs, config, tiling=work.tiling, tiles=tiles, kind=work.kind,
                                                source=observations, progress=progress)
                     out.write(objects)
-                    n_objects, n_weak = n_objects + len(objects), n_weak + int(objects["weak"].sum())
-                    if labels is None:
-                        n_obs += len(obs)
-                        continue
-                    rows = np.arange(len(obs)) if rows is None else rows
-                    take = (lab >= 0) & (labels[rows] < 0)  # near two tiles: the first tile's object
-                    labels[rows[take]] = lab[take] if labels_path else 1
+                    n_objects, n_weak, n_obs = n_objects + len(objects), n_weak + int(objects["weak"].sum()), \
+                        n_obs + len(obs)
+                    if found is not None:
+                        found.add(lab, rows)
             progress.finish()
             if labels_path:
-                with table_writer(labels_path) as l_out:
-                    done = 0
-                    for frame in read_batches(observations):
-                        l_out.write(frame.assign(object_id=labels[done:done + len(frame)]))
-                        done += len(frame)
+                found.write(observations, labels_path)
         store_results(store_url, "locate", read_batches(output), shard, run_id, outputs=outputs)
     except MapdiffError as exc:
         fail(exc)
-    if labels is None:
+    if found is None:
         seen = f"{n_obs:,} observations its tiles see"
     else:
-        seen = f"{len(labels):,} observations; {int((labels < 0).sum()):,} observations fitted no object"
+        seen = f"{len(found.labels):,} observations; {found.unfitted:,} observations fitted no object"
     info(f"{n_objects:,} objects ({n_weak:,} weak: one trip) from {seen}", quiet=quiet)

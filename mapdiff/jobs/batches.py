@@ -105,16 +105,25 @@ def _cuts(path, *, max_rows: int, where, column: str) -> np.ndarray:
     try:
         counts = counts.sort_index()
     except TypeError:
-        msg = f"{path}: column {column!r} mixes kinds of values (numbers and text); expected one kind"
-        raise InputError(msg) from None
-    ids, rows = counts.index.to_numpy(dtype=object), counts.to_numpy(np.int64)
+        raise _mixed_kinds(path, column) from None
+    return counts.index.to_numpy(dtype=object)[group_starts(counts.to_numpy(np.int64), max_rows)[1:]]
+
+
+def group_starts(rows: np.ndarray, max_rows: int) -> np.ndarray:
+    """Where each group starts when items of ``rows`` rows each, in order, are cut into
+    consecutive groups of at most ``max_rows`` rows (an item with more is a group of its own);
+    the first group starts at 0 (no items: no group)."""
     starts, held = [], 0
     for i, n in enumerate(rows):
-        if held and held + n > max_rows:
+        if i == 0 or held + n > max_rows:
             starts.append(i)
             held = 0
         held += n
-    return ids[starts]
+    return np.asarray(starts, dtype=np.int64)
+
+
+def _mixed_kinds(path, column: str) -> InputError:
+    return InputError(f"{path}: column {column!r} mixes kinds of values (numbers and text); expected one kind")
 
 
 def _split(path, cuts: np.ndarray, prefix: str, *, where, column: str):
@@ -126,8 +135,7 @@ def _split(path, cuts: np.ndarray, prefix: str, *, where, column: str):
         try:
             batch_of[known] = np.searchsorted(cuts, values[known], side="right")
         except TypeError:
-            msg = f"{path}: column {column!r} mixes kinds of values (numbers and text); expected one kind"
-            raise InputError(msg) from None
+            raise _mixed_kinds(path, column) from None
         return np.arange(len(values)), batch_of
 
     return spill(path, assign, prefix, where=where)

@@ -178,15 +178,44 @@ def _tile_census(path, tiling):
 def _groups(keys: np.ndarray, rows: np.ndarray, max_rows: int) -> list[np.ndarray]:
     """``keys`` (sorted) cut into consecutive groups of at most ``max_rows`` rows (a tile with
     more is a group of its own)."""
-    groups, start, held = [], 0, 0
-    for i, n in enumerate(rows):
-        if held and held + n > max_rows:
-            groups.append(keys[start:i])
-            start, held = i, 0
-        held += n
-    if len(keys):
-        groups.append(keys[start:])
-    return groups
+    from mapdiff.jobs.batches import group_starts
+
+    return np.split(keys, group_starts(rows, max_rows)[1:]) if len(keys) else []
+
+
+class RowLabels:
+    """What a locate run over an observations file found for each of its rows, joined over
+    the batches of :func:`tile_batches` (an observation near tiles of two batches keeps the
+    first tile's object): the object id with ``ids`` (for ``--labels``), else only whether it
+    fitted one (a byte a row, not eight: a month has hundreds of millions)."""
+
+    def __init__(self, path, *, ids: bool):
+        from mapdiff.io import open_parquet
+
+        with open_parquet(path) as pf:
+            self.labels = np.full(pf.metadata.num_rows, -1, dtype=np.int64 if ids else np.int8)
+        self.ids = ids
+
+    def add(self, labels: np.ndarray, rows: np.ndarray | None) -> None:
+        """A batch's labels (-1: none) of the file's ``rows`` (None: the whole file in order)."""
+        rows = np.arange(len(labels)) if rows is None else rows
+        take = (labels >= 0) & (self.labels[rows] < 0)
+        self.labels[rows[take]] = labels[take] if self.ids else 1
+
+    @property
+    def unfitted(self) -> int:
+        return int((self.labels < 0).sum())
+
+    def write(self, source, path) -> None:
+        """The observations of ``source`` with the ``object_id`` each fitted (-1: none) to
+        ``path``, batch by batch."""
+        from mapdiff.io import read_batches, table_writer
+
+        with table_writer(path) as out:
+            done = 0
+            for frame in read_batches(source):
+                out.write(frame.assign(object_id=self.labels[done:done + len(frame)]))
+                done += len(frame)
 
 
 def locate_part(observations: pd.DataFrame, config=None, *, tiling, tiles: np.ndarray | None = None,
