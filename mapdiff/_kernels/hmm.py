@@ -647,20 +647,6 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
 
 
 @jit
-def _logsumexp(v, n):
-    top = NEG
-    for q in range(n):
-        top = max(top, v[q])
-    if top <= NEG / 2:
-        return NEG
-    total = 0.0
-    for q in range(n):
-        if v[q] > NEG / 2:
-            total += np.exp(v[q] - top)
-    return top + np.log(total)
-
-
-@jit
 def _search_to(src, reach_m, j, cedge, ncand, graph, ws, stamp):
     """A search from node ``src`` under ``stamp`` that stops at the last of fix ``j``'s
     candidates' start nodes or at ``reach_m``: they lie near the fix, so this settles far fewer
@@ -718,67 +704,98 @@ def _served_before(edges_i, live, a, src, edge_v):
     return False
 
 
+@jit_inline
+def _relative_exp(v, n, out):
+    """``out[:n]`` = exp(v - max v), 0 where v is NEG; returns max v (NEG: all are)."""
+    top = NEG
+    for q in range(n):
+        top = max(top, v[q])
+    for q in range(n):
+        out[q] = np.exp(v[q] - top) if v[q] > NEG / 2 else 0.0
+    return top
+
+
 @jit
 def _forward(seq, emis, cand, ncand, px, py, sel, graph, params, ws, stamp):
-    """The forward pass over the fixes ``seq`` of one chain: per fix the log probability of each
-    candidate given the fixes up to it (normalised), the transitions into it, and whether any
-    route reached it from the fix before (else it starts afresh). Candidates whose forward
-    probability is below e^-beam of their fix's best are not carried on: the Viterbi does not
-    extend them either. Returns (fwd, trans, linked, stamp)."""
+    """The forward pass over the fixes ``seq`` of one chain, in probabilities scaled per fix (a
+    constant per fix cancels in the posterior, and exp is then taken once per pair, not twice
+    with a log per candidate as in log space): per fix each candidate's forward probability
+    (normalised), the transitions into it as probabilities relative to the step's best pair,
+    and whether any route reached it from the fix before (else it starts afresh). Candidates
+    whose forward probability is below e^-beam of their fix's best are not carried on: the
+    Viterbi does not extend them either. Returns (fwd, trans, linked, stamp)."""
     n_seq, k = seq.shape[0], cand[0].shape[1]
-    fwd = np.full((n_seq, k), NEG)
+    fwd = np.zeros((n_seq, k))
     trans = np.full((n_seq, k, k), NEG)  # trans[s, a, b]: from candidate a of seq[s-1] to b of seq[s]
     linked = np.zeros(n_seq, dtype=np.bool_)
     live = np.zeros(k, dtype=np.bool_)
-    col = np.empty(k)
+    lik = np.empty(k)
+    cut = np.exp(-params.beam)
     for s in range(n_seq):
         j = seq[s]
+        _relative_exp(emis[j], ncand[j], lik)
         if s > 0:
             i = seq[s - 1]
             top = np.max(fwd[s - 1, :ncand[i]])
             for a in range(ncand[i]):
-                live[a] = fwd[s - 1, a] >= top - params.beam or a == sel[i]
+                live[a] = fwd[s - 1, a] >= top * cut or a == sel[i]
             stamp = _step_transitions(i, j, live, cand, ncand, px, py, trans[s], graph, params, ws, stamp)
+            step = trans[s]
+            best = NEG
+            for a in range(ncand[i]):
+                for b in range(ncand[j]):
+                    best = max(best, step[a, b])
+            for a in range(ncand[i]):
+                for b in range(ncand[j]):
+                    step[a, b] = np.exp(step[a, b] - best) if step[a, b] > NEG / 2 else 0.0
             for b in range(ncand[j]):
+                total = 0.0
                 for a in range(ncand[i]):
-                    col[a] = fwd[s - 1, a] + trans[s, a, b]
-                fwd[s, b] = _logsumexp(col, ncand[i]) + emis[j, b]
-                linked[s] = linked[s] or fwd[s, b] > NEG / 2
+                    total += fwd[s - 1, a] * step[a, b]
+                fwd[s, b] = total * lik[b]
+            linked[s] = best > NEG / 2 and np.sum(fwd[s, :ncand[j]]) > 0.0
         if not linked[s]:  # the chain's start (or a step nothing scored: start afresh there)
-            fwd[s, :ncand[j]] = emis[j, :ncand[j]]
-        fwd[s, :ncand[j]] -= _logsumexp(fwd[s], ncand[j])
+            fwd[s, :ncand[j]] = lik[:ncand[j]]
+        fwd[s, :ncand[j]] /= np.sum(fwd[s, :ncand[j]])
     return fwd, trans, linked, stamp
 
 
 @jit
 def _backward(seq, fwd, trans, linked, emis, ncand, sel, conf):
-    """The backward pass over one chain, and ``conf`` of each of its fixes: the posterior of its
-    chosen candidate (forward x backward, normalised over the fix's candidates)."""
+    """The backward pass over one chain (probabilities, scaled per fix), and ``conf`` of each of
+    its fixes: the posterior of its chosen candidate (forward x backward, normalised over the
+    fix's candidates)."""
     k = fwd.shape[1]
-    bwd = np.zeros(k)
-    nxt = np.zeros(k)
-    col = np.empty(k)
+    bwd = np.ones(k)
+    nxt = np.empty(k)
     for s in range(seq.shape[0] - 1, -1, -1):
         j = seq[s]
         nb = ncand[j]
+        total = 0.0
         for b in range(nb):
-            col[b] = fwd[s, b] + bwd[b]
-        conf[j] = np.exp(fwd[s, sel[j]] + bwd[sel[j]] - _logsumexp(col, nb))
+            total += fwd[s, b] * bwd[b]
+        conf[j] = fwd[s, sel[j]] * bwd[sel[j]] / total
         if s == 0:
             break
         na = ncand[seq[s - 1]]
+        if not linked[s]:
+            bwd[:na] = 1.0
+            continue
+        _relative_exp(emis[j], nb, nxt)
         for b in range(nb):
-            nxt[b] = emis[j, b] + bwd[b]
+            nxt[b] *= bwd[b]
+        top = 0.0
         for a in range(na):
+            total = 0.0
             for b in range(nb):
-                col[b] = trans[s, a, b] + nxt[b]
-            bwd[a] = _logsumexp(col, nb) if linked[s] else 0.0
+                total += trans[s, a, b] * nxt[b]
+            bwd[a] = total
+            top = max(top, total)
         # keep the messages in range (a constant per fix cancels in the posterior)
-        top = np.max(bwd[:na])
-        if top > NEG / 2:
-            bwd[:na] -= top
+        if top > 0.0:
+            bwd[:na] /= top
         else:
-            bwd[:na] = 0.0
+            bwd[:na] = 1.0
 
 
 @jit
