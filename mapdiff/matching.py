@@ -67,8 +67,15 @@ class MatchConfig:
         far (GPS far off a fast road) before it counts as an outlier; 0 disables it.
     beam : hypotheses more than this far (log-likelihood) behind the best of their fix are not
         extended; a speed-for-optimality trade that rarely costs accuracy.
-    stop_radius_m : a fix this close to the last kept fix of its trip is a stop: it is matched
-        with that fix instead of voting on its own, so a long stop cannot outweigh a route.
+    stop_radius_m : a thinned fix this close to the last fix that counted adds no evidence: a
+        car parked for an hour would otherwise outvote the road it came on.
+    thin_sigmas : a fix within this many GPS sigmas (and at least ``stop_radius_m``) of the
+        last kept fix of its trip is thinned: it leaves the lattice and its emissions are
+        added to that fix's (Newson & Krumm 2009 drop the fixes within 2 sigma of the previous
+        one as no independent look at the route; adding their emissions keeps what they say
+        about which road). On a 1 Hz city trace this halves the lattice; thinned fixes are
+        matched to their anchor's edge or, past a junction, to the next kept fix's. 0 keeps
+        every fix apart from stops.
     """
 
     search_radius_m: float = 50.0
@@ -91,15 +98,14 @@ class MatchConfig:
     rescue_radius_m: float = 200.0
     stop_radius_m: float = 5.0
     beam: float = 20.0
+    thin_sigmas: float = 2.0
 
     @classmethod
     def fast(cls, **overrides) -> MatchConfig:
         """A lighter preset for dense, clean 1 Hz data (GPS sigma under about 8 m): a 40 m search
-        radius, 8 candidates, 1 skip, a narrower beam, and fixes within 15 m of the last kept fix
-        merged. About 2.7x the speed of the defaults; it loses some accuracy on hard real tracks
-        (see benchmarks/README.md)."""
-        preset = {"search_radius_m": 40.0, "max_candidates": 8, "max_outliers": 1, "beam": 10.0,
-                  "stop_radius_m": 15.0}
+        radius, 8 candidates, 1 skip and a narrower beam. About twice the speed of the defaults;
+        it loses some accuracy on hard real tracks (see benchmarks/README.md)."""
+        preset = {"search_radius_m": 40.0, "max_candidates": 8, "max_outliers": 1, "beam": 10.0}
         return cls(**{**preset, **overrides})
 
     def validate(self) -> MatchConfig:
@@ -112,7 +118,8 @@ class MatchConfig:
                 msg = f"MatchConfig.{name} must be a positive number; got {value!r}"
                 raise ConfigError(msg, field=name)
         for name in ("beta_rel", "beta_rel_from_m", "route_slack_m", "reverse_tolerance_m", "stop_radius_m",
-                     "rescue_radius_m", "u_turn_cost", "min_end_m", "wrong_way_cost_m", "wrong_way_fix_cost"):
+                     "thin_sigmas", "rescue_radius_m", "u_turn_cost", "min_end_m", "wrong_way_cost_m",
+                     "wrong_way_fix_cost"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
                 msg = f"MatchConfig.{name} must be >= 0; got {value!r}"
@@ -224,12 +231,12 @@ def _match_batch(network: Network, graph, params, config: MatchConfig, x, y, t_s
     from mapdiff._kernels.geometry import candidates
 
     cedge, cdist, coff, cx, cy = candidates(x, y, config.search_radius_m, config.max_candidates, network.geom)
-    anchor = hmm.collapse_stops(trip_ptr, x, y, cedge, config.stop_radius_m)
+    anchor = hmm.thin(trip_ptr, x, y, sigma, cedge, config.stop_radius_m, config.thin_sigmas)
     cand = (cedge, cdist, coff, cx, cy)
     sel, chain, state = hmm.viterbi(trip_ptr, x, y, t_s, sigma, cand, anchor, network.geom, network.n_nodes, graph,
                                     params)
     conf = hmm.posterior(trip_ptr, x, y, sigma, cand, anchor, sel, chain, network.n_nodes, graph, params)
-    edge_idx, offset, mx, my, dist = hmm.resolve(sel, anchor, chain, conf, state, cedge, cdist, coff, cx, cy, x, y)
+    edge_idx, offset, mx, my, dist = hmm.resolve(trip_ptr, sel, anchor, chain, conf, state, cand, x, y)
     path = hmm.paths(trip_ptr, t_s, edge_idx, np.nan_to_num(offset), chain, anchor, network.n_nodes, graph,
                      config.reverse_tolerance_m, config.min_end_m)
     return edge_idx, offset, mx, my, dist, conf, state, chain, path
@@ -246,7 +253,7 @@ def _hmm_params(config: MatchConfig):
         log_skip=floor, log_break=-config.break_cost, log_uturn=-config.u_turn_cost,
         route_factor=config.route_factor, route_slack_m=config.route_slack_m, rev_tol_m=config.reverse_tolerance_m,
         max_gap_s=config.max_gap_s, max_skip=config.max_outliers, rescue_radius_m=config.rescue_radius_m,
-        beam=config.beam)
+        beam=config.beam, stop_radius_m=config.stop_radius_m)
 
 
 def _sigma(df: pd.DataFrame, config: MatchConfig, source: str) -> np.ndarray:

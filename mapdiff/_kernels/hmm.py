@@ -29,10 +29,11 @@ HmmGraph = namedtuple("HmmGraph", ["out_ptr", "out_edge", "edge_u", "edge_v", "e
 #: prices (< 0) of a skipped fix, a break and a U-turn; routes longer than ``route_factor`` x
 #: straight + ``route_slack_m`` are not considered; ``rev_tol_m`` the jitter back along an
 #: edge; ``max_gap_s`` the time gap that breaks a chain for free; ``max_skip`` fixes skipped at
-#: most; ``rescue_radius_m`` (0: off) and ``beam`` (log-likelihood)
+#: most; ``rescue_radius_m`` (0: off), ``beam`` (log-likelihood), and ``stop_radius_m``: a
+#: thinned fix this close to the last one that counted adds no evidence (:func:`_pool`)
 HmmParams = namedtuple("HmmParams", ["beta", "floor", "log_skip", "log_break", "log_uturn", "route_factor",
                                      "route_slack_m", "rev_tol_m", "max_gap_s", "max_skip", "rescue_radius_m",
-                                     "beam"])
+                                     "beam", "stop_radius_m"])
 
 
 @jit_inline
@@ -85,6 +86,34 @@ def _emissions(cedge, cdist, sigma, floor, edge_prior):
         for b in range(ncand[i]):
             emis[i, b] = log_emission(cdist[i, b], sigma[i], floor) + edge_prior[cedge[i, b]]
     return ncand, emis
+
+
+@jit
+def _pool(emis, ncand, cedge, cdist, sigma, floor, anchor, px, py, stop_m):
+    """Add to each kept fix's emissions those of the fixes thinned into it (:func:`thin`) that
+    moved at least ``stop_m`` from the last one that counted (a stop's jitter adds nothing, so a
+    long stop cannot outweigh a route): thinning drops fixes from the lattice, not their
+    evidence. A thinned fix without a candidate on an edge counts at the floor there."""
+    cur = -1
+    lx = 0.0
+    ly = 0.0
+    r2 = stop_m * stop_m
+    for i in range(anchor.shape[0]):
+        a = anchor[i]
+        if a < 0:
+            if cedge[i, 0] >= 0:
+                cur, lx, ly = i, px[i], py[i]
+            continue
+        if a != cur or (px[i] - lx) ** 2 + (py[i] - ly) ** 2 < r2:
+            continue
+        lx, ly = px[i], py[i]
+        for b in range(ncand[a]):
+            d = np.inf
+            for q in range(ncand[i]):
+                if cedge[i, q] == cedge[a, b]:
+                    d = cdist[i, q]
+                    break
+            emis[a, b] += log_emission(d, sigma[i], floor)
 
 
 @jit_inline
@@ -294,21 +323,27 @@ def _backtrack(ends, n_ends, score, back_j, back_a, log_skip, sel, chain, state)
 
 
 @jit
-def collapse_stops(trip_ptr, px, py, cedge, stop_radius_m):
-    """For each fix, the earlier fix it is collapsed into (-1 if it stands for itself).
+def thin(trip_ptr, px, py, sigma, cedge, radius_m, thin_sigmas):
+    """For each fix, the earlier fix it is thinned into (-1 if it stands for itself).
 
-    Fixes within ``stop_radius_m`` of the last kept fix of their trip add no information about
-    the route, only weight: a car parked for an hour would otherwise outvote the road it came
-    on. They are matched with their anchor.
+    A fix within ``thin_sigmas`` GPS sigmas (and at least ``radius_m``) of the last kept fix of
+    its trip is no independent look at the route (Newson & Krumm 2009 drop the fixes within 2
+    sigma of the previous one): it leaves the lattice, which then has half the steps on a
+    1 Hz city trace, and its emissions are added to its anchor's (:func:`_pool`). A parked
+    car's fixes all fall into one anchor. The trip's last fix with candidates always stands
+    for itself: it is where the trip ended.
     """
     anchor = np.full(px.shape[0], -1, dtype=np.int64)
-    r2 = stop_radius_m * stop_radius_m
     for tr in range(trip_ptr.shape[0] - 1):
         last = -1
+        end = trip_ptr[tr + 1] - 1
+        while end > trip_ptr[tr] and cedge[end, 0] < 0:
+            end -= 1
         for i in range(trip_ptr[tr], trip_ptr[tr + 1]):
             if cedge[i, 0] < 0:
                 continue
-            if last >= 0 and (px[i] - px[last]) ** 2 + (py[i] - py[last]) ** 2 < r2:
+            r = max(radius_m, thin_sigmas * sigma[i])
+            if last >= 0 and i != end and (px[i] - px[last]) ** 2 + (py[i] - py[last]) ** 2 < r * r:
                 anchor[i] = last
             else:
                 last = i
@@ -456,7 +491,7 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, para
     than ``max_gap_s``): a break competes with detours and skips instead of being a fallback.
     A fix no hypothesis reaches first gets a wider candidate search (``rescue_radius_m``, 0 to
     disable); ``cand`` (edge, dist, offset, x, y rows) is updated in place where that
-    succeeds. Fixes collapsed into an anchor take no part.
+    succeeds. Fixes thinned into an anchor (:func:`thin`) take no part but their emissions.
     """
     cedge, cdist, coff, cx, cy = cand
     n, k = cedge.shape
@@ -465,6 +500,7 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, para
     state = np.full(n, STATE_UNMATCHED, dtype=np.int8)
     score = np.full((n, k), NEG)
     ncand, emis = _emissions(cedge, cdist, sigma, params.floor, graph.edge_prior)
+    _pool(emis, ncand, cedge, cdist, sigma, params.floor, anchor, px, py, params.stop_radius_m)
     lat = Lattice(cedge, coff, emis, ncand, score, np.full((n, k), -1, dtype=np.int64),
                   np.full((n, k), -1, dtype=np.int64))
     ws = new_workspace(n_nodes, graph.edge_u.shape[0])
@@ -499,15 +535,42 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, para
 
 
 @jit
-def resolve(sel, anchor, chain, conf, state, cedge, cdist, coff, cx, cy, px, py):
-    """Per fix: matched edge slot, offset, matched x/y and distance; collapsed fixes follow
-    their anchor (their own candidate on the anchor's edge if they have one)."""
+def _next_kept(trip_ptr, anchor, sel):
+    """Per fix the next fix of its trip that stands for itself and is matched (-1: none)."""
+    nxt = np.full(anchor.shape[0], -1, dtype=np.int64)
+    for tr in range(trip_ptr.shape[0] - 1):
+        n = -1
+        for i in range(trip_ptr[tr + 1] - 1, trip_ptr[tr] - 1, -1):
+            nxt[i] = n
+            if anchor[i] < 0 and sel[i] >= 0:
+                n = i
+    return nxt
+
+
+@jit_inline
+def _slot_of(cedge, i, e):
+    """Fix ``i``'s candidate slot on edge ``e``, -1 if it has none there."""
+    for r in range(cedge.shape[1]):
+        if cedge[i, r] == e:
+            return r
+    return -1
+
+
+@jit
+def resolve(trip_ptr, sel, anchor, chain, conf, state, cand, px, py):
+    """Per fix: matched edge, offset, matched x/y and distance. A thinned fix (:func:`thin`) is
+    on its anchor's edge or, past a junction, on the next kept fix's edge if its chain goes on
+    there: whichever of its own candidates on the two is nearer (the route between them rarely
+    has a third edge within 2 sigma); without its own candidate there it takes its anchor's
+    place."""
+    cedge, cdist, coff, cx, cy = cand
     n = sel.shape[0]
     edge = np.full(n, -1, dtype=np.int64)
     off = np.full(n, np.nan)
     mx = np.full(n, np.nan)
     my = np.full(n, np.nan)
     dist = np.full(n, np.nan)
+    nxt = _next_kept(trip_ptr, anchor, sel)
     for i in range(n):
         a = anchor[i]
         if a < 0:
@@ -517,14 +580,15 @@ def resolve(sel, anchor, chain, conf, state, cedge, cdist, coff, cx, cy, px, py)
             continue
         if sel[a] < 0:
             continue
-        chain[i], conf[i], state[i] = chain[a], conf[a], STATE_MATCHED
-        e = cedge[a, sel[a]]
-        edge[i] = e
-        q = -1
-        for r in range(cedge.shape[1]):
-            if cedge[i, r] == e:
-                q = r
-                break
+        src = a
+        q = _slot_of(cedge, i, cedge[a, sel[a]])
+        b = nxt[i]
+        if b >= 0 and chain[b] == chain[a]:
+            qb = _slot_of(cedge, i, cedge[b, sel[b]])
+            if qb >= 0 and (q < 0 or cdist[i, qb] < cdist[i, q]):
+                q, src = qb, b
+        chain[i], conf[i], state[i] = chain[a], conf[src], STATE_MATCHED
+        edge[i] = cedge[src, sel[src]]
         if q >= 0:
             off[i], mx[i], my[i], dist[i] = coff[i, q], cx[i, q], cy[i, q], cdist[i, q]
         else:
@@ -581,7 +645,7 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
             if chain[i] < 0:
                 continue
             if anchor[i] >= 0:
-                # a collapsed fix stands where its anchor stood: it only extends the stay
+                # a thinned fix only extends the stay: the route is between the kept fixes
                 o_t1[m - 1] = t[i]
                 continue
             e1 = sel_edge[i]
@@ -802,12 +866,13 @@ def _backward(seq, fwd, trans, linked, emis, ncand, sel, conf):
 def posterior(trip_ptr, px, py, sigma, cand, anchor, sel, chain, n_nodes, graph, params):
     """The smoothed confidence of each matched fix: the posterior probability of its chosen
     candidate given the whole chain (forward-backward, a sum over all paths, where the Viterbi
-    keeps the best one). Fixes off the chains get NaN; collapsed fixes are left to
+    keeps the best one). Fixes off the chains get NaN; thinned fixes are left to
     :func:`resolve`."""
     cedge, cdist, coff, cx, cy = cand
     n = cedge.shape[0]
     conf = np.full(n, np.nan)
     ncand, emis = _emissions(cedge, cdist, sigma, params.floor, graph.edge_prior)
+    _pool(emis, ncand, cedge, cdist, sigma, params.floor, anchor, px, py, params.stop_radius_m)
     ws = new_workspace(n_nodes, graph.edge_u.shape[0])
     stamp = 0
     seq = np.empty(n, dtype=np.int64)
