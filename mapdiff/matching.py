@@ -236,7 +236,8 @@ def _match_batch(network: Network, graph, params, config: MatchConfig, x, y, t_s
     sel, chain, state = hmm.viterbi(trip_ptr, x, y, t_s, sigma, cand, anchor, network.geom, network.n_nodes, graph,
                                     params)
     conf = hmm.posterior(trip_ptr, x, y, sigma, cand, anchor, sel, chain, network.n_nodes, graph, params)
-    edge_idx, offset, mx, my, dist = hmm.resolve(trip_ptr, sel, anchor, chain, conf, state, cand, x, y)
+    edge_idx, offset, mx, my, dist = hmm.resolve(trip_ptr, sel, anchor, chain, conf, state, cand, x, y, sigma,
+                                                 params.floor)
     path = hmm.paths(trip_ptr, t_s, edge_idx, np.nan_to_num(offset), chain, anchor, network.n_nodes, graph,
                      config.reverse_tolerance_m, config.min_end_m)
     return edge_idx, offset, mx, my, dist, conf, state, chain, path

@@ -1,5 +1,7 @@
 """Map matching on the hand-checkable grid (fixtures/grid.py): known paths, the edge-case catalogue."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -165,6 +167,73 @@ def test_accuracy_column_widens_sigma(grid_net, grid_edges):
     # a reported accuracy below the model's sigma is not trusted more; a missing one is the model's
     acc = pd.DataFrame({"accuracy_m": [25.0, 3.0, np.nan, 0.0]})
     np.testing.assert_array_equal(_sigma(acc, MatchConfig(gps_sigma_m=10), "t"), [25.0, 10.0, 10.0, 10.0])
+
+
+def test_thinning_keeps_one_fix_in_two_sigma_and_the_trip_end():
+    """Fixes 10 m apart and sigma 10 m: each kept fix stands for the next one (within 20 m);
+    a fix with a wider sigma of its own thins more; the trip's last fix stands for itself."""
+    from mapdiff._kernels import hmm
+
+    x = np.arange(9) * 10.0
+    y = np.zeros(9)
+    cedge = np.zeros((9, 1), dtype=np.int64)
+    sigma = np.full(9, 10.0)
+    anchor = hmm.thin(np.array([0, 9]), x, y, sigma, cedge, 5.0, 2.0)
+    np.testing.assert_array_equal(anchor, [-1, 0, -1, 2, -1, 4, -1, 6, -1])
+    sigma[3] = 20.0  # 30 m from fix 0 but within its own 2 sigma
+    anchor = hmm.thin(np.array([0, 9]), x, y, sigma, cedge, 5.0, 2.0)
+    np.testing.assert_array_equal(anchor[:5], [-1, 0, -1, 2, -1])
+    anchor = hmm.thin(np.array([0, 9]), x, y, sigma, cedge, 5.0, 0.0)  # off: only stops
+    assert (anchor == -1).all()
+
+
+def test_thinned_fixes_add_their_emissions_to_their_anchor():
+    """Fix 0 kept with candidates on edges 7 and 8; fix 1 (thinned, 10 m on) is 1 m from edge 8
+    and 9 m from edge 7; fix 2 (thinned, 2 m from fix 1: a stop's jitter) adds nothing; fix 3
+    (thinned) has no candidate on edge 8, but one on edge 9, which edge 7 leads on to (node 1)
+    and edge 8 does not."""
+    from mapdiff._kernels import hmm
+    from mapdiff.matching import _hmm_params
+
+    cedge = np.array([[7, 8], [8, 7], [8, 7], [9, -1]])
+    cdist = np.array([[3.0, 4.0], [1.0, 9.0], [1.0, 9.0], [2.0, np.inf]])
+    sigma = np.full(4, 10.0)
+    params = _hmm_params(MatchConfig())
+    ncand, emis = hmm._emissions(cedge, cdist, sigma, params.floor, np.zeros(10))
+    before = emis[0].copy()
+    px, py = np.array([0.0, 10.0, 12.0, 20.0]), np.zeros(4)
+    edge_u, edge_v = np.zeros(10, dtype=np.int64), np.zeros(10, dtype=np.int64)
+    edge_v[7], edge_v[8], edge_u[9] = 1, 2, 1
+    graph = SimpleNamespace(edge_u=edge_u, edge_v=edge_v)
+    hmm._pool.py_func(emis, ncand, (cedge, cdist), np.array([-1, 0, 0, 0]), px, py, sigma, graph, params)
+    gauss = lambda d: -0.5 * (d / 10.0) ** 2  # noqa: E731
+    np.testing.assert_allclose(emis[0], [before[0] + gauss(9.0) + gauss(2.0), before[1] + gauss(1.0) + params.floor])
+
+
+def test_thinned_fixes_past_a_junction_are_on_the_next_edge(grid_net, grid_edges):
+    """Without noise, every fix is matched to the edge it lies on (a fix within 3 m of a node
+    may be on either): a thinned fix just past a turn is not left on the edge before it."""
+    from fixtures.grid import node_xy
+
+    route = [0, 1, 11, 12, 22]
+    df = drive(route, speed_mps=7.0)
+    matched, paths = match(df, grid_net)
+    assert path_edges(paths) == expected(grid_edges, route)
+    x, y = grid_net.proj.to_metres(df["lon"].to_numpy(), df["lat"].to_numpy())
+    nodes = np.array([node_xy(n) for n in route])
+    checked = 0
+    for i, (px, py) in enumerate(zip(x, y)):
+        d_node = np.hypot(nodes[:, 0] - px, nodes[:, 1] - py)
+        if d_node.min() < 3.0:
+            continue
+        # the leg whose segment the fix lies on
+        for leg, (a, b) in enumerate(zip(nodes[:-1], nodes[1:])):
+            ab = b - a
+            f = np.dot([px, py] - a, ab) / np.dot(ab, ab)
+            if 0 <= f <= 1 and np.hypot(*(a + f * ab - [px, py])) < 1e-6:
+                assert matched["edge_id"].iloc[i] == expected(grid_edges, route)[leg], i
+                checked += 1
+    assert checked > 0.9 * len(df)
 
 
 @pytest.mark.parametrize(

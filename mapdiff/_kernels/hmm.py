@@ -89,15 +89,20 @@ def _emissions(cedge, cdist, sigma, floor, edge_prior):
 
 
 @jit
-def _pool(emis, ncand, cedge, cdist, sigma, floor, anchor, px, py, stop_m):
+def _pool(emis, ncand, cand_d, anchor, px, py, sigma, graph, params):
     """Add to each kept fix's emissions those of the fixes thinned into it (:func:`thin`) that
-    moved at least ``stop_m`` from the last one that counted (a stop's jitter adds nothing, so a
-    long stop cannot outweigh a route): thinning drops fixes from the lattice, not their
-    evidence. A thinned fix without a candidate on an edge counts at the floor there."""
+    moved at least ``params.stop_radius_m`` from the last one that counted (a stop's jitter
+    adds nothing, so a long stop cannot outweigh a route): thinning drops fixes from the
+    lattice, not their evidence. A thinned
+    fix speaks for a candidate edge of its anchor by its distance to that edge or to one the
+    edge leads on to, if the way there from the anchor's place on it is short enough (the car
+    may be past the junction); where it has neither among its candidates, it counts at the
+    floor. ``cand_d`` = (edges, distances, offsets) of the candidates."""
+    cedge, cdist, coff = cand_d
     cur = -1
     lx = 0.0
     ly = 0.0
-    r2 = stop_m * stop_m
+    r2 = params.stop_radius_m * params.stop_radius_m
     for i in range(anchor.shape[0]):
         a = anchor[i]
         if a < 0:
@@ -107,13 +112,17 @@ def _pool(emis, ncand, cedge, cdist, sigma, floor, anchor, px, py, stop_m):
         if a != cur or (px[i] - lx) ** 2 + (py[i] - ly) ** 2 < r2:
             continue
         lx, ly = px[i], py[i]
+        # a route from the anchor to the thinned fix winds little over so short a way
+        reach = np.hypot(px[i] - px[a], py[i] - py[a]) + 2.0 * sigma[i]
         for b in range(ncand[a]):
+            c = cedge[a, b]
             d = np.inf
             for q in range(ncand[i]):
-                if cedge[i, q] == cedge[a, b]:
-                    d = cdist[i, q]
-                    break
-            emis[a, b] += log_emission(d, sigma[i], floor)
+                e = cedge[i, q]
+                if e == c or (graph.edge_u[e] == graph.edge_v[c]
+                              and graph.edge_len[c] - coff[a, b] + coff[i, q] <= reach):
+                    d = min(d, cdist[i, q])
+            emis[a, b] += log_emission(d, sigma[i], params.floor)
 
 
 @jit_inline
@@ -500,7 +509,7 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, para
     state = np.full(n, STATE_UNMATCHED, dtype=np.int8)
     score = np.full((n, k), NEG)
     ncand, emis = _emissions(cedge, cdist, sigma, params.floor, graph.edge_prior)
-    _pool(emis, ncand, cedge, cdist, sigma, params.floor, anchor, px, py, params.stop_radius_m)
+    _pool(emis, ncand, (cedge, cdist, coff), anchor, px, py, sigma, graph, params)
     lat = Lattice(cedge, coff, emis, ncand, score, np.full((n, k), -1, dtype=np.int64),
                   np.full((n, k), -1, dtype=np.int64))
     ws = new_workspace(n_nodes, graph.edge_u.shape[0])
@@ -557,12 +566,14 @@ def _slot_of(cedge, i, e):
 
 
 @jit
-def resolve(trip_ptr, sel, anchor, chain, conf, state, cand, px, py):
+def resolve(trip_ptr, sel, anchor, chain, conf, state, cand, px, py, sigma, floor):
     """Per fix: matched edge, offset, matched x/y and distance. A thinned fix (:func:`thin`) is
     on its anchor's edge or, past a junction, on the next kept fix's edge if its chain goes on
     there: whichever of its own candidates on the two is nearer (the route between them rarely
     has a third edge within 2 sigma); without its own candidate there it takes its anchor's
-    place."""
+    place. Its confidence is that of the kept fix whose edge it took times the posterior of
+    that edge among the two given its own emissions (the route known, which of its edges the
+    fix is on: near the junction between them, about even)."""
     cedge, cdist, coff, cx, cy = cand
     n = sel.shape[0]
     edge = np.full(n, -1, dtype=np.int64)
@@ -582,12 +593,16 @@ def resolve(trip_ptr, sel, anchor, chain, conf, state, cand, px, py):
             continue
         src = a
         q = _slot_of(cedge, i, cedge[a, sel[a]])
+        share = 1.0
         b = nxt[i]
-        if b >= 0 and chain[b] == chain[a]:
+        if b >= 0 and chain[b] == chain[a] and cedge[b, sel[b]] != cedge[a, sel[a]]:
             qb = _slot_of(cedge, i, cedge[b, sel[b]])
             if qb >= 0 and (q < 0 or cdist[i, qb] < cdist[i, q]):
-                q, src = qb, b
-        chain[i], conf[i], state[i] = chain[a], conf[src], STATE_MATCHED
+                q, src, qb = qb, b, q
+            if qb >= 0:  # the other edge is a candidate of the fix too
+                other = log_emission(cdist[i, qb], sigma[i], floor) - log_emission(cdist[i, q], sigma[i], floor)
+                share = 1.0 / (1.0 + np.exp(other))
+        chain[i], conf[i], state[i] = chain[a], conf[src] * share, STATE_MATCHED
         edge[i] = cedge[src, sel[src]]
         if q >= 0:
             off[i], mx[i], my[i], dist[i] = coff[i, q], cx[i, q], cy[i, q], cdist[i, q]
@@ -872,7 +887,7 @@ def posterior(trip_ptr, px, py, sigma, cand, anchor, sel, chain, n_nodes, graph,
     n = cedge.shape[0]
     conf = np.full(n, np.nan)
     ncand, emis = _emissions(cedge, cdist, sigma, params.floor, graph.edge_prior)
-    _pool(emis, ncand, cedge, cdist, sigma, params.floor, anchor, px, py, params.stop_radius_m)
+    _pool(emis, ncand, (cedge, cdist, coff), anchor, px, py, sigma, graph, params)
     ws = new_workspace(n_nodes, graph.edge_u.shape[0])
     stamp = 0
     seq = np.empty(n, dtype=np.int64)
