@@ -188,26 +188,29 @@ def test_thinning_keeps_one_fix_in_two_sigma_and_the_trip_end():
 
 
 def test_thinned_fixes_add_their_emissions_to_their_anchor():
-    """Fix 0 kept with candidates on edges 7 and 8; fix 1 (thinned, 10 m on) is 1 m from edge 8
-    and 9 m from edge 7; fix 2 (thinned, 2 m from fix 1: a stop's jitter) adds nothing; fix 3
-    (thinned) has no candidate on edge 8, but one on edge 9, which edge 7 leads on to (node 1)
-    and edge 8 does not."""
+    """Fix 0 kept with candidates on edges 7 (5 m before its end, node 1) and 8; fix 1 (thinned,
+    10 m on) is 1 m from edge 8 and 9 m from edge 7; fix 2 (2 m from fix 1: a stop's jitter)
+    adds nothing; fix 3 has no candidate on 7 or 8, but one on edge 9, which edge 7 leads on to,
+    2 m past node 1: it speaks for 7; fix 4 is on edge 9 too, but 50 m past node 1, farther than
+    a car goes from fix 0 to it: the floor on both."""
     from mapdiff._kernels import hmm
     from mapdiff.matching import _hmm_params
 
-    cedge = np.array([[7, 8], [8, 7], [8, 7], [9, -1]])
-    cdist = np.array([[3.0, 4.0], [1.0, 9.0], [1.0, 9.0], [2.0, np.inf]])
-    sigma = np.full(4, 10.0)
+    cedge = np.array([[7, 8], [8, 7], [8, 7], [9, -1], [9, -1]])
+    cdist = np.array([[3.0, 4.0], [1.0, 9.0], [1.0, 9.0], [2.0, np.inf], [1.0, np.inf]])
+    coff = np.array([[5.0, 0.0], [0.0, 0.0], [0.0, 0.0], [2.0, 0.0], [50.0, 0.0]])
+    sigma = np.full(5, 10.0)
     params = _hmm_params(MatchConfig())
     ncand, emis = hmm._emissions(cedge, cdist, sigma, params.floor, np.zeros(10))
     before = emis[0].copy()
-    px, py = np.array([0.0, 10.0, 12.0, 20.0]), np.zeros(4)
+    px, py = np.array([0.0, 10.0, 12.0, 20.0, 14.0]), np.zeros(5)
     edge_u, edge_v = np.zeros(10, dtype=np.int64), np.zeros(10, dtype=np.int64)
     edge_v[7], edge_v[8], edge_u[9] = 1, 2, 1
-    graph = SimpleNamespace(edge_u=edge_u, edge_v=edge_v)
-    hmm._pool.py_func(emis, ncand, (cedge, cdist), np.array([-1, 0, 0, 0]), px, py, sigma, graph, params)
+    graph = SimpleNamespace(edge_u=edge_u, edge_v=edge_v, edge_len=np.full(10, 10.0))
+    hmm._pool.py_func(emis, ncand, (cedge, cdist, coff), np.array([-1, 0, 0, 0, 0]), px, py, sigma, graph, params)
     gauss = lambda d: -0.5 * (d / 10.0) ** 2  # noqa: E731
-    np.testing.assert_allclose(emis[0], [before[0] + gauss(9.0) + gauss(2.0), before[1] + gauss(1.0) + params.floor])
+    np.testing.assert_allclose(emis[0], [before[0] + gauss(9.0) + gauss(2.0) + params.floor,
+                                         before[1] + gauss(1.0) + 2 * params.floor])
 
 
 def test_thinned_fixes_past_a_junction_are_on_the_next_edge(grid_net, grid_edges):
