@@ -93,11 +93,11 @@ def _pool(emis, ncand, cand_d, anchor, px, py, sigma, graph, params):
     """Add to each kept fix's emissions those of the fixes thinned into it (:func:`thin`) that
     moved at least ``params.stop_radius_m`` from the last one that counted (a stop's jitter
     adds nothing, so a long stop cannot outweigh a route): thinning drops fixes from the
-    lattice, not their evidence. A thinned
-    fix speaks for a candidate edge of its anchor by its distance to that edge or to one the
-    edge leads on to, if the way there from the anchor's place on it is short enough (the car
-    may be past the junction); where it has neither among its candidates, it counts at the
-    floor. ``cand_d`` = (edges, distances, offsets) of the candidates."""
+    lattice, not their evidence. A thinned fix speaks for a candidate edge of its anchor by its
+    distance to that edge or to one the edge leads on to, if the way there from the anchor's
+    place on it is short enough (the car may be past the junction); where it has neither among
+    its candidates, it counts at the floor. ``cand_d`` = (edges, distances, offsets) of the
+    candidates."""
     cedge, cdist, coff = cand_d
     cur = -1
     lx = 0.0
