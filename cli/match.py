@@ -41,7 +41,7 @@ def _positive(ctx, param, value):
 @click.option("--beta-rel", type=float, help="... growing by this per metre between the fixes.")
 @click.option("--max-gap-s", type=float, callback=_positive, help="A longer time gap breaks the chain.")
 @click.option("--thin-sigmas", type=float,
-              help="Fixes this many GPS sigmas from the last kept one are thinned (their evidence kept); 0: none.")
+              help="Thin fixes this many GPS sigmas from the last kept one (evidence kept); 0: none.")
 @shard_option("trips split by a stable hash of trip_id")
 @results_store_option
 @click.option("--fast", is_flag=True, help="Lighter preset for dense clean 1 Hz data (see MatchConfig.fast).")

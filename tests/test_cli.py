@@ -230,8 +230,8 @@ def test_match_fast_preset(runner, grid_gpkg, traces_file, tmp_path, monkeypatch
     assert result.exit_code == 0, result.output
     assert seen == [MatchConfig.fast(gps_sigma_m=8.0)] and seen[0] != MatchConfig(gps_sigma_m=8.0)
     assert (pd.read_parquet(out)["state"] == "matched").all()
-    result = run(runner, "match", traces_file, "--map", grid_gpkg, "-o", out, "--thin-sigmas", "0", "-q")
+    result = run(runner, "match", traces_file, "--map", grid_gpkg, "-o", out, "--thin-sigmas", "2", "-q")
     assert result.exit_code == 0, result.output
-    assert seen[-1] == MatchConfig(thin_sigmas=0.0)
+    assert seen[-1] == MatchConfig(thin_sigmas=2.0) and seen[-1] != MatchConfig()
     result = run(runner, "match", traces_file, "--map", grid_gpkg, "-o", out, "--thin-sigmas", "-1", "-q")
     assert result.exit_code == 2 and "--thin-sigmas" in result.stderr and "must be >= 0" in result.stderr

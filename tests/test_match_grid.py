@@ -220,7 +220,7 @@ def test_thinned_fixes_past_a_junction_are_on_the_next_edge(grid_net, grid_edges
 
     route = [0, 1, 11, 12, 22]
     df = drive(route, speed_mps=7.0)
-    matched, paths = match(df, grid_net)
+    matched, paths = match(df, grid_net, MatchConfig(thin_sigmas=2.0))
     assert path_edges(paths) == expected(grid_edges, route)
     x, y = grid_net.proj.to_metres(df["lon"].to_numpy(), df["lat"].to_numpy())
     nodes = np.array([node_xy(n) for n in route])
