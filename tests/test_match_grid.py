@@ -185,6 +185,8 @@ def test_thinning_keeps_one_fix_in_two_sigma_and_the_trip_end():
     np.testing.assert_array_equal(anchor[:5], [-1, 0, -1, 2, -1])
     anchor = hmm.thin(np.array([0, 9]), x, y, sigma, cedge, 5.0, 0.0)  # off: only stops
     assert (anchor == -1).all()
+    anchor = hmm.thin(np.array([0, 9]), x / 5, y, sigma, cedge, 5.0, 0.0)  # 2 m apart: stops, the end one too
+    np.testing.assert_array_equal(anchor, [-1, 0, 0, -1, 3, 3, -1, 6, 6])
 
 
 def test_thinned_fixes_add_their_emissions_to_their_anchor():

@@ -339,13 +339,14 @@ def thin(trip_ptr, px, py, sigma, cedge, radius_m, thin_sigmas):
     its trip is no independent look at the route (Newson & Krumm 2009 drop the fixes within 2
     sigma of the previous one): it leaves the lattice, which then has half the steps on a
     1 Hz city trace, and its emissions are added to its anchor's (:func:`_pool`). A parked
-    car's fixes all fall into one anchor. The trip's last fix with candidates always stands
-    for itself: it is where the trip ended.
+    car's fixes all fall into one anchor. When thinning, the trip's last fix with candidates
+    stands for itself: it is where the trip ended, up to 2 sigma on from the last kept fix,
+    maybe past a junction (within ``radius_m`` alone, a stop, it adds nothing).
     """
     anchor = np.full(px.shape[0], -1, dtype=np.int64)
     for tr in range(trip_ptr.shape[0] - 1):
         last = -1
-        end = trip_ptr[tr + 1] - 1
+        end = trip_ptr[tr + 1] - 1 if thin_sigmas > 0 else -1
         while end > trip_ptr[tr] and cedge[end, 0] < 0:
             end -= 1
         for i in range(trip_ptr[tr], trip_ptr[tr + 1]):
