@@ -187,6 +187,14 @@ def test_thinning_keeps_one_fix_in_two_sigma_and_the_trip_end():
     assert (anchor == -1).all()
     anchor = hmm.thin(np.array([0, 9]), x / 5, y, sigma, cedge, 5.0, 0.0)  # 2 m apart: stops, the end one too
     np.testing.assert_array_equal(anchor, [-1, 0, 0, -1, 3, 3, -1, 6, 6])
+    # (the cases above pass without the two rules; these do not) a trip ending 10 m after a
+    # kept fix: the end stands for itself; fix 2, 20 m from fix 0, is within its own 2 sigma
+    anchor = hmm.thin(np.array([0, 8]), x[:8], y[:8], np.full(8, 10.0), cedge[:8], 5.0, 2.0)
+    np.testing.assert_array_equal(anchor, [-1, 0, -1, 2, -1, 4, -1, -1])
+    wide = np.full(9, 10.0)
+    wide[2] = 20.0
+    anchor = hmm.thin(np.array([0, 9]), x, y, wide, cedge, 5.0, 2.0)
+    np.testing.assert_array_equal(anchor[:5], [-1, 0, 0, -1, 3])
 
 
 def test_thinned_fixes_add_their_emissions_to_their_anchor():
@@ -239,6 +247,11 @@ def test_thinned_fixes_past_a_junction_are_on_the_next_edge(grid_net, grid_edges
                 assert matched["edge_id"].iloc[i] == expected(grid_edges, route)[leg], i
                 checked += 1
     assert checked > 0.9 * len(df)
+    # a thinned fix at a turn is about as near the edge before it as the one after: its
+    # confidence is that edge's share of the two, not the kept fix's
+    turns = np.array([node_xy(n) for n in route[1:-1]])
+    at_turn = np.min(np.hypot(turns[:, :1] - x, turns[:, 1:] - y), axis=0) < 3.0
+    assert at_turn.any() and (matched["confidence"][at_turn] < 0.6).all()
 
 
 @pytest.mark.parametrize(
