@@ -85,6 +85,10 @@ MIN_POSE_SIGMA_M = 0.3
 #: stray passes, and the most of its trips that may see both together
 MERGE_SHARE = 0.5
 TOGETHER_SHARE = 0.2
+#: a smaller object's pieces-of-a-bigger-one test looks at the bigger one's passes whose direction
+#: of travel is within this of the smaller one's mean: the half-width of one of a junction's
+#: four approaches (see ``SECTORS``)
+SAME_SIDE_DEG = 45.0
 #: the most observations a track may be asked to have (see ``_min_track``)
 MAX_MIN_TRACK = 4
 #: a track tells its pass's pose error only against an object at least this many trips saw
@@ -976,6 +980,8 @@ def _objects_of_tracks(tracks, track, t, config):
     lab = _reassign(lab, {"px": px, "py": py, "pxx": pxx, "pxy": pxy, "pyy": pyy, "cls": pcls}, passes,
                     {"x": x, "y": y, "xx": sxx, "xy": sxy, "yy": syy, "cls": ccls}, n_trips, config)
     x, y, sxx, sxy, syy, _, n_trips = _fuse(lab, cx, cy, px, py, pxx, pxy, pyy, trip, config)
+    lab = _fold_pieces(lab, tr, passes, (x, y, ccls, n_trips), config)
+    x, y, sxx, sxy, syy, _, n_trips = _fuse(lab, cx, cy, px, py, pxx, pxy, pyy, trip, config)
     for col, v in zip(("px", "py", "pxx", "pxy", "pyy"), (px, py, pxx, pxy, pyy)):
         full = np.full(len(tracks), np.nan)
         full[kept] = v
@@ -1201,17 +1207,7 @@ def _merge(arrays, x, y, sxx, sxy, syy, ccls, n_trips, config):
 def _strays(arrays, small, big, x, y, cxx, cxy, cyy, config):
     """Per pair, whether the arrays of object ``small`` look like stray passes of object ``big``
     (covariance c..; see :func:`_merge`)."""
-    lab = arrays["lab"]
-    by_obj = np.argsort(lab, kind="stable")
-    ptr = np.searchsorted(lab[by_obj], np.arange(len(x) + 1))
-
-    def members(objs):
-        """(pair, track) for every track of each pair's object."""
-        count = ptr[objs + 1] - ptr[objs]
-        pair = np.repeat(np.arange(len(objs)), count)
-        start = np.repeat(ptr[objs] - np.cumsum(np.r_[0, count[:-1]]), count)
-        return pair, by_obj[np.arange(len(pair)) + start]
-
+    members = _members_of(arrays["lab"], len(x))
     p_s, k_s = members(small)
     b = big[p_s]
     g = _mahal2(arrays["px"][k_s] - x[b], arrays["py"][k_s] - y[b], arrays["pxx"][k_s] + cxx[b],
@@ -1239,6 +1235,75 @@ def _strays(arrays, small, big, x, y, cxx, cxy, cyy, config):
     apart = per_trip[per_trip["apart"]].groupby("pair").size().reindex(range(len(small)), fill_value=0).to_numpy()
     trips = mine.groupby("pair")["trip"].nunique().reindex(range(len(small)), fill_value=0).to_numpy()
     return (fits >= MERGE_SHARE) & (apart <= TOGETHER_SHARE * trips)
+
+
+def _members_of(lab, n_objects):
+    """For the tracks' objects ``lab`` (0..n_objects-1; -1: none), a function giving, for an
+    array of objects (one per pair), (pair, track) for every track of each pair's object."""
+    by_obj = np.argsort(lab, kind="stable")
+    ptr = np.searchsorted(lab[by_obj], np.arange(n_objects + 1))
+
+    def members(objs):
+        count = ptr[objs + 1] - ptr[objs]
+        pair = np.repeat(np.arange(len(objs)), count)
+        start = np.repeat(ptr[objs] - np.cumsum(np.r_[0, count[:-1]]), count)
+        return pair, by_obj[np.arange(len(pair)) + start]
+
+    return members
+
+
+def _fold_pieces(lab, tr, passes, objects, config):
+    """The tracks' objects ``lab`` with each object that is a piece of a bigger one of its
+    identity folded into it; ``objects``: (x, y, identity, trips) per object.
+
+    A pass whose pose or range lies in the tail of its errors puts its track of an object B a
+    few metres beside B, and several such passes make an object S of their own, which the
+    clustering and the mixture keep (each fits S better than B). Two real objects a few metres
+    apart in one view are seen in the same frames, each where it stands; S and B are not. So S
+    (within ``reach_m`` of B, fewer trips) folds into B where B holds at least as many trips
+    from S's side (their direction of travel within ``SAME_SIDE_DEG`` of the mean of S's) and
+    at most ``TOGETHER_SHARE`` of S's trips saw B in one frame with S. (Poles facing different
+    approaches are each seen from their own side: S's side is where B, too, must be seen.)
+    Measured on the simulated fleets of ``benchmarks/locate_sim.py``: precision +0.03 to
+    +0.08 in six scenes, recall -0.004 to -0.025."""
+    from mapdiff._kernels.locate import share_frames
+
+    x, y, ident, n_trips = objects
+    live = np.flatnonzero(n_trips > 0)
+    if len(live) < 2:
+        return lab
+    i, j = (live[p] for p in _pairs_within(config.reach_m, x[live], y[live], ident[live]))
+    small, big = np.where(n_trips[i] < n_trips[j], i, j), np.where(n_trips[i] < n_trips[j], j, i)
+    members = _members_of(lab, len(x))
+    ux, uy = tr["ux"].to_numpy(), tr["uy"].to_numpy()
+    moving = (lab >= 0) & np.isfinite(ux)
+    mx = np.bincount(lab[moving], weights=ux[moving], minlength=len(x))
+    my = np.bincount(lab[moving], weights=uy[moving], minlength=len(x))
+    norm = np.maximum(np.hypot(mx, my), 1e-12)
+    p_b, k_b = members(big)
+    s_of = small[p_b]
+    side = moving[k_b] & (ux[k_b] * mx[s_of] + uy[k_b] * my[s_of] >= np.cos(np.radians(SAME_SIDE_DEG)) * norm[s_of])
+    from_side = _trips_per_pair(p_b[side], passes.trip[k_b][side], len(small))
+    # S's trips with a track that shares a frame with one of B's
+    p_s, k_s = members(small)
+    both = pd.DataFrame({"pair": p_s, "trip": passes.trip[k_s], "k": k_s}).merge(
+        pd.DataFrame({"pair": p_b, "trip": passes.trip[k_b], "kb": k_b}), on=["pair", "trip"])
+    framed = share_frames(both["k"].to_numpy(np.int64), both["kb"].to_numpy(np.int64), passes) if len(both) else \
+        np.zeros(0, dtype=bool)
+    together = _trips_per_pair(both["pair"].to_numpy()[framed], both["trip"].to_numpy()[framed], len(small))
+    fold = (from_side >= n_trips[small]) & (together <= TOGETHER_SHARE * n_trips[small])
+    out = lab.copy()
+    gone = np.zeros(len(x), dtype=bool)
+    for k in np.flatnonzero(fold)[np.argsort(-n_trips[big[fold]], kind="stable")]:
+        if not (gone[small[k]] or gone[big[k]]):
+            out[lab == small[k]] = big[k]
+            gone[small[k]] = True
+    return out
+
+
+def _trips_per_pair(pair, trip, n_pairs):
+    """The number of distinct trips of each pair (0..n_pairs-1)."""
+    return pd.Series(trip).groupby(pair).nunique().reindex(range(n_pairs), fill_value=0).to_numpy()
 
 
 def _pose_sigmas(tr, px, py, lab, x, y, n_trips, along_m, across_m):

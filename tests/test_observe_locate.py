@@ -874,3 +874,42 @@ def test_locate_takes_the_reassignment_as_the_last_word(monkeypatch):
     monkeypatch.setattr(locate_module, "_reassign", one_object)
     objects, _ = locate(obs)
     assert calls and len(objects) == 1
+
+
+def _shifted(obs, dx, dy):
+    """``obs`` with every observer moved by (dx, dy) metres: passes whose pose is off."""
+    x, y = PROJ.to_metres(obs["lon"].to_numpy(), obs["lat"].to_numpy())
+    out = obs.copy()
+    out["lon"], out["lat"] = PROJ.to_lonlat(x + dx, y + dy)
+    return out
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_passes_in_the_tail_of_the_pose_error_fold_into_the_object(monkeypatch, fold):
+    # 60 passes see a pole from the south; 10 more, their poses 6 m off along the way (the
+    # tail: a matcher lagging at a corner), see it 6 m away and make an object of their own,
+    # which no pass ever sees in one frame with the pole: one object. Without the fold, two.
+    import mapdiff.locate as loc
+
+    if not fold:
+        monkeypatch.setattr(loc, "_fold_pieces", lambda lab, *args: lab)
+    main = _approach((4.0, -4.0), (1.5, -40.0), (0.0, 3.0), range(60), seed=1)
+    tail = _shifted(_approach((4.0, -4.0), (1.5, -40.0), (0.0, 3.0), range(60, 70), seed=3), 0.0, 6.0)
+    objects, _ = locate(pd.concat([main, tail], ignore_index=True))
+    strong = objects[objects["n_trips"] >= 5]
+    assert len(strong) == (1 if fold else 2)
+    if fold:
+        assert strong["n_trips"].iloc[0] == 70
+        assert np.hypot(*(positions(strong)[0] - [4.0, -4.0])) < 1.5
+
+
+def test_two_poles_seen_in_the_same_frames_do_not_fold():
+    # one approach sees two poles 6 m apart along the way, the nearer by 10 passes only (the
+    # others missed it): those 10 see both in their frames, so two objects
+    far = _approach((4.0, -4.0), (1.5, -40.0), (0.0, 3.0), range(60), seed=1)
+    near = _approach((4.0, -10.0), (1.5, -40.0), (0.0, 3.0), range(10), seed=1)  # the same passes' frames
+    objects, _ = locate(pd.concat([far, near], ignore_index=True))
+    found = positions(objects[objects["n_trips"] >= 5])
+    assert len(found) == 2
+    for p in [(4.0, -10.0), (4.0, -4.0)]:
+        assert np.hypot(*(found - p).T).min() < 1.5
