@@ -1264,8 +1264,9 @@ def _fold_pieces(lab, tr, passes, objects, config):
     from S's side (their direction of travel within ``SAME_SIDE_DEG`` of the mean of S's) and
     at most ``TOGETHER_SHARE`` of S's trips saw B in one frame with S. (Poles facing different
     approaches are each seen from their own side: S's side is where B, too, must be seen.)
-    Measured on the simulated fleets of ``benchmarks/locate_sim.py``: precision +0.03 to
-    +0.08 in six scenes, recall -0.004 to -0.025."""
+    Measured on the simulated fleets of ``benchmarks/locate_sim.py`` (three cities, two
+    placements, two seeds; ``benchmarks/results/locate_fold.txt``): precision +0.030 to +0.081,
+    recall -0.001 to -0.025."""
     from mapdiff._kernels.locate import share_frames
 
     x, y, ident, n_trips = objects
@@ -1292,13 +1293,13 @@ def _fold_pieces(lab, tr, passes, objects, config):
         np.zeros(0, dtype=bool)
     together = _trips_per_pair(both["pair"].to_numpy()[framed], both["trip"].to_numpy()[framed], len(small))
     fold = (from_side >= n_trips[small]) & (together <= TOGETHER_SHARE * n_trips[small])
-    out = lab.copy()
-    gone = np.zeros(len(x), dtype=bool)
+    to = np.arange(len(x))
     for k in np.flatnonzero(fold)[np.argsort(-n_trips[big[fold]], kind="stable")]:
-        if not (gone[small[k]] or gone[big[k]]):
-            out[lab == small[k]] = big[k]
-            gone[small[k]] = True
-    return out
+        if to[small[k]] == small[k]:  # a piece folds once, into the biggest that takes it
+            to[small[k]] = big[k]
+    while (to[to] != to).any():  # a piece of a piece: into where its bigger one went
+        to = to[to]
+    return np.where(lab >= 0, to[np.maximum(lab, 0)], lab)
 
 
 def _trips_per_pair(pair, trip, n_pairs):
