@@ -94,7 +94,7 @@ def read_table(path, *, where=None, columns=None) -> pd.DataFrame:
 
     if where is not None:
         with open_parquet(path) as pf:
-            columns = columns or _plain_columns(pf.schema_arrow)
+            columns = columns or plain_columns(pf.schema_arrow)
             try:
                 kept = []
                 for batch in pf.iter_batches(batch_size=1_000_000, columns=columns):
@@ -110,18 +110,18 @@ def read_table(path, *, where=None, columns=None) -> pd.DataFrame:
                 raise
             table = pa.concat_tables(kept) if kept else pf.schema_arrow.empty_table().select(columns or [])
             table = table.replace_schema_metadata(pf.schema_arrow.metadata)
-        return _frame(table, path)
+        return table_frame(table, path)
     check_exists(path)
     try:
         if _is_remote(path):
             import fsspec
 
             with fsspec.open(str(path), "rb") as f:
-                columns = columns or _plain_columns(pq.read_schema(f))
+                columns = columns or plain_columns(pq.read_schema(f))
                 f.seek(0)
                 table = pq.read_table(f, columns=columns)
         else:
-            columns = columns or _plain_columns(pq.read_schema(str(path)))
+            columns = columns or plain_columns(pq.read_schema(str(path)))
             table = pq.read_table(str(path), columns=columns)
     except Exception as exc:  # pyarrow raises several types for "not a Parquet file"
         err = _storage_error(exc, path, "read")
@@ -129,7 +129,7 @@ def read_table(path, *, where=None, columns=None) -> pd.DataFrame:
             raise err from None
         msg = f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc})"
         raise InputError(msg) from None
-    return _frame(table, path)
+    return table_frame(table, path)
 
 
 def read_batches(path, *, batch_rows: int = 1_000_000):
@@ -138,9 +138,9 @@ def read_batches(path, *, batch_rows: int = 1_000_000):
     import pyarrow as pa
 
     with open_parquet(path) as pf, storage(path, "read"):
-        columns = _plain_columns(pf.schema_arrow)
+        columns = plain_columns(pf.schema_arrow)
         for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
-            yield _frame(pa.Table.from_batches([batch]).replace_schema_metadata(pf.schema_arrow.metadata), path)
+            yield table_frame(pa.Table.from_batches([batch]).replace_schema_metadata(pf.schema_arrow.metadata), path)
 
 
 def read_traces(path, *, where=None) -> pd.DataFrame:
@@ -164,7 +164,7 @@ def read_traces(path, *, where=None) -> pd.DataFrame:
     return df
 
 
-def _plain_columns(schema) -> list[str] | None:
+def plain_columns(schema) -> list[str] | None:
     """The columns to read of a GeoParquet file: all but its bounding-box columns, and but its
     geometry when it has the ``lon``, ``lat`` columns the contracts name; both only repeat what
     is there (None: read every column)."""
@@ -183,7 +183,10 @@ def _plain_columns(schema) -> list[str] | None:
     return [n for n in schema.names if n not in skip]
 
 
-def _frame(table, path) -> pd.DataFrame:
+def table_frame(table, path) -> pd.DataFrame:
+    """A pyarrow Table read from ``path`` as the readers here give it: a GeoDataFrame where the
+    file is GeoParquet without the ``lon``, ``lat`` columns (its geometry checked), else a
+    DataFrame."""
     geo = (table.schema.metadata or {}).get(b"geo")
     if geo is not None and not {"lon", "lat"} <= set(table.schema.names):
         from geopandas.io.arrow import _arrow_to_geopandas

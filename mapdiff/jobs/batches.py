@@ -153,12 +153,12 @@ def spill(path, assign, prefix: str, *, where=None, row_column: str | None = Non
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mapdiff.io import _frame, _plain_columns, open_parquet, storage
+    from mapdiff.io import open_parquet, plain_columns, storage, table_frame
 
     written: set = set()
     with open_parquet(path) as pf, storage(path, "read"), contextlib.ExitStack() as stack:
         schema = pf.schema_arrow
-        columns = _plain_columns(schema)
+        columns = plain_columns(schema)
         writers: dict[int, pq.ParquetWriter] = {}
         first = 0
         for batch in pf.iter_batches(batch_size=READ_ROWS, columns=columns):
@@ -184,6 +184,6 @@ def spill(path, assign, prefix: str, *, where=None, row_column: str | None = Non
 
     def read(b: int):
         table = pq.read_table(f"{prefix}-{b}.parquet") if b in written else empty
-        return _frame(table.replace_schema_metadata(schema.metadata), path)
+        return table_frame(table.replace_schema_metadata(schema.metadata), path)
 
     return read
