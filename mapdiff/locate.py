@@ -39,7 +39,9 @@ left out (label -1).
    poles, each facing its approach: see :func:`_direction_splits`); tracks re-join; ``rounds``
    times. Last, each track goes to the object that explains it best as a mixture would (the
    object's trips times a heavy-tailed likelihood measured from the data: :func:`_reassign`),
-   so the passes in the tail of the pose error do not make objects of their own.
+   so the passes in the tail of the pose error do not make objects of their own; an object
+   that several such passes made anyway, beside a bigger one of its identity that is seen from
+   its side as often but never in one frame with it, folds into it (:func:`_fold_pieces`).
 4. Values: an object of a value with less than ``split_share`` of the trips of an object of its
    class but another value on the same spot (within ``confusion_m``) is the detector misreading
    the value: it folds into that object. Each trip votes its most frequent value, the object
