@@ -1295,10 +1295,12 @@ def _fold_pieces(lab, tr, passes, objects, config):
         np.zeros(0, dtype=bool)
     together = _trips_per_pair(both["pair"].to_numpy()[framed], both["trip"].to_numpy()[framed], len(small))
     fold = (from_side >= n_trips[small]) & (together <= TOGETHER_SHARE * n_trips[small])
+    # a piece folds once, into the biggest object that takes it
+    s_f, b_f = small[fold], big[fold]
+    first = np.lexsort((-n_trips[b_f], s_f))
+    first = first[np.r_[True, s_f[first][1:] != s_f[first][:-1]]] if len(first) else first
     to = np.arange(len(x))
-    for k in np.flatnonzero(fold)[np.argsort(-n_trips[big[fold]], kind="stable")]:
-        if to[small[k]] == small[k]:  # a piece folds once, into the biggest that takes it
-            to[small[k]] = big[k]
+    to[s_f[first]] = b_f[first]
     while (to[to] != to).any():  # a piece of a piece: into where its bigger one went
         to = to[to]
     return np.where(lab >= 0, to[np.maximum(lab, 0)], lab)

@@ -237,9 +237,10 @@ def _match_batch(network: Network, graph, params, config: MatchConfig, x, y, t_s
     cedge, cdist, coff, cx, cy = candidates(x, y, config.search_radius_m, config.max_candidates, network.geom)
     anchor = hmm.thin(trip_ptr, x, y, sigma, cedge, config.stop_radius_m, config.thin_sigmas)
     cand = (cedge, cdist, coff, cx, cy)
-    sel, chain, state = hmm.viterbi(trip_ptr, x, y, t_s, sigma, cand, anchor, network.geom, network.n_nodes, graph,
-                                    params)
-    conf = hmm.posterior(trip_ptr, x, y, sigma, cand, anchor, sel, chain, network.n_nodes, graph, params)
+    sel, chain, state, emissions = hmm.viterbi(trip_ptr, x, y, t_s, sigma, cand, anchor, network.geom,
+                                               network.n_nodes, graph, params)
+    # over the lattice the Viterbi scored (its emissions pooled once, a rescued fix's its own)
+    conf = hmm.posterior(trip_ptr, x, y, emissions, cand, anchor, sel, chain, network.n_nodes, graph, params)
     edge_idx, offset, mx, my, dist = hmm.resolve(trip_ptr, sel, anchor, chain, conf, state, cand, x, y, sigma,
                                                  params.floor)
     path = hmm.paths(trip_ptr, t_s, edge_idx, np.nan_to_num(offset), chain, anchor, network.n_nodes, graph,

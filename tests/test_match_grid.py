@@ -325,8 +325,9 @@ def test_confidence_is_the_posterior_summed_over_every_path(grid_net):
     cand = candidates(x, y, config.search_radius_m, config.max_candidates, grid_net.geom)
     graph, params = _kernel_graph(grid_net, config), _hmm_params(config)
     anchor = hmm.thin(trip_ptr, x, y, sigma, cand[0], config.stop_radius_m, config.thin_sigmas)
-    sel, chain, _ = hmm.viterbi(trip_ptr, x, y, t, sigma, cand, anchor, grid_net.geom, grid_net.n_nodes, graph, params)
-    conf = hmm.posterior(trip_ptr, x, y, sigma, cand, anchor, sel, chain, grid_net.n_nodes, graph, params)
+    sel, chain, _, emissions = hmm.viterbi(trip_ptr, x, y, t, sigma, cand, anchor, grid_net.geom, grid_net.n_nodes,
+                                           graph, params)
+    conf = hmm.posterior(trip_ptr, x, y, emissions, cand, anchor, sel, chain, grid_net.n_nodes, graph, params)
     seq = np.flatnonzero(sel >= 0)
     assert len(seq) >= 6 and (anchor < 0).all() and len(set(chain[seq])) == 1  # one chain, nothing collapsed
     ncand, emis = hmm._emissions(cand[0], cand[1], sigma, params.floor, graph[6])

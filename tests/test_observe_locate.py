@@ -913,3 +913,31 @@ def test_two_poles_seen_in_the_same_frames_do_not_fold():
     assert len(found) == 2
     for p in [(4.0, -10.0), (4.0, -4.0)]:
         assert np.hypot(*(found - p).T).min() < 1.5
+
+
+def _fold_case(xs, trips):
+    """Objects along a street (x metres, trips each), every track its own trip's one frame,
+    driven north: the inputs of ``_fold_pieces``."""
+    from mapdiff._kernels.locate import Passes
+
+    lab = np.repeat(np.arange(len(xs)), trips)
+    n = len(lab)
+    t = np.arange(n, dtype=float)
+    passes = Passes(np.arange(n), t, t, np.arange(n + 1), t)
+    tracks = pd.DataFrame({"ux": np.zeros(n), "uy": np.ones(n)})
+    objects = (np.asarray(xs, float), np.zeros(len(xs)), np.zeros(len(xs), np.int64), np.asarray(trips))
+    return lab, tracks, passes, objects
+
+
+@pytest.mark.parametrize(("xs", "trips", "expected"), [
+    # a piece of a piece (22 m from the object, out of its reach) follows its bigger one there
+    ([0.0, 10.0, 22.0], [10, 5, 2], [0, 0, 0]),
+    # a piece between two objects folds into the bigger (10 trips, not 7)
+    ([0.0, 10.0, 20.0], [10, 5, 7], [0, 0, 2]),
+])
+def test_a_piece_folds_once_into_the_biggest_and_pieces_of_pieces_follow(xs, trips, expected):
+    from mapdiff.locate import _fold_pieces
+
+    lab, tracks, passes, objects = _fold_case(xs, trips)
+    out = _fold_pieces(lab, tracks, passes, objects, LocateConfig())
+    assert (out == np.repeat(expected, trips)).all()

@@ -492,7 +492,8 @@ def _next_fixes(i, end, cedge, anchor, t, max_gap_s, nxt, skips):
 @jit
 def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, params):
     """Match every trip; returns per fix the chosen candidate slot (-1 unmatched), the chain
-    number within its trip and the state code. ``params`` is an :data:`HmmParams`.
+    number within its trip and the state code, and the emissions it scored, (ncand, emis), for
+    :func:`posterior`. ``params`` is an :data:`HmmParams`.
 
     A push-forward Viterbi: each scored fix sends its scores to the next ``max_skip + 1`` fixes
     that have candidates, paying ``log_skip`` (a log-probability, < 0) per fix jumped, so an
@@ -541,7 +542,7 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, para
                 stamp = _push(i, nxt, n_next, skips, lat, px, py, stamp, graph, params, ws, cache, bufs)
         if n_recent > 0:
             _backtrack(recent, n_recent, score, lat.back_j, lat.back_a, params.log_skip, sel, chain, state)
-    return sel, chain, state
+    return sel, chain, state, (lat.ncand, lat.emis)
 
 
 @jit
@@ -879,16 +880,15 @@ def _backward(seq, fwd, trans, linked, emis, ncand, sel, conf):
 
 
 @jit
-def posterior(trip_ptr, px, py, sigma, cand, anchor, sel, chain, n_nodes, graph, params):
+def posterior(trip_ptr, px, py, emissions, cand, anchor, sel, chain, n_nodes, graph, params):
     """The smoothed confidence of each matched fix: the posterior probability of its chosen
     candidate given the whole chain (forward-backward, a sum over all paths, where the Viterbi
-    keeps the best one). Fixes off the chains get NaN; thinned fixes are left to
-    :func:`resolve`."""
-    cedge, cdist, coff, cx, cy = cand
-    n = cedge.shape[0]
+    keeps the best one), over the lattice :func:`viterbi` scored (``emissions`` = (ncand, emis)
+    as it returns them: pooled, a rescued fix's its own). Fixes off the chains get NaN;
+    thinned fixes are left to :func:`resolve`."""
+    n = cand[0].shape[0]
     conf = np.full(n, np.nan)
-    ncand, emis = _emissions(cedge, cdist, sigma, params.floor, graph.edge_prior)
-    _pool(emis, ncand, (cedge, cdist, coff), anchor, px, py, sigma, graph, params)
+    ncand, emis = emissions
     ws = new_workspace(n_nodes, graph.edge_u.shape[0])
     stamp = 0
     seq = np.empty(n, dtype=np.int64)
