@@ -797,7 +797,7 @@ def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, sb_track, r, 
         uy = np.where(moved > 2.0, dy / moved, np.nan)
     return pd.DataFrame({"x": x, "y": y, "xx": sxx, "xy": sxy, "yy": syy, "fxx": fxx, "fxy": fxy, "fyy": fyy,
                          "ux": ux, "uy": uy, "cls": cls[first], "trip": trip[first], "n_obs": n_obs,
-                         "t0": t[first], "t1": t[last],
+                         "t0": t[first], "t1": t[last], "dist2": dist2, "mx": total(ox) / per, "my": total(oy) / per,
                          "kept": np.isfinite(x) & np.isfinite(sxx) & (n_obs >= _min_track(n_obs, config))})
 
 
@@ -1169,8 +1169,16 @@ def _fit(tracks, labels, centres, config):
     trips."""
     tr = tracks[labels >= 0]
     lab = labels[labels >= 0]
-    return _fuse(lab, centres["x"], centres["y"], tr["px"].to_numpy(), tr["py"].to_numpy(), tr["pxx"].to_numpy(),
-                 tr["pxy"].to_numpy(), tr["pyy"].to_numpy(), tr["trip"].to_numpy(), config)
+    # a track's own errors grow with its distance from the observer: measured at its own point,
+    # the tracks that came out short (a pose behind the car, short ranges) would weigh more and
+    # pull the object towards the cameras; so they are taken at the object's distance
+    mx, my, dist2 = tr["mx"].to_numpy(), tr["my"].to_numpy(), tr["dist2"].to_numpy()
+    spread = np.maximum(dist2 - (tr["x"].to_numpy() - mx) ** 2 - (tr["y"].to_numpy() - my) ** 2, 0.0)
+    f = ((centres["x"][lab] - mx) ** 2 + (centres["y"][lab] - my) ** 2 + spread) / np.maximum(dist2, 1.0)
+    own = [tr[c].to_numpy() for c in ("xx", "xy", "yy")]
+    pxx, pxy, pyy = (tr[p].to_numpy() + (f - 1.0) * o for p, o in zip(("pxx", "pxy", "pyy"), own))
+    return _fuse(lab, centres["x"], centres["y"], tr["px"].to_numpy(), tr["py"].to_numpy(), pxx, pxy, pyy,
+                 tr["trip"].to_numpy(), config)
 
 
 def _merge(arrays, x, y, sxx, sxy, syy, ccls, n_trips, config):

@@ -417,6 +417,38 @@ def test_trip_offsets_leave_the_track_itself_out():
     assert ox[0] == pytest.approx(1.0 / 1.25) and ox[1] == pytest.approx(2.0 / 2.25)
 
 
+def test_a_tracks_relative_range_errors_do_not_pull_it_towards_the_camera():
+    from mapdiff._kernels.locate import solve
+
+    # one observer 20 m south of the object, reading it 16 m and 24 m away, each with a 20 %
+    # sigma: the readings err alike, the fit lies between them; weighed by sigmas of the
+    # readings themselves it would sit at 18.5 m
+    d = 20.0
+    r = np.array([0.8 * d, 1.2 * d])
+    zeros = np.zeros(2)
+    x, y, *_ = solve(np.zeros(2, np.int64), 1, np.zeros(1), np.array([d]), zeros, zeros, zeros,
+                     np.full(2, np.radians(0.5)), r, 0.2 * r, 10.0, 5)
+    assert x[0] == pytest.approx(0.0, abs=1e-9)
+    assert y[0] == pytest.approx(d, rel=1e-3)
+
+
+def test_an_objects_tracks_weigh_as_at_its_distance_not_their_own():
+    from mapdiff.locate import _fit
+
+    # two passes from the south, their observers at the origin: one placed the object 2 m
+    # short (and so claims a smaller error), one 2 m long; their errors at the object's
+    # distance are alike, and so is their pull
+    near, far = 18.0, 22.0
+    own = np.array([near, far]) ** 2 * 0.01  # errors that grow with the distance
+    pose = 4.0
+    tracks = pd.DataFrame({"x": 0.0, "y": [near, far], "px": 0.0, "py": [near, far],
+                           "xx": own, "xy": 0.0, "yy": own, "pxx": own + pose, "pxy": 0.0, "pyy": own + pose,
+                           "mx": 0.0, "my": 0.0, "dist2": [near**2, far**2], "trip": [0, 1]})
+    centres = {"x": np.zeros(1), "y": np.array([20.0])}
+    x, y, *_ = _fit(tracks, np.zeros(2, np.int64), centres, LocateConfig())
+    assert y[0] == pytest.approx(20.0, abs=1e-6)
+
+
 def test_short_tracks_count_only_against_long_typical_passes():
     from mapdiff.locate import _min_track
 

@@ -291,8 +291,12 @@ def solve(labels, n_centres, cx, cy, ox, oy, b, sb, r, sr, huber_k, rounds):
             chi[k] += min(res * res, huber_k * huber_k)
             dof[k] += 1.0
             if not np.isnan(r[i]):
-                res = (along - r[i]) / sr[i]
-                w = 1.0 / sr[i] ** 2
+                # the range's error is relative: its sigma scales with the true distance, taken
+                # here as the fitted one (a sigma scaled with the measured range would weigh the
+                # short readings more and pull every estimate towards the camera)
+                s_along = sr[i] * max(along, 1.0) / max(r[i], 1.0)
+                res = (along - r[i]) / s_along
+                w = 1.0 / s_along**2
                 if abs(res) > huber_k:
                     w *= huber_k / abs(res)
                 a11[k] += w * ux * ux
