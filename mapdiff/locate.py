@@ -32,9 +32,11 @@ left out (label -1).
    ``floor_m`` added to both sigmas), or start a new one; an object never takes two tracks one
    pass saw in one frame (those are two objects; tracks whose frames only interleave may be one
    object's, split where a noisy range broke the track). Each object is the robust (Huber beyond
-   ``huber_k`` sigmas) information-weighted mean of its tracks, each trip weighing as one.
-   Objects merge where their positions agree within the gate, or where the smaller looks like
-   the bigger one's stray passes (see :func:`_merge`); an object whose tracks from different
+   ``huber_k`` sigmas) information-weighted mean of its tracks, each trip weighing as one (in
+   the final fit, each track's own errors taken at the object's distance, not at its own point,
+   so that tracks that came out short do not pull it towards the cameras). Objects merge where
+   their positions agree within the gate, or where the smaller looks like the bigger one's stray
+   passes (see :func:`_merge`); an object whose tracks from different
    directions of travel sit apart by more than ``split_sigma`` is as many objects (a junction's
    poles, each facing its approach: see :func:`_direction_splits`); tracks re-join; ``rounds``
    times. Last, each track goes to the object that explains it best as a mixture would (the

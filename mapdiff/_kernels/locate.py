@@ -246,7 +246,8 @@ def trip_share(labels, trip, n_groups):
 @jit
 def solve(labels, n_centres, cx, cy, ox, oy, b, sb, r, sr, huber_k, rounds):
     """Robust weighted least squares of each group's position from its observations: bearing
-    (across the ray, sigma = distance x sb) and range (along it, sigma sr), Huber down-weighting
+    (across the ray, sigma = distance x sb) and range (along it, sigma sr scaled from the range
+    read to the fitted distance: the error is relative), Huber down-weighting
     of residuals beyond ``huber_k`` sigmas, ``rounds`` times, starting from (cx, cy).
 
     Returns x, y (NaN where the rays do not fix a point), the covariance (sxx, sxy, syy) and the
