@@ -108,6 +108,28 @@ def test_an_unsharded_locate_without_tiles_is_one_piece(whole, tmp_path):
     pd.testing.assert_frame_equal(read_table(tmp_path / "o.parquet"), objects)
 
 
+@pytest.mark.parametrize("tile_m", [100.0, 1000.0, 5000.0])
+def test_object_ids_are_exact_as_doubles_and_a_full_tile_is_refused(tile_m):
+    from mapdiff.errors import ConfigError
+    from mapdiff.jobs.tiles import Tiling
+
+    tiling = Tiling(tile_m=tile_m, halo_m=50.0).validate()
+    # the far corners of the grid, and a tile as full as its numbers allow
+    keys = tiling.key(np.array([-180.0, 179.999, 179.999, -180.0]), np.array([-89.999, 89.999, -89.999, 89.999]))
+    room = 1 << tiling._bits[1]
+    for key in keys:
+        ids = tiling.object_ids(int(key), 3)
+        # the tile's last number, as a full tile would give it
+        last = int(ids[0]) | (room - 1)
+        assert last < 2**53 and int(float(last)) == last  # JavaScript, floats with nulls
+        assert len(set(ids.tolist())) == 3
+    assert len({tiling.object_ids(int(k), 1)[0] for k in keys}) == len(set(keys.tolist()))
+    if room <= 1 << 16:
+        assert tiling.object_ids(int(keys[1]), room)[-1] == (int(keys[1]) << tiling._bits[1]) | (room - 1)
+    with pytest.raises(ConfigError, match="use smaller tiles"):
+        tiling.object_ids(int(keys[0]), room + 1)
+
+
 def test_tiles_see_their_halo_and_own_what_lies_in_them():
     from mapdiff.jobs.tiles import M_PER_DEG, Tiling
 

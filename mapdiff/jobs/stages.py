@@ -229,7 +229,6 @@ def locate_part(observations: pd.DataFrame, config=None, *, tiling, tiles: np.nd
     tiles assigned keeps the first tile's (in key order) object."""
     from dataclasses import replace
 
-    from mapdiff.jobs.tiles import object_ids
     from mapdiff.locate import OBJECT_COLUMNS, LocateConfig, capture_kind, locate, validate_observations
 
     if tiling is None:  # one piece: the objects get their numbers 0, 1, ...
@@ -253,7 +252,7 @@ def locate_part(observations: pd.DataFrame, config=None, *, tiling, tiles: np.nd
         sub_rows = np.sort(rows[a:b])
         objects, lab = locate(observations.iloc[sub_rows], config, source=source)
         own = tiling.key(objects["lon"].to_numpy(), objects["lat"].to_numpy()) == tile
-        ids = object_ids(int(tile), int(own.sum()))
+        ids = tiling.object_ids(int(tile), int(own.sum()))
         remap = np.full(len(objects) + 1, -1, dtype=np.int64)
         remap[np.flatnonzero(own)] = ids
         frames.append(objects[own].assign(object_id=ids))

@@ -22,8 +22,11 @@ from mapdiff.errors import ConfigError
 
 #: metres per degree of latitude (mean; the grid only needs to be fixed, not exact)
 M_PER_DEG = 111_320.0
-#: bits of a tile's key for the column and for an object's number within its tile
-COL_BITS, LOCAL_BITS = 19, 20
+#: an object's id (its tile's key, then its number in the tile) stays below 2**53, so that it is
+#: exact as a double: in JavaScript (the report) and in readers that hold an integer column
+#: with nulls as floats (geopandas reading ``diffs.gpkg``). 100 m tiles leave 16 bits (65,536
+#: objects a tile), the default 5 km ones 28
+ID_BITS = 53
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,28 @@ class Tiling:
     def dlat(self) -> float:
         return self.tile_m / M_PER_DEG
 
+    @property
+    def _bits(self) -> tuple[int, int]:
+        """Bits of a key's column, and of an object's number within its tile: rows span the
+        latitudes (shifted by half to be non-negative), columns the equator, the longest row."""
+        rows = int(np.ceil(180.0 / self.dlat)) + 3
+        cols = int(np.ceil(360.0 * M_PER_DEG / self.tile_m)) + 1
+        col_bits = cols.bit_length()
+        return col_bits, ID_BITS - rows.bit_length() - col_bits
+
+    def _key(self, row, col):
+        half = int(np.ceil(90.0 / self.dlat)) + 1
+        return ((np.asarray(row, dtype=np.int64) + half) << self._bits[0]) | np.asarray(col, dtype=np.int64)
+
+    def object_ids(self, tile_key: int, n: int) -> np.ndarray:
+        """Ids of the ``n`` objects a tile owns: the tile's key, then their number in it, so ids
+        are the same whichever shard ran the tile."""
+        local_bits = self._bits[1]
+        if n > 1 << local_bits:
+            msg = f"a tile owns {n:,} objects, more than {1 << local_bits:,}; use smaller tiles"
+            raise ConfigError(msg, field="tile_m")
+        return (np.int64(tile_key) << local_bits) | np.arange(n, dtype=np.int64)
+
     def _dlon(self, row):
         mid = (np.asarray(row, dtype=np.float64) + 0.5) * self.dlat
         return self.tile_m / (M_PER_DEG * np.maximum(np.cos(np.radians(mid)), 1e-6))
@@ -59,7 +84,7 @@ class Tiling:
         """The key (int64) of the tile holding each point."""
         row = np.floor(np.asarray(lat, dtype=np.float64) / self.dlat).astype(np.int64)
         col = np.floor((np.asarray(lon, dtype=np.float64) + 180.0) / self._dlon(row)).astype(np.int64)
-        return _key(row, col)
+        return self._key(row, col)
 
     def near(self, lon, lat) -> tuple[np.ndarray, np.ndarray]:
         """Every (point index, tile key) pair where the point lies in the tile or within
@@ -81,23 +106,8 @@ class Tiling:
                 lon_gap = np.maximum(np.maximum(col * dlon - x, x - (col + 1) * dlon), 0.0) * m_per_lon
                 inside = np.hypot(lat_gap, lon_gap) <= self.halo_m
                 idx.append(np.flatnonzero(inside))
-                keys.append(_key(row, col)[inside])
+                keys.append(self._key(row, col)[inside])
         return np.concatenate(idx), np.concatenate(keys)
-
-
-def _key(row, col):
-    # tiles of >= 100 m: rows run -100,000..100,000 (shifted by 2**17 to be non-negative: 18
-    # bits) and columns 0..400,750 (19 bits); with an object's number (20 bits) an id takes 57
-    return ((np.asarray(row, dtype=np.int64) + (1 << 17)) << COL_BITS) | np.asarray(col, dtype=np.int64)
-
-
-def object_ids(tile_key: int, n: int) -> np.ndarray:
-    """Ids of the ``n`` objects a tile owns: the tile's key, then their number in it, so ids
-    are the same whichever shard ran the tile."""
-    if n >= 1 << LOCAL_BITS:
-        msg = f"a tile owns {n:,} objects, more than {1 << LOCAL_BITS:,}; use smaller tiles"
-        raise ConfigError(msg, field="tile_m")
-    return (np.int64(tile_key) << LOCAL_BITS) | np.arange(n, dtype=np.int64)
 
 
 def balance(keys: np.ndarray, rows: np.ndarray, n_shards: int) -> np.ndarray:
