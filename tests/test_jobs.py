@@ -116,7 +116,7 @@ def test_object_ids_are_exact_as_doubles_and_a_full_tile_is_refused(tile_m):
     tiling = Tiling(tile_m=tile_m, halo_m=50.0).validate()
     # the far corners of the grid, and a tile as full as its numbers allow
     keys = tiling.key(np.array([-180.0, 179.999, 179.999, -180.0]), np.array([-89.999, 89.999, -89.999, 89.999]))
-    room = 1 << tiling._bits[1]
+    room = 1 << tiling._bits[2]
     for key in keys:
         ids = tiling.object_ids(int(key), 3)
         # the tile's last number, as a full tile would give it
@@ -125,7 +125,7 @@ def test_object_ids_are_exact_as_doubles_and_a_full_tile_is_refused(tile_m):
         assert len(set(ids.tolist())) == 3
     assert len({tiling.object_ids(int(k), 1)[0] for k in keys}) == len(set(keys.tolist()))
     if room <= 1 << 16:
-        assert tiling.object_ids(int(keys[1]), room)[-1] == (int(keys[1]) << tiling._bits[1]) | (room - 1)
+        assert tiling.object_ids(int(keys[1]), room)[-1] == (int(keys[1]) << tiling._bits[2]) | (room - 1)
     with pytest.raises(ConfigError, match="use smaller tiles"):
         tiling.object_ids(int(keys[0]), room + 1)
 

@@ -55,22 +55,22 @@ class Tiling:
         return self.tile_m / M_PER_DEG
 
     @property
-    def _bits(self) -> tuple[int, int]:
-        """Bits of a key's column, and of an object's number within its tile: rows span the
-        latitudes (shifted by half to be non-negative), columns the equator, the longest row."""
-        rows = int(np.ceil(180.0 / self.dlat)) + 3
-        cols = int(np.ceil(360.0 * M_PER_DEG / self.tile_m)) + 1
-        col_bits = cols.bit_length()
-        return col_bits, ID_BITS - rows.bit_length() - col_bits
+    def _bits(self) -> tuple[int, int, int]:
+        """(row shift, bits of a key's column, bits of an object's number within its tile): rows
+        run -shift..shift over the latitudes (shifted to be non-negative), columns 0..cols along
+        the equator, the longest row."""
+        shift = int(np.ceil(90.0 / self.dlat)) + 1
+        col_bits = (int(np.ceil(360.0 * M_PER_DEG / self.tile_m)) + 1).bit_length()
+        return shift, col_bits, ID_BITS - (2 * shift).bit_length() - col_bits
 
     def _key(self, row, col):
-        half = int(np.ceil(90.0 / self.dlat)) + 1
-        return ((np.asarray(row, dtype=np.int64) + half) << self._bits[0]) | np.asarray(col, dtype=np.int64)
+        shift, col_bits, _ = self._bits
+        return ((np.asarray(row, dtype=np.int64) + shift) << col_bits) | np.asarray(col, dtype=np.int64)
 
     def object_ids(self, tile_key: int, n: int) -> np.ndarray:
         """Ids of the ``n`` objects a tile owns: the tile's key, then their number in it, so ids
         are the same whichever shard ran the tile."""
-        local_bits = self._bits[1]
+        local_bits = self._bits[2]
         if n > 1 << local_bits:
             msg = f"a tile owns {n:,} objects, more than {1 << local_bits:,}; use smaller tiles"
             raise ConfigError(msg, field="tile_m")
