@@ -48,7 +48,9 @@ Roads against the edges
   confidence is calibrated on the data (how often roads expected on that many trips are empty
   anyway; see :func:`_calibrated`). A road counts as driven by the trips whose fixes confirm
   it; a few passes with no fix on the road are the matcher cutting a corner (see
-  :func:`_driven`). Needs the paths.
+  :func:`_driven`). Where a trip drove a road the map lacks (a run of off-map fixes, as
+  ``road_missing`` reads them), its matched path is a stand-in and no window spans it
+  (:func:`_off_map_passes`). Needs the paths.
 - ``road_missing``: runs of fixes the matcher left unmatched or matched far off (beyond
   ``4 sigma`` of the GPS error measured from the matched distances), away from the trip's ends
   (car parks) and getting somewhere at driving speed, from ``min_road_trips`` distinct trips
@@ -885,17 +887,20 @@ def _road_diffs(net, coverage_n, config):
     return rows
 
 
-def _closed_roads(net, counts: tuple, paths: pd.DataFrame, config: DiffConfig, source: str) -> list:
+def _closed_roads(net, counts: tuple, paths: pd.DataFrame, config: DiffConfig, source: str,
+                  fixes: tuple | None = None) -> list:
     """``road_closed``: roads that the fleet's own trips would have taken (the map's fastest
     routes, by free-flow speed, over windows of their paths: :func:`_route_windows`) yet nobody
     drove, once the closures found explain the rest (:func:`_explained_closures`). A closed road makes
     every trip that needed it go round; an open road off everyone's way is simply empty and
     expected so. The confidence is calibrated on the map itself: among the roads expected on
     that many trips, how many are empty anyway (drivers do not all take the fastest way; see
-    :func:`_calibrated`)."""
+    :func:`_calibrated`). ``fixes`` (:func:`_fix_table`): where the trips drove roads the map
+    lacks, which no route on the map explains."""
     road = _undirected(net)
     driven = _driven(net, road, counts, config.min_road_trips)
-    expected, closed = _explained_closures(net, road, driven, _route_windows(net, paths, source),
+    off_map = None if fixes is None else _off_map_passes(paths, fixes, source)
+    expected, closed = _explained_closures(net, road, driven, _route_windows(net, paths, source, off_map),
                                            config.min_road_trips)
     judged = expected >= config.min_road_trips
     conf = np.zeros(len(expected))
@@ -966,11 +971,39 @@ def _explained_closures(net, road: np.ndarray, driven: np.ndarray, windows: tupl
 ROUTE_WINDOW_S = 240.0
 
 
-def _route_windows(net, paths: pd.DataFrame, source: str) -> tuple:
+def _off_map_passes(paths: pd.DataFrame, fixes: tuple, source: str) -> np.ndarray:
+    """Per row of ``paths``: whether its trip drove a road the map lacks (a run of
+    :func:`_road_runs`) while on that edge. There the matched path is the map's stand-in for
+    another road (the matcher routes along mapped roads beside it, or jumps): the drivers took
+    the missing road, and the map's fastest route between its ends says nothing of what they
+    would have driven."""
+    from mapdiff.schema import require, time_seconds
+
+    table, _sigma, names = fixes
+    runs = _road_runs(table)
+    out = np.zeros(len(paths), dtype=bool)
+    if runs.empty or len(paths) == 0:
+        return out
+    require(paths, ["t_enter", "t_exit"], source)
+    span = runs.groupby("run").agg(trip=("trip", "first"), t0=("t", "min"), t1=("t", "max"))
+    span["trip_id"] = names[span["trip"].to_numpy()]
+    rows = pd.DataFrame({"trip_id": paths["trip_id"].astype(str).to_numpy(), "row": np.arange(len(paths)),
+                         "enter": time_seconds(paths["t_enter"], source=source, column="t_enter"),
+                         "exit": time_seconds(paths["t_exit"], source=source, column="t_exit")})
+    # a trip's runs do not overlap: the last run to start before a row's exit is the only one
+    # that can reach into it
+    hit = pd.merge_asof(rows.sort_values("exit"), span.sort_values("t0")[["trip_id", "t0", "t1"]],
+                        left_on="exit", right_on="t0", by="trip_id", direction="backward")
+    out[hit["row"].to_numpy()] = (hit["t1"] >= hit["enter"]).to_numpy()
+    return out
+
+
+def _route_windows(net, paths: pd.DataFrame, source: str, off_map: np.ndarray | None = None) -> tuple:
     """The stretches of the matched paths whose fastest routes are compared with them: per
-    stretch the map can route (an unbroken chain of edges that meet, driven their way), from
-    node to node ``ROUTE_WINDOW_S`` of free-flow driving apart, every half window, and the
-    whole stretch. Returns (start node, end node, trip) per window."""
+    stretch the map can route (an unbroken chain of edges that meet, driven their way, on no
+    road the map lacks: ``off_map``, per row), from node to node ``ROUTE_WINDOW_S`` of free-flow
+    driving apart, every half window, and the whole stretch. Returns (start node, end node,
+    trip) per window."""
     from mapdiff.network import free_flow_speed_mps
     from mapdiff.schema import flags, numbers, require
 
@@ -979,9 +1012,11 @@ def _route_windows(net, paths: pd.DataFrame, source: str) -> tuple:
     if len(paths) == 0:
         return none
     against = flags(paths, "against", source)
+    # a pass against a one-way, or on a road the map lacks: the map cannot route that row
+    unroutable = against if off_map is None else against | off_map
     row_of = pd.Series(np.arange(net.n_edges), index=net.edges["edge_id"].to_numpy())
     row = row_of.reindex(numbers(paths, "edge_id", source, integer=True)).to_numpy()
-    p, against = paths[~np.isnan(row)], against[~np.isnan(row)]
+    p, against, unroutable = paths[~np.isnan(row)], against[~np.isnan(row)], unroutable[~np.isnan(row)]
     if len(p) == 0:
         return none
     chain = p["chain"].to_numpy() if "chain" in p else np.zeros(len(p), np.int64)
@@ -989,11 +1024,12 @@ def _route_windows(net, paths: pd.DataFrame, source: str) -> tuple:
     rows = row[~np.isnan(row)].astype(np.int64)
     enter = np.where(against, net.edge_v[rows], net.edge_u[rows]).astype(np.int64)
     leave = np.where(against, net.edge_u[rows], net.edge_v[rows]).astype(np.int64)
-    # only stretches the map can route are compared with its fastest routes: a pass against a
-    # one-way, or a jump between edges that do not meet (a road the map lacks), ends one
-    new = np.r_[True, (trip[1:] != trip[:-1]) | (chain[1:] != chain[:-1]) | (enter[1:] != leave[:-1])] | against
-    trip, rows, enter, leave = trip[~against], rows[~against], enter[~against], leave[~against]
-    key = np.cumsum(new)[~against]
+    # only stretches the map can route are compared with its fastest routes: an unroutable row,
+    # or a jump between edges that do not meet (a road the map lacks), ends one
+    new = np.r_[True, (trip[1:] != trip[:-1]) | (chain[1:] != chain[:-1]) | (enter[1:] != leave[:-1])] | unroutable
+    keep = ~unroutable
+    trip, rows, enter, leave = trip[keep], rows[keep], enter[keep], leave[keep]
+    key = np.cumsum(new)[keep]
     first = np.r_[True, key[1:] != key[:-1]]
     last = np.r_[key[1:] != key[:-1], True]
     # free-flow time driven by the end of each row, from its stretch's start
@@ -1031,8 +1067,8 @@ def _driven(net, road: np.ndarray, counts: tuple, min_trips: int) -> np.ndarray:
     :func:`_confirmed_trips`, at least an even chance); a pass with no such fix is the matcher
     routing between fixes, which at a junction corner or across a gap can cut through a closed
     road, counts only where fixes could not have confirmed it (its passes would have left a
-    confirming fix with less than 95 % chance, at the rate that roads of its length get them in
-    this data: sparse fixes; short roads; tunnels) or when ``min_trips`` trips made such passes
+    confirming fix with at most an even chance, at the rate that roads of its length get them
+    in this data: sparse fixes; short roads; tunnels) or when ``min_trips`` trips made such passes
     (a bridge over another road, a road the map draws off where cars drive: a real road the
     fixes do not show)."""
     from mapdiff.network import tunnel_edges
@@ -1051,8 +1087,11 @@ def _driven(net, road: np.ndarray, counts: tuple, min_trips: int) -> np.ndarray:
     # roads shorter than two junction margins are confirmed by chance fixes (the matcher gives a
     # junction's fixes to its longer roads); tunnels have no fixes
     blind = (length < 2 * END_M) | (np.bincount(road, weights=tunnel_edges(net.edges), minlength=n_roads) > 0)
-    # a road was not driven when its passes would have left a confirming fix with 95 % chance
-    could_confirm = ~blind & ((1.0 - np.clip(rate[b], 0.0, 1.0)) ** trips <= 0.05)
+    # a road was not driven when its passes, had they been driven, would more likely than not
+    # have left a confirming fix (at 95 %, as first written, one unconfirmed pass of a 50-80 m
+    # road, confirmed at 0.83-0.87 a pass, kept it driven: Harrisburg's closures 0.69 / 0.14
+    # -> 0.83 / 0.18, Liechtenstein's 0.95 / 0.33 -> 0.96 / 0.37)
+    could_confirm = ~blind & ((1.0 - np.clip(rate[b], 0.0, 1.0)) ** trips <= 0.5)
     return (trips > 0) & ~(could_confirm & (confirmed < 0.5) & (trips < min_trips))
 
 
@@ -1160,7 +1199,8 @@ def _fix_table(matched: pd.DataFrame, net, source: str):
     """The matched fixes in trip and time order, in metres, read once for the judgments that
     look at the fixes themselves: a frame of ``row`` (the fix's row in ``matched``), ``trip``
     (a code), ``t`` (s), ``x``, ``y`` and ``far`` (unmatched, or beyond 4 GPS sigmas of its
-    road: a place the map does not explain), and that sigma (:func:`_gps_sigma`)."""
+    road: a place the map does not explain), that sigma (:func:`_gps_sigma`), and the trips'
+    ids by code."""
     from mapdiff.schema import lonlat_columns, numbers, require, time_seconds
 
     require(matched, ["trip_id", "t", "lon", "lat", "state", "distance_m"], source)
@@ -1169,10 +1209,36 @@ def _fix_table(matched: pd.DataFrame, net, source: str):
     dist = numbers(m, "distance_m", source, missing=True)
     ok = (m["state"].astype(str).to_numpy() != "unmatched") & np.isfinite(dist)
     sigma = _gps_sigma(dist[ok])
-    table = pd.DataFrame({"row": m["_row"].to_numpy(), "trip": pd.factorize(m["trip_id"].astype(str))[0],
-                          "t": time_seconds(m["t"], source=source), "x": x, "y": y,
-                          "far": ~ok | (dist > 4.0 * sigma)})
-    return table, sigma
+    trip, names = pd.factorize(m["trip_id"].astype(str))
+    table = pd.DataFrame({"row": m["_row"].to_numpy(), "trip": trip, "t": time_seconds(m["t"], source=source),
+                          "x": x, "y": y, "far": ~ok | (dist > 4.0 * sigma)})
+    return table, sigma, np.asarray(names)
+
+
+def _road_runs(table: pd.DataFrame) -> pd.DataFrame:
+    """The far fixes (:func:`_fix_table`'s ``table``) of the runs that look like driving a road
+    the map lacks: consecutive far fixes of a trip, several of them (a lone one is an outlier),
+    not at a trip's end (a car park), at a speed no car park or standing car shows. Columns
+    ``trip``, ``x``, ``y``, ``t`` and ``run`` (a number per run)."""
+    trip, far = table["trip"].to_numpy(), table["far"].to_numpy()
+    new_trip = np.r_[True, trip[1:] != trip[:-1]]
+    run_start = far & (new_trip | ~np.r_[False, far[:-1]])
+    run = np.cumsum(run_start) * far  # 0: not in a run
+    end_trip = np.r_[trip[1:] != trip[:-1], True]
+    df = table[["trip", "x", "y", "t"]].assign(run=run, first=new_trip, last=end_trip)[far]
+    if df.empty:
+        return df[["trip", "x", "y", "t", "run"]]
+    g = df.groupby("run")
+    stats = g.agg(n=("x", "size"), touches=("first", "any"), touches_end=("last", "any"), t0=("t", "min"),
+                  t1=("t", "max"))
+    # how fast the run got anywhere: the extent it covers over its duration (a path length
+    # would add up GPS jitter, and a car standing in a car park would seem to drive)
+    box = g.agg(x0=("x", "min"), x1=("x", "max"), y0=("y", "min"), y1=("y", "max"))
+    extent = np.hypot(box["x1"] - box["x0"], box["y1"] - box["y0"])
+    speed = extent / np.maximum(stats["t1"] - stats["t0"], 1e-9)
+    # 2.5 m/s = 9 km/h
+    good = (stats["n"] >= 3) & ~stats["touches"] & ~stats["touches_end"] & (speed > 2.5)
+    return df.loc[df["run"].isin(stats.index[good]), ["trip", "x", "y", "t", "run"]]
 
 
 def _missing_roads(fixes: tuple, net, roads: _Roads, config: DiffConfig):
@@ -1182,29 +1248,8 @@ def _missing_roads(fixes: tuple, net, roads: _Roads, config: DiffConfig):
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    table, sigma = fixes
-    trip, far = table["trip"].to_numpy(), table["far"].to_numpy()
-    new_trip = np.r_[True, trip[1:] != trip[:-1]]
-    # runs of far fixes, and whether they touch the trip's ends
-    run_start = far & (new_trip | ~np.r_[False, far[:-1]])
-    run = np.cumsum(run_start) * far  # 0: not in a run
-    end_trip = np.r_[trip[1:] != trip[:-1], True]
-    df = table[["trip", "x", "y", "t"]].assign(run=run, first=new_trip, last=end_trip)
-    df = df[far]
-    if df.empty:
-        return []
-    g = df.groupby("run")
-    stats = g.agg(n=("x", "size"), touches=("first", "any"), touches_end=("last", "any"), t0=("t", "min"),
-                  t1=("t", "max"))
-    # how fast the run got anywhere: the extent it covers over its duration (a path length
-    # would add up GPS jitter, and a car standing in a car park would seem to drive)
-    box = g.agg(x0=("x", "min"), x1=("x", "max"), y0=("y", "min"), y1=("y", "max"))
-    extent = np.hypot(box["x1"] - box["x0"], box["y1"] - box["y0"])
-    speed = extent / np.maximum(stats["t1"] - stats["t0"], 1e-9)
-    # a run must look like driving a road: several fixes, not at a trip's end (car parks), at
-    # a speed no car park or standing car shows (2.5 m/s = 9 km/h)
-    good = (stats["n"] >= 3) & ~stats["touches"] & ~stats["touches_end"] & (speed > 2.5)
-    df = df[df["run"].isin(stats.index[good])]
+    table, sigma, _names = fixes
+    df = _road_runs(table)
     if df.empty:
         return []
     cell = config.road_cell_m
@@ -1331,7 +1376,7 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
         parts += obj_parts
     parts.append(pd.DataFrame(_road_diffs(net, seen_n, config)))
     if paths is not None:
-        parts.append(pd.DataFrame(_closed_roads(net, (coverage_n, seen_n), paths, config, src["paths"])))
+        parts.append(pd.DataFrame(_closed_roads(net, (coverage_n, seen_n), paths, config, src["paths"], fixes)))
     else:
         warnings.append("no --paths: road_closed needs the trips' routes and is skipped")
     if matched is not None:
