@@ -887,8 +887,8 @@ def _road_diffs(net, coverage_n, config):
     return rows
 
 
-def _closed_roads(net, counts: tuple, paths: pd.DataFrame, config: DiffConfig, source: str,
-                  fixes: tuple | None = None) -> list:
+def _closed_roads(net, counts: tuple, paths: pd.DataFrame, config: DiffConfig, source: str, *,
+                  fixes: tuple | None = None, reversed_rows: np.ndarray | None = None) -> list:
     """``road_closed``: roads that the fleet's own trips would have taken (the map's fastest
     routes, by free-flow speed, over windows of their paths: :func:`_route_windows`) yet nobody
     drove, once the closures found explain the rest (:func:`_explained_closures`). A closed road makes
@@ -896,12 +896,15 @@ def _closed_roads(net, counts: tuple, paths: pd.DataFrame, config: DiffConfig, s
     expected so. The confidence is calibrated on the map itself: among the roads expected on
     that many trips, how many are empty anyway (drivers do not all take the fastest way; see
     :func:`_calibrated`). ``fixes`` (:func:`_fix_table`): where the trips drove roads the map
-    lacks, which no route on the map explains."""
+    lacks, which no route on the map explains. ``reversed_rows`` (per edge row): the one-ways
+    the fleet showed reversed (``oneway_reversed``), routed the way it drives them."""
     road = _undirected(net)
     driven = _driven(net, road, counts, config.min_road_trips)
     off_map = None if fixes is None else _off_map_passes(paths, fixes, source)
-    expected, closed = _explained_closures(net, road, driven, _route_windows(net, paths, source, off_map),
-                                           config.min_road_trips)
+    if reversed_rows is None:
+        reversed_rows = np.zeros(net.n_edges, dtype=bool)
+    windows = _route_windows(net, paths, source, off_map=off_map, reversed_rows=reversed_rows)
+    expected, closed = _explained_closures(net, road, driven, windows, config.min_road_trips, reversed_rows)
     judged = expected >= config.min_road_trips
     conf = np.zeros(len(expected))
     conf[judged] = _calibrated(expected[judged], closed[judged])
@@ -914,7 +917,8 @@ def _closed_roads(net, counts: tuple, paths: pd.DataFrame, config: DiffConfig, s
     return rows
 
 
-def _explained_closures(net, road: np.ndarray, driven: np.ndarray, windows: tuple, min_trips: int):
+def _explained_closures(net, road: np.ndarray, driven: np.ndarray, windows: tuple, min_trips: int,
+                        reversed_rows: np.ndarray):
     """Which empty roads are closed, one at a time. A closure empties more than itself: every
     road further along the routes that needed it, up to where the detours join them again. So
     the road that the most trips' fastest routes take (over ``windows``, see
@@ -927,10 +931,12 @@ def _explained_closures(net, road: np.ndarray, driven: np.ndarray, windows: tupl
     from mapdiff._kernels.graph import route_legs
     from mapdiff.network import free_flow_speed_mps
 
-    n, n_roads = net.n_edges, int(road.max()) + 1
+    n_roads = int(road.max()) + 1
     start, end, trip = windows
-    # by travel time; a wrong-way twin is never a route
-    seconds = np.where(net.edge_against, np.inf, net.edge_len / free_flow_speed_mps(net.edges)[net.edge_base])
+    # by travel time; a one-way is routed its way, which a reversal turns round (the twin that
+    # drives it backwards is then the legal edge)
+    illegal = net.edge_against != reversed_rows[net.edge_base]
+    seconds = np.where(illegal, np.inf, net.edge_len / free_flow_speed_mps(net.edges)[net.edge_base])
     road_all = road[net.edge_base]
 
     def route(which, weight):
@@ -938,8 +944,8 @@ def _explained_closures(net, road: np.ndarray, driven: np.ndarray, windows: tupl
         legs, ptr, ok = route_legs(start[which], end[which], net.n_nodes, net.out_ptr, net.out_edge, net.edge_u,
                                    net.edge_v, weight)
         leg = np.repeat(np.arange(len(which)), np.diff(ptr))
-        # a route that had to use a twin (the end is reached only against a one-way) is no route
-        legal = ok & (np.bincount(leg, weights=(legs >= n), minlength=len(which)) == 0)
+        # a route that had to drive a one-way backwards (the only way to its end) is no route
+        legal = ok & (np.bincount(leg, weights=illegal[legs], minlength=len(which)) == 0)
         return np.unique(which[leg][legal[leg]] * n_roads + road_all[legs][legal[leg]])
 
     def trips_on(keys):
@@ -998,10 +1004,12 @@ def _off_map_passes(paths: pd.DataFrame, fixes: tuple, source: str) -> np.ndarra
     return out
 
 
-def _route_windows(net, paths: pd.DataFrame, source: str, off_map: np.ndarray | None = None) -> tuple:
+def _route_windows(net, paths: pd.DataFrame, source: str, *, off_map: np.ndarray | None = None,
+                   reversed_rows: np.ndarray | None = None) -> tuple:
     """The stretches of the matched paths whose fastest routes are compared with them: per
-    stretch the map can route (an unbroken chain of edges that meet, driven their way, on no
-    road the map lacks: ``off_map``, per row), from node to node ``ROUTE_WINDOW_S`` of free-flow
+    stretch the map can route (an unbroken chain of edges that meet, driven their way or the
+    way of a reversal in ``reversed_rows`` (per edge row), on no road the map lacks: ``off_map``,
+    per row of ``paths``), from node to node ``ROUTE_WINDOW_S`` of free-flow
     driving apart, every half window, and the whole stretch. Returns (start node, end node,
     trip) per window."""
     from mapdiff.network import free_flow_speed_mps
@@ -1012,16 +1020,19 @@ def _route_windows(net, paths: pd.DataFrame, source: str, off_map: np.ndarray | 
     if len(paths) == 0:
         return none
     against = flags(paths, "against", source)
-    # a pass against a one-way, or on a road the map lacks: the map cannot route that row
-    unroutable = against if off_map is None else against | off_map
     row_of = pd.Series(np.arange(net.n_edges), index=net.edges["edge_id"].to_numpy())
     row = row_of.reindex(numbers(paths, "edge_id", source, integer=True)).to_numpy()
-    p, against, unroutable = paths[~np.isnan(row)], against[~np.isnan(row)], unroutable[~np.isnan(row)]
+    known = ~np.isnan(row)
+    p, against, rows = paths[known], against[known], row[known].astype(np.int64)
     if len(p) == 0:
         return none
+    # a pass against a one-way (unless the fleet showed it reversed), or on a road the map
+    # lacks: the map cannot route that row
+    unroutable = against != (False if reversed_rows is None else reversed_rows[rows])
+    if off_map is not None:
+        unroutable |= off_map[known]
     chain = p["chain"].to_numpy() if "chain" in p else np.zeros(len(p), np.int64)
     trip = pd.factorize(p["trip_id"].astype(str))[0]
-    rows = row[~np.isnan(row)].astype(np.int64)
     enter = np.where(against, net.edge_v[rows], net.edge_u[rows]).astype(np.int64)
     leave = np.where(against, net.edge_u[rows], net.edge_v[rows]).astype(np.int64)
     # only stretches the map can route are compared with its fastest routes: an unroutable row,
@@ -1374,9 +1385,15 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
         filmed_n = seen_n if video_coverage is None else _filmed(seen_n, video_coverage, net, src["video_coverage"])
         obj_parts, unverified = _object_diffs(feat, obj, roads, filmed_n, config)
         parts += obj_parts
-    parts.append(pd.DataFrame(_road_diffs(net, seen_n, config)))
+    road_rows = pd.DataFrame(_road_diffs(net, seen_n, config))
+    parts.append(road_rows)
     if paths is not None:
-        parts.append(pd.DataFrame(_closed_roads(net, (coverage_n, seen_n), paths, config, src["paths"], fixes)))
+        reversed_rows = np.zeros(net.n_edges, dtype=bool)
+        if len(road_rows):
+            shown = road_rows[road_rows["confidence"] >= config.min_confidence]
+            reversed_rows[np.isin(net.edges["edge_id"].to_numpy(), shown["edge_id"].to_numpy())] = True
+        parts.append(pd.DataFrame(_closed_roads(net, (coverage_n, seen_n), paths, config, src["paths"], fixes=fixes,
+                                                reversed_rows=reversed_rows)))
     else:
         warnings.append("no --paths: road_closed needs the trips' routes and is skipped")
     if matched is not None:

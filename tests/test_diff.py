@@ -603,11 +603,12 @@ def test_a_detour_by_a_road_the_map_lacks_closes_nothing(grid_edges, far_fixes, 
         assert {int(x) for x in found["edge_ids"].iloc[0].split(",")} == set(street)
 
 
-def _line_network(points, pairs):
-    """Two-way residential streets between named points (metres, grid CRS): edges in WGS84."""
+def _line_network(points, pairs, one_way=()):
+    """Residential streets between named points (metres, grid CRS): edges in WGS84; two-way but
+    for the pairs in ``one_way`` (one edge, from the first point to the second)."""
     rows = []
     for a, b in pairs:
-        for u, v in ((a, b), (b, a)):
+        for u, v in ((a, b),) if (a, b) in one_way else ((a, b), (b, a)):
             rows.append({"edge_id": len(rows), "u": u, "v": v, "key": 0, "osmid": 100 + len(rows),
                          "highway": "residential", "oneway": False,
                          "geometry": shapely.LineString([points[u], points[v]])})
@@ -634,6 +635,29 @@ def test_a_closure_explains_the_empty_roads_further_along_its_routes():
     assert len(closed) == 1
     assert {int(x) for x in closed["edge_ids"].iloc[0].split(",")} in ({e[(1, 2)], e[(2, 1)]}, {e[(3, 4)], e[(4, 3)]})
     assert closed["expected_passes"].iloc[0] == 6
+
+
+def test_a_one_way_the_fleet_drives_backwards_is_routed_its_way():
+    # a main street A-B-C-D and a longer bypass A-X-D; B-C is mapped one-way B -> C, but the
+    # fleet drives it C -> B (six trips E -> C -> B -> F: a oneway_reversed). The trips from A
+    # to D all took the bypass, because B -> C cannot be driven. On the map as drawn their
+    # fastest route is the main street, and A-B or C-D looks closed; routed the way the fleet
+    # showed the one-way, the bypass is their fastest route, and nothing is closed
+    pts = {1: (0.0, 0.0), 2: (100.0, 0.0), 3: (200.0, 0.0), 4: (300.0, 0.0), 5: (150.0, 150.0),
+           6: (200.0, -100.0), 7: (100.0, -100.0)}
+    edges = _line_network(pts, [(1, 2), (2, 3), (3, 4), (1, 5), (5, 4), (6, 3), (2, 7)], one_way={(2, 3)})
+    e = edges.set_index(["u", "v"])["edge_id"]
+    rows = [{"trip_id": f"t{k}", "seq": s, "chain": 0, "edge_id": edge, "against": False}
+            for k in range(6) for s, edge in enumerate([e[(1, 5)], e[(5, 4)]])]
+    rows += [{"trip_id": f"r{k}", "seq": s, "chain": 0, "edge_id": edge, "against": s == 1}
+             for k in range(6) for s, edge in enumerate([e[(6, 3)], e[(2, 3)], e[(2, 7)]])]
+    paths = pd.DataFrame(rows)
+    empty = [e[(1, 2)], e[(2, 1)], e[(3, 4)], e[(4, 3)]]
+    cov = _coverage(edges.to_crs(CRS), trips=6, skip=empty)
+    cov.loc[cov["edge_id"] == e[(2, 3)], ["passes", "trips", "against", "trips_against"]] = [0, 0, 6, 6]
+    result = diff({"edges": edges}, None, cov, DiffConfig(min_confidence=0.0), paths=paths)
+    assert result.diffs.loc[result.diffs["kind"] == "oneway_reversed", "edge_id"].tolist() == [e[(2, 3)]]
+    assert not (result.diffs["kind"] == "road_closed").any()
 
 
 def test_route_windows_against_a_slow_reference():
