@@ -55,11 +55,11 @@ def diff(map_path, objects_path, coverage_path, matched_path, paths_path, video_
          store_url, quiet, **options):
     """Compare the map's features and roads with the located objects, the coverage and the
     matched fixes; write every change with its kind, confidence and evidence (see mapdiff.diff)."""
-    from mapdiff.diff import MATCHED_INPUT_COLUMNS, DiffConfig
+    from mapdiff.diff import DiffConfig
     from mapdiff.diff import diff as run
     from mapdiff.errors import MapdiffError
-    from mapdiff.io import column_names, read_map_layers, read_table, write_gpkg
-    from mapdiff.jobs.stages import diff_part
+    from mapdiff.io import read_map_layers, read_table, write_gpkg
+    from mapdiff.jobs.stages import MatchedFile, diff_part
     from mapdiff.jobs.tiles import Tiling
 
     config = build_config(DiffConfig, **options)
@@ -67,10 +67,7 @@ def diff(map_path, objects_path, coverage_path, matched_path, paths_path, video_
         layers = read_map_layers(map_path)
         objects = read_table(objects_path) if objects_path else None
         cov = read_table(coverage_path)
-        matched = None
-        if matched_path:
-            keep = [c for c in column_names(matched_path) if c in MATCHED_INPUT_COLUMNS]
-            matched = read_table(matched_path, columns=keep)
+        matched = MatchedFile(matched_path) if matched_path else None
         paths = read_table(paths_path) if paths_path else None
         video = read_table(video_path) if video_path else None
         compiling_notice("diff", "geometry", "graph", "observe", quiet=quiet)

@@ -888,14 +888,14 @@ def _road_diffs(net, coverage_n, config):
 
 
 def _closed_roads(net, counts: tuple, paths: pd.DataFrame, config: DiffConfig, source: str, *,
-                  fixes: tuple | None = None, reversed_rows: np.ndarray | None = None) -> list:
+                  fixes: FixEvidence | None = None, reversed_rows: np.ndarray | None = None) -> list:
     """``road_closed``: roads that the fleet's own trips would have taken (the map's fastest
     routes, by free-flow speed, over windows of their paths: :func:`_route_windows`) yet nobody
     drove, once the closures found explain the rest (:func:`_explained_closures`). A closed road makes
     every trip that needed it go round; an open road off everyone's way is simply empty and
     expected so. The confidence is calibrated on the map itself: among the roads expected on
     that many trips, how many are empty anyway (drivers do not all take the fastest way; see
-    :func:`_calibrated`). ``fixes`` (:func:`_fix_table`): where the trips drove roads the map
+    :func:`_calibrated`). ``fixes`` (:class:`FixEvidence`): where the trips drove roads the map
     lacks, which no route on the map explains. ``reversed_rows`` (per edge row): the one-ways
     the fleet showed reversed (``oneway_reversed``), routed the way it drives them."""
     road = _undirected(net)
@@ -977,7 +977,7 @@ def _explained_closures(net, road: np.ndarray, driven: np.ndarray, windows: tupl
 ROUTE_WINDOW_S = 240.0
 
 
-def _off_map_passes(paths: pd.DataFrame, fixes: tuple, source: str) -> np.ndarray:
+def _off_map_passes(paths: pd.DataFrame, evidence: FixEvidence, source: str) -> np.ndarray:
     """Per row of ``paths``: whether its trip drove a road the map lacks (a run of
     :func:`_road_runs`) while on that edge. There the matched path is the map's stand-in for
     another road (the matcher routes along mapped roads beside it, or jumps): the drivers took
@@ -985,8 +985,7 @@ def _off_map_passes(paths: pd.DataFrame, fixes: tuple, source: str) -> np.ndarra
     would have driven."""
     from mapdiff.schema import require, time_seconds
 
-    table, _sigma, names = fixes
-    runs = _road_runs(table)
+    runs, names = evidence.runs, evidence.trip_ids
     out = np.zeros(len(paths), dtype=bool)
     if runs.empty or len(paths) == 0:
         return out
@@ -1206,12 +1205,11 @@ def _drove_along(part: pd.DataFrame, geom, cell: float) -> np.ndarray:
     return np.setdiff1d(np.unique(trip), np.r_[astray, both])
 
 
-def _fix_table(matched: pd.DataFrame, net, source: str):
-    """The matched fixes in trip and time order, in metres, read once for the judgments that
-    look at the fixes themselves: a frame of ``row`` (the fix's row in ``matched``), ``trip``
-    (a code), ``t`` (s), ``x``, ``y`` and ``far`` (unmatched, or beyond 4 GPS sigmas of its
-    road: a place the map does not explain), that sigma (:func:`_gps_sigma`), and the trips'
-    ids by code."""
+def _fix_table(matched: pd.DataFrame, net, source: str, sigma_m: float):
+    """The matched fixes of whole trips in trip and time order, in metres: a frame of ``row``
+    (the fix's row in ``matched``), ``trip`` (a code), ``t`` (s), ``x``, ``y`` and ``far``
+    (unmatched, or beyond 4 GPS sigmas of its road: a place the map does not explain), and the
+    trips' ids by code."""
     from mapdiff.schema import lonlat_columns, numbers, require, time_seconds
 
     require(matched, ["trip_id", "t", "lon", "lat", "state", "distance_m"], source)
@@ -1219,11 +1217,10 @@ def _fix_table(matched: pd.DataFrame, net, source: str):
     x, y = net.proj.to_metres(*lonlat_columns(m, source))
     dist = numbers(m, "distance_m", source, missing=True)
     ok = (m["state"].astype(str).to_numpy() != "unmatched") & np.isfinite(dist)
-    sigma = _gps_sigma(dist[ok])
     trip, names = pd.factorize(m["trip_id"].astype(str))
     table = pd.DataFrame({"row": m["_row"].to_numpy(), "trip": trip, "t": time_seconds(m["t"], source=source),
-                          "x": x, "y": y, "far": ~ok | (dist > 4.0 * sigma)})
-    return table, sigma, np.asarray(names)
+                          "x": x, "y": y, "far": ~ok | (dist > 4.0 * sigma_m)})
+    return table, np.asarray(names)
 
 
 def _road_runs(table: pd.DataFrame) -> pd.DataFrame:
@@ -1252,15 +1249,14 @@ def _road_runs(table: pd.DataFrame) -> pd.DataFrame:
     return df.loc[df["run"].isin(stats.index[good]), ["trip", "x", "y", "t", "run"]]
 
 
-def _missing_roads(fixes: tuple, net, roads: _Roads, config: DiffConfig):
+def _missing_roads(evidence: FixEvidence, net, roads: _Roads, config: DiffConfig):
     """``road_missing``: off-map runs of several trips along a common line (see the module
-    docstring); ``fixes`` as :func:`_fix_table` gives them."""
+    docstring); the runs as :class:`FixEvidence` holds them."""
     import shapely
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    table, sigma, _names = fixes
-    df = _road_runs(table)
+    df, sigma = evidence.runs, evidence.sigma_m
     if df.empty:
         return []
     cell = config.road_cell_m
@@ -1337,7 +1333,7 @@ def _missing_roads(fixes: tuple, net, roads: _Roads, config: DiffConfig):
 
 
 def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame, config: DiffConfig | None = None,
-         *, matched: pd.DataFrame | None = None, paths: pd.DataFrame | None = None,
+         *, matched=None, paths: pd.DataFrame | None = None,
          video_coverage: pd.DataFrame | None = None, sources: dict | None = None) -> DiffResult:
     """Judge the map against what the fleet saw.
 
@@ -1352,7 +1348,8 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
         ``trips``, ``trips_against``).
     config : :class:`DiffConfig`.
     matched : matched fixes (``mapdiff match -o``): enables ``road_missing`` and confirms
-        the coverage by the fixes.
+        the coverage by the fixes. A frame, or a source of them in batches of whole trips
+        (see :func:`fix_evidence`).
     paths : matched paths (``mapdiff match --paths``): enables ``road_closed``.
     video_coverage : the coverage of the uploaded clips (``mapdiff coverage --clips``) when
         only some of the driving was filmed: object diffs count a trip as having had a feature
@@ -1370,9 +1367,8 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
     net = Network.from_edges(map_layers["edges"], source=f"{src['map']} (layer 'edges')")
     roads = _roads(net)
     coverage_n = _coverage_counts(coverage, net, src["coverage"])
-    fixes = None if matched is None else _fix_table(matched, net, src["matched"])
-    seen_n = coverage_n if matched is None else _confirmed_trips(matched, coverage_n, net, _moving(fixes[0]),
-                                                                 src["matched"])
+    fixes = None if matched is None else fix_evidence(matched, net, src["matched"])
+    seen_n = coverage_n if fixes is None else _confirmed_trips(coverage_n, fixes.confirmed)
     parts, unverified = [], None
     features = map_layers.get("features")
     obj = _object_frame(objects if objects is not None else pd.DataFrame(), net.proj, src["objects"])
@@ -1402,6 +1398,70 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
     return DiffResult(_diff_frame(frame, net, config), _unverified_frame(unverified, net), warnings)
 
 
+@dataclass(frozen=True)
+class FixEvidence:
+    """What the judgment takes from the matched fixes (:func:`fix_evidence`), gathered batch by
+    batch of whole trips, so that a month of fixes is never held at once.
+
+    Attributes
+    ----------
+    sigma_m : the GPS error sigma per axis (:func:`_gps_sigma`).
+    confirmed : per edge id and direction (``against``), the trips the fixes confirm
+        (:func:`_confirmations`).
+    runs : the far fixes of the runs that look like driving a road the map lacks
+        (:func:`_road_runs`): ``trip`` (a code), ``x``, ``y``, ``t``, ``run``.
+    trip_ids : the trips' ids by code.
+    """
+
+    sigma_m: float
+    confirmed: pd.Series
+    runs: pd.DataFrame
+    trip_ids: np.ndarray
+
+
+class _MatchedFrame:
+    """Matched fixes held in one frame, as a source of :func:`fix_evidence` (one batch)."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+
+    def distances(self) -> pd.DataFrame:
+        return self.frame
+
+    def batches(self):
+        yield self.frame
+
+
+def fix_evidence(matched, net, source: str = "matched") -> FixEvidence:
+    """The evidence of the matched fixes (``mapdiff match -o``): a frame, or any source with
+    ``distances()`` (a frame of every fix's ``distance_m`` and ``state``, for the GPS error)
+    and ``batches()`` (frames of whole trips, each trip in one; see
+    :class:`mapdiff.jobs.stages.MatchedFile`). The same fixes give the same evidence however
+    they are cut into batches."""
+    from mapdiff.schema import numbers, require
+
+    fixes = _MatchedFrame(matched) if isinstance(matched, pd.DataFrame) else matched
+    d = fixes.distances()
+    require(d, ["state", "distance_m"], source)
+    dist = numbers(d, "distance_m", source, missing=True)
+    sigma = _gps_sigma(np.where(d["state"].astype(str).to_numpy() != "unmatched", dist, np.nan))
+    del d
+    confirmed, runs, names = [], [], []
+    n_trips = n_runs = 0
+    for frame in fixes.batches():
+        table, ids = _fix_table(frame, net, source, sigma)
+        confirmed.append(_confirmations(frame, net, _moving(table), sigma, source))
+        r = _road_runs(table)
+        runs.append(r.assign(trip=r["trip"].to_numpy() + n_trips, run=r["run"].to_numpy() + n_runs))
+        n_trips, n_runs = n_trips + len(ids), n_runs + int(table["far"].sum()) + 1
+        names.append(ids)
+    confirmed = [c for c in confirmed if len(c)]
+    total = (pd.concat(confirmed).groupby(level=["edge_id", "against"]).sum() if confirmed
+             else pd.Series(dtype=float))
+    runs = pd.concat(runs, ignore_index=True) if runs else pd.DataFrame(columns=["trip", "x", "y", "t", "run"])
+    return FixEvidence(sigma, total, runs, np.concatenate(names) if names else np.zeros(0, dtype=object))
+
+
 def _gps_sigma(distance_m: np.ndarray) -> float:
     """The GPS error sigma per axis, from matched fix-to-road distances: the median radius of a
     2-D Gaussian is 1.177 sigma (robust to the far-off fixes a missing road leaves)."""
@@ -1409,16 +1469,16 @@ def _gps_sigma(distance_m: np.ndarray) -> float:
     return float(np.median(d) / 1.177) if len(d) else 10.0
 
 
-def _confirmed_trips(matched: pd.DataFrame, coverage_n: pd.DataFrame, net, moving: np.ndarray,
-                     source: str) -> pd.DataFrame:
-    """Coverage trips that the fixes confirm: a trip counts on an edge (each way) only when one
-    of its fixes was matched within two GPS sigmas of it and away from its ends (``END_M``, a
-    third of a short edge). A pass the matcher routed through (a detour around a road the map
-    lacks, a guess across a gap) or a fix at a junction that touched the edge put no car there.
-    With the matcher's ``confidence`` (the posterior that a fix is on its edge, that way), a
-    trip counts as much as its surest such fix: the expected number of trips that were there.
-    A standing car (``moving`` False, see :func:`_moving`) confirms nothing: waiting at a
-    junction, its fixes scatter onto every edge there, either way."""
+def _confirmations(matched: pd.DataFrame, net, moving: np.ndarray, sigma_m: float, source: str) -> pd.Series:
+    """Per edge id and direction (``against``), the trips of ``matched`` (whole trips) that its
+    fixes confirm: a trip counts on an edge (each way) only when one of its fixes was matched
+    within two GPS sigmas of it and away from its ends (``END_M``, a third of a short edge). A
+    pass the matcher routed through (a detour around a road the map lacks, a guess across a
+    gap) or a fix at a junction that touched the edge put no car there. With the matcher's
+    ``confidence`` (the posterior that a fix is on its edge, that way), a trip counts as much
+    as its surest such fix: the expected number of trips that were there. A standing car
+    (``moving`` False, see :func:`_moving`) confirms nothing: waiting at a junction, its fixes
+    scatter onto every edge there, either way."""
     from mapdiff.schema import flags, numbers, require
 
     require(matched, ["trip_id", "edge_id", "distance_m", "offset_m"], source)
@@ -1430,14 +1490,20 @@ def _confirmed_trips(matched: pd.DataFrame, coverage_n: pd.DataFrame, net, movin
     off = numbers(matched, "offset_m", source, missing=True)
     margin = np.minimum(END_M, length / 3.0)
     inside = (off >= margin) & (off <= length - margin)
-    close = on_edge & np.isfinite(dist) & (dist <= 2.0 * _gps_sigma(dist)) & inside & moving
+    close = on_edge & np.isfinite(dist) & (dist <= 2.0 * sigma_m) & inside & moving
     against = flags(matched, "against", source)
     sure = (np.nan_to_num(numbers(matched, "confidence", source, missing=True), nan=1.0) if "confidence" in matched
             else np.ones(len(matched)))
     m = pd.DataFrame({"edge_id": edge[close], "against": against[close],
                       "trip": matched["trip_id"].astype(str).to_numpy()[close], "sure": np.clip(sure[close], 0, 1)})
     per_trip = m.groupby(["edge_id", "against", "trip"])["sure"].max()
-    n = per_trip.groupby(level=["edge_id", "against"]).sum().unstack(fill_value=0)
+    return per_trip.groupby(level=["edge_id", "against"]).sum()
+
+
+def _confirmed_trips(coverage_n: pd.DataFrame, confirmed: pd.Series) -> pd.DataFrame:
+    """The coverage's trips (each way) that the fixes confirm (``confirmed``, per edge id and
+    direction: see :func:`_confirmations`), never more than the coverage's."""
+    n = confirmed.unstack(fill_value=0) if len(confirmed) else pd.DataFrame()
     out = coverage_n.copy()
     for col, flag in (("trips", False), ("trips_against", True)):
         got = n[flag].reindex(out.index, fill_value=0).to_numpy() if flag in n else np.zeros(len(out))

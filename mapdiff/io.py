@@ -185,9 +185,19 @@ def plain_columns(schema) -> list[str] | None:
 
 def table_frame(table, path) -> pd.DataFrame:
     """A pyarrow Table read from ``path`` as the readers here give it: a GeoDataFrame where the
-    file is GeoParquet without the ``lon``, ``lat`` columns (its geometry checked), else a
-    DataFrame."""
+    file is GeoParquet and its geometry was read without the ``lon``, ``lat`` columns (its
+    geometry checked), else a DataFrame (also for a few columns of a GeoParquet file read
+    without its geometry)."""
+    import json
+
     geo = (table.schema.metadata or {}).get(b"geo")
+    if geo is not None:
+        try:
+            primary = json.loads(geo).get("primary_column")
+        except ValueError:
+            primary = None  # unreadable metadata: the conversion below says what is wrong
+        if primary is not None and primary not in table.schema.names:
+            geo = None
     if geo is not None and not {"lon", "lat"} <= set(table.schema.names):
         from geopandas.io.arrow import _arrow_to_geopandas
 

@@ -112,3 +112,16 @@ def test_points_are_written_as_geopandas_writes_them(tmp_path):
     ours = gpd.read_parquet(tmp_path / "ours.parquet")
     assert ours.crs.to_epsg() == 4326 and ours.geometry.iloc[1] is None
     assert ours.geometry.iloc[2].equals(shapely.Point(-122.27, 37.8))
+
+
+def test_a_few_columns_of_a_geoparquet_file_read_without_its_geometry(tmp_path):
+    # a stage that needs two columns of a big GeoParquet file reads those alone: a plain frame
+    # (read with its geometry, or with lon and lat, the file is a GeoDataFrame as before)
+    import geopandas as gpd
+
+    df = pd.DataFrame({"trip_id": ["a", "b"], "lon": [24.95, 24.96], "lat": [60.17, 60.18], "d": [1.0, 2.0]})
+    write_table(df, tmp_path / "f.parquet")
+    few = read_table(tmp_path / "f.parquet", columns=["trip_id", "d"])
+    assert not isinstance(few, gpd.GeoDataFrame)
+    pd.testing.assert_frame_equal(few, df[["trip_id", "d"]])
+    assert isinstance(read_table(tmp_path / "f.parquet", columns=["d", "geometry"]), gpd.GeoDataFrame)

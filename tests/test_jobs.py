@@ -329,6 +329,64 @@ def test_match_and_observe_in_small_batches_write_the_whole_run(sim_dir, whole, 
                                   pd.read_parquet(whole / "observations.parquet"))
 
 
+def test_the_evidence_of_the_fixes_is_the_same_in_batches_of_whole_trips(sim_dir, whole):
+    """What diff takes from the matched fixes (GPS sigma, confirmed trips, off-map runs, trip
+    ids), gathered from three batches of whole trips, is what one frame of them all gives."""
+    import geopandas as gpd
+
+    from mapdiff.diff import fix_evidence
+    from mapdiff.network import Network
+
+    net = Network.from_edges(gpd.read_file(Path(sim_dir) / "map.gpkg", layer="edges"))
+    matched = pd.read_parquet(whole / "matched.parquet")
+    one = fix_evidence(matched, net)
+    trips = np.array(sorted(matched["trip_id"].astype(str).unique()))
+
+    class Batches:
+        def distances(self):
+            return matched[["state", "distance_m"]]
+
+        def batches(self):
+            for part in np.array_split(trips, 3):
+                yield matched[matched["trip_id"].astype(str).isin(part)]
+
+    three = fix_evidence(Batches(), net)
+    assert len(one.runs) > 0 and len(one.confirmed) > 0
+    assert three.sigma_m == one.sigma_m
+    pd.testing.assert_series_equal(three.confirmed, one.confirmed)
+    assert (three.trip_ids == one.trip_ids).all()
+    cols = ["trip", "x", "y", "t"]
+    pd.testing.assert_frame_equal(three.runs[cols].reset_index(drop=True), one.runs[cols].reset_index(drop=True))
+    # a run's fixes share its number, and no two runs share one
+    for ev in (one, three):
+        assert (ev.runs.groupby("run")["trip"].nunique() == 1).all()
+    assert three.runs["run"].nunique() == one.runs["run"].nunique()
+
+
+def test_diff_reads_the_fixes_in_batches_and_writes_the_whole_run(diff_args, whole, tmp_path, monkeypatch):
+    import geopandas as gpd
+
+    import mapdiff.jobs.stages as stages
+
+    run(*diff_args, "-o", tmp_path / "whole.gpkg", "-q")
+    n_fixes = len(pd.read_parquet(whole / "matched.parquet", columns=["trip_id"]))
+    monkeypatch.setenv("MAPDIFF_BATCH_ROWS", str(n_fixes // 4))
+    seen = []
+    batches = stages.owned_batches
+
+    def counted(*args, **kwargs):
+        for frames in batches(*args, **kwargs):
+            seen.append(len(frames[0]))
+            yield frames
+
+    monkeypatch.setattr(stages, "owned_batches", counted)
+    run(*diff_args, "-o", tmp_path / "batched.gpkg", "-q")
+    assert len(seen) >= 4 and max(seen) < n_fixes
+    for layer in ("diffs", "unverified"):
+        pd.testing.assert_frame_equal(gpd.read_file(tmp_path / "batched.gpkg", layer=layer),
+                                      gpd.read_file(tmp_path / "whole.gpkg", layer=layer))
+
+
 def test_a_bad_batch_size_is_one_clear_error(sim_dir, tmp_path, monkeypatch):
     sim = Path(sim_dir)
     monkeypatch.setenv("MAPDIFF_BATCH_ROWS", "lots")

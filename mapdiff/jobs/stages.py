@@ -26,6 +26,29 @@ def owned_batches(paths, shard: Shard | None, column: str = "trip_id"):
     return trip_batches(paths, max_rows=batch_rows(), where=where, column=column)
 
 
+class MatchedFile:
+    """A file of matched fixes as the judgment reads it (:func:`mapdiff.diff.fix_evidence`):
+    two columns of every fix for the GPS error, then whole trips in batches of at most
+    ``$MAPDIFF_BATCH_ROWS`` rows (see :func:`owned_batches`), only the columns it uses. A
+    month of a fleet's fixes is never held at once."""
+
+    def __init__(self, path):
+        from mapdiff.diff import MATCHED_INPUT_COLUMNS
+        from mapdiff.io import column_names
+
+        self.path = path
+        self.columns = [c for c in column_names(path) if c in MATCHED_INPUT_COLUMNS]
+
+    def distances(self) -> pd.DataFrame:
+        from mapdiff.io import read_table
+
+        return read_table(self.path, columns=[c for c in ("state", "distance_m") if c in self.columns])
+
+    def batches(self):
+        for frames in owned_batches([self.path], None):
+            yield frames[0][self.columns]
+
+
 def owned_rows(path, shard: Shard | None) -> int | None:
     """The rows a progress bar counts for ``shard`` of a file: all of a Parquet file's for an
     unsharded run (from its footer), else None (unknown before reading)."""
