@@ -1,9 +1,9 @@
 """Stages as array jobs on this machine (issue: fleet scale).
 
     python benchmarks/scale.py [--vehicles 100] [--days 2] [--shards 4] [--tile-m 1000] [--work DIR]
-                               [--whole-only] [--stages simulate,match,coverage,observe,locate]
+                               [--whole-only] [--stages simulate,match,coverage,observe,locate,diff]
 
-Runs simulate (of a fleet on the bundled Helsinki extract), match, coverage, observe and locate
+Runs simulate (of a fleet on the bundled Helsinki extract), match, coverage, observe, locate and diff
 as ``mapdiff job STAGE --local-array N`` (each shard its own process, with the variables AWS
 Batch sets), once with one worker and once with two, and prints per stage the wall time of an
 unsharded run and of each array, the speed-up (goal: at least 1.8x with 2 workers on 2 cores),
@@ -41,6 +41,20 @@ def mapdiff(*args):
     return time.perf_counter() - t, max(children) if children else own
 
 
+def _check_merged(stage, merged: Path, whole: Path) -> None:
+    """The merged parts are the unsharded run's rows (every table of its output)."""
+    if stage == "diff":
+        import geopandas as gpd
+
+        for layer in ("diffs", "unverified"):
+            pd.testing.assert_frame_equal(gpd.read_file(merged, layer=layer), gpd.read_file(whole, layer=layer))
+        return
+    tables = ["traces.parquet", "detections.parquet", "truth/objects.parquet"] if stage == "simulate" else [""]
+    for t in tables:
+        pd.testing.assert_frame_equal(pd.read_parquet(merged / t if t else merged),
+                                      pd.read_parquet(whole / t if t else whole))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--vehicles", type=int, default=100)
@@ -51,7 +65,7 @@ def main(argv=None):
                          "few to spread over the shards")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mapdiff-scale"))
     ap.add_argument("--whole-only", action="store_true", help="the unsharded runs only, no arrays")
-    ap.add_argument("--stages", default="simulate,match,coverage,observe,locate",
+    ap.add_argument("--stages", default="simulate,match,coverage,observe,locate,diff",
                     help="the stages to run, in order (each reads the outputs of the ones before in --work)")
     args = ap.parse_args(argv)
     work = args.work
@@ -68,6 +82,9 @@ def main(argv=None):
         "observe": (["observe", sim / "detections.parquet", "--matched", work / "matched.parquet", "--camera",
                      sim / "camera.json", "--map", sim / "map.gpkg"], "observations.parquet"),
         "locate": (["locate", work / "observations.parquet", "--tile-m", args.tile_m], "objects.parquet"),
+        "diff": (["diff", "--map", sim / "map.gpkg", "--objects", work / "objects.parquet", "--coverage",
+                  work / "coverage.parquet", "--matched", work / "matched.parquet", "--paths", work / "paths.parquet",
+                  "--tile-m", args.tile_m], "diffs.gpkg"),
     }
     rows = []
     chosen = args.stages.split(",")
@@ -93,12 +110,9 @@ def main(argv=None):
             job = cmd[1:-2] if stage == "match" else cmd[1:]  # (the unsharded run wrote the paths)
             times[workers], peak = mapdiff("job", stage, *job, "-o", out, "--local-array", args.shards,
                                            "--workers", workers)
-        merged = work / f"{stage}-merged{'' if stage == 'simulate' else '.parquet'}"
+        merged = work / f"{stage}-merged{Path(whole).suffix}"
         mapdiff("merge", stage, work / f"{stage}-w2", "-o", merged, "-q")
-        tables = ["traces.parquet", "detections.parquet", "truth/objects.parquet"] if stage == "simulate" else [""]
-        for t in tables:
-            pd.testing.assert_frame_equal(pd.read_parquet(merged / t if t else merged),
-                                          pd.read_parquet(work / whole / t if t else work / whole))
+        _check_merged(stage, merged, work / whole)
         rows.append((stage, t_whole, peak_whole, times[1], times[2], times[1] / times[2], peak))
     if args.whole_only:
         print(f"fleet: {args.vehicles} vehicles x {args.days} days: {n_fixes:,} fixes, {n_det:,} detections; "
