@@ -29,11 +29,12 @@ HmmGraph = namedtuple("HmmGraph", ["out_ptr", "out_edge", "edge_u", "edge_v", "e
 #: prices (< 0) of a skipped fix, a break and a U-turn; routes longer than ``route_factor`` x
 #: straight + ``route_slack_m`` are not considered; ``rev_tol_m`` the jitter back along an
 #: edge; ``max_gap_s`` the time gap that breaks a chain for free; ``max_skip`` fixes skipped at
-#: most; ``rescue_radius_m`` (0: off), ``beam`` (log-likelihood), and ``stop_radius_m``: a
-#: thinned fix this close to the last one that counted adds no evidence (:func:`_pool`)
+#: most; ``end_skip_s``: a trip's last fixes are skipped only this close in time to the fix
+#: before them; ``rescue_radius_m`` (0: off), ``beam`` (log-likelihood), and ``stop_radius_m``:
+#: a thinned fix this close to the last one that counted adds no evidence (:func:`_pool`)
 HmmParams = namedtuple("HmmParams", ["beta", "floor", "log_skip", "log_break", "log_uturn", "route_factor",
-                                     "route_slack_m", "rev_tol_m", "max_gap_s", "max_skip", "rescue_radius_m",
-                                     "beam", "stop_radius_m"])
+                                     "route_slack_m", "rev_tol_m", "max_gap_s", "max_skip", "end_skip_s",
+                                     "rescue_radius_m", "beam", "stop_radius_m"])
 
 
 @jit_inline
@@ -293,18 +294,21 @@ def _is_live(score, p):
 
 
 @jit
-def _backtrack(ends, n_ends, score, back_j, back_a, log_skip, sel, chain, state):
+def _backtrack(ends, n_ends, score, back_j, back_a, t, params, sel, chain, state):
     """Backtrack a trip from the best of its last scored fixes ``ends[:n_ends]`` (oldest first;
-    an end pays the skip penalty for the scored fixes after it). A back link with
-    ``back_a <= -2`` is a break: the chain restarts there. Sets ``sel``, ``chain`` and
-    ``state`` of the fixes on the path."""
+    an end pays the skip penalty for the scored fixes after it, which lie within ``end_skip_s``
+    of it). A back link with ``back_a <= -2`` is a break: the chain restarts there. Sets
+    ``sel``, ``chain`` and ``state`` of the fixes on the path."""
     best = NEG
     p = -1
     q = -1
+    last = ends[n_ends - 1]
     for m in range(n_ends):
         e = ends[m]
+        if m < n_ends - 1 and t[last] - t[e] > params.end_skip_s:
+            continue
         for r in range(score.shape[1]):
-            s = score[e, r] + (n_ends - 1 - m) * log_skip
+            s = score[e, r] + (n_ends - 1 - m) * params.log_skip
             if score[e, r] > NEG / 2 and s > best:
                 best = s
                 p = e
@@ -472,7 +476,7 @@ def _remember(recent, n_recent, i):
 
 
 @jit
-def _next_fixes(i, end, cedge, anchor, t, max_gap_s, nxt, skips):
+def _next_fixes(i, end, cedge, anchor, t, params, nxt, skips):
     """The scored fixes after ``i`` (before ``end``) that ``i`` pushes to, into ``nxt`` with the
     fixes each skips into ``skips``: up to the window's length, not across a long time gap.
     Returns how many."""
@@ -480,7 +484,7 @@ def _next_fixes(i, end, cedge, anchor, t, max_gap_s, nxt, skips):
     j = i + 1
     while j < end and n_next < nxt.shape[0]:
         if cedge[j, 0] >= 0 and anchor[j] < 0:
-            if t[j] - t[i] > max_gap_s:
+            if t[j] - t[i] > params.max_gap_s:
                 break
             nxt[n_next] = j
             skips[n_next] = n_next
@@ -537,11 +541,11 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, para
             _enter(i, prev, t, lat, restart, params)
             n_recent = _remember(recent, n_recent, i)
             prev = i
-            n_next = _next_fixes(i, end, cedge, anchor, t, params.max_gap_s, nxt, skips)
+            n_next = _next_fixes(i, end, cedge, anchor, t, params, nxt, skips)
             if n_next > 0:
                 stamp = _push(i, nxt, n_next, skips, lat, px, py, stamp, graph, params, ws, cache, bufs)
         if n_recent > 0:
-            _backtrack(recent, n_recent, score, lat.back_j, lat.back_a, params.log_skip, sel, chain, state)
+            _backtrack(recent, n_recent, score, lat.back_j, lat.back_a, t, params, sel, chain, state)
     return sel, chain, state, (lat.ncand, lat.emis)
 
 
