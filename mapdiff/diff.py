@@ -888,7 +888,7 @@ def _road_diffs(net, coverage_n, config):
 
 
 def _closed_roads(net, counts: tuple, paths: pd.DataFrame, config: DiffConfig, source: str, *,
-                  fixes: FixEvidence | None = None, reversed_rows: np.ndarray | None = None) -> list:
+                  fixes: FixEvidence | None, reversed_rows: np.ndarray) -> list:
     """``road_closed``: roads that the fleet's own trips would have taken (the map's fastest
     routes, by free-flow speed, over windows of their paths: :func:`_route_windows`) yet nobody
     drove, once the closures found explain the rest (:func:`_explained_closures`). A closed road makes
@@ -901,8 +901,6 @@ def _closed_roads(net, counts: tuple, paths: pd.DataFrame, config: DiffConfig, s
     road = _undirected(net)
     driven = _driven(net, road, counts, config.min_road_trips)
     off_map = None if fixes is None else _off_map_passes(paths, fixes, source)
-    if reversed_rows is None:
-        reversed_rows = np.zeros(net.n_edges, dtype=bool)
     windows = _route_windows(net, paths, source, off_map=off_map, reversed_rows=reversed_rows)
     expected, closed = _explained_closures(net, road, driven, windows, config.min_road_trips, reversed_rows)
     judged = expected >= config.min_road_trips

@@ -66,7 +66,7 @@ class MatchConfig:
     end_outlier_s : a trip's last fixes are skipped as outliers only when they lie within this
         many seconds of the fix before them. Skipping them throws away the route to them, which
         no later fix can bring back, and at sparse fixes it was cheaper than their transition: at
-        a fix a minute 12 of 60 synthetic Helsinki trips lost their last fix (mismatch at 30 s
+        a fix a minute 12 of 200 synthetic Helsinki trips lost their last fix (mismatch at 30 s
         0.148 -> 0.132, at 60 s 0.307 -> 0.287 with the rule). Skips within a trip stay free of
         it: real motorway tracks have runs of fixes far off for minutes.
     rescue_radius_m : a fix that no hypothesis can reach gets a second candidate search this

@@ -303,6 +303,22 @@ def test_trip_batches_hold_whole_trips_in_order_and_bounded(tmp_path):
     assert set().union(*got) == owned and all(len(g) for g in got)
 
 
+def test_trip_batches_read_only_the_columns_asked_for(tmp_path):
+    # diff reads a big file of fixes for a few of its columns: split into batches or read in
+    # one, the other columns (a point geometry, its bounding box) are never read
+    from mapdiff.io import write_table
+    from mapdiff.jobs.batches import trip_batches
+
+    frame = pd.DataFrame({"trip_id": np.repeat(["a", "b", "c"], 4), "t": np.arange(12.0),
+                          "lon": 24.9 + np.arange(12.0) * 1e-4, "lat": 60.17, "d": np.arange(12.0)})
+    write_table(frame, tmp_path / "f.parquet")  # GeoParquet: a geometry and its bounding box too
+    for max_rows in (5, 100):
+        batches = [b[0] for b in trip_batches([tmp_path / "f.parquet"], max_rows=max_rows, columns=["trip_id", "d"])]
+        assert len(batches) == (3 if max_rows == 5 else 1)
+        assert all(list(b.columns) == ["trip_id", "d"] for b in batches)
+        pd.testing.assert_frame_equal(pd.concat(batches, ignore_index=True), frame[["trip_id", "d"]])
+
+
 def test_match_and_observe_in_small_batches_write_the_whole_run(sim_dir, whole, tmp_path, monkeypatch):
     """The law for batches: a run whose input is cut into many batches of whole trips (and a
     shard of one, batched too) writes the rows of one run over the whole input."""

@@ -49,12 +49,14 @@ def batch_rows() -> int:
     return value
 
 
-def trip_batches(paths, *, max_rows: int = BATCH_ROWS, where=None, column: str = "trip_id") -> Iterator[list]:
+def trip_batches(paths, *, max_rows: int = BATCH_ROWS, where=None, column: str = "trip_id",
+                 columns=None) -> Iterator[list]:
     """Yield, batch by batch, one frame per file of ``paths`` holding the rows of the same trips.
 
     ``where``: a function of a pyarrow Table giving the mask of the rows to keep (a shard's), as
     in :func:`mapdiff.io.read_table`. The first file decides the batches; a trip that only the
-    other files have joins the batch its id sorts into.
+    other files have joins the batch its id sorts into. ``columns``: read only these (Parquet;
+    ``column`` among them).
     """
     from mapdiff.formats import trace_format
     from mapdiff.io import read_table, read_traces
@@ -65,10 +67,11 @@ def trip_batches(paths, *, max_rows: int = BATCH_ROWS, where=None, column: str =
         return
     cuts = _cuts(paths[0], max_rows=max_rows, where=where, column=column)
     if not len(cuts):
-        yield [read_table(p, where=where) for p in paths]
+        yield [read_table(p, where=where, columns=columns) for p in paths]
         return
     with tempfile.TemporaryDirectory(prefix="mapdiff-batches-") as tmp:
-        split = [_split(p, cuts, f"{tmp}/{i}", where=where, column=column) for i, p in enumerate(paths)]
+        split = [_split(p, cuts, f"{tmp}/{i}", where=where, column=column, columns=columns)
+                 for i, p in enumerate(paths)]
         for b in range(len(cuts) + 1):
             yield [read(b) for read in split]
 
@@ -126,7 +129,7 @@ def _mixed_kinds(path, column: str) -> InputError:
     return InputError(f"{path}: column {column!r} mixes kinds of values (numbers and text); expected one kind")
 
 
-def _split(path, cuts: np.ndarray, prefix: str, *, where, column: str):
+def _split(path, cuts: np.ndarray, prefix: str, *, where, column: str, columns=None):
     """Write the rows of ``path`` into one Parquet file per trip batch; return ``read(b)``."""
     def assign(table):
         values = _trip_values(table, column, path)
@@ -138,17 +141,18 @@ def _split(path, cuts: np.ndarray, prefix: str, *, where, column: str):
             raise _mixed_kinds(path, column) from None
         return np.arange(len(values)), batch_of
 
-    return spill(path, assign, prefix, where=where)
+    return spill(path, assign, prefix, where=where, columns=columns)
 
 
-def spill(path, assign, prefix: str, *, where=None, row_column: str | None = None):
+def spill(path, assign, prefix: str, *, where=None, row_column: str | None = None, columns=None):
     """Write the rows of the Parquet file ``path`` into one temporary Parquet file per batch,
     in one pass; return ``read(b)``, batch ``b``'s rows in the file's order as
     :func:`mapdiff.io.read_table` gives them (no rows: the columns only).
 
     ``assign(table)``: for a pyarrow Table of rows, the pairs (row index, batch) it goes to (a
     row may go to none or to several). ``where``: as in :func:`trip_batches`. ``row_column``:
-    also write each row's number in the file (before ``where``) under this name.
+    also write each row's number in the file (before ``where``) under this name. ``columns``:
+    only these (default: all but a GeoParquet file's bounding-box column).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -158,7 +162,7 @@ def spill(path, assign, prefix: str, *, where=None, row_column: str | None = Non
     written: set = set()
     with open_parquet(path) as pf, storage(path, "read"), contextlib.ExitStack() as stack:
         schema = pf.schema_arrow
-        columns = plain_columns(schema)
+        columns = columns or plain_columns(schema)
         writers: dict[int, pq.ParquetWriter] = {}
         first = 0
         for batch in pf.iter_batches(batch_size=READ_ROWS, columns=columns):

@@ -15,15 +15,15 @@ from mapdiff.errors import InputError
 from mapdiff.jobs.shards import Shard, batch_owner
 
 
-def owned_batches(paths, shard: Shard | None, column: str = "trip_id"):
+def owned_batches(paths, shard: Shard | None, column: str = "trip_id", columns=None):
     """The rows of the files ``paths`` that ``shard`` owns by the hash of ``column`` (all for
     None), whole trips in batches (:func:`mapdiff.jobs.batches.trip_batches`): per batch one frame
-    per file. The batch size is ``$MAPDIFF_BATCH_ROWS`` rows of the first file, else
-    :data:`mapdiff.jobs.batches.BATCH_ROWS`."""
+    per file (``columns``: only these). The batch size is ``$MAPDIFF_BATCH_ROWS`` rows of the
+    first file, else :data:`mapdiff.jobs.batches.BATCH_ROWS`."""
     from mapdiff.jobs.batches import batch_rows, trip_batches
 
     where = None if shard is None or shard.whole else batch_owner(shard, column)
-    return trip_batches(paths, max_rows=batch_rows(), where=where, column=column)
+    return trip_batches(paths, max_rows=batch_rows(), where=where, column=column, columns=columns)
 
 
 class MatchedFile:
@@ -45,8 +45,8 @@ class MatchedFile:
         return read_table(self.path, columns=[c for c in ("state", "distance_m") if c in self.columns])
 
     def batches(self):
-        for frames in owned_batches([self.path], None):
-            yield frames[0][self.columns]
+        for frames in owned_batches([self.path], None, columns=self.columns):
+            yield frames[0]
 
 
 def owned_rows(path, shard: Shard | None) -> int | None:
