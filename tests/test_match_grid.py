@@ -314,7 +314,7 @@ def test_confidence_is_the_posterior_summed_over_every_path(grid_net):
 
     from mapdiff._kernels import hmm
     from mapdiff._kernels.geometry import candidates
-    from mapdiff._kernels.graph import new_workspace
+    from mapdiff._kernels.graph import new_cache, new_workspace
     from mapdiff.matching import _hmm_params, _kernel_graph
 
     config = MatchConfig(max_candidates=4)
@@ -330,12 +330,14 @@ def test_confidence_is_the_posterior_summed_over_every_path(grid_net):
     conf = hmm.posterior(trip_ptr, x, y, emissions, cand, anchor, sel, chain, grid_net.n_nodes, graph, params)
     seq = np.flatnonzero(sel >= 0)
     assert len(seq) >= 6 and (anchor < 0).all() and len(set(chain[seq])) == 1  # one chain, nothing collapsed
-    ncand, emis = hmm._emissions(cand[0], cand[1], sigma, params.floor, graph[6])
+    ncand, emis = hmm._emissions(cand[0], cand[1], sigma, params.floor, graph.edge_prior)
     ws, k = new_workspace(grid_net.n_nodes, len(graph.edge_u)), cand[0].shape[1]
-    steps = []
+    cache = new_cache(grid_net.n_nodes)
+    steps, stamp = [], 0
     for i, j in zip(seq[:-1], seq[1:]):
         trans = np.full((k, k), hmm.NEG)
-        hmm._step_transitions(i, j, np.ones(k, bool), cand, ncand, x, y, trans, graph, params, ws, len(steps) + 1)
+        stamp = hmm._step_transitions(i, j, np.ones(k, bool), cand, ncand, x, y, trans, graph, params, ws, cache,
+                                      stamp)
         steps.append(trans)
     mass = np.zeros((len(seq), k))
     for path in itertools.product(*(range(ncand[i]) for i in seq)):
