@@ -315,6 +315,29 @@ def _on_road(trip, n, t0, rng):
                          "state": "matched", "against": False})
 
 
+def test_lines_that_join_the_map_are_raised_by_what_the_lines_show():
+    from mapdiff.diff import _raise_joined
+
+    def line(n, conf, a, b):
+        return {"n_trips": n, "confidence": conf, "node_from": a, "node_to": b}
+
+    # four lines the chance bound is sure of, three of them joined: joined roads a = 4/6
+    sure = [line(12, 1.0, 1, 2), line(15, 1.0, 3, 4), line(20, 1.0, 5, 6), line(11, 1.0, 7, None)]
+    # four three-trip lines, two joined (one more only touches one node at both ends)
+    weak = [line(3, 0.0, 8, 9), line(3, 0.0, 10, 11), line(3, 0.0, None, 12), line(3, 0.0, 13, 13)]
+    lines = [dict(x) for x in sure + weak]
+    _raise_joined(lines, 0.2)  # a chance line's ends both at a node: 0.04
+    a, chance, share = 4 / 6, 0.04, 3 / 6
+    roads = (share - chance) / (a - chance)
+    expected = roads * a / (roads * a + (1 - roads) * chance)  # 0.979
+    assert [x["confidence"] for x in lines[4:]] == pytest.approx([expected, expected, 0.0, 0.0])
+    assert [x["confidence"] for x in lines[:4]] == [1.0] * 4
+    # where off-map fixes sit near nodes as often as roads join, joining tells nothing
+    lines = [dict(x) for x in sure + weak]
+    _raise_joined(lines, 0.9)
+    assert [x["confidence"] for x in lines[4:]] == [0.0] * 4
+
+
 def test_road_missing_from_several_trips_along_a_line(grid_edges):
     # a diagonal road between nodes 0 and 11 the map lacks, driven by five trips; one trip's
     # multipath stretch somewhere else; a car park at a trip's end
