@@ -55,10 +55,13 @@ Roads against the edges
   ``4 sigma`` of the GPS error measured from the matched distances), away from the trip's ends
   (car parks) and getting somewhere at driving speed, from ``min_road_trips`` distinct trips
   through the same ``road_cell_m`` cells; each connected run of such cells is one inferred
-  centre line (joined to the mapped nodes near its ends), counted by the trips whose fixes
+  centre line, cut to where it lies off the mapped roads (:func:`_off_map_part`) and joined to
+  the mapped nodes near its ends, counted by the trips whose fixes
   lie along it and that drove along it one way (not across it, not out to a car park and
   back: :func:`_drove_along`); its confidence is the chance that scattered off-map runs
-  (multipath, car parks) would not gather that many trips anywhere (:func:`_chance_windows`).
+  (multipath, car parks) would not gather that many trips anywhere (:func:`_chance_windows`),
+  or, for a line that joins the map at two nodes, what the lines show of joining
+  (:func:`_raise_joined`).
 
 Every diff gets a ``confidence`` in [0, 1] from its evidence: additions and removals by a
 calibration on the data itself (:func:`_calibrated`), moves by the chance that the two
@@ -1312,11 +1315,15 @@ def _missing_roads(evidence: FixEvidence, net, roads: _Roads, config: DiffConfig
         support = pd.Series(lateral).groupby(part["trip"].to_numpy()).median() <= SUPPORT_SIGMAS * sigma
         part = part[part["trip"].isin(support.index[support])]
         part = part[part["trip"].isin(_drove_along(part, geom, cell))]
+        if part["trip"].nunique() < config.min_road_trips:
+            continue
+        geom = _off_map_part(_centre_line(part, cell), net, cell, OFF_MAP_SIGMAS * sigma)
+        if geom is None:
+            continue
+        lateral = shapely.distance(shapely.points(part["x"].to_numpy(), part["y"].to_numpy()), geom)
+        part = part[lateral <= SUPPORT_SIGMAS * sigma]
         n_trips = part["trip"].nunique()
         if n_trips < config.min_road_trips:
-            continue
-        geom = _centre_line(part, cell)
-        if geom is None:
             continue
         line = shapely.get_coordinates(geom)
         ends = [None, None]
@@ -1331,6 +1338,35 @@ def _missing_roads(evidence: FixEvidence, net, roads: _Roads, config: DiffConfig
         d, _ = node_tree[0].query(df[["x", "y"]].to_numpy())
         _raise_joined(out, float(np.mean(d <= JOIN_CELLS * cell)))
     return out
+
+
+#: a centre line this close to a mapped road (in GPS sigmas) cannot be told from it: at a fix
+#: every 15 s, 1.5 let through lines on mapped roads that a matcher wrong between sparse fixes
+#: left (Liechtenstein precision 1.00 -> 0.50; benchmarks/results/diff_sim_roads_joined.txt)
+OFF_MAP_SIGMAS = 2.0
+
+
+def _off_map_part(geom, net, cell: float, near_m: float):
+    """The longest stretch of the centre line ``geom`` that lies off the mapped roads (farther
+    than ``near_m`` from each), or None when none spans two cells. The off-map runs of a trip
+    that drove a road the map lacks go on while the matcher has not caught up with it, onto the
+    mapped roads beyond; the line is the missing road only where the map has nothing."""
+    import shapely
+    from shapely.ops import substring
+
+    from mapdiff._kernels.geometry import candidates
+
+    if geom is None:
+        return None
+    s = np.linspace(0.0, geom.length, max(2, int(np.ceil(geom.length / (cell / 2))) + 1))
+    xy = shapely.get_coordinates(shapely.line_interpolate_point(geom, s))
+    off = candidates(xy[:, 0].copy(), xy[:, 1].copy(), near_m, 1, net.geom)[0][:, 0] < 0
+    if not off.any():
+        return None
+    lo, hi = np.flatnonzero(off)[[0, -1]]
+    if s[hi] - s[lo] < cell:
+        return None
+    return substring(geom, s[lo], s[hi]) if (lo > 0 or hi < len(s) - 1) else geom
 
 
 #: a line's end joins the mapped node within this many road cells of it

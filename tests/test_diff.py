@@ -370,6 +370,40 @@ def test_road_missing_from_several_trips_along_a_line(grid_edges):
     assert missing["n_trips"].iloc[0] == 5
 
 
+def test_a_missing_road_ends_where_the_map_takes_over(grid_edges):
+    """Five trips drive the diagonal 0 -> 11 the map lacks and go on east along mapped row 1
+    while the matcher still has them elsewhere (their fixes unmatched there too): the line is the
+    diagonal, not the row beyond it. Five other trips' unmatched runs lie on row 1 only (a
+    matcher wrong between sparse fixes): the map explains them, no line."""
+    rng = np.random.default_rng(3)
+    (ax, ay), (bx, by) = node_xy(0), node_xy(11)
+    parts = []
+    for k in range(5):
+        parts.append(_on_road(f"t{k}", 10, 0.0, rng))
+        s = np.linspace(0.15, 1.0, 12)
+        xs = np.r_[ax + s * (bx - ax), bx + np.linspace(10, 90, 9)]
+        ys = np.r_[ay + s * (by - ay), np.full(9, by)]
+        parts.append(_matched_run(f"t{k}", xs + rng.normal(0, 3, 21), ys + rng.normal(0, 3, 21), t0=10.0))
+        parts.append(_on_road(f"t{k}", 10, 31.0, rng))
+    matched = pd.concat(parts, ignore_index=True)
+    result = diff({"edges": grid_edges.to_crs(4326)}, None, _coverage(grid_edges), DiffConfig(min_confidence=0.0),
+                  matched=matched)
+    missing = result.diffs[result.diffs["kind"] == "road_missing"]
+    assert len(missing) == 1
+    line = missing.to_crs(CRS).geometry.iloc[0]
+    assert line.hausdorff_distance(shapely.LineString([node_xy(0), node_xy(11)])) < 25.0
+    parts = []
+    (cx, cy), (dx, _) = node_xy(12), node_xy(32)  # row 2, mapped
+    for k in range(5):
+        parts.append(_on_road(f"r{k}", 10, 0.0, rng))
+        xs = np.linspace(cx + 10, dx - 10, 15)
+        parts.append(_matched_run(f"r{k}", xs + rng.normal(0, 3, 15), cy + rng.normal(0, 3, 15), t0=10.0))
+        parts.append(_on_road(f"r{k}", 10, 25.0, rng))
+    result = diff({"edges": grid_edges.to_crs(4326)}, None, _coverage(grid_edges), DiffConfig(min_confidence=0.0),
+                  matched=pd.concat(parts, ignore_index=True))
+    assert not (result.diffs["kind"] == "road_missing").any()
+
+
 def test_support_of_a_missing_road_is_a_trip_that_drove_along_it_one_way():
     """``_drove_along`` clause by clause, against a line due north (10 m cells): trip 0 drives
     50 m up it (support); trip 1 gets 15 m up it but 40 m across (mostly across: no); trip 2
