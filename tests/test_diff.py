@@ -338,18 +338,25 @@ def test_lines_that_join_the_map_are_raised_by_what_the_lines_show():
     assert [x["confidence"] for x in lines[4:]] == [0.0] * 4
 
 
+def _trips_off_the_map(prefix, xs, ys, rng, n_trips=5):
+    """Matched fixes of ``n_trips`` trips: 10 s on row 0, a run of unmatched fixes at ``xs``,
+    ``ys`` (a fix a second, 3 m noise), 10 s on row 0 again."""
+    parts = []
+    for k in range(n_trips):
+        n = len(xs)
+        parts.append(_on_road(f"{prefix}{k}", 10, 0.0, rng))
+        parts.append(_matched_run(f"{prefix}{k}", xs + rng.normal(0, 3, n), ys + rng.normal(0, 3, n), t0=10.0))
+        parts.append(_on_road(f"{prefix}{k}", 10, 10.0 + n, rng))
+    return parts
+
+
 def test_road_missing_from_several_trips_along_a_line(grid_edges):
     # a diagonal road between nodes 0 and 11 the map lacks, driven by five trips; one trip's
     # multipath stretch somewhere else; a car park at a trip's end
     rng = np.random.default_rng(1)
     (ax, ay), (bx, by) = node_xy(0), node_xy(11)
-    parts = []
-    for k in range(5):
-        parts.append(_on_road(f"t{k}", 10, 0.0, rng))
-        s = np.linspace(0.15, 0.85, 12)
-        parts.append(_matched_run(f"t{k}", ax + s * (bx - ax) + rng.normal(0, 3, 12),
-                                  ay + s * (by - ay) + rng.normal(0, 3, 12), t0=10.0))
-        parts.append(_on_road(f"t{k}", 10, 22.0, rng))
+    s = np.linspace(0.15, 0.85, 12)
+    parts = _trips_off_the_map("t", ax + s * (bx - ax), ay + s * (by - ay), rng)
     # multipath: one trip, 40 m off row 2 for 20 s
     x2, y2 = node_xy(21)
     parts.append(_on_road("mp", 10, 0.0, rng))
@@ -373,32 +380,21 @@ def test_road_missing_from_several_trips_along_a_line(grid_edges):
 def test_a_missing_road_ends_where_the_map_takes_over(grid_edges):
     """Five trips drive the diagonal 0 -> 11 the map lacks and go on east along mapped row 1
     while the matcher still has them elsewhere (their fixes unmatched there too): the line is the
-    diagonal, not the row beyond it. Five other trips' unmatched runs lie on row 1 only (a
+    diagonal, not the row beyond it. Five other trips' unmatched runs lie on row 2 only (a
     matcher wrong between sparse fixes): the map explains them, no line."""
     rng = np.random.default_rng(3)
     (ax, ay), (bx, by) = node_xy(0), node_xy(11)
-    parts = []
-    for k in range(5):
-        parts.append(_on_road(f"t{k}", 10, 0.0, rng))
-        s = np.linspace(0.15, 1.0, 12)
-        xs = np.r_[ax + s * (bx - ax), bx + np.linspace(10, 90, 9)]
-        ys = np.r_[ay + s * (by - ay), np.full(9, by)]
-        parts.append(_matched_run(f"t{k}", xs + rng.normal(0, 3, 21), ys + rng.normal(0, 3, 21), t0=10.0))
-        parts.append(_on_road(f"t{k}", 10, 31.0, rng))
-    matched = pd.concat(parts, ignore_index=True)
+    s = np.linspace(0.15, 1.0, 12)
+    xs, ys = np.r_[ax + s * (bx - ax), bx + np.linspace(10, 90, 9)], np.r_[ay + s * (by - ay), np.full(9, by)]
+    matched = pd.concat(_trips_off_the_map("t", xs, ys, rng), ignore_index=True)
     result = diff({"edges": grid_edges.to_crs(4326)}, None, _coverage(grid_edges), DiffConfig(min_confidence=0.0),
                   matched=matched)
     missing = result.diffs[result.diffs["kind"] == "road_missing"]
     assert len(missing) == 1
     line = missing.to_crs(CRS).geometry.iloc[0]
     assert line.hausdorff_distance(shapely.LineString([node_xy(0), node_xy(11)])) < 25.0
-    parts = []
     (cx, cy), (dx, _) = node_xy(12), node_xy(32)  # row 2, mapped
-    for k in range(5):
-        parts.append(_on_road(f"r{k}", 10, 0.0, rng))
-        xs = np.linspace(cx + 10, dx - 10, 15)
-        parts.append(_matched_run(f"r{k}", xs + rng.normal(0, 3, 15), cy + rng.normal(0, 3, 15), t0=10.0))
-        parts.append(_on_road(f"r{k}", 10, 25.0, rng))
+    parts = _trips_off_the_map("r", np.linspace(cx + 10, dx - 10, 15), np.full(15, cy), rng)
     result = diff({"edges": grid_edges.to_crs(4326)}, None, _coverage(grid_edges), DiffConfig(min_confidence=0.0),
                   matched=pd.concat(parts, ignore_index=True))
     assert not (result.diffs["kind"] == "road_missing").any()
