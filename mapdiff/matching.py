@@ -59,6 +59,12 @@ class MatchConfig:
         just driven (rare in traffic; cheap in an HMM on short connector edges).
     min_end_m : a chain's first or last edge is left out of ``paths`` when less than this much
         of it was driven (a fix near a node touches every edge there).
+    lone_end_sigmas : and when only one fix lies on it, when less than this many GPS sigmas
+        (``gps_sigma_m``) of it were driven: a fix of a car at a node lands that far along any
+        edge there, while a car that starts or stops on an edge leaves several fixes on it. With
+        ``min_end_m`` alone, trips starting at a node got the edge before it in 70 of 200
+        synthetic Helsinki trips, two thirds of their route mismatch (benchmarks/README.md, "A
+        chain's ends").
     break_cost : log-likelihood price of ending the chain and restarting it at a later fix
         (an unexplained jump); it competes with detours, skips and far-off matches.
     max_outliers : up to this many consecutive fixes may be skipped as outliers (each costs
@@ -105,6 +111,7 @@ class MatchConfig:
     wrong_way_fix_cost: float = 1.0
     u_turn_cost: float = 10.0
     min_end_m: float = 5.0
+    lone_end_sigmas: float = 1.0
     rescue_radius_m: float = 200.0
     stop_radius_m: float = 5.0
     beam: float = 20.0
@@ -129,7 +136,7 @@ class MatchConfig:
                 msg = f"MatchConfig.{name} must be a positive number; got {value!r}"
                 raise ConfigError(msg, field=name)
         for name in ("beta_rel", "beta_rel_from_m", "route_slack_m", "reverse_tolerance_m", "stop_radius_m",
-                     "thin_sigmas", "rescue_radius_m", "u_turn_cost", "min_end_m", "wrong_way_cost_m",
+                     "thin_sigmas", "rescue_radius_m", "u_turn_cost", "min_end_m", "lone_end_sigmas", "wrong_way_cost_m",
                      "wrong_way_fix_cost"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
@@ -251,7 +258,7 @@ def _match_batch(network: Network, graph, params, config: MatchConfig, x, y, t_s
     edge_idx, offset, mx, my, dist = hmm.resolve(trip_ptr, sel, anchor, chain, conf, state, cand, x, y, sigma,
                                                  params.floor)
     path = hmm.paths(trip_ptr, t_s, edge_idx, np.nan_to_num(offset), chain, anchor, network.n_nodes, graph,
-                     config.reverse_tolerance_m, config.min_end_m)
+                     config.reverse_tolerance_m, (config.min_end_m, config.lone_end_sigmas * config.gps_sigma_m))
     return edge_idx, offset, mx, my, dist, conf, state, chain, path
 
 

@@ -627,6 +627,12 @@ def _grow(arr, need):
     return out
 
 
+@jit_inline
+def _end_m(n_fixes, ends_m):
+    """How much of a chain's end edge must be driven for it to count, with ``n_fixes`` on it."""
+    return ends_m[0] if n_fixes > 1 else max(ends_m[0], ends_m[1])
+
+
 @jit
 def _trim_chain_end(m, row0, last_off, entered_by_route):
     """Drop the chain's last path row if the vehicle only touched its edge (exit at ~0 m)."""
@@ -636,12 +642,13 @@ def _trim_chain_end(m, row0, last_off, entered_by_route):
 
 
 @jit
-def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol_m, min_end_m):
+def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol_m, ends_m):
     """The driven edge sequence of every chain, with enter and exit times.
 
     Between consecutive matched fixes the route is the shortest path (the one the HMM scored);
     times along it are interpolated by distance. A chain's first or last edge is left out when
-    less than ``min_end_m`` of it was driven (a fix near a node touches every edge there).
+    less than ``ends_m[0]`` of it was driven (a fix near a node touches every edge there), or
+    ``ends_m[1]`` when one fix only lies on it (a car at the node, not on the edge).
     Returns flat arrays: trip index, chain, edge, t_enter, t_exit.
     """
     out_ptr, out_edge, edge_u, edge_v, edge_len, edge_w, edge_prior = graph
@@ -662,17 +669,19 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
         row0 = 0  # first path row of the current chain
         start_left = 0.0  # metres of the chain's first edge ahead of its first fix
         routed = False  # whether the last row was entered by a route (not a chain start)
+        on_last = 0  # fixes on the last row
         for i in range(trip_ptr[tr], trip_ptr[tr + 1]):
             if chain[i] < 0:
                 continue
             if anchor[i] >= 0:
                 # a thinned fix only extends the stay: the route is between the kept fixes
                 o_t1[m - 1] = t[i]
+                on_last += 1
                 continue
             e1 = sel_edge[i]
             if prev < 0 or chain[prev] != chain[i]:
                 if prev >= 0:
-                    m = _trim_chain_end(m, row0, sel_off[prev] - min_end_m, routed)
+                    m = _trim_chain_end(m, row0, sel_off[prev] - _end_m(on_last, ends_m), routed)
                 # a new chain starts on its first matched edge
                 o_trip = _grow(o_trip, m + 1)
                 o_chain = _grow(o_chain, m + 1)
@@ -683,12 +692,14 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
                 row0 = m
                 start_left = edge_len[e1] - sel_off[i]
                 routed = False
+                on_last = 1
                 m += 1
                 prev = i
                 continue
             e0 = sel_edge[prev]
             if e0 == e1 and not np.isnan(same_edge_route(sel_off[prev], sel_off[i], rev_tol_m)):
                 o_t1[m - 1] = t[i]
+                on_last += 1
                 prev = i
                 continue
             stamp += 1
@@ -708,7 +719,7 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
             rate = (t[i] - t[prev]) / total if total > 0 else 0.0
             s = edge_len[e0] - sel_off[prev]
             o_t1[m - 1] = t[prev] + s * rate
-            if m - 1 == row0 and not routed and start_left < min_end_m:
+            if m - 1 == row0 and not routed and start_left < _end_m(on_last, ends_m):
                 m -= 1  # the chain only touched its first edge at the end: it starts on the next
             need = m + nseq + 1
             o_trip = _grow(o_trip, need)
@@ -725,9 +736,10 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
                 m += 1
             o_t1[m - 1] = t[i]
             routed = True
+            on_last = 1
             prev = i
         if prev >= 0:
-            m = _trim_chain_end(m, row0, sel_off[prev] - min_end_m, routed)
+            m = _trim_chain_end(m, row0, sel_off[prev] - _end_m(on_last, ends_m), routed)
     return o_trip[:m], o_chain[:m], o_edge[:m], o_t0[:m], o_t1[:m]
 
 
