@@ -136,8 +136,8 @@ class MatchConfig:
                 msg = f"MatchConfig.{name} must be a positive number; got {value!r}"
                 raise ConfigError(msg, field=name)
         for name in ("beta_rel", "beta_rel_from_m", "route_slack_m", "reverse_tolerance_m", "stop_radius_m",
-                     "thin_sigmas", "rescue_radius_m", "u_turn_cost", "min_end_m", "lone_end_sigmas", "wrong_way_cost_m",
-                     "wrong_way_fix_cost"):
+                     "thin_sigmas", "rescue_radius_m", "u_turn_cost", "min_end_m", "lone_end_sigmas",
+                     "wrong_way_cost_m", "wrong_way_fix_cost"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
                 msg = f"MatchConfig.{name} must be >= 0; got {value!r}"
