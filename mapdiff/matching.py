@@ -61,10 +61,11 @@ class MatchConfig:
         of it was driven (a fix near a node touches every edge there).
     lone_end_sigmas : and when only one fix lies on it, when less than this many GPS sigmas
         (``gps_sigma_m``) of it were driven: a fix of a car at a node lands that far along any
-        edge there, while a car that starts or stops on an edge leaves several fixes on it. With
-        ``min_end_m`` alone, trips starting at a node got the edge before it in 70 of 200
-        synthetic Helsinki trips, two thirds of their route mismatch (benchmarks/README.md, "A
-        chain's ends").
+        edge there, while a car that starts or stops on an edge leaves several fixes on it, if
+        the fixes come often enough (the next within the time a car takes to cover that
+        distance from rest, at :data:`START_ACCEL_MPS2`). With ``min_end_m`` alone, trips starting
+        at a node got the edge before it in 70 of 200 synthetic Helsinki trips, two thirds of
+        their route mismatch (benchmarks/README.md, "A chain's ends").
     break_cost : log-likelihood price of ending the chain and restarting it at a later fix
         (an unexplained jump); it competes with detours, skips and far-off matches.
     max_outliers : up to this many consecutive fixes may be skipped as outliers (each costs
@@ -258,8 +259,20 @@ def _match_batch(network: Network, graph, params, config: MatchConfig, x, y, t_s
     edge_idx, offset, mx, my, dist = hmm.resolve(trip_ptr, sel, anchor, chain, conf, state, cand, x, y, sigma,
                                                  params.floor)
     path = hmm.paths(trip_ptr, t_s, edge_idx, np.nan_to_num(offset), chain, anchor, network.n_nodes, graph,
-                     config.reverse_tolerance_m, (config.min_end_m, config.lone_end_sigmas * config.gps_sigma_m))
+                     config.reverse_tolerance_m, _ends(config))
     return edge_idx, offset, mx, my, dist, conf, state, chain, path
+
+
+#: a car's acceleration from rest (m/s^2): gentle city driving, 1.5-3 m/s^2
+START_ACCEL_MPS2 = 2.0
+
+
+def _ends(config: MatchConfig) -> tuple:
+    """What :func:`mapdiff._kernels.hmm.paths` takes of a chain's ends: ``min_end_m``, the lone
+    fix's metres, and the seconds within which a car starting on the edge would cover them
+    (sqrt(2 d / a): 3.2 s for 10 m), so that a second fix would show it there."""
+    lone_m = config.lone_end_sigmas * config.gps_sigma_m
+    return config.min_end_m, lone_m, float(np.sqrt(2.0 * lone_m / START_ACCEL_MPS2))
 
 
 def _hmm_params(config: MatchConfig):

@@ -628,9 +628,10 @@ def _grow(arr, need):
 
 
 @jit_inline
-def _end_m(n_fixes, ends_m):
-    """How much of a chain's end edge must be driven for it to count, with ``n_fixes`` on it."""
-    return ends_m[0] if n_fixes > 1 else max(ends_m[0], ends_m[1])
+def _end_m(n_fixes, gap_s, ends_m):
+    """How much of a chain's end edge must be driven for it to count, with ``n_fixes`` on it
+    and ``gap_s`` seconds to the fix next to them (see :func:`paths`)."""
+    return max(ends_m[0], ends_m[1]) if n_fixes == 1 and gap_s <= ends_m[2] else ends_m[0]
 
 
 @jit
@@ -648,7 +649,8 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
     Between consecutive matched fixes the route is the shortest path (the one the HMM scored);
     times along it are interpolated by distance. A chain's first or last edge is left out when
     less than ``ends_m[0]`` of it was driven (a fix near a node touches every edge there), or
-    ``ends_m[1]`` when one fix only lies on it (a car at the node, not on the edge).
+    ``ends_m[1]`` when one fix only lies on it and the fix next to it came within ``ends_m[2]``
+    seconds (a car at the node, not on the edge: on it, it would have left more fixes).
     Returns flat arrays: trip index, chain, edge, t_enter, t_exit.
     """
     out_ptr, out_edge, edge_u, edge_v, edge_len, edge_w, edge_prior = graph
@@ -670,6 +672,7 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
         start_left = 0.0  # metres of the chain's first edge ahead of its first fix
         routed = False  # whether the last row was entered by a route (not a chain start)
         on_last = 0  # fixes on the last row
+        gap_s = np.inf  # seconds between the first row's first fix and the next, or into the last row
         for i in range(trip_ptr[tr], trip_ptr[tr + 1]):
             if chain[i] < 0:
                 continue
@@ -681,7 +684,7 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
             e1 = sel_edge[i]
             if prev < 0 or chain[prev] != chain[i]:
                 if prev >= 0:
-                    m = _trim_chain_end(m, row0, sel_off[prev] - _end_m(on_last, ends_m), routed)
+                    m = _trim_chain_end(m, row0, sel_off[prev] - _end_m(on_last, gap_s, ends_m), routed)
                 # a new chain starts on its first matched edge
                 o_trip = _grow(o_trip, m + 1)
                 o_chain = _grow(o_chain, m + 1)
@@ -719,7 +722,8 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
             rate = (t[i] - t[prev]) / total if total > 0 else 0.0
             s = edge_len[e0] - sel_off[prev]
             o_t1[m - 1] = t[prev] + s * rate
-            if m - 1 == row0 and not routed and start_left < _end_m(on_last, ends_m):
+            gap_s = t[i] - t[prev]
+            if m - 1 == row0 and not routed and start_left < _end_m(on_last, gap_s, ends_m):
                 m -= 1  # the chain only touched its first edge at the end: it starts on the next
             need = m + nseq + 1
             o_trip = _grow(o_trip, need)
@@ -739,7 +743,7 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
             on_last = 1
             prev = i
         if prev >= 0:
-            m = _trim_chain_end(m, row0, sel_off[prev] - _end_m(on_last, ends_m), routed)
+            m = _trim_chain_end(m, row0, sel_off[prev] - _end_m(on_last, gap_s, ends_m), routed)
     return o_trip[:m], o_chain[:m], o_edge[:m], o_t0[:m], o_t1[:m]
 
 
