@@ -166,8 +166,15 @@ def test_ctrl_c_on_a_running_stage_leaves_nothing(sim_dir, tmp_path):
     README, Errors), measured first: exit 130 and no output, or (too late) the whole output."""
     import pyarrow.parquet as pq
 
+    # four copies of the fleet's traces, so that matching, not Python's start, fills most of the
+    # run and the signals land in it (with one copy and the matcher's speed since stop 33 the
+    # four signals once fell before the handler was set or after the run had ended)
+    one = pd.read_parquet(sim_dir / "traces.parquet")
+    traces = tmp_path / "traces.parquet"
+    pd.concat([one.assign(trip_id=one["trip_id"].astype(str) + f"-{k}") for k in range(4)]).to_parquet(traces)
+
     def start(out):
-        return subprocess.Popen([sys.executable, "-m", "mapdiff_cli.main", "match", str(sim_dir / "traces.parquet"),
+        return subprocess.Popen([sys.executable, "-m", "mapdiff_cli.main", "match", str(traces),
                                  "--map", str(sim_dir / "map.gpkg"), "-o", str(out), "--paths",
                                  str(out.with_suffix(".paths.parquet"))],
                                 stderr=subprocess.PIPE, text=True, cwd=ROOT, preexec_fn=_default_sigint)
