@@ -495,7 +495,10 @@ def _points_to_arrow(df: pd.DataFrame):
     lon, lat = (pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
                 for c in ("lon", "lat"))
     ok = np.isfinite(lon) & np.isfinite(lat)
-    table = pa.Table.from_pandas(df, preserve_index=False)
+    # the point of lon, lat is the geometry: columns of those names that came through as plain
+    # columns (a GeoParquet file rewritten by pandas keeps them without their metadata) give way
+    table = pa.Table.from_pandas(df.drop(columns=[geom_field.name, bbox_field.name], errors="ignore"),
+                                 preserve_index=False)
     chunks, boxes = [], []
     for a in range(0, max(len(df), 1), _WKB_CHUNK):
         b = min(a + _WKB_CHUNK, len(df))

@@ -203,6 +203,22 @@ def test_ctrl_c_on_a_running_stage_leaves_nothing(sim_dir, tmp_path):
     assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
 
 
+def test_a_geoparquet_rewritten_by_pandas_is_read_and_written_whole(grid_gpkg, traces, tmp_path):
+    """A GeoParquet output read and written again with plain pandas keeps its ``geometry`` and
+    ``bbox`` columns without their metadata: as input they are plain columns, and the output's
+    geometry (the point of lon, lat) takes their place instead of doubling them."""
+    first = tmp_path / "m.parquet"
+    assert invoke("match", traces, "--map", grid_gpkg, "-o", first, "-q").exit_code == 0
+    plain = tmp_path / "plain.parquet"
+    pd.read_parquet(first)[["trip_id", "t", "lon", "lat", "geometry", "bbox"]].to_parquet(plain)
+    again = tmp_path / "again.parquet"
+    result = invoke("match", plain, "--map", grid_gpkg, "-o", again, "-q")
+    assert result.exit_code == 0, result.output
+    gdf = gpd.read_parquet(again)
+    assert list(gdf.columns).count("geometry") == 1 and gdf.crs.to_epsg() == 4326
+    np.testing.assert_array_equal(gdf.geometry.x, gdf["lon"])
+
+
 def test_outputs_with_positions_are_geoparquet(grid_gpkg, traces, tmp_path):
     out = tmp_path / "m.parquet"
     assert invoke("match", traces, "--map", grid_gpkg, "-o", out, "-q").exit_code == 0
