@@ -37,6 +37,8 @@ CITIES = {
     # among the cities the judgment was developed on)
     "se-finland": (SHARED / "pyrosm-test.osm.pbf", 5.0),
 }
+#: the cities the judgment was developed on (the default run)
+DEVELOPED = ("helsinki", "liechtenstein", "harrisburg")
 KINDS = ("object_added", "object_removed", "object_moved", "value_changed", "road_missing", "oneway_reversed",
          "road_closed")
 
@@ -99,7 +101,7 @@ def fmt(v):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cities", default="helsinki,liechtenstein,harrisburg", help=f"of {', '.join(CITIES)}")
+    ap.add_argument("--cities", default=",".join(DEVELOPED), help=f"of {', '.join(CITIES)}")
     ap.add_argument("--placements", default="physical,osm")
     ap.add_argument("--vehicles", type=int, default=30)
     ap.add_argument("--days", type=int, default=3)

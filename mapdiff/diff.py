@@ -1347,8 +1347,9 @@ OFF_MAP_SIGMAS = 2.0
 
 
 def _off_map_part(geom, net, cell: float, near_m: float):
-    """The longest stretch of the centre line ``geom`` that lies off the mapped roads (farther
-    than ``near_m`` from each), or None when none spans two cells. The off-map runs of a trip
+    """The centre line ``geom`` from its first to its last point off the mapped roads (farther
+    than ``near_m`` from each; sampled every half cell), or None when that spans less than a
+    cell. The off-map runs of a trip
     that drove a road the map lacks go on while the matcher has not caught up with it, onto the
     mapped roads beyond; the line is the missing road only where the map has nothing."""
     import shapely
@@ -1373,6 +1374,9 @@ def _off_map_part(geom, net, cell: float, near_m: float):
 JOIN_CELLS = 3
 #: lines are pooled by their trips on a doubling scale to share the roads among them
 TRIP_BINS = np.array([3, 4, 6, 10, np.inf])
+#: a line whose chance bound is at least this is taken as a road when the share of roads that
+#: join the map is measured
+SURE_ROAD = 0.99
 
 
 def _joined(line: dict) -> bool:
@@ -1397,7 +1401,7 @@ def _raise_joined(lines: list, near_node: float) -> None:
     if not lines:
         return
     chance = near_node**2
-    sure = [_joined(x) for x in lines if x["confidence"] >= 0.99]
+    sure = [_joined(x) for x in lines if x["confidence"] >= SURE_ROAD]
     a = (sum(sure) + 1.0) / (len(sure) + 2.0)
     if a <= chance:
         return  # joining tells roads from chance no better than a coin

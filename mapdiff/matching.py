@@ -63,9 +63,10 @@ class MatchConfig:
         (``gps_sigma_m``) of it were driven: a fix of a car at a node lands that far along any
         edge there, while a car that starts or stops on an edge leaves several fixes on it, if
         the fixes come often enough (the next within the time a car takes to cover that
-        distance from rest, at :data:`START_ACCEL_MPS2`). With ``min_end_m`` alone, trips starting
-        at a node got the edge before it in 70 of 200 synthetic Helsinki trips, two thirds of
-        their route mismatch (benchmarks/README.md, "A chain's ends").
+        distance from rest, at :data:`START_ACCEL_MPS2`). With ``min_end_m`` alone, 42 of 200
+        synthetic Helsinki trips got the edge before their first node and 28 the edge after
+        their last, two thirds of their route mismatch (benchmarks/README.md, "A chain's
+        ends").
     break_cost : log-likelihood price of ending the chain and restarting it at a later fix
         (an unexplained jump); it competes with detours, skips and far-off matches.
     max_outliers : up to this many consecutive fixes may be skipped as outliers (each costs
