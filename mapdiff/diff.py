@@ -24,7 +24,10 @@ brought to OSM's convention (``_conventional``):
 
 Map features and observed things of one class are then paired one to one by a minimum-cost
 assignment (distance, plus ``value_mismatch_m`` when the values differ) over the candidate pairs
-within ``max_move_m``, so two close signs never both take one object. A pair within the tolerance
+within ``max_move_m``, so two close signs never both take one object. A thing level with one
+paired in place (of its class and value, within its tolerance on the centre line: the other
+kerb's pole of a crossing) pairs in place or not at all, never as another feature moved to it:
+that would take two changes where one, the other feature's removal, explains the same. A pair within the tolerance
 (``3 * sqrt(sigma_m**2 + map_sigma_m**2)`` with the sigmas scaled to what the pairs' distances show,
 at least ``min_tolerance_m``) is the same object: a different value is ``value_changed``; beyond it,
 where the map's place was in view, ``object_moved``. An observed thing seen in at least
@@ -498,7 +501,7 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, net, config: DiffConfig):
 
     def candidates(fs, ts, radius):
         """Candidate pairs among feature rows ``fs`` and thing rows ``ts`` within ``radius``,
-        under the junction and value rules: (i, j, cost, in place)."""
+        under the junction and value rules: (i, j, cost, in place with its value, in place)."""
         # the straight distance is at most the road distance plus the kerb
         i, j, _ = _near(f_pos[fs], f_cls[fs], t_pos[ts], t_cls[ts], radius + config.snap_m)
         i, j = fs[i], ts[j]
@@ -517,16 +520,22 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, net, config: DiffConfig):
         near = (d <= tol[j]) | same_junction
         keep = ~differ | near
         i, j, d, beyond, differ, near = i[keep], j[keep], d[keep], beyond[keep], differ[keep], near[keep]
-        return i, j, d + beyond + np.where(differ, config.value_mismatch_m, 0.0), near & ~differ
+        return i, j, d + beyond + np.where(differ, config.value_mismatch_m, 0.0), near & ~differ, near
 
     all_f, all_t = np.arange(len(feat)), np.arange(len(things))
     in_place = min(config.max_move_m, float(np.quantile(np.minimum(tol, config.max_move_m), 0.99))) if len(tol) else 0.0
-    i, j, cost, sure = candidates(all_f, all_t, max(in_place, config.min_tolerance_m))
+    i, j, cost, sure, _ = candidates(all_f, all_t, max(in_place, config.min_tolerance_m))
     first_i, first_j = _assign(i[sure], j[sure], cost[sure], config.max_move_m / 2.0, sure=np.ones(sure.sum(), bool),
                                components=False)
     rest_f = all_f[~_member(all_f, first_i)]
     rest_t = all_t[~_member(all_t, first_j)]
-    i, j, cost, sure = candidates(rest_f, rest_t, config.max_move_m)
+    i, j, cost, sure, near = candidates(rest_f, rest_t, config.max_move_m)
+    # the other kerb's pole of a crossing paired in place is no evidence that another feature
+    # moved to it: that takes two changes (a move, and a crossing with one pole where it has
+    # two) where one, the other feature's removal, explains the same. It pairs in place only
+    twin = _kerb_twins(things, _member(all_t, first_j), tol)
+    keep = ~twin[j] | near
+    i, j, cost, sure = i[keep], j[keep], cost[keep], sure[keep]
     more_i, more_j = _assign(i, j, cost, config.max_move_m / 2.0, sure=sure)
     fi, ti = np.r_[first_i, more_i], np.r_[first_j, more_j]
     # a junction's extra features (two signal nodes at one junction) are explained by its things
@@ -552,12 +561,27 @@ def _split_estimates(things: pd.DataFrame, paired: np.ndarray, config: DiffConfi
     map feature, and locate splits an object when some of its passes disagree (a stray pose, a
     junction crossed); neither is an addition. A junction's things stand for the junction:
     another junction's do not explain them."""
+    return _beside_paired(things, paired, _positions(things), config.split_m)
+
+
+def _kerb_twins(things: pd.DataFrame, paired: np.ndarray, tol: np.ndarray) -> np.ndarray:
+    """Unpaired things that stand level with a paired one of their class and value: within
+    their tolerance of it on the road's centre line (``x``, ``y``), as the poles on the two kerbs
+    of one crossing do."""
+    pos = things[["x", "y"]].to_numpy(float)
+    return _beside_paired(things, paired, np.ascontiguousarray(np.c_[pos, pos]), tol)
+
+
+def _beside_paired(things: pd.DataFrame, paired: np.ndarray, pos: np.ndarray, radius_m) -> np.ndarray:
+    """Unpaired things off junctions within ``radius_m`` (a number, or one per thing) of a
+    paired thing of their class and value, at ``pos`` (:func:`_positions` rows)."""
     key = things["cls"].to_numpy() * (int(things["val"].max()) + 2 if len(things) else 1) + things["val"].to_numpy() + 1
     lonely, explained = np.flatnonzero(~paired & (things["junction"].to_numpy() < 0)), np.flatnonzero(paired)
-    pos = _positions(things)
-    i, _j, _ = _near(pos[lonely], key[lonely], pos[explained], key[explained], config.split_m)
+    radius = np.broadcast_to(np.asarray(radius_m, float), (len(things),))
+    reach = float(radius[lonely].max()) if len(lonely) else 0.0
+    i, _j, d = _near(pos[lonely], key[lonely], pos[explained], key[explained], reach)
     out = np.zeros(len(things), bool)
-    out[lonely[i]] = True
+    out[lonely[i[d <= radius[lonely[i]]]]] = True
     return out
 
 
