@@ -290,7 +290,8 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
             config.capture_gate_log / config.gate_sigma
         stated = (np.radians(float(np.median(sb_deg))), 0.0, stated_sr)
         x, y, sxx, syy, red, n_trips, labels, ident = _locate_captures(trip, cls_codes, ox, oy, b, r, stated, config)
-        return _objects(observations, labels, trip, t, classes, ident, x + x0, y + y0, sxx, syy, red, n_trips, proj)
+        return _objects(observations, labels, trip, t, classes, ident, x + x0, y + y0, sxx, syy, red, n_trips, proj,
+                        config.split_share)
     # within a pass the pose error is shared: frames differ by the box's own noise only
     sb_track = np.minimum(np.radians(sb_deg), np.radians(config.track_bearing_sigma_deg))
     sr_track = np.minimum(sr, config.track_range_rel * r)
@@ -352,7 +353,8 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
         obj_cls = np.r_[centres["cls"], cls_codes[at]]
     else:
         obj_cls = centres["cls"]
-    return _objects(observations, obs_labels, trip, t, classes, obj_cls, x + x0, y + y0, sxx, syy, red, n_trips, proj)
+    return _objects(observations, obs_labels, trip, t, classes, obj_cls, x + x0, y + y0, sxx, syy, red, n_trips, proj,
+                    config.split_share)
 
 
 def capture_kind(observations: pd.DataFrame) -> str:
@@ -1341,18 +1343,25 @@ def _pose_sigmas(tr, px, py, lab, x, y, n_trips, along_m, across_m):
 
 
 def _trip_votes(observations, labels, trip):
-    """Per (object, value): how many trips voted for it (a trip votes its most frequent value)."""
+    """Per (object, value): how many trips voted for it (a trip votes its most frequent value,
+    a trip that read none on the object votes None)."""
     if "value" not in observations or not observations["value"].notna().any():
         return pd.DataFrame(columns=["label", "value", "trips"])
     code, names = _codes(observations["value"])
-    has = (labels >= 0) & (code >= 0)
+    has = labels >= 0
     v = pd.DataFrame({"label": labels[has], "trip": trip[has], "value": code[has]})
     per = v.groupby(["label", "trip", "value"], sort=True).size().rename("n").reset_index()
-    # the codes sort as the names do: ties go to the first value in text order
-    per = per.sort_values(["label", "trip", "n", "value"], ascending=[True, True, False, True], kind="stable")
+    # a value read in any frame outvotes the frames that read none: a trip reads none when its
+    # frames were too small to read; the codes sort as the names do: ties go to the first value
+    # in text order
+    per = per.assign(read=per["value"] >= 0)
+    per = per.sort_values(["label", "trip", "read", "n", "value"], ascending=[True, True, False, False, True],
+                          kind="stable")
     per = per.drop_duplicates(["label", "trip"])
     votes = per.groupby(["label", "value"], sort=True).size().rename("trips").reset_index()
-    return votes.assign(value=names[votes["value"].to_numpy()].astype(str))
+    code = votes["value"].to_numpy()
+    value = np.where(code >= 0, names[np.maximum(code, 0)].astype(str), None)
+    return votes.assign(value=value)
 
 
 def _folds(x, y, cls, n_trips, radius_m, split_share):
@@ -1404,7 +1413,7 @@ def _confusions(x, y, n_obs, n_trips, radius_m, ratio):
     return out
 
 
-def _objects(observations, labels, trip, t, classes, ccls, x, y, sxx, syy, red, n_trips, proj):
+def _objects(observations, labels, trip, t, classes, ccls, x, y, sxx, syy, red, n_trips, proj, split_share):
     has = labels >= 0
     live = np.flatnonzero(n_trips > 0)
     if len(live) == 0:
@@ -1420,11 +1429,19 @@ def _objects(observations, labels, trip, t, classes, ccls, x, y, sxx, syy, red, 
     share = np.full(len(x), np.nan)
     summary = pd.Series([None] * len(x), dtype=object)
     if not votes.empty:
-        votes = votes.sort_values(["label", "trips", "value"], ascending=[True, False, True], kind="stable")
         total = votes.groupby("label")["trips"].sum()
-        top = votes.drop_duplicates("label").set_index("label")
-        value.iloc[top.index.to_numpy()] = top["value"].to_numpy()
-        share[top.index.to_numpy()] = (top["trips"] / total.reindex(top.index)).to_numpy()
+        none = votes.loc[votes["value"].isna()].set_index("label")["trips"].reindex(total.index, fill_value=0)
+        votes = votes.loc[votes["value"].notna()]
+        votes = votes.sort_values(["label", "trips", "value"], ascending=[True, False, True], kind="stable")
+        top = votes.drop_duplicates("label").set_index("label")["trips"].reindex(total.index, fill_value=0)
+        # the object has the most voted value, unless most trips read none and the value has less
+        # than ``split_share`` of their trips: a detector's misreading, as _folds takes it
+        read = (top > 0) & (top >= split_share * none)
+        named = votes.drop_duplicates("label").set_index("label")["value"].reindex(total.index)
+        labels_read = total.index[read.to_numpy()].to_numpy()
+        value.iloc[labels_read] = named[read].to_numpy()
+        # the share among the trips that read a value (or, for none, among all)
+        share[total.index.to_numpy()] = np.where(read, top / np.maximum(total - none, 1), none / total)
         # "value:trips;..." per object (sorted by label: each object's rows are a run)
         label = votes["label"].to_numpy()
         cells = (votes["value"] + ":" + votes["trips"].astype(str)).tolist()

@@ -126,6 +126,22 @@ def test_split_value_vote_is_reported():
     assert len(objects) == 1 and objects.loc[0, "value_votes"] == "30:8;40:2"
 
 
+def test_trips_that_read_no_value_vote_for_none():
+    # a crossing ten trips saw: one read a value on it (a misreading), nine read none
+    observers = [(-20.0 + 2 * k, -6.0) for k in range(20)]
+    obs = observations_of([(0.0, 4.0)], observers, trips=[k // 2 for k in range(20)], cls="crossing")
+    obs["value"] = [None] * 18 + ["uncontrolled"] * 2
+    objects, _ = locate(obs)
+    assert len(objects) == 1
+    assert objects.loc[0, "value"] is None and objects.loc[0, "value_share"] == pytest.approx(0.9)
+    # a speed limit that one trip of ten could not read: its value, as all that read one voted
+    obs["class"] = "speed_limit"
+    obs["value"] = ["30"] * 18 + [None] * 2
+    objects, _ = locate(obs)
+    assert len(objects) == 1
+    assert objects.loc[0, "value"] == "30" and objects.loc[0, "value_share"] == pytest.approx(1.0)
+
+
 def test_label_codes_follow_the_text_order_of_any_column():
     # ties in the votes go to the first value in text order: a categorical's codes count in the
     # order of its names, whatever the order of its categories; a missing label is -1
