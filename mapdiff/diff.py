@@ -25,8 +25,8 @@ brought to OSM's convention (``_conventional``):
 Map features and observed things of one class are then paired one to one by a minimum-cost
 assignment (distance, plus ``value_mismatch_m`` when the values differ) over the candidate pairs
 within ``max_move_m``, so two close signs never both take one object. A thing level with one
-paired in place (of its class and value, within its tolerance on the centre line: the other
-kerb's pole of a crossing) pairs in place or not at all, never as another feature moved to it:
+paired in place across the road (of its class and value, within its tolerance on the centre
+line, on the other side of it: the other kerb's pole of a crossing) pairs in place or not at all, never as another feature moved to it:
 that would take two changes where one, the other feature's removal, explains the same. A pair within the tolerance
 (``3 * sqrt(sigma_m**2 + map_sigma_m**2)`` with the sigmas scaled to what the pairs' distances show,
 at least ``min_tolerance_m``) is the same object: a different value is ``value_changed``; beyond it,
@@ -97,6 +97,9 @@ END_M = 10.0
 ON_ROAD_M = 2.0
 #: classes OSM maps on the junction node (when a junction is near)
 JUNCTION_CLASSES = ("traffic_signals",)
+#: a pole this far off the centre line stands beside the road (at a kerb), not on it: a lane's
+#: half-width; a located pole's error is under it (sigmas of 0.6 m are typical)
+KERB_TWIN_MIN_M = 1.5
 
 
 @dataclass(frozen=True)
@@ -532,7 +535,9 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, net, config: DiffConfig):
     i, j, cost, sure, near = candidates(rest_f, rest_t, config.max_move_m)
     # the other kerb's pole of a crossing paired in place is no evidence that another feature
     # moved to it: that takes two changes (a move, and a crossing with one pole where it has
-    # two) where one, the other feature's removal, explains the same. It pairs in place only
+    # two) where one, the other feature's removal, explains the same. It pairs in place only.
+    # (Two things on one side or on the centre line are two features, as OSM maps a dense
+    # junction's crossings: each may have moved)
     twin = _kerb_twins(things, _member(all_t, first_j), tol)
     keep = ~twin[j] | near
     i, j, cost, sure = i[keep], j[keep], cost[keep], sure[keep]
@@ -565,24 +570,38 @@ def _split_estimates(things: pd.DataFrame, paired: np.ndarray, config: DiffConfi
 
 
 def _kerb_twins(things: pd.DataFrame, paired: np.ndarray, tol: np.ndarray) -> np.ndarray:
-    """Unpaired things that stand level with a paired one of their class and value: within
-    their tolerance of it on the road's centre line (``x``, ``y``), as the poles on the two kerbs
-    of one crossing do."""
+    """Unpaired things that stand level with a paired one of their class and value across the
+    road, as the poles on the two kerbs of one crossing do: within their tolerance of it on the
+    road's centre line (``x``, ``y``), on the other side of it, each at least
+    ``KERB_TWIN_MIN_M`` off it (things on the centre line, or two on one side, are not)."""
     pos = things[["x", "y"]].to_numpy(float)
-    return _beside_paired(things, paired, np.ascontiguousarray(np.c_[pos, pos]), tol)
+    lonely, mate = _beside_pairs(things, paired, np.ascontiguousarray(np.c_[pos, pos]), tol)
+    side = things[["raw_x", "raw_y"]].to_numpy(float) - pos
+    off = np.hypot(side[:, 0], side[:, 1]) >= KERB_TWIN_MIN_M
+    across = (np.sum(side[lonely] * side[mate], axis=1) < 0) & off[lonely] & off[mate]
+    out = np.zeros(len(things), bool)
+    out[lonely[across]] = True
+    return out
 
 
 def _beside_paired(things: pd.DataFrame, paired: np.ndarray, pos: np.ndarray, radius_m) -> np.ndarray:
-    """Unpaired things off junctions within ``radius_m`` (a number, or one per thing) of a
-    paired thing of their class and value, at ``pos`` (:func:`_positions` rows)."""
+    """Unpaired things off junctions within ``radius_m`` of a paired thing of their class and
+    value, at ``pos`` (:func:`_positions` rows)."""
+    out = np.zeros(len(things), bool)
+    out[_beside_pairs(things, paired, pos, radius_m)[0]] = True
+    return out
+
+
+def _beside_pairs(things: pd.DataFrame, paired: np.ndarray, pos: np.ndarray, radius_m):
+    """(unpaired row, paired row) of :func:`_beside_paired`, ``radius_m`` a number or one per
+    thing."""
     key = things["cls"].to_numpy() * (int(things["val"].max()) + 2 if len(things) else 1) + things["val"].to_numpy() + 1
     lonely, explained = np.flatnonzero(~paired & (things["junction"].to_numpy() < 0)), np.flatnonzero(paired)
     radius = np.broadcast_to(np.asarray(radius_m, float), (len(things),))
     reach = float(radius[lonely].max()) if len(lonely) else 0.0
-    i, _j, d = _near(pos[lonely], key[lonely], pos[explained], key[explained], reach)
-    out = np.zeros(len(things), bool)
-    out[lonely[i[d <= radius[lonely[i]]]]] = True
-    return out
+    i, j, d = _near(pos[lonely], key[lonely], pos[explained], key[explained], reach)
+    ok = d <= radius[lonely[i]]
+    return lonely[i[ok]], explained[j[ok]]
 
 
 def _sigma_scale(distance_m: np.ndarray, sigma_m: np.ndarray) -> float:

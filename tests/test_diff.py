@@ -801,21 +801,24 @@ def test_a_sign_on_a_road_is_missed_only_when_both_directions_had_it_in_view(gri
     assert result.diffs.loc[result.diffs["kind"] == "object_removed", "feature_id"].tolist() == [1]
 
 
-@pytest.mark.parametrize("with_twin", [True, False])
-def test_the_other_kerbs_pole_of_a_paired_crossing_is_no_move(grid_edges, with_twin):
+@pytest.mark.parametrize("layout", ["kerbs", "no crossing 1", "centre line"])
+def test_the_other_kerbs_pole_of_a_paired_crossing_is_no_move(grid_edges, layout):
     # crossing 1 on row 0, 50 m along, with its signs on both kerbs; crossing 2 mapped 30 m further
     # on, with nothing there. Crossing 1's north pole is its own, not crossing 2 moved 30 m back:
-    # crossing 2 is removed. Without crossing 1 on the map, the same two poles and crossing 2 make
-    # a move (its nearer pole) and nothing else, as before
+    # crossing 2 is removed. Without crossing 1 on the map, the same poles make crossing 2's move.
+    # Two things level on the centre line (OSM's way: two crossings' nodes) are two features:
+    # the one crossing 1 leaves is crossing 2, moved
     x0, y0 = node_xy(0)
-    rows = [(1, "crossing", "uncontrolled", x0 + 50, y0)] if with_twin else []
+    rows = [] if layout == "no crossing 1" else [(1, "crossing", "uncontrolled", x0 + 50, y0)]
     feats = _features(rows + [(2, "crossing", "uncontrolled", x0 + 80, y0)])
-    objs = _objects([(10, "crossing", "uncontrolled", x0 + 50.3, y0 - 4, 30),
-                     (11, "crossing", "uncontrolled", x0 + 50.0, y0 + 4, 28)])
+    north = y0 + (0.5 if layout == "centre line" else 4.0)
+    south = y0 - (0.0 if layout == "centre line" else 4.0)
+    objs = _objects([(10, "crossing", "uncontrolled", x0 + 50.3, south, 30),
+                     (11, "crossing", "uncontrolled", x0 + 50.0, north, 28)])
     result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
                   DiffConfig(min_confidence=0.0))
     kinds = _by_kind(result)
-    if with_twin:
+    if layout == "kerbs":
         assert set(kinds) == {"object_removed"}
         assert kinds["object_removed"]["feature_id"].tolist() == [2]
     else:
