@@ -18,6 +18,7 @@ if it were perfect), to separate the judgment's own errors from locate's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -109,9 +110,13 @@ def main(argv=None):
     ap.add_argument("--sample-interval-s", type=float, default=1.0, help="seconds between the fleet's GPS fixes")
     ap.add_argument("--roads-only", action="store_true",
                     help="score the road kinds only (no observe, locate or object diffs): minutes, not an hour")
+    ap.add_argument("--keep", type=Path, metavar="DIR",
+                    help="work in DIR (a new folder) and keep every stage's files there, to look into")
     args = ap.parse_args(argv)
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
+    if args.keep:
+        args.keep.mkdir(parents=True)
+    with (contextlib.nullcontext(str(args.keep)) if args.keep else tempfile.TemporaryDirectory()) as tmp:
         for city in args.cities.split(","):
             for placement in args.placements.split(","):
                 scores = one_city(Path(tmp), city, placement, args)
