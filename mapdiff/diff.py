@@ -26,8 +26,9 @@ Map features and observed things of one class are then paired one to one by a mi
 assignment (distance, plus ``value_mismatch_m`` when the values differ) over the candidate pairs
 within ``max_move_m``, so two close signs never both take one object. A thing level with one
 paired in place across the road (of its class and value, within its tolerance on the centre
-line, on the other side of it: the other kerb's pole of a crossing) pairs in place or not at all, never as another feature moved to it:
-that would take two changes where one, the other feature's removal, explains the same. A pair within the tolerance
+line, on the other side of it: the other kerb's pole of a crossing) pairs in place or not at
+all, never as another feature moved to it: that would take two changes where one, the other
+feature's removal, explains the same. A pair within the tolerance
 (``3 * sqrt(sigma_m**2 + map_sigma_m**2)`` with the sigmas scaled to what the pairs' distances show,
 at least ``min_tolerance_m``) is the same object: a different value is ``value_changed``; beyond it,
 where the map's place was in view, ``object_moved``. An observed thing seen in at least
@@ -213,8 +214,7 @@ def _object_frame(objects: pd.DataFrame, proj, source: str) -> pd.DataFrame:
     value = objects["value"] if "value" in objects else pd.Series([None] * n, dtype=object)
     return pd.DataFrame({
         "object_id": numbers(objects, "object_id", source, integer=True) if "object_id" in objects else np.arange(n),
-        "class": np.asarray(objects["class"].astype(str).to_numpy(), dtype=object),
-        "value": np.asarray(value.astype(object).where(value.notna(), None).to_numpy(), dtype=object),
+        "class": objects["class"].array, "value": value.array,  # as they are, like the features
         "x": x, "y": y, "sigma_m": col("sigma_m", np.inf),
         "n_trips": col("n_trips", 1, integer=True).astype(np.int64),
         "n_observations": col("n_observations", 1, integer=True).astype(np.int64),
@@ -224,20 +224,27 @@ def _object_frame(objects: pd.DataFrame, proj, source: str) -> pd.DataFrame:
 
 def _label_codes(feat: pd.DataFrame, obj: pd.DataFrame) -> None:
     """Add integer ``cls`` and ``val`` (-1: no value) over one vocabulary of both sides: the
-    judgment compares codes (strings only come back for the rows it writes). Values compare as
-    text, so 50 and "50" are one value. ``at_junction``: the class is one OSM maps on a
-    junction node."""
-    cls = pd.concat([feat["class"].astype(object), obj["class"].astype(object)], ignore_index=True)
-    codes, _ = pd.factorize(cls)
-    feat["cls"], obj["cls"] = codes[: len(feat)].astype(np.int64), codes[len(feat):].astype(np.int64)
-    val = pd.concat([feat["value"].astype(object), obj["value"].astype(object)], ignore_index=True)
-    # the distinct values first, then those as text (a few hundred, not millions of strings)
-    raw, uniques = pd.factorize(val)
-    as_text, _ = pd.factorize(pd.Index(uniques).astype(str))
-    codes = np.where(raw >= 0, as_text[np.maximum(raw, 0)] if len(as_text) else -1, -1)
-    feat["val"], obj["val"] = codes[: len(feat)].astype(np.int64), codes[len(feat):].astype(np.int64)
+    judgment compares codes (strings only come back for the rows it writes). Classes and values
+    compare as text, so 50 and "50" are one value. ``at_junction``: the class is one OSM maps on
+    a junction node."""
+    feat["cls"], obj["cls"] = _text_codes(feat["class"], obj["class"])
+    feat["val"], obj["val"] = _text_codes(feat["value"], obj["value"])
     feat["at_junction"] = feat["class"].isin(JUNCTION_CLASSES).to_numpy()
     obj["at_junction"] = obj["class"].isin(JUNCTION_CLASSES).to_numpy()
+
+
+def _text_codes(a: pd.Series, b: pd.Series):
+    """Codes of two columns' values over one vocabulary, compared as text, in the order of first
+    appearance in ``a`` then ``b`` (-1: missing). Each column is factorized as it is (an Arrow
+    column natively), then its few distinct values as text: no Python string per row."""
+    codes_a, uniq_a = pd.factorize(a)
+    codes_b, uniq_b = pd.factorize(b)
+    text = pd.Index(np.r_[np.asarray(uniq_a, dtype=object), np.asarray(uniq_b, dtype=object)]).astype(str)
+    shared, _ = pd.factorize(text)
+    shared = shared.astype(np.int64)
+    out_a = np.where(codes_a >= 0, shared[np.maximum(codes_a, 0)] if len(uniq_a) else -1, -1)
+    out_b = np.where(codes_b >= 0, shared[len(uniq_a) + np.maximum(codes_b, 0)] if len(uniq_b) else -1, -1)
+    return out_a.astype(np.int64), out_b.astype(np.int64)
 
 
 def _feature_frame(features, proj) -> pd.DataFrame:
@@ -247,9 +254,9 @@ def _feature_frame(features, proj) -> pd.DataFrame:
     return pd.DataFrame({
         "feature_id": features["feature_id"].to_numpy().astype(np.int64) if "feature_id" in features
         else np.arange(n, dtype=np.int64),
-        "class": np.asarray(features["class"].astype(str).to_numpy(), dtype=object),
-        "value": np.asarray(features["value"].astype(object).where(features["value"].notna(), None).to_numpy(),
-                            dtype=object) if "value" in features else np.full(n, None, dtype=object),
+        # as they are (an Arrow column stays one): compared as text by _label_codes
+        "class": features["class"].array,
+        "value": features["value"].array if "value" in features else np.full(n, None, dtype=object),
         "x": x, "y": y,
     })
 
@@ -1727,7 +1734,7 @@ def _diff_frame(frame, net, config):
         frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
     for c in ("old_value", "new_value", "edge_ids", "class"):
         frame[c] = frame[c].astype(object).where(frame[c].notna(), None).map(
-            lambda v: None if v is None else str(v))
+            lambda v: None if pd.isna(v) else str(v))
     gdf = gpd.GeoDataFrame(frame[DIFF_COLUMNS[:-1]].reset_index(drop=True),
                            geometry=list(frame["geometry"]), crs=net.proj.crs)
     return gdf.to_crs(4326)
@@ -1742,6 +1749,6 @@ def _unverified_frame(unverified, net):
                                 geometry=gpd.GeoSeries([], crs=4326))
     g = gpd.GeoDataFrame(unverified[["feature_id", "class", "value", "visible_trips"]].reset_index(drop=True),
                          geometry=gpd.points_from_xy(unverified["x"], unverified["y"]), crs=net.proj.crs)
-    g["value"] = g["value"].map(lambda v: None if v is None else str(v))
+    g["value"] = g["value"].map(lambda v: None if pd.isna(v) else str(v))
     # in feature order: the order merged shards (mapdiff.jobs) restore
     return g.sort_values("feature_id", kind="stable").reset_index(drop=True).to_crs(4326)
