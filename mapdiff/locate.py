@@ -1445,7 +1445,7 @@ def _objects(observations, labels, trip, t, classes, ccls, x, y, sxx, syy, red, 
         # "value:trips;..." per object (sorted by label: each object's rows are a run)
         label = votes["label"].to_numpy()
         cells = (votes["value"] + ":" + votes["trips"].astype(str)).tolist()
-        starts = np.flatnonzero(np.r_[True, label[1:] != label[:-1]])
+        starts = np.flatnonzero(np.r_[True, label[1:] != label[:-1]]) if len(label) else label
         ends = np.r_[starts[1:], len(label)]
         summary.iloc[label[starts]] = [";".join(cells[a:b]) for a, b in zip(starts, ends)]
     lon, lat = proj.to_lonlat(x[live], y[live])

@@ -134,6 +134,11 @@ def test_trips_that_read_no_value_vote_for_none():
     objects, _ = locate(obs)
     assert len(objects) == 1
     assert objects.loc[0, "value"] is None and objects.loc[0, "value_share"] == pytest.approx(0.9)
+    # the only value read is on an observation left out (its bearing far vaguer than the rest)
+    obs["value"] = [None] * 19 + ["uncontrolled"]
+    obs.loc[19, "bearing_sigma_deg"] = 50.0
+    objects, labels = locate(obs)
+    assert labels[19] == -1 and objects.loc[0, "value"] is None and objects.loc[0, "value_share"] == 1.0
     # a speed limit that one trip of ten could not read: its value, as all that read one voted
     obs["class"] = "speed_limit"
     obs["value"] = ["30"] * 18 + [None] * 2
