@@ -46,9 +46,11 @@ left out (label -1).
    its side as often but never in one frame with it, folds into it (:func:`_fold_pieces`).
 4. Values: an object of a value with less than ``split_share`` of the trips of an object of its
    class but another value on the same spot (within ``confusion_m``) is the detector misreading
-   the value: it folds into that object. Each trip votes its most frequent value, the object
-   takes the most voted value and reports the vote (``value_share``, ``value_votes``), so a split
-   vote shows. An object with fewer than ``confusion_ratio`` times the observations of an
+   the value: it folds into that object. Each trip votes its most frequent value (none, when
+   it read none), the object takes the most voted value (none, when the value has less than
+   ``split_share`` of the trips that read none) and reports the vote (``value_share`` among the
+   trips that read a value, ``value_votes``), so a split vote shows. An object with fewer than
+   ``confusion_ratio`` times the observations of an
    object of another class within ``confusion_m`` is a class confusion and is dropped.
 
 ``sigma_m`` is the per-axis standard deviation from the fit's covariance, scaled up by the
