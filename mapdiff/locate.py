@@ -1435,11 +1435,12 @@ def _objects(observations, labels, trip, t, classes, ccls, x, y, sxx, syy, red, 
         none = votes.loc[votes["value"].isna()].set_index("label")["trips"].reindex(total.index, fill_value=0)
         votes = votes.loc[votes["value"].notna()]
         votes = votes.sort_values(["label", "trips", "value"], ascending=[True, False, True], kind="stable")
-        top = votes.drop_duplicates("label").set_index("label")["trips"].reindex(total.index, fill_value=0)
+        first = votes.drop_duplicates("label").set_index("label")
+        top = first["trips"].reindex(total.index, fill_value=0)
         # the object has the most voted value, unless most trips read none and the value has less
         # than ``split_share`` of their trips: a detector's misreading, as _folds takes it
         read = (top > 0) & (top >= split_share * none)
-        named = votes.drop_duplicates("label").set_index("label")["value"].reindex(total.index)
+        named = first["value"].reindex(total.index)
         labels_read = total.index[read.to_numpy()].to_numpy()
         value.iloc[labels_read] = named[read].to_numpy()
         # the share among the trips that read a value (or, for none, among all)

@@ -268,12 +268,14 @@ def _match_batch(network: Network, graph, params, config: MatchConfig, x, y, t_s
 START_ACCEL_MPS2 = 2.0
 
 
-def _ends(config: MatchConfig) -> tuple:
-    """What :func:`mapdiff._kernels.hmm.paths` takes of a chain's ends: ``min_end_m``, the lone
+def _ends(config: MatchConfig):
+    """The :data:`mapdiff._kernels.hmm.EndRule` of a chain's ends: ``min_end_m``, the lone
     fix's metres, and the seconds within which a car starting on the edge would cover them
     (sqrt(2 d / a): 3.2 s for 10 m), so that a second fix would show it there."""
+    from mapdiff._kernels import hmm
+
     lone_m = config.lone_end_sigmas * config.gps_sigma_m
-    return config.min_end_m, lone_m, float(np.sqrt(2.0 * lone_m / START_ACCEL_MPS2))
+    return hmm.EndRule(float(config.min_end_m), float(lone_m), float(np.sqrt(2.0 * lone_m / START_ACCEL_MPS2)))
 
 
 def _hmm_params(config: MatchConfig):

@@ -36,6 +36,10 @@ HmmParams = namedtuple("HmmParams", ["beta", "floor", "log_skip", "log_break", "
                                      "route_slack_m", "rev_tol_m", "max_gap_s", "max_skip", "end_skip_s",
                                      "rescue_radius_m", "beam", "stop_radius_m"])
 
+#: how much of a chain's end edge must be driven for :func:`paths` to keep it: ``min_m``, or
+#: ``lone_m`` when one fix only lies on it and the fix next to it came within ``lone_s``
+EndRule = namedtuple("EndRule", ["min_m", "lone_m", "lone_s"])
+
 
 @jit_inline
 def log_emission(dist_m, sigma_m, floor):
@@ -628,10 +632,10 @@ def _grow(arr, need):
 
 
 @jit_inline
-def _end_m(n_fixes, gap_s, ends_m):
+def _end_m(n_fixes, gap_s, ends):
     """How much of a chain's end edge must be driven for it to count, with ``n_fixes`` on it
-    and ``gap_s`` seconds to the fix next to them (see :func:`paths`)."""
-    return max(ends_m[0], ends_m[1]) if n_fixes == 1 and gap_s <= ends_m[2] else ends_m[0]
+    and ``gap_s`` seconds to the fix next to them (``ends``: an :data:`EndRule`)."""
+    return max(ends.min_m, ends.lone_m) if n_fixes == 1 and gap_s <= ends.lone_s else ends.min_m
 
 
 @jit
@@ -643,14 +647,15 @@ def _trim_chain_end(m, row0, last_off, entered_by_route):
 
 
 @jit
-def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol_m, ends_m):
+def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol_m, ends):
     """The driven edge sequence of every chain, with enter and exit times.
 
     Between consecutive matched fixes the route is the shortest path (the one the HMM scored);
     times along it are interpolated by distance. A chain's first or last edge is left out when
-    less than ``ends_m[0]`` of it was driven (a fix near a node touches every edge there), or
-    ``ends_m[1]`` when one fix only lies on it and the fix next to it came within ``ends_m[2]``
-    seconds (a car at the node, not on the edge: on it, it would have left more fixes).
+    less than ``ends.min_m`` of it was driven (a fix near a node touches every edge there), or
+    ``ends.lone_m`` when one fix only lies on it and the fix next to it came within
+    ``ends.lone_s`` seconds (a car at the node, not on the edge: on it, it would have left more
+    fixes); ``ends`` is an :data:`EndRule`.
     Returns flat arrays: trip index, chain, edge, t_enter, t_exit.
     """
     out_ptr, out_edge, edge_u, edge_v, edge_len, edge_w, edge_prior = graph
@@ -684,7 +689,7 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
             e1 = sel_edge[i]
             if prev < 0 or chain[prev] != chain[i]:
                 if prev >= 0:
-                    m = _trim_chain_end(m, row0, sel_off[prev] - _end_m(on_last, gap_s, ends_m), routed)
+                    m = _trim_chain_end(m, row0, sel_off[prev] - _end_m(on_last, gap_s, ends), routed)
                 # a new chain starts on its first matched edge
                 o_trip = _grow(o_trip, m + 1)
                 o_chain = _grow(o_chain, m + 1)
@@ -724,7 +729,7 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
             s = edge_len[e0] - sel_off[prev]
             o_t1[m - 1] = t[prev] + s * rate
             gap_s = t[i] - t[prev]
-            if m - 1 == row0 and not routed and start_left < _end_m(on_last, gap_s, ends_m):
+            if m - 1 == row0 and not routed and start_left < _end_m(on_last, gap_s, ends):
                 m -= 1  # the chain only touched its first edge at the end: it starts on the next
             need = m + nseq + 1
             o_trip = _grow(o_trip, need)
@@ -744,7 +749,7 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
             on_last = 1
             prev = i
         if prev >= 0:
-            m = _trim_chain_end(m, row0, sel_off[prev] - _end_m(on_last, gap_s, ends_m), routed)
+            m = _trim_chain_end(m, row0, sel_off[prev] - _end_m(on_last, gap_s, ends), routed)
     return o_trip[:m], o_chain[:m], o_edge[:m], o_t0[:m], o_t1[:m]
 
 
