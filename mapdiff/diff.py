@@ -102,7 +102,7 @@ JUNCTION_CLASSES = ("traffic_signals",)
 #: half-width; a located pole's error is under it (sigmas of 0.6 m are typical). The opposite
 #: sides do the work: 0.5 m and 1.5 m give the same diffs on the three cities' simulations but
 #: one move in Helsinki; 3 m, beyond some located poles of narrow streets, lost a removal and
-#: made a false move in Liechtenstein
+#: made a false move in Liechtenstein and two in Helsinki
 KERB_TWIN_MIN_M = 1.5
 
 
