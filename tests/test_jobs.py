@@ -265,6 +265,17 @@ def test_the_hash_is_stable_and_spreads_trips():
     assert counts.min() > 850 and counts.max() < 1150
 
 
+@pytest.mark.parametrize("ids", [["a", "b", None, "a"], [3, 17, 3, 40_000_000_000], [1.5, 2.0, 2.0]])
+def test_a_parquet_batchs_ids_hash_as_the_same_ids_in_a_list(ids):
+    """Batches of a file hash their Arrow column through its distinct values: the shards they
+    give are those of the ids one by one (text, numbers, a missing id)."""
+    import pyarrow as pa
+
+    as_list = hash_shard(ids, 7)
+    assert list(hash_shard(pa.array(ids), 7)) == list(as_list)
+    assert list(hash_shard(pa.chunked_array([pa.array(ids[:2]), pa.array(ids[2:])]), 7)) == list(as_list)
+
+
 def test_a_shard_that_owns_no_trip_writes_empty_outputs_that_merge(whole, sim_dir, tmp_path):
     sim = Path(sim_dir)
     trips = pd.read_parquet(sim / "traces.parquet", columns=["trip_id"])["trip_id"].unique()

@@ -145,9 +145,15 @@ def _split(path, cuts: np.ndarray, prefix: str, *, where, column: str, columns=N
 
 
 def spill(path, assign, prefix: str, *, where=None, row_column: str | None = None, columns=None):
-    """Write the rows of the Parquet file ``path`` into one temporary Parquet file per batch,
-    in one pass; return ``read(b)``, batch ``b``'s rows in the file's order as
+    """Write the rows of the Parquet file ``path`` into one temporary file per batch, in one
+    pass; return ``read(b)``, batch ``b``'s rows in the file's order as
     :func:`mapdiff.io.read_table` gives them (no rows: the columns only).
+
+    The files are Arrow IPC streams compressed with LZ4: a quarter of a simulated fleet's
+    detections (1.5 M rows) wrote in 0.16 s and read in 0.03 s, against 1.03 and 0.79 s as
+    Parquet, at 76 MB against 89 (a shard of a big input spent more on those files than on
+    observing). A stream, not an IPC file, because each batch read may bring its own
+    dictionaries.
 
     ``assign(table)``: for a pyarrow Table of rows, the pairs (row index, batch) it goes to (a
     row may go to none or to several). ``where``: as in :func:`trip_batches`. ``row_column``:
@@ -155,7 +161,6 @@ def spill(path, assign, prefix: str, *, where=None, row_column: str | None = Non
     only these (default: all but a GeoParquet file's bounding-box column).
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from mapdiff.io import open_parquet, plain_columns, storage, table_frame
 
@@ -163,7 +168,8 @@ def spill(path, assign, prefix: str, *, where=None, row_column: str | None = Non
     with open_parquet(path) as pf, storage(path, "read"), contextlib.ExitStack() as stack:
         schema = pf.schema_arrow
         columns = columns or plain_columns(schema)
-        writers: dict[int, pq.ParquetWriter] = {}
+        writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+        options = pa.ipc.IpcWriteOptions(compression="lz4")
         first = 0
         for batch in pf.iter_batches(batch_size=READ_ROWS, columns=columns):
             table = pa.Table.from_batches([batch])
@@ -178,7 +184,8 @@ def spill(path, assign, prefix: str, *, where=None, row_column: str | None = Non
             keys, starts = np.unique(batch_of, return_index=True)
             for b, a, z in zip(keys, starts, np.r_[starts[1:], len(rows)]):
                 if b not in writers:
-                    writers[b] = stack.enter_context(pq.ParquetWriter(f"{prefix}-{b}.parquet", table.schema))
+                    writers[b] = stack.enter_context(pa.ipc.new_stream(f"{prefix}-{b}.arrows", table.schema,
+                                                                       options=options))
                 writers[b].write_table(table.take(rows[a:z]))
         written = set(writers)
         kept = pa.schema([schema.field(c) for c in columns]) if columns else schema
@@ -187,7 +194,7 @@ def spill(path, assign, prefix: str, *, where=None, row_column: str | None = Non
         empty = kept.empty_table()
 
     def read(b: int):
-        table = pq.read_table(f"{prefix}-{b}.parquet") if b in written else empty
+        table = pa.ipc.open_stream(f"{prefix}-{b}.arrows").read_all() if b in written else empty
         return table_frame(table.replace_schema_metadata(schema.metadata), path)
 
     return read

@@ -50,10 +50,20 @@ class Shard:
 
 def hash_shard(ids, count: int) -> np.ndarray:
     """The shard (0..count-1) of each id: CRC-32 of its text, the same on every machine, run
-    and Python (not ``hash()``, which is salted per process)."""
+    and Python (not ``hash()``, which is salted per process). ``ids``: a sequence, or an Arrow
+    array as a batch of a Parquet file gives it (hashed through its distinct values: converting
+    every row of a month's trip ids to Python text cost a shard more than its own work)."""
     import pandas as pd  # (here: the array runner's parent process needs no pandas)
+    import pyarrow as pa
 
-    codes, names = pd.factorize(pd.Series(ids, dtype=object).astype(str))
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    if isinstance(ids, pa.Array):
+        encoded = ids.dictionary_encode()
+        names = [str(v) for v in encoded.dictionary.to_pylist()] + ["None"]  # (a null: as pandas writes it)
+        codes = encoded.indices.fill_null(len(names) - 1).to_numpy(zero_copy_only=False)
+    else:
+        codes, names = pd.factorize(pd.Series(ids, dtype=object).astype(str))
     if not len(codes):
         return np.zeros(0, dtype=np.int64)
     per_name = np.fromiter((zlib.crc32(v.encode()) % count for v in names), dtype=np.int64, count=len(names))
@@ -64,7 +74,7 @@ def batch_owner(shard: Shard, column: str = "trip_id"):
     """A function of a pyarrow Table giving the mask of the rows ``shard`` owns (for stages
     that stream their input in batches)."""
     def mask(table):
-        return hash_shard(table.column(column).to_numpy(zero_copy_only=False), shard.count) == shard.index
+        return hash_shard(table.column(column), shard.count) == shard.index
     return mask
 
 
