@@ -12,8 +12,9 @@ left out (label -1).
    at most ``track_range_rel`` of itself, the track's point with ``track_floor_m``), not the
    absolute ones. Pieces of one pass's track that follow one another and agree (their fits'
    covariances plus ``join_m``) join up. A track's point is the robust least-squares fit of its
-   rays and ranges; rays that never meet (one bearing-only sighting) make no point, so rays of
-   different objects cannot make ghost objects where they cross. Tracks shorter than
+   rays and ranges; rays that never meet (one bearing-only sighting), or meet only behind the cameras
+   (nearly parallel rays of a far object ahead), make no point, so rays of different objects
+   cannot make ghost objects where they cross, nor one pass's rays where the car drove. Tracks shorter than
    ``track_share`` of the typical pass (at most 4 observations) are fragments and do not count.
    A track with fewer than ``confusion_ratio`` times the observations of a track of another
    identity at the same place in the same pass is the detector's confusion and is dropped.
@@ -796,6 +797,11 @@ def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, sb_track, r, 
     sxx = fxx + turn2 * nx * nx + scale2 * ux * ux
     sxy = fxy + turn2 * nx * ny + scale2 * ux * uy
     syy = fyy + turn2 * ny * ny + scale2 * uy * uy
+    # the fit takes each ray as a whole line: nearly parallel rays (a far object straight ahead,
+    # no range) can meet behind the cameras, where the car drove through, and no camera sees
+    # behind itself. Such a track fixes no place (it is kept out, as a fragment is)
+    with np.errstate(invalid="ignore"):
+        behind = total((x[track] - ox) * np.sin(b) + (y[track] - oy) * np.cos(b) < 0.0) > 0
     dx, dy = ox[last] - ox[first], oy[last] - oy[first]
     moved = np.hypot(dx, dy)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -804,7 +810,7 @@ def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, sb_track, r, 
     return pd.DataFrame({"x": x, "y": y, "xx": sxx, "xy": sxy, "yy": syy, "fxx": fxx, "fxy": fxy, "fyy": fyy,
                          "ux": ux, "uy": uy, "cls": cls[first], "trip": trip[first], "n_obs": n_obs,
                          "t0": t[first], "t1": t[last], "dist2": dist2, "mx": total(ox) / per, "my": total(oy) / per,
-                         "kept": np.isfinite(x) & np.isfinite(sxx) & (n_obs >= _min_track(n_obs, config))})
+                         "kept": np.isfinite(x) & np.isfinite(sxx) & (n_obs >= _min_track(n_obs, config)) & ~behind})
 
 
 def _join_pieces(track, tracks, config):

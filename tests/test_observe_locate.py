@@ -85,6 +85,22 @@ def test_bearing_only_rays_make_no_ghosts():
     assert (objects["n_trips"] == 10).all()
 
 
+def test_rays_that_meet_behind_the_cameras_make_no_object():
+    """Eight trips drive 8 m towards a far sign straight ahead, with no range: their two frames'
+    bearings (0.9 degrees either side) meet 4 m behind the second camera, where the car drove
+    through. Taken as whole lines, every trip's track put a point there and the eight made a
+    confident object (sigma 1.1 m); no camera sees behind itself, so they make none."""
+    rows = []
+    for trip in range(8):
+        o = observations_of([(0.0, 60.0)], [(0.0, 0.0), (0.0, 8.0)], trips=[trip, trip], ranged=False)
+        o["bearing_deg"] = [0.9, 359.1]
+        o["t"] = ts([10 * trip, 10 * trip + 1])
+        rows.append(o)
+    objects, labels = locate(pd.concat(rows, ignore_index=True))
+    assert not (~objects["weak"]).any()
+    assert (labels == -1).all()
+
+
 def test_the_pose_error_a_pass_shares_is_told_from_each_tracks_own():
     from mapdiff.locate import MIN_POSE_SIGMA_M, _shared_pose_var
 
