@@ -276,6 +276,38 @@ def test_a_parquet_batchs_ids_hash_as_the_same_ids_in_a_list(ids):
     assert list(hash_shard(pa.chunked_array([pa.array(ids[:2]), pa.array(ids[2:])]), 7)) == list(as_list)
 
 
+def test_spilled_batches_keep_rows_whose_read_batches_bring_their_own_dictionaries(tmp_path, monkeypatch):
+    """A file whose row groups carry categorical columns with different categories (as a stage
+    writing batch by batch leaves them) is read batch by batch and spilled: each batch's rows
+    come back as they were, the file's order kept, a row going to two batches in both."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mapdiff.jobs import batches
+
+    parts = [pd.DataFrame({"trip_id": pd.Categorical(["a", "b", "a"]),
+                           "class": pd.Categorical(["stop", "yield", "stop"]), "n": [0, 1, 2]}),
+             pd.DataFrame({"trip_id": pd.Categorical(["c", "a"]),
+                           "class": pd.Categorical(["speed_limit", "stop"]), "n": [3, 4]})]
+    path = tmp_path / "two_groups.parquet"
+    tables = [pa.Table.from_pandas(p, preserve_index=False) for p in parts]
+    with pq.ParquetWriter(path, tables[0].schema) as writer:
+        for t in tables:
+            writer.write_table(t)
+    monkeypatch.setattr(batches, "READ_ROWS", 3)  # one row group a read batch
+
+    def assign(table):  # trip "a" to batch 0, every row also to batch 1
+        trips = table.column("trip_id").to_pylist()
+        rows = [i for i, t in enumerate(trips) if t == "a"] + list(range(len(trips)))
+        return np.array(rows, dtype=np.int64), np.array([0] * (len(rows) - len(trips)) + [1] * len(trips))
+
+    read = batches.spill(path, assign, str(tmp_path / "s"))
+    whole = pd.concat(parts, ignore_index=True).astype({"trip_id": str, "class": str})
+    for b, want in ((0, whole[whole["trip_id"] == "a"]), (1, whole)):
+        got = read(b).astype({"trip_id": str, "class": str})
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))
+
+
 def test_a_shard_that_owns_no_trip_writes_empty_outputs_that_merge(whole, sim_dir, tmp_path):
     sim = Path(sim_dir)
     trips = pd.read_parquet(sim / "traces.parquet", columns=["trip_id"])["trip_id"].unique()
