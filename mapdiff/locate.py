@@ -84,6 +84,7 @@ import numpy as np
 import pandas as pd
 
 from mapdiff.errors import ConfigError, InputError, check_fields
+from mapdiff.projection import LocalProjection
 from mapdiff.schema import timestamps
 
 #: the least pose error the scatter of tracks may report
@@ -273,28 +274,153 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     Returns (objects, labels): ``objects`` in ``OBJECT_COLUMNS``; ``labels`` gives each
     observation's object_id (-1: it fitted no object).
     """
-    from mapdiff._kernels.locate import build_tracks
-    from mapdiff.projection import LocalProjection
-
     config = (config or LocateConfig()).validate()
-    lon, lat, bearing, sb_deg, r, sr, t = validate_observations(observations, source)
+    arrays = validate_observations(observations, source)
+    lon, lat, bearing, sb_deg, r, sr, t = arrays
     proj = LocalProjection.around(float(np.median(lon)), float(np.median(lat)))
     ox, oy = proj.to_metres(lon, lat)
     # centre the metres: the kernels' hashing and sums like small numbers
-    x0, y0 = float(np.median(ox)), float(np.median(oy))
-    ox, oy = ox - x0, oy - y0
-    b = np.radians(bearing)
-    cls_codes, classes = _identities(observations)
+    frame = (proj, float(np.median(ox)), float(np.median(oy)))
     trip = _codes(observations["trip_id"])[0]
     kind = _capture_kind(trip, t) if config.captures == "auto" else config.captures
     if kind == "imagery":
-        ranged = np.isfinite(r) & (r > 0)
-        stated_sr = float(np.median(sr[ranged] / r[ranged])) if ranged.any() else \
-            config.capture_gate_log / config.gate_sigma
-        stated = (np.radians(float(np.median(sb_deg))), 0.0, stated_sr)
-        x, y, sxx, syy, red, n_trips, labels, ident = _locate_captures(trip, cls_codes, ox, oy, b, r, stated, config)
-        return _objects(observations, labels, trip, t, classes, ident, x + x0, y + y0, sxx, syy, red, n_trips, proj,
-                        config.split_share)
+        return _locate_imagery(observations, arrays, frame, config)
+    tracks = _video_tracks(observations, arrays, frame, config)
+    objects, track_labels = _locate_tracks(tracks, frame, config)
+    return objects, _row_labels(track_labels, tracks.row_track)
+
+
+def locate_batches(batches, config: LocateConfig | None = None, *, origin, source="observations"):
+    """:func:`locate` of video passes (``config.captures`` "video") streamed in ``batches``:
+    observation frames that each hold whole trips (a trip's tracks are built from its batch
+    alone), so that only the tracks, not the observations, are held. ``origin``: (lon, lat) of
+    the local metres' centre. What locate measures per data set before the tracks (the data's
+    usual bearing sigma, the typical track length) it measures per batch: a batch of many trips
+    is a large sample of the same data. Returns (objects, labels: per batch, each row's object_id
+    or -1)."""
+    config = (config or LocateConfig()).validate()
+    if config.captures != "video":
+        msg = f"locate in batches takes video passes; found captures={config.captures!r}"
+        raise ConfigError(msg, field="captures")
+    proj = LocalProjection.around(*origin)
+    x0, y0 = proj.to_metres(np.array([origin[0]]), np.array([origin[1]]))
+    frame = (proj, float(x0[0]), float(y0[0]))
+    pieces = [_video_tracks(obs, validate_observations(obs, source), frame, config) for obs in batches]
+    tracks = _TrackSet.join(pieces)
+    objects, track_labels = _locate_tracks(tracks, frame, config)
+    starts = np.cumsum([0] + [len(p.row_track) for p in pieces])
+    labels = _row_labels(track_labels, tracks.row_track)
+    return objects, [labels[a:b] for a, b in zip(starts[:-1], starts[1:])]
+
+
+def _row_labels(track_labels, row_track):
+    """Each row's object (-1: none) from its track's."""
+    out = np.full(len(row_track), -1, dtype=np.int64)
+    has = row_track >= 0
+    out[has] = track_labels[row_track[has]]
+    return out
+
+
+def _locate_imagery(observations, arrays, frame, config):
+    """:func:`locate` of single captures (see :func:`_locate_captures`)."""
+    lon, lat, bearing, sb_deg, r, sr, t = arrays
+    proj, x0, y0 = frame
+    ox, oy = proj.to_metres(lon, lat)
+    ox, oy = ox - x0, oy - y0
+    b = np.radians(bearing)
+    cls_codes, classes, _ = _identities(observations)
+    trip = _codes(observations["trip_id"])[0]
+    ranged = np.isfinite(r) & (r > 0)
+    stated_sr = float(np.median(sr[ranged] / r[ranged])) if ranged.any() else \
+        config.capture_gate_log / config.gate_sigma
+    stated = (np.radians(float(np.median(sb_deg))), 0.0, stated_sr)
+    x, y, sxx, syy, red, n_trips, labels, ident = _locate_captures(trip, cls_codes, ox, oy, b, r, stated, config)
+    value, value_names = _values(observations)
+    units = pd.DataFrame({"trip": trip, "t0": t, "t1": t, "n_rows": np.ones(len(t), dtype=np.int64),
+                          "score": _scores(observations), "value": value})
+    return _objects(units, labels, value_names, classes, ident, (x + x0, y + y0, sxx, syy, red, n_trips), proj,
+                    config.split_share)
+
+
+def _values(observations):
+    """Each observation's value code (-1: none) and the sorted value names (none: no values)."""
+    if "value" not in observations or not observations["value"].notna().any():
+        return np.full(len(observations), -1, dtype=np.int64), np.zeros(0, dtype=object)
+    return _codes(observations["value"])
+
+
+def _scores(observations):
+    return observations["score"].to_numpy(float) if "score" in observations else np.ones(len(observations))
+
+
+@dataclass
+class _TrackSet:
+    """The tracks of video passes (one row each in ``table``: see :func:`_track_points`, plus
+    ``n_rows`` and ``score``, the rows and summed detector scores a track stands for with the
+    rows given twice, ``value`` its value's code in ``value_names``, ``first_x``/``first_y``
+    its first observer, and ``cls`` its identity's code in ``idents``), the times of the frames
+    each was seen in (``frame_ptr`` into ``frame_t``), each identity's class and value
+    (``idents``), and each observation's track (``row_track``; -1: none). Only the tracks that
+    count (kept) or that make a weak object (blind: rays that never part) are held."""
+
+    table: pd.DataFrame
+    frame_ptr: np.ndarray
+    frame_t: np.ndarray
+    idents: pd.DataFrame
+    value_names: np.ndarray
+    row_track: np.ndarray
+
+    @classmethod
+    def join(cls, pieces: list) -> _TrackSet:
+        """The tracks of batches of whole trips as one set: trips numbered apart, identities and
+        values coded over all (in the order one batch would code them)."""
+        if len(pieces) == 1:
+            return pieces[0]
+        names = np.unique(np.concatenate([p.value_names for p in pieces]).astype(str)).astype(object)
+        idents = pd.concat([p.idents for p in pieces], ignore_index=True).drop_duplicates()
+        idents = _sorted_idents(idents)
+        key = pd.MultiIndex.from_frame(idents.fillna({"value": "\0none"}))
+        tables, rows, ptrs, times = [], [], [], []
+        n_trips = n_tracks = n_frames = 0
+        for p in pieces:
+            tab = p.table.copy()
+            local = pd.MultiIndex.from_frame(p.idents.fillna({"value": "\0none"}))
+            tab["cls"] = key.get_indexer(local)[tab["cls"].to_numpy()]
+            to_value = np.searchsorted(names, p.value_names.astype(str)) if len(p.value_names) else np.zeros(0, int)
+            v = tab["value"].to_numpy()
+            tab["value"] = np.where(v >= 0, to_value[np.maximum(v, 0)] if len(to_value) else -1, -1)
+            tab["trip"] = tab["trip"].to_numpy() + n_trips
+            n_trips += int(p.table["trip"].max()) + 1 if len(tab) else 0
+            tables.append(tab)
+            rows.append(np.where(p.row_track >= 0, p.row_track + n_tracks, -1))
+            ptrs.append(p.frame_ptr[:-1] + n_frames)
+            times.append(p.frame_t)
+            n_tracks += len(tab)
+            n_frames += len(p.frame_t)
+        return cls(pd.concat(tables, ignore_index=True), np.r_[np.concatenate(ptrs), n_frames].astype(np.int64),
+                   np.concatenate(times), idents, names, np.concatenate(rows))
+
+
+def _sorted_idents(idents):
+    """Identities (class, value) in :func:`_identities`'s order: by class, no value first, then
+    by value."""
+    order = np.lexsort((idents["value"].fillna("").astype(str).to_numpy(), idents["value"].notna().to_numpy(),
+                        idents["class"].astype(str).to_numpy()))
+    return idents.iloc[order].reset_index(drop=True)
+
+
+def _video_tracks(observations, arrays, frame, config) -> _TrackSet:
+    """The tracks of the passes in ``observations`` (whole trips; see the module docstring,
+    step 1), in the local metres of ``frame`` (projection, x0, y0)."""
+    from mapdiff._kernels.locate import build_tracks
+
+    lon, lat, bearing, sb_deg, r, sr, t = arrays
+    proj, x0, y0 = frame
+    ox, oy = proj.to_metres(lon, lat)
+    ox, oy = ox - x0, oy - y0
+    b = np.radians(bearing)
+    cls_codes, classes, values = _identities(observations)
+    trip = _codes(observations["trip_id"])[0]
     # within a pass the pose error is shared: frames differ by the box's own noise only
     sb_track = np.minimum(np.radians(sb_deg), np.radians(config.track_bearing_sigma_deg))
     sr_track = np.minimum(sr, config.track_range_rel * r)
@@ -311,20 +437,50 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     # a row given twice counts once: copies sit out the fits and take their original's object
     copies = np.flatnonzero(copy_of >= 0)
     track[copies] = -1
-    tracks = _track_points(track, first, last, trip, t, cls_codes, ox, oy, b, np.radians(sb_deg), sb_track, r,
-                           sr_track, config)
+    fit_args = (trip, t, cls_codes, ox, oy, b, np.radians(sb_deg), sb_track, r, sr_track, config)
+    tracks = _track_points(track, first, last, *fit_args)
     # pieces of one pass's track (split by a jump in the heading) whose points agree join up
     # again
     track = _join_pieces(track, tracks, config)
     first, last = _ends(track, t)
-    tracks = _track_points(track, first, last, trip, t, cls_codes, ox, oy, b, np.radians(sb_deg), sb_track, r,
-                           sr_track, config)
+    tracks = _track_points(track, first, last, *fit_args)
     _drop_confused_tracks(tracks, config)
-    labels, centres = _objects_of_tracks(tracks, track, t, config)
+    # only the tracks that count, and those whose rays never part (weak objects), are held
+    blind = ~np.isfinite(tracks["x"].to_numpy()) & (tracks["n_obs"].to_numpy() >= 2)
+    held = np.flatnonzero(tracks["kept"].to_numpy() | blind)
+    new = np.full(len(tracks) + 1, -1, dtype=np.int64)
+    new[held] = np.arange(len(held))
+    track = new[np.where(track >= 0, track, len(tracks))]
+    row_track = track.copy()
+    row_track[copies] = row_track[copy_of[copies]]
+    value, value_names = _values(observations)
+    has = row_track >= 0
+    n = len(held)
+    by_row = np.flatnonzero(track >= 0)
+    first_row = by_row[np.unique(track[by_row], return_index=True)[1]]  # each track's first row
+    tracks = tracks.iloc[held].reset_index(drop=True)
+    tracks["n_rows"] = np.bincount(row_track[has], minlength=n)
+    tracks["score"] = np.bincount(row_track[has], weights=_scores(observations)[has], minlength=n)
+    tracks["value"] = value[first_row]  # (a track is of one identity: one value)
+    tracks["first_x"], tracks["first_y"] = ox[first_row], oy[first_row]
+    # the frames each track was seen in, by time
+    by = by_row[np.lexsort((t[by_row], track[by_row]))]
+    ptr = np.r_[0, np.cumsum(np.bincount(track[by], minlength=n))].astype(np.int64)
+    idents = pd.DataFrame({"class": np.asarray(classes, dtype=object), "value": np.asarray(values, dtype=object)})
+    return _TrackSet(tracks, ptr, t[by], idents, value_names, row_track)
+
+
+def _locate_tracks(ts: _TrackSet, frame, config):
+    """Objects from the tracks (see the module docstring, steps 2-4). Returns (objects, each
+    track's object_id or -1)."""
+    proj, x0, y0 = frame
+    tracks = ts.table
+    labels, centres = _objects_of_tracks(tracks, ts, config)
     x, y, sxx, _, syy, red, n_trips = _fit(tracks, labels, centres, config)
     # what every pass from one direction shares (the matcher's bias there, the lane): it does not
     # shrink with the trips, and shows as the disagreement between the directions of one object
     shared = centres["shared_var"]
+    classes = ts.idents["class"].to_numpy()
     # a value the detector read wrong on a few passes of a well-seen sign: the small object of
     # its class and another value on it folds into it, and its votes are reported there
     into = _folds(x, y, classes[centres["cls"]], n_trips, config.confusion_m, config.split_share)
@@ -332,32 +488,27 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
         labels = np.where((labels >= 0) & (into[np.maximum(labels, 0)] >= 0), into[np.maximum(labels, 0)], labels)
         x, y, sxx, _, syy, red, n_trips = _fit(tracks, labels, centres, config)
     sxx, syy = sxx + shared / np.maximum(red, 1.0), syy + shared / np.maximum(red, 1.0)
-    obs_labels = np.where(track >= 0, labels[np.maximum(track, 0)], -1)
-    obs_labels[copies] = obs_labels[copy_of[copies]]
     # a few detections of a well-seen object get another class from the detector: where a much
     # smaller object of another class sits on it, its observations are those confusions
-    n_obs = np.bincount(obs_labels[obs_labels >= 0], minlength=len(x))
+    has = labels >= 0
+    n_obs = np.bincount(labels[has], weights=tracks["n_rows"].to_numpy()[has], minlength=len(x))
     confused = _confusions(x, y, n_obs, n_trips, config.confusion_m, config.confusion_ratio)
     if len(x):
-        obs_labels = np.where((obs_labels >= 0) & confused[np.maximum(obs_labels, 0)], -1, obs_labels)
+        labels = np.where(has & confused[np.maximum(labels, 0)], -1, labels)
     n_trips = np.where(confused, 0, n_trips)
     # a track whose rays never part and give no range (one bearing, again and again) tells a
     # direction, not a place: a weak object at its observer, its sigma infinite along the ray
     blind = np.flatnonzero(~np.isfinite(tracks["x"].to_numpy()) & (tracks["n_obs"].to_numpy() >= 2))
-    in_blind = (track >= 0) & np.isin(track, blind) & (obs_labels < 0)
-    if in_blind.any():
-        first_obs = pd.Series(np.flatnonzero(in_blind)).groupby(track[in_blind]).first()
-        new = len(x) + np.arange(len(first_obs))
-        obs_labels[in_blind] = new[np.searchsorted(first_obs.index.to_numpy(), track[in_blind])]
-        at = first_obs.to_numpy()
-        inf = np.full(len(at), np.inf)
-        x, y, sxx, syy = np.r_[x, ox[at]], np.r_[y, oy[at]], np.r_[sxx, inf], np.r_[syy, inf]
-        red, n_trips = np.r_[red, np.ones(len(at))], np.r_[n_trips, np.ones(len(at), dtype=np.int64)]
-        obj_cls = np.r_[centres["cls"], cls_codes[at]]
-    else:
-        obj_cls = centres["cls"]
-    return _objects(observations, obs_labels, trip, t, classes, obj_cls, x + x0, y + y0, sxx, syy, red, n_trips, proj,
-                    config.split_share)
+    obj_cls = centres["cls"]
+    if len(blind):
+        labels[blind] = len(x) + np.arange(len(blind))
+        inf = np.full(len(blind), np.inf)
+        x, y = np.r_[x, tracks["first_x"].to_numpy()[blind]], np.r_[y, tracks["first_y"].to_numpy()[blind]]
+        sxx, syy = np.r_[sxx, inf], np.r_[syy, inf]
+        red, n_trips = np.r_[red, np.ones(len(blind))], np.r_[n_trips, np.ones(len(blind), dtype=np.int64)]
+        obj_cls = np.r_[obj_cls, tracks["cls"].to_numpy()[blind]]
+    return _objects(tracks, labels, ts.value_names, classes, obj_cls, (x + x0, y + y0, sxx, syy, red, n_trips),
+                    proj, config.split_share)
 
 
 def capture_kind(observations: pd.DataFrame) -> str:
@@ -730,14 +881,17 @@ def _capture_errors(used, x, y, cov, ox, oy, b, r, gated):
 
 def _identities(observations):
     """Integer code of each observation's identity, the class with the value (two signs of one
-    class on one post are told apart by their codes), and the class of each code."""
+    class on one post are told apart by their codes), and the class and value (None) of each
+    code."""
     cls, names = _codes(observations["class"])
-    if "value" not in observations or not observations["value"].notna().any():
-        return cls, names
-    value = _codes(observations["value"])[0] + 1  # 0: no value
+    value, value_names = _values(observations)
+    if not len(value_names):
+        return cls, names, np.full(len(names), None, dtype=object)
+    value = value + 1  # 0: no value
     span = int(value.max()) + 1
     keys, ident = np.unique(cls * span + value, return_inverse=True)
-    return ident.astype(np.int64), names[keys // span]
+    of_key = np.r_[None, value_names].astype(object)[keys % span]
+    return ident.astype(np.int64), names[keys // span], of_key
 
 
 def _codes(col):
@@ -920,30 +1074,29 @@ def _with_pose(tracks, along_m, across_m):
     return tracks["xx"].to_numpy() + pxx, tracks["xy"].to_numpy() + pxy, tracks["yy"].to_numpy() + pyy
 
 
-def _passes(tr, track, t):
-    """The passes of the tracks ``tr`` (rows of the tracks frame, in its order) for the kernels:
-    trip, time span, and the frames each was seen in (``track``: each observation's track)."""
+def _passes(kept, ts):
+    """The passes of the tracks ``kept`` (rows of ``ts.table``) for the kernels: trip, time
+    span, and the frames each was seen in."""
     from mapdiff._kernels.locate import Passes
 
-    at = np.full(int(track.max()) + 1 if len(track) else 0, -1, dtype=np.int64)
-    at[tr.index.to_numpy()] = np.arange(len(tr))
-    mine = np.flatnonzero(track >= 0)
-    mine = mine[at[track[mine]] >= 0]
-    by = mine[np.lexsort((t[mine], at[track[mine]]))]
-    ptr = np.r_[0, np.cumsum(np.bincount(at[track[by]], minlength=len(tr)))].astype(np.int64)
-    return Passes(tr["trip"].to_numpy().astype(np.int64), tr["t0"].to_numpy(), tr["t1"].to_numpy(), ptr, t[by])
+    count = ts.frame_ptr[kept + 1] - ts.frame_ptr[kept]
+    ptr = np.r_[0, np.cumsum(count)].astype(np.int64)
+    at = np.repeat(ts.frame_ptr[kept] - ptr[:-1], count) + np.arange(ptr[-1])
+    tr = ts.table
+    return Passes(tr["trip"].to_numpy()[kept].astype(np.int64), tr["t0"].to_numpy()[kept], tr["t1"].to_numpy()[kept],
+                  ptr, ts.frame_t[at])
 
 
-def _objects_of_tracks(tracks, track, t, config):
-    """Cluster the kept tracks into objects (see the module docstring, steps 2-3); ``track``:
-    each observation's track, ``t`` its time. Returns the object of each track (-1: none) and
-    the centres (x, y, cls); the tracks' corrected points and covariances go into ``tracks`` (px,
-    py, pxx, pxy, pyy)."""
+def _objects_of_tracks(tracks, ts, config):
+    """Cluster the kept tracks into objects (see the module docstring, steps 2-3); ``ts``: the
+    :class:`_TrackSet` whose table ``tracks`` is. Returns the object of each track (-1: none)
+    and the centres (x, y, cls); the tracks' corrected points and covariances go into
+    ``tracks`` (px, py, pxx, pxy, pyy)."""
     from mapdiff._kernels.locate import cluster, trip_offsets
 
     kept = np.flatnonzero(tracks["kept"].to_numpy())
     tr = tracks.iloc[kept]
-    passes = _passes(tr, track, t)
+    passes = _passes(kept, ts)
     x0, y0 = tr["x"].to_numpy(), tr["y"].to_numpy()
     own = tr["xx"].to_numpy(), tr["xy"].to_numpy(), tr["yy"].to_numpy()
     pcls = tr["cls"].to_numpy().astype(np.int64)
@@ -1350,15 +1503,16 @@ def _pose_sigmas(tr, px, py, lab, x, y, n_trips, along_m, across_m):
     return out[0], out[1]
 
 
-def _trip_votes(observations, labels, trip):
+def _trip_votes(units, labels, names):
     """Per (object, value): how many trips voted for it (a trip votes its most frequent value,
-    a trip that read none on the object votes None)."""
-    if "value" not in observations or not observations["value"].notna().any():
+    a trip that read none on the object votes None). ``units``: tracks or observations (trip,
+    value code in ``names``, rows ``n_rows``), ``labels`` their objects."""
+    if not len(names):
         return pd.DataFrame(columns=["label", "value", "trips"])
-    code, names = _codes(observations["value"])
     has = labels >= 0
-    v = pd.DataFrame({"label": labels[has], "trip": trip[has], "value": code[has]})
-    per = v.groupby(["label", "trip", "value"], sort=True).size().rename("n").reset_index()
+    v = pd.DataFrame({"label": labels[has], "trip": units["trip"].to_numpy()[has],
+                      "value": units["value"].to_numpy()[has], "n": units["n_rows"].to_numpy()[has]})
+    per = v.groupby(["label", "trip", "value"], sort=True)["n"].sum().reset_index()
     # a value read in any frame outvotes the frames that read none: a trip reads none when its
     # frames were too small to read; the codes sort as the names do: ties go to the first value
     # in text order
@@ -1421,18 +1575,27 @@ def _confusions(x, y, n_obs, n_trips, radius_m, ratio):
     return out
 
 
-def _objects(observations, labels, trip, t, classes, ccls, x, y, sxx, syy, red, n_trips, proj, split_share):
+def _objects(units, labels, value_names, classes, ccls, fit, proj, split_share):
+    """The objects frame, and each unit's object_id (-1: none). ``units``: tracks or single
+    observations (trip, time span t0-t1, rows ``n_rows``, summed detector ``score``, value
+    code in ``value_names``), ``labels`` their objects (0..; -1: none); ``ccls`` each object's
+    identity (class ``classes[ccls]``), ``fit`` its (x, y, sxx, syy, reduced chi-square,
+    trips) in the metres of ``proj``."""
+    x, y, sxx, syy, red, n_trips = fit
     has = labels >= 0
     live = np.flatnonzero(n_trips > 0)
     if len(live) == 0:
         empty = pd.DataFrame({c: pd.Series(dtype=object) for c in OBJECT_COLUMNS})
         return empty, np.full(len(labels), -1, dtype=np.int64)
-    n_obs = np.bincount(labels[has], minlength=len(x))
-    grp = pd.DataFrame({"label": labels[has], "t": t[has],
-                        "score": observations["score"].to_numpy(float)[has] if "score" in observations else 1.0})
-    agg = grp.groupby("label").agg(t_first=("t", "min"), t_last=("t", "max"), score=("score", "mean"))
+    rows = units["n_rows"].to_numpy()[has]
+    n_obs = np.bincount(labels[has], weights=rows, minlength=len(x))
+    grp = pd.DataFrame({"label": labels[has], "t0": units["t0"].to_numpy()[has], "t1": units["t1"].to_numpy()[has],
+                        "score": units["score"].to_numpy()[has], "rows": rows})
+    agg = grp.groupby("label").agg(t_first=("t0", "min"), t_last=("t1", "max"), score=("score", "sum"),
+                                   rows=("rows", "sum"))
     agg = agg.reindex(live)
-    votes = _trip_votes(observations, labels, trip)
+    agg["score"] /= agg["rows"]
+    votes = _trip_votes(units, labels, value_names)
     value = pd.Series([None] * len(x), dtype=object)
     share = np.full(len(x), np.nan)
     summary = pd.Series([None] * len(x), dtype=object)
