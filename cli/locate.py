@@ -74,14 +74,15 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
         progress = Progress(None, "tiles", quiet=quiet)
         with together():
             with table_writer(output, metadata=part_label("locate", shard, run_id, outputs=outputs)) as out:
-                for obs, tiles, rows in work.batches:
-                    objects, lab = locate_part(obs, config, tiling=work.tiling, tiles=tiles, kind=work.kind,
-                                               source=observations, progress=progress)
+                for tiles, parts in work.batches:
+                    objects, labelled = locate_part(parts, config, tiling=work.tiling, tiles=tiles, kind=work.kind,
+                                                    source=observations, progress=progress)
                     out.write(objects)
-                    n_objects, n_weak, n_obs = n_objects + len(objects), n_weak + int(objects["weak"].sum()), \
-                        n_obs + len(obs)
-                    if found is not None:
-                        found.add(lab, rows)
+                    n_objects, n_weak = n_objects + len(objects), n_weak + int(objects["weak"].sum())
+                    for lab, rows in labelled:
+                        n_obs += len(lab)
+                        if found is not None:
+                            found.add(lab, rows)
             progress.finish()
             if labels_path:
                 found.write(observations, labels_path)

@@ -285,32 +285,64 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     kind = _capture_kind(trip, t) if config.captures == "auto" else config.captures
     if kind == "imagery":
         return _locate_imagery(observations, arrays, frame, config)
-    tracks = _video_tracks(observations, arrays, frame, config)
+    tracks = _video_tracks(observations, arrays, frame, config, vague_deg=config.vague_ratio * np.median(sb_deg))
     objects, track_labels = _locate_tracks(tracks, frame, config)
     return objects, _row_labels(track_labels, tracks.row_track)
 
 
 def locate_batches(batches, config: LocateConfig | None = None, *, origin, source="observations"):
-    """:func:`locate` of video passes (``config.captures`` "video") streamed in ``batches``:
-    observation frames that each hold whole trips (a trip's tracks are built from its batch
-    alone), so that only the tracks, not the observations, are held. ``origin``: (lon, lat) of
-    the local metres' centre. What locate measures per data set before the tracks (the data's
-    usual bearing sigma, the typical track length) it measures per batch: a batch of many trips
-    is a large sample of the same data. Returns (objects, labels: per batch, each row's object_id
-    or -1)."""
+    """:func:`locate` of video passes (whatever ``config.captures`` says, but "imagery") streamed in batches, so that
+    only the tracks, not the observations, are held: ``batches()`` gives the observation frames
+    afresh (they are read twice or three times), each holding whole trips (a trip's tracks are
+    built from its batch alone). ``origin``: (lon, lat) of the local metres' centre. The objects
+    do not depend on how the trips are cut into batches. Returns (objects, labels: per batch,
+    each row's object_id or -1)."""
     config = (config or LocateConfig()).validate()
-    if config.captures != "video":
-        msg = f"locate in batches takes video passes; found captures={config.captures!r}"
+    if config.captures == "imagery":
+        msg = "locate in batches takes video passes (captures 'video' or 'auto'); found captures='imagery'"
         raise ConfigError(msg, field="captures")
     proj = LocalProjection.around(*origin)
     x0, y0 = proj.to_metres(np.array([origin[0]]), np.array([origin[1]]))
     frame = (proj, float(x0[0]), float(y0[0]))
-    pieces = [_video_tracks(obs, validate_observations(obs, source), frame, config) for obs in batches]
+    vague_deg = config.vague_ratio * _median_of_batches(batches, "bearing_sigma_deg", source)
+    pieces = [_video_tracks(obs, validate_observations(obs, source), frame, config, vague_deg=vague_deg)
+              for obs in batches()]
+    if not pieces:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in OBJECT_COLUMNS}), []
     tracks = _TrackSet.join(pieces)
     objects, track_labels = _locate_tracks(tracks, frame, config)
     starts = np.cumsum([0] + [len(p.row_track) for p in pieces])
     labels = _row_labels(track_labels, tracks.row_track)
     return objects, [labels[a:b] for a, b in zip(starts[:-1], starts[1:])]
+
+
+def _median_of_batches(batches, column, source):
+    """The exact median of a float ``column`` over ``batches()`` without holding it: a pass
+    counts the values by the top bits of their IEEE pattern (monotone for values >= 0), a second
+    keeps those in the bins of the middle ranks (NaN when there are no values > 0)."""
+    shift = 44  # 2**20 bins of the non-negative doubles
+
+    def values():
+        for obs in batches():
+            v = _float(obs, column, source)
+            yield v[v > 0]  # (the others are refused where the tracks are built)
+
+    one = None
+    counts = np.zeros(1 << 20, dtype=np.int64)
+    for k, v in enumerate(values()):
+        one = v if k == 0 else None
+        counts += np.bincount(v.view(np.int64) >> shift, minlength=len(counts))
+    n = int(counts.sum())
+    if n == 0:
+        return float("nan")
+    if one is not None:  # (one batch: at hand)
+        return float(np.median(one))
+    cum = np.cumsum(counts)
+    ranks = np.array([(n - 1) // 2, n // 2])
+    bins = np.searchsorted(cum, ranks, side="right")
+    kept = np.sort(np.concatenate([v[np.isin(v.view(np.int64) >> shift, bins)] for v in values()]))
+    before = cum[bins[0]] - counts[bins[0]]
+    return float(0.5 * (kept[ranks[0] - before] + kept[ranks[1] - before]))
 
 
 def _row_labels(track_labels, row_track):
@@ -358,47 +390,60 @@ class _TrackSet:
     """The tracks of video passes (one row each in ``table``: see :func:`_track_points`, plus
     ``n_rows`` and ``score``, the rows and summed detector scores a track stands for with the
     rows given twice, ``value`` its value's code in ``value_names``, ``first_x``/``first_y``
-    its first observer, and ``cls`` its identity's code in ``idents``), the times of the frames
-    each was seen in (``frame_ptr`` into ``frame_t``), each identity's class and value
-    (``idents``), and each observation's track (``row_track``; -1: none). Only the tracks that
-    count (kept) or that make a weak object (blind: rays that never part) are held."""
+    its first observer, ``cls`` its identity's code in ``idents``, ``trip`` its trip's in
+    ``trip_names``), the times of the frames each was seen in (``frame_ptr`` into ``frame_t``),
+    each identity's class and value (``idents``), each observation's track (``row_track``; -1:
+    none), and the sums of the observations of every track and of their squares (``n_sums``,
+    see :func:`_min_track`). Only the tracks that may count (``kept``: their length is judged
+    later, against all) or that make a weak object (blind: rays that never part) are held."""
 
     table: pd.DataFrame
     frame_ptr: np.ndarray
     frame_t: np.ndarray
     idents: pd.DataFrame
     value_names: np.ndarray
+    trip_names: np.ndarray
     row_track: np.ndarray
+    n_sums: tuple
 
     @classmethod
     def join(cls, pieces: list) -> _TrackSet:
-        """The tracks of batches of whole trips as one set: trips numbered apart, identities and
-        values coded over all (in the order one batch would code them)."""
+        """The tracks of batches of whole trips as one set, as one batch of them all would give
+        it: trips, identities and values coded over all, the tracks by trip."""
         if len(pieces) == 1:
             return pieces[0]
         names = np.unique(np.concatenate([p.value_names for p in pieces]).astype(str)).astype(object)
-        idents = pd.concat([p.idents for p in pieces], ignore_index=True).drop_duplicates()
-        idents = _sorted_idents(idents)
+        trip_names = np.unique(np.concatenate([p.trip_names for p in pieces]).astype(str)).astype(object)
+        idents = _sorted_idents(pd.concat([p.idents for p in pieces], ignore_index=True).drop_duplicates())
         key = pd.MultiIndex.from_frame(idents.fillna({"value": "\0none"}))
-        tables, rows, ptrs, times = [], [], [], []
-        n_trips = n_tracks = n_frames = 0
+        tables, rows, counts, times = [], [], [], []
+        n_tracks = 0
         for p in pieces:
             tab = p.table.copy()
             local = pd.MultiIndex.from_frame(p.idents.fillna({"value": "\0none"}))
             tab["cls"] = key.get_indexer(local)[tab["cls"].to_numpy()]
-            to_value = np.searchsorted(names, p.value_names.astype(str)) if len(p.value_names) else np.zeros(0, int)
+            to_value = np.searchsorted(names, p.value_names.astype(str)) if len(p.value_names) else np.zeros(1, int)
             v = tab["value"].to_numpy()
-            tab["value"] = np.where(v >= 0, to_value[np.maximum(v, 0)] if len(to_value) else -1, -1)
-            tab["trip"] = tab["trip"].to_numpy() + n_trips
-            n_trips += int(p.table["trip"].max()) + 1 if len(tab) else 0
+            tab["value"] = np.where(v >= 0, to_value[np.maximum(v, 0)], -1)
+            tab["trip"] = np.searchsorted(trip_names, p.trip_names.astype(str))[tab["trip"].to_numpy()]
             tables.append(tab)
             rows.append(np.where(p.row_track >= 0, p.row_track + n_tracks, -1))
-            ptrs.append(p.frame_ptr[:-1] + n_frames)
+            counts.append(np.diff(p.frame_ptr))
             times.append(p.frame_t)
             n_tracks += len(tab)
-            n_frames += len(p.frame_t)
-        return cls(pd.concat(tables, ignore_index=True), np.r_[np.concatenate(ptrs), n_frames].astype(np.int64),
-                   np.concatenate(times), idents, names, np.concatenate(rows))
+        table = pd.concat(tables, ignore_index=True)
+        # by trip: each trip's tracks in their batch's order
+        order = np.argsort(table["trip"].to_numpy(), kind="stable")
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        count, frame_t = np.concatenate(counts), np.concatenate(times)
+        start = np.r_[0, np.cumsum(count)][:-1]
+        at = np.repeat(start[order] - np.r_[0, np.cumsum(count[order])][:-1], count[order]) + np.arange(count.sum())
+        row_track = np.concatenate(rows)
+        row_track = np.where(row_track >= 0, rank[np.maximum(row_track, 0)], -1)
+        n_sums = tuple(sum(p.n_sums[k] for p in pieces) for k in range(2))
+        return cls(table.iloc[order].reset_index(drop=True), np.r_[0, np.cumsum(count[order])].astype(np.int64),
+                   frame_t[at], idents, names, trip_names, row_track, n_sums)
 
 
 def _sorted_idents(idents):
@@ -409,9 +454,10 @@ def _sorted_idents(idents):
     return idents.iloc[order].reset_index(drop=True)
 
 
-def _video_tracks(observations, arrays, frame, config) -> _TrackSet:
+def _video_tracks(observations, arrays, frame, config, *, vague_deg) -> _TrackSet:
     """The tracks of the passes in ``observations`` (whole trips; see the module docstring,
-    step 1), in the local metres of ``frame`` (projection, x0, y0)."""
+    step 1), in the local metres of ``frame`` (projection, x0, y0), leaving out observations
+    whose bearing sigma is over ``vague_deg``."""
     from mapdiff._kernels.locate import build_tracks
 
     lon, lat, bearing, sb_deg, r, sr, t = arrays
@@ -420,7 +466,7 @@ def _video_tracks(observations, arrays, frame, config) -> _TrackSet:
     ox, oy = ox - x0, oy - y0
     b = np.radians(bearing)
     cls_codes, classes, values = _identities(observations)
-    trip = _codes(observations["trip_id"])[0]
+    trip, trip_names = _codes(observations["trip_id"])
     # within a pass the pose error is shared: frames differ by the box's own noise only
     sb_track = np.minimum(np.radians(sb_deg), np.radians(config.track_bearing_sigma_deg))
     sr_track = np.minimum(sr, config.track_range_rel * r)
@@ -429,8 +475,7 @@ def _video_tracks(observations, arrays, frame, config) -> _TrackSet:
     order = np.arange(len(t), dtype=np.int64) if in_order else np.lexsort((t, trip)).astype(np.int64)
     # a bearing far less certain than the data's usual (a frame at a bend, a standing car) would
     # mislead the association: such observations are left out
-    vague = sb_deg > config.vague_ratio * np.median(sb_deg)
-    order = order[~vague[order]]
+    order = order[~(sb_deg[order] > vague_deg)]
     track, first, last, copy_of = build_tracks(order, trip, t, cls_codes, ox, oy, b, sb_track, r, sr_track,
                                                config.track_gap_s, config.gate_sigma**2, config.track_floor_m,
                                                config.track_turn_deg)
@@ -444,7 +489,8 @@ def _video_tracks(observations, arrays, frame, config) -> _TrackSet:
     track = _join_pieces(track, tracks, config)
     first, last = _ends(track, t)
     tracks = _track_points(track, first, last, *fit_args)
-    _drop_confused_tracks(tracks, config)
+    n_obs = tracks["n_obs"].to_numpy()
+    n_sums = (int((n_obs**2).sum()), int(n_obs.sum()))
     # only the tracks that count, and those whose rays never part (weak objects), are held
     blind = ~np.isfinite(tracks["x"].to_numpy()) & (tracks["n_obs"].to_numpy() >= 2)
     held = np.flatnonzero(tracks["kept"].to_numpy() | blind)
@@ -467,7 +513,7 @@ def _video_tracks(observations, arrays, frame, config) -> _TrackSet:
     by = by_row[np.lexsort((t[by_row], track[by_row]))]
     ptr = np.r_[0, np.cumsum(np.bincount(track[by], minlength=n))].astype(np.int64)
     idents = pd.DataFrame({"class": np.asarray(classes, dtype=object), "value": np.asarray(values, dtype=object)})
-    return _TrackSet(tracks, ptr, t[by], idents, value_names, row_track)
+    return _TrackSet(tracks, ptr, t[by], idents, value_names, trip_names, row_track, n_sums)
 
 
 def _locate_tracks(ts: _TrackSet, frame, config):
@@ -475,6 +521,8 @@ def _locate_tracks(ts: _TrackSet, frame, config):
     track's object_id or -1)."""
     proj, x0, y0 = frame
     tracks = ts.table
+    tracks["kept"] = tracks["kept"].to_numpy() & (tracks["n_obs"].to_numpy() >= _min_track(ts.n_sums, config))
+    _drop_confused_tracks(tracks, config)
     labels, centres = _objects_of_tracks(tracks, ts, config)
     x, y, sxx, _, syy, red, n_trips = _fit(tracks, labels, centres, config)
     # what every pass from one direction shares (the matcher's bias there, the lane): it does not
@@ -964,7 +1012,7 @@ def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, sb_track, r, 
     return pd.DataFrame({"x": x, "y": y, "xx": sxx, "xy": sxy, "yy": syy, "fxx": fxx, "fxy": fxy, "fyy": fyy,
                          "ux": ux, "uy": uy, "cls": cls[first], "trip": trip[first], "n_obs": n_obs,
                          "t0": t[first], "t1": t[last], "dist2": dist2, "mx": total(ox) / per, "my": total(oy) / per,
-                         "kept": np.isfinite(x) & np.isfinite(sxx) & (n_obs >= _min_track(n_obs, config)) & ~behind})
+                         "kept": np.isfinite(x) & np.isfinite(sxx) & ~behind})
 
 
 def _join_pieces(track, tracks, config):
@@ -1004,12 +1052,13 @@ def _ends(track, t):
     return by[ptr[:-1]], by[ptr[1:] - 1]
 
 
-def _min_track(n_obs, config):
+def _min_track(n_sums, config):
     """The fewest observations a track needs to count: ``track_share`` of the length of the
     track a typical observation is in (a video's pass gives long tracks, whose short pieces are
     the fragments a jump in the heading leaves; a photo sequence gives short ones), between 1
-    and MAX_MIN_TRACK."""
-    typical = float((n_obs.astype(float) ** 2).sum() / max(n_obs.sum(), 1))
+    and MAX_MIN_TRACK. ``n_sums``: the sums over all tracks of their observations' count
+    squared and of the count."""
+    typical = n_sums[0] / max(n_sums[1], 1)
     return int(np.clip(round(config.track_share * typical), 1, MAX_MIN_TRACK))
 
 

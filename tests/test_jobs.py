@@ -479,3 +479,61 @@ def test_an_unsharded_locate_bigger_than_a_batch_works_over_the_default_tiles(wh
     run("locate", obs, "-o", tmp_path / "big.parquet", "-q")
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "big.parquet"),
                                   pd.read_parquet(tmp_path / "tiled.parquet"))
+
+
+@pytest.mark.parametrize("n_batches", [2, 5])
+def test_locate_in_batches_of_whole_trips_gives_one_batchs_objects(whole, n_batches):
+    """However the trips are cut into batches (a tile bigger than a batch is read in parts),
+    the objects and each row's object are those of one batch of them all."""
+    from mapdiff.io import read_table
+    from mapdiff.locate import locate_batches
+
+    obs = read_table(whole / "observations.parquet")
+    origin = (float(obs["lon"].median()), float(obs["lat"].median()))
+    one, (one_labels,) = locate_batches(lambda: [obs], origin=origin)
+    assert len(one) > 50 and (one_labels >= 0).mean() > 0.5
+    trips = obs["trip_id"].astype(str).unique()
+    part = dict(zip(trips, np.random.default_rng(n_batches).integers(0, n_batches, len(trips))))
+    of_row = obs["trip_id"].astype(str).map(part).to_numpy()
+    rows = [np.flatnonzero(of_row == k) for k in range(n_batches)]
+    objects, labels = locate_batches(lambda: [obs.iloc[r] for r in rows], origin=origin)
+    pd.testing.assert_frame_equal(objects, one)
+    joined = np.full(len(obs), -2)
+    for r, lab in zip(rows, labels):
+        joined[r] = lab
+    np.testing.assert_array_equal(joined, one_labels)
+
+
+def test_the_median_of_batches_is_the_median_of_their_values():
+    from mapdiff.locate import _median_of_batches
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 1000, 1001):
+        v = np.round(rng.lognormal(0, 1, n), 2)  # ties, as detectors' stated sigmas have them
+        frames = [pd.DataFrame({"s": part}) for part in np.array_split(v, 3)]
+        assert _median_of_batches(lambda frames=frames: frames, "s", "obs") == np.median(v)
+    assert np.isnan(_median_of_batches(lambda: [pd.DataFrame({"s": [np.nan, 0.0]})], "s", "obs"))
+
+
+def test_tracks_of_batches_join_into_one_batchs_tracks(whole):
+    """The tracks of batches (trips taken alternately by name) join into the tracks one batch
+    of them all gives, in its order (ties in the association go by that order)."""
+    from mapdiff.io import read_table
+    from mapdiff.locate import LocateConfig, _TrackSet, _video_tracks, validate_observations
+    from mapdiff.projection import LocalProjection
+
+    obs = read_table(whole / "observations.parquet")
+    frame = (LocalProjection.around(float(obs["lon"].median()), float(obs["lat"].median())), 0.0, 0.0)
+
+    def tracks(o):
+        return _video_tracks(o, validate_observations(o), frame, LocateConfig(), vague_deg=3.0)
+
+    names = np.sort(obs["trip_id"].astype(str).unique())
+    odd = obs["trip_id"].astype(str).isin(names[1::2]).to_numpy()
+    one = tracks(obs)
+    joined = _TrackSet.join([tracks(obs[~odd]), tracks(obs[odd])])
+    pd.testing.assert_frame_equal(joined.table, one.table)
+    np.testing.assert_array_equal(joined.frame_ptr, one.frame_ptr)
+    np.testing.assert_array_equal(joined.frame_t, one.frame_t)
+    np.testing.assert_array_equal(joined.row_track, np.r_[one.row_track[~odd], one.row_track[odd]])
+    assert joined.n_sums == one.n_sums

@@ -87,9 +87,9 @@ class TileBatches:
     """The observations of a locate run, in batches of whole tiles (see :func:`tile_batches`).
 
     ``kind``: the whole data set's capture kind (None: decided from the one batch, the whole
-    file); ``tiling``: the tiles (None: one piece); ``batches``: per batch (observations, the
-    keys of the tiles it owns or None for every tile it touches, the observations' row numbers
-    in the file or None when the batch is the whole file in order)."""
+    file); ``tiling``: the tiles (None: one piece); ``batches``: per batch, the keys of the tiles
+    it owns (None: one piece) and its parts: functions that each read one part's (observations,
+    their row numbers in the file or None when the part is the whole file in order)."""
 
     kind: str | None
     tiling: object
@@ -98,12 +98,13 @@ class TileBatches:
 
 def tile_batches(path, tiling, shard: Shard | None) -> TileBatches:
     """The observations of ``path`` a locate run works on, whole tiles (each tile's own rows
-    and its halo's) in batches of at most ``$MAPDIFF_BATCH_ROWS`` rows (see
-    :func:`owned_batches`), the tiles in key order. An unsharded run without ``tiling`` is one
-    piece when the file fits in a batch, else works over the default tiles (a whole big file is
-    not held). A shard's tiles are chosen by :func:`mapdiff.jobs.tiles.balance` from a first
-    pass over the positions that counts every tile's rows; that pass also measures the data
-    set's capture kind (:func:`mapdiff.locate.capture_kind`)."""
+    and its halo's) in batches of at most ``$MAPDIFF_BATCH_ROWS`` rows, the tiles in key order;
+    a tile with more rows than that is a batch of its own, read in parts of whole trips (by a
+    hash of the trip id), each about a batch. An unsharded run without ``tiling`` is one piece
+    when the file fits in a batch, else works over the default tiles (a whole big file is not
+    held). A shard's tiles are chosen by :func:`mapdiff.jobs.tiles.balance` from a first pass
+    over the positions that counts every tile's rows; that pass also measures the data set's
+    capture kind (:func:`mapdiff.locate.capture_kind`)."""
     from mapdiff.io import open_parquet, read_table
     from mapdiff.jobs.batches import batch_rows
     from mapdiff.jobs.tiles import Tiling, balance
@@ -113,12 +114,16 @@ def tile_batches(path, tiling, shard: Shard | None) -> TileBatches:
     if whole and tiling is None:
         with open_parquet(path) as pf:
             if pf.metadata.num_rows <= max_rows:
-                return TileBatches(None, None, iter([(read_table(path), None, None)]))
+                return TileBatches(None, None, iter([(None, [lambda: (read_table(path), None)])]))
         tiling = Tiling()
     tiling = tiling.validate()
     keys, rows, kind = _tile_census(path, tiling)
     owned = keys if whole else keys[balance(keys, rows, shard.count) == shard.index]
-    groups = _groups(owned, rows[np.isin(keys, owned)], max_rows)
+    owned_rows = rows[np.isin(keys, owned)]
+    groups = _groups(owned, owned_rows, max_rows)
+    # parts of whole trips of each group (only a tile of its own can be bigger than a batch)
+    n_parts = np.array([-(-int(owned_rows[np.isin(owned, g)].sum()) // max_rows) if len(g) == 1 else 1
+                        for g in groups], dtype=np.int64)
 
     def near_owned(table):
         idx, near = _near_keys(table, tiling)
@@ -127,28 +132,36 @@ def tile_batches(path, tiling, shard: Shard | None) -> TileBatches:
         return mask
 
     def batches():
-        if len(groups) <= 1:
-            yield (read_table(path) if whole else read_table(path, where=near_owned)), \
-                (None if whole else owned), None
+        if len(groups) == 1 and n_parts[0] == 1:
+            yield groups[0], [lambda: (read_table(path) if whole else read_table(path, where=near_owned), None)]
             return
         import tempfile
 
         from mapdiff.jobs.batches import spill
+        from mapdiff.jobs.shards import hash_shard
 
         group_of = np.repeat(np.arange(len(groups)), [len(g) for g in groups])  # of each owned key (sorted)
+        first_part = np.r_[0, np.cumsum(n_parts)]
 
         def assign(table):
             idx, near = _near_keys(table, tiling)
             at = np.minimum(np.searchsorted(owned, near), len(owned) - 1)
             group = np.where(owned[at] == near, group_of[at], -1)
             pairs = np.unique(np.c_[idx[group >= 0], group[group >= 0]], axis=0)  # (a row near two tiles of a group)
-            return pairs[:, 0], pairs[:, 1]
+            row, group = pairs[:, 0], pairs[:, 1]
+            trip_hash = hash_shard(table.column("trip_id"), 1 << 32)
+            return row, first_part[group] + trip_hash[row] % n_parts[group]
+
+        def loader(read, part):
+            def load():
+                frame = read(part)
+                return frame.drop(columns=ROW_COLUMN), frame[ROW_COLUMN].to_numpy()
+            return load
 
         with tempfile.TemporaryDirectory(prefix="mapdiff-tiles-") as tmp:
             read = spill(path, assign, f"{tmp}/g", where=None if whole else near_owned, row_column=ROW_COLUMN)
-            for b, tiles in enumerate(groups):
-                frame = read(b)
-                yield frame.drop(columns=ROW_COLUMN), tiles, frame[ROW_COLUMN].to_numpy()
+            for g, tiles in enumerate(groups):
+                yield tiles, [loader(read, p) for p in range(first_part[g], first_part[g + 1])]
 
     return TileBatches(kind, tiling, batches())
 
@@ -241,54 +254,89 @@ class RowLabels:
                 done += len(frame)
 
 
-def locate_part(observations: pd.DataFrame, config=None, *, tiling, tiles: np.ndarray | None = None,
-                kind: str | None = None, source: str = "observations", progress=None):
+def locate_part(parts, config=None, *, tiling, tiles: np.ndarray | None = None, kind: str | None = None,
+                source: str = "observations", progress=None):
     """:func:`mapdiff.locate.locate` tile by tile (:mod:`mapdiff.jobs.tiles`; ``tiling`` None:
-    in one piece) over the ``tiles``
-    (keys; None: every tile ``observations`` touch), a shard's (see :func:`read_tiles`): each
-    tile's observations with its halo go in, the objects whose position lies in the tile come
-    out, numbered by the tile. ``kind``: the whole data set's capture kind (else decided from
-    ``observations``). Returns (objects, labels) like ``locate``; an observation that several
-    tiles assigned keeps the first tile's (in key order) object."""
+    in one piece) over the ``tiles`` (keys) of one batch of :func:`tile_batches`, whose
+    ``parts`` (functions that read (observations, row numbers)) hold whole trips: each tile's
+    observations with its halo go in (video passes part by part: only their tracks are held),
+    the objects whose position lies in the tile come out, numbered by the tile. ``kind``: the
+    whole data set's capture kind (else decided from the first part). Returns (objects, per
+    part and tile read: (labels like ``locate``'s, the rows they label)); an observation that
+    several tiles assigned keeps the first tile's (in key order) object."""
     from dataclasses import replace
 
-    from mapdiff.locate import OBJECT_COLUMNS, LocateConfig, capture_kind, locate, validate_observations
+    from mapdiff.locate import OBJECT_COLUMNS, LocateConfig, capture_kind, locate, locate_batches
 
     if tiling is None:  # one piece: the objects get their numbers 0, 1, ...
-        return locate(observations, config, source=source)
+        observations, rows = parts[0]()
+        objects, labels = locate(observations, config, source=source)
+        return objects, [(labels, rows)]
     tiling = tiling.validate()
-    if tiles is not None and len(observations) == 0:
-        return pd.DataFrame({c: [] for c in OBJECT_COLUMNS}), np.zeros(0, dtype=np.int64)
-    lon, lat = validate_observations(observations, source)[:2]  # bad input is named once, for the whole file
     config = config or LocateConfig()
+    one = _TileIndex(*parts[0](), tiling, source) if len(parts) == 1 else None  # (read once for all its tiles)
     if config.captures == "auto":  # a property of the data set, not of a tile's few rows
-        config = replace(config, captures=kind or capture_kind(observations))
-    rows, keys = tiling.near(lon, lat)
-    order = np.argsort(keys, kind="stable")
-    rows, keys = rows[order], keys[order]
-    present = np.unique(keys)
-    mine = present if tiles is None else present[np.isin(present, tiles)]
-    starts, ends = np.searchsorted(keys, mine, "left"), np.searchsorted(keys, mine, "right")
-    labels = np.full(len(observations), -1, dtype=np.int64)
-    frames = []
-    for tile, a, b in zip(mine, starts, ends):
-        sub_rows = np.sort(rows[a:b])
-        objects, lab = locate(observations.iloc[sub_rows], config, source=source)
+        config = replace(config, captures=kind or capture_kind((one or _TileIndex(*parts[0](), tiling, source)).obs))
+    frames, labelled = [], []
+    for tile in tiles:
+        taken = []
+
+        def tile_frames(tile=tile, taken=taken):
+            """The tile's observations part by part (read afresh: locate reads them more than
+            once); the file rows of each go to ``taken``, the last reading's."""
+            taken.clear()
+            for load in parts:
+                index = one or _TileIndex(*load(), tiling, source)
+                sub = index.rows_of(tile)
+                if len(sub):
+                    taken.append(index.file_rows(sub))
+                    yield index.obs.iloc[sub]
+
+        if config.captures == "imagery":  # (single captures are few: a tile's all at once)
+            tile_obs = list(tile_frames())
+            objects, lab = locate(pd.concat(tile_obs, ignore_index=True), config, source=source) if tile_obs \
+                else (None, None)
+            labs = [lab]
+            taken = [np.concatenate(taken)] if taken else []
+        else:
+            objects, labs = locate_batches(tile_frames, config, origin=tiling.centre(tile), source=source)
+        if progress is not None:
+            progress(1)
+        if objects is None or not taken:
+            continue
         own = tiling.key(objects["lon"].to_numpy(), objects["lat"].to_numpy()) == tile
         ids = tiling.object_ids(int(tile), int(own.sum()))
         remap = np.full(len(objects) + 1, -1, dtype=np.int64)
         remap[np.flatnonzero(own)] = ids
         frames.append(objects[own].assign(object_id=ids))
-        lab = remap[np.where(lab >= 0, lab, len(objects))]
-        take = (lab >= 0) & (labels[sub_rows] < 0)
-        labels[sub_rows[take]] = lab[take]
-        if progress is not None:
-            progress(1)
+        labelled += [(remap[np.where(lab >= 0, lab, len(objects))], rows) for lab, rows in zip(labs, taken)]
     full = [f for f in frames if len(f)]
     if not full:
-        return pd.DataFrame({c: [] for c in OBJECT_COLUMNS}), labels
+        return pd.DataFrame({c: [] for c in OBJECT_COLUMNS}), labelled
     objects = pd.concat(full, ignore_index=True) if len(full) > 1 else full[0].reset_index(drop=True)
-    return objects.sort_values("object_id", kind="stable").reset_index(drop=True), labels
+    return objects.sort_values("object_id", kind="stable").reset_index(drop=True), labelled
+
+
+class _TileIndex:
+    """A part's observations (validated: bad input is named once, for the whole part) and the
+    rows each tile sees."""
+
+    def __init__(self, obs, rows, tiling, source):
+        from mapdiff.locate import validate_observations
+
+        self.obs, self.rows = obs, rows
+        lon, lat = validate_observations(obs, source)[:2]
+        idx, keys = tiling.near(lon, lat)
+        order = np.argsort(keys, kind="stable")
+        self.idx, self.keys = idx[order], keys[order]
+
+    def rows_of(self, tile) -> np.ndarray:
+        """The rows (of ``obs``, in order) that ``tile`` sees."""
+        a, b = np.searchsorted(self.keys, tile, "left"), np.searchsorted(self.keys, tile, "right")
+        return np.sort(self.idx[a:b])
+
+    def file_rows(self, sub):
+        return sub if self.rows is None else self.rows[sub]
 
 
 def diff_part(result, *, tiling, shard: Shard | None):

@@ -76,6 +76,13 @@ class Tiling:
             raise ConfigError(msg, field="tile_m")
         return (np.int64(tile_key) << local_bits) | np.arange(n, dtype=np.int64)
 
+    def centre(self, key: int) -> tuple[float, float]:
+        """(lon, lat) of the middle of the tile ``key``."""
+        shift, col_bits, _ = self._bits
+        row = (int(key) >> col_bits) - shift
+        col = int(key) & ((1 << col_bits) - 1)
+        return float((col + 0.5) * self._dlon(row) - 180.0), float((row + 0.5) * self.dlat)
+
     def _dlon(self, row):
         mid = (np.asarray(row, dtype=np.float64) + 0.5) * self.dlat
         return self.tile_m / (M_PER_DEG * np.maximum(np.cos(np.radians(mid)), 1e-6))
