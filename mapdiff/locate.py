@@ -309,9 +309,10 @@ def locate_batches(batches, config: LocateConfig | None = None, *, origin, sourc
               for obs in batches()]
     if not pieces:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in OBJECT_COLUMNS}), []
-    tracks = _TrackSet.join(pieces)
-    objects, track_labels = _locate_tracks(tracks, frame, config)
     starts = np.cumsum([0] + [len(p.row_track) for p in pieces])
+    tracks = _TrackSet.join(pieces)
+    del pieces  # (the batches' tables are joined: not held twice through the association)
+    objects, track_labels = _locate_tracks(tracks, frame, config)
     labels = _row_labels(track_labels, tracks.row_track)
     return objects, [labels[a:b] for a, b in zip(starts[:-1], starts[1:])]
 
@@ -409,7 +410,8 @@ class _TrackSet:
     @classmethod
     def join(cls, pieces: list) -> _TrackSet:
         """The tracks of batches of whole trips as one set, as one batch of them all would give
-        it: trips, identities and values coded over all, the tracks by trip."""
+        it: trips, identities and values coded over all, the tracks by trip. Empties
+        ``pieces`` as it goes (a month's tracks are held once)."""
         if len(pieces) == 1:
             return pieces[0]
         names = np.unique(np.concatenate([p.value_names for p in pieces]).astype(str)).astype(object)
@@ -418,8 +420,10 @@ class _TrackSet:
         key = pd.MultiIndex.from_frame(idents.fillna({"value": "\0none"}))
         tables, rows, counts, times = [], [], [], []
         n_tracks = 0
-        for p in pieces:
-            tab = p.table.copy()
+        n_sums = tuple(sum(p.n_sums[k] for p in pieces) for k in range(2))
+        while pieces:
+            p = pieces.pop(0)
+            tab = p.table
             local = pd.MultiIndex.from_frame(p.idents.fillna({"value": "\0none"}))
             tab["cls"] = key.get_indexer(local)[tab["cls"].to_numpy()]
             to_value = np.searchsorted(names, p.value_names.astype(str)) if len(p.value_names) else np.zeros(1, int)
@@ -427,11 +431,13 @@ class _TrackSet:
             tab["value"] = np.where(v >= 0, to_value[np.maximum(v, 0)], -1)
             tab["trip"] = np.searchsorted(trip_names, p.trip_names.astype(str))[tab["trip"].to_numpy()]
             tables.append(tab)
-            rows.append(np.where(p.row_track >= 0, p.row_track + n_tracks, -1))
+            rows.append(np.where(p.row_track >= 0, p.row_track + n_tracks, -1).astype(np.int32))
             counts.append(np.diff(p.frame_ptr))
             times.append(p.frame_t)
             n_tracks += len(tab)
+        del p, tab
         table = pd.concat(tables, ignore_index=True)
+        del tables
         # by trip: each trip's tracks in their batch's order
         order = np.argsort(table["trip"].to_numpy(), kind="stable")
         rank = np.empty(len(order), dtype=np.int64)
@@ -440,9 +446,8 @@ class _TrackSet:
         start = np.r_[0, np.cumsum(count)][:-1]
         at = np.repeat(start[order] - np.r_[0, np.cumsum(count[order])][:-1], count[order]) + np.arange(count.sum())
         row_track = np.concatenate(rows)
-        row_track = np.where(row_track >= 0, rank[np.maximum(row_track, 0)], -1)
-        n_sums = tuple(sum(p.n_sums[k] for p in pieces) for k in range(2))
-        return cls(table.iloc[order].reset_index(drop=True), np.r_[0, np.cumsum(count[order])].astype(np.int64),
+        row_track = np.where(row_track >= 0, rank[np.maximum(row_track, 0)], -1).astype(np.int32)
+        return cls(table.take(order).reset_index(drop=True), np.r_[0, np.cumsum(count[order])].astype(np.int64),
                    frame_t[at], idents, names, trip_names, row_track, n_sums)
 
 
@@ -497,7 +502,7 @@ def _video_tracks(observations, arrays, frame, config, *, vague_deg) -> _TrackSe
     new = np.full(len(tracks) + 1, -1, dtype=np.int64)
     new[held] = np.arange(len(held))
     track = new[np.where(track >= 0, track, len(tracks))]
-    row_track = track.copy()
+    row_track = track.astype(np.int32)  # (4 bytes a row, not 8: every row's is held to the end)
     row_track[copies] = row_track[copy_of[copies]]
     value, value_names = _values(observations)
     has = row_track >= 0
