@@ -1228,6 +1228,11 @@ def _tail_model(g):
     return e, c, t
 
 
+#: the tracks the association weighs at once where it pairs each with several objects
+#: (:func:`_reassign`, :func:`_fold_pieces`): the pairs of a month's tracks are not held whole
+CHUNK_TRACKS = 500_000
+
+
 def _reassign(lab, tr, passes, centres, n_trips, config):
     """Each kept track to the object of its identity within ``reach_m`` that explains it best as
     a mixture would: the object's trips times a heavy-tailed likelihood of the track (a scale
@@ -1256,16 +1261,22 @@ def _reassign(lab, tr, passes, centres, n_trips, config):
     has = np.flatnonzero(lab >= 0)
     # identities apart in a third coordinate, numbered over objects and tracks together
     group = _apart(config.reach_m, np.r_[centres["cls"][live], tr["cls"][has]])
-    pairs = cKDTree(np.c_[px[has], py[has], group[len(live):]]).sparse_distance_matrix(
-        cKDTree(np.c_[x[live], y[live], group[:len(live)]]), config.reach_m, output_type="ndarray")
-    i, j = has[pairs["i"]], live[pairs["j"]]
-    g, logdet = g2(i, j)
-    dens = (1 - tail) * np.exp(-g / (2 * core_var)) / core_var + tail * np.exp(-g / (2 * tail_var)) / tail_var
-    score = np.log(np.maximum(dens, 1e-300)) - 0.5 * logdet + np.log(n_trips[j])
-    best = np.lexsort((-score, i))
-    first = best[np.r_[True, i[best][1:] != i[best][:-1]]]
-    move = first[j[first] != lab[i[first]]]
-    k, to = i[move], j[move]
+    objects = cKDTree(np.c_[x[live], y[live], group[:len(live)]])
+    moves = []
+    # the tracks in chunks: each track's candidates are its own (a month's pairs are not held)
+    for a in range(0, len(has), CHUNK_TRACKS):
+        pairs = cKDTree(np.c_[px[has[a:a + CHUNK_TRACKS]], py[has[a:a + CHUNK_TRACKS]],
+                              group[len(live) + a:len(live) + a + CHUNK_TRACKS]]).sparse_distance_matrix(
+            objects, config.reach_m, output_type="ndarray")
+        i, j = has[a + pairs["i"]], live[pairs["j"]]
+        g, logdet = g2(i, j)
+        dens = (1 - tail) * np.exp(-g / (2 * core_var)) / core_var + tail * np.exp(-g / (2 * tail_var)) / tail_var
+        score = np.log(np.maximum(dens, 1e-300)) - 0.5 * logdet + np.log(n_trips[j])
+        best = np.lexsort((-score, i))
+        first = best[np.r_[True, i[best][1:] != i[best][:-1]]]
+        move = first[j[first] != lab[i[first]]]
+        moves.append((i[move], j[move]))
+    k, to = (np.concatenate(m) for m in zip(*moves)) if moves else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     # the object may not take a track seen in one frame with one it holds, or with one that
     # moves to it too
     out = lab.copy()
@@ -1443,13 +1454,14 @@ def _strays(arrays, small, big, x, y, cxx, cxy, cyy, config):
                 arrays["pxy"][k_s] + cxy[b], arrays["pyy"][k_s] + cyy[b])
     fits = np.bincount(p_s, weights=(g <= config.gate_sigma**2).astype(float), minlength=len(small)).astype(float)
     fits /= np.maximum(np.bincount(p_s, minlength=len(small)), 1)
-    # the same trip on both, at overlapping times: seen together
-    p_b, k_b = members(big)
-    mine = pd.DataFrame({"pair": p_s, "trip": arrays["trip"][k_s], "t0": arrays["t0"][k_s], "t1": arrays["t1"][k_s],
-                         "k": k_s})
-    theirs = pd.DataFrame({"pair": p_b, "trip": arrays["trip"][k_b], "u0": arrays["t0"][k_b], "u1": arrays["t1"][k_b],
-                           "kb": k_b})
-    both = mine.merge(theirs, on=["pair", "trip"])
+    # the same trip on both, at overlapping times: seen together (each big object's tracks
+    # listed once, not once per pair: a well-seen object near many holds a month's passes)
+    k_b = np.flatnonzero(np.isin(arrays["lab"], big))
+    mine = pd.DataFrame({"pair": p_s, "big": b, "trip": arrays["trip"][k_s], "t0": arrays["t0"][k_s],
+                         "t1": arrays["t1"][k_s], "k": k_s})
+    theirs = pd.DataFrame({"big": arrays["lab"][k_b], "trip": arrays["trip"][k_b], "u0": arrays["t0"][k_b],
+                           "u1": arrays["t1"][k_b], "kb": k_b})
+    both = mine.merge(theirs, on=["big", "trip"])
     gap = config.track_gap_s
     both = both[(both["t0"] <= both["u1"] + gap) & (both["u0"] <= both["t1"] + gap)]
     # where one pass has a track on each, do the two sit where the pass's own geometry says one
@@ -1510,18 +1522,28 @@ def _fold_pieces(lab, tr, passes, objects, config):
     mx = np.bincount(lab[moving], weights=ux[moving], minlength=len(x))
     my = np.bincount(lab[moving], weights=uy[moving], minlength=len(x))
     norm = np.maximum(np.hypot(mx, my), 1e-12)
-    p_b, k_b = members(big)
-    s_of = small[p_b]
-    side = moving[k_b] & (ux[k_b] * mx[s_of] + uy[k_b] * my[s_of] >= np.cos(np.radians(SAME_SIDE_DEG)) * norm[s_of])
-    from_side = _trips_per_pair(p_b[side], passes.trip[k_b][side], len(small))
-    # S's trips with a track that shares a frame with one of B's
+
+    def from_side(pairs):
+        """Per pair, B's trips from S's side."""
+        p_b, k_b = members(big[pairs])
+        s_of = small[pairs][p_b]
+        side = moving[k_b] & (ux[k_b] * mx[s_of] + uy[k_b] * my[s_of] >= np.cos(np.radians(SAME_SIDE_DEG)) * norm[s_of])
+        return _trips_per_pair(p_b[side], passes.trip[k_b][side], len(pairs))
+
+    # (the pairs in chunks of about CHUNK_TRACKS of B's tracks)
+    size = np.bincount(np.maximum(lab, 0), weights=(lab >= 0), minlength=len(x))[big]
+    cut = np.searchsorted(np.cumsum(size), np.arange(CHUNK_TRACKS, size.sum() + CHUNK_TRACKS, CHUNK_TRACKS))
+    chunks = np.split(np.arange(len(small)), np.unique(np.minimum(cut + 1, len(small))))
+    seen_from_side = np.concatenate([from_side(c) for c in chunks if len(c)] or [np.zeros(0, np.int64)])
+    # S's trips with a track that shares a frame with one of B's (B's tracks listed once)
     p_s, k_s = members(small)
-    both = pd.DataFrame({"pair": p_s, "trip": passes.trip[k_s], "k": k_s}).merge(
-        pd.DataFrame({"pair": p_b, "trip": passes.trip[k_b], "kb": k_b}), on=["pair", "trip"])
+    k_b = np.flatnonzero(np.isin(lab, big))
+    both = pd.DataFrame({"pair": p_s, "big": big[p_s], "trip": passes.trip[k_s], "k": k_s}).merge(
+        pd.DataFrame({"big": lab[k_b], "trip": passes.trip[k_b], "kb": k_b}), on=["big", "trip"])
     framed = share_frames(both["k"].to_numpy(np.int64), both["kb"].to_numpy(np.int64), passes) if len(both) else \
         np.zeros(0, dtype=bool)
     together = _trips_per_pair(both["pair"].to_numpy()[framed], both["trip"].to_numpy()[framed], len(small))
-    fold = (from_side >= n_trips[small]) & (together <= TOGETHER_SHARE * n_trips[small])
+    fold = (seen_from_side >= n_trips[small]) & (together <= TOGETHER_SHARE * n_trips[small])
     # a piece folds once, into the biggest object that takes it
     s_f, b_f = small[fold], big[fold]
     first = np.lexsort((-n_trips[b_f], s_f))
