@@ -284,8 +284,9 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     trip = _codes(observations["trip_id"])[0]
     kind = _capture_kind(trip, t) if config.captures == "auto" else config.captures
     if kind == "imagery":
-        return _locate_imagery(observations, arrays, frame, config)
-    tracks = _video_tracks(observations, arrays, frame, config, vague_deg=config.vague_ratio * np.median(sb_deg))
+        return _locate_imagery(observations, arrays, frame, (ox - frame[1], oy - frame[2]), config)
+    tracks = _video_tracks(observations, arrays, frame, config, vague_deg=config.vague_ratio * np.median(sb_deg),
+                           xy=(ox - frame[1], oy - frame[2]))
     objects, track_labels = _locate_tracks(tracks, frame, config)
     return objects, _row_labels(track_labels, tracks.row_track)
 
@@ -354,12 +355,12 @@ def _row_labels(track_labels, row_track):
     return out
 
 
-def _locate_imagery(observations, arrays, frame, config):
-    """:func:`locate` of single captures (see :func:`_locate_captures`)."""
+def _locate_imagery(observations, arrays, frame, xy, config):
+    """:func:`locate` of single captures (see :func:`_locate_captures`); ``xy``: the observers
+    in the local metres of ``frame``."""
     lon, lat, bearing, sb_deg, r, sr, t = arrays
     proj, x0, y0 = frame
-    ox, oy = proj.to_metres(lon, lat)
-    ox, oy = ox - x0, oy - y0
+    ox, oy = xy
     b = np.radians(bearing)
     cls_codes, classes, _ = _identities(observations)
     trip = _codes(observations["trip_id"])[0]
@@ -459,16 +460,19 @@ def _sorted_idents(idents):
     return idents.iloc[order].reset_index(drop=True)
 
 
-def _video_tracks(observations, arrays, frame, config, *, vague_deg) -> _TrackSet:
+def _video_tracks(observations, arrays, frame, config, *, vague_deg, xy=None) -> _TrackSet:
     """The tracks of the passes in ``observations`` (whole trips; see the module docstring,
-    step 1), in the local metres of ``frame`` (projection, x0, y0), leaving out observations
-    whose bearing sigma is over ``vague_deg``."""
+    step 1), in the local metres of ``frame`` (projection, x0, y0; ``xy``: the observers' there,
+    when known), leaving out observations whose bearing sigma is over ``vague_deg``."""
     from mapdiff._kernels.locate import build_tracks
 
     lon, lat, bearing, sb_deg, r, sr, t = arrays
     proj, x0, y0 = frame
-    ox, oy = proj.to_metres(lon, lat)
-    ox, oy = ox - x0, oy - y0
+    if xy is None:
+        ox, oy = proj.to_metres(lon, lat)
+        ox, oy = ox - x0, oy - y0
+    else:
+        ox, oy = xy
     b = np.radians(bearing)
     cls_codes, classes, values = _identities(observations)
     trip, trip_names = _codes(observations["trip_id"])
