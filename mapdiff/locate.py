@@ -294,8 +294,9 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
 def locate_batches(batches, config: LocateConfig | None = None, *, origin, source="observations"):
     """:func:`locate` of video passes (whatever ``config.captures`` says, but "imagery") streamed in batches, so that
     only the tracks, not the observations, are held: ``batches()`` gives the observation frames
-    afresh (they are read twice or three times), each holding whole trips (a trip's tracks are
-    built from its batch alone). ``origin``: (lon, lat) of the local metres' centre. The objects
+    afresh, each holding whole trips (a trip's tracks are built from its batch alone), and
+    ``batches(columns=[...])`` only those columns of them (read twice so, for the median bearing
+    sigma). ``origin``: (lon, lat) of the local metres' centre. The objects
     do not depend on how the trips are cut into batches. Returns (objects, labels: per batch,
     each row's object_id or -1)."""
     config = (config or LocateConfig()).validate()
@@ -305,7 +306,8 @@ def locate_batches(batches, config: LocateConfig | None = None, *, origin, sourc
     proj = LocalProjection.around(*origin)
     x0, y0 = proj.to_metres(np.array([origin[0]]), np.array([origin[1]]))
     frame = (proj, float(x0[0]), float(y0[0]))
-    vague_deg = config.vague_ratio * _median_of_batches(batches, "bearing_sigma_deg", source)
+    vague_deg = config.vague_ratio * _median_of_batches(lambda: batches(columns=["bearing_sigma_deg"]),
+                                                        "bearing_sigma_deg", source)
     pieces = [_video_tracks(obs, validate_observations(obs, source), frame, config, vague_deg=vague_deg)
               for obs in batches()]
     if not pieces:
@@ -324,8 +326,11 @@ def _median_of_batches(batches, column, source):
     keeps those in the bins of the middle ranks (NaN when there are no values > 0)."""
     shift = 44  # 2**20 bins of the non-negative doubles
 
+    from mapdiff.schema import require
+
     def values():
         for obs in batches():
+            require(obs, [column], source)
             v = _float(obs, column, source)
             yield v[v > 0]  # (the others are refused where the tracks are built)
 

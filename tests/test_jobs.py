@@ -490,13 +490,13 @@ def test_locate_in_batches_of_whole_trips_gives_one_batchs_objects(whole, n_batc
 
     obs = read_table(whole / "observations.parquet")
     origin = (float(obs["lon"].median()), float(obs["lat"].median()))
-    one, (one_labels,) = locate_batches(lambda: [obs], origin=origin)
+    one, (one_labels,) = locate_batches(lambda columns=None: [obs], origin=origin)
     assert len(one) > 50 and (one_labels >= 0).mean() > 0.5
     trips = obs["trip_id"].astype(str).unique()
     part = dict(zip(trips, np.random.default_rng(n_batches).integers(0, n_batches, len(trips))))
     of_row = obs["trip_id"].astype(str).map(part).to_numpy()
     rows = [np.flatnonzero(of_row == k) for k in range(n_batches)]
-    objects, labels = locate_batches(lambda: [obs.iloc[r] for r in rows], origin=origin)
+    objects, labels = locate_batches(lambda columns=None: [obs.iloc[r] for r in rows], origin=origin)
     pd.testing.assert_frame_equal(objects, one)
     joined = np.full(len(obs), -2)
     for r, lab in zip(rows, labels):
@@ -537,3 +537,23 @@ def test_tracks_of_batches_join_into_one_batchs_tracks(whole):
     np.testing.assert_array_equal(joined.frame_t, one.frame_t)
     np.testing.assert_array_equal(joined.row_track, np.r_[one.row_track[~odd], one.row_track[odd]])
     assert joined.n_sums == one.n_sums
+
+
+@pytest.mark.parametrize("bad", ["drop", "text", "zero"])
+def test_bad_bearing_sigmas_in_a_tile_read_in_parts_are_named(whole, tmp_path, monkeypatch, bad):
+    """A tile bigger than a batch is read column by column for the median bearing sigma first:
+    a missing or non-numeric column, or a sigma of 0, is still one line and exit 1."""
+    obs = pd.read_parquet(whole / "observations.parquet").drop(columns=["geometry", "bbox"], errors="ignore")
+    if bad == "drop":
+        obs = obs.drop(columns=["bearing_sigma_deg"])
+    elif bad == "text":
+        obs["bearing_sigma_deg"] = "wide"
+    else:
+        obs.loc[obs.index[len(obs) // 2], "bearing_sigma_deg"] = 0.0
+    obs.to_parquet(tmp_path / "obs.parquet")
+    monkeypatch.setenv("MAPDIFF_BATCH_ROWS", str(len(obs) // 3))
+    result = CliRunner().invoke(cli, ["locate", str(tmp_path / "obs.parquet"), "-o", str(tmp_path / "o.parquet"),
+                                      "-q"])
+    assert result.exit_code == 1, result.output
+    assert "bearing_sigma_deg" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o.parquet").exists()

@@ -146,8 +146,9 @@ def _split(path, cuts: np.ndarray, prefix: str, *, where, column: str, columns=N
 
 def spill(path, assign, prefix: str, *, where=None, row_column: str | None = None, columns=None):
     """Write the rows of the Parquet file ``path`` into one temporary file per batch, in one
-    pass; return ``read(b)``, batch ``b``'s rows in the file's order as
-    :func:`mapdiff.io.read_table` gives them (no rows: the columns only).
+    pass; return ``read(b, only=None)``, batch ``b``'s rows in the file's order as
+    :func:`mapdiff.io.read_table` gives them (no rows: the columns only; ``only``: just these
+    columns, and the row numbers).
 
     The files are Arrow IPC streams compressed with LZ4: a quarter of a simulated fleet's
     detections (1.5 M rows) wrote in 0.16 s and read in 0.03 s, against 1.03 and 0.79 s as
@@ -193,8 +194,10 @@ def spill(path, assign, prefix: str, *, where=None, row_column: str | None = Non
             kept = kept.append(pa.field(row_column, pa.int64()))
         empty = kept.empty_table()
 
-    def read(b: int):
+    def read(b: int, only=None):
         table = pa.ipc.open_stream(f"{prefix}-{b}.arrows").read_all() if b in written else empty
+        if only is not None:  # (a frame of a few columns is made in a fraction of the time)
+            table = table.select([c for c in table.column_names if c in only or c == row_column])
         return table_frame(table.replace_schema_metadata(schema.metadata), path)
 
     return read

@@ -89,7 +89,8 @@ class TileBatches:
     ``kind``: the whole data set's capture kind (None: decided from the one batch, the whole
     file); ``tiling``: the tiles (None: one piece); ``batches``: per batch, the keys of the tiles
     it owns (None: one piece) and its parts: functions that each read one part's (observations,
-    their row numbers in the file or None when the part is the whole file in order)."""
+    their row numbers in the file or None when the part is the whole file in order), or with
+    ``columns`` only those of it."""
 
     kind: str | None
     tiling: object
@@ -114,7 +115,7 @@ def tile_batches(path, tiling, shard: Shard | None) -> TileBatches:
     if whole and tiling is None:
         with open_parquet(path) as pf:
             if pf.metadata.num_rows <= max_rows:
-                return TileBatches(None, None, iter([(None, [lambda: (read_table(path), None)])]))
+                return TileBatches(None, None, iter([(None, [lambda columns=None: (read_table(path), None)])]))
         tiling = Tiling()
     tiling = tiling.validate()
     keys, rows, kind = _tile_census(path, tiling)
@@ -133,7 +134,8 @@ def tile_batches(path, tiling, shard: Shard | None) -> TileBatches:
 
     def batches():
         if len(groups) == 1 and n_parts[0] == 1:
-            yield groups[0], [lambda: (read_table(path) if whole else read_table(path, where=near_owned), None)]
+            yield groups[0], [lambda columns=None: (read_table(path, columns=columns) if whole else
+                                                    read_table(path, where=near_owned, columns=columns), None)]
             return
         import tempfile
 
@@ -153,8 +155,8 @@ def tile_batches(path, tiling, shard: Shard | None) -> TileBatches:
             return row, first_part[group] + trip_hash[row] % n_parts[group]
 
         def loader(read, part):
-            def load():
-                frame = read(part)
+            def load(columns=None):
+                frame = read(part, only=columns)
                 return frame.drop(columns=ROW_COLUMN), frame[ROW_COLUMN].to_numpy()
             return load
 
@@ -274,23 +276,27 @@ def locate_part(parts, config=None, *, tiling, tiles: np.ndarray | None = None, 
         return objects, [(labels, rows)]
     tiling = tiling.validate()
     config = config or LocateConfig()
-    one = _TileIndex(*parts[0](), tiling, source) if len(parts) == 1 else None  # (read once for all its tiles)
+    # (a batch of one part is read once for all its tiles)
+    one = _TileIndex(*parts[0](), tiling, source, tiles) if len(parts) == 1 else None
     if config.captures == "auto":  # a property of the data set, not of a tile's few rows
-        config = replace(config, captures=kind or capture_kind((one or _TileIndex(*parts[0](), tiling, source)).obs))
+        config = replace(config, captures=kind or capture_kind((one or _TileIndex(*parts[0](), tiling, source,
+                                                                                  tiles)).obs))
     frames, labelled = [], []
     for tile in tiles:
         taken = []
 
-        def tile_frames(tile=tile, taken=taken):
+        def tile_frames(tile=tile, taken=taken, columns=None):
             """The tile's observations part by part (read afresh: locate reads them more than
-            once); the file rows of each go to ``taken``, the last reading's."""
+            once), with only ``columns`` if given; the file rows of each go to ``taken``, the
+            last reading's."""
             taken.clear()
             for load in parts:
-                index = one or _TileIndex(*load(), tiling, source)
+                index = one or _TileIndex(*load(columns), tiling, source, tiles)
                 sub = index.rows_of(tile)
                 if len(sub):
                     taken.append(index.file_rows(sub))
-                    yield index.obs.iloc[sub]
+                    obs = index.obs.iloc[sub]
+                    yield obs if columns is None else obs[[c for c in columns if c in obs]]  # (missing: named later)
 
         if config.captures == "imagery":  # (single captures are few: a tile's all at once)
             tile_obs = list(tile_frames())
@@ -318,13 +324,16 @@ def locate_part(parts, config=None, *, tiling, tiles: np.ndarray | None = None, 
 
 
 class _TileIndex:
-    """A part's observations (validated: bad input is named once, for the whole part) and the
-    rows each tile sees."""
+    """A part's observations of a batch of ``tiles`` and the rows each tile sees (validated where
+    a part has several tiles: bad input is named once, for the whole part)."""
 
-    def __init__(self, obs, rows, tiling, source):
+    def __init__(self, obs, rows, tiling, source, tiles):
         from mapdiff.locate import validate_observations
 
         self.obs, self.rows = obs, rows
+        if len(tiles) == 1:  # a tile of its own: every row of its parts is the tile's
+            self.idx, self.keys = np.arange(len(obs)), np.full(len(obs), tiles[0], dtype=np.int64)
+            return
         lon, lat = validate_observations(obs, source)[:2]
         idx, keys = tiling.near(lon, lat)
         order = np.argsort(keys, kind="stable")
