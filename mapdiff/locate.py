@@ -394,15 +394,18 @@ def _scores(observations):
 
 @dataclass
 class _TrackSet:
-    """The tracks of video passes (one row each in ``table``: see :func:`_track_points`, plus
-    ``n_rows`` and ``score``, the rows and summed detector scores a track stands for with the
-    rows given twice, ``value`` its value's code in ``value_names``, ``first_x``/``first_y``
-    its first observer, ``cls`` its identity's code in ``idents``, ``trip`` its trip's in
-    ``trip_names``), the times of the frames each was seen in (``frame_ptr`` into ``frame_t``),
-    each identity's class and value (``idents``), each observation's track (``row_track``; -1:
-    none), and the sums of the observations of every track and of their squares (``n_sums``,
-    see :func:`_min_track`). Only the tracks that may count (``kept``: their length is judged
-    later, against all) or that make a weak object (blind: rays that never part) are held."""
+    """The tracks of video passes and what the association needs of their observations.
+
+    ``table``: one row per track (see :func:`_track_points`, less the fit's own covariance),
+    plus ``n_rows`` and ``score`` (the rows and summed detector scores a track stands for, the
+    rows given twice included), ``value`` (its value's code in ``value_names``),
+    ``first_x``/``first_y`` (its first observer), ``cls`` (its identity's code in ``idents``,
+    each identity's class and value) and ``trip`` (its trip's code in ``trip_names``).
+    ``frame_ptr`` into ``frame_t``: the times of the frames each track was seen in.
+    ``row_track``: each observation's track (-1: none). ``n_sums``: the sums over every track
+    of its observations and of their square (see :func:`_min_track`). Only the tracks that may
+    count (``kept``: their length is judged later, against all) or that make a weak object
+    (blind: rays that never part) are held."""
 
     table: pd.DataFrame
     frame_ptr: np.ndarray
@@ -518,7 +521,8 @@ def _video_tracks(observations, arrays, frame, config, *, vague_deg, xy=None) ->
     n = len(held)
     by_row = np.flatnonzero(track >= 0)
     first_row = by_row[np.unique(track[by_row], return_index=True)[1]]  # each track's first row
-    tracks = tracks.iloc[held].reset_index(drop=True)
+    # (the fit's own covariance only served the joining of pieces)
+    tracks = tracks.iloc[held].drop(columns=["fxx", "fxy", "fyy"]).reset_index(drop=True)
     tracks["n_rows"] = np.bincount(row_track[has], minlength=n)
     tracks["score"] = np.bincount(row_track[has], weights=_scores(observations)[has], minlength=n)
     tracks["value"] = value[first_row]  # (a track is of one identity: one value)
