@@ -149,8 +149,10 @@ def tile_batches(path, tiling, shard: Shard | None) -> TileBatches:
             idx, near = _near_keys(table, tiling)
             at = np.minimum(np.searchsorted(owned, near), len(owned) - 1)
             group = np.where(owned[at] == near, group_of[at], -1)
-            pairs = np.unique(np.c_[idx[group >= 0], group[group >= 0]], axis=0)  # (a row near two tiles of a group)
-            row, group = pairs[:, 0], pairs[:, 1]
+            # (a row near two tiles of a group goes once; one key per pair: unique rows of a
+            # two-column array took 34 s of a 210 s run)
+            pair = np.unique(idx[group >= 0].astype(np.int64) * len(groups) + group[group >= 0])
+            row, group = pair // len(groups), pair % len(groups)
             trip_hash = hash_shard(table.column("trip_id"), 1 << 32)
             return row, first_part[group] + trip_hash[row] % n_parts[group]
 
@@ -203,7 +205,11 @@ def _tile_census(path, tiling):
             near = tiling.near(frame["lon"].to_numpy(float), frame["lat"].to_numpy(float))[1]
             tiles = tiles.add(pd.Series(near).value_counts(), fill_value=0)
             t = pd.Series(time_seconds(frame["t"], source=str(path)), index=frame.index)
-            trips.append(t.groupby(frame["trip_id"].astype(str).to_numpy()).agg(["size", "min", "max"]))
+            # (grouped by the codes, named after: text for every row took 4 s of 30 M rows)
+            codes, names = pd.factorize(frame["trip_id"], use_na_sentinel=False)
+            per = t.groupby(codes).agg(["size", "min", "max"])
+            per.index = np.asarray(names.astype(str))[per.index.to_numpy()] if len(per) else per.index.astype(str)
+            trips.append(per)
             if len(trips) > 1:  # (kept as one table: per trip, not per row)
                 both = pd.concat(trips)
                 trips = [both.groupby(level=0).agg({"size": "sum", "min": "min", "max": "max"})]

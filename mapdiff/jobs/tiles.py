@@ -102,18 +102,20 @@ class Tiling:
         row0 = np.floor(lat / self.dlat).astype(np.int64)
         for dr in (-1, 0, 1):
             row = row0 + dr
-            dlon = self._dlon(row)
-            col0 = np.floor((lon + 180.0) / dlon).astype(np.int64)
-            # metres from the point to the row's band of latitude
+            # metres from the point to the row's band of latitude; the rows above and below are
+            # looked at only for the points within the halo of them (a few in a hundred)
             lat_gap = np.maximum(np.maximum(row * self.dlat - lat, lat - (row + 1) * self.dlat), 0.0) * M_PER_DEG
-            m_per_lon = M_PER_DEG * np.maximum(np.cos(np.radians(lat)), 1e-6)
+            near = np.arange(len(lat)) if dr == 0 else np.flatnonzero(lat_gap <= self.halo_m)
+            row, lat_gap, x = row[near], lat_gap[near], lon[near] + 180.0
+            dlon = self._dlon(row)
+            col0 = np.floor(x / dlon).astype(np.int64)
+            m_per_lon = M_PER_DEG * np.maximum(np.cos(np.radians(lat[near])), 1e-6)
             for dc in (-1, 0, 1):
                 col = col0 + dc
-                x = lon + 180.0
                 lon_gap = np.maximum(np.maximum(col * dlon - x, x - (col + 1) * dlon), 0.0) * m_per_lon
                 inside = np.hypot(lat_gap, lon_gap) <= self.halo_m
-                idx.append(np.flatnonzero(inside))
-                keys.append(self._key(row, col)[inside])
+                idx.append(near[inside])
+                keys.append(self._key(row[inside], col[inside]))
         return np.concatenate(idx), np.concatenate(keys)
 
 
