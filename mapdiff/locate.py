@@ -54,6 +54,10 @@ left out (label -1).
    ``confusion_ratio`` times the observations of an
    object of another class within ``confusion_m`` is a class confusion and is dropped.
 
+Step 1 sees one trip at a time and the later steps see only the tracks (with the rows, scores,
+values and frame times they stand for), so a big input is located in batches of whole trips
+holding only their tracks (:func:`locate_batches`; some ten observations make a track).
+
 ``sigma_m`` is the per-axis standard deviation from the fit's covariance, scaled up by the
 residual scatter when that is larger than the covariances say, plus the error every pass from
 one direction shares (the matcher's bias at a place, the lane): it does not shrink with the
