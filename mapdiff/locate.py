@@ -1007,7 +1007,11 @@ def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, sb_track, r, 
     # observer: across the mean ray, times the distance
     shared = total(sb**2 - sb_track**2) / per
     ranged = total(np.isfinite(r))
-    dist2 = total((x[track] - ox) ** 2 + (y[track] - oy) ** 2) / per
+    # each observation's track's point (NaN: none; there may be no track at all, where every
+    # bearing of a batch's trips was vague)
+    ix = np.where(has, track, n)
+    tx, ty = np.r_[x, np.nan][ix], np.r_[y, np.nan][ix]
+    dist2 = total((tx - ox) ** 2 + (ty - oy) ** 2) / per
     bx = total(np.sin(b))
     by = total(np.cos(b))
     norm = np.maximum(np.hypot(bx, by), 1e-12)
@@ -1025,7 +1029,7 @@ def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, sb_track, r, 
     # no range) can meet behind the cameras, where the car drove through, and no camera sees
     # behind itself. Such a track fixes no place (it is kept out, as a fragment is)
     with np.errstate(invalid="ignore"):
-        behind = total((x[track] - ox) * np.sin(b) + (y[track] - oy) * np.cos(b) < 0.0) > 0
+        behind = total((tx - ox) * np.sin(b) + (ty - oy) * np.cos(b) < 0.0) > 0
     dx, dy = ox[last] - ox[first], oy[last] - oy[first]
     moved = np.hypot(dx, dy)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -557,3 +557,21 @@ def test_bad_bearing_sigmas_in_a_tile_read_in_parts_are_named(whole, tmp_path, m
     assert result.exit_code == 1, result.output
     assert "bearing_sigma_deg" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "o.parquet").exists()
+
+
+def test_a_batch_whose_every_bearing_is_vague_makes_no_track_and_no_crash(whole):
+    from mapdiff.io import read_table
+    from mapdiff.locate import locate_batches
+
+    obs = read_table(whole / "observations.parquet")
+    origin = (float(obs["lon"].median()), float(obs["lat"].median()))
+    trips = obs["trip_id"].astype(str)
+    mine = trips.isin(trips.unique()[::2]).to_numpy()
+    vague = obs[~mine].assign(bearing_sigma_deg=1000.0)
+    objects, (kept, dropped) = locate_batches(lambda columns=None: [obs[mine], vague], origin=origin)
+    assert len(objects) > 10 and (kept >= 0).any()
+    assert len(dropped) == len(vague) and (dropped == -1).all()
+    # one bearing without a range fixes no point: no track is held at all
+    ray = vague.iloc[:1].assign(bearing_sigma_deg=1.0, range_m=np.nan)
+    none, (labels,) = locate_batches(lambda columns=None: [ray], origin=origin)
+    assert len(none) == 0 and labels.tolist() == [-1]
