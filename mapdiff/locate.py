@@ -328,9 +328,9 @@ def _median_of_batches(batches, column, source):
     """The exact median of a float ``column`` over ``batches()`` without holding it: a pass
     counts the values by the top bits of their IEEE pattern (monotone for values >= 0), a second
     keeps those in the bins of the middle ranks (NaN when there are no values > 0)."""
-    shift = 44  # 2**20 bins of the non-negative doubles
-
     from mapdiff.schema import require
+
+    shift = 44  # 2**20 bins of the non-negative doubles
 
     def values():
         for obs in batches():
@@ -426,7 +426,7 @@ class _TrackSet:
         it: trips, identities and values coded over all, the tracks by trip. Empties
         ``pieces`` as it goes (a month's tracks are held once)."""
         if len(pieces) == 1:
-            return pieces[0]
+            return pieces.pop()
         names = np.unique(np.concatenate([p.value_names for p in pieces]).astype(str)).astype(object)
         trip_names = np.unique(np.concatenate([p.trip_names for p in pieces]).astype(str)).astype(object)
         idents = _sorted_idents(pd.concat([p.idents for p in pieces], ignore_index=True).drop_duplicates())

@@ -150,6 +150,21 @@ def test_tiles_see_their_halo_and_own_what_lies_in_them():
     assert len(seen[3]) == 4  # a corner: the three neighbours around it too
 
 
+def test_a_tiles_centre_lies_in_it_midway():
+    from mapdiff.jobs.tiles import Tiling
+
+    rng = np.random.default_rng(5)
+    lon, lat = rng.uniform(-180, 180, 500), rng.uniform(-80, 80, 500)
+    for tile_m in (100, 5000):
+        tiling = Tiling(tile_m=tile_m, halo_m=50).validate()
+        for key, x, y in zip(tiling.key(lon, lat), lon, lat):
+            c_lon, c_lat = tiling.centre(key)
+            assert tiling.key(np.array([c_lon]), np.array([c_lat]))[0] == key
+            # within half a tile of every point of the tile
+            assert abs(c_lat - y) <= 0.5 * tiling.dlat + 1e-9
+            assert abs(c_lon - x) <= 0.5 * tiling._dlon(np.floor(y / tiling.dlat)) + 1e-9
+
+
 def test_tiles_are_balanced_the_biggest_first():
     from mapdiff.jobs.tiles import balance
 
@@ -571,6 +586,8 @@ def test_a_batch_whose_every_bearing_is_vague_makes_no_track_and_no_crash(whole)
     objects, (kept, dropped) = locate_batches(lambda columns=None: [obs[mine], vague], origin=origin)
     assert len(objects) > 10 and (kept >= 0).any()
     assert len(dropped) == len(vague) and (dropped == -1).all()
+    nothing, labels = locate_batches(lambda columns=None: [], origin=origin)
+    assert len(nothing) == 0 and labels == []
     # one bearing without a range fixes no point: no track is held at all
     ray = vague.iloc[:1].assign(bearing_sigma_deg=1.0, range_m=np.nan)
     none, (labels,) = locate_batches(lambda columns=None: [ray], origin=origin)

@@ -115,7 +115,8 @@ def tile_batches(path, tiling, shard: Shard | None) -> TileBatches:
     if whole and tiling is None:
         with open_parquet(path) as pf:
             if pf.metadata.num_rows <= max_rows:
-                return TileBatches(None, None, iter([(None, [lambda columns=None: (read_table(path), None)])]))
+                return TileBatches(None, None, iter([(None, [lambda columns=None: (read_table(path, columns=columns),
+                                                                               None)])]))
         tiling = Tiling()
     tiling = tiling.validate()
     keys, rows, kind = _tile_census(path, tiling)
@@ -153,7 +154,7 @@ def tile_batches(path, tiling, shard: Shard | None) -> TileBatches:
             # two-column array took 34 s of a 210 s run)
             pair = np.unique(idx[group >= 0].astype(np.int64) * len(groups) + group[group >= 0])
             row, group = pair // len(groups), pair % len(groups)
-            trip_hash = hash_shard(table.column("trip_id"), 1 << 32)
+            trip_hash = hash_shard(table.column("trip_id"), 1 << 32)  # (the CRC-32 itself)
             return row, first_part[group] + trip_hash[row] % n_parts[group]
 
         def loader(read, part):
@@ -269,12 +270,12 @@ def locate_part(parts, config=None, *, tiling, tiles: np.ndarray | None = None, 
     ``parts`` (functions that read (observations, row numbers)) hold whole trips: each tile's
     observations with its halo go in (video passes part by part: only their tracks are held),
     the objects whose position lies in the tile come out, numbered by the tile. ``kind``: the
-    whole data set's capture kind (else decided from the first part). Returns (objects, per
+    whole data set's capture kind (:func:`tile_batches` measures it). Returns (objects, per
     part and tile read: (labels like ``locate``'s, the rows they label)); an observation that
     several tiles assigned keeps the first tile's (in key order) object."""
     from dataclasses import replace
 
-    from mapdiff.locate import OBJECT_COLUMNS, LocateConfig, capture_kind, locate, locate_batches
+    from mapdiff.locate import OBJECT_COLUMNS, LocateConfig, locate, locate_batches
 
     if tiling is None:  # one piece: the objects get their numbers 0, 1, ...
         observations, rows = parts[0]()
@@ -282,11 +283,10 @@ def locate_part(parts, config=None, *, tiling, tiles: np.ndarray | None = None, 
         return objects, [(labels, rows)]
     tiling = tiling.validate()
     config = config or LocateConfig()
+    if config.captures == "auto":  # a property of the data set, not of a tile's few rows
+        config = replace(config, captures=kind)
     # (a batch of one part is read once for all its tiles)
     one = _TileIndex(*parts[0](), tiling, source, tiles) if len(parts) == 1 else None
-    if config.captures == "auto":  # a property of the data set, not of a tile's few rows
-        config = replace(config, captures=kind or capture_kind((one or _TileIndex(*parts[0](), tiling, source,
-                                                                                  tiles)).obs))
     frames, labelled = [], []
     for tile in tiles:
         taken = []
@@ -305,17 +305,12 @@ def locate_part(parts, config=None, *, tiling, tiles: np.ndarray | None = None, 
                     yield obs if columns is None else obs[[c for c in columns if c in obs]]  # (missing: named later)
 
         if config.captures == "imagery":  # (single captures are few: a tile's all at once)
-            tile_obs = list(tile_frames())
-            objects, lab = locate(pd.concat(tile_obs, ignore_index=True), config, source=source) if tile_obs \
-                else (None, None)
-            labs = [lab]
-            taken = [np.concatenate(taken)] if taken else []
+            objects, lab = locate(pd.concat(list(tile_frames()), ignore_index=True), config, source=source)
+            labs, taken = [lab], [np.concatenate(taken)]
         else:
             objects, labs = locate_batches(tile_frames, config, origin=tiling.centre(tile), source=source)
         if progress is not None:
             progress(1)
-        if objects is None or not taken:
-            continue
         own = tiling.key(objects["lon"].to_numpy(), objects["lat"].to_numpy()) == tile
         ids = tiling.object_ids(int(tile), int(own.sum()))
         remap = np.full(len(objects) + 1, -1, dtype=np.int64)
