@@ -65,24 +65,27 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
         raise click.BadParameter("labels are written by an unsharded run only (an observation near a tile border "
                                  "belongs to more than one shard)", param_hint="--labels")
     outputs = ("output", "labels_path")
-    n_objects = n_weak = n_obs = 0
+    n_objects = n_weak = 0
     try:
         work = tile_batches(observations, tiling, shard)
         # what each row of the file fitted (a shard's rows are not the file's)
         found = None if shard is not None else RowLabels(observations, ids=bool(labels_path))
+        n_seen = [0]  # (rows its tiles see: an observation near two tiles is seen twice)
+
+        def labelled(lab, rows):
+            n_seen[0] += len(lab)
+            if found is not None:
+                found.add(lab, rows)
+
         compiling_notice("locate", "captures", quiet=quiet)
         progress = Progress(None, "tiles", quiet=quiet)
         with together():
             with table_writer(output, metadata=part_label("locate", shard, run_id, outputs=outputs)) as out:
                 for tiles, parts in work.batches:
-                    objects, labelled = locate_part(parts, config, tiling=work.tiling, tiles=tiles, kind=work.kind,
-                                                    source=observations, progress=progress)
+                    objects = locate_part(parts, config, tiling=work.tiling, tiles=tiles, kind=work.kind,
+                                          source=observations, progress=progress, on_labels=labelled)
                     out.write(objects)
                     n_objects, n_weak = n_objects + len(objects), n_weak + int(objects["weak"].sum())
-                    for lab, rows in labelled:
-                        n_obs += len(lab)
-                        if found is not None:
-                            found.add(lab, rows)
             progress.finish()
             if labels_path:
                 found.write(observations, labels_path)
@@ -90,7 +93,7 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
     except MapdiffError as exc:
         fail(exc)
     if found is None:
-        seen = f"{n_obs:,} observations its tiles see"
+        seen = f"{n_seen[0]:,} observations its tiles see"
     else:
         seen = f"{len(found.labels):,} observations; {found.unfitted:,} observations fitted no object"
     info(f"{n_objects:,} objects ({n_weak:,} weak: one trip) from {seen}", quiet=quiet)

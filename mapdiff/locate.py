@@ -295,14 +295,19 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     return objects, _row_labels(track_labels, tracks.row_track)
 
 
-def locate_batches(batches, config: LocateConfig | None = None, *, origin, source="observations"):
+def locate_batches(batches, config: LocateConfig | None = None, *, origin, source="observations",
+                   max_tracks: int | None = None):
     """:func:`locate` of video passes (whatever ``config.captures`` says, but "imagery") streamed in batches, so that
     only the tracks, not the observations, are held: ``batches()`` gives the observation frames
     afresh, each holding whole trips (a trip's tracks are built from its batch alone), and
     ``batches(columns=[...])`` only those columns of them (read twice so, for the median bearing
-    sigma). ``origin``: (lon, lat) of the local metres' centre. The objects
-    do not depend on how the trips are cut into batches. Returns (objects, labels: per batch,
-    each row's object_id or -1)."""
+    sigma). ``origin``: (lon, lat) of the local metres' centre. The objects do not depend on how
+    the trips are cut into batches. ``max_tracks``: beyond this many tracks they go to disk and
+    the association runs region by region (:mod:`mapdiff.locate_regions`; None: held, one
+    piece). Returns (objects, labels: per batch in order, each row's object_id or -1; an
+    iterator, read once)."""
+    from mapdiff.locate_regions import TrackSpill
+
     config = (config or LocateConfig()).validate()
     if config.captures == "imagery":
         msg = "locate in batches takes video passes (captures 'video' or 'auto'); found captures='imagery'"
@@ -312,16 +317,63 @@ def locate_batches(batches, config: LocateConfig | None = None, *, origin, sourc
     frame = (proj, float(x0[0]), float(y0[0]))
     vague_deg = config.vague_ratio * _median_of_batches(lambda: batches(columns=["bearing_sigma_deg"]),
                                                         "bearing_sigma_deg", source)
-    pieces = [_video_tracks(obs, validate_observations(obs, source), frame, config, vague_deg=vague_deg)
-              for obs in batches()]
-    if not pieces:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in OBJECT_COLUMNS}), []
-    starts = np.cumsum([0] + [len(p.row_track) for p in pieces])
-    tracks = _TrackSet.join(pieces)
-    del pieces  # (the batches' tables are joined: not held twice through the association)
+    spill = TrackSpill(np.iinfo(np.int64).max if max_tracks is None else max_tracks, reach_m=config.reach_m)
+    for obs in batches():
+        spill.add(_video_tracks(obs, validate_observations(obs, source), frame, config, vague_deg=vague_deg))
+    if spill.spilled:
+        return _locate_regions(spill, frame, config)
+    with spill:
+        pieces = spill.held
+        if not pieces:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in OBJECT_COLUMNS}), iter([])
+        starts = np.cumsum([0] + [len(p.row_track) for p in pieces])
+        tracks = _TrackSet.join(pieces)  # (empties the held list: the tables are not held twice)
+        tracks.table = tracks.table.drop(columns="uid")
     objects, track_labels = _locate_tracks(tracks, frame, config)
     labels = _row_labels(track_labels, tracks.row_track)
-    return objects, [labels[a:b] for a, b in zip(starts[:-1], starts[1:])]
+    return objects, iter([labels[a:b] for a, b in zip(starts[:-1], starts[1:])])
+
+
+def _locate_regions(spill, frame, config):
+    """:func:`locate_batches`'s association region by region over the tracks ``spill`` holds on
+    disk: each region keeps the objects whose position lies in it; a track takes the object of
+    the first region that kept one for it."""
+    proj, x0, y0 = frame
+    found, track_object = [], np.full(spill.n_tracks, -1, dtype=np.int64)
+    n_objects = 0
+    for region in spill.regions():
+        tracks = spill.gather(region)
+        if tracks is None:
+            continue
+        objects, track_labels = _locate_tracks(tracks, frame, config)
+        x, y = proj.to_metres(objects["lon"].to_numpy(float), objects["lat"].to_numpy(float))
+        own = spill.owns(region, x - x0, y - y0)
+        new = np.full(len(objects) + 1, -1, dtype=np.int64)
+        new[np.flatnonzero(own)] = n_objects + np.arange(int(own.sum()))
+        label = new[np.where(track_labels >= 0, track_labels, len(objects))]
+        uid = tracks.table["uid"].to_numpy()
+        take = (label >= 0) & (track_object[uid] < 0)
+        track_object[uid[take]] = label[take]
+        found.append(objects[own])
+        n_objects += int(own.sum())
+    full = [f for f in found if len(f)]
+    objects = (pd.concat(full, ignore_index=True) if full else
+               pd.DataFrame({c: pd.Series(dtype=object) for c in OBJECT_COLUMNS}))
+    # an object on a border that two regions each placed on their own side: the first region's
+    # took every track, the second's is left without one and goes
+    kept = np.bincount(track_object[track_object >= 0], minlength=len(objects)) > 0
+    new = np.full(len(objects) + 1, -1, dtype=np.int64)
+    new[np.flatnonzero(kept)] = np.arange(int(kept.sum()))
+    track_object = new[np.where(track_object >= 0, track_object, len(objects))]
+    objects = objects[kept].reset_index(drop=True)
+    objects["object_id"] = np.arange(len(objects), dtype=np.int64)
+
+    def labels():
+        with spill:
+            for row_track in spill.row_tracks():
+                yield np.where(row_track >= 0, track_object[np.maximum(row_track, 0)], -1)
+
+    return objects, labels()
 
 
 def _median_of_batches(batches, column, source):

@@ -264,64 +264,108 @@ class RowLabels:
 
 
 def locate_part(parts, config=None, *, tiling, tiles: np.ndarray | None = None, kind: str | None = None,
-                source: str = "observations", progress=None):
+                source: str = "observations", progress=None, on_labels=None):
     """:func:`mapdiff.locate.locate` tile by tile (:mod:`mapdiff.jobs.tiles`; ``tiling`` None:
     in one piece) over the ``tiles`` (keys) of one batch of :func:`tile_batches`, whose
     ``parts`` (functions that read (observations, row numbers)) hold whole trips: each tile's
-    observations with its halo go in (video passes part by part: only their tracks are held),
-    the objects whose position lies in the tile come out, numbered by the tile. ``kind``: the
-    whole data set's capture kind (:func:`tile_batches` measures it). Returns (objects, per
-    part and tile read: (labels like ``locate``'s, the rows they label)); an observation that
-    several tiles assigned keeps the first tile's (in key order) object."""
+    observations with its halo go in (video passes part by part: only their tracks are held,
+    a batch's worth at most, the rest on disk), the objects whose position lies in the tile
+    come out, numbered by the tile. ``kind``: the whole data set's capture kind
+    (:func:`tile_batches` measures it). Returns the objects; ``on_labels(labels, rows)`` is
+    given, per part and tile read, labels like ``locate``'s and the rows they label (an
+    observation that several tiles see is given once for each)."""
     from dataclasses import replace
 
+    from mapdiff.jobs.batches import batch_rows
     from mapdiff.locate import OBJECT_COLUMNS, LocateConfig, locate, locate_batches
 
+    on_labels = on_labels or (lambda labels, rows: None)
     if tiling is None:  # one piece: the objects get their numbers 0, 1, ...
         observations, rows = parts[0]()
         objects, labels = locate(observations, config, source=source)
-        return objects, [(labels, rows)]
+        on_labels(labels, rows)
+        return objects
     tiling = tiling.validate()
     config = config or LocateConfig()
     if config.captures == "auto":  # a property of the data set, not of a tile's few rows
         config = replace(config, captures=kind)
     # (a batch of one part is read once for all its tiles)
     one = _TileIndex(*parts[0](), tiling, source, tiles) if len(parts) == 1 else None
-    frames, labelled = [], []
+    frames = []
     for tile in tiles:
-        taken = []
+        with _TakenRows(on_disk=len(parts) > 1) as taken:
 
-        def tile_frames(tile=tile, taken=taken, columns=None):
-            """The tile's observations part by part (read afresh: locate reads them more than
-            once), with only ``columns`` if given; the file rows of each go to ``taken``, the
-            last reading's."""
-            taken.clear()
-            for load in parts:
-                index = one or _TileIndex(*load(columns), tiling, source, tiles)
-                sub = index.rows_of(tile)
-                if len(sub):
-                    taken.append(index.file_rows(sub))
-                    obs = index.obs.iloc[sub]
-                    yield obs if columns is None else obs[[c for c in columns if c in obs]]  # (missing: named later)
+            def tile_frames(tile=tile, taken=taken, columns=None):
+                """The tile's observations part by part (read afresh: locate reads them more
+                than once), with only ``columns`` if given; the file rows of each go to
+                ``taken``, the last reading's."""
+                taken.clear()
+                for load in parts:
+                    index = one or _TileIndex(*load(columns), tiling, source, tiles)
+                    sub = index.rows_of(tile)
+                    if len(sub):
+                        taken.append(index.file_rows(sub))
+                        obs = index.obs.iloc[sub]
+                        # (a missing column is named later)
+                        yield obs if columns is None else obs[[c for c in columns if c in obs]]
 
-        if config.captures == "imagery":  # (single captures are few: a tile's all at once)
-            objects, lab = locate(pd.concat(list(tile_frames()), ignore_index=True), config, source=source)
-            labs, taken = [lab], [np.concatenate(taken)]
-        else:
-            objects, labs = locate_batches(tile_frames, config, origin=tiling.centre(tile), source=source)
-        if progress is not None:
-            progress(1)
-        own = tiling.key(objects["lon"].to_numpy(), objects["lat"].to_numpy()) == tile
-        ids = tiling.object_ids(int(tile), int(own.sum()))
-        remap = np.full(len(objects) + 1, -1, dtype=np.int64)
-        remap[np.flatnonzero(own)] = ids
-        frames.append(objects[own].assign(object_id=ids))
-        labelled += [(remap[np.where(lab >= 0, lab, len(objects))], rows) for lab, rows in zip(labs, taken)]
+            if config.captures == "imagery":  # (single captures are few: a tile's all at once)
+                objects, lab = locate(pd.concat(list(tile_frames()), ignore_index=True), config, source=source)
+                labs, rows = [lab], [np.concatenate(list(taken))]
+            else:
+                objects, labs = locate_batches(tile_frames, config, origin=tiling.centre(tile), source=source,
+                                               max_tracks=batch_rows())
+                rows = taken
+            if progress is not None:
+                progress(1)
+            own = tiling.key(objects["lon"].to_numpy(), objects["lat"].to_numpy()) == tile
+            ids = tiling.object_ids(int(tile), int(own.sum()))
+            remap = np.full(len(objects) + 1, -1, dtype=np.int64)
+            remap[np.flatnonzero(own)] = ids
+            frames.append(objects[own].assign(object_id=ids))
+            for lab, taken_rows in zip(labs, rows):
+                on_labels(remap[np.where(lab >= 0, lab, len(objects))], taken_rows)
     full = [f for f in frames if len(f)]
     if not full:
-        return pd.DataFrame({c: [] for c in OBJECT_COLUMNS}), labelled
+        return pd.DataFrame({c: [] for c in OBJECT_COLUMNS})
     objects = pd.concat(full, ignore_index=True) if len(full) > 1 else full[0].reset_index(drop=True)
-    return objects.sort_values("object_id", kind="stable").reset_index(drop=True), labelled
+    return objects.sort_values("object_id", kind="stable").reset_index(drop=True)
+
+
+class _TakenRows:
+    """The file rows of each part a tile's reading took, in order: on disk when the tile has
+    several parts (a month's tile sees some 300 M rows)."""
+
+    def __init__(self, *, on_disk: bool):
+        import tempfile
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="mapdiff-rows-") if on_disk else None
+        self._held: list = []
+        self._n = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def clear(self) -> None:
+        self._held, self._n = [], 0
+
+    def append(self, rows: np.ndarray) -> None:
+        if self._tmp is None:
+            self._held.append(rows)
+        else:
+            np.save(f"{self._tmp.name}/{self._n}.npy", rows)
+        self._n += 1
+
+    def __iter__(self):
+        if self._tmp is None:
+            yield from self._held
+            return
+        for i in range(self._n):
+            yield np.load(f"{self._tmp.name}/{i}.npy")
 
 
 class _TileIndex:

@@ -1,0 +1,215 @@
+"""Locate's association region by region, when a run's tracks are too many to hold.
+
+A month of a city's fleet makes tens of millions of tracks (:class:`mapdiff.locate._TrackSet`),
+several gigabytes in the association. :class:`TrackSpill` takes the tracks of the batches as
+they come; past ``max_tracks`` it writes them to disk, one folder of arrays per batch, ordered
+by a grid of cells of the tracks' points. The association then runs region by region: the
+cells are cut in two, at the median of their tracks, along the longer side, until each region
+with a ring of cells around it holds at most ``max_tracks`` tracks (or is one cell). A region's
+work sees its own tracks and those within ``halo_m`` of it; it keeps the objects whose position
+lies in it, so that an object near a border is estimated once, from all its tracks.
+
+What a region measures from its own objects (the pose errors, a trip's offsets) is measured on
+fewer objects than the whole would give; on 300 vehicles x 3 days of central Helsinki (2.9 M
+tracks) regions of 250 m to 1 km gave recall 0.894-0.899 and precision 0.686-0.695 against
+0.897 and 0.694 in one piece (benchmarks/README.md, "Locate region by region"). Everything that
+does not depend on a region is the whole run's: the vague bearing limit, the fragment length
+(from all tracks' sums of n and n squared), the codes of trips, identities and values by name.
+The regions and what each holds depend only on the tracks, not on how the trips were cut into
+batches.
+"""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: the side of the grid's cells, metres: the smallest region. A region's halo is at most a cell
+#: (so a region plus a ring of cells holds it); a cell this size holds some 60 k tracks a month
+#: where central Helsinki's fleet is densest (measured), well under a batch
+CELL_M = 100.0
+#: a region sees the tracks this many association reaches beyond it: a track joins an object
+#: within ``reach_m`` of its point, so an object owned near the border has every track it can
+#: take, and beyond those the competing objects that could take them instead (2 reaches gave
+#: the same objects as 3 on the 300 x 3 fleet)
+HALO_REACHES = 3.0
+
+
+class TrackSpill:
+    """The tracks of a run's batches (:class:`mapdiff.locate._TrackSet`), held while they are at
+    most ``max_tracks`` and on disk beyond. Use as a context manager (the disk is freed at its
+    end)."""
+
+    def __init__(self, max_tracks: int, *, reach_m: float):
+        self.max_tracks = int(max_tracks)
+        self.halo_m = HALO_REACHES * reach_m
+        self.cell_m = max(CELL_M, self.halo_m)
+        self.held: list = []
+        self.n_tracks = 0
+        self.n_sums = (0, 0)
+        self.folders: list[Path] = []
+        self.cells = pd.Series(dtype=np.int64)  # tracks per cell, of the spilled pieces
+        self._tmp = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    @property
+    def spilled(self) -> bool:
+        return bool(self.folders)
+
+    def add(self, piece) -> None:
+        """One batch's tracks (its ``table`` gains ``uid``: the track's number over the run)."""
+        piece.table["uid"] = self.n_tracks + np.arange(len(piece.table), dtype=np.int64)
+        self.n_tracks += len(piece.table)
+        self.n_sums = tuple(a + b for a, b in zip(self.n_sums, piece.n_sums))
+        self.held.append(piece)
+        if self.spilled or self.n_tracks > self.max_tracks:
+            while self.held:
+                self._write(self.held.pop(0))
+
+    def _write(self, piece) -> None:
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="mapdiff-tracks-")
+        folder = Path(self._tmp.name) / str(len(self.folders))
+        folder.mkdir()
+        row, col = self._cell(*_points(piece.table))
+        key = _key(row, col)
+        order = np.argsort(key, kind="stable")
+        count = np.diff(piece.frame_ptr)[order]
+        ptr = np.r_[0, np.cumsum(count)].astype(np.int64)
+        at = np.repeat(piece.frame_ptr[:-1][order] - ptr[:-1], count) + np.arange(ptr[-1])
+        arrays = {"key": key[order], "frame_ptr": ptr, "frame_t": piece.frame_t[at], "row_track": piece.row_track}
+        arrays.update({f"col_{c}": piece.table[c].to_numpy()[order] for c in piece.table.columns})
+        for name, a in arrays.items():
+            np.save(folder / f"{name}.npy", a)
+        with open(folder / "meta.pkl", "wb") as f:
+            pickle.dump({"columns": list(piece.table.columns), "idents": piece.idents,
+                         "value_names": piece.value_names, "trip_names": piece.trip_names}, f)
+        self.cells = self.cells.add(pd.Series(key).value_counts(), fill_value=0).astype(np.int64)
+        self.folders.append(folder)
+
+    def _cell(self, x, y):
+        return np.floor(y / self.cell_m).astype(np.int64), np.floor(x / self.cell_m).astype(np.int64)
+
+    def regions(self) -> list[tuple]:
+        """The regions, (row0, row1, col0, col1) in cells, ends exclusive (the outer ones
+        unbounded), cut until each with its ring of cells holds at most ``max_tracks``."""
+        key = self.cells.index.to_numpy(np.int64)
+        row, col = _unkey(key)
+        n = self.cells.to_numpy()
+        out = []
+        todo = [(-np.inf, np.inf, -np.inf, np.inf)]
+        while todo:
+            r0, r1, c0, c1 = todo.pop()
+            inside = (row >= r0) & (row < r1) & (col >= c0) & (col < c1)
+            ring = (row >= r0 - 1) & (row < r1 + 1) & (col >= c0 - 1) & (col < c1 + 1)
+            rows, cols = row[inside], col[inside]
+            if not inside.any():
+                continue
+            height, width = np.ptp(rows) + 1, np.ptp(cols) + 1
+            if n[ring].sum() <= self.max_tracks or height == width == 1:
+                out.append((r0, r1, c0, c1))
+                continue
+            # the longer side, at the median of the tracks (the cut between two cells)
+            along = rows if height >= width else cols
+            w = n[inside]
+            order = np.argsort(along, kind="stable")
+            half = along[order][np.searchsorted(np.cumsum(w[order]), 0.5 * w.sum())]
+            cut = max(half, along.min() + 1)  # (both sides keep a cell)
+            if height >= width:
+                todo += [(r0, cut, c0, c1), (cut, r1, c0, c1)]
+            else:
+                todo += [(r0, r1, c0, cut), (r0, r1, cut, c1)]
+        return sorted(out, key=lambda r: (r[0], r[2]))
+
+    def owns(self, region, x, y) -> np.ndarray:
+        """Whether each point (local metres) lies in ``region``."""
+        r0, r1, c0, c1 = region
+        row, col = self._cell(x, y)
+        return (row >= r0) & (row < r1) & (col >= c0) & (col < c1)
+
+    def gather(self, region):
+        """The spilled tracks of ``region`` and its halo as one :class:`mapdiff.locate._TrackSet`
+        (the run's codes by name, the tracks by trip; its ``n_sums`` the whole run's)."""
+        from mapdiff.locate import _TrackSet
+
+        r0, r1, c0, c1 = region
+        cells = self.cells.index.to_numpy(np.int64)
+        row, col = _unkey(cells)
+        lo_r, hi_r = max(r0 - 1, row.min()), min(r1, row.max() + 1)
+        lo_c, hi_c = max(c0 - 1, col.min()), min(c1, col.max() + 1)
+        pieces = []
+        for folder in self.folders:
+            key = np.load(folder / "key.npy", mmap_mode="r")
+            rows = np.arange(int(lo_r), int(hi_r) + 1)
+            lo = np.searchsorted(key, _key(rows, int(lo_c)))
+            hi = np.searchsorted(key, _key(rows, int(hi_c)), side="right")
+            idx = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(rows) else np.zeros(0, int)
+            if not len(idx):
+                continue
+            with open(folder / "meta.pkl", "rb") as f:
+                meta = pickle.load(f)
+            col_of = {c: np.load(folder / f"col_{c}.npy", mmap_mode="r") for c in meta["columns"]}
+            idx = idx[self._near(region, *_points({c: col_of[c][idx] for c in ("x", "y", "first_x", "first_y")}))]
+            if not len(idx):
+                continue
+            idx = idx[np.argsort(col_of["uid"][idx], kind="stable")]  # (the batch's own order)
+            ptr_all = np.load(folder / "frame_ptr.npy", mmap_mode="r")
+            count = ptr_all[idx + 1] - ptr_all[idx]
+            ptr = np.r_[0, np.cumsum(count)].astype(np.int64)
+            at = np.repeat(ptr_all[idx] - ptr[:-1], count) + np.arange(ptr[-1])
+            table = pd.DataFrame({c: np.asarray(col_of[c][idx]) for c in meta["columns"]})
+            frame_t = np.asarray(np.load(folder / "frame_t.npy", mmap_mode="r")[at])
+            pieces.append(_TrackSet(table, ptr, frame_t, meta["idents"], meta["value_names"], meta["trip_names"],
+                                    np.zeros(0, dtype=np.int32), (0, 0)))
+        if not pieces:
+            return None
+        tracks = _TrackSet.join(pieces)
+        tracks.n_sums = self.n_sums
+        return tracks
+
+    def _near(self, region, x, y) -> np.ndarray:
+        """Whether each point lies within ``halo_m`` of ``region``."""
+        r0, r1, c0, c1 = (v * self.cell_m for v in region)
+        dx = np.maximum(np.maximum(c0 - x, x - c1), 0.0)
+        dy = np.maximum(np.maximum(r0 - y, y - r1), 0.0)
+        return np.hypot(dx, dy) <= self.halo_m
+
+    def row_tracks(self):
+        """Per spilled batch, each of its rows' track (``uid``; -1: none), in batch order."""
+        for folder in self.folders:
+            local = np.load(folder / "row_track.npy")
+            uid = np.load(folder / "col_uid.npy", mmap_mode="r")
+            first = int(uid.min()) if len(uid) else 0  # (a batch's uids run from its first)
+            yield np.where(local >= 0, local.astype(np.int64) + first, -1)
+
+
+def _points(table):
+    """Each track's point: its fit, or its first observer where its rays never part (a weak
+    object stands there)."""
+    x, y = np.asarray(table["x"]), np.asarray(table["y"])
+    return (np.where(np.isfinite(x), x, np.asarray(table["first_x"])),
+            np.where(np.isfinite(y), y, np.asarray(table["first_y"])))
+
+
+#: a cell's key: its row and column, each shifted to be non-negative, in one int64 ordered by
+#: row, then column (a region's cells of one row are one run of keys)
+_SHIFT = 1 << 30
+
+
+def _key(row, col):
+    return ((np.asarray(row, dtype=np.int64) + _SHIFT) << 31) | (np.asarray(col, dtype=np.int64) + _SHIFT)
+
+
+def _unkey(key):
+    key = np.asarray(key, dtype=np.int64)
+    return (key >> 31) - _SHIFT, (key & ((1 << 31) - 1)) - _SHIFT
