@@ -487,13 +487,20 @@ def test_locate_in_small_batches_of_tiles_writes_the_whole_run(whole, whole_obje
     pd.testing.assert_frame_equal(_merged("locate", tmp_path / "l", tmp_path), whole_objects)
 
 
-def test_an_unsharded_locate_bigger_than_a_batch_works_over_the_default_tiles(whole, tmp_path, monkeypatch):
+def test_an_unsharded_locate_bigger_than_a_batch_is_one_piece_read_in_parts(whole, tmp_path, monkeypatch):
+    """Without tiles an input bigger than a batch is still one piece, read in parts of whole
+    trips: the objects and labels of the run that holds it all (the metres centred elsewhere:
+    equal to float precision), numbered 0, 1, ... as one piece's, not by tile."""
     obs = whole / "observations.parquet"
-    run("locate", obs, "--tile-m", 5000, "-o", tmp_path / "tiled.parquet", "-q")
-    monkeypatch.setenv("MAPDIFF_BATCH_ROWS", str(len(pd.read_parquet(obs, columns=["trip_id"])) // 2))
-    run("locate", obs, "-o", tmp_path / "big.parquet", "-q")
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "big.parquet"),
-                                  pd.read_parquet(tmp_path / "tiled.parquet"))
+    run("locate", obs, "-o", tmp_path / "held.parquet", "--labels", tmp_path / "held_labels.parquet", "-q")
+    monkeypatch.setenv("MAPDIFF_BATCH_ROWS", str(len(pd.read_parquet(obs, columns=["trip_id"])) // 3))
+    run("locate", obs, "-o", tmp_path / "big.parquet", "--labels", tmp_path / "big_labels.parquet", "-q")
+    big, held = pd.read_parquet(tmp_path / "big.parquet"), pd.read_parquet(tmp_path / "held.parquet")
+    # (the geometry's bytes hold lon and lat, compared here to the last bits' rounding)
+    pd.testing.assert_frame_equal(big.drop(columns="geometry"), held.drop(columns="geometry"), rtol=1e-9)
+    pd.testing.assert_series_equal(pd.read_parquet(tmp_path / "big_labels.parquet")["object_id"],
+                                   pd.read_parquet(tmp_path / "held_labels.parquet")["object_id"])
+    assert big["object_id"].tolist() == list(range(len(big)))  # (a tile's would begin with its key)
 
 
 def test_a_tile_with_more_tracks_than_a_batch_is_located_region_by_region(whole, tmp_path, monkeypatch):

@@ -102,13 +102,13 @@ def tile_batches(path, tiling, shard: Shard | None) -> TileBatches:
     and its halo's) in batches of at most ``$MAPDIFF_BATCH_ROWS`` rows, the tiles in key order;
     a tile with more rows than that is a batch of its own, read in parts of whole trips (by a
     hash of the trip id), each about a batch. An unsharded run without ``tiling`` is one piece
-    when the file fits in a batch, else works over the default tiles (a whole big file is not
-    held). A shard's tiles are chosen by :func:`mapdiff.jobs.tiles.balance` from a first pass
-    over the positions that counts every tile's rows; that pass also measures the data set's
-    capture kind (:func:`mapdiff.locate.capture_kind`)."""
+    (:class:`OnePiece` when the file is bigger than a batch: read in parts all the same). A
+    shard's tiles are chosen by :func:`mapdiff.jobs.tiles.balance` from a first pass over the
+    positions that counts every tile's rows; that pass also measures the data set's capture
+    kind (:func:`mapdiff.locate.capture_kind`)."""
     from mapdiff.io import open_parquet, read_table
     from mapdiff.jobs.batches import batch_rows
-    from mapdiff.jobs.tiles import Tiling, balance
+    from mapdiff.jobs.tiles import balance
 
     max_rows = batch_rows()
     whole = shard is None or shard.whole
@@ -117,9 +117,14 @@ def tile_batches(path, tiling, shard: Shard | None) -> TileBatches:
             if pf.metadata.num_rows <= max_rows:
                 return TileBatches(None, None, iter([(None, [lambda columns=None: (read_table(path, columns=columns),
                                                                                None)])]))
-        tiling = Tiling()
+        # one piece all the same, read in parts of whole trips: tiles would measure locate's
+        # errors from each tile's own objects (1,514 objects against 588 in one piece on a
+        # Liechtenstein fleet; README "Scale")
+        tiling = OnePiece()
     tiling = tiling.validate()
-    keys, rows, kind = _tile_census(path, tiling)
+    keys, rows, kind, bounds = _tile_census(path, tiling)
+    if isinstance(tiling, OnePiece):
+        tiling = OnePiece(bounds)
     owned = keys if whole else keys[balance(keys, rows, shard.count) == shard.index]
     owned_rows = rows[np.isin(keys, owned)]
     groups = _groups(owned, owned_rows, max_rows)
@@ -171,6 +176,31 @@ def tile_batches(path, tiling, shard: Shard | None) -> TileBatches:
     return TileBatches(kind, tiling, batches())
 
 
+class OnePiece:
+    """The tiling of an unsharded locate run that is one piece but bigger than a batch: one tile
+    (key 0) that every row lies in; its objects are numbered 0, 1, ... The census gives it the
+    data's ``bounds`` (lon0, lat0, lon1, lat1), whose middle centres the local metres."""
+
+    def __init__(self, bounds=(0.0, 0.0, 0.0, 0.0)):
+        self.bounds = bounds
+
+    def validate(self) -> OnePiece:
+        return self
+
+    def near(self, lon, lat):
+        return np.arange(len(lon)), np.zeros(len(lon), dtype=np.int64)
+
+    def key(self, lon, lat):
+        return np.zeros(len(lon), dtype=np.int64)
+
+    def centre(self, key):
+        lon0, lat0, lon1, lat1 = self.bounds
+        return 0.5 * (lon0 + lon1), 0.5 * (lat0 + lat1)
+
+    def object_ids(self, tile_key, n):
+        return np.arange(n, dtype=np.int64)
+
+
 def _near_keys(table, tiling):
     lon = table.column("lon").to_numpy(zero_copy_only=False)
     lat = table.column("lat").to_numpy(zero_copy_only=False)
@@ -183,8 +213,8 @@ ROW_COLUMN = "__mapdiff_row"
 
 def _tile_census(path, tiling):
     """One pass over the positions and times of an observations file, batch by batch: the keys
-    of the tiles it touches (sorted), the rows each sees (its own and its halo's), and the data
-    set's capture kind."""
+    of the tiles it touches (sorted), the rows each sees (its own and its halo's), the data
+    set's capture kind and its bounds (lon0, lat0, lon1, lat1)."""
     import pyarrow as pa
 
     from mapdiff.io import open_parquet, storage
@@ -194,6 +224,7 @@ def _tile_census(path, tiling):
 
     need = ["trip_id", "t", "lon", "lat"]
     tiles = pd.Series(dtype=np.int64)
+    bounds = [np.inf, np.inf, -np.inf, -np.inf]
     trips = []  # per batch: per trip its observations and first and last time
     with open_parquet(path) as pf, storage(path, "read"):
         names = pf.schema_arrow.names
@@ -203,7 +234,11 @@ def _tile_census(path, tiling):
             raise InputError(msg)
         for batch in pf.iter_batches(batch_size=READ_ROWS, columns=need):
             frame = pa.Table.from_batches([batch]).to_pandas()
-            near = tiling.near(frame["lon"].to_numpy(float), frame["lat"].to_numpy(float))[1]
+            lon, lat = frame["lon"].to_numpy(float), frame["lat"].to_numpy(float)
+            near = tiling.near(lon, lat)[1]
+            if np.isfinite(lon).any() and np.isfinite(lat).any():
+                bounds = [min(bounds[0], np.nanmin(lon)), min(bounds[1], np.nanmin(lat)),
+                          max(bounds[2], np.nanmax(lon)), max(bounds[3], np.nanmax(lat))]
             tiles = tiles.add(pd.Series(near).value_counts(), fill_value=0)
             t = pd.Series(time_seconds(frame["t"], source=str(path)), index=frame.index)
             # (grouped by the codes, named after: text for every row took 4 s of 30 M rows)
@@ -217,7 +252,7 @@ def _tile_census(path, tiling):
     tiles = tiles.sort_index()
     per_trip = trips[0] if trips else pd.DataFrame({"size": [], "min": [], "max": []})
     kind = capture_kind_of_trips(per_trip["size"].to_numpy(), per_trip["min"].to_numpy(), per_trip["max"].to_numpy())
-    return tiles.index.to_numpy(np.int64), tiles.to_numpy(np.int64), kind
+    return tiles.index.to_numpy(np.int64), tiles.to_numpy(np.int64), kind, tuple(bounds)
 
 
 def _groups(keys: np.ndarray, rows: np.ndarray, max_rows: int) -> list[np.ndarray]:
