@@ -125,3 +125,26 @@ def test_a_few_columns_of_a_geoparquet_file_read_without_its_geometry(tmp_path):
     assert not isinstance(few, gpd.GeoDataFrame)
     pd.testing.assert_frame_equal(few, df[["trip_id", "d"]])
     assert isinstance(read_table(tmp_path / "f.parquet", columns=["d", "geometry"]), gpd.GeoDataFrame)
+
+
+def test_a_pass_in_batches_holds_one_batch_not_the_file(tmp_path):
+    """Reading a file batch by batch through ``open_parquet`` holds about one batch in Arrow's
+    memory, not the file: pyarrow's default pre-buffering read ahead and kept what it read until
+    the file closed (14 GB over a month's detections; here the whole file from the first batch)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mapdiff.io import open_parquet
+
+    rng = np.random.default_rng(0)
+    n, path = 50_000, tmp_path / "big.parquet"
+    with pq.ParquetWriter(path, pa.schema([("trip_id", pa.string()), ("x", pa.float64())])) as w:
+        for k in range(30):
+            w.write_table(pa.table({"trip_id": [f"trip-{k}-{i // 500}" for i in range(n)], "x": rng.normal(size=n)}))
+    held = []
+    with open_parquet(path) as pf:
+        for batch in pf.iter_batches(batch_size=n):
+            held.append(pa.total_allocated_bytes())
+            del batch
+    assert max(held) < 0.5 * path.stat().st_size  # (a batch is a thirtieth of the file)
