@@ -10,7 +10,8 @@ unsharded run and of each array, the speed-up (goal: at least 1.8x with 2 worker
 and the peak resident memory of the unsharded process and of the largest shard process. The
 parts are merged and checked against the unsharded run (the law: same rows). ``--whole-only``:
 the unsharded runs only (time and peak memory of each stage over the whole fleet, as it streams
-its input in batches of ``$MAPDIFF_BATCH_ROWS`` rows). ``--repeat K``: each array run K times, the
+its input in batches of ``$MAPDIFF_BATCH_ROWS`` rows; locate and diff in one piece, as a user runs
+them, not over ``--tile-m`` tiles). ``--repeat K``: each array run K times, the
 fastest counted (this machine's disk stalls now and then: one run of the same array took 17.4 s
 and another 21.7 s).
 """
@@ -63,8 +64,9 @@ def main(argv=None):
     ap.add_argument("--days", type=int, default=2)
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--tile-m", type=float, default=1000.0,
-                    help="locate's tiles: the bundled extract is 3 km across, so its default 2 km tiles are too "
-                         "few to spread over the shards")
+                    help="locate's and diff's tiles in the arrays and the unsharded runs they are checked against "
+                         "(not with --whole-only: one piece): the bundled extract is 3 km across, so the default "
+                         "5 km tiles are too few to spread over the shards")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mapdiff-scale"))
     ap.add_argument("--whole-only", action="store_true", help="the unsharded runs only, no arrays")
     ap.add_argument("--repeat", type=int, default=1, help="run each array this many times; the fastest counts")
@@ -76,6 +78,8 @@ def main(argv=None):
     sim = work / "sim"
     if not (work / "roads.gpkg").exists():
         mapdiff("network", ROOT / "fixtures" / "helsinki.osm.pbf", "-o", work / "roads.gpkg", "-q")
+    # the shards need tiles to spread over; the unsharded runs alone stay one piece, as a user's
+    tiles = [] if args.whole_only else ["--tile-m", args.tile_m]
     stages = {
         "simulate": (["simulate", "--map", work / "roads.gpkg", "--vehicles", args.vehicles, "--days", args.days],
                      "sim"),
@@ -84,10 +88,10 @@ def main(argv=None):
         "coverage": (["coverage", work / "paths.parquet"], "coverage.parquet"),
         "observe": (["observe", sim / "detections.parquet", "--matched", work / "matched.parquet", "--camera",
                      sim / "camera.json", "--map", sim / "map.gpkg"], "observations.parquet"),
-        "locate": (["locate", work / "observations.parquet", "--tile-m", args.tile_m], "objects.parquet"),
+        "locate": (["locate", work / "observations.parquet", *tiles], "objects.parquet"),
         "diff": (["diff", "--map", sim / "map.gpkg", "--objects", work / "objects.parquet", "--coverage",
                   work / "coverage.parquet", "--matched", work / "matched.parquet", "--paths", work / "paths.parquet",
-                  "--tile-m", args.tile_m], "diffs.gpkg"),
+                  *tiles], "diffs.gpkg"),
     }
     rows = []
     chosen = args.stages.split(",")
