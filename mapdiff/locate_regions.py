@@ -29,13 +29,13 @@ import numpy as np
 import pandas as pd
 
 #: the side of the grid's cells, metres: the smallest region. A region's halo is at most a cell
-#: (so a region plus a ring of cells holds it); a cell this size holds some 60 k tracks a month
-#: where central Helsinki's fleet is densest (measured), well under a batch
+#: (so a region plus a ring of cells holds it); smaller cells would be mostly halo
 CELL_M = 100.0
 #: a region sees the tracks this many association reaches beyond it: a track joins an object
 #: within ``reach_m`` of its point, so an object owned near the border has every track it can
-#: take, and beyond those the competing objects that could take them instead (2 reaches gave
-#: the same objects as 3 on the 300 x 3 fleet)
+#: take, and beyond those the competing objects that could take them instead (on the 300 x 3
+#: fleet, 500 m regions with halos of 30 m and 50 m scored within 0.003 of each other and of one
+#: piece; without a halo, a test fleet's border objects came twice: 6 % more objects)
 HALO_REACHES = 3.0
 
 
