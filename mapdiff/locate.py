@@ -482,31 +482,39 @@ class _TrackSet:
         if len(pieces) == 1:
             return pieces.pop()
         names = np.unique(np.concatenate([p.value_names for p in pieces]).astype(str)).astype(object)
-        trip_names = np.unique(np.concatenate([p.trip_names for p in pieces]).astype(str)).astype(object)
+        # (a part's names may be every trip of the file's dictionary: only those of its tracks
+        # count; all of them, over a region's hundreds of parts, took gigabytes)
+        used = [np.unique(p.table["trip"].to_numpy()) for p in pieces]
+        trip_names = np.unique(np.concatenate([p.trip_names[u] for p, u in zip(pieces, used)]).astype(str))
+        trip_names = trip_names.astype(object)
         idents = _sorted_idents(pd.concat([p.idents for p in pieces], ignore_index=True).drop_duplicates())
         key = pd.MultiIndex.from_frame(idents.fillna({"value": "\0none"}))
         tables, rows, counts, times = [], [], [], []
         n_tracks = 0
         n_sums = tuple(sum(p.n_sums[k] for p in pieces) for k in range(2))
         while pieces:
-            p = pieces.pop(0)
+            p, u = pieces.pop(0), used.pop(0)
             tab = p.table
             local = pd.MultiIndex.from_frame(p.idents.fillna({"value": "\0none"}))
             tab["cls"] = key.get_indexer(local)[tab["cls"].to_numpy()]
             to_value = np.searchsorted(names, p.value_names.astype(str)) if len(p.value_names) else np.zeros(1, int)
             v = tab["value"].to_numpy()
             tab["value"] = np.where(v >= 0, to_value[np.maximum(v, 0)], -1)
-            tab["trip"] = np.searchsorted(trip_names, p.trip_names.astype(str))[tab["trip"].to_numpy()]
+            to_trip = np.zeros(len(p.trip_names), dtype=np.int64)
+            to_trip[u] = np.searchsorted(trip_names, p.trip_names[u].astype(str))
+            tab["trip"] = to_trip[tab["trip"].to_numpy()]
             tables.append(tab)
             rows.append(np.where(p.row_track >= 0, p.row_track + n_tracks, -1).astype(np.int32))
             counts.append(np.diff(p.frame_ptr))
             times.append(p.frame_t)
             n_tracks += len(tab)
         del p, tab
-        table = pd.concat(tables, ignore_index=True)
-        del tables
         # by trip: each trip's tracks in their batch's order
-        order = np.argsort(table["trip"].to_numpy(), kind="stable")
+        order = np.argsort(np.concatenate([t["trip"].to_numpy() for t in tables]), kind="stable")
+        # (column by column: pd.concat of a region's hundreds of pieces peaked at five times
+        # their size)
+        table = pd.DataFrame({c: np.concatenate([t[c].to_numpy() for t in tables])[order] for c in tables[0].columns})
+        del tables
         rank = np.empty(len(order), dtype=np.int64)
         rank[order] = np.arange(len(order))
         count, frame_t = np.concatenate(counts), np.concatenate(times)
@@ -514,7 +522,7 @@ class _TrackSet:
         at = np.repeat(start[order] - np.r_[0, np.cumsum(count[order])][:-1], count[order]) + np.arange(count.sum())
         row_track = np.concatenate(rows)
         row_track = np.where(row_track >= 0, rank[np.maximum(row_track, 0)], -1).astype(np.int32)
-        return cls(table.take(order).reset_index(drop=True), np.r_[0, np.cumsum(count[order])].astype(np.int64),
+        return cls(table, np.r_[0, np.cumsum(count[order])].astype(np.int64),
                    frame_t[at], idents, names, trip_names, row_track, n_sums)
 
 
@@ -1304,8 +1312,10 @@ def _tail_model(g):
 
 
 #: the tracks the association weighs at once where it pairs each with several objects
-#: (:func:`_reassign`, :func:`_fold_pieces`): the pairs of a month's tracks are not held whole
-CHUNK_TRACKS = 500_000
+#: (:func:`_reassign`, :func:`_fold_pieces`, :func:`_strays`): the pairs of a month's tracks
+#: are not held whole (in a month's densest 100 m of central Helsinki, 2.3 M tracks, chunks of
+#: 500,000 made those pairs the association's peak)
+CHUNK_TRACKS = 100_000
 
 
 def _reassign(lab, tr, passes, centres, n_trips, config):
@@ -1521,8 +1531,22 @@ def _merge(arrays, x, y, sxx, sxy, syy, ccls, n_trips, config):
 
 def _strays(arrays, small, big, x, y, cxx, cxy, cyy, config):
     """Per pair, whether the arrays of object ``small`` look like stray passes of object ``big``
-    (covariance c..; see :func:`_merge`)."""
+    (covariance c..; see :func:`_merge`), in chunks of pairs of about ``CHUNK_TRACKS`` small
+    objects' tracks (each pair's answer is its own)."""
     members = _members_of(arrays["lab"], len(x))
+    has = arrays["lab"] >= 0
+    size = np.bincount(arrays["lab"][has], minlength=len(x))[small]
+    cut = np.unique(np.r_[0, np.searchsorted(np.cumsum(size), np.arange(CHUNK_TRACKS, size.sum(), CHUNK_TRACKS)),
+                          len(small)])
+    return np.concatenate([np.zeros(0, dtype=bool)] + [
+        _strays_of(arrays, members, small[a:b], big[a:b], (x, y, cxx, cxy, cyy), config)
+        for a, b in zip(cut[:-1], cut[1:])])
+
+
+def _strays_of(arrays, members, small, big, fit, config):
+    """:func:`_strays` of one chunk of pairs; ``members``: :func:`_members_of` the arrays'
+    objects; ``fit``: the objects' (x, y, cxx, cxy, cyy)."""
+    x, y, cxx, cxy, cyy = fit
     p_s, k_s = members(small)
     b = big[p_s]
     g = _mahal2(arrays["px"][k_s] - x[b], arrays["py"][k_s] - y[b], arrays["pxx"][k_s] + cxx[b],

@@ -89,11 +89,14 @@ class TrackSpill:
         at = np.repeat(piece.frame_ptr[:-1][order] - ptr[:-1], count) + np.arange(ptr[-1])
         arrays = {"key": key[order], "frame_ptr": ptr, "frame_t": piece.frame_t[at], "row_track": piece.row_track}
         arrays.update({f"col_{c}": piece.table[c].to_numpy()[order] for c in piece.table.columns})
+        # only the names of the piece's own trips (a part's may be every trip of the file)
+        used = np.unique(arrays["col_trip"])
+        arrays["col_trip"] = np.searchsorted(used, arrays["col_trip"])
         for name, a in arrays.items():
             np.save(folder / f"{name}.npy", a)
         with open(folder / "meta.pkl", "wb") as f:
             pickle.dump({"columns": list(piece.table.columns), "idents": piece.idents,
-                         "value_names": piece.value_names, "trip_names": piece.trip_names}, f)
+                         "value_names": piece.value_names, "trip_names": piece.trip_names[used]}, f)
         self.cells = self.cells.add(pd.Series(key).value_counts(), fill_value=0).astype(np.int64)
         self.folders.append(folder)
 
