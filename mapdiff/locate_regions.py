@@ -96,7 +96,9 @@ class TrackSpill:
             np.save(folder / f"{name}.npy", a)
         with open(folder / "meta.pkl", "wb") as f:
             pickle.dump({"columns": list(piece.table.columns), "idents": piece.idents,
-                         "value_names": piece.value_names, "trip_names": piece.trip_names[used]}, f)
+                         "value_names": piece.value_names, "trip_names": piece.trip_names[used],
+                         # (its rows' tracks are numbered in the piece, its uids from this)
+                         "first_uid": int(piece.table["uid"].iloc[0]) if len(piece.table) else 0}, f)
         self.cells = self.cells.add(pd.Series(key).value_counts(), fill_value=0).astype(np.int64)
         self.folders.append(folder)
 
@@ -115,9 +117,9 @@ class TrackSpill:
             r0, r1, c0, c1 = todo.pop()
             inside = (row >= r0) & (row < r1) & (col >= c0) & (col < c1)
             ring = (row >= r0 - 1) & (row < r1 + 1) & (col >= c0 - 1) & (col < c1 + 1)
-            rows, cols = row[inside], col[inside]
             if not inside.any():
                 continue
+            rows, cols = row[inside], col[inside]
             height, width = np.ptp(rows) + 1, np.ptp(cols) + 1
             if n[ring].sum() <= self.max_tracks or height == width == 1:
                 out.append((r0, r1, c0, c1))
@@ -191,8 +193,8 @@ class TrackSpill:
         """Per spilled batch, each of its rows' track (``uid``; -1: none), in batch order."""
         for folder in self.folders:
             local = np.load(folder / "row_track.npy")
-            uid = np.load(folder / "col_uid.npy", mmap_mode="r")
-            first = int(uid.min()) if len(uid) else 0  # (a batch's uids run from its first)
+            with open(folder / "meta.pkl", "rb") as f:
+                first = pickle.load(f)["first_uid"]
             yield np.where(local >= 0, local.astype(np.int64) + first, -1)
 
 

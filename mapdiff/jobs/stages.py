@@ -181,8 +181,8 @@ class OnePiece:
     (key 0) that every row lies in; its objects are numbered 0, 1, ... The census gives it the
     data's ``bounds`` (lon0, lat0, lon1, lat1), whose middle centres the local metres."""
 
-    def __init__(self, bounds=(0.0, 0.0, 0.0, 0.0)):
-        self.bounds = bounds
+    def __init__(self, bounds=None):
+        self.bounds = bounds  # (None while the census runs: it needs only ``near``)
 
     def validate(self) -> OnePiece:
         return self
