@@ -51,7 +51,17 @@ def oakland_gpkg(tmp_path_factory):
 @pytest.fixture(scope="session")
 def postgres_cluster():
     """A real PostgreSQL server for the session (Debian's package; .ci/run installs it)."""
-    from fixtures.postgres import Cluster, bin_dir
+    from fixtures.postgres import Cluster
+
+    skip_without_postgis()
+    cluster = Cluster().start()
+    yield cluster
+    cluster.stop()
+
+
+def skip_without_postgis():
+    """Skip the test where this machine has no PostgreSQL server with PostGIS."""
+    from fixtures.postgres import bin_dir
 
     found = bin_dir()
     if found is None:
@@ -59,9 +69,6 @@ def postgres_cluster():
     major = found.split("/")[4]
     if not Path(f"/usr/share/postgresql/{major}/extension/postgis.control").exists():
         pytest.skip(f"PostGIS for PostgreSQL {major} not installed (.ci/run installs postgresql-{major}-postgis-3)")
-    cluster = Cluster().start()
-    yield cluster
-    cluster.stop()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])

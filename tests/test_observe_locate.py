@@ -102,11 +102,11 @@ def test_rays_that_meet_behind_the_cameras_make_no_object():
 
 
 def test_the_pose_error_a_pass_shares_is_told_from_each_tracks_own():
-    from mapdiff.locate import MIN_POSE_SIGMA_M, _shared_pose_var
+    from mapdiff.locate import MIN_POSE_SIGMA_M, _shared_pose_vars
 
     # 400 passes, each seeing two objects within a second, and a third track of the first
     # object's again (pieces of one track): residuals of 1 m of each track's own per axis,
-    # plus, in the first world, 2 m the pass shares
+    # plus, in the first world, 2 m the pass shares; the passes drive north
     rng = np.random.default_rng(4)
     n = 400
     trip = np.repeat(np.arange(n), 3)
@@ -114,17 +114,27 @@ def test_the_pose_error_a_pass_shares_is_told_from_each_tracks_own():
     lab = np.tile([0, 1, 0], n)
     order = np.arange(3 * n, dtype=np.int64)
     known = np.ones(3 * n, dtype=bool)
+    north = (np.zeros(3 * n), np.ones(3 * n))
     own_x, own_y = rng.normal(0, 1.0, 3 * n), rng.normal(0, 1.0, 3 * n)
     pose_x, pose_y = np.repeat(rng.normal(0, 2.0, n), 3), np.repeat(rng.normal(0, 2.0, n), 3)
-    assert _shared_pose_var(order, trip, t, lab, own_x + pose_x, own_y + pose_y, known) == pytest.approx(4.0, rel=0.2)
+    along, across = _shared_pose_vars(order, trip, t, lab, own_x + pose_x, own_y + pose_y, known, north)
+    assert along == pytest.approx(4.0, rel=0.2) and across == pytest.approx(4.0, rel=0.2)
+    # a pose error along the road only (north: y) is told from one across it (x)
+    along, across = _shared_pose_vars(order, trip, t, lab, own_x, own_y + pose_y, known, north)
+    assert along == pytest.approx(4.0, rel=0.2) and across < 0.2
+    east = (np.ones(3 * n), np.zeros(3 * n))
+    along, across = _shared_pose_vars(order, trip, t, lab, own_x, own_y + pose_y, known, east)
+    assert along < 0.2 and across == pytest.approx(4.0, rel=0.2)
     # no pose error: nothing shared (the same object's two tracks of one pass, which share
     # their object's error, are not asked)
     same_object = np.repeat(rng.normal(0, 2.0, n), 3) * (lab == 0)
-    assert _shared_pose_var(order, trip, t, lab, own_x + same_object, own_y, known) < 0.2
-    assert _shared_pose_var(order, trip, t, lab, own_x, own_y, known) >= MIN_POSE_SIGMA_M**2
-    # tracks further apart in time than TOGETHER_S are not compared
-    assert _shared_pose_var(order, trip, t * 10.0, lab, own_x + pose_x, own_y + pose_y,
-                            known) == MIN_POSE_SIGMA_M**2
+    assert max(_shared_pose_vars(order, trip, t, lab, own_x + same_object, own_y, known, north)) < 0.2
+    assert min(_shared_pose_vars(order, trip, t, lab, own_x, own_y, known, north)) >= MIN_POSE_SIGMA_M**2
+    # tracks further apart in time than TOGETHER_S are not compared, nor those of a standing car
+    floor = (MIN_POSE_SIGMA_M**2, MIN_POSE_SIGMA_M**2)
+    assert _shared_pose_vars(order, trip, t * 10.0, lab, own_x + pose_x, own_y + pose_y, known, north) == floor
+    still = (np.full(3 * n, np.nan), np.full(3 * n, np.nan))
+    assert _shared_pose_vars(order, trip, t, lab, own_x + pose_x, own_y + pose_y, known, still) == floor
 
 
 def test_split_value_vote_is_reported():
@@ -459,19 +469,39 @@ def test_raw_velocity_of_a_straight_drive_and_a_stop():
 def test_trip_offsets_leave_the_track_itself_out():
     from mapdiff._kernels.locate import trip_offsets
 
-    # one trip, three tracks whose objects sit 1 m west of them; a fourth in another trip
+    # one trip, three tracks whose objects sit 1 m west of them; a fourth in another trip;
+    # every pass drives east
     trip = np.array([0, 0, 0, 1])
     t = np.array([0.0, 10.0, 20.0, 0.0])
     dx = np.array([1.0, 1.0, 1.0, 5.0])
     w = np.ones(4)
-    ox, oy, var = trip_offsets(np.arange(4), trip, t, dx, np.zeros(4), w, 30.0, 4.0)
+    east = (np.ones(4), np.zeros(4))
+    ox, oy = trip_offsets(np.arange(4), trip, t, dx, np.zeros(4), w, *east, 30.0, (4.0, 4.0))
     # from the two others: (1 + 1) / (2 + 1/4)
     assert ox[:3] == pytest.approx(2.0 / 2.25) and (oy == 0).all()
-    assert var[0] == pytest.approx(1.0 / 2.25)
-    assert ox[3] == 0.0 and var[3] == pytest.approx(4.0)  # alone in its trip: the prior
+    assert ox[3] == 0.0  # alone in its trip: the prior's none
     # out of the window: tracks 0 and 2 see only track 1
-    ox, _, _ = trip_offsets(np.arange(4), trip, t, dx, np.zeros(4), w, 15.0, 4.0)
+    ox, _ = trip_offsets(np.arange(4), trip, t, dx, np.zeros(4), w, *east, 15.0, (4.0, 4.0))
     assert ox[0] == pytest.approx(1.0 / 1.25) and ox[1] == pytest.approx(2.0 / 2.25)
+
+
+def test_trip_offsets_shrink_along_and_across_the_way_apart():
+    from mapdiff._kernels.locate import trip_offsets
+
+    # the others of a pass driving north sit 1 m east and 1 m north of their objects; the data
+    # say a pose errs 2 m along the way (north) and 0.1 m across it
+    trip = np.zeros(3, dtype=np.int64)
+    t = np.array([0.0, 1.0, 2.0])
+    d = np.ones(3)
+    w = np.ones(3)
+    north = (np.zeros(3), np.ones(3))
+    ox, oy = trip_offsets(np.arange(3), trip, t, d, d, w, *north, 5.0, (4.0, 0.01))
+    assert oy[0] == pytest.approx(2.0 / 2.25)  # along: as before
+    assert ox[0] == pytest.approx(2.0 / 102.0)  # across: next to nothing
+    # a standing car (no direction) takes the larger prior both ways
+    still = (np.full(3, np.nan), np.full(3, np.nan))
+    ox, oy = trip_offsets(np.arange(3), trip, t, d, d, w, *still, 5.0, (4.0, 0.01))
+    assert ox[0] == pytest.approx(2.0 / 2.25) and oy[0] == pytest.approx(2.0 / 2.25)
 
 
 def test_a_tracks_relative_range_errors_do_not_pull_it_towards_the_camera():

@@ -95,10 +95,11 @@ def test_results_need_postgresql(tmp_path, sim_dir):
 def test_a_server_down_mid_write_keeps_nothing_and_the_retry_completes(tmp_path):
     """Its own cluster, stopped (as a crash) while a shard's 400,000 rows stream in: exit 75, the
     rows of the earlier attempt stay whole; started again, the retry replaces them."""
-    from fixtures.postgres import Cluster, bin_dir
+    from fixtures.postgres import Cluster
 
-    if bin_dir() is None:
-        pytest.skip("PostgreSQL server binaries not found")
+    from .conftest import skip_without_postgis
+
+    skip_without_postgis()
     cluster = Cluster().start()
     try:
         url = cluster.create_database("crash")

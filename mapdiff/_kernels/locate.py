@@ -579,15 +579,16 @@ def fuse(labels, n_centres, px, py, pxx, pxy, pyy, share, cx, cy, huber_k, round
 
 
 @jit
-def trip_offsets(order, trip, t, dx, dy, w, window_s, prior_var):
+def trip_offsets(order, trip, t, dx, dy, w, ux, uy, window_s, prior):
     """Each track's pose offset: the weighted mean of the residuals (dx, dy; weight w, 0 where
     unknown) of the other tracks of its trip within ``window_s`` seconds, shrunk towards zero
-    by a prior of variance ``prior_var``. ``order`` sorts the tracks by trip then time.
-    Returns the offsets and their variance."""
+    by a prior of variances ``prior`` = (along, across) the track's direction of travel
+    (``ux``, ``uy``; NaN where the observer stood still: the larger of the two, both ways).
+    ``order`` sorts the tracks by trip then time. Returns the offsets (x, y)."""
     n = order.shape[0]
     ox = np.zeros(n)
     oy = np.zeros(n)
-    var = np.full(n, prior_var)
+    still = 1.0 / max(prior[0], prior[1])
     s = 0
     while s < n:
         e = s + 1
@@ -614,9 +615,16 @@ def trip_offsets(order, trip, t, dx, dy, w, window_s, prior_var):
                 sy -= w[j] * dy[j]
                 lo += 1
             # leave the track itself out: its offset must come from the others
-            den = sw - w[k] + 1.0 / prior_var
-            ox[k] = (sx - w[k] * dx[k]) / den
-            oy[k] = (sy - w[k] * dy[k]) / den
-            var[k] = 1.0 / den
+            rx = sx - w[k] * dx[k]
+            ry = sy - w[k] * dy[k]
+            sk = sw - w[k]
+            if np.isfinite(ux[k]):
+                along = (rx * ux[k] + ry * uy[k]) / (sk + 1.0 / prior[0])
+                across = (rx * uy[k] - ry * ux[k]) / (sk + 1.0 / prior[1])
+                ox[k] = along * ux[k] + across * uy[k]
+                oy[k] = along * uy[k] - across * ux[k]
+            else:
+                ox[k] = rx / (sk + still)
+                oy[k] = ry / (sk + still)
         s = e
-    return ox, oy, var
+    return ox, oy
