@@ -470,18 +470,17 @@ def test_trip_offsets_leave_the_track_itself_out():
     from mapdiff._kernels.locate import trip_offsets
 
     # one trip, three tracks whose objects sit 1 m west of them; a fourth in another trip;
-    # every pass drives east
+    # every pass drives east; each residual known to 1 m both ways (information 1)
     trip = np.array([0, 0, 0, 1])
     t = np.array([0.0, 10.0, 20.0, 0.0])
-    dx = np.array([1.0, 1.0, 1.0, 5.0])
-    w = np.ones(4)
+    residuals = (np.array([1.0, 1.0, 1.0, 5.0]), np.zeros(4), np.ones(4), np.zeros(4), np.ones(4))
     east = (np.ones(4), np.zeros(4))
-    ox, oy = trip_offsets(np.arange(4), trip, t, dx, np.zeros(4), w, *east, 30.0, (4.0, 4.0))
+    ox, oy = trip_offsets(np.arange(4), trip, t, residuals, east, 30.0, (4.0, 4.0))
     # from the two others: (1 + 1) / (2 + 1/4)
     assert ox[:3] == pytest.approx(2.0 / 2.25) and (oy == 0).all()
     assert ox[3] == 0.0  # alone in its trip: the prior's none
     # out of the window: tracks 0 and 2 see only track 1
-    ox, _ = trip_offsets(np.arange(4), trip, t, dx, np.zeros(4), w, *east, 15.0, (4.0, 4.0))
+    ox, _ = trip_offsets(np.arange(4), trip, t, residuals, east, 15.0, (4.0, 4.0))
     assert ox[0] == pytest.approx(1.0 / 1.25) and ox[1] == pytest.approx(2.0 / 2.25)
 
 
@@ -492,16 +491,34 @@ def test_trip_offsets_shrink_along_and_across_the_way_apart():
     # say a pose errs 2 m along the way (north) and 0.1 m across it
     trip = np.zeros(3, dtype=np.int64)
     t = np.array([0.0, 1.0, 2.0])
-    d = np.ones(3)
-    w = np.ones(3)
+    residuals = (np.ones(3), np.ones(3), np.ones(3), np.zeros(3), np.ones(3))
     north = (np.zeros(3), np.ones(3))
-    ox, oy = trip_offsets(np.arange(3), trip, t, d, d, w, *north, 5.0, (4.0, 0.01))
+    ox, oy = trip_offsets(np.arange(3), trip, t, residuals, north, 5.0, (4.0, 0.01))
     assert oy[0] == pytest.approx(2.0 / 2.25)  # along: as before
     assert ox[0] == pytest.approx(2.0 / 102.0)  # across: next to nothing
     # a standing car (no direction) takes the larger prior both ways
     still = (np.full(3, np.nan), np.full(3, np.nan))
-    ox, oy = trip_offsets(np.arange(3), trip, t, d, d, w, *still, 5.0, (4.0, 0.01))
+    ox, oy = trip_offsets(np.arange(3), trip, t, residuals, still, 5.0, (4.0, 0.01))
     assert ox[0] == pytest.approx(2.0 / 2.25) and oy[0] == pytest.approx(2.0 / 2.25)
+
+
+def test_trip_offsets_weigh_each_residual_by_its_own_covariance():
+    from mapdiff._kernels.locate import trip_offsets
+
+    # a pass driving east sees two other objects: one ahead (its range error along the way: the
+    # residual known to 10 m east-west, 0.1 m north-south), one beside (its bearing error along
+    # the way: 0.1 m east-west, 10 m north-south); the pose is 2 m off east. Each tells the
+    # offset the way it is sure of; weighing both alike would mix in the other's 5 m of noise
+    trip = np.zeros(3, dtype=np.int64)
+    t = np.array([0.0, 1.0, 2.0])
+    dx = np.array([0.0, 7.0, 2.0])  # the track ahead: 5 m of range error on top of the pose's 2
+    dy = np.array([0.0, 0.0, -5.0])  # the track beside: 5 m of error across its ray (north)
+    wxx = np.array([0.0, 0.01, 100.0])
+    wyy = np.array([0.0, 100.0, 0.01])
+    residuals = (dx, dy, wxx, np.zeros(3), wyy)
+    east = (np.ones(3), np.zeros(3))
+    ox, oy = trip_offsets(np.arange(3), trip, t, residuals, east, 5.0, (100.0, 100.0))
+    assert ox[0] == pytest.approx(2.0, abs=0.01) and oy[0] == pytest.approx(0.0, abs=0.01)
 
 
 def test_a_tracks_relative_range_errors_do_not_pull_it_towards_the_camera():

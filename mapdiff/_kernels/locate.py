@@ -579,12 +579,15 @@ def fuse(labels, n_centres, px, py, pxx, pxy, pyy, share, cx, cy, huber_k, round
 
 
 @jit
-def trip_offsets(order, trip, t, dx, dy, w, ux, uy, window_s, prior):
-    """Each track's pose offset: the weighted mean of the residuals (dx, dy; weight w, 0 where
-    unknown) of the other tracks of its trip within ``window_s`` seconds, shrunk towards zero
-    by a prior of variances ``prior`` = (along, across) the track's direction of travel
-    (``ux``, ``uy``; NaN where the observer stood still: the larger of the two, both ways).
-    ``order`` sorts the tracks by trip then time. Returns the offsets (x, y)."""
+def trip_offsets(order, trip, t, residuals, heading, window_s, prior):
+    """Each track's pose offset: the residuals (``residuals`` = dx, dy and the inverse of their
+    covariance wxx, wxy, wyy; 0 where unknown) of the other tracks of its trip within
+    ``window_s`` seconds, combined by generalised least squares with a prior of none whose
+    variances are ``prior`` = (along, across) the track's direction of travel (``heading`` =
+    ux, uy; NaN where the observer stood still: the larger of the two, both ways). ``order``
+    sorts the tracks by trip then time. Returns the offsets (x, y)."""
+    dx, dy, wxx, wxy, wyy = residuals
+    ux, uy = heading
     n = order.shape[0]
     ox = np.zeros(n)
     oy = np.zeros(n)
@@ -596,35 +599,43 @@ def trip_offsets(order, trip, t, dx, dy, w, ux, uy, window_s, prior):
             e += 1
         lo = s
         hi = s
-        sw = 0.0
-        sx = 0.0
-        sy = 0.0
+        # the window's sums: information (axx, axy, ayy) and information-weighted residuals
+        axx = axy = ayy = bx = by = 0.0
         for q in range(s, e):
             k = order[q]
             # slide the window [t - window_s, t + window_s] over the trip's tracks
             while hi < e and t[order[hi]] <= t[k] + window_s:
                 j = order[hi]
-                sw += w[j]
-                sx += w[j] * dx[j]
-                sy += w[j] * dy[j]
+                axx += wxx[j]
+                axy += wxy[j]
+                ayy += wyy[j]
+                bx += wxx[j] * dx[j] + wxy[j] * dy[j]
+                by += wxy[j] * dx[j] + wyy[j] * dy[j]
                 hi += 1
             while t[order[lo]] < t[k] - window_s:
                 j = order[lo]
-                sw -= w[j]
-                sx -= w[j] * dx[j]
-                sy -= w[j] * dy[j]
+                axx -= wxx[j]
+                axy -= wxy[j]
+                ayy -= wyy[j]
+                bx -= wxx[j] * dx[j] + wxy[j] * dy[j]
+                by -= wxy[j] * dx[j] + wyy[j] * dy[j]
                 lo += 1
             # leave the track itself out: its offset must come from the others
-            rx = sx - w[k] * dx[k]
-            ry = sy - w[k] * dy[k]
-            sk = sw - w[k]
+            cxx = axx - wxx[k]
+            cxy = axy - wxy[k]
+            cyy = ayy - wyy[k]
+            rx = bx - (wxx[k] * dx[k] + wxy[k] * dy[k])
+            ry = by - (wxy[k] * dx[k] + wyy[k] * dy[k])
             if np.isfinite(ux[k]):
-                along = (rx * ux[k] + ry * uy[k]) / (sk + 1.0 / prior[0])
-                across = (rx * uy[k] - ry * ux[k]) / (sk + 1.0 / prior[1])
-                ox[k] = along * ux[k] + across * uy[k]
-                oy[k] = along * uy[k] - across * ux[k]
+                ia, ic = 1.0 / prior[0], 1.0 / prior[1]
+                cxx += ia * ux[k] * ux[k] + ic * uy[k] * uy[k]
+                cxy += (ia - ic) * ux[k] * uy[k]
+                cyy += ia * uy[k] * uy[k] + ic * ux[k] * ux[k]
             else:
-                ox[k] = rx / (sk + still)
-                oy[k] = ry / (sk + still)
+                cxx += still
+                cyy += still
+            det = cxx * cyy - cxy * cxy
+            ox[k] = (cyy * rx - cxy * ry) / det
+            oy[k] = (cxx * ry - cxy * rx) / det
         s = e
     return ox, oy
