@@ -1485,9 +1485,10 @@ def _information(own, obj, known, floor_m):
 def _offset_window(by_time, trip, t_mid, residuals, heading, prior, windows_s):
     """Of ``windows_s``, the time window over which a pass's other tracks best predict each
     track's offset from its object (the smallest squared residual, each track left out of its
-    own prediction, averaged with the weights the offsets take the tracks with): long for a
-    steady pose error, short for one that wanders. ``residuals``: (dx, dy, weight) of each
-    track. (The median of the squared residuals, used before, moved by chance where the
+    own prediction, averaged with each residual's mean information over the two axes): long
+    for a steady pose error, short for one that wanders. ``residuals``: (dx, dy, wxx, wxy, wyy)
+    of each track, as :func:`trip_offsets` takes them. (The median of the squared residuals,
+    used before, moved by chance where the
     windows differ little: on a Harrisburg fleet it chose 2 s by 6.93 against 7.04 m^2 at 15 s,
     where the weighted mean chooses 15 s, and 15 s found 0.822 of the objects against 0.776.)"""
     from mapdiff._kernels.locate import trip_offsets
