@@ -1267,10 +1267,7 @@ def _objects_of_tracks(tracks, ts, config):
         # the pass's pose error, from how its other tracks sit against their objects; what is
         # left of it is measured from the corrected points' scatter
         known = n_trips[lab] >= MIN_TRIPS_FOR_OFFSET
-        # each track's residual about its object as if its own pass were left out of the object:
-        # the object holds this pass as one of its trips, so it sits 1/n of the way towards it
-        left_out = np.where(known, 1.0 - 1.0 / np.maximum(n_trips[lab], MIN_TRIPS_FOR_OFFSET), 1.0)
-        dx, dy = (x0 - x[lab]) / left_out, (y0 - y[lab]) / left_out
+        dx, dy = _left_out_residuals(x0 - x[lab], y0 - y[lab], n_trips[lab], known)
         residuals = (dx, dy, *_information(own, (sxx[lab], sxy[lab], syy[lab]), known, config.floor_m))
         if rnd == 0:
             prior = _shared_pose_vars(by_time, trip, t_mid, lab, dx, dy, known, heading)
@@ -1468,6 +1465,18 @@ def _shared_pose_vars(by_time, trip, t_mid, lab, dx, dy, known, heading):
     if pairs < MIN_GROUP_PAIRS:
         return floor, floor
     return max(along / pairs, floor), max(across / pairs, floor)
+
+
+def _left_out_residuals(dx, dy, n_trips, known):
+    """Each track's residual (dx, dy) about its object as if its own pass were left out of the
+    object: the object holds the pass as one of its ``n_trips`` trips (each weighing as one), so
+    it sits 1/n of the way towards the track, and the residual is (1 - 1/n) of what it would be
+    without it. Taken as they are, the offsets the residuals tell came out short: on the made-up
+    benchmark (a pose error of 3 m along, 1 m across) recall 0.939 against 0.964 with this.
+    Tracks not ``known`` (their objects seen in fewer than ``MIN_TRIPS_FOR_OFFSET`` trips) are
+    left as they are."""
+    scale = np.where(known, 1.0 - 1.0 / np.maximum(n_trips, MIN_TRIPS_FOR_OFFSET), 1.0)
+    return dx / scale, dy / scale
 
 
 def _information(own, obj, known, floor_m):

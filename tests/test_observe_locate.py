@@ -502,6 +502,20 @@ def test_trip_offsets_shrink_along_and_across_the_way_apart():
     assert ox[0] == pytest.approx(2.0 / 2.25) and oy[0] == pytest.approx(2.0 / 2.25)
 
 
+def test_residuals_are_taken_as_if_the_pass_were_left_out_of_its_object():
+    from mapdiff.locate import _left_out_residuals
+
+    # an object seen by three passes, their tracks at x = 3, 0, 0: the object at 1. Without the
+    # first pass it would sit at 0, so that pass's residual is 3, not the 2 it shows
+    x = np.array([3.0, 0.0, 0.0])
+    known = np.ones(3, dtype=bool)
+    dx, dy = _left_out_residuals(x - x.mean(), np.zeros(3), np.full(3, 3), known)
+    assert dx[0] == pytest.approx(3.0) and dx[1] == pytest.approx(-1.5) and (dy == 0).all()
+    # an object too little seen to tell an offset is left alone
+    dx, _ = _left_out_residuals(x - x.mean(), np.zeros(3), np.full(3, 2), np.zeros(3, dtype=bool))
+    assert dx[0] == pytest.approx(2.0)
+
+
 def test_trip_offsets_weigh_each_residual_by_its_own_covariance():
     from mapdiff._kernels.locate import trip_offsets
 
