@@ -540,7 +540,7 @@ def _video_tracks(observations, arrays, frame, config, *, vague_deg, xy=None) ->
     """The tracks of the passes in ``observations`` (whole trips; see the module docstring,
     step 1), in the local metres of ``frame`` (projection, x0, y0; ``xy``: the observers' there,
     when known), leaving out observations whose bearing sigma is over ``vague_deg``."""
-    from mapdiff._kernels.locate import build_tracks
+    from mapdiff._kernels.locate import Rays, build_tracks, group_rows, track_ends
 
     lon, lat, bearing, sb_deg, r, sr, t = arrays
     proj, x0, y0 = frame
@@ -554,25 +554,24 @@ def _video_tracks(observations, arrays, frame, config, *, vague_deg, xy=None) ->
     trip, trip_names = _codes(observations["trip_id"])
     # within a pass the pose error is shared: frames differ by the box's own noise only
     sb_track = np.minimum(np.radians(sb_deg), np.radians(config.track_bearing_sigma_deg))
-    sr_track = np.minimum(sr, config.track_range_rel * r)
+    rays = Rays(ox, oy, b, np.sin(b), np.cos(b), sb_track, r, np.minimum(sr, config.track_range_rel * r))
     # most inputs come sorted by trip and time already: skip the sort then
     in_order = len(t) < 2 or bool(np.all((np.diff(trip) > 0) | ((np.diff(trip) == 0) & (np.diff(t) >= 0))))
     order = np.arange(len(t), dtype=np.int64) if in_order else np.lexsort((t, trip)).astype(np.int64)
     # a bearing far less certain than the data's usual (a frame at a bend, a standing car) would
     # mislead the association: such observations are left out
     order = order[~(sb_deg[order] > vague_deg)]
-    track, first, last, copy_of = build_tracks(order, trip, t, cls_codes, ox, oy, b, sb_track, r, sr_track,
-                                               config.track_gap_s, config.gate_sigma**2, config.track_floor_m,
-                                               config.track_turn_deg)
+    track, first, last, copy_of = build_tracks(order, trip, t, cls_codes, rays, config.track_gap_s,
+                                               config.gate_sigma**2, config.track_floor_m, config.track_turn_deg)
     # a row given twice counts once: copies sit out the fits and take their original's object
     copies = np.flatnonzero(copy_of >= 0)
     track[copies] = -1
-    fit_args = (trip, t, cls_codes, ox, oy, b, np.radians(sb_deg), sb_track, r, sr_track, config)
+    fit_args = (trip, t, cls_codes, rays, np.radians(sb_deg), config)
     tracks = _track_points(track, first, last, *fit_args)
     # pieces of one pass's track (split by a jump in the heading) whose points agree join up
     # again
     track = _join_pieces(track, tracks, config)
-    first, last = _ends(track, t)
+    first, last = track_ends(track, t, int(track.max()) + 1 if len(track) else 0)
     tracks = _track_points(track, first, last, *fit_args)
     n_obs = tracks["n_obs"].to_numpy()
     n_sums = (int((n_obs**2).sum()), int(n_obs.sum()))
@@ -587,17 +586,15 @@ def _video_tracks(observations, arrays, frame, config, *, vague_deg, xy=None) ->
     value, value_names = _values(observations)
     has = row_track >= 0
     n = len(held)
-    by_row = np.flatnonzero(track >= 0)
-    first_row = by_row[np.unique(track[by_row], return_index=True)[1]]  # each track's first row
+    # each track's rows by time (``order``: by trip, then time, then row)
+    ptr, by = group_rows(track, order, n)
+    first_row = np.minimum.reduceat(by, ptr[:-1]) if n else np.zeros(0, dtype=np.int64)
     # (the fit's own covariance only served the joining of pieces)
     tracks = tracks.iloc[held].drop(columns=["fxx", "fxy", "fyy"]).reset_index(drop=True)
     tracks["n_rows"] = np.bincount(row_track[has], minlength=n)
     tracks["score"] = np.bincount(row_track[has], weights=_scores(observations)[has], minlength=n)
     tracks["value"] = value[first_row]  # (a track is of one identity: one value)
     tracks["first_x"], tracks["first_y"] = ox[first_row], oy[first_row]
-    # the frames each track was seen in, by time
-    by = by_row[np.lexsort((t[by_row], track[by_row]))]
-    ptr = np.r_[0, np.cumsum(np.bincount(track[by], minlength=n))].astype(np.int64)
     idents = pd.DataFrame({"class": np.asarray(classes, dtype=object), "value": np.asarray(values, dtype=object)})
     return _TrackSet(tracks, ptr, t[by], idents, value_names, trip_names, row_track, n_sums)
 
@@ -1046,40 +1043,27 @@ def _codes(col):
     return codes.astype(np.int64), np.asarray(names, dtype=object)
 
 
-def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, sb_track, r, sr, config):
+def _track_points(track, first, last, trip, t, cls, rays, sb, config):
     """One row per track (``first`` and ``last`` observation given): its point and covariance
-    (xx, xy, yy; and fxx, fxy, fyy of the fit alone) from its own rays and ranges (NaN when
-    they fix no point), direction of travel (ux, uy; NaN when the observer stood still), class,
-    trip, observation count and time span."""
-    from mapdiff._kernels.locate import solve
+    (xx, xy, yy; and fxx, fxy, fyy of the fit alone) from its own ``rays`` (the pass's sigmas;
+    ``sb``: the observations' whole bearing sigmas, radians) and ranges (NaN when they fix no
+    point), direction of travel (ux, uy; NaN when the observer stood still), class, trip,
+    observation count and time span."""
+    from mapdiff._kernels.locate import solve, track_spread, track_sums
 
     n = len(first)
-    has = track >= 0  # -1: left out of every track
-
-    def total(w):
-        return np.bincount(track[has], weights=np.asarray(w, dtype=float)[has], minlength=n)
-
-    n_obs = np.bincount(track[has], minlength=n)
-    per = np.maximum(n_obs, 1)
-    # start from the mean end point (20 m along a ray without a range)
-    dist = np.where(np.isnan(r), 20.0, r)
-    sx = total(ox + dist * np.sin(b)) / per
-    sy = total(oy + dist * np.cos(b)) / per
-    x, y, sxx, sxy, syy, red = solve(track, n, sx, sy, ox, oy, b, sb_track, r, sr, config.huber_k, 3)
-    scale = np.maximum(red, 1.0)
     # the bearing error the frames share (the heading's) turns the whole track about the
     # observer: across the mean ray, times the distance
-    shared = total(sb**2 - sb_track**2) / per
-    ranged = total(np.isfinite(r))
-    # each observation's track's point (NaN: none; there may be no track at all, where every
-    # bearing of a batch's trips was vague)
-    ix = np.where(has, track, n)
-    tx, ty = np.r_[x, np.nan][ix], np.r_[y, np.nan][ix]
-    dist2 = total((tx - ox) ** 2 + (ty - oy) ** 2) / per
-    bx = total(np.sin(b))
-    by = total(np.cos(b))
-    norm = np.maximum(np.hypot(bx, by), 1e-12)
-    nx, ny = by / norm, -bx / norm
+    n_obs, sums = track_sums(track, n, rays, sb**2 - rays.sb**2)
+    per = np.maximum(n_obs, 1)
+    # start from the mean end point (20 m along a ray without a range)
+    x, y, sxx, sxy, syy, red = solve(track, n, sums[0] / per, sums[1] / per, rays, config.huber_k, 3)
+    scale = np.maximum(red, 1.0)
+    shared, ranged = sums[2] / per, sums[3]
+    dist2, behind = track_spread(track, x, y, rays)
+    dist2 /= per
+    norm = np.maximum(np.hypot(sums[4], sums[5]), 1e-12)
+    nx, ny = sums[5] / norm, -sums[4] / norm
     turn2 = shared * dist2
     # so does the error of the range scale (the object's real size against its class's): along
     # the mean ray, whatever the number of frames
@@ -1092,8 +1076,7 @@ def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, sb_track, r, 
     # the fit takes each ray as a whole line: nearly parallel rays (a far object straight ahead,
     # no range) can meet behind the cameras, where the car drove through, and no camera sees
     # behind itself. Such a track fixes no place (it is kept out, as a fragment is)
-    with np.errstate(invalid="ignore"):
-        behind = total((tx - ox) * np.sin(b) + (ty - oy) * np.cos(b) < 0.0) > 0
+    ox, oy = rays.ox, rays.oy
     dx, dy = ox[last] - ox[first], oy[last] - oy[first]
     moved = np.hypot(dx, dy)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -1101,7 +1084,7 @@ def _track_points(track, first, last, trip, t, cls, ox, oy, b, sb, sb_track, r, 
         uy = np.where(moved > 2.0, dy / moved, np.nan)
     return pd.DataFrame({"x": x, "y": y, "xx": sxx, "xy": sxy, "yy": syy, "fxx": fxx, "fxy": fxy, "fyy": fyy,
                          "ux": ux, "uy": uy, "cls": cls[first], "trip": trip[first], "n_obs": n_obs,
-                         "t0": t[first], "t1": t[last], "dist2": dist2, "mx": total(ox) / per, "my": total(oy) / per,
+                         "t0": t[first], "t1": t[last], "dist2": dist2, "mx": sums[6] / per, "my": sums[7] / per,
                          "kept": np.isfinite(x) & np.isfinite(sxx) & ~behind})
 
 
@@ -1132,14 +1115,6 @@ def _join_pieces(track, tracks, config):
     graph = coo_matrix((np.ones(int(join.sum())), (ok[a[join]], ok[c[join]])), shape=(n, n))
     joined = connected_components(graph, directed=False)[1]
     return np.where(track >= 0, joined[np.maximum(track, 0)], -1).astype(np.int64)
-
-
-def _ends(track, t):
-    """Each track's first and last observation in time (observations of track -1 left out)."""
-    by = np.lexsort((t, track))
-    by = by[track[by] >= 0]
-    ptr = np.concatenate(([0], np.cumsum(np.bincount(track[by]))))
-    return by[ptr[:-1]], by[ptr[1:] - 1]
 
 
 def _min_track(n_sums, config):

@@ -536,7 +536,7 @@ def test_trip_offsets_weigh_each_residual_by_its_own_covariance():
 
 
 def test_a_tracks_relative_range_errors_do_not_pull_it_towards_the_camera():
-    from mapdiff._kernels.locate import solve
+    from mapdiff._kernels.locate import Rays, solve
 
     # one observer 20 m south of the object, reading it 16 m and 24 m away, each with a 20 %
     # sigma: the readings err alike, the fit lies between them; weighed by sigmas of the
@@ -544,8 +544,8 @@ def test_a_tracks_relative_range_errors_do_not_pull_it_towards_the_camera():
     d = 20.0
     r = np.array([0.8 * d, 1.2 * d])
     zeros = np.zeros(2)
-    x, y, *_ = solve(np.zeros(2, np.int64), 1, np.zeros(1), np.array([d]), zeros, zeros, zeros,
-                     np.full(2, np.radians(0.5)), r, 0.2 * r, 10.0, 5)
+    rays = Rays(zeros, zeros, zeros, zeros, np.ones(2), np.full(2, np.radians(0.5)), r, 0.2 * r)
+    x, y, *_ = solve(np.zeros(2, np.int64), 1, np.zeros(1), np.array([d]), rays, 10.0, 5)
     assert x[0] == pytest.approx(0.0, abs=1e-9)
     assert y[0] == pytest.approx(d, rel=1e-3)
 

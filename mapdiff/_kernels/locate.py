@@ -15,6 +15,11 @@ from mapdiff._kernels import jit, jit_inline
 
 EMPTY = -1
 
+#: observations as rays: observer ``(ox, oy)``, bearing ``b`` with its unit vector ``(ux, uy)`` =
+#: ``(sin b, cos b)`` (worked out once: the kernels visit each ray several times), bearing sigma
+#: ``sb``, range ``r`` and its sigma ``sr`` (NaN: no range)
+Rays = namedtuple("Rays", ["ox", "oy", "b", "ux", "uy", "sb", "r", "sr"])
+
 
 @jit
 def _cell(x, y, cell_m):
@@ -27,12 +32,12 @@ def _hash(ix, iy, mask):
 
 
 @jit
-def _gate2(i, px, py, cxx, cxy, cyy, ox, oy, b, sb, r, sr, floor_m):
+def _gate2(i, px, py, cxx, cxy, cyy, rays, floor_m):
     """Squared normalised distance of point (px, py), of covariance (cxx, cxy, cyy), from
-    observation i (bearing and range), with ``floor_m`` added to both sigmas."""
-    dx = px - ox[i]
-    dy = py - oy[i]
-    ux, uy = np.sin(b[i]), np.cos(b[i])
+    ray i (bearing and range), with ``floor_m`` added to both sigmas."""
+    dx = px - rays.ox[i]
+    dy = py - rays.oy[i]
+    ux, uy = rays.ux[i], rays.uy[i]
     along = dx * ux + dy * uy
     across = dx * uy - dy * ux
     if along <= 0.0:
@@ -40,9 +45,9 @@ def _gate2(i, px, py, cxx, cxy, cyy, ox, oy, b, sb, r, sr, floor_m):
     # the point's variance across the ray (normal (uy, -ux)) and along it
     v_across = uy * uy * cxx - 2.0 * ux * uy * cxy + ux * ux * cyy
     v_along = ux * ux * cxx + 2.0 * ux * uy * cxy + uy * uy * cyy
-    g = across**2 / ((max(along, 1.0) * sb[i]) ** 2 + v_across + floor_m**2)
-    if not np.isnan(r[i]):
-        g += (along - r[i]) ** 2 / (sr[i] ** 2 + v_along + floor_m**2)
+    g = across**2 / ((max(along, 1.0) * rays.sb[i]) ** 2 + v_across + floor_m**2)
+    if not np.isnan(rays.r[i]):
+        g += (along - rays.r[i]) ** 2 / (rays.sr[i] ** 2 + v_along + floor_m**2)
     return g
 
 
@@ -77,13 +82,14 @@ def _still_active(active, n_active, last_t, now, gap_s):
 
 
 @jit_inline
-def _mark_copies(order, s, e, same, cls, ox, oy, b, r):
+def _mark_copies(order, s, e, same, cls, rays):
     """An observation the frame already has (a row given twice: same class, observer, bearing
     and range) goes where its first copy goes: ``same`` of the copy is set to it."""
     for q in range(s, e):
         i = order[q]
         for q2 in range(s, q):
             j = order[q2]
+            ox, oy, b, r = rays.ox, rays.oy, rays.b, rays.r
             if (same[j] == EMPTY and cls[j] == cls[i] and b[j] == b[i] and ox[j] == ox[i] and oy[j] == oy[i]
                     and (r[j] == r[i] or (np.isnan(r[j]) and np.isnan(r[i])))):
                 same[i] = j
@@ -107,19 +113,17 @@ def _assign_best_first(pg, pi, pk, n_pair, track):
 
 
 @jit_inline
-def _ray_terms(ox, oy, b, sb, r, sr, tx, ty, floor_m):
-    """What one observation (observer ``ox, oy``, bearing ``b`` and range ``r`` with their sigmas)
-    adds to a track's normal equations (a11, a12, a22, b1, b2), given the track's point
-    ``tx, ty`` (NaN: none yet) for the distance of a ray without range. Scalars in and out: a
-    call per observation passing arrays would cost their reference counts."""
-    ux, uy = np.sin(b), np.cos(b)
+def _ray_terms(rays, i, tx, ty, floor_m):
+    """What ray ``i`` adds to a track's normal equations (a11, a12, a22, b1, b2), given the
+    track's point ``tx, ty`` (NaN: none yet) for the distance of a ray without range."""
+    ox, oy, ux, uy, r = rays.ox[i], rays.oy[i], rays.ux[i], rays.uy[i], rays.r[i]
     nx, ny = uy, -ux
     dist = r if not np.isnan(r) else (np.hypot(tx - ox, ty - oy) if not np.isnan(tx) else 20.0)
-    w = 1.0 / ((max(dist, 1.0) * sb) ** 2 + floor_m**2)
+    w = 1.0 / ((max(dist, 1.0) * rays.sb[i]) ** 2 + floor_m**2)
     c = nx * ox + ny * oy
     d11, d12, d22, e1, e2 = w * nx * nx, w * nx * ny, w * ny * ny, w * nx * c, w * ny * c
     if not np.isnan(r):
-        w = 1.0 / (sr**2 + floor_m**2)
+        w = 1.0 / (rays.sr[i] ** 2 + floor_m**2)
         c = ux * ox + uy * oy + r
         d11 += w * ux * ux
         d12 += w * ux * uy
@@ -130,7 +134,7 @@ def _ray_terms(ox, oy, b, sb, r, sr, tx, ty, floor_m):
 
 
 @jit
-def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_m, turn_deg):
+def build_tracks(order, trip, t, cls, rays, gap_s, gate2, floor_m, turn_deg):
     """Chain each trip's observations of one object into a track.
 
     ``order`` sorts the observations by trip then time; within a frame (one trip, one time) each
@@ -143,8 +147,9 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
     observation, and for each copy the observation it copies (-1: none).
     """
     n = order.shape[0]
-    track = np.full(ox.shape[0], EMPTY, dtype=np.int64)
-    same = np.full(ox.shape[0], EMPTY, dtype=np.int64)
+    track = np.full(rays.ox.shape[0], EMPTY, dtype=np.int64)
+    same = np.full(rays.ox.shape[0], EMPTY, dtype=np.int64)
+    b, r = rays.b, rays.r
     # per track: its normal equations (a11, a12, a22, b1, b2), point, last time and bearing
     a11, a12, a22, b1, b2 = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
     tx, ty = np.full(n, np.nan), np.full(n, np.nan)
@@ -168,7 +173,7 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
         if s > 0 and trip[order[s]] != trip[order[s - 1]]:
             n_active = 0
         n_active = _still_active(active, n_active, last_t, now, gap_s)
-        _mark_copies(order, s, e, same, cls, ox, oy, b, r)
+        _mark_copies(order, s, e, same, cls, rays)
         # candidate pairs (observation, track) in the gate
         n_pair = 0
         if (e - s) * n_active > cap:
@@ -187,8 +192,7 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
                     g = 0.0 if d <= turn and np.isnan(r[i]) else np.inf
                 else:
                     det = a11[k] * a22[k] - a12[k] * a12[k]
-                    g = _gate2(i, tx[k], ty[k], a22[k] / det, -a12[k] / det, a11[k] / det, ox, oy, b, sb, r, sr,
-                               floor_m)
+                    g = _gate2(i, tx[k], ty[k], a22[k] / det, -a12[k] / det, a11[k] / det, rays, floor_m)
                 if g <= gate2:
                     pg[n_pair], pi[n_pair], pk[n_pair] = g, i, k
                     n_pair += 1
@@ -203,7 +207,7 @@ def build_tracks(order, trip, t, cls, ox, oy, b, sb, r, sr, gap_s, gate2, floor_
                 n_active += 1
                 m += 1
             k = track[i]
-            d11, d12, d22, e1, e2 = _ray_terms(ox[i], oy[i], b[i], sb[i], r[i], sr[i], tx[k], ty[k], floor_m)
+            d11, d12, d22, e1, e2 = _ray_terms(rays, i, tx[k], ty[k], floor_m)
             a11[k] += d11
             a12[k] += d12
             a22[k] += d22
@@ -244,7 +248,7 @@ def trip_share(labels, trip, n_groups):
 
 
 @jit
-def solve(labels, n_centres, cx, cy, ox, oy, b, sb, r, sr, huber_k, rounds):
+def solve(labels, n_centres, cx, cy, rays, huber_k, rounds):
     """Robust weighted least squares of each group's position from its observations: bearing
     (across the ray, sigma = distance x sb) and range (along it, sigma sr scaled from the range
     read to the fitted distance: the error is relative), Huber down-weighting
@@ -261,6 +265,7 @@ def solve(labels, n_centres, cx, cy, ox, oy, b, sb, r, sr, huber_k, rounds):
     b2 = np.zeros(n_centres)
     chi = np.zeros(n_centres)
     dof = np.zeros(n_centres)
+    ox, oy, sb, r, sr = rays.ox, rays.oy, rays.sb, rays.r, rays.sr
     for _ in range(rounds):
         a11[:] = 0.0
         a12[:] = 0.0
@@ -273,7 +278,7 @@ def solve(labels, n_centres, cx, cy, ox, oy, b, sb, r, sr, huber_k, rounds):
             k = labels[i]
             if k < 0:
                 continue
-            ux, uy = np.sin(b[i]), np.cos(b[i])
+            ux, uy = rays.ux[i], rays.uy[i]
             nx, ny = uy, -ux
             dx, dy = x[k] - ox[i], y[k] - oy[i]
             along = dx * ux + dy * uy
@@ -323,6 +328,86 @@ def solve(labels, n_centres, cx, cy, ox, oy, b, sb, r, sr, huber_k, rounds):
         if dof[k] > 2.0:
             red[k] = chi[k] / (dof[k] - 2.0)
     return x, y, sxx, sxy, syy, red
+
+
+@jit
+def track_sums(track, n, rays, extra_var):
+    """Per track (``track``: each ray's, -1: none; ``n`` tracks) the number of its rays and the
+    sums over them, in rows: end point x and y (20 m along a ray without a range), ``extra_var``,
+    rays with a range, unit vector x and y, observer x and y."""
+    n_rays = np.zeros(n, dtype=np.int64)
+    sums = np.zeros((8, n))
+    for i in range(track.shape[0]):
+        k = track[i]
+        if k < 0:
+            continue
+        dist = 20.0 if np.isnan(rays.r[i]) else rays.r[i]
+        n_rays[k] += 1
+        sums[0, k] += rays.ox[i] + dist * rays.ux[i]
+        sums[1, k] += rays.oy[i] + dist * rays.uy[i]
+        sums[2, k] += extra_var[i]
+        sums[3, k] += 1.0 if np.isfinite(rays.r[i]) else 0.0
+        sums[4, k] += rays.ux[i]
+        sums[5, k] += rays.uy[i]
+        sums[6, k] += rays.ox[i]
+        sums[7, k] += rays.oy[i]
+    return n_rays, sums
+
+
+@jit
+def track_spread(track, x, y, rays):
+    """Per track, the sum of its rays' squared distances from its point ``(x, y)`` (NaN where it
+    has none), and whether its point lies behind one of its observers."""
+    n = x.shape[0]
+    dist2 = np.zeros(n)
+    behind = np.zeros(n, dtype=np.bool_)
+    for i in range(track.shape[0]):
+        k = track[i]
+        if k < 0:
+            continue
+        dx, dy = x[k] - rays.ox[i], y[k] - rays.oy[i]
+        dist2[k] += dx * dx + dy * dy
+        if dx * rays.ux[i] + dy * rays.uy[i] < 0.0:
+            behind[k] = True
+    return dist2, behind
+
+
+@jit
+def track_ends(track, t, n):
+    """Each of the ``n`` tracks' first and last ray in time (ties: the first and the last in
+    index order)."""
+    first = np.full(n, EMPTY, dtype=np.int64)
+    last = np.full(n, EMPTY, dtype=np.int64)
+    for i in range(track.shape[0]):
+        k = track[i]
+        if k < 0:
+            continue
+        if first[k] == EMPTY or t[i] < t[first[k]]:
+            first[k] = i
+        if last[k] == EMPTY or t[i] >= t[last[k]]:
+            last[k] = i
+    return first, last
+
+
+@jit
+def group_rows(key, seq, n):
+    """The rows ``seq`` grouped by their ``key`` (0..n-1; -1 left out), each group in ``seq``'s
+    order (a counting sort): (ptr, rows), group k's rows ``rows[ptr[k]:ptr[k + 1]]``."""
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    for q in range(seq.shape[0]):
+        k = key[seq[q]]
+        if k >= 0:
+            ptr[k + 1] += 1
+    for k in range(n):
+        ptr[k + 1] += ptr[k]
+    at = ptr[:-1].copy()
+    rows = np.empty(ptr[n], dtype=np.int64)
+    for q in range(seq.shape[0]):
+        k = key[seq[q]]
+        if k >= 0:
+            rows[at[k]] = seq[q]
+            at[k] += 1
+    return ptr, rows
 
 
 @jit
