@@ -136,3 +136,31 @@ def test_a_centre_takes_no_two_tracks_of_one_frame(shared):
     labels, *_ = cluster(np.arange(n), zero, zero, one, zero, one, np.zeros(n, np.int64), _passes([0, 0], frames),
                          empty, empty, empty, empty, empty, np.zeros(0, np.int64), 15.0, 15.0, 9.0, 0.5)
     assert labels.tolist() == ([0, 1] if shared else [0, 0])
+
+
+def test_locate_grouping_kernels_match_numpy_sorts():
+    from mapdiff._kernels.locate import group_rows, track_ends, trip_share
+
+    rng = np.random.default_rng(3)
+    n, n_groups = 2000, 40
+    key = rng.integers(-1, n_groups, n)  # -1: in no group
+    t = rng.integers(0, 50, n).astype(float)  # ties in time on purpose
+    seq = np.lexsort((t,))  # by time, ties by row
+    ptr, rows = group_rows(key, seq, n_groups)
+    for k in range(n_groups):
+        want = np.flatnonzero(key == k)
+        want = want[np.lexsort((want, t[want]))]
+        assert list(rows[ptr[k]:ptr[k + 1]]) == list(want)
+    first, last = track_ends(key, t, n_groups)
+    for k in range(n_groups):
+        members = np.flatnonzero(key == k)
+        assert first[k] == members[np.lexsort((members, t[members]))][0]  # earliest, then lowest row
+        assert last[k] == members[np.lexsort((members, t[members]))][-1]  # latest, then highest row
+    trip = rng.integers(0, 30, n)
+    share, n_trips = trip_share(key, trip, n_groups)
+    for i in rng.choice(n, 50):
+        if key[i] < 0:
+            assert share[i] == 0.0
+        else:
+            assert share[i] == 1.0 / np.sum((key == key[i]) & (trip == trip[i]))
+    assert list(n_trips) == [len(np.unique(trip[key == k])) for k in range(n_groups)]

@@ -225,25 +225,26 @@ def build_tracks(order, trip, t, cls, rays, gap_s, gate2, floor_m, turn_deg):
 @jit
 def trip_share(labels, trip, n_groups):
     """Per member: 1 / (members of its trip in its group), so that each trip weighs as one (a
-    trip's members share its pose error), and per group the number of trips."""
+    trip's members share its pose error), and per group the number of trips. One pass over a
+    hash table of (group, trip), not a sort."""
     n = labels.shape[0]
-    key = np.empty(n, dtype=np.int64)
-    big = np.int64(trip.max() + 1) if n else np.int64(1)
-    for i in range(n):
-        key[i] = labels[i] * big + trip[i] if labels[i] >= 0 else -1
-    order = np.argsort(key, kind="mergesort")
-    share = np.zeros(n)
+    keys, count = _trip_table(n)
+    count[:] = 0
+    slot = np.full(n, EMPTY, dtype=np.int64)
     n_trips = np.zeros(n_groups, dtype=np.int64)
-    s = 0
-    while s < n:
-        e = s
-        while e < n and key[order[e]] == key[order[s]]:
-            e += 1
-        if key[order[s]] >= 0:
-            for q in range(s, e):
-                share[order[q]] = 1.0 / (e - s)
-            n_trips[labels[order[s]]] += 1
-        s = e
+    for i in range(n):
+        if labels[i] < 0:
+            continue
+        h = _slot(keys, labels[i], trip[i])
+        if keys[h, 0] == EMPTY:
+            keys[h, 0], keys[h, 1] = labels[i], trip[i]
+            n_trips[labels[i]] += 1
+        count[h] += 1
+        slot[i] = h
+    share = np.zeros(n)
+    for i in range(n):
+        if slot[i] != EMPTY:
+            share[i] = 1.0 / count[slot[i]]
     return share, n_trips
 
 
