@@ -1020,7 +1020,7 @@ def _identities(observations):
         return cls, names, np.full(len(names), None, dtype=object)
     value = value + 1  # 0: no value
     span = int(value.max()) + 1
-    keys, ident = np.unique(cls * span + value, return_inverse=True)
+    ident, keys = pd.factorize(cls * span + value, sort=True)  # (np.unique with its inverse sorts every row)
     of_key = np.r_[None, value_names].astype(object)[keys % span]
     return ident.astype(np.int64), names[keys // span], of_key
 
@@ -1290,7 +1290,7 @@ def _tail_model(g):
 
 
 #: the tracks the association weighs at once where it pairs each with several objects
-#: (:func:`_reassign`, :func:`_fold_pieces`, :func:`_strays`): the pairs of a month's tracks
+#: (:func:`_fold_pieces`, :func:`_strays`): the pairs of a month's tracks
 #: are not held whole (in a month's densest 100 m of central Helsinki, 2.3 M tracks, chunks of
 #: 500,000 made those pairs the association's peak)
 CHUNK_TRACKS = 100_000
@@ -1305,41 +1305,22 @@ def _reassign(lab, tr, passes, centres, n_trips, config):
     the object holds a track one pass saw in the same frame. ``tr`` holds the tracks' points
     and covariances (px, py, pxx, pxy, pyy, cls); ``centres`` the objects' (x, y, xx, xy, yy,
     cls)."""
-    from scipy.spatial import cKDTree
-
-    from mapdiff._kernels.locate import share_frames
+    from mapdiff._kernels.locate import Mixture, best_objects, share_frames
 
     px, py, pxx, pxy, pyy = (tr[k] for k in ("px", "py", "pxx", "pxy", "pyy"))
     x, y, sxx, sxy, syy = (centres[k] for k in ("x", "y", "xx", "xy", "yy"))
-
-    def g2(i, j):
-        cxx, cxy, cyy = pxx[i] + sxx[j], pxy[i] + sxy[j], pyy[i] + syy[j]
-        return _mahal2(px[i] - x[j], py[i] - y[j], cxx, cxy, cyy), np.log(cxx * cyy - cxy * cxy)
-
     known = np.flatnonzero((lab >= 0) & (n_trips[np.maximum(lab, 0)] >= MIN_TRIPS_FOR_SCATTER))
     if len(known) < 50:
         return lab
-    tail, core_var, tail_var = _tail_model(g2(known, lab[known])[0])
+    j = lab[known]
+    g = _mahal2(px[known] - x[j], py[known] - y[j], pxx[known] + sxx[j], pxy[known] + sxy[j], pyy[known] + syy[j])
     live = np.flatnonzero(n_trips > 0)
     has = np.flatnonzero(lab >= 0)
-    # identities apart in a third coordinate, numbered over objects and tracks together
-    group = _apart(config.reach_m, np.r_[centres["cls"][live], tr["cls"][has]])
-    objects = cKDTree(np.c_[x[live], y[live], group[:len(live)]])
-    moves = []
-    # the tracks in chunks: each track's candidates are its own (a month's pairs are not held)
-    for a in range(0, len(has), CHUNK_TRACKS):
-        pairs = cKDTree(np.c_[px[has[a:a + CHUNK_TRACKS]], py[has[a:a + CHUNK_TRACKS]],
-                              group[len(live) + a:len(live) + a + CHUNK_TRACKS]]).sparse_distance_matrix(
-            objects, config.reach_m, output_type="ndarray")
-        i, j = has[a + pairs["i"]], live[pairs["j"]]
-        g, logdet = g2(i, j)
-        dens = (1 - tail) * np.exp(-g / (2 * core_var)) / core_var + tail * np.exp(-g / (2 * tail_var)) / tail_var
-        score = np.log(np.maximum(dens, 1e-300)) - 0.5 * logdet + np.log(n_trips[j])
-        best = np.lexsort((-score, i))
-        first = best[np.r_[True, i[best][1:] != i[best][:-1]]]
-        move = first[j[first] != lab[i[first]]]
-        moves.append((i[move], j[move]))
-    k, to = (np.concatenate(m) for m in zip(*moves)) if moves else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    best = best_objects(has, (px, py, pxx, pxy, pyy, tr["cls"]),
+                        tuple(centres[k][live] for k in ("x", "y", "xx", "xy", "yy", "cls")),
+                        n_trips[live].astype(np.float64), config.reach_m, Mixture(*_tail_model(g)))
+    move = (best >= 0) & (live[np.maximum(best, 0)] != lab[has])
+    k, to = has[move], live[best[move]]
     # the object may not take a track seen in one frame with one it holds, or with one that
     # moves to it too
     out = lab.copy()

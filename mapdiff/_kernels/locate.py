@@ -411,6 +411,62 @@ def group_rows(key, seq, n):
     return ptr, rows
 
 
+#: a scale mixture of two normals of the squared normalised residuals (see
+#: ``mapdiff.locate._tail_model``): tail weight, core and tail variance factors
+Mixture = namedtuple("Mixture", ["tail", "core_var", "tail_var"])
+
+
+@jit
+def _mixture_score(g, logdet, n_trips, mix):
+    """Log of an object's trips times the mixture's density of a track at squared normalised
+    distance ``g`` (covariance of log-determinant ``logdet``)."""
+    dens = ((1.0 - mix.tail) * np.exp(-g / (2.0 * mix.core_var)) / mix.core_var
+            + mix.tail * np.exp(-g / (2.0 * mix.tail_var)) / mix.tail_var)
+    return np.log(max(dens, 1e-300)) - 0.5 * logdet + np.log(n_trips)
+
+
+@jit
+def best_objects(tracks, points, objects, n_trips, reach_m, mix):
+    """For each of ``tracks`` (indices into ``points``: px, py, pxx, pxy, pyy, cls), the object
+    of its class within ``reach_m`` (``objects``: x, y, xx, xy, yy, cls; ``n_trips`` > 0) of
+    the best :func:`_mixture_score` (-1: none within reach; ties: the lowest object). Objects are
+    found through a hashed grid of cells of ``reach_m``."""
+    px, py, pxx, pxy, pyy, pcls = points
+    x, y, sxx, sxy, syy, ocls = objects
+    n_obj = x.shape[0]
+    size = 1
+    while size < 2 * n_obj + 2:
+        size *= 2
+    mask = size - 1
+    head = np.full(size, EMPTY, dtype=np.int64)
+    nxt = np.full(n_obj, EMPTY, dtype=np.int64)
+    for j in range(n_obj - 1, -1, -1):  # (each bucket lists its objects lowest first)
+        ix, iy = _cell(x[j], y[j], reach_m)
+        h = _hash(ix, iy, mask)
+        nxt[j] = head[h]
+        head[h] = j
+    best = np.full(tracks.shape[0], EMPTY, dtype=np.int64)
+    r2 = reach_m * reach_m
+    for q in range(tracks.shape[0]):
+        i = tracks[q]
+        ix, iy = _cell(px[i], py[i], reach_m)
+        best_s = -np.inf
+        for gx in range(ix - 1, ix + 2):
+            for gy in range(iy - 1, iy + 2):
+                j = head[_hash(gx, gy, mask)]
+                while j != EMPTY:
+                    dx, dy = px[i] - x[j], py[i] - y[j]
+                    if ocls[j] == pcls[i] and dx * dx + dy * dy <= r2:
+                        cxx, cxy, cyy = pxx[i] + sxx[j], pxy[i] + sxy[j], pyy[i] + syy[j]
+                        score = _mixture_score(_mahal2(dx, dy, cxx, cxy, cyy), np.log(cxx * cyy - cxy * cxy),
+                                               n_trips[j], mix)
+                        if score > best_s or (score == best_s and j < best[q]):
+                            best_s = score
+                            best[q] = j
+                    j = nxt[j]
+    return best
+
+
 @jit
 def _mahal2(dx, dy, cxx, cxy, cyy):
     det = cxx * cyy - cxy * cxy
