@@ -568,7 +568,12 @@ class TableWriter:
         # a column empty so far is text: the untyped columns of the stages' outputs are (value, reason)
         schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in schema],
                            metadata=self._waiting[0].schema.metadata)
-        self._writer = pq.ParquetWriter(self._tmp, schema)
+        # dictionary pages for text only: numbers and geometries are mostly distinct, and trying
+        # a dictionary on them took half of the write and made files bigger (a fleet's 6.6 M
+        # observations: 4.8 s and 468 MB, against 1.8 s and 381 MB; read as fast)
+        text = [f.name for f in schema if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)
+                or pa.types.is_large_string(f.type)]
+        self._writer = pq.ParquetWriter(self._tmp, schema, use_dictionary=text)
         for table in self._waiting:
             self._writer.write_table(_cast_like(table, schema))
         self._waiting = []

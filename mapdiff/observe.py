@@ -276,7 +276,8 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     trips, ptr, mt, mx, my, medge, moff, rms, rx, ry, off_road = _matched_poses(matched, matched_source, proj, network)
     geom = (network.vx, network.vy, network.vcum, network.vptr) if network is not None else (
         np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64))
-    q_trip = pd.Index(trips).get_indexer(detections["trip_id"].astype(str).to_numpy()).astype(np.int64)
+    codes, names = _label_codes(detections["trip_id"])
+    q_trip = pd.Index(trips).get_indexer(names)[codes].astype(np.int64)
     ms = route_distance(ptr, mx, my, medge, moff, geom[2], geom[3])
     ss, vs = smooth_route(ptr, mt, ms, np.maximum(rms, config.min_pose_sigma_m), config.accel_m2s3)
     vel = raw_velocity(ptr, mt, rx, ry, STILL_WINDOW_S)
@@ -292,16 +293,14 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     ok = status == POSE_OK
     pose_sigma = np.maximum(np.where(q_trip >= 0, rms[np.maximum(q_trip, 0)] if len(rms) else 0.0, 0.0),
                             config.min_pose_sigma_m)[ok]
-    cls = detections["class"].astype(str).to_numpy()[ok]
+    cls_codes, cls_names = _label_codes(detections["class"])
     b = box[ok]
     focal = camera.focal_px
     u = 0.5 * (b[:, 0] + b[:, 2]) - 0.5 * camera.width_px
     h_px = b[:, 3] - b[:, 1]
     off = np.arctan2(u, focal)  # angle of the ray off the optical axis
     bearing = (heading[ok] + camera.mount_yaw_deg + np.degrees(off)) % 360.0
-    size = np.array([class_shape(c)[1] for c in pd.unique(cls)]) if len(cls) else np.zeros(0)
-    size_of = dict(zip(pd.unique(cls), size))
-    obj_h = np.array([size_of[c] for c in cls]) if len(cls) else np.zeros(0)
+    obj_h = np.array([class_shape(c)[1] for c in cls_names], dtype=float)[cls_codes[ok]]
     # pixel noise: the centre column averages two noisy edges; the height is their difference
     sig_px = camera.pixel_sigma_px
     rel_px = np.sqrt(2.0) * sig_px / h_px
@@ -341,10 +340,20 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
     return obs.iloc[order].reset_index(drop=True), rejected
 
 
+def _label_codes(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's code and the labels as text, a missing label's text last ("nan", as
+    ``astype(str)`` reads it), code -1 being the last: text for the few labels, not for every
+    row (that took a sixth of observe's time)."""
+    codes, uniques = pd.factorize(col)
+    names = np.append(np.asarray(uniques, dtype=object).astype(str).astype(object), "nan")
+    return codes.astype(np.int64), names
+
+
 def _text_rank(col: pd.Series) -> np.ndarray:
     """Each value's rank in text order (a categorical's by its categories' text, whatever
     their order in the file), so that trips sort as text in any input."""
     if isinstance(col.dtype, pd.CategoricalDtype):
         rank = np.argsort(np.argsort(np.asarray(col.cat.categories.astype(str), dtype=object), kind="stable"))
         return rank[col.cat.codes.to_numpy()]
-    return pd.factorize(col.astype(str), sort=True)[0]
+    codes, names = _label_codes(col)
+    return np.unique(names, return_inverse=True)[1][codes]
