@@ -213,6 +213,27 @@ def table_frame(table, path) -> pd.DataFrame:
     return table.to_pandas()
 
 
+def read_rows(path, start: int, stop: int, *, columns=None) -> pd.DataFrame:
+    """Rows ``start`` to ``stop`` (end excluded) of a Parquet file as :func:`read_table` reads
+    them (``columns``: only those of them the file has), reading only the row groups they lie
+    in."""
+    with open_parquet(path) as pf, storage(path, "read"):
+        schema = pf.schema_arrow
+        names = plain_columns(schema) or schema.names
+        if columns is not None:
+            names = [c for c in names if c in columns]
+        sizes = np.array([pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)])
+        ends = np.cumsum(sizes)
+        first = int(np.searchsorted(ends, start, side="right"))
+        last = int(np.searchsorted(ends, max(stop - 1, start), side="right"))
+        groups = list(range(first, min(last, len(sizes) - 1) + 1)) if stop > start else []
+        if not groups:
+            return table_frame(schema.empty_table().select(names).replace_schema_metadata(schema.metadata), path)
+        table = pf.read_row_groups(groups, columns=names)
+        table = table.slice(start - int(ends[first] - sizes[first]), stop - start)
+    return table_frame(table.replace_schema_metadata(schema.metadata), path)
+
+
 @contextlib.contextmanager
 def open_parquet(path):
     """Yield a ``pyarrow.parquet.ParquetFile`` (local or remote) for reading in batches,

@@ -1,6 +1,7 @@
 """I/O on remote URLs (fsspec; ``memory://`` stands in for ``s3://``) and atomic writes."""
 
 import fsspec
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -148,3 +149,19 @@ def test_a_pass_in_batches_holds_one_batch_not_the_file(tmp_path):
             held.append(pa.total_allocated_bytes())
             del batch
     assert max(held) < 0.5 * path.stat().st_size  # (a batch is a thirtieth of the file)
+
+
+def test_read_rows_reads_a_run_of_rows_across_row_groups(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mapdiff.io import read_rows
+
+    frame = pd.DataFrame({"a": np.arange(35), "b": [f"r{i}" for i in range(35)]})
+    path = tmp_path / "groups.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=10)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 4
+    for start, stop in [(0, 35), (3, 27), (10, 20), (19, 21), (34, 35), (12, 12)]:
+        got = read_rows(path, start, stop)
+        pd.testing.assert_frame_equal(got, frame.iloc[start:stop].reset_index(drop=True))
+    assert list(read_rows(path, 5, 8, columns=["b", "missing"]).columns) == ["b"]

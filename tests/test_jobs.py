@@ -503,6 +503,42 @@ def test_an_unsharded_locate_bigger_than_a_batch_is_one_piece_read_in_parts(whol
     assert big["object_id"].tolist() == list(range(len(big)))  # (a tile's would begin with its key)
 
 
+def test_trips_lying_together_are_read_in_runs_of_rows_and_interleaved_ones_spilled(whole, tmp_path, monkeypatch):
+    """An unsharded input bigger than a batch whose trips' rows lie together (observe writes
+    them so) is read in runs of whole trips straight from the file, nothing written out again;
+    one whose trips interleave is spilled into parts by trip. Both give the held run's objects
+    and each row's label."""
+    import mapdiff.jobs.batches as batches
+    from mapdiff.io import write_table
+
+    obs = whole / "observations.parquet"
+    frame = pd.read_parquet(obs)
+    run("locate", obs, "-o", tmp_path / "held.parquet", "--labels", tmp_path / "held_labels.parquet", "-q")
+    held = pd.read_parquet(tmp_path / "held.parquet").drop(columns="geometry")
+    held_labels = pd.read_parquet(tmp_path / "held_labels.parquet")[["detection_id", "object_id"]]
+    monkeypatch.setenv("MAPDIFF_BATCH_ROWS", str(len(frame) // 3))
+    spill = batches.spill
+
+    def no_spill(*args, **kwargs):
+        raise AssertionError("the rows were written out again")
+
+    monkeypatch.setattr(batches, "spill", no_spill)
+    run("locate", obs, "-o", tmp_path / "runs.parquet", "--labels", tmp_path / "runs_labels.parquet", "-q")
+    interleaved = tmp_path / "interleaved.parquet"
+    write_table(frame.sort_values("t", kind="stable").drop(columns="geometry"), interleaved)
+    with pytest.raises(AssertionError, match="written out again"):
+        run("locate", interleaved, "-o", tmp_path / "x.parquet", "-q")
+    monkeypatch.setattr(batches, "spill", spill)
+    run("locate", interleaved, "-o", tmp_path / "spilled.parquet", "--labels", tmp_path / "spilled_labels.parquet",
+        "-q")
+    for name in ("runs", "spilled"):
+        got = pd.read_parquet(tmp_path / f"{name}.parquet").drop(columns="geometry")
+        pd.testing.assert_frame_equal(got, held, rtol=1e-9)
+        labels = pd.read_parquet(tmp_path / f"{name}_labels.parquet")[["detection_id", "object_id"]]
+        pd.testing.assert_frame_equal(labels.sort_values("detection_id").reset_index(drop=True),
+                                      held_labels.sort_values("detection_id").reset_index(drop=True))
+
+
 def test_a_tile_with_more_tracks_than_a_batch_is_located_region_by_region(whole, tmp_path, monkeypatch):
     """A tile whose tracks are more than a batch's rows runs region by region (its tracks and
     rows on disk): its shards still merge into the unsharded run, every object has its rows in

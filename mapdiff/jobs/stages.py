@@ -122,7 +122,7 @@ def tile_batches(path, tiling, shard: Shard | None) -> TileBatches:
         # Liechtenstein fleet; README "Scale")
         tiling = OnePiece()
     tiling = tiling.validate()
-    keys, rows, kind, bounds = _tile_census(path, tiling)
+    keys, rows, kind, bounds, trip_starts = _tile_census(path, tiling)
     if isinstance(tiling, OnePiece):
         tiling = OnePiece(bounds)
     owned = keys if whole else keys[balance(keys, rows, shard.count) == shard.index]
@@ -142,6 +142,16 @@ def tile_batches(path, tiling, shard: Shard | None) -> TileBatches:
         if len(groups) == 1 and n_parts[0] == 1:
             yield groups[0], [lambda columns=None: (read_table(path, columns=columns) if whole else
                                                     read_table(path, where=near_owned, columns=columns), None)]
+            return
+        if whole and isinstance(tiling, OnePiece) and trip_starts is not None:
+            # every trip's rows already lie together (observe writes them so): each part is a
+            # run of whole trips, read from the file as it is (a month's observations were
+            # otherwise written out again, 16 GB, and read back)
+            from mapdiff.io import read_rows
+
+            cuts = _runs_of_trips(trip_starts, int(rows.sum()), max_rows)
+            yield groups[0], [lambda columns=None, a=a, b=b: (read_rows(path, a, b, columns=columns), np.arange(a, b))
+                              for a, b in zip(cuts[:-1], cuts[1:])]
             return
         import tempfile
 
@@ -217,7 +227,8 @@ ROW_COLUMN = "__mapdiff_row"
 def _tile_census(path, tiling):
     """One pass over the positions and times of an observations file, batch by batch: the keys
     of the tiles it touches (sorted), the rows each sees (its own and its halo's), the data
-    set's capture kind and its bounds (lon0, lat0, lon1, lat1)."""
+    set's capture kind, its bounds (lon0, lat0, lon1, lat1) and, where every trip's rows lie
+    together, the row each trip starts at (else None)."""
     import pyarrow as pa
 
     from mapdiff.io import open_parquet, storage
@@ -229,6 +240,7 @@ def _tile_census(path, tiling):
     tiles = pd.Series(dtype=np.int64)
     bounds = [np.inf, np.inf, -np.inf, -np.inf]
     trips = []  # per batch: per trip its observations and first and last time
+    starts, last_trip, done = [], None, 0  # the rows where a run of one trip's rows starts
     with open_parquet(path) as pf, storage(path, "read"):
         names = pf.schema_arrow.names
         missing = [c for c in need if c not in names]
@@ -246,8 +258,13 @@ def _tile_census(path, tiling):
             t = pd.Series(time_seconds(frame["t"], source=str(path)), index=frame.index)
             # (grouped by the codes, named after: text for every row took 4 s of 30 M rows)
             codes, names = pd.factorize(frame["trip_id"], use_na_sentinel=False)
+            text = np.asarray(names.astype(str))
+            if len(codes):
+                run = np.r_[text[codes[0]] != last_trip, codes[1:] != codes[:-1]]
+                starts.append(done + np.flatnonzero(run))
+                last_trip, done = text[codes[-1]], done + len(codes)
             per = t.groupby(codes).agg(["size", "min", "max"])
-            per.index = np.asarray(names.astype(str))[per.index.to_numpy()] if len(per) else per.index.astype(str)
+            per.index = text[per.index.to_numpy()] if len(per) else per.index.astype(str)
             trips.append(per)
             if len(trips) > 1:  # (kept as one table: per trip, not per row)
                 both = pd.concat(trips)
@@ -255,7 +272,18 @@ def _tile_census(path, tiling):
     tiles = tiles.sort_index()
     per_trip = trips[0] if trips else pd.DataFrame({"size": [], "min": [], "max": []})
     kind = capture_kind_of_trips(per_trip["size"].to_numpy(), per_trip["min"].to_numpy(), per_trip["max"].to_numpy())
-    return tiles.index.to_numpy(np.int64), tiles.to_numpy(np.int64), kind, tuple(bounds)
+    starts = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
+    together = len(starts) == len(per_trip)  # (a trip whose rows are apart starts more than once)
+    return tiles.index.to_numpy(np.int64), tiles.to_numpy(np.int64), kind, tuple(bounds), starts if together else None
+
+
+def _runs_of_trips(trip_starts: np.ndarray, n_rows: int, max_rows: int) -> np.ndarray:
+    """Cuts (the first row of each run, then ``n_rows``) of a file whose trips' rows lie
+    together into runs of whole trips of about ``max_rows`` rows: each cut is the first trip
+    start at or after a multiple of ``max_rows`` (a longer trip is a run of its own)."""
+    at = np.searchsorted(trip_starts, np.arange(max_rows, n_rows, max_rows))
+    inner = trip_starts[at[at < len(trip_starts)]]
+    return np.unique(np.r_[0, inner, n_rows]).astype(np.int64)
 
 
 def _groups(keys: np.ndarray, rows: np.ndarray, max_rows: int) -> list[np.ndarray]:
