@@ -324,6 +324,7 @@ def locate_batches(batches, config: LocateConfig | None = None, *, origin, sourc
     spill = TrackSpill(np.iinfo(np.int64).max if max_tracks is None else max_tracks, reach_m=config.reach_m)
     for obs in batches():
         spill.add(_video_tracks(obs, validate_observations(obs, source), frame, config, vague_deg=vague_deg))
+    spill.finish()
     if spill.spilled:
         return _locate_regions(spill, frame, config)
     with spill:

@@ -67,16 +67,31 @@ class TrackSpill:
         return bool(self.folders)
 
     def add(self, piece) -> None:
-        """One batch's tracks (its ``table`` gains ``uid``: the track's number over the run)."""
+        """One batch's tracks (its ``table`` gains ``uid``: the track's number over the run).
+        Past ``max_tracks`` the held batches go to disk together, a batch's worth of tracks at a
+        time: every region visits every folder, and a month's hundreds of one-batch folders made
+        those visits most of its time."""
         piece.table["uid"] = self.n_tracks + np.arange(len(piece.table), dtype=np.int64)
         self.n_tracks += len(piece.table)
         self.n_sums = tuple(a + b for a, b in zip(self.n_sums, piece.n_sums))
         self.held.append(piece)
-        if self.spilled or self.n_tracks > self.max_tracks:
-            while self.held:
-                self._write(self.held.pop(0))
+        if self.n_tracks > self.max_tracks and sum(len(p.table) for p in self.held) >= self.max_tracks:
+            self._write_held()
 
-    def _write(self, piece) -> None:
+    def finish(self) -> None:
+        """Once every batch is in: a spill's last held batches go to disk too."""
+        if self.spilled and self.held:
+            self._write_held()
+
+    def _write_held(self) -> None:
+        from mapdiff.locate import _TrackSet
+
+        # each batch's rows' tracks by their run-wide numbers, before the join renumbers them
+        row_tracks = [np.where(p.row_track >= 0, p.row_track.astype(np.int64) + int(p.table["uid"].iloc[0]), -1)
+                      if len(p.table) else np.full(len(p.row_track), -1, dtype=np.int64) for p in self.held]
+        self._write(_TrackSet.join(self.held), row_tracks)  # (empties the held list)
+
+    def _write(self, piece, row_tracks) -> None:
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="mapdiff-tracks-")
         folder = Path(self._tmp.name) / str(len(self.folders))
@@ -87,7 +102,8 @@ class TrackSpill:
         count = np.diff(piece.frame_ptr)[order]
         ptr = np.r_[0, np.cumsum(count)].astype(np.int64)
         at = np.repeat(piece.frame_ptr[:-1][order] - ptr[:-1], count) + np.arange(ptr[-1])
-        arrays = {"key": key[order], "frame_ptr": ptr, "frame_t": piece.frame_t[at], "row_track": piece.row_track}
+        arrays = {"key": key[order], "frame_ptr": ptr, "frame_t": piece.frame_t[at]}
+        arrays.update({f"row_track_{k}": r for k, r in enumerate(row_tracks)})
         arrays.update({f"col_{c}": piece.table[c].to_numpy()[order] for c in piece.table.columns})
         # only the names of the piece's own trips (a part's may be every trip of the file)
         used = np.unique(arrays["col_trip"])
@@ -97,8 +113,7 @@ class TrackSpill:
         with open(folder / "meta.pkl", "wb") as f:
             pickle.dump({"columns": list(piece.table.columns), "idents": piece.idents,
                          "value_names": piece.value_names, "trip_names": piece.trip_names[used],
-                         # (its rows' tracks are numbered in the piece, its uids from this)
-                         "first_uid": int(piece.table["uid"].iloc[0]) if len(piece.table) else 0}, f)
+                         "n_batches": len(row_tracks)}, f)
         self.cells = self.cells.add(pd.Series(key).value_counts(), fill_value=0).astype(np.int64)
         self.folders.append(folder)
 
@@ -192,10 +207,10 @@ class TrackSpill:
     def row_tracks(self):
         """Per spilled batch, each of its rows' track (``uid``; -1: none), in batch order."""
         for folder in self.folders:
-            local = np.load(folder / "row_track.npy")
             with open(folder / "meta.pkl", "rb") as f:
-                first = pickle.load(f)["first_uid"]
-            yield np.where(local >= 0, local.astype(np.int64) + first, -1)
+                n_batches = pickle.load(f)["n_batches"]
+            for k in range(n_batches):
+                yield np.load(folder / f"row_track_{k}.npy")
 
 
 def _points(table):

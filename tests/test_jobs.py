@@ -581,7 +581,7 @@ def test_locate_in_batches_of_whole_trips_gives_one_batchs_objects(whole, n_batc
     np.testing.assert_array_equal(joined, one_labels)
 
 
-def test_locate_region_by_region_does_not_depend_on_the_batches(whole, sim_dir):
+def test_locate_region_by_region_does_not_depend_on_the_batches(whole, sim_dir, monkeypatch):
     """Past ``max_tracks`` the tracks go to disk and the association runs region by region: the
     objects and each row's object are the same however the trips are cut into batches, and
     they are as good as one piece's against the truth (no object twice at a border: without
@@ -589,15 +589,27 @@ def test_locate_region_by_region_does_not_depend_on_the_batches(whole, sim_dir):
     from mapdiff.evaluate import Truth, score_locate
     from mapdiff.io import read_table
     from mapdiff.locate import locate_batches
+    from mapdiff.locate_regions import TrackSpill
 
     obs = read_table(whole / "observations.parquet")
     origin = (float(obs["lon"].median()), float(obs["lat"].median()))
     one, _ = locate_batches(lambda columns=None: [obs], origin=origin)
     trips = obs["trip_id"].astype(str).unique()
-    of_row = obs["trip_id"].astype(str).map(dict(zip(trips, np.arange(len(trips)) % 3))).to_numpy()
-    rows = [np.flatnonzero(of_row == k) for k in range(3)]
+
+    def batches(n):
+        of_row = obs["trip_id"].astype(str).map(dict(zip(trips, np.arange(len(trips)) % n))).to_numpy()
+        return [np.flatnonzero(of_row == k) for k in range(n)]
+
     runs = []
-    for cut in ([np.arange(len(obs))], rows):
+    write, per_folder = TrackSpill._write, []
+
+    def counted(self, piece, row_tracks):
+        per_folder.append(len(row_tracks))
+        return write(self, piece, row_tracks)
+
+    monkeypatch.setattr(TrackSpill, "_write", counted)
+    # (in batches of two trips, several go to disk together: a folder holds a few batches)
+    for cut in ([np.arange(len(obs))], batches(3), batches(len(trips) // 2)):
         # (some ten observations a track: regions of a few hundred tracks, dozens of borders)
         objects, labels = locate_batches(lambda columns=None, cut=cut: [obs.iloc[r] for r in cut], origin=origin,
                                          max_tracks=len(obs) // 160)
@@ -605,9 +617,11 @@ def test_locate_region_by_region_does_not_depend_on_the_batches(whole, sim_dir):
         for r, lab in zip(cut, labels):
             joined[r] = lab
         runs.append((objects, joined))
-    (objects, labels), (objects3, labels3) = runs
-    pd.testing.assert_frame_equal(objects3, objects)
-    np.testing.assert_array_equal(labels3, labels)
+    assert max(per_folder) > 1
+    (objects, labels), *others = runs
+    for objects_n, labels_n in others:
+        pd.testing.assert_frame_equal(objects_n, objects)
+        np.testing.assert_array_equal(labels_n, labels)
     assert labels.min() == -1 and labels.max() == len(objects) - 1
     assert np.isin(np.arange(len(objects)), labels).all()
     assert len(objects) <= 1.03 * len(one)
