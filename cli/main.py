@@ -31,6 +31,10 @@ SUBCOMMANDS = {
 
 #: exit status after Ctrl-C (128 + SIGINT), what a shell reports for a process it interrupted
 EXIT_INTERRUPTED = 130
+#: and after SIGTERM (128 + 15): what AWS Batch sends a job it stops (a timeout, a cancel)
+EXIT_TERMINATED = 143
+#: the signal the last interrupt came from (SIGALRM only retries it)
+_RECEIVED = [signal.SIGINT]
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:
@@ -64,15 +68,17 @@ class LazyGroup(click.Group):
         except SystemError as exc:
             if not _caused_by_interrupt(exc):
                 raise
-        click.echo("mapdiff: interrupted; nothing written", err=True)
+        terminated = _RECEIVED[0] == signal.SIGTERM
+        click.echo(f"mapdiff: {'terminated' if terminated else 'interrupted'}; nothing written", err=True)
+        status = EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
         # the outputs' temporary files are gone (their writers clean up as the interrupt passes);
         # skip the interpreter's shutdown, where native threads still running (pyarrow's, numba's)
         # crashed it now and then (SIGSEGV)
         if not _OWN_PROCESS:  # (in a caller's process, such as a test's CliRunner)
-            sys.exit(EXIT_INTERRUPTED)
+            sys.exit(status)
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(EXIT_INTERRUPTED)
+        os._exit(status)
 
     def format_commands(self, ctx, formatter):
         rows = [(name, SUBCOMMANDS[name][2]) for name in self.list_commands(ctx)]
@@ -110,8 +116,12 @@ def _in_native_callback(frame) -> bool:
 
 
 def _interrupt(signum, frame):
-    """SIGINT (and its retry, SIGALRM): KeyboardInterrupt, unless it would land in a callback
-    that swallows it (the run then went on and wrote its output); try again shortly there."""
+    """SIGINT or SIGTERM (and its retry, SIGALRM): KeyboardInterrupt, unless it would land in a
+    callback that swallows it (the run then went on and wrote its output); try again shortly
+    there. A terminated run so unwinds as an interrupted one: its temporary files and folders
+    (a month's locate spills gigabytes) go, where the default SIGTERM left them."""
+    if signum != signal.SIGALRM:
+        _RECEIVED[0] = signum
     if _in_native_callback(frame):
         signal.setitimer(signal.ITIMER_REAL, INTERRUPT_RETRY_S)
         return
@@ -122,6 +132,9 @@ def _handle_interrupts():
     # a process started with SIGINT ignored (a shell's background job) keeps ignoring it
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGALRM, _interrupt)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
         signal.signal(signal.SIGALRM, _interrupt)
 
 

@@ -161,9 +161,12 @@ def _default_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_ctrl_c_on_a_running_stage_leaves_nothing(sim_dir, tmp_path):
-    """SIGINT to a real ``mapdiff match`` at 45 to 75 % of its running time (after its imports: see
-    README, Errors), measured first: exit 130 and no output, or (too late) the whole output."""
+@pytest.mark.parametrize(("signum", "status", "said"), [(signal.SIGINT, 130, "interrupted"),
+                                                       (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_on_a_running_stage_leaves_nothing(sim_dir, tmp_path, signum, status, said):
+    """SIGINT (Ctrl-C) or SIGTERM (AWS Batch stopping a job) to a real ``mapdiff match`` at 45 to
+    75 % of its running time (after its imports: see README, Errors), measured first: exit 130
+    or 143 and no output, nor anything in its temporary folder, or (too late) the whole output."""
     import pyarrow.parquet as pq
 
     # four copies of the fleet's traces, so that matching, not Python's start, fills most of the
@@ -173,11 +176,15 @@ def test_ctrl_c_on_a_running_stage_leaves_nothing(sim_dir, tmp_path):
     traces = tmp_path / "traces.parquet"
     pd.concat([one.assign(trip_id=one["trip_id"].astype(str) + f"-{k}") for k in range(4)]).to_parquet(traces)
 
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+
     def start(out):
         return subprocess.Popen([sys.executable, "-m", "mapdiff_cli.main", "match", str(traces),
                                  "--map", str(sim_dir / "map.gpkg"), "-o", str(out), "--paths",
                                  str(out.with_suffix(".paths.parquet"))],
-                                stderr=subprocess.PIPE, text=True, cwd=ROOT, preexec_fn=_default_sigint)
+                                stderr=subprocess.PIPE, text=True, cwd=ROOT, preexec_fn=_default_sigint,
+                                env={**os.environ, "TMPDIR": str(scratch)})
 
     # timed on the second run: on a clean clone the first one fills Numba's cache, and took so
     # much longer than the later runs that all four ended before their signal (CI, stop 34)
@@ -190,20 +197,21 @@ def test_ctrl_c_on_a_running_stage_leaves_nothing(sim_dir, tmp_path):
         out = tmp_path / f"m{share}.parquet"
         child = start(out)
         time.sleep(share * whole_s)
-        child.send_signal(signal.SIGINT)
+        child.send_signal(signum)
         _, err = child.communicate(timeout=300)
         assert "Traceback" not in err and "Aborted" not in err, err
-        if child.returncode == 130:
-            assert err.strip().splitlines()[-1] == "mapdiff: interrupted; nothing written"
+        if child.returncode == status:
+            assert err.strip().splitlines()[-1] == f"mapdiff: {said}; nothing written"
             assert not out.exists()
-        elif out.exists():  # done before the signal (0), or it came as Python shut down (-SIGINT)
-            assert child.returncode in (0, -signal.SIGINT) and pq.read_metadata(out).num_rows > 0
+        elif out.exists():  # done before the signal (0), or it came as Python shut down (-signum)
+            assert child.returncode in (0, -signum) and pq.read_metadata(out).num_rows > 0
         else:  # it came before Python had set its handler; or (known gap, README "Errors") the
             # interrupt crashed a native thread: nothing may be half-written either way
-            assert child.returncode in (-signal.SIGINT, -signal.SIGSEGV)
+            assert child.returncode in (-signum, -signal.SIGSEGV)
         outcomes.append(child.returncode)
-    assert 130 in outcomes, outcomes
+    assert status in outcomes, outcomes
     assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
+    assert not os.listdir(scratch)
 
 
 def test_a_geoparquet_rewritten_by_pandas_is_read_and_written_whole(grid_gpkg, traces, tmp_path):
