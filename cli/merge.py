@@ -22,10 +22,10 @@ def merge(stage, parts, output, quiet):
     what one unsharded run writes. Parts of different runs, a part given twice and a missing
     part are refused. Coverages add up (counts add, vehicles unite, first and last times take the
     min and max), so coverages of disjoint time windows merge too; the other stages' rows are
-    concatenated in the unsharded order. Simulation folders merge into one folder: the world's
-    files once, the vehicles' tables joined."""
+    concatenated in the unsharded order, a batch of each part at a time. Simulation folders merge
+    into one folder: the world's files once, the vehicles' tables joined."""
     from mapdiff.errors import MapdiffError
-    from mapdiff.io import check_output, write_table
+    from mapdiff.io import check_output
     from mapdiff.jobs.parts import merge as run
     from mapdiff.jobs.parts import merge_diffs, merge_simulation
 
@@ -38,8 +38,7 @@ def merge(stage, parts, output, quiet):
             meta = merge_simulation(parts, output)
             info(f"merged simulate: {meta['counts']['trips']:,} trips, {meta['counts']['fixes']:,} fixes", quiet=quiet)
             return
-        merged = run(stage, parts)
-        write_table(merged, output)
+        n_rows = run(stage, parts, output)
     except MapdiffError as exc:
         fail(exc)
-    info(f"merged {stage}: {len(merged):,} rows", quiet=quiet)
+    info(f"merged {stage}: {n_rows:,} rows", quiet=quiet)

@@ -728,3 +728,47 @@ def test_a_batch_whose_every_bearing_is_vague_makes_no_track_and_no_crash(whole)
     ray = vague.iloc[:1].assign(bearing_sigma_deg=1.0, range_m=np.nan)
     none, (labels,) = locate_batches(lambda columns=None: [ray], origin=origin)
     assert len(none) == 0 and labels.tolist() == [-1]
+
+
+@pytest.mark.parametrize("batch", [37, 10_000])
+def test_parts_merge_a_batch_at_a_time_into_the_whole_run(sim_dir, whole, batch, tmp_path, monkeypatch):
+    """The merge holds a few rows of each part at a time (``batch`` rows in all: so few
+    that a trip's rows span many reads and a part runs dry while others read on) and still
+    writes the unsharded run's rows, in its order, as row groups of the stream."""
+    import pyarrow.parquet as pq
+
+    sim = Path(sim_dir)
+    _sharded(["observe", sim / "detections.parquet", "--matched", whole / "matched.parquet", "--camera",
+              sim / "camera.json", "--map", sim / "map.gpkg", "-o", lambda s: tmp_path / "o" / f"{s.name}.parquet"],
+             3, tmp_path)
+    monkeypatch.setenv("MAPDIFF_BATCH_ROWS", str(batch))
+    out = tmp_path / "merged.parquet"
+    run("merge", "observe", tmp_path / "o", "-o", out, "-q")
+    whole_rows = pd.read_parquet(whole / "observations.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(out), whole_rows)
+    if batch < 100:  # written as it went
+        assert pq.ParquetFile(out).num_row_groups > 10
+
+
+def _part(path, frame, shard, n):
+    from mapdiff.io import write_table
+    from mapdiff.jobs.parts import label
+    from mapdiff.jobs.shards import Shard
+
+    path.parent.mkdir(exist_ok=True)
+    write_table(frame, path, metadata=label("locate", "r1", Shard(shard, n)))
+
+
+@pytest.mark.parametrize("case", ["unsorted", "shared"])
+def test_parts_not_as_shards_write_them_are_refused(case, tmp_path):
+    """A part whose keys are out of order, or a key in two parts: one line, nothing written."""
+    rows = pd.DataFrame({"object_id": [3.0, 1.0, 2.0], "lon": 24.9, "lat": 60.2})
+    if case == "unsorted":
+        _part(tmp_path / "p" / "part-0.parquet", rows, 0, 1)
+    else:
+        _part(tmp_path / "p" / "part-0.parquet", rows.iloc[[1, 2]], 0, 2)
+        _part(tmp_path / "p" / "part-1.parquet", rows.iloc[[2, 0]], 1, 2)
+    result = CliRunner().invoke(cli, ["merge", "locate", str(tmp_path / "p"), "-o", str(tmp_path / "m.parquet")])
+    assert result.exit_code == 1
+    assert ("not sorted by 'object_id'" if case == "unsorted" else "object_id 2.0 is in two parts") in result.output
+    assert not (tmp_path / "m.parquet").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import numpy as np
 import pandas as pd
 
 from mapdiff.errors import InputError
@@ -119,27 +120,26 @@ def check_parts(stage: str, files: list[str]) -> None:
         raise InputError(msg)
 
 
-def merge(stage: str, paths) -> pd.DataFrame:
+def merge(stage: str, paths, output) -> int:
     """The shard outputs ``paths`` (files or folders of parts) of one run joined into the
-    output one unsharded run gives."""
-    from mapdiff.io import read_table
+    output one unsharded run gives, written to ``output``; returns its number of rows. Coverages
+    are added up in memory (a row per edge); the other stages' rows stream through, a batch of
+    each part at a time, so a month's observations merge in bounded memory."""
+    from mapdiff.io import read_table, table_writer, write_table
 
     if stage not in ORDER:
         msg = f"stage must be one of {list(ORDER)}; found {stage!r}"
         raise InputError(msg)
     files = part_files(paths)
     check_parts(stage, files)
-    frames = [read_table(f) for f in files]
     if stage == "coverage":
         from mapdiff.coverage import merge_coverage
 
-        return merge_coverage(frames)
-    for f, frame in zip(files, frames):
-        missing = [c for c in ORDER[stage] if c not in frame.columns]
-        if missing:
-            msg = f"{f}: missing column(s) {missing} of a {stage} output; found {list(frame.columns)}"
-            raise InputError(msg)
-    return _concat_sorted(frames, ORDER[stage])
+        merged = merge_coverage([read_table(f) for f in files])
+        write_table(merged, output)
+        return len(merged)
+    with table_writer(output) as out:
+        return _stream_sorted(files, ORDER[stage], out.write)
 
 
 def merge_simulation(paths, out_dir) -> dict:
@@ -149,7 +149,7 @@ def merge_simulation(paths, out_dir) -> dict:
     counts in meta.json summed. Returns the merged meta."""
     import shutil
 
-    from mapdiff.io import atomic_dir, local_copy, read_json, read_table, write_table
+    from mapdiff.io import atomic_dir, local_copy, read_json, read_table, table_writer, write_table
 
     parts = [p.rstrip("/") for p in part_files(paths)]
     check_parts("simulate", parts)
@@ -164,8 +164,8 @@ def merge_simulation(paths, out_dir) -> dict:
         for name, order in SIM_ORDER.items():
             if name in ("detections", "observations") and name != seen:
                 continue
-            frames = [read_table(f"{p}/{name}.parquet") for p in parts]
-            write_table(_concat_sorted(frames, order, categorical=("trip_id", "vehicle_id")), f"{out}/{name}.parquet")
+            with table_writer(f"{out}/{name}.parquet") as writer:
+                _stream_sorted([f"{p}/{name}.parquet" for p in parts], order, writer.write)
         objects = [read_table(f"{p}/truth/objects.parquet") for p in parts]
         merged = objects[0].copy()
         for col in ("n_detections", "n_trips_seen"):
@@ -180,16 +180,135 @@ def merge_simulation(paths, out_dir) -> dict:
     return meta
 
 
-def _concat_sorted(frames, order, categorical=()):
-    """The frames as one, sorted stably by ``order``; the ``categorical`` columns categoricals
-    again (as one run writes them: concatenating categoricals of other categories loses that)."""
+def _concat_sorted(frames, order):
+    """The frames as one, sorted stably by ``order``."""
     # empty parts carry no rows but may carry looser dtypes (object for an empty string column)
     full = [f for f in frames if len(f)] or frames[:1]
     both = pd.concat(full, ignore_index=True) if len(full) > 1 else full[0]
-    for col in categorical:
-        if col in both and not isinstance(both[col].dtype, pd.CategoricalDtype):
-            both[col] = both[col].astype(str).astype("category")
     return both.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+class _Cursor:
+    """A part read batch by batch: the rows read and not yet written (``rows``), their keys
+    (``keys``, plain values: a categorical's text) and whether the file is read to its end."""
+
+    def __init__(self, path: str, key: str, batch_rows: int):
+        from mapdiff.io import read_batches
+
+        self.path, self.key = path, key
+        self._batches = read_batches(path, batch_rows=batch_rows)
+        self.rows, self.keys, self.done, self._last = None, None, False, None
+
+    def read_more(self) -> None:
+        """Append the next batch with rows to the rows held (or mark the part read)."""
+        from mapdiff.io import read_table
+
+        batch = next(self._batches, None)
+        while batch is not None and not len(batch):
+            batch = next(self._batches, None)
+        if batch is None:
+            self.done = True
+            if self.rows is None:  # a part without rows: its columns
+                self.rows = read_table(self.path)
+                self.keys = _plain(self.rows[self.key]) if self.key in self.rows else np.zeros(0)
+            return
+        if self.key not in batch.columns:
+            msg = f"{self.path}: missing column {self.key!r}; found {list(batch.columns)}"
+            raise InputError(msg)
+        keys = _plain(batch[self.key])
+        ahead = keys if self._last is None else np.r_[np.array([self._last], dtype=keys.dtype), keys]
+        if len(ahead) > 1 and not bool(np.all(ahead[1:] >= ahead[:-1])):
+            msg = f"{self.path}: rows not sorted by {self.key!r}, as a shard writes them"
+            raise InputError(msg)
+        self._last = keys[-1]
+        if self.rows is None or not len(self.rows):
+            self.rows, self.keys = batch, keys
+        else:
+            self.rows, self.keys = pd.concat([self.rows, batch], ignore_index=True), np.r_[self.keys, keys]
+
+    def take(self, n: int) -> pd.DataFrame:
+        """The first ``n`` rows held, no longer held."""
+        head = self.rows.iloc[:n]
+        self.rows, self.keys = self.rows.iloc[n:].reset_index(drop=True), self.keys[n:]
+        return head.reset_index(drop=True)
+
+
+def _plain(col: pd.Series) -> np.ndarray:
+    """A column's values to compare: a categorical's text, not its codes."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return np.asarray(col.astype(object))
+    return col.to_numpy()
+
+
+def _stream_sorted(files, order, write) -> int:
+    """Pass the rows of ``files`` to ``write`` in ``order``, batch by batch, holding about a batch
+    of each file (``$MAPDIFF_BATCH_ROWS`` rows in all). Each file holds its rows in that order
+    and the rows of one value of the first key in one file, as a shard writes them (a trip, an
+    object, a detection belongs to one shard): then the rows before the smallest key still being
+    read are complete, and whole runs of one key interleave. Returns the number of rows."""
+    from mapdiff.jobs.batches import batch_rows
+
+    key = order[0]
+    cursors = [_Cursor(f, key, max(1, batch_rows() // len(files))) for f in files]
+    for c in cursors:
+        c.read_more()
+    template = cursors[0].rows.iloc[:0]  # (what an output without rows is written as)
+    total = 0
+    while True:
+        reading = [c for c in cursors if not c.done]
+        bound = min(c.keys[-1] for c in reading) if reading else None
+        chunks = []
+        for c in cursors:
+            cut = len(c.rows) if bound is None else int(np.searchsorted(c.keys, bound, side="left"))
+            if cut:
+                chunks.append((c, c.take(cut)))
+        if chunks:
+            frame = _interleave(chunks, key)
+            write(frame)
+            total += len(frame)
+        if bound is None:
+            break
+        for c in reading:  # the part whose last key is the bound reads on, and a part emptied
+            if not len(c.rows) or c.keys[-1] == bound:
+                c.read_more()
+    if not total:
+        write(template)
+    return total
+
+
+def _interleave(chunks, key) -> pd.DataFrame:
+    """The rows of the parts' ``chunks`` as one frame, their runs of one ``key`` value in key
+    order (a value in two parts is refused: shards own their keys)."""
+    starts, run_keys, where = [], [], []
+    offset = 0
+    for c, chunk in chunks:
+        k = _plain(chunk[key])
+        s = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+        starts.append(s + offset)
+        run_keys.append(k[s])
+        where.append(np.full(len(s), c.path, dtype=object))
+        offset += len(chunk)
+    starts, run_keys, where = np.concatenate(starts), np.concatenate(run_keys), np.concatenate(where)
+    by_key = np.argsort(run_keys, kind="stable")
+    same = np.flatnonzero(run_keys[by_key][1:] == run_keys[by_key][:-1])
+    if len(same):
+        i, j = by_key[same[0]], by_key[same[0] + 1]
+        msg = (f"{key} {np.asarray(run_keys[i]).item()!r} is in two parts, {where[i]} and {where[j]}; a shard's rows "
+               "are its own")
+        raise InputError(msg)
+    ends = np.r_[starts[1:], offset]
+    lengths = (ends - starts)[by_key]
+    idx = np.repeat(starts[by_key] - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(offset)
+    frames = [chunk for _, chunk in chunks]
+    both = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    both = both.iloc[idx].reset_index(drop=True)
+    # a column categorical in the parts stays one (concatenating categoricals of other categories
+    # gives text)
+    for col in frames[0].columns:
+        if isinstance(frames[0][col].dtype, pd.CategoricalDtype) and not isinstance(both[col].dtype,
+                                                                                     pd.CategoricalDtype):
+            both[col] = both[col].astype("category")
+    return both
 
 
 def _exists_all(parts, name) -> bool:
