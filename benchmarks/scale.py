@@ -1,7 +1,8 @@
 """Stages as array jobs on this machine (issue: fleet scale).
 
     python benchmarks/scale.py [--vehicles 100] [--days 2] [--shards 4] [--tile-m 1000] [--work DIR]
-                               [--whole-only] [--stages simulate,match,coverage,observe,locate,diff] [--repeat K]
+                               [--whole-only | --arrays-only] [--stages simulate,match,coverage,observe,locate,diff]
+                               [--repeat K]
 
 Runs simulate (of a fleet on the bundled Helsinki extract), match, coverage, observe, locate and diff
 as ``mapdiff job STAGE --local-array N`` (each shard its own process, with the variables AWS
@@ -13,7 +14,10 @@ the unsharded runs only (time and peak memory of each stage over the whole fleet
 its input in batches of ``$MAPDIFF_BATCH_ROWS`` rows; locate and diff in one piece, as a user runs
 them, not over ``--tile-m`` tiles). ``--repeat K``: each array run K times, the
 fastest counted (this machine's disk stalls now and then: one run of the same array took 17.4 s
-and another 21.7 s).
+and another 21.7 s). ``--arrays-only``: the pipeline as a Batch deployment runs it, no unsharded
+run: each stage an array of ``--shards`` shards over two workers, its parts merged (streaming)
+into the next stage's input (the parts are then deleted: a month's take tens of GB); prints per
+stage the array's and the merge's wall time and peak.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -68,7 +73,10 @@ def main(argv=None):
                          "(not with --whole-only: one piece): the bundled extract is 3 km across, so the default "
                          "5 km tiles are too few to spread over the shards")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mapdiff-scale"))
-    ap.add_argument("--whole-only", action="store_true", help="the unsharded runs only, no arrays")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--whole-only", action="store_true", help="the unsharded runs only, no arrays")
+    mode.add_argument("--arrays-only", action="store_true",
+                      help="2-worker arrays only, each stage's merged parts the next one's input")
     ap.add_argument("--repeat", type=int, default=1, help="run each array this many times; the fastest counts")
     ap.add_argument("--stages", default="simulate,match,coverage,observe,locate,diff",
                     help="the stages to run, in order (each reads the outputs of the ones before in --work)")
@@ -102,6 +110,9 @@ def main(argv=None):
         else 0
     n_det = len(pd.read_parquet(sim / "detections.parquet", columns=["trip_id"])) \
         if (sim / "detections.parquet").exists() else 0
+    if args.arrays_only:
+        _arrays_only(stages, chosen, args)
+        return
     for stage, (cmd, whole) in ((s, stages[s]) for s in chosen):
         # the unsharded run (its output is the next stage's input)
         t_whole, peak_whole = mapdiff(*cmd, "-o", work / whole, "-q")
@@ -138,6 +149,30 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|---|")
     for stage, tw, pw, t1, t2, up, pk in rows:
         print(f"| {stage} | {tw:.1f} | {pw:,.0f} | {t1:.1f} | {t2:.1f} | {up:.2f}x | {pk:,.0f} | yes |")
+
+
+def _arrays_only(stages, chosen, args):
+    """Each stage as an array over two workers, its parts merged into the next stage's input."""
+    work = args.work
+    print(f"arrays of {args.shards} shards over 2 workers; {os.cpu_count()} cores\n")
+    print("| stage | array (s) | largest shard's peak (MB) | merge (s) | merge peak (MB) |\n|---|---|---|---|---|")
+    total = 0.0
+    for stage in chosen:
+        cmd, whole = stages[stage]
+        outputs = {"-o": work / whole, **({"--paths": work / "paths.parquet"} if stage == "match" else {})}
+        job = cmd[1:-2] if stage == "match" else cmd[1:]  # (match's --paths is an output here)
+        for flag in outputs:
+            job += [flag, work / f"{stage}{flag.strip('-')}-parts"]
+        t_array, peak = mapdiff("job", stage, *job, "--local-array", args.shards, "--workers", 2, "-q")
+        t_merge, peak_merge = 0.0, 0.0
+        for flag, out in outputs.items():
+            t, pk = mapdiff("merge", "paths" if flag == "--paths" else stage,
+                            work / f"{stage}{flag.strip('-')}-parts", "-o", out, "-q")
+            t_merge, peak_merge = t_merge + t, max(peak_merge, pk)
+            shutil.rmtree(work / f"{stage}{flag.strip('-')}-parts")
+        total += t_array + t_merge
+        print(f"| {stage} | {t_array:.1f} | {peak:,.0f} | {t_merge:.1f} | {peak_merge:,.0f} |", flush=True)
+    print(f"| total | {total:.1f} | | | |")
 
 
 if __name__ == "__main__":
