@@ -189,15 +189,16 @@ def _concat_sorted(frames, order):
 
 
 class _Cursor:
-    """A part read batch by batch: the rows read and not yet written (``rows``), their keys
-    (``keys``, plain values: a categorical's text) and whether the file is read to its end."""
+    """A part read batch by batch: the rows read and not yet written (``rows``), as runs of one
+    key (run k's rows start at ``starts[k]``; its key ``keys[k]``, a plain value: a categorical's
+    text), and whether the file is read to its end."""
 
     def __init__(self, path: str, key: str, batch_rows: int):
         from mapdiff.io import read_batches
 
         self.path, self.key = path, key
         self._batches = read_batches(path, batch_rows=batch_rows)
-        self.rows, self.keys, self.done, self._last = None, None, False, None
+        self.rows, self.starts, self.keys, self.done = None, np.zeros(0, dtype=np.int64), np.zeros(0), False
 
     def read_more(self) -> None:
         """Append the next batch with rows to the rows held (or mark the part read)."""
@@ -210,34 +211,50 @@ class _Cursor:
             self.done = True
             if self.rows is None:  # a part without rows: its columns
                 self.rows = read_table(self.path)
-                self.keys = _plain(self.rows[self.key]) if self.key in self.rows else np.zeros(0)
             return
         if self.key not in batch.columns:
             msg = f"{self.path}: missing column {self.key!r}; found {list(batch.columns)}"
             raise InputError(msg)
-        keys = _plain(batch[self.key])
-        ahead = keys if self._last is None else np.r_[np.array([self._last], dtype=keys.dtype), keys]
-        if len(ahead) > 1 and not bool(np.all(ahead[1:] >= ahead[:-1])):
+        starts, keys = _runs(batch[self.key])
+        held = self.rows is not None and len(self.rows)
+        # a run may go on from the last batch; beyond that each run's key is greater than the last
+        go_on = held and keys[0] == self.keys[-1]
+        ahead = np.r_[self.keys[-1:], keys[1:] if go_on else keys] if held else keys
+        if len(ahead) > 1 and not bool(np.all(ahead[1:] > ahead[:-1])):
             msg = f"{self.path}: rows not sorted by {self.key!r}, as a shard writes them"
             raise InputError(msg)
-        self._last = keys[-1]
-        if self.rows is None or not len(self.rows):
-            self.rows, self.keys = batch, keys
-        else:
-            self.rows, self.keys = pd.concat([self.rows, batch], ignore_index=True), np.r_[self.keys, keys]
+        if not held:
+            self.rows, self.starts, self.keys = batch, starts, keys
+            return
+        if go_on:
+            starts, keys = starts[1:], keys[1:]
+        self.starts = np.r_[self.starts, starts + len(self.rows)]
+        self.keys = np.r_[self.keys, keys]
+        self.rows = pd.concat([self.rows, batch], ignore_index=True)
 
-    def take(self, n: int) -> pd.DataFrame:
-        """The first ``n`` rows held, no longer held."""
-        head = self.rows.iloc[:n]
-        self.rows, self.keys = self.rows.iloc[n:].reset_index(drop=True), self.keys[n:]
-        return head.reset_index(drop=True)
+    def take_before(self, bound):
+        """The rows of the runs whose key is below ``bound`` (None: all), no longer held, with
+        their runs (starts, keys); None when there are none."""
+        runs = len(self.keys) if bound is None else int(np.searchsorted(self.keys, bound, side="left"))
+        if not runs:
+            return None
+        n = len(self.rows) if runs == len(self.keys) else int(self.starts[runs])
+        head = (self.rows.iloc[:n].reset_index(drop=True), self.starts[:runs], self.keys[:runs])
+        self.rows = self.rows.iloc[n:].reset_index(drop=True)
+        self.starts, self.keys = self.starts[runs:] - n, self.keys[runs:]
+        return head
 
 
-def _plain(col: pd.Series) -> np.ndarray:
-    """A column's values to compare: a categorical's text, not its codes."""
+def _runs(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Where each run of one value of a column starts, and its value (a categorical's text, not
+    its code: parts have their own codes)."""
     if isinstance(col.dtype, pd.CategoricalDtype):
-        return np.asarray(col.astype(object))
-    return col.to_numpy()
+        codes = col.cat.codes.to_numpy()
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        return starts, np.asarray(col.cat.categories, dtype=object)[codes[starts]]
+    values = col.to_numpy()
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    return starts, values[starts]
 
 
 def _stream_sorted(files, order, write) -> int:
@@ -257,13 +274,9 @@ def _stream_sorted(files, order, write) -> int:
     while True:
         reading = [c for c in cursors if not c.done]
         bound = min(c.keys[-1] for c in reading) if reading else None
-        chunks = []
-        for c in cursors:
-            cut = len(c.rows) if bound is None else int(np.searchsorted(c.keys, bound, side="left"))
-            if cut:
-                chunks.append((c, c.take(cut)))
+        chunks = [(k, chunk) for k, chunk in enumerate(c.take_before(bound) for c in cursors) if chunk is not None]
         if chunks:
-            frame = _interleave(chunks, key)
+            frame = _interleave(chunks, key, files)
             write(frame)
             total += len(frame)
         if bound is None:
@@ -276,32 +289,30 @@ def _stream_sorted(files, order, write) -> int:
     return total
 
 
-def _interleave(chunks, key) -> pd.DataFrame:
-    """The rows of the parts' ``chunks`` as one frame, their runs of one ``key`` value in key
-    order (a value in two parts is refused: shards own their keys)."""
-    starts, run_keys, where = [], [], []
-    offset = 0
-    for c, chunk in chunks:
-        k = _plain(chunk[key])
-        s = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+def _interleave(chunks, key, files) -> pd.DataFrame:
+    """The rows of the parts' ``chunks`` ((part, (rows, their runs' starts and keys of one ``key``
+    value))) as one frame, the runs in key order (a value in two parts is refused: shards own
+    their keys)."""
+    offset, starts, run_keys, part = 0, [], [], []
+    for k, (chunk, s, keys) in chunks:
         starts.append(s + offset)
-        run_keys.append(k[s])
-        where.append(np.full(len(s), c.path, dtype=object))
+        run_keys.append(keys)
+        part.append(np.full(len(s), k))
         offset += len(chunk)
-    starts, run_keys, where = np.concatenate(starts), np.concatenate(run_keys), np.concatenate(where)
+    starts, run_keys, part = np.concatenate(starts), np.concatenate(run_keys), np.concatenate(part)
     by_key = np.argsort(run_keys, kind="stable")
     same = np.flatnonzero(run_keys[by_key][1:] == run_keys[by_key][:-1])
     if len(same):
         i, j = by_key[same[0]], by_key[same[0] + 1]
-        msg = (f"{key} {np.asarray(run_keys[i]).item()!r} is in two parts, {where[i]} and {where[j]}; a shard's rows "
-               "are its own")
+        msg = (f"{key} {np.asarray(run_keys[i]).item()!r} is in two parts, {files[part[i]]} and {files[part[j]]}; "
+               "a shard's rows are its own")
         raise InputError(msg)
-    ends = np.r_[starts[1:], offset]
-    lengths = (ends - starts)[by_key]
-    idx = np.repeat(starts[by_key] - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(offset)
-    frames = [chunk for _, chunk in chunks]
+    frames = [chunk for _, (chunk, _, _) in chunks]
     both = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    both = both.iloc[idx].reset_index(drop=True)
+    if len(frames) > 1:  # (one part's runs are in order already)
+        lengths = (np.r_[starts[1:], offset] - starts)[by_key]
+        idx = np.repeat(starts[by_key] - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(offset)
+        both = both.iloc[idx].reset_index(drop=True)
     # a column categorical in the parts stays one (concatenating categoricals of other categories
     # gives text)
     for col in frames[0].columns:
