@@ -1155,21 +1155,13 @@ def _drop_confused_tracks(tracks, config):
 
 
 def _pairs_within(reach_m, x, y, *groups):
-    """Index pairs (i, j) of the points within ``reach_m`` of each other in the same group (each
-    combination of ``groups``)."""
-    from scipy.spatial import cKDTree
+    """Index pairs (i, j), i < j, of the points within ``reach_m`` of each other in the same
+    group (each combination of ``groups``), ordered by i, then j."""
+    from mapdiff._kernels.locate import pairs_within
 
-    pairs = cKDTree(np.c_[x, y, _apart(reach_m, *groups)]).query_pairs(reach_m, output_type="ndarray")
-    return pairs[:, 0], pairs[:, 1]
-
-
-def _apart(reach_m, *keys):
-    """A third coordinate for a KD-tree that keeps groups (each combination of ``keys``) out of
-    each other's reach: the group's number times more than the reach. The groups are numbered
-    (factorized), never mixed by arithmetic on their keys, which collides once a key outgrows
-    its factor."""
-    group = pd.DataFrame({k: np.asarray(v) for k, v in enumerate(keys)}).groupby(list(range(len(keys)))).ngroup()
-    return group.to_numpy(dtype=np.float64) * (2.0 * reach_m + 1.0)
+    group = pd.DataFrame({k: np.asarray(v) for k, v in enumerate(groups)}).groupby(list(range(len(groups)))).ngroup()
+    return pairs_within(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64),
+                        group.to_numpy(dtype=np.int64), float(reach_m))
 
 
 def _mahal2(dx, dy, cxx, cxy, cyy):

@@ -164,3 +164,23 @@ def test_locate_grouping_kernels_match_numpy_sorts():
         else:
             assert share[i] == 1.0 / np.sum((key == key[i]) & (trip == trip[i]))
     assert list(n_trips) == [len(np.unique(trip[key == k])) for k in range(n_groups)]
+
+
+@pytest.mark.parametrize("reach_m", [0.5, 3.0, 40.0])
+def test_pairs_within_are_the_brute_force_pairs_in_order(reach_m):
+    """Dense clusters (a well-seen object's tracks) among sparse points, several groups, over an
+    extent thousands of reaches wide, and points exactly one reach apart on a cell's border."""
+    from mapdiff._kernels.locate import pairs_within
+
+    rng = np.random.default_rng(11)
+    centres = rng.uniform(-3000, 3000, (60, 2))
+    pts = np.r_[centres[rng.integers(0, 60, 900)] + rng.normal(0, 2.0, (900, 2)), rng.uniform(-3000, 3000, (300, 2))]
+    pts = np.r_[pts, [[0.0, 0.0], [reach_m, 0.0], [0.0, -reach_m]]]
+    group = rng.integers(0, 3, len(pts))
+    group[-3:] = 7
+    i, j = pairs_within(pts[:, 0].copy(), pts[:, 1].copy(), group, reach_m)
+    d2 = ((pts[:, None, :] - pts[None, :, :]) ** 2).sum(axis=2)
+    bi, bj = np.nonzero(np.triu((d2 <= reach_m**2) & (group[:, None] == group[None, :]), k=1))
+    assert len(bi) >= 30  # the clusters give pairs
+    assert list(zip(i, j)) == list(zip(bi, bj))  # the same pairs, by i then j
+    assert (len(pts) - 3, len(pts) - 2) in set(zip(i, j)) and (len(pts) - 3, len(pts) - 1) in set(zip(i, j))

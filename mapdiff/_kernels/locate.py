@@ -223,6 +223,48 @@ def build_tracks(order, trip, t, cls, rays, gap_s, gate2, floor_m, turn_deg):
 
 
 @jit
+def pairs_within(x, y, group, reach_m):
+    """Index pairs (i, j), i < j, of the points within ``reach_m`` of each other (distance <=
+    reach) in the same ``group``, ordered by i, then j. Each point looks in the three rows of
+    cells (of ``reach_m``) around its own, found by binary search in the points sorted by cell:
+    no grid of the whole extent is allocated, however large the region and small the reach."""
+    n = x.shape[0]
+    if n < 2:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    x0, y0 = x.min(), y.min()
+    cell = max(reach_m, 1e-9)
+    nx = np.int64((x.max() - x0) / cell) + 3  # a column of margin on each side: no row wraps
+    key = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        key[i] = (np.int64((y[i] - y0) / cell) + 1) * nx + np.int64((x[i] - x0) / cell) + 1
+    order = np.argsort(key)
+    sorted_key = key[order]
+    out_i = np.empty(4 * n + 16, dtype=np.int64)
+    out_j = np.empty(4 * n + 16, dtype=np.int64)
+    m = 0
+    r2 = reach_m * reach_m
+    for i in range(n):
+        start = m
+        for row in range(-1, 2):
+            centre = key[i] + row * nx
+            lo = np.searchsorted(sorted_key, centre - 1)
+            hi = np.searchsorted(sorted_key, centre + 1, side="right")
+            for q in range(lo, hi):
+                j = order[q]
+                if j <= i or group[j] != group[i]:
+                    continue
+                dx, dy = x[j] - x[i], y[j] - y[i]
+                if dx * dx + dy * dy <= r2:
+                    if m == out_i.shape[0]:
+                        out_i = np.concatenate((out_i, np.empty(m, dtype=np.int64)))
+                        out_j = np.concatenate((out_j, np.empty(m, dtype=np.int64)))
+                    out_i[m], out_j[m] = i, j
+                    m += 1
+        out_j[start:m] = np.sort(out_j[start:m])
+    return out_i[:m], out_j[:m]
+
+
+@jit
 def trip_share(labels, trip, n_groups):
     """Per member: 1 / (members of its trip in its group), so that each trip weighs as one (a
     trip's members share its pose error), and per group the number of trips. One pass over a
