@@ -135,12 +135,19 @@ def read_table(path, *, where=None, columns=None) -> pd.DataFrame:
 def read_batches(path, *, batch_rows: int = 1_000_000):
     """The rows of a Parquet file as frames of at most ``batch_rows`` rows, one after another
     (each as :func:`read_table` gives a whole file)."""
+    for table in read_arrow_batches(path, batch_rows=batch_rows, plain=True):
+        yield table_frame(table, path)
+
+
+def read_arrow_batches(path, *, batch_rows: int = 1_000_000, plain: bool = False):
+    """The rows of a Parquet file as Arrow tables of at most ``batch_rows`` rows, with the file's
+    schema metadata; every column as stored (``plain``: those :func:`plain_columns` names)."""
     import pyarrow as pa
 
     with open_parquet(path) as pf, storage(path, "read"):
-        columns = plain_columns(pf.schema_arrow)
+        columns = plain_columns(pf.schema_arrow) if plain else None
         for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
-            yield table_frame(pa.Table.from_batches([batch]).replace_schema_metadata(pf.schema_arrow.metadata), path)
+            yield pa.Table.from_batches([batch]).replace_schema_metadata(pf.schema_arrow.metadata)
 
 
 def read_traces(path, *, where=None) -> pd.DataFrame:
@@ -568,9 +575,13 @@ class TableWriter:
         self._empty = None  # the first batch without rows
 
     def write(self, df: pd.DataFrame) -> None:
+        self.write_arrow(_to_arrow(df, self._metadata))
+
+    def write_arrow(self, table) -> None:
+        """A batch already in the form :func:`write_table` gives a frame (an Arrow table, e.g.
+        read from another such file)."""
         import pyarrow as pa
 
-        table = _to_arrow(df, self._metadata)
         if not len(table):  # no rows: its columns may have no types; they count only if no batch has rows
             self._empty = self._empty or table
             return

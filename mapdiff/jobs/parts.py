@@ -139,7 +139,7 @@ def merge(stage: str, paths, output) -> int:
         write_table(merged, output)
         return len(merged)
     with table_writer(output) as out:
-        return _stream_sorted(files, ORDER[stage], out.write)
+        return _stream_sorted(files, ORDER[stage], out)
 
 
 def merge_simulation(paths, out_dir) -> dict:
@@ -165,7 +165,7 @@ def merge_simulation(paths, out_dir) -> dict:
             if name in ("detections", "observations") and name != seen:
                 continue
             with table_writer(f"{out}/{name}.parquet") as writer:
-                _stream_sorted([f"{p}/{name}.parquet" for p in parts], order, writer.write)
+                _stream_sorted([f"{p}/{name}.parquet" for p in parts], order, writer)
         objects = [read_table(f"{p}/truth/objects.parquet") for p in parts]
         merged = objects[0].copy()
         for col in ("n_detections", "n_trips_seen"):
@@ -189,33 +189,36 @@ def _concat_sorted(frames, order):
 
 
 class _Cursor:
-    """A part read batch by batch: the rows read and not yet written (``rows``), as runs of one
-    key (run k's rows start at ``starts[k]``; its key ``keys[k]``, a plain value: a categorical's
-    text), and whether the file is read to its end."""
+    """A part read batch by batch, as Arrow tables (its columns as stored: no conversion to a
+    frame and back, no geometry rebuilt): the rows read and not yet written (``rows``), as runs
+    of one key (run k's rows start at ``starts[k]``; its key ``keys[k]``, a plain value: a
+    dictionary's text), and whether the file is read to its end."""
 
     def __init__(self, path: str, key: str, batch_rows: int):
-        from mapdiff.io import read_batches
+        from mapdiff.io import read_arrow_batches
 
         self.path, self.key = path, key
-        self._batches = read_batches(path, batch_rows=batch_rows)
+        self._batches = read_arrow_batches(path, batch_rows=batch_rows)
         self.rows, self.starts, self.keys, self.done = None, np.zeros(0, dtype=np.int64), np.zeros(0), False
 
     def read_more(self) -> None:
         """Append the next batch with rows to the rows held (or mark the part read)."""
-        from mapdiff.io import read_table
-
         batch = next(self._batches, None)
         while batch is not None and not len(batch):
+            self.rows = batch if self.rows is None else self.rows  # (a part without rows: its columns)
             batch = next(self._batches, None)
         if batch is None:
             self.done = True
-            if self.rows is None:  # a part without rows: its columns
-                self.rows = read_table(self.path)
+            if self.rows is None:
+                from mapdiff.io import open_parquet
+
+                with open_parquet(self.path) as pf:
+                    self.rows = pf.schema_arrow.empty_table()
             return
-        if self.key not in batch.columns:
-            msg = f"{self.path}: missing column {self.key!r}; found {list(batch.columns)}"
+        if self.key not in batch.column_names:
+            msg = f"{self.path}: missing column {self.key!r}; found {batch.column_names}"
             raise InputError(msg)
-        starts, keys = _runs(batch[self.key])
+        starts, keys = _runs(batch.column(self.key).combine_chunks())
         held = self.rows is not None and len(self.rows)
         # a run may go on from the last batch; beyond that each run's key is greater than the last
         go_on = held and keys[0] == self.keys[-1]
@@ -230,7 +233,7 @@ class _Cursor:
             starts, keys = starts[1:], keys[1:]
         self.starts = np.r_[self.starts, starts + len(self.rows)]
         self.keys = np.r_[self.keys, keys]
-        self.rows = pd.concat([self.rows, batch], ignore_index=True)
+        self.rows = _concat([self.rows, batch])
 
     def take_before(self, bound):
         """The rows of the runs whose key is below ``bound`` (None: all), no longer held, with
@@ -239,60 +242,72 @@ class _Cursor:
         if not runs:
             return None
         n = len(self.rows) if runs == len(self.keys) else int(self.starts[runs])
-        head = (self.rows.iloc[:n].reset_index(drop=True), self.starts[:runs], self.keys[:runs])
-        self.rows = self.rows.iloc[n:].reset_index(drop=True)
+        head = (self.rows.slice(0, n), self.starts[:runs], self.keys[:runs])
+        self.rows = self.rows.slice(n)
         self.starts, self.keys = self.starts[runs:] - n, self.keys[runs:]
         return head
 
 
-def _runs(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Where each run of one value of a column starts, and its value (a categorical's text, not
-    its code: parts have their own codes)."""
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        codes = col.cat.codes.to_numpy()
+def _runs(col) -> tuple[np.ndarray, np.ndarray]:
+    """Where each run of one value of an Arrow array starts, and its value (a dictionary's text,
+    not its index: parts have their own dictionaries)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(col.type):
+        codes = col.indices.to_numpy(zero_copy_only=False)
         starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-        return starts, np.asarray(col.cat.categories, dtype=object)[codes[starts]]
-    values = col.to_numpy()
+        return starts, np.asarray(col.dictionary.to_pylist(), dtype=object)[codes[starts]]
+    values = col.to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
     return starts, values[starts]
 
 
-def _stream_sorted(files, order, write) -> int:
-    """Pass the rows of ``files`` to ``write`` in ``order``, batch by batch, holding about a batch
-    of each file (``$MAPDIFF_BATCH_ROWS`` rows in all). Each file holds its rows in that order
-    and the rows of one value of the first key in one file, as a shard writes them (a trip, an
-    object, a detection belongs to one shard): then the rows before the smallest key still being
-    read are complete, and whole runs of one key interleave. Returns the number of rows."""
+def _concat(tables):
+    """Arrow tables of one schema as one (the parts' metadata differ: their shard labels)."""
+    import pyarrow as pa
+
+    return pa.concat_tables([t.replace_schema_metadata(tables[0].schema.metadata) for t in tables])
+
+
+def _stream_sorted(files, order, writer) -> int:
+    """Write the rows of ``files`` with ``writer`` (a :class:`mapdiff.io.TableWriter`) in
+    ``order``, batch by batch, holding about a batch of each file (``$MAPDIFF_BATCH_ROWS`` rows
+    in all). Each file holds its rows in that order and the rows of one value of the first key
+    in one file, as a shard writes them (a trip, an object, a detection belongs to one shard):
+    then the rows before the smallest key still being read are complete, and whole runs of one
+    key interleave. The output carries the first part's schema metadata but its shard label.
+    Returns the number of rows."""
     from mapdiff.jobs.batches import batch_rows
 
     key = order[0]
     cursors = [_Cursor(f, key, max(1, batch_rows() // len(files))) for f in files]
     for c in cursors:
         c.read_more()
-    template = cursors[0].rows.iloc[:0]  # (what an output without rows is written as)
+    meta = dict(cursors[0].rows.schema.metadata or {})
+    meta.pop(META_KEY.encode(), None)
     total = 0
     while True:
         reading = [c for c in cursors if not c.done]
         bound = min(c.keys[-1] for c in reading) if reading else None
         chunks = [(k, chunk) for k, chunk in enumerate(c.take_before(bound) for c in cursors) if chunk is not None]
         if chunks:
-            frame = _interleave(chunks, key, files)
-            write(frame)
-            total += len(frame)
+            table = _interleave(chunks, key, files)
+            writer.write_arrow(table.replace_schema_metadata(meta))
+            total += len(table)
         if bound is None:
             break
         for c in reading:  # the part whose last key is the bound reads on, and a part emptied
             if not len(c.rows) or c.keys[-1] == bound:
                 c.read_more()
     if not total:
-        write(template)
+        writer.write_arrow(cursors[0].rows.slice(0, 0).replace_schema_metadata(meta))
     return total
 
 
-def _interleave(chunks, key, files) -> pd.DataFrame:
+def _interleave(chunks, key, files):
     """The rows of the parts' ``chunks`` ((part, (rows, their runs' starts and keys of one ``key``
-    value))) as one frame, the runs in key order (a value in two parts is refused: shards own
-    their keys)."""
+    value))) as one Arrow table, the runs in key order (a value in two parts is refused: shards
+    own their keys)."""
     offset, starts, run_keys, part = 0, [], [], []
     for k, (chunk, s, keys) in chunks:
         starts.append(s + offset)
@@ -307,19 +322,43 @@ def _interleave(chunks, key, files) -> pd.DataFrame:
         msg = (f"{key} {np.asarray(run_keys[i]).item()!r} is in two parts, {files[part[i]]} and {files[part[j]]}; "
                "a shard's rows are its own")
         raise InputError(msg)
-    frames = [chunk for _, (chunk, _, _) in chunks]
-    both = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    if len(frames) > 1:  # (one part's runs are in order already)
+    both = _concat([chunk for _, (chunk, _, _) in chunks])
+    mixed = _mixed_dictionaries(both)
+    if len(chunks) > 1:  # (one part's runs are in order already)
         lengths = (np.r_[starts[1:], offset] - starts)[by_key]
         idx = np.repeat(starts[by_key] - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(offset)
-        both = both.iloc[idx].reset_index(drop=True)
-    # a column categorical in the parts stays one (concatenating categoricals of other categories
-    # gives text)
-    for col in frames[0].columns:
-        if isinstance(frames[0][col].dtype, pd.CategoricalDtype) and not isinstance(both[col].dtype,
-                                                                                     pd.CategoricalDtype):
-            both[col] = both[col].astype("category")
-    return both
+        both = both.take(idx)
+    return _own_dictionaries(both, mixed)
+
+
+def _mixed_dictionaries(table) -> list[int]:
+    """The dictionary columns of ``table`` whose chunks (parts, batches) carry different
+    dictionaries (trip ids: each part its own) rather than one (a class's fixed list)."""
+    import pyarrow as pa
+
+    mixed = []
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            chunks = table.column(i).chunks
+            if any(not c.dictionary.equals(chunks[0].dictionary) for c in chunks[1:]):
+                mixed.append(i)
+    return mixed
+
+
+def _own_dictionaries(table, columns):
+    """``table`` with the dictionaries of ``columns`` made of their own values, sorted, as
+    concatenating categoricals of other categories and making them categoricals again gives."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for i in columns:
+        field = table.schema.field(i)
+        values = table.column(i).cast(field.type.value_type)
+        kinds = pc.drop_null(pc.unique(values))
+        kinds = kinds.take(pc.sort_indices(kinds))
+        codes = pc.index_in(values, value_set=kinds).cast(field.type.index_type).combine_chunks()
+        table = table.set_column(i, field, pa.DictionaryArray.from_arrays(codes, kinds))
+    return table
 
 
 def _exists_all(parts, name) -> bool:
