@@ -225,9 +225,11 @@ def build_tracks(order, trip, t, cls, rays, gap_s, gate2, floor_m, turn_deg):
 @jit
 def pairs_within(x, y, group, reach_m):
     """Index pairs (i, j), i < j, of the points within ``reach_m`` of each other (distance <=
-    reach) in the same ``group``, ordered by i, then j. Each point looks in the three rows of
-    cells (of ``reach_m``) around its own, found by binary search in the points sorted by cell:
-    no grid of the whole extent is allocated, however large the region and small the reach."""
+    reach) in the same ``group`` (numbers 0, 1, ...), ordered by i, then j. The points are sorted
+    by group, then by cell (of ``reach_m``); each looks in the three rows of cells around its
+    own within its group's range, found by binary search: no grid of the extent is allocated,
+    and a place where thousands of other groups' points lie (a month's passes by one sign)
+    costs nothing."""
     n = x.shape[0]
     if n < 2:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
@@ -237,21 +239,29 @@ def pairs_within(x, y, group, reach_m):
     key = np.empty(n, dtype=np.int64)
     for i in range(n):
         key[i] = (np.int64((y[i] - y0) / cell) + 1) * nx + np.int64((x[i] - x0) / cell) + 1
-    order = np.argsort(key)
+    by_key = np.argsort(key, kind="mergesort")
+    order = by_key[np.argsort(group[by_key], kind="mergesort")]
     sorted_key = key[order]
+    gptr = np.zeros(group.max() + 2, dtype=np.int64)
+    for i in range(n):
+        gptr[group[i] + 1] += 1
+    for g in range(gptr.shape[0] - 1):
+        gptr[g + 1] += gptr[g]
     out_i = np.empty(4 * n + 16, dtype=np.int64)
     out_j = np.empty(4 * n + 16, dtype=np.int64)
     m = 0
     r2 = reach_m * reach_m
     for i in range(n):
         start = m
+        g0, g1 = gptr[group[i]], gptr[group[i] + 1]
+        mine = sorted_key[g0:g1]
         for row in range(-1, 2):
             centre = key[i] + row * nx
-            lo = np.searchsorted(sorted_key, centre - 1)
-            hi = np.searchsorted(sorted_key, centre + 1, side="right")
+            lo = g0 + np.searchsorted(mine, centre - 1)
+            hi = g0 + np.searchsorted(mine, centre + 1, side="right")
             for q in range(lo, hi):
                 j = order[q]
-                if j <= i or group[j] != group[i]:
+                if j <= i:
                     continue
                 dx, dy = x[j] - x[i], y[j] - y[i]
                 if dx * dx + dy * dy <= r2:
