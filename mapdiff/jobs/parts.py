@@ -20,26 +20,26 @@ from mapdiff.jobs.shards import Shard
 #: the key in a Parquet file's metadata that labels a shard output
 META_KEY = "mapdiff.part"
 
-#: the order one unsharded run writes each stage's rows in (stable sorts: rows that tie keep
-#: the order they have within their shard, which is the unsharded order, since a trip or an
-#: object belongs to one shard)
-ORDER = {
-    "match": ["trip_id", "t"],
-    "paths": ["trip_id", "seq"],
-    "observe": ["trip_id", "t"],
-    "locate": ["object_id"],
-    "coverage": ["edge_id"],
+#: the key one unsharded run writes each stage's rows in order of; a key's rows (a trip's by
+#: time, an object) belong to one shard, which writes them in the unsharded order, so the merge
+#: interleaves whole runs of one key
+KEY = {
+    "match": "trip_id",
+    "paths": "trip_id",
+    "observe": "trip_id",
+    "locate": "object_id",
+    "coverage": "edge_id",
 }
-#: the tables of a simulation folder (mapdiff.simulate) and the order of their rows; the other
+#: the tables of a simulation folder (mapdiff.simulate) and the key of their rows; the other
 #: files (the stale map, the camera, the planted changes, the edges) are the world's, the same in
 #: every shard
-SIM_ORDER = {
-    "traces": ["trip_id", "t"], "detections": ["detection_id"], "observations": ["detection_id"],
-    "truth/fixes": ["trip_id", "t"], "truth/routes": ["trip_id", "seq"], "truth/detections": ["detection_id"],
+SIM_KEY = {
+    "traces": "trip_id", "detections": "detection_id", "observations": "detection_id",
+    "truth/fixes": "trip_id", "truth/routes": "trip_id", "truth/detections": "detection_id",
 }
 #: the layers of a diffs GeoPackage and the order of their rows
 DIFF_ORDER = {"diffs": ["diff_id"], "unverified": ["feature_id"]}
-STAGES = (*ORDER, "simulate", "diff")
+STAGES = (*KEY, "simulate", "diff")
 
 
 def run_id(stage: str, params: dict) -> str:
@@ -127,8 +127,8 @@ def merge(stage: str, paths, output) -> int:
     each part at a time, so a month's observations merge in bounded memory."""
     from mapdiff.io import read_table, table_writer, write_table
 
-    if stage not in ORDER:
-        msg = f"stage must be one of {list(ORDER)}; found {stage!r}"
+    if stage not in KEY:
+        msg = f"stage must be one of {list(KEY)}; found {stage!r}"
         raise InputError(msg)
     files = part_files(paths)
     check_parts(stage, files)
@@ -139,7 +139,7 @@ def merge(stage: str, paths, output) -> int:
         write_table(merged, output)
         return len(merged)
     with table_writer(output) as out:
-        return _stream_sorted(files, ORDER[stage], out)
+        return _stream_sorted(files, KEY[stage], out)
 
 
 def merge_simulation(paths, out_dir) -> dict:
@@ -161,11 +161,11 @@ def merge_simulation(paths, out_dir) -> dict:
         for name in ("truth/changes", "truth/edges"):  # (rewritten: without the shard's label)
             write_table(read_table(f"{first}/{name}.parquet"), f"{out}/{name}.parquet")
         seen = "observations" if _exists_all(parts, "observations.parquet") else "detections"
-        for name, order in SIM_ORDER.items():
+        for name, key in SIM_KEY.items():
             if name in ("detections", "observations") and name != seen:
                 continue
             with table_writer(f"{out}/{name}.parquet") as writer:
-                _stream_sorted([f"{p}/{name}.parquet" for p in parts], order, writer)
+                _stream_sorted([f"{p}/{name}.parquet" for p in parts], key, writer)
         objects = [read_table(f"{p}/truth/objects.parquet") for p in parts]
         merged = objects[0].copy()
         for col in ("n_detections", "n_trips_seen"):
@@ -269,17 +269,16 @@ def _concat(tables):
     return pa.concat_tables([t.replace_schema_metadata(tables[0].schema.metadata) for t in tables])
 
 
-def _stream_sorted(files, order, writer) -> int:
-    """Write the rows of ``files`` with ``writer`` (a :class:`mapdiff.io.TableWriter`) in
-    ``order``, batch by batch, holding about a batch of each file (``$MAPDIFF_BATCH_ROWS`` rows
-    in all). Each file holds its rows in that order and the rows of one value of the first key
-    in one file, as a shard writes them (a trip, an object, a detection belongs to one shard):
-    then the rows before the smallest key still being read are complete, and whole runs of one
-    key interleave. The output carries the first part's schema metadata but its shard label.
-    Returns the number of rows."""
+def _stream_sorted(files, key, writer) -> int:
+    """Write the rows of ``files`` with ``writer`` (a :class:`mapdiff.io.TableWriter`) in order
+    of ``key``, batch by batch, holding about a batch of each file (``$MAPDIFF_BATCH_ROWS`` rows
+    in all). Each file holds its rows in that order and all the rows of one key value, as a
+    shard writes them (a trip, an object, a detection belongs to one shard): then the rows
+    before the smallest key still being read are complete, and whole runs of one key interleave,
+    each keeping its rows' order within its part. The output carries the first part's schema
+    metadata but its shard label. Returns the number of rows."""
     from mapdiff.jobs.batches import batch_rows
 
-    key = order[0]
     cursors = [_Cursor(f, key, max(1, batch_rows() // len(files))) for f in files]
     for c in cursors:
         c.read_more()
