@@ -1057,6 +1057,22 @@ def test_passes_in_the_tail_of_the_pose_error_fold_into_the_object(monkeypatch, 
         assert np.hypot(*(positions(strong)[0] - [4.0, -4.0])) < 1.5
 
 
+@pytest.mark.parametrize(("n_few", "kept"), [(6, False), (30, True)])
+def test_an_object_few_of_the_trips_passing_it_saw_is_dropped(n_few, kept):
+    # 100 passes locate a stop sign and a signal 8 m from (24, -4); n_few others locate a stop
+    # sign there, which the 100 had in view and never saw: 6 of 106 is a few passes' gross pose
+    # error (under a tenth of the typical share, about all of them), 30 of 130 a sign that
+    # faces the way those few came, and it stays
+    main = _approach((4.0, -4.0), (1.5, -40.0), (0.0, 3.0), range(100), seed=1)
+    signal = _approach((29.0, 2.0), (1.5, -40.0), (0.0, 3.0), range(100), seed=4).assign(**{"class": "signal"})
+    few = _approach((24.0, -4.0), (1.5, -40.0), (0.0, 3.0), range(100, 100 + n_few), seed=3)
+    objects, _ = locate(pd.concat([main, signal, few], ignore_index=True))
+    strong = objects[objects["n_trips"] >= 5]
+    near = np.hypot(*(positions(strong) - [24.0, -4.0]).T) < 1.5
+    assert near.any() == kept
+    assert sorted(strong.loc[~near, "n_trips"]) == [100, 100]
+
+
 def test_two_poles_seen_in_the_same_frames_do_not_fold():
     # one approach sees two poles 6 m apart along the way, the nearer by 10 passes only (the
     # others missed it): those 10 see both in their frames, so two objects

@@ -275,6 +275,45 @@ def pairs_within(x, y, group, reach_m):
 
 
 @jit
+def trips_near(qx, qy, px, py, ptrip, reach_m):
+    """Per query point, the number of distinct trips (``ptrip``, numbers 0, 1, ...) among the
+    points within ``reach_m`` of it. The points are sorted by cell (of ``reach_m``); a query
+    looks in the three rows of cells around its own, found by binary search, and marks each
+    trip it counts with its own index, so no set is built."""
+    n_q = qx.shape[0]
+    out = np.zeros(n_q, dtype=np.int64)
+    n = px.shape[0]
+    if n == 0 or n_q == 0:
+        return out
+    x0, y0 = min(px.min(), qx.min()), min(py.min(), qy.min())
+    x1 = max(px.max(), qx.max())
+    cell = max(reach_m, 1e-9)
+    nx = np.int64((x1 - x0) / cell) + 3  # a column of margin on each side: no row wraps
+    key = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        key[i] = (np.int64((py[i] - y0) / cell) + 1) * nx + np.int64((px[i] - x0) / cell) + 1
+    order = np.argsort(key, kind="mergesort")
+    sorted_key = key[order]
+    mark = np.full(ptrip.max() + 1, -1, dtype=np.int64)
+    r2 = reach_m * reach_m
+    for q in range(n_q):
+        own = (np.int64((qy[q] - y0) / cell) + 1) * nx + np.int64((qx[q] - x0) / cell) + 1
+        for row in range(-1, 2):
+            centre = own + row * nx
+            lo = np.searchsorted(sorted_key, centre - 1)
+            hi = np.searchsorted(sorted_key, centre + 1, side="right")
+            for k in range(lo, hi):
+                j = order[k]
+                if mark[ptrip[j]] == q:
+                    continue
+                dx, dy = px[j] - qx[q], py[j] - qy[q]
+                if dx * dx + dy * dy <= r2:
+                    mark[ptrip[j]] = q
+                    out[q] += 1
+    return out
+
+
+@jit
 def trip_share(labels, trip, n_groups):
     """Per member: 1 / (members of its trip in its group), so that each trip weighs as one (a
     trip's members share its pose error), and per group the number of trips. One pass over a
