@@ -186,18 +186,28 @@ def test_pairs_within_are_the_brute_force_pairs_in_order(reach_m):
     assert (len(pts) - 3, len(pts) - 2) in set(zip(i, j)) and (len(pts) - 3, len(pts) - 1) in set(zip(i, j))
 
 
-def test_trips_near_counts_the_distinct_trips_within_reach():
-    """Against brute force: clusters where one trip has many points, queries on cell borders
-    and far from every point."""
+def test_trips_near_counts_the_distinct_trips_within_reach_that_went_its_way():
+    """Against brute force: clusters where one trip has many points, queries on cell borders,
+    far from every point, with a direction and without; points without a direction."""
     from mapdiff._kernels.locate import trips_near
 
     rng = np.random.default_rng(5)
     centres = rng.uniform(-500, 500, (20, 2))
     pts = np.r_[centres[rng.integers(0, 20, 2000)] + rng.normal(0, 8.0, (2000, 2)), rng.uniform(-500, 500, (200, 2))]
+    a = rng.uniform(0, 2 * np.pi, len(pts))
+    pu = np.c_[np.sin(a), np.cos(a)]
+    pu[::7] = np.nan  # standing cars
     trip = rng.integers(0, 40, len(pts))
     q = np.r_[centres, pts[:50] + [15.0, 0.0], [[5000.0, 5000.0]]]
-    got = trips_near(q[:, 0].copy(), q[:, 1].copy(), pts[:, 0].copy(), pts[:, 1].copy(), trip, 15.0)
+    b = rng.uniform(0, 2 * np.pi, len(q))
+    qu = np.c_[np.sin(b), np.cos(b)]
+    qu[::3] = 0.0  # any way
+    cos_side = np.cos(np.radians(45.0))
+    got = trips_near((q[:, 0].copy(), q[:, 1].copy(), qu[:, 0].copy(), qu[:, 1].copy()),
+                     (pts[:, 0].copy(), pts[:, 1].copy(), pu[:, 0].copy(), pu[:, 1].copy(), trip), 15.0, cos_side)
     d2 = ((q[:, None, :] - pts[None, :, :]) ** 2).sum(axis=2)
-    want = [len(np.unique(trip[row <= 15.0**2])) for row in d2]
+    way = (qu @ np.nan_to_num(pu, nan=-9.0).T >= cos_side) & ~np.isnan(pu[:, 0])[None, :]
+    way[::3] = True
+    want = [len(np.unique(trip[(row <= 15.0**2) & w])) for row, w in zip(d2, way)]
     assert list(got) == want
     assert max(want) > 20 and want[-1] == 0

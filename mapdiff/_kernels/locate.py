@@ -275,11 +275,16 @@ def pairs_within(x, y, group, reach_m):
 
 
 @jit
-def trips_near(qx, qy, px, py, ptrip, reach_m):
-    """Per query point, the number of distinct trips (``ptrip``, numbers 0, 1, ...) among the
-    points within ``reach_m`` of it. The points are sorted by cell (of ``reach_m``); a query
-    looks in the three rows of cells around its own, found by binary search, and marks each
-    trip it counts with its own index, so no set is built."""
+def trips_near(query, points, reach_m, cos_side):
+    """Per query point, the number of distinct trips among the points within ``reach_m`` of it
+    that travelled its way. ``query``: (x, y, ux, uy), the direction a unit vector, or (0, 0)
+    for any; ``points``: (x, y, ux, uy, trip), trips numbered 0, 1, ...; a point travelled the
+    query's way where the cosine between their directions is at least ``cos_side`` (a point
+    without a direction, NaN, travelled none). The points are sorted by cell (of ``reach_m``); a
+    query looks in the three rows of cells around its own, found by binary search, and marks
+    each trip it counts with its own index, so no set is built."""
+    qx, qy, qux, quy = query
+    px, py, pux, puy, ptrip = points
     n_q = qx.shape[0]
     out = np.zeros(n_q, dtype=np.int64)
     n = px.shape[0]
@@ -297,6 +302,7 @@ def trips_near(qx, qy, px, py, ptrip, reach_m):
     mark = np.full(ptrip.max() + 1, -1, dtype=np.int64)
     r2 = reach_m * reach_m
     for q in range(n_q):
+        any_way = qux[q] == 0.0 and quy[q] == 0.0
         own = (np.int64((qy[q] - y0) / cell) + 1) * nx + np.int64((qx[q] - x0) / cell) + 1
         for row in range(-1, 2):
             centre = own + row * nx
@@ -305,6 +311,8 @@ def trips_near(qx, qy, px, py, ptrip, reach_m):
             for k in range(lo, hi):
                 j = order[k]
                 if mark[ptrip[j]] == q:
+                    continue
+                if not any_way and not pux[j] * qux[q] + puy[j] * quy[q] >= cos_side:
                     continue
                 dx, dy = px[j] - qx[q], py[j] - qy[q]
                 if dx * dx + dy * dy <= r2:
