@@ -60,6 +60,15 @@ def storage(path, doing: str):
         raise err from None
 
 
+def spilling():
+    """:func:`storage` for a stage's spill to the temporary folder (often another disk than the
+    output's): a failure there, such as a full disk, names that folder, not the output being
+    written around it."""
+    import tempfile
+
+    return storage(tempfile.gettempdir(), "spill there (TMPDIR chooses the disk)")
+
+
 def exists(path) -> bool:
     """Whether ``path`` (local or remote) exists."""
     if _is_remote(path):

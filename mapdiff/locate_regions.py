@@ -92,6 +92,12 @@ class TrackSpill:
         self._write(_TrackSet.join(self.held), row_tracks)  # (empties the held list)
 
     def _write(self, piece, row_tracks) -> None:
+        from mapdiff.io import spilling
+
+        with spilling():
+            self._write_folder(piece, row_tracks)
+
+    def _write_folder(self, piece, row_tracks) -> None:
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="mapdiff-tracks-")
         folder = Path(self._tmp.name) / str(len(self.folders))

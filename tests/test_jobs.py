@@ -558,6 +558,29 @@ def test_a_tile_with_more_tracks_than_a_batch_is_located_region_by_region(whole,
     assert abs(len(objects) - len(pd.read_parquet(tmp_path / "held.parquet"))) <= 0.03 * len(objects)
 
 
+def test_a_full_disk_while_locate_spills_names_the_spill_not_the_output(whole, tmp_path, monkeypatch):
+    """The tracks locate spills go to the temporary folder, often another disk than the
+    output's: a full one there is named, transient (exit 75), and nothing is written."""
+    import errno
+
+    obs = whole / "observations.parquet"
+    n_rows = len(pd.read_parquet(obs, columns=["trip_id"]))
+    monkeypatch.setenv("MAPDIFF_BATCH_ROWS", str(n_rows // 40))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "spill"))
+    (tmp_path / "spill").mkdir()
+    monkeypatch.setattr("tempfile.tempdir", None)  # (tempfile reads TMPDIR once, then caches)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "save", full)
+    result = CliRunner().invoke(cli, ["locate", str(obs), "--tile-m", "5000", "-o", str(tmp_path / "o.parquet"), "-q"])
+    assert result.exit_code == 75, result.output
+    assert result.output.strip() == (f"mapdiff: error: {tmp_path / 'spill'}: cannot spill there "
+                                     "(TMPDIR chooses the disk) (No space left on device)")
+    assert not (tmp_path / "o.parquet").exists()
+
+
 @pytest.mark.parametrize("n_batches", [2, 5])
 def test_locate_in_batches_of_whole_trips_gives_one_batchs_objects(whole, n_batches):
     """However the trips are cut into batches (a tile bigger than a batch is read in parts),

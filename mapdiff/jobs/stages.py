@@ -423,7 +423,10 @@ class _TakenRows:
         if self._tmp is None:
             self._held.append(rows)
         else:
-            np.save(f"{self._tmp.name}/{self._n}.npy", rows)
+            from mapdiff.io import spilling
+
+            with spilling():
+                np.save(f"{self._tmp.name}/{self._n}.npy", rows)
         self._n += 1
 
     def __iter__(self):
