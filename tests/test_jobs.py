@@ -558,10 +558,16 @@ def test_a_tile_with_more_tracks_than_a_batch_is_located_region_by_region(whole,
     assert abs(len(objects) - len(pd.read_parquet(tmp_path / "held.parquet"))) <= 0.03 * len(objects)
 
 
-def test_a_full_disk_while_locate_spills_names_the_spill_not_the_output(whole, tmp_path, monkeypatch):
-    """The tracks locate spills go to the temporary folder, often another disk than the
-    output's: a full one there is named, transient (exit 75), and nothing is written."""
+@pytest.mark.parametrize("spilled", ["tracks", "rows"])
+def test_a_full_disk_while_locate_spills_names_the_spill_not_the_output(whole, tmp_path, monkeypatch, spilled):
+    """What locate spills (its tracks and a tile's row numbers as arrays, a tile's rows as
+    Arrow streams) goes to the temporary folder, often another disk than the output's: a full
+    one there is named, transient (exit 75), and nothing is written."""
     import errno
+
+    import pyarrow.ipc
+
+    spilled = np if spilled == "tracks" else pyarrow.ipc
 
     obs = whole / "observations.parquet"
     n_rows = len(pd.read_parquet(obs, columns=["trip_id"]))
@@ -573,7 +579,7 @@ def test_a_full_disk_while_locate_spills_names_the_spill_not_the_output(whole, t
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(np, "save", full)
+    monkeypatch.setattr(spilled, "save" if spilled is np else "new_stream", full)
     result = CliRunner().invoke(cli, ["locate", str(obs), "--tile-m", "5000", "-o", str(tmp_path / "o.parquet"), "-q"])
     assert result.exit_code == 75, result.output
     assert result.output.strip() == (f"mapdiff: error: {tmp_path / 'spill'}: cannot spill there "

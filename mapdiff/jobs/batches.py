@@ -163,10 +163,11 @@ def spill(path, assign, prefix: str, *, where=None, row_column: str | None = Non
     """
     import pyarrow as pa
 
-    from mapdiff.io import open_parquet, plain_columns, storage, table_frame
+    from mapdiff.io import open_parquet, plain_columns, spilling, storage, table_frame
 
     written: set = set()
-    with open_parquet(path) as pf, storage(path, "read"), contextlib.ExitStack() as stack:
+    # (the writers close last, outside the read: a full disk there is the spill's)
+    with spilling(), contextlib.ExitStack() as stack, open_parquet(path) as pf, storage(path, "read"):
         schema = pf.schema_arrow
         columns = columns or plain_columns(schema)
         writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
@@ -184,10 +185,11 @@ def spill(path, assign, prefix: str, *, where=None, row_column: str | None = Non
             rows, batch_of = rows[order], batch_of[order]
             keys, starts = np.unique(batch_of, return_index=True)
             for b, a, z in zip(keys, starts, np.r_[starts[1:], len(rows)]):
-                if b not in writers:
-                    writers[b] = stack.enter_context(pa.ipc.new_stream(f"{prefix}-{b}.arrows", table.schema,
-                                                                       options=options))
-                writers[b].write_table(table.take(rows[a:z]))
+                with spilling():
+                    if b not in writers:
+                        writers[b] = stack.enter_context(pa.ipc.new_stream(f"{prefix}-{b}.arrows", table.schema,
+                                                                           options=options))
+                    writers[b].write_table(table.take(rows[a:z]))
         written = set(writers)
         kept = pa.schema([schema.field(c) for c in columns]) if columns else schema
         if row_column is not None:
