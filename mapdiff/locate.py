@@ -56,8 +56,8 @@ left out (label -1).
    ``confusion_ratio`` times the observations of an
    object of another class within ``confusion_m`` is a class confusion and is dropped. An object
    seen by fewer than ``rare_share`` of the share of passing trips a typical object is seen by
-   (the trips that located anything within ``reach_m`` of it had it in view) is a few passes'
-   gross pose error and is dropped (:func:`_rarely_seen`).
+   (the trips that located anything within ``reach_m`` of it, travelling its way, had it in
+   view) is a few passes' gross pose error and is dropped (:func:`_rarely_seen`).
 
 Step 1 sees one trip at a time and the later steps see only the tracks (with the rows, scores,
 values and frame times they stand for), so a big input is located in batches of whole trips
@@ -199,10 +199,11 @@ class LocateConfig:
     split_share: float = 0.3
     # a real object is seen by most trips that pass it travelling its way; objects made of a
     # few passes whose pose was grossly wrong, by a median of a twentieth to a thirtieth of the
-    # typical share (Helsinki, 300 vehicles x 3 days). 0.05, 0.1 and 0.2 were tried on Helsinki
-    # and Liechtenstein, 30 and 300 vehicles: 0.1 gained the most precision for the recall it
-    # cost; with perfect poses, where no pass errs grossly, it dropped one true object in 3,000
-    # (three cities)
+    # typical share (Helsinki, 300 vehicles x 3 days, trips counted any way). Of 0.05, 0.1 and
+    # 0.2 (Helsinki and Liechtenstein, 30 and 300 vehicles), 0.2 cost 0.017-0.021 of Helsinki's
+    # recall for 0.025-0.036 of precision more than 0.1, and 0.05 kept a third to four fifths
+    # of the precision 0.1 gained; with perfect poses, where no pass errs grossly, 0.1 dropped
+    # two or three true objects of some 3,000 (three cities)
     rare_share: float = 0.1
     # single captures: a first gate that takes in the bearing errors of a real street-level data
     # set (a median of 10 degrees, a sigma near 15: the measurement, which knows where it was cut,

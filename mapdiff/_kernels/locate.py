@@ -223,6 +223,17 @@ def build_tracks(order, trip, t, cls, rays, gap_s, gate2, floor_m, turn_deg):
 
 
 @jit
+def _row_keys(x, y, x0, y0, cell, nx):
+    """Each point's cell as one number, row after row (``nx`` cells a row, a column of margin on
+    each side so that no row wraps): the keys that :func:`pairs_within` and :func:`trips_near`
+    sort by and search three rows of."""
+    key = np.empty(x.shape[0], dtype=np.int64)
+    for i in range(x.shape[0]):
+        key[i] = (np.int64((y[i] - y0) / cell) + 1) * nx + np.int64((x[i] - x0) / cell) + 1
+    return key
+
+
+@jit
 def pairs_within(x, y, group, reach_m):
     """Index pairs (i, j), i < j, of the points within ``reach_m`` of each other (distance <=
     reach) in the same ``group`` (numbers 0, 1, ...), ordered by i, then j. The points are sorted
@@ -235,10 +246,8 @@ def pairs_within(x, y, group, reach_m):
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     x0, y0 = x.min(), y.min()
     cell = max(reach_m, 1e-9)
-    nx = np.int64((x.max() - x0) / cell) + 3  # a column of margin on each side: no row wraps
-    key = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        key[i] = (np.int64((y[i] - y0) / cell) + 1) * nx + np.int64((x[i] - x0) / cell) + 1
+    nx = np.int64((x.max() - x0) / cell) + 3
+    key = _row_keys(x, y, x0, y0, cell, nx)
     by_key = np.argsort(key, kind="mergesort")
     order = by_key[np.argsort(group[by_key], kind="mergesort")]
     sorted_key = key[order]
@@ -293,19 +302,17 @@ def trips_near(query, points, reach_m, cos_side):
     x0, y0 = min(px.min(), qx.min()), min(py.min(), qy.min())
     x1 = max(px.max(), qx.max())
     cell = max(reach_m, 1e-9)
-    nx = np.int64((x1 - x0) / cell) + 3  # a column of margin on each side: no row wraps
-    key = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        key[i] = (np.int64((py[i] - y0) / cell) + 1) * nx + np.int64((px[i] - x0) / cell) + 1
+    nx = np.int64((x1 - x0) / cell) + 3
+    key = _row_keys(px, py, x0, y0, cell, nx)
     order = np.argsort(key, kind="mergesort")
     sorted_key = key[order]
+    own = _row_keys(qx, qy, x0, y0, cell, nx)
     mark = np.full(ptrip.max() + 1, -1, dtype=np.int64)
     r2 = reach_m * reach_m
     for q in range(n_q):
         any_way = qux[q] == 0.0 and quy[q] == 0.0
-        own = (np.int64((qy[q] - y0) / cell) + 1) * nx + np.int64((qx[q] - x0) / cell) + 1
         for row in range(-1, 2):
-            centre = own + row * nx
+            centre = own[q] + row * nx
             lo = np.searchsorted(sorted_key, centre - 1)
             hi = np.searchsorted(sorted_key, centre + 1, side="right")
             for k in range(lo, hi):
