@@ -411,7 +411,9 @@ def score_diff(truth: Truth, diffs, *, object_m=10.0, road_m=20.0, min_trips=3, 
     changes = truth.changes
     if "feature_id" in diffs:
         objects = truth.objects
-        features = objects["feature_id"] if "feature_id" in objects else objects["object_id"]
+        # (a pole stands for every feature OSM mapped on its spot)
+        features = objects["feature_ids"].explode() if "feature_ids" in objects else \
+            objects["feature_id"] if "feature_id" in objects else objects["object_id"]
         _known(diffs["feature_id"], pd.concat([changes["feature_id"].dropna(), features]), "feature ids", source)
     if "edge_id" in diffs:
         _known(diffs["edge_id"], truth.edges["edge_id"], "edge ids", source)

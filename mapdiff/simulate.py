@@ -51,6 +51,14 @@ STOP_LINE_M = 4.0
 TURN_DEG = 30.0
 #: an overhead signal hangs this high (centre of the head) above the road
 OVERHEAD_Z_M = 5.5
+#: physical objects of one class and value facing the same traffic (within ``SAME_FACING_DEG``)
+#: this close together are one: OSM maps a crossing on every way its footway crosses (both
+#: carriageways, a tram track: nodes 1-3 m apart along the footway) and one junction's signals
+#: on several nodes, which put their poles on one kerb spot (Helsinki: 358 such pairs, most under
+#: 0.1 m apart); a street does not repeat a sign to the same traffic within a sign's width or two
+#: (0.6-0.9 m) of itself
+SAME_SPOT_M = 2.0
+SAME_FACING_DEG = 45.0
 SPEED_LIMITS_KMH = ("20", "30", "40", "50", "60", "70", "80", "100")
 EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 
@@ -441,7 +449,7 @@ def _along(line, s, lateral):
     return p.x + lateral * dy, p.y - lateral * dx, float(np.degrees(np.arctan2(dx, dy)) % 360.0)
 
 
-def place_objects(objects, edges, config: SimConfig, rng):
+def place_objects(objects, edges, config: SimConfig, rng, *, changed=()):
     """Where the world's objects physically stand, from the features OSM's way (``objects``:
     one row per true feature on its map node, metres). Returns one row per physical object
     (a pole, a sign), with ``feature_id`` (the map feature it belongs to) and ``facing_deg``
@@ -457,6 +465,11 @@ def place_objects(objects, edges, config: SimConfig, rng):
       the road (the junction it regulates), facing that traffic;
     - a point mapped off the road (``ON_ROAD_M``) already stands where the mapper put it.
 
+    Poles of several features that stand on one spot (see ``SAME_SPOT_M``) are one, which
+    belongs to a feature without a planted change (``changed``: their ids) where there is one:
+    the others' changes did not change the street. ``feature_ids`` lists the features of each
+    (its ``feature_id`` first).
+
     ``placement="osm"`` keeps every object on its node, seen from everywhere.
     """
     import geopandas as gpd
@@ -465,6 +478,7 @@ def place_objects(objects, edges, config: SimConfig, rng):
     out = objects.copy()
     out["feature_id"] = out["object_id"].to_numpy()
     out["facing_deg"] = np.nan
+    out["feature_ids"] = [[f] for f in out["feature_id"]]
     if config.placement == "osm" or len(objects) == 0 or len(edges) == 0:
         return out
     tree, lines, junctions = _road_lookup(edges)
@@ -521,8 +535,38 @@ def place_objects(objects, edges, config: SimConfig, rng):
                 row["z_m"] = OVERHEAD_Z_M
             rows.append(row)
     placed = gpd.GeoDataFrame(pd.DataFrame(rows), geometry="geometry", crs=objects.crs)
+    keep, group = _one_per_spot(placed, changed)
+    fids = placed["feature_id"].to_numpy()
+    others = pd.Series(fids).groupby(group).agg(lambda f: list(dict.fromkeys(f)))
+    placed = placed[keep].assign(feature_ids=[[f, *(o for o in others[g] if o != f)]
+                                              for f, g in zip(fids[keep], group[keep])]).reset_index(drop=True)
     placed["object_id"] = np.arange(len(placed), dtype=np.int64)
     return placed
+
+
+def _one_per_spot(placed, changed):
+    """Which physical objects to keep: one of each group standing on one spot (one class and
+    value, facing the same way, height, within ``SAME_SPOT_M``), a feature's without a planted
+    change (``changed``) first, then the first. Returns (keep, each object's group)."""
+    import shapely
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    n = len(placed)
+    xy = np.c_[shapely.get_x(placed.geometry.values), shapely.get_y(placed.geometry.values)]
+    i, j = cKDTree(xy).query_pairs(SAME_SPOT_M, output_type="ndarray").T.reshape(2, -1)
+    ident = placed.groupby(["class", "value"], dropna=False, sort=False).ngroup().to_numpy()
+    face = placed["facing_deg"].to_numpy(float)
+    turn = np.abs((face[i] - face[j] + 180.0) % 360.0 - 180.0)
+    facing = (np.isnan(face[i]) & np.isnan(face[j])) | (turn <= SAME_FACING_DEG)
+    one = (ident[i] == ident[j]) & facing & np.isclose(placed["z_m"].to_numpy(float)[i],
+                                                       placed["z_m"].to_numpy(float)[j])
+    _, group = connected_components(coo_matrix((np.ones(one.sum()), (i[one], j[one])), shape=(n, n)), directed=False)
+    order = np.lexsort((np.arange(n), np.isin(placed["feature_id"].to_numpy(), np.asarray(changed)), group))
+    keep = np.zeros(n, dtype=bool)
+    keep[order[np.r_[True, group[order][1:] != group[order][:-1]]]] = True
+    return keep, group
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1005,7 +1049,13 @@ class _Run:
         edges_m = edges.to_crs(proj.crs).reset_index(drop=True)
         feats_m = features.to_crs(proj.crs).reset_index(drop=True)
         world_edges, map_edges, objects, map_feats, changes = plant_changes(edges_m, feats_m, config, rng)
-        self.objects = objects = place_objects(objects, world_edges, config, rng)
+        self.objects = objects = place_objects(objects, world_edges, config, rng,
+                                               changed=changes["object_id"].dropna().to_numpy(np.int64))
+        # a feature added or given another value where another feature's pole stands (OSM's
+        # duplicate of it) changed nothing on the street: the map still has it right
+        void = changes["kind"].isin(["object_added", "value_changed"]).to_numpy() & \
+            ~changes["object_id"].isin(objects["feature_id"]).to_numpy()
+        changes = changes[~void].reset_index(drop=True).assign(change_id=lambda c: np.arange(len(c), dtype=np.int64))
         self.changes = changes
         self.say(f"planted {len(changes):,} changes: " + ", ".join(
             f"{n} {k}" for k, n in changes["kind"].value_counts(sort=False).items() if n))
@@ -1076,7 +1126,8 @@ class _Run:
             "value": objects["value"].to_numpy(), "lon": obj_wgs.geometry.x.to_numpy(),
             "lat": obj_wgs.geometry.y.to_numpy(), "height_m": objects["height_m"].to_numpy(),
             "width_m": objects["width_m"].to_numpy(),
-            "feature_id": objects["feature_id"].to_numpy(), "facing_deg": objects["facing_deg"].to_numpy(float),
+            "feature_id": objects["feature_id"].to_numpy(), "feature_ids": objects["feature_ids"].to_numpy(),
+            "facing_deg": objects["facing_deg"].to_numpy(float),
             "in_map": ~objects["feature_id"].isin(changes.loc[changes["kind"] == "object_added", "object_id"]),
         })
         out["n_detections"] = out["object_id"].map(self.detections_of).fillna(0).astype(np.int64)
