@@ -98,6 +98,9 @@ END_M = 10.0
 ON_ROAD_M = 2.0
 #: classes OSM maps on the junction node (when a junction is near)
 JUNCTION_CLASSES = ("traffic_signals",)
+#: classes OSM maps on every way a footway crosses (both carriageways, a tram track: nodes a few
+#: metres apart for one crossing, whose street has one sign on each kerb for them all)
+FOOTWAY_CLASSES = ("crossing",)
 #: a pole this far off the centre line stands beside the road (at a kerb), not on it: a lane's
 #: half-width; a located pole's error is under it (sigmas of 0.6 m are typical). The opposite
 #: sides do the work: 0.5 m and 1.5 m give the same diffs on the three cities' simulations but
@@ -579,6 +582,16 @@ def _split_estimates(things: pd.DataFrame, paired: np.ndarray, config: DiffConfi
     return _beside_paired(things, paired, _positions(things), config.split_m)
 
 
+def _osm_twins(feat: pd.DataFrame, paired: np.ndarray, config: DiffConfig) -> np.ndarray:
+    """Unpaired features of ``FOOTWAY_CLASSES`` off junctions within ``kerb_m`` on the centre
+    line (``x``, ``y``) of a paired one of their class and value: OSM maps a crossing on every
+    way its footway crosses (nodes 1-3 m apart), and the street has one sign on each kerb for
+    them all, so the second node is no removal. (Two signs of another class are two signs.)"""
+    pos = feat[["x", "y"]].to_numpy(float)
+    twin = _beside_paired(feat, paired, np.ascontiguousarray(np.c_[pos, pos]), config.kerb_m)
+    return twin & feat["class"].isin(FOOTWAY_CLASSES).to_numpy()
+
+
 def _kerb_twins(things: pd.DataFrame, paired: np.ndarray, tol: np.ndarray) -> np.ndarray:
     """Unpaired things that stand level with a paired one of their class and value across the
     road, as the poles on the two kerbs of one crossing do: within their tolerance of it on the
@@ -813,6 +826,7 @@ def _object_diffs(features, objects, roads, coverage_n, config):
     changed = (f_val[fi] >= 0) & (t_val[ti] >= 0) & (f_val[fi] != t_val[ti]) & ~moved
     f_paired = np.zeros(len(feat), bool)
     f_paired[fi] = True
+    f_paired |= _osm_twins(feat, f_paired, config)
     # what the fleet had in view: needed for every lonely feature and every pair that may be a
     # change; for the calibrations a regular sample of the other pairs stands for them all
     weight = np.zeros(len(feat))

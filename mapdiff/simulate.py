@@ -449,7 +449,7 @@ def _along(line, s, lateral):
     return p.x + lateral * dy, p.y - lateral * dx, float(np.degrees(np.arctan2(dx, dy)) % 360.0)
 
 
-def place_objects(objects, edges, config: SimConfig, rng, *, changed=()):
+def place_objects(objects, edges, config: SimConfig, rng, *, changes=None):
     """Where the world's objects physically stand, from the features OSM's way (``objects``:
     one row per true feature on its map node, metres). Returns one row per physical object
     (a pole, a sign), with ``feature_id`` (the map feature it belongs to) and ``facing_deg``
@@ -466,9 +466,11 @@ def place_objects(objects, edges, config: SimConfig, rng, *, changed=()):
     - a point mapped off the road (``ON_ROAD_M``) already stands where the mapper put it.
 
     Poles of several features that stand on one spot (see ``SAME_SPOT_M``) are one, which
-    belongs to a feature without a planted change (``changed``: their ids) where there is one:
-    the others' changes did not change the street. ``feature_ids`` lists the features of each
-    (its ``feature_id`` first).
+    belongs to a feature the map has where there is one (``changes``: the planted changes, with
+    ``kind`` and ``object_id``): the map's duplicate explains it, so its addition changed nothing
+    on the street. ``feature_ids`` lists the features of each (its ``feature_id`` first). A
+    feature moved or given another value in the map keeps its own pole: the street has it where
+    and as the change says.
 
     ``placement="osm"`` keeps every object on its node, seen from everywhere.
     """
@@ -535,7 +537,10 @@ def place_objects(objects, edges, config: SimConfig, rng, *, changed=()):
                 row["z_m"] = OVERHEAD_Z_M
             rows.append(row)
     placed = gpd.GeoDataFrame(pd.DataFrame(rows), geometry="geometry", crs=objects.crs)
-    keep, group = _one_per_spot(placed, changed)
+    changes = changes if changes is not None else pd.DataFrame({"kind": [], "object_id": []})
+    ids = changes["object_id"].to_numpy()
+    keep, group = _one_per_spot(placed, added=ids[(changes["kind"] == "object_added").to_numpy()],
+                                apart=ids[changes["kind"].isin(["object_moved", "value_changed"]).to_numpy()])
     fids = placed["feature_id"].to_numpy()
     others = pd.Series(fids).groupby(group).agg(lambda f: list(dict.fromkeys(f)))
     placed = placed[keep].assign(feature_ids=[[f, *(o for o in others[g] if o != f)]
@@ -544,10 +549,11 @@ def place_objects(objects, edges, config: SimConfig, rng, *, changed=()):
     return placed
 
 
-def _one_per_spot(placed, changed):
+def _one_per_spot(placed, *, added, apart):
     """Which physical objects to keep: one of each group standing on one spot (one class and
-    value, facing the same way, height, within ``SAME_SPOT_M``), a feature's without a planted
-    change (``changed``) first, then the first. Returns (keep, each object's group)."""
+    value, facing the same way, height, within ``SAME_SPOT_M``; the features ``apart`` stand
+    apart), a feature's not ``added`` first, then the first. Returns (keep, each object's
+    group)."""
     import shapely
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -560,10 +566,12 @@ def _one_per_spot(placed, changed):
     face = placed["facing_deg"].to_numpy(float)
     turn = np.abs((face[i] - face[j] + 180.0) % 360.0 - 180.0)
     facing = (np.isnan(face[i]) & np.isnan(face[j])) | (turn <= SAME_FACING_DEG)
+    fid = placed["feature_id"].to_numpy()
     one = (ident[i] == ident[j]) & facing & np.isclose(placed["z_m"].to_numpy(float)[i],
                                                        placed["z_m"].to_numpy(float)[j])
+    one &= ~np.isin(fid[i], apart) & ~np.isin(fid[j], apart)
     _, group = connected_components(coo_matrix((np.ones(one.sum()), (i[one], j[one])), shape=(n, n)), directed=False)
-    order = np.lexsort((np.arange(n), np.isin(placed["feature_id"].to_numpy(), np.asarray(changed)), group))
+    order = np.lexsort((np.arange(n), np.isin(fid, added), group))
     keep = np.zeros(n, dtype=bool)
     keep[order[np.r_[True, group[order][1:] != group[order][:-1]]]] = True
     return keep, group
@@ -1050,10 +1058,10 @@ class _Run:
         feats_m = features.to_crs(proj.crs).reset_index(drop=True)
         world_edges, map_edges, objects, map_feats, changes = plant_changes(edges_m, feats_m, config, rng)
         self.objects = objects = place_objects(objects, world_edges, config, rng,
-                                               changed=changes["object_id"].dropna().to_numpy(np.int64))
-        # a feature added or given another value where another feature's pole stands (OSM's
-        # duplicate of it) changed nothing on the street: the map still has it right
-        void = changes["kind"].isin(["object_added", "value_changed"]).to_numpy() & \
+                                               changes=changes)
+        # a feature added where another feature's pole stands (OSM's duplicate of it) changed
+        # nothing on the street: the map still has it
+        void = (changes["kind"] == "object_added").to_numpy() & \
             ~changes["object_id"].isin(objects["feature_id"]).to_numpy()
         changes = changes[~void].reset_index(drop=True).assign(change_id=lambda c: np.arange(len(c), dtype=np.int64))
         self.changes = changes

@@ -786,6 +786,22 @@ def test_a_new_crossing_on_both_kerbs_is_one_addition(grid_edges):
     assert added["object_id"].tolist() == [5]  # one new map feature, spoken for by the better seen sign
 
 
+@pytest.mark.parametrize("cls, removals", [("crossing", 0), ("traffic_sign", 2)])
+def test_a_crossing_osm_maps_on_two_ways_is_one_crossing_on_the_street(grid_edges, cls, removals):
+    # OSM maps a crossing on each way its footway crosses (three nodes 1.5 m apart across row 0:
+    # two carriageways and a tram track); the street has one sign on each kerb for them all: the
+    # third node is no removal. Signs of another class mapped so are three signs, and the one
+    # nothing explains is missing
+    x0, y0 = node_xy(0)
+    feats = _features([(k, cls, "uncontrolled", x0 + 60, y0 + 1.5 * (k - 2)) for k in (1, 2, 3)])
+    objs = _objects([(5, cls, "uncontrolled", x0 + 60, y0 - 4, 25), (6, cls, "uncontrolled", x0 + 60.5, y0 + 4, 22)]
+                    if cls == "crossing" else [(5, cls, "uncontrolled", x0 + 60, y0 - 4, 25)])
+    result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
+                  DiffConfig(min_confidence=0.0))
+    assert (result.diffs["kind"] == "object_removed").sum() == removals
+    assert not result.diffs["kind"].isin(["object_added", "object_moved"]).any()
+
+
 def test_a_sign_on_a_road_is_missed_only_when_both_directions_had_it_in_view(grid_edges):
     # a give-way sign mapped on the centre line of the street 0-10, and nothing seen there: the
     # map does not say which way it faces, so one direction's trips cannot tell it is gone

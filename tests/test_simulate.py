@@ -250,8 +250,14 @@ def test_features_mapped_on_one_spot_stand_as_one_pole_each_side():
     assert len(placed) == 2 and sorted(placed.geometry.y.round(1)) == [-4.0, 4.0]
     assert (placed["feature_id"] == 5).all() and all(list(f) == [5, 6, 7] for f in placed["feature_ids"])
     assert list(placed["object_id"]) == [0, 1]
-    placed = place_objects(feats, edges, config, np.random.default_rng(0), changed=[5])
+    # an added feature's pole is the map's duplicate's; a moved one or one of another value in
+    # the map keeps its own
+    added = pd.DataFrame({"kind": ["object_added"], "object_id": [5]})
+    placed = place_objects(feats, edges, config, np.random.default_rng(0), changes=added)
     assert (placed["feature_id"] == 6).all() and all(list(f) == [6, 5, 7] for f in placed["feature_ids"])
+    moved = pd.DataFrame({"kind": ["object_moved"], "object_id": [6]})
+    placed = place_objects(feats, edges, config, np.random.default_rng(0), changes=moved)
+    assert sorted(placed["feature_id"]) == [5, 5, 6, 6]
     # two signs of one crossing facing the two directions stay two; so do two values
     feats.loc[2, "value"] = "zebra"
     assert len(place_objects(feats, edges, config, np.random.default_rng(0))) == 4
