@@ -101,6 +101,11 @@ JUNCTION_CLASSES = ("traffic_signals",)
 #: classes OSM maps on every way a footway crosses (both carriageways, a tram track: nodes a few
 #: metres apart for one crossing, whose street has one sign on each kerb for them all)
 FOOTWAY_CLASSES = ("crossing",)
+#: two map features of one class and value this close are one sign mapped twice (on two nodes,
+#: or once per direction on one node: ``traffic_sign:forward`` and ``:backward``): a street does
+#: not repeat a sign within a sign's width or two (0.6-0.9 m) of itself, and a fleet cannot tell
+#: one of the two gone. Two such signs 3 m apart are two signs
+SAME_SPOT_M = 2.0
 #: a pole this far off the centre line stands beside the road (at a kerb), not on it: a lane's
 #: half-width; a located pole's error is under it (sigmas of 0.6 m are typical). The opposite
 #: sides do the work: 0.5 m and 1.5 m give the same diffs on the three cities' simulations but
@@ -583,13 +588,13 @@ def _split_estimates(things: pd.DataFrame, paired: np.ndarray, config: DiffConfi
 
 
 def _osm_twins(feat: pd.DataFrame, paired: np.ndarray, config: DiffConfig) -> np.ndarray:
-    """Unpaired features of ``FOOTWAY_CLASSES`` off junctions within ``kerb_m`` on the centre
-    line (``x``, ``y``) of a paired one of their class and value: OSM maps a crossing on every
-    way its footway crosses (nodes 1-3 m apart), and the street has one sign on each kerb for
-    them all, so the second node is no removal. (Two signs of another class are two signs.)"""
+    """Unpaired features off junctions that a paired one of their class and value stands for:
+    within ``SAME_SPOT_M`` of it, or of ``FOOTWAY_CLASSES`` within ``kerb_m`` on the centre line
+    (``x``, ``y``): OSM maps a crossing on every way its footway crosses (nodes 1-3 m apart), and
+    the street has one sign on each kerb for them all, so the second node is no removal."""
     pos = feat[["x", "y"]].to_numpy(float)
-    twin = _beside_paired(feat, paired, np.ascontiguousarray(np.c_[pos, pos]), config.kerb_m)
-    return twin & feat["class"].isin(FOOTWAY_CLASSES).to_numpy()
+    radius = np.where(feat["class"].isin(FOOTWAY_CLASSES).to_numpy(), config.kerb_m, SAME_SPOT_M)
+    return _beside_paired(feat, paired, np.ascontiguousarray(np.c_[pos, pos]), radius)
 
 
 def _kerb_twins(things: pd.DataFrame, paired: np.ndarray, tol: np.ndarray) -> np.ndarray:

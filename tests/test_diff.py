@@ -786,14 +786,17 @@ def test_a_new_crossing_on_both_kerbs_is_one_addition(grid_edges):
     assert added["object_id"].tolist() == [5]  # one new map feature, spoken for by the better seen sign
 
 
-@pytest.mark.parametrize("cls, removals", [("crossing", 0), ("traffic_sign", 2)])
-def test_a_crossing_osm_maps_on_two_ways_is_one_crossing_on_the_street(grid_edges, cls, removals):
+@pytest.mark.parametrize("cls, apart_m, removals", [("crossing", 1.5, 0), ("traffic_sign", 0.0, 0),
+                                                    ("traffic_sign", 3.0, 2)])
+def test_a_sign_osm_maps_twice_is_one_sign_on_the_street(grid_edges, cls, apart_m, removals):
     # OSM maps a crossing on each way its footway crosses (three nodes 1.5 m apart across row 0:
-    # two carriageways and a tram track); the street has one sign on each kerb for them all: the
-    # third node is no removal. Signs of another class mapped so are three signs, and the one
-    # nothing explains is missing
+    # two carriageways and a tram track), and the street has one sign on each kerb for them all;
+    # a sign mapped once per direction on one node is one post. Neither is a removal. Signs
+    # mapped 3 m apart along the kerb are three signs, and the two nothing explains are missing
     x0, y0 = node_xy(0)
-    feats = _features([(k, cls, "uncontrolled", x0 + 60, y0 + 1.5 * (k - 2)) for k in (1, 2, 3)])
+    at = [(x0 + 60, y0 + apart_m * (k - 2)) if cls == "crossing" else (x0 + 60 + apart_m * (k - 2), y0 - 4)
+          for k in (1, 2, 3)]
+    feats = _features([(k, cls, "uncontrolled", *at[k - 1]) for k in (1, 2, 3)])
     objs = _objects([(5, cls, "uncontrolled", x0 + 60, y0 - 4, 25), (6, cls, "uncontrolled", x0 + 60.5, y0 + 4, 22)]
                     if cls == "crossing" else [(5, cls, "uncontrolled", x0 + 60, y0 - 4, 25)])
     result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
