@@ -557,7 +557,10 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, net, config: DiffConfig):
     # (Two things on one side or on the centre line are two features, as OSM maps a dense
     # junction's crossings: each may have moved)
     twin = _kerb_twins(things, _member(all_t, first_j), tol)
-    keep = ~twin[j] | near
+    # likewise a map feature that a feature paired in place stands for (OSM's second node of one
+    # sign or crossing) is no evidence of a move to a pole further off: it pairs in place only
+    f_twin = _osm_twins(feat, _member(all_f, first_i), config)
+    keep = (~twin[j] & ~f_twin[i]) | near
     i, j, cost, sure = i[keep], j[keep], cost[keep], sure[keep]
     more_i, more_j = _assign(i, j, cost, config.max_move_m / 2.0, sure=sure)
     fi, ti = np.r_[first_i, more_i], np.r_[first_j, more_j]

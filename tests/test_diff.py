@@ -805,6 +805,19 @@ def test_a_sign_osm_maps_twice_is_one_sign_on_the_street(grid_edges, cls, apart_
     assert not result.diffs["kind"].isin(["object_added", "object_moved"]).any()
 
 
+def test_a_crossing_node_mapped_twice_does_not_move_to_a_new_crossing(grid_edges):
+    # three nodes of one crossing (OSM's, one on each way the footway crosses) and its two kerb
+    # signs; 30 m along, a new crossing's sign: an addition, not the third node moved there
+    x0, y0 = node_xy(0)
+    feats = _features([(k, "crossing", "uncontrolled", x0 + 40, y0 + 1.5 * (k - 2)) for k in (1, 2, 3)])
+    objs = _objects([(5, "crossing", "uncontrolled", x0 + 40, y0 - 4, 25),
+                     (6, "crossing", "uncontrolled", x0 + 40.5, y0 + 4, 22),
+                     (7, "crossing", "uncontrolled", x0 + 70, y0 - 4, 24)])
+    result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
+                  DiffConfig(min_confidence=0.0))
+    assert result.diffs["kind"].tolist() == ["object_added"] and result.diffs["object_id"].tolist() == [7]
+
+
 def test_a_sign_on_a_road_is_missed_only_when_both_directions_had_it_in_view(grid_edges):
     # a give-way sign mapped on the centre line of the street 0-10, and nothing seen there: the
     # map does not say which way it faces, so one direction's trips cannot tell it is gone
