@@ -101,6 +101,10 @@ JUNCTION_CLASSES = ("traffic_signals",)
 #: classes OSM maps on every way a footway crosses (both carriageways, a tram track: nodes a few
 #: metres apart for one crossing, whose street has one sign on each kerb for them all)
 FOOTWAY_CLASSES = ("crossing",)
+#: ... and its nodes lie at most a lane or a tram track apart (3-3.5 m; nearer still on the
+#: centre line): nodes further apart are two crossings, or one on each carriageway of a divided
+#: road, where each has its own kerb signs
+FOOTWAY_NODES_M = 3.5
 #: two map features of one class and value this close are one sign mapped twice (on two nodes,
 #: or once per direction on one node: ``traffic_sign:forward`` and ``:backward``): a street does
 #: not repeat a sign within a sign's width or two (0.6-0.9 m) of itself, and a fleet cannot tell
@@ -592,11 +596,11 @@ def _split_estimates(things: pd.DataFrame, paired: np.ndarray, config: DiffConfi
 
 def _osm_twins(feat: pd.DataFrame, paired: np.ndarray, config: DiffConfig) -> np.ndarray:
     """Unpaired features off junctions that a paired one of their class and value stands for:
-    within ``SAME_SPOT_M`` of it, or of ``FOOTWAY_CLASSES`` within ``kerb_m`` on the centre line
+    within ``SAME_SPOT_M`` of it, or of ``FOOTWAY_CLASSES`` within ``FOOTWAY_NODES_M`` on the centre line
     (``x``, ``y``): OSM maps a crossing on every way its footway crosses (nodes 1-3 m apart), and
     the street has one sign on each kerb for them all, so the second node is no removal."""
     pos = feat[["x", "y"]].to_numpy(float)
-    radius = np.where(feat["class"].isin(FOOTWAY_CLASSES).to_numpy(), config.kerb_m, SAME_SPOT_M)
+    radius = np.where(feat["class"].isin(FOOTWAY_CLASSES).to_numpy(), FOOTWAY_NODES_M, SAME_SPOT_M)
     return _beside_paired(feat, paired, np.ascontiguousarray(np.c_[pos, pos]), radius)
 
 
