@@ -38,7 +38,8 @@ from mapdiff_cli.options import (
               help="Work tile by tile: the side of a tile (metres).")
 @click.option("--halo-m", type=float,
               help="A tile sees the observations this far beyond it: more than an observer sees (metres).")
-@shard_option("tiles, balanced by their rows; a tile owns the objects whose position lies in it")
+@shard_option("tiles, balanced by their rows; a tile owns the objects whose anchor (the mean of their "
+              "passes' own points, about their position) lies in it")
 @results_store_option
 @quiet_option
 def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path, tile_m, halo_m, shard, run_id,

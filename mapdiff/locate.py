@@ -313,7 +313,7 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     tracks = _video_tracks(observations, arrays, frame, config, vague_deg=config.vague_ratio * np.median(sb_deg),
                            xy=(ox - frame[1], oy - frame[2]))
     objects, track_labels = _locate_tracks(tracks, frame, config)
-    return objects, _row_labels(track_labels, tracks.row_track)
+    return objects.drop(columns=ANCHOR_COLUMNS), _row_labels(track_labels, tracks.row_track)
 
 
 def locate_batches(batches, config: LocateConfig | None = None, *, origin, source="observations",
@@ -326,7 +326,8 @@ def locate_batches(batches, config: LocateConfig | None = None, *, origin, sourc
     the trips are cut into batches. ``max_tracks``: beyond this many tracks they go to disk and
     the association runs region by region (:mod:`mapdiff.locate_regions`; None: held, one
     piece). Returns (objects, labels: per batch in order, each row's object_id or -1; an
-    iterator, read once)."""
+    iterator, read once); the objects carry ``ANCHOR_COLUMNS`` too (see :func:`_with_anchors`:
+    the place by which a tile owns an object)."""
     from mapdiff.locate_regions import TrackSpill
 
     config = (config or LocateConfig()).validate()
@@ -347,7 +348,7 @@ def locate_batches(batches, config: LocateConfig | None = None, *, origin, sourc
     with spill:
         pieces = spill.held
         if not pieces:
-            return pd.DataFrame({c: pd.Series(dtype=object) for c in OBJECT_COLUMNS}), iter([])
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in OBJECT_COLUMNS + ANCHOR_COLUMNS}), iter([])
         starts = np.cumsum([0] + [len(p.row_track) for p in pieces])
         tracks = _TrackSet.join(pieces)  # (empties the held list: the tables are not held twice)
         tracks.table = tracks.table.drop(columns="uid")
@@ -380,7 +381,7 @@ def _locate_regions(spill, frame, config):
         n_objects += int(own.sum())
     full = [f for f in found if len(f)]
     objects = (pd.concat(full, ignore_index=True) if full else
-               pd.DataFrame({c: pd.Series(dtype=object) for c in OBJECT_COLUMNS}))
+               pd.DataFrame({c: pd.Series(dtype=object) for c in OBJECT_COLUMNS + ANCHOR_COLUMNS}))
     # an object on a border that two regions each placed on their own side: the first region's
     # took every track, the second's is left without one and goes
     kept = np.bincount(track_object[track_object >= 0], minlength=len(objects)) > 0
@@ -662,8 +663,31 @@ def _locate_tracks(ts: _TrackSet, frame, config):
         sxx, syy = np.r_[sxx, inf], np.r_[syy, inf]
         red, n_trips = np.r_[red, np.ones(len(blind))], np.r_[n_trips, np.ones(len(blind), dtype=np.int64)]
         obj_cls = np.r_[obj_cls, tracks["cls"].to_numpy()[blind]]
-    return _objects(tracks, labels, ts.value_names, classes, obj_cls, (x + x0, y + y0, sxx, syy, red, n_trips),
-                    proj, config.split_share)
+    objects, out_labels = _objects(tracks, labels, ts.value_names, classes, obj_cls,
+                                   (x + x0, y + y0, sxx, syy, red, n_trips), proj, config.split_share)
+    return _with_anchors(objects, out_labels, tracks, frame), out_labels
+
+
+#: the columns :func:`locate_batches` adds to the objects: where a tile owns an object
+ANCHOR_COLUMNS = ["anchor_lon", "anchor_lat"]
+
+
+def _with_anchors(objects, labels, tracks, frame):
+    """``objects`` with ``ANCHOR_COLUMNS``: the mean of its tracks' own points (each pass's fit
+    of its rays, or its first observer where they never part), before any pose offset. Two
+    tiles whose halos hold an object's passes fit it a little apart (a pass's offset comes from
+    its other tracks, which a halo cuts), and on a border each would keep it; its tracks' own
+    points are the same in both, and so is the tile they lie in."""
+    from mapdiff.locate_regions import _points
+
+    proj, x0, y0 = frame
+    has = labels >= 0
+    px, py = _points(tracks)
+    n = np.maximum(np.bincount(labels[has], minlength=len(objects)), 1)
+    ax = np.bincount(labels[has], weights=px[has], minlength=len(objects)) / n
+    ay = np.bincount(labels[has], weights=py[has], minlength=len(objects)) / n
+    lon, lat = proj.to_lonlat(ax + x0, ay + y0)
+    return objects.assign(anchor_lon=lon, anchor_lat=lat)
 
 
 def capture_kind(observations: pd.DataFrame) -> str:

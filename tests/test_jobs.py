@@ -554,16 +554,9 @@ def test_a_tile_with_more_tracks_than_a_batch_is_located_region_by_region(whole,
     pd.testing.assert_frame_equal(_merged("locate", tmp_path / "l", tmp_path), objects)
     labels = pd.read_parquet(tmp_path / "labels.parquet", columns=["object_id"])["object_id"]
     assert len(labels) == n_rows
-    assert set(labels[labels >= 0]) <= set(objects["object_id"])
-    # an object without rows is the known defect of tiling (README, "Not done"): two tiles each
-    # placed one object on their own side of their border, and the first tile's took its rows
-    alone = objects[~objects["object_id"].isin(labels)]
-    assert len(alone) <= 0.002 * len(objects)
-    for o in alone.itertuples():
-        twin = objects[(objects["class"] == o[2]) & (objects["n_observations"] == o.n_observations)
-                       & (np.hypot((objects["lon"] - o.lon) * 55_000, (objects["lat"] - o.lat) * 111_000) < 3.0)
-                       & (objects["object_id"] != o.object_id) & objects["object_id"].isin(labels)]
-        assert len(twin) == 1
+    # (an object on a tile border, which each tile fits a little apart, is one tile's: see
+    # test_an_object_on_a_tile_border_is_one_tiles)
+    assert set(labels[labels >= 0]) == set(objects["object_id"])
     assert abs(len(objects) - len(pd.read_parquet(tmp_path / "held.parquet"))) <= 0.03 * len(objects)
 
 
@@ -617,6 +610,43 @@ def test_locate_in_batches_of_whole_trips_gives_one_batchs_objects(whole, n_batc
     for r, lab in zip(rows, labels):
         joined[r] = lab
     np.testing.assert_array_equal(joined, one_labels)
+
+
+def test_an_object_on_a_tile_border_is_one_tiles(whole):
+    """A tile fits the objects near its border from a window that its halo cuts: a pass's pose
+    offset comes from its other tracks, so the fit moves with the window, and two tiles' fits of
+    one object could fall on either side of their border (each kept its own: the object came out
+    twice). The anchor a tile owns an object by does not move with the window."""
+    from mapdiff.io import read_table
+    from mapdiff.locate import ANCHOR_COLUMNS, locate_batches
+    from mapdiff.projection import LocalProjection
+
+    obs = read_table(whole / "observations.parquet")
+    origin = (float(obs["lon"].median()), float(obs["lat"].median()))
+    proj = LocalProjection.around(*origin)
+    x, _ = proj.to_metres(obs["lon"].to_numpy(), obs["lat"].to_numpy())
+    cut = float(np.median(x)) - 100.0
+    wide, _ = locate_batches(lambda columns=None: [obs], origin=origin)
+    part = obs[x < cut + 60.0]  # a window whose edge is 60 m past the objects compared
+    cut_off, _ = locate_batches(lambda columns=None: [part], origin=origin)
+
+    def metres(frame, cols):
+        return np.c_[proj.to_metres(frame[cols[0]].to_numpy(float), frame[cols[1]].to_numpy(float))]
+
+    a, b = metres(wide, ["lon", "lat"]), metres(cut_off, ["lon", "lat"])
+    a_anchor, b_anchor = metres(wide, ANCHOR_COLUMNS), metres(cut_off, ANCHOR_COLUMNS)
+    moved, anchor_moved = [], []
+    for k in np.flatnonzero((a[:, 0] < cut) & (a[:, 0] > cut - 60.0) & (wide["n_trips"].to_numpy() >= 2)):
+        d = np.hypot(*(b - a[k]).T)
+        j = int(np.argmin(d))
+        # the same object: its class, its observations, nearby
+        if d[j] < 3.0 and cut_off["class"][j] == wide["class"][k] and \
+                cut_off["n_observations"][j] == wide["n_observations"][k]:
+            moved.append(d[j])
+            anchor_moved.append(np.hypot(*(b_anchor[j] - a_anchor[k])))
+    moved, anchor_moved = np.array(moved), np.array(anchor_moved)
+    assert len(moved) >= 50 and (moved > 1e-3).mean() > 0.5 and moved.max() > 0.1
+    assert (anchor_moved < 1e-6).mean() >= 0.97
 
 
 def test_locate_region_by_region_does_not_depend_on_the_batches(whole, sim_dir, monkeypatch):

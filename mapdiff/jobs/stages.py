@@ -335,15 +335,16 @@ def locate_part(parts, config=None, *, tiling, tiles: np.ndarray | None = None, 
     in one piece) over the ``tiles`` (keys) of one batch of :func:`tile_batches`, whose
     ``parts`` (functions that read (observations, row numbers)) hold whole trips: each tile's
     observations with its halo go in (video passes part by part: only their tracks are held,
-    a batch's worth at most, the rest on disk), the objects whose position lies in the tile
-    come out, numbered by the tile. ``kind``: the whole data set's capture kind
-    (:func:`tile_batches` measures it). Returns the objects; ``on_labels(labels, rows)`` is
-    given, per part and tile read, labels like ``locate``'s and the rows they label (an
+    a batch's worth at most, the rest on disk), the objects whose anchor lies in the tile (see
+    :func:`mapdiff.locate._with_anchors`: within a metre or so of the position, but the same in
+    every tile that holds the object's passes) come out, numbered by the tile. ``kind``: the
+    whole data set's capture kind (:func:`tile_batches` measures it). Returns the objects;
+    ``on_labels(labels, rows)`` is given, per part and tile read, labels like ``locate``'s and the rows they label (an
     observation that several tiles see is given once for each)."""
     from dataclasses import replace
 
     from mapdiff.jobs.batches import batch_rows
-    from mapdiff.locate import OBJECT_COLUMNS, LocateConfig, locate, locate_batches
+    from mapdiff.locate import ANCHOR_COLUMNS, OBJECT_COLUMNS, LocateConfig, locate, locate_batches
 
     on_labels = on_labels or (lambda labels, rows: None)
     if tiling is None:  # one piece: the objects get their numbers 0, 1, ...
@@ -384,7 +385,11 @@ def locate_part(parts, config=None, *, tiling, tiles: np.ndarray | None = None, 
                 rows = taken
             if progress is not None:
                 progress(1)
-            own = tiling.key(objects["lon"].to_numpy(), objects["lat"].to_numpy()) == tile
+            # a tile owns the objects whose anchor lies in it (the same in every tile that holds
+            # their passes; single captures: their position)
+            at = ANCHOR_COLUMNS if ANCHOR_COLUMNS[0] in objects else ["lon", "lat"]
+            own = tiling.key(objects[at[0]].to_numpy(float), objects[at[1]].to_numpy(float)) == tile
+            objects = objects.drop(columns=ANCHOR_COLUMNS, errors="ignore")
             ids = tiling.object_ids(int(tile), int(own.sum()))
             remap = np.full(len(objects) + 1, -1, dtype=np.int64)
             remap[np.flatnonzero(own)] = ids
