@@ -85,7 +85,8 @@ class SimConfig:
     signals on a pole at the kerb of each approach (``overhead_rate`` of them on a mast arm above
     the lane), a crossing's signs on both kerbs, a sign at the kerb (``kerb_m`` right of the
     centre line) of the approach to the nearer junction, facing its traffic (a sign seen from
-    behind is not detected); ``"osm"`` puts every object on its map node, as OSM maps it.
+    behind is not detected); the poles of features mapped on one spot are one (``SAME_SPOT_M``);
+    ``"osm"`` puts every object on its map node, as OSM maps it.
     Street-level imagery (``capture="imagery"``): instead of video, a panoramic capture every
     ``capture_spacing_m`` (half to one and a half times it) along each drive, each capture its own
     trip, its position ``capture_sigma_m`` off per axis, written as observations: every readable
