@@ -53,8 +53,8 @@ TURN_DEG = 30.0
 OVERHEAD_Z_M = 5.5
 #: physical objects of one class and value facing the same traffic (within ``SAME_FACING_DEG``)
 #: this close together are one: OSM maps a crossing on every way its footway crosses (both
-#: carriageways, a tram track: nodes 1-3 m apart along the footway) and one junction's signals
-#: on several nodes, which put their poles on one kerb spot (Helsinki: 358 such pairs, most under
+#: carriageways, a tram track: nodes 1-3 m apart along the footway), whose kerb signs all land on
+#: one spot, and a sign once per direction on one node (Helsinki: 358 such pairs, most under
 #: 0.1 m apart); a street does not repeat a sign to the same traffic within a sign's width or two
 #: (0.6-0.9 m) of itself
 SAME_SPOT_M = 2.0
