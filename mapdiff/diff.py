@@ -596,8 +596,8 @@ def _split_estimates(things: pd.DataFrame, paired: np.ndarray, config: DiffConfi
 
 def _osm_twins(feat: pd.DataFrame, paired: np.ndarray, config: DiffConfig) -> np.ndarray:
     """Unpaired features off junctions that a paired one of their class and value stands for:
-    within ``SAME_SPOT_M`` of it, or of ``FOOTWAY_CLASSES`` within ``FOOTWAY_NODES_M`` on the centre line
-    (``x``, ``y``): OSM maps a crossing on every way its footway crosses (nodes 1-3 m apart), and
+    within ``SAME_SPOT_M`` of it, or of ``FOOTWAY_CLASSES`` within ``FOOTWAY_NODES_M``, on the
+    centre line (``x``, ``y``): OSM maps a crossing on every way its footway crosses (nodes 1-3 m apart), and
     the street has one sign on each kerb for them all, so the second node is no removal."""
     pos = feat[["x", "y"]].to_numpy(float)
     radius = np.where(feat["class"].isin(FOOTWAY_CLASSES).to_numpy(), FOOTWAY_NODES_M, SAME_SPOT_M)

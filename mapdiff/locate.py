@@ -678,11 +678,11 @@ def _with_anchors(objects, labels, tracks, frame):
     tiles whose halos hold an object's passes fit it a little apart (a pass's offset comes from
     its other tracks, which a halo cuts), and on a border each would keep it; its tracks' own
     points are the same in both, and so is the tile they lie in."""
-    from mapdiff.locate_regions import _points
+    from mapdiff.locate_regions import points_of_tracks
 
     proj, x0, y0 = frame
     has = labels >= 0
-    px, py = _points(tracks)
+    px, py = points_of_tracks(tracks)
     n = np.maximum(np.bincount(labels[has], minlength=len(objects)), 1)
     ax = np.bincount(labels[has], weights=px[has], minlength=len(objects)) / n
     ay = np.bincount(labels[has], weights=py[has], minlength=len(objects)) / n
@@ -1666,8 +1666,7 @@ def _fold_pieces(lab, tr, passes, objects, config):
     members = _members_of(lab, len(x))
     ux, uy = tr["ux"].to_numpy(), tr["uy"].to_numpy()
     moving = (lab >= 0) & np.isfinite(ux)
-    mx = np.bincount(lab[moving], weights=ux[moving], minlength=len(x))
-    my = np.bincount(lab[moving], weights=uy[moving], minlength=len(x))
+    mx, my = _mean_directions(lab, ux, uy, len(x))
     norm = np.maximum(np.hypot(mx, my), 1e-12)
 
     def from_side(pairs):
@@ -1700,6 +1699,17 @@ def _fold_pieces(lab, tr, passes, objects, config):
     while (to[to] != to).any():  # a piece of a piece: into where its bigger one went
         to = to[to]
     return np.where(lab >= 0, to[np.maximum(lab, 0)], lab)
+
+
+def _mean_directions(labels, ux, uy, n_objects):
+    """Per object (0..n_objects-1), the mean of its tracks' directions of travel (``ux``,
+    ``uy``: unit vectors, NaN for a track of a standing car; ``labels``: each track's object,
+    -1: none): as long as one where they agree, short where it is seen from all sides."""
+    moving = (labels >= 0) & np.isfinite(ux)
+    lab = labels[moving]
+    count = np.maximum(np.bincount(lab, minlength=n_objects), 1)
+    return (np.bincount(lab, weights=ux[moving], minlength=n_objects) / count,
+            np.bincount(lab, weights=uy[moving], minlength=n_objects) / count)
 
 
 def _trips_per_pair(pair, trip, n_pairs):
@@ -1795,12 +1805,7 @@ def _rarely_seen(x, y, n_trips, tracks, labels, config):
     ok = tracks["kept"].to_numpy() & np.isfinite(tracks["x"].to_numpy())
     if not len(ask) or not ok.any():
         return out
-    ux, uy = tracks["ux"].to_numpy(), tracks["uy"].to_numpy()
-    moving = (labels >= 0) & np.isfinite(ux)
-    lab = labels[moving]
-    count = np.maximum(np.bincount(lab, minlength=len(x)), 1)
-    mx, my = np.bincount(lab, weights=ux[moving], minlength=len(x)) / count, \
-        np.bincount(lab, weights=uy[moving], minlength=len(x)) / count
+    mx, my = _mean_directions(labels, tracks["ux"].to_numpy(), tracks["uy"].to_numpy(), len(x))
     norm = np.hypot(mx, my)
     # tracks that agree on a way: their mean direction is long (seen from all sides, it is short)
     one_way = norm >= np.cos(np.radians(SAME_SIDE_DEG))

@@ -102,7 +102,7 @@ class TrackSpill:
             self._tmp = tempfile.TemporaryDirectory(prefix="mapdiff-tracks-")
         folder = Path(self._tmp.name) / str(len(self.folders))
         folder.mkdir()
-        row, col = self._cell(*_points(piece.table))
+        row, col = self._cell(*points_of_tracks(piece.table))
         key = _key(row, col)
         order = np.argsort(key, kind="stable")
         count = np.diff(piece.frame_ptr)[order]
@@ -185,7 +185,8 @@ class TrackSpill:
             with open(folder / "meta.pkl", "rb") as f:
                 meta = pickle.load(f)
             col_of = {c: np.load(folder / f"col_{c}.npy", mmap_mode="r") for c in meta["columns"]}
-            idx = idx[self._near(region, *_points({c: col_of[c][idx] for c in ("x", "y", "first_x", "first_y")}))]
+            near = points_of_tracks({c: col_of[c][idx] for c in ("x", "y", "first_x", "first_y")})
+            idx = idx[self._near(region, *near)]
             if not len(idx):
                 continue
             idx = idx[np.argsort(col_of["uid"][idx], kind="stable")]  # (the batch's own order)
@@ -219,7 +220,7 @@ class TrackSpill:
                 yield np.load(folder / f"row_track_{k}.npy")
 
 
-def _points(table):
+def points_of_tracks(table):
     """Each track's point: its fit, or its first observer where its rays never part (a weak
     object stands there)."""
     x, y = np.asarray(table["x"]), np.asarray(table["y"])

@@ -339,8 +339,8 @@ def locate_part(parts, config=None, *, tiling, tiles: np.ndarray | None = None, 
     :func:`mapdiff.locate._with_anchors`: within a metre or so of the position, but the same in
     every tile that holds the object's passes) come out, numbered by the tile. ``kind``: the
     whole data set's capture kind (:func:`tile_batches` measures it). Returns the objects;
-    ``on_labels(labels, rows)`` is given, per part and tile read, labels like ``locate``'s and the rows they label (an
-    observation that several tiles see is given once for each)."""
+    ``on_labels(labels, rows)`` is given, per part and tile read, labels like ``locate``'s and
+    the rows they label (an observation that several tiles see is given once for each)."""
     from dataclasses import replace
 
     from mapdiff.jobs.batches import batch_rows

@@ -7,10 +7,10 @@ mean of its passes' own points, within a metre or so of its position but the sam
 that fits it); its work sees every row whose point lies within ``halo_m`` of it, so that an
 object near a border is estimated from all its observations, and once, by the tile that owns it.
 A stage run over tiles gives the same rows whether the tiles run in one process or are spread
-over N shards, which is the sharding law. The tiles go to the shards by :func:`balance`: every shard counts the rows of
-every tile in one pass over the input's positions and makes the same choice, so the shards
-agree without talking and carry about equal work (a hash of the key would leave a small city's
-few tiles unevenly spread).
+over N shards, which is the sharding law. The tiles go to the shards by :func:`balance`: every
+shard counts the rows of every tile in one pass over the input's positions and makes the same
+choice, so the shards agree without talking and carry about equal work (a hash of the key would
+leave a small city's few tiles unevenly spread).
 """
 
 from __future__ import annotations
