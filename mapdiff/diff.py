@@ -1221,6 +1221,11 @@ def _road_row(kind, net, edges, confidence, passes, against, expected, **extra):
             "node_from": net.edges["u"].to_numpy()[e], "node_to": net.edges["v"].to_numpy()[e], **extra}
 
 
+#: the fastest a car drives in a car park or a fuel station, m/s (9 km/h): off-map runs
+#: slower than this are not a road
+PARK_MPS = 2.5
+
+
 #: a trip supports an inferred road when the median distance of its fixes from the line is
 #: within this many GPS sigmas (2.5: the median radius of a 2-D Gaussian is 1.18 sigma, and
 #: a per-trip bias adds about one more)
@@ -1310,7 +1315,7 @@ def _fix_table(matched: pd.DataFrame, net, source: str, sigma_m: float):
 def _road_runs(table: pd.DataFrame) -> pd.DataFrame:
     """The far fixes (:func:`_fix_table`'s ``table``) of the runs that look like driving a road
     the map lacks: consecutive far fixes of a trip, several of them (a lone one is an outlier),
-    not at a trip's end (a car park), at a speed no car park or standing car shows. Columns
+    at a speed no car park or standing car shows (twice that at a trip's end). Columns
     ``trip``, ``x``, ``y``, ``t`` and ``run`` (a number per run)."""
     trip, far = table["trip"].to_numpy(), table["far"].to_numpy()
     new_trip = np.r_[True, trip[1:] != trip[:-1]]
@@ -1328,8 +1333,11 @@ def _road_runs(table: pd.DataFrame) -> pd.DataFrame:
     box = g.agg(x0=("x", "min"), x1=("x", "max"), y0=("y", "min"), y1=("y", "max"))
     extent = np.hypot(box["x1"] - box["x0"], box["y1"] - box["y0"])
     speed = extent / np.maximum(stats["t1"] - stats["t0"], 1e-9)
-    # 2.5 m/s = 9 km/h
-    good = (stats["n"] >= 3) & ~stats["touches"] & ~stats["touches_end"] & (speed > 2.5)
+    # a run at a trip's end may be the drive into a car park off the map: only one at twice a
+    # car park's pace is taken there for a road (a street the map lacks that leads to where a
+    # trip starts or ends: a new estate's)
+    ends = stats["touches"] | stats["touches_end"]
+    good = (stats["n"] >= 3) & (speed > PARK_MPS) & (~ends | (speed > 2 * PARK_MPS))
     return df.loc[df["run"].isin(stats.index[good]), ["trip", "x", "y", "t", "run"]]
 
 

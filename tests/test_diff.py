@@ -377,6 +377,32 @@ def test_road_missing_from_several_trips_along_a_line(grid_edges):
     assert missing["n_trips"].iloc[0] == 5
 
 
+def test_a_missing_road_where_trips_end_is_found_and_a_car_park_is_not(grid_edges):
+    """Four trips drive on from node 10 south, 120 m down a street the map lacks, at 8 m/s, and
+    end there (a new estate's dead end): one road. Four trips end in a car park south of node
+    30, 60 m along one line at 4 m/s (a car park's pace): no road. (Runs at a trip's end were all
+    refused once, so the estate was lost; taken at any pace, the car park is a road.)"""
+    rng = np.random.default_rng(5)
+
+    def ending(prefix, node, speed_mps):
+        x, y = node_xy(node)
+        parts = []
+        for k in range(4):
+            parts.append(_on_road(f"{prefix}{k}", 10, 0.0, rng))
+            ys = y - speed_mps * np.arange(1, 16)
+            parts.append(_matched_run(f"{prefix}{k}", x + rng.normal(0, 3, 15), ys + rng.normal(0, 3, 15), t0=10.0))
+        return parts
+
+    matched = pd.concat(ending("estate", 10, 8.0) + ending("park", 30, 4.0), ignore_index=True)
+    result = diff({"edges": grid_edges.to_crs(4326)}, None, _coverage(grid_edges), DiffConfig(min_confidence=0.0),
+                  matched=matched)
+    missing = result.diffs[result.diffs["kind"] == "road_missing"]
+    assert len(missing) == 1
+    x, y = node_xy(10)
+    assert missing.to_crs(CRS).geometry.iloc[0].hausdorff_distance(shapely.LineString([(x, y), (x, y - 120)])) < 25
+    assert missing["n_trips"].iloc[0] == 4
+
+
 def test_a_missing_road_ends_where_the_map_takes_over(grid_edges):
     """Five trips drive the diagonal 0 -> 11 the map lacks and go on east along mapped row 1
     while the matcher still has them elsewhere (their fixes unmatched there too): the line is the
