@@ -851,13 +851,17 @@ def _object_diffs(features, objects, roads, coverage_n, config):
     visible = np.full(len(feat), np.nan)
     missed = np.full(len(feat), np.nan)  # the in-view trips that would have seen it either way
     visible[known], missed[known] = _visible_trips(feat[known], roads.net, coverage_n, config)
+    # the trips are an expected count (each as sure as the matcher is that it drove there): the
+    # thresholds count them to the nearest whole trip (three trips the matcher is all but sure
+    # of are three, not 2.9997: Liechtenstein lost three planted removals so)
+    visible_n, missed_n = np.floor(visible + 0.5), np.floor(missed + 0.5)
     # a real object is seen by a good share of the trips that pass it; a stray estimate by a
     # few: a pair whose object's share is below what nearly all same-place pairs show is no
     # evidence of a move or a new value
     share = things["n_trips"].to_numpy()[ti] / np.maximum(visible[fi], 1.0)
-    same = ~moved & known[fi] & (visible[fi] >= config.min_visible_trips)
+    same = ~moved & known[fi] & (visible_n[fi] >= config.min_visible_trips)
     least_share = float(np.quantile(share[same], 0.05)) if same.sum() >= MIN_PER_BIN else 0.0
-    trusted = (share >= least_share) | (visible[fi] < config.min_visible_trips)
+    trusted = (share >= least_share) | (visible_n[fi] < config.min_visible_trips)
     changed &= trusted & (things["n_trips"].to_numpy()[ti] >= config.min_trips)
     t_paired = np.zeros(len(things), bool)
     t_paired[ti] = True
@@ -882,7 +886,7 @@ def _object_diffs(features, objects, roads, coverage_n, config):
     conf_gone[in_view] = _calibrated(missed[in_view], ~f_paired[in_view], weight[in_view]) * closeness
     parts = []
     # a move: the object is not where the map has it, a place the fleet had in view, but near
-    seen_there = visible[fi] >= config.min_visible_trips
+    seen_there = visible_n[fi] >= config.min_visible_trips
     k = np.flatnonzero(moved & trusted & enough & seen_there)
     parts.append(_rows("object_moved", feat, fi[k], things, ti[k], d[k], conf_moved[k], visible[fi[k]]))
     # a new value: as sure as the share of the object's sightings that read it
@@ -893,11 +897,11 @@ def _object_diffs(features, objects, roads, coverage_n, config):
                        config)
     parts.append(_rows("object_added", feat, np.full(len(k), -1), things, k, np.full(len(k), np.nan), conf_seen[k],
                        np.full(len(k), np.nan)))
-    k = np.flatnonzero(~f_paired & (missed >= config.min_visible_trips))
+    k = np.flatnonzero(~f_paired & (missed_n >= config.min_visible_trips))
     # drawn where the map has it
     parts.append(_rows("object_removed", features, k, things, np.full(len(k), -1), np.full(len(k), np.nan),
                        conf_gone[k], missed[k]))
-    unseen = np.flatnonzero(~f_paired & (missed < config.min_visible_trips))
+    unseen = np.flatnonzero(~f_paired & ~(missed_n >= config.min_visible_trips))
     unverified = features.iloc[unseen].assign(visible_trips=missed[unseen])
     return parts, unverified
 

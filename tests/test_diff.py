@@ -522,6 +522,17 @@ def test_empty_objects_make_removals_or_unverified(scene):
     assert result.unverified["feature_id"].tolist() == [5]
 
 
+def test_trips_the_matcher_is_all_but_sure_of_count_whole(scene):
+    # the coverage confirmed by the matched fixes is an expected number of trips (each as sure
+    # as the matcher is): three trips at 0.9999 are 2.9997, and still three trips in view
+    layers, objects, coverage = scene
+    for trips, removed in ((2.9997, {1, 2, 3, 4}), (2.4, set())):
+        result = diff(layers, objects.iloc[:0], coverage.assign(trips=trips, passes=trips),
+                      DiffConfig(min_confidence=0.0))
+        assert set(result.diffs.loc[result.diffs["kind"] == "object_removed", "feature_id"]) == removed
+        assert len(result.unverified) == 5 - len(removed)
+
+
 def test_only_filmed_passes_make_a_removal(scene):
     # the fleet drove past every feature, but the uploaded clips filmed none of row 0: the
     # absences are unverified, not removals; filmed by enough trips, they are removals again
