@@ -836,6 +836,37 @@ def test_a_capture_gives_a_point_the_sighting_that_fits_it_best():
         assert total == pytest.approx(np.exp(-0.5 * 0.3**2) + 1.0)
 
 
+def _sighting(trip, capture, *, bearing_deg, range_m):
+    """One street-level sighting from ``capture`` (local metres)."""
+    lon, lat = (float(np.ravel(v)[0]) for v in PROJ.to_lonlat(X0 + capture[0], Y0 + capture[1]))
+    return {"trip_id": trip, "t": ts([0])[0], "class": "stop", "value": None, "score": 0.9, "lon": lon, "lat": lat,
+            "bearing_deg": bearing_deg, "bearing_sigma_deg": 2.0, "range_m": range_m, "range_sigma_m": 0.3 * range_m}
+
+
+@pytest.mark.parametrize("case", ["fits", "apart", "far"])
+def test_a_sign_two_captures_saw_is_an_object_the_covers_left_free(case):
+    # two signs seen well (captures every 5 m, bearings off by 2 degrees) and a third seen by two
+    # captures only, 19 and 5 m from it, bearings 0.7 and 2.2 degrees off, ranges 18 and 25 %
+    # short (the geometry of one Liechtenstein sign the covers lost in the imagery simulation):
+    # the covers leave both sightings free, and the pair is the sign. With the near capture's
+    # range 30 m (log range 6 sigmas off) the two do not fit one place; seen from three times
+    # as far, their ranges place it no better than some metres: no object either way.
+    well = pd.concat([_captures([(0.0, 8.0), (20.0, -8.0)], seed=s, tail_rate=0.0) for s in range(3)],
+                     ignore_index=True)
+    sign = np.array([60.0, 5.0])
+    scale = 3.0 if case == "far" else 1.0
+    pair = [_sighting("a", sign + scale * np.array([-13.0, -13.8]), bearing_deg=44.1, range_m=scale * 15.6),
+            _sighting("b", sign + scale * np.array([-4.2, -2.9]), bearing_deg=53.2,
+                      range_m=30.0 if case == "apart" else scale * 3.8)]
+    objects, labels = locate(pd.concat([well, pd.DataFrame(pair)], ignore_index=True))
+    near = np.hypot(*(positions(objects) - sign).T) < (2.0 if case == "fits" else 10.0)
+    if case == "fits":
+        assert near.sum() == 1 and objects.loc[near, "n_trips"].iloc[0] == 2
+        assert (labels[-2:] == np.flatnonzero(near)[0]).all()
+    else:
+        assert not near.any() and (labels[-2:] == -1).all()
+
+
 def test_two_captures_in_line_are_placed_by_their_ranges():
     # two captures 5 m apart on a straight road, a sign 30 m ahead and 1 m aside: their rays are
     # some 0.4 degrees apart, too little parallax to cross them; their ranges still place it
