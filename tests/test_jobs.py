@@ -150,6 +150,38 @@ def test_tiles_see_their_halo_and_own_what_lies_in_them():
     assert len(seen[3]) == 4  # a corner: the three neighbours around it too
 
 
+def test_the_tiles_a_point_reaches_are_those_a_slow_reference_finds():
+    """The kernel against plain Python: for each point, each of the nine tiles around its own,
+    the distance from the point to the tile's box (metres along the meridian and the parallel)
+    within the halo. Points crowd the tiles' edges and corners, at several latitudes."""
+    import math
+
+    from mapdiff.jobs.tiles import M_PER_DEG, Tiling
+
+    rng = np.random.default_rng(11)
+    tiling = Tiling(tile_m=1000, halo_m=150).validate()
+    lat = np.r_[rng.uniform(-70, 70, 300), np.round(rng.uniform(59, 61, 300) / tiling.dlat) * tiling.dlat
+                + rng.normal(0, 150 / M_PER_DEG, 300)]
+    lon = rng.uniform(-179, 179, len(lat))
+    lon[300:] = 24.9 + rng.uniform(0, 0.2, 300)
+    shift, col_bits, _ = tiling._bits
+    expected = set()
+    for i, (x, y) in enumerate(zip(lon, lat)):
+        row0 = math.floor(y / tiling.dlat)
+        for row in (row0 - 1, row0, row0 + 1):
+            gap_y = max(row * tiling.dlat - y, y - (row + 1) * tiling.dlat, 0.0) * M_PER_DEG
+            dlon = tiling.tile_m / (M_PER_DEG * max(math.cos(math.radians((row + 0.5) * tiling.dlat)), 1e-6))
+            col0 = math.floor((x + 180.0) / dlon)
+            for col in (col0 - 1, col0, col0 + 1):
+                gap_x = max(col * dlon - (x + 180.0), (x + 180.0) - (col + 1) * dlon, 0.0) * M_PER_DEG * max(
+                    math.cos(math.radians(y)), 1e-6)
+                if math.hypot(gap_x, gap_y) <= tiling.halo_m:
+                    expected.add((i, ((row + shift) << col_bits) | col))
+    idx, keys = tiling.near(lon, lat)
+    assert set(zip(idx.tolist(), keys.tolist())) == expected and len(idx) == len(expected)
+    assert set(keys[np.isin(idx, np.arange(len(lat)))].tolist()) >= set(tiling.key(lon, lat).tolist())
+
+
 def test_a_tiles_centre_lies_in_it_midway():
     from mapdiff.jobs.tiles import Tiling
 

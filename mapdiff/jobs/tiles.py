@@ -96,28 +96,12 @@ class Tiling:
 
     def near(self, lon, lat) -> tuple[np.ndarray, np.ndarray]:
         """Every (point index, tile key) pair where the point lies in the tile or within
-        ``halo_m`` of it: the rows each tile's work sees."""
-        lon = np.asarray(lon, dtype=np.float64)
-        lat = np.asarray(lat, dtype=np.float64)
-        idx, keys = [], []
-        row0 = np.floor(lat / self.dlat).astype(np.int64)
-        for dr in (-1, 0, 1):
-            row = row0 + dr
-            # metres from the point to the row's band of latitude; the rows above and below are
-            # looked at only for the points within the halo of them (a few in a hundred)
-            lat_gap = np.maximum(np.maximum(row * self.dlat - lat, lat - (row + 1) * self.dlat), 0.0) * M_PER_DEG
-            near = np.arange(len(lat)) if dr == 0 else np.flatnonzero(lat_gap <= self.halo_m)
-            row, lat_gap, x = row[near], lat_gap[near], lon[near] + 180.0
-            dlon = self._dlon(row)
-            col0 = np.floor(x / dlon).astype(np.int64)
-            m_per_lon = M_PER_DEG * np.maximum(np.cos(np.radians(lat[near])), 1e-6)
-            for dc in (-1, 0, 1):
-                col = col0 + dc
-                lon_gap = np.maximum(np.maximum(col * dlon - x, x - (col + 1) * dlon), 0.0) * m_per_lon
-                inside = np.hypot(lat_gap, lon_gap) <= self.halo_m
-                idx.append(near[inside])
-                keys.append(self._key(row[inside], col[inside]))
-        return np.concatenate(idx), np.concatenate(keys)
+        ``halo_m`` of it: the rows each tile's work sees (see :mod:`mapdiff._kernels.tiles`)."""
+        from mapdiff._kernels.tiles import near_tiles
+
+        shift, col_bits, _ = self._bits
+        return near_tiles(np.ascontiguousarray(lon, dtype=np.float64), np.ascontiguousarray(lat, dtype=np.float64),
+                          self.dlat, self.tile_m, self.halo_m, M_PER_DEG, shift, col_bits)
 
 
 def balance(keys: np.ndarray, rows: np.ndarray, n_shards: int) -> np.ndarray:
