@@ -418,6 +418,36 @@ def test_a_standing_car_matched_onto_the_cross_street_keeps_its_heading():
     assert obs["bearing_deg"].iloc[0] == pytest.approx(90.0 + np.degrees(np.arctan2(3.0, 20.0)), abs=1.0)
 
 
+def test_a_car_that_hops_onto_a_link_as_it_stops_heads_the_way_it_came_in():
+    # east along row 0 at 10 m/s, the last two fixes before the stop matched 2 and 4 m up the
+    # street north (10 -> 11), where the raw fixes' drift also runs north at 3 m/s: the link
+    # agrees with that short motion, not with the 20 m the matched route came in along
+    import pyproj
+
+    from fixtures.grid import CRS, edge_of, node_xy
+    from mapdiff._kernels.observe import _came_along
+    from mapdiff.observe import ObserveConfig
+
+    net, edges = _grid()
+    rows = pd.Index(net.edges["edge_id"].to_numpy())
+    east, north = rows.get_loc(edge_of(edges, 0, 10)), rows.get_loc(edge_of(edges, 10, 11))
+    x0, y0 = node_xy(0)
+    off = np.r_[np.arange(50.0, 100.0, 10.0), 2.0, 4.0, 4.0, 4.0]
+    edge = np.r_[np.full(5, east), np.full(4, north)].astype(np.int64)
+    on_row = edge == east
+    x = np.where(on_row, x0 + off, x0 + 100.0)
+    y = np.where(on_row, y0, y0 + off)
+    x, y = net.proj.to_metres(*pyproj.Transformer.from_crs(CRS, "EPSG:4326", always_xy=True).transform(x, y))
+    speed = np.r_[np.full(5, 10.0), 3.0, 3.0, 0.0, 0.0]
+    vel = np.c_[np.where(on_row, speed, 0.0), np.where(on_row, 0.0, speed)]
+    t = np.arange(9.0)
+    cfg = ObserveConfig()
+    geom = (net.vx, net.vy, net.vcum, net.vptr)
+    came = _came_along(7, 8, 0, 9, cfg.still_mps, cfg.road_agree_deg, speed, vel, edge, off, geom,
+                       (t, x, y, cfg.max_heading_window_s, cfg.min_baseline_m))
+    assert came == 4  # the last fix on the way in, not the link (6)
+
+
 def test_route_smoother_averages_noise_and_restarts_after_a_jump():
     from mapdiff._kernels.observe import smooth_route
 

@@ -235,16 +235,44 @@ def _bracket(k, t, m_ptr, m_t, edge_tol_s, max_gap_s, m_off_road):
 
 
 @jit
-def _came_along(i, j, a, b, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom):
+def _way_agrees(k, a, b, back, motion, agree_deg, m_edge, m_off, geom):
+    """Whether the matched positions over the last ``min_baseline_m`` into fix k (``back``; else
+    the next out of it) run within ``agree_deg`` of k's road; ``motion`` = (m_t, m_x, m_y,
+    max_window_s, min_baseline_m). True where they do not span the baseline within the window."""
+    m_t, m_x, m_y, window_s, baseline_m = motion
+    step = -1 if back else 1
+    o = k
+    while (a <= o + step < b and abs(m_t[o + step] - m_t[k]) <= window_s
+           and np.hypot(m_x[o] - m_x[k], m_y[o] - m_y[k]) < baseline_m):
+        o += step
+    dx, dy = (m_x[k] - m_x[o], m_y[k] - m_y[o]) if back else (m_x[o] - m_x[k], m_y[o] - m_y[k])
+    d = np.hypot(dx, dy)
+    if d < baseline_m:
+        return True
+    vx, vy, vcum, vptr = geom
+    e = m_edge[k]
+    hx, hy = point_on_edge(e, min(max(m_off[k], 0.0), vcum[vptr[e + 1] - 1]), vx, vy, vcum, vptr)[2:]
+    return (hx * dx + hy * dy) / d >= np.cos(np.radians(agree_deg))
+
+
+@jit
+def _came_along(i, j, a, b, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom, motion):
     """For a standing car: the last fix before it that moved along its road (a standing car does
-    not turn), else the first after it (the trip starts standing); -1: none."""
+    not turn), else the first after it (the trip starts standing); -1: none. The road must also
+    agree with the way the matched route came in over the heading's baseline (``motion``, see
+    :func:`_way_agrees`): where a junction's short links make a triangle, the matcher hops
+    between them while the car slows to a stop, and one fix moving along a link it never took
+    gave the whole stop a heading some 50 degrees off (Helsinki: 8 % of the bearings observe
+    trusted from standing cars were more than 20 degrees off, against 1 % from moving ones)."""
     came = i
-    while came >= a and not _moving_along(came, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom):
+    while came >= a and not (_moving_along(came, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom)
+                             and _way_agrees(came, a, b, True, motion, agree_deg, m_edge, m_off, geom)):
         came -= 1
     if came >= a:
         return came
     came = j
-    while came < b and not _moving_along(came, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom):
+    while came < b and not (_moving_along(came, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom)
+                            and _way_agrees(came, a, b, False, motion, agree_deg, m_edge, m_off, geom)):
         came += 1
     return came if came < b else -1
 
@@ -318,8 +346,8 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
         x[q] = m_x[i] + f * (m_x[j] - m_x[i])
         y[q] = m_y[i] + f * (m_y[j] - m_y[i])
         still = abs(m_vs[i] + f * (m_vs[j] - m_vs[i])) < still_mps
-        came = _came_along(i, j, a, b, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom) \
-            if still and vx.shape[0] > 1 else -1
+        came = _came_along(i, j, a, b, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom,
+                           (m_t, m_x, m_y, max_window_s, min_baseline_m)) if still and vx.shape[0] > 1 else -1
         if came >= 0:
             e = m_edge[came]
             hx, hy = point_on_edge(e, min(max(m_off[came], 0.0), vcum[vptr[e + 1] - 1]), vx, vy, vcum, vptr)[2:]
