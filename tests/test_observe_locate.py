@@ -418,6 +418,26 @@ def test_a_standing_car_matched_onto_the_cross_street_keeps_its_heading():
     assert obs["bearing_deg"].iloc[0] == pytest.approx(90.0 + np.degrees(np.arctan2(3.0, 20.0)), abs=1.0)
 
 
+def test_a_car_standing_at_a_junction_is_not_sure_which_road_it_stands_on():
+    # east along row 0 to node 10, where the matcher has it move 4 m up the street north (10 ->
+    # 11) as it stops: it may wait at the stop line or stand past the corner, so its heading is
+    # as unsure as the turn; 30 m up that street it stands on it
+    from fixtures.grid import edge_of
+    from mapdiff._kernels.observe import _turn_before
+    from mapdiff.observe import ObserveConfig
+
+    net, edges = _grid()
+    rows = pd.Index(net.edges["edge_id"].to_numpy())
+    east, north = rows.get_loc(edge_of(edges, 0, 10)), rows.get_loc(edge_of(edges, 10, 11))
+    edge = np.array([east, east, north, north, north], dtype=np.int64)
+    geom = (net.vx, net.vy, net.vcum, net.vptr)
+    span = ObserveConfig().heading_span_m
+    for stand, turn in ((4.0, 90.0), (30.0, 0.0)):
+        off = np.array([80.0, 90.0, stand - 2.0, stand, stand])
+        # came: fix 3, moving north; it stands at fix 4
+        assert _turn_before(3, 4, 0, span, 0.0, 1.0, edge, off, geom) == pytest.approx(turn, abs=0.5)
+
+
 def test_a_car_that_hops_onto_a_link_as_it_stops_heads_the_way_it_came_in():
     # east along row 0 at 10 m/s, the last two fixes before the stop matched 2 and 4 m up the
     # street north (10 -> 11), where the raw fixes' drift also runs north at 3 m/s: the link
