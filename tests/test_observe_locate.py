@@ -419,23 +419,29 @@ def test_a_standing_car_matched_onto_the_cross_street_keeps_its_heading():
 
 
 def test_a_car_standing_at_a_junction_is_not_sure_which_road_it_stands_on():
-    # east along row 0 to node 10, where the matcher has it move 4 m up the street north (10 ->
-    # 11) as it stops: it may wait at the stop line or stand past the corner, so its heading is
-    # as unsure as the turn; 30 m up that street it stands on it
+    # east along row 0 to node 10, then north (10 -> 11). Matched 4 m up the street north as it
+    # stops, it may wait at the stop line or stand past the corner; matched 2 m before the node,
+    # it may have turned and stopped past it. Its heading is as unsure as the turn. 30 m up
+    # the street north, or 50 m before the node, it stands on its road.
     from fixtures.grid import edge_of
-    from mapdiff._kernels.observe import _turn_before
+    from mapdiff._kernels.observe import _junction_turn
     from mapdiff.observe import ObserveConfig
 
     net, edges = _grid()
     rows = pd.Index(net.edges["edge_id"].to_numpy())
     east, north = rows.get_loc(edge_of(edges, 0, 10)), rows.get_loc(edge_of(edges, 10, 11))
-    edge = np.array([east, east, north, north, north], dtype=np.int64)
     geom = (net.vx, net.vy, net.vcum, net.vptr)
     span = ObserveConfig().heading_span_m
+    # came along the street north (fix 3), stands at fix 4
+    past = np.array([east, east, north, north, north, north], dtype=np.int64)
     for stand, turn in ((4.0, 90.0), (30.0, 0.0)):
-        off = np.array([80.0, 90.0, stand - 2.0, stand, stand])
-        # came: fix 3, moving north; it stands at fix 4
-        assert _turn_before(3, 4, 0, span, 0.0, 1.0, edge, off, geom) == pytest.approx(turn, abs=0.5)
+        off = np.array([80.0, 90.0, stand - 2.0, stand, stand, stand + 10.0])
+        assert _junction_turn(3, 4, 0, 6, span, past, off, geom) == pytest.approx(turn, abs=0.5)
+    # came along row 0 (fix 1), stands at fix 2, then drives north
+    before = np.array([east, east, east, east, north, north], dtype=np.int64)
+    for stand, turn in ((98.0, 90.0), (50.0, 0.0)):
+        off = np.array([stand - 20.0, stand - 10.0, stand, stand, 10.0, 20.0])
+        assert _junction_turn(1, 2, 0, 6, span, before, off, geom) == pytest.approx(turn, abs=0.5)
 
 
 def test_a_car_that_hops_onto_a_link_as_it_stops_heads_the_way_it_came_in():

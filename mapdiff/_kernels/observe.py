@@ -278,23 +278,42 @@ def _came_along(i, j, a, b, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, ge
 
 
 @jit
-def _turn_before(came, i, a, span_m, hx, hy, m_edge, m_off, geom):
-    """For a car standing at fix i within ``span_m`` past the start of the road it came along
-    (fix ``came``'s, direction hx, hy there): the angle (degrees) between that road and the end of
-    the road it was matched on before, else 0. A car waiting at a stop line is snapped across the
-    junction as often as not, and which of the two roads it stands on is not known."""
+def _angle_deg(ax, ay, bx, by):
+    return np.degrees(np.arccos(min(max(ax * bx + ay * by, -1.0), 1.0)))
+
+
+@jit
+def _junction_turn(came, i, a, b, span_m, m_edge, m_off, geom):
+    """For a car standing at fix i, matched within ``span_m`` of a junction on the road it came
+    along (fix ``came``'s): the angle (degrees) between that road and the one the route takes on
+    the junction's other side (the road matched before it, where it stands just past the start;
+    the next one, where it stands just before the end), else 0. A car waiting at a stop line is
+    snapped across the junction as often as not, and one that turned and stopped just past it
+    is left on the road before: which of the two it stands on is not known."""
     e = m_edge[came]
-    if m_edge[i] != e or m_off[i] > span_m:
-        return 0.0
-    k = came
-    while k >= a and m_edge[k] == e:
-        k -= 1
-    if k < a or m_edge[k] < 0:
+    if m_edge[i] != e:
         return 0.0
     vx, vy, vcum, vptr = geom
-    p = m_edge[k]
-    px, py = point_on_edge(p, vcum[vptr[p + 1] - 1], vx, vy, vcum, vptr)[2:]
-    return np.degrees(np.arccos(min(max(hx * px + hy * py, -1.0), 1.0)))
+    length = vcum[vptr[e + 1] - 1]
+    turn = 0.0
+    if m_off[i] <= span_m:
+        k = came
+        while k >= a and m_edge[k] == e:
+            k -= 1
+        if k >= a and m_edge[k] >= 0:
+            p = m_edge[k]
+            hx, hy = point_on_edge(e, 0.0, vx, vy, vcum, vptr)[2:]
+            px, py = point_on_edge(p, vcum[vptr[p + 1] - 1], vx, vy, vcum, vptr)[2:]
+            turn = _angle_deg(hx, hy, px, py)
+    if m_off[i] >= length - span_m:
+        k = i
+        while k < b and (m_edge[k] == e or m_edge[k] < 0):
+            k += 1
+        if k < b:
+            hx, hy = point_on_edge(e, length, vx, vy, vcum, vptr)[2:]
+            px, py = point_on_edge(m_edge[k], 0.0, vx, vy, vcum, vptr)[2:]
+            turn = max(turn, _angle_deg(hx, hy, px, py))
+    return turn
 
 
 @jit
@@ -380,7 +399,7 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
             # there while still before it), which way it heads is not known: the turn says how much
             if here >= 0:
                 turn[q] = max(turn[q], np.degrees(np.arccos(min(max(hx * rx + hy * ry, -1.0), 1.0))))
-            turn[q] = max(turn[q], _turn_before(came, i, a, span_m, hx, hy, m_edge, m_off, geom))
+            turn[q] = max(turn[q], _junction_turn(came, i, a, b, span_m, m_edge, m_off, geom))
             continue
         lo, hi = _motion_span(still, t, i, j, a, b, m_t, m_x, m_y, max_window_s, min_baseline_m)
         d = np.hypot(m_x[hi] - m_x[lo], m_y[hi] - m_y[lo])
