@@ -43,6 +43,7 @@ _RATES = {
 _VALUES = {
     "trips-per-day": (float, "mean trips per vehicle and day"),
     "sample-interval-s": (float, "seconds between GPS fixes"),
+    "min-trip-m": (float, "shortest route a trip drives (metres); shorter ones are not driven"),
     "gps-sigma-m": (float, "white GPS noise per axis (metres)"),
     "gps-bias-sigma-m": (float, "drifting per-trip GPS bias per axis (metres)"),
     "gps-bias-tau-s": (float, "correlation time of the bias (seconds)"),
@@ -117,6 +118,10 @@ def simulate(map_path, output, shard, run_id, quiet, **options):
                              vehicles=vehicles, metadata=part_label("simulate", shard, run_id), batch_rows=batch_rows())
     except MapdiffError as exc:
         fail(exc)
+    if counts["trips"] == 0 and (vehicles is None or len(vehicles)) and config.days > 0:
+        # (a shard may own no vehicle; a fleet that drove nothing had no route long enough)
+        info(f"{map_path}: warning: no trip was driven: no route of --min-trip-m {config.min_trip_m:g} m or more "
+             "came up on this map (a few hundred metres of road?)", quiet=quiet)
     seen = "street-level observations" if config.capture == "imagery" else "detections"
     info(f"wrote {output}: {counts['fixes']:,} fixes in {counts['trips']:,} trips, {counts['sightings']:,} {seen}, "
          f"{counts['changes']:,} planted changes", quiet=quiet)

@@ -416,6 +416,22 @@ def test_map_without_features_says_so(grid_gpkg, tmp_path):
     assert len(_read(tmp_path / "s", "detections.parquet")) == 0
 
 
+def test_a_map_too_small_for_a_trip_says_so(grid_gpkg, tmp_path):
+    """A map whose longest route is shorter than --min-trip-m (the osmnx test map of Bavaria:
+    213 m against the default 300) drives no trip: an empty simulation must not pass without a
+    word (match then refuses its empty traces)."""
+    from mapdiff_cli.main import cli
+
+    longest = ["--min-trip-m", "100000"]  # (longer than any route of the test grid)
+    res = CliRunner().invoke(cli, ["simulate", "--map", str(grid_gpkg), "-o", str(tmp_path / "s"), *longest])
+    assert res.exit_code == 0, res.output
+    assert "no trip was driven" in res.output and "--min-trip-m 100000" in res.output
+    assert len(_read(tmp_path / "s", "traces.parquet")) == 0
+    res = CliRunner().invoke(cli, ["simulate", "--map", str(grid_gpkg), "-o", str(tmp_path / "t")])
+    assert res.exit_code == 0 and "no trip" not in res.output
+    assert len(_read(tmp_path / "t", "traces.parquet")) > 0
+
+
 def test_street_level_imagery_has_the_detectors_mistakes(helsinki_gpkg):
     # as in the video: a share of the sightings with another class or value, and false
     # positives per capture with no object in the truth, at the distances real sightings have
