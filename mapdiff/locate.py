@@ -1414,6 +1414,7 @@ def _objects_of_tracks(tracks, ts, config):
     given["cls"] = np.zeros(0, dtype=np.int64)
     gate2 = config.gate_sigma**2
     rounds = int(config.rounds)
+    shared_var = np.nan
     for rnd in range(rounds + 1):
         pxx, pxy, pyy = _with_pose(tr, along_m, across_m)
         px, py = x0 - off_x, y0 - off_y
@@ -1444,6 +1445,11 @@ def _objects_of_tracks(tracks, ts, config):
         # objects would be those of the merged poles, and hide the split)
         own_pose = _with_pose(tr, MIN_POSE_SIGMA_M, MIN_POSE_SIGMA_M)
         split, sectors, shared = _direction_splits(lab, tr, x0 - off_x, y0 - off_y, own_pose, len(x), config)
+        # the largest of the rounds' measures: each round's pass offsets are fitted to the same
+        # residuals and pull the directions of an object together, while its error against the
+        # street stays (a 6-car fleet of Helsinki: 0.60, 0.36, 0.06 m^2 over the rounds, and 67 %
+        # of its 95 % circles held the truth with the last; 92 % with the largest)
+        shared_var = np.fmax(shared_var, shared)
         keep = alive & ~split
         given = {"x": np.r_[x[keep], sectors["x"]], "y": np.r_[y[keep], sectors["y"]],
                  "xx": np.r_[sxx[keep], sectors["xx"]], "xy": np.r_[sxy[keep], sectors["xy"]],
@@ -1459,7 +1465,10 @@ def _objects_of_tracks(tracks, ts, config):
         tracks[col] = full
     labels = np.full(len(tracks), -1, dtype=np.int64)
     labels[kept] = lab
-    return labels, {"x": x, "y": y, "cls": ccls, "shared_var": shared}
+    # too few objects seen from two ways to tell: at least the least pose error a scatter may
+    # report (a 10-car day of south-eastern Finland: 58 % of the 95 % circles held the truth with 0)
+    shared_var = MIN_POSE_SIGMA_M**2 if np.isnan(shared_var) else shared_var
+    return labels, {"x": x, "y": y, "cls": ccls, "shared_var": shared_var}
 
 
 #: the residuals :func:`_tail_model` fits at most: three parameters, the tail's weight known to
@@ -1582,7 +1591,7 @@ def _direction_splits(lab, tr, px, py, cov, n_objects, config):
     split = (np.where(np.isfinite(d2), d2, 0.0) > config.split_sigma**2).any(axis=1)
     take = (valid & split[:, None]).ravel()
     one = np.isfinite(excess) & ~split[:, None]
-    shared = max(float(np.median(excess[one])), 0.0) if one.sum() >= MIN_GROUP_PAIRS else 0.0
+    shared = max(float(np.median(excess[one])), 0.0) if one.sum() >= MIN_GROUP_PAIRS else np.nan
     return split, {"x": gx[take], "y": gy[take], "xx": gxx[take], "xy": gxy[take], "yy": gyy[take],
                    "object": np.flatnonzero(take) // SECTORS}, shared
 
