@@ -105,6 +105,32 @@ def test_a_car_speeds_up_cruises_and_brakes_as_a_car_does():
     assert speed.max() == pytest.approx(10.0)
 
 
+@pytest.mark.parametrize("stand_first", [False, True])
+def test_a_car_parked_off_the_road_faces_the_way_it_drove(stand_first):
+    """Parked off the road (a car park), a car faces the way it drove in, or, standing before
+    it ever moved, the way it drives out: not north, which made its camera film whatever lay
+    north of every parked car."""
+    from mapdiff._kernels.simulate import poses
+
+    net = _straight_net(100.0)  # due north
+    nan = np.nan
+    # up the road 50 m, off it 20 m due east, parked 30 s; or parked first, then east, then on
+    edge = np.array([0, -1, -1])
+    s0, s1 = np.array([0.0, nan, nan]), np.array([50.0, nan, nan])
+    ax, ay = np.array([nan, 0.0, 20.0]), np.array([nan, 50.0, 50.0])
+    bx, by = np.array([nan, 20.0, 20.0]), np.array([nan, 50.0, 50.0])
+    t0, t1 = np.array([0.0, 5.0, 7.0]), np.array([5.0, 7.0, 37.0])
+    if stand_first:  # parked at (0, 50), then east to (20, 50)
+        edge, s0, s1 = edge[[2, 1]], s0[[2, 1]], s1[[2, 1]]
+        ax, ay, bx, by = np.array([0.0, 0.0]), np.array([50.0, 50.0]), np.array([0.0, 20.0]), np.array([50.0, 50.0])
+        t0, t1 = np.array([0.0, 30.0]), np.array([30.0, 32.0])
+    n = len(edge)
+    t = np.array([20.0])
+    *_, heading, _, _ = poses(np.array([0, n]), edge, s0, s1, t0, t1, ax, ay, bx, by, np.zeros(n), np.zeros(n),
+                              np.array([0, 1]), t, *net)
+    assert heading[0] == pytest.approx(90.0)
+
+
 def test_a_short_drive_peaks_below_its_cruise_speed():
     from mapdiff._kernels.simulate import ramps
 

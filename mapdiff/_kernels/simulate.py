@@ -154,7 +154,11 @@ def poses(trip_ptr, p_edge, p_s0, p_s1, p_t0, p_t1, p_ax, p_ay, p_bx, p_by, p_la
                 dx = p_bx[p] - p_ax[p]
                 dy = p_by[p] - p_ay[p]
                 d = np.hypot(dx, dy)
-                hx, hy = (dx / d, dy / d) if d > 0 else (0.0, 1.0)
+                if d > 0:
+                    hx, hy = dx / d, dy / d
+                else:  # parked off the road: facing the way it drove in (or will drive out)
+                    hx, hy = _standing_heading(p, trip_ptr[i], last, p_edge, p_s0, p_s1, p_ax, p_ay, p_bx,
+                                               p_by, vx, vy, vcum, vptr)
                 px = p_ax[p] + f * dx
                 py = p_ay[p] + f * dy
                 s = np.nan
@@ -169,6 +173,25 @@ def poses(trip_ptr, p_edge, p_s0, p_s1, p_t0, p_t1, p_ax, p_ay, p_bx, p_by, p_la
             edge[q] = e
             offset[q] = s
     return x, y, heading, edge, offset
+
+
+@jit
+def _standing_heading(p, first, last, p_edge, p_s0, p_s1, p_ax, p_ay, p_bx, p_by, vx, vy, vcum, vptr):
+    """The heading (unit x, y) of a car standing off the road in piece ``p`` of the trip whose
+    pieces are ``first..last``: that of the last piece before it that moved, else of the next
+    (north when the trip never moves)."""
+    for step in (-1, 1):
+        q = p + step
+        while first <= q <= last:
+            if p_edge[q] >= 0:  # (where it left the road, or will join it)
+                _, _, hx, hy = point_on_edge(p_edge[q], p_s1[q] if step < 0 else p_s0[q], vx, vy, vcum, vptr)
+                return hx, hy
+            dx, dy = p_bx[q] - p_ax[q], p_by[q] - p_ay[q]
+            d = np.hypot(dx, dy)
+            if d > 0:
+                return dx / d, dy / d
+            q += step
+    return 0.0, 1.0
 
 
 @jit
