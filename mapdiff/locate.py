@@ -124,6 +124,12 @@ SECTORS = 4
 #: the error the passes of one direction share is measured where at least this many pairs of
 #: direction groups of one object tell
 MIN_GROUP_PAIRS = 20
+#: two direction groups of one object are two objects only where they sit apart beyond what the
+#: error the directions share explains at 99 % (the 99 % point of a chi-square of 2 degrees of
+#: freedom): the groups' own covariances shrink with their trips and that error does not, so a
+#: fleet of 100 cars split single signs by the lanes they were seen from (beside the
+#: ``split_sigma`` test, which it only narrows)
+SPLIT_SHARED_CHI2 = 9.21
 OBJECT_COLUMNS = ["object_id", "class", "value", "value_share", "value_votes", "lon", "lat", "sigma_m",
                   "n_observations", "n_trips", "t_first", "t_last", "score", "weak"]
 
@@ -1444,7 +1450,8 @@ def _objects_of_tracks(tracks, ts, config):
         # (the groups' own scatter sizes their means' errors: the pose sigmas measured about the
         # objects would be those of the merged poles, and hide the split)
         own_pose = _with_pose(tr, MIN_POSE_SIGMA_M, MIN_POSE_SIGMA_M)
-        split, sectors, shared = _direction_splits(lab, tr, x0 - off_x, y0 - off_y, own_pose, len(x), config)
+        split, sectors, shared = _direction_splits(lab, tr, x0 - off_x, y0 - off_y, own_pose, len(x), config,
+                                                   shared_var=shared_var)
         # the largest of the rounds' measures: each round's pass offsets are fitted to the same
         # residuals and pull the directions of an object together, while its error against the
         # street stays (a 6-car fleet of Helsinki: 0.60, 0.36, 0.06 m^2 over the rounds, and 67 %
@@ -1540,7 +1547,7 @@ def _reassign(lab, tr, passes, centres, n_trips, config):
     return out
 
 
-def _direction_splits(lab, tr, px, py, cov, n_objects, config):
+def _direction_splits(lab, tr, px, py, cov, n_objects, config, shared_var=np.nan):
     """Which objects split by the direction of travel of their tracks, and the centres they
     split into.
 
@@ -1551,8 +1558,11 @@ def _direction_splits(lab, tr, px, py, cov, n_objects, config):
     two groups of at least ``MIN_TRIPS_FOR_OFFSET`` trips sit apart by more than ``split_sigma``
     (their means' covariances, scaled up by their scatter where it is larger), the object is
     as many objects as it has such groups. An object seen alike from everywhere keeps its
-    groups together.
-    Returns (split per object, the groups' centres: x, y, xx, xy, yy and the object split)."""
+    groups together. ``shared_var``: the error per axis that one direction's passes share, as
+    the rounds have measured it so far (NaN: not yet); two groups are apart only beyond it too
+    (``SPLIT_SHARED_CHI2``).
+    Returns (split per object, the groups' centres: x, y, xx, xy, yy and the object split, and
+    the shared error this round measures, NaN where too few pairs tell)."""
     from mapdiff._kernels.locate import fuse, trip_share
 
     ux, uy = tr["ux"].to_numpy(), tr["uy"].to_numpy()
@@ -1588,6 +1598,13 @@ def _direction_splits(lab, tr, px, py, cov, n_objects, config):
         # median is ln 2 of its mean, so the median over pairs comes out right with q / ln 2
         q = (dx * dx + dy * dy) / np.log(2.0)
         excess[both, k] = ((q - gxx[ia] - gyy[ia] - gxx[ib] - gyy[ib]) / 4.0)[both]
+        # ... and with what the directions share (each its own: the difference has it twice),
+        # once a round has measured it
+        if np.isfinite(shared_var):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                apart = _mahal2(dx, dy, gxx[ia] + gxx[ib] + 2.0 * shared_var, gxy[ia] + gxy[ib],
+                                gyy[ia] + gyy[ib] + 2.0 * shared_var) > SPLIT_SHARED_CHI2
+            d2[both & ~apart, k] = np.nan
     split = (np.where(np.isfinite(d2), d2, 0.0) > config.split_sigma**2).any(axis=1)
     take = (valid & split[:, None]).ravel()
     one = np.isfinite(excess) & ~split[:, None]
