@@ -845,6 +845,36 @@ def test_what_the_directions_of_one_object_share_is_measured(shared_var):
         assert shared < 0.02
 
 
+def test_a_big_fleet_does_not_split_one_sign_by_the_lanes_it_was_seen_from():
+    # 200 signs, each seen by a hundred northbound and a hundred westbound passes, each direction
+    # with its own error (its lane, the matcher's bias: 0.5 m^2 per axis); and 20 junctions whose
+    # two poles, one for each direction, stand 8 m apart. The hundred passes make each group's
+    # mean sure to 0.07 m: by that alone nearly every sign splits in two
+    from mapdiff.locate import _direction_splits
+
+    rng = np.random.default_rng(9)
+    n, n_poles, per, shared_var = 220, 20, 100, 0.5
+    lab = np.repeat(np.arange(n), 2 * per)
+    north = np.tile(np.r_[np.ones(per, bool), np.zeros(per, bool)], n)
+    group = 2 * lab + north
+    tr = pd.DataFrame({"ux": np.where(north, 0.0, -1.0), "uy": np.where(north, 1.0, 0.0),
+                       "trip": np.arange(len(lab))})
+    bias = rng.normal(0, np.sqrt(shared_var), (2 * n, 2))
+    poles = lab >= n - n_poles
+    px = 100.0 * lab + bias[group, 0] + rng.normal(0, np.sqrt(0.5), len(lab)) + np.where(poles & north, 8.0, 0.0)
+    py = bias[group, 1] + rng.normal(0, np.sqrt(0.5), len(lab))
+    cov = (np.full(len(lab), 0.5), np.zeros(len(lab)), np.full(len(lab), 0.5))
+    signs = np.arange(n) < n - n_poles
+    # the first round has not measured it (and can not from the pairs: where most objects are
+    # a junction's poles, their median would keep every junction whole)
+    blind, _, _ = _direction_splits(lab, tr, px, py, cov, n, LocateConfig())
+    assert blind[signs].mean() > 0.5
+    # measured by the rounds before
+    split, _, _ = _direction_splits(lab, tr, px, py, cov, n, LocateConfig(), shared_var=shared_var)
+    assert split[signs].mean() < 0.05
+    assert split[~signs].all() and blind[~signs].all()
+
+
 @pytest.mark.parametrize("sigma_deg", [2.0, 12.0])
 def test_capture_errors_are_measured_through_the_gate_that_cut_them(sigma_deg):
     # single captures' bearings off by sigma_deg, a tenth of them anywhere within the gate (a
