@@ -871,7 +871,7 @@ def test_a_big_fleet_does_not_split_one_sign_by_the_lanes_it_was_seen_from():
     assert blind[signs].mean() > 0.5
     # measured by the rounds before
     split, _, _ = _direction_splits(lab, tr, px, py, cov, n, LocateConfig(), shared_var=shared_var)
-    assert split[signs].mean() < 0.05
+    assert split[signs].mean() < 0.1  # (the test is at 95 %: one sign in twenty beyond it)
     assert split[~signs].all() and blind[~signs].all()
 
 
