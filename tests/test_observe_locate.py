@@ -817,25 +817,32 @@ def test_a_crossings_two_kerb_signs_stay_two():
         assert np.hypot(*(found - p).T).min() < 1.0
 
 
-@pytest.mark.parametrize("shared_var", [0.0, 0.5])
-def test_what_the_directions_of_one_object_share_is_measured(shared_var):
-    # 200 objects, each seen by ten northbound and ten westbound passes; every pass of one
-    # direction shares an error of that direction at that object (the matcher's bias there),
-    # drawn with shared_var per axis, beside the 0.7 m scatter of single passes
-    from mapdiff.locate import _direction_splits
-
-    rng = np.random.default_rng(5)
-    n, per = 200, 10
+def _two_way_passes(rng, *, n, per, shared_var, poles=0):
+    """``n`` objects 100 m apart, each seen by ``per`` northbound and ``per`` westbound passes
+    (a track each): every pass of one direction shares an error of that direction at that
+    object (the matcher's bias there, a lane) drawn with ``shared_var`` per axis, beside the
+    0.7 m scatter of single passes; the last ``poles`` objects are a junction's two poles, one
+    for each direction, 8 m apart. Returns (object of each track, tracks, px, py, covariance)."""
     lab = np.repeat(np.arange(n), 2 * per)
     north = np.tile(np.r_[np.ones(per, bool), np.zeros(per, bool)], n)
     group = 2 * lab + north
     tr = pd.DataFrame({"ux": np.where(north, 0.0, -1.0), "uy": np.where(north, 1.0, 0.0),
                        "trip": np.arange(len(lab))})
     bias = rng.normal(0, np.sqrt(shared_var), (2 * n, 2))
-    px = 100.0 * lab + bias[group, 0] + rng.normal(0, np.sqrt(0.5), len(lab))
+    pole = (lab >= n - poles) & north
+    px = 100.0 * lab + bias[group, 0] + rng.normal(0, np.sqrt(0.5), len(lab)) + np.where(pole, 8.0, 0.0)
     py = bias[group, 1] + rng.normal(0, np.sqrt(0.5), len(lab))
     cov = (np.full(len(lab), 0.5), np.zeros(len(lab)), np.full(len(lab), 0.5))
-    split, _, shared = _direction_splits(lab, tr, px, py, cov, n, LocateConfig())
+    return lab, tr, px, py, cov
+
+
+@pytest.mark.parametrize("shared_var", [0.0, 0.5])
+def test_what_the_directions_of_one_object_share_is_measured(shared_var):
+    # 200 objects, each seen by ten passes each way (see _two_way_passes)
+    from mapdiff.locate import _direction_splits
+
+    lab, tr, px, py, cov = _two_way_passes(np.random.default_rng(5), n=200, per=10, shared_var=shared_var)
+    split, _, shared = _direction_splits(lab, tr, px, py, cov, 200, LocateConfig())
     assert split.mean() < 0.05  # (the few far in the tail of the shared errors are split)
     # (the median of squared distances is ln 2 of their mean: a median taken for the mean
     # says 0.35)
@@ -846,24 +853,15 @@ def test_what_the_directions_of_one_object_share_is_measured(shared_var):
 
 
 def test_a_big_fleet_does_not_split_one_sign_by_the_lanes_it_was_seen_from():
-    # 200 signs, each seen by a hundred northbound and a hundred westbound passes, each direction
-    # with its own error (its lane, the matcher's bias: 0.5 m^2 per axis); and 20 junctions whose
-    # two poles, one for each direction, stand 8 m apart. The hundred passes make each group's
-    # mean sure to 0.07 m: by that alone nearly every sign splits in two
+    # 200 signs, each seen by a hundred passes each way, each direction with its own error (its
+    # lane, the matcher's bias: 0.5 m^2 per axis); and 20 junctions whose two poles stand 8 m
+    # apart (see _two_way_passes). The hundred passes make each group's mean sure to 0.07 m: by
+    # that alone nearly every sign splits in two
     from mapdiff.locate import _direction_splits
 
-    rng = np.random.default_rng(9)
-    n, n_poles, per, shared_var = 220, 20, 100, 0.5
-    lab = np.repeat(np.arange(n), 2 * per)
-    north = np.tile(np.r_[np.ones(per, bool), np.zeros(per, bool)], n)
-    group = 2 * lab + north
-    tr = pd.DataFrame({"ux": np.where(north, 0.0, -1.0), "uy": np.where(north, 1.0, 0.0),
-                       "trip": np.arange(len(lab))})
-    bias = rng.normal(0, np.sqrt(shared_var), (2 * n, 2))
-    poles = lab >= n - n_poles
-    px = 100.0 * lab + bias[group, 0] + rng.normal(0, np.sqrt(0.5), len(lab)) + np.where(poles & north, 8.0, 0.0)
-    py = bias[group, 1] + rng.normal(0, np.sqrt(0.5), len(lab))
-    cov = (np.full(len(lab), 0.5), np.zeros(len(lab)), np.full(len(lab), 0.5))
+    n, n_poles, shared_var = 220, 20, 0.5
+    lab, tr, px, py, cov = _two_way_passes(np.random.default_rng(9), n=n, per=100, shared_var=shared_var,
+                                           poles=n_poles)
     signs = np.arange(n) < n - n_poles
     # the first round has not measured it (and can not from the pairs: where most objects are
     # a junction's poles, their median would keep every junction whole)

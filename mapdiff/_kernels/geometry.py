@@ -211,3 +211,17 @@ def point_on_edge(e, s, vx, vy, vcum, vptr):
         return vx[k], vy[k], 0.0, 1.0
     f = min(max((s - vcum[k]) / seg, 0.0), 1.0)
     return vx[k] + f * dx, vy[k] + f * dy, dx / seg, dy / seg
+
+
+@jit
+def angle_deg(ax, ay, bx, by):
+    """The angle (degrees, 0-180) between two unit vectors."""
+    return np.degrees(np.arccos(min(max(ax * bx + ay * by, -1.0), 1.0)))
+
+
+@jit
+def heading_turn_deg(e1, s1, e2, s2, vx, vy, vcum, vptr):
+    """How far the heading turns from edge ``e1`` at ``s1`` to edge ``e2`` at ``s2`` (degrees)."""
+    _, _, hx1, hy1 = point_on_edge(e1, s1, vx, vy, vcum, vptr)
+    _, _, hx2, hy2 = point_on_edge(e2, s2, vx, vy, vcum, vptr)
+    return angle_deg(hx1, hy1, hx2, hy2)

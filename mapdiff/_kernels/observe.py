@@ -3,7 +3,7 @@
 import numpy as np
 
 from mapdiff._kernels import jit
-from mapdiff._kernels.geometry import point_on_edge
+from mapdiff._kernels.geometry import angle_deg, heading_turn_deg, point_on_edge
 
 POSE_OK = 0
 POSE_NO_TRIP = 1  # the trip has no matched fix
@@ -158,6 +158,14 @@ def smooth_route(m_ptr, m_t, m_s, trip_sigma, accel):
 
 
 @jit
+def _road_heading(e, s, geom):
+    """The unit heading (x, y) of edge ``e`` at ``s`` metres along it, ``s`` held to the edge
+    (a matched offset may overshoot its edge's ends by a little)."""
+    vx, vy, vcum, vptr = geom
+    return point_on_edge(e, min(max(s, 0.0), vcum[vptr[e + 1] - 1]), vx, vy, vcum, vptr)[2:]
+
+
+@jit
 def _moving_along(k, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom):
     """Whether fix k moves (faster than ``still_mps``) along its matched road (its raw motion
     within ``agree_deg`` of the road's direction, where the raw motion is known)."""
@@ -165,9 +173,7 @@ def _moving_along(k, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom):
         return False
     if np.isnan(m_vel[k, 0]):
         return True
-    vx, vy, vcum, vptr = geom
-    e = m_edge[k]
-    hx, hy = point_on_edge(e, min(max(m_off[k], 0.0), vcum[vptr[e + 1] - 1]), vx, vy, vcum, vptr)[2:]
+    hx, hy = _road_heading(m_edge[k], m_off[k], geom)
     cos = (hx * m_vel[k, 0] + hy * m_vel[k, 1]) / max(np.hypot(m_vel[k, 0], m_vel[k, 1]), 1e-9)
     return cos >= np.cos(np.radians(agree_deg))
 
@@ -207,7 +213,7 @@ def _route_position(q, i, j, f, a, b, t, m_t, m_s, m_ss, m_edge, m_off, span_m, 
     if e0 >= 0 and e1 >= 0:
         sx += hx0 + hx1
         sy += hy0 + hy1
-        turn[q] = np.degrees(np.arccos(min(max(hx0 * hx1 + hy0 * hy1, -1.0), 1.0)))
+        turn[q] = angle_deg(hx0, hy0, hx1, hy1)
     norm = np.hypot(sx, sy)
     if norm < 1e-9:  # a U-turn within the span: the direction at the point
         return best, hx, hy
@@ -249,9 +255,7 @@ def _way_agrees(k, a, b, back, motion, agree_deg, m_edge, m_off, geom):
     d = np.hypot(dx, dy)
     if d < baseline_m:
         return True
-    vx, vy, vcum, vptr = geom
-    e = m_edge[k]
-    hx, hy = point_on_edge(e, min(max(m_off[k], 0.0), vcum[vptr[e + 1] - 1]), vx, vy, vcum, vptr)[2:]
+    hx, hy = _road_heading(m_edge[k], m_off[k], geom)
     return (hx * dx + hy * dy) / d >= np.cos(np.radians(agree_deg))
 
 
@@ -278,11 +282,6 @@ def _came_along(i, j, a, b, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, ge
 
 
 @jit
-def _angle_deg(ax, ay, bx, by):
-    return np.degrees(np.arccos(min(max(ax * bx + ay * by, -1.0), 1.0)))
-
-
-@jit
 def _junction_turn(came, i, a, b, span_m, m_edge, m_off, geom):
     """For a car standing at fix i, matched within ``span_m`` of a junction on the road it came
     along (fix ``came``'s): the angle (degrees) between that road and the one the route takes on
@@ -302,17 +301,13 @@ def _junction_turn(came, i, a, b, span_m, m_edge, m_off, geom):
             k -= 1
         if k >= a and m_edge[k] >= 0:
             p = m_edge[k]
-            hx, hy = point_on_edge(e, 0.0, vx, vy, vcum, vptr)[2:]
-            px, py = point_on_edge(p, vcum[vptr[p + 1] - 1], vx, vy, vcum, vptr)[2:]
-            turn = _angle_deg(hx, hy, px, py)
+            turn = heading_turn_deg(p, vcum[vptr[p + 1] - 1], e, 0.0, vx, vy, vcum, vptr)
     if m_off[i] >= length - span_m:
         k = i
         while k < b and (m_edge[k] == e or m_edge[k] < 0):
             k += 1
         if k < b:
-            hx, hy = point_on_edge(e, length, vx, vy, vcum, vptr)[2:]
-            px, py = point_on_edge(m_edge[k], 0.0, vx, vy, vcum, vptr)[2:]
-            turn = max(turn, _angle_deg(hx, hy, px, py))
+            turn = max(turn, heading_turn_deg(e, length, m_edge[k], 0.0, vx, vy, vcum, vptr))
     return turn
 
 
@@ -388,8 +383,7 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
         came = _came_along(i, j, a, b, still_mps, agree_deg, m_vs, m_vel, m_edge, m_off, geom,
                            (m_t, m_x, m_y, max_window_s, min_baseline_m)) if still and vx.shape[0] > 1 else -1
         if came >= 0:
-            e = m_edge[came]
-            hx, hy = point_on_edge(e, min(max(m_off[came], 0.0), vcum[vptr[e + 1] - 1]), vx, vy, vcum, vptr)[2:]
+            hx, hy = _road_heading(m_edge[came], m_off[came], geom)
             heading[q] = np.degrees(np.arctan2(hx, hy)) % 360.0
             baseline[q] = np.inf
             here, rx, ry = _route_position(q, i, j, f, a, b, t, m_t, m_s, m_ss, m_edge, m_off, span_m, geom, x, y,
@@ -398,7 +392,7 @@ def interpolate_poses(m_ptr, m_t, m_x, m_y, m_edge, m_off, q_trip, q_t, max_gap_
             # turned from that one, or turning around it (stopped just past a corner, or matched
             # there while still before it), which way it heads is not known: the turn says how much
             if here >= 0:
-                turn[q] = max(turn[q], np.degrees(np.arccos(min(max(hx * rx + hy * ry, -1.0), 1.0))))
+                turn[q] = max(turn[q], angle_deg(hx, hy, rx, ry))
             turn[q] = max(turn[q], _junction_turn(came, i, a, b, span_m, m_edge, m_off, geom))
             continue
         lo, hi = _motion_span(still, t, i, j, a, b, m_t, m_x, m_y, max_window_s, min_baseline_m)

@@ -7,7 +7,7 @@ trip's index, so the output does not depend on batching and the same seed gives 
 import numpy as np
 
 from mapdiff._kernels import jit
-from mapdiff._kernels.geometry import point_on_edge
+from mapdiff._kernels.geometry import heading_turn_deg, point_on_edge
 
 #: a sign's face is read up to this angle off its axis (beyond, it is a thin edge)
 _READABLE_DEG = 75.0
@@ -17,14 +17,6 @@ _COS_READABLE = np.cos(np.radians(_READABLE_DEG))
 @jit
 def _piece_length(edge, s0, s1, ax, ay, bx, by):
     return s1 - s0 if edge >= 0 else np.hypot(bx - ax, by - ay)
-
-
-@jit
-def _turn_deg(e1, s1, e2, s2, vx, vy, vcum, vptr):
-    """How far the heading turns from edge ``e1`` at ``s1`` to edge ``e2`` at ``s2`` (degrees)."""
-    _, _, hx1, hy1 = point_on_edge(e1, s1, vx, vy, vcum, vptr)
-    _, _, hx2, hy2 = point_on_edge(e2, s2, vx, vy, vcum, vptr)
-    return np.degrees(np.arccos(min(max(hx1 * hx2 + hy1 * hy2, -1.0), 1.0)))
 
 
 @jit
@@ -40,7 +32,8 @@ def _boundary_speeds(a, b, length, cruise, edge, s0, s1, net, kin):
     for i in range(a + 1, b):
         cap = min(cruise[i - 1], cruise[i])
         if (edge[i - 1] >= 0 and edge[i] >= 0 and edge[i - 1] != edge[i] and cap > turn_mps
-                and _turn_deg(edge[i - 1], s1[i - 1] - 0.5, edge[i], s0[i] + 0.5, vx, vy, vcum, vptr) > turn_deg):
+                and heading_turn_deg(edge[i - 1], s1[i - 1] - 0.5, edge[i], s0[i] + 0.5, vx, vy, vcum, vptr)
+                > turn_deg):
             cap = turn_mps
         v_in[i - a] = cap
         v_out[i - a - 1] = cap
