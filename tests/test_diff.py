@@ -223,6 +223,23 @@ def test_calibration_is_learnt_from_the_data():
     assert np.all(np.diff(conf[np.argsort(evidence)]) >= -1e-12)  # never falls as evidence grows
 
 
+def test_a_calibration_measures_shares_from_enough_lonely_items():
+    # 40 features seen in 60 trips, none gone (a 5 % rate leaves such a pool empty one time in
+    # eight); 60 seen in 30 trips and 60 in 12, five gone in each: no share is higher than the
+    # one above beyond chance, so all measure one rate, and the removals keep their confidence
+    # (the empty pool taken as the rate made them all zero)
+    evidence = np.r_[np.full(40, 60.0), np.full(60, 30.0), np.full(60, 12.0)]
+    lonely = np.zeros(160, bool)
+    lonely[[40, 41, 42, 43, 44, 100, 101, 102, 103, 104]] = True
+    conf = _calibrated(evidence, lonely)
+    assert conf[lonely].min() > 0.5
+    assert conf[evidence == 30.0].min() == pytest.approx(1.0)
+    # a share higher beyond chance is kept apart: 1 of the 60 seen in 30 trips, 15 of the 60 in 12
+    lonely = np.isin(np.arange(160), [40] + list(range(100, 115)))
+    conf = _calibrated(evidence, lonely)
+    assert conf[evidence == 12.0].max() < 0.2 and conf[evidence >= 30.0].min() == pytest.approx(1.0)
+
+
 def test_a_feature_set_back_from_the_road_is_weaker_evidence_of_a_removal(grid_edges):
     # along row 0: 30 signs at its kerb, each found but one; 30 signs set back 30 m, half of
     # them found (a blind spot of the camera, not 15 removals). Same trips everywhere.
@@ -855,19 +872,28 @@ def test_a_crossing_node_mapped_twice_does_not_move_to_a_new_crossing(grid_edges
     assert result.diffs["kind"].tolist() == ["object_added"] and result.diffs["object_id"].tolist() == [7]
 
 
-def test_a_sign_on_a_road_is_missed_only_when_both_directions_had_it_in_view(grid_edges):
+@pytest.mark.parametrize("cls", ["give_way", "crossing", "traffic_signals"])
+def test_a_sign_on_a_road_is_missed_only_when_its_facing_direction_had_it_in_view(grid_edges, cls):
     # a give-way sign mapped on the centre line of the street 0-10, and nothing seen there: the
-    # map does not say which way it faces, so one direction's trips cannot tell it is gone
+    # map does not say which way it faces, so one direction's trips cannot tell it is gone. A
+    # crossing has a sign on each kerb, signals a head for each approach: one direction can.
+    # The roads beside and across have it in view, edge-on or from behind: they cannot
     x0, y0 = node_xy(0)
-    feats = _features([(1, "give_way", None, x0 + 50, y0)])
+    feats = _features([(1, cls, None, x0 + 50, y0)])
     e = grid_edges.set_index(["u", "v"])["edge_id"]
     layers = {"edges": grid_edges.to_crs(4326), "features": feats}
     one_way_driven = _coverage(grid_edges, skip={e[(10, 0)]})
     result = diff(layers, None, one_way_driven, DiffConfig(min_confidence=0.0))
-    assert result.unverified["feature_id"].tolist() == [1]
-    assert not (result.diffs["kind"] == "object_removed").any()
+    removed = result.diffs.loc[result.diffs["kind"] == "object_removed", "feature_id"].tolist()
+    if cls == "give_way":
+        assert result.unverified["feature_id"].tolist() == [1] and removed == []
+    else:
+        assert removed == [1] and result.unverified.empty
     result = diff(layers, None, _coverage(grid_edges), DiffConfig(min_confidence=0.0))
     assert result.diffs.loc[result.diffs["kind"] == "object_removed", "feature_id"].tolist() == [1]
+    not_its_road = _coverage(grid_edges, skip={e[(10, 0)], e[(0, 10)]})
+    result = diff(layers, None, not_its_road, DiffConfig(min_confidence=0.0))
+    assert result.unverified["feature_id"].tolist() == [1]
 
 
 @pytest.mark.parametrize("layout", ["kerbs", "no crossing 1", "centre line"])
