@@ -22,7 +22,7 @@ from mapdiff_cli.options import (
 # option name -> (SimConfig field, help); every one maps straight onto the config
 _RATES = {
     "added-rate": "fraction of map features missing from the stale map (added in the world)",
-    "removed-rate": "invented stale-map objects the world lacks, as a fraction of the features",
+    "removed-rate": "map features whose poles the street lost, as a fraction of the features",
     "moved-rate": "fraction of features the stale map has 3-40 m off",
     "value-changed-rate": "fraction of valued features whose value the stale map has wrong",
     "missing-road-rate": "fraction of roads missing from the stale map",
