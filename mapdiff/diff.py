@@ -563,7 +563,9 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, net, config: DiffConfig):
     # two) where one, the other feature's removal, explains the same. It pairs in place only.
     # (Two things on one side or on the centre line are two features, as OSM maps a dense
     # junction's crossings: each may have moved)
-    twin = _kerb_twins(things, _member(all_t, first_j), tol)
+    centre = things[["x", "y"]].to_numpy(float)
+    centre[first_j] = feat[["x", "y"]].to_numpy(float)[first_i]
+    twin = _kerb_twins(things, _member(all_t, first_j), tol, 2.0 * config.kerb_m, centre)
     # likewise a map feature that a feature paired in place stands for (OSM's second node of one
     # sign or crossing) is no evidence of a move to a pole further off: it pairs in place only
     f_twin = _osm_twins(feat, _member(all_f, first_i), config)
@@ -607,18 +609,27 @@ def _osm_twins(feat: pd.DataFrame, paired: np.ndarray, config: DiffConfig) -> np
     return _beside_paired(feat, paired, np.ascontiguousarray(np.c_[pos, pos]), radius)
 
 
-def _kerb_twins(things: pd.DataFrame, paired: np.ndarray, tol: np.ndarray) -> np.ndarray:
+def _kerb_twins(things: pd.DataFrame, paired: np.ndarray, tol: np.ndarray, reach_m: float,
+                centre: np.ndarray) -> np.ndarray:
     """Unpaired things that stand level with a paired one of their class and value across the
-    road, as the poles on the two kerbs of one crossing do: within their tolerance of it on the
-    road's centre line (``x``, ``y``), on the other side of it, each at least
-    ``KERB_TWIN_MIN_M`` off it (things on the centre line, or two on one side, are not)."""
-    pos = things[["x", "y"]].to_numpy(float)
-    lonely, mate = _beside_pairs(things, paired, np.ascontiguousarray(np.c_[pos, pos]), tol)
-    side = things[["raw_x", "raw_y"]].to_numpy(float) - pos
-    off = np.hypot(side[:, 0], side[:, 1]) >= KERB_TWIN_MIN_M
-    across = (np.sum(side[lonely] * side[mate], axis=1) < 0) & off[lonely] & off[mate]
+    road, as the poles on the two kerbs of one crossing do. Measured in the paired one's frame:
+    from ``centre`` (per thing, the point of its feature's road it pairs with: the feature's
+    place on the centre line) towards where it stands is its side; the other stands within its
+    tolerance along the road, on the other side, each at least ``KERB_TWIN_MIN_M`` off the centre
+    line (things on the centre line, or two on one side, are not), at most ``reach_m`` (two
+    kerbs) beyond its tolerance from it. (Each thing on its own nearest road, the poles of a slip
+    road's crossing between two carriageways snapped to those and were not level: Liechtenstein's
+    removed crossings moved to such poles.)"""
+    raw = things[["raw_x", "raw_y"]].to_numpy(float)
+    lonely, mate = _beside_pairs(things, paired, np.ascontiguousarray(np.c_[raw, raw]), tol + reach_m)
+    side = raw[mate] - centre[mate]
+    off = np.hypot(side[:, 0], side[:, 1])
+    normal = side / np.maximum(off, 1e-9)[:, None]
+    r = raw[lonely] - centre[mate]
+    across = np.sum(r * normal, axis=1)
+    along = np.abs(r[:, 0] * normal[:, 1] - r[:, 1] * normal[:, 0])
     out = np.zeros(len(things), bool)
-    out[lonely[across]] = True
+    out[lonely[(off >= KERB_TWIN_MIN_M) & (across <= -KERB_TWIN_MIN_M) & (along <= tol[lonely])]] = True
     return out
 
 
@@ -719,6 +730,25 @@ def _visible_trips(feat: pd.DataFrame, net, coverage_n: pd.DataFrame, config: Di
         two_faced = feat["class"].astype(str).isin(TWO_FACED_CLASSES).to_numpy()[on]
         both[on] = np.minimum(out[on], np.where(two_faced, more, fewer))
     return out, both
+
+
+def _reading_places(feat: pd.DataFrame, roads: _Roads, config: DiffConfig) -> pd.DataFrame:
+    """``feat`` with the place and road its heads are read from: a junction's signals that OSM
+    maps up an approach (on the way, off the junction's node) are that approach's heads, read
+    by its traffic; the others are read where the convention puts them (``x``, ``y``, ``road``)."""
+    from mapdiff._kernels.geometry import candidates
+
+    up = np.flatnonzero((feat["junction"].to_numpy() >= 0)
+                        & (np.hypot(feat["map_x"] - feat["x"], feat["map_y"] - feat["y"]).to_numpy() > ON_ROAD_M))
+    if len(up) == 0:
+        return feat
+    mx, my = feat["map_x"].to_numpy()[up], feat["map_y"].to_numpy()[up]
+    edge, dist, *_ = _chunked(candidates, (mx, my), (ON_ROAD_M, 1, roads.net.geom))
+    on = edge[:, 0] >= 0
+    out = feat.copy()
+    rows = out.index[up[on]]
+    out.loc[rows, "x"], out.loc[rows, "y"], out.loc[rows, "road"] = mx[on], my[on], edge[on, 0]
+    return out
 
 
 def _driven_distance(x, y, net, coverage_n: pd.DataFrame, config: DiffConfig, k: int = 8) -> np.ndarray:
@@ -887,7 +917,8 @@ def _object_diffs(features, objects, roads, coverage_n, config):
     known = weight > 0
     visible = np.full(len(feat), np.nan)
     missed = np.full(len(feat), np.nan)  # the in-view trips that would have seen it either way
-    visible[known], missed[known] = _visible_trips(feat[known], roads.net, coverage_n, config)
+    visible[known], missed[known] = _visible_trips(_reading_places(feat[known], roads, config), roads.net,
+                                                   coverage_n, config)
     # the trips are an expected count (each as sure as the matcher is that it drove there): the
     # thresholds count them to the nearest whole trip (three trips the matcher is all but sure
     # of are three, not 2.9997: Liechtenstein lost three planted removals so)

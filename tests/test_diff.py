@@ -896,6 +896,48 @@ def test_a_sign_on_a_road_is_missed_only_when_its_facing_direction_had_it_in_vie
     assert result.unverified["feature_id"].tolist() == [1]
 
 
+@pytest.mark.parametrize("up_m, removed", [(12.0, False), (0.0, True)])
+def test_signals_mapped_up_an_approach_are_read_by_its_traffic(grid_edges, up_m, removed):
+    # junction 12's signals, nothing of them seen. Mapped up the approach from the west (OSM's
+    # node on the way, 12 m before the junction), they are that approach's heads: with nobody
+    # on that street they were never in view, whatever drove the junction's other streets.
+    # Mapped on the junction's node, every approach reads them
+    x, y = node_xy(12)
+    feats = _features([(1, "traffic_signals", None, x - up_m, y)])
+    e = grid_edges.set_index(["u", "v"])["edge_id"]
+    layers = {"edges": grid_edges.to_crs(4326), "features": feats}
+    quiet_west = _coverage(grid_edges, skip={e[(2, 12)], e[(12, 2)]})
+    result = diff(layers, None, quiet_west, DiffConfig(min_confidence=0.0))
+    assert (result.diffs["kind"] == "object_removed").sum() == int(removed)
+    assert result.unverified["feature_id"].tolist() == ([] if removed else [1])
+    result = diff(layers, None, _coverage(grid_edges), DiffConfig(min_confidence=0.0))
+    assert result.diffs.loc[result.diffs["kind"] == "object_removed", "feature_id"].tolist() == [1]
+
+
+def test_the_other_kerbs_pole_of_a_slip_roads_crossing_is_no_move():
+    # a slip road between the two carriageways of a main road, 6 m from each: its crossing's
+    # kerb poles stand nearer the carriageways' centre lines than its own. A second crossing
+    # mapped 7 m along the slip road, with nothing there, is removed, not moved to the pole
+    x0, y0 = node_xy(0)
+    rows = []
+    for k, dy in enumerate((0.0, 6.0, 12.0)):
+        a, b = 2 * k + 1, 2 * k + 2
+        for u, v, xs in ((a, b, (x0, x0 + 200)), (b, a, (x0 + 200, x0))):
+            rows.append((u, v, shapely.LineString([(xs[0], y0 + dy), (xs[1], y0 + dy)])))
+    edges = gpd.GeoDataFrame({"edge_id": np.arange(len(rows), dtype=np.int64), "u": [r[0] for r in rows],
+                              "v": [r[1] for r in rows], "key": 0, "osmid": np.arange(len(rows)) + 1000,
+                              "highway": "primary", "oneway": False, "length": 200.0},
+                             geometry=[r[2] for r in rows], crs=CRS).to_crs(4326)
+    feats = _features([(1, "crossing", "uncontrolled", x0 + 100, y0 + 6),
+                       (2, "crossing", "uncontrolled", x0 + 107, y0 + 6)])
+    objs = _objects([(10, "crossing", "uncontrolled", x0 + 100, y0 + 2.1, 30),
+                     (11, "crossing", "uncontrolled", x0 + 100.3, y0 + 9.9, 28)])
+    result = diff({"edges": edges, "features": feats}, objs, _coverage(edges), DiffConfig(min_confidence=0.0))
+    kinds = _by_kind(result)
+    assert set(kinds) == {"object_removed"}
+    assert kinds["object_removed"]["feature_id"].tolist() == [2]
+
+
 @pytest.mark.parametrize("layout", ["kerbs", "no crossing 1", "centre line"])
 def test_the_other_kerbs_pole_of_a_paired_crossing_is_no_move(grid_edges, layout):
     # crossing 1 on row 0, 50 m along, with its signs on both kerbs; crossing 2 mapped 30 m further
