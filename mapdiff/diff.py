@@ -101,13 +101,13 @@ JUNCTION_CLASSES = ("traffic_signals",)
 #: classes OSM maps on every way a footway crosses (both carriageways, a tram track: nodes a few
 #: metres apart for one crossing, whose street has one sign on each kerb for them all)
 FOOTWAY_CLASSES = ("crossing",)
-#: classes whose street furniture faces both ways of its road (a crossing's sign on each kerb,
-#: a signal head for each approach); any other sign faces one way
-TWO_FACED_CLASSES = ("crossing", "traffic_signals")
 #: ... and its nodes lie at most a lane or a tram track apart (3-3.5 m; nearer still on the
 #: centre line): nodes further apart are two crossings, or one on each carriageway of a divided
 #: road, where each has its own kerb signs
 FOOTWAY_NODES_M = 3.5
+#: classes whose street furniture faces both ways of its road (a crossing's sign on each kerb,
+#: a signal head for each approach); any other sign faces one way
+TWO_FACED_CLASSES = ("crossing", "traffic_signals")
 #: two map features of one class and value this close are one sign mapped twice (on two nodes,
 #: or once per direction on one node: ``traffic_sign:forward`` and ``:backward``): a street does
 #: not repeat a sign within a sign's width or two (0.6-0.9 m) of itself, and a fleet cannot tell
@@ -743,7 +743,7 @@ def _reading_places(feat: pd.DataFrame, roads: _Roads, config: DiffConfig) -> pd
     if len(up) == 0:
         return feat
     mx, my = feat["map_x"].to_numpy()[up], feat["map_y"].to_numpy()[up]
-    edge, dist, *_ = _chunked(candidates, (mx, my), (ON_ROAD_M, 1, roads.net.geom))
+    edge, *_ = _chunked(candidates, (mx, my), (ON_ROAD_M, 1, roads.net.geom))
     on = edge[:, 0] >= 0
     out = feat.copy()
     rows = out.index[up[on]]
@@ -772,7 +772,7 @@ def _driven_distance(x, y, net, coverage_n: pd.DataFrame, config: DiffConfig, k:
     return out
 
 
-def _road_directions_trips(kernel_edge: np.ndarray, net, coverage_n: pd.DataFrame) -> np.ndarray:
+def _road_directions_trips(kernel_edge: np.ndarray, net, coverage_n: pd.DataFrame) -> tuple:
     """Per kernel edge, the trips of the less and of the more driven direction of its road: its
     own edge's and its reverse's (the edge back between the same nodes, or a one-way's wrong-way
     twin)."""
