@@ -59,6 +59,9 @@ OVERHEAD_Z_M = 5.5
 #: (0.6-0.9 m) of itself
 SAME_SPOT_M = 2.0
 SAME_FACING_DEG = 45.0
+#: signals this close (metres) to a junction's node are its: OSM maps them on the node or on its
+#: approaches' stop lines, some 5-20 m before it (the judgment's ``junction_radius_m``, 25 m)
+JUNCTION_RADIUS_M = 25.0
 #: features of one class this close (metres) are twins: a kerb's width, within which a removed
 #: pole is indistinguishable from its twin's (the judgment's OSM twins reach 3.5 m, a pole 4-5 m)
 TWIN_M = 5.0
@@ -313,13 +316,20 @@ def plant_changes(edges, features, config: SimConfig, rng):
     objects["width_m"] = shapes[:, 2] * jitter
     map_feats = features.copy()
     ids = features["feature_id"].to_numpy()
-    added = _pick(rng, ids, config.added_rate)
-    pool = np.setdiff1d(ids, added)
     lookup = _road_lookup(edges)
+    junction_of = _junction_signals(features, lookup)
+    added = _pick(rng, ids, config.added_rate)
+    # a junction is signalled on all its approaches at once, and OSM maps its signals as the
+    # junction's (its node, or its approaches' stop lines): one approach's signal missing from a
+    # map that has the junction's others is no change the street shows, so an addition takes
+    # the junction's signals together
+    with_junction = junction_of[junction_of.index.isin(added)].unique()
+    added = np.union1d(added, junction_of.index[junction_of.isin(with_junction)].to_numpy())
+    pool = np.setdiff1d(ids, added)
     # a junction's signals have no wrong place along a road: OSM's place for them is the node, or
     # the approach way (a stale map that has them 5 m up an approach is not wrong), whether the
     # world's poles stand at the kerb or on the node
-    movable = np.setdiff1d(pool, _junction_signals(features, lookup))
+    movable = np.setdiff1d(pool, junction_of.index.to_numpy())
     moved = _pick(rng, movable, config.moved_rate * len(pool) / max(len(movable), 1))
     pool = np.setdiff1d(pool, moved)
     has_value = features.set_index("feature_id")["value"].reindex(pool).notna().to_numpy()
@@ -354,7 +364,7 @@ def plant_changes(edges, features, config: SimConfig, rng):
     # class within TWIN_M (a crossing mapped on both ways a footway crosses, two signs on one
     # post): the other's pole stands where the removed one stood and no street shows the change
     pool = np.setdiff1d(pool, changed)
-    removable = np.setdiff1d(pool, np.r_[_junction_signals(features, lookup), _twinned(features, TWIN_M)])
+    removable = np.setdiff1d(pool, np.r_[junction_of.index.to_numpy(), _twinned(features, TWIN_M)])
     removed = _pick(rng, removable, config.removed_rate * len(features) / max(len(removable), 1))
     for fid in np.sort(removed):
         f = by_id.loc[fid]
@@ -376,16 +386,18 @@ def plant_changes(edges, features, config: SimConfig, rng):
     return world_edges, map_edges, objects, map_feats, changes
 
 
-def _junction_signals(features, lookup) -> np.ndarray:
-    """The feature ids of traffic signals mapped on a junction node."""
+def _junction_signals(features, lookup) -> pd.Series:
+    """The traffic signals a junction's: mapped on its node or up an approach within
+    ``JUNCTION_RADIUS_M`` of it. Feature id -> junction node."""
     _tree, _lines, junctions = lookup
     sig = features[features["class"] == "traffic_signals"]
     if len(sig) == 0 or len(junctions) == 0:
-        return np.zeros(0, dtype=np.int64)
+        return pd.Series(np.zeros(0, dtype=np.int64), index=pd.Index(np.zeros(0, dtype=np.int64)))
     from scipy.spatial import cKDTree
 
-    d, _ = cKDTree(junctions[["x", "y"]].to_numpy()).query(np.c_[sig.geometry.x, sig.geometry.y])
-    return sig["feature_id"].to_numpy()[d <= ON_ROAD_M]
+    d, k = cKDTree(junctions[["x", "y"]].to_numpy()).query(np.c_[sig.geometry.x, sig.geometry.y])
+    near = d <= JUNCTION_RADIUS_M
+    return pd.Series(junctions.index.to_numpy()[k[near]], index=sig["feature_id"].to_numpy()[near])
 
 
 def _twinned(features, radius_m: float) -> np.ndarray:

@@ -180,9 +180,24 @@ def test_planted_changes_are_in_the_stale_map_and_not_in_the_world(sim_dir):
 
     world = objects.groupby("feature_id").first()  # a feature's poles share its class and value
     changes_m = changes.to_crs(LocalProjection.around(24.94, 60.17).crs)
+    # the map's junctions (nodes of three roads or more) and its signals, in those metres
+    ends = pd.DataFrame({"node": np.r_[map_edges["u"], map_edges["v"]], "other": np.r_[map_edges["v"], map_edges["u"]],
+                         "pt": np.r_[map_edges.geometry.to_crs(changes_m.crs).apply(lambda g: g.coords[0]),
+                                     map_edges.geometry.to_crs(changes_m.crs).apply(lambda g: g.coords[-1])]})
+    degree = ends[ends["node"] != ends["other"]].drop_duplicates(["node", "other"]).groupby("node").size()
+    from scipy.spatial import cKDTree
+
+    junctions = cKDTree(ends.drop_duplicates("node").set_index("node").loc[degree.index[degree >= 3], "pt"].tolist())
+    signals = feats[feats["class"] == "traffic_signals"].to_crs(changes_m.crs)
+    d, k = junctions.query(np.c_[signals.geometry.x, signals.geometry.y])
+    signal_junction = set(k[d <= 25.0])  # the junctions whose signals the map has (each its nearest)
     for c, where in zip(changes.itertuples(), changes_m.geometry):
         if c.kind == "object_added":
             assert c.object_id in world.index and c.object_id not in feats.index
+            if changes["class"].iloc[c.Index] == "traffic_signals":
+                # a junction's signals are added together: none of its others is left on the map
+                d, k = junctions.query([where.x, where.y])
+                assert d > 25.0 or k not in signal_junction
         elif c.kind == "object_removed":
             # a map feature, where the map has it, whose pole the street lost; none of its class
             # within a kerb's width stands in for it
@@ -308,12 +323,31 @@ def test_a_junctions_signals_are_never_planted_as_moved(helsinki_gpkg, placement
     layers = read_map_layers(helsinki_gpkg)
     edges = layers["edges"].to_crs("EPSG:32635")
     feats = layers["features"].to_crs("EPSG:32635")
-    at_junction = _junction_signals(feats, _road_lookup(edges))
+    at_junction = _junction_signals(feats, _road_lookup(edges)).index
     assert len(at_junction) >= 5
     config = SimConfig(placement=placement, moved_rate=0.9)  # nearly every feature, were they movable
     changes = plant_changes(edges, feats, config, np.random.default_rng(0))[-1]
     moved = changes.loc[changes["kind"] == "object_moved", "feature_id"].astype(int)
     assert len(moved) > 100 and not moved.isin(at_junction).any()
+
+
+def test_a_junctions_signals_are_added_together(helsinki_gpkg):
+    # a junction is signalled on all its approaches at once: a stale map lacks all its signals
+    # (nodes on the junction or up its approaches) or none
+    from mapdiff.io import read_map_layers
+    from mapdiff.simulate import _junction_signals, _road_lookup, plant_changes
+
+    layers = read_map_layers(helsinki_gpkg)
+    edges = layers["edges"].to_crs("EPSG:32635")
+    feats = layers["features"].to_crs("EPSG:32635")
+    junction_of = _junction_signals(feats, _road_lookup(edges))
+    shared = junction_of[junction_of.duplicated(keep=False)]
+    assert shared.nunique() >= 20  # junctions with two signal nodes or more
+    changes = plant_changes(edges, feats, SimConfig(added_rate=0.2), np.random.default_rng(0))[-1]
+    added = set(changes.loc[changes["kind"] == "object_added", "object_id"].astype(int))
+    whole = shared.index.isin(list(added)).astype(int)
+    per_junction = pd.Series(whole, index=shared.to_numpy()).groupby(level=0).mean()
+    assert (per_junction > 0).sum() >= 3 and per_junction.isin([0.0, 1.0]).all()
 
 
 def test_a_sign_is_only_seen_from_in_front(sim_dir):
