@@ -2,9 +2,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # fixtures/ holds helper modules next to the data
+
+# the property tests draw the same examples on every run (a clean clone has no example database):
+# a failure is a defect to mend, not a draw that CI may or may not make; a case found once is
+# kept as an @example
+settings.register_profile("seeded", derandomize=True)
+settings.load_profile("seeded")
 
 FIXTURES = ROOT / "fixtures"
 

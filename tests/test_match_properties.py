@@ -2,7 +2,7 @@
 
 import numpy as np
 import pandas as pd
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fixtures.grid import ONEWAY_ROW, N, drive
@@ -36,6 +36,8 @@ def walks(draw):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(route=walks(), noise=st.floats(0, 8), seed=st.integers(0, 2**16), hz=st.sampled_from([1.0, 0.2]),
        drop=st.floats(0, 0.3))
+# (a first fix 8 m off by the one-way row: the path starts on it driven backwards, 11 -> 1)
+@example(route=[1, 2, 12, 22], noise=8.0, seed=3, hz=1.0, drop=0.0)
 def test_matched_paths_are_connected_and_complete(grid_net, route, noise, seed, hz, drop):
     df = drive(route, noise_m=noise, seed=seed, hz=hz)
     rng = np.random.default_rng(seed)
@@ -49,9 +51,11 @@ def test_matched_paths_are_connected_and_complete(grid_net, route, noise, seed, 
     assert paths["edge_id"].isin(edges.index).all()
     assert matched["edge_id"].dropna().isin(edges.index).all()
     for (_, _), part in paths.groupby(["trip_id", "chain"]):
-        v = part["v"].to_numpy()
-        u = part["u"].to_numpy()
-        assert (v[:-1] == u[1:]).all(), part
+        # each row is driven from u to v, or from v to u where it runs against the edge
+        against = part["against"].to_numpy(bool)
+        enter = np.where(against, part["v"], part["u"])
+        leave = np.where(against, part["u"], part["v"])
+        assert (leave[:-1] == enter[1:]).all(), part
     ok = matched["state"] != "unmatched"
     assert (matched.loc[ok, "confidence"].between(0, 1)).all()
     assert (matched.loc[ok, "distance_m"] >= 0).all()
