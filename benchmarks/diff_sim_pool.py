@@ -15,9 +15,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-KINDS = ("object_added", "object_removed", "object_moved", "value_changed", "road_missing", "oneway_reversed",
-         "road_closed")
-CITIES = ("helsinki", "liechtenstein", "harrisburg")
+from diff_sim import DEVELOPED as CITIES  # the tables' kinds and cities (found beside this script)
+from diff_sim import KINDS
+
 CELL = re.compile(r"(\S+) /\s+(\S+) /\s+(\S+) \((\d+)/(\d+)/(\d+)\)")
 
 

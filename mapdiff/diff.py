@@ -735,19 +735,18 @@ def _visible_trips(feat: pd.DataFrame, net, coverage_n: pd.DataFrame, config: Di
 def _reading_places(feat: pd.DataFrame, roads: _Roads, config: DiffConfig) -> pd.DataFrame:
     """``feat`` with the place and road its heads are read from: a junction's signals that OSM
     maps up an approach (on the way, off the junction's node) are that approach's heads, read
-    by its traffic; the others are read where the convention puts them (``x``, ``y``, ``road``)."""
-    from mapdiff._kernels.geometry import candidates
-
+    by its traffic, placed on it as any feature mapped on a road is (:func:`_conventional`); the
+    others are read where the convention puts them (``x``, ``y``, ``road``)."""
     up = np.flatnonzero((feat["junction"].to_numpy() >= 0)
                         & (np.hypot(feat["map_x"] - feat["x"], feat["map_y"] - feat["y"]).to_numpy() > ON_ROAD_M))
     if len(up) == 0:
         return feat
-    mx, my = feat["map_x"].to_numpy()[up], feat["map_y"].to_numpy()[up]
-    edge, *_ = _chunked(candidates, (mx, my), (ON_ROAD_M, 1, roads.net.geom))
-    on = edge[:, 0] >= 0
+    x, y, _, road, _ = _conventional(feat["map_x"].to_numpy()[up], feat["map_y"].to_numpy()[up],
+                                     np.zeros(len(up), bool), roads, config)
+    on = road >= 0
     out = feat.copy()
     rows = out.index[up[on]]
-    out.loc[rows, "x"], out.loc[rows, "y"], out.loc[rows, "road"] = mx[on], my[on], edge[on, 0]
+    out.loc[rows, "x"], out.loc[rows, "y"], out.loc[rows, "road"] = x[on], y[on], road[on]
     return out
 
 
@@ -796,21 +795,14 @@ def _road_directions_trips(kernel_edge: np.ndarray, net, coverage_n: pd.DataFram
 #: evidence bins (trips) for the calibrations below: wide enough to hold many features each
 EVIDENCE_BINS = np.array([1, 2, 3, 4, 6, 10, 20, 50, np.inf])
 MIN_PER_BIN = 30
-#: ... holding this many lonely items: a share counted from k of them is good to about
-#: 1 / sqrt(k), some 45 % at 5
+#: the best-evidenced pool, which measures the rate of real changes, holds this many lonely
+#: items at least: a share counted from k of them is good to about 1 / sqrt(k), some 45 % at 5
 MIN_LONELY = 5
 #: a pool's lonely share is higher than the pool's above it where a one-sided Fisher test gives
 #: less than this chance of so many lonely items if the two shared one rate
 RISE_P = 0.01
 
 
-def _rises(k_a: float, n_a: float, k_b: float, n_b: float) -> bool:
-    """Whether ``k_b`` lonely items of ``n_b`` is a higher share than ``k_a`` of ``n_a`` beyond
-    chance (see ``RISE_P``); counts of weighted items, rounded."""
-    from scipy.stats import fisher_exact
-
-    ka, na, kb, nb = (int(round(v)) for v in (k_a, n_a, k_b, n_b))
-    return fisher_exact([[kb, nb - kb], [ka, na - ka]], alternative="greater")[1] < RISE_P
 #: bins of how close the fleet passed a map feature (metres from the nearest driven road): at
 #: its kerb or across it (up to 10 m: half a street of two lanes each way and parking), then set
 #: back, out to the camera's range. Objects far from the road are seen small, from few frames,
@@ -860,13 +852,11 @@ def _calibrated(evidence: np.ndarray, lonely: np.ndarray, weight: np.ndarray | N
     # removal's confidence zero. (Every pool held to it, the pools below the rate's merged where
     # their gradient was real but thin: seed 1's additions with true objects, all real, went
     # 17 -> 5 at confidence >= 0.9 in Liechtenstein)
-    kept = [pools[0]]
-    for members_b, n_b, k_b in pools[1:]:
-        members_a, n_a, k_a = kept[-1]
-        if len(kept) == 1 and k_a < MIN_LONELY and not _rises(k_a, n_a, k_b, n_b):
-            kept[-1] = (members_a + members_b, n_a + n_b, k_a + k_b)
-        else:
-            kept.append((members_b, n_b, k_b))
+    (rate, rate_n, rate_k), rest = pools[0], pools[1:]
+    while rest and rate_k < MIN_LONELY and not _rises(rate_k, rate_n, rest[0][2], rest[0][1]):
+        below, below_n, below_k = rest.pop(0)
+        rate, rate_n, rate_k = rate + below, rate_n + below_n, rate_k + below_k
+    kept = [(rate, rate_n, rate_k), *rest]
     share = np.full(len(n), np.nan)
     for pool, pool_n, pool_k in kept:
         share[pool] = pool_k / pool_n
@@ -877,6 +867,15 @@ def _calibrated(evidence: np.ndarray, lonely: np.ndarray, weight: np.ndarray | N
     conf = np.clip(pi / np.maximum(share, 1e-9), 0.0, 1.0)
     conf = np.maximum.accumulate(conf)
     return conf[which]
+
+
+def _rises(k_a: float, n_a: float, k_b: float, n_b: float) -> bool:
+    """Whether ``k_b`` lonely items of ``n_b`` is a higher share than ``k_a`` of ``n_a`` beyond
+    chance (see ``RISE_P``); counts of weighted items, rounded."""
+    from scipy.stats import fisher_exact
+
+    ka, na, kb, nb = (int(round(v)) for v in (k_a, n_a, k_b, n_b))
+    return fisher_exact([[kb, nb - kb], [ka, na - ka]], alternative="greater")[1] < RISE_P
 
 
 # ---------------------------------------------------------------------------------------------
