@@ -69,6 +69,7 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
     n_objects = n_weak = 0
     try:
         work = tile_batches(observations, tiling, shard)
+        measures = work.measures(config)
         # what each row of the file fitted (a shard's rows are not the file's)
         found = None if shard is not None else RowLabels(observations, ids=bool(labels_path))
         n_seen = [0]  # (rows its tiles see: an observation near two tiles is seen twice)
@@ -84,7 +85,8 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
             with table_writer(output, metadata=part_label("locate", shard, run_id, outputs=outputs)) as out:
                 for tiles, parts in work.batches:
                     objects = locate_part(parts, config, tiling=work.tiling, tiles=tiles, kind=work.kind,
-                                          source=observations, progress=progress, on_labels=labelled)
+                                          measures=measures, source=observations, progress=progress,
+                                          on_labels=labelled)
                     out.write(objects)
                     n_objects, n_weak = n_objects + len(objects), n_weak + int(objects["weak"].sum())
             progress.finish()

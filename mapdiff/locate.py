@@ -252,6 +252,68 @@ class LocateConfig:
         return self
 
 
+@dataclass(frozen=True)
+class Measures:
+    """What locate measures from the data instead of taking it from its config: this fleet's
+    errors. A run that holds all its tracks measures them over all of them; work cut into tiles
+    or regions takes them measured once, over a sample of the whole (:func:`measure`), since a
+    tile's few objects measure them badly (a 30-car Liechtenstein fleet in 5 km tiles: tiles
+    asking for tracks of 1 to 3 observations where the whole asks for 2, 1,053 objects against
+    435 in one piece, precision over all objects 0.31 against 0.77).
+
+    Attributes
+    ----------
+    vague_deg : observations with a bearing sigma over this are left out (``vague_ratio`` times
+        the median).
+    min_track : the fewest observations a track needs (:func:`_min_track`).
+    pose_m : per association round, the pose sigmas (along, across the direction of travel)
+        measured in it (:func:`_pose_sigmas`).
+    prior : the pose variances (along, across) that the tracks of one pass share
+        (:func:`_shared_pose_vars`).
+    window_s : the time window a pass's pose offsets are measured over (:func:`_offset_window`).
+    shared_var : per round, the error per axis one direction's passes share (NaN: too few
+        objects tell; :func:`_direction_splits`).
+    tail : the mixture the tracks are reassigned with (:func:`_tail_model`; None: too few tracks
+        tell, and none are).
+    typical_share : the share of passing trips a typical object is seen by (NaN: none tell;
+        :func:`_rarely_seen`).
+    """
+
+    vague_deg: float
+    min_track: int
+    pose_m: tuple
+    prior: tuple
+    window_s: float
+    shared_var: tuple
+    tail: tuple | None = None
+    typical_share: float = float("nan")
+
+
+class _Measurer:
+    """The measures of one run: each taken from ``given`` (a :class:`Measures` or a dict of some
+    of its fields), else measured where the run first needs it and kept (:meth:`measures`).
+    Fields measured per round are asked with their round."""
+
+    def __init__(self, given=None):
+        self.given = given.__dict__ if isinstance(given, Measures) else dict(given or {})
+        self.taken: dict = {}
+
+    def take(self, name, measure, *args, rnd=None):
+        """The measure ``name`` (of round ``rnd``), from ``measure(*args)`` unless given."""
+        if name in self.given:
+            return self.given[name] if rnd is None else self.given[name][rnd]
+        value = measure(*args)
+        if rnd is None:
+            self.taken[name] = value
+        else:
+            self.taken.setdefault(name, []).append(value)
+        return value
+
+    def measures(self) -> Measures:
+        both = {**self.taken, **self.given}
+        return Measures(**{k: tuple(v) if isinstance(v, list) else v for k, v in both.items()})
+
+
 def _float(df, col, source):
     v = df[col]
     if not pd.api.types.is_numeric_dtype(v) or pd.api.types.is_bool_dtype(v):
@@ -318,14 +380,26 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     kind = _capture_kind(trip, t) if config.captures == "auto" else config.captures
     if kind == "imagery":
         return _locate_imagery(observations, arrays, frame, (ox - frame[1], oy - frame[2]), config)
-    tracks = _video_tracks(observations, arrays, frame, config, vague_deg=config.vague_ratio * np.median(sb_deg),
-                           xy=(ox - frame[1], oy - frame[2]))
-    objects, track_labels = _locate_tracks(tracks, frame, config)
+    measurer = _Measurer()
+    vague_deg = measurer.take("vague_deg", lambda: config.vague_ratio * np.median(sb_deg))
+    tracks = _video_tracks(observations, arrays, frame, config, vague_deg=vague_deg, xy=(ox - frame[1], oy - frame[2]))
+    objects, track_labels = _locate_tracks(tracks, frame, config, measurer)
     return objects.drop(columns=ANCHOR_COLUMNS), _row_labels(track_labels, tracks.row_track)
 
 
+def measure(observations: pd.DataFrame, config: LocateConfig | None = None, *, origin,
+            source="observations") -> Measures | None:
+    """Locate's measures (:class:`Measures`) over ``observations`` (video passes, held), as
+    :func:`locate_batches` takes them over all its tracks; None where they make no track.
+    ``origin``: (lon, lat) of the local metres' centre."""
+    measurer = _Measurer()
+    _locate_batches(lambda columns=None: [observations], config, origin=origin, source=source, max_tracks=None,
+                    measurer=measurer)
+    return measurer.measures() if "pose_m" in measurer.taken else None
+
+
 def locate_batches(batches, config: LocateConfig | None = None, *, origin, source="observations",
-                   max_tracks: int | None = None):
+                   max_tracks: int | None = None, measures: Measures | None = None):
     """:func:`locate` of video passes (whatever ``config.captures`` says, but "imagery") streamed in batches, so that
     only the tracks, not the observations, are held: ``batches()`` gives the observation frames
     afresh, each holding whole trips (a trip's tracks are built from its batch alone), and
@@ -335,7 +409,15 @@ def locate_batches(batches, config: LocateConfig | None = None, *, origin, sourc
     the association runs region by region (:mod:`mapdiff.locate_regions`; None: held, one
     piece). Returns (objects, labels: per batch in order, each row's object_id or -1; an
     iterator, read once); the objects carry ``ANCHOR_COLUMNS`` too (see :func:`_with_anchors`:
-    the place by which a tile owns an object)."""
+    the place by which a tile owns an object). ``measures``: this fleet's errors measured
+    elsewhere (:func:`measure`; None: measured here, over all the tracks, or region by region
+    when they go to disk)."""
+    objects, labels = _locate_batches(batches, config, origin=origin, source=source, max_tracks=max_tracks,
+                                      measurer=_Measurer(measures))
+    return objects, labels
+
+
+def _locate_batches(batches, config, *, origin, source, max_tracks, measurer):
     from mapdiff.locate_regions import TrackSpill
 
     config = (config or LocateConfig()).validate()
@@ -345,14 +427,14 @@ def locate_batches(batches, config: LocateConfig | None = None, *, origin, sourc
     proj = LocalProjection.around(*origin)
     x0, y0 = proj.to_metres(np.array([origin[0]]), np.array([origin[1]]))
     frame = (proj, float(x0[0]), float(y0[0]))
-    vague_deg = config.vague_ratio * _median_of_batches(lambda: batches(columns=["bearing_sigma_deg"]),
-                                                        "bearing_sigma_deg", source)
+    vague_deg = measurer.take("vague_deg", lambda: config.vague_ratio * _median_of_batches(
+        lambda: batches(columns=["bearing_sigma_deg"]), "bearing_sigma_deg", source))
     spill = TrackSpill(np.iinfo(np.int64).max if max_tracks is None else max_tracks, reach_m=config.reach_m)
     for obs in batches():
         spill.add(_video_tracks(obs, validate_observations(obs, source), frame, config, vague_deg=vague_deg))
     spill.finish()
     if spill.spilled:
-        return _locate_regions(spill, frame, config)
+        return _locate_regions(spill, frame, config, measurer.given)
     with spill:
         pieces = spill.held
         if not pieces:
@@ -360,15 +442,16 @@ def locate_batches(batches, config: LocateConfig | None = None, *, origin, sourc
         starts = np.cumsum([0] + [len(p.row_track) for p in pieces])
         tracks = _TrackSet.join(pieces)  # (empties the held list: the tables are not held twice)
         tracks.table = tracks.table.drop(columns="uid")
-    objects, track_labels = _locate_tracks(tracks, frame, config)
+    objects, track_labels = _locate_tracks(tracks, frame, config, measurer)
     labels = _row_labels(track_labels, tracks.row_track)
     return objects, iter([labels[a:b] for a, b in zip(starts[:-1], starts[1:])])
 
 
-def _locate_regions(spill, frame, config):
+def _locate_regions(spill, frame, config, given):
     """:func:`locate_batches`'s association region by region over the tracks ``spill`` holds on
     disk: each region keeps the objects whose position lies in it; a track takes the object of
-    the first region that kept one for it."""
+    the first region that kept one for it. ``given``: the measures taken as given (those not
+    given, each region measures from its own tracks)."""
     proj, x0, y0 = frame
     found, track_object = [], np.full(spill.n_tracks, -1, dtype=np.int64)
     n_objects = 0
@@ -376,7 +459,7 @@ def _locate_regions(spill, frame, config):
         tracks = spill.gather(region)
         if tracks is None:
             continue
-        objects, track_labels = _locate_tracks(tracks, frame, config)
+        objects, track_labels = _locate_tracks(tracks, frame, config, _Measurer(given))
         x, y = proj.to_metres(objects["lon"].to_numpy(float), objects["lat"].to_numpy(float))
         own = spill.owns(region, x - x0, y - y0)
         new = np.full(len(objects) + 1, -1, dtype=np.int64)
@@ -626,14 +709,15 @@ def _video_tracks(observations, arrays, frame, config, *, vague_deg, xy=None) ->
     return _TrackSet(tracks, ptr, t[by], idents, value_names, trip_names, row_track, n_sums)
 
 
-def _locate_tracks(ts: _TrackSet, frame, config):
-    """Objects from the tracks (see the module docstring, steps 2-4). Returns (objects, each
-    track's object_id or -1)."""
+def _locate_tracks(ts: _TrackSet, frame, config, measurer):
+    """Objects from the tracks (see the module docstring, steps 2-4), with the measures of
+    ``measurer`` (a :class:`_Measurer`). Returns (objects, each track's object_id or -1)."""
     proj, x0, y0 = frame
     tracks = ts.table
-    tracks["kept"] = tracks["kept"].to_numpy() & (tracks["n_obs"].to_numpy() >= _min_track(ts.n_sums, config))
+    min_track = measurer.take("min_track", _min_track, ts.n_sums, config)
+    tracks["kept"] = tracks["kept"].to_numpy() & (tracks["n_obs"].to_numpy() >= min_track)
     _drop_confused_tracks(tracks, config)
-    labels, centres = _objects_of_tracks(tracks, ts, config)
+    labels, centres = _objects_of_tracks(tracks, ts, config, measurer)
     x, y, sxx, _, syy, red, n_trips = _fit(tracks, labels, centres, config)
     # what every pass from one direction shares (the matcher's bias there, the lane): it does not
     # shrink with the trips, and shows as the disagreement between the directions of one object
@@ -656,7 +740,7 @@ def _locate_tracks(ts: _TrackSet, frame, config):
     n_trips = np.where(confused, 0, n_trips)
     # a few passes with a gross pose error (the matcher on the wrong road, a heading off at a
     # corner) place an object where the many that passed by saw nothing
-    rare = _rarely_seen(x, y, n_trips, tracks, labels, config)
+    rare = _rarely_seen(x, y, n_trips, tracks, labels, config, measurer)
     if rare.any():
         labels = np.where((labels >= 0) & rare[np.maximum(labels, 0)], -1, labels)
         n_trips = np.where(rare, 0, n_trips)
@@ -1398,7 +1482,7 @@ def _passes(kept, ts):
                   ptr, ts.frame_t[at])
 
 
-def _objects_of_tracks(tracks, ts, config):
+def _objects_of_tracks(tracks, ts, config, measurer):
     """Cluster the kept tracks into objects (see the module docstring, steps 2-3); ``ts``: the
     :class:`_TrackSet` whose table ``tracks`` is. Returns the object of each track (-1: none)
     and the centres (x, y, cls); the tracks' corrected points and covariances go into
@@ -1443,10 +1527,13 @@ def _objects_of_tracks(tracks, ts, config):
         dx, dy = _left_out_residuals(x0 - x[lab], y0 - y[lab], n_trips[lab], known)
         residuals = (dx, dy, *_information(own, (sxx[lab], sxy[lab], syy[lab]), known, config.floor_m))
         if rnd == 0:
-            prior = _shared_pose_vars(by_time, trip, t_mid, lab, dx, dy, known, heading)
-            window_s = _offset_window(by_time, trip, t_mid, residuals, heading, prior, config.offset_windows_s)
+            prior = tuple(measurer.take("prior", _shared_pose_vars, by_time, trip, t_mid, lab, dx, dy, known,
+                                        heading))
+            window_s = measurer.take("window_s", _offset_window, by_time, trip, t_mid, residuals, heading, prior,
+                                     config.offset_windows_s)
         off_x, off_y = trip_offsets(by_time, trip, t_mid, residuals, heading, window_s, prior)
-        along_m, across_m = _pose_sigmas(tr, x0 - off_x, y0 - off_y, lab, x, y, n_trips, along_m, across_m)
+        along_m, across_m = measurer.take("pose_m", _pose_sigmas, tr, x0 - off_x, y0 - off_y, lab, x, y, n_trips,
+                                          along_m, across_m, rnd=rnd)
         # one object that passes from different ways see in different places is several
         # (a junction's poles, each facing its approach)
         # (the groups' own scatter sizes their means' errors: the pose sigmas measured about the
@@ -1454,6 +1541,7 @@ def _objects_of_tracks(tracks, ts, config):
         own_pose = _with_pose(tr, MIN_POSE_SIGMA_M, MIN_POSE_SIGMA_M)
         split, sectors, shared = _direction_splits(lab, tr, x0 - off_x, y0 - off_y, own_pose, len(x), config,
                                                    shared_var=shared_var)
+        shared = measurer.take("shared_var", float, shared, rnd=rnd)  # (measured by the splits' groups)
         # the largest of the rounds' measures: each round's pass offsets are fitted to the same
         # residuals and pull the directions of an object together, while its error against the
         # street stays (a 6-car fleet of Helsinki: 0.60, 0.36, 0.06 m^2 over the rounds, and 67 %
@@ -1464,7 +1552,7 @@ def _objects_of_tracks(tracks, ts, config):
                  "xx": np.r_[sxx[keep], sectors["xx"]], "xy": np.r_[sxy[keep], sectors["xy"]],
                  "yy": np.r_[syy[keep], sectors["yy"]], "cls": np.r_[ccls[keep], ccls[sectors["object"]]]}
     lab = _reassign(lab, {"px": px, "py": py, "pxx": pxx, "pxy": pxy, "pyy": pyy, "cls": pcls}, passes,
-                    {"x": x, "y": y, "xx": sxx, "xy": sxy, "yy": syy, "cls": ccls}, n_trips, config)
+                    {"x": x, "y": y, "xx": sxx, "xy": sxy, "yy": syy, "cls": ccls}, n_trips, config, measurer)
     x, y, sxx, sxy, syy, _, n_trips = _fuse(lab, cx, cy, px, py, pxx, pxy, pyy, trip, config)
     lab = _fold_pieces(lab, tr, passes, (x, y, ccls, n_trips), config)
     x, y, sxx, sxy, syy, _, n_trips = _fuse(lab, cx, cy, px, py, pxx, pxy, pyy, trip, config)
@@ -1511,7 +1599,7 @@ def _tail_model(g):
 CHUNK_TRACKS = 100_000
 
 
-def _reassign(lab, tr, passes, centres, n_trips, config):
+def _reassign(lab, tr, passes, centres, n_trips, config, measurer):
     """Each kept track to the object of its identity within ``reach_m`` that explains it best as
     a mixture would: the object's trips times a heavy-tailed likelihood of the track (a scale
     mixture of two normals, fitted to the tracks' residuals about their objects). The clustering
@@ -1519,21 +1607,29 @@ def _reassign(lab, tr, passes, centres, n_trips, config):
     starts an object of its own beside the one it belongs to; here it goes back to it, unless
     the object holds a track one pass saw in the same frame. ``tr`` holds the tracks' points
     and covariances (px, py, pxx, pxy, pyy, cls); ``centres`` the objects' (x, y, xx, xy, yy,
-    cls)."""
+    cls). The mixture is measured from the tracks of objects at least ``MIN_TRIPS_FOR_SCATTER``
+    trips saw (none where fewer than 50 tell: no track moves)."""
     from mapdiff._kernels.locate import Mixture, best_objects, share_frames
 
     px, py, pxx, pxy, pyy = (tr[k] for k in ("px", "py", "pxx", "pxy", "pyy"))
     x, y, sxx, sxy, syy = (centres[k] for k in ("x", "y", "xx", "xy", "yy"))
-    known = np.flatnonzero((lab >= 0) & (n_trips[np.maximum(lab, 0)] >= MIN_TRIPS_FOR_SCATTER))
-    if len(known) < 50:
+
+    def tail():
+        known = np.flatnonzero((lab >= 0) & (n_trips[np.maximum(lab, 0)] >= MIN_TRIPS_FOR_SCATTER))
+        if len(known) < 50:
+            return None
+        j = lab[known]
+        return _tail_model(_mahal2(px[known] - x[j], py[known] - y[j], pxx[known] + sxx[j], pxy[known] + sxy[j],
+                                   pyy[known] + syy[j]))
+
+    mixture = measurer.take("tail", tail)
+    if mixture is None:
         return lab
-    j = lab[known]
-    g = _mahal2(px[known] - x[j], py[known] - y[j], pxx[known] + sxx[j], pxy[known] + sxy[j], pyy[known] + syy[j])
     live = np.flatnonzero(n_trips > 0)
     has = np.flatnonzero(lab >= 0)
     best = best_objects(has, (px, py, pxx, pxy, pyy, tr["cls"]),
                         tuple(centres[k][live] for k in ("x", "y", "xx", "xy", "yy", "cls")),
-                        n_trips[live].astype(np.float64), config.reach_m, Mixture(*_tail_model(g)))
+                        n_trips[live].astype(np.float64), config.reach_m, Mixture(*mixture))
     move = (best >= 0) & (live[np.maximum(best, 0)] != lab[has])
     k, to = has[move], live[best[move]]
     # the object may not take a track seen in one frame with one it holds, or with one that
@@ -1966,7 +2062,7 @@ def _folds(x, y, cls, n_trips, radius_m, split_share):
         into = step
 
 
-def _rarely_seen(x, y, n_trips, tracks, labels, config):
+def _rarely_seen(x, y, n_trips, tracks, labels, config, measurer):
     """Objects that fewer than ``rare_share`` of the trips a typical object is seen by saw, of
     the trips that located anything (of any identity) within ``reach_m`` of them travelling
     their way (within ``SAME_SIDE_DEG`` of their tracks' mean direction, where those agree: a
@@ -1993,12 +2089,15 @@ def _rarely_seen(x, y, n_trips, tracks, labels, config):
                       (t["x"].to_numpy(), t["y"].to_numpy(), t["ux"].to_numpy(), t["uy"].to_numpy(),
                        t["trip"].to_numpy(np.int64)), config.reach_m, np.cos(np.radians(SAME_SIDE_DEG)))
     share = n_trips[ask] / np.maximum(near, n_trips[ask])
-    weight = np.where(n_trips[ask] >= MIN_TRIPS_FOR_SCATTER, n_trips[ask], 0).astype(float)
-    if weight.sum() == 0:
-        return out
-    order = np.argsort(share)
-    typical = share[order][np.searchsorted(np.cumsum(weight[order]), 0.5 * weight.sum())]
-    out[ask] = share < config.rare_share * typical
+
+    def typical():
+        weight = np.where(n_trips[ask] >= MIN_TRIPS_FOR_SCATTER, n_trips[ask], 0).astype(float)
+        if weight.sum() == 0:
+            return float("nan")
+        order = np.argsort(share)
+        return float(share[order][np.searchsorted(np.cumsum(weight[order]), 0.5 * weight.sum())])
+
+    out[ask] = share < config.rare_share * measurer.take("typical_share", typical)
     return out
 
 

@@ -90,11 +90,49 @@ class TileBatches:
     file); ``tiling``: the tiles (None: one piece); ``batches``: per batch, the keys of the tiles
     it owns (None: one piece) and its parts: functions that each read one part's (observations,
     their row numbers in the file or None when the part is the whole file in order), or with
-    ``columns`` only those of it."""
+    ``columns`` only those of it; ``path``: the file, of which :meth:`measures` reads a sample.
+    """
 
     kind: str | None
     tiling: object
     batches: Iterator
+    path: object = None
+
+    def measures(self, config=None):
+        """Locate's measures of this fleet's errors (:class:`mapdiff.locate.Measures`) for every
+        tile and region of the run, measured once over a sample of the file: at most
+        ``MEASURE_ROWS`` rows in ``MEASURE_RUNS`` runs spread evenly over it (the whole file
+        when it is no bigger). The same in every shard and however the run is cut into
+        batches. None for a run in one piece held whole (it measures over all its tracks) and
+        for single captures (measured tile by tile)."""
+        from mapdiff.io import open_parquet, read_rows
+        from mapdiff.locate import LocateConfig, measure
+
+        captures = (config or LocateConfig()).captures
+        if self.tiling is None or (self.kind if captures == "auto" else captures) == "imagery":
+            return None
+        with open_parquet(self.path) as pf:
+            n = pf.metadata.num_rows
+        if n <= MEASURE_ROWS:
+            sample = read_rows(self.path, 0, n)
+        else:
+            starts = np.arange(MEASURE_RUNS, dtype=np.int64) * n // MEASURE_RUNS
+            size = MEASURE_ROWS // MEASURE_RUNS  # (< n / MEASURE_RUNS: the runs do not overlap)
+            sample = pd.concat([read_rows(self.path, int(a), int(a) + size) for a in starts], ignore_index=True)
+        if not len(sample):
+            return None
+        origin = (float(sample["lon"].median()), float(sample["lat"].median()))  # (as locate's, held whole)
+        return measure(sample, config, origin=origin, source=str(self.path))
+
+
+#: the sample locate measures a tiled run's errors over (see :meth:`TileBatches.measures`): a
+#: million observations make some 100,000 tracks of video passes, which measure medians and a
+#: three-parameter mixture closely, and are located in seconds, under a gigabyte
+#: (benchmarks/locate.py)
+MEASURE_ROWS = 1_000_000
+#: ... in this many runs of consecutive rows spread over the file: runs of whole trips (observe
+#: writes a trip's rows together) of many vehicles and days, not one stretch of the file
+MEASURE_RUNS = 16
 
 
 def tile_batches(path, tiling, shard: Shard | None) -> TileBatches:
@@ -186,7 +224,7 @@ def tile_batches(path, tiling, shard: Shard | None) -> TileBatches:
             for g, tiles in enumerate(groups):
                 yield tiles, [loader(read, p) for p in range(first_part[g], first_part[g + 1])]
 
-    return TileBatches(kind, tiling, batches())
+    return TileBatches(kind, tiling, batches(), path)
 
 
 class OnePiece:
@@ -330,7 +368,7 @@ class RowLabels:
 
 
 def locate_part(parts, config=None, *, tiling, tiles: np.ndarray | None = None, kind: str | None = None,
-                source: str = "observations", progress=None, on_labels=None):
+                measures=None, source: str = "observations", progress=None, on_labels=None):
     """:func:`mapdiff.locate.locate` tile by tile (:mod:`mapdiff.jobs.tiles`; ``tiling`` None:
     in one piece) over the ``tiles`` (keys) of one batch of :func:`tile_batches`, whose
     ``parts`` (functions that read (observations, row numbers)) hold whole trips: each tile's
@@ -338,7 +376,8 @@ def locate_part(parts, config=None, *, tiling, tiles: np.ndarray | None = None, 
     a batch's worth at most, the rest on disk), the objects whose anchor lies in the tile (see
     :func:`mapdiff.locate._with_anchors`: within a metre or so of the position, but the same in
     every tile that holds the object's passes) come out, numbered by the tile. ``kind``: the
-    whole data set's capture kind (:func:`tile_batches` measures it). Returns the objects;
+    whole data set's capture kind (:func:`tile_batches` measures it); ``measures``: its errors
+    (:meth:`TileBatches.measures`: every tile takes them, none measures its own). Returns the objects;
     ``on_labels(labels, rows)`` is given, per part and tile read, labels like ``locate``'s and
     the rows they label (an observation that several tiles see is given once for each)."""
     from dataclasses import replace
@@ -381,7 +420,7 @@ def locate_part(parts, config=None, *, tiling, tiles: np.ndarray | None = None, 
                 labs, rows = [lab], [np.concatenate(list(taken))]
             else:
                 objects, labs = locate_batches(tile_frames, config, origin=tiling.centre(tile), source=source,
-                                               max_tracks=batch_rows())
+                                               max_tracks=batch_rows(), measures=measures)
                 rows = taken
             if progress is not None:
                 progress(1)
