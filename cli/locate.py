@@ -57,9 +57,9 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
     from mapdiff.locate import LocateConfig
 
     config = build_config(LocateConfig, reach_m=reach_m, gate_sigma=gate_sigma, pose_sigma_m=pose_sigma_m)
-    # a tile measures locate's errors from its own objects: in sparse cities small samples make
-    # weak ghosts (measured, README "Scale"), so an unsharded run stays in one piece unless asked,
-    # however big (read in parts, its tracks region by region: mapdiff.jobs.stages.tile_batches)
+    # an unsharded run stays in one piece unless asked, however big (read in parts, its tracks
+    # region by region: mapdiff.jobs.stages.tile_batches); tiles would give its objects but for
+    # those near their borders (every tile takes the errors measured once: README "Scale")
     tiled = shard is not None or tile_m is not None or halo_m is not None
     tiling = build_config(Tiling, tile_m=tile_m, halo_m=halo_m) if tiled else None
     if labels_path and shard is not None:

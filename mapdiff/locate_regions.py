@@ -9,14 +9,15 @@ with a ring of cells around it holds at most ``max_tracks`` tracks (or is one ce
 work sees its own tracks and those within ``halo_m`` of it; it keeps the objects whose position
 lies in it, so that an object near a border is estimated once, from all its tracks.
 
-What a region measures from its own objects (the pose errors, a trip's offsets) is measured on
-fewer objects than the whole would give; on 300 vehicles x 3 days of central Helsinki (2.9 M
-tracks) regions of 250 m to 1 km gave recall 0.894-0.899 and precision 0.686-0.695 against
-0.897 and 0.694 in one piece (benchmarks/README.md, "Locate region by region"). Everything that
-does not depend on a region is the whole run's: the vague bearing limit, the fragment length
-(from all tracks' sums of n and n squared), the codes of trips, identities and values by name.
-The regions and what each holds depend only on the tracks, not on how the trips were cut into
-batches.
+What locate measures from the data (:class:`mapdiff.locate.Measures`: the pose errors, the
+mixture of the reassignment, ...) a region takes as given when the run has them (a CLI run
+measures them once, over a sample of its file); else a region measures them from its own
+objects, fewer than the whole would give: on the 6-car test fleet, regions of 1/80 to 1/260 of
+the rows lost some 0.02 of recall and of precision so, and nothing with the run's measures
+(tests/test_jobs.py). Everything else that does not depend on a region is the whole run's: the
+vague bearing limit, the fragment length (from all tracks' sums of n and n squared), the codes
+of trips, identities and values by name. The regions and what each holds depend only on the
+tracks, not on how the trips were cut into batches.
 """
 
 from __future__ import annotations

@@ -155,9 +155,7 @@ def tile_batches(path, tiling, shard: Shard | None) -> TileBatches:
             if pf.metadata.num_rows <= max_rows:
                 return TileBatches(None, None, iter([(None, [lambda columns=None: (read_table(path, columns=columns),
                                                                                None)])]))
-        # one piece all the same, read in parts of whole trips: tiles would measure locate's
-        # errors from each tile's own objects (1,514 objects against 588 in one piece on a
-        # Liechtenstein fleet; README "Scale")
+        # one piece all the same, read in parts of whole trips (no object near a tile border)
         tiling = OnePiece()
     tiling = tiling.validate()
     keys, rows, kind, bounds, trip_starts = _tile_census(path, tiling)
