@@ -26,9 +26,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from locate_sim import run  # noqa: E402  (the same command lines; found through the path just set)
-
 from diff_sim import CITIES  # noqa: E402
+from locate_sim import run  # noqa: E402  (the same command lines; found through the path just set)
 
 TILE_SIDES_M = (5000.0, 2000.0, 1000.0)
 
