@@ -233,20 +233,32 @@ def read_rows(path, start: int, stop: int, *, columns=None) -> pd.DataFrame:
     """Rows ``start`` to ``stop`` (end excluded) of a Parquet file as :func:`read_table` reads
     them (``columns``: only those of them the file has), reading only the row groups they lie
     in."""
+    return read_runs(path, [(start, stop)], columns=columns)
+
+
+def read_runs(path, runs, *, columns=None) -> pd.DataFrame:
+    """The rows of ``runs`` ((start, stop) pairs, stop excluded; in order, apart) of a Parquet
+    file, one after another, as :func:`read_rows` reads one run: each row group the runs lie in
+    read once (several runs in one row group would read it again each)."""
+    import pyarrow as pa
+
     with open_parquet(path) as pf, storage(path, "read"):
         schema = pf.schema_arrow
         names = plain_columns(schema) or schema.names
         if columns is not None:
             names = [c for c in names if c in columns]
-        sizes = np.array([pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)])
-        ends = np.cumsum(sizes)
-        first = int(np.searchsorted(ends, start, side="right"))
-        last = int(np.searchsorted(ends, max(stop - 1, start), side="right"))
-        groups = list(range(first, min(last, len(sizes) - 1) + 1)) if stop > start else []
-        if not groups:
-            return table_frame(schema.empty_table().select(names).replace_schema_metadata(schema.metadata), path)
-        table = pf.read_row_groups(groups, columns=names)
-        table = table.slice(start - int(ends[first] - sizes[first]), stop - start)
+        sizes = np.array([pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)], dtype=np.int64)
+        starts = np.r_[0, np.cumsum(sizes)]
+        pieces = []
+        for g in range(len(sizes)):
+            # the parts of the runs in row group g
+            parts = [(max(a, starts[g]), min(b, starts[g + 1])) for a, b in runs]
+            parts = [(a - starts[g], b - a) for a, b in parts if b > a]
+            if parts:
+                table = pf.read_row_groups([g], columns=names)
+                pieces += [table.slice(int(a), int(n)) for a, n in parts]
+        empty = schema.empty_table().select(names)
+        table = pa.concat_tables(pieces) if pieces else empty
     return table_frame(table.replace_schema_metadata(schema.metadata), path)
 
 

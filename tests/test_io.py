@@ -165,3 +165,27 @@ def test_read_rows_reads_a_run_of_rows_across_row_groups(tmp_path):
         got = read_rows(path, start, stop)
         pd.testing.assert_frame_equal(got, frame.iloc[start:stop].reset_index(drop=True))
     assert list(read_rows(path, 5, 8, columns=["b", "missing"]).columns) == ["b"]
+
+
+def test_read_runs_reads_each_row_group_once(tmp_path, monkeypatch):
+    """Runs of rows, several in one row group and one across two, come one after another; each
+    row group they touch is read once, the others not at all."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mapdiff.io import read_runs
+
+    frame = pd.DataFrame({"a": np.arange(45), "b": [f"r{i}" for i in range(45)]})
+    path = tmp_path / "groups.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=10)
+    read, groups = pq.ParquetFile.read_row_groups, []
+
+    def counted(self, row_groups, *args, **kwargs):
+        groups.extend(row_groups)
+        return read(self, row_groups, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", counted)
+    runs = [(1, 3), (5, 7), (18, 23), (24, 25), (44, 45)]
+    got = read_runs(path, runs)
+    pd.testing.assert_frame_equal(got, pd.concat([frame.iloc[a:b] for a, b in runs], ignore_index=True))
+    assert groups == [0, 1, 2, 4]

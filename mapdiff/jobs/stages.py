@@ -105,7 +105,7 @@ class TileBatches:
         when it is no bigger). The same in every shard and however the run is cut into
         batches. None for a run in one piece held whole (it measures over all its tracks) and
         for single captures (measured tile by tile)."""
-        from mapdiff.io import open_parquet, read_rows
+        from mapdiff.io import open_parquet, read_runs
         from mapdiff.locate import LocateConfig, measure
 
         captures = (config or LocateConfig()).captures
@@ -114,11 +114,11 @@ class TileBatches:
         with open_parquet(self.path) as pf:
             n = pf.metadata.num_rows
         if n <= MEASURE_ROWS:
-            sample = read_rows(self.path, 0, n)
+            runs = [(0, n)]
         else:
-            starts = np.arange(MEASURE_RUNS, dtype=np.int64) * n // MEASURE_RUNS
             size = MEASURE_ROWS // MEASURE_RUNS  # (< n / MEASURE_RUNS: the runs do not overlap)
-            sample = pd.concat([read_rows(self.path, int(a), int(a) + size) for a in starts], ignore_index=True)
+            runs = [(k * n // MEASURE_RUNS, k * n // MEASURE_RUNS + size) for k in range(MEASURE_RUNS)]
+        sample = read_runs(self.path, runs)
         if not len(sample):
             return None
         origin = (float(sample["lon"].median()), float(sample["lat"].median()))  # (as locate's, held whole)
