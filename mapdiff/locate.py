@@ -63,7 +63,9 @@ Step 1 sees one trip at a time and the later steps see only the tracks (with the
 values and frame times they stand for), so a big input is located in batches of whole trips
 holding only their tracks (:func:`locate_batches`; some ten observations make a track). When
 even the tracks are too many (a month of a city's fleet), they go to disk and steps 2-4 run
-region by region (:mod:`mapdiff.locate_regions`).
+region by region (:mod:`mapdiff.locate_regions`). What the steps measure from the data (the
+pose errors, the fragment length, ...: :class:`Measures`) is then measured once, over a sample
+of the whole (:func:`measure`), and every region and tile takes it.
 
 ``sigma_m`` is the per-axis standard deviation from the fit's covariance, scaled up by the
 residual scatter when that is larger than the covariances say, plus the error every pass from
