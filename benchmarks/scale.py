@@ -59,8 +59,20 @@ def _check_merged(stage, merged: Path, whole: Path) -> None:
         return
     tables = ["traces.parquet", "detections.parquet", "truth/objects.parquet"] if stage == "simulate" else [""]
     for t in tables:
-        pd.testing.assert_frame_equal(pd.read_parquet(merged / t if t else merged),
-                                      pd.read_parquet(whole / t if t else whole))
+        _check_columns(merged / t if t else merged, whole / t if t else whole)
+
+
+def _check_columns(a: Path, b: Path) -> None:
+    """The two Parquet files hold the same rows, compared a column at a time (two 300 x 3
+    fleets' observe outputs read whole took 24 GB), to pandas' tolerance as the tests compare."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(a).names
+    assert names == pq.read_schema(b).names, (a, b)
+    for name in names:
+        x, y = pq.read_table(a, columns=[name]).column(0), pq.read_table(b, columns=[name]).column(0)
+        if not x.equals(y):
+            pd.testing.assert_series_equal(x.to_pandas(), y.to_pandas(), check_names=False)
 
 
 def main(argv=None):
