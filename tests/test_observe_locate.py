@@ -1095,7 +1095,7 @@ def test_a_passes_tail_goes_back_to_its_object_and_a_tight_neighbour_stays():
     # own, scattered as tail passes are. A sign 12 m east that 10 passes see where it stands is
     # another object
     from mapdiff._kernels.locate import Passes
-    from mapdiff.locate import _reassign
+    from mapdiff.locate import _Measurer, _reassign
 
     rng = np.random.default_rng(5)
     sd = np.where(rng.random(120) < 0.15, np.sqrt(10.0), 1.0)
@@ -1108,20 +1108,24 @@ def test_a_passes_tail_goes_back_to_its_object_and_a_tight_neighbour_stays():
               "cls": np.zeros(n, np.int64)}
     one_pass_each = Passes(np.arange(n), np.zeros(n), np.ones(n), np.arange(n + 1), np.zeros(n))
     centres, n_trips = _objects_from(lab, px, py, 1.0)
-    out = _reassign(lab, tracks, one_pass_each, centres, n_trips, LocateConfig())
+    out = _reassign(lab, tracks, one_pass_each, centres, n_trips, LocateConfig(), _Measurer())
     # the object explains the strays better than their own loose centre, given its passes
     # (4 of 5 go back; the one at (6.5, 1) stays, as do 2 of the sign's tail passes near it)
     assert (out[120:125] == 0).sum() >= 4 and (out[:120] == 0).sum() >= 115
     assert (out[125:] == 2).all()
     # a pass that saw the stray and a track of the sign in one frame keeps them apart
     seen = Passes(np.r_[np.arange(120), 0, np.arange(121, n)], np.zeros(n), np.ones(n), np.arange(n + 1), np.zeros(n))
-    out = _reassign(lab, tracks, seen, centres, n_trips, LocateConfig())
+    out = _reassign(lab, tracks, seen, centres, n_trips, LocateConfig(), _Measurer())
     assert out[120] == 1
     # two strays one pass saw in one frame may not both move to the sign: neither does
     together = Passes(np.r_[np.arange(121), 120, np.arange(122, n)], np.zeros(n), np.ones(n), np.arange(n + 1),
                       np.zeros(n))
-    out = _reassign(lab, tracks, together, centres, n_trips, LocateConfig())
+    out = _reassign(lab, tracks, together, centres, n_trips, LocateConfig(), _Measurer())
     assert out[120] == 1 and out[121] == 1 and out[122] == 0
+    # a run's mixture, measured elsewhere, is taken as given: none (too few told) moves nothing
+    measurer = _Measurer({"tail": None})
+    assert (_reassign(lab, tracks, one_pass_each, centres, n_trips, LocateConfig(), measurer) == lab).all()
+    assert measurer.taken == {}
 
 
 def test_locate_takes_the_reassignment_as_the_last_word(monkeypatch):
