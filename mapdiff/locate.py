@@ -393,7 +393,8 @@ def measure(observations: pd.DataFrame, config: LocateConfig | None = None, *, o
             source="observations") -> Measures | None:
     """Locate's measures (:class:`Measures`) over ``observations`` (video passes, held), as
     :func:`locate_batches` takes them over all its tracks; None where they make no track.
-    ``origin``: (lon, lat) of the local metres' centre."""
+    ``origin``: (lon, lat) of the local metres' centre. ``config``: the one the runs that take
+    the measures use (its rounds, its vague ratio)."""
     measurer = _Measurer()
     _locate_batches(lambda columns=None: [observations], config, origin=origin, source=source, max_tracks=None,
                     measurer=measurer)
