@@ -16,6 +16,7 @@ truth, as ``mapdiff evaluate`` counts them; wall time of the locate call.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -57,7 +58,7 @@ def located(path, tile_m, *, own_measures: bool):
     config = LocateConfig()
     tiling = None if tile_m is None else Tiling(tile_m=tile_m)
     work = tile_batches(path, tiling, None)
-    measures = None if own_measures else work.measures(config)
+    measures = None if own_measures else functools.partial(work.measures, config)
     frames = [locate_part(parts, config, tiling=work.tiling, tiles=tiles, kind=work.kind, measures=measures,
                           source=str(path)) for tiles, parts in work.batches]
     return pd.concat(frames, ignore_index=True)

@@ -50,6 +50,8 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
     over fixed tiles of the globe (mapdiff.jobs.tiles): an object is estimated once, by the tile
     it lies in, from the observations within the tile's halo; the shards merge into an
     unsharded run with the same --tile-m."""
+    import functools
+
     from mapdiff.errors import MapdiffError
     from mapdiff.io import read_batches, table_writer, together
     from mapdiff.jobs.stages import RowLabels, locate_part, tile_batches
@@ -69,7 +71,7 @@ def locate(observations, output, reach_m, gate_sigma, pose_sigma_m, labels_path,
     n_objects = n_weak = 0
     try:
         work = tile_batches(observations, tiling, shard)
-        measures = work.measures(config)
+        measures = functools.partial(work.measures, config)  # (measured when a tile first needs them)
         # what each row of the file fitted (a shard's rows are not the file's)
         found = None if shard is not None else RowLabels(observations, ids=bool(labels_path))
         n_seen = [0]  # (rows its tiles see: an observation near two tiles is seen twice)

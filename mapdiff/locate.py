@@ -402,7 +402,7 @@ def measure(observations: pd.DataFrame, config: LocateConfig | None = None, *, o
 
 
 def locate_batches(batches, config: LocateConfig | None = None, *, origin, source="observations",
-                   max_tracks: int | None = None, measures: Measures | None = None):
+                   max_tracks: int | None = None, measures: Measures | None = None, spill_measures=None):
     """:func:`locate` of video passes (whatever ``config.captures`` says, but "imagery") streamed in batches, so that
     only the tracks, not the observations, are held: ``batches()`` gives the observation frames
     afresh, each holding whole trips (a trip's tracks are built from its batch alone), and
@@ -414,13 +414,14 @@ def locate_batches(batches, config: LocateConfig | None = None, *, origin, sourc
     iterator, read once); the objects carry ``ANCHOR_COLUMNS`` too (see :func:`_with_anchors`:
     the place by which a tile owns an object). ``measures``: this fleet's errors measured
     elsewhere (:func:`measure`; None: measured here, over all the tracks, or region by region
-    when they go to disk)."""
+    when they go to disk). ``spill_measures``: where none are given and the tracks go to disk,
+    a function giving those the regions take (None, or giving None: each its own)."""
     objects, labels = _locate_batches(batches, config, origin=origin, source=source, max_tracks=max_tracks,
-                                      measurer=_Measurer(measures))
+                                      measurer=_Measurer(measures), spill_measures=spill_measures)
     return objects, labels
 
 
-def _locate_batches(batches, config, *, origin, source, max_tracks, measurer):
+def _locate_batches(batches, config, *, origin, source, max_tracks, measurer, spill_measures=None):
     from mapdiff.locate_regions import TrackSpill
 
     config = (config or LocateConfig()).validate()
@@ -437,7 +438,11 @@ def _locate_batches(batches, config, *, origin, source, max_tracks, measurer):
         spill.add(_video_tracks(obs, validate_observations(obs, source), frame, config, vague_deg=vague_deg))
     spill.finish()
     if spill.spilled:
-        return _locate_regions(spill, frame, config, measurer.given)
+        # (the fragment length and the vague limit are the whole run's, as when held)
+        measurer.take("min_track", _min_track, spill.n_sums, config)
+        sample = None if measurer.given or spill_measures is None else spill_measures()
+        given = {**(sample.__dict__ if sample is not None else {}), **measurer.given, **measurer.taken}
+        return _locate_regions(spill, frame, config, given)
     with spill:
         pieces = spill.held
         if not pieces:

@@ -522,10 +522,15 @@ def test_locate_in_small_batches_of_tiles_writes_the_whole_run(whole, whole_obje
 def test_an_unsharded_locate_bigger_than_a_batch_is_one_piece_read_in_parts(whole, tmp_path, monkeypatch):
     """Without tiles an input bigger than a batch is still one piece, read in parts of whole
     trips: the objects and labels of the run that holds it all (the metres centred elsewhere:
-    equal to float precision), numbered 0, 1, ... as one piece's, not by tile."""
+    equal to float precision), numbered 0, 1, ... as one piece's, not by tile. Its tracks held,
+    it measures the errors over them all, not over the tiles' sample of the file."""
+    import mapdiff.jobs.stages as stages
+
     obs = whole / "observations.parquet"
     run("locate", obs, "-o", tmp_path / "held.parquet", "--labels", tmp_path / "held_labels.parquet", "-q")
-    monkeypatch.setenv("MAPDIFF_BATCH_ROWS", str(len(pd.read_parquet(obs, columns=["trip_id"])) // 3))
+    n_rows = len(pd.read_parquet(obs, columns=["trip_id"]))
+    monkeypatch.setenv("MAPDIFF_BATCH_ROWS", str(n_rows // 3))
+    monkeypatch.setattr(stages, "MEASURE_ROWS", n_rows // 4)
     run("locate", obs, "-o", tmp_path / "big.parquet", "--labels", tmp_path / "big_labels.parquet", "-q")
     big, held = pd.read_parquet(tmp_path / "big.parquet"), pd.read_parquet(tmp_path / "held.parquet")
     # (the geometry's bytes hold lon and lat, compared here to the last bits' rounding)
@@ -533,6 +538,27 @@ def test_an_unsharded_locate_bigger_than_a_batch_is_one_piece_read_in_parts(whol
     pd.testing.assert_series_equal(pd.read_parquet(tmp_path / "big_labels.parquet")["object_id"],
                                    pd.read_parquet(tmp_path / "held_labels.parquet")["object_id"])
     assert big["object_id"].tolist() == list(range(len(big)))  # (a tile's would begin with its key)
+
+
+def test_one_piece_whose_tracks_go_to_disk_takes_the_files_measures(whole, sim_dir, tmp_path, monkeypatch):
+    """An unsharded input whose tracks are more than a batch runs region by region; the regions
+    take the errors measured once over the file's sample (regions measuring their own lost some
+    0.02: see test_locate_region_by_region_does_not_depend_on_the_batches)."""
+    import mapdiff.locate
+    from mapdiff.evaluate import Truth, score_locate
+
+    obs = whole / "observations.parquet"
+    run("locate", obs, "-o", tmp_path / "held.parquet", "-q")
+    measure, calls = mapdiff.locate.measure, []
+    monkeypatch.setattr(mapdiff.locate, "measure", lambda *a, **k: calls.append(1) or measure(*a, **k))
+    monkeypatch.setenv("MAPDIFF_BATCH_ROWS", str(len(pd.read_parquet(obs, columns=["trip_id"])) // 40))
+    run("locate", obs, "-o", tmp_path / "regions.parquet", "-q")
+    assert calls == [1]
+    truth = Truth(sim_dir)
+    held, regions = (pd.read_parquet(tmp_path / f"{n}.parquet") for n in ("held", "regions"))
+    ours, theirs = score_locate(truth, regions), score_locate(truth, held)
+    assert abs(len(regions) - len(held)) <= 0.01 * len(held)
+    assert ours["recall"] >= theirs["recall"] - 0.005 and ours["precision_all"] >= theirs["precision_all"] - 0.005
 
 
 def test_trips_lying_together_are_read_in_runs_of_rows_and_interleaved_ones_spilled(whole, tmp_path, monkeypatch):

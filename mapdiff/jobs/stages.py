@@ -6,7 +6,7 @@ an error."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -97,18 +97,27 @@ class TileBatches:
     tiling: object
     batches: Iterator
     path: object = None
+    _measured: dict = field(default_factory=dict, repr=False)
 
     def measures(self, config=None):
         """Locate's measures of this fleet's errors (:class:`mapdiff.locate.Measures`) for every
-        tile and region of the run, measured once over a sample of the file: at most
+        tile and region of the run, measured once (then kept) over a sample of the file: at most
         ``MEASURE_ROWS`` rows in ``MEASURE_RUNS`` runs spread evenly over it (the whole file
         when it is no bigger). The same in every shard and however the run is cut into
         batches. None for a run in one piece held whole (it measures over all its tracks) and
         for single captures (measured tile by tile)."""
-        from mapdiff.io import open_parquet, read_runs
-        from mapdiff.locate import LocateConfig, measure
+        from mapdiff.locate import LocateConfig
 
-        captures = (config or LocateConfig()).captures
+        config = config or LocateConfig()
+        if config not in self._measured:
+            self._measured[config] = self._measure(config)
+        return self._measured[config]
+
+    def _measure(self, config):
+        from mapdiff.io import open_parquet, read_runs
+        from mapdiff.locate import measure
+
+        captures = config.captures
         if self.tiling is None or (self.kind if captures == "auto" else captures) == "imagery":
             return None
         with open_parquet(self.path) as pf:
@@ -374,8 +383,10 @@ def locate_part(parts, config=None, *, tiling, tiles: np.ndarray | None = None, 
     a batch's worth at most, the rest on disk), the objects whose anchor lies in the tile (see
     :func:`mapdiff.locate._with_anchors`: within a metre or so of the position, but the same in
     every tile that holds the object's passes) come out, numbered by the tile. ``kind``: the
-    whole data set's capture kind (:func:`tile_batches` measures it); ``measures``: its errors
-    (:meth:`TileBatches.measures`: every tile takes them, none measures its own). Returns the objects;
+    whole data set's capture kind (:func:`tile_batches` measures it); ``measures``: a function
+    giving its errors (:meth:`TileBatches.measures`): every tile takes them, none measures its
+    own; one piece takes them only where its tracks go to disk (held, it measures over them all,
+    as a run held whole does). Returns the objects;
     ``on_labels(labels, rows)`` is given, per part and tile read, labels like ``locate``'s and
     the rows they label (an observation that several tiles see is given once for each)."""
     from dataclasses import replace
@@ -417,8 +428,11 @@ def locate_part(parts, config=None, *, tiling, tiles: np.ndarray | None = None, 
                 objects, lab = locate(pd.concat(list(tile_frames()), ignore_index=True), config, source=source)
                 labs, rows = [lab], [np.concatenate(list(taken))]
             else:
+                one_piece = isinstance(tiling, OnePiece)
                 objects, labs = locate_batches(tile_frames, config, origin=tiling.centre(tile), source=source,
-                                               max_tracks=batch_rows(), measures=measures)
+                                               max_tracks=batch_rows(),
+                                               measures=None if one_piece or measures is None else measures(),
+                                               spill_measures=measures if one_piece else None)
                 rows = taken
             if progress is not None:
                 progress(1)
