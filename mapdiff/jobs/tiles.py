@@ -35,10 +35,11 @@ class Tiling:
     """``tile_m``: the side of a tile; ``halo_m``: how far beyond it a tile's work reaches (at
     least the farthest an observer sees an object, plus the association's reach)."""
 
-    # locate measures the pose errors and its gates from the tile's own objects, so a tile needs
-    # many: on the demo's fleet (Helsinki, the plan's clips only), 2 km tiles made 15 % more
-    # objects than one piece (precision 0.66 against 0.73), while 5 km tiles (two there) gave the
-    # one-piece result; a city's month still spreads over dozens of 5 km tiles
+    # a tile's work reads its halo's rows too, (tile_m + 2 halo_m)^2 / tile_m^2 of its own: 1.17
+    # at 5 km, 1.96 at 1 km; a city's month still spreads over dozens of 5 km tiles. (Tiles once
+    # measured locate's errors from their own objects and needed many: 2 km tiles made 15 % more
+    # objects than one piece on the demo's fleet; since stop 47 every tile takes the run's
+    # measures, and 1 km tiles give one piece's objects: benchmarks/locate_tiles.py)
     tile_m: float = 5000.0
     halo_m: float = 200.0
 
