@@ -65,7 +65,9 @@ def perfect_observations(sim, obs_path, target):
     m[obs.columns].to_parquet(target)
 
 
-def one_city(tmp: Path, city: str, placement: str, vehicles: int, days: int, seed: int) -> list:
+def scene(tmp: Path, city: str, placement: str, vehicles: int, days: int, seed: int) -> Path:
+    """network -> simulate -> match -> observe in ``tmp/<city>-<placement>``; returns that folder
+    (``sim/``, ``matched.parquet``, ``obs.parquet``)."""
     out = tmp / f"{city}-{placement}"
     out.mkdir()
     run("network", CITIES[city][0], "-o", out / "roads.gpkg")
@@ -75,6 +77,12 @@ def one_city(tmp: Path, city: str, placement: str, vehicles: int, days: int, see
     run("match", sim / "traces.parquet", "--map", sim / "map.gpkg", "-o", out / "matched.parquet")
     run("observe", sim / "detections.parquet", "--matched", out / "matched.parquet", "--camera", sim / "camera.json",
         "--map", sim / "map.gpkg", "-o", out / "obs.parquet")
+    return out
+
+
+def one_city(tmp: Path, city: str, placement: str, vehicles: int, days: int, seed: int) -> list:
+    out = scene(tmp, city, placement, vehicles, days, seed)
+    sim = out / "sim"
     perfect_observations(sim, out / "obs.parquet", out / "obs_perfect.parquet")
     rows = []
     for kind, obs in (("matched", "obs.parquet"), ("perfect", "obs_perfect.parquet")):

@@ -27,24 +27,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from diff_sim import CITIES  # noqa: E402
-from locate_sim import run  # noqa: E402  (the same command lines; found through the path just set)
+from locate_sim import scene  # noqa: E402  (the same command lines; found through the path just set)
 
 TILE_SIDES_M = (5000.0, 2000.0, 1000.0)
-
-
-def scene(tmp: Path, city: str, placement: str, vehicles: int, days: int, seed: int) -> Path:
-    """network -> simulate -> match -> observe; returns the folder (sim/, obs.parquet)."""
-    out = tmp / f"{city}-{placement}"
-    out.mkdir()
-    run("network", CITIES[city][0], "-o", out / "roads.gpkg")
-    run("simulate", "--map", out / "roads.gpkg", "-o", out / "sim", "--vehicles", vehicles, "--days", days,
-        "--seed", seed, "--placement", placement)
-    sim = out / "sim"
-    run("match", sim / "traces.parquet", "--map", sim / "map.gpkg", "-o", out / "matched.parquet")
-    run("observe", sim / "detections.parquet", "--matched", out / "matched.parquet", "--camera", sim / "camera.json",
-        "--map", sim / "map.gpkg", "-o", out / "obs.parquet")
-    return out
 
 
 def located(path, tile_m, *, own_measures: bool):
