@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from mapdiff.errors import InputError
 from mapdiff.jobs.shards import Shard, hash_shard
 from mapdiff_cli.main import cli
 
@@ -391,6 +392,25 @@ def test_trip_batches_hold_whole_trips_in_order_and_bounded(tmp_path):
     owned = {k for k in sizes if hash_shard([k], 2)[0] == 0}
     got = [set(b[0]["trip_id"]) for b in trip_batches(files, max_rows=4, where=batch_owner(shard))]
     assert set().union(*got) == owned and all(len(g) for g in got)
+
+
+def test_trip_batches_of_number_ids_put_a_missing_id_first_and_refuse_text_beside_numbers(tmp_path):
+    """The batches go by the ids' distinct values (not a Python object per row): numbers sort
+    as numbers (9 before 10), a missing id goes to the first batch (the stage names it), and a
+    second file of text ids beside the first's numbers is one clear error."""
+    from mapdiff.jobs.batches import trip_batches
+
+    ids = pd.array([10, 9, None, 10, 100, 9, 100, 100, 2, None], dtype="Int64")
+    frame = pd.DataFrame({"trip_id": ids, "n": np.arange(len(ids))})
+    frame.to_parquet(tmp_path / "first.parquet")
+    got = list(trip_batches([tmp_path / "first.parquet"], max_rows=4))
+    # 2, 9 (3 rows) | 10 (2) | 100 (3); the two missing ids in the first
+    assert [sorted(set(b[0]["trip_id"].dropna())) for b in got] == [[2, 9], [10], [100]]
+    assert [int(b[0]["trip_id"].isna().sum()) for b in got] == [2, 0, 0]
+    assert sorted(pd.concat([b[0] for b in got])["n"]) == list(range(len(ids)))
+    pd.DataFrame({"trip_id": ["x"], "n": [0]}).to_parquet(tmp_path / "second.parquet")
+    with pytest.raises(InputError, match="mixes kinds"):
+        list(trip_batches([tmp_path / "first.parquet", tmp_path / "second.parquet"], max_rows=4))
 
 
 def test_trip_batches_read_only_the_columns_asked_for(tmp_path):

@@ -76,11 +76,17 @@ def trip_batches(paths, *, max_rows: int = BATCH_ROWS, where=None, column: str =
             yield [read(b) for read in split]
 
 
-def _trip_values(table, column: str, path) -> np.ndarray:
+def _trip_codes(table, column: str, path) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's code in ``column`` (-1: missing) and the distinct ids (an object array)."""
+    from mapdiff.jobs.shards import arrow_codes
+
     if column not in table.schema.names:
         msg = f"{path}: missing column {column!r}; found columns {table.schema.names}"
         raise InputError(msg)
-    return np.asarray(table.column(column).to_pandas(), dtype=object)
+    codes, values = arrow_codes(table.column(column))
+    # (distinct and not missing: a NaN id is missing, as pandas reads it)
+    of_value, distinct = pd.factorize(pd.Series(values, dtype=object))
+    return np.r_[of_value, -1][codes], np.asarray(distinct, dtype=object)
 
 
 def _cuts(path, *, max_rows: int, where, column: str) -> np.ndarray:
@@ -101,8 +107,9 @@ def _cuts(path, *, max_rows: int, where, column: str) -> np.ndarray:
             table = pa.Table.from_batches([batch])
             if where is not None:
                 table = table.filter(where(table))
-            values = pd.Series(_trip_values(table, column, path)).dropna()
-            counts = counts.add(values.value_counts(), fill_value=0)
+            codes, values = _trip_codes(table, column, path)
+            n = np.bincount(codes[codes >= 0], minlength=len(values))
+            counts = counts.add(pd.Series(n, index=values)[n > 0], fill_value=0)
     if counts.sum() <= max_rows:
         return np.zeros(0, dtype=object)
     try:
@@ -132,14 +139,13 @@ def _mixed_kinds(path, column: str) -> InputError:
 def _split(path, cuts: np.ndarray, prefix: str, *, where, column: str, columns=None):
     """Write the rows of ``path`` into one Parquet file per trip batch; return ``read(b)``."""
     def assign(table):
-        values = _trip_values(table, column, path)
-        batch_of = np.zeros(len(values), dtype=np.int64)  # (a missing id: the first batch; the stage names it)
-        known = pd.notna(values)
+        codes, values = _trip_codes(table, column, path)
         try:
-            batch_of[known] = np.searchsorted(cuts, values[known], side="right")
+            of_value = np.searchsorted(cuts, values, side="right")
         except TypeError:
             raise _mixed_kinds(path, column) from None
-        return np.arange(len(values)), batch_of
+        # (a missing id: the first batch; the stage names it)
+        return np.arange(len(codes)), np.r_[of_value, 0][codes]
 
     return spill(path, assign, prefix, where=where, columns=columns)
 

@@ -56,18 +56,29 @@ def hash_shard(ids, count: int) -> np.ndarray:
     import pandas as pd  # (here: the array runner's parent process needs no pandas)
     import pyarrow as pa
 
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks()
-    if isinstance(ids, pa.Array):
-        encoded = ids.dictionary_encode()
-        names = [str(v) for v in encoded.dictionary.to_pylist()] + ["None"]  # (a null: as pandas writes it)
-        codes = encoded.indices.fill_null(len(names) - 1).to_numpy(zero_copy_only=False)
+    if isinstance(ids, (pa.Array, pa.ChunkedArray)):
+        codes, values = arrow_codes(ids)
+        names = [str(v) for v in values] + ["None"]  # (a null: as pandas writes it)
+        codes = np.where(codes < 0, len(names) - 1, codes)
     else:
         codes, names = pd.factorize(pd.Series(ids, dtype=object).astype(str))
     if not len(codes):
         return np.zeros(0, dtype=np.int64)
     per_name = np.fromiter((zlib.crc32(v.encode()) % count for v in names), dtype=np.int64, count=len(names))
     return per_name[codes]
+
+
+def arrow_codes(ids) -> tuple[np.ndarray, list]:
+    """An Arrow array (or chunked array) of ids as (each row's code, -1 for a null; the
+    distinct values as Python objects, in the order of the codes): a Python object per distinct
+    id, not per row (a month's detections are 290 M rows of a few thousand trips)."""
+    import pyarrow as pa
+
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    encoded = ids if pa.types.is_dictionary(ids.type) else ids.dictionary_encode()
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return codes, encoded.dictionary.to_pylist()
 
 
 def batch_owner(shard: Shard, column: str = "trip_id"):
