@@ -26,6 +26,23 @@ def test_help_lists_the_stages(runner):
     assert "match" in result.output and "network" in result.output
 
 
+@pytest.mark.parametrize("given, want", [(None, "1"), ("2", "2")])
+def test_the_command_runs_numpy_on_one_blas_thread_unless_told(given, want):
+    """The ``mapdiff`` process sets OpenBLAS to one thread before numpy loads (its spinning
+    threads cost CPU and a neighbouring worker's core); a user's own setting is kept."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    code = ("import os, sys; sys.argv = ['mapdiff', '--version']; from mapdiff_cli.main import run\n"
+            "try:\n    run()\nexcept SystemExit:\n    print(os.environ.get('OPENBLAS_NUM_THREADS'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split()[-1] == want
+
+
 def test_match_writes_points_and_paths(runner, grid_gpkg, traces_file, tmp_path):
     out, paths = tmp_path / "matched.parquet", tmp_path / "paths.parquet"
     result = run(runner, "match", traces_file, "--map", grid_gpkg, "-o", out, "--paths", paths)
