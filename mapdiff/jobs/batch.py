@@ -16,9 +16,11 @@ would fail again).
 from __future__ import annotations
 
 import os
+import queue
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -138,28 +140,27 @@ def run_local_array(stage: str, args, *, size: int, workers: int = 1, attempts: 
         args = [*args, "-q"]
     pending = [(i, 1) for i in range(size)]
     running: dict[int, tuple[subprocess.Popen, int, float]] = {}
+    ended: queue.Queue = queue.Queue()  # (shard, wait4's status and its own peak memory), as each ends
     failed: dict[int, int] = {}
     while pending or running:
         while pending and len(running) < workers:
             i, attempt = pending.pop(0)
             env = {**os.environ, INDEX_VAR: str(i), SIZE_VAR: str(size)}
             cmd = [sys.executable, "-m", "mapdiff_cli.main", "job", stage, *args]
-            running[i] = (subprocess.Popen(cmd, env=env), attempt, time.monotonic())
-        time.sleep(0.05)
-        for i, (proc, attempt, t0) in list(running.items()):
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # (the child's own peak memory too)
-            if pid == 0:
-                continue
-            code = os.waitstatus_to_exitcode(status)
-            proc.returncode = code
-            del running[i]
-            if code == EXIT_TRANSIENT and attempt < attempts:
-                echo(f"shard {i}/{size}: attempt {attempt} failed (transient, exit {code}); retrying")
-                pending.append((i, attempt + 1))
-            elif code != 0:
-                failed[i] = code
-            elif not quiet:
-                echo(f"shard {i}/{size}: done in {time.monotonic() - t0:.1f} s, peak {usage.ru_maxrss / 1024:,.0f} MB")
+            proc = subprocess.Popen(cmd, env=env)
+            running[i] = (proc, attempt, time.monotonic())
+            threading.Thread(target=lambda i=i, pid=proc.pid: ended.put((i, *os.wait4(pid, 0)[1:])),
+                             daemon=True).start()
+        i, status, usage = ended.get()
+        proc, attempt, t0 = running.pop(i)
+        code = proc.returncode = os.waitstatus_to_exitcode(status)
+        if code == EXIT_TRANSIENT and attempt < attempts:
+            echo(f"shard {i}/{size}: attempt {attempt} failed (transient, exit {code}); retrying")
+            pending.append((i, attempt + 1))
+        elif code != 0:
+            failed[i] = code
+        elif not quiet:
+            echo(f"shard {i}/{size}: done in {time.monotonic() - t0:.1f} s, peak {usage.ru_maxrss / 1024:,.0f} MB")
     if not failed:
         return 0
     echo(f"{len(failed)} of {size} shards failed: " + ", ".join(f"{i} (exit {c})" for i, c in sorted(failed.items())))
