@@ -1,6 +1,7 @@
 """Stages as shards: the law (the N shards' outputs merged are exactly one unsharded run's rows,
 for N in 1, 2, 3, 7, on a simulated fleet), the labels that keep runs apart, and bad input."""
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -313,13 +314,15 @@ def test_the_hash_is_stable_and_spreads_trips():
     assert counts.min() > 850 and counts.max() < 1150
 
 
-@pytest.mark.parametrize("ids", [["a", "b", None, "a"], [3, 17, 3, 40_000_000_000], [1.5, 2.0, 2.0]])
+@pytest.mark.parametrize("ids", [["a", "b", None, "a"], ["c", None, "c"], [3, 17, 3, 40_000_000_000], [1.5, 2.0, 2.0]])
 def test_a_parquet_batchs_ids_hash_as_the_same_ids_in_a_list(ids):
     """Batches of a file hash their Arrow column through its distinct values: the shards they
     give are those of the ids one by one (text, numbers, a missing id)."""
     import pyarrow as pa
 
     as_list = hash_shard(ids, 7)
+    # (a missing id is the text "None" both ways; "c" and "None" fall in different shards of 7)
+    assert list(as_list) == [zlib.crc32(str(v).encode()) % 7 for v in ids]
     assert list(hash_shard(pa.array(ids), 7)) == list(as_list)
     assert list(hash_shard(pa.chunked_array([pa.array(ids[:2]), pa.array(ids[2:])]), 7)) == list(as_list)
 

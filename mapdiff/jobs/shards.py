@@ -62,6 +62,8 @@ def hash_shard(ids, count: int) -> np.ndarray:
         codes = np.where(codes < 0, len(names) - 1, codes)
     else:
         codes, names = pd.factorize(pd.Series(ids, dtype=object).astype(str))
+        names = [*names, "None"]  # (a missing id, code -1: as the Arrow path names it)
+        codes = np.where(codes < 0, len(names) - 1, codes)
     if not len(codes):
         return np.zeros(0, dtype=np.int64)
     per_name = np.fromiter((zlib.crc32(v.encode()) % count for v in names), dtype=np.int64, count=len(names))
