@@ -150,9 +150,10 @@ def run():
 def _one_blas_thread():
     """One OpenBLAS thread (a user's own ``OPENBLAS_NUM_THREADS`` is kept), set before numpy
     loads it. No stage does linear algebra big enough to share out, and OpenBLAS starts a
-    thread per core that spins: measured on an observe shard of the 300 x 3 fleet, one thread
-    took 0.7-1.2 s less CPU and 0.3-0.8 s less wall (of 11 s), a coverage shard 0.2 s less
-    CPU (of 1.2 s), and in an array of two workers the spinning takes the other's core."""
+    thread per core that spins: measured on an observe shard of the 300 x 3 fleet (two runs
+    each), one thread took 11.4-11.8 s of CPU instead of 12.3-13.1 and 10.2-10.6 s of wall
+    instead of 10.9-11.7; a coverage shard 1.0 s of CPU instead of 1.2 at the same wall; and
+    in an array of two workers the spinning takes the other's core."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 

@@ -58,12 +58,12 @@ def hash_shard(ids, count: int) -> np.ndarray:
 
     if isinstance(ids, (pa.Array, pa.ChunkedArray)):
         codes, values = arrow_codes(ids)
-        names = [str(v) for v in values] + ["None"]  # (a null: as pandas writes it)
-        codes = np.where(codes < 0, len(names) - 1, codes)
+        names = [str(v) for v in values]
     else:
         codes, names = pd.factorize(pd.Series(ids, dtype=object).astype(str))
-        names = [*names, "None"]  # (a missing id, code -1: as the Arrow path names it)
-        codes = np.where(codes < 0, len(names) - 1, codes)
+    # a missing id (code -1) is the text "None", as pandas writes it, however it came
+    names = [*names, "None"]
+    codes = np.where(codes < 0, len(names) - 1, codes)
     if not len(codes):
         return np.zeros(0, dtype=np.int64)
     per_name = np.fromiter((zlib.crc32(v.encode()) % count for v in names), dtype=np.int64, count=len(names))
