@@ -9,7 +9,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from mapdiff._kernels import jit
+from mapdiff._kernels import jit, jit_lean
 
 #: the arrays of :func:`dijkstra`, by name (see :func:`new_workspace`)
 Workspace = namedtuple("Workspace", ["dist", "pred", "seen", "settled", "target", "heap_key", "heap_node", "order",
@@ -35,7 +35,7 @@ def new_workspace(n_nodes, n_edges):
     return Workspace(dist, pred, seen, settled, target, heap_key, heap_node, order, first)
 
 
-@jit
+@jit_lean
 def _heap_push(keys, nodes, size, key, node):
     i = size
     keys[i] = key
@@ -52,7 +52,7 @@ def _heap_push(keys, nodes, size, key, node):
     return size + 1
 
 
-@jit
+@jit_lean
 def _heap_pop(keys, nodes, size):
     top_key = keys[0]
     top_node = nodes[0]
@@ -77,7 +77,7 @@ def _heap_pop(keys, nodes, size):
     return top_key, top_node, size
 
 
-@jit
+@jit_lean
 def dijkstra(src, bound, n_targets, stamp, out_ptr, out_edge, edge_v, edge_len, ws):
     """Settle nodes from ``src`` in distance order until ``n_targets`` marked targets are
     settled or the next distance exceeds ``bound``.
@@ -139,7 +139,7 @@ def new_cache(n_nodes, n_entries=4096, pool=1 << 20):
     return slot, e_node, e_bound, e_start, e_len, p_node, p_dist, p_first, fill
 
 
-@jit
+@jit_lean
 def cached_search(src, bound, stamp, out_ptr, out_edge, edge_v, edge_w, ws, cache):
     """Like :func:`dijkstra` without targets (everything within ``bound``), but served from
     ``cache`` when an earlier search from ``src`` reached at least as far. Consecutive GPS

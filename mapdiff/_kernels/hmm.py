@@ -8,7 +8,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from mapdiff._kernels import jit, jit_inline
+from mapdiff._kernels import jit, jit_inline, jit_lean
 from mapdiff._kernels.geometry import query_points
 from mapdiff._kernels.graph import cached_search, dijkstra, new_cache, new_workspace
 
@@ -244,7 +244,7 @@ def _push_pairs(i, a2, j, base, bound_m, straight_m, reach, lat, graph, params, 
     return stamp
 
 
-@jit
+@jit_lean
 def _push(i, nxt, n_next, skips, lat, px, py, stamp, graph, params, ws, cache, bufs):
     """Push the scores of fix ``i`` of the :data:`Lattice` ``lat`` forward to the fixes
     ``nxt[:n_next]`` (fix m of them skips ``skips[m]`` fixes that had candidates). Returns the
@@ -256,7 +256,7 @@ def _push(i, nxt, n_next, skips, lat, px, py, stamp, graph, params, ws, cache, b
     hypotheses far behind the best of this fix are not extended, and only those close to the
     best jump over a fix (a skip matters only where the best chain meets an outlier).
     """
-    order, bound, straight = bufs
+    order, bound, straight, reach = bufs
     n_live = _order_live(lat.score, i, lat.ncand[i], order)
     if n_live == 0:
         return stamp
@@ -267,7 +267,6 @@ def _push(i, nxt, n_next, skips, lat, px, py, stamp, graph, params, ws, cache, b
         bound[m] = params.route_factor * straight[m] + params.route_slack_m
     # how far the search from the node reaches (-inf: not run yet, so the first pair that needs
     # the graph runs one even where its bound is shorter than the tail), the nearest tail
-    reach = np.empty(2)
     for qa in range(n_live):
         if lat.score[i, order[qa]] <= cut:
             break
@@ -289,7 +288,7 @@ def _push(i, nxt, n_next, skips, lat, px, py, stamp, graph, params, ws, cache, b
     return stamp
 
 
-@jit
+@jit_lean
 def _is_live(score, p):
     for q in range(score.shape[1]):  # noqa: SIM110  (numba compiles no any() over a generator)
         if score[p, q] > NEG / 2:
@@ -297,7 +296,7 @@ def _is_live(score, p):
     return False
 
 
-@jit
+@jit_lean
 def _backtrack(ends, n_ends, score, back_j, back_a, t, params, sel, chain, state):
     """Backtrack a trip from the best of its last scored fixes ``ends[:n_ends]`` (oldest first;
     an end pays the skip penalty for the scored fixes after it, which lie within ``end_skip_s``
@@ -444,7 +443,7 @@ def _rescue(i, recent, n_recent, cand, lat, anchor, px, py, t, sigma, stamp, geo
     return True, stamp
 
 
-@jit
+@jit_lean
 def _enter(i, prev, t, lat, restart, params):
     """Fix ``i``'s scores: its emissions at a trip's first scored fix (``prev`` < 0), else also
     a break from ``restart`` (free after a long time gap) where that beats the pushed scores;
@@ -467,7 +466,7 @@ def _enter(i, prev, t, lat, restart, params):
             restart[0], restart[1], restart[2] = score[i, b], i, b
 
 
-@jit
+@jit_lean
 def _remember(recent, n_recent, i):
     """Append fix ``i`` to the window of recent scored fixes (the oldest drops out when it is
     full); returns its new length."""
@@ -479,7 +478,7 @@ def _remember(recent, n_recent, i):
     return n_recent + 1
 
 
-@jit
+@jit_lean
 def _next_fixes(i, end, cedge, anchor, t, params, nxt, skips):
     """The scored fixes after ``i`` (before ``end``) that ``i`` pushes to, into ``nxt`` with the
     fixes each skips into ``skips``: up to the window's length, not across a long time gap.
@@ -525,7 +524,8 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, para
     ws = new_workspace(n_nodes, graph.edge_u.shape[0])
     cache = new_cache(n_nodes)
     window = params.max_skip + 1
-    bufs = (np.empty(max(k, RESCUE_K), dtype=np.int64), np.empty(window), np.empty(window))  # for _push
+    # for _push: the live candidates in order, each target's bound and straight distance, the reach
+    bufs = (np.empty(max(k, RESCUE_K), dtype=np.int64), np.empty(window), np.empty(window), np.empty(2))
     nxt = np.empty(window, dtype=np.int64)
     skips = np.empty(window, dtype=np.int64)
     recent = np.empty(window, dtype=np.int64)  # the trip's last scored fixes, oldest first
@@ -753,7 +753,7 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
     return o_trip[:m], o_chain[:m], o_edge[:m], o_t0[:m], o_t1[:m]
 
 
-@jit
+@jit_lean
 def _step_transitions(i, j, live, cand, ncand, px, py, trans, graph, params, ws, cache, stamp):
     """Fill ``trans[a, b]`` for the ``live`` candidates a of fix ``i`` to every candidate b of
     fix ``j`` (NEG elsewhere): one search per end node of the live candidates, as far as the
