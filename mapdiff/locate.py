@@ -336,9 +336,6 @@ def validate_observations(obs: pd.DataFrame, source: str = "observations"):
     range, its sigma) and the times in seconds."""
     from mapdiff.schema import lonlat_columns, require, time_seconds
 
-    if len(obs) == 0:
-        msg = f"{source}: no observations"
-        raise InputError(msg)
     require(obs, ["trip_id", "t", "class", "bearing_deg", "bearing_sigma_deg"], source)
     lon, lat = lonlat_columns(obs, source)
     t = time_seconds(obs["t"], source=source)
@@ -365,6 +362,11 @@ def validate_observations(obs: pd.DataFrame, source: str = "observations"):
     return lon, lat, bearing, sb, r, sr, t
 
 
+def no_objects(extra=()) -> pd.DataFrame:
+    """The objects of a run that found none: ``OBJECT_COLUMNS`` (and ``extra``), no rows."""
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in [*OBJECT_COLUMNS, *extra]})
+
+
 def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, source="observations"):
     """Estimate one position per object from ``observations`` (the DESIGN contract).
 
@@ -373,6 +375,8 @@ def locate(observations: pd.DataFrame, config: LocateConfig | None = None, *, so
     """
     config = (config or LocateConfig()).validate()
     arrays = validate_observations(observations, source)
+    if len(observations) == 0:  # a fleet that saw nothing (a map without features, a quiet window)
+        return no_objects(), np.zeros(0, dtype=np.int64)
     lon, lat, bearing, sb_deg, r, sr, t = arrays
     proj = LocalProjection.around(float(np.median(lon)), float(np.median(lat)))
     ox, oy = proj.to_metres(lon, lat)
@@ -446,7 +450,7 @@ def _locate_batches(batches, config, *, origin, source, max_tracks, measurer, sp
     with spill:
         pieces = spill.held
         if not pieces:
-            return pd.DataFrame({c: pd.Series(dtype=object) for c in OBJECT_COLUMNS + ANCHOR_COLUMNS}), iter([])
+            return no_objects(ANCHOR_COLUMNS), iter([])
         starts = np.cumsum([0] + [len(p.row_track) for p in pieces])
         tracks = _TrackSet.join(pieces)  # (empties the held list: the tables are not held twice)
         tracks.table = tracks.table.drop(columns="uid")
@@ -480,7 +484,7 @@ def _locate_regions(spill, frame, config, given):
         n_objects += int(own.sum())
     full = [f for f in found if len(f)]
     objects = (pd.concat(full, ignore_index=True) if full else
-               pd.DataFrame({c: pd.Series(dtype=object) for c in OBJECT_COLUMNS + ANCHOR_COLUMNS}))
+               no_objects(ANCHOR_COLUMNS))
     # an object on a border that two regions each placed on their own side: the first region's
     # took every track, the second's is left without one and goes
     kept = np.bincount(track_object[track_object >= 0], minlength=len(objects)) > 0
@@ -2138,8 +2142,7 @@ def _objects(units, labels, value_names, classes, ccls, fit, proj, split_share):
     has = labels >= 0
     live = np.flatnonzero(n_trips > 0)
     if len(live) == 0:
-        empty = pd.DataFrame({c: pd.Series(dtype=object) for c in OBJECT_COLUMNS})
-        return empty, np.full(len(labels), -1, dtype=np.int64)
+        return no_objects(), np.full(len(labels), -1, dtype=np.int64)
     rows = units["n_rows"].to_numpy()[has]
     n_obs = np.bincount(labels[has], weights=rows, minlength=len(x))
     grp = pd.DataFrame({"label": labels[has], "t0": units["t0"].to_numpy()[has], "t1": units["t1"].to_numpy()[has],

@@ -118,9 +118,6 @@ class ObserveConfig:
 def _check_detections(df, source):
     from mapdiff.schema import numbers, require, time_seconds
 
-    if len(df) == 0:
-        msg = f"{source}: no detections"
-        raise InputError(msg)
     require(df, DETECTION_COLUMNS, source)
     box = np.column_stack([numbers(df, c, source, missing=True) for c in ("x_min", "y_min", "x_max", "y_max")])
     numbers(df, "score", source, missing=True)

@@ -67,6 +67,8 @@ def numbers(df: pd.DataFrame, column: str, source: str, *, integer: bool = False
     values (``missing``: allowed, as NaN; an all-missing column of any type is then NaN), or, with
     ``integer``, fractions."""
     col = df[column]
+    if len(col) == 0:  # (as in time_seconds)
+        return np.zeros(0, dtype=np.int64 if integer and not missing else np.float64)
     if missing and col.isna().all():
         return np.full(len(col), np.nan)
     if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
@@ -122,6 +124,8 @@ def require(df: pd.DataFrame, columns, source: str) -> None:
 
 def time_seconds(values: pd.Series, *, source: str, column: str = "t") -> np.ndarray:
     """Convert a time column (UTC timestamps or float seconds) to float64 seconds."""
+    if len(values) == 0:  # an empty column holds no wrong value, whatever its type (files keep none)
+        return np.zeros(0)
     if pd.api.types.is_datetime64_any_dtype(values):
         s = values
         if getattr(s.dt, "tz", None) is not None:
@@ -146,6 +150,8 @@ def time_seconds(values: pd.Series, *, source: str, column: str = "t") -> np.nda
 
 def _float_column(df: pd.DataFrame, column: str, source: str) -> np.ndarray:
     col = df[column]
+    if len(col) == 0:  # (as in time_seconds)
+        return np.zeros(0)
     if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
         msg = f"{source}: column {column!r} must be float degrees; found dtype {col.dtype}"
         raise InputError(msg)

@@ -485,6 +485,33 @@ def test_map_without_features_says_so(grid_gpkg, tmp_path):
     assert len(_read(tmp_path / "s", "detections.parquet")) == 0
 
 
+def test_a_map_without_features_runs_the_whole_chain(grid_gpkg, tmp_path):
+    """The simulator's empty detections (their columns untyped, as an empty frame writes them)
+    go through observe and locate as empty files, and diff still judges the roads: a map or a
+    window with nothing to see is no error (before, observe refused "no detections")."""
+    from mapdiff_cli.main import cli
+
+    s, run = tmp_path / "s", CliRunner().invoke
+    steps = [
+        ["simulate", "--map", grid_gpkg, "-o", s, "--vehicles", "2", "--seed", "1"],
+        ["match", s / "traces.parquet", "--map", s / "map.gpkg", "-o", tmp_path / "m.parquet",
+         "--paths", tmp_path / "p.parquet"],
+        ["coverage", tmp_path / "p.parquet", "-o", tmp_path / "c.parquet"],
+        ["observe", s / "detections.parquet", "--matched", tmp_path / "m.parquet", "--camera", s / "camera.json",
+         "-o", tmp_path / "obs.parquet"],
+        ["locate", tmp_path / "obs.parquet", "-o", tmp_path / "objects.parquet"],
+        ["diff", "--map", s / "map.gpkg", "--objects", tmp_path / "objects.parquet", "--coverage",
+         tmp_path / "c.parquet", "-o", tmp_path / "diffs.gpkg"],
+    ]
+    for step in steps:
+        res = run(cli, [str(a) for a in step] + ["-q"])
+        assert res.exit_code == 0, (step[0], res.output)
+    assert len(_read(tmp_path, "obs.parquet")) == 0
+    objects = _read(tmp_path, "objects.parquet")
+    assert len(objects) == 0 and {"object_id", "lon", "lat", "sigma_m"} <= set(objects.columns)
+    assert (tmp_path / "diffs.gpkg").exists()
+
+
 def test_a_map_too_small_for_a_trip_says_so(grid_gpkg, tmp_path):
     """A map whose longest route is shorter than --min-trip-m (the osmnx test map of Bavaria:
     213 m against the default 300) drives no trip: an empty simulation must not pass without a

@@ -392,7 +392,7 @@ def locate_part(parts, config=None, *, tiling, tiles: np.ndarray | None = None, 
     from dataclasses import replace
 
     from mapdiff.jobs.batches import batch_rows
-    from mapdiff.locate import ANCHOR_COLUMNS, OBJECT_COLUMNS, LocateConfig, locate, locate_batches
+    from mapdiff.locate import ANCHOR_COLUMNS, LocateConfig, locate, locate_batches, no_objects
 
     on_labels = on_labels or (lambda labels, rows: None)
     if tiling is None:  # one piece: the objects get their numbers 0, 1, ...
@@ -449,7 +449,7 @@ def locate_part(parts, config=None, *, tiling, tiles: np.ndarray | None = None, 
                 on_labels(remap[np.where(lab >= 0, lab, len(objects))], taken_rows)
     full = [f for f in frames if len(f)]
     if not full:
-        return pd.DataFrame({c: [] for c in OBJECT_COLUMNS})
+        return no_objects()
     objects = pd.concat(full, ignore_index=True) if len(full) > 1 else full[0].reset_index(drop=True)
     return objects.sort_values("object_id", kind="stable").reset_index(drop=True)
 
