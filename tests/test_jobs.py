@@ -78,6 +78,24 @@ def test_locate_shards_merge_into_the_whole_run(whole, whole_objects, n, tmp_pat
     pd.testing.assert_frame_equal(_merged("locate", tmp_path / "l", tmp_path), whole_objects)
 
 
+def test_a_locate_shard_that_owns_no_tile_writes_no_objects(whole, tmp_path):
+    """One tile (the fixture's city in 100 km) and 3 shards: two shards own nothing and write an
+    empty objects file (they crashed with a traceback: a writer closed before any batch); the
+    merge is the whole run."""
+    from mapdiff.locate import OBJECT_COLUMNS
+
+    one_tile = ("--tile-m", 100_000)
+    run("locate", whole / "observations.parquet", *one_tile, "-o", tmp_path / "whole.parquet", "-q")
+    _sharded(["locate", whole / "observations.parquet", *one_tile,
+              "-o", lambda s: tmp_path / "l" / f"{s.name}.parquet"], 3, tmp_path)
+    sizes = sorted(len(pd.read_parquet(f)) for f in (tmp_path / "l").iterdir())
+    whole_run = pd.read_parquet(tmp_path / "whole.parquet")
+    assert sizes == [0, 0, len(whole_run)] and len(whole_run) > 0
+    empty = next(f for f in (tmp_path / "l").iterdir() if len(pd.read_parquet(f)) == 0)
+    assert set(OBJECT_COLUMNS) <= set(pd.read_parquet(empty).columns)
+    pd.testing.assert_frame_equal(_merged("locate", tmp_path / "l", tmp_path), whole_run)
+
+
 @pytest.fixture(scope="module")
 def diff_args(sim_dir, whole, whole_objects):
     sim = Path(sim_dir)

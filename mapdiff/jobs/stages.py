@@ -184,6 +184,9 @@ def tile_batches(path, tiling, shard: Shard | None) -> TileBatches:
         return mask
 
     def batches():
+        if not groups:  # a shard that owns no tile (or no rows at all): one batch of no tiles, no objects
+            yield np.zeros(0, dtype=np.int64), []
+            return
         if len(groups) == 1 and n_parts[0] == 1:
             yield groups[0], [lambda columns=None: (read_table(path, columns=columns) if whole else
                                                     read_table(path, where=near_owned, columns=columns), None)]
