@@ -33,8 +33,8 @@ SUBCOMMANDS = {
 EXIT_INTERRUPTED = 130
 #: and after SIGTERM (128 + 15): what AWS Batch sends a job it stops (a timeout, a cancel)
 EXIT_TERMINATED = 143
-#: the signal the last interrupt came from (SIGALRM only retries it)
-_RECEIVED = [signal.SIGINT]
+#: the signal the last interrupt came from (SIGALRM only retries it; None: none came)
+_RECEIVED = [None]
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:
@@ -59,14 +59,17 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx):
         # Ctrl-C: one line and the shell's status for SIGINT (130), not click's "Aborted!" (1).
-        # While a Numba kernel runs, the interrupt surfaces as a SystemError caused by it. The
-        # outputs are written atomically, so nothing of the run is left behind.
+        # The outputs are written atomically, so nothing of the run is left behind. A native
+        # library may turn the interrupt into an error of its own: while a Numba kernel runs, a
+        # SystemError caused by it; while pyarrow imports zoneinfo on first use, an ArrowInvalid
+        # that only says zoneinfo must be installed (a traceback in the CI of stop 50). So any
+        # error once a signal came is the interrupt's.
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
             pass
-        except SystemError as exc:
-            if not _caused_by_interrupt(exc):
+        except Exception as exc:
+            if not (_caused_by_interrupt(exc) or _RECEIVED[0] is not None):
                 raise
         terminated = _RECEIVED[0] == signal.SIGTERM
         click.echo(f"mapdiff: {'terminated' if terminated else 'interrupted'}; nothing written", err=True)

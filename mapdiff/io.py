@@ -150,11 +150,16 @@ def read_batches(path, *, batch_rows: int = 1_000_000):
 
 def read_arrow_batches(path, *, batch_rows: int = 1_000_000, plain: bool = False):
     """The rows of a Parquet file as Arrow tables of at most ``batch_rows`` rows, with the file's
-    schema metadata; every column as stored (``plain``: those :func:`plain_columns` names)."""
+    schema metadata; every column as stored (``plain``: those :func:`plain_columns` names). A
+    file of no rows gives one table of no rows."""
     import pyarrow as pa
 
     with open_parquet(path) as pf, storage(path, "read"):
         columns = plain_columns(pf.schema_arrow) if plain else None
+        if pf.metadata.num_rows == 0:  # one table of no rows: its columns (pyarrow yields no batch)
+            schema = pf.schema_arrow
+            yield schema.empty_table().select(columns if columns is not None else schema.names)
+            return
         for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
             yield pa.Table.from_batches([batch]).replace_schema_metadata(pf.schema_arrow.metadata)
 

@@ -260,14 +260,17 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
         smooth_route,
     )
     from mapdiff.projection import LocalProjection
+    from mapdiff.schema import numbers, require
 
     config = (config or ObserveConfig()).validate()
     t_det, box = _check_detections(detections, source)
-    lon_ok = matched["matched_lon"].dropna() if "matched_lon" in matched else pd.Series([], dtype=float)
-    if len(lon_ok) == 0:
+    require(matched, ["matched_lon", "matched_lat"], matched_source)
+    mlon, mlat = (numbers(matched, c, matched_source, missing=True) for c in ("matched_lon", "matched_lat"))
+    placed = np.isfinite(mlon) & np.isfinite(mlat)
+    if not placed.any():
         msg = f"{matched_source}: no matched fixes with a position (matched_lon, matched_lat)"
         raise InputError(msg)
-    proj = LocalProjection.around(float(lon_ok.median()), float(matched["matched_lat"].dropna().median()))
+    proj = LocalProjection.around(float(np.median(mlon[placed])), float(np.median(mlat[placed])))
     if network is not None:
         proj = network.proj
     trips, ptr, mt, mx, my, medge, moff, rms, rx, ry, off_road = _matched_poses(matched, matched_source, proj, network)

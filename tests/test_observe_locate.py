@@ -283,6 +283,21 @@ def test_observe_rejects_empty_boxes():
         observe(det, _matched(), cam)
 
 
+@pytest.mark.parametrize(("matched_lon", "error"), [
+    ([pd.Timestamp("2026-01-01")], "'matched_lon' must be numbers; found dtype datetime"),
+    ([""], "'matched_lon' must be numbers; found dtype"),
+    ([np.nan, np.inf], "no matched fixes with a position"),
+])
+def test_observe_checks_the_matched_positions_before_it_uses_them(matched_lon, error):
+    """Found by hypothesis once an empty detections file became valid: the matched positions
+    went into the projection unchecked (a traceback for each of these)."""
+    cam = Camera()
+    matched = _matched(n=len(matched_lon)).assign(matched_lon=matched_lon)
+    for det in (pd.DataFrame([_detection(cam, 0.5, 0.0, 20.0)]), pd.DataFrame([_detection(cam, 0.5, 0.0, 20.0)])[:0]):
+        with pytest.raises(InputError, match=error):
+            observe(det, matched, cam)
+
+
 def test_camera_file_missing_a_field(tmp_path):
     path = tmp_path / "camera.json"
     path.write_text(json.dumps({"width_px": 1920, "height_px": 1080, "hfov_deg": 90}))

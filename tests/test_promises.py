@@ -138,11 +138,35 @@ def test_an_interrupt_inside_a_kernel_exits_130(grid_gpkg, traces, tmp_path, mon
     assert not (tmp_path / "m.parquet").exists()
 
 
+def test_an_error_once_a_signal_came_is_the_interrupt(grid_gpkg, traces, tmp_path, monkeypatch):
+    """pyarrow turns a KeyboardInterrupt that lands in its first import of zoneinfo into an
+    ArrowInvalid of its own (no trace of the interrupt left): once a signal came, any error is
+    the interrupt's (a traceback in the CI of stop 50). Without a signal the error stays one."""
+    import pyarrow as pa
+
+    import mapdiff.jobs.stages
+    from mapdiff_cli import main
+
+    def arrow_error(*args, **kwargs):
+        raise pa.lib.ArrowInvalid("The zoneinfo module or pytz package must be installed.")
+
+    monkeypatch.setattr(mapdiff.jobs.stages, "match_part", arrow_error)
+    monkeypatch.setattr(main, "_RECEIVED", [None])
+    with pytest.raises(pa.lib.ArrowInvalid):
+        CliRunner().invoke(cli, ["match", str(traces), "--map", str(grid_gpkg), "-o", str(tmp_path / "m.parquet")],
+                           catch_exceptions=False)
+    monkeypatch.setattr(main, "_RECEIVED", [signal.SIGTERM])
+    result = invoke("match", traces, "--map", grid_gpkg, "-o", tmp_path / "m.parquet")
+    assert result.exit_code == 143 and result.output.strip() == "mapdiff: terminated; nothing written"
+    assert not (tmp_path / "m.parquet").exists()
+
+
 def test_an_interrupt_in_a_compiler_callback_waits_for_its_return(monkeypatch):
     """llvmlite calls Python back through ctypes (Numba's cache), and ctypes prints and swallows an
     exception raised there: the interrupt was lost and the run wrote its output. Ours waits."""
     from mapdiff_cli import main
 
+    monkeypatch.setattr(main, "_RECEIVED", [None])  # (the signal it plays must not outlive it)
     armed = []
     monkeypatch.setattr(signal, "setitimer", lambda which, seconds: armed.append((which, seconds)))
     callback = {}  # a function compiled as if it were llvmlite's, that takes the signal inside

@@ -499,7 +499,7 @@ def test_a_map_without_features_runs_the_whole_chain(grid_gpkg, tmp_path):
         ["coverage", tmp_path / "p.parquet", "-o", tmp_path / "c.parquet"],
         ["observe", s / "detections.parquet", "--matched", tmp_path / "m.parquet", "--camera", s / "camera.json",
          "-o", tmp_path / "obs.parquet"],
-        ["locate", tmp_path / "obs.parquet", "-o", tmp_path / "objects.parquet"],
+        ["locate", tmp_path / "obs.parquet", "-o", tmp_path / "objects.parquet", "--labels", tmp_path / "l.parquet"],
         ["diff", "--map", s / "map.gpkg", "--objects", tmp_path / "objects.parquet", "--coverage",
          tmp_path / "c.parquet", "-o", tmp_path / "diffs.gpkg"],
     ]
@@ -510,6 +510,8 @@ def test_a_map_without_features_runs_the_whole_chain(grid_gpkg, tmp_path):
     objects = _read(tmp_path, "objects.parquet")
     assert len(objects) == 0 and {"object_id", "lon", "lat", "sigma_m"} <= set(objects.columns)
     assert (tmp_path / "diffs.gpkg").exists()
+    labels = _read(tmp_path, "l.parquet")  # (written from the observations read in batches: there were none)
+    assert len(labels) == 0 and {"object_id", "bearing_deg"} <= set(labels.columns)
 
 
 def test_a_map_too_small_for_a_trip_says_so(grid_gpkg, tmp_path):

@@ -207,13 +207,8 @@ class _Cursor:
         while batch is not None and not len(batch):
             self.rows = batch if self.rows is None else self.rows  # (a part without rows: its columns)
             batch = next(self._batches, None)
-        if batch is None:
+        if batch is None:  # (a file of no rows gave one batch of none: self.rows holds its columns)
             self.done = True
-            if self.rows is None:
-                from mapdiff.io import open_parquet
-
-                with open_parquet(self.path) as pf:
-                    self.rows = pf.schema_arrow.empty_table()
             return
         if self.key not in batch.column_names:
             msg = f"{self.path}: missing column {self.key!r}; found {batch.column_names}"
