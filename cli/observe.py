@@ -76,6 +76,7 @@ def observe(detections, matched, camera_path, map_path, output, rejects, max_gap
     except MapdiffError as exc:
         fail(exc)
     info(f"{n_obs:,} observations from {n_det:,} detections", quiet=quiet)
-    if sum(reasons.values()):
-        info(f"{sum(reasons.values()):,} detections without a matched pose: "
-             + "; ".join(f"{n:,} {r}" for r, n in reasons.most_common() if n), quiet=quiet)
+    reasons = +reasons  # (the reasons no detection had dropped)
+    if reasons:
+        info(f"{reasons.total():,} detections without a matched pose: "
+             + "; ".join(f"{n:,} {r}" for r, n in reasons.most_common()), quiet=quiet)

@@ -289,6 +289,8 @@ def _metres(truth: Truth, lon, lat):
     from mapdiff.projection import LocalProjection
 
     objs = truth.objects
+    if len(lon) == 0:  # (nothing to place, and maybe nothing to centre on: a world without objects)
+        return np.zeros(0), np.zeros(0)
     ref = (
         (float(objs["lon"].mean()), float(objs["lat"].mean()))
         if len(objs)

@@ -98,7 +98,7 @@ import pandas as pd
 
 from mapdiff.errors import ConfigError, InputError, check_fields
 from mapdiff.projection import LocalProjection
-from mapdiff.schema import timestamps
+from mapdiff.schema import numbers, timestamps
 
 #: the least pose error the scatter of tracks may report
 MIN_POSE_SIGMA_M = 0.3
@@ -316,14 +316,6 @@ class _Measurer:
         return Measures(**{k: tuple(v) if isinstance(v, list) else v for k, v in both.items()})
 
 
-def _float(df, col, source):
-    v = df[col]
-    if not pd.api.types.is_numeric_dtype(v) or pd.api.types.is_bool_dtype(v):
-        msg = f"{source}: column {col!r} must be numeric; found dtype {v.dtype}"
-        raise InputError(msg)
-    return v.to_numpy(dtype=np.float64, na_value=np.nan)
-
-
 def _bad(mask, what, col, values, source):
     if mask.any():
         row = int(np.flatnonzero(mask)[0])
@@ -339,17 +331,17 @@ def validate_observations(obs: pd.DataFrame, source: str = "observations"):
     require(obs, ["trip_id", "t", "class", "bearing_deg", "bearing_sigma_deg"], source)
     lon, lat = lonlat_columns(obs, source)
     t = time_seconds(obs["t"], source=source)
-    bearing = _float(obs, "bearing_deg", source)
+    bearing = numbers(obs, "bearing_deg", source, missing=True)
     _bad(~((bearing >= 0) & (bearing < 360)), "in [0, 360) degrees", "bearing_deg", bearing, source)
-    sb = _float(obs, "bearing_sigma_deg", source)
+    sb = numbers(obs, "bearing_sigma_deg", source, missing=True)
     _bad(~(sb > 0), "> 0 degrees", "bearing_sigma_deg", sb, source)
     if "range_m" in obs:
-        r = _float(obs, "range_m", source)
+        r = numbers(obs, "range_m", source, missing=True)
         _bad(r < 0, ">= 0 metres or null", "range_m", r, source)
         if "range_sigma_m" not in obs:
             msg = f"{source}: column 'range_m' needs a 'range_sigma_m' column; found {list(obs.columns)}"
             raise InputError(msg)
-        sr = _float(obs, "range_sigma_m", source)
+        sr = numbers(obs, "range_sigma_m", source, missing=True)
         _bad(np.isfinite(r) & ~(sr > 0), "> 0 metres where range_m is given", "range_sigma_m", sr, source)
         _bad(np.isinf(r), "finite or null", "range_m", r, source)
     else:
@@ -513,7 +505,7 @@ def _median_of_batches(batches, column, source):
     def values():
         for obs in batches():
             require(obs, [column], source)
-            v = _float(obs, column, source)
+            v = numbers(obs, column, source, missing=True)
             yield v[v > 0]  # (the others are refused where the tracks are built)
 
     one = None

@@ -130,10 +130,12 @@ def _check_detections(df, source):
     return time_seconds(df["t"], source=source), box
 
 
-def _matched_poses(matched, source, proj, network):
-    """Matched fixes with a position, per trip in time order: (trip codes, ptr, t, x, y, kernel
-    edge (-1 without a network), offset along it, pose sigma, raw fix x and y (NaN where
-    missing or an outlier))."""
+def _matched_poses(matched, source, network):
+    """The projection (the network's, else one around the matched positions) and the matched
+    fixes with a position, per trip in time order: (trip codes, ptr, t, x, y, kernel edge (-1
+    without a network), offset along it, pose sigma, raw fix x and y (NaN where missing or an
+    outlier), whether the fixes around sit off the road)."""
+    from mapdiff.projection import LocalProjection
     from mapdiff.schema import flags, numbers, require, time_seconds
 
     require(matched, ["trip_id", "t", "matched_lon", "matched_lat", "distance_m"], source)
@@ -143,6 +145,11 @@ def _matched_poses(matched, source, proj, network):
     t = time_seconds(matched["t"], source=source)
     mlon, mlat = (numbers(matched, c, source, missing=True) for c in ("matched_lon", "matched_lat"))
     ok = np.isfinite(mlon) & np.isfinite(mlat)
+    if not ok.any():
+        msg = f"{source}: no matched fixes with a position (matched_lon, matched_lat)"
+        raise InputError(msg)
+    proj = network.proj if network is not None else LocalProjection.around(float(np.median(mlon[ok])),
+                                                                            float(np.median(mlat[ok])))
 
     def optional(name, default):
         return numbers(matched, name, source, missing=True)[ok] if name in matched else default
@@ -181,7 +188,7 @@ def _matched_poses(matched, source, proj, network):
     rx, ry = proj.to_metres(m["rlon"].to_numpy(), m["rlat"].to_numpy())
     far = m["d"].to_numpy() > np.maximum(3.0 * rms[codes], 15.0) if len(m) else np.zeros(0, bool)
     rx = np.where(far, np.nan, rx)
-    return trips, ptr, m["t"].to_numpy(), x, y, edge.astype(np.int64), off, rms, rx, ry, _off_road(codes, m)
+    return proj, (trips, ptr, m["t"].to_numpy(), x, y, edge.astype(np.int64), off, rms, rx, ry, _off_road(codes, m))
 
 
 def _off_road(codes, m):
@@ -259,21 +266,10 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
         route_distance,
         smooth_route,
     )
-    from mapdiff.projection import LocalProjection
-    from mapdiff.schema import numbers, require
-
     config = (config or ObserveConfig()).validate()
     t_det, box = _check_detections(detections, source)
-    require(matched, ["matched_lon", "matched_lat"], matched_source)
-    mlon, mlat = (numbers(matched, c, matched_source, missing=True) for c in ("matched_lon", "matched_lat"))
-    placed = np.isfinite(mlon) & np.isfinite(mlat)
-    if not placed.any():
-        msg = f"{matched_source}: no matched fixes with a position (matched_lon, matched_lat)"
-        raise InputError(msg)
-    proj = LocalProjection.around(float(np.median(mlon[placed])), float(np.median(mlat[placed])))
-    if network is not None:
-        proj = network.proj
-    trips, ptr, mt, mx, my, medge, moff, rms, rx, ry, off_road = _matched_poses(matched, matched_source, proj, network)
+    proj, (trips, ptr, mt, mx, my, medge, moff, rms, rx, ry, off_road) = _matched_poses(matched, matched_source,
+                                                                                       network)
     geom = (network.vx, network.vy, network.vcum, network.vptr) if network is not None else (
         np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64))
     codes, names = _label_codes(detections["trip_id"])

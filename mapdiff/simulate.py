@@ -968,10 +968,14 @@ def _drive(v: int, world: _World, config: SimConfig) -> dict:
                                         camera.pixel_sigma_px, config.miss_rate)
         detections, detection_truth = _finish_detections(frame, obj, box, score, t_frame, ctrip, (cx, cy, cheading),
                                                          trip_ids, objects, camera, config, rng, proj)
-    else:
+    else:  # nothing to see (a map without features): the tables' columns, no rows
         detections = pd.DataFrame({c: pd.Series(dtype=object) for c in det_cols})
         detection_truth = pd.DataFrame({"detection_id": pd.Series(dtype=np.int64),
                                         "object_id": pd.Series(dtype="Int64")})
+        if config.capture == "imagery":
+            from mapdiff.observe import OBSERVATION_COLUMNS
+
+            observations = pd.DataFrame({c: pd.Series(dtype=object) for c in ["detection_id", *OBSERVATION_COLUMNS]})
 
     first_id = np.int64(v) << 32
     for frame in (detections, detection_truth, observations):
@@ -1089,7 +1093,7 @@ class _Run:
         world_ids = world_edges["edge_id"].to_numpy()
         self.world = _World(roads, world_edges, world_ids, _signal_nodes(roads, objects), objects, proj, camera)
         self.vehicles = list(range(config.vehicles) if vehicles is None else sorted(vehicles))
-        self.imagery = config.capture == "imagery" and len(objects) > 0
+        self.imagery = config.capture == "imagery"
         self.edge_table = pd.DataFrame({
             "edge_id": edges_m["edge_id"].to_numpy().astype(np.int64),
             "u": edges_m["u"].to_numpy(), "v": edges_m["v"].to_numpy(),

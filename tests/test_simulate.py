@@ -485,33 +485,40 @@ def test_map_without_features_says_so(grid_gpkg, tmp_path):
     assert len(_read(tmp_path / "s", "detections.parquet")) == 0
 
 
-def test_a_map_without_features_runs_the_whole_chain(grid_gpkg, tmp_path):
+@pytest.mark.parametrize("capture", ["video", "imagery"])
+def test_a_map_without_features_runs_the_whole_chain(grid_gpkg, tmp_path, capture):
     """The simulator's empty detections (their columns untyped, as an empty frame writes them)
-    go through observe and locate as empty files, and diff still judges the roads: a map or a
-    window with nothing to see is no error (before, observe refused "no detections")."""
+    go through observe and locate as empty files, diff still judges the roads and evaluate
+    scores them: a map or a window with nothing to see is no error (before, observe refused "no
+    detections"). With --capture imagery the simulator writes its empty observations (it wrote
+    video's detections instead), and evaluate's locate scores, of no object against none, are
+    no traceback."""
     from mapdiff_cli.main import cli
 
     s, run = tmp_path / "s", CliRunner().invoke
+    obs = tmp_path / "obs.parquet" if capture == "video" else s / "observations.parquet"
     steps = [
-        ["simulate", "--map", grid_gpkg, "-o", s, "--vehicles", "2", "--seed", "1"],
+        ["simulate", "--map", grid_gpkg, "-o", s, "--vehicles", "2", "--seed", "1", "--capture", capture],
         ["match", s / "traces.parquet", "--map", s / "map.gpkg", "-o", tmp_path / "m.parquet",
          "--paths", tmp_path / "p.parquet"],
         ["coverage", tmp_path / "p.parquet", "-o", tmp_path / "c.parquet"],
-        ["observe", s / "detections.parquet", "--matched", tmp_path / "m.parquet", "--camera", s / "camera.json",
-         "-o", tmp_path / "obs.parquet"],
-        ["locate", tmp_path / "obs.parquet", "-o", tmp_path / "objects.parquet", "--labels", tmp_path / "l.parquet"],
+        *([["observe", s / "detections.parquet", "--matched", tmp_path / "m.parquet", "--camera", s / "camera.json",
+            "-o", obs]] if capture == "video" else []),
+        ["locate", obs, "-o", tmp_path / "objects.parquet", "--labels", tmp_path / "l.parquet"],
         ["diff", "--map", s / "map.gpkg", "--objects", tmp_path / "objects.parquet", "--coverage",
          tmp_path / "c.parquet", "-o", tmp_path / "diffs.gpkg"],
+        ["evaluate", "--truth", s, "--diffs", tmp_path / "diffs.gpkg", "--objects", tmp_path / "objects.parquet"],
     ]
     for step in steps:
-        res = run(cli, [str(a) for a in step] + ["-q"])
+        res = run(cli, [str(a) for a in step] + (["-q"] if step[0] != "evaluate" else []))
         assert res.exit_code == 0, (step[0], res.output)
-    assert len(_read(tmp_path, "obs.parquet")) == 0
+    assert len(_read(obs.parent, obs.name)) == 0
     objects = _read(tmp_path, "objects.parquet")
     assert len(objects) == 0 and {"object_id", "lon", "lat", "sigma_m"} <= set(objects.columns)
     assert (tmp_path / "diffs.gpkg").exists()
     labels = _read(tmp_path, "l.parquet")  # (written from the observations read in batches: there were none)
     assert len(labels) == 0 and {"object_id", "bearing_deg"} <= set(labels.columns)
+    assert "true_objects" in res.output  # (the last step's: evaluate scored locate)
 
 
 def test_a_map_too_small_for_a_trip_says_so(grid_gpkg, tmp_path):

@@ -56,10 +56,11 @@ jit_inline = numba.njit(cache=True, nogil=True, inline="always")
 #: one atomic operation each, and a helper handed the graph, the workspace, the search cache and
 #: the lattice (38 arrays) paid 76 of them per call. Sampled with gdb, 77 % of the matcher's time
 #: went to them (``_push``, ``_step_transitions``, ``cached_search``); compiled without the
-#: runtime (numba's ``_nrt=False``), the matcher ran 2.7 times as fast on the synthetic Helsinki
-#: traces with the same output. Such a helper cannot allocate (numba refuses to compile one that
-#: does), so it takes its scratch arrays from its caller. Inlining the helpers instead does not
-#: help: their arguments become the caller's variables, counted the same.
+#: runtime (numba's ``_nrt=False``), the matcher ran 1.6 to 2.7 times as fast on the synthetic
+#: Helsinki traces (two sittings, the code before and after side by side) with the same output.
+#: Such a helper cannot allocate (numba refuses to compile one that does), so it takes its
+#: scratch arrays from its caller. Inlining the helpers instead does not help: their arguments
+#: become the caller's variables, counted the same.
 jit_lean = numba.njit(cache=True, nogil=True, _nrt=False)
 
 

