@@ -47,6 +47,18 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
     return False
 
 
+def _placed_outputs() -> list[str]:
+    io = sys.modules.get("mapdiff.io")  # not imported (yet): nothing can have been written
+    return io.placed_outputs() if io is not None else []
+
+
+def _what_was_written(since: int) -> str:
+    """What an interrupted run leaves: nothing, or the whole outputs it had put in place before
+    the signal came (the ``since``-th on: a caller's process may have run other commands)."""
+    placed = _placed_outputs()[since:]
+    return f"written before it: {', '.join(placed)}" if placed else "nothing written"
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx):
         return sorted(SUBCOMMANDS)
@@ -59,11 +71,13 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx):
         # Ctrl-C: one line and the shell's status for SIGINT (130), not click's "Aborted!" (1).
-        # The outputs are written atomically, so nothing of the run is left behind. A native
+        # The outputs are written atomically, so none is left half-written; the line names those
+        # in place before the signal (it may come as the run ends: a CI run of stop 50). A native
         # library may turn the interrupt into an error of its own: while a Numba kernel runs, a
         # SystemError caused by it; while pyarrow imports zoneinfo on first use, an ArrowInvalid
         # that only says zoneinfo must be installed (a traceback in the CI of stop 50). So any
         # error once a signal came is the interrupt's.
+        since = len(_placed_outputs())
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
@@ -72,7 +86,7 @@ class LazyGroup(click.Group):
             if not (_caused_by_interrupt(exc) or _RECEIVED[0] is not None):
                 raise
         terminated = _RECEIVED[0] == signal.SIGTERM
-        click.echo(f"mapdiff: {'terminated' if terminated else 'interrupted'}; nothing written", err=True)
+        click.echo(f"mapdiff: {'terminated' if terminated else 'interrupted'}; {_what_was_written(since)}", err=True)
         status = EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
         # the outputs' temporary files are gone (their writers clean up as the interrupt passes);
         # skip the interpreter's shutdown, where native threads still running (pyarrow's, numba's)

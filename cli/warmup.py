@@ -39,6 +39,8 @@ def warmup(quiet):
              f"{sim}/camera.json", "--map", f"{sim}/map.gpkg", "-o", at("observations.parquet")],
             ["locate", at("observations.parquet"), "-o", at("objects.parquet")],
             ["locate", f"{imagery}/observations.parquet", "-o", at("imagery_objects.parquet")],
+            # (an AWS Batch shard: over tiles, whose kernel no unsharded run calls)
+            ["locate", at("observations.parquet"), "-o", at("objects_shard.parquet"), "--shard", "0/2"],
             ["diff", "--map", f"{sim}/map.gpkg", "--objects", at("objects.parquet"), "--coverage",
              at("coverage.parquet"), "--matched", at("matched.parquet"), "--paths", at("paths.parquet"), "-o",
              at("diffs.gpkg")],

@@ -363,7 +363,17 @@ def _is_kind(path: Path, kind: str) -> bool:
     return head.lstrip().startswith(_TEXT_START[kind])
 
 
-_pending: contextvars.ContextVar[list | None] = contextvars.ContextVar("mapdiff_pending_outputs", default=None)
+_pending: contextvars.ContextVar[list | bool | None] = contextvars.ContextVar("mapdiff_pending_outputs", default=None)
+#: the outputs this process has put in place, in order (a file inside a folder output is not one)
+_placed: list[str] = []
+#: ``_pending``'s value inside :func:`atomic_dir`: files are placed at once, into the folder
+_IN_FOLDER = False
+
+
+def placed_outputs() -> list[str]:
+    """The outputs this process has put in place so far: an interrupt that comes after them
+    leaves them whole, and the command line says so."""
+    return list(_placed)
 
 
 @contextlib.contextmanager
@@ -398,6 +408,7 @@ def together():
     for _, backup in done:
         if backup is not None:
             _drop(backup)
+    _placed.extend(path for _, path in pending)
 
 
 def _place(tmp: str, path: str) -> str | None:
@@ -461,7 +472,7 @@ def _atomic(path, tmp: str):
         _drop(tmp)
         raise
     pending = _pending.get()
-    if pending is not None:
+    if isinstance(pending, list):
         pending.append((tmp, path))
         return
     try:
@@ -472,6 +483,8 @@ def _atomic(path, tmp: str):
         raise
     if backup is not None:
         _drop(backup)
+    if pending is not _IN_FOLDER:
+        _placed.append(path)
 
 
 def _temp_beside(path: str, *, folder: bool) -> str:
@@ -510,7 +523,7 @@ def atomic_dir(path):
     all are written. On any error nothing of it is left."""
     path = str(path).rstrip("/")
     with _atomic(path, _temp_beside(path, folder=True)) as tmp:
-        token = _pending.set(None)  # the files inside are placed at once: the folder is the unit
+        token = _pending.set(_IN_FOLDER)  # the files inside are placed at once: the folder is the unit
         try:
             yield tmp
         finally:

@@ -138,6 +138,28 @@ def test_an_interrupt_inside_a_kernel_exits_130(grid_gpkg, traces, tmp_path, mon
     assert not (tmp_path / "m.parquet").exists()
 
 
+def test_an_interrupt_after_the_outputs_are_in_place_names_them(grid_gpkg, traces, tmp_path, monkeypatch):
+    """A signal as the run ends, its outputs already renamed into place (a CI run of stop 50):
+    the line says what was written instead of "nothing written"; the outputs are whole."""
+    import mapdiff.jobs.stages
+    import mapdiff_cli.match
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mapdiff_cli.match, "info", interrupted)  # the summary line, after the writes
+    out, paths = tmp_path / "m.parquet", tmp_path / "p.parquet"
+    result = invoke("match", traces, "--map", grid_gpkg, "-o", out, "--paths", paths)
+    said, written = result.output.strip().split("; ")
+    assert result.exit_code == 130 and said == "mapdiff: interrupted"
+    assert sorted(written.removeprefix("written before it: ").split(", ")) == [str(out), str(paths)]
+    assert len(pd.read_parquet(out)) == len(pd.read_parquet(traces))
+    # the record is the invocation's own: the next interrupted run wrote nothing
+    monkeypatch.setattr(mapdiff.jobs.stages, "match_part", interrupted)
+    result = invoke("match", traces, "--map", grid_gpkg, "-o", tmp_path / "n.parquet")
+    assert result.exit_code == 130 and result.output.strip() == "mapdiff: interrupted; nothing written"
+
+
 def test_an_error_once_a_signal_came_is_the_interrupt(grid_gpkg, traces, tmp_path, monkeypatch):
     """pyarrow turns a KeyboardInterrupt that lands in its first import of zoneinfo into an
     ArrowInvalid of its own (no trace of the interrupt left): once a signal came, any error is
@@ -224,9 +246,13 @@ def test_ctrl_c_on_a_running_stage_leaves_nothing(sim_dir, tmp_path, signum, sta
         child.send_signal(signum)
         _, err = child.communicate(timeout=300)
         assert "Traceback" not in err and "Aborted" not in err, err
-        if child.returncode == status:
+        if child.returncode == status and out.exists():  # it came once the outputs were in place
+            written = sorted(err.strip().splitlines()[-1].removeprefix(f"mapdiff: {said}; written before it: ")
+                             .split(", "))
+            assert written == [str(out.with_suffix(".paths.parquet")), str(out)]
+            assert pq.read_metadata(out).num_rows > 0
+        elif child.returncode == status:
             assert err.strip().splitlines()[-1] == f"mapdiff: {said}; nothing written"
-            assert not out.exists()
         elif out.exists():  # done before the signal (0), or it came as Python shut down (-signum)
             assert child.returncode in (0, -signum) and pq.read_metadata(out).num_rows > 0
         else:  # it came before Python had set its handler; or (known gap, README "Errors") the
