@@ -30,14 +30,17 @@ from mapdiff_cli.options import (
               help="The map the fixes were matched on: headings from the road (else from the motion).")
 @output_option("Observations (Parquet).")
 @output_path_option(("--rejects", "rejects"), "Also write the detections without a matched pose, with the reason.")
-@click.option("--max-gap-s", type=float, help="Matched fixes further apart give no pose.")
+@click.option("--max-gap-s", type=float, help="Matched fixes further apart give no pose, unless bridged.")
+@click.option("--max-bridge-s", type=float,
+              help="With --map: a gap between matched fixes up to this long (a sparse fleet, a tunnel; no fix "
+                   "left unmatched in it) is driven along the route between them.")
 @click.option("--lane-offset-m", type=float,
               help="How far right of a two-way road's centre line the camera drives, with --map (metres; "
                    "negative where traffic keeps left).")
 @shard_option("trips split by a stable hash of trip_id")
 @quiet_option
-def observe(detections, matched, camera_path, map_path, output, rejects, max_gap_s, lane_offset_m, shard, run_id,
-            quiet):
+def observe(detections, matched, camera_path, map_path, output, rejects, max_gap_s, max_bridge_s, lane_offset_m, shard,
+            run_id, quiet):
     """From each detection's box, the vehicle's matched pose at that instant and the camera
     model, compute the observer position, the absolute bearing to the object and a range from
     the box height, each with its sigma. Detections without a matched pose are counted on
@@ -50,7 +53,7 @@ def observe(detections, matched, camera_path, map_path, output, rejects, max_gap
     from mapdiff.jobs.stages import observe_part, owned_batches, owned_rows
     from mapdiff.observe import ObserveConfig
 
-    config = build_config(ObserveConfig, max_gap_s=max_gap_s, lane_offset_m=lane_offset_m)
+    config = build_config(ObserveConfig, max_gap_s=max_gap_s, max_bridge_s=max_bridge_s, lane_offset_m=lane_offset_m)
     n_obs, n_det, reasons = 0, 0, Counter()
     try:
         camera = read_camera(camera_path)

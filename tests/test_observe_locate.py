@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from mapdiff.camera import Camera, read_camera
 from mapdiff.errors import InputError
 from mapdiff.locate import LocateConfig, locate
-from mapdiff.observe import observe
+from mapdiff.observe import ObserveConfig, observe
 from mapdiff.projection import LocalProjection
 
 PROJ = LocalProjection.around(24.94, 60.17)
@@ -417,6 +417,39 @@ def test_lane_offset_on_two_way_roads_only():
         assert obs["bearing_deg"].iloc[0] == pytest.approx(90.0 + np.degrees(np.arctan2(3.0, 20.0)), abs=0.2)
 
 
+def test_a_gap_between_sparse_fixes_is_driven_along_the_matched_route():
+    # a sparse fleet: 50 m before node 10 going east, 10 s later 50 m up the street north of
+    # it. 7 s later the car is 20 m up that street, heading north: the route between the fixes
+    # puts it there, where a straight line between them cut the corner (and a gap this long
+    # gave no pose at all before)
+    from fixtures.grid import ORIGIN, SPACING_M
+
+    net, edges = _grid()
+    cam = Camera()
+    m = _grid_drive(edges, [(0, 10, [SPACING_M - 100.0, SPACING_M - 50.0]), (10, 11, [50.0])])
+    m["t"] = ts([0.0, 5.0, 15.0])  # 10 m/s
+    det = pd.DataFrame([_detection(cam, 12.0, 3.0, 20.0, trip="G")])
+    obs, rejected = observe(det, m, cam, network=net)
+    assert len(rejected) == 0
+    x, y = _observer_xy(obs)
+    # (the smoother's speed, from three fixes, puts it 21 m up; the chord between the fixes,
+    # 15 m short of the corner and 35 m up)
+    assert y[0] - ORIGIN[1] == pytest.approx(20.0, abs=1.5)
+    assert abs(x[0] - (ORIGIN[0] + SPACING_M)) <= 1.5 + 0.5  # (its lane, where the street is two-way)
+    assert obs["bearing_deg"].iloc[0] == pytest.approx(np.degrees(np.arctan2(3.0, 20.0)), abs=1.0)
+    # without the map, or beyond max_bridge_s, the gap gives no pose; nor where the matcher left
+    # a fix in it without a position (the car may have driven a road the map lacks), nor where
+    # its chain broke there
+    assert len(observe(det, m, cam)[0]) == 0
+    assert len(observe(det, m, cam, ObserveConfig(max_bridge_s=9.0), network=net)[0]) == 0
+    unmatched = m.iloc[[1]].assign(t=ts([10.0]), matched_lon=np.nan, matched_lat=np.nan, offset_m=np.nan)
+    with_unmatched = pd.concat([m, unmatched]).astype({"edge_id": "Int64"})
+    with_unmatched.iloc[-1, with_unmatched.columns.get_loc("edge_id")] = pd.NA
+    assert len(observe(det, with_unmatched, cam, network=net)[0]) == 0
+    assert len(observe(det, m.assign(state=["matched", "matched", "break"]), cam, network=net)[0]) == 0
+    assert len(observe(det, m.assign(state=["matched", "matched", "matched"]), cam, network=net)[0]) == 1
+
+
 def test_a_standing_car_matched_onto_the_cross_street_keeps_its_heading():
     # east along row 0 to node 10, stands there 20 s while the matcher puts it on the street
     # north (10 -> 11) a few metres in, then drives north
@@ -497,11 +530,27 @@ def test_route_smoother_averages_noise_and_restarts_after_a_jump():
     true = 10.0 * t
     true[60:] += 200.0  # the matched route jumps (a wrong turn the matcher took back)
     s = true + rng.normal(0, 5.0, len(t))
-    ss, vs = smooth_route(np.array([0, len(t)]), t, s, np.array([5.0]), 5.0)
+    ss, vs = smooth_route(np.array([0, len(t)]), t, s, np.array([5.0]), 5.0, np.ones(len(t), bool))
     ok = (t < 55) | (t > 66)
     assert np.std((ss - true)[ok]) < 0.6 * np.std((s - true)[ok])
     assert np.median(vs[ok]) == pytest.approx(10.0, abs=1.0)
     assert abs(ss[-1] - true[-1]) < 10.0  # it did not keep predicting the old level
+
+
+def test_route_smoother_predicts_the_fixes_that_only_carry_the_route():
+    # fixes every 10 s of a car braking from 15 to 5 m/s, and between them one a second that
+    # only carries the route through the gap (their distances at one speed): the smoother
+    # measures the real fixes alone, and its distances between them follow the braking
+    from mapdiff._kernels.observe import smooth_route
+
+    t = np.arange(0.0, 61.0)
+    true = 15.0 * t - 1.0 / 12.0 * t**2  # 15 m/s, slowing by 1/6 m/s^2
+    real = t % 10 == 0
+    chord = np.interp(t, t[real], true[real])  # what the carriers say: one speed each gap
+    ss, _ = smooth_route(np.array([0, len(t)]), t, chord, np.array([1.0]), 5.0, real)
+    as_measured, _ = smooth_route(np.array([0, len(t)]), t, chord, np.array([1.0]), 5.0, np.ones(len(t), bool))
+    inside = ~real & (t > 10) & (t < 50)
+    assert np.abs(ss - true)[inside].max() < 0.5 * np.abs(as_measured - true)[inside].max()
 
 
 def test_route_smoother_keeps_up_with_a_braking_car():
@@ -515,7 +564,8 @@ def test_route_smoother_keeps_up_with_a_braking_car():
     true = 12.5 * np.minimum(t, 20.0) + 12.5 * brake - 1.25 * brake**2
     n = 200
     s = np.concatenate([true + rng.normal(0, 5.0, len(t)) for _ in range(n)])
-    ss, _ = smooth_route(np.arange(n + 1) * len(t), np.tile(t, n), s, np.full(n, 5.0), ObserveConfig().accel_m2s3)
+    ss, _ = smooth_route(np.arange(n + 1) * len(t), np.tile(t, n), s, np.full(n, 5.0), ObserveConfig().accel_m2s3,
+                         np.ones(n * len(t), bool))
     err = (ss - np.tile(true, n)).reshape(n, -1)
     # the passes seeing a signal while braking are not placed behind the car (with a density
     # of 5 they were, by 1.35 m on average) ...

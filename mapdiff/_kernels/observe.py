@@ -35,6 +35,72 @@ def route_distance(m_ptr, m_x, m_y, m_edge, m_off, vcum, vptr):
 
 
 @jit
+def gaps_seen(m_ptr, m_t, m_edge, m_off_road, m_joined, q_trip, q_t, max_gap_s, max_bridge_s):
+    """The fixes after which their trip's next fix comes more than ``max_gap_s`` later (and at
+    most ``max_bridge_s``), both on a road and neither off it (``m_off_road``), the two joined
+    (``m_joined``: nothing the matcher left unplaced between them), where a query time (trip
+    ``q_trip``, time ``q_t``) falls between the two."""
+    mark = np.zeros(m_t.shape[0], dtype=np.bool_)
+    for q in range(q_t.shape[0]):
+        k = q_trip[q]
+        if k < 0 or m_ptr[k + 1] - m_ptr[k] < 2:
+            continue
+        a, b = m_ptr[k], m_ptr[k + 1]
+        i = a + np.searchsorted(m_t[a:b], q_t[q], side="right") - 1
+        if i < a or i >= b - 1:
+            continue
+        dt = m_t[i + 1] - m_t[i]
+        if (max_gap_s < dt <= max_bridge_s and m_joined[i] and m_edge[i] >= 0 and m_edge[i + 1] >= 0
+                and not m_off_road[i] and not m_off_road[i + 1]):
+            mark[i] = True
+    return np.flatnonzero(mark)
+
+
+@jit
+def bridge_fixes(gaps, m_t, m_edge, m_off, legs, legs_ptr, step_s, edge_len, geom):
+    """Fixes every ``step_s`` seconds inside each gap (between the fix ``gaps[g]`` and the next),
+    on the route between them: the rest of the first fix's edge, the edges ``legs[legs_ptr[g]:
+    legs_ptr[g + 1]]``, the start of the next fix's edge (or, where both lie on one edge and no
+    leg is given, the stretch between them), driven at one speed. Returns each new fix's gap,
+    time, x, y, edge and offset."""
+    vx, vy, vcum, vptr = geom
+    n = 0
+    for g in range(gaps.shape[0]):
+        i = gaps[g]
+        n += max(int(np.ceil((m_t[i + 1] - m_t[i]) / step_s)) - 1, 0)
+    gap = np.empty(n, dtype=np.int64)
+    t = np.empty(n)
+    x = np.empty(n)
+    y = np.empty(n)
+    edge = np.empty(n, dtype=np.int64)
+    off = np.empty(n)
+    k = 0
+    for g in range(gaps.shape[0]):
+        i = gaps[g]
+        e0, e1 = m_edge[i], m_edge[i + 1]
+        direct = legs_ptr[g + 1] == legs_ptr[g] and e0 == e1 and m_off[i + 1] >= m_off[i]
+        length = m_off[i + 1] - m_off[i] if direct else edge_len[e0] - m_off[i] + m_off[i + 1]
+        for r in range(legs_ptr[g], legs_ptr[g + 1]):
+            length += edge_len[legs[r]]
+        dt = m_t[i + 1] - m_t[i]
+        for step in range(1, max(int(np.ceil(dt / step_s)) - 1, 0) + 1):
+            s = m_off[i] + length * step * step_s / dt  # along the route, from the first edge's start
+            e = e0
+            if not direct and s > edge_len[e0]:
+                s -= edge_len[e0]
+                e = e1
+                for r in range(legs_ptr[g], legs_ptr[g + 1]):
+                    if s <= edge_len[legs[r]]:
+                        e = legs[r]
+                        break
+                    s -= edge_len[legs[r]]
+            px, py, _, _ = point_on_edge(e, s, vx, vy, vcum, vptr)
+            gap[k], t[k], x[k], y[k], edge[k], off[k] = g, m_t[i] + step * step_s, px, py, e, s
+            k += 1
+    return gap, t, x, y, edge, off
+
+
+@jit
 def raw_velocity(m_ptr, m_t, rx, ry, window_s):
     """Velocity (east, north) at each fix from a straight line fitted to the raw positions (rx,
     ry; NaN: left out) of its trip's fixes within ``window_s`` seconds; NaN where fewer than 3
@@ -81,12 +147,14 @@ def raw_velocity(m_ptr, m_t, rx, ry, window_s):
 
 
 @jit
-def smooth_route(m_ptr, m_t, m_s, trip_sigma, accel):
+def smooth_route(m_ptr, m_t, m_s, trip_sigma, accel, measured):
     """Route distance and speed at each fix, smoothed per trip: a constant-velocity Kalman
     filter and Rauch-Tung-Striebel smoother over ``m_s`` (see :func:`route_distance`) with
     measurement sigma ``trip_sigma[trip]`` and white-noise acceleration of spectral density
     ``accel`` (m^2/s^3); a fix more than 4 sigmas off the prediction is left out, and after
-    three such fixes in a row the filter starts afresh there."""
+    three such fixes in a row the filter starts afresh there. A fix not ``measured`` (one that
+    only carries the route through a gap) is predicted, never measured: its distance is the
+    smoother's between the fixes around it."""
     n = m_s.shape[0]
     ss = m_s.copy()
     vs = np.zeros(n)
@@ -123,6 +191,9 @@ def smooth_route(m_ptr, m_t, m_s, trip_sigma, accel):
                 p11[i] = f11[i - 1] + accel * dt
             innov = m_s[i] - ps[i]
             sv = p00[i] + r
+            if not start[i] and not measured[i]:
+                fs[i], fv[i], f00[i], f01[i], f11[i] = ps[i], pv[i], p00[i], p01[i], p11[i]
+                continue
             if not start[i] and innov * innov > 16.0 * sv:
                 fs[i], fv[i], f00[i], f01[i], f11[i] = ps[i], pv[i], p00[i], p01[i], p11[i]
                 rejected += 1
