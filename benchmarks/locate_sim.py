@@ -22,6 +22,7 @@ fits each true object from exactly the observations the simulator made of it: wh
 association would give with these errors.
 
     python benchmarks/locate_sim.py [--cities helsinki,liechtenstein,harrisburg] [--placements physical,osm]
+    python benchmarks/locate_sim.py --cities liechtenstein --placements physical --sample-interval-s 10
     python benchmarks/locate_sim.py --placements ''   # street-level imagery only
     python benchmarks/locate_sim.py --placements '' --imagery-vehicles 1 --imagery-bearing-sigma-deg 12
     python benchmarks/locate_sim.py --placements '' --imagery-false-positive-rate 0.2   # many false sightings
@@ -65,14 +66,15 @@ def perfect_observations(sim, obs_path, target):
     m[obs.columns].to_parquet(target)
 
 
-def scene(tmp: Path, city: str, placement: str, vehicles: int, days: int, seed: int) -> Path:
+def scene(tmp: Path, city: str, placement: str, vehicles: int, days: int, seed: int, every_s: float = 1.0) -> Path:
     """network -> simulate -> match -> observe in ``tmp/<city>-<placement>``; returns that folder
-    (``sim/``, ``matched.parquet``, ``obs.parquet``)."""
+    (``sim/``, ``matched.parquet``, ``obs.parquet``). ``every_s``: seconds between the fleet's
+    fixes."""
     out = tmp / f"{city}-{placement}"
     out.mkdir()
     run("network", CITIES[city][0], "-o", out / "roads.gpkg")
     run("simulate", "--map", out / "roads.gpkg", "-o", out / "sim", "--vehicles", vehicles, "--days", days,
-        "--seed", seed, "--placement", placement)
+        "--seed", seed, "--placement", placement, "--sample-interval-s", every_s)
     sim = out / "sim"
     run("match", sim / "traces.parquet", "--map", sim / "map.gpkg", "-o", out / "matched.parquet")
     run("observe", sim / "detections.parquet", "--matched", out / "matched.parquet", "--camera", sim / "camera.json",
@@ -80,8 +82,8 @@ def scene(tmp: Path, city: str, placement: str, vehicles: int, days: int, seed: 
     return out
 
 
-def one_city(tmp: Path, city: str, placement: str, vehicles: int, days: int, seed: int) -> list:
-    out = scene(tmp, city, placement, vehicles, days, seed)
+def one_city(tmp: Path, city: str, placement: str, vehicles: int, days: int, seed: int, every_s: float) -> list:
+    out = scene(tmp, city, placement, vehicles, days, seed, every_s)
     sim = out / "sim"
     perfect_observations(sim, out / "obs.parquet", out / "obs_perfect.parquet")
     rows = []
@@ -244,6 +246,9 @@ def main(argv=None):
     ap.add_argument("--vehicles", type=int, default=30)
     ap.add_argument("--days", type=int, default=3)
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--sample-interval-s", type=float, default=1.0,
+                    help="seconds between the fleet's GPS fixes (the video scenes); e.g. 10 with --placements "
+                         "physical --cities liechtenstein for a sparse fleet")
     ap.add_argument("--imagery-vehicles", type=int, default=2, help="fleet of the street-level imagery runs")
     ap.add_argument("--imagery-bearing-sigma-deg", type=float, default=None,
                     help="bearing error of most street-level captures (default: the simulator's; 12 gives a median "
@@ -255,7 +260,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         for city in args.cities.split(","):
             for placement in filter(None, args.placements.split(",")):
-                rows += one_city(Path(tmp), city, placement, args.vehicles, args.days, args.seed)
+                rows += one_city(Path(tmp), city, placement, args.vehicles, args.days, args.seed,
+                                 args.sample_interval_s)
                 print(f"done: {city} {placement}: {rows[-2][3]}", file=sys.stderr, flush=True)
             street += imagery(Path(tmp), city, args.imagery_vehicles, 1, args.seed,
                               (args.imagery_bearing_sigma_deg, args.imagery_false_positive_rate))
