@@ -97,7 +97,7 @@ class ObserveConfig:
     max_gap_s: float = 5.0
     # fleets log every 1 to 60 s. Measured on simulated fleets (benchmarks/README.md, "Sparse
     # fleets in observe"; Liechtenstein kerb, objects seen in >= 5 trips): fixes every 10 s gave
-    # 0.68 / 0.71 recall / precision, every 15 s 0.61 / 0.58, every 30 s 0.40 / 0.23 (every 60 s,
+    # 0.68 / 0.72 recall / precision, every 15 s 0.61 / 0.59, every 30 s 0.40 / 0.23 (every 60 s,
     # OSM node: 0.46 / 0.11): past 15 s the poses between fixes err by so much that the objects
     # are mostly false, and no pose is better
     max_bridge_s: float = 15.0
