@@ -345,18 +345,18 @@ def observe(detections, matched, camera: Camera, config: ObserveConfig | None = 
         np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64))
     codes, names = _label_codes(detections["trip_id"])
     q_trip = pd.Index(fixes[0]).get_indexer(names)[codes].astype(np.int64)
+    # one pose per frame: a camera frame's detections share the instant (8 a frame in the simulations)
+    frame_of, first = _frames(q_trip, t_det)
     # (a fix that only carries the route through a gap is no measurement of where the car was)
     measured = np.ones(len(fixes[2]), dtype=bool)
     if network is not None:
-        fixes, measured = _bridged(fixes, network, config, q_trip, t_det)
+        fixes, measured = _bridged(fixes, network, config, q_trip[first], t_det[first])
     trips, ptr, mt, mx, my, medge, moff, rms, rx, ry, off_road, _ = fixes
     ms = route_distance(ptr, mx, my, medge, moff, geom[2], geom[3])
     ss, vs = smooth_route(ptr, mt, ms, np.maximum(rms, config.min_pose_sigma_m), config.accel_m2s3, measured)
     vel = raw_velocity(ptr, mt, rx, ry, STILL_WINDOW_S)
     vs = np.where(np.isnan(vel[:, 0]), vs, np.hypot(vel[:, 0], vel[:, 1]))
     lane = _lane_offsets(network, config.lane_offset_m) if network is not None else np.zeros(1)
-    # one pose per frame: a camera frame's detections share the instant (8 a frame in the simulations)
-    frame_of, first = _frames(q_trip, t_det)
     poses = interpolate_poses(ptr, mt, mx, my, medge, moff, q_trip[first], t_det[first], config.max_gap_s,
                               config.edge_tol_s, config.min_baseline_m, config.max_heading_window_s,
                               config.road_agree_deg, config.still_mps, ms, ss, vs, vel, lane, config.heading_span_m,
