@@ -77,8 +77,9 @@ class ObserveConfig:
     max_gap_s : a detection between matched fixes further apart than this has no pose, unless
         the gap is bridged (``max_bridge_s``).
     max_bridge_s : with the map, a gap in the matched fixes up to this long (a fleet that logs
-        every 5 to 60 s; a tunnel) is driven along the shortest legal route between the fixes
-        either side at one speed, and the detections in it take their poses from there.
+        every 10 or 15 s; a short tunnel) is driven along the shortest legal route between the
+        fixes either side, where the route smoother places the car from the real fixes around,
+        and the detections in it take their poses from there.
     edge_tol_s : how far before the first or after the last matched fix a pose may be taken.
     min_baseline_m : the heading comes from matched fixes at least this far apart.
     max_heading_window_s : ... looked for within this many seconds of the detection.
@@ -221,8 +222,10 @@ MAX_BRIDGE_SPEED_MPS = 55.0
 
 def _bridged(fixes, network, config, q_trip, q_t):
     """``fixes`` (as :func:`_matched_poses` gives them) with fixes added in the gaps that hold a
-    query time (trip ``q_trip``, time ``q_t``), driven at one speed along the shortest legal route
-    between the matched fixes either side (see ``ObserveConfig.max_bridge_s``)."""
+    query time (trip ``q_trip``, time ``q_t``): one a second along the shortest legal route
+    between the matched fixes either side (see ``ObserveConfig.max_bridge_s``), placed at one
+    speed. They only carry the route: the second array returned says which fixes are measured
+    (the route smoother places the car at the others from those)."""
     from mapdiff._kernels.graph import route_legs
     from mapdiff._kernels.observe import bridge_fixes, gaps_seen
 
