@@ -37,6 +37,11 @@ def warmup(quiet):
             ["coverage", at("paths.parquet"), "-o", at("coverage.parquet")],
             ["observe", f"{sim}/detections.parquet", "--matched", at("matched.parquet"), "--camera",
              f"{sim}/camera.json", "--map", f"{sim}/map.gpkg", "-o", at("observations.parquet")],
+            # (gaps over half a second bridged: the one caller of the bridges' kernel, which a
+            # sparse fleet or a tunnel calls)
+            ["observe", f"{sim}/detections.parquet", "--matched", at("matched.parquet"), "--camera",
+             f"{sim}/camera.json", "--map", f"{sim}/map.gpkg", "-o", at("observations_bridged.parquet"),
+             "--max-gap-s", "0.5"],
             ["locate", at("observations.parquet"), "-o", at("objects.parquet")],
             ["locate", f"{imagery}/observations.parquet", "-o", at("imagery_objects.parquet")],
             # (an AWS Batch shard: over tiles, whose kernel no unsharded run calls)
