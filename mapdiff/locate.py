@@ -1531,8 +1531,8 @@ def _objects_of_tracks(tracks, ts, config, measurer):
         dx, dy = _left_out_residuals(x0 - x[lab], y0 - y[lab], n_trips[lab], known)
         residuals = (dx, dy, *_information(own, (sxx[lab], sxy[lab], syy[lab]), known, config.floor_m))
         if rnd == 0:
-            residuals_g = _direction_residuals(lab, tr, (x, y), (x0, y0, pxx, pxy, pyy), config)
-            prior = tuple(measurer.take("prior", _shared_pose_vars, by_time, trip, t_mid, *residuals_g, heading))
+            prior = tuple(measurer.take("prior", _shared_pose_prior, by_time, t_mid, lab, tr, (x, y),
+                                        (x0, y0, pxx, pxy, pyy), config))
             window_s = measurer.take("window_s", _offset_window, by_time, trip, t_mid, residuals, heading, prior,
                                      config.offset_windows_s)
         off_x, off_y = trip_offsets(by_time, trip, t_mid, residuals, heading, window_s, prior)
@@ -1735,7 +1735,7 @@ def _shared_pose_vars(by_time, trip, t_mid, lab, dx, dy, known, heading):
     simulations the offsets so taken moved tracks a median 0.19-0.27 m across where the poses
     were off by nothing across. Each floored at ``MIN_POSE_SIGMA_M``; ``MIN_POSE_SIGMA_M``
     also where fewer than ``MIN_GROUP_PAIRS`` pairs tell. ``lab``: each track's object, or its
-    direction group (:func:`_direction_residuals`); two tracks of one are not asked."""
+    direction group (:func:`_shared_pose_prior`); two tracks of one are not asked."""
     ux, uy = (h[by_time] for h in heading)
     tr_s, t_s, lab_s = trip[by_time], t_mid[by_time], lab[by_time]
     x_s, y_s = dx[by_time], dy[by_time]
@@ -1757,11 +1757,11 @@ def _shared_pose_vars(by_time, trip, t_mid, lab, dx, dy, known, heading):
     return max(along / pairs, floor), max(across / pairs, floor)
 
 
-def _direction_residuals(lab, tr, centres, points, config):
-    """Each track's direction group (:func:`_direction_groups`), its residual about the group's
-    centre as if its pass were left out, and whether the group's trips tell it
-    (``MIN_TRIPS_FOR_OFFSET``), as :func:`_shared_pose_vars` takes them: the pose error a pass
-    shares is measured about where each direction sees its objects, not about the objects. In
+def _shared_pose_prior(by_time, t_mid, lab, tr, centres, points, config):
+    """:func:`_shared_pose_vars` of the tracks' residuals about their direction group's centre
+    (:func:`_direction_groups`), each as if its pass were left out, where the group's trips tell
+    it (``MIN_TRIPS_FOR_OFFSET``): the pose error a pass shares is measured about where each
+    direction sees its objects, not about the objects. In
     the first round a junction's poles are often one object, each pole seen by its own
     approach, and about that object the tracks of one pass were off together, towards the poles
     of the other side: a shared pose error where there was none (perfect poses on the Harrisburg
@@ -1776,7 +1776,8 @@ def _direction_residuals(lab, tr, centres, points, config):
     n = g_trips[np.maximum(group, 0)]
     known = (group >= 0) & (n >= MIN_TRIPS_FOR_OFFSET)
     dx, dy = _left_out_residuals(px - gx[group], py - gy[group], n, known)
-    return group, dx, dy, known
+    return _shared_pose_vars(by_time, tr["trip"].to_numpy(), t_mid, group, dx, dy, known,
+                             (tr["ux"].to_numpy(), tr["uy"].to_numpy()))
 
 
 def _left_out_residuals(dx, dy, n_trips, known):

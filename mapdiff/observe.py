@@ -250,7 +250,7 @@ def _bridged(fixes, network, config, q_trip, q_t):
                       + np.bincount(leg_gap, weights=network.edge_len[legs], minlength=len(gaps)))
     good = routed & (length <= MAX_BRIDGE_SPEED_MPS * (t[gaps + 1] - t[gaps]))
     keep_leg = good[leg_gap]
-    g, bt, bx, by, be, bo = bridge_fixes(gaps[good], t, edge, off, legs[keep_leg],
+    g, bt, bx, by, be, bo = bridge_fixes(gaps[good], same[good], length[good], t, edge, off, legs[keep_leg],
                                          np.r_[0, np.cumsum(counts[good])].astype(np.int64), BRIDGE_STEP_S,
                                          network.edge_len, (network.vx, network.vy, network.vcum, network.vptr))
     trip_of = np.repeat(np.arange(len(trips)), np.diff(ptr))

@@ -57,11 +57,11 @@ def gaps_seen(m_ptr, m_t, m_edge, m_off_road, m_joined, q_trip, q_t, max_gap_s, 
 
 
 @jit
-def bridge_fixes(gaps, m_t, m_edge, m_off, legs, legs_ptr, step_s, edge_len, geom):
+def bridge_fixes(gaps, direct, length, m_t, m_edge, m_off, legs, legs_ptr, step_s, edge_len, geom):
     """Fixes every ``step_s`` seconds inside each gap (between the fix ``gaps[g]`` and the next),
-    on the route between them: the rest of the first fix's edge, the edges ``legs[legs_ptr[g]:
-    legs_ptr[g + 1]]``, the start of the next fix's edge (or, where both lie on one edge and no
-    leg is given, the stretch between them), driven at one speed. Returns each new fix's gap,
+    ``length[g]`` metres of route driven at one speed: the rest of the first fix's edge, the
+    edges ``legs[legs_ptr[g]:legs_ptr[g + 1]]``, the start of the next fix's edge (where
+    ``direct[g]``: the stretch of their one edge between them). Returns each new fix's gap,
     time, x, y, edge and offset."""
     vx, vy, vcum, vptr = geom
     n = 0
@@ -78,15 +78,11 @@ def bridge_fixes(gaps, m_t, m_edge, m_off, legs, legs_ptr, step_s, edge_len, geo
     for g in range(gaps.shape[0]):
         i = gaps[g]
         e0, e1 = m_edge[i], m_edge[i + 1]
-        direct = legs_ptr[g + 1] == legs_ptr[g] and e0 == e1 and m_off[i + 1] >= m_off[i]
-        length = m_off[i + 1] - m_off[i] if direct else edge_len[e0] - m_off[i] + m_off[i + 1]
-        for r in range(legs_ptr[g], legs_ptr[g + 1]):
-            length += edge_len[legs[r]]
         dt = m_t[i + 1] - m_t[i]
         for step in range(1, max(int(np.ceil(dt / step_s)) - 1, 0) + 1):
-            s = m_off[i] + length * step * step_s / dt  # along the route, from the first edge's start
+            s = m_off[i] + length[g] * step * step_s / dt  # along the route, from the first edge's start
             e = e0
-            if not direct and s > edge_len[e0]:
+            if not direct[g] and s > edge_len[e0]:
                 s -= edge_len[e0]
                 e = e1
                 for r in range(legs_ptr[g], legs_ptr[g + 1]):
