@@ -190,6 +190,25 @@ def test_a_feature_on_a_road_pairs_with_the_pole_at_its_kerb_not_one_beyond(grid
     assert len(result.diffs) == 0
 
 
+def test_a_pole_seen_once_does_not_take_a_feature_from_its_well_seen_pole(grid_edges):
+    # a crossing mapped on row 0's centre line; its pole at the kerb 2.4 m along, seen in 169
+    # trips, and a stray estimate 1 m from the node seen once, which read a value. Nearest
+    # first, the stray took the feature, and the real pole, of another value than the stray's
+    # and so not its split estimate, became a confident addition (Liechtenstein, stop 52)
+    x0, y0 = node_xy(0)
+    feats = _features([(1, "crossing", None, x0 + 50, y0)])
+    objs = _objects([(10, "crossing", None, x0 + 52.4, y0 - 4, 169), (20, "crossing", "zebra", x0 + 50.5, y0 - 0.9, 1)])
+    result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
+                  DiffConfig(min_confidence=0.0))
+    assert len(result.diffs) == 0
+    # a stray estimate still explains a feature no well-seen pole stands for
+    feats = _features([(1, "crossing", None, x0 + 50, y0), (2, "crossing", None, x0 + 150, y0)])
+    objs = _objects([(10, "crossing", None, x0 + 52.4, y0 - 4, 169), (20, "crossing", None, x0 + 150.5, y0 - 3.5, 1)])
+    result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
+                  DiffConfig(min_confidence=0.0))
+    assert len(result.diffs) == 0
+
+
 def test_values_compare_as_text_over_both_sides():
     feat = pd.DataFrame({"class": ["a", "b", "a", "c"], "value": [50, None, "x", np.nan]})
     obj = pd.DataFrame({"class": ["a", "a", "b"], "value": ["50", "x", None]})
