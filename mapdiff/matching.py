@@ -52,7 +52,10 @@ class MatchConfig:
         loop around the block.
     max_gap_s : a time gap longer than this breaks the chain (at no cost).
     wrong_way_cost_m : driving a one-way edge against its direction is allowed (and reported
-        with ``against``) but its route length counts this many metres more per edge entered.
+        with ``against``) but its route length counts this many metres more per edge entered,
+        priced as they weigh between fixes close together (``wrong_way_cost_m / beta_m``
+        log-likelihood) however far apart the fixes are: in the wider scale of a step a minute
+        long, they cost a tenth of that, and wrong-way shortcuts around a block won.
     wrong_way_fix_cost : and each fix matched against the direction costs this much
         log-likelihood, so a few noisy fixes never outvote the one-way sign.
     u_turn_cost : log-likelihood price of turning straight back onto the reverse of the edge

@@ -34,7 +34,8 @@ def test_bounded_dijkstra_matches_scipy(kub_net):
     ws = new_workspace(net.n_nodes, len(net.edge_u))
     for stamp, src in enumerate(rng.choice(net.n_nodes, 20, replace=False), start=1):
         ref = sp_dijkstra(graph, indices=src, limit=800.0)
-        dijkstra(src, 800.0, 0, stamp, net.out_ptr, net.out_edge, net.edge_v, net.edge_weights(np.inf), ws)
+        weight = net.edge_weights(np.inf)
+        dijkstra(src, 800.0, 0, stamp, net.out_ptr, net.out_edge, net.edge_v, weight, ws, weight)
         dist, _, _, settled = ws[0], ws[1], ws[2], ws[3]
         mine = np.where(settled == stamp, dist, np.inf)
         assert np.allclose(mine, ref, equal_nan=False)
@@ -211,3 +212,20 @@ def test_trips_near_counts_the_distinct_trips_within_reach_that_went_its_way():
     want = [len(np.unique(trip[(row <= 15.0**2) & w])) for row, w in zip(d2, way)]
     assert list(got) == want
     assert max(want) > 20 and want[-1] == 0
+
+
+def test_a_wrong_way_edge_on_the_way_costs_the_same_at_any_interval():
+    """A route that drives a one-way edge backwards between two fixes pays ``wrong_way_cost_m``
+    as it weighs between fixes close together (100 m at beta_m 10: 10 nats), however far apart
+    the fixes are. Counted in the route's metres alone, it cost a tenth of that with a fix a
+    minute, where the transition's scale is 90 m, and wrong-way shortcuts around a block won."""
+    from mapdiff._kernels import hmm
+    from mapdiff.matching import MatchConfig, _hmm_params
+
+    params = _hmm_params(MatchConfig())
+    edges = (np.array([0, 2]), np.array([1, 3]), np.array([100.0, 100.0]))  # two edges apart: no U-turn
+    for straight in (50.0, 250.0, 400.0, 550.0):
+        # the same 500 m of road, one way legal, the other through a wrong-way twin (+100 m)
+        legal = hmm._log_step(0, 50.0, 1, 50.0, 1e9, straight, params, edges, (500.0, -1, 0.0), 2)
+        wrong = hmm._log_step(0, 50.0, 1, 50.0, 1e9, straight, params, edges, (600.0, -1, 100.0), 2)
+        assert legal - wrong == pytest.approx(MatchConfig.wrong_way_cost_m / MatchConfig.beta_m)

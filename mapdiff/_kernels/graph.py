@@ -13,13 +13,14 @@ from mapdiff._kernels import jit, jit_lean
 
 #: the arrays of :func:`dijkstra`, by name (see :func:`new_workspace`)
 Workspace = namedtuple("Workspace", ["dist", "pred", "seen", "settled", "target", "heap_key", "heap_node", "order",
-                                     "first"])
+                                     "first", "extra"])
 
 
 @jit
 def new_workspace(n_nodes, n_edges):
     """Arrays for :func:`dijkstra`: dist, pred_edge, seen-stamp, settled-stamp, target-stamp, heap,
-    the settled nodes in order, and the first edge of each node's path."""
+    the settled nodes in order, the first edge of each node's path and the metres of its
+    distance that are a price, not road (see :func:`dijkstra`)."""
     dist = np.empty(n_nodes)
     pred = np.empty(n_nodes, dtype=np.int64)
     seen = np.zeros(n_nodes, dtype=np.int64)
@@ -32,7 +33,8 @@ def new_workspace(n_nodes, n_edges):
     heap_node = np.empty(n_edges + 1, dtype=np.int64)
     order = np.empty(n_nodes, dtype=np.int64)
     first = np.empty(n_nodes, dtype=np.int64)
-    return Workspace(dist, pred, seen, settled, target, heap_key, heap_node, order, first)
+    extra = np.empty(n_nodes)
+    return Workspace(dist, pred, seen, settled, target, heap_key, heap_node, order, first, extra)
 
 
 @jit_lean
@@ -78,20 +80,23 @@ def _heap_pop(keys, nodes, size):
 
 
 @jit_lean
-def dijkstra(src, bound, n_targets, stamp, out_ptr, out_edge, edge_v, edge_len, ws):
-    """Settle nodes from ``src`` in distance order until ``n_targets`` marked targets are
-    settled or the next distance exceeds ``bound``.
+def dijkstra(src, bound, n_targets, stamp, out_ptr, out_edge, edge_v, edge_len, ws, road_len):
+    """Settle nodes from ``src`` in distance order (by ``edge_len``) until ``n_targets`` marked
+    targets are settled or the next distance exceeds ``bound``.
 
     Targets are the nodes with ``target[node] == stamp`` (marked by the caller). Afterwards a
     node's shortest distance is ``dist[node]`` if ``settled[node] == stamp``, else unknown
-    (beyond the bound); ``pred[node]`` is the edge that reached it and ``first[node]`` the first
-    edge of its path. Returns how many nodes were settled; they are ``order[:count]``, nearest
-    first.
+    (beyond the bound); ``pred[node]`` is the edge that reached it, ``first[node]`` the first
+    edge of its path, and ``extra[node]`` how much of its distance is ``edge_len`` beyond the
+    edges' ``road_len`` (a price on the way, such as a one-way driven backwards; the same
+    array twice: none). Returns how many nodes were settled; they are ``order[:count]``,
+    nearest first.
     """
-    dist, pred, seen, settled, target, heap_key, heap_node, order, first = ws
+    dist, pred, seen, settled, target, heap_key, heap_node, order, first, extra = ws
     dist[src] = 0.0
     pred[src] = -1
     first[src] = -1
+    extra[src] = 0.0
     seen[src] = stamp
     size = _heap_push(heap_key, heap_node, 0, 0.0, src)
     remaining = n_targets
@@ -120,6 +125,7 @@ def dijkstra(src, bound, n_targets, stamp, out_ptr, out_edge, edge_v, edge_len, 
                 dist[w] = nd
                 pred[w] = e
                 first[w] = e if node == src else first[node]
+                extra[w] = extra[node] + edge_len[e] - road_len[e]
                 size = _heap_push(heap_key, heap_node, size, nd, w)
     return count
 
@@ -135,18 +141,20 @@ def new_cache(n_nodes, n_entries=4096, pool=1 << 20):
     p_node = np.empty(pool, dtype=np.int64)
     p_dist = np.empty(pool)
     p_first = np.empty(pool, dtype=np.int64)
+    p_extra = np.empty(pool)
     fill = np.zeros(2, dtype=np.int64)  # entries used, pool used
-    return slot, e_node, e_bound, e_start, e_len, p_node, p_dist, p_first, fill
+    return slot, e_node, e_bound, e_start, e_len, p_node, (p_dist, p_extra), p_first, fill
 
 
 @jit_lean
-def cached_search(src, bound, stamp, out_ptr, out_edge, edge_v, edge_w, ws, cache):
-    """Like :func:`dijkstra` without targets (everything within ``bound``), but served from
-    ``cache`` when an earlier search from ``src`` reached at least as far. Consecutive GPS
-    fixes mostly share their candidate edges, so most searches are repeats. Afterwards
-    ``dist``, ``first`` and ``settled`` of ``ws`` hold the result under ``stamp``."""
-    dist, settled, first = ws.dist, ws.settled, ws.first
-    slot, e_node, e_bound, e_start, e_len, p_node, p_dist, p_first, fill = cache
+def cached_search(src, bound, stamp, graph, ws, cache):
+    """Like :func:`dijkstra` without targets (everything within ``bound``) on ``graph`` (out_ptr,
+    out_edge, edge_v, the routing weight, the road length), but served from ``cache`` when an
+    earlier search from ``src`` reached at least as far. Consecutive GPS fixes mostly share
+    their candidate edges, so most searches are repeats. Afterwards ``dist``, ``first``,
+    ``extra`` and ``settled`` of ``ws`` hold the result under ``stamp``."""
+    dist, settled, first, extra = ws.dist, ws.settled, ws.first, ws.extra
+    slot, e_node, e_bound, e_start, e_len, p_node, (p_dist, p_extra), p_first, fill = cache
     s = slot[src]
     if s >= 0 and e_bound[s] >= bound:
         for q in range(e_start[s], e_start[s] + e_len[s]):
@@ -155,11 +163,13 @@ def cached_search(src, bound, stamp, out_ptr, out_edge, edge_v, edge_w, ws, cach
                 break  # the entry is in distance order
             dist[node] = p_dist[q]
             first[node] = p_first[q]
+            extra[node] = p_extra[q]
             settled[node] = stamp
         return
     # search further than asked: the next fixes on these edges ask for a little more each time
     bound = bound * 1.5 + 50.0
-    count = dijkstra(src, bound, 0, stamp, out_ptr, out_edge, edge_v, edge_w, ws)
+    out_ptr, out_edge, edge_v, edge_w, road_len = graph
+    count = dijkstra(src, bound, 0, stamp, out_ptr, out_edge, edge_v, edge_w, ws, road_len)
     if fill[0] == e_node.shape[0] or fill[1] + count > p_node.shape[0]:
         for q in range(fill[0]):  # full: start over
             slot[e_node[q]] = -1
@@ -180,6 +190,7 @@ def cached_search(src, bound, stamp, out_ptr, out_edge, edge_v, edge_w, ws, cach
         p_node[start + q] = node
         p_dist[start + q] = dist[node]
         p_first[start + q] = first[node]
+        p_extra[start + q] = extra[node]
     e_bound[s] = bound
     e_start[s] = start
     e_len[s] = count
@@ -203,7 +214,7 @@ def route_legs(src, dst, n_nodes, out_ptr, out_edge, edge_u, edge_v, edge_w):
     for i in range(n):
         stamp = i + 1
         target[dst[i]] = stamp
-        dijkstra(src[i], np.inf, 1, stamp, out_ptr, out_edge, edge_v, edge_w, ws)
+        dijkstra(src[i], np.inf, 1, stamp, out_ptr, out_edge, edge_v, edge_w, ws, edge_w)
         count = 0
         if settled[dst[i]] == stamp:
             ok[i] = True

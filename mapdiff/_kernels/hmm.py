@@ -55,8 +55,14 @@ def log_transition(route_m, straight_m, beta):
     beta_rel, from_m): the longer the step between fixes, the farther a route winds from the
     straight line. Normalised (minus the log of that mean over beta_m), so that long steps pay
     for their wider density."""
-    scale = beta[0] + beta[1] * max(straight_m - beta[2], 0.0)
+    scale = _scale(straight_m, beta)
     return -abs(route_m - straight_m) / scale - np.log(scale / beta[0])
+
+
+@jit_inline
+def _scale(straight_m, beta):
+    """The transition's scale over a step of ``straight_m`` (see :func:`log_transition`)."""
+    return beta[0] + beta[1] * max(straight_m - beta[2], 0.0)
 
 
 @jit_inline
@@ -137,13 +143,14 @@ def _needs_graph(ea, off_a, eb, off_b, rev_tol_m):
 
 
 @jit_inline
-def _log_step(ea, off_a, eb, off_b, bound_m, straight_m, params, edges, found_m, first, n_out):
+def _log_step(ea, off_a, eb, off_b, bound_m, straight_m, params, edges, found, n_out):
     """Log transition from candidate (``ea``, ``off_a``) to (``eb``, ``off_b``) of fixes
     ``straight_m`` apart, the better of a U-turn where the car is and the route, or NEG when no
     route is within ``bound_m``. ``edges`` is (edge_u, edge_v, edge_len); a route that leaves
-    the edge takes ``found_m``, the distance the search from ``ea``'s end node (``n_out`` ways
-    out) found to ``eb``'s start (inf: not reached), and ``first``, its path's first edge."""
+    the edge takes ``found`` = (distance, first edge, price metres), what the search from
+    ``ea``'s end node (``n_out`` ways out) found to ``eb``'s start (inf: not reached)."""
     edge_u, edge_v, edge_len = edges
+    found_m, first, extra = found
     beta, log_uturn = params.beta, params.log_uturn
     src = edge_v[ea]
     best = NEG
@@ -161,7 +168,11 @@ def _log_step(ea, off_a, eb, off_b, bound_m, straight_m, params, edges, found_m,
     r = edge_len[ea] - off_a + found_m + off_b
     if r > bound_m:
         return best
-    s = log_transition(r, straight_m, beta)
+    # the price metres (a one-way driven backwards on the way) cost what they cost between fixes
+    # close together, whatever the step's scale: with a fix a minute the scale is 90 m, and a
+    # wrong-way shortcut around a block cost a tenth of what it costs at 1 Hz (synthetic
+    # Helsinki traces at 60 s: mismatch 0.287 -> 0.278; Kubicka tracks 0.913 -> 0.916)
+    s = log_transition(r, straight_m, beta) - extra * (1.0 / beta[0] - 1.0 / _scale(straight_m, beta))
     # turning straight back onto the reverse of ``ea`` (as the next edge, or the path's first)
     # where there was another way to go: a dead end's turn is no choice, and not priced
     back = edge_u[ea]
@@ -172,11 +183,19 @@ def _log_step(ea, off_a, eb, off_b, bound_m, straight_m, params, edges, found_m,
 
 @jit_inline
 def _found(w, stamp, ws):
-    """Distance and first edge of the search stored in ``ws`` under ``stamp`` to node ``w``
-    (inf, -1 where it did not reach)."""
+    """Distance, first edge and the distance's price metres (see
+    :func:`mapdiff._kernels.graph.dijkstra`) of the search stored in ``ws`` under ``stamp`` to
+    node ``w`` (inf, -1, 0 where it did not reach)."""
     if ws.settled[w] != stamp:
-        return np.inf, -1
-    return ws.dist[w], ws.first[w]
+        return np.inf, -1, 0.0
+    return ws.dist[w], ws.first[w], ws.extra[w]
+
+
+@jit_inline
+def _routing(graph):
+    """What :func:`mapdiff._kernels.graph.cached_search` searches: the out-edges, the weights
+    with their prices and the roads' lengths."""
+    return graph.out_ptr, graph.out_edge, graph.edge_v, graph.edge_w, graph.edge_len
 
 
 #: one lattice of the Viterbi: per fix its candidates' edges and offsets, their log emissions
@@ -233,10 +252,10 @@ def _push_pairs(i, a2, j, base, bound_m, straight_m, reach, lat, graph, params, 
         if bound_m - reach[1] > reach[0] and _needs_graph(e2, lat.coff[i, a2], eb, lat.coff[j, b], params.rev_tol_m):
             stamp += 1
             reach[0] = bound_m - reach[1]
-            cached_search(src, reach[0], stamp, graph.out_ptr, graph.out_edge, graph.edge_v, graph.edge_w, ws, cache)
-        found_m, first = _found(graph.edge_u[eb], stamp, ws)
+            cached_search(src, reach[0], stamp, _routing(graph), ws, cache)
+        found = _found(graph.edge_u[eb], stamp, ws)
         s = base + lat.emis[j, b] + _log_step(e2, lat.coff[i, a2], eb, lat.coff[j, b], bound_m, straight_m, params,
-                                              edges, found_m, first, n_out)
+                                              edges, found, n_out)
         if s > lat.score[j, b]:
             lat.score[j, b] = s
             lat.back_j[j, b] = i
@@ -714,7 +733,7 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
             stamp += 1
             src, dst = edge_v[e0], edge_u[e1]
             target[dst] = stamp
-            dijkstra(src, np.inf, 1, stamp, out_ptr, out_edge, edge_v, edge_w, ws)
+            dijkstra(src, np.inf, 1, stamp, out_ptr, out_edge, edge_v, edge_w, ws, edge_len)
             nseq = 0
             w = dst
             between = 0.0
@@ -780,14 +799,14 @@ def _step_transitions(i, j, live, cand, ncand, px, py, trans, graph, params, ws,
                         reach = max(reach, bound_m - (graph.edge_len[e2] - coff[i, a2]))
                         break
         if reach >= 0:
-            cached_search(src, reach, stamp, graph.out_ptr, graph.out_edge, graph.edge_v, graph.edge_w, ws, cache)
+            cached_search(src, reach, stamp, _routing(graph), ws, cache)
         for a2 in range(a, ncand[i]):
             e2 = cedge[i, a2]
             if live[a2] and graph.edge_v[e2] == src:
                 for b in range(ncand[j]):
-                    found_m, first = _found(graph.edge_u[cedge[j, b]], stamp, ws)
+                    found = _found(graph.edge_u[cedge[j, b]], stamp, ws)
                     trans[a2, b] = _log_step(e2, coff[i, a2], cedge[j, b], coff[j, b], bound_m, straight, params,
-                                             edges, found_m, first, graph.out_ptr[src + 1] - graph.out_ptr[src])
+                                             edges, found, graph.out_ptr[src + 1] - graph.out_ptr[src])
     return stamp
 
 
