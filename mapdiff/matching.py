@@ -46,6 +46,15 @@ class MatchConfig:
         or two (200 m) a route has little room to wind, and a growing scale there made skipping
         the far-off fixes of motorway tracks cheap (Kubicka track 89 lost 0.09 accuracy with
         the growth from 0 m, 43 lost 0.012 from 100 or 150 m, none changed from 200 m).
+    travel_mps : and the distance that scale grows with is the straight one, or as far as a car
+        covers at this pace in the time between the fixes if that is more: a car that took a
+        minute between fixes 280 m apart drove some 600 m around the blocks, and scored by the
+        straight distance alone the route it took cost more than skipping the fix. The time is
+        the trip's clock, which holds a gap to twice the trip's usual interval (a gap in a dense
+        trace may be a stop). 8 m/s (29 km/h) is on the slow side of a car's pace in town,
+        stops included, so that the time understates the distance driven rather than
+        overstates it; it matters only for steps over ``beta_rel_from_m / travel_mps`` (25 s)
+        on that clock, and never narrows the scale; 0 turns it off.
     route_factor, route_slack_m : a route between two fixes longer than
         ``route_factor * straight + route_slack_m`` is not considered.
     reverse_tolerance_m : a move backwards along one edge up to this far is GPS jitter, not a
@@ -105,6 +114,7 @@ class MatchConfig:
     beta_m: float = 10.0
     beta_rel: float = 0.2
     beta_rel_from_m: float = 200.0
+    travel_mps: float = 8.0
     route_factor: float = 2.0
     route_slack_m: float = 150.0
     reverse_tolerance_m: float = 20.0
@@ -140,8 +150,8 @@ class MatchConfig:
             if not np.isfinite(value) or value <= 0:
                 msg = f"MatchConfig.{name} must be a positive number; got {value!r}"
                 raise ConfigError(msg, field=name)
-        for name in ("beta_rel", "beta_rel_from_m", "route_slack_m", "reverse_tolerance_m", "stop_radius_m",
-                     "thin_sigmas", "rescue_radius_m", "u_turn_cost", "min_end_m", "lone_end_sigmas",
+        for name in ("beta_rel", "beta_rel_from_m", "travel_mps", "route_slack_m", "reverse_tolerance_m",
+                     "stop_radius_m", "thin_sigmas", "rescue_radius_m", "u_turn_cost", "min_end_m", "lone_end_sigmas",
                      "wrong_way_cost_m", "wrong_way_fix_cost"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
@@ -199,6 +209,7 @@ def match(traces: pd.DataFrame, network: Network, config: MatchConfig | None = N
     starts = np.flatnonzero(np.r_[True, trip_codes[1:] != trip_codes[:-1]])
     trip_names = df["trip_id"].to_numpy()[starts]
     trip_ptr = np.r_[starts, len(df)].astype(np.int64)
+    clock = _trace_clock(t_s, trip_codes)
     graph, params = _kernel_graph(network, config), _hmm_params(config)
 
     n = len(df)
@@ -219,8 +230,8 @@ def match(traces: pd.DataFrame, network: Network, config: MatchConfig | None = N
     cuts.append(len(trip_ptr) - 1)
     for c0, c1 in zip(cuts[:-1], cuts[1:]):
         p0, p1 = trip_ptr[c0], trip_ptr[c1]
-        part = _match_batch(network, graph, params, config, x[p0:p1], y[p0:p1], t_s[p0:p1], sigma[p0:p1],
-                            trip_ptr[c0:c1 + 1] - p0)
+        part = _match_batch(network, graph, params, config, x[p0:p1], y[p0:p1], (t_s[p0:p1], clock[p0:p1]),
+                            sigma[p0:p1], trip_ptr[c0:c1 + 1] - p0)
         sl = slice(p0, p1)
         edge_idx[sl], offset[sl], mx[sl], my[sl], dist[sl], conf[sl], state[sl], chain[sl] = part[:8]
         p_trip, p_chain, p_edge, p_t0, p_t1 = part[8]
@@ -249,22 +260,45 @@ def _kernel_graph(network: Network, config: MatchConfig):
                     np.where(network.edge_against, -config.wrong_way_fix_cost, 0.0))
 
 
-def _match_batch(network: Network, graph, params, config: MatchConfig, x, y, t_s, sigma, trip_ptr):
+def _match_batch(network: Network, graph, params, config: MatchConfig, x, y, times, sigma, trip_ptr):
     from mapdiff._kernels import hmm
     from mapdiff._kernels.geometry import candidates
 
     cedge, cdist, coff, cx, cy = candidates(x, y, config.search_radius_m, config.max_candidates, network.geom)
     anchor = hmm.thin(trip_ptr, x, y, sigma, cedge, config.stop_radius_m, config.thin_sigmas)
     cand = (cedge, cdist, coff, cx, cy)
-    sel, chain, state, emissions = hmm.viterbi(trip_ptr, x, y, t_s, sigma, cand, anchor, network.geom,
+    t_s, clock = times
+    sel, chain, state, emissions = hmm.viterbi(trip_ptr, x, y, times, sigma, cand, anchor, network.geom,
                                                network.n_nodes, graph, params)
     # over the lattice the Viterbi scored (its emissions pooled once, a rescued fix's its own)
-    conf = hmm.posterior(trip_ptr, x, y, emissions, cand, anchor, sel, chain, network.n_nodes, graph, params)
+    conf = hmm.posterior(trip_ptr, (x, y, clock), emissions, cand, anchor, sel, chain, network.n_nodes, graph,
+                         params)
     edge_idx, offset, mx, my, dist = hmm.resolve(trip_ptr, sel, anchor, chain, conf, state, cand, x, y, sigma,
                                                  params.floor)
     path = hmm.paths(trip_ptr, t_s, edge_idx, np.nan_to_num(offset), chain, anchor, network.n_nodes, graph,
                      config.reverse_tolerance_m, _ends(config))
     return edge_idx, offset, mx, my, dist, conf, state, chain, path
+
+
+#: a gap in a trace counts on its clock (see :func:`_trace_clock`) as at most this many of the
+#: trip's usual intervals: a fix late or one lost is a step of two; a longer gap (a tunnel, a
+#: logger paused while the car stood) says nothing of how far the car drove in it
+CLOCK_GAPS = 2.0
+
+
+def _trace_clock(t_s: np.ndarray, trip_codes: np.ndarray) -> np.ndarray:
+    """Each fix's time on its trip's clock: the time since the trip's first fix, with every gap
+    held to ``CLOCK_GAPS`` times the trip's median interval between fixes. The transition's
+    span is measured by it (``MatchConfig.travel_mps``): a fleet logging every minute drove a
+    minute between its fixes, a 1 Hz trace with a minute's gap may have stood there. Rows are
+    sorted by trip and time."""
+    dt = np.diff(t_s, prepend=t_s[:1])
+    first = np.r_[True, trip_codes[1:] != trip_codes[:-1]] if len(t_s) else np.zeros(0, bool)
+    dt[first] = 0.0
+    moving = pd.Series(np.where(dt > 0, dt, np.nan))
+    usual = moving.groupby(trip_codes).transform("median").fillna(0.0).to_numpy()
+    held = np.minimum(dt, CLOCK_GAPS * usual)
+    return pd.Series(held).groupby(trip_codes).cumsum().to_numpy()
 
 
 #: a car's acceleration from rest (m/s^2): gentle city driving, 1.5-3 m/s^2
@@ -287,7 +321,7 @@ def _hmm_params(config: MatchConfig):
 
     floor = -0.5 * config.emission_cap_sigma**2
     return hmm.HmmParams(
-        beta=(config.beta_m, config.beta_rel, config.beta_rel_from_m), floor=floor,
+        beta=(config.beta_m, config.beta_rel, config.beta_rel_from_m, config.travel_mps), floor=floor,
         # skipping a fix costs what matching it at the emission cap would
         log_skip=floor, log_break=-config.break_cost, log_uturn=-config.u_turn_cost,
         route_factor=config.route_factor, route_slack_m=config.route_slack_m, rev_tol_m=config.reverse_tolerance_m,

@@ -226,6 +226,7 @@ def test_a_wrong_way_edge_on_the_way_costs_the_same_at_any_interval():
     edges = (np.array([0, 2]), np.array([1, 3]), np.array([100.0, 100.0]))  # two edges apart: no U-turn
     for straight in (50.0, 250.0, 400.0, 550.0):
         # the same 500 m of road, one way legal, the other through a wrong-way twin (+100 m)
-        legal = hmm._log_step(0, 50.0, 1, 50.0, 1e9, straight, params, edges, (500.0, -1, 0.0), 2)
-        wrong = hmm._log_step(0, 50.0, 1, 50.0, 1e9, straight, params, edges, (600.0, -1, 100.0), 2)
+        step = (straight, straight)  # (straight, span: as far as the straight line)
+        legal = hmm._log_step(0, 50.0, 1, 50.0, 1e9, step, params, edges, (500.0, -1, 0.0), 2)
+        wrong = hmm._log_step(0, 50.0, 1, 50.0, 1e9, step, params, edges, (600.0, -1, 100.0), 2)
         assert legal - wrong == pytest.approx(MatchConfig.wrong_way_cost_m / MatchConfig.beta_m)

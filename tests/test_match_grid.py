@@ -348,9 +348,9 @@ def test_confidence_is_the_posterior_summed_over_every_path(grid_net):
     cand = candidates(x, y, config.search_radius_m, config.max_candidates, grid_net.geom)
     graph, params = _kernel_graph(grid_net, config), _hmm_params(config)
     anchor = hmm.thin(trip_ptr, x, y, sigma, cand[0], config.stop_radius_m, config.thin_sigmas)
-    sel, chain, _, emissions = hmm.viterbi(trip_ptr, x, y, t, sigma, cand, anchor, grid_net.geom, grid_net.n_nodes,
-                                           graph, params)
-    conf = hmm.posterior(trip_ptr, x, y, emissions, cand, anchor, sel, chain, grid_net.n_nodes, graph, params)
+    sel, chain, _, emissions = hmm.viterbi(trip_ptr, x, y, (t, t), sigma, cand, anchor, grid_net.geom,
+                                           grid_net.n_nodes, graph, params)
+    conf = hmm.posterior(trip_ptr, (x, y, t), emissions, cand, anchor, sel, chain, grid_net.n_nodes, graph, params)
     seq = np.flatnonzero(sel >= 0)
     assert len(seq) >= 6 and (anchor < 0).all() and len(set(chain[seq])) == 1  # one chain, nothing collapsed
     ncand, emis = hmm._emissions(cand[0], cand[1], sigma, params.floor, graph.edge_prior)
@@ -359,8 +359,8 @@ def test_confidence_is_the_posterior_summed_over_every_path(grid_net):
     steps, stamp = [], 0
     for i, j in zip(seq[:-1], seq[1:]):
         trans = np.full((k, k), hmm.NEG)
-        stamp = hmm._step_transitions(i, j, np.ones(k, bool), cand, ncand, x, y, trans, graph, params, ws, cache,
-                                      stamp)
+        stamp = hmm._step_transitions(i, j, np.ones(k, bool), cand, ncand, (x, y, t), trans, graph, params, ws,
+                                      cache, stamp)
         steps.append(trans)
     mass = np.zeros((len(seq), k))
     for path in itertools.product(*(range(ncand[i]) for i in seq)):
@@ -441,3 +441,34 @@ def test_a_trips_last_fix_a_minute_on_is_not_given_up(helsinki_gpkg):
         last_skipped[end_s] = int((matched.groupby("trip_id")["state"].last() == "unmatched").sum())
     assert last_skipped[MatchConfig.end_outlier_s] == 0 < last_skipped[1e9]
     assert mismatch[MatchConfig.end_outlier_s] < mismatch[1e9]
+
+
+def test_a_minutes_route_between_fixes_costs_less_than_skipping_a_fix():
+    """The synthetic Helsinki trace that lost its middle fix (a fix a minute, 600 m of route
+    between fixes 280 m apart): scored by the straight distance alone, the route cost 13.3
+    log-likelihood, more than skipping the fix (8); on the minute it took at ``travel_mps``
+    (480 m) it costs 6.7. A second's step is scored as before."""
+    from mapdiff._kernels import hmm
+    from mapdiff.matching import _hmm_params
+
+    edges = (np.array([0, 2]), np.array([1, 3]), np.array([100.0, 100.0]))  # two edges apart: no U-turn
+    route = (400.0, -1, 0.0)  # 50 + 400 + 150 m of road from one fix's place to the other's
+    skip = _hmm_params(MatchConfig()).log_skip
+    for pace, clock_s, cheaper in ((MatchConfig.travel_mps, 60.0, True), (0.0, 60.0, False),
+                                   (MatchConfig.travel_mps, 1.0, False)):
+        params = _hmm_params(MatchConfig(travel_mps=pace))
+        step = hmm.step_of((np.array([0.0, 280.0]), np.array([0.0, 0.0]), np.array([0.0, clock_s])), 0, 1,
+                           params.beta)
+        assert step[0] == pytest.approx(280.0) and step[1] == pytest.approx(max(280.0, pace * clock_s))
+        cost = hmm._log_step(0, 50.0, 1, 150.0, 1e9, step, params, edges, route, 2)
+        assert (cost > skip) == cheaper
+
+
+def test_the_trace_clock_holds_a_gap_to_twice_the_trips_interval():
+    from mapdiff.matching import _trace_clock
+
+    t = np.array([0.0, 1.0, 2.0, 62.0, 63.0, 0.0, 60.0, 120.0, 240.0])
+    trips = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1])
+    # a 1 Hz trip's minute without fixes counts as 2 s; a minute-a-fix trip's steps count whole,
+    # its two-minute gap as two of its intervals
+    np.testing.assert_allclose(_trace_clock(t, trips), [0, 1, 2, 4, 5, 0, 60, 120, 240])

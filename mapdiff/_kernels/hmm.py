@@ -49,20 +49,30 @@ def log_emission(dist_m, sigma_m, floor):
 
 
 @jit_inline
-def log_transition(route_m, straight_m, beta):
+def log_transition(route_m, step, beta):
     """Exponential in the gap between route and straight-line distance (Newson & Krumm), of
-    mean beta_m + beta_rel x (the straight distance beyond from_m), ``beta`` = (beta_m,
-    beta_rel, from_m): the longer the step between fixes, the farther a route winds from the
-    straight line. Normalised (minus the log of that mean over beta_m), so that long steps pay
-    for their wider density."""
-    scale = _scale(straight_m, beta)
-    return -abs(route_m - straight_m) / scale - np.log(scale / beta[0])
+    mean beta_m + beta_rel x (the step's span beyond from_m), ``beta`` = (beta_m, beta_rel,
+    from_m, travel_mps), ``step`` = (straight distance, span: :func:`step_of`): the longer the
+    step between fixes, the farther a route winds from the straight line. Normalised (minus the
+    log of that mean over beta_m), so that long steps pay for their wider density."""
+    scale = _scale(step[1], beta)
+    return -abs(route_m - step[0]) / scale - np.log(scale / beta[0])
 
 
 @jit_inline
-def _scale(straight_m, beta):
-    """The transition's scale over a step of ``straight_m`` (see :func:`log_transition`)."""
-    return beta[0] + beta[1] * max(straight_m - beta[2], 0.0)
+def _scale(span_m, beta):
+    """The transition's scale over a step spanning ``span_m`` (see :func:`log_transition`)."""
+    return beta[0] + beta[1] * max(span_m - beta[2], 0.0)
+
+
+@jit_inline
+def step_of(pts, i, j, beta):
+    """(straight distance, span) of the step from fix i to fix j of ``pts`` = (x, y, clock):
+    the span is the straight distance, or as far as a car covers at ``travel_mps`` in the time
+    between the fixes on the trace's own clock if that is more (see ``MatchConfig.travel_mps``)."""
+    px, py, clock = pts
+    straight = np.hypot(px[j] - px[i], py[j] - py[i])
+    return straight, max(straight, beta[3] * (clock[j] - clock[i]))
 
 
 @jit_inline
@@ -143,9 +153,9 @@ def _needs_graph(ea, off_a, eb, off_b, rev_tol_m):
 
 
 @jit_inline
-def _log_step(ea, off_a, eb, off_b, bound_m, straight_m, params, edges, found, n_out):
-    """Log transition from candidate (``ea``, ``off_a``) to (``eb``, ``off_b``) of fixes
-    ``straight_m`` apart, the better of a U-turn where the car is and the route, or NEG when no
+def _log_step(ea, off_a, eb, off_b, bound_m, step, params, edges, found, n_out):
+    """Log transition from candidate (``ea``, ``off_a``) to (``eb``, ``off_b``) over ``step``
+    (:func:`step_of`), the better of a U-turn where the car is and the route, or NEG when no
     route is within ``bound_m``. ``edges`` is (edge_u, edge_v, edge_len); a route that leaves
     the edge takes ``found`` = (distance, first edge, price metres), what the search from
     ``ea``'s end node (``n_out`` ways out) found to ``eb``'s start (inf: not reached)."""
@@ -159,12 +169,12 @@ def _log_step(ea, off_a, eb, off_b, bound_m, straight_m, params, edges, found, n
         # between the two positions on it
         r = abs((edge_len[eb] - off_b) - off_a)
         if r <= bound_m:
-            best = log_transition(r, straight_m, beta) + log_uturn
+            best = log_transition(r, step, beta) + log_uturn
     r = np.nan
     if ea == eb:
         r = same_edge_route(off_a, off_b, params.rev_tol_m)
     if not np.isnan(r):
-        return max(best, log_transition(r, straight_m, beta))
+        return max(best, log_transition(r, step, beta))
     r = edge_len[ea] - off_a + found_m + off_b
     if r > bound_m:
         return best
@@ -172,7 +182,7 @@ def _log_step(ea, off_a, eb, off_b, bound_m, straight_m, params, edges, found, n
     # close together, whatever the step's scale: with a fix a minute the scale is 90 m, and a
     # wrong-way shortcut around a block cost a tenth of what it costs at 1 Hz (synthetic
     # Helsinki traces at 60 s: mismatch 0.287 -> 0.278; Kubicka tracks 0.913 -> 0.916)
-    s = log_transition(r, straight_m, beta) - extra * (1.0 / beta[0] - 1.0 / _scale(straight_m, beta))
+    s = log_transition(r, step, beta) - extra * (1.0 / beta[0] - 1.0 / _scale(step[1], beta))
     # turning straight back onto the reverse of ``ea`` (as the next edge, or the path's first)
     # where there was another way to go: a dead end's turn is no choice, and not priced
     back = edge_u[ea]
@@ -236,7 +246,7 @@ def _nearest_tail(lat, i, order, qa, n_live, src, cut, edge_v, edge_len):
 
 
 @jit_inline
-def _push_pairs(i, a2, j, base, bound_m, straight_m, reach, lat, graph, params, ws, cache, stamp):
+def _push_pairs(i, a2, j, base, bound_m, step, reach, lat, graph, params, ws, cache, stamp):
     """Push hypothesis ``a2`` of fix ``i`` (score ``base`` with the skips paid) to the candidates
     of fix ``j``. The search from its edge's end node (under ``stamp``, reaching ``reach[0]``
     metres; -inf: not run yet) is run, or run farther, only when a pair that could still raise
@@ -254,7 +264,7 @@ def _push_pairs(i, a2, j, base, bound_m, straight_m, reach, lat, graph, params, 
             reach[0] = bound_m - reach[1]
             cached_search(src, reach[0], stamp, _routing(graph), ws, cache)
         found = _found(graph.edge_u[eb], stamp, ws)
-        s = base + lat.emis[j, b] + _log_step(e2, lat.coff[i, a2], eb, lat.coff[j, b], bound_m, straight_m, params,
+        s = base + lat.emis[j, b] + _log_step(e2, lat.coff[i, a2], eb, lat.coff[j, b], bound_m, step, params,
                                               edges, found, n_out)
         if s > lat.score[j, b]:
             lat.score[j, b] = s
@@ -264,7 +274,7 @@ def _push_pairs(i, a2, j, base, bound_m, straight_m, reach, lat, graph, params, 
 
 
 @jit_lean
-def _push(i, nxt, n_next, skips, lat, px, py, stamp, graph, params, ws, cache, bufs):
+def _push(i, nxt, n_next, skips, lat, pts, stamp, graph, params, ws, cache, bufs):
     """Push the scores of fix ``i`` of the :data:`Lattice` ``lat`` forward to the fixes
     ``nxt[:n_next]`` (fix m of them skips ``skips[m]`` fixes that had candidates). Returns the
     next free search stamp.
@@ -275,15 +285,15 @@ def _push(i, nxt, n_next, skips, lat, px, py, stamp, graph, params, ws, cache, b
     hypotheses far behind the best of this fix are not extended, and only those close to the
     best jump over a fix (a skip matters only where the best chain meets an outlier).
     """
-    order, bound, straight, reach = bufs
+    order, bound, steps, reach = bufs
     n_live = _order_live(lat.score, i, lat.ncand[i], order)
     if n_live == 0:
         return stamp
     best = lat.score[i, order[0]]
     cut = best - params.beam
     for m in range(n_next):
-        straight[m] = np.hypot(px[nxt[m]] - px[i], py[nxt[m]] - py[i])
-        bound[m] = params.route_factor * straight[m] + params.route_slack_m
+        steps[m, 0], steps[m, 1] = step_of(pts, i, nxt[m], params.beta)
+        bound[m] = params.route_factor * steps[m, 0] + params.route_slack_m
     # how far the search from the node reaches (-inf: not run yet, so the first pair that needs
     # the graph runs one even where its bound is shorter than the tail), the nearest tail
     for qa in range(n_live):
@@ -302,8 +312,8 @@ def _push(i, nxt, n_next, skips, lat, px, py, stamp, graph, params, ws, cache, b
                 if m > 0 and lat.score[i, a2] < best - SKIP_BEAM:
                     break
                 base = lat.score[i, a2] + skips[m] * params.log_skip
-                stamp = _push_pairs(i, a2, nxt[m], base, bound[m], straight[m], reach, lat, graph, params, ws, cache,
-                                    stamp)
+                stamp = _push_pairs(i, a2, nxt[m], base, bound[m], (steps[m, 0], steps[m, 1]), reach, lat, graph,
+                                    params, ws, cache, stamp)
     return stamp
 
 
@@ -390,11 +400,13 @@ RESCUE_K = 64
 
 
 @jit
-def _rescue(i, recent, n_recent, cand, lat, anchor, px, py, t, sigma, stamp, geom, graph, ws, cache, bufs, params):
+def _rescue(i, recent, n_recent, cand, lat, anchor, px, py, times, sigma, stamp, geom, graph, ws, cache, bufs, params):
     """Give fix ``i``, which no live hypothesis reaches, a second look (a fast road with the GPS
     far off): up to RESCUE_K edges within ``rescue_radius_m`` are scored from the chain's live
     fixes on a small local copy of the problem, and the best k of them that are reachable
-    become ``i``'s candidates. Returns (whether ``i`` is now live, next stamp)."""
+    become ``i``'s candidates. ``times`` = (time, the trace's clock: see :func:`viterbi`).
+    Returns (whether ``i`` is now live, next stamp)."""
+    t, clock = times
     cedge, cdist, coff, cx, cy = cand
     ncand, emis, score, back_j, back_a = lat.ncand, lat.emis, lat.score, lat.back_j, lat.back_a
     window = params.max_skip + 1
@@ -414,7 +426,7 @@ def _rescue(i, recent, n_recent, cand, lat, anchor, px, py, t, sigma, stamp, geo
     l_emis = np.full((rows, RESCUE_K), NEG)
     for r in range(rows):
         g = recent[r] if r < n_recent else i
-        l_px[r], l_py[r], l_t[r] = px[g], py[g], t[g]
+        l_px[r], l_py[r], l_t[r] = px[g], py[g], clock[g]
         if r < n_recent:
             l_edge[r, :k], l_dist[r, :k], l_off[r, :k] = cedge[g], cdist[g], coff[g]
             l_score[r, :k] = score[g]
@@ -442,7 +454,7 @@ def _rescue(i, recent, n_recent, cand, lat, anchor, px, py, t, sigma, stamp, geo
         if skipped >= window or t[i] - t[j] > params.max_gap_s:
             continue
         skips[0] = skipped
-        stamp = _push(r, nxt, 1, skips, local, l_px, l_py, stamp, graph, params, ws, cache, bufs)
+        stamp = _push(r, nxt, 1, skips, local, (l_px, l_py, l_t), stamp, graph, params, ws, cache, bufs)
     order = np.argsort(-l_score[n_recent])
     if l_score[n_recent, order[0]] <= NEG / 2:
         return False, stamp
@@ -516,7 +528,7 @@ def _next_fixes(i, end, cedge, anchor, t, params, nxt, skips):
 
 
 @jit
-def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, params):
+def viterbi(trip_ptr, px, py, times, sigma, cand, anchor, geom, n_nodes, graph, params):
     """Match every trip; returns per fix the chosen candidate slot (-1 unmatched), the chain
     number within its trip and the state code, and the emissions it scored, (ncand, emis), for
     :func:`posterior`. ``params`` is an :data:`HmmParams`.
@@ -529,7 +541,11 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, para
     A fix no hypothesis reaches first gets a wider candidate search (``rescue_radius_m``, 0 to
     disable); ``cand`` (edge, dist, offset, x, y rows) is updated in place where that
     succeeds. Fixes thinned into an anchor (:func:`thin`) take no part but their emissions.
+    ``times`` = (each fix's time, the trace's clock: the time a step's span is measured by,
+    which leaves out what a gap lasted beyond the trip's usual interval; see
+    ``MatchConfig.travel_mps``).
     """
+    t, clock = times
     cedge, cdist, coff, cx, cy = cand
     n, k = cedge.shape
     sel = np.full(n, -1, dtype=np.int64)
@@ -543,8 +559,8 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, para
     ws = new_workspace(n_nodes, graph.edge_u.shape[0])
     cache = new_cache(n_nodes)
     window = params.max_skip + 1
-    # for _push: the live candidates in order, each target's bound and straight distance, the reach
-    bufs = (np.empty(max(k, RESCUE_K), dtype=np.int64), np.empty(window), np.empty(window), np.empty(2))
+    # for _push: the live candidates in order, each target's bound and step (straight, span), the reach
+    bufs = (np.empty(max(k, RESCUE_K), dtype=np.int64), np.empty(window), np.empty((window, 2)), np.empty(2))
     nxt = np.empty(window, dtype=np.int64)
     skips = np.empty(window, dtype=np.int64)
     recent = np.empty(window, dtype=np.int64)  # the trip's last scored fixes, oldest first
@@ -559,14 +575,14 @@ def viterbi(trip_ptr, px, py, t, sigma, cand, anchor, geom, n_nodes, graph, para
             if cedge[i, 0] < 0 or anchor[i] >= 0:
                 continue
             if prev >= 0 and not _is_live(score, i) and params.rescue_radius_m > 0:
-                _, stamp = _rescue(i, recent, n_recent, cand, lat, anchor, px, py, t, sigma, stamp, geom, graph, ws,
-                                   cache, bufs, params)
+                _, stamp = _rescue(i, recent, n_recent, cand, lat, anchor, px, py, times, sigma, stamp, geom, graph,
+                                   ws, cache, bufs, params)
             _enter(i, prev, t, lat, restart, params)
             n_recent = _remember(recent, n_recent, i)
             prev = i
             n_next = _next_fixes(i, end, cedge, anchor, t, params, nxt, skips)
             if n_next > 0:
-                stamp = _push(i, nxt, n_next, skips, lat, px, py, stamp, graph, params, ws, cache, bufs)
+                stamp = _push(i, nxt, n_next, skips, lat, (px, py, clock), stamp, graph, params, ws, cache, bufs)
         if n_recent > 0:
             _backtrack(recent, n_recent, score, lat.back_j, lat.back_a, t, params, sel, chain, state)
     return sel, chain, state, (lat.ncand, lat.emis)
@@ -773,7 +789,7 @@ def paths(trip_ptr, t, sel_edge, sel_off, chain, anchor, n_nodes, graph, rev_tol
 
 
 @jit_lean
-def _step_transitions(i, j, live, cand, ncand, px, py, trans, graph, params, ws, cache, stamp):
+def _step_transitions(i, j, live, cand, ncand, pts, trans, graph, params, ws, cache, stamp):
     """Fill ``trans[a, b]`` for the ``live`` candidates a of fix ``i`` to every candidate b of
     fix ``j`` (NEG elsewhere): one search per end node of the live candidates, as far as the
     nearest of them needs, served from ``cache`` as the Viterbi's are (consecutive fixes share
@@ -781,8 +797,8 @@ def _step_transitions(i, j, live, cand, ncand, px, py, trans, graph, params, ws,
     fixes came down to 271, and the posterior's time per fix from 5.7 to 3.9 us, one run each).
     Returns the next stamp."""
     cedge, cdist, coff, cx, cy = cand
-    straight = np.hypot(px[j] - px[i], py[j] - py[i])
-    bound_m = params.route_factor * straight + params.route_slack_m
+    step = step_of(pts, i, j, params.beta)
+    bound_m = params.route_factor * step[0] + params.route_slack_m
     edges = (graph.edge_u, graph.edge_v, graph.edge_len)
     trans[:, :] = NEG
     for a in range(ncand[i]):
@@ -805,7 +821,7 @@ def _step_transitions(i, j, live, cand, ncand, px, py, trans, graph, params, ws,
             if live[a2] and graph.edge_v[e2] == src:
                 for b in range(ncand[j]):
                     found = _found(graph.edge_u[cedge[j, b]], stamp, ws)
-                    trans[a2, b] = _log_step(e2, coff[i, a2], cedge[j, b], coff[j, b], bound_m, straight, params,
+                    trans[a2, b] = _log_step(e2, coff[i, a2], cedge[j, b], coff[j, b], bound_m, step, params,
                                              edges, found, graph.out_ptr[src + 1] - graph.out_ptr[src])
     return stamp
 
@@ -831,7 +847,7 @@ def _relative_exp(v, n, out):
 
 
 @jit
-def _forward(seq, emis, cand, ncand, px, py, sel, graph, params, ws, cache, stamp):
+def _forward(seq, emis, cand, ncand, pts, sel, graph, params, ws, cache, stamp):
     """The forward pass over the fixes ``seq`` of one chain, in probabilities scaled per fix (a
     constant per fix cancels in the posterior, and exp is then taken once per pair, not twice
     with a log per candidate as in log space): per fix each candidate's forward probability
@@ -854,7 +870,7 @@ def _forward(seq, emis, cand, ncand, px, py, sel, graph, params, ws, cache, stam
             top = np.max(fwd[s - 1, :ncand[i]])
             for a in range(ncand[i]):
                 live[a] = fwd[s - 1, a] >= top * cut or a == sel[i]
-            stamp = _step_transitions(i, j, live, cand, ncand, px, py, trans[s], graph, params, ws, cache, stamp)
+            stamp = _step_transitions(i, j, live, cand, ncand, pts, trans[s], graph, params, ws, cache, stamp)
             step = trans[s]
             best = NEG
             for a in range(ncand[i]):
@@ -914,12 +930,12 @@ def _backward(seq, fwd, trans, linked, emis, ncand, sel, conf):
 
 
 @jit
-def posterior(trip_ptr, px, py, emissions, cand, anchor, sel, chain, n_nodes, graph, params):
+def posterior(trip_ptr, pts, emissions, cand, anchor, sel, chain, n_nodes, graph, params):
     """The smoothed confidence of each matched fix: the posterior probability of its chosen
     candidate given the whole chain (forward-backward, a sum over all paths, where the Viterbi
     keeps the best one), over the lattice :func:`viterbi` scored (``emissions`` = (ncand, emis)
-    as it returns them: pooled, a rescued fix's its own). Fixes off the chains get NaN;
-    thinned fixes are left to :func:`resolve`."""
+    as it returns them: pooled, a rescued fix's its own; ``pts`` = (x, y, the trace's clock)).
+    Fixes off the chains get NaN; thinned fixes are left to :func:`resolve`."""
     n = cand[0].shape[0]
     conf = np.full(n, np.nan)
     ncand, emis = emissions
@@ -938,7 +954,7 @@ def posterior(trip_ptr, px, py, emissions, cand, anchor, sel, chain, n_nodes, gr
             e = s + 1
             while e < m and chain[seq[e]] == chain[seq[s]]:
                 e += 1
-            fwd, trans, linked, stamp = _forward(seq[s:e], emis, cand, ncand, px, py, sel, graph, params, ws, cache,
+            fwd, trans, linked, stamp = _forward(seq[s:e], emis, cand, ncand, pts, sel, graph, params, ws, cache,
                                                  stamp)
             _backward(seq[s:e], fwd, trans, linked, emis, ncand, sel, conf)
             s = e
