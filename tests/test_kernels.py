@@ -230,3 +230,34 @@ def test_a_wrong_way_edge_on_the_way_costs_the_same_at_any_interval():
         legal = hmm._log_step(0, 50.0, 1, 50.0, 1e9, step, params, edges, (500.0, -1, 0.0), 2)
         wrong = hmm._log_step(0, 50.0, 1, 50.0, 1e9, step, params, edges, (600.0, -1, 100.0), 2)
         assert legal - wrong == pytest.approx(MatchConfig.wrong_way_cost_m / MatchConfig.beta_m)
+
+
+def test_the_way_round_a_one_way_is_found_where_the_search_took_the_wrong_way(grid_net, grid_edges):
+    """Row 1 of the grid is one-way eastbound. From node 21 to node 11 the cached search, which
+    weighs a wrong-way twin 100 m more, takes 21 -> 11 backwards (100 m of road + 100); the
+    legal-only search finds the way round (300 m), and over a minute's step, where the
+    transition's scale is wide, the way round is the cheaper transition of the two."""
+    from mapdiff._kernels import hmm
+    from mapdiff._kernels.graph import cached_search, new_workspace
+    from mapdiff.matching import MatchConfig, _hmm_params, _kernel_graph
+
+    def node(n):
+        row = int(grid_edges.index[(grid_edges["u"] == n)][0])
+        return int(grid_net.edge_u[row])
+
+    graph, params = _kernel_graph(grid_net, MatchConfig()), _hmm_params(MatchConfig())
+    searches = hmm.new_searches(grid_net.n_nodes, graph)
+    ws = new_workspace(grid_net.n_nodes, len(graph.edge_u))
+    cached_search(node(21), 1000.0, 1, hmm._routing(graph), ws, searches[0])
+    dist, _, extra = hmm._found(node(11), 1, ws)
+    assert (dist, extra) == (pytest.approx(200.0), pytest.approx(100.0))
+    legal = hmm._legal_found(node(21), node(11), 1000.0, graph, searches[1])
+    assert legal[0] == pytest.approx(300.0) and legal[2] == 0.0
+    # the two as transitions between fixes 150 m apart a minute apart (span 480 m, scale 66 m)
+    edges = (graph.edge_u, graph.edge_v, graph.edge_len)
+    e_in = int(np.flatnonzero((grid_net.edge_u == node(22)) & (grid_net.edge_v == node(21)))[0])  # south into 21
+    e_out = int(grid_edges.index[(grid_edges["u"] == 11) & (grid_edges["v"] == 10)][0])
+    step = (150.0, 480.0)
+    via_twin = hmm._log_step(e_in, 50.0, e_out, 50.0, 1e9, step, params, edges, (dist, -1, extra), 2)
+    way_round = hmm._log_step(e_in, 50.0, e_out, 50.0, 1e9, step, params, edges, legal, 2)
+    assert way_round > via_twin

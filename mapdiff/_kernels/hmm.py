@@ -201,6 +201,50 @@ def _found(w, stamp, ws):
     return ws.dist[w], ws.first[w], ws.extra[w]
 
 
+@jit
+def new_searches(n_nodes, graph):
+    """The route searches' state: the search cache (:func:`mapdiff._kernels.graph.new_cache`),
+    and for the searches that leave out wrong-way twins a workspace, their weights (a twin:
+    inf) and a stamp counter (see :func:`_legal_found`)."""
+    legal_w = np.where(graph.edge_w > graph.edge_len, np.inf, graph.edge_len)
+    return new_cache(n_nodes), (new_workspace(n_nodes, graph.edge_u.shape[0]), legal_w, np.zeros(1, dtype=np.int64))
+
+
+@jit_lean
+def _legal_found(src, dst, bound_m, graph, legal):
+    """(distance, first edge, 0) of the shortest route from node ``src`` to node ``dst`` that
+    drives no one-way edge backwards, within ``bound_m`` (inf, -1, 0 where there is none).
+
+    The cached searches weigh a wrong-way twin at ``wrong_way_cost_m`` metres more, the trade
+    between fixes close together; over a longer step, whose scale is wider, the way round a
+    block costs less against the twin's price than that, and the search, which keeps one route
+    per node, does not find it. Run only where the route it found drives a twin."""
+    ws, weight, counter = legal
+    counter[0] += 1
+    ws.target[dst] = counter[0]
+    dijkstra(src, bound_m, 1, counter[0], graph.out_ptr, graph.out_edge, graph.edge_v, weight, ws, weight)
+    return _found(dst, counter[0], ws)
+
+
+@jit_lean
+def _way_round(ea, off_a, eb, off_b, bound_m, step, params, graph, legal):
+    """The transition from (``ea``, ``off_a``) to (``eb``, ``off_b``) by the way round, that
+    drives no one-way edge backwards (:func:`_legal_found`). A function of its own, not inlined:
+    it runs only on long steps, and inlined a second time into the push, the transition's code
+    made the Viterbi a third slower at 1 Hz."""
+    src = graph.edge_v[ea]
+    legal_route = _legal_found(src, graph.edge_u[eb], bound_m, graph, legal)
+    return _log_step(ea, off_a, eb, off_b, bound_m, step, params, (graph.edge_u, graph.edge_v, graph.edge_len),
+                     legal_route, graph.out_ptr[src + 1] - graph.out_ptr[src])
+
+
+@jit_inline
+def _wider(found, step, params):
+    """Whether a route ``found`` drives a wrong-way twin on a step whose scale is wider than
+    ``beta_m``: the way round may then be the better (:func:`_legal_found`)."""
+    return found[2] > 0.0 and _scale(step[1], params.beta) > params.beta[0]
+
+
 @jit_inline
 def _routing(graph):
     """What :func:`mapdiff._kernels.graph.cached_search` searches: the out-edges, the weights
@@ -262,10 +306,12 @@ def _push_pairs(i, a2, j, base, bound_m, step, reach, lat, graph, params, ws, ca
         if bound_m - reach[1] > reach[0] and _needs_graph(e2, lat.coff[i, a2], eb, lat.coff[j, b], params.rev_tol_m):
             stamp += 1
             reach[0] = bound_m - reach[1]
-            cached_search(src, reach[0], stamp, _routing(graph), ws, cache)
+            cached_search(src, reach[0], stamp, _routing(graph), ws, cache[0])
         found = _found(graph.edge_u[eb], stamp, ws)
-        s = base + lat.emis[j, b] + _log_step(e2, lat.coff[i, a2], eb, lat.coff[j, b], bound_m, step, params,
-                                              edges, found, n_out)
+        s = _log_step(e2, lat.coff[i, a2], eb, lat.coff[j, b], bound_m, step, params, edges, found, n_out)
+        if _wider(found, step, params):
+            s = max(s, _way_round(e2, lat.coff[i, a2], eb, lat.coff[j, b], bound_m, step, params, graph, cache[1]))
+        s += base + lat.emis[j, b]
         if s > lat.score[j, b]:
             lat.score[j, b] = s
             lat.back_j[j, b] = i
@@ -557,7 +603,7 @@ def viterbi(trip_ptr, px, py, times, sigma, cand, anchor, geom, n_nodes, graph, 
     lat = Lattice(cedge, coff, emis, ncand, score, np.full((n, k), -1, dtype=np.int64),
                   np.full((n, k), -1, dtype=np.int64))
     ws = new_workspace(n_nodes, graph.edge_u.shape[0])
-    cache = new_cache(n_nodes)
+    cache = new_searches(n_nodes, graph)
     window = params.max_skip + 1
     # for _push: the live candidates in order, each target's bound and step (straight, span), the reach
     bufs = (np.empty(max(k, RESCUE_K), dtype=np.int64), np.empty(window), np.empty((window, 2)), np.empty(2))
@@ -815,14 +861,18 @@ def _step_transitions(i, j, live, cand, ncand, pts, trans, graph, params, ws, ca
                         reach = max(reach, bound_m - (graph.edge_len[e2] - coff[i, a2]))
                         break
         if reach >= 0:
-            cached_search(src, reach, stamp, _routing(graph), ws, cache)
+            cached_search(src, reach, stamp, _routing(graph), ws, cache[0])
         for a2 in range(a, ncand[i]):
             e2 = cedge[i, a2]
             if live[a2] and graph.edge_v[e2] == src:
                 for b in range(ncand[j]):
+                    n_out = graph.out_ptr[src + 1] - graph.out_ptr[src]
                     found = _found(graph.edge_u[cedge[j, b]], stamp, ws)
                     trans[a2, b] = _log_step(e2, coff[i, a2], cedge[j, b], coff[j, b], bound_m, step, params,
-                                             edges, found, graph.out_ptr[src + 1] - graph.out_ptr[src])
+                                             edges, found, n_out)
+                    if _wider(found, step, params):
+                        trans[a2, b] = max(trans[a2, b], _way_round(e2, coff[i, a2], cedge[j, b], coff[j, b], bound_m,
+                                                                    step, params, graph, cache[1]))
     return stamp
 
 
@@ -940,7 +990,7 @@ def posterior(trip_ptr, pts, emissions, cand, anchor, sel, chain, n_nodes, graph
     conf = np.full(n, np.nan)
     ncand, emis = emissions
     ws = new_workspace(n_nodes, graph.edge_u.shape[0])
-    cache = new_cache(n_nodes)
+    cache = new_searches(n_nodes, graph)
     stamp = 0
     seq = np.empty(n, dtype=np.int64)
     for tr in range(trip_ptr.shape[0] - 1):
