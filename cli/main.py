@@ -122,24 +122,27 @@ _OWN_PROCESS = False
 INTERRUPT_RETRY_S = 0.05
 
 
-def _in_native_callback(frame) -> bool:
-    """Whether Python runs here on behalf of a ctypes callback of llvmlite (Numba's compiler and
-    its cache call back into Python): an exception raised there is printed and swallowed."""
+def _swallowed_there(frame) -> bool:
+    """Whether an exception raised at ``frame`` would be printed and swallowed, not reach the
+    command: Python runs there on behalf of a ctypes callback of llvmlite (Numba's compiler and
+    its cache call back into Python), or in a finalizer (``__del__``: a SIGTERM that landed in
+    pyarrow's ParquetWriter.__del__ as a run ended printed "Exception ignored ... Traceback",
+    CI of stop 52)."""
     while frame is not None:
-        if f"{os.sep}llvmlite{os.sep}" in frame.f_code.co_filename:
+        if f"{os.sep}llvmlite{os.sep}" in frame.f_code.co_filename or frame.f_code.co_name == "__del__":
             return True
         frame = frame.f_back
     return False
 
 
 def _interrupt(signum, frame):
-    """SIGINT or SIGTERM (and its retry, SIGALRM): KeyboardInterrupt, unless it would land in a
-    callback that swallows it (the run then went on and wrote its output); try again shortly
-    there. A terminated run so unwinds as an interrupted one: its temporary files and folders
+    """SIGINT or SIGTERM (and its retry, SIGALRM): KeyboardInterrupt, unless it would land where
+    it is swallowed (:func:`_swallowed_there`: the run then went on and wrote its output); try
+    again shortly there. A terminated run so unwinds as an interrupted one: its temporary files and folders
     (a month's locate spills gigabytes) go, where the default SIGTERM left them."""
     if signum != signal.SIGALRM:
         _RECEIVED[0] = signum
-    if _in_native_callback(frame):
+    if _swallowed_there(frame):
         signal.setitimer(signal.ITIMER_REAL, INTERRUPT_RETRY_S)
         return
     raise KeyboardInterrupt

@@ -201,6 +201,27 @@ def test_an_interrupt_in_a_compiler_callback_waits_for_its_return(monkeypatch):
         main._interrupt(signal.SIGALRM, sys._getframe())
 
 
+def test_an_interrupt_in_a_finalizer_waits_for_its_return(monkeypatch):
+    """Python prints and swallows an exception raised in ``__del__``: a SIGTERM that landed in
+    pyarrow's ParquetWriter.__del__ as match ended printed a traceback (CI, stop 52). Ours waits
+    and lands after it."""
+    from mapdiff_cli import main
+
+    monkeypatch.setattr(main, "_RECEIVED", [None])
+    armed = []
+    monkeypatch.setattr(signal, "setitimer", lambda which, seconds: armed.append((which, seconds)))
+    got = []
+
+    class Writer:
+        def __del__(self):
+            got.append(main._interrupt(signal.SIGTERM, sys._getframe()))
+
+    Writer()  # (collected at once: its __del__ runs here)
+    assert got == [None] and armed == [(signal.ITIMER_REAL, main.INTERRUPT_RETRY_S)]
+    with pytest.raises(KeyboardInterrupt):
+        main._interrupt(signal.SIGALRM, sys._getframe())
+
+
 def _default_sigint():
     """A child started from a background job inherits SIGINT ignored (and Python then keeps it
     so, as a background job should): the terminal's Ctrl-C is what the test plays."""
