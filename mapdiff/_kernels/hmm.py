@@ -468,11 +468,11 @@ def _rescue(i, recent, n_recent, cand, lat, anchor, px, py, times, sigma, stamp,
     l_ba = np.full((rows, RESCUE_K), -1, dtype=np.int64)
     l_px = np.empty(rows)
     l_py = np.empty(rows)
-    l_t = np.empty(rows)
+    l_clock = np.empty(rows)
     l_emis = np.full((rows, RESCUE_K), NEG)
     for r in range(rows):
         g = recent[r] if r < n_recent else i
-        l_px[r], l_py[r], l_t[r] = px[g], py[g], clock[g]
+        l_px[r], l_py[r], l_clock[r] = px[g], py[g], clock[g]
         if r < n_recent:
             l_edge[r, :k], l_dist[r, :k], l_off[r, :k] = cedge[g], cdist[g], coff[g]
             l_score[r, :k] = score[g]
@@ -500,7 +500,7 @@ def _rescue(i, recent, n_recent, cand, lat, anchor, px, py, times, sigma, stamp,
         if skipped >= window or t[i] - t[j] > params.max_gap_s:
             continue
         skips[0] = skipped
-        stamp = _push(r, nxt, 1, skips, local, (l_px, l_py, l_t), stamp, graph, params, ws, cache, bufs)
+        stamp = _push(r, nxt, 1, skips, local, (l_px, l_py, l_clock), stamp, graph, params, ws, cache, bufs)
     order = np.argsort(-l_score[n_recent])
     if l_score[n_recent, order[0]] <= NEG / 2:
         return False, stamp
