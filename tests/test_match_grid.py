@@ -473,3 +473,31 @@ def test_the_trace_clock_holds_a_gap_to_twice_the_trips_interval():
     # a 1 Hz trip's minute without fixes counts as 2 s; a minute-a-fix trip's steps count whole,
     # its two-minute gap as two of its intervals
     np.testing.assert_allclose(_trace_clock(t, trips), [0, 1, 2, 4, 5, 0, 60, 120, 240])
+
+
+def test_match_measures_its_steps_on_the_trace_clock_not_the_time(grid_net, monkeypatch):
+    """The Viterbi and the posterior get each fix's time on the trace's clock: a 1 Hz trace that
+    lost five minutes of fixes has that gap count as two seconds, so no step spans the 2.4 km a
+    car covers in five minutes at ``travel_mps``. (Passing the real time instead matches this
+    trace the same: only the kernels' inputs tell.)"""
+    from mapdiff._kernels import hmm
+
+    trace = drive([0, 10, 20, 30], noise_m=2, seed=3)
+    trace.loc[trace.index >= 5, "t"] += 300.0
+    seen = {}
+    viterbi, posterior = hmm.viterbi, hmm.posterior
+
+    def spy_viterbi(trip_ptr, px, py, times, *rest):
+        seen["viterbi"] = times[1].copy()
+        return viterbi(trip_ptr, px, py, times, *rest)
+
+    def spy_posterior(trip_ptr, pts, *rest):
+        seen["posterior"] = pts[2].copy()
+        return posterior(trip_ptr, pts, *rest)
+
+    monkeypatch.setattr(hmm, "viterbi", spy_viterbi)
+    monkeypatch.setattr(hmm, "posterior", spy_posterior)
+    match(trace, grid_net)
+    clock = np.r_[np.arange(5.0), 6.0 + np.arange(len(trace) - 5.0)]
+    np.testing.assert_allclose(seen["viterbi"], clock)
+    np.testing.assert_allclose(seen["posterior"], clock)
