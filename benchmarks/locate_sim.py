@@ -255,22 +255,29 @@ def main(argv=None):
                          "of 10.6 degrees, near the published real data set of issue 9)")
     ap.add_argument("--imagery-false-positive-rate", type=float, default=None,
                     help="false sightings a street-level capture (default: the simulator's)")
+    ap.add_argument("--no-imagery", action="store_true", help="the video scenes only")
+    ap.add_argument("--keep", metavar="DIR", help="keep each scene's files in DIR/<city>-<placement> (a new folder)")
     args = ap.parse_args(argv)
     rows, street = [], []
     with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.keep or tmp)
+        work.mkdir(parents=True, exist_ok=True)
         for city in args.cities.split(","):
             for placement in filter(None, args.placements.split(",")):
-                rows += one_city(Path(tmp), city, placement, args.vehicles, args.days, args.seed,
+                rows += one_city(work, city, placement, args.vehicles, args.days, args.seed,
                                  args.sample_interval_s)
                 print(f"done: {city} {placement}: {rows[-2][3]}", file=sys.stderr, flush=True)
-            street += imagery(Path(tmp), city, args.imagery_vehicles, 1, args.seed,
-                              (args.imagery_bearing_sigma_deg, args.imagery_false_positive_rate))
-            print(f"done: {city} imagery: {street[-4][2]}", file=sys.stderr, flush=True)
+            if not args.no_imagery:
+                street += imagery(work, city, args.imagery_vehicles, 1, args.seed,
+                                  (args.imagery_bearing_sigma_deg, args.imagery_false_positive_rate))
+                print(f"done: {city} imagery: {street[-4][2]}", file=sys.stderr, flush=True)
     print(f"{'city':<14} {'placement':<9} {'poses':<8} {'true obj':>8} {'estimates':>9} {'recall':>7} {'precision':>9} "
           f"{'median m':>9} {'p90 m':>6} {'in 95%':>7}")
     for city, placement, kind, s in rows:
         print(f"{city:<14} {placement:<9} {kind:<8} {s['true_objects']:8,} {s['estimates']:9,} {s['recall']:7.3f} "
               f"{s['precision']:9.3f} {s['median_error_m']:9.2f} {s['p90_error_m']:6.2f} {s['sigma_coverage_95']:7.2f}")
+    if not street:
+        return
     print()
     print("street-level imagery: all objects seen, within 3 m")
     print(f"{'city':<14} {'method':<26} {'obs/object':>10} {'recall':>7} {'precision':>9} {'median m':>9} "

@@ -53,6 +53,8 @@ _VALUES = {
     "accel-mps2": (float, "how fast cars speed up (m/s^2)"),
     "decel-mps2": (float, "how hard cars brake (m/s^2)"),
     "turn-speed-mps": (float, "fastest a car takes a turn from one road to another (m/s)"),
+    "turn-arc-m": (float, "length of path over which a car's (and camera's) heading turns at a corner "
+                          "(metres; 0: the road's heading)"),
     "placement": (click.Choice(["physical", "osm"]), "where objects stand: physical (poles at the kerb, the map "
                                                       "in OSM's convention) or osm (on the map's node)"),
     "kerb-m": (float, "how far right of the centre line kerb poles stand (metres)"),

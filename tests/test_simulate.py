@@ -131,6 +131,32 @@ def test_a_car_parked_off_the_road_faces_the_way_it_drove(stand_first):
     assert heading[0] == pytest.approx(90.0)
 
 
+def test_a_camera_turns_with_its_car_over_the_corners_arc():
+    """East along a road to a corner, then north, a pose every metre (the car stood at the start):
+    the camera faces the chord of 12 m of path around it, so its heading is halfway round (45
+    degrees) at the map's vertex and straight on 6 m before and after it, not a jump from 90 to 0
+    there; a car that has not moved yet keeps its road's heading."""
+    from mapdiff._kernels.simulate import turned_headings
+
+    x = np.r_[-20.0, np.arange(-20.0, 0.0), np.zeros(21)]
+    y = np.r_[0.0, np.zeros(20), np.arange(0.0, 21.0)]
+    road = np.where(y > 0, 0.0, 90.0)
+    h = turned_headings(np.array([0, len(x)]), x, y, road, 12.0)
+    at = {(x[q], y[q]): h[q] for q in range(len(x))}
+    assert at[(0.0, 0.0)] == pytest.approx(45.0)
+    assert at[(-3.0, 0.0)] == pytest.approx(np.degrees(np.arctan2(9.0, 3.0)))  # the chord (-9, 0) to (0, 3)
+    assert at[(0.0, 3.0)] == pytest.approx(np.degrees(np.arctan2(3.0, 9.0)))  # (-3, 0) to (0, 9)
+    assert at[(-6.0, 0.0)] == pytest.approx(90.0) and at[(0.0, 6.0)] == pytest.approx(0.0)
+    assert h[0] == pytest.approx(90.0) and np.all(np.diff(h[1:]) <= 1e-9)  # turning one way only
+    # the same drive with a wait at the corner (the simulator stops cars on a signal's node): the
+    # car arrives and waits facing east, and faces north as it pulls away
+    stop = int(np.flatnonzero((x == 0.0) & (y == 0.0))[0])
+    xs, ys, roads = (np.insert(v, stop, v[stop]) for v in (x, y, road))
+    h = turned_headings(np.array([0, len(xs)]), xs, ys, roads, 12.0)
+    assert h[stop - 3] == pytest.approx(90.0) and h[stop:stop + 2] == pytest.approx([90.0, 90.0])
+    assert h[stop + 4] == pytest.approx(0.0)
+
+
 def test_a_short_drive_peaks_below_its_cruise_speed():
     from mapdiff._kernels.simulate import ramps
 

@@ -9,6 +9,8 @@ import numpy as np
 from mapdiff._kernels import jit
 from mapdiff._kernels.geometry import heading_turn_deg, point_on_edge
 
+#: a car that moved less than this between two poses stood still (metres)
+STILL_M = 0.01
 #: a sign's face is read up to this angle off its axis (beyond, it is a thin edge)
 _READABLE_DEG = 75.0
 _COS_READABLE = np.cos(np.radians(_READABLE_DEG))
@@ -166,6 +168,61 @@ def poses(trip_ptr, p_edge, p_s0, p_s1, p_t0, p_t1, p_ax, p_ay, p_bx, p_by, p_la
             edge[q] = e
             offset[q] = s
     return x, y, heading, edge, offset
+
+
+@jit
+def turned_headings(ptr, x, y, heading, arc_m):
+    """Each pose's heading as a car turns: the direction of the chord of its trip's path over
+    ``arc_m`` centred on it (trip i's poses ``ptr[i]:ptr[i+1]``, in time order), so a corner's
+    change of heading spreads over the arc a car drives instead of jumping at the map's vertex.
+    A car standing still keeps its road's ``heading`` (the one it came in on: the simulator stops
+    cars at a signal on the junction's node, and a car waiting there has not begun to turn), and
+    a chord ends where the car stood or will stand. A pose whose chord is under a quarter of
+    ``arc_m`` (a trip's first metres, a car that has hardly moved) keeps its ``heading`` too."""
+    out = heading.copy()
+    half = arc_m / 2.0
+    for i in range(ptr.shape[0] - 1):
+        a, b = ptr[i], ptr[i + 1]
+        n = b - a
+        if n < 2:
+            continue
+        cum = np.zeros(n)
+        for q in range(1, n):
+            cum[q] = cum[q - 1] + np.hypot(x[a + q] - x[a + q - 1], y[a + q] - y[a + q - 1])
+        # the path since the car last stood and until it next stands
+        since = np.zeros(n)
+        until = np.full(n, cum[-1])
+        for q in range(1, n):
+            since[q] = cum[q] if cum[q] - cum[q - 1] < STILL_M else since[q - 1]
+        for q in range(n - 2, -1, -1):
+            until[q] = cum[q] if cum[q + 1] - cum[q] < STILL_M else until[q + 1]
+        for q in range(n):
+            if (since[q] == cum[q] and q > 0) or (until[q] == cum[q] and q < n - 1):
+                continue  # standing
+            s0 = max(cum[q] - half, since[q])
+            s1 = min(cum[q] + half, until[q])
+            k0, f0 = _at_length(cum, s0)
+            k1, f1 = _at_length(cum, s1)
+            dx = x[a + k1] + f1 * (x[a + k1 + 1] - x[a + k1]) - x[a + k0] - f0 * (x[a + k0 + 1] - x[a + k0])
+            dy = y[a + k1] + f1 * (y[a + k1 + 1] - y[a + k1]) - y[a + k0] - f0 * (y[a + k0 + 1] - y[a + k0])
+            if np.hypot(dx, dy) >= arc_m / 4.0:
+                out[a + q] = np.degrees(np.arctan2(dx, dy)) % 360.0
+    return out
+
+
+@jit
+def _at_length(cum, s):
+    """Where a path of cumulative lengths ``cum`` (non-decreasing, from 0) is ``s`` along: the
+    step k from pose k to k + 1 and the share of it, (len - 2, 1.0) at the end."""
+    lo, hi = 0, cum.shape[0] - 1
+    while hi - lo > 1:  # the last k with cum[k] <= s, so a standing car's steps of 0 m are passed
+        mid = (lo + hi) // 2
+        if cum[mid] <= s:
+            lo = mid
+        else:
+            hi = mid
+    step = cum[lo + 1] - cum[lo]
+    return lo, (min((s - cum[lo]) / step, 1.0) if step > 0.0 else 1.0)
 
 
 @jit
