@@ -527,6 +527,8 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, net, config: DiffConfig):
     fj, tj = feat["junction"].to_numpy(), things["junction"].to_numpy()
     tol = _tolerance(things["sigma_m"].to_numpy(), config)
     f_pos, t_pos = _positions(feat), _positions(things)
+    # a feature on no mapped road may be a node of a way the map lacks: its pole a kerb away
+    off_road = (feat["road"].to_numpy() < 0) & (fj < 0)
 
     def candidates(fs, ts, radius):
         """Candidate pairs among feature rows ``fs`` and thing rows ``ts`` within ``radius``,
@@ -546,18 +548,21 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, net, config: DiffConfig):
         i, j, d, beyond, same_junction = i[keep], j[keep], d[keep], beyond[keep], same_junction[keep]
         differ = (f_val[i] >= 0) & (t_val[j] >= 0) & (f_val[i] != t_val[j])
         # a sign that moved keeps its value: different values are one object only where it stands
-        near = (d <= tol[j]) | same_junction
+        near = (d <= np.where(off_road[i], np.maximum(tol[j], config.kerb_m), tol[j])) | same_junction
         keep = ~differ | near
         i, j, d, beyond, differ, near = i[keep], j[keep], d[keep], beyond[keep], differ[keep], near[keep]
         return i, j, d + beyond + np.where(differ, config.value_mismatch_m, 0.0), near & ~differ, near
 
     all_f, all_t = np.arange(len(feat)), np.arange(len(things))
+    # where a feature's road runs: its place on the centre line of a mapped road, or, off every
+    # mapped road, its own place (a crossing's node on a road the map lacks)
+    f_centre = np.where(off_road[:, None], feat[["raw_x", "raw_y"]].to_numpy(float), feat[["x", "y"]].to_numpy(float))
     in_place = min(config.max_move_m, float(np.quantile(np.minimum(tol, config.max_move_m), 0.99))) if len(tol) else 0.0
 
     def rounds(fs, ts, placed_i, placed_j):
         """Pairs among feature rows ``fs`` and thing rows ``ts``: in place, then by assignment;
         ``placed_i``, ``placed_j``: pairs in place already made (for the twins' rules)."""
-        i, j, cost, sure, _ = candidates(fs, ts, max(in_place, config.min_tolerance_m))
+        i, j, cost, sure, _ = candidates(fs, ts, max(in_place, config.min_tolerance_m, config.kerb_m))
         first_i, first_j = _assign(i[sure], j[sure], cost[sure], config.max_move_m / 2.0,
                                    sure=np.ones(sure.sum(), bool), components=False)
         placed_i, placed_j = np.r_[placed_i, first_i], np.r_[placed_j, first_j]
@@ -568,8 +573,9 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, net, config: DiffConfig):
         # in place only. (Two things on one side or on the centre line are two features, as
         # OSM maps a dense junction's crossings: each may have moved)
         centre = things[["x", "y"]].to_numpy(float)
-        centre[placed_j] = feat[["x", "y"]].to_numpy(float)[placed_i]
+        centre[placed_j] = f_centre[placed_i]
         twin = _kerb_twins(things, _member(all_t, placed_j), tol, 2.0 * config.kerb_m, centre)
+        twin |= _weaker_kerb_twins(things, ts[~_member(ts, first_j)], tol, 2.0 * config.kerb_m, centre)
         # likewise a map feature that a feature paired in place stands for (OSM's second node of
         # one sign or crossing) is no evidence of a move to a pole further off: it pairs in place
         f_twin = _osm_twins(feat, _member(all_f, placed_i), config)
@@ -633,17 +639,47 @@ def _kerb_twins(things: pd.DataFrame, paired: np.ndarray, tol: np.ndarray, reach
     kerbs) beyond its tolerance from it. (Each thing on its own nearest road, the poles of a slip
     road's crossing between two carriageways snapped to those and were not level: Liechtenstein's
     removed crossings moved to such poles.)"""
+    lonely, mate = _beside_pairs(things, paired, _positions(things), tol + reach_m)
+    out = np.zeros(len(things), bool)
+    out[lonely[_level_across(things, lonely, mate, tol, centre)]] = True
+    return out
+
+
+def _weaker_kerb_twins(things: pd.DataFrame, rows: np.ndarray, tol: np.ndarray, reach_m: float,
+                       centre: np.ndarray) -> np.ndarray:
+    """Of the things ``rows``, those level across the road (as :func:`_kerb_twins` measures it)
+    with a better-seen one of them (more trips; of equals, the first): the two kerb poles of a
+    crossing that moved are one moved object, and the weaker one no evidence that another
+    feature moved to it. (Liechtenstein: a crossing moved 10 m; one pole paired with it, the
+    other with a removed crossing 39 m off, a false move for a missed removal.)"""
+    out = np.zeros(len(things), bool)
+    rows = rows[things["junction"].to_numpy()[rows] < 0]
+    if len(rows) < 2:
+        return out
+    key = _identity(things)
+    pos = _positions(things)[rows]
+    i, j, d = _near(pos, key[rows], pos, key[rows], float(tol[rows].max()) + reach_m)
+    a, b = rows[np.r_[i, j]], rows[np.r_[j, i]]
+    trips = things["n_trips"].to_numpy()
+    ok = (a != b) & (np.r_[d, d] <= tol[a] + reach_m) & ((trips[b] > trips[a]) | ((trips[b] == trips[a]) & (b < a)))
+    a, b = a[ok], b[ok]
+    out[a[_level_across(things, a, b, tol, centre)]] = True
+    return out
+
+
+def _level_across(things: pd.DataFrame, a: np.ndarray, b: np.ndarray, tol: np.ndarray,
+                  centre: np.ndarray) -> np.ndarray:
+    """Whether thing a stands level with thing b across the road, per pair: in b's frame, from
+    ``centre[b]`` towards where b stands is b's side; a stands within its tolerance along the
+    road, on the other side, each at least ``KERB_TWIN_MIN_M`` off the centre line."""
     raw = things[["raw_x", "raw_y"]].to_numpy(float)
-    lonely, mate = _beside_pairs(things, paired, np.ascontiguousarray(np.c_[raw, raw]), tol + reach_m)
-    side = raw[mate] - centre[mate]
+    side = raw[b] - centre[b]
     off = np.hypot(side[:, 0], side[:, 1])
     normal = side / np.maximum(off, 1e-9)[:, None]
-    r = raw[lonely] - centre[mate]
+    r = raw[a] - centre[b]
     across = np.sum(r * normal, axis=1)
     along = np.abs(r[:, 0] * normal[:, 1] - r[:, 1] * normal[:, 0])
-    out = np.zeros(len(things), bool)
-    out[lonely[(off >= KERB_TWIN_MIN_M) & (across <= -KERB_TWIN_MIN_M) & (along <= tol[lonely])]] = True
-    return out
+    return (off >= KERB_TWIN_MIN_M) & (across <= -KERB_TWIN_MIN_M) & (along <= tol[a])
 
 
 def _beside_paired(things: pd.DataFrame, paired: np.ndarray, pos: np.ndarray, radius_m) -> np.ndarray:
@@ -654,10 +690,16 @@ def _beside_paired(things: pd.DataFrame, paired: np.ndarray, pos: np.ndarray, ra
     return out
 
 
+def _identity(things: pd.DataFrame) -> np.ndarray:
+    """One number per class and value of each thing (a missing value is one of its own)."""
+    values = int(things["val"].max()) + 2 if len(things) else 1
+    return things["cls"].to_numpy() * values + things["val"].to_numpy() + 1
+
+
 def _beside_pairs(things: pd.DataFrame, paired: np.ndarray, pos: np.ndarray, radius_m):
     """(unpaired row, paired row) of :func:`_beside_paired`, ``radius_m`` a number or one per
     thing."""
-    key = things["cls"].to_numpy() * (int(things["val"].max()) + 2 if len(things) else 1) + things["val"].to_numpy() + 1
+    key = _identity(things)
     lonely, explained = np.flatnonzero(~paired & (things["junction"].to_numpy() < 0)), np.flatnonzero(paired)
     radius = np.broadcast_to(np.asarray(radius_m, float), (len(things),))
     reach = float(radius[lonely].max()) if len(lonely) else 0.0
@@ -685,7 +727,7 @@ def _one_per_place(things: pd.DataFrame, rows: np.ndarray, config: DiffConfig) -
 
     if len(rows) < 2:
         return rows
-    key = things["cls"].to_numpy() * (int(things["val"].max()) + 2) + things["val"].to_numpy() + 1
+    key = _identity(things)
     pos = _positions(things)[rows]
     i, j, _ = _near(pos, key[rows], pos, key[rows], config.split_m)
     graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(len(rows), len(rows)))

@@ -980,3 +980,38 @@ def test_the_other_kerbs_pole_of_a_paired_crossing_is_no_move(grid_edges, layout
     else:
         assert set(kinds) == {"object_moved"}
         assert kinds["object_moved"]["feature_id"].tolist() == [2]
+
+
+def test_the_other_kerbs_pole_of_a_moved_crossing_is_no_move(grid_edges):
+    # crossing 1 mapped 40 m along row 0 stands 10 m further on, a sign on each kerb (the north
+    # one seen less); crossing 2, mapped 35 m beyond the poles, is gone. The poles are crossing
+    # 1, moved; the weaker one is not crossing 2 moved 35 m back: crossing 2 is removed
+    x0, y0 = node_xy(0)
+    feats = _features([(1, "crossing", "uncontrolled", x0 + 40, y0), (2, "crossing", "uncontrolled", x0 + 85, y0)])
+    objs = _objects([(10, "crossing", "uncontrolled", x0 + 50.3, y0 - 4.0, 30),
+                     (11, "crossing", "uncontrolled", x0 + 50.0, y0 + 4.0, 8)])
+    result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
+                  DiffConfig(min_confidence=0.0))
+    kinds = _by_kind(result)
+    assert set(kinds) == {"object_moved", "object_removed"}
+    assert kinds["object_moved"][["feature_id", "object_id"]].values.tolist() == [[1, 10]]
+    assert kinds["object_removed"]["feature_id"].tolist() == [2]
+
+
+@pytest.mark.parametrize("off_m", [30.0, 12.0])
+def test_a_crossing_on_a_road_the_map_lacks_keeps_its_poles_a_kerb_away(grid_edges, off_m):
+    # crossing 1 is mapped off_m north of row 0, on a road the map lacks, its signs on that
+    # road's kerbs 4 m either side; crossing 2, mapped on row 0 30 m east, is gone. Crossing 1's
+    # poles are its own (a kerb away, as on a mapped road), not crossing 2 moved. (12 m off, the
+    # judgment puts crossing 1 on row 0's centre line, as a sign beside a road; its kerbs are
+    # still measured from its own node: Liechtenstein)
+    x0, y0 = node_xy(0)
+    feats = _features([(1, "crossing", "uncontrolled", x0 + 50, y0 + off_m),
+                       (2, "crossing", "uncontrolled", x0 + 80, y0)])
+    objs = _objects([(10, "crossing", "uncontrolled", x0 + 46.0, y0 + off_m + 0.2, 30),
+                     (11, "crossing", "uncontrolled", x0 + 54.0, y0 + off_m, 20)])
+    result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
+                  DiffConfig(min_confidence=0.0))
+    kinds = _by_kind(result)
+    assert set(kinds) == {"object_removed"}
+    assert kinds["object_removed"]["feature_id"].tolist() == [2]
