@@ -575,7 +575,8 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, net, config: DiffConfig):
         centre = things[["x", "y"]].to_numpy(float)
         centre[placed_j] = f_centre[placed_i]
         twin = _kerb_twins(things, _member(all_t, placed_j), tol, 2.0 * config.kerb_m, centre)
-        twin |= _weaker_kerb_twins(things, ts[~_member(ts, first_j)], tol, 2.0 * config.kerb_m, centre)
+        twin |= _weaker_kerb_twins(things, ts[~_member(ts, first_j)], _member(all_t, j[near]), tol,
+                                   (2.0 * config.kerb_m, centre))
         # likewise a map feature that a feature paired in place stands for (OSM's second node of
         # one sign or crossing) is no evidence of a move to a pole further off: it pairs in place
         f_twin = _osm_twins(feat, _member(all_f, placed_i), config)
@@ -645,13 +646,16 @@ def _kerb_twins(things: pd.DataFrame, paired: np.ndarray, tol: np.ndarray, reach
     return out
 
 
-def _weaker_kerb_twins(things: pd.DataFrame, rows: np.ndarray, tol: np.ndarray, reach_m: float,
-                       centre: np.ndarray) -> np.ndarray:
-    """Of the things ``rows``, those level across the road (as :func:`_kerb_twins` measures it)
-    with a better-seen one of them (more trips; of equals, the first): the two kerb poles of a
-    crossing that moved are one moved object, and the weaker one no evidence that another
-    feature moved to it. (Liechtenstein: a crossing moved 10 m; one pole paired with it, the
-    other with a removed crossing 39 m off, a false move for a missed removal.)"""
+def _weaker_kerb_twins(things: pd.DataFrame, rows: np.ndarray, at_feature: np.ndarray, tol: np.ndarray,
+                       across: tuple) -> np.ndarray:
+    """Of the things ``rows``, those level across the road (as :func:`_kerb_twins` measures it,
+    ``across`` = (its reach_m, centre)) with one within its tolerance of a feature
+    (``at_feature``: a crossing whose value changed; two such are each other's), or, neither
+    so, with one seen in more trips (of equals, the first). The two kerb poles of one crossing
+    are one object, and the other pole no evidence that another feature moved to it.
+    (Liechtenstein: a crossing moved 10 m; one pole paired with it, the other with a removed
+    crossing 39 m off, a false move for a missed removal.)"""
+    reach_m, centre = across
     out = np.zeros(len(things), bool)
     rows = rows[things["junction"].to_numpy()[rows] < 0]
     if len(rows) < 2:
@@ -661,7 +665,8 @@ def _weaker_kerb_twins(things: pd.DataFrame, rows: np.ndarray, tol: np.ndarray, 
     i, j, d = _near(pos, key[rows], pos, key[rows], float(tol[rows].max()) + reach_m)
     a, b = rows[np.r_[i, j]], rows[np.r_[j, i]]
     trips = things["n_trips"].to_numpy()
-    ok = (a != b) & (np.r_[d, d] <= tol[a] + reach_m) & ((trips[b] > trips[a]) | ((trips[b] == trips[a]) & (b < a)))
+    better = at_feature[b] | (~at_feature[a] & ((trips[b] > trips[a]) | ((trips[b] == trips[a]) & (b < a))))
+    ok = (a != b) & (np.r_[d, d] <= tol[a] + reach_m) & better
     a, b = a[ok], b[ok]
     out[a[_level_across(things, a, b, tol, centre)]] = True
     return out

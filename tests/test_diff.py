@@ -1015,3 +1015,20 @@ def test_a_crossing_on_a_road_the_map_lacks_keeps_its_poles_a_kerb_away(grid_edg
     kinds = _by_kind(result)
     assert set(kinds) == {"object_removed"}
     assert kinds["object_removed"]["feature_id"].tolist() == [2]
+
+
+def test_the_other_kerbs_pole_of_a_crossing_with_a_new_value_is_no_move(grid_edges):
+    # crossing 1 (mapped uncontrolled) has signals now, a sign on each kerb seen as often;
+    # crossing 2 with signals, mapped 30 m on, is gone. Either pole is crossing 1's new value,
+    # and the other no evidence that crossing 2 moved 30 m back
+    x0, y0 = node_xy(0)
+    feats = _features([(1, "crossing", "uncontrolled", x0 + 50, y0),
+                       (2, "crossing", "traffic_signals", x0 + 80, y0)])
+    objs = _objects([(10, "crossing", "traffic_signals", x0 + 50.0, y0 - 4.0, 30),
+                     (11, "crossing", "traffic_signals", x0 + 50.0, y0 + 4.0, 30)])
+    result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
+                  DiffConfig(min_confidence=0.0))
+    kinds = _by_kind(result)
+    assert set(kinds) == {"value_changed", "object_removed"}
+    assert kinds["value_changed"]["feature_id"].tolist() == [1]
+    assert kinds["object_removed"]["feature_id"].tolist() == [2]
