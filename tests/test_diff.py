@@ -79,6 +79,13 @@ def _by_kind(result):
     return {k: d[d["kind"] == k] for k in d["kind"].unique()}
 
 
+def _grid_kinds(grid_edges, feats, objs):
+    """The diffs of every confidence, by kind, of ``feats`` against ``objs`` on the grid, all driven."""
+    result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
+                  DiffConfig(min_confidence=0.0))
+    return _by_kind(result)
+
+
 def test_hand_made_scene(scene):
     layers, objects, coverage = scene
     result = diff(layers, objects, coverage, DiffConfig(min_confidence=0.0))
@@ -169,9 +176,7 @@ def test_two_close_signs_never_share_one_object(grid_edges):
     x0, y0 = node_xy(0)
     feats = _features([(1, "traffic_sign", "FI:231", x0 + 50, y0 - 4), (2, "traffic_sign", "FI:231", x0 + 53, y0 - 4)])
     objs = _objects([(7, "traffic_sign", "FI:231", x0 + 51.5, y0 - 4, 30)])
-    result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
-                  DiffConfig(min_confidence=0.0))
-    kinds = _by_kind(result)
+    kinds = _grid_kinds(grid_edges, feats, objs)
     # one of the two is explained, the other is a removal (never both explained by one object)
     assert len(kinds.get("object_removed", [])) == 1
     assert "object_added" not in kinds
@@ -971,9 +976,7 @@ def test_the_other_kerbs_pole_of_a_paired_crossing_is_no_move(grid_edges, layout
     south = y0 - (0.0 if layout == "centre line" else 4.0)
     objs = _objects([(10, "crossing", "uncontrolled", x0 + 50.3, south, 30),
                      (11, "crossing", "uncontrolled", x0 + 50.0, north, 28)])
-    result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
-                  DiffConfig(min_confidence=0.0))
-    kinds = _by_kind(result)
+    kinds = _grid_kinds(grid_edges, feats, objs)
     if layout == "kerbs":
         assert set(kinds) == {"object_removed"}
         assert kinds["object_removed"]["feature_id"].tolist() == [2]
@@ -990,9 +993,7 @@ def test_the_other_kerbs_pole_of_a_moved_crossing_is_no_move(grid_edges):
     feats = _features([(1, "crossing", "uncontrolled", x0 + 40, y0), (2, "crossing", "uncontrolled", x0 + 85, y0)])
     objs = _objects([(10, "crossing", "uncontrolled", x0 + 50.3, y0 - 4.0, 30),
                      (11, "crossing", "uncontrolled", x0 + 50.0, y0 + 4.0, 8)])
-    result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
-                  DiffConfig(min_confidence=0.0))
-    kinds = _by_kind(result)
+    kinds = _grid_kinds(grid_edges, feats, objs)
     assert set(kinds) == {"object_moved", "object_removed"}
     assert kinds["object_moved"][["feature_id", "object_id"]].values.tolist() == [[1, 10]]
     assert kinds["object_removed"]["feature_id"].tolist() == [2]
@@ -1010,9 +1011,7 @@ def test_a_crossing_on_a_road_the_map_lacks_keeps_its_poles_a_kerb_away(grid_edg
                        (2, "crossing", "uncontrolled", x0 + 80, y0)])
     objs = _objects([(10, "crossing", "uncontrolled", x0 + 46.0, y0 + off_m + 0.2, 30),
                      (11, "crossing", "uncontrolled", x0 + 54.0, y0 + off_m, 20)])
-    result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
-                  DiffConfig(min_confidence=0.0))
-    kinds = _by_kind(result)
+    kinds = _grid_kinds(grid_edges, feats, objs)
     assert set(kinds) == {"object_removed"}
     assert kinds["object_removed"]["feature_id"].tolist() == [2]
 
@@ -1026,9 +1025,7 @@ def test_the_other_kerbs_pole_of_a_crossing_with_a_new_value_is_no_move(grid_edg
                        (2, "crossing", "traffic_signals", x0 + 80, y0)])
     objs = _objects([(10, "crossing", "traffic_signals", x0 + 50.0, y0 - 4.0, 30),
                      (11, "crossing", "traffic_signals", x0 + 50.0, y0 + 4.0, 30)])
-    result = diff({"edges": grid_edges.to_crs(4326), "features": feats}, objs, _coverage(grid_edges),
-                  DiffConfig(min_confidence=0.0))
-    kinds = _by_kind(result)
+    kinds = _grid_kinds(grid_edges, feats, objs)
     assert set(kinds) == {"value_changed", "object_removed"}
     assert kinds["value_changed"]["feature_id"].tolist() == [1]
     assert kinds["object_removed"]["feature_id"].tolist() == [2]
