@@ -1029,3 +1029,17 @@ def test_the_other_kerbs_pole_of_a_crossing_with_a_new_value_is_no_move(grid_edg
     assert set(kinds) == {"value_changed", "object_removed"}
     assert kinds["value_changed"]["feature_id"].tolist() == [1]
     assert kinds["object_removed"]["feature_id"].tolist() == [2]
+
+
+def test_a_new_value_on_a_features_own_pole_is_no_neighbours_move(grid_edges):
+    # crossing 1 (mapped uncontrolled) has signals now, its pole where the map has it; crossing
+    # 2 with signals, mapped 12 m on, is gone: a new value and a removal, not crossing 2 moved
+    # 12 m onto crossing 1's pole and crossing 1 removed
+    x0, y0 = node_xy(0)
+    feats = _features([(1, "crossing", "uncontrolled", x0 + 50, y0),
+                       (2, "crossing", "traffic_signals", x0 + 62, y0)])
+    objs = _objects([(10, "crossing", "traffic_signals", x0 + 50.2, y0 - 4.0, 30)])
+    kinds = _grid_kinds(grid_edges, feats, objs)
+    assert set(kinds) == {"value_changed", "object_removed"}
+    assert kinds["value_changed"]["feature_id"].tolist() == [1]
+    assert kinds["object_removed"]["feature_id"].tolist() == [2]
