@@ -26,7 +26,9 @@ Map features and observed things of one class are then paired one to one by a mi
 assignment (distance, plus ``value_mismatch_m`` when the values differ) over the candidate pairs
 within ``max_move_m``, so two close signs never both take one object. A thing level with one
 paired in place across the road (of its class and value, within its tolerance on the centre
-line, on the other side of it: the other kerb's pole of a crossing) pairs in place or not at
+line, on the other side of it: the other kerb's pole of a crossing), or with one left to the
+assignment too that stands at a feature or was seen in more trips (the poles of a crossing
+that moved, or whose value changed), pairs in place or not at
 all, never as another feature moved to it: that would take two changes where one, the other
 feature's removal, explains the same. A pair within the tolerance
 (``3 * sqrt(sigma_m**2 + map_sigma_m**2)`` with the sigmas scaled to what the pairs' distances show,
