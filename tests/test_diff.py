@@ -9,7 +9,7 @@ import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fixtures.grid import CRS, node_xy
+from fixtures.grid import CRS, SPACING_M, node_xy
 from mapdiff.diff import DiffConfig, _assign, _calibrated, _label_codes, diff
 from mapdiff.errors import ConfigError, InputError
 
@@ -1043,3 +1043,27 @@ def test_a_new_value_on_a_features_own_pole_is_no_neighbours_move(grid_edges):
     assert set(kinds) == {"value_changed", "object_removed"}
     assert kinds["value_changed"]["feature_id"].tolist() == [1]
     assert kinds["object_removed"]["feature_id"].tolist() == [2]
+
+
+def test_an_addition_is_judged_by_the_share_of_passing_trips_that_saw_it(grid_edges):
+    # row 0 carries 200 trips and every other road 10. Row 0's 40 mapped signs are seen by 180
+    # trips each, and 30 strays (values the map lacks) by 8 each: 4 % of the trips that passed
+    # them. Row 3's 40 mapped signs and its 5 new ones are seen by 9 of its 10 trips. A count of
+    # trips ranks row 3's new signs with row 0's strays; the share of the passing trips tells
+    # them apart: the new signs are sure, the strays doubtful
+    x0, y0 = node_xy(0)
+    row3 = y0 + 3 * SPACING_M
+    feats = [(k, "traffic_sign", f"FI:{k}", x0 + 10 + 7 * k, y0 - 4) for k in range(40)]
+    feats += [(100 + k, "traffic_sign", f"FI:{100 + k}", x0 + 10 + 7 * k, row3 - 4) for k in range(40)]
+    objs = [(1000 + f[0], *f[1:], 180 if f[0] < 100 else 9) for f in feats]
+    objs += [(2000 + k, "traffic_sign", f"FI:{200 + k}", x0 + 12 + 9 * k, y0 + 4, 8) for k in range(30)]
+    objs += [(3000 + k, "traffic_sign", f"FI:{300 + k}", x0 + 40 + 50 * k, row3 + 4, 9) for k in range(5)]
+    cov = _coverage(grid_edges, trips=10)
+    busy = (grid_edges["u"].to_numpy() % 10 == 0) & (grid_edges["v"].to_numpy() % 10 == 0)
+    cov.loc[busy, ["passes", "trips"]] = 200
+    result = diff({"edges": grid_edges.to_crs(4326), "features": _features(feats)}, _objects(objs), cov,
+                  DiffConfig(min_confidence=0.0))
+    added = result.diffs[result.diffs["kind"] == "object_added"].set_index("object_id")["confidence"]
+    assert set(range(3000, 3005)) <= set(added.index)
+    assert added[list(range(3000, 3005))].min() > 0.9
+    assert added.reindex(range(2000, 2030)).fillna(0.0).max() < 0.5
