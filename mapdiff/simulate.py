@@ -323,7 +323,12 @@ def plant_changes(edges, features, config: SimConfig, rng):
     ids = features["feature_id"].to_numpy()
     lookup = _road_lookup(edges)
     junction_of = _junction_signals(features, lookup)
-    added = _pick(rng, ids, config.added_rate)
+    # no feature is added whose twin (another of its class within TWIN_M: a crossing mapped on
+    # both ways a footway crosses) the map keeps: the twin's poles stand where the added one's
+    # do, and no street shows the change (as for removals, below); a junction's signals are
+    # added as the junction
+    addable = np.union1d(np.setdiff1d(ids, _twinned(features, TWIN_M)), junction_of.index.to_numpy())
+    added = _pick(rng, addable, config.added_rate * len(ids) / max(len(addable), 1))
     # a junction is signalled on all its approaches at once, and OSM maps its signals as the
     # junction's (its node, or its approaches' stop lines): one approach's signal missing from a
     # map that has the junction's others is no change the street shows, so an addition takes

@@ -615,3 +615,20 @@ def test_street_level_imagery_has_the_asked_errors(helsinki_gpkg):
     drive["drive"] = drive["trip_id"].str.rsplit("-c", n=1).str[0]
     gaps = drive.sort_values("t").groupby("drive")[["x", "y"]].diff().dropna()
     assert 5.0 <= np.median(np.hypot(gaps["x"], gaps["y"])) <= 15.0
+
+
+def test_a_feature_whose_twin_the_map_keeps_is_never_planted_as_added(helsinki_gpkg):
+    # a crossing mapped on both ways its footway crosses (nodes a few metres apart): with one of
+    # them missing from the map, the other's poles stand where its did and the street shows no
+    # change, so the stale map never lacks just one of them (a junction's signals go as one)
+    from mapdiff.io import read_map_layers
+    from mapdiff.simulate import TWIN_M, _junction_signals, _road_lookup, _twinned, plant_changes
+
+    layers = read_map_layers(helsinki_gpkg)
+    edges = layers["edges"].to_crs("EPSG:32635")
+    feats = layers["features"].to_crs("EPSG:32635")
+    twins = np.setdiff1d(_twinned(feats, TWIN_M), _junction_signals(feats, _road_lookup(edges)).index)
+    assert len(twins) >= 20
+    changes = plant_changes(edges, feats, SimConfig(added_rate=0.5), np.random.default_rng(0))[-1]
+    added = changes.loc[changes["kind"] == "object_added", "object_id"].astype(int)
+    assert len(added) > 100 and not added.isin(twins).any()
