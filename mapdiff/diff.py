@@ -520,6 +520,19 @@ def _near(a_pos, a_group, b_pos, b_group, radius_m: float):
                                                                           radius_m), offset_first=True)
 
 
+def _off_road(feat: pd.DataFrame) -> np.ndarray:
+    """Per feature, whether it is on no mapped road and no junction: it may be a node of a way
+    the map leaves out (a footway, a service road, a road the map lacks)."""
+    return (feat["road"].to_numpy() < 0) & (feat["junction"].to_numpy() < 0)
+
+
+def _kerb_allowance(tol: np.ndarray, off_road: np.ndarray, config: DiffConfig) -> np.ndarray:
+    """A pair's tolerance, at least ``kerb_m`` where its feature is off the mapped roads
+    (:func:`_off_road`): its pole may stand a kerb away from the node, with no road under the
+    feature to measure along."""
+    return np.where(off_road, np.maximum(tol, config.kerb_m), tol)
+
+
 def _pair(feat: pd.DataFrame, things: pd.DataFrame, net, config: DiffConfig):
     """One-to-one pairs (feature row, thing row): junction things pair with their junction's
     features; the rest by assignment within ``max_move_m``.
@@ -533,8 +546,7 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, net, config: DiffConfig):
     fj, tj = feat["junction"].to_numpy(), things["junction"].to_numpy()
     tol = _tolerance(things["sigma_m"].to_numpy(), config)
     f_pos, t_pos = _positions(feat), _positions(things)
-    # a feature on no mapped road may be a node of a way the map lacks: its pole a kerb away
-    off_road = (feat["road"].to_numpy() < 0) & (fj < 0)
+    off_road = _off_road(feat)
 
     def candidates(fs, ts, radius):
         """Candidate pairs among feature rows ``fs`` and thing rows ``ts`` within ``radius``,
@@ -554,7 +566,7 @@ def _pair(feat: pd.DataFrame, things: pd.DataFrame, net, config: DiffConfig):
         i, j, d, beyond, same_junction = i[keep], j[keep], d[keep], beyond[keep], same_junction[keep]
         differ = (f_val[i] >= 0) & (t_val[j] >= 0) & (f_val[i] != t_val[j])
         # a sign that moved keeps its value: different values are one object only where it stands
-        near = (d <= np.where(off_road[i], np.maximum(tol[j], config.kerb_m), tol[j])) | same_junction
+        near = (d <= _kerb_allowance(tol[j], off_road[i], config)) | same_junction
         keep = ~differ | near
         i, j, d, beyond, differ, near = i[keep], j[keep], d[keep], beyond[keep], differ[keep], near[keep]
         return i, j, d + beyond + np.where(differ, config.value_mismatch_m, 0.0), near & ~differ, near
@@ -950,17 +962,15 @@ def _addition_confidence(things: pd.DataFrame, lonely: np.ndarray, net, coverage
     over the share of the trips that had it in view that saw it (``SHARE_BINS``). A real object
     is seen by most of the trips that pass it, a busy road's or a quiet one's; a stray
     estimate (a split, a pose gone wrong) by a few of many, so a count of trips ranks a new
-    sign on a quiet road with a busy road's strays (seed 1's additions at confidence >= 0.5:
-    Liechtenstein recall 0.23, Helsinki 0.34). With fewer things than a calibration needs, by
+    sign on a quiet road with a busy road's strays (seed 1's kerb scenes, additions recall at
+    confidence >= 0.5: Liechtenstein 0.23 located, 0.32 with the true objects; Helsinki 0.34
+    located). With fewer things than a calibration needs, by
     their trips. The lonely things are measured, and a regular sample of the others stands for
     them all (``VISIBILITY_SAMPLE``); the others' confidence is 0."""
     trips = things["n_trips"].to_numpy().astype(float)
     if len(things) < MIN_PER_BIN:
         return _calibrated(trips, lonely)
-    others = np.flatnonzero(~lonely)
-    step = max(1, len(others) // VISIBILITY_SAMPLE)
-    weight = lonely.astype(float)
-    weight[others[::step]] = step
+    weight = _sample_the_others(lonely.astype(float), np.flatnonzero(~lonely))
     known = np.flatnonzero(weight > 0)
     raw = things[["raw_x", "raw_y"]].to_numpy(float)[known]
     in_view = _trips_in_view(raw[:, 0], raw[:, 1], net, coverage_n, config)
@@ -968,6 +978,15 @@ def _addition_confidence(things: pd.DataFrame, lonely: np.ndarray, net, coverage
     out = np.zeros(len(things))
     out[known] = _calibrated(share, lonely[known], weight[known], bins=SHARE_BINS)
     return out
+
+
+def _sample_the_others(weight: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """``weight`` (each row measured has 1, in place) with a regular sample of the rows
+    ``others`` standing for them all, each weighing as many as it stands for: at most about
+    ``VISIBILITY_SAMPLE`` of them are measured."""
+    step = max(1, len(others) // VISIBILITY_SAMPLE)
+    weight[others[::step]] = step
+    return weight
 
 
 def _rises(k_a: float, n_a: float, k_b: float, n_b: float) -> bool:
@@ -999,10 +1018,7 @@ def _object_diffs(features, objects, roads, coverage_n, config):
     # all of the same, unmoved object) have the median distance a 2-D Gaussian gives
     sigma_c = np.sqrt(np.minimum(things["sigma_m"].to_numpy()[ti], 1e6) ** 2 + config.map_sigma_m**2)
     sigma_c = sigma_c * _sigma_scale(d[~junction], sigma_c[~junction])
-    tol = np.maximum(config.min_tolerance_m, 3.0 * sigma_c)
-    # a feature on no mapped road may still be a node of a way the map leaves out (a footway,
-    # a service road): its pole may stand a kerb away
-    tol = np.where(feat["road"].to_numpy()[fi] < 0, np.maximum(tol, config.kerb_m), tol)
+    tol = _kerb_allowance(np.maximum(config.min_tolerance_m, 3.0 * sigma_c), _off_road(feat)[fi], config)
     moved = (d > tol) & ~junction
     f_val, t_val = feat["val"].to_numpy(), things["val"].to_numpy()
     changed = (f_val[fi] >= 0) & (t_val[ti] >= 0) & (f_val[fi] != t_val[ti]) & ~moved
@@ -1014,10 +1030,7 @@ def _object_diffs(features, objects, roads, coverage_n, config):
     weight = np.zeros(len(feat))
     weight[~f_paired] = 1.0
     weight[fi[moved | changed]] = 1.0
-    others = fi[~(moved | changed)]
-    step = max(1, len(others) // VISIBILITY_SAMPLE)
-    weight[others[::step]] = step
-    known = weight > 0
+    known = _sample_the_others(weight, fi[~(moved | changed)]) > 0
     visible = np.full(len(feat), np.nan)
     missed = np.full(len(feat), np.nan)  # the in-view trips that would have seen it either way
     visible[known], missed[known] = _visible_trips(_reading_places(feat[known], roads, config), roads.net,

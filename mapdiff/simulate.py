@@ -327,7 +327,8 @@ def plant_changes(edges, features, config: SimConfig, rng):
     # both ways a footway crosses) the map keeps: the twin's poles stand where the added one's
     # do, and no street shows the change (as for removals, below); a junction's signals are
     # added as the junction
-    addable = np.union1d(np.setdiff1d(ids, _twinned(features, TWIN_M)), junction_of.index.to_numpy())
+    twins = _twinned(features, TWIN_M)
+    addable = np.union1d(np.setdiff1d(ids, twins), junction_of.index.to_numpy())
     added = _pick(rng, addable, config.added_rate * len(ids) / max(len(addable), 1))
     # a junction is signalled on all its approaches at once, and OSM maps its signals as the
     # junction's (its node, or its approaches' stop lines): one approach's signal missing from a
@@ -374,7 +375,7 @@ def plant_changes(edges, features, config: SimConfig, rng):
     # class within TWIN_M (a crossing mapped on both ways a footway crosses, two signs on one
     # post): the other's pole stands where the removed one stood and no street shows the change
     pool = np.setdiff1d(pool, changed)
-    removable = np.setdiff1d(pool, np.r_[junction_of.index.to_numpy(), _twinned(features, TWIN_M)])
+    removable = np.setdiff1d(pool, np.r_[junction_of.index.to_numpy(), twins])
     removed = _pick(rng, removable, config.removed_rate * len(features) / max(len(removable), 1))
     for fid in np.sort(removed):
         f = by_id.loc[fid]

@@ -1016,29 +1016,24 @@ def test_a_crossing_on_a_road_the_map_lacks_keeps_its_poles_a_kerb_away(grid_edg
     assert kinds["object_removed"]["feature_id"].tolist() == [2]
 
 
-def test_the_other_kerbs_pole_of_a_crossing_with_a_new_value_is_no_move(grid_edges):
-    # crossing 1 (mapped uncontrolled) has signals now, a sign on each kerb seen as often;
-    # crossing 2 with signals, mapped 30 m on, is gone. Either pole is crossing 1's new value,
-    # and the other no evidence that crossing 2 moved 30 m back
+@pytest.mark.parametrize("layout", ["both kerbs", "own pole"])
+def test_a_crossing_with_a_new_value_is_no_neighbours_move(grid_edges, layout):
+    # crossing 1 (mapped uncontrolled) has signals now; crossing 2 with signals, mapped further
+    # on, is gone: a new value and a removal.
+    # - both kerbs: a sign on each kerb of crossing 1, seen as often, crossing 2 30 m on. Either
+    #   pole is crossing 1's new value, the other no evidence that crossing 2 moved 30 m back;
+    # - own pole: one pole where the map has crossing 1, crossing 2 12 m on. Not crossing 2
+    #   moved 12 m onto crossing 1's pole and crossing 1 removed (the price of a new value)
     x0, y0 = node_xy(0)
-    feats = _features([(1, "crossing", "uncontrolled", x0 + 50, y0),
-                       (2, "crossing", "traffic_signals", x0 + 80, y0)])
-    objs = _objects([(10, "crossing", "traffic_signals", x0 + 50.0, y0 - 4.0, 30),
-                     (11, "crossing", "traffic_signals", x0 + 50.0, y0 + 4.0, 30)])
-    kinds = _grid_kinds(grid_edges, feats, objs)
-    assert set(kinds) == {"value_changed", "object_removed"}
-    assert kinds["value_changed"]["feature_id"].tolist() == [1]
-    assert kinds["object_removed"]["feature_id"].tolist() == [2]
-
-
-def test_a_new_value_on_a_features_own_pole_is_no_neighbours_move(grid_edges):
-    # crossing 1 (mapped uncontrolled) has signals now, its pole where the map has it; crossing
-    # 2 with signals, mapped 12 m on, is gone: a new value and a removal, not crossing 2 moved
-    # 12 m onto crossing 1's pole and crossing 1 removed
-    x0, y0 = node_xy(0)
-    feats = _features([(1, "crossing", "uncontrolled", x0 + 50, y0),
-                       (2, "crossing", "traffic_signals", x0 + 62, y0)])
-    objs = _objects([(10, "crossing", "traffic_signals", x0 + 50.2, y0 - 4.0, 30)])
+    if layout == "both kerbs":
+        feats = _features([(1, "crossing", "uncontrolled", x0 + 50, y0),
+                           (2, "crossing", "traffic_signals", x0 + 80, y0)])
+        objs = _objects([(10, "crossing", "traffic_signals", x0 + 50.0, y0 - 4.0, 30),
+                         (11, "crossing", "traffic_signals", x0 + 50.0, y0 + 4.0, 30)])
+    else:
+        feats = _features([(1, "crossing", "uncontrolled", x0 + 50, y0),
+                           (2, "crossing", "traffic_signals", x0 + 62, y0)])
+        objs = _objects([(10, "crossing", "traffic_signals", x0 + 50.2, y0 - 4.0, 30)])
     kinds = _grid_kinds(grid_edges, feats, objs)
     assert set(kinds) == {"value_changed", "object_removed"}
     assert kinds["value_changed"]["feature_id"].tolist() == [1]

@@ -865,8 +865,8 @@ def _step_transitions(i, j, live, cand, ncand, pts, trans, graph, params, ws, ca
         for a2 in range(a, ncand[i]):
             e2 = cedge[i, a2]
             if live[a2] and graph.edge_v[e2] == src:
+                n_out = graph.out_ptr[src + 1] - graph.out_ptr[src]
                 for b in range(ncand[j]):
-                    n_out = graph.out_ptr[src + 1] - graph.out_ptr[src]
                     found = _found(graph.edge_u[cedge[j, b]], stamp, ws)
                     trans[a2, b] = _log_step(e2, coff[i, a2], cedge[j, b], coff[j, b], bound_m, step, params,
                                              edges, found, n_out)
