@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fixtures.grid import CRS, SPACING_M, node_xy
-from mapdiff.diff import DiffConfig, _assign, _calibrated, _label_codes, diff
+from mapdiff.diff import DiffConfig, _assign, _calibrated, _label_codes, _not_by_chance, diff
 from mapdiff.errors import ConfigError, InputError
 
 TRIPS = 40
@@ -1062,3 +1062,42 @@ def test_an_addition_is_judged_by_the_share_of_passing_trips_that_saw_it(grid_ed
     assert set(range(3000, 3005)) <= set(added.index)
     assert added[list(range(3000, 3005))].min() > 0.9
     assert added.reindex(range(2000, 2030)).fillna(0.0).max() < 0.5
+
+
+def test_moves_by_chance_are_counted_per_distance_bin():
+    # 10 moves of 5 m and 10 of 30 m (two bins, split at their median); of 100 features found in
+    # place, 2 have a lonely thing of their class within the first bin, 20 in the second. Of the
+    # 40 features without their object, 40 x 2 % = 0.8 have one so near by chance, 40 x 20 % = 8
+    # one as far: the near moves are 92 % real, the far ones 20 %
+    move_m = np.r_[np.full(10, 5.0), np.full(10, 30.0)]
+    chance_m = np.r_[np.full(2, 4.0), np.full(20, 25.0), np.full(78, np.inf)]
+    conf = _not_by_chance(move_m, chance_m, 40)
+    assert conf[:10] == pytest.approx(np.full(10, 0.92))
+    assert conf[10:] == pytest.approx(np.full(10, 0.2))
+    assert _not_by_chance(move_m, np.full(5, np.inf), 40) == pytest.approx(np.ones(20))
+
+
+@pytest.mark.parametrize("crowded", [False, True])
+def test_a_move_is_doubted_where_lonely_signs_stand_near_mapped_ones_by_chance(grid_edges, crowded):
+    # 21 give-way signs along rows 0, 2 and 3, each found in place, and 4 on the columns, each
+    # found 20 m along its road: moves. Where a new sign stands 20 m from every sign found
+    # in place (crowded), a feature whose sign is gone finds a lonely one that far as often as
+    # not: the moves are doubted. Where none does, they are sure
+    x0, y0 = node_xy(0)
+    feats, objs = [], []
+    for row in (0, 2, 3):
+        for k in range(7):
+            fid = 10 * row + k
+            feats.append((fid, "give_way", None, x0 + 20 + 40 * k, y0 + row * SPACING_M - 4))
+            objs.append((1000 + fid, "give_way", None, x0 + 20 + 40 * k, y0 + row * SPACING_M - 4, 30))
+            if crowded:
+                objs.append((2000 + fid, "give_way", None, x0 + 40 + 40 * k, y0 + row * SPACING_M - 4, 30))
+    for col in range(4):  # over 50 m from the others
+        feats.append((100 + col, "give_way", None, x0 + col * SPACING_M + 4, y0 + 55))
+        objs.append((1100 + col, "give_way", None, x0 + col * SPACING_M + 4, y0 + 75, 30))
+    moved = _grid_kinds(grid_edges, _features(feats), _objects(objs))["object_moved"]
+    assert sorted(moved["feature_id"]) == list(range(100, 104))
+    if crowded:
+        assert moved["confidence"].max() < 0.5
+    else:
+        assert moved["confidence"].min() > 0.9
