@@ -65,6 +65,12 @@ JUNCTION_RADIUS_M = 25.0
 #: features of one class this close (metres) are twins: a kerb's width, within which a removed
 #: pole is indistinguishable from its twin's (the judgment's OSM twins reach 3.5 m, a pole 4-5 m)
 TWIN_M = 5.0
+#: signals within this of a junction's radius are too near it to move: a pole stands a kerb
+#: (some 5 m) off its node's approach, so a judgment cannot tell such a signal from the
+#: junction's, and the stale map's place would not be wrong by OSM's convention
+JUNCTION_KERB_M = 5.0
+#: draws of a moved feature's stale place before the move is given up (see ``_move_is_visible``)
+MOVE_TRIES = 10
 SPEED_LIMITS_KMH = ("20", "30", "40", "50", "60", "70", "80", "100")
 EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 
@@ -340,7 +346,8 @@ def plant_changes(edges, features, config: SimConfig, rng):
     # a junction's signals have no wrong place along a road: OSM's place for them is the node, or
     # the approach way (a stale map that has them 5 m up an approach is not wrong), whether the
     # world's poles stand at the kerb or on the node
-    movable = np.setdiff1d(pool, junction_of.index.to_numpy())
+    near_junction = _junction_signals(features, lookup, JUNCTION_RADIUS_M + JUNCTION_KERB_M).index.to_numpy()
+    movable = np.setdiff1d(pool, near_junction)
     moved = _pick(rng, movable, config.moved_rate * len(pool) / max(len(movable), 1))
     pool = np.setdiff1d(pool, moved)
     has_value = features.set_index("feature_id")["value"].reindex(pool).notna().to_numpy()
@@ -353,8 +360,13 @@ def plant_changes(edges, features, config: SimConfig, rng):
                      "new_value": f["value"], "geometry": f.geometry})
     for fid in np.sort(moved):
         f = by_id.loc[fid]
-        dist = float(np.exp(rng.uniform(np.log(3.0), np.log(40.0))))
-        old, dist = _misplaced(f.geometry, dist, lookup, rng)
+        for _ in range(MOVE_TRIES):
+            dist = float(np.exp(rng.uniform(np.log(3.0), np.log(40.0))))
+            old, dist = _misplaced(f.geometry, dist, lookup, rng)
+            if _move_is_visible(old, f, features, lookup):
+                break
+        else:
+            continue  # no stale place a street could tell from the map's other features: unchanged
         by_id.loc[fid, "geometry"] = old
         rows.append({"kind": "object_moved", "class": f["class"], "feature_id": int(fid), "object_id": int(fid),
                      "old_value": f["value"], "new_value": f["value"], "distance_m": dist, "geometry": f.geometry})
@@ -397,9 +409,28 @@ def plant_changes(edges, features, config: SimConfig, rng):
     return world_edges, map_edges, objects, map_feats, changes
 
 
-def _junction_signals(features, lookup) -> pd.Series:
+def _move_is_visible(old, feature, features, lookup) -> bool:
+    """Whether a stale map that has ``feature`` at ``old`` shows a move a street can tell: not
+    within ``TWIN_M`` of another feature of its class and value (the map would then hold one
+    sign twice, OSM's second node of it), nor, for signals, near a junction (see
+    ``JUNCTION_KERB_M``)."""
+    value = features["value"].astype(object).where(features["value"].notna(), None).to_numpy()
+    same = ((features["class"] == feature["class"]).to_numpy()
+            & (features["feature_id"] != feature["feature_id"]).to_numpy()
+            & (value == (feature["value"] if pd.notna(feature["value"]) else None)))
+    geom = features.geometry.values[same]
+    if len(geom) and float(np.min(np.hypot(geom.x - old.x, geom.y - old.y))) <= TWIN_M:
+        return False
+    junctions = lookup[2]
+    if feature["class"] == "traffic_signals" and len(junctions):
+        gap = np.hypot(junctions["x"].to_numpy() - old.x, junctions["y"].to_numpy() - old.y)
+        return float(gap.min()) > JUNCTION_RADIUS_M + JUNCTION_KERB_M
+    return True
+
+
+def _junction_signals(features, lookup, radius_m: float = JUNCTION_RADIUS_M) -> pd.Series:
     """The traffic signals a junction's: mapped on its node or up an approach within
-    ``JUNCTION_RADIUS_M`` of it. Feature id -> junction node."""
+    ``radius_m`` of it. Feature id -> junction node."""
     _tree, _lines, junctions = lookup
     sig = features[features["class"] == "traffic_signals"]
     if len(sig) == 0 or len(junctions) == 0:
@@ -407,7 +438,7 @@ def _junction_signals(features, lookup) -> pd.Series:
     from scipy.spatial import cKDTree
 
     d, k = cKDTree(junctions[["x", "y"]].to_numpy()).query(np.c_[sig.geometry.x, sig.geometry.y])
-    near = d <= JUNCTION_RADIUS_M
+    near = d <= radius_m
     return pd.Series(junctions.index.to_numpy()[k[near]], index=sig["feature_id"].to_numpy()[near])
 
 

@@ -632,3 +632,31 @@ def test_a_feature_whose_twin_the_map_keeps_is_never_planted_as_added(helsinki_g
     changes = plant_changes(edges, feats, SimConfig(added_rate=0.5), np.random.default_rng(0))[-1]
     added = changes.loc[changes["kind"] == "object_added", "object_id"].astype(int)
     assert len(added) > 100 and not added.isin(twins).any()
+
+
+def test_a_moved_feature_never_lands_on_its_twin_nor_by_a_junction(helsinki_gpkg):
+    # a stale map whose moved sign lands on another of its class and value holds one sign twice
+    # (OSM's second node of it), and a signal by a junction is the junction's: neither is a move
+    # a street can show, so the simulator plants none
+    from mapdiff.io import read_map_layers
+    from mapdiff.simulate import JUNCTION_KERB_M, JUNCTION_RADIUS_M, TWIN_M, _road_lookup, plant_changes
+
+    layers = read_map_layers(helsinki_gpkg)
+    edges = layers["edges"].to_crs("EPSG:32635")
+    feats = layers["features"].to_crs("EPSG:32635")
+    *_, stale, changes = plant_changes(edges, feats, SimConfig(moved_rate=0.5), np.random.default_rng(0))
+    moved = changes.loc[changes["kind"] == "object_moved", "feature_id"].astype(int).to_numpy()
+    assert len(moved) > 300
+    at = stale.set_index("feature_id").geometry
+    cls, value, fids = feats["class"].to_numpy(), feats["value"].astype(str).to_numpy(), feats["feature_id"].to_numpy()
+    junctions = _road_lookup(edges)[2][["x", "y"]].to_numpy()
+    by_junction = JUNCTION_RADIUS_M + JUNCTION_KERB_M
+    for fid in moved:
+        p = at[fid]
+        f = feats[feats["feature_id"] == fid].iloc[0]
+        same = (cls == f["class"]) & (value == str(f["value"])) & (fids != fid)
+        gx, gy = feats.geometry.x.to_numpy()[same], feats.geometry.y.to_numpy()[same]
+        assert np.hypot(gx - p.x, gy - p.y).min(initial=np.inf) > TWIN_M
+        if f["class"] == "traffic_signals":
+            for q in (p, f.geometry):
+                assert np.hypot(junctions[:, 0] - q.x, junctions[:, 1] - q.y).min() > by_junction
