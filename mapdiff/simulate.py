@@ -345,9 +345,11 @@ def plant_changes(edges, features, config: SimConfig, rng):
     pool = np.setdiff1d(ids, added)
     # a junction's signals have no wrong place along a road: OSM's place for them is the node, or
     # the approach way (a stale map that has them 5 m up an approach is not wrong), whether the
-    # world's poles stand at the kerb or on the node
+    # world's poles stand at the kerb or on the node (nor has a signal a kerb beyond its radius:
+    # JUNCTION_KERB_M). Nor a feature with a twin: its poles stand where the twin's do, and the
+    # street shows no move, only a stale node without a pole (as for removals, below)
     near_junction = _junction_signals(features, lookup, JUNCTION_RADIUS_M + JUNCTION_KERB_M).index.to_numpy()
-    movable = np.setdiff1d(pool, near_junction)
+    movable = np.setdiff1d(pool, np.r_[near_junction, twins])
     moved = _pick(rng, movable, config.moved_rate * len(pool) / max(len(movable), 1))
     pool = np.setdiff1d(pool, moved)
     has_value = features.set_index("feature_id")["value"].reindex(pool).notna().to_numpy()

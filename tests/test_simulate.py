@@ -634,12 +634,12 @@ def test_a_feature_whose_twin_the_map_keeps_is_never_planted_as_added(helsinki_g
     assert len(added) > 100 and not added.isin(twins).any()
 
 
-def test_a_moved_feature_never_lands_on_its_twin_nor_by_a_junction(helsinki_gpkg):
+def test_no_move_is_planted_that_a_street_cannot_show(helsinki_gpkg):
     # a stale map whose moved sign lands on another of its class and value holds one sign twice
-    # (OSM's second node of it), and a signal by a junction is the junction's: neither is a move
-    # a street can show, so the simulator plants none
+    # (OSM's second node of it), a signal by a junction is the junction's, and a twin's poles
+    # stand where its twin's do: none is a move a street can show, so the simulator plants none
     from mapdiff.io import read_map_layers
-    from mapdiff.simulate import JUNCTION_KERB_M, JUNCTION_RADIUS_M, TWIN_M, _road_lookup, plant_changes
+    from mapdiff.simulate import JUNCTION_KERB_M, JUNCTION_RADIUS_M, TWIN_M, _road_lookup, _twinned, plant_changes
 
     layers = read_map_layers(helsinki_gpkg)
     edges = layers["edges"].to_crs("EPSG:32635")
@@ -651,6 +651,7 @@ def test_a_moved_feature_never_lands_on_its_twin_nor_by_a_junction(helsinki_gpkg
     cls, value, fids = feats["class"].to_numpy(), feats["value"].astype(str).to_numpy(), feats["feature_id"].to_numpy()
     junctions = _road_lookup(edges)[2][["x", "y"]].to_numpy()
     by_junction = JUNCTION_RADIUS_M + JUNCTION_KERB_M
+    assert not np.isin(moved, _twinned(feats, TWIN_M)).any()
     for fid in moved:
         p = at[fid]
         f = feats[feats["feature_id"] == fid].iloc[0]
