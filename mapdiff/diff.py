@@ -50,7 +50,8 @@ Roads against the edges
   own trips would have taken it: the map's fastest routes over windows of each trip's path
   (:func:`_route_windows`) take it. Closures are taken one at a time, most expected first, and
   the trips routed again around each, so that a closure explains the empty roads further along
-  its routes (:func:`_explained_closures`); closures that touch are one closed stretch. The
+  its routes (:func:`_explained_closures`); closures that touch are one closed stretch, with
+  the empty roads beside them that they explain (which of them is shut the data cannot tell). The
   confidence is calibrated on the data (how often roads expected on that many trips are empty
   anyway; see :func:`_calibrated`). A road counts as driven by the trips whose fixes confirm
   it; a few passes with no fix on the road are the matcher cutting a corner (see
@@ -1234,16 +1235,23 @@ def _closed_roads(net, counts: tuple, paths: pd.DataFrame, config: DiffConfig, s
     driven = _driven(net, road, counts, config.min_road_trips)
     off_map = None if fixes is None else _off_map_passes(paths, fixes, source)
     windows = _route_windows(net, paths, source, off_map=off_map, reversed_rows=reversed_rows)
-    expected, closed = _explained_closures(net, road, driven, windows, config.min_road_trips, reversed_rows)
+    expected, closed, explained = _explained_closures(net, road, driven, windows, config.min_road_trips,
+                                                      reversed_rows)
     judged = expected >= config.min_road_trips
     conf = np.zeros(len(expected))
     conf[judged] = _calibrated(expected[judged], closed[judged])
     rows = []
-    # closures that touch are one closed stretch, one diff (the data cannot tell which is shut)
-    for stretch in _touching(net, road, np.flatnonzero(closed)):
+    # closures that touch are one closed stretch, one diff (the data cannot tell which is shut),
+    # and so are the empty roads a closure explains that touch it: of three roads in a row that
+    # nobody drove, the middle one taken as closed explains both ends as well as the two ends
+    # explain it (Harrisburg: the middle one reported, the two planted closures missed)
+    for stretch in _touching(net, road, np.flatnonzero(closed | explained)):
+        shut = stretch[closed[stretch]]
+        if len(shut) == 0:
+            continue
         edges = np.flatnonzero(np.isin(road, stretch))
-        best = stretch[np.argmax(expected[stretch])]
-        rows.append(_road_row("road_closed", net, list(edges), conf[stretch].max(), 0.0, 0.0, expected[best]))
+        best = shut[np.argmax(expected[shut])]
+        rows.append(_road_row("road_closed", net, list(edges), conf[shut].max(), 0.0, 0.0, expected[best]))
     return rows
 
 
@@ -1256,8 +1264,9 @@ def _explained_closures(net, road: np.ndarray, driven: np.ndarray, windows: tupl
     the map without it, as the trips had to drive; the other roads are judged on the new
     routes, and so on while an undriven road keeps ``min_trips`` trips.
 
-    Returns, per road, the trips expected on it (for a closure, when it was taken) and whether
-    it is closed."""
+    Returns, per road, the trips expected on it (for a closure, when it was taken), whether it
+    is closed, and whether it is an empty road that the closures explain (expected on
+    ``min_trips`` trips before, on fewer after)."""
     from mapdiff._kernels.graph import route_legs
     from mapdiff.network import free_flow_speed_mps
 
@@ -1284,6 +1293,7 @@ def _explained_closures(net, road: np.ndarray, driven: np.ndarray, windows: tupl
 
     keys = route(np.arange(len(start)), seconds)
     expected = trips_on(keys)
+    empty = ~driven & (expected >= min_trips)
     taken = np.zeros(n_roads)
     closed = np.zeros(n_roads, dtype=bool)
     while True:
@@ -1300,7 +1310,7 @@ def _explained_closures(net, road: np.ndarray, driven: np.ndarray, windows: tupl
         touched = np.unique(np.r_[keys[hit] % n_roads, again % n_roads])
         keys = np.concatenate([keys[~hit], again])
         expected[touched] = trips_on(keys[np.isin(keys % n_roads, touched)])[touched]
-    return np.where(closed, taken, expected), closed
+    return np.where(closed, taken, expected), closed, empty & ~closed & (expected < min_trips)
 
 
 #: drivers take the fastest way over a few minutes of driving, not always over a whole trip

@@ -768,6 +768,23 @@ def test_a_closure_explains_the_empty_roads_further_along_its_routes():
     assert closed["expected_passes"].iloc[0] == 6
 
 
+def test_the_empty_roads_a_closure_explains_beside_it_are_its_stretch():
+    # the main street A-B-C-D, nobody on any of its three roads, and every trip from A to D on
+    # the bypass A-X-D. Any one of the three closed explains the others, and which one is shut
+    # the data cannot tell: one closed stretch of all three, not the one taken first
+    pts = {1: (0.0, 0.0), 2: (100.0, 0.0), 3: (200.0, 0.0), 4: (300.0, 0.0), 5: (150.0, 150.0)}
+    edges = _line_network(pts, [(1, 2), (2, 3), (3, 4), (1, 5), (5, 4)])
+    e = edges.set_index(["u", "v"])["edge_id"]
+    paths = pd.DataFrame([{"trip_id": f"t{k}", "seq": s, "chain": 0, "edge_id": edge, "against": False}
+                          for k in range(6) for s, edge in enumerate([e[(1, 5)], e[(5, 4)]])])
+    main = [e[(a, b)] for a, b in ((1, 2), (2, 1), (2, 3), (3, 2), (3, 4), (4, 3))]
+    cov = _coverage(edges.to_crs(CRS), trips=6, skip=main)
+    result = diff({"edges": edges}, None, cov, DiffConfig(min_confidence=0.0), paths=paths)
+    closed = result.diffs[result.diffs["kind"] == "road_closed"]
+    assert len(closed) == 1
+    assert {int(x) for x in closed["edge_ids"].iloc[0].split(",")} == set(main)
+
+
 def test_a_one_way_the_fleet_drives_backwards_is_routed_its_way():
     # a main street A-B-C-D and a longer bypass A-X-D; B-C is mapped one-way B -> C, but the
     # fleet drives it C -> B (six trips E -> C -> B -> F: a oneway_reversed). The trips from A
