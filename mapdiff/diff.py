@@ -351,8 +351,10 @@ def _observed_things(obj: pd.DataFrame, roads: _Roads, config: DiffConfig) -> pd
     """Objects in OSM's convention: a junction's poles of one class become one thing at the
     junction node (OSM maps the junction, not the poles; the thing's trips are the most of any
     pole, since one pass sees them all); every other object is one thing on its road's centre
-    line. ``show_x``, ``show_y`` is where a diff about it is drawn: the junction node, or where
-    the object stands."""
+    line. ``show_x``, ``show_y`` is where a diff about it is drawn: where the object stands
+    (for a junction's, where its pole seen in the most trips does: OSM maps a junction's signals
+    on its node or on its approaches' stop lines, up to ``junction_radius_m`` away, and a
+    reviewer looks for the pole)."""
     cx, cy, junction, _road, _along = _conventional(obj["x"].to_numpy(), obj["y"].to_numpy(),
                                                     obj["at_junction"].to_numpy(), roads, config)
     n = len(obj)
@@ -371,7 +373,7 @@ def _observed_things(obj: pd.DataFrame, roads: _Roads, config: DiffConfig) -> pd
     at_j = junction[lead] >= 0
     things["raw_x"] = np.where(at_j, cx[lead], things["x"].to_numpy())
     things["raw_y"] = np.where(at_j, cy[lead], things["y"].to_numpy())
-    things["show_x"], things["show_y"] = things["raw_x"], things["raw_y"]
+    things["show_x"], things["show_y"] = things["x"], things["y"]
     things["x"], things["y"] = cx[lead], cy[lead]
     things["n_observations"] = s["n_obs"].to_numpy()
     things["members"] = s["members"].to_numpy()
