@@ -1131,7 +1131,8 @@ def _object_diffs(features, objects, roads, coverage_n, config):
     k = np.flatnonzero(moved & trusted & enough & seen_there)
     # ... and not a lonely feature (a removal, an object locate missed) beside a lonely thing
     # (an addition, a ghost) by chance
-    unexplained = int((~f_paired & (missed_n >= config.min_visible_trips) & (feat["junction"].to_numpy() < 0)).sum())
+    gone_if_lonely = ~f_paired & (missed_n >= config.min_visible_trips)  # the removals, below
+    unexplained = int((gone_if_lonely & (feat["junction"].to_numpy() < 0)).sum())
     lonely = np.r_[np.flatnonzero(~t_paired & ~split & (things["n_trips"].to_numpy() >= config.min_trips)), ti[k]]
     controls = fi[~moved & ~changed & ~junction]
     controls = controls[::max(1, len(controls) // VISIBILITY_SAMPLE)]  # a sample stands for them all
@@ -1146,11 +1147,11 @@ def _object_diffs(features, objects, roads, coverage_n, config):
                        config)
     parts.append(_rows("object_added", feat, np.full(len(k), -1), things, k, np.full(len(k), np.nan), conf_seen[k],
                        np.full(len(k), np.nan)))
-    k = np.flatnonzero(~f_paired & (missed_n >= config.min_visible_trips))
+    k = np.flatnonzero(gone_if_lonely)
     # drawn where the map has it
     parts.append(_rows("object_removed", features, k, things, np.full(len(k), -1), np.full(len(k), np.nan),
                        conf_gone[k], missed[k]))
-    unseen = np.flatnonzero(~f_paired & ~(missed_n >= config.min_visible_trips))
+    unseen = np.flatnonzero(~f_paired & ~gone_if_lonely)
     unverified = features.iloc[unseen].assign(visible_trips=missed[unseen])
     return parts, unverified
 

@@ -69,7 +69,7 @@ TWIN_M = 5.0
 #: (some 5 m) off its node's approach, so a judgment cannot tell such a signal from the
 #: junction's, and the stale map's place would not be wrong by OSM's convention
 JUNCTION_KERB_M = 5.0
-#: draws of a moved feature's stale place before the move is given up (see ``_move_is_visible``)
+#: draws of a moved feature's stale place before the move is given up (see ``_stale_place_check``)
 MOVE_TRIES = 10
 SPEED_LIMITS_KMH = ("20", "30", "40", "50", "60", "70", "80", "100")
 EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
@@ -360,12 +360,14 @@ def plant_changes(edges, features, config: SimConfig, rng):
         f = by_id.loc[fid]
         rows.append({"kind": "object_added", "class": f["class"], "object_id": int(fid),
                      "new_value": f["value"], "geometry": f.geometry})
+    visible = _stale_place_check(features, lookup)
+    row_of = pd.Series(np.arange(len(features)), index=features["feature_id"].to_numpy())
     for fid in np.sort(moved):
         f = by_id.loc[fid]
         for _ in range(MOVE_TRIES):
             dist = float(np.exp(rng.uniform(np.log(3.0), np.log(40.0))))
             old, dist = _misplaced(f.geometry, dist, lookup, rng)
-            if _move_is_visible(old, f, features, lookup):
+            if visible(old, row_of[fid]):
                 break
         else:
             continue  # no stale place a street could tell from the map's other features: unchanged
@@ -411,23 +413,30 @@ def plant_changes(edges, features, config: SimConfig, rng):
     return world_edges, map_edges, objects, map_feats, changes
 
 
-def _move_is_visible(old, feature, features, lookup) -> bool:
-    """Whether a stale map that has ``feature`` at ``old`` shows a move a street can tell: not
-    within ``TWIN_M`` of another feature of its class and value (the map would then hold one
-    sign twice, OSM's second node of it), nor, for signals, near a junction (see
-    ``JUNCTION_KERB_M``)."""
-    value = features["value"].astype(object).where(features["value"].notna(), None).to_numpy()
-    same = ((features["class"] == feature["class"]).to_numpy()
-            & (features["feature_id"] != feature["feature_id"]).to_numpy()
-            & (value == (feature["value"] if pd.notna(feature["value"]) else None)))
-    geom = features.geometry.values[same]
-    if len(geom) and float(np.min(np.hypot(geom.x - old.x, geom.y - old.y))) <= TWIN_M:
-        return False
-    junctions = lookup[2]
-    if feature["class"] == "traffic_signals" and len(junctions):
-        gap = np.hypot(junctions["x"].to_numpy() - old.x, junctions["y"].to_numpy() - old.y)
-        return float(gap.min()) > JUNCTION_RADIUS_M + JUNCTION_KERB_M
-    return True
+def _stale_place_check(features, lookup):
+    """A test of stale places (see :func:`plant_changes`'s moves), built once: ``visible(old,
+    row)``, whether a stale map that has feature ``row`` (its position in ``features``) at
+    ``old`` shows a move a street can tell. Not within ``TWIN_M`` of another feature of its class
+    and value (the map would then hold one sign twice, OSM's second node of it), nor, for
+    signals, near a junction (see ``JUNCTION_KERB_M``)."""
+    from scipy.spatial import cKDTree
+
+    xy = np.c_[features.geometry.x, features.geometry.y]
+    identity = pd.factorize(pd.MultiIndex.from_arrays([features["class"].astype(str),
+                                                        features["value"].astype(object).fillna("")]))[0]
+    tree = cKDTree(xy)
+    junctions = lookup[2][["x", "y"]].to_numpy()
+    signals = (features["class"] == "traffic_signals").to_numpy()
+
+    def visible(old, row) -> bool:
+        near = np.asarray(tree.query_ball_point([old.x, old.y], TWIN_M), dtype=np.int64)
+        if ((identity[near] == identity[row]) & (near != row)).any():
+            return False
+        if signals[row] and len(junctions):
+            return float(np.hypot(*(junctions - [old.x, old.y]).T).min()) > JUNCTION_RADIUS_M + JUNCTION_KERB_M
+        return True
+
+    return visible
 
 
 def _junction_signals(features, lookup, radius_m: float = JUNCTION_RADIUS_M) -> pd.Series:

@@ -21,6 +21,14 @@ def _read(sim_dir, name):
     return read_table(Path(sim_dir) / name)
 
 
+def _helsinki_metres(gpkg):
+    """The bundled Helsinki map's edges and features in metres (UTM 35N)."""
+    from mapdiff.io import read_map_layers
+
+    layers = read_map_layers(gpkg)
+    return layers["edges"].to_crs("EPSG:32635"), layers["features"].to_crs("EPSG:32635")
+
+
 def test_gps_noise_has_the_asked_distribution():
     from mapdiff._kernels.simulate import gps_noise
 
@@ -343,12 +351,9 @@ def test_features_mapped_on_one_spot_stand_as_one_pole_each_side():
 def test_a_junctions_signals_are_never_planted_as_moved(helsinki_gpkg, placement):
     # OSM's place for a junction's signals is its node or the approach way: moved 3-40 m up an
     # approach they are still mapped right, so the stale map never has them there
-    from mapdiff.io import read_map_layers
     from mapdiff.simulate import _junction_signals, _road_lookup, plant_changes
 
-    layers = read_map_layers(helsinki_gpkg)
-    edges = layers["edges"].to_crs("EPSG:32635")
-    feats = layers["features"].to_crs("EPSG:32635")
+    edges, feats = _helsinki_metres(helsinki_gpkg)
     at_junction = _junction_signals(feats, _road_lookup(edges)).index
     assert len(at_junction) >= 5
     config = SimConfig(placement=placement, moved_rate=0.9)  # nearly every feature, were they movable
@@ -360,12 +365,9 @@ def test_a_junctions_signals_are_never_planted_as_moved(helsinki_gpkg, placement
 def test_a_junctions_signals_are_added_together(helsinki_gpkg):
     # a junction is signalled on all its approaches at once: a stale map lacks all its signals
     # (nodes on the junction or up its approaches) or none
-    from mapdiff.io import read_map_layers
     from mapdiff.simulate import _junction_signals, _road_lookup, plant_changes
 
-    layers = read_map_layers(helsinki_gpkg)
-    edges = layers["edges"].to_crs("EPSG:32635")
-    feats = layers["features"].to_crs("EPSG:32635")
+    edges, feats = _helsinki_metres(helsinki_gpkg)
     junction_of = _junction_signals(feats, _road_lookup(edges))
     shared = junction_of[junction_of.duplicated(keep=False)]
     assert shared.nunique() >= 20  # junctions with two signal nodes or more
@@ -621,12 +623,9 @@ def test_a_feature_whose_twin_the_map_keeps_is_never_planted_as_added(helsinki_g
     # a crossing mapped on both ways its footway crosses (nodes a few metres apart): with one of
     # them missing from the map, the other's poles stand where its did and the street shows no
     # change, so the stale map never lacks just one of them (a junction's signals go as one)
-    from mapdiff.io import read_map_layers
     from mapdiff.simulate import TWIN_M, _junction_signals, _road_lookup, _twinned, plant_changes
 
-    layers = read_map_layers(helsinki_gpkg)
-    edges = layers["edges"].to_crs("EPSG:32635")
-    feats = layers["features"].to_crs("EPSG:32635")
+    edges, feats = _helsinki_metres(helsinki_gpkg)
     twins = np.setdiff1d(_twinned(feats, TWIN_M), _junction_signals(feats, _road_lookup(edges)).index)
     assert len(twins) >= 20
     changes = plant_changes(edges, feats, SimConfig(added_rate=0.5), np.random.default_rng(0))[-1]
@@ -638,12 +637,9 @@ def test_no_move_is_planted_that_a_street_cannot_show(helsinki_gpkg):
     # a stale map whose moved sign lands on another of its class and value holds one sign twice
     # (OSM's second node of it), a signal by a junction is the junction's, and a twin's poles
     # stand where its twin's do: none is a move a street can show, so the simulator plants none
-    from mapdiff.io import read_map_layers
     from mapdiff.simulate import JUNCTION_KERB_M, JUNCTION_RADIUS_M, TWIN_M, _road_lookup, _twinned, plant_changes
 
-    layers = read_map_layers(helsinki_gpkg)
-    edges = layers["edges"].to_crs("EPSG:32635")
-    feats = layers["features"].to_crs("EPSG:32635")
+    edges, feats = _helsinki_metres(helsinki_gpkg)
     *_, stale, changes = plant_changes(edges, feats, SimConfig(moved_rate=0.5), np.random.default_rng(0))
     moved = changes.loc[changes["kind"] == "object_moved", "feature_id"].astype(int).to_numpy()
     assert len(moved) > 300
