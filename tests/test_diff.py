@@ -488,6 +488,31 @@ def test_support_of_a_missing_road_is_a_trip_that_drove_along_it_one_way():
     assert sorted(_drove_along(pd.DataFrame(rows), line, 10.0).tolist()) == [0, 4]
 
 
+def test_pieces_of_one_missing_road_are_joined_across_a_gap_without_a_junction():
+    """``_continued`` clause by clause: two pieces of a line due east, 20 m apart, driven by the
+    same five trips, are one road (gap 40 m allowed); not with a mapped node in the gap (the
+    road meets the map there), nor with two shared trips of three needed, nor with the second
+    piece turning back along the first."""
+    from scipy.spatial import cKDTree
+
+    from mapdiff.diff import _continued
+
+    def piece(xs, ys, trips):
+        return {"geometry_m": shapely.LineString(np.c_[xs, ys]), "trips": np.asarray(trips), "n_observations": 10}
+
+    a = piece([0.0, 100.0], [0.0, 0.0], [1, 2, 3, 4, 5])
+    b = piece([120.0, 250.0], [0.0, 5.0], [1, 2, 3, 4, 5, 6])
+    far_node = (cKDTree([[60.0, 200.0]]), np.array([7]))
+    joined = _continued([a, b], (40.0, 8.0), far_node, 3)
+    assert len(joined) == 1
+    assert joined[0]["trips"].tolist() == [1, 2, 3, 4, 5, 6] and joined[0]["n_observations"] == 20
+    assert joined[0]["geometry_m"].length == pytest.approx(100.0 + 20.0 + np.hypot(130.0, 5.0))
+    assert len(_continued([a, b], (40.0, 8.0), (cKDTree([[110.0, 3.0]]), np.array([7])), 3)) == 2
+    assert len(_continued([a, piece([120.0, 250.0], [0.0, 5.0], [1, 2, 9])], (40.0, 8.0), far_node, 3)) == 2
+    back = piece([120.0, 30.0], [10.0, 12.0], [1, 2, 3, 4, 5])
+    assert len(_continued([a, back], (40.0, 8.0), far_node, 3)) == 2
+
+
 def test_a_run_with_one_fix_on_the_line_tells_nothing():
     """Fixes every 15 s cross a 10 m cell once: trip 5's run has one fix on the line, and its
     trip stays support; trip 6's other run crosses the line, which rules it out."""
