@@ -589,6 +589,44 @@ def test_empty_objects_make_removals_or_unverified(scene):
     assert result.unverified["feature_id"].tolist() == [5]
 
 
+@pytest.mark.parametrize(("sigma_m", "added"), [(0.4, True), (5.0, False)])
+def test_a_second_estimate_of_a_mapped_sign_is_split_off_as_far_as_its_sigma_reaches(grid_edges, sigma_m, added):
+    # one sign on the map and two estimates of its class and value, 0.5 m and 18 m from it: sure
+    # estimates (sigma 0.4 m) 18 m apart are two signs, an addition; estimates of sigma 5 m
+    # (a noisy fleet's) lie that far apart by chance (3 sqrt(2) x 5 = 21 m): one sign, split
+    x0, y0 = node_xy(0)
+    feats = _features([(1, "traffic_sign", "FI:231", x0 + 30, y0 - 4)])
+    objs = _objects([(101, "traffic_sign", "FI:231", x0 + 30.5, y0 - 4, 20),
+                     (102, "traffic_sign", "FI:231", x0 + 48, y0 - 4, 20)]).assign(sigma_m=sigma_m)
+    kinds = _grid_kinds(grid_edges, feats, objs)
+    assert ("object_added" in kinds) == added
+    if added:
+        assert kinds["object_added"]["object_id"].tolist() == [102]
+
+
+def test_absences_say_nothing_where_the_objects_explain_few_of_the_features_in_view(grid_edges):
+    # twelve signs along row 0, all driven past: with objects for eleven, the twelfth is a
+    # removal the data can judge; with objects for two (or none: nothing posed), most of the map
+    # would be gone, so the camera side failed: removals at confidence 0, and a warning says why
+    x0, y0 = node_xy(0)
+    feats = _features([(k, "traffic_sign", "FI:231", x0 + 10 + 25 * k, y0 - 4) for k in range(12)])
+    layers = {"edges": grid_edges.to_crs(4326), "features": feats}
+
+    objs = _objects([(100 + k, "traffic_sign", "FI:231", x0 + 10.3 + 25 * k, y0 - 3.6, 20) for k in range(12)])
+
+    def removals(n_objects):
+        result = diff(layers, objs.iloc[:n_objects], _coverage(grid_edges), DiffConfig(min_confidence=0.0))
+        return result.diffs[result.diffs["kind"] == "object_removed"], result.warnings
+
+    gone, warnings = removals(11)
+    assert gone["feature_id"].tolist() == [11] and gone["confidence"].iloc[0] > 0.5
+    assert not any("explain" in w for w in warnings)
+    for n in (2, 0):
+        gone, warnings = removals(n)
+        assert len(gone) == 12 - n and (gone["confidence"] == 0).all()
+        assert any(f"explain {n / 12:.0%} of the 12 map features" in w for w in warnings)
+
+
 def test_trips_the_matcher_is_all_but_sure_of_count_whole(scene):
     # the coverage confirmed by the matched fixes is an expected number of trips (each as sure
     # as the matcher is): three trips at 0.9999 are 2.9997, and still three trips in view
