@@ -604,6 +604,24 @@ def test_a_second_estimate_of_a_mapped_sign_is_split_off_as_far_as_its_sigma_rea
         assert kinds["object_added"]["object_id"].tolist() == [102]
 
 
+@pytest.mark.parametrize(("cls", "feature_value", "added"), [
+    ("crossing", None, False),          # the map gives no kind: the read value says nothing
+    ("traffic_sign", "FI:231", True),   # the map's sign code: another code is another sign
+])
+def test_the_other_kerbs_pole_read_with_another_value_is_new_only_against_a_mapped_value(
+        grid_edges, cls, feature_value, added):
+    # a feature on row 0's centre line and an estimate on each kerb, 4 m either side: one read
+    # with the feature's value (or none), the other with another value
+    x0, y0 = node_xy(0)
+    feats = _features([(1, cls, feature_value, x0 + 50, y0)])
+    other = "island" if cls == "crossing" else "FI:311"
+    objs = _objects([(101, cls, feature_value, x0 + 50.3, y0 - 4.0, 30), (102, cls, other, x0 + 50.2, y0 + 4.0, 25)])
+    kinds = _grid_kinds(grid_edges, feats, objs)
+    assert ("object_added" in kinds) == added
+    if added:
+        assert kinds["object_added"]["object_id"].tolist() == [102]
+
+
 def test_absences_say_nothing_where_the_objects_explain_few_of_the_features_in_view(grid_edges):
     # twelve signs along row 0, all driven past: with objects for eleven, the twelfth is a
     # removal the data can judge; with objects for two (or none: nothing posed), most of the map
