@@ -12,7 +12,11 @@ Each run also scores the diffs made from the simulator's true objects (what loca
 if it were perfect), to separate the judgment's own errors from locate's.
 
     python benchmarks/diff_sim.py [--cities helsinki,liechtenstein,harrisburg] [--placements physical,osm]
-                                  [--roads-only] [--sample-interval-s S]
+                                  [--roads-only] [--sample-interval-s S] [--sim-args "..."]
+
+``--sim-args`` passes more of the simulator's settings, for fleets off the defaults, e.g.
+``--sim-args "--gps-sigma-m 15 --outlier-rate 0.05 --sample-interval-s 5"`` (noisy GPS) or
+``"--miss-rate 0.5 --false-positive-rate 0.02 --confusion-rate 0.1"`` (a poor detector).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -70,7 +75,7 @@ def one_city(tmp: Path, city: str, placement: str, args) -> dict:
              "--value-changed-rate", min(0.03 * rich, 1.0)]
     run("simulate", "--map", out / "roads.gpkg", "-o", out / "sim", "--vehicles", args.vehicles, "--days",
         args.days, "--seed", args.seed, "--placement", placement, "--sample-interval-s", args.sample_interval_s,
-        *rates)
+        *rates, *shlex.split(args.sim_args))
     sim = out / "sim"
     run("match", sim / "traces.parquet", "--map", sim / "map.gpkg", "-o", out / "matched.parquet", "--paths",
         out / "paths.parquet")
@@ -108,6 +113,7 @@ def main(argv=None):
     ap.add_argument("--days", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sample-interval-s", type=float, default=1.0, help="seconds between the fleet's GPS fixes")
+    ap.add_argument("--sim-args", default="", help="more `mapdiff simulate` options, quoted as one argument")
     ap.add_argument("--roads-only", action="store_true",
                     help="score the road kinds only (no observe, locate or object diffs): minutes, not an hour")
     ap.add_argument("--keep", type=Path, metavar="DIR",
