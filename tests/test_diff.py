@@ -624,8 +624,9 @@ def test_the_other_kerbs_pole_read_with_another_value_is_new_only_against_a_mapp
 
 def test_absences_say_nothing_where_the_objects_explain_few_of_the_features_in_view(grid_edges):
     # twelve signs along row 0, all driven past: with objects for eleven, the twelfth is a
-    # removal the data can judge; with objects for two (or none: nothing posed), most of the map
-    # would be gone, so the camera side failed: removals at confidence 0, and a warning says why
+    # removal the data can judge; with objects for two, most of the map would be gone, so the
+    # camera side failed: removals at confidence 0, and a warning says why. With none at all
+    # the user says nothing was seen: every sign is a removal, as before
     x0, y0 = node_xy(0)
     feats = _features([(k, "traffic_sign", "FI:231", x0 + 10 + 25 * k, y0 - 4) for k in range(12)])
     layers = {"edges": grid_edges.to_crs(4326), "features": feats}
@@ -639,10 +640,12 @@ def test_absences_say_nothing_where_the_objects_explain_few_of_the_features_in_v
     gone, warnings = removals(11)
     assert gone["feature_id"].tolist() == [11] and gone["confidence"].iloc[0] > 0.5
     assert not any("explain" in w for w in warnings)
-    for n in (2, 0):
-        gone, warnings = removals(n)
-        assert len(gone) == 12 - n and (gone["confidence"] == 0).all()
-        assert any(f"explain {n / 12:.0%} of the 12 map features" in w for w in warnings)
+    gone, warnings = removals(2)
+    assert len(gone) == 10 and (gone["confidence"] == 0).all()
+    assert any("explain 17% of the 12 map features" in w for w in warnings)
+    gone, warnings = removals(0)
+    assert len(gone) == 12 and (gone["confidence"] > 0.5).all()
+    assert not any("explain" in w for w in warnings)
 
 
 def test_trips_the_matcher_is_all_but_sure_of_count_whole(scene):
