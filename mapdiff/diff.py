@@ -1930,6 +1930,9 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
                             f"the fleet had in view in {config.min_visible_trips}+ trips; its absences say nothing "
                             f"and removals get confidence 0 (do the objects cover the area the coverage does? were the "
                             f"detections posed? see observe's rejects)")
+        if len(obj) == 0 and len(feat):
+            warnings.append(f"{src['objects']}: no objects; every map feature the fleet had in view is reported "
+                            f"removed (did observe pose the detections? see its rejects)")
         parts += obj_parts
     road_rows = pd.DataFrame(_road_diffs(net, seen_n, config))
     parts.append(road_rows)

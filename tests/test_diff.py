@@ -646,6 +646,7 @@ def test_absences_say_nothing_where_the_objects_explain_few_of_the_features_in_v
     gone, warnings = removals(0)
     assert len(gone) == 12 and (gone["confidence"] > 0.5).all()
     assert not any("explain" in w for w in warnings)
+    assert any("no objects; every map feature the fleet had in view is reported removed" in w for w in warnings)
 
 
 def test_trips_the_matcher_is_all_but_sure_of_count_whole(scene):
