@@ -660,10 +660,16 @@ def _osm_twins(feat: pd.DataFrame, paired: np.ndarray, config: DiffConfig) -> np
     """Unpaired features off junctions that a paired one of their class and value stands for:
     within ``SAME_SPOT_M`` of it, or of ``FOOTWAY_CLASSES`` within ``FOOTWAY_NODES_M``, on the
     centre line (``x``, ``y``): OSM maps a crossing on every way its footway crosses (nodes 1-3 m apart), and
-    the street has one sign on each kerb for them all, so the second node is no removal."""
+    the street has one sign on each kerb for them all, so the second node is no removal, whatever
+    kind it says the crossing is."""
     pos = feat[["x", "y"]].to_numpy(float)
-    radius = np.where(feat["class"].isin(FOOTWAY_CLASSES).to_numpy(), FOOTWAY_NODES_M, SAME_SPOT_M)
-    return _beside_paired(feat, paired, np.ascontiguousarray(np.c_[pos, pos]), radius)
+    foot = feat["class"].isin(FOOTWAY_CLASSES).to_numpy()
+    pos = np.ascontiguousarray(np.c_[pos, pos])
+    twins = _beside_paired(feat, paired, pos, np.where(foot, FOOTWAY_NODES_M, SAME_SPOT_M))
+    # the nodes of one crossing whatever their values: a stale map keeps the old kind on the
+    # node that was not edited (Helsinki's demo: a crossing's node still "unmarked" 1.1 m from
+    # its "traffic_signals" twin, whose pole the fleet saw, was a removal at confidence 1)
+    return twins | (foot & _beside_paired(feat.assign(val=-1), paired & foot, pos, FOOTWAY_NODES_M))
 
 
 def _kerb_twins(things: pd.DataFrame, paired: np.ndarray, tol: np.ndarray, reach_m: float,

@@ -622,6 +622,16 @@ def test_the_other_kerbs_pole_read_with_another_value_is_new_only_against_a_mapp
         assert kinds["object_added"]["object_id"].tolist() == [102]
 
 
+def test_a_crossings_second_node_is_no_removal_whatever_kind_it_says(grid_edges):
+    # OSM maps a crossing on both ways its footway crosses: two nodes 1.1 m apart on row 0, one
+    # edited to "traffic_signals", the other still "unmarked"; the fleet sees the crossing's pole
+    x0, y0 = node_xy(0)
+    feats = _features([(1, "crossing", "traffic_signals", x0 + 50, y0), (2, "crossing", "unmarked", x0 + 51.1, y0)])
+    objs = _objects([(101, "crossing", "traffic_signals", x0 + 50.2, y0 - 4.0, 30)])
+    kinds = _grid_kinds(grid_edges, feats, objs)
+    assert "object_removed" not in kinds
+
+
 def test_absences_say_nothing_where_the_objects_explain_few_of_the_features_in_view(grid_edges):
     # twelve signs along row 0, all driven past: with objects for eleven, the twelfth is a
     # removal the data can judge; with objects for two, most of the map would be gone, so the
