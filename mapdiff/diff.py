@@ -1056,12 +1056,18 @@ def _not_by_chance(move_m: np.ndarray, chance_m: np.ndarray, unexplained: int) -
     return np.clip(1.0 - by_chance / np.maximum(moves, 1), 0.0, 1.0)[which]
 
 
+def _regular_sample(rows: np.ndarray) -> tuple:
+    """Every k-th of ``rows``, about ``VISIBILITY_SAMPLE`` of them, and k: how many each stands for."""
+    step = max(1, len(rows) // VISIBILITY_SAMPLE)
+    return rows[::step], step
+
+
 def _sample_the_others(weight: np.ndarray, others: np.ndarray) -> np.ndarray:
     """``weight`` (each row measured has 1, in place) with a regular sample of the rows
-    ``others`` standing for them all, each weighing as many as it stands for: at most about
-    ``VISIBILITY_SAMPLE`` of them are measured."""
-    step = max(1, len(others) // VISIBILITY_SAMPLE)
-    weight[others[::step]] = step
+    ``others`` standing for them all (:func:`_regular_sample`), each weighing as many as it
+    stands for."""
+    sample, step = _regular_sample(others)
+    weight[sample] = step
     return weight
 
 
@@ -1166,8 +1172,7 @@ def _object_diffs(features, objects, roads, coverage_n, config):
     gone_if_lonely = ~f_paired & (missed_n >= config.min_visible_trips)  # the removals, below
     unexplained = int((gone_if_lonely & (feat["junction"].to_numpy() < 0)).sum())
     lonely = np.r_[np.flatnonzero(~t_paired & ~split & (things["n_trips"].to_numpy() >= config.min_trips)), ti[k]]
-    controls = fi[~moved & ~changed & ~junction]
-    controls = controls[::max(1, len(controls) // VISIBILITY_SAMPLE)]  # a sample stands for them all
+    controls = _regular_sample(fi[~moved & ~changed & ~junction])[0]  # a sample stands for them all
     chance_m = _chance_distance(feat, things, controls, lonely, (roads.net, config))
     conf_moved[k] *= _not_by_chance(d[k], chance_m, unexplained + len(k))
     parts.append(_rows("object_moved", feat, fi[k], things, ti[k], d[k], conf_moved[k], visible[fi[k]]))
@@ -1936,7 +1941,7 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
                             f"the fleet had in view in {config.min_visible_trips}+ trips; its absences say nothing "
                             f"and removals get confidence 0 (do the objects cover the area the coverage does? were the "
                             f"detections posed? see observe's rejects)")
-        if len(obj) == 0 and len(feat):
+        if len(obj) == 0 and any(len(p) and (p["kind"] == "object_removed").any() for p in obj_parts):
             warnings.append(f"{src['objects']}: no objects; every map feature the fleet had in view is reported "
                             f"removed (did observe pose the detections? see its rejects)")
         parts += obj_parts

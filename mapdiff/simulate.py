@@ -426,14 +426,15 @@ def _stale_place_check(features, lookup):
                                                         features["value"].astype(object).fillna("")]))[0]
     tree = cKDTree(xy)
     junctions = lookup[2][["x", "y"]].to_numpy()
+    junction_tree = cKDTree(junctions) if len(junctions) else None
     signals = (features["class"] == "traffic_signals").to_numpy()
 
     def visible(old, row) -> bool:
         near = np.asarray(tree.query_ball_point([old.x, old.y], TWIN_M), dtype=np.int64)
         if ((identity[near] == identity[row]) & (near != row)).any():
             return False
-        if signals[row] and len(junctions):
-            return float(np.hypot(*(junctions - [old.x, old.y]).T).min()) > JUNCTION_RADIUS_M + JUNCTION_KERB_M
+        if signals[row] and junction_tree is not None:
+            return float(junction_tree.query([old.x, old.y])[0]) > JUNCTION_RADIUS_M + JUNCTION_KERB_M
         return True
 
     return visible
