@@ -110,6 +110,15 @@ TOGETHER_SHARE = 0.2
 #: of travel is within this of the smaller one's mean: the half-width of one of a junction's
 #: four approaches (see ``SECTORS``)
 SAME_SIDE_DEG = 45.0
+#: a smaller object is a piece of a bigger one of its identity only where the bigger is seen from
+#: the smaller's sides (its sectors of approach, ``SECTORS``) by at least this share of the
+#: smaller's trips there: a piece is a share of one object's passes, so its object is seen from
+#: where it is (as often, for a piece as big as what is left), and a pole facing another approach
+#: is seen from where the other is not (none). Measured on the kept scenes of
+#: ``benchmarks/diff_sim.py`` (three cities, two placements, seeds 0 and 1): 1.0 kept pieces of
+#: 20-70 trips 2-4 m from their object by one or two trips; 0.5 folded Harrisburg's kerb poles
+#: (recall 0.782 -> 0.748); 0.75 raised precision in 11 of 12 scenes, recall kept
+SIDE_SHARE = 0.75
 #: the most observations a track may be asked to have (see ``_min_track``)
 MAX_MIN_TRACK = 4
 #: a track tells its pass's pose error only against an object at least this many trips saw
@@ -1655,12 +1664,26 @@ def _direction_groups(lab, tr, n_objects):
     no object, or an observer that stood still)."""
     ux, uy = tr["ux"].to_numpy(), tr["uy"].to_numpy()
     ok = (lab >= 0) & np.isfinite(ux)
-    theta = np.where(ok, np.arctan2(ux, uy), 0.0)
-    grid = np.arctan2(np.bincount(lab[ok], weights=np.sin(4 * theta[ok]), minlength=n_objects),
-                      np.bincount(lab[ok], weights=np.cos(4 * theta[ok]), minlength=n_objects)) / 4
+    grid = _approach_grids(lab, ux, uy, n_objects)
+    sector = _sectors(ux, uy, grid[np.maximum(lab, 0)])
+    return np.where(ok, np.maximum(lab, 0) * SECTORS + sector, -1)
+
+
+def _approach_grids(lab, ux, uy, n_objects):
+    """Per object, the turn of its grid of ``SECTORS`` approaches (radians): the mean of its
+    moving tracks' directions of travel (``ux``, ``uy``) modulo a quarter turn."""
+    ok = (lab >= 0) & np.isfinite(ux)
+    theta = np.arctan2(ux[ok], uy[ok])
+    return np.arctan2(np.bincount(lab[ok], weights=np.sin(4 * theta), minlength=n_objects),
+                      np.bincount(lab[ok], weights=np.cos(4 * theta), minlength=n_objects)) / 4
+
+
+def _sectors(ux, uy, grid):
+    """The sector (0..``SECTORS``-1) of each direction of travel on a grid of approaches."""
+    theta = np.arctan2(np.nan_to_num(ux), np.nan_to_num(uy))
     width = 2 * np.pi / SECTORS
-    sector = np.floor(np.mod(theta - grid[np.maximum(lab, 0)] + width / 2, 2 * np.pi) / width).astype(np.int64)
-    return np.where(ok, np.maximum(lab, 0) * SECTORS + np.minimum(sector, SECTORS - 1), -1)
+    sector = np.floor(np.mod(theta - grid + width / 2, 2 * np.pi) / width).astype(np.int64)
+    return np.minimum(sector, SECTORS - 1)
 
 
 def _direction_splits(lab, tr, px, py, cov, n_objects, config, shared_var=np.nan):
@@ -1957,13 +1980,15 @@ def _fold_pieces(lab, tr, passes, objects, config):
     few metres beside B, and several such passes make an object S of their own, which the
     clustering and the mixture keep (each fits S better than B). Two real objects a few metres
     apart in one view are seen in the same frames, each where it stands; S and B are not. So S
-    (within ``reach_m`` of B, fewer trips) folds into B where B holds at least as many trips
-    from S's side (their direction of travel within ``SAME_SIDE_DEG`` of the mean of S's) and
-    at most ``TOGETHER_SHARE`` of S's trips saw B in one frame with S. (Poles facing different
-    approaches are each seen from their own side: S's side is where B, too, must be seen.)
-    Measured on the simulated fleets of ``benchmarks/locate_sim.py`` (three cities, two
-    placements, two seeds; ``benchmarks/results/locate_fold.txt``): precision +0.030 to +0.081,
-    recall -0.001 to -0.025."""
+    (within ``reach_m`` of B, fewer trips) folds into B where B is seen from S's sides (sector
+    by sector of S's approaches, B's trips there up to S's, summed: at least ``SIDE_SHARE`` of
+    S's) and at most ``TOGETHER_SHARE`` of S's trips saw B in one frame with S. (Poles facing
+    different approaches are each seen from their own side: S's side is where B, too, must be
+    seen. Sector by sector, because a piece of an object seen both ways of its street is seen
+    both ways too, and the mean of its directions says nothing.) Measured on the simulated
+    fleets of ``benchmarks/locate_sim.py`` (three cities, two placements, two seeds;
+    ``benchmarks/results/locate_fold.txt``): precision +0.030 to +0.081, recall -0.001 to
+    -0.025; by sector, ``benchmarks/results/locate_fold_sides.txt``."""
     from mapdiff._kernels.locate import share_frames
 
     x, y, ident, n_trips = objects
@@ -1975,21 +2000,33 @@ def _fold_pieces(lab, tr, passes, objects, config):
     members = _members_of(lab, len(x))
     ux, uy = tr["ux"].to_numpy(), tr["uy"].to_numpy()
     moving = (lab >= 0) & np.isfinite(ux)
-    mx, my = _mean_directions(lab, ux, uy, len(x))
-    norm = np.maximum(np.hypot(mx, my), 1e-12)
+    grid = _approach_grids(lab, ux, uy, len(x))
 
     def from_side(pairs):
-        """Per pair, B's trips from S's side."""
+        """Per pair, B's trips from S's sides, sector by sector of S's approaches: in each
+        sector, the fewer of S's and B's trips there (so that B seen from every side S is seen
+        from gives S's own count)."""
+        p_s, k_s = members(small[pairs])
         p_b, k_b = members(big[pairs])
         s_of = small[pairs][p_b]
-        side = moving[k_b] & (ux[k_b] * mx[s_of] + uy[k_b] * my[s_of] >= np.cos(np.radians(SAME_SIDE_DEG)) * norm[s_of])
-        return _trips_per_pair(p_b[side], passes.trip[k_b][side], len(pairs))
+        keep_s, keep_b = moving[k_s], moving[k_b]
+        sec_s = _sectors(ux[k_s], uy[k_s], grid[small[pairs][p_s]])
+        sec_b = _sectors(ux[k_b], uy[k_b], grid[s_of])
+        n_s = pd.Series(passes.trip[k_s][keep_s]).groupby([p_s[keep_s], sec_s[keep_s]]).nunique()
+        n_b = pd.Series(passes.trip[k_b][keep_b]).groupby([p_b[keep_b], sec_b[keep_b]]).nunique()
+        both = pd.concat([n_s.rename("s"), n_b.rename("b")], axis=1).fillna(0)
+        side = both.min(axis=1).groupby(level=0).sum()
+        need = both["s"].groupby(level=0).sum()
+        return (side.reindex(range(len(pairs)), fill_value=0).to_numpy(),
+                need.reindex(range(len(pairs)), fill_value=0).to_numpy())
 
     # (the pairs in chunks of about CHUNK_TRACKS of B's tracks)
     size = np.bincount(np.maximum(lab, 0), weights=(lab >= 0), minlength=len(x))[big]
     cut = np.searchsorted(np.cumsum(size), np.arange(CHUNK_TRACKS, size.sum() + CHUNK_TRACKS, CHUNK_TRACKS))
     chunks = np.split(np.arange(len(small)), np.unique(np.minimum(cut + 1, len(small))))
-    seen_from_side = np.concatenate([from_side(c) for c in chunks if len(c)] or [np.zeros(0, np.int64)])
+    sides = [from_side(c) for c in chunks if len(c)]
+    seen_from_side = np.concatenate([a for a, _ in sides] or [np.zeros(0)])
+    need = np.concatenate([b for _, b in sides] or [np.zeros(0)])
     # S's trips with a track that shares a frame with one of B's (B's tracks listed once)
     p_s, k_s = members(small)
     k_b = np.flatnonzero(np.isin(lab, big))
@@ -1998,7 +2035,7 @@ def _fold_pieces(lab, tr, passes, objects, config):
     framed = share_frames(both["k"].to_numpy(np.int64), both["kb"].to_numpy(np.int64), passes) if len(both) else \
         np.zeros(0, dtype=bool)
     together = _trips_per_pair(both["pair"].to_numpy()[framed], both["trip"].to_numpy()[framed], len(small))
-    fold = (seen_from_side >= n_trips[small]) & (together <= TOGETHER_SHARE * n_trips[small])
+    fold = (seen_from_side >= SIDE_SHARE * need) & (together <= TOGETHER_SHARE * n_trips[small])
     # a piece folds once, into the biggest object that takes it
     s_f, b_f = small[fold], big[fold]
     first = np.lexsort((-n_trips[b_f], s_f))

@@ -1301,16 +1301,18 @@ def test_two_poles_seen_in_the_same_frames_do_not_fold():
         assert np.hypot(*(found - p).T).min() < 1.5
 
 
-def _fold_case(xs, trips):
+def _fold_case(xs, trips, headings_deg=None):
     """Objects along a street (x metres, trips each), every track its own trip's one frame,
-    driven north: the inputs of ``_fold_pieces``."""
+    driven north (or, per object, its trips' headings in turn): the inputs of ``_fold_pieces``."""
     from mapdiff._kernels.locate import Passes
 
     lab = np.repeat(np.arange(len(xs)), trips)
     n = len(lab)
     t = np.arange(n, dtype=float)
     passes = Passes(np.arange(n), t, t, np.arange(n + 1), t)
-    tracks = pd.DataFrame({"ux": np.zeros(n), "uy": np.ones(n)})
+    heading = np.zeros(n) if headings_deg is None else np.concatenate(
+        [np.resize(np.asarray(h, float), k) for h, k in zip(headings_deg, trips)])
+    tracks = pd.DataFrame({"ux": np.sin(np.radians(heading)), "uy": np.cos(np.radians(heading))})
     objects = (np.asarray(xs, float), np.zeros(len(xs)), np.zeros(len(xs), np.int64), np.asarray(trips))
     return lab, tracks, passes, objects
 
@@ -1327,3 +1329,23 @@ def test_a_piece_folds_once_into_the_biggest_and_pieces_of_pieces_follow(xs, tri
     lab, tracks, passes, objects = _fold_case(xs, trips)
     out = _fold_pieces(lab, tracks, passes, objects, LocateConfig())
     assert (out == np.repeat(expected, trips)).all()
+
+
+@pytest.mark.parametrize(("piece_headings", "folds"), [
+    # a piece seen from both ways of a two-way street (12 trips each way) beside an object seen
+    # 30 times each way: B is seen from each of the piece's sides more often than the piece (its
+    # mean direction of travel is nil, and counted against it B was never from its side)
+    ([0.0, 180.0], True),
+    # ... seen northbound only: the same
+    ([0.0], True),
+    # a pole seen from the side street only (eastbound), where B is never seen: its own pole
+    ([90.0], False),
+    # seen eastbound by most of its trips: B is seen from under a quarter of them, two poles
+    ([90.0, 90.0, 90.0, 0.0], False),
+])
+def test_a_piece_folds_where_the_object_is_seen_from_each_of_its_sides(piece_headings, folds):
+    from mapdiff.locate import _fold_pieces
+
+    lab, tracks, passes, objects = _fold_case([0.0, 4.0], [60, 24], headings_deg=[[0.0, 180.0], piece_headings])
+    out = _fold_pieces(lab, tracks, passes, objects, LocateConfig())
+    assert (out[lab == 1] == 0).all() == folds
