@@ -70,8 +70,9 @@ of the whole (:func:`measure`), and every region and tile takes it.
 ``sigma_m`` is the per-axis standard deviation from the fit's covariance, scaled up by the
 residual scatter when that is larger than the covariances say, plus the error every pass from
 one direction shares (the matcher's bias at a place, the lane): it does not shrink with the
-trips, and is measured as what the means of one object's direction groups disagree by beyond
-their covariances (:func:`_direction_splits`). Objects seen by one trip only are kept and
+trips, only with the directions the object was seen from (over their effective number,
+:func:`_effective_directions`), and is measured as what the means of one object's direction
+groups disagree by beyond their covariances (:func:`_direction_splits`). Objects seen by one trip only are kept and
 marked ``weak``.
 
 Single captures (street-level imagery: most observations come from trips that are one
@@ -742,7 +743,10 @@ def _locate_tracks(ts: _TrackSet, frame, config, measurer):
     if (into >= 0).any():
         labels = np.where((labels >= 0) & (into[np.maximum(labels, 0)] >= 0), into[np.maximum(labels, 0)], labels)
         x, y, sxx, _, syy, red, n_trips = _fit(tracks, labels, centres, config)
-    sxx, syy = sxx + shared / np.maximum(red, 1.0), syy + shared / np.maximum(red, 1.0)
+    # ... which the directions each object was seen from average down: the error of a mean over
+    # its direction groups (each trip weighing as one) holds shared / k_eff of it
+    shared_k = shared / (np.maximum(red, 1.0) * _effective_directions(labels, tracks, len(x)))
+    sxx, syy = sxx + shared_k, syy + shared_k
     # a few detections of a well-seen object get another class from the detector: where a much
     # smaller object of another class sits on it, its observations are those confusions
     has = labels >= 0
@@ -1664,9 +1668,22 @@ def _direction_groups(lab, tr, n_objects):
     no object, or an observer that stood still)."""
     ux, uy = tr["ux"].to_numpy(), tr["uy"].to_numpy()
     ok = (lab >= 0) & np.isfinite(ux)
+    out = np.full(len(lab), -1, dtype=np.int64)
     grid = _approach_grids(lab, ux, uy, n_objects)
-    sector = _sectors(ux, uy, grid[np.maximum(lab, 0)])
-    return np.where(ok, np.maximum(lab, 0) * SECTORS + sector, -1)
+    out[ok] = lab[ok] * SECTORS + _sectors(ux[ok], uy[ok], grid[lab[ok]])
+    return out
+
+
+def _effective_directions(lab, tr, n_objects):
+    """Per object, the effective number of its direction groups (:func:`_direction_groups`):
+    (sum of the groups' trips)^2 / sum of their squares, each group weighing by its trips; 1
+    for an object seen from one way (or by standing observers only)."""
+    from mapdiff._kernels.locate import trip_share
+
+    group = _direction_groups(lab, tr, n_objects)
+    _, n_trips = trip_share(group, tr["trip"].to_numpy(), n_objects * SECTORS)
+    n = n_trips.reshape(n_objects, SECTORS).astype(float)
+    return np.where(n.sum(axis=1) > 0, n.sum(axis=1) ** 2 / np.maximum((n * n).sum(axis=1), 1.0), 1.0)
 
 
 def _approach_grids(lab, ux, uy, n_objects):

@@ -1349,3 +1349,27 @@ def test_a_piece_folds_where_the_object_is_seen_from_each_of_its_sides(piece_hea
     lab, tracks, passes, objects = _fold_case([0.0, 4.0], [60, 24], headings_deg=[[0.0, 180.0], piece_headings])
     out = _fold_pieces(lab, tracks, passes, objects, LocateConfig())
     assert (out[lab == 1] == 0).all() == folds
+
+
+def test_the_error_the_directions_share_averages_down_over_the_directions_an_object_is_seen_from():
+    # 40 signs 150 m apart, each seen by 12 northbound passes, the first 24 also by 12 westbound
+    # ones; every direction at every sign shares an error of its own (1.5 m per axis: its lane,
+    # the matcher's bias there). A sign seen both ways averages two such errors: its sigma is
+    # some 1/sqrt(2) of a sign seen one way, not the same
+    rng = np.random.default_rng(11)
+    parts = []
+    for k in range(40):
+        x0 = 150.0 * k
+        for way, (start, step) in enumerate([((x0 + 1.5, -40.0), (0.0, 3.0)), ((x0 + 40.0, 1.5), (-3.0, 0.0))]):
+            if way == 1 and k >= 24:
+                continue
+            trips = range(1000 * k + 100 * way, 1000 * k + 100 * way + 12)
+            shared = rng.normal(0.0, 1.5, 2)
+            parts.append(_shifted(_approach((x0 + 4.0, -4.0), start, step, trips, seed=k * 10 + way), *shared))
+    objects, _ = locate(pd.concat(parts, ignore_index=True))
+    strong = objects[objects["n_trips"] >= 5]
+    found = positions(strong)
+    both = np.round(found[:, 0] / 150.0).astype(int) < 24
+    assert 40 <= len(strong) <= 42  # (a sign whose two errors fell far apart is split, as it should)
+    ratio = np.median(strong["sigma_m"].to_numpy()[both]) / np.median(strong["sigma_m"].to_numpy()[~both])
+    assert 0.6 < ratio < 0.85
