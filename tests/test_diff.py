@@ -1129,6 +1129,20 @@ def test_a_crossing_on_a_road_the_map_lacks_keeps_its_poles_a_kerb_away(grid_edg
     assert kinds["object_removed"]["feature_id"].tolist() == [2]
 
 
+@pytest.mark.parametrize(("away_m", "moved"), [(6.0, False), (12.0, True)])
+def test_a_pole_off_the_mapped_roads_may_stand_a_kerb_away_and_err_by_its_sigma_besides(grid_edges, away_m, moved):
+    # a crossing mapped 30 m north of row 0, on a road the map lacks; one estimate of it, sigma
+    # 1 m, away_m east of its node. Its pole may stand a kerb (5 m) away, and the estimate err
+    # by three of its sigmas (3 m) on top of that: 6 m is the same crossing (the larger of the
+    # kerb and the pair's tolerance, 4.2 m, made it a move), 12 m a move
+    x0, y0 = node_xy(0)
+    feats = _features([(1, "crossing", "uncontrolled", x0 + 50, y0 + 30.0)])
+    objs = _objects([(10, "crossing", "uncontrolled", x0 + 50 + away_m, y0 + 30.0, 30)]).assign(sigma_m=1.0)
+    kinds = _grid_kinds(grid_edges, feats, objs)
+    assert ("object_moved" in kinds) == moved
+    assert "object_removed" not in kinds and "object_added" not in kinds
+
+
 @pytest.mark.parametrize("layout", ["both kerbs", "own pole"])
 def test_a_crossing_with_a_new_value_is_no_neighbours_move(grid_edges, layout):
     # crossing 1 (mapped uncontrolled) has signals now; crossing 2 with signals, mapped further
