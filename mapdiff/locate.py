@@ -2007,7 +2007,8 @@ def _fold_pieces(lab, tr, passes, objects, config):
     both ways too, and the mean of its directions says nothing.) Measured on the simulated
     fleets of ``benchmarks/locate_sim.py`` (three cities, two placements, two seeds;
     ``benchmarks/results/locate_fold.txt``): precision +0.030 to +0.081, recall -0.001 to
-    -0.025; by sector, ``benchmarks/results/locate_fold_sides.txt``."""
+    -0.025; by sector, on the kept scenes of ``benchmarks/diff_sim.py``:
+    ``benchmarks/results/locate_fold_sides.txt``."""
     from mapdiff._kernels.locate import share_frames
 
     x, y, ident, n_trips = objects
@@ -2054,7 +2055,8 @@ def _fold_pieces(lab, tr, passes, objects, config):
     framed = share_frames(both["k"].to_numpy(np.int64), both["kb"].to_numpy(np.int64), passes) if len(both) else \
         np.zeros(0, dtype=bool)
     together = _trips_per_pair(both["pair"].to_numpy()[framed], both["trip"].to_numpy()[framed], len(small))
-    fold = (seen_from_side >= SIDE_SHARE * need) & (together <= TOGETHER_SHARE * n_trips[small])
+    # (a piece seen by standing observers only has no side to be seen from: it stays)
+    fold = (need > 0) & (seen_from_side >= SIDE_SHARE * need) & (together <= TOGETHER_SHARE * n_trips[small])
     # a piece folds once, into the biggest object that takes it
     s_f, b_f = small[fold], big[fold]
     first = np.lexsort((-n_trips[b_f], s_f))

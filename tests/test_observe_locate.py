@@ -1342,6 +1342,8 @@ def test_a_piece_folds_once_into_the_biggest_and_pieces_of_pieces_follow(xs, tri
     ([90.0], False),
     # seen eastbound by most of its trips: B is seen from under a quarter of them, two poles
     ([90.0, 90.0, 90.0, 0.0], False),
+    # seen by standing cars only: no side to be seen from, it stays
+    ([np.nan], False),
 ])
 def test_a_piece_folds_where_the_object_is_seen_from_each_of_its_sides(piece_headings, folds):
     from mapdiff.locate import _fold_pieces
