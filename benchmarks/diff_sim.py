@@ -42,6 +42,8 @@ CITIES = {
     # south-eastern Finland, towns and country roads; crossings but no signs (held out: not
     # among the cities the judgment was developed on)
     "se-finland": (SHARED / "pyrosm-test.osm.pbf", 5.0),
+    # West Oakland: a North American grid, its signals on the junction nodes (held out too)
+    "west-oakland": (SHARED / "West-Oakland.osm.bz2", 5.0),
 }
 #: the cities the judgment was developed on (the default run)
 DEVELOPED = ("helsinki", "liechtenstein", "harrisburg")

@@ -107,9 +107,9 @@ MIN_POSE_SIGMA_M = 0.3
 #: stray passes, and the most of its trips that may see both together
 MERGE_SHARE = 0.5
 TOGETHER_SHARE = 0.2
-#: a smaller object's pieces-of-a-bigger-one test looks at the bigger one's passes whose direction
-#: of travel is within this of the smaller one's mean: the half-width of one of a junction's
-#: four approaches (see ``SECTORS``)
+#: an object is seen from one way where its tracks' directions of travel agree within this of
+#: their mean (see :func:`_rarely_seen`): the half-width of one of a junction's four approaches
+#: (see ``SECTORS``)
 SAME_SIDE_DEG = 45.0
 #: a smaller object is a piece of a bigger one of its identity only where the bigger is seen from
 #: the smaller's sides (its sectors of approach, ``SECTORS``) by at least this share of the
