@@ -1213,14 +1213,21 @@ def test_an_addition_is_judged_by_the_share_of_passing_trips_that_saw_it(grid_ed
 
 def test_moves_by_chance_are_counted_per_distance_bin():
     # 10 moves of 5 m and 10 of 30 m (two bins, split at their median); of 100 features found in
-    # place, 2 have a lonely thing of their class within the first bin, 20 in the second. Of the
-    # 40 features without their object, 40 x 2 % = 0.8 have one so near by chance, 40 x 20 % = 8
-    # one as far: the near moves are 92 % real, the far ones 20 %
+    # place, 2 have a lonely thing of their class within the first bin, 20 in the second: 22 %
+    # within reach. 38 features are left lonely: the 78 % of the features without their object
+    # that found none, so (38 + 1) x 22 / 78 = 11 found one, 1 of them so near, 10 as far: the
+    # near moves are 90 % real, the far ones none
     move_m = np.r_[np.full(10, 5.0), np.full(10, 30.0)]
     chance_m = np.r_[np.full(2, 4.0), np.full(20, 25.0), np.full(78, np.inf)]
-    conf = _not_by_chance(move_m, chance_m, 40)
-    assert conf[:10] == pytest.approx(np.full(10, 0.92))
-    assert conf[10:] == pytest.approx(np.full(10, 0.2))
+    conf = _not_by_chance(move_m, chance_m, 38)
+    assert conf[:10] == pytest.approx(np.full(10, 0.9))
+    assert conf[10:] == pytest.approx(np.zeros(10))
+    # 15 lonely: 16 x 22 / 78 = 4.5 found one
+    found = 16 * 22 / 78
+    assert _not_by_chance(move_m, chance_m, 15)[[0, 10]] == pytest.approx([1 - found / 110, 1 - found / 11])
+    # where nearly every feature has a lonely thing in reach, at most every move is one
+    crowded = np.r_[4.0, np.full(98, 25.0), np.inf]
+    assert _not_by_chance(move_m, crowded, 10)[[0, 10]] == pytest.approx([1 - 20 / 99 / 10, 0.0])
     assert _not_by_chance(move_m, np.full(5, np.inf), 40) == pytest.approx(np.ones(20))
 
 
