@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fixtures.grid import CRS, SPACING_M, node_xy
-from mapdiff.diff import DiffConfig, _assign, _calibrated, _label_codes, _not_by_chance, diff
+from mapdiff.diff import DiffConfig, _assign, _beyond_error, _calibrated, _label_codes, _not_by_chance, diff
 from mapdiff.errors import ConfigError, InputError
 
 TRIPS = 40
@@ -1212,6 +1212,17 @@ def test_an_addition_is_judged_by_the_share_of_passing_trips_that_saw_it(grid_ed
     assert set(range(3000, 3005)) <= set(added.index)
     assert added[list(range(3000, 3005))].min() > 0.9
     assert added.reindex(range(2000, 2030)).fillna(0.0).max() < 0.5
+
+
+def test_a_move_is_as_sure_as_the_pairs_errors_leave_it():
+    # 220 pairs: 200 at one sigma, two at 3.1 and 18 at 8. A 2-D Gaussian puts 220 x
+    # exp(-3.1^2 / 2) = 1.8 pairs beyond 3.1 sigmas, of the 20 there: 91 % are not its error
+    # (its own chance alone said 99 %); beyond 8 none; at one sigma 0.39 (220 x 0.61 of 220)
+    z_all = np.r_[np.full(200, 1.0), 3.1, 3.1, np.full(18, 8.0)]
+    conf = _beyond_error(np.array([1.0, 3.1, 8.0]), z_all)
+    assert conf == pytest.approx([1 - np.exp(-0.5), 1 - 220 * np.exp(-0.5 * 3.1**2) / 20, 1.0])
+    # never less sure of a farther pair: 10 pairs at 2.9 and 3.0 sigmas, 10 pairs beyond each
+    assert np.all(np.diff(_beyond_error(np.array([2.9, 3.0]), np.r_[np.full(5, 2.9), np.full(5, 3.0)])) >= 0)
 
 
 def test_moves_by_chance_are_counted_per_distance_bin():
