@@ -304,6 +304,28 @@ def test_a_thing_seen_once_where_many_passed_does_not_explain_a_feature_away(gri
     assert 7 not in set(result.diffs[result.diffs["kind"] == "object_moved"]["feature_id"])
 
 
+@pytest.mark.parametrize("cls, value, dx, dy, added", [
+    ("traffic_sign", "FI:372", 12.0, 0.0, True),    # a sign further along its road: another sign
+    ("traffic_sign", "FI:372", 3.0, 0.0, False),    # within a kerb: the mapped sign's split estimate
+    ("traffic_sign", "FI:372", 0.0, 8.0, False),    # level across the road: its other kerb's twin
+    ("crossing", None, 12.0, 0.0, False),           # a crossing's poles stand apart: one feature
+])
+def test_a_one_faced_sign_further_along_is_another_sign(grid_edges, cls, value, dx, dy, added):
+    # row 0 (two-way, forty trips): a mapped sign or crossing at the southern kerb, found in
+    # place, and an estimate of its class and value beside it, seen as often; 30 other signs
+    # along rows 2 and 3, each found in place
+    x0, y0 = node_xy(0)
+    feats = [(1, cls, value, x0 + 100, y0 - 4)]
+    feats += [(10 + k, "traffic_sign", f"FI:{k}", x0 + 20 + 18 * (k % 15), y0 + (2 + k // 15) * SPACING_M - 4)
+              for k in range(30)]
+    objs = [(1000 + f[0], *f[1:], TRIPS) for f in feats]
+    objs.append((2000, cls, value, x0 + 100 + dx, y0 - 4 + dy, TRIPS))
+    kinds = _grid_kinds(grid_edges, _features(feats), _objects(objs))
+    found = kinds.get("object_added", pd.DataFrame({"object_id": []}))["object_id"].tolist()
+    assert found == ([2000] if added else [])
+    assert "object_moved" not in kinds and "object_removed" not in kinds
+
+
 def test_oneway_driven_backwards(grid_edges):
     # row 1 is one-way eastbound; its first edge (node 1 -> 11) is driven only westbound
     cov = _coverage(grid_edges)
