@@ -1060,9 +1060,9 @@ def _not_by_chance(move_m: np.ndarray, chance_m: np.ndarray, lonely: int) -> np.
     most every move is one (where every feature has a lonely thing in reach, no lonely one
     says how many found one). (Seed 0's kept scenes: 23 of 38 false moves at confidence >= 0.9
     were a planted removal beside a planted addition or a ghost. Until stop 57 every move was
-    counted among the features without their object as well, an upper bound that doubted
-    Liechtenstein's 30 planted moves, all beyond 11 m, to a confidence of 0.22 where 7 in 10
-    were real.)"""
+    counted among the features without their object as well, an upper bound that doubted the
+    ten moves beyond 11 m of Liechtenstein's OSM-node scene (true objects, seed 0) to a
+    confidence of 0.22, where 7 in 10 were real.)"""
     n = len(move_m)
     out = np.ones(n)
     if n == 0 or len(chance_m) == 0:
@@ -1087,8 +1087,8 @@ def _beyond_error(z: np.ndarray, z_all: np.ndarray) -> np.ndarray:
     (among ``z_all``) that their errors do not put there: of the len(z_all) pairs, a 2-D
     Gaussian puts len(z_all) x exp(-z^2 / 2) that far (never less sure of a farther pair).
     Until stop 57 a move had 1 - exp(-z^2 / 2), its own chance, as if it were the only pair: at
-    3 sigmas 0.99, where among Liechtenstein's 212 pairs two are that far by chance (seed 1's
-    kerb scene: three false moves at 3.1-4.0 sigmas, at confidence >= 0.9)."""
+    3 sigmas 0.99, where among some 200 pairs two are that far by chance (seed 1's
+    Liechtenstein kerb scene: three false moves at 3.1-4.0 sigmas, at confidence >= 0.9)."""
     ranked = np.sort(z_all)
     beyond = len(ranked) - np.searchsorted(ranked, z, side="left")
     by_error = len(ranked) * np.exp(-0.5 * z**2) / np.maximum(beyond, 1)
