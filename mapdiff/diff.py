@@ -662,10 +662,17 @@ def _split_estimates(things: pd.DataFrame, paired: np.ndarray, config: DiffConfi
     one_faced = ~things["class"].astype(str).isin(TWO_FACED_CLASSES).to_numpy()
     floor = np.where(one_faced, config.kerb_m, config.split_m)
     radius = np.clip(SPLIT_SIGMAS * np.sqrt(2.0) * sigma, floor, config.max_move_m)
-    out = _beside_paired(things, paired, _positions(things), radius)
-    centre = things[["x", "y"]].to_numpy(float)
-    across = _kerb_twins(things, paired, _tolerance(sigma, config), 2.0 * config.kerb_m, centre)
-    return out | (one_faced & across)
+    # the twins across the road as :func:`_kerb_twins` finds them, from the same search
+    tol = _tolerance(sigma, config)
+    across_m = tol + 2.0 * config.kerb_m
+    pos = _positions(things)
+    lonely, mate = _beside_pairs(things, paired, pos, np.where(one_faced, np.maximum(radius, across_m), radius))
+    d = np.hypot(pos[lonely, 0] - pos[mate, 0], pos[lonely, 1] - pos[mate, 1])
+    twin = one_faced[lonely] & (d <= across_m[lonely])
+    twin[twin] = _level_across(things, lonely[twin], mate[twin], tol, things[["x", "y"]].to_numpy(float))
+    out = np.zeros(len(things), bool)
+    out[lonely[(d <= radius[lonely]) | twin]] = True
+    return out
 
 
 #: two estimates of one object with a position sigma s each lie within 3 sqrt(2) s of each
