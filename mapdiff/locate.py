@@ -2026,19 +2026,18 @@ def _fold_pieces(lab, tr, passes, objects, config):
         """Per pair, B's trips from S's sides, sector by sector of S's approaches: in each
         sector, the fewer of S's and B's trips there (so that B seen from every side S is seen
         from gives S's own count)."""
+        from mapdiff._kernels.locate import trip_share
+
+        def trips_by_sector(p, k, of):
+            """(pairs, SECTORS) distinct trips of the tracks ``k`` of pair ``p``, on the grid of ``of``."""
+            group = np.where(moving[k], p * SECTORS + _sectors(ux[k], uy[k], grid[of]), -1)
+            return trip_share(group, passes.trip[k], len(pairs) * SECTORS)[1].reshape(len(pairs), SECTORS)
+
         p_s, k_s = members(small[pairs])
         p_b, k_b = members(big[pairs])
-        s_of = small[pairs][p_b]
-        keep_s, keep_b = moving[k_s], moving[k_b]
-        sec_s = _sectors(ux[k_s], uy[k_s], grid[small[pairs][p_s]])
-        sec_b = _sectors(ux[k_b], uy[k_b], grid[s_of])
-        n_s = pd.Series(passes.trip[k_s][keep_s]).groupby([p_s[keep_s], sec_s[keep_s]]).nunique()
-        n_b = pd.Series(passes.trip[k_b][keep_b]).groupby([p_b[keep_b], sec_b[keep_b]]).nunique()
-        both = pd.concat([n_s.rename("s"), n_b.rename("b")], axis=1).fillna(0)
-        side = both.min(axis=1).groupby(level=0).sum()
-        need = both["s"].groupby(level=0).sum()
-        return (side.reindex(range(len(pairs)), fill_value=0).to_numpy(),
-                need.reindex(range(len(pairs)), fill_value=0).to_numpy())
+        n_s = trips_by_sector(p_s, k_s, small[pairs][p_s])
+        n_b = trips_by_sector(p_b, k_b, small[pairs][p_b])
+        return np.minimum(n_s, n_b).sum(axis=1), n_s.sum(axis=1)
 
     # (the pairs in chunks of about CHUNK_TRACKS of B's tracks)
     size = np.bincount(np.maximum(lab, 0), weights=(lab >= 0), minlength=len(x))[big]
