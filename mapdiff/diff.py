@@ -303,7 +303,6 @@ class _Roads:
     net: object
     junction_x: np.ndarray
     junction_y: np.ndarray
-    junction_node: np.ndarray
 
 
 def _roads(net) -> _Roads:
@@ -316,7 +315,7 @@ def _roads(net) -> _Roads:
     degree = np.bincount(np.r_[a[~loop], b[~loop]], minlength=net.n_nodes)
     node_x, node_y = net.node_xy()
     j = np.flatnonzero(degree >= 3)
-    return _Roads(net, node_x[j], node_y[j], j)
+    return _Roads(net, node_x[j], node_y[j])
 
 
 def _conventional(x, y, junction_class, roads: _Roads, config: DiffConfig):
@@ -866,35 +865,18 @@ def _visible_trips(feat: pd.DataFrame, net, coverage_n: pd.DataFrame, config: Di
         read = np.where(two_faced, np.maximum(own, back), np.minimum(own, back))
         # a junction's signals mapped up an approach are its stop line's heads: they face the
         # traffic towards the junction, and a one-way that leads away from it never sees them
-        if "up" in feat:
-            up = feat["up"].to_numpy()[on]
-            node = feat["node"].to_numpy()[on]
-            nx, ny = net.node_xy()
+        # (Harrisburg: a pole no trip saw, "in view" of the 47 that left the junction that way,
+        # was a removal at confidence 1)
+        if "toward_x" in feat:
+            tx, ty = feat["toward_x"].to_numpy()[on], feat["toward_y"].to_numpy()[on]
+            up = np.isfinite(tx)
             base = net.edge_base[edge]
+            vx, vy = net.node_xy()
             u, v = net.edge_u[base], net.edge_v[base]
-            forward = np.hypot(nx[v] - nx[node], ny[v] - ny[node]) <= np.hypot(nx[u] - nx[node], ny[u] - ny[node])
+            forward = np.hypot(vx[v] - tx, vy[v] - ty) <= np.hypot(vx[u] - tx, vy[u] - ty)
             read = np.where(up, np.where(forward, own, back), read)
         both[on] = np.minimum(out[on], read)
-    # ... and those mapped on its node are its approaches' heads, each facing the traffic that
-    # enters the junction by it: a car that has the node in view from another road (the next
-    # node of a dual carriageway's junction) reads none of them (Harrisburg: a junction node's one
-    # pole, which no trip saw, "in view" of 47 trips, was a removal at confidence 1)
-    if "up" in feat:
-        at = np.flatnonzero((feat["node"].to_numpy() >= 0) & ~feat["up"].to_numpy())
-        both[at] = np.minimum(both[at], _entering_trips(net, coverage_n)[feat["node"].to_numpy()[at]])
     return out, both
-
-
-def _entering_trips(net, coverage_n: pd.DataFrame) -> np.ndarray:
-    """Per node, the trips that entered it by a map edge: the most by any one (a lower bound on
-    the distinct trips, as :func:`_trips_in_view` counts), a one-way driven backwards entering
-    by its start."""
-    n = net.n_edges
-    cov = coverage_n.reindex(net.edges["edge_id"].to_numpy()).fillna(0)
-    out = np.zeros(net.n_nodes)
-    np.maximum.at(out, net.edge_v[:n], cov["trips"].to_numpy(float))
-    np.maximum.at(out, net.edge_u[:n], cov["trips_against"].to_numpy(float))
-    return out
 
 
 def _reading_places(feat: pd.DataFrame, roads: _Roads, config: DiffConfig) -> pd.DataFrame:
@@ -902,18 +884,20 @@ def _reading_places(feat: pd.DataFrame, roads: _Roads, config: DiffConfig) -> pd
     maps up an approach (on the way, off the junction's node) are that approach's heads, read
     by its traffic, placed on it as any feature mapped on a road is (:func:`_conventional`); the
     others are read where the convention puts them (``x``, ``y``, ``road``)."""
-    junction = feat["junction"].to_numpy()
-    node = roads.junction_node[np.maximum(junction, 0)] if len(roads.junction_node) else np.zeros(len(feat), int)
-    out = feat.assign(node=np.where(junction >= 0, node, -1), up=False)
-    up = np.flatnonzero((junction >= 0)
+    up = np.flatnonzero((feat["junction"].to_numpy() >= 0)
                         & (np.hypot(feat["map_x"] - feat["x"], feat["map_y"] - feat["y"]).to_numpy() > ON_ROAD_M))
     if len(up) == 0:
-        return out
+        return feat
     x, y, _, road, _ = _conventional(feat["map_x"].to_numpy()[up], feat["map_y"].to_numpy()[up],
                                      np.zeros(len(up), bool), roads, config)
     on = road >= 0
+    out = feat.copy()
     rows = out.index[up[on]]
-    out.loc[rows, "x"], out.loc[rows, "y"], out.loc[rows, "road"], out.loc[rows, "up"] = x[on], y[on], road[on], True
+    out.loc[rows, "x"], out.loc[rows, "y"], out.loc[rows, "road"] = x[on], y[on], road[on]
+    # ... facing the traffic towards the junction (``toward_x``, ``toward_y``: its node)
+    junction = feat["junction"].to_numpy()[up[on]]
+    out["toward_x"], out["toward_y"] = np.nan, np.nan
+    out.loc[rows, "toward_x"], out.loc[rows, "toward_y"] = roads.junction_x[junction], roads.junction_y[junction]
     return out
 
 

@@ -1124,27 +1124,6 @@ def test_signals_mapped_up_an_approach_are_read_by_its_traffic(grid_edges, up_m,
     assert result.unverified["feature_id"].tolist() == ([] if removed else [1])
 
 
-def test_signals_on_a_junctions_node_are_read_by_the_traffic_entering_it():
-    # junction J (node 1) of three streets, its signals mapped on the node, nothing of them
-    # seen; a street 15 m north of it, not joined to it, has the node in view 40 m ahead. Its
-    # traffic reads none of J's heads, which face J's own approaches: with nobody entering J
-    # the signals are unverified; with six trips entering it by its west arm, removed
-    x0, y0 = node_xy(0)
-    pts = {1: (x0, y0), 2: (x0 - 100.0, y0), 3: (x0 + 100.0, y0), 4: (x0, y0 - 100.0),
-           5: (x0 - 100.0, y0 + 15.0), 6: (x0 + 100.0, y0 + 15.0)}
-    edges = _line_network(pts, [(1, 2), (1, 3), (1, 4), (5, 6)])
-    e = edges.set_index(["u", "v"])["edge_id"]
-    layers = {"edges": edges, "features": _features([(1, "traffic_signals", None, x0, y0)])}
-    arms = [e[(a, b)] for a, b in ((1, 2), (2, 1), (1, 3), (3, 1), (1, 4), (4, 1))]
-    beside = _coverage(edges.to_crs(CRS), trips=6, skip=arms)
-    result = diff(layers, None, beside, DiffConfig(min_confidence=0.0))
-    assert result.unverified["feature_id"].tolist() == [1]
-    assert not (result.diffs["kind"] == "object_removed").any()
-    entering = _coverage(edges.to_crs(CRS), trips=6, skip=[x for x in arms if x != e[(2, 1)]])
-    result = diff(layers, None, entering, DiffConfig(min_confidence=0.0))
-    assert result.diffs.loc[result.diffs["kind"] == "object_removed", "feature_id"].tolist() == [1]
-
-
 def test_the_other_kerbs_pole_of_a_slip_roads_crossing_is_no_move():
     # a slip road between the two carriageways of a main road, 6 m from each: its crossing's
     # kerb poles stand nearer the carriageways' centre lines than its own. A second crossing
