@@ -859,23 +859,9 @@ def _visible_trips(feat: pd.DataFrame, net, coverage_n: pd.DataFrame, config: Di
     both = out.copy()
     on = np.flatnonzero(feat["road"].to_numpy() >= 0) if "road" in feat else np.zeros(0, np.int64)
     if len(on):
-        edge = feat["road"].to_numpy()[on]
-        own, back = _road_way_trips(edge, net, coverage_n)
+        fewer, more = _road_directions_trips(feat["road"].to_numpy()[on], net, coverage_n)
         two_faced = feat["class"].astype(str).isin(TWO_FACED_CLASSES).to_numpy()[on]
-        read = np.where(two_faced, np.maximum(own, back), np.minimum(own, back))
-        # a junction's signals mapped up an approach are its stop line's heads: they face the
-        # traffic towards the junction, and a one-way that leads away from it never sees them
-        # (Harrisburg: a pole no trip saw, "in view" of the 47 that left the junction that way,
-        # was a removal at confidence 1)
-        if "toward_x" in feat:
-            tx, ty = feat["toward_x"].to_numpy()[on], feat["toward_y"].to_numpy()[on]
-            up = np.isfinite(tx)
-            base = net.edge_base[edge]
-            vx, vy = net.node_xy()
-            u, v = net.edge_u[base], net.edge_v[base]
-            forward = np.hypot(vx[v] - tx, vy[v] - ty) <= np.hypot(vx[u] - tx, vy[u] - ty)
-            read = np.where(up, np.where(forward, own, back), read)
-        both[on] = np.minimum(out[on], read)
+        both[on] = np.minimum(out[on], np.where(two_faced, more, fewer))
     return out, both
 
 
@@ -894,10 +880,6 @@ def _reading_places(feat: pd.DataFrame, roads: _Roads, config: DiffConfig) -> pd
     out = feat.copy()
     rows = out.index[up[on]]
     out.loc[rows, "x"], out.loc[rows, "y"], out.loc[rows, "road"] = x[on], y[on], road[on]
-    # ... facing the traffic towards the junction (``toward_x``, ``toward_y``: its node)
-    junction = feat["junction"].to_numpy()[up[on]]
-    out["toward_x"], out["toward_y"] = np.nan, np.nan
-    out.loc[rows, "toward_x"], out.loc[rows, "toward_y"] = roads.junction_x[junction], roads.junction_y[junction]
     return out
 
 
@@ -922,9 +904,10 @@ def _driven_distance(x, y, net, coverage_n: pd.DataFrame, config: DiffConfig, k:
     return out
 
 
-def _road_way_trips(kernel_edge: np.ndarray, net, coverage_n: pd.DataFrame) -> tuple:
-    """Per kernel edge, the trips of each direction of its road: its own (map) edge's, and its
-    reverse's (the edge back between the same nodes, or a one-way's wrong-way twin)."""
+def _road_directions_trips(kernel_edge: np.ndarray, net, coverage_n: pd.DataFrame) -> tuple:
+    """Per kernel edge, the trips of the less and of the more driven direction of its road: its
+    own edge's and its reverse's (the edge back between the same nodes, or a one-way's wrong-way
+    twin)."""
     n = net.n_edges
     base = net.edge_base[kernel_edge]
     ids = net.edges["edge_id"].to_numpy()
@@ -935,7 +918,7 @@ def _road_way_trips(kernel_edge: np.ndarray, net, coverage_n: pd.DataFrame) -> t
     rev = back.reindex(pd.MultiIndex.from_arrays([net.edge_v[base], net.edge_u[base]])).to_numpy()
     has_rev = ~np.isnan(rev.astype(float))
     rev_trips = np.where(has_rev, with_t[np.where(has_rev, rev, 0).astype(np.int64)], against_t[base])
-    return with_t[base], rev_trips
+    return np.minimum(with_t[base], rev_trips), np.maximum(with_t[base], rev_trips)
 
 
 # ---------------------------------------------------------------------------------------------
