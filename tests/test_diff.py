@@ -1118,6 +1118,25 @@ def test_signals_mapped_up_an_approach_are_read_by_its_traffic(grid_edges, up_m,
     assert result.diffs.loc[result.diffs["kind"] == "object_removed", "feature_id"].tolist() == [1]
 
 
+def test_a_pole_between_two_nodes_of_one_crossroads_explains_the_signals_of_both():
+    # a crossroads of a dual carriageway, OSM's two nodes A and B 30 m apart, each with its
+    # signals mapped on it; the fleet saw one pole, 15 m from A and 17 m from B: A's thing. B's
+    # signals are no removal, the pole stands by its node too. Without the pole both are
+    x0, y0 = node_xy(0)
+    pts = {1: (x0, y0), 2: (x0 + 30.0, y0), 3: (x0, y0 + 100.0), 4: (x0, y0 - 100.0), 5: (x0 + 30.0, y0 + 100.0),
+           6: (x0 + 30.0, y0 - 100.0), 7: (x0 - 100.0, y0), 8: (x0 + 130.0, y0)}
+    edges = _line_network(pts, [(1, 2), (3, 1), (1, 4), (5, 2), (2, 6), (7, 1), (2, 8)])
+    feats = _features([(1, "traffic_signals", None, x0, y0), (2, "traffic_signals", None, x0 + 30.0, y0)])
+    layers = {"edges": edges, "features": feats}
+    cov = _coverage(edges.to_crs(CRS), trips=20)
+    pole = _objects([(7, "traffic_signals", None, x0 + 14.0, y0 + 5.0, 20)])
+    result = diff(layers, pole, cov, DiffConfig(min_confidence=0.0))
+    assert not (result.diffs["kind"] == "object_removed").any()
+    far = _objects([(7, "traffic_signals", None, x0 + 14.0, y0 + 60.0, 20)])
+    result = diff(layers, far, cov, DiffConfig(min_confidence=0.0))
+    assert sorted(result.diffs.loc[result.diffs["kind"] == "object_removed", "feature_id"]) == [1, 2]
+
+
 def test_the_other_kerbs_pole_of_a_slip_roads_crossing_is_no_move():
     # a slip road between the two carriageways of a main road, 6 m from each: its crossing's
     # kerb poles stand nearer the carriageways' centre lines than its own. A second crossing
