@@ -51,8 +51,7 @@ Roads against the edges
   (:func:`_route_windows`) take it. Closures are taken one at a time, most expected first, and
   the trips routed again around each, so that a closure explains the empty roads further along
   its routes (:func:`_explained_closures`); closures that touch are one closed stretch, with
-  the empty roads beside them that they explain and the roads that meet them at a node no fix
-  shows a car through (:func:`_dead_arms`; which of them is shut the data cannot tell). The
+  the empty roads beside them that they explain (which of them is shut the data cannot tell). The
   confidence is calibrated on the data (how often roads expected on that many trips are empty
   anyway; see :func:`_calibrated`). A road counts as driven by the trips whose fixes confirm
   it; a few passes with no fix on the road are the matcher cutting a corner (see
@@ -1399,11 +1398,8 @@ def _closed_roads(net, counts: tuple, paths: pd.DataFrame, config: DiffConfig, s
     # closures that touch are one closed stretch, one diff (the data cannot tell which is shut),
     # and so are the empty roads a closure explains that touch it: of three roads in a row that
     # nobody drove, the middle one taken as closed explains both ends as well as the two ends
-    # explain it (Harrisburg: the middle one reported, the two planted closures missed); and so
-    # are the roads that meet them at a node nobody drove through
-    chosen = closed | explained
-    seen = _per_road(net, road, counts[1]) >= 0.5
-    for stretch in _touching(net, road, np.r_[np.flatnonzero(chosen), _dead_arms(net, road, seen, chosen)]):
+    # explain it (Harrisburg: the middle one reported, the two planted closures missed)
+    for stretch in _touching(net, road, np.flatnonzero(closed | explained)):
         shut = stretch[closed[stretch]]
         if len(shut) == 0:
             continue
@@ -1574,13 +1570,6 @@ def _route_windows(net, paths: pd.DataFrame, source: str, *, off_map: np.ndarray
 LENGTH_BINS_M = np.array([10.0, 20.0, 40.0, 80.0, 160.0, 320.0])
 
 
-def _per_road(net, road: np.ndarray, counts: pd.DataFrame) -> np.ndarray:
-    """Per road (``road``, per edge row), the trips of ``counts`` (per edge id) either way."""
-    c = counts.reindex(net.edges["edge_id"].to_numpy()).fillna(0)
-    return np.bincount(road, weights=c["trips"].to_numpy(float) + c["trips_against"].to_numpy(float),
-                       minlength=road.max() + 1)
-
-
 def _driven(net, road: np.ndarray, counts: tuple, min_trips: int) -> np.ndarray:
     """Per road, whether a car drove it. A trip whose fix confirmed it did (see
     :func:`_confirmed_trips`, at least an even chance); a pass with no such fix is the matcher
@@ -1592,8 +1581,13 @@ def _driven(net, road: np.ndarray, counts: tuple, min_trips: int) -> np.ndarray:
     fixes do not show)."""
     from mapdiff.network import tunnel_edges
 
+    ids = net.edges["edge_id"].to_numpy()
+    cov, seen = (c.reindex(ids).fillna(0) for c in counts)
     n_roads = road.max() + 1
-    trips, confirmed = (_per_road(net, road, c) for c in counts)
+    trips = np.bincount(road, weights=cov["trips"].to_numpy(float) + cov["trips_against"].to_numpy(float),
+                        minlength=n_roads)
+    confirmed = np.bincount(road, weights=seen["trips"].to_numpy(float) + seen["trips_against"].to_numpy(float),
+                            minlength=n_roads)
     length = np.bincount(road, weights=net.edge_len[: net.n_edges], minlength=n_roads) / np.bincount(road)
     b = np.digitize(length, LENGTH_BINS_M)
     rate = (np.bincount(b, weights=confirmed, minlength=len(LENGTH_BINS_M) + 1)
@@ -1607,23 +1601,6 @@ def _driven(net, road: np.ndarray, counts: tuple, min_trips: int) -> np.ndarray:
     # -> 0.83 / 0.18, Liechtenstein's 0.95 / 0.33 -> 0.96 / 0.37)
     could_confirm = ~blind & ((1.0 - np.clip(rate[b], 0.0, 1.0)) ** trips <= 0.5)
     return (trips > 0) & ~(could_confirm & (confirmed < 0.5) & (trips < min_trips))
-
-
-def _dead_arms(net, road: np.ndarray, seen: np.ndarray, chosen: np.ndarray) -> np.ndarray:
-    """The roads, not ``chosen`` (per road), that meet a chosen one at a node that no road a
-    trip's fixes confirmed (``seen``, per road) touches. Where no fix shows a car through a node,
-    its roads are empty whichever of them is shut: two arms of a junction closed leave the third
-    a dead end, as empty as they are, and the most expected of the three is taken as the
-    closure (Harrisburg: a junction's third arm reported, the two planted closures missed, one
-    of them counted driven by a matched path cutting its corner)."""
-    n = net.n_edges
-    u, v = net.edge_u[:n], net.edge_v[:n]
-    busy = np.zeros(net.n_nodes, dtype=bool)
-    busy[u[seen[road]]] = busy[v[seen[road]]] = True
-    ends = np.r_[u[chosen[road]], v[chosen[road]]]
-    dead = np.unique(ends[~busy[ends]])
-    arms = road[np.isin(u, dead) | np.isin(v, dead)]
-    return np.unique(arms[~chosen[arms]])
 
 
 def _touching(net, road: np.ndarray, chosen: np.ndarray) -> list:

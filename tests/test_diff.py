@@ -926,28 +926,6 @@ def test_the_empty_roads_a_closure_explains_beside_it_are_its_stretch():
     assert {int(x) for x in closed["edge_ids"].iloc[0].split(",")} == set(main)
 
 
-def test_the_roads_at_a_node_nobody_drove_through_join_its_closed_stretch():
-    # the stretch above, and a side street C-Y off its middle node C, from which six other trips
-    # drove on Y-Z: nobody's fastest route takes C-Y, so it is neither expected nor explained.
-    # But no car went through C: had C-Y and one main road been shut instead, the roads would
-    # be as empty. C-Y joins the stretch; the bypass, which meets it at A, where cars drove, and
-    # Y-Z, which meets C-Y only, do not
-    pts = {1: (0.0, 0.0), 2: (100.0, 0.0), 3: (200.0, 0.0), 4: (300.0, 0.0), 5: (150.0, 150.0),
-           6: (200.0, -100.0), 7: (300.0, -100.0)}
-    edges = _line_network(pts, [(1, 2), (2, 3), (3, 4), (1, 5), (5, 4), (3, 6), (6, 7)])
-    e = edges.set_index(["u", "v"])["edge_id"]
-    rows = [{"trip_id": f"t{k}", "seq": s, "chain": 0, "edge_id": edge, "against": False}
-            for k in range(6) for s, edge in enumerate([e[(1, 5)], e[(5, 4)]])]
-    rows += [{"trip_id": f"y{k}", "seq": 0, "chain": 0, "edge_id": e[(6, 7)], "against": False} for k in range(6)]
-    main = [e[(a, b)] for a, b in ((1, 2), (2, 1), (2, 3), (3, 2), (3, 4), (4, 3))]
-    side = [e[(3, 6)], e[(6, 3)]]
-    cov = _coverage(edges.to_crs(CRS), trips=6, skip=main + side)
-    result = diff({"edges": edges}, None, cov, DiffConfig(min_confidence=0.0), paths=pd.DataFrame(rows))
-    closed = result.diffs[result.diffs["kind"] == "road_closed"]
-    assert len(closed) == 1
-    assert {int(x) for x in closed["edge_ids"].iloc[0].split(",")} == set(main + side)
-
-
 def test_a_one_way_the_fleet_drives_backwards_is_routed_its_way():
     # a main street A-B-C-D and a longer bypass A-X-D; B-C is mapped one-way B -> C, but the
     # fleet drives it C -> B (six trips E -> C -> B -> F: a oneway_reversed). The trips from A
