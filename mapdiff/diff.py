@@ -12,7 +12,9 @@ brought to OSM's convention (``_conventional``):
   as one thing, whatever their number;
 - a junction's signal feature pairs with a loose pole (one outside ``junction_radius_m``)
   only where the map has it, within ``kerb_m``: a signal mapped on the approach near the edge
-  of the radius, whose pole stands just beyond it;
+  of the radius, whose pole stands just beyond it; and it is explained by any pole of its class
+  seen within ``junction_radius_m`` of its node, whichever junction node the pole went to (the
+  two nodes of a dual carriageway's crossroads: :func:`_junction_poles`);
 - a feature mapped on a road (within ``ON_ROAD_M`` of its centre line) is compared with the
   objects beside that road (within ``snap_m``) by the distance along it: where a pole stands
   across the road is convention, not error (though of the poles level with it, the pairing
