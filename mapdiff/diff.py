@@ -1275,8 +1275,8 @@ def _junction_poles(feat: pd.DataFrame, obj: pd.DataFrame, roads: _Roads, config
     seen in ``min_trips`` trips, within ``junction_radius_m`` of its junction's node. A pole
     between two junction nodes of one crossroads (a dual carriageway's, 30 m apart) is the
     nearer one's thing, and the other's signals, mapped between them too, were a removal the
-    fleet had seen the pole of (Helsinki, seed 1: a pole 16 m from either node, seen in 42
-    trips)."""
+    fleet had seen the pole of (Helsinki, seed 1, the simulator's objects: a pole 16 m from
+    either node, seen in 42 trips)."""
     from scipy.spatial import cKDTree
 
     out = np.zeros(len(feat), bool)
@@ -1286,9 +1286,11 @@ def _junction_poles(feat: pd.DataFrame, obj: pd.DataFrame, roads: _Roads, config
     if len(rows) == 0 or len(seen) == 0:
         return out
     node = np.c_[roads.junction_x[j[rows]], roads.junction_y[j[rows]]]
-    near = cKDTree(obj[["x", "y"]].to_numpy(float)[seen]).query_ball_point(node, config.junction_radius_m)
     cls_f, cls_o = feat["cls"].to_numpy()[rows], obj["cls"].to_numpy()[seen]
-    out[rows] = [bool(len(k)) and bool((cls_o[k] == c).any()) for k, c in zip(near, cls_f)]
+    pos = obj[["x", "y"]].to_numpy(float)[seen]
+    for c in np.intersect1d(cls_f, cls_o):  # (a junction's classes: signals, a few)
+        f, o = cls_f == c, cls_o == c
+        out[rows[f]] = cKDTree(pos[o]).query_ball_point(node[f], config.junction_radius_m, return_length=True) > 0
     return out
 
 
