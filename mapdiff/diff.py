@@ -1277,8 +1277,6 @@ def _junction_poles(feat: pd.DataFrame, obj: pd.DataFrame, roads: _Roads, config
     nearer one's thing, and the other's signals, mapped between them too, were a removal the
     fleet had seen the pole of (Helsinki, seed 1, the simulator's objects: a pole 16 m from
     either node, seen in 42 trips)."""
-    from scipy.spatial import cKDTree
-
     out = np.zeros(len(feat), bool)
     j = feat["junction"].to_numpy()
     rows = np.flatnonzero(j >= 0)
@@ -1286,11 +1284,10 @@ def _junction_poles(feat: pd.DataFrame, obj: pd.DataFrame, roads: _Roads, config
     if len(rows) == 0 or len(seen) == 0:
         return out
     node = np.c_[roads.junction_x[j[rows]], roads.junction_y[j[rows]]]
-    cls_f, cls_o = feat["cls"].to_numpy()[rows], obj["cls"].to_numpy()[seen]
-    pos = obj[["x", "y"]].to_numpy(float)[seen]
-    for c in np.intersect1d(cls_f, cls_o):  # (a junction's classes: signals, a few)
-        f, o = cls_f == c, cls_o == c
-        out[rows[f]] = cKDTree(pos[o]).query_ball_point(node[f], config.junction_radius_m, return_length=True) > 0
+    pole = obj[["x", "y"]].to_numpy(float)[seen]
+    i, _, _ = _near(np.ascontiguousarray(np.c_[node, node]), feat["cls"].to_numpy()[rows],
+                    np.ascontiguousarray(np.c_[pole, pole]), obj["cls"].to_numpy()[seen], config.junction_radius_m)
+    out[rows[i]] = True
     return out
 
 
