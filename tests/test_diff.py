@@ -1310,3 +1310,22 @@ def test_a_move_is_doubted_where_lonely_signs_stand_near_mapped_ones_by_chance(g
         assert moved["confidence"].max() < 0.5
     else:
         assert moved["confidence"].min() > 0.9
+
+
+@pytest.mark.parametrize("value", ["FI:372", "FI:511"])
+def test_an_addition_beside_a_moved_sign_of_its_code_may_be_where_the_sign_went(grid_edges, value):
+    # sign 1 (FI:372) is mapped 100 m along row 0; a FI:372 pole stands 8 m east of it (the
+    # move), and another pole 13 m west. Which of the two the mapped sign became the data
+    # cannot tell; with no scale for moves (odds 8 : 13 for the farther) the west pole is new
+    # with the chance 13 / 21. A pole of another code is no place the sign went
+    x0, y0 = node_xy(0)
+    feats = _features([(1, "traffic_sign", "FI:372", x0 + 100, y0 - 4)])
+    objs = _objects([(10, "traffic_sign", "FI:372", x0 + 108, y0 - 4, 30),
+                     (11, "traffic_sign", value, x0 + 87, y0 - 4, 30),
+                     (12, "traffic_sign", "FI:372", x0 + 260, y0 - 4, 30)])  # far: new, for sure
+    kinds = _grid_kinds(grid_edges, feats, objs)
+    assert kinds["object_moved"][["feature_id", "object_id"]].values.tolist() == [[1, 10]]
+    added = kinds["object_added"].set_index("object_id")["confidence"]
+    assert sorted(added.index) == [11, 12]
+    ratio = added[11] / added[12]
+    assert ratio == pytest.approx(13 / 21 if value == "FI:372" else 1.0, abs=0.02)
