@@ -1241,16 +1241,16 @@ def _object_diffs(features, objects, roads, coverage_n, config):
     parts = []
     # a move: the object is not where the map has it, a place the fleet had in view, but near
     seen_there = visible_n[fi] >= config.min_visible_trips
-    mv = k = np.flatnonzero(moved & trusted & enough & seen_there)
+    mv = np.flatnonzero(moved & trusted & enough & seen_there)
     # ... and not a lonely feature (a removal, an object locate missed) beside a lonely thing
     # (an addition, a ghost) by chance
     gone_if_lonely = ~f_paired & (missed_n >= config.min_visible_trips)  # the removals, below
     unexplained = int((gone_if_lonely & (feat["junction"].to_numpy() < 0)).sum())
-    lonely = np.r_[np.flatnonzero(~t_paired & ~split & (things["n_trips"].to_numpy() >= config.min_trips)), ti[k]]
+    lonely = np.r_[np.flatnonzero(~t_paired & ~split & (things["n_trips"].to_numpy() >= config.min_trips)), ti[mv]]
     controls = _regular_sample(fi[~moved & ~changed & ~junction])[0]  # a sample stands for them all
     chance_m = _chance_distance(feat, things, controls, lonely, (roads.net, config))
-    conf_moved[k] *= _not_by_chance(d[k], chance_m, unexplained)
-    parts.append(_rows("object_moved", feat, fi[k], things, ti[k], d[k], conf_moved[k], visible[fi[k]]))
+    conf_moved[mv] *= _not_by_chance(d[mv], chance_m, unexplained)
+    parts.append(_rows("object_moved", feat, fi[mv], things, ti[mv], d[mv], conf_moved[mv], visible[fi[mv]]))
     # a new value: as sure as the share of the object's sightings that read it
     k = np.flatnonzero(changed)
     parts.append(_rows("value_changed", feat, fi[k], things, ti[k], d[k],
@@ -1258,7 +1258,7 @@ def _object_diffs(features, objects, roads, coverage_n, config):
     k = _one_per_place(things, np.flatnonzero(~t_paired & ~split & (things["n_trips"].to_numpy() >= config.min_trips)),
                        config)
     # ... unless it may be where a moved feature went
-    conf_added = conf_seen[k] * _not_the_moved_one(feat, things, (fi[mv], ti[mv], d[mv]), k, roads.net, config)
+    conf_added = conf_seen[k] * _not_the_moved_one(feat, things, (fi[mv], d[mv]), k, roads.net, config)
     parts.append(_rows("object_added", feat, np.full(len(k), -1), things, k, np.full(len(k), np.nan), conf_added,
                        np.full(len(k), np.nan)))
     k = np.flatnonzero(gone_if_lonely)
@@ -1273,7 +1273,7 @@ def _object_diffs(features, objects, roads, coverage_n, config):
 def _not_the_moved_one(feat: pd.DataFrame, things: pd.DataFrame, moves: tuple, added: np.ndarray, net,
                        config: DiffConfig) -> np.ndarray:
     """Per added thing (rows ``added``): the chance that it is new, not where a moved feature
-    went. ``moves`` (feature rows, thing rows, distances) are the moves found; where a feature
+    went. ``moves`` (feature rows, distances) are the moves found; where a feature
     moved ``d_B`` to thing B and an added thing A of its class and value stands ``d_A`` from it
     (within ``max_move_m``), the data cannot tell which of the two the mapped one became: the
     other is the new one. With no scale for how far things move (a prior uniform in the log of
@@ -1282,7 +1282,7 @@ def _not_the_moved_one(feat: pd.DataFrame, things: pd.DataFrame, moves: tuple, a
     mapped 12.6 m from where it stood and a new one of the same code 8.8 m from the map's; the
     nearer was paired as the move and the other reported added at confidence 1, where the
     simulator had planted the move to it.)"""
-    f_row, t_row, d_moved = moves
+    f_row, d_moved = moves
     out = np.ones(len(added))
     if len(f_row) == 0 or len(added) == 0:
         return out
