@@ -50,7 +50,9 @@ the fleet passed it (objects set back from the road are located less often).
 Roads against the edges
 -----------------------
 - ``oneway_reversed``: a one-way edge whose trips against it outweigh the trips with it, by a
-  likelihood ratio with the matcher's wrong-way noise rate measured on all one-way edges.
+  likelihood ratio with the matcher's wrong-way noise rate measured on all one-way edges. With
+  the trips' routes, a pass the matcher sent round a slip road's triangle against one one-way,
+  where the straight way is another one-way driven against, counts for that one (:func:`_detours`).
 - ``road_closed``: a road (both directions of a node pair) nobody drove although the fleet's
   own trips would have taken it: the map's fastest routes over windows of each trip's path
   (:func:`_route_windows`) take it. Closures are taken one at a time, most expected first, and
@@ -1385,8 +1387,9 @@ def _undirected(net):
     return codes
 
 
-def _road_diffs(net, coverage_n, config):
-    """``oneway_reversed`` from the coverage."""
+def _road_diffs(net, coverage_n, config, paths: pd.DataFrame | None = None, source: str = "paths"):
+    """``oneway_reversed`` from the coverage (and the trips' routes, ``paths``, when given: see
+    :func:`_detours`)."""
     n = net.n_edges
     ids = net.edges["edge_id"].to_numpy()
     cov = coverage_n.reindex(ids).fillna(0)
@@ -1395,6 +1398,9 @@ def _road_diffs(net, coverage_n, config):
     rows = []
     # one-way edges: those with a wrong-way twin
     oneway = net.twin_of[:n] >= 0
+    if paths is not None:
+        candidate = oneway & (against_t >= config.min_road_trips) & (against_t > with_t)
+        against_t = against_t * (1.0 - _detours(net, paths, candidate, source))
     busy = oneway & (with_t + against_t >= config.min_road_trips)
     # the matcher's wrong-way noise: the share of trips against on the one-ways mostly driven
     # with their direction (most one-ways are mapped right); a floor keeps it from being 0
@@ -1407,6 +1413,44 @@ def _road_diffs(net, coverage_n, config):
         rows.append(_road_row("oneway_reversed", net, [e], conf[e], with_p[e], against_p[e], np.nan,
                               n_trips=int(against_t[e])))
     return rows
+
+
+def _detours(net, paths: pd.DataFrame, candidate: np.ndarray, source: str) -> np.ndarray:
+    """Per edge row: the share of its passes against it (in ``paths``) that are another
+    candidate's (``candidate``, per edge row: a one-way driven against) driven round a triangle.
+    A pass from v back to u of a one-way u -> v that goes on with the way to c, where the map's
+    one-way c -> v is a candidate too (or comes from c, where u -> c is one), is the matcher's
+    way round from v to c: a car that drove c's one-way against it, straight. A slip road's
+    triangle at a junction leaves the two ways a few metres apart, and the matcher takes either.
+    (Liechtenstein, seed 0: a 17 m link beside a 25 m one-way the simulator had reversed; all
+    135 of its passes against it went on along the triangle's third side: a false reversal at
+    confidence 1 in both placements.)"""
+    n = net.n_edges
+    out = np.zeros(n)
+    if candidate.sum() < 2:
+        return out
+    _, trip, chain, rows, against = _passes(net, paths, source)
+    here = np.flatnonzero(against & candidate[rows])
+    if len(here) == 0:
+        return out
+    u, v = net.edge_u[:n], net.edge_v[:n]
+    cand = pd.Series(np.flatnonzero(candidate), index=pd.MultiIndex.from_arrays([u[candidate], v[candidate]]))
+    cand = cand[~cand.index.duplicated()]
+    e = rows[here]
+
+    def other(k, a, b):
+        """The candidate from node a to node b beside the pass k rows on, where that pass goes
+        the way of its edge, in the same trip and chain."""
+        m = np.clip(here + k, 0, len(rows) - 1)
+        same = (m != here) & (trip[m] == trip[here]) & (chain[m] == chain[here]) & ~against[m]
+        f = cand.reindex(pd.MultiIndex.from_arrays([a(rows[m]), b(rows[m])])).to_numpy()
+        return same & ~np.isnan(f) & (f != e)
+
+    # v -> u against e, then u -> c with the next edge: c -> v is the candidate driven straight
+    after = other(1, lambda r: v[r], lambda r: v[e]) & (u[rows[np.minimum(here + 1, len(rows) - 1)]] == u[e])
+    # c -> v with the edge before, then v -> u against e: u -> c is the candidate
+    before = other(-1, lambda r: u[e], lambda r: u[r]) & (v[rows[np.maximum(here - 1, 0)]] == v[e])
+    return np.bincount(e, weights=after | before, minlength=n) / np.maximum(np.bincount(e, minlength=n), 1)
 
 
 def _closed_roads(net, counts: tuple, paths: pd.DataFrame, config: DiffConfig, source: str, *,
@@ -1536,6 +1580,24 @@ def _off_map_passes(paths: pd.DataFrame, evidence: FixEvidence, source: str) -> 
     return out
 
 
+def _passes(net, paths: pd.DataFrame, source: str) -> tuple:
+    """The rows of ``paths`` on the map's edges, in their order (by trip, as match writes them):
+    (which rows of ``paths``, trip code, chain, edge row, against) of those rows."""
+    from mapdiff.schema import flags, numbers, require
+
+    require(paths, ["trip_id", "edge_id", "against"], source)
+    if len(paths) == 0:
+        return np.zeros(0, bool), *(np.zeros(0, np.int64),) * 3, np.zeros(0, bool)
+    against = flags(paths, "against", source)
+    row_of = pd.Series(np.arange(net.n_edges), index=net.edges["edge_id"].to_numpy())
+    row = row_of.reindex(numbers(paths, "edge_id", source, integer=True)).to_numpy()
+    known = ~np.isnan(row)
+    p = paths[known]
+    chain = p["chain"].to_numpy() if "chain" in p else np.zeros(len(p), np.int64)
+    trip = pd.factorize(p["trip_id"].astype(str))[0]
+    return known, trip, chain, row[known].astype(np.int64), against[known]
+
+
 def _route_windows(net, paths: pd.DataFrame, source: str, *, off_map: np.ndarray | None = None,
                    reversed_rows: np.ndarray | None = None) -> tuple:
     """The stretches of the matched paths whose fastest routes are compared with them: per
@@ -1545,26 +1607,16 @@ def _route_windows(net, paths: pd.DataFrame, source: str, *, off_map: np.ndarray
     driving apart, every half window, and the whole stretch. Returns (start node, end node,
     trip) per window."""
     from mapdiff.network import free_flow_speed_mps
-    from mapdiff.schema import flags, numbers, require
 
-    require(paths, ["trip_id", "edge_id", "against"], source)
     none = (np.zeros(0, np.int64),) * 3
-    if len(paths) == 0:
-        return none
-    against = flags(paths, "against", source)
-    row_of = pd.Series(np.arange(net.n_edges), index=net.edges["edge_id"].to_numpy())
-    row = row_of.reindex(numbers(paths, "edge_id", source, integer=True)).to_numpy()
-    known = ~np.isnan(row)
-    p, against, rows = paths[known], against[known], row[known].astype(np.int64)
-    if len(p) == 0:
+    known, trip, chain, rows, against = _passes(net, paths, source)
+    if len(rows) == 0:
         return none
     # a pass against a one-way (unless the fleet showed it reversed), or on a road the map
     # lacks: the map cannot route that row
     unroutable = against != (False if reversed_rows is None else reversed_rows[rows])
     if off_map is not None:
         unroutable |= off_map[known]
-    chain = p["chain"].to_numpy() if "chain" in p else np.zeros(len(p), np.int64)
-    trip = pd.factorize(p["trip_id"].astype(str))[0]
     enter = np.where(against, net.edge_v[rows], net.edge_u[rows]).astype(np.int64)
     leave = np.where(against, net.edge_u[rows], net.edge_v[rows]).astype(np.int64)
     # only stretches the map can route are compared with its fastest routes: an unroutable row,
@@ -2077,7 +2129,7 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
             warnings.append(f"{src['objects']}: no objects; every map feature the fleet had in view is reported "
                             f"removed (did observe pose the detections? see its rejects)")
         parts += obj_parts
-    road_rows = pd.DataFrame(_road_diffs(net, seen_n, config))
+    road_rows = pd.DataFrame(_road_diffs(net, seen_n, config, paths, src["paths"]))
     parts.append(road_rows)
     if paths is not None:
         reversed_rows = np.zeros(net.n_edges, dtype=bool)

@@ -952,6 +952,31 @@ def test_a_one_way_the_fleet_drives_backwards_is_routed_its_way():
     assert not (result.diffs["kind"] == "road_closed").any()
 
 
+@pytest.mark.parametrize("with_paths", [True, False])
+def test_a_pass_round_a_triangle_is_the_straight_one_ways(with_paths):
+    # a slip road's triangle: one-way links B -> C (17 m) and X -> C (25 m), and the two-way
+    # B-X. The fleet drives C -> X, against X -> C, which the map has backwards: four trips
+    # straight, six that the matcher sent round by B (against B -> C, then B -> X). With the
+    # trips' routes, those six are X -> C's, and B -> C is no reversal; from the coverage alone
+    # the two cannot be told apart
+    pts = {1: (-100.0, 20.0), 2: (0.0, 0.0), 3: (8.0, 15.0), 4: (25.0, 5.0), 5: (100.0, 5.0)}
+    edges = _line_network(pts, [(1, 3), (2, 3), (4, 3), (2, 4), (4, 5)], one_way={(2, 3), (4, 3)})
+    e = edges.set_index(["u", "v"])["edge_id"]
+    rows = [{"trip_id": f"d{k}", "seq": s, "chain": 0, "edge_id": edge, "against": against}
+            for k in range(6) for s, (edge, against) in enumerate([(e[(1, 3)], False), (e[(2, 3)], True),
+                                                                    (e[(2, 4)], False), (e[(4, 5)], False)])]
+    rows += [{"trip_id": f"s{k}", "seq": s, "chain": 0, "edge_id": edge, "against": against}
+             for k in range(4) for s, (edge, against) in enumerate([(e[(1, 3)], False), (e[(4, 3)], True),
+                                                                     (e[(4, 5)], False)])]
+    paths = pd.DataFrame(rows)
+    cov = _coverage(edges.to_crs(CRS), trips=10)
+    for edge, n in ((e[(2, 3)], 6), (e[(4, 3)], 4)):
+        cov.loc[cov["edge_id"] == edge, ["passes", "trips", "against", "trips_against"]] = [0, 0, n, n]
+    result = diff({"edges": edges}, None, cov, DiffConfig(min_confidence=0.5), paths=paths if with_paths else None)
+    reversed_ = sorted(result.diffs.loc[result.diffs["kind"] == "oneway_reversed", "edge_id"])
+    assert reversed_ == ([e[(4, 3)]] if with_paths else sorted([e[(2, 3)], e[(4, 3)]]))
+
+
 def test_route_windows_against_a_slow_reference():
     # a snake over the 10 x 10 grid (up column 0, across row 9, down column 9): its windows are
     # a brute-force walk over the same rule: a boundary where each half window of free-flow
