@@ -1198,8 +1198,8 @@ def _object_diffs(features, objects, roads, coverage_n, config):
     # value it is a misread or a stray of another sign, no sign that this one stands (Helsinki,
     # seed 0: 20 of the 73 planted removals its two scenes did not report were so explained,
     # by things seen once, 1.5-14 m off; diff_sim's removals' recall 0.327 -> 0.400, seed 1
-    # 0.429 -> 0.579). A well-seen thing stays paired (by construction 5 % of the real pairs are below
-    # ``least_share``)
+    # 0.429 -> 0.579). A well-seen thing stays paired (by construction 5 % of the real pairs
+    # are below ``least_share``)
     keep = ~(weak & ~trusted & (moved | changed))
     fi, ti, d, junction, sigma_c, moved, changed, trusted = (
         a[keep] for a in (fi, ti, d, junction, sigma_c, moved, changed, trusted))
@@ -1398,9 +1398,12 @@ def _road_diffs(net, coverage_n, config, paths: pd.DataFrame | None = None, sour
     rows = []
     # one-way edges: those with a wrong-way twin
     oneway = net.twin_of[:n] >= 0
+
+    def candidates(against):
+        return oneway & (against >= config.min_road_trips) & (against > with_t)
+
     if paths is not None:
-        candidate = oneway & (against_t >= config.min_road_trips) & (against_t > with_t)
-        against_t = against_t * (1.0 - _detours(net, paths, candidate, source))
+        against_t = against_t * (1.0 - _detours(net, paths, candidates(against_t), source))
     busy = oneway & (with_t + against_t >= config.min_road_trips)
     # the matcher's wrong-way noise: the share of trips against on the one-ways mostly driven
     # with their direction (most one-ways are mapped right); a floor keeps it from being 0
@@ -1409,7 +1412,7 @@ def _road_diffs(net, coverage_n, config, paths: pd.DataFrame | None = None, sour
     prior = 0.05  # the share of one-ways a stale map has backwards: a few percent (OSM edits)
     log_lr = (against_t - with_t) * np.log((1 - eps) / eps)
     conf = 1.0 / (1.0 + (1 - prior) / prior * np.exp(-np.clip(log_lr, -50, 50)))
-    for e in np.flatnonzero(oneway & (against_t >= config.min_road_trips) & (against_t > with_t)):
+    for e in np.flatnonzero(candidates(against_t)):
         rows.append(_road_row("oneway_reversed", net, [e], conf[e], with_p[e], against_p[e], np.nan,
                               n_trips=int(against_t[e])))
     return rows
@@ -1418,10 +1421,10 @@ def _road_diffs(net, coverage_n, config, paths: pd.DataFrame | None = None, sour
 def _detours(net, paths: pd.DataFrame, candidate: np.ndarray, source: str) -> np.ndarray:
     """Per edge row: the share of its passes against it (in ``paths``) that are another
     candidate's (``candidate``, per edge row: a one-way driven against) driven round a triangle.
-    A pass from v back to u of a one-way u -> v that goes on with the way to c, where the map's
-    one-way c -> v is a candidate too (or comes from c, where u -> c is one), is the matcher's
-    way round from v to c: a car that drove c's one-way against it, straight. A slip road's
-    triangle at a junction leaves the two ways a few metres apart, and the matcher takes either.
+    Two passes in a row from node P to node Q, one against a candidate, the other its edge's
+    way, where the map has another candidate one-way Q -> P, are the matcher's way round for a
+    car that drove that one against it, straight from P to Q: a slip road's triangle at a
+    junction leaves the two ways a few metres apart, and the matcher takes either.
     (Liechtenstein, seed 0: a 17 m link beside a 25 m one-way the simulator had reversed; all
     135 of its passes against it went on along the triangle's third side: a false reversal at
     confidence 1 in both placements.)"""
@@ -1430,27 +1433,27 @@ def _detours(net, paths: pd.DataFrame, candidate: np.ndarray, source: str) -> np
     if candidate.sum() < 2:
         return out
     _, trip, chain, rows, against = _passes(net, paths, source)
-    here = np.flatnonzero(against & candidate[rows])
-    if len(here) == 0:
+    if len(rows) < 2:
         return out
-    u, v = net.edge_u[:n], net.edge_v[:n]
-    cand = pd.Series(np.flatnonzero(candidate), index=pd.MultiIndex.from_arrays([u[candidate], v[candidate]]))
+    enter, leave = _ends(net, rows, against)
+    cand = pd.Series(np.flatnonzero(candidate), index=pd.MultiIndex.from_arrays(
+        [net.edge_u[:n][candidate], net.edge_v[:n][candidate]]))
     cand = cand[~cand.index.duplicated()]
-    e = rows[here]
-
-    def other(k, a, b):
-        """The candidate from node a to node b beside the pass k rows on, where that pass goes
-        the way of its edge, in the same trip and chain."""
-        m = np.clip(here + k, 0, len(rows) - 1)
-        same = (m != here) & (trip[m] == trip[here]) & (chain[m] == chain[here]) & ~against[m]
-        f = cand.reindex(pd.MultiIndex.from_arrays([a(rows[m]), b(rows[m])])).to_numpy()
-        return same & ~np.isnan(f) & (f != e)
-
-    # v -> u against e, then u -> c with the next edge: c -> v is the candidate driven straight
-    after = other(1, lambda r: v[r], lambda r: v[e]) & (u[rows[np.minimum(here + 1, len(rows) - 1)]] == u[e])
-    # c -> v with the edge before, then v -> u against e: u -> c is the candidate
-    before = other(-1, lambda r: u[e], lambda r: u[r]) & (v[rows[np.maximum(here - 1, 0)]] == v[e])
-    return np.bincount(e, weights=after | before, minlength=n) / np.maximum(np.bincount(e, minlength=n), 1)
+    a = np.arange(len(rows) - 1)
+    b = a + 1
+    wrong = np.where(against[a], a, b)  # the pass against its edge, of the two
+    # (two passes in a row of one stretch, one of them against a candidate)
+    keep = ((against[a] != against[b]) & candidate[rows[wrong]] & (trip[a] == trip[b]) & (chain[a] == chain[b])
+            & (leave[a] == enter[b]))
+    a, b, wrong = a[keep], b[keep], wrong[keep]
+    e = rows[wrong]
+    f = cand.reindex(pd.MultiIndex.from_arrays([leave[b], enter[a]])).to_numpy()
+    detour = ~np.isnan(f) & (f != e)
+    round_ = np.zeros(len(rows), bool)
+    round_[wrong[detour]] = True
+    passes = against & candidate[rows]
+    return (np.bincount(rows[passes], weights=round_[passes], minlength=n)
+            / np.maximum(np.bincount(rows[passes], minlength=n), 1))
 
 
 def _closed_roads(net, counts: tuple, paths: pd.DataFrame, config: DiffConfig, source: str, *,
@@ -1598,6 +1601,14 @@ def _passes(net, paths: pd.DataFrame, source: str) -> tuple:
     return known, trip, chain, row[known].astype(np.int64), against[known]
 
 
+def _ends(net, rows: np.ndarray, against: np.ndarray) -> tuple:
+    """The nodes each pass (edge ``rows``, driven ``against`` its way or not) enters and
+    leaves."""
+    enter = np.where(against, net.edge_v[rows], net.edge_u[rows]).astype(np.int64)
+    leave = np.where(against, net.edge_u[rows], net.edge_v[rows]).astype(np.int64)
+    return enter, leave
+
+
 def _route_windows(net, paths: pd.DataFrame, source: str, *, off_map: np.ndarray | None = None,
                    reversed_rows: np.ndarray | None = None) -> tuple:
     """The stretches of the matched paths whose fastest routes are compared with them: per
@@ -1617,8 +1628,7 @@ def _route_windows(net, paths: pd.DataFrame, source: str, *, off_map: np.ndarray
     unroutable = against != (False if reversed_rows is None else reversed_rows[rows])
     if off_map is not None:
         unroutable |= off_map[known]
-    enter = np.where(against, net.edge_v[rows], net.edge_u[rows]).astype(np.int64)
-    leave = np.where(against, net.edge_u[rows], net.edge_v[rows]).astype(np.int64)
+    enter, leave = _ends(net, rows, against)
     # only stretches the map can route are compared with its fastest routes: an unroutable row,
     # or a jump between edges that do not meet (a road the map lacks), ends one
     new = np.r_[True, (trip[1:] != trip[:-1]) | (chain[1:] != chain[:-1]) | (enter[1:] != leave[:-1])] | unroutable
