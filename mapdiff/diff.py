@@ -1379,12 +1379,12 @@ def _rows(kind, feat, fi, things, ti, distance, confidence, visible) -> pd.DataF
 
 
 def _undirected(net):
-    """A road id per map edge: the edges joining the same two nodes (either way) share it."""
+    """A road id per map edge: the two directions of a street share it
+    (:func:`mapdiff.network.street_ids`)."""
+    from mapdiff.network import street_ids
+
     n = net.n_edges
-    a = np.minimum(net.edge_u[:n], net.edge_v[:n])
-    b = np.maximum(net.edge_u[:n], net.edge_v[:n])
-    codes, _ = pd.factorize(a * net.n_nodes + b)
-    return codes
+    return street_ids(net.edge_u[:n], net.edge_v[:n], net.edge_len[:n])
 
 
 def _road_diffs(net, coverage_n, config, paths: pd.DataFrame | None = None, source: str = "paths"):

@@ -263,3 +263,26 @@ def free_flow_speed_mps(edges: pd.DataFrame) -> np.ndarray:
     highway = edges["highway"] if "highway" in edges else pd.Series([None] * len(edges))
     return np.array([one(m if isinstance(m, str) or pd.notna(m) else None, h)
                      for m, h in zip(maxspeed, highway)], dtype=np.float64)
+
+
+#: two edges between the same two nodes whose lengths differ by at most this are the two
+#: directions of one OSM way (each is the other's geometry reversed: equal to float error);
+#: two ways between one pair of nodes are two roads, each closed or reversed on its own, even
+#: when they carry one name and differ by centimetres (the two carriageways of a split street)
+SAME_STREET_M = 1e-3
+
+
+def street_ids(u: np.ndarray, v: np.ndarray, length_m: np.ndarray) -> np.ndarray:
+    """A street id per edge, numbered in order of first appearance: the edges that join the same
+    two nodes, either way, with the same length (within ``SAME_STREET_M``: one way's two
+    directions) share it. Nodes alone do not tell a street: OSM joins some pairs of nodes by two
+    ways (Helsinki's 256 m one-way Paasivuorenkatu and the 43 m Saariniemenkatu), and taken as
+    one street the one closed would count as driven by the other's traffic."""
+    u, v, length_m = np.asarray(u), np.asarray(v), np.asarray(length_m, dtype=float)
+    a, b = np.minimum(u, v), np.maximum(u, v)
+    order = np.lexsort((length_m, b, a))
+    a, b, s = a[order], b[order], length_m[order]
+    new = np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1]) | (np.diff(s) > SAME_STREET_M)]
+    group = np.empty(len(order), dtype=np.int64)
+    group[order] = np.cumsum(new)
+    return pd.factorize(group)[0]

@@ -267,12 +267,11 @@ def _write_texts(out: str, camera: Camera, meta: dict) -> None:
 
 
 def _roads(edges: pd.DataFrame) -> pd.Series:
-    """A road id per edge row: the rows that join the same two nodes with the same length (the
-    two directions of one street) share it."""
-    a = np.minimum(edges["u"].to_numpy(), edges["v"].to_numpy())
-    b = np.maximum(edges["u"].to_numpy(), edges["v"].to_numpy())
-    length = np.round(edges.geometry.length.to_numpy(), 0)
-    codes, _ = pd.factorize(pd.MultiIndex.from_arrays([a, b, length]))
+    """A road id per edge row: the two directions of a street share it
+    (:func:`mapdiff.network.street_ids`)."""
+    from mapdiff.network import street_ids
+
+    codes = street_ids(edges["u"].to_numpy(), edges["v"].to_numpy(), edges.geometry.length.to_numpy())
     return pd.Series(codes, index=edges.index)
 
 

@@ -929,6 +929,39 @@ def test_the_empty_roads_a_closure_explains_beside_it_are_its_stretch():
     assert {int(x) for x in closed["edge_ids"].iloc[0].split(",")} == set(main)
 
 
+def test_a_way_closed_beside_another_between_the_same_nodes_is_judged_alone():
+    # two ways join nodes A and B: a straight 100 m street and a 250 m loop (OSM joins some
+    # pairs of nodes by two ways). Trips from W to E would take the street; all six took the
+    # loop. Taken as one road by its two nodes, the loop's traffic made the street driven
+    pts = {1: (0.0, 0.0), 2: (100.0, 0.0), 3: (-100.0, 0.0), 4: (200.0, 0.0)}
+    lines = {(3, 1, 0): [pts[3], pts[1]], (1, 2, 0): [pts[1], pts[2]], (2, 4, 0): [pts[2], pts[4]],
+             (1, 2, 1): [pts[1], (0.0, 75.0), (100.0, 75.0), pts[2]]}
+    rows = []
+    for (a, b, key), line in lines.items():
+        for u, v, geom in ((a, b, line), (b, a, line[::-1])):
+            rows.append({"edge_id": len(rows), "u": u, "v": v, "key": key, "osmid": 100 + len(rows) // 2,
+                         "highway": "residential", "oneway": False, "geometry": shapely.LineString(geom)})
+    edges = gpd.GeoDataFrame(rows, geometry="geometry", crs=CRS)
+    edges = edges.assign(length=edges.length)
+    e = edges.set_index(["u", "v", "key"])["edge_id"]
+    paths = pd.DataFrame([{"trip_id": f"t{k}", "seq": s, "chain": 0, "edge_id": edge, "against": False}
+                          for k in range(6) for s, edge in enumerate([e[(3, 1, 0)], e[(1, 2, 1)], e[(2, 4, 0)]])])
+    street = [e[(1, 2, 0)], e[(2, 1, 0)]]
+    cov = _coverage(edges, trips=6, skip=street)
+    result = diff({"edges": edges.to_crs(4326)}, None, cov, DiffConfig(min_confidence=0.0), paths=paths)
+    closed = result.diffs[result.diffs["kind"] == "road_closed"]
+    assert len(closed) == 1
+    assert {int(x) for x in closed["edge_ids"].iloc[0].split(",")} == set(street)
+
+
+def test_street_ids_pair_a_ways_two_directions_only():
+    from mapdiff.network import street_ids
+
+    # 0-1 both ways (one way's two directions), a second way 1-0 of another length, a one-way 2-3
+    ids = street_ids(np.array([0, 1, 1, 2]), np.array([1, 0, 0, 3]), np.array([42.8, 42.8 + 1e-9, 255.6, 10.0]))
+    assert ids.tolist() == [0, 0, 1, 2]
+
+
 def test_a_one_way_the_fleet_drives_backwards_is_routed_its_way():
     # a main street A-B-C-D and a longer bypass A-X-D; B-C is mapped one-way B -> C, but the
     # fleet drives it C -> B (six trips E -> C -> B -> F: a oneway_reversed). The trips from A
