@@ -128,11 +128,15 @@ def _fixes_along_row0(xs, t=None):
 
 def test_a_lone_fix_near_a_node_does_not_make_the_edge_before_it_driven(grid_net, grid_edges):
     """A trip that starts at node 10 and ends at node 20 (row 0, eastwards), its first fix 8 m
-    back on the edge before and its last 6 m on past node 20: one fix each, within a GPS sigma
-    (10 m) of the node, so the path is the edge between. A car that starts from rest 8 m before
-    node 10 leaves four fixes there: that edge was driven. So does a fleet that logs every 30 s,
-    whose one fix there tells nothing: a car on the edge would have left one too."""
+    back on the edge before and its last 6 m on past node 20: one fix each, within two GPS
+    sigmas (20 m) of the node, so the path is the edge between; so it is with them 15 and 14 m
+    off (beyond one sigma, as the fix of a car at a node is one time in six). A car that starts
+    from rest 8 m before node 10 leaves four fixes there: that edge was driven. So does a fleet
+    that logs every 30 s, whose one fix there tells nothing: a car on the edge would have left
+    one too."""
     _, paths = match(_fixes_along_row0([92.0, *range(110, 200, 10), 206.0]), grid_net)
+    assert path_edges(paths) == expected(grid_edges, [10, 20])
+    _, paths = match(_fixes_along_row0([85.0, *range(110, 200, 10), 214.0]), grid_net)
     assert path_edges(paths) == expected(grid_edges, [10, 20])
     _, paths = match(_fixes_along_row0([92.0, 93.0, 95.0, 98.0, *range(103, 200, 10)]), grid_net)
     assert path_edges(paths) == expected(grid_edges, [0, 10, 20])
