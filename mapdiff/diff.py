@@ -90,6 +90,7 @@ by their share of the sightings, road diffs by the likelihoods named above.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
@@ -494,9 +495,13 @@ def _chunked(kernel, split, rest, *, offset_first=False):
 
 
 def _positions(frame: pd.DataFrame) -> np.ndarray:
-    """Where things stand (``raw_x``, ``raw_y``), in the (x, y, x, y) rows :func:`_near` takes."""
-    raw = frame[["raw_x", "raw_y"]].to_numpy(float)
-    return np.ascontiguousarray(np.c_[raw, raw])
+    """Where things stand (``raw_x``, ``raw_y``), in the rows :func:`_near` takes."""
+    return _near_rows(frame[["raw_x", "raw_y"]].to_numpy(float))
+
+
+def _near_rows(xy: np.ndarray) -> np.ndarray:
+    """Points (n, 2) as the (x, y, x, y) rows :func:`_near` takes."""
+    return np.ascontiguousarray(np.c_[xy, xy])
 
 
 def _pair_distance(feat: pd.DataFrame, things: pd.DataFrame, i, j, net, config: DiffConfig):
@@ -1321,8 +1326,8 @@ def _junction_poles(feat: pd.DataFrame, obj: pd.DataFrame, roads: _Roads, config
         return out
     node = np.c_[roads.junction_x[j[rows]], roads.junction_y[j[rows]]]
     pole = obj[["x", "y"]].to_numpy(float)[seen]
-    i, _, _ = _near(np.ascontiguousarray(np.c_[node, node]), feat["cls"].to_numpy()[rows],
-                    np.ascontiguousarray(np.c_[pole, pole]), obj["cls"].to_numpy()[seen], config.junction_radius_m)
+    i, _, _ = _near(_near_rows(node), feat["cls"].to_numpy()[rows], _near_rows(pole), obj["cls"].to_numpy()[seen],
+                    config.junction_radius_m)
     out[rows[i]] = True
     return out
 
@@ -1387,8 +1392,8 @@ def _undirected(net):
     return street_ids(net.edge_u[:n], net.edge_v[:n], net.edge_len[:n])
 
 
-def _road_diffs(net, coverage_n, config, paths: pd.DataFrame | None = None, source: str = "paths"):
-    """``oneway_reversed`` from the coverage (and the trips' routes, ``paths``, when given: see
+def _road_diffs(net, coverage_n, config, passes: Passes | None = None):
+    """``oneway_reversed`` from the coverage (and the trips' routes, ``passes``, when given: see
     :func:`_detours`)."""
     n = net.n_edges
     ids = net.edges["edge_id"].to_numpy()
@@ -1402,8 +1407,8 @@ def _road_diffs(net, coverage_n, config, paths: pd.DataFrame | None = None, sour
     def candidates(against):
         return oneway & (against >= config.min_road_trips) & (against > with_t)
 
-    if paths is not None:
-        against_t = against_t * (1.0 - _detours(net, paths, candidates(against_t), source))
+    if passes is not None:
+        against_t = against_t * (1.0 - _detours(net, passes, candidates(against_t)))
     busy = oneway & (with_t + against_t >= config.min_road_trips)
     # the matcher's wrong-way noise: the share of trips against on the one-ways mostly driven
     # with their direction (most one-ways are mapped right); a floor keeps it from being 0
@@ -1418,8 +1423,8 @@ def _road_diffs(net, coverage_n, config, paths: pd.DataFrame | None = None, sour
     return rows
 
 
-def _detours(net, paths: pd.DataFrame, candidate: np.ndarray, source: str) -> np.ndarray:
-    """Per edge row: the share of its passes against it (in ``paths``) that are another
+def _detours(net, passes: Passes, candidate: np.ndarray) -> np.ndarray:
+    """Per edge row: the share of its passes against it (``passes``) that are another
     candidate's (``candidate``, per edge row: a one-way driven against) driven round a triangle.
     Two passes in a row from node P to node Q, one against a candidate, the other its edge's
     way, where the map has another candidate one-way Q -> P, are the matcher's way round for a
@@ -1432,7 +1437,7 @@ def _detours(net, paths: pd.DataFrame, candidate: np.ndarray, source: str) -> np
     out = np.zeros(n)
     if candidate.sum() < 2:
         return out
-    _, trip, chain, rows, against = _passes(net, paths, source)
+    _, trip, chain, rows, against = passes
     if len(rows) < 2:
         return out
     enter, leave = _ends(net, rows, against)
@@ -1456,7 +1461,7 @@ def _detours(net, paths: pd.DataFrame, candidate: np.ndarray, source: str) -> np
             / np.maximum(np.bincount(rows[passes], minlength=n), 1))
 
 
-def _closed_roads(net, counts: tuple, paths: pd.DataFrame, config: DiffConfig, source: str, *,
+def _closed_roads(net, counts: tuple, paths: tuple, config: DiffConfig, source: str, *,
                   fixes: FixEvidence | None, reversed_rows: np.ndarray) -> list:
     """``road_closed``: roads that the fleet's own trips would have taken (the map's fastest
     routes, by free-flow speed, over windows of their paths: :func:`_route_windows`) yet nobody
@@ -1466,11 +1471,13 @@ def _closed_roads(net, counts: tuple, paths: pd.DataFrame, config: DiffConfig, s
     that many trips, how many are empty anyway (drivers do not all take the fastest way; see
     :func:`_calibrated`). ``fixes`` (:class:`FixEvidence`): where the trips drove roads the map
     lacks, which no route on the map explains. ``reversed_rows`` (per edge row): the one-ways
-    the fleet showed reversed (``oneway_reversed``), routed the way it drives them."""
+    the fleet showed reversed (``oneway_reversed``), routed the way it drives them. ``paths``:
+    the matched paths' table and its :data:`Passes`."""
     road = _undirected(net)
     driven = _driven(net, road, counts, config.min_road_trips)
-    off_map = None if fixes is None else _off_map_passes(paths, fixes, source)
-    windows = _route_windows(net, paths, source, off_map=off_map, reversed_rows=reversed_rows)
+    frame, passes = paths
+    off_map = None if fixes is None else _off_map_passes(frame, fixes, source)
+    windows = _route_windows(net, passes, off_map=off_map, reversed_rows=reversed_rows)
     expected, closed, explained = _explained_closures(net, road, driven, windows, config.min_road_trips,
                                                       reversed_rows)
     judged = expected >= config.min_road_trips
@@ -1583,14 +1590,19 @@ def _off_map_passes(paths: pd.DataFrame, evidence: FixEvidence, source: str) -> 
     return out
 
 
-def _passes(net, paths: pd.DataFrame, source: str) -> tuple:
-    """The rows of ``paths`` on the map's edges, in their order (by trip, as match writes them):
-    (which rows of ``paths``, trip code, chain, edge row, against) of those rows."""
+#: the rows of a paths table on the map's edges, in their order (by trip, as match writes them):
+#: which rows of the table they are (``known``), and per row its trip code, chain, edge row and
+#: whether it was driven against the edge (:func:`_passes`)
+Passes = namedtuple("Passes", ["known", "trip", "chain", "rows", "against"])
+
+
+def _passes(net, paths: pd.DataFrame, source: str) -> Passes:
+    """The :data:`Passes` of ``paths``, read once for every rule that follows the trips' routes."""
     from mapdiff.schema import flags, numbers, require
 
     require(paths, ["trip_id", "edge_id", "against"], source)
     if len(paths) == 0:
-        return np.zeros(0, bool), *(np.zeros(0, np.int64),) * 3, np.zeros(0, bool)
+        return Passes(np.zeros(0, bool), *(np.zeros(0, np.int64),) * 3, np.zeros(0, bool))
     against = flags(paths, "against", source)
     row_of = pd.Series(np.arange(net.n_edges), index=net.edges["edge_id"].to_numpy())
     row = row_of.reindex(numbers(paths, "edge_id", source, integer=True)).to_numpy()
@@ -1598,7 +1610,7 @@ def _passes(net, paths: pd.DataFrame, source: str) -> tuple:
     p = paths[known]
     chain = p["chain"].to_numpy() if "chain" in p else np.zeros(len(p), np.int64)
     trip = pd.factorize(p["trip_id"].astype(str))[0]
-    return known, trip, chain, row[known].astype(np.int64), against[known]
+    return Passes(known, trip, chain, row[known].astype(np.int64), against[known])
 
 
 def _ends(net, rows: np.ndarray, against: np.ndarray) -> tuple:
@@ -1609,18 +1621,18 @@ def _ends(net, rows: np.ndarray, against: np.ndarray) -> tuple:
     return enter, leave
 
 
-def _route_windows(net, paths: pd.DataFrame, source: str, *, off_map: np.ndarray | None = None,
+def _route_windows(net, passes: Passes, *, off_map: np.ndarray | None = None,
                    reversed_rows: np.ndarray | None = None) -> tuple:
     """The stretches of the matched paths whose fastest routes are compared with them: per
     stretch the map can route (an unbroken chain of edges that meet, driven their way or the
     way of a reversal in ``reversed_rows`` (per edge row), on no road the map lacks: ``off_map``,
-    per row of ``paths``), from node to node ``ROUTE_WINDOW_S`` of free-flow
-    driving apart, every half window, and the whole stretch. Returns (start node, end node,
-    trip) per window."""
+    per row of the table the :data:`Passes` were read from), from node to node
+    ``ROUTE_WINDOW_S`` of free-flow driving apart, every half window, and the whole stretch.
+    Returns (start node, end node, trip) per window."""
     from mapdiff.network import free_flow_speed_mps
 
     none = (np.zeros(0, np.int64),) * 3
-    known, trip, chain, rows, against = _passes(net, paths, source)
+    known, trip, chain, rows, against = passes
     if len(rows) == 0:
         return none
     # a pass against a one-way (unless the fleet showed it reversed), or on a road the map
@@ -2139,15 +2151,16 @@ def diff(map_layers: dict, objects: pd.DataFrame | None, coverage: pd.DataFrame,
             warnings.append(f"{src['objects']}: no objects; every map feature the fleet had in view is reported "
                             f"removed (did observe pose the detections? see its rejects)")
         parts += obj_parts
-    road_rows = pd.DataFrame(_road_diffs(net, seen_n, config, paths, src["paths"]))
+    passes = None if paths is None else _passes(net, paths, src["paths"])
+    road_rows = pd.DataFrame(_road_diffs(net, seen_n, config, passes))
     parts.append(road_rows)
     if paths is not None:
         reversed_rows = np.zeros(net.n_edges, dtype=bool)
         if len(road_rows):
             shown = road_rows[road_rows["confidence"] >= config.min_confidence]
             reversed_rows[np.isin(net.edges["edge_id"].to_numpy(), shown["edge_id"].to_numpy())] = True
-        parts.append(pd.DataFrame(_closed_roads(net, (coverage_n, seen_n), paths, config, src["paths"], fixes=fixes,
-                                                reversed_rows=reversed_rows)))
+        parts.append(pd.DataFrame(_closed_roads(net, (coverage_n, seen_n), (paths, passes), config, src["paths"],
+                                                fixes=fixes, reversed_rows=reversed_rows)))
     else:
         warnings.append("no --paths: road_closed needs the trips' routes and is skipped")
     if matched is not None:

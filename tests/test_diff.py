@@ -1016,7 +1016,7 @@ def test_route_windows_against_a_slow_reference():
     # time ends, a window from each boundary to the one two on, and the whole path; a pass
     # against a one-way or a jump starts a new stretch, and no window spans it
     from fixtures.grid import grid_edges
-    from mapdiff.diff import ROUTE_WINDOW_S, _route_windows
+    from mapdiff.diff import ROUTE_WINDOW_S, _passes, _route_windows
     from mapdiff.network import Network, free_flow_speed_mps
 
     edges = grid_edges(n=10).to_crs(4326)
@@ -1031,12 +1031,12 @@ def test_route_windows_against_a_slow_reference():
     bounds = [nodes[0]] + [nodes[k + 1] for k in range(len(path)) if k == len(path) - 1 or half[k + 1] != half[k]]
     want = [(bounds[i], bounds[i + 2]) for i in range(len(bounds) - 2)] + [(bounds[0], bounds[-1])]
     osm_id = dict(zip(net.edge_u[: net.n_edges].tolist(), net.edges["u"].tolist()))
-    start, end, trip = _route_windows(net, paths, "paths")
+    start, end, trip = _route_windows(net, _passes(net, paths, "paths"))
     assert len(bounds) >= 4
     assert [(osm_id[a], osm_id[b]) for a, b in zip(start, end)] == want
     assert (trip == 0).all()
     cut = paths.assign(against=np.arange(len(path)) == 12).drop(index=5)
-    start, end, _ = _route_windows(net, cut, "paths")
+    start, end, _ = _route_windows(net, _passes(net, cut, "paths"))
     spans = [(nodes.index(osm_id[a]), nodes.index(osm_id[b])) for a, b in zip(start, end)]
     assert spans and all(b <= 5 or a >= 6 for a, b in spans)
     assert all(b <= 12 or a >= 13 for a, b in spans)
