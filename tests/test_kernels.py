@@ -261,3 +261,31 @@ def test_the_way_round_a_one_way_is_found_where_the_search_took_the_wrong_way(gr
     via_twin = hmm._log_step(e_in, 50.0, e_out, 50.0, 1e9, step, params, edges, (dist, -1, extra), 2)
     way_round = hmm._log_step(e_in, 50.0, e_out, 50.0, 1e9, step, params, edges, legal, 2)
     assert way_round > via_twin
+
+
+@pytest.mark.parametrize(("n_a", "n_b", "extent_m", "radius_m"), [(200, 300, 100_000.0, 1.0),
+                                                                   (500, 2_000, 300.0, 5.0),
+                                                                   (50, 5_000, 2_000.0, 40.0)])
+def test_near_pairs_finds_what_brute_force_finds(n_a, n_b, extent_m, radius_m):
+    """The pair grid's cells grow with the extent and shrink to the points' count (few points
+    over 100 km make cells of kilometres): every pair of one group within the radius by the
+    nearer of the two positions is found, once, whatever the cell size."""
+    from mapdiff._kernels.diff import near_pairs
+
+    rng = np.random.default_rng(n_a)
+
+    def points(n):
+        xy = rng.uniform(0, extent_m, (n, 2))
+        # the second position a little off the first, as a thing off its road's centre line
+        return np.ascontiguousarray(np.c_[xy, xy + rng.normal(0, 3.0, (n, 2))]), rng.integers(0, 3, n)
+
+    (a, ga), (b, gb) = points(n_a), points(n_b)
+    # clusters within reach, so that there are pairs at every size
+    b[: n_a // 2] = a[: n_a // 2] + rng.normal(0, radius_m / 2, (n_a // 2, 4))
+    i, j, d = near_pairs(a, ga, b, gb, radius_m)
+    d1 = np.hypot(a[:, None, 0] - b[None, :, 0], a[:, None, 1] - b[None, :, 1])
+    d2 = np.hypot(a[:, None, 2] - b[None, :, 2], a[:, None, 3] - b[None, :, 3])
+    near = (np.minimum(d1, d2) <= radius_m) & (ga[:, None] == gb[None, :])
+    assert near.sum() > 0
+    assert sorted(zip(i.tolist(), j.tolist())) == sorted(zip(*np.nonzero(near)))
+    np.testing.assert_allclose(d, np.minimum(d1, d2)[i, j])
