@@ -1456,9 +1456,9 @@ def _detours(net, passes: Passes, candidate: np.ndarray) -> np.ndarray:
     detour = ~np.isnan(f) & (f != e)
     round_ = np.zeros(len(rows), bool)
     round_[wrong[detour]] = True
-    passes = against & candidate[rows]
-    return (np.bincount(rows[passes], weights=round_[passes], minlength=n)
-            / np.maximum(np.bincount(rows[passes], minlength=n), 1))
+    on_candidate = against & candidate[rows]
+    return (np.bincount(rows[on_candidate], weights=round_[on_candidate], minlength=n)
+            / np.maximum(np.bincount(rows[on_candidate], minlength=n), 1))
 
 
 def _closed_roads(net, counts: tuple, paths: tuple, config: DiffConfig, source: str, *,

@@ -270,7 +270,7 @@ def test_near_pairs_finds_what_brute_force_finds(n_a, n_b, extent_m, radius_m):
     """The pair grid's cells grow with the extent and shrink to the points' count (few points
     over 100 km make cells of kilometres): every pair of one group within the radius by the
     nearer of the two positions is found, once, whatever the cell size."""
-    from mapdiff._kernels.diff import near_pairs
+    from mapdiff._kernels.diff import _grid_of, near_pairs
 
     rng = np.random.default_rng(n_a)
 
@@ -289,3 +289,7 @@ def test_near_pairs_finds_what_brute_force_finds(n_a, n_b, extent_m, radius_m):
     assert near.sum() > 0
     assert sorted(zip(i.tolist(), j.tolist())) == sorted(zip(*np.nonzero(near)))
     np.testing.assert_allclose(d, np.minimum(d1, d2)[i, j])
+    # the grid it searched: at most about two cells a point (cells of 1 m over 100 km would be
+    # 10^10), never smaller than the radius
+    _, _, cell, nx, ny, _, _ = _grid_of(b, radius_m)
+    assert nx * ny <= max(2 * n_b, 4096) and cell >= radius_m
